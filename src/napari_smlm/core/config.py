@@ -1,0 +1,168 @@
+"""Configuration dataclasses with a dict / YAML round trip.
+
+Every long-running task takes one of these; checkpoints and exported tables carry them so
+that a result can be reproduced (DESIGN.md, convention 10).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import yaml
+
+from .camera import Camera, get_camera
+
+__all__ = ["ConfigMixin", "SimulationConfig"]
+
+T = TypeVar("T", bound="ConfigMixin")
+
+
+class ConfigMixin:
+    """``to_dict`` / ``from_dict`` / YAML for flat dataclasses (nested Camera allowed)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        out = {}
+        for f in dataclasses.fields(self):  # type: ignore[arg-type]
+            v = getattr(self, f.name)
+            if isinstance(v, Camera):
+                v = v.to_dict()
+            elif isinstance(v, tuple):
+                v = list(v)
+            elif isinstance(v, float) and math.isinf(v):
+                v = None if f.name.startswith("t_bleach") else v
+            out[f.name] = v
+        return out
+
+    @classmethod
+    def from_dict(cls: type[T], d: dict[str, Any]) -> T:
+        names = {f.name: f for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(d) - set(names)
+        if unknown:
+            raise ValueError(f"{cls.__name__}: unknown fields {sorted(unknown)}")
+        kw = {}
+        for k, v in d.items():
+            if isinstance(v, list):
+                v = tuple(v)
+            kw[k] = v
+        return cls(**kw)
+
+    def to_yaml(self, path: str | Path | None = None) -> str:
+        text = yaml.safe_dump(self.to_dict(), sort_keys=False)
+        if path is not None:
+            Path(path).write_text(text)
+        return text
+
+    @classmethod
+    def from_yaml(cls: type[T], path_or_text: str | Path) -> T:
+        p = Path(path_or_text) if not isinstance(path_or_text, str) or "\n" not in path_or_text else None
+        text = p.read_text() if p is not None and p.exists() else str(path_or_text)
+        return cls.from_dict(yaml.safe_load(text) or {})
+
+    def replace(self: T, **kw) -> T:
+        return dataclasses.replace(self, **kw)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
+class SimulationConfig(ConfigMixin):
+    """Parameters of a simulated SMLM movie.
+
+    Parameters
+    ----------
+    n_frames, height, width : int
+        Movie shape (frames, rows, columns); rows/columns in camera pixels.
+    pixel_size_nm : float
+        Camera pixel size in the sample plane (nm).
+    psf_sigma_nm : float
+        Mean standard deviation of the Gaussian PSF (nm).
+    psf_sigma_std_nm : float
+        Spread of the PSF width across emitters (nm), e.g. for slight defocus.
+    density : float
+        Mean number of ground-truth emitters per frame per µm² of field of view (fluorophores
+        on for any part of the frame), as in the SMLM-2016 challenge.
+    structure : {"uniform", "filaments", "image"}
+        Where fluorophores sit: uniformly random, on smooth filament-like curves, or drawn from
+        a user density image (passed to :func:`~napari_smlm.core.simulate.simulate`).
+    n_filaments : int
+        Number of curves for ``structure="filaments"``.
+    filament_persistence_nm : float
+        Persistence length of the curves (nm): larger is straighter.
+    filament_width_nm : float
+        Standard deviation of fluorophore positions across a filament (nm).
+    photons_mean, photons_std : float
+        Photons emitted by a fluorophore during a whole frame spent on (normal, clipped at
+        ``photons_min``); a frame partly on gets the on-fraction of it.
+    photons_min : float
+        Lower clip of the per-fluorophore brightness.
+    bg_photons : float
+        Mean background, photons per pixel per frame.
+    bg_variation : float
+        Relative amplitude of the smooth spatial background variation (0 = flat).
+    bg_length_nm : float
+        Length scale of that variation (nm).
+    t_on, t_off : float
+        Mean on / off durations in frames (exponential, continuous time: sub-frame on-fractions
+        scale the photons).
+    t_bleach : float or None
+        Mean total on-time before bleaching, in frames; ``None`` = no bleaching.
+    camera : str, dict or Camera
+        A preset name (``"smlm2016_emccd"``, ``"generic_scmos"``, ``"ideal"``) or parameters.
+    margin_px : float
+        Fluorophores are placed this far outside the field of view too, so that edges look like
+        the middle of a bigger sample. Only emitters centred inside the frame are ground truth.
+    seed : int
+        Random seed: the same config gives the same movie.
+    """
+
+    n_frames: int = 100
+    height: int = 64
+    width: int = 64
+    pixel_size_nm: float = 100.0
+    psf_sigma_nm: float = 120.0
+    psf_sigma_std_nm: float = 0.0
+    density: float = 1.0
+    structure: str = "uniform"
+    n_filaments: int = 8
+    filament_persistence_nm: float = 3000.0
+    filament_width_nm: float = 12.5
+    photons_mean: float = 2000.0
+    photons_std: float = 500.0
+    photons_min: float = 200.0
+    bg_photons: float = 50.0
+    bg_variation: float = 0.2
+    bg_length_nm: float = 3000.0
+    t_on: float = 1.5
+    t_off: float = 30.0
+    t_bleach: float | None = None
+    camera: Any = field(default="smlm2016_emccd")
+    margin_px: float = 3.0
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.n_frames < 1 or self.height < 1 or self.width < 1:
+            raise ValueError("n_frames, height and width must be >= 1")
+        if self.pixel_size_nm <= 0 or self.psf_sigma_nm <= 0:
+            raise ValueError("pixel_size_nm and psf_sigma_nm must be > 0")
+        if self.density < 0:
+            raise ValueError("density must be >= 0")
+        if self.structure not in ("uniform", "filaments", "image"):
+            raise ValueError(f"structure must be uniform, filaments or image, not {self.structure!r}")
+        if self.t_on <= 0 or self.t_off <= 0:
+            raise ValueError("t_on and t_off must be > 0")
+        object.__setattr__(self, "camera", get_camera(self.camera))
+
+    @property
+    def duty_cycle(self) -> float:
+        """Fraction of time a (non-bleached) fluorophore is on."""
+        return self.t_on / (self.t_on + self.t_off)
+
+    @property
+    def area_um2(self) -> float:
+        return self.height * self.width * (self.pixel_size_nm / 1000.0) ** 2
+
+    @property
+    def psf_sigma_px(self) -> float:
+        return self.psf_sigma_nm / self.pixel_size_nm

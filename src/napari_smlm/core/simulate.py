@@ -1,0 +1,361 @@
+"""Seeded SMLM movie simulator: structure → blinking → PSF → background → camera.
+
+The pipeline:
+
+1. **Structure.** Fluorophore positions (nm), fixed over the movie: uniform, filament-like
+   smooth curves (persistent random walks), or drawn from a user density image.
+2. **Blinking.** A continuous-time on/off model with exponential dwell times (mean ``t_on``,
+   ``t_off`` frames) and optional bleaching after an exponential on-time budget (mean
+   ``t_bleach``) — the on/dark/bleached states of the SMLM-2016 model. Fluorophores start in
+   the steady state. Each (fluorophore, frame) overlap becomes one ground-truth emitter whose
+   photons are the fluorophore's brightness times the fraction of the frame it was on.
+3. **Image.** Pixel-integrated Gaussian PSF (:mod:`.psf`) plus a smooth background.
+4. **Camera.** :meth:`Camera.forward` turns expected photons into uint16 ADU.
+
+The number of fluorophores is chosen so that, in the steady state, a frame holds ``density``
+ground-truth emitters (fluorophores on for any part of it) per µm². Steps 3–4 run in torch on the requested device; the movie is produced
+in chunks by :func:`iter_simulate`, so arbitrarily long movies stream in bounded memory.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from .config import SimulationConfig
+from .localizations import Localizations
+from .psf import Gaussian2D
+
+__all__ = [
+    "SimulationChunk",
+    "Fluorophores",
+    "make_fluorophores",
+    "blinking_events",
+    "background_field",
+    "iter_simulate",
+    "simulate",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Fluorophores:
+    """Static fluorophores: positions (nm), brightness (photons/frame), PSF width (nm)."""
+
+    x_nm: np.ndarray
+    y_nm: np.ndarray
+    brightness: np.ndarray
+    psf_sigma_nm: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.x_nm)
+
+
+@dataclass
+class SimulationChunk:
+    """One piece of a simulated movie, yielded by :func:`iter_simulate`.
+
+    Attributes
+    ----------
+    start : int
+        Index of the first frame of ``frames``.
+    frames : np.ndarray
+        (n, H, W) uint16 ADU.
+    ground_truth : Localizations
+        Emitters of these frames (absolute 0-based frame numbers).
+    n_done, n_total : int
+        Frames produced so far / in all.
+    """
+
+    start: int
+    frames: np.ndarray
+    ground_truth: Localizations
+    n_done: int
+    n_total: int
+
+
+# --------------------------------------------------------------------------- structure
+def _n_fluorophores(cfg: SimulationConfig, rng: np.random.Generator) -> int:
+    m = cfg.margin_px * cfg.pixel_size_nm / 1000.0
+    area_ext = (cfg.height * cfg.pixel_size_nm / 1000.0 + 2 * m) * (cfg.width * cfg.pixel_size_nm / 1000.0 + 2 * m)
+    # In the steady state a fluorophore overlaps a given frame with probability
+    # duty · (1 + 1/t_on) (its on-interval may start inside the frame or before it), so this many
+    # fluorophores give ``density`` ground-truth emitters per frame per µm².
+    expected = cfg.density * area_ext / (cfg.duty_cycle * (1.0 + 1.0 / cfg.t_on))
+    return int(rng.poisson(expected))
+
+
+def _filament_positions(cfg: SimulationConfig, n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Points on smooth random curves crossing the (extended) field of view."""
+    px = cfg.pixel_size_nm
+    m = cfg.margin_px * px
+    w, h = cfg.width * px + 2 * m, cfg.height * px + 2 * m
+    step = 20.0
+    n_steps = int(math.ceil(1.5 * math.hypot(w, h) / step))
+    k = max(1, int(cfg.n_filaments))
+    # Start anywhere in the field, walk both ways from the start so the curve crosses it.
+    x0 = rng.uniform(0, w, k) - m
+    y0 = rng.uniform(0, h, k) - m
+    theta0 = rng.uniform(0, 2 * np.pi, k)
+    dtheta = rng.normal(0, math.sqrt(step / cfg.filament_persistence_nm), (k, n_steps))
+    half = n_steps // 2
+    theta = theta0[:, None] + np.cumsum(dtheta, axis=1)
+    dx, dy = step * np.cos(theta), step * np.sin(theta)
+    # Forward half from the start point, backward half by reversing the other walk.
+    fx = np.cumsum(dx[:, :half], axis=1)
+    fy = np.cumsum(dy[:, :half], axis=1)
+    bx = -np.cumsum(dx[:, half:], axis=1)[:, ::-1]
+    by = -np.cumsum(dy[:, half:], axis=1)[:, ::-1]
+    xs = x0[:, None] + np.concatenate([bx, np.zeros((k, 1)), fx], axis=1)
+    ys = y0[:, None] + np.concatenate([by, np.zeros((k, 1)), fy], axis=1)
+    # Keep vertices within the extended field; sample fluorophores uniformly on kept vertices.
+    keep = (xs >= -m) & (xs < w - m) & (ys >= -m) & (ys < h - m)
+    vx, vy = xs[keep], ys[keep]
+    if len(vx) == 0:
+        vx, vy = x0, y0
+    idx = rng.integers(0, len(vx), n)
+    t = rng.uniform(0, step, n)
+    ang = rng.uniform(0, 2 * np.pi, n)  # small along-curve smear within one step
+    x = vx[idx] + t * np.cos(ang) * 0.5 + rng.normal(0, cfg.filament_width_nm, n)
+    y = vy[idx] + t * np.sin(ang) * 0.5 + rng.normal(0, cfg.filament_width_nm, n)
+    return x, y
+
+
+def _image_positions(
+    cfg: SimulationConfig, n: int, image: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """Positions drawn with probability proportional to ``image`` stretched over the field."""
+    img = np.asarray(image, dtype=np.float64)
+    if img.ndim != 2 or img.size == 0:
+        raise ValueError("density image must be a non-empty 2-D array")
+    img = np.clip(np.nan_to_num(img), 0, None)
+    total = img.sum()
+    if total <= 0:
+        raise ValueError("density image has no positive pixel")
+    p = (img / total).ravel()
+    idx = rng.choice(p.size, size=n, p=p)
+    r, c = np.unravel_index(idx, img.shape)
+    fy = cfg.height * cfg.pixel_size_nm / img.shape[0]
+    fx = cfg.width * cfg.pixel_size_nm / img.shape[1]
+    x = (c + rng.uniform(0, 1, n)) * fx
+    y = (r + rng.uniform(0, 1, n)) * fy
+    return x, y
+
+
+def make_fluorophores(
+    cfg: SimulationConfig, rng: np.random.Generator, density_image: np.ndarray | None = None
+) -> Fluorophores:
+    """Draw the static fluorophores of a movie."""
+    n = _n_fluorophores(cfg, rng)
+    px = cfg.pixel_size_nm
+    m = cfg.margin_px * px
+    if cfg.structure == "uniform":
+        x = rng.uniform(-m, cfg.width * px + m, n)
+        y = rng.uniform(-m, cfg.height * px + m, n)
+    elif cfg.structure == "filaments":
+        x, y = _filament_positions(cfg, n, rng)
+    else:
+        if density_image is None:
+            raise ValueError("structure='image' needs a density_image")
+        x, y = _image_positions(cfg, n, density_image, rng)
+    bright = np.clip(rng.normal(cfg.photons_mean, cfg.photons_std, n), cfg.photons_min, None)
+    sig = np.full(n, cfg.psf_sigma_nm)
+    if cfg.psf_sigma_std_nm > 0:
+        sig = np.clip(rng.normal(cfg.psf_sigma_nm, cfg.psf_sigma_std_nm, n), 0.3 * cfg.psf_sigma_nm, None)
+    return Fluorophores(x, y, bright, sig)
+
+
+# --------------------------------------------------------------------------- blinking
+def blinking_events(
+    n_fluorophores: int,
+    n_frames: int,
+    t_on: float,
+    t_off: float,
+    t_bleach: float | None,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """On-intervals of every fluorophore, cut into frames.
+
+    Returns
+    -------
+    fluor, frame, on_fraction : arrays
+        One row per (fluorophore, frame) with a non-zero on-time; ``on_fraction`` in (0, 1].
+    """
+    if n_fluorophores == 0:
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, np.zeros(0)
+    duty = t_on / (t_on + t_off)
+    ids = np.arange(n_fluorophores)
+    # Steady state: on with probability duty; memoryless residual dwell time.
+    on = rng.random(n_fluorophores) < duty
+    t = np.zeros(n_fluorophores)
+    budget = np.full(n_fluorophores, np.inf) if not t_bleach else rng.exponential(t_bleach, n_fluorophores)
+    starts, ends, owners = [], [], []
+    # Off-first fluorophores: wait out the residual off time.
+    t[~on] = rng.exponential(t_off, int((~on).sum()))
+    active = ids[t < n_frames]
+    while active.size:
+        a = t[active]
+        d = rng.exponential(t_on, active.size)
+        d = np.minimum(d, budget[active])
+        budget[active] -= d
+        starts.append(a)
+        ends.append(a + d)
+        owners.append(active)
+        t[active] = a + d + rng.exponential(t_off, active.size)
+        active = active[(t[active] < n_frames) & (budget[active] > 0)]
+    s = np.concatenate(starts)
+    e = np.minimum(np.concatenate(ends), n_frames)
+    o = np.concatenate(owners)
+    ok = e > s
+    s, e, o = s[ok], e[ok], o[ok]
+    f0 = np.floor(s).astype(np.int64)
+    f1 = np.minimum(np.ceil(e).astype(np.int64), n_frames) - 1
+    f1 = np.maximum(f1, f0)
+    counts = f1 - f0 + 1
+    rep = np.repeat(np.arange(len(s)), counts)
+    within = np.arange(rep.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    frame = f0[rep] + within
+    frac = np.minimum(e[rep], frame + 1) - np.maximum(s[rep], frame)
+    keep = frac > 1e-6
+    return o[rep][keep], frame[keep], np.clip(frac[keep], 0, 1)
+
+
+# --------------------------------------------------------------------------- background
+def background_field(cfg: SimulationConfig, rng: np.random.Generator) -> np.ndarray:
+    """Smooth background (photons / pixel), constant over time, mean ``bg_photons``."""
+    h, w = cfg.height, cfg.width
+    bg = np.full((h, w), cfg.bg_photons, dtype=np.float32)
+    if cfg.bg_variation <= 0 or cfg.bg_photons <= 0:
+        return bg
+    scale_px = max(cfg.bg_length_nm / cfg.pixel_size_nm, 1.0)
+    gh, gw = int(math.ceil(h / scale_px)) + 2, int(math.ceil(w / scale_px)) + 2
+    coarse = torch.from_numpy(rng.uniform(-1, 1, (1, 1, gh, gw)).astype(np.float32))
+    fine = torch.nn.functional.interpolate(coarse, size=(gh * int(scale_px + 1), gw * int(scale_px + 1)), mode="bicubic")
+    fine = fine[0, 0, :h, :w].numpy()
+    fine = fine / max(float(np.abs(fine).max()), 1e-6)
+    return np.clip(bg * (1 + cfg.bg_variation * fine), 0, None).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- movie
+def _ground_truth(cfg, fl: Fluorophores, fid, frame, frac, bg) -> Localizations:
+    px = cfg.pixel_size_nm
+    x, y = fl.x_nm[fid], fl.y_nm[fid]
+    inside = (x >= 0) & (x < cfg.width * px) & (y >= 0) & (y < cfg.height * px)
+    col = np.clip((x / px).astype(np.int64), 0, cfg.width - 1)
+    row = np.clip((y / px).astype(np.int64), 0, cfg.height - 1)
+    gt = Localizations(
+        {
+            "frame": frame,
+            "x_nm": x,
+            "y_nm": y,
+            "photons": fl.brightness[fid] * frac,
+            "bg": bg[row, col],
+            "psf_sigma_nm": fl.psf_sigma_nm[fid],
+            "on_fraction": frac,
+            "emitter_id": fid.astype(np.float64),
+            "in_fov": inside.astype(np.float64),
+        },
+        meta={
+            "pixel_size_nm": px,
+            "image_shape": (cfg.height, cfg.width),
+            "n_frames": cfg.n_frames,
+            "source": "napari-smlm simulate",
+        },
+    )
+    return gt
+
+
+def iter_simulate(
+    cfg: SimulationConfig,
+    chunk_frames: int = 256,
+    device: str | torch.device = "cpu",
+    density_image: np.ndarray | None = None,
+    include_outside: bool = False,
+) -> Iterator[SimulationChunk]:
+    """Simulate a movie chunk by chunk (bounded memory for any length).
+
+    Parameters
+    ----------
+    cfg : SimulationConfig
+    chunk_frames : int
+        Frames rendered per chunk.
+    device : str or torch.device
+        Where the PSF rendering and camera noise run.
+    density_image : array, optional
+        For ``structure="image"``.
+    include_outside : bool
+        Keep emitters centred outside the field of view (in the margin) in the ground truth,
+        flagged by ``in_fov == 0`` (training targets want them; evaluation does not).
+
+    Yields
+    ------
+    SimulationChunk
+    """
+    rng = np.random.default_rng(cfg.seed)
+    device = torch.device(device)
+    fl = make_fluorophores(cfg, rng, density_image)
+    fid, frame, frac = blinking_events(len(fl), cfg.n_frames, cfg.t_on, cfg.t_off, cfg.t_bleach, rng)
+    order = np.argsort(frame, kind="stable")
+    fid, frame, frac = fid[order], frame[order], frac[order]
+    bg = background_field(cfg, rng)
+    gt_all = _ground_truth(cfg, fl, fid, frame, frac, bg)
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(rng.integers(0, 2**62)))
+    bg_t = torch.from_numpy(bg).to(device)
+    psf = Gaussian2D(cfg.psf_sigma_px)
+    px = cfg.pixel_size_nm
+    bounds = np.searchsorted(frame, np.arange(0, cfg.n_frames + chunk_frames, chunk_frames).clip(max=cfg.n_frames))
+    for k, start in enumerate(range(0, cfg.n_frames, chunk_frames)):
+        stop = min(start + chunk_frames, cfg.n_frames)
+        a, b = bounds[k], bounds[k + 1]
+        sl = slice(a, b)
+        f_ = fid[sl]
+        expected = bg_t.expand(stop - start, -1, -1).clone()
+        psf.render(
+            torch.from_numpy(frame[sl] - start).to(device),
+            torch.from_numpy(fl.x_nm[f_] / px).float().to(device),
+            torch.from_numpy(fl.y_nm[f_] / px).float().to(device),
+            torch.from_numpy(fl.brightness[f_] * frac[sl]).float().to(device),
+            (stop - start, cfg.height, cfg.width),
+            sigma_x_px=torch.from_numpy(fl.psf_sigma_nm[f_] / px).float().to(device),
+            out=expected,
+        )
+        adu = cfg.camera.forward(expected, generator=gen)
+        frames = adu.to(torch.int32).cpu().numpy().astype(np.uint16)
+        gt = gt_all.filter(np.arange(a, b))
+        if not include_outside:
+            gt = gt.filter(gt["in_fov"] > 0)
+        yield SimulationChunk(start, frames, gt, stop, cfg.n_frames)
+
+
+def simulate(
+    cfg: SimulationConfig,
+    device: str | torch.device = "cpu",
+    density_image: np.ndarray | None = None,
+    include_outside: bool = False,
+) -> tuple[np.ndarray, Localizations]:
+    """Simulate a whole movie in memory.
+
+    Returns
+    -------
+    frames : np.ndarray
+        (n_frames, height, width) uint16 ADU.
+    ground_truth : Localizations
+        0-based frames, nm, with ``photons`` (emitted in that frame), ``bg`` (photons/px),
+        ``psf_sigma_nm``, ``on_fraction`` and ``emitter_id`` columns; ``meta`` holds
+        ``pixel_size_nm``, ``image_shape``, ``n_frames`` and the config.
+    """
+    frames, gts = [], []
+    for ch in iter_simulate(cfg, device=device, density_image=density_image, include_outside=include_outside):
+        frames.append(ch.frames)
+        gts.append(ch.ground_truth)
+    gt = Localizations.concat(gts)
+    gt.meta["simulation"] = cfg.to_dict()
+    return np.concatenate(frames, axis=0), gt

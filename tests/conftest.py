@@ -1,0 +1,22 @@
+import os
+from pathlib import Path
+
+import pytest
+
+EXTERNAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "external"
+
+
+@pytest.fixture(scope="session")
+def external_data() -> Path:
+    """The shared real-data folder (../shared/data/external); skips when absent."""
+    if not EXTERNAL.is_dir():
+        pytest.skip(f"shared data not found at {EXTERNAL}")
+    return EXTERNAL
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _few_threads():
+    import torch
+
+    torch.set_num_threads(int(os.environ.get("NAPARI_SMLM_TEST_THREADS", "2")))
+    yield
