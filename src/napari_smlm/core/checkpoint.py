@@ -1,0 +1,187 @@
+"""Checkpoints: one file = weights + model config + simulation/camera config + training record + version.
+
+Files are written with :func:`torch.save` and read with ``torch.load(weights_only=True)``,
+which only unpickles tensors and plain containers: **loading never executes code from the
+file**. Anything that is not a napari-smlm checkpoint is rejected with a
+:class:`CheckpointError` naming the file.
+"""
+
+from __future__ import annotations
+
+import logging
+import pickle
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import __version__
+from .config import SimulationConfig
+
+__all__ = [
+    "Checkpoint",
+    "CheckpointError",
+    "FORMAT",
+    "load_checkpoint",
+    "save_checkpoint",
+    "shipped_checkpoint_path",
+    "shipped_models",
+    "weights_dir",
+]
+
+log = logging.getLogger(__name__)
+
+FORMAT = "napari-smlm-checkpoint"
+FORMAT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file that cannot be used as a napari-smlm checkpoint."""
+
+    def __init__(self, path, problem: str):
+        self.path = str(path)
+        self.problem = problem
+        super().__init__(f"{path}: {problem}")
+
+
+@dataclass
+class Checkpoint:
+    """Everything needed to rebuild and use a trained model.
+
+    Attributes
+    ----------
+    model : str
+        Registry name of the family (``"deep-storm"``, ``"decode"`` ...).
+    model_config : dict
+        Architecture / normalisation / post-processing settings (``family.config``).
+    state_dict : dict
+        Network weights.
+    simulation : dict
+        :class:`SimulationConfig` the model was trained for (its camera included).
+    training : dict
+        Training record: steps, final / best validation loss, metrics, elapsed time, seed.
+    version : str
+        Package version that wrote it.
+    """
+
+    model: str
+    model_config: dict
+    state_dict: dict
+    simulation: dict = field(default_factory=dict)
+    training: dict = field(default_factory=dict)
+    version: str = __version__
+
+    @property
+    def simulation_config(self) -> SimulationConfig:
+        return SimulationConfig.from_dict(self.simulation)
+
+    def family(self):
+        """The model family configured as in this checkpoint."""
+        from .models import get_family
+
+        return get_family(self.model, self.model_config)
+
+    def build(self, device: str | torch.device = "cpu") -> torch.nn.Module:
+        """The network with these weights, in eval mode, on ``device``."""
+        net = self.family().build()
+        net.load_state_dict(self.state_dict)
+        return net.to(device).eval()
+
+
+def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
+    """Write ``ckpt`` atomically (temporary file + rename: a crash never leaves half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    payload = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "version": ckpt.version,
+        "model": ckpt.model,
+        "model_config": _plain(ckpt.model_config),
+        "simulation": _plain(ckpt.simulation),
+        "training": _plain(ckpt.training),
+        "state_dict": {k: v.detach().cpu().contiguous() for k, v in ckpt.state_dict.items()},
+    }
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(payload, tmp)
+    tmp.replace(path)
+    return path
+
+
+def load_checkpoint(path: str | Path) -> Checkpoint:
+    """Read a checkpoint safely (no code execution) and validate it.
+
+    Raises
+    ------
+    CheckpointError
+        Missing file, not a torch file, a pickle that needs code (rejected by
+        ``weights_only=True``), or a torch file that is not a napari-smlm checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "file not found")
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise CheckpointError(
+            path, f"refused to load: the file contains objects other than tensors and plain data ({exc})"
+        ) from exc
+    except Exception as exc:  # zip errors, truncated files, random bytes
+        raise CheckpointError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(path, "not a napari-smlm checkpoint (no 'format: napari-smlm-checkpoint' record)")
+    if int(payload.get("format_version", 0)) > FORMAT_VERSION:
+        raise CheckpointError(path, f"written by a newer napari-smlm ({payload.get('version')}); please upgrade")
+    missing = [k for k in ("model", "model_config", "state_dict") if k not in payload]
+    if missing:
+        raise CheckpointError(path, f"checkpoint lacks {missing}")
+    from .models import available_models
+
+    if payload["model"] not in available_models():
+        raise CheckpointError(path, f"unknown model {payload['model']!r} (known: {sorted(available_models())})")
+    ckpt = Checkpoint(
+        model=payload["model"],
+        model_config=dict(payload["model_config"]),
+        state_dict=dict(payload["state_dict"]),
+        simulation=dict(payload.get("simulation") or {}),
+        training=dict(payload.get("training") or {}),
+        version=str(payload.get("version", "?")),
+    )
+    try:
+        ckpt.build("cpu")
+    except Exception as exc:  # wrong shapes / keys: weights of another architecture or config
+        raise CheckpointError(
+            path, f"its weights do not fit model {ckpt.model!r} with the stored config ({type(exc).__name__}: {exc})"
+        ) from exc
+    return ckpt
+
+
+def _plain(obj: Any) -> Any:
+    """Convert to types ``weights_only`` loading accepts (dict/list/str/int/float/bool/None)."""
+    if isinstance(obj, dict):
+        return {str(k): _plain(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_plain(v) for v in obj]
+    if isinstance(obj, (str, int, float, bool)) or obj is None:
+        return obj
+    if hasattr(obj, "to_dict"):
+        return _plain(obj.to_dict())
+    if hasattr(obj, "item"):
+        return obj.item()
+    return str(obj)
+
+
+def weights_dir() -> Path:
+    """The folder of checkpoints shipped inside the package."""
+    return Path(__file__).resolve().parents[1] / "weights"
+
+
+def shipped_checkpoint_path(model: str) -> Path:
+    """Path of the shipped checkpoint for ``model`` (it may not exist for every model)."""
+    return weights_dir() / f"{model}.pt"
+
+
+def shipped_models() -> list[str]:
+    """Names of models with shipped weights."""
+    return sorted(p.stem for p in weights_dir().glob("*.pt"))

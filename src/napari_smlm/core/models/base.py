@@ -1,0 +1,161 @@
+"""The one interface every model family implements.
+
+A *family* bundles what differs between methods — the network, how training pairs are made
+from the simulator, the loss, and how network output becomes localizations — so that the
+training loop (:mod:`..training`), the streaming inference (:mod:`..inference`), checkpoints,
+the CLI and the widgets are written once.
+
+Data flow at inference::
+
+    movie (ADU, uint16) --camera.adu_to_photons--> photons (B, 2c+1, H, W)
+        --family.preprocess--> network input --net--> output
+        --family.postprocess--> (Localizations, super-resolved image tile or None)
+
+``c = family.context`` is the number of neighbouring frames on each side the network sees
+(0 for the Deep-STORM family, 1 for the DECODE-like model); the inference loop pads the movie
+at both ends by repeating the edge frame.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+
+from ..config import SimulationConfig
+from ..localizations import Localizations
+
+__all__ = ["Batch", "ModelFamily", "PostprocessResult"]
+
+
+@dataclass
+class Batch:
+    """A training / validation batch.
+
+    Attributes
+    ----------
+    inputs : torch.Tensor
+        Network input, already preprocessed (what ``family.preprocess`` returns).
+    targets : dict
+        Whatever the family's loss needs (tensors on the same device).
+    ground_truth : Localizations or None
+        Emitters of the batch's central frames in nm, with ``frame`` = sample index within the
+        batch and positions relative to the sample's crop; used for validation metrics (JI).
+    """
+
+    inputs: torch.Tensor
+    targets: dict[str, Any] = field(default_factory=dict)
+    ground_truth: Localizations | None = None
+
+
+@dataclass
+class PostprocessResult:
+    """What ``family.postprocess`` returns for a batch of frames.
+
+    Attributes
+    ----------
+    localizations : Localizations
+        Frames numbered by the caller's ``frame_indices``; positions in nm from the frame's
+        top-left edge.
+    images : torch.Tensor or None
+        (B, H·u, W·u) super-resolved image per frame (density map for the Deep-STORM family, a
+        rendering of the detections for others) on the ``upsampling`` grid, or None.
+    display : torch.Tensor or None
+        (B, H', W') the per-frame network output worth showing live (e.g. detection probability).
+    """
+
+    localizations: Localizations
+    images: torch.Tensor | None = None
+    display: torch.Tensor | None = None
+
+
+class ModelFamily(ABC):
+    """Base class of model families. Subclasses register themselves in :data:`..models.REGISTRY`.
+
+    Parameters
+    ----------
+    config : dict
+        Architecture / target / post-processing settings; merged over ``default_config()``.
+        Everything needed to rebuild the network must be in it (it goes into checkpoints).
+    """
+
+    #: Registry name, e.g. ``"deep-storm"``.
+    name: ClassVar[str] = ""
+    #: One-line description for ``napari-smlm models``.
+    description: ClassVar[str] = ""
+    #: Frames of temporal context on each side.
+    context: ClassVar[int] = 0
+
+    def __init__(self, config: dict | None = None):
+        cfg = dict(self.default_config())
+        unknown = set(config or {}) - set(cfg)
+        if unknown:
+            raise ValueError(f"{self.name}: unknown config keys {sorted(unknown)}")
+        cfg.update(config or {})
+        self.config: dict[str, Any] = cfg
+
+    # ------------------------------------------------------------------ architecture
+    @classmethod
+    @abstractmethod
+    def default_config(cls) -> dict[str, Any]:
+        """Default architecture / training-target / post-processing settings."""
+
+    @abstractmethod
+    def build(self) -> torch.nn.Module:
+        """A freshly initialised network for ``self.config``."""
+
+    @property
+    def upsampling(self) -> int:
+        """Super-resolved grid = camera grid × this."""
+        return int(self.config.get("upsampling", 1))
+
+    # ------------------------------------------------------------------ training
+    @abstractmethod
+    def simulate_batch(
+        self,
+        sim: SimulationConfig,
+        batch_size: int,
+        rng,
+        device: torch.device,
+        randomize: bool = True,
+    ) -> Batch:
+        """Make a training batch with the simulator.
+
+        Parameters
+        ----------
+        sim : SimulationConfig
+            The user's microscope; ``height``/``width`` give the crop size.
+        batch_size : int
+        rng : numpy.random.Generator
+            Source of all randomness (seeded validation sets rely on it).
+        device : torch.device
+            Where rendering and the returned tensors live.
+        randomize : bool
+            Draw camera / PSF / photon / background / density parameters around ``sim``
+            (training), or keep ``sim`` as it is (a fixed validation set may use either).
+        """
+
+    @abstractmethod
+    def loss(self, output: Any, batch: Batch) -> torch.Tensor:
+        """Scalar training loss."""
+
+    # ------------------------------------------------------------------ inference
+    @abstractmethod
+    def preprocess(self, photons: torch.Tensor) -> torch.Tensor:
+        """Network input from frames in photons, shape (B, 2·context+1, H, W)."""
+
+    @abstractmethod
+    def postprocess(
+        self,
+        output: Any,
+        frame_indices: torch.Tensor | Any,
+        pixel_size_nm: float,
+        threshold: float | None = None,
+        want_images: bool = True,
+    ) -> PostprocessResult:
+        """Localizations (and images) from network output for a batch of frames."""
+
+    def default_threshold(self) -> float:
+        return float(self.config.get("threshold", 0.5))

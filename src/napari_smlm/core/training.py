@@ -1,0 +1,270 @@
+"""Training as a generator: ``iter_train`` yields typed updates; whoever drains it decides when to stop.
+
+Training pairs come from the simulator on the fly (on the GPU when there is one), through the
+model family's ``simulate_batch``. A fixed, seeded validation set is made once; the learning rate
+follows ReduceLROnPlateau on the validation loss; the best checkpoint is written whenever the
+validation loss improves, atomically, so stopping at any moment (closing the generator, a
+napari worker's ``quit()``) keeps the last good model.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .config import ConfigMixin, SimulationConfig
+from .device import resolve_device
+from .models import ModelFamily, get_family
+
+__all__ = ["TrainConfig", "TrainUpdate", "iter_train", "train"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TrainConfig(ConfigMixin):
+    """Optimisation settings.
+
+    Parameters
+    ----------
+    steps : int
+        Total optimiser steps.
+    steps_per_epoch : int
+        Validation (and LR scheduling, checkpointing) every this many steps.
+    batch_size : int
+        Samples per step.
+    lr : float
+        Initial Adam learning rate.
+    weight_decay : float
+    lr_factor, lr_patience, min_lr : float, int, float
+        ReduceLROnPlateau settings (on the validation loss, per epoch).
+    val_batches : int
+        Fixed validation batches (seeded).
+    grad_clip : float
+        Gradient norm clip (0 = off).
+    seed : int
+        Seeds the training stream and, offset, the validation set.
+    device : str
+        ``auto | cpu | cuda | mps``.
+    threads : int
+        CPU threads for torch (0 = leave as is).
+    max_minutes : float
+        Wall-clock budget; 0 = none.
+    """
+
+    steps: int = 2000
+    steps_per_epoch: int = 100
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    lr_factor: float = 0.5
+    lr_patience: int = 3
+    min_lr: float = 1e-5
+    val_batches: int = 4
+    grad_clip: float = 0.0
+    seed: int = 0
+    device: str = "auto"
+    threads: int = 0
+    max_minutes: float = 0.0
+
+
+@dataclass
+class TrainUpdate:
+    """One report from :func:`iter_train`.
+
+    ``kind`` is ``"step"`` (after an optimiser step; ``val_loss`` None), ``"epoch"`` (after a
+    validation; ``val_loss`` and ``metrics`` set) or ``"done"`` (last update).
+    """
+
+    kind: str
+    step: int
+    epoch: int
+    loss: float
+    lr: float
+    elapsed_s: float
+    val_loss: float | None = None
+    best_val_loss: float | None = None
+    metrics: dict = field(default_factory=dict)
+    checkpoint_path: str | None = None
+    total_steps: int = 0
+
+
+def _validation_metrics(family: ModelFamily, out, batch, pixel_size_nm: float) -> dict:
+    """JI / RMSE on a validation batch when the family and metrics module allow it."""
+    if batch.ground_truth is None:
+        return {}
+    try:
+        from .metrics import evaluate
+    except ImportError:  # metrics not available: loss only
+        return {}
+    pp = family.postprocess(out, torch.arange(batch.inputs.shape[0]), pixel_size_nm, want_images=False)
+    m = evaluate(batch.ground_truth, pp.localizations)
+    m = m.as_dict() if hasattr(m, "as_dict") else dict(m)
+    return {k: m[k] for k in ("jaccard", "recall", "precision", "rmse_lateral_nm", "efficiency_lateral") if k in m}
+
+
+def iter_train(
+    model: str | ModelFamily,
+    sim: SimulationConfig,
+    cfg: TrainConfig = TrainConfig(),
+    checkpoint_path: str | Path | None = None,
+    init_checkpoint: str | Path | Checkpoint | None = None,
+    model_config: dict | None = None,
+) -> Iterator[TrainUpdate]:
+    """Train a model on simulated data, yielding progress.
+
+    Parameters
+    ----------
+    model : str or ModelFamily
+        Registry name or a configured family.
+    sim : SimulationConfig
+        The microscope to simulate (``height``/``width`` = training crop size in camera px).
+    cfg : TrainConfig
+    checkpoint_path : path, optional
+        Where the best checkpoint goes (written at every validation improvement).
+    init_checkpoint : path or Checkpoint, optional
+        Start from these weights (fine-tuning or resuming); its model config is used.
+    model_config : dict, optional
+        Family config when starting from scratch.
+
+    Yields
+    ------
+    TrainUpdate
+    """
+    device = resolve_device(cfg.device)
+    if cfg.threads:
+        torch.set_num_threads(int(cfg.threads))
+    init = load_checkpoint(init_checkpoint) if isinstance(init_checkpoint, (str, Path)) else init_checkpoint
+    if init is not None:
+        name = model if isinstance(model, str) else model.name
+        if name != init.model:
+            raise ValueError(f"checkpoint is a {init.model!r} model, not {name!r}")
+        family = init.family()
+    else:
+        family = get_family(model, model_config) if isinstance(model, str) else model
+    net = family.build().to(device)
+    if init is not None:
+        net.load_state_dict(init.state_dict)
+    prior_steps = int(init.training.get("total_steps", 0)) if init is not None else 0
+
+    opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
+        opt, mode="min", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr
+    )
+    rng = np.random.default_rng(cfg.seed)
+    val_rng = np.random.default_rng(cfg.seed + 1_000_003)
+    torch.manual_seed(cfg.seed)
+    val_set = [family.simulate_batch(sim, cfg.batch_size, val_rng, device, randomize=True) for _ in range(cfg.val_batches)]
+
+    t0 = time.perf_counter()
+    best = math.inf
+    history: list[dict] = []
+    step = 0
+    epoch = 0
+    running = []
+    ckpt_path = str(checkpoint_path) if checkpoint_path else None
+
+    def record(val_loss, metrics):
+        return {
+            "total_steps": prior_steps + step,
+            "steps": step,
+            "epoch": epoch,
+            "val_loss": val_loss,
+            "best_val_loss": best,
+            "metrics": metrics,
+            "elapsed_s": time.perf_counter() - t0,
+            "train_config": cfg.to_dict(),
+            "history": history[-200:],
+            "fine_tuned_from": (init.training.get("checkpoint_name") if init is not None else None),
+        }
+
+    while step < cfg.steps:
+        net.train()
+        batch = family.simulate_batch(sim, cfg.batch_size, rng, device, randomize=True)
+        out = net(batch.inputs)
+        loss = family.loss(out, batch)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip > 0:
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.grad_clip)
+        opt.step()
+        step += 1
+        running.append(float(loss.item()))
+        elapsed = time.perf_counter() - t0
+        out_of_time = cfg.max_minutes > 0 and elapsed > 60 * cfg.max_minutes
+        lr = opt.param_groups[0]["lr"]
+        yield TrainUpdate("step", step, epoch, running[-1], lr, elapsed, total_steps=cfg.steps)
+        if step % cfg.steps_per_epoch == 0 or step == cfg.steps or out_of_time:
+            epoch += 1
+            net.eval()
+            vals, metrics_list = [], []
+            with torch.no_grad():
+                for vb in val_set:
+                    vo = net(vb.inputs)
+                    vals.append(float(family.loss(vo, vb).item()))
+                    metrics_list.append(_validation_metrics(family, vo, vb, sim.pixel_size_nm))
+            val_loss = float(np.mean(vals))
+            metrics = {k: float(np.nanmean([m[k] for m in metrics_list if k in m])) for k in metrics_list[0]}
+            sched.step(val_loss)
+            history.append({"step": prior_steps + step, "loss": float(np.mean(running)), "val_loss": val_loss, **metrics})
+            running = []
+            improved = val_loss < best
+            if improved:
+                best = val_loss
+                if ckpt_path:
+                    save_checkpoint(
+                        ckpt_path,
+                        Checkpoint(
+                            model=family.name,
+                            model_config=family.config,
+                            state_dict=net.state_dict(),
+                            simulation=sim.to_dict(),
+                            training=record(val_loss, metrics),
+                        ),
+                    )
+            yield TrainUpdate(
+                "epoch",
+                step,
+                epoch,
+                history[-1]["loss"],
+                opt.param_groups[0]["lr"],
+                time.perf_counter() - t0,
+                val_loss=val_loss,
+                best_val_loss=best,
+                metrics=metrics,
+                checkpoint_path=ckpt_path if improved else None,
+                total_steps=cfg.steps,
+            )
+            log.info("epoch %d step %d val_loss %.4g %s", epoch, step, val_loss, metrics)
+        if out_of_time:
+            break
+    yield TrainUpdate(
+        "done",
+        step,
+        epoch,
+        float(np.mean(running)) if running else (history[-1]["loss"] if history else math.nan),
+        opt.param_groups[0]["lr"],
+        time.perf_counter() - t0,
+        best_val_loss=best,
+        metrics={"history": history},
+        checkpoint_path=ckpt_path,
+        total_steps=cfg.steps,
+    )
+
+
+def train(*args, **kwargs) -> TrainUpdate:
+    """Drain :func:`iter_train`; returns the final update."""
+    last = None
+    for last in iter_train(*args, **kwargs):
+        pass
+    return last
