@@ -189,6 +189,7 @@ def _greedy(gi: np.ndarray, pj: np.ndarray, d: np.ndarray, n_gt: int, n_pred: in
         g_used[g[acc]] = True
         p_used[p[acc]] = True
         alive = alive[~(g_used[g] | p_used[p])]
+    logger.debug("greedy matching: %d rounds, %d pairs left", rounds, alive.size)
     if alive.size:
         logger.debug("greedy matching: finishing %d pairs sequentially after %d rounds", alive.size, rounds)
         for k in alive.tolist():
@@ -347,7 +348,9 @@ def efficiency(ji_percent: float | np.ndarray, rmse_nm: float | np.ndarray, alph
     >>> round(efficiency(80.0, 30.0), 2)
     63.94
     """
-    out = 100.0 - np.sqrt((100.0 - np.asarray(ji_percent, dtype=float)) ** 2 + (alpha * np.asarray(rmse_nm, dtype=float)) ** 2)
+    ji = np.asarray(ji_percent, dtype=float)
+    rmse = np.asarray(rmse_nm, dtype=float)
+    out = 100.0 - np.sqrt((100.0 - ji) ** 2 + (alpha * rmse) ** 2)
     return float(out) if np.ndim(out) == 0 else out
 
 
@@ -721,7 +724,9 @@ def psnr(estimate: Any, reference: Any, data_range: float | None = None, normali
     return float(10.0 * np.log10(_data_range(y, data_range) ** 2 / mse))
 
 
-def ssim(estimate: Any, reference: Any, data_range: float | None = None, normalize: str | None = None, **kwargs: Any) -> float:
+def ssim(
+    estimate: Any, reference: Any, data_range: float | None = None, normalize: str | None = None, **kwargs: Any
+) -> float:
     """Structural similarity index (``skimage.metrics.structural_similarity``).
 
     Parameters
