@@ -1,7 +1,23 @@
-"""Numerical core of napari-smlm: numpy + torch + tifffile only, never Qt or napari."""
+"""Numerical core of napari-smlm: numpy + torch + tifffile only, never Qt or napari.
 
-from .camera import CAMERA_PRESETS, Camera, get_camera
-from .config import SimulationConfig
-from .localizations import Localizations
+Submodules are imported lazily so that light users (the napari reader, which must not import
+torch) pay only for what they touch.
+"""
 
-__all__ = ["CAMERA_PRESETS", "Camera", "Localizations", "SimulationConfig", "get_camera"]
+import importlib
+
+_LAZY = {
+    "CAMERA_PRESETS": ".camera",
+    "Camera": ".camera",
+    "get_camera": ".camera",
+    "SimulationConfig": ".config",
+    "Localizations": ".localizations",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
