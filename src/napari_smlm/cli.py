@@ -35,7 +35,7 @@ def _sim_args(p: argparse.ArgumentParser, frames: int = 100, size: int = 64) -> 
     g.add_argument("--photons-std", type=float, default=None)
     g.add_argument("--bg", type=float, default=None, help="background photons per pixel (50)")
     g.add_argument("--t-on", type=float, default=None, help="mean on-time, frames (1.5)")
-    g.add_argument("--t-off", type=float, default=None, help="mean off-time, frames (30)")
+    g.add_argument("--t-off", type=float, default=None, help="mean off-time, frames (300)")
     g.add_argument("--t-bleach", type=float, default=None, help="mean on-time before bleaching, frames (none)")
     g.add_argument("--camera", default=None, help="camera preset: smlm2016_emccd, generic_scmos, ideal (smlm2016_emccd)")
     g.add_argument("--seed", type=int, default=None)
@@ -138,7 +138,7 @@ def _metrics_table(m: dict, crlb: float | None = None) -> str:
         ("efficiency lateral (%)", f"{m['efficiency_lateral']:.2f}"),
     ]
     if crlb is not None:
-        rows.append(("CRLB lateral, rms (nm)", f"{crlb:.2f}"))
+        rows.append(("CRLB lateral of found emitters, rms (nm)", f"{crlb:.2f}"))
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -215,18 +215,20 @@ def cmd_render(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
-    from .core.metrics import evaluate, mean_crlb
+    from .core.metrics import LocalizationMetrics, match_localizations, mean_crlb
 
     gt = _read_locs(a.ground_truth, a.camera_pixel_size)
     pred = _read_locs(a.localizations, a.camera_pixel_size)
     if a.frames is not None:
         lo, hi = a.frames
         gt, pred = gt.frame_range(lo, hi), pred.frame_range(lo, hi)
-    m = evaluate(gt, pred, tol_lateral_nm=a.tolerance, method=a.method).as_dict()
+    matching = match_localizations(gt, pred, tol_lateral_nm=a.tolerance, method=a.method)
+    m = LocalizationMetrics.from_matching(matching).as_dict()
     crlb = None
     if a.crlb and "photons" in gt:
+        # averaged over the ground-truth emitters that were found, like the RMSE
         crlb = mean_crlb(
-            gt,
+            gt.filter(matching.gt_index),
             lateral=True,
             pixel_size_nm=a.camera_pixel_size or gt.meta.get("pixel_size_nm") or 100.0,
             psf_sigma_nm=a.psf_sigma,
@@ -346,7 +348,7 @@ def cmd_demo(a) -> int:
     from .core.config import SimulationConfig
     from .core.io.locs import write_localizations, write_thunderstorm_csv
     from .core.io.tiff import write_image, write_movie
-    from .core.metrics import evaluate, mean_crlb
+    from .core.metrics import LocalizationMetrics, match_localizations, mean_crlb
     from .core.render import render
     from .core.simulate import simulate
 
@@ -372,8 +374,11 @@ def cmd_demo(a) -> int:
     img = render(locs, method="gaussian", pixel_size_nm=10.0, sigma_nm=15.0, shape=(640, 640))
     write_image(out / "super_resolved.tif", img.image, 10.0)
     _save_png(out / "super_resolved.png", img.image, title=f"demo: {model or 'ground truth'}", pixel_size_nm=10.0)
-    m = evaluate(gt, locs).as_dict()
-    crlb = mean_crlb(gt, lateral=True, pixel_size_nm=cfg.pixel_size_nm, psf_sigma_nm=cfg.psf_sigma_nm, excess_noise=cfg.camera.excess_noise)
+    matching = match_localizations(gt, locs)
+    m = LocalizationMetrics.from_matching(matching).as_dict()
+    # The CRLB is averaged over the ground-truth emitters that were found, like the RMSE.
+    found = gt.filter(matching.gt_index) if len(matching.gt_index) else gt
+    crlb = mean_crlb(found, lateral=True, pixel_size_nm=cfg.pixel_size_nm, psf_sigma_nm=cfg.psf_sigma_nm, excess_noise=cfg.camera.excess_noise)
     m["crlb_lateral_nm"] = crlb
     m["model"] = model
     _write_json(out / "metrics.json", m)

@@ -135,7 +135,7 @@ class SimulationConfig(ConfigMixin):
     bg_variation: float = 0.2
     bg_length_nm: float = 3000.0
     t_on: float = 1.5
-    t_off: float = 30.0
+    t_off: float = 300.0
     t_bleach: float | None = None
     camera: Any = field(default="smlm2016_emccd")
     margin_px: float = 3.0
