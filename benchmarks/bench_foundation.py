@@ -80,6 +80,10 @@ def hwm_mb():
     for line in open("/proc/self/status"):
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
+def anon_mb():
+    for line in open("/proc/self/status"):
+        if line.startswith("RssAnon:"):
+            return int(line.split()[1]) / 1024
 t0 = time.perf_counter()
 from napari_smlm.core.io.tiff import open_movie
 t_import = time.perf_counter() - t0
@@ -89,11 +93,13 @@ t_open = time.perf_counter() - t
 rss_open = hwm_mb()
 t = time.perf_counter()
 total = 0.0
+peak_anon = anon_mb()
 for start, block in m.iter_batches(int(sys.argv[2])):
     total += float(block[:, ::16, ::16].mean())
+    peak_anon = max(peak_anon, anon_mb())
 t_stream = time.perf_counter() - t
 print(json.dumps({"frames": m.shape[0], "shape": list(m.shape), "open_s": t_open, "stream_s": t_stream,
-                  "peak_rss_mb": hwm_mb(),
+                  "peak_rss_mb": hwm_mb(), "peak_anon_mb": peak_anon,
                   "rss_after_open_mb": rss_open, "import_s": t_import, "checksum": total}))
 """
 
@@ -150,12 +156,14 @@ def to_markdown(results: dict) -> str:
             "",
             f"### Lazy streaming of a {b['file_gb']:.2f} GB TIFF ({b['frames']} frames of 256×256 uint16)",
             "",
-            "| write (s) | open (s) | stream all frames (s) | MB/s | frames/s | peak RSS (MB) |",
-            "|---:|---:|---:|---:|---:|---:|",
-            f"| {b['write_s']:.1f} | {b['open_s']:.3f} | {b['stream_s']:.1f} | {b['stream_mb_per_s']:.0f} | {b['frames_per_s']:.0f} | {b['peak_rss_mb']:.0f} |",
+            "| write (s) | open (s) | stream all frames (s) | MB/s | frames/s | peak anonymous memory (MB) | peak RSS incl. mapped file pages (MB) |",
+            "|---:|---:|---:|---:|---:|---:|---:|",
+            f"| {b['write_s']:.1f} | {b['open_s']:.3f} | {b['stream_s']:.1f} | {b['stream_mb_per_s']:.0f} | {b['frames_per_s']:.0f} | {b['peak_anon_mb']:.0f} | {b['peak_rss_mb']:.0f} |",
             "",
-            "Peak RSS is that of a fresh process that imports the reader, opens the file and reads every "
-            f"frame in batches of {b['batch_frames']}; the file was just written, so the OS page cache is warm.",
+            "Measured in a fresh process that imports the reader, opens the file and reads every frame in "
+            f"batches of {b['batch_frames']}; the file was just written, so the OS page cache is warm. The reader "
+            "memory-maps uncompressed TIFFs: mapped pages show up in RSS but belong to the page cache and are "
+            "reclaimable; the process's own (anonymous) memory stays at one batch plus the interpreter.",
         ]
     return "\n".join(lines)
 
