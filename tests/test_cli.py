@@ -58,7 +58,9 @@ def test_render_writes_tiff_with_pixel_size_and_png(sim_dir, tmp_path):
     assert main(["render", str(sim_dir / "ground_truth.csv"), "-o", str(out), "--pixel-size", "20"]) == 0
     img, px = read_image(out)
     assert px == pytest.approx(20.0)
-    assert img.shape == (160, 160)  # 32 px × 100 nm / 20 nm, from the table's image shape
+    # ThunderSTORM CSV carries no image size: the image covers the data (32 px × 100 nm / 20 nm at most)
+    assert 150 <= img.shape[0] <= 160 and 150 <= img.shape[1] <= 160
+    assert img.sum() == pytest.approx(len(read_localizations(sim_dir / "ground_truth.csv")), rel=0.02)
     assert (tmp_path / "sr.png").stat().st_size > 1000
 
 
