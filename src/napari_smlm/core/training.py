@@ -216,7 +216,15 @@ def iter_train(
             val_loss = float(np.mean(vals))
             metrics = {k: float(np.nanmean([m[k] for m in metrics_list if k in m])) for k in metrics_list[0]}
             sched.step(val_loss)
-            history.append({"step": prior_steps + step, "loss": float(np.mean(running)), "val_loss": val_loss, **metrics})
+            history.append(
+                {
+                    "step": prior_steps + step,
+                    "minutes": (time.perf_counter() - t0) / 60.0,
+                    "loss": float(np.mean(running)),
+                    "val_loss": val_loss,
+                    **metrics,
+                }
+            )
             running = []
             improved = val_loss < best
             if improved:
