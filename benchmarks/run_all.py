@@ -1,0 +1,428 @@
+"""One command for the whole benchmark suite: accuracy, speed, memory, time-to-train.
+
+    python benchmarks/run_all.py            # full mode: writes docs/benchmarks.md, PNG plots, JSON
+    python benchmarks/run_all.py --quick    # seconds-to-minutes smoke run (CI-sized), same outputs
+
+Everything runs in one process on one machine, so ratios between methods hold even when the
+machine is noisy. Every model with shipped weights is measured; Picasso (``pip install
+picassosr``, the ``bench`` extra) is the classical reference and is skipped with a message
+when absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+
+from bench_foundation import machine  # noqa: E402
+from picasso_ref import oracle_tuned_picasso, picasso_available  # noqa: E402
+
+from napari_smlm.core.camera import Camera, get_camera  # noqa: E402
+from napari_smlm.core.checkpoint import shipped_models  # noqa: E402
+from napari_smlm.core.config import SimulationConfig  # noqa: E402
+from napari_smlm.core.inference import predict, resolve_checkpoint  # noqa: E402
+from napari_smlm.core.metrics import (  # noqa: E402
+    LocalizationMetrics,
+    match_localizations,
+    mean_crlb,
+    nmse,
+    pearson,
+    ssim,
+)
+from napari_smlm.core.simulate import simulate  # noqa: E402
+
+log = logging.getLogger("benchmarks")
+EXTERNAL = ROOT.parent / "shared" / "data" / "external"
+EPFL_DIR = EXTERNAL / "EliasNehme_Deep-STORM"
+
+#: The EPFL 2013 "Bundled Tubes High Density" movie, as we read it (benchmarks/README.md):
+#: background pixels have mean 139.9 ADU and variance 152 ADU² with a near-Gaussian shape, which
+#: fits a baseline of 100 ADU and Poisson noise at 3.8 ADU per photon (no EM gain): ~10.5
+#: background photons/px and ~790 photons per emitter (total signal / 81,178 emitters).
+EPFL_CAMERA = Camera(kind="ccd", baseline=100.0, sensitivity=1 / 3.8, em_gain=1.0, qe=1.0, read_noise=0.0, spurious_charge=0.0)
+
+
+def _metrics(gt, pred, camera: Camera, px: float, psf_sigma_nm: float) -> dict:
+    m = match_localizations(gt, pred)
+    out = LocalizationMetrics.from_matching(m).as_dict()
+    found = gt.filter(m.gt_index)
+    if "photons" in gt and len(found):
+        out["crlb_lateral_nm"] = mean_crlb(
+            found, lateral=True, pixel_size_nm=px, psf_sigma_nm=psf_sigma_nm, excess_noise=camera.excess_noise
+        )
+    return out
+
+
+def _run_model(model: str, frames, camera, px, threshold=None) -> tuple:
+    t = time.perf_counter()
+    res = predict(frames, model, camera=camera, pixel_size_nm=px, device="cpu", batch_size=32, threshold=threshold)
+    return res, time.perf_counter() - t
+
+
+# ------------------------------------------------------------------------------------ accuracy
+def accuracy_vs_density(models, densities, n_frames, cameras, structures, with_picasso) -> list[dict]:
+    rows = []
+    for cam_name in cameras:
+        cam = get_camera(cam_name)
+        for structure in structures:
+            for d in densities:
+                cfg = SimulationConfig(
+                    n_frames=n_frames, height=64, width=64, density=d, structure=structure, camera=cam_name,
+                    psf_sigma_nm=120.0, photons_mean=2000, photons_std=500, bg_photons=50, seed=1000 + int(d * 10),
+                )
+                frames, gt = simulate(cfg)
+                for model in models:
+                    res, dt = _run_model(model, frames, cam, cfg.pixel_size_nm)
+                    m = _metrics(gt, res.localizations, cam, cfg.pixel_size_nm, cfg.psf_sigma_nm)
+                    rows.append({**m, "matching": m["method"], "camera": cam_name, "structure": structure, "density": d, "method": model, "frames_per_s": n_frames / dt})
+                    log.info("%s %s %.1f %s JI %.3f RMSE %.1f", cam_name, structure, d, model, m["jaccard"], m["rmse_lateral_nm"])
+                if with_picasso:
+                    r = oracle_tuned_picasso(frames, gt, cam, cfg.pixel_size_nm)
+                    m = _metrics(gt, r.pop("localizations"), cam, cfg.pixel_size_nm, cfg.psf_sigma_nm)
+                    rows.append({**m, "matching": m["method"], "camera": cam_name, "structure": structure, "density": d,
+                             "method": "picasso (oracle-tuned)", "frames_per_s": r["frames_per_s"], "min_net_gradient": r["min_net_gradient"]})
+    return rows
+
+
+# ------------------------------------------------------------------------------------ EPFL
+def epfl(models, with_picasso, n_frames=None) -> dict:
+    from scipy.io import loadmat
+    from scipy.ndimage import gaussian_filter
+
+    from napari_smlm.core.io import open_movie, read_localizations
+    from napari_smlm.core.render import render_histogram
+
+    movie = open_movie(EPFL_DIR / "testStack_SimulatedMicrotubules.tif")
+    frames = np.asarray(movie[: n_frames or len(movie)])
+    gt = read_localizations(EPFL_DIR / "Positions_Bundeld_Tubulin_Recreated.derived.csv")
+    gt = gt.frame_range(0, len(frames))
+    px = 100.0
+    # ground-truth image on the 12.5 nm grid of Deep-STORM's recovery, blurred by one SR pixel
+    gt_img = gaussian_filter(render_histogram(gt, 12.5, shape=(512, 512)).image, 1.0)
+    recovery = loadmat(EPFL_DIR / "Recovery_SimulatedMicrotubules.mat")["Recovery"].astype(np.float32)
+    out = {"frames": len(frames), "n_gt": len(gt), "methods": [], "images": {"ground truth": gt_img, "Deep-STORM authors": recovery}}
+    for model in models:
+        res, dt = _run_model(model, frames, EPFL_CAMERA, px)
+        m = _metrics(gt, res.localizations, EPFL_CAMERA, px, 110.0)
+        img = res.sr_image
+        if img.shape != gt_img.shape:  # models with another SR grid: render their localizations on ours
+            img = gaussian_filter(render_histogram(res.localizations, 12.5, shape=(512, 512)).image, 1.0)
+        row = {**m, "matching": m["method"], "method": model, "frames_per_s": len(frames) / dt,
+               "ssim": ssim(img, gt_img, normalize="max"), "nmse": nmse(img, gt_img, normalize="sum"),
+               "pearson_vs_authors": pearson(img, recovery)}
+        out["methods"].append(row)
+        out["images"][model] = img
+    if with_picasso:
+        r = oracle_tuned_picasso(frames, gt, EPFL_CAMERA, px)
+        loc = r.pop("localizations")
+        m = _metrics(gt, loc, EPFL_CAMERA, px, 110.0)
+        img = gaussian_filter(render_histogram(loc, 12.5, shape=(512, 512)).image, 1.0)
+        out["methods"].append({**m, "matching": m["method"], "method": "picasso (oracle-tuned)", "frames_per_s": r["frames_per_s"],
+                               "ssim": ssim(img, gt_img, normalize="max"), "nmse": nmse(img, gt_img, normalize="sum"),
+                               "pearson_vs_authors": pearson(img, recovery)})
+        out["images"]["picasso (oracle-tuned)"] = img
+    out["authors_vs_gt"] = {"ssim": ssim(recovery, gt_img, normalize="max"), "nmse": nmse(recovery, gt_img, normalize="sum"),
+                            "pearson": pearson(recovery, gt_img)}
+    return out
+
+
+# ------------------------------------------------------------------------------------ speed
+def speed(models, n_frames, with_picasso) -> list[dict]:
+    """End to end: TIFF on disk → lazy open → inference → localization table."""
+    from napari_smlm.core.io import open_movie, write_movie
+
+    cfg = SimulationConfig(n_frames=n_frames, height=64, width=64, density=1.0, seed=5)
+    frames, gt = simulate(cfg)
+    rows = []
+    with tempfile.TemporaryDirectory() as d:
+        path = write_movie(Path(d) / "speed.tif", frames, pixel_size_nm=100.0)
+        for model in models:
+            predict(frames[:32], model, device="cpu")  # warm-up
+            t = time.perf_counter()
+            res = predict(open_movie(path), model, device="cpu", batch_size=32)
+            dt = time.perf_counter() - t
+            rows.append({"method": model, "device": "cpu", "frames": n_frames, "frames_per_s": n_frames / dt,
+                         "locs_per_s": len(res.localizations) / dt})
+            try:
+                import torch
+
+                if torch.cuda.is_available():
+                    predict(frames[:32], model, device="cuda")
+                    t = time.perf_counter()
+                    res = predict(open_movie(path), model, device="cuda", batch_size=128)
+                    dt = time.perf_counter() - t
+                    rows.append({"method": model, "device": torch.cuda.get_device_name(0), "frames": n_frames,
+                                 "frames_per_s": n_frames / dt, "locs_per_s": len(res.localizations) / dt})
+            except Exception as exc:  # noqa: BLE001
+                log.warning("CUDA speed run failed: %s", exc)
+        if with_picasso:
+            r = oracle_tuned_picasso(frames, gt, cfg.camera, 100.0)
+            rows.append({"method": "picasso (MLE)", "device": "cpu", "frames": n_frames, "frames_per_s": r["frames_per_s"],
+                         "locs_per_s": len(r["localizations"]) / r["seconds"]})
+    return rows
+
+
+STREAM = r"""
+import json, sys, time
+def status(key):
+    for line in open("/proc/self/status"):
+        if line.startswith(key):
+            return int(line.split()[1]) / 1024
+from napari_smlm.core.io import open_movie
+from napari_smlm.core.inference import iter_predict
+import torch
+torch.set_num_threads(2)
+m = open_movie(sys.argv[1])
+t = time.perf_counter(); n = 0; peak_anon = 0
+for u in iter_predict(m, sys.argv[2], device="cpu", batch_size=32):
+    if u.kind == "batch":
+        n += len(u.localizations)
+    peak_anon = max(peak_anon, status("RssAnon:"))
+print(json.dumps({"frames": m.shape[0], "seconds": time.perf_counter() - t, "localizations": n,
+                  "peak_anon_mb": peak_anon, "peak_rss_mb": status("VmHWM:")}))
+"""
+
+
+def memory_scale(model: str, gb: float) -> dict:
+    from napari_smlm.core.io import write_movie
+
+    cfg = SimulationConfig(n_frames=500, height=128, width=128, density=1.0, structure="filaments", seed=3)
+    block, _ = simulate(cfg)
+    n = int(gb * 1e9 // block[0].nbytes)
+    with tempfile.TemporaryDirectory() as d:
+        path = Path(d) / "big.tif"
+
+        def frames():
+            done = 0
+            while done < n:
+                k = min(len(block), n - done)
+                yield block[:k]
+                done += k
+
+        write_movie(path, frames(), pixel_size_nm=100.0)
+        size = path.stat().st_size / 1e9
+        out = subprocess.run([sys.executable, "-c", STREAM, str(path), model], capture_output=True, text=True)
+        if out.returncode:
+            raise RuntimeError(out.stderr[-2000:])
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+    res.update(model=model, file_gb=size, frame_shape=[128, 128], frames_per_s=res["frames"] / res["seconds"])
+    return res
+
+
+def time_to_train(model: str) -> list[dict]:
+    ck = resolve_checkpoint(model)
+    return [h for h in ck.training.get("history", []) if "jaccard" in h]
+
+
+# ------------------------------------------------------------------------------------ report
+def plots(results: dict, outdir: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    rows = results.get("accuracy", [])
+    if rows:
+        combos = sorted({(r["camera"], r["structure"]) for r in rows})
+        fig, axes = plt.subplots(2, len(combos), figsize=(4.2 * len(combos), 7.5), squeeze=False)
+        methods = sorted({r["method"] for r in rows})
+        for j, (cam, st) in enumerate(combos):
+            for meth in methods:
+                rr = sorted([r for r in rows if r["camera"] == cam and r["structure"] == st and r["method"] == meth], key=lambda r: r["density"])
+                if not rr:
+                    continue
+                x = [r["density"] for r in rr]
+                axes[0, j].plot(x, [100 * r["jaccard"] for r in rr], "o-", label=meth)
+                axes[1, j].plot(x, [r["rmse_lateral_nm"] for r in rr], "o-", label=meth)
+            crlb = sorted([r for r in rows if r["camera"] == cam and r["structure"] == st and r["method"] == methods[0]], key=lambda r: r["density"])
+            if crlb and "crlb_lateral_nm" in crlb[0]:
+                axes[1, j].plot([r["density"] for r in crlb], [r.get("crlb_lateral_nm", np.nan) for r in crlb], "k--", label=f"CRLB (found by {methods[0]})")
+            axes[0, j].set_title(f"{cam}, {st}")
+            axes[0, j].set_ylabel("Jaccard index (%)")
+            axes[1, j].set_ylabel("lateral RMSE (nm)")
+            for ax in axes[:, j]:
+                ax.set_xlabel("density (emitters / µm²)")
+                ax.set_xscale("log")
+                ax.grid(alpha=0.3)
+        axes[0, 0].legend(fontsize=7)
+        axes[1, 0].legend(fontsize=7)
+        fig.tight_layout()
+        f = outdir / "accuracy_vs_density.png"
+        fig.savefig(f, dpi=110)
+        plt.close(fig)
+        files.append(f.name)
+    ep = results.get("epfl")
+    if ep and ep.get("images"):
+        imgs = ep["images"]
+        n = len(imgs)
+        cols = min(n, 4)
+        rws = int(np.ceil(n / cols))
+        fig, axes = plt.subplots(rws, cols, figsize=(3.6 * cols, 3.8 * rws), squeeze=False)
+        for ax, (name, img) in zip(axes.ravel(), imgs.items()):
+            img = np.asarray(img)
+            v = np.percentile(img[img > 0], 99.5) if np.any(img > 0) else 1
+            ax.imshow(img, cmap="hot", vmin=0, vmax=v, extent=(0, 6.4, 6.4, 0))
+            ax.set_title(name, fontsize=9)
+            ax.set_xlabel("x (µm)")
+        for ax in axes.ravel()[n:]:
+            ax.axis("off")
+        fig.suptitle(f"EPFL 2013 Bundled Tubes HD, {ep['frames']} frames")
+        fig.tight_layout()
+        f = outdir / "epfl_side_by_side.png"
+        fig.savefig(f, dpi=110)
+        plt.close(fig)
+        files.append(f.name)
+    ttt = results.get("time_to_train")
+    if ttt:
+        fig, ax = plt.subplots(figsize=(5, 3.5))
+        for model, hist in ttt.items():
+            if hist and "minutes" in hist[0]:
+                ax.plot([h["minutes"] for h in hist], [100 * h["jaccard"] for h in hist], "o-", label=model)
+            elif hist:
+                ax.plot([h["step"] for h in hist], [100 * h["jaccard"] for h in hist], "o-", label=f"{model} (x: steps)")
+        ax.set_xlabel("training time on 2 CPU cores (min)")
+        ax.set_ylabel("validation Jaccard (%)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        f = outdir / "time_to_train.png"
+        fig.savefig(f, dpi=110)
+        plt.close(fig)
+        files.append(f.name)
+    return files
+
+
+def _fmt(v, nd=1):
+    if v is None or (isinstance(v, float) and not np.isfinite(v)):
+        return "–"
+    return f"{v:.{nd}f}"
+
+
+def markdown(results: dict, images: list[str], quick: bool) -> str:
+    m = results["machine"]
+    L = [
+        "# Benchmarks",
+        "",
+        f"Generated by `python benchmarks/run_all.py{' --quick' if quick else ''}` on {time.strftime('%Y-%m-%d')}.",
+        f"Machine: {m['cpu']}, {m['cores']} cores, GPU: {m['gpu'] or 'none'}; torch {m['torch']}, Python {m['python']}.",
+        "Raw numbers: `docs/benchmarks/results.json`.",
+        "",
+    ]
+    if results.get("notes"):
+        L += [f"> {n}" for n in results["notes"]] + [""]
+    rows = results.get("accuracy", [])
+    if rows:
+        L += ["## Accuracy vs density (simulated 64×64 movies, 100 nm pixels, PSF σ 120 nm, 2000 ± 500 photons, 50 bg photons/px)", "",
+              "JI: Jaccard index (%), RMSE: lateral (nm), E: SMLM-2016 lateral efficiency (%), CRLB: rms Mortensen bound of the "
+              "ground-truth emitters this method found (lateral, nm). Matching: greedy, 250 nm.", "",
+              "| camera | structure | density /µm² | method | JI | RMSE | CRLB | RMSE/CRLB | E | recall | precision |",
+              "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in rows:
+            ratio = r["rmse_lateral_nm"] / r["crlb_lateral_nm"] if r.get("crlb_lateral_nm") else None
+            L.append(f"| {r['camera']} | {r['structure']} | {r['density']} | {r['method']} | {_fmt(100 * r['jaccard'])} | {_fmt(r['rmse_lateral_nm'])} | "
+                     f"{_fmt(r.get('crlb_lateral_nm'))} | {_fmt(ratio, 2)} | {_fmt(r['efficiency_lateral'])} | {_fmt(r['recall'], 3)} | {_fmt(r['precision'], 3)} |")
+        L += ["", "![accuracy vs density](benchmarks/accuracy_vs_density.png)", ""]
+    ep = results.get("epfl")
+    if ep:
+        L += [f"## EPFL 2013 Bundled Tubes High Density ({ep['frames']} frames, {ep['n_gt']} ground-truth positions; evaluation only)", "",
+              "Camera as read from the movie (see `EPFL_CAMERA` in run_all.py). SSIM / NMSE: the method's image on the 12.5 nm grid vs the "
+              "ground truth rendered there (both normalised); Pearson: vs Deep-STORM's own reconstruction (`Recovery_SimulatedMicrotubules.mat`).", "",
+              "| method | JI | RMSE | E | SSIM | NMSE | Pearson vs authors | frames/s |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+        for r in ep["methods"]:
+            L.append(f"| {r['method']} | {_fmt(100 * r['jaccard'])} | {_fmt(r['rmse_lateral_nm'])} | {_fmt(r['efficiency_lateral'])} | "
+                     f"{_fmt(r['ssim'], 3)} | {_fmt(r['nmse'], 3)} | {_fmt(r['pearson_vs_authors'], 3)} | {_fmt(r['frames_per_s'])} |")
+        a = ep["authors_vs_gt"]
+        L += [f"| Deep-STORM authors' image | – | – | – | {_fmt(a['ssim'], 3)} | {_fmt(a['nmse'], 3)} | 1 | – |", "",
+              "![EPFL side by side](benchmarks/epfl_side_by_side.png)", ""]
+    sp = results.get("speed")
+    if sp:
+        L += ["## Speed (end to end: TIFF on disk → localization table; 64×64 frames, 1 emitter/µm²; torch 2 threads)", "",
+              "| method | device | frames | frames/s | localizations/s |", "|---|---|---:|---:|---:|"]
+        L += [f"| {r['method']} | {r['device']} | {r['frames']} | {_fmt(r['frames_per_s'])} | {_fmt(r['locs_per_s'], 0)} |" for r in sp]
+        L.append("")
+    mem = results.get("memory")
+    if mem:
+        L += [f"## Memory / scale: streaming a {mem['file_gb']:.2f} GB TIFF ({mem['frames']} frames of 128×128) through `{mem['model']}`", "",
+              "| wall time (s) | frames/s | localizations | peak anonymous memory (MB) | peak RSS incl. mapped file (MB) |", "|---:|---:|---:|---:|---:|",
+              f"| {mem['seconds']:.1f} | {mem['frames_per_s']:.1f} | {mem['localizations']} | {mem['peak_anon_mb']:.0f} | {mem['peak_rss_mb']:.0f} |", ""]
+    ttt = results.get("time_to_train")
+    if ttt:
+        L += ["## Time to train (validation set of the shipped model's training run, 2 CPU cores)", ""]
+        for model, hist in ttt.items():
+            if not hist:
+                continue
+            L += [f"**{model}**", "", "| minutes | step | val JI (%) | val RMSE (nm) |", "|---:|---:|---:|---:|"]
+            L += [f"| {_fmt(h.get('minutes'))} | {h['step']} | {_fmt(100 * h['jaccard'])} | {_fmt(h.get('rmse_lateral_nm'))} |" for h in hist]
+            L.append("")
+        if "time_to_train.png" in images:
+            L += ["![time to train](benchmarks/time_to_train.png)", ""]
+    return "\n".join(L)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--models", default=None, help="comma-separated (default: every model with shipped weights)")
+    p.add_argument("--out", type=Path, default=ROOT / "docs")
+    p.add_argument("--no-picasso", action="store_true")
+    p.add_argument("--skip", default="", help="comma-separated sections to skip: accuracy,epfl,speed,memory,train")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    import torch
+
+    torch.set_num_threads(2)
+    models = a.models.split(",") if a.models else shipped_models()
+    with_picasso = not a.no_picasso and picasso_available()
+    skip = set(filter(None, a.skip.split(",")))
+    results: dict = {"machine": machine(), "models": models, "quick": a.quick, "notes": []}
+    if not with_picasso:
+        results["notes"].append("Picasso (picassosr) not installed or disabled: classical reference skipped (pip install 'napari-smlm[bench]').")
+    if not models:
+        results["notes"].append("No shipped model weights found: model rows skipped.")
+    q = a.quick
+    if "accuracy" not in skip:
+        results["accuracy"] = accuracy_vs_density(
+            models,
+            [0.5, 2.0] if q else [0.1, 0.5, 1.0, 2.0, 4.0, 6.0],
+            20 if q else 100,
+            ["smlm2016_emccd"] if q else ["smlm2016_emccd", "generic_scmos"],
+            ["uniform"] if q else ["uniform", "filaments"],
+            with_picasso,
+        )
+    if "epfl" not in skip and EPFL_DIR.is_dir():
+        results["epfl"] = epfl(models, with_picasso, n_frames=40 if q else None)
+    if "speed" not in skip:
+        results["speed"] = speed(models, 64 if q else 512, with_picasso)
+    if "memory" not in skip and models:
+        results["memory"] = memory_scale(models[0], 0.05 if q else 1.0)
+    if "train" not in skip and models:
+        results["time_to_train"] = {mdl: time_to_train(mdl) for mdl in models}
+    bench_dir = a.out / "benchmarks"
+    bench_dir.mkdir(parents=True, exist_ok=True)
+    images = plots(results, bench_dir)
+    md = markdown(results, images, q)
+    (a.out / "benchmarks.md").write_text(md + "\n")
+    ep = results.get("epfl")
+    if ep:
+        ep.pop("images", None)
+    (bench_dir / "results.json").write_text(json.dumps(results, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+    print(md)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
