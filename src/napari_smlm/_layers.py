@@ -1,0 +1,395 @@
+"""THE one adapter between the numerical core and napari layers.
+
+Everything that turns core objects (movies, :class:`~napari_smlm.core.localizations.Localizations`,
+super-resolved images, per-frame network output) into napari ``LayerDataTuple`` s, or napari
+layers back into core objects, lives here. Nothing here imports torch or Qt.
+
+World coordinates
+-----------------
+napari's world is in **nanometres** for the two spatial axes and in **frames** for time:
+
+* A camera movie ``(T, H, W)`` gets ``scale = (1, px, px)`` and
+  ``translate = (0, px/2, px/2)``: napari draws the centre of data pixel ``i`` at
+  ``translate + i * scale``, and the centre of camera pixel ``i`` is at ``(i + 0.5) * px`` nm
+  from the image's top-left edge (the package convention, DESIGN.md §6).
+* A super-resolved image uses :meth:`RenderedImage.napari_scale_translate` (same rule on its
+  own, finer grid), so a rendered peak and the localization that made it coincide.
+* Localizations become a **3-D points layer** ``(frame, y_nm, x_nm)`` with unit scale. The
+  frame coordinate makes each point appear only on its own frame, so points step with the
+  movie's time slider; 2-D layers (super-resolved images) broadcast over time. ``z_nm``, when
+  present, is kept as a feature, not as a dimension.
+* Point ``size`` is a diameter in nm (default 0.75 camera pixel, or 75 nm when the pixel size is
+  unknown): large enough to see at camera zoom, small enough not to hide neighbours.
+
+Every table column becomes a points *feature* (``frame``, ``x_nm``, ``y_nm``, ``photons``,
+``bg``, ``prob``, ``sigma_x_nm`` ...), plus ``uncertainty_nm`` (RMS of ``sigma_x_nm`` and
+``sigma_y_nm``) when both exist. Layer ``metadata`` carries ``pixel_size_nm``, ``image_shape``,
+``n_frames``, ``smlm_kind`` and the table's own ``meta`` under ``"localizations_meta"``.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import math
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from .core.localizations import Localizations
+
+if TYPE_CHECKING:  # pragma: no cover
+    import napari
+
+__all__ = [
+    "LayerDataTuple",
+    "DEFAULT_POINT_SIZE_NM",
+    "movie_scale_translate",
+    "movie_layer_data",
+    "super_resolved_layer_data",
+    "network_output_layer_data",
+    "localizations_layer_data",
+    "points_to_localizations",
+    "layer_to_localizations",
+    "image_grid",
+    "layer_pixel_size_nm",
+    "add_or_update_layer",
+    "robust_contrast_limits",
+]
+
+log = logging.getLogger(__name__)
+
+LayerDataTuple = tuple  # (data, kwargs, layer_type)
+
+#: Point diameter (nm) when the camera pixel size is unknown.
+DEFAULT_POINT_SIZE_NM = 75.0
+#: Colours of the two kinds of points layer.
+POINT_COLORS = {"localizations": "#00e5ff", "ground_truth": "#ffd400"}
+#: Keys of Localizations.meta that are plain and useful enough to copy to layer metadata.
+_META_KEYS = ("pixel_size_nm", "image_shape", "n_frames", "source", "format", "model", "camera", "device", "threshold")
+
+
+# ============================================================================ helpers
+def _plain_meta(meta: dict) -> dict:
+    """A deep copy of ``meta`` (metadata must never alias the core object's dict)."""
+    try:
+        return copy.deepcopy(dict(meta))
+    except Exception:  # noqa: BLE001 - un-copyable values: keep a shallow copy
+        return dict(meta)
+
+
+def _units(ndim: int) -> tuple[str, ...]:
+    """Layer units: nm on the two spatial axes, napari's default on a leading time axis.
+
+    With units, napari's scale bar reads nm / µm; layers in other units (a movie opened by
+    another reader) simply disable napari's unit conversion, they never break it.
+    """
+    return ("pixel",) * (ndim - 2) + ("nm", "nm")
+
+
+def movie_scale_translate(pixel_size_nm: float | None, ndim: int = 3) -> tuple[tuple, tuple]:
+    """``(scale, translate)`` of a camera image layer with ``ndim`` dims (time first if 3-D).
+
+    Without a pixel size the camera pixel is the world unit (scale 1, centres at integers).
+    """
+    px = float(pixel_size_nm) if pixel_size_nm else 1.0
+    half = px / 2.0 if pixel_size_nm else 0.0
+    lead = (1.0,) * (ndim - 2)
+    return lead + (px, px), (0.0,) * (ndim - 2) + (half, half)
+
+
+def robust_contrast_limits(frames: Any, lo: float = 0.1, hi: float = 99.9) -> tuple[float, float]:
+    """Percentile contrast limits of a (small) array; a non-degenerate interval."""
+    a = np.asarray(frames, dtype=np.float32)
+    a = a[np.isfinite(a)]
+    if a.size == 0:
+        return 0.0, 1.0
+    vlo, vhi = (float(v) for v in np.percentile(a, [lo, hi]))
+    if not vhi > vlo:
+        vhi = vlo + 1.0
+    return vlo, vhi
+
+
+# ============================================================================ images
+def movie_layer_data(
+    data: Any,
+    pixel_size_nm: float | None,
+    name: str,
+    metadata: dict | None = None,
+    contrast_limits: tuple[float, float] | None = None,
+) -> LayerDataTuple:
+    """A camera movie ``(T, H, W)`` (or one frame ``(H, W)``) as an image ``LayerDataTuple``.
+
+    Parameters
+    ----------
+    data : array-like
+        numpy or dask array of raw frames (ADU); never loaded here.
+    pixel_size_nm : float or None
+        Camera pixel size in the sample plane (nm).
+    name : str
+        Layer name.
+    metadata : dict, optional
+        Extra layer metadata (``pixel_size_nm`` and ``smlm_kind`` are added).
+    contrast_limits : (float, float), optional
+        Avoids napari computing them over a lazy array.
+    """
+    ndim = len(data.shape)
+    scale, translate = movie_scale_translate(pixel_size_nm, ndim)
+    md = {**(metadata or {}), "pixel_size_nm": pixel_size_nm, "smlm_kind": "movie"}
+    kw: dict[str, Any] = {
+        "name": name,
+        "scale": scale,
+        "translate": translate,
+        "units": _units(ndim) if pixel_size_nm else ("pixel",) * ndim,
+        "metadata": md,
+        "colormap": "gray",
+        "rgb": False,
+        "multiscale": False,
+    }
+    if contrast_limits is not None:
+        kw["contrast_limits"] = tuple(float(v) for v in contrast_limits)
+    return (data, kw, "image")
+
+
+def super_resolved_layer_data(
+    image: np.ndarray,
+    pixel_size_nm: float,
+    name: str,
+    origin_nm: tuple[float, float] = (0.0, 0.0),
+    metadata: dict | None = None,
+    contrast_limits: tuple[float, float] | None = None,
+) -> LayerDataTuple:
+    """A super-resolved 2-D image on the nm grid of :class:`~napari_smlm.core.render.RenderedImage`.
+
+    ``origin_nm = (x0, y0)`` is the world position of the top-left *edge* of pixel (0, 0).
+    """
+    from .core.render import RenderedImage
+
+    img = np.asarray(image, dtype=np.float32)
+    scale, translate = RenderedImage(img, float(pixel_size_nm), tuple(origin_nm)).napari_scale_translate()
+    md = {
+        **(metadata or {}),
+        "pixel_size_nm": float(pixel_size_nm),
+        "origin_nm": [float(origin_nm[0]), float(origin_nm[1])],
+        "smlm_kind": "super_resolved",
+    }
+    if contrast_limits is None:
+        pos = img[img > 0]
+        contrast_limits = (0.0, float(np.percentile(pos, 99.5)) if pos.size else 1.0)
+    return (
+        img,
+        {
+            "name": name,
+            "scale": scale,
+            "translate": translate,
+            "units": _units(2),
+            "metadata": md,
+            "colormap": "inferno",
+            "blending": "additive",
+            "contrast_limits": (float(contrast_limits[0]), max(float(contrast_limits[1]), 1e-6)),
+        },
+        "image",
+    )
+
+
+def network_output_layer_data(
+    stack: np.ndarray,
+    camera_pixel_size_nm: float,
+    camera_shape: tuple[int, int],
+    name: str,
+    first_frame: int = 0,
+    metadata: dict | None = None,
+) -> LayerDataTuple:
+    """Per-frame network output ``(B, H', W')`` (or one map ``(H', W')``) on the camera field.
+
+    Its pixel size is ``camera_px * H / H'`` (outputs may be upsampled); the time axis starts at
+    ``first_frame`` so that output ``k`` sits on movie frame ``first_frame + k``.
+    """
+    arr = np.asarray(stack, dtype=np.float32)
+    h_out = arr.shape[-2]
+    px = float(camera_pixel_size_nm) * float(camera_shape[0]) / float(h_out)
+    lead = arr.ndim - 2
+    scale = (1.0,) * lead + (px, px)
+    translate = (float(first_frame),) * lead + (px / 2.0, px / 2.0)
+    md = {**(metadata or {}), "pixel_size_nm": px, "smlm_kind": "network_output", "first_frame": int(first_frame)}
+    return (
+        arr,
+        {
+            "name": name,
+            "scale": scale,
+            "translate": translate,
+            "units": _units(arr.ndim),
+            "metadata": md,
+            "colormap": "viridis",
+            "blending": "additive",
+            "opacity": 0.5,
+        },
+        "image",
+    )
+
+
+def image_grid(layer: Any) -> tuple[float, tuple[float, float]]:
+    """``(pixel_size_nm, origin_nm=(x0, y0))`` of a 2-D image layer on an nm grid.
+
+    Inverse of :func:`super_resolved_layer_data`: the edge of pixel (0, 0) is half a pixel
+    before its centre ``translate``.
+    """
+    sy, sx = (float(v) for v in layer.scale[-2:])
+    ty, tx = (float(v) for v in layer.translate[-2:])
+    if not math.isclose(sy, sx, rel_tol=1e-6):
+        log.warning("layer %r has anisotropic pixels (%s, %s); using the x pixel size", layer.name, sy, sx)
+    return sx, (tx - sx / 2.0, ty - sy / 2.0)
+
+
+def layer_pixel_size_nm(layer: Any) -> float | None:
+    """Camera pixel size of an image layer: its metadata, else its scale when not 1, else None."""
+    md = getattr(layer, "metadata", {}) or {}
+    v = md.get("pixel_size_nm")
+    if isinstance(v, (int, float)) and v > 0:
+        return float(v)
+    s = float(layer.scale[-1])
+    return s if not math.isclose(s, 1.0) else None
+
+
+# ============================================================================ points
+def _point_size(pixel_size_nm: float | None) -> float:
+    return 0.75 * float(pixel_size_nm) if pixel_size_nm else DEFAULT_POINT_SIZE_NM
+
+
+def _features(locs: Localizations) -> pd.DataFrame:
+    df = locs.to_dataframe()
+    # napari features must be 1-D scalar columns; object columns (strings) are fine.
+    if "sigma_x_nm" in df and "sigma_y_nm" in df and "uncertainty_nm" not in df:
+        df["uncertainty_nm"] = np.sqrt(0.5 * (df["sigma_x_nm"] ** 2 + df["sigma_y_nm"] ** 2))
+    return df.reset_index(drop=True)
+
+
+def localizations_layer_data(
+    locs: Localizations,
+    name: str,
+    kind: str = "localizations",
+    pixel_size_nm: float | None = None,
+    metadata: dict | None = None,
+    size_nm: float | None = None,
+) -> LayerDataTuple:
+    """Localizations as a 3-D points ``LayerDataTuple`` ``(frame, y_nm, x_nm)`` with features.
+
+    Parameters
+    ----------
+    locs : Localizations
+        Table in the package convention (0-based frames, nm).
+    name : str
+        Layer name.
+    kind : {"localizations", "ground_truth"}
+        Sets the colour and ``metadata["smlm_kind"]``.
+    pixel_size_nm : float, optional
+        Camera pixel size; default ``locs.meta["pixel_size_nm"]``. Sets the point size.
+    metadata : dict, optional
+        Extra layer metadata.
+    size_nm : float, optional
+        Point diameter (nm); default 0.75 camera pixel.
+    """
+    px = pixel_size_nm if pixel_size_nm is not None else locs.pixel_size_nm
+    coords = np.column_stack([locs.frames.astype(np.float64), locs["y_nm"], locs["x_nm"]]) if len(locs) else np.zeros((0, 3))
+    md = {k: locs.meta[k] for k in _META_KEYS if k in locs.meta}
+    md.update(metadata or {})
+    md["pixel_size_nm"] = px
+    md["smlm_kind"] = kind
+    md["localizations_meta"] = _plain_meta(locs.meta)
+    color = POINT_COLORS.get(kind, POINT_COLORS["localizations"])
+    kw = {
+        "name": name,
+        "ndim": 3,
+        "units": _units(3),
+        "features": _features(locs),
+        "size": float(size_nm) if size_nm else _point_size(px),
+        "face_color": "transparent",
+        "border_color": color,
+        "border_width": 0.15,
+        "border_width_is_relative": True,
+        "metadata": md,
+        "out_of_slice_display": False,
+    }
+    return (coords, kw, "points")
+
+
+def points_to_localizations(
+    data: np.ndarray,
+    features: pd.DataFrame | None = None,
+    metadata: dict | None = None,
+    scale: Any = None,
+    translate: Any = None,
+) -> Localizations:
+    """Rebuild a :class:`Localizations` from points layer data (inverse of :func:`localizations_layer_data`).
+
+    Positions come from the points' **world** coordinates (``data * scale + translate``), so a
+    moved or hand-placed point is exported where it is shown: the last two axes are (y, x) in
+    nm; a third-from-last axis, if any, is the frame. Without it, ``features["frame"]`` (or 0)
+    is used. Every other feature column is carried along.
+    """
+    data = np.asarray(data, dtype=np.float64)
+    if data.ndim != 2 or data.shape[1] < 2:
+        raise ValueError(f"points data must be (N, D) with D >= 2, got shape {data.shape}")
+    n, d = data.shape
+    sc = np.ones(d) if scale is None else np.asarray(scale, dtype=np.float64)[-d:]
+    tr = np.zeros(d) if translate is None else np.asarray(translate, dtype=np.float64)[-d:]
+    world = data * sc + tr
+    feats = features if features is not None and len(features) == n else pd.DataFrame(index=range(n))
+    cols: dict[str, np.ndarray] = {}
+    if d >= 3:
+        cols["frame"] = np.rint(world[:, -3]).astype(np.int64)
+    elif "frame" in feats:
+        cols["frame"] = np.rint(pd.to_numeric(feats["frame"], errors="coerce").fillna(0).to_numpy()).astype(np.int64)
+    else:
+        cols["frame"] = np.zeros(n, dtype=np.int64)
+    cols["y_nm"] = world[:, -2]
+    cols["x_nm"] = world[:, -1]
+    for c in feats.columns:
+        if c in ("frame", "x_nm", "y_nm", "uncertainty_nm"):
+            continue
+        cols[str(c)] = feats[c].to_numpy()
+    md = dict(metadata or {})
+    meta = _plain_meta(md.get("localizations_meta") or {})
+    for k in ("pixel_size_nm", "image_shape", "n_frames"):
+        if md.get(k) is not None:
+            meta[k] = md[k]
+    return Localizations(cols, meta)
+
+
+def layer_to_localizations(layer: Any) -> Localizations:
+    """:func:`points_to_localizations` of a napari Points layer (GUI thread only)."""
+    return points_to_localizations(layer.data, layer.features, layer.metadata, layer.scale, layer.translate)
+
+
+# ============================================================================ viewer
+def add_or_update_layer(viewer: napari.Viewer, layer_data: LayerDataTuple) -> Any:
+    """Add a layer, or update the same-named layer of the same type in place (GUI thread only).
+
+    In-place updates keep the user's display settings (colormap, contrast, visibility) except
+    for what the tuple sets explicitly for data geometry: data, scale, translate, metadata,
+    features and, for points, size.
+    """
+    data, kw, layer_type = layer_data
+    name = kw.get("name")
+    existing = viewer.layers[name] if name in viewer.layers else None
+    if existing is None or type(existing).__name__.lower() != layer_type:
+        from napari.layers import Layer
+
+        if existing is not None:
+            viewer.layers.remove(existing)
+        return viewer.add_layer(Layer.create(data, dict(kw), layer_type))
+    layer = existing
+    if layer_type == "points":
+        layer.data = data
+        layer.features = kw.get("features", pd.DataFrame(index=range(len(data))))
+        if "size" in kw and len(data):
+            layer.size = kw["size"]
+    else:
+        layer.data = data
+        layer.scale = kw.get("scale", layer.scale)
+        layer.translate = kw.get("translate", layer.translate)
+        if "contrast_limits" in kw:
+            layer.contrast_limits = kw["contrast_limits"]
+    layer.metadata.update(kw.get("metadata", {}))
+    return layer

@@ -1,0 +1,175 @@
+"""npe2 readers: raw SMLM movies (lazy TIFF) and localization tables.
+
+Both ``get_reader`` functions only sniff (suffix, magic bytes, a CSV header line or HDF5 keys)
+and return ``None`` for files they do not own, so napari can offer other readers. Once a file
+is ours, problems are raised as :class:`~napari_smlm.core.io.errors.SMLMFileError` with the
+path and what is wrong; napari 0.9 wraps it in a ``ReaderPluginError`` whose message ends with
+``Original error from plugin "napari-smlm": SMLMFileError: <path>: <problem>`` (raised by
+``viewer.open``, shown in the reader dialog / as a notification in the GUI).
+
+Nothing here imports torch or Qt; the core io modules are imported on first use.
+
+Layers
+------
+* A camera movie (integer TIFF / OME-TIFF, a folder of TIFFs, or several files opened as a
+  stack) becomes an image layer over a **dask array** (``Movie.to_dask()``): nothing is read
+  at open time but the first frame (for contrast limits), so a 50 GB movie opens at once and
+  scrolls frame by frame. The pixel size from the file's metadata sets ``scale`` (nm).
+* A float TIFF (a super-resolved image written by our writer or the CLI) becomes a 2-D image
+  on its nm grid (pixel size and origin from its metadata).
+* A localization table becomes a 3-D points layer ``(frame, y_nm, x_nm)`` with features; see
+  :mod:`napari_smlm._layers` for the coordinate conventions.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from . import _layers
+
+__all__ = ["get_movie_reader", "get_localization_reader", "read_movie", "read_localization_file"]
+
+log = logging.getLogger(__name__)
+
+_TIFF_SUFFIXES = (".tif", ".tiff")
+_LOC_SUFFIXES = (".csv", ".h5", ".hdf5")
+
+
+# ============================================================================ sniffing
+def _paths(path: str | list[str]) -> list[str]:
+    return [os.fspath(p) for p in path] if isinstance(path, (list, tuple)) else [os.fspath(path)]
+
+
+def _looks_like_tiff(p: str) -> bool:
+    """Suffix check plus magic bytes; directories qualify when they hold TIFF files."""
+    if os.path.isdir(p):
+        try:
+            return any(f.lower().endswith(_TIFF_SUFFIXES) for f in os.listdir(p))
+        except OSError:
+            return False
+    if not p.lower().endswith(_TIFF_SUFFIXES):
+        return False
+    if not os.path.isfile(p):
+        return False
+    # A file with a TIFF suffix is ours even when its bytes are not TIFF (the reader then says
+    # what is wrong instead of napari answering "no reader"), except colour images: RGB(A)
+    # pixels are never raw camera frames, so napari's own reader should have them.
+    return not _is_colour_tiff(p)
+
+
+def _is_colour_tiff(p: str) -> bool:
+    """True for a readable TIFF whose first page has several samples per pixel (header only)."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(p, _multifile=False) as tif:
+            page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
+            return int(page.samplesperpixel) > 1
+    except Exception:  # noqa: BLE001 - unreadable: ours, read_movie explains
+        return False
+
+
+def get_movie_reader(path: str | list[str]) -> Callable | None:
+    """npe2 ``get_reader`` for TIFF movies: the reader, or None when ``path`` is not ours."""
+    paths = _paths(path)
+    if not paths or not all(_looks_like_tiff(p) for p in paths):
+        return None
+    return read_movie
+
+
+def get_localization_reader(path: str | list[str]) -> Callable | None:
+    """npe2 ``get_reader`` for localization tables (ThunderSTORM / SMLM-2016 / DECODE CSV,
+    Picasso HDF5 + YAML, DECODE h5): the reader, or None when ``path`` is not ours."""
+    paths = _paths(path)
+    if not paths or not all(p.lower().endswith(_LOC_SUFFIXES) and os.path.isfile(p) for p in paths):
+        return None
+    from .core.io.locs import is_localization_file
+
+    # is_localization_file reads a header line / the HDF5 keys only, never the whole file.
+    if not all(is_localization_file(p) for p in paths):
+        return None
+    return read_localization_file
+
+
+# ============================================================================ reading
+def _tiff_dtype_kind(path: str) -> str | None:
+    """dtype kind of the first series ('u', 'i', 'f' ...), or None if tifffile cannot tell."""
+    try:
+        import tifffile
+
+        with tifffile.TiffFile(path) as tif:
+            return tif.series[0].dtype.kind
+    except Exception:  # noqa: BLE001 - open_movie reports the real problem
+        return None
+
+
+def _read_float_image(path: str) -> list[tuple]:
+    from .core.io.errors import SMLMFileError
+    from .core.io.tiff import read_image
+
+    img, px, meta = read_image(path, return_metadata=True)
+    if img.ndim != 2:
+        raise SMLMFileError(path, f"float TIFF of shape {img.shape}: expected a 2-D super-resolved image")
+    name = Path(path).stem
+    if px is None:
+        log.info("%s: no pixel size in the file; showing it in pixel units", path)
+        return [(img, {"name": name, "metadata": {"source": path, "smlm_kind": "super_resolved"}}, "image")]
+    origin = tuple(meta.get("origin_nm", (0.0, 0.0)))
+    return [_layers.super_resolved_layer_data(img, px, name, origin_nm=origin, metadata={"source": path})]
+
+
+def read_movie(path: str | list[str]) -> list[tuple]:
+    """Open a TIFF movie lazily (or a float super-resolved image) as layer data.
+
+    Raises
+    ------
+    SMLMFileError
+        Not a TIFF, truncated/corrupt, RGB / multi-channel, empty, mismatched files ...
+    """
+    from .core.io.tiff import open_movie
+
+    paths = _paths(path)
+    if len(paths) == 1 and os.path.isfile(paths[0]) and _tiff_dtype_kind(paths[0]) == "f":
+        return _read_float_image(paths[0])
+    movie = open_movie(paths if len(paths) > 1 else paths[0])
+    data = movie.to_dask()
+    first = movie[0]
+    clim = _layers.robust_contrast_limits(first)
+    name = Path(paths[0]).stem if len(paths) == 1 else f"{Path(paths[0]).stem} (+{len(paths) - 1})"
+    md: dict[str, Any] = {
+        "paths": list(movie.paths),
+        "pixel_size_source": movie.pixel_size_source,
+        "source": paths[0],
+        "n_frames": int(movie.shape[0]),
+        "image_shape": tuple(int(v) for v in movie.shape[1:]),
+    }
+    if movie.pixel_size_nm is None:
+        log.info("%s: pixel size not in the metadata; napari shows camera pixels (set it in the widgets)", paths[0])
+    return [_layers.movie_layer_data(data, movie.pixel_size_nm, name, metadata=md, contrast_limits=clim)]
+
+
+def read_localization_file(path: str | list[str]) -> list[tuple]:
+    """Read localization table(s) as 3-D points layer data (one layer per file).
+
+    Raises
+    ------
+    SMLMFileError
+        Missing columns (named), unparseable content, a Picasso HDF5 without its YAML ...
+    """
+    from .core.io.locs import read_localizations
+
+    out = []
+    for p in _paths(path):
+        locs = read_localizations(p)
+        kind = "ground_truth" if _is_ground_truth(p, locs) else "localizations"
+        out.append(_layers.localizations_layer_data(locs, Path(p).stem, kind=kind, metadata={"source": p}))
+    return out
+
+
+def _is_ground_truth(path: str, locs) -> bool:
+    """Heuristic for the colour only: SMLM-2016 tables and files named like ground truth."""
+    stem = Path(path).stem.lower()
+    return locs.meta.get("format") == "smlm2016" or any(k in stem for k in ("ground_truth", "groundtruth", "positions"))

@@ -1,0 +1,164 @@
+"""THE one place where core generators become napari thread workers.
+
+A :class:`Job` wraps a ``napari.qt.threading`` generator worker over one core generator
+(:func:`~napari_smlm.core.inference.iter_predict`, :func:`~napari_smlm.core.training.iter_train`,
+:func:`~napari_smlm.core.simulate.iter_simulate`):
+
+* every yielded update reaches ``on_update`` **on the GUI thread** (queued Qt signal), which is
+  the only place allowed to touch layers;
+* ``Job.stop()`` calls ``worker.quit()``: the worker stops at the core generator's next
+  ``yield`` (one batch / one step / one chunk), and everything already yielded stays valid
+  (DESIGN.md §3);
+* the core generator is closed explicitly on the GUI thread once the worker has finished, so
+  its ``finally`` blocks (read-ahead threads, file handles) run at a known time;
+* ``Job.detach()`` is for a widget that is going away: it stops the worker and drops every
+  callback, so nothing reaches a deleted widget;
+* when the worker ends, exactly one of ``on_done`` (the generator was exhausted),
+  ``on_stopped`` (stopped by the user) or ``on_error`` (it raised) is called, then
+  ``on_finished``. napari itself turns a worker's exception into an error notification.
+
+Inputs are snapshots taken by the widget on the GUI thread (a lazy dask array, a numpy copy,
+config dataclasses); the generators never see a layer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterator
+from typing import Any
+
+__all__ = ["Job", "start_job", "predict_job", "train_job", "simulate_job"]
+
+log = logging.getLogger(__name__)
+
+
+def _drive(gen: Iterator) -> Iterator:
+    """The worker's generator function: forwards ``gen``'s updates (napari needs a generator function)."""
+    yield from gen
+
+
+class Job:
+    """A running core generator on a napari worker; see the module docstring."""
+
+    def __init__(
+        self,
+        gen: Iterator,
+        on_update: Callable[[Any], None] | None = None,
+        on_done: Callable[[], None] | None = None,
+        on_stopped: Callable[[], None] | None = None,
+        on_error: Callable[[BaseException], None] | None = None,
+        on_finished: Callable[[], None] | None = None,
+        name: str = "napari-smlm job",
+    ) -> None:
+        from napari.qt.threading import create_worker
+
+        self.name = name
+        self._gen = gen
+        self._callbacks = {
+            "update": on_update,
+            "done": on_done,
+            "stopped": on_stopped,
+            "error": on_error,
+            "finished": on_finished,
+        }
+        self._outcome: str | None = None
+        self.error: BaseException | None = None
+        self.worker = create_worker(_drive, gen, _start_thread=False)
+        self.worker.yielded.connect(self._on_yielded)
+        self.worker.returned.connect(self._on_returned)
+        self.worker.aborted.connect(self._on_aborted)
+        self.worker.errored.connect(self._on_errored)
+        self.worker.finished.connect(self._on_finished)
+
+    # ---------------------------------------------------------------- control
+    def start(self) -> Job:
+        self.worker.start()
+        return self
+
+    def stop(self) -> None:
+        """Ask the worker to stop at the next yield (no-op when it is not running)."""
+        if self.worker.is_running:
+            self.worker.quit()
+
+    def detach(self) -> None:
+        """Stop and forget every callback (the owner is being closed)."""
+        self._callbacks = dict.fromkeys(self._callbacks)
+        self.stop()
+
+    @property
+    def running(self) -> bool:
+        return self._outcome is None
+
+    @property
+    def outcome(self) -> str | None:
+        """None while running, then ``"done"``, ``"stopped"`` or ``"error"``."""
+        return self._outcome
+
+    def _call(self, key: str, *args: Any) -> None:
+        cb = self._callbacks.get(key)
+        if cb is not None:
+            cb(*args)
+
+    # ---------------------------------------------------------------- worker signals (GUI thread)
+    def _on_yielded(self, update: Any) -> None:
+        self._call("update", update)
+
+    def _on_returned(self, _value: Any) -> None:
+        self._outcome = "done"
+
+    def _on_aborted(self) -> None:
+        self._outcome = "stopped"
+
+    def _on_errored(self, exc: BaseException) -> None:
+        self._outcome = "error"
+        self.error = exc
+        log.info("%s failed: %s: %s", self.name, type(exc).__name__, exc)
+
+    def _on_finished(self) -> None:
+        try:
+            self._gen.close()  # the worker thread is done with it: run its finally blocks here
+        except Exception:  # noqa: BLE001 - cleanup must never mask the outcome
+            log.debug("closing the %s generator raised", self.name, exc_info=True)
+        if self._outcome is None:  # finished without a verdict: treat as stopped
+            self._outcome = "stopped"
+        if self._outcome == "done":
+            self._call("done")
+        elif self._outcome == "stopped":
+            self._call("stopped")
+        else:
+            self._call("error", self.error)
+        self._call("finished")
+
+
+def start_job(gen: Iterator, *, before_start: Callable[[Any], None] | None = None, **callbacks: Any) -> Job:
+    """Wrap ``gen`` in a :class:`Job` and start it.
+
+    ``before_start(worker)`` is called before the thread starts (a hook for tests and
+    progress widgets that must connect to the worker's signals first).
+    """
+    job = Job(gen, **callbacks)
+    if before_start is not None:
+        before_start(job.worker)
+    return job.start()
+
+
+# ============================================================================ the core generators
+def predict_job(movie: Any, checkpoint: Any, **kwargs: Any) -> Iterator:
+    """``iter_predict`` over a snapshot of the movie (generator; nothing runs until iterated)."""
+    from .core.inference import iter_predict
+
+    return iter_predict(movie, checkpoint, per_frame_outputs=True, **kwargs)
+
+
+def train_job(model: str, sim: Any, cfg: Any, checkpoint_path: str, init_checkpoint: Any = None) -> Iterator:
+    """``iter_train`` (generator)."""
+    from .core.training import iter_train
+
+    return iter_train(model, sim, cfg, checkpoint_path=checkpoint_path, init_checkpoint=init_checkpoint)
+
+
+def simulate_job(cfg: Any, chunk_frames: int = 16) -> Iterator:
+    """``iter_simulate`` (generator)."""
+    from .core.simulate import iter_simulate
+
+    return iter_simulate(cfg, chunk_frames=chunk_frames)
