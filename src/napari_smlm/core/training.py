@@ -97,6 +97,13 @@ class TrainUpdate:
     total_steps: int = 0
 
 
+def _finite_mean(values) -> float:
+    """Mean of the finite values; NaN (without a warning) when there are none."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    return float(v.mean()) if v.size else float("nan")
+
+
 def _validation_metrics(family: ModelFamily, out, batch, pixel_size_nm: float) -> dict:
     """JI / RMSE on a validation batch when the family and metrics module allow it."""
     if batch.ground_truth is None:
@@ -214,7 +221,7 @@ def iter_train(
                     vals.append(float(family.loss(vo, vb).item()))
                     metrics_list.append(_validation_metrics(family, vo, vb, sim.pixel_size_nm))
             val_loss = float(np.mean(vals))
-            metrics = {k: float(np.nanmean([m[k] for m in metrics_list if k in m])) for k in metrics_list[0]}
+            metrics = {k: _finite_mean([m.get(k, np.nan) for m in metrics_list]) for k in metrics_list[0]}
             sched.step(val_loss)
             history.append(
                 {
