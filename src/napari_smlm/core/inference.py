@@ -168,6 +168,10 @@ def iter_predict(
     u = u_model if u_model > 1 else int(sr_upsampling)
     sr_px = pixel_size_nm / u
     sr = np.zeros((H * u, W * u), dtype=np.float32)
+    if u_model > 1:
+        # Models that work on the upsampled grid need memory ∝ frames · H · W · u²: cap the batch
+        # so one forward pass stays within ~4 M super-pixels (a 512×512 frame at ×4 is one batch).
+        batch_size = max(1, min(int(batch_size), (1 << 22) // max(H * W * u_model * u_model, 1)))
     meta = {
         "model": ckpt.model,
         "checkpoint_version": ckpt.version,
