@@ -111,3 +111,10 @@ def test_config_yaml_round_trip(tmp_path):
     assert back == cfg
     with pytest.raises(ValueError):
         SimulationConfig(structure="spiral")
+
+
+def test_blinking_with_nobody_switching_on():
+    rng = np.random.default_rng(0)
+    # 3 fluorophores, 1 frame, off for ~1e6 frames: nobody is on
+    fid, frame, frac = blinking_events(3, 1, t_on=1.0, t_off=1e6, t_bleach=None, rng=rng)
+    assert len(fid) == len(frame) == len(frac) == 0

@@ -210,6 +210,9 @@ def blinking_events(
         owners.append(active)
         t[active] = a + d + rng.exponential(t_off, active.size)
         active = active[(t[active] < n_frames) & (budget[active] > 0)]
+    if not starts:  # nobody switches on during the movie
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, np.zeros(0)
     s = np.concatenate(starts)
     e = np.minimum(np.concatenate(ends), n_frames)
     o = np.concatenate(owners)

@@ -1,0 +1,527 @@
+"""DECODE-like model family: per-pixel detection + sub-pixel regression with uncertainties.
+
+Implemented from the description in Speiser et al., *Deep learning enables fast and dense
+single-molecule localization with high accuracy*, Nat. Methods 18, 1082 (2021); no code of the
+reference implementation is used.
+
+Network (:class:`DecodeNet`)
+    1. A **frame-analysis U-Net** with shared weights looks at each of the frames
+       ``t-1, t, t+1`` separately and returns ``F`` feature maps per frame.
+    2. A **temporal-context U-Net** takes the ``3·F`` concatenated maps and mixes them.
+    3. **Heads** (a dict, so that e.g. a ``z`` head can be added) turn the context features into
+       per-pixel maps on the camera grid (all values physical):
+
+       ========== =========================================== ==================
+       channel    meaning                                     activation
+       ========== =========================================== ==================
+       p          detection probability                       sigmoid
+       dx, dy     emitter offset from the pixel centre (px)   tanh, in (-1, 1)
+       photons    emitted photons                             sigmoid·photon_scale
+       sigma_x/y  predicted localization uncertainty (px)     sigmoid·3 + 0.01
+       sigma_ph   predicted photon uncertainty (photons)      (sigmoid + 1e-3)·photon_scale
+       bg         background (photons / px)                   softplus·bg_scale
+       ========== =========================================== ==================
+
+    The forward pass returns one tensor ``(B, C, H, W)``; :func:`split_output` names the
+    channels. In eval mode, when a batch holds *consecutive* windows of one movie (what
+    :func:`~napari_smlm.core.inference.iter_predict` feeds), each frame goes through the
+    frame-analysis net once instead of three times ("frame sharing"); the result is identical.
+
+Input normalisation (``preprocess``)
+    ``(photons - input_offset) / input_scale`` with fixed numbers chosen from the training
+    simulation (:meth:`DecodeFamily.config_for_simulation`): the offset is the expected
+    background and the scale the peak pixel of a typical emitter, so inputs are O(1). Like
+    DECODE we use a *fixed* affine map, not a per-frame one: a per-frame normalisation would
+    hide the absolute brightness the photon head must report, and would change with the
+    density of a frame. Robustness across brightness / background / camera gain comes from
+    training on per-sample randomised photons (0.3–2×), background (0.3–2×), PSF width (±15 %)
+    and gain (±5 %) around the user's microscope.
+
+Training data, loss and post-processing: see :meth:`DecodeFamily.simulate_batch`,
+:mod:`.decode_loss` and :mod:`.decode_post`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from ..config import SimulationConfig
+from ..localizations import Localizations
+from ..psf import Gaussian2D
+from ..simulate import background_field, blinking_events, make_fluorophores
+from . import register
+from .base import Batch, ModelFamily, PostprocessResult
+from .decode_loss import decode_loss
+from .decode_post import spatial_integration
+
+__all__ = ["DecodeNet", "DecodeFamily", "HEADS", "split_output", "UNet"]
+
+log = logging.getLogger(__name__)
+
+_SIGMA_MAX_PX = 3.0
+_SIGMA_MIN_PX = 0.01
+
+
+# --------------------------------------------------------------------------- heads
+def _head_p(x, cfg):
+    return torch.sigmoid(x)
+
+
+def _head_xy(x, cfg):
+    return torch.tanh(x)
+
+
+def _head_photons(x, cfg):
+    return torch.sigmoid(x) * cfg["photon_scale"]
+
+
+def _head_sigma_xy(x, cfg):
+    return torch.sigmoid(x) * _SIGMA_MAX_PX + _SIGMA_MIN_PX
+
+
+def _head_sigma_photons(x, cfg):
+    return (torch.sigmoid(x) + 1e-3) * cfg["photon_scale"]
+
+
+def _head_bg(x, cfg):
+    return F.softplus(x) * cfg["bg_scale"]
+
+
+#: Available heads: name -> (output channel names, activation(raw, config), initial bias).
+#: A future ``z`` head adds an entry here (e.g. ``("z",)``, tanh·z_range) and to ``config["heads"]``.
+HEADS: dict[str, tuple[tuple[str, ...], Callable[[torch.Tensor, dict], torch.Tensor], float]] = {
+    "p": (("p",), _head_p, -4.0),  # prior p ≈ 0.02 per pixel: a few emitters per crop at start
+    "xy": (("dx", "dy"), _head_xy, 0.0),
+    "photons": (("photons",), _head_photons, -1.0),
+    "sigma_xy": (("sigma_x", "sigma_y"), _head_sigma_xy, -2.0),
+    "sigma_photons": (("sigma_photons",), _head_sigma_photons, -2.0),
+    "bg": (("bg",), _head_bg, 0.5),
+}
+
+
+def output_channels(heads) -> list[str]:
+    """Channel names of the network output, in order, for a list of head names."""
+    return [c for h in heads for c in HEADS[h][0]]
+
+
+def split_output(output: torch.Tensor, heads=None) -> dict[str, torch.Tensor]:
+    """Name the channels of a :class:`DecodeNet` output.
+
+    Parameters
+    ----------
+    output : torch.Tensor
+        (B, C, H, W) network output.
+    heads : list of str, optional
+        Head names in order; default: the default configuration's.
+
+    Returns
+    -------
+    dict
+        ``{channel name: (B, H, W) tensor}`` (views, no copies).
+    """
+    names = output_channels(heads or DecodeFamily.default_config()["heads"])
+    if output.shape[1] != len(names):
+        raise ValueError(f"output has {output.shape[1]} channels, heads {heads} give {len(names)}")
+    return {n: output[:, k] for k, n in enumerate(names)}
+
+
+# --------------------------------------------------------------------------- network
+def _act(name: str) -> nn.Module:
+    try:
+        return {"elu": nn.ELU, "relu": nn.ReLU, "silu": nn.SiLU}[name](inplace=True)
+    except KeyError:
+        raise ValueError(f"activation must be elu, relu or silu, not {name!r}") from None
+
+
+class _Block(nn.Sequential):
+    def __init__(self, cin: int, cout: int, act: str):
+        super().__init__(
+            nn.Conv2d(cin, cout, 3, padding=1), _act(act), nn.Conv2d(cout, cout, 3, padding=1), _act(act)
+        )
+
+
+class UNet(nn.Module):
+    """Plain U-Net: two 3×3 convs per level, max-pool down, nearest-upsample + 1×1 conv up.
+
+    Parameters
+    ----------
+    in_channels : int
+    features : list of int
+        Channels per level, finest first; ``len(features)`` levels (``2**(len-1)``
+        must divide the input size; :class:`DecodeNet` pads to ensure it).
+    act : {"elu", "relu", "silu"}
+    """
+
+    def __init__(self, in_channels: int, features: list[int], act: str = "elu"):
+        super().__init__()
+        feats = [int(f) for f in features]
+        self.down = nn.ModuleList()
+        cin = in_channels
+        for f in feats:
+            self.down.append(_Block(cin, f, act))
+            cin = f
+        self.up_proj = nn.ModuleList()
+        self.up = nn.ModuleList()
+        for lvl in range(len(feats) - 1, 0, -1):
+            self.up_proj.append(nn.Conv2d(feats[lvl], feats[lvl - 1], 1))
+            self.up.append(_Block(2 * feats[lvl - 1], feats[lvl - 1], act))
+        self.out_channels = feats[0]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        skips = []
+        for k, blk in enumerate(self.down):
+            if k:
+                x = F.max_pool2d(x, 2)
+            x = blk(x)
+            skips.append(x)
+        skips.pop()
+        for proj, blk in zip(self.up_proj, self.up):
+            x = F.interpolate(proj(x), scale_factor=2.0, mode="nearest")
+            x = blk(torch.cat([x, skips.pop()], dim=1))
+        return x
+
+
+class DecodeNet(nn.Module):
+    """Frame-analysis U-Net (shared over the 3 frames) → temporal-context U-Net → heads.
+
+    Parameters
+    ----------
+    config : dict
+        A :class:`DecodeFamily` configuration (``frame_features``, ``context_features``,
+        ``head_features``, ``activation``, ``heads``, ``photon_scale``, ``bg_scale``).
+
+    Notes
+    -----
+    Input ``(B, 3, H, W)`` preprocessed frames ``t-1, t, t+1``; output ``(B, C, H, W)`` with
+    the channels of :func:`output_channels` in physical units (see the module docstring).
+    Any ``H, W`` works: the input is padded (replicate) to a multiple of the coarsest
+    level's stride and the output cropped back.
+    """
+
+    def __init__(self, config: dict):
+        super().__init__()
+        self.cfg = {k: config[k] for k in ("photon_scale", "bg_scale")}
+        self.heads_order = list(config["heads"])
+        self.n_frames = 2 * DecodeFamily.context + 1
+        act = config["activation"]
+        self.frame_net = UNet(1, config["frame_features"], act)
+        self.context_net = UNet(self.n_frames * self.frame_net.out_channels, config["context_features"], act)
+        hf = int(config["head_features"])
+        self.trunk = nn.Sequential(nn.Conv2d(self.context_net.out_channels, hf, 3, padding=1), _act(act))
+        self.heads = nn.ModuleDict()
+        for h in self.heads_order:
+            names, _, bias = HEADS[h]
+            conv = nn.Conv2d(hf, len(names), 1)
+            nn.init.constant_(conv.bias, bias)
+            self.heads[h] = conv
+        self._init_weights(act)
+        self.stride = 2 ** (max(len(config["frame_features"]), len(config["context_features"])) - 1)
+        self.frame_sharing = True
+        self.channels = output_channels(self.heads_order)
+
+    def _init_weights(self, act: str) -> None:
+        # He initialisation keeps the activation scale through the ~20 stacked convolutions
+        # (PyTorch's default shrinks it by ~2.5x per ReLU layer), which speeds early training.
+        heads = {id(m) for m in self.heads.values()}
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d) and id(m) not in heads:
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu" if act == "relu" else "leaky_relu")
+                nn.init.zeros_(m.bias)
+
+    def _frame_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, 3·F, H, W) features of the three frames of every window."""
+        B, T, H, W = x.shape
+        if (
+            not self.training
+            and self.frame_sharing
+            and B > 1
+            and T == 3
+            and torch.equal(x[1:, 0], x[:-1, 1])
+            and torch.equal(x[1:, 1], x[:-1, 2])
+        ):
+            # Consecutive windows of one movie: B + 2 distinct frames instead of 3·B.
+            frames = torch.cat([x[:, 0], x[-1:, 1], x[-1:, 2]], dim=0)[:, None]
+            f = self.frame_net(frames)
+            return torch.cat([f[0:B], f[1 : B + 1], f[2 : B + 2]], dim=1)
+        f = self.frame_net(x.reshape(B * T, 1, H, W))
+        return f.reshape(B, T * f.shape[1], H, W)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        H, W = x.shape[-2:]
+        s = self.stride
+        ph, pw = (-H) % s, (-W) % s
+        if ph or pw:
+            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+        feats = self.context_net(self._frame_features(x))
+        t = self.trunk(feats)
+        outs = [HEADS[h][1](self.heads[h](t), self.cfg) for h in self.heads_order]
+        out = torch.cat(outs, dim=1)
+        if ph or pw:
+            out = out[..., :H, :W]
+        return out
+
+
+# --------------------------------------------------------------------------- family
+def _blinking(n: int, n_frames: int, cfg: SimulationConfig, rng: np.random.Generator):
+    """:func:`blinking_events`, tolerating the case where no fluorophore turns on at all.
+
+    With 3-frame movies and few fluorophores it happens that none is on in any frame; the
+    simulator's ``blinking_events`` then fails on an empty concatenation.
+    """
+    try:
+        return blinking_events(n, n_frames, cfg.t_on, cfg.t_off, cfg.t_bleach, rng)
+    except ValueError:
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, np.zeros(0)
+
+
+def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
+    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
+
+
+@register
+class DecodeFamily(ModelFamily):
+    """DECODE-like model: 3-frame context, per-pixel p / offsets / photons / σ / background."""
+
+    name = "decode"
+    description = "DECODE-like: 3-frame temporal context, per-pixel detection + sub-pixel offsets + uncertainties"
+    context = 1
+
+    @classmethod
+    def default_config(cls) -> dict[str, Any]:
+        return {
+            # architecture
+            "frame_features": [16, 32],
+            "context_features": [24, 48, 96],
+            "head_features": 24,
+            "activation": "relu",
+            "heads": ["p", "xy", "photons", "sigma_xy", "sigma_photons", "bg"],
+            # normalisation / output scales (photons, photons per px); see config_for_simulation
+            "input_offset": 50.0,
+            "input_scale": 220.0,
+            "photon_scale": 8000.0,
+            "bg_scale": 50.0,
+            # loss
+            "loss_window": 5,
+            "count_weight": 1.0,
+            "loc_weight": 1.0,
+            "bg_weight": 1.0,
+            "count_var_floor": 0.05,
+            # training data randomisation (factors around the SimulationConfig)
+            "density_range": [0.05, 5.0],  # emitters / µm² (log-uniform)
+            "p_empty": 0.05,
+            "photons_range": [0.3, 2.0],
+            "bg_range": [0.3, 2.0],
+            "psf_sigma_jitter": 0.15,
+            "gain_jitter": 0.05,
+            "p_filaments": 0.3,
+            # post-processing
+            "threshold": 0.5,
+            "split_threshold": 0.6,
+            "candidate_threshold": 0.1,
+            "position": "max",
+        }
+
+    @staticmethod
+    def config_for_simulation(sim: SimulationConfig) -> dict[str, float]:
+        """Normalisation and output scales suited to a microscope.
+
+        Returns ``input_offset`` = background (photons/px), ``input_scale`` = peak pixel of a
+        mean emitter ``N/(2πσ²)`` (photons), ``photon_scale`` = 4 × mean photons (largest
+        photon count the head can report) and ``bg_scale`` = background.
+        """
+        s = sim.psf_sigma_px
+        return {
+            "input_offset": float(sim.bg_photons),
+            "input_scale": float(max(sim.photons_mean / (2 * math.pi * s * s), 1.0)),
+            "photon_scale": float(4.0 * sim.photons_mean),
+            "bg_scale": float(max(sim.bg_photons, 1.0)),
+        }
+
+    def build(self) -> nn.Module:
+        return DecodeNet(self.config)
+
+    @property
+    def channels(self) -> list[str]:
+        return output_channels(self.config["heads"])
+
+    def split(self, output: torch.Tensor) -> dict[str, torch.Tensor]:
+        """``{channel: (B, H, W)}`` views of a network output."""
+        return split_output(output, self.config["heads"])
+
+    # ------------------------------------------------------------------ inference
+    def preprocess(self, photons: torch.Tensor) -> torch.Tensor:
+        """``(photons − input_offset) / input_scale`` for (B, 3, H, W) frames in photons."""
+        return (photons - float(self.config["input_offset"])) / float(self.config["input_scale"])
+
+    def postprocess(
+        self,
+        output: torch.Tensor,
+        frame_indices,
+        pixel_size_nm: float,
+        threshold: float | None = None,
+        want_images: bool = True,
+    ) -> PostprocessResult:
+        """Localizations by spatial integration of the p map (see :mod:`.decode_post`).
+
+        ``images`` is None (the caller renders the localizations on its own grid);
+        ``display`` is the p map.
+        """
+        o = self.split(output.float())
+        th = self.default_threshold() if threshold is None else float(threshold)
+        locs = spatial_integration(
+            o,
+            frame_indices,
+            pixel_size_nm,
+            threshold=th,
+            split_threshold=float(self.config["split_threshold"]),
+            candidate_threshold=float(self.config["candidate_threshold"]),
+            position=str(self.config["position"]),
+        )
+        return PostprocessResult(localizations=locs, images=None, display=o["p"].detach())
+
+    # ------------------------------------------------------------------ training
+    def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
+        """DECODE loss (count + Gaussian mixture + background), see :func:`.decode_loss.decode_loss`."""
+        total, _ = decode_loss(
+            self.split(output),
+            batch.targets,
+            photon_scale=float(self.config["photon_scale"]),
+            bg_scale=float(self.config["bg_scale"]),
+            window=int(self.config["loss_window"]),
+            count_weight=float(self.config["count_weight"]),
+            loc_weight=float(self.config["loc_weight"]),
+            bg_weight=float(self.config["bg_weight"]),
+            count_var_floor=float(self.config["count_var_floor"]),
+        )
+        return total
+
+    def sample_simulation(
+        self, sim: SimulationConfig, rng: np.random.Generator, randomize: bool
+    ) -> tuple[SimulationConfig, float]:
+        """One training sample's simulation config (3 frames) and its gain factor.
+
+        With ``randomize``: density log-uniform in ``density_range`` (or 0 with ``p_empty``),
+        photons and background log-uniform factors, PSF σ × U(1 ± jitter), filaments with
+        probability ``p_filaments``, gain factor U(1 ± gain_jitter). Otherwise ``sim`` itself.
+        """
+        c = self.config
+        seed = int(rng.integers(0, 2**31 - 1))
+        if not randomize:
+            return sim.replace(n_frames=3, seed=seed), 1.0
+        dens = 0.0 if rng.random() < c["p_empty"] else _log_uniform(rng, *c["density_range"])
+        fp = _log_uniform(rng, *c["photons_range"])
+        fb = _log_uniform(rng, *c["bg_range"])
+        fs = 1.0 + rng.uniform(-c["psf_sigma_jitter"], c["psf_sigma_jitter"])
+        structure = "filaments" if rng.random() < c["p_filaments"] else "uniform"
+        gain = 1.0 + rng.uniform(-c["gain_jitter"], c["gain_jitter"])
+        cfg = sim.replace(
+            n_frames=3,
+            density=dens,
+            photons_mean=sim.photons_mean * fp,
+            photons_std=sim.photons_std * fp,
+            photons_min=sim.photons_min * fp,
+            bg_photons=sim.bg_photons * fb,
+            bg_variation=sim.bg_variation * rng.uniform(0.0, 1.5),
+            psf_sigma_nm=sim.psf_sigma_nm * fs,
+            psf_sigma_std_nm=sim.psf_sigma_std_nm * fs,
+            structure=structure,
+            n_filaments=int(rng.integers(1, 7)),
+            t_on=sim.t_on * _log_uniform(rng, 0.5, 2.0),
+            seed=seed,
+        )
+        return cfg, gain
+
+    def simulate_batch(
+        self,
+        sim: SimulationConfig,
+        batch_size: int,
+        rng: np.random.Generator,
+        device: torch.device | str = "cpu",
+        randomize: bool = True,
+    ) -> Batch:
+        """A batch of 3-frame crops of ``sim.height × sim.width`` px.
+
+        Each sample runs the simulator's own pipeline (:func:`make_fluorophores`,
+        :func:`blinking_events`, :func:`background_field` with ``numpy.random.default_rng(seed)``
+        exactly as :func:`~napari_smlm.core.simulate.simulate` does, so its ground truth equals
+        ``simulate(cfg_i, include_outside=True)``'s), but the PSF rendering and camera noise run
+        once for the whole batch. Fluorophores in the margin around the crop shine into it but
+        are not targets.
+
+        Returns
+        -------
+        Batch
+            ``inputs`` (B, 3, H, W) preprocessed; ``targets``: ``xy_px`` (E, 2) central-frame
+            in-crop emitter positions (px from the top-left edge), ``photons`` (E,),
+            ``sample`` (E,) int64, ``count`` (B,), ``bg`` (B, H, W) photons/px;
+            ``ground_truth``: the same emitters in nm with ``frame`` = sample index.
+        """
+        device = torch.device(device)
+        B, H, W = int(batch_size), int(sim.height), int(sim.width)
+        px = float(sim.pixel_size_nm)
+        T = 2 * self.context + 1
+        xs, ys, ns, sig, fr, ids = [], [], [], [], [], []
+        gt_rows = []
+        bgs = np.empty((B, H, W), dtype=np.float32)
+        gains = np.ones(B, dtype=np.float32)
+        for b in range(B):
+            cfg, gains[b] = self.sample_simulation(sim, rng, randomize)
+            srng = np.random.default_rng(cfg.seed)
+            fl = make_fluorophores(cfg, srng)
+            fid, frame, frac = _blinking(len(fl), T, cfg, srng)
+            bgs[b] = background_field(cfg, srng)
+            x, y = fl.x_nm[fid], fl.y_nm[fid]
+            n = fl.brightness[fid] * frac
+            xs.append(x / px)
+            ys.append(y / px)
+            ns.append(n)
+            sig.append(fl.psf_sigma_nm[fid] / px)
+            fr.append(b * T + frame)
+            c = (frame == self.context) & (x >= 0) & (x < W * px) & (y >= 0) & (y < H * px)
+            col = np.clip((x[c] / px).astype(np.int64), 0, W - 1)
+            row = np.clip((y[c] / px).astype(np.int64), 0, H - 1)
+            gt_rows.append(
+                (np.full(int(c.sum()), b), x[c], y[c], n[c], bgs[b][row, col], fl.psf_sigma_nm[fid][c])
+            )
+        cat = np.concatenate
+        expected = torch.from_numpy(np.repeat(bgs, T, axis=0)).to(device)
+        xpx = torch.from_numpy(cat(xs)).float().to(device)
+        if xpx.numel():
+            Gaussian2D(float(sim.psf_sigma_px)).render(
+                torch.from_numpy(cat(fr)).to(device),
+                xpx,
+                torch.from_numpy(cat(ys)).float().to(device),
+                torch.from_numpy(cat(ns)).float().to(device),
+                (B * T, H, W),
+                sigma_x_px=torch.from_numpy(cat(sig)).float().to(device),
+                out=expected,
+            )
+        gen = torch.Generator(device=device)
+        gen.manual_seed(int(rng.integers(0, 2**62)))
+        adu = sim.camera.forward(expected, generator=gen)
+        photons = sim.camera.adu_to_photons(adu).view(B, T, H, W)
+        photons = photons * torch.from_numpy(gains).to(device)[:, None, None, None]
+        inputs = self.preprocess(photons)
+
+        gsamp, gx, gy, gn, gbg, gsig = (cat([r[k] for r in gt_rows]) for k in range(6))
+        targets = {
+            "xy_px": torch.from_numpy(np.stack([gx / px, gy / px], axis=1)).float().to(device),
+            "photons": torch.from_numpy(gn).float().to(device),
+            "sample": torch.from_numpy(gsamp.astype(np.int64)).to(device),
+            "count": torch.from_numpy(np.bincount(gsamp.astype(np.int64), minlength=B)).float().to(device),
+            "bg": torch.from_numpy(bgs).to(device),
+        }
+        gt = Localizations(
+            {"frame": gsamp, "x_nm": gx, "y_nm": gy, "photons": gn, "bg": gbg, "psf_sigma_nm": gsig},
+            meta={"pixel_size_nm": px, "image_shape": (H, W), "source": "decode.simulate_batch"},
+        )
+        return Batch(inputs=inputs, targets=targets, ground_truth=gt)
