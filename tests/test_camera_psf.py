@@ -85,3 +85,14 @@ def test_psf_edge_emitters_are_cropped_not_wrapped():
     img = psf.render(torch.tensor([0]), torch.tensor([0.2]), torch.tensor([31.9]), torch.tensor([100.0]), (1, 32, 32))
     assert 0 < img.sum().item() < 100.0
     assert img[0, :5, -5:].sum().item() == 0.0  # nothing wrapped to the other corner
+
+
+def test_estimate_baseline_from_simulated_movie():
+    from napari_smlm.core.camera import estimate_baseline_adu
+    from napari_smlm.core.config import SimulationConfig
+    from napari_smlm.core.simulate import simulate
+
+    frames, _ = simulate(SimulationConfig(n_frames=5, height=32, width=32, bg_photons=5, camera="generic_scmos", seed=1))
+    b = estimate_baseline_adu(frames)
+    # baseline 100 ADU; 5 background photons at 1.74 ADU/photon put the darkest pixels a little above it
+    assert 95 <= b <= 110

@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass, replace
 import numpy as np
 import torch
 
-__all__ = ["Camera", "CAMERA_PRESETS", "get_camera"]
+__all__ = ["Camera", "CAMERA_PRESETS", "get_camera", "estimate_baseline_adu"]
 
 
 @dataclass(frozen=True)
@@ -174,3 +174,14 @@ def get_camera(name_or_camera: str | Camera | dict) -> Camera:
         return CAMERA_PRESETS[name_or_camera]
     except KeyError:
         raise ValueError(f"unknown camera preset {name_or_camera!r}; known: {sorted(CAMERA_PRESETS)}") from None
+
+
+def estimate_baseline_adu(frames, percentile: float = 1.0) -> float:
+    """Camera offset estimate (ADU): a low percentile of a few frames.
+
+    The darkest pixels of a frame get (almost) no fluorescence, so their value is the offset
+    plus a little background. This overestimates the offset when every pixel sees background
+    (then prefer the camera's specification sheet); it never needs dark frames.
+    """
+    a = np.asarray(frames, dtype=np.float32)
+    return float(np.percentile(a[np.isfinite(a)], percentile))

@@ -53,14 +53,10 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def estimate_baseline_adu(frames: np.ndarray, percentile: float = 1.0) -> float:
-    """Camera offset estimate (ADU): a low percentile of a few frames.
+    """Camera offset estimate (ADU); see :func:`napari_smlm.core.camera.estimate_baseline_adu`."""
+    from ..core.camera import estimate_baseline_adu as _estimate  # lazy: keeps torch out of widget import
 
-    The darkest pixels of a frame get (almost) no fluorescence, so their value is the offset
-    plus a little background. This overestimates the offset when every pixel sees background
-    (then prefer the camera's specification sheet); it never needs dark frames.
-    """
-    a = np.asarray(frames, dtype=np.float32)
-    return float(np.percentile(a[np.isfinite(a)], percentile))
+    return _estimate(frames, percentile)
 
 
 def validate_movie_layer(layer: Any) -> None:
