@@ -66,9 +66,13 @@ def _metrics(gt, pred, camera: Camera, px: float, psf_sigma_nm: float) -> dict:
     return out
 
 
+#: label -> checkpoint path for models that are not shipped (``--extra LABEL=PATH``).
+EXTRA: dict[str, str] = {}
+
+
 def _run_model(model: str, frames, camera, px, threshold=None) -> tuple:
     t = time.perf_counter()
-    res = predict(frames, model, camera=camera, pixel_size_nm=px, device="cpu", batch_size=32, threshold=threshold)
+    res = predict(frames, EXTRA.get(model, model), camera=camera, pixel_size_nm=px, device="cpu", batch_size=32, threshold=threshold)
     return res, time.perf_counter() - t
 
 
@@ -150,9 +154,10 @@ def speed(models, n_frames, with_picasso) -> list[dict]:
     with tempfile.TemporaryDirectory() as d:
         path = write_movie(Path(d) / "speed.tif", frames, pixel_size_nm=100.0)
         for model in models:
-            predict(frames[:32], model, device="cpu")  # warm-up
+            ref = EXTRA.get(model, model)
+            predict(frames[:32], ref, device="cpu")  # warm-up
             t = time.perf_counter()
-            res = predict(open_movie(path), model, device="cpu", batch_size=32)
+            res = predict(open_movie(path), ref, device="cpu", batch_size=32)
             dt = time.perf_counter() - t
             rows.append({"method": model, "device": "cpu", "frames": n_frames, "frames_per_s": n_frames / dt,
                          "locs_per_s": len(res.localizations) / dt})
@@ -160,9 +165,9 @@ def speed(models, n_frames, with_picasso) -> list[dict]:
                 import torch
 
                 if torch.cuda.is_available():
-                    predict(frames[:32], model, device="cuda")
+                    predict(frames[:32], ref, device="cuda")
                     t = time.perf_counter()
-                    res = predict(open_movie(path), model, device="cuda", batch_size=128)
+                    res = predict(open_movie(path), ref, device="cuda", batch_size=128)
                     dt = time.perf_counter() - t
                     rows.append({"method": model, "device": torch.cuda.get_device_name(0), "frames": n_frames,
                                  "frames_per_s": n_frames / dt, "locs_per_s": len(res.localizations) / dt})
@@ -223,7 +228,7 @@ def memory_scale(model: str, gb: float) -> dict:
 
 
 def time_to_train(model: str) -> list[dict]:
-    ck = resolve_checkpoint(model)
+    ck = resolve_checkpoint(EXTRA.get(model, model))
     return [h for h in ck.training.get("history", []) if "jaccard" in h]
 
 
@@ -379,6 +384,9 @@ def main(argv=None) -> int:
     p.add_argument("--models", default=None, help="comma-separated (default: every model with shipped weights)")
     p.add_argument("--out", type=Path, default=ROOT / "docs")
     p.add_argument("--no-picasso", action="store_true")
+    p.add_argument("--extra", action="append", default=[], metavar="LABEL=PATH",
+                   help="also benchmark this checkpoint under LABEL (EPFL section only unless --extra-everywhere)")
+    p.add_argument("--extra-everywhere", action="store_true")
     p.add_argument("--skip", default="", help="comma-separated sections to skip: accuracy,epfl,speed,memory,train")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -386,9 +394,15 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(2)
     models = a.models.split(",") if a.models else shipped_models()
+    for item in a.extra:
+        label, path = item.split("=", 1)
+        EXTRA[label] = path
+    epfl_models = models + list(EXTRA)
+    if a.extra_everywhere:
+        models = epfl_models
     with_picasso = not a.no_picasso and picasso_available()
     skip = set(filter(None, a.skip.split(",")))
-    results: dict = {"machine": machine(), "models": models, "quick": a.quick, "notes": []}
+    results: dict = {"machine": machine(), "models": models, "extra": dict(EXTRA), "quick": a.quick, "notes": []}
     if not with_picasso:
         results["notes"].append("Picasso (picassosr) not installed or disabled: classical reference skipped (pip install 'napari-smlm[bench]').")
     if not models:
@@ -404,13 +418,13 @@ def main(argv=None) -> int:
             with_picasso,
         )
     if "epfl" not in skip and EPFL_DIR.is_dir():
-        results["epfl"] = epfl(models, with_picasso, n_frames=40 if q else None)
+        results["epfl"] = epfl(epfl_models, with_picasso, n_frames=40 if q else None)
     if "speed" not in skip:
         results["speed"] = speed(models, 64 if q else 512, with_picasso)
     if "memory" not in skip and models:
         results["memory"] = memory_scale(models[0], 0.05 if q else 1.0)
     if "train" not in skip and models:
-        results["time_to_train"] = {mdl: time_to_train(mdl) for mdl in models}
+        results["time_to_train"] = {mdl: time_to_train(mdl) for mdl in epfl_models}
     bench_dir = a.out / "benchmarks"
     bench_dir.mkdir(parents=True, exist_ok=True)
     images = plots(results, bench_dir)
