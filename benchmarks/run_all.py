@@ -384,6 +384,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", default=None, help="comma-separated (default: every model with shipped weights)")
     p.add_argument("--out", type=Path, default=ROOT / "docs")
     p.add_argument("--no-picasso", action="store_true")
+    p.add_argument("--memory-gb", type=float, default=0.5, help="size of the TIFF streamed in the memory section")
     p.add_argument("--extra", action="append", default=[], metavar="LABEL=PATH",
                    help="also benchmark this checkpoint under LABEL (EPFL section only unless --extra-everywhere)")
     p.add_argument("--extra-everywhere", action="store_true")
@@ -422,7 +423,7 @@ def main(argv=None) -> int:
     if "speed" not in skip:
         results["speed"] = speed(models, 64 if q else 512, with_picasso)
     if "memory" not in skip and models:
-        results["memory"] = memory_scale(models[0], 0.05 if q else 1.0)
+        results["memory"] = memory_scale(models[0], 0.005 if q else a.memory_gb)
     if "train" not in skip and models:
         results["time_to_train"] = {mdl: time_to_train(mdl) for mdl in epfl_models}
     bench_dir = a.out / "benchmarks"
