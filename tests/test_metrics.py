@@ -314,3 +314,28 @@ def test_image_metrics():
         nmse(ref, ref[:10])
     with pytest.raises(ValueError, match="normalize"):
         nmse(ref, ref, normalize="l2")
+
+
+def test_rmse_vs_crlb_on_full_frame_emitters():
+    from napari_smlm.core.metrics import crlb_mortensen, match_localizations, rmse_vs_crlb
+
+    rng = np.random.default_rng(0)
+    n = 4000
+    gt = Localizations(
+        {
+            "frame": np.arange(n) // 4,
+            "x_nm": rng.uniform(0, 6400, n),
+            "y_nm": rng.uniform(0, 6400, n),
+            "photons": np.full(n, 1000.0),
+            "bg": np.full(n, 10.0),
+            "on_fraction": np.where(np.arange(n) % 2 == 0, 1.0, 0.05),
+        }
+    )
+    sigma = float(crlb_mortensen(1000.0, 10.0, 100.0, 100.0, excess_noise=1.0))
+    pred = gt.copy()
+    pred["x_nm"] = gt["x_nm"] + rng.normal(0, sigma, n)
+    pred["y_nm"] = gt["y_nm"] + rng.normal(0, sigma, n)
+    r = rmse_vs_crlb(gt, match_localizations(gt, pred), psf_sigma_nm=100.0, pixel_size_nm=100.0, excess_noise=1.0)
+    assert r["n"] == n // 2
+    assert r["crlb_lateral_nm"] == pytest.approx(sigma * np.sqrt(2), rel=1e-6)
+    assert r["ratio"] == pytest.approx(1.0, rel=0.05)

@@ -137,8 +137,10 @@ def _metrics_table(m: dict, crlb: float | None = None) -> str:
         ("bias x / y (nm)", f"{m['bias_x_nm']:.2f} / {m['bias_y_nm']:.2f}"),
         ("efficiency lateral (%)", f"{m['efficiency_lateral']:.2f}"),
     ]
+    if "rmse_full_frame_nm" in m:
+        rows.append(("RMSE of full-frame emitters (nm)", f"{m['rmse_full_frame_nm']:.2f}"))
     if crlb is not None:
-        rows.append(("CRLB lateral of found emitters, rms (nm)", f"{crlb:.2f}"))
+        rows.append(("CRLB of the same emitters, rms (nm)", f"{crlb:.2f}"))
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -215,7 +217,7 @@ def cmd_render(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
-    from .core.metrics import LocalizationMetrics, match_localizations, mean_crlb
+    from .core.metrics import LocalizationMetrics, match_localizations, rmse_vs_crlb
 
     gt = _read_locs(a.ground_truth, a.camera_pixel_size)
     pred = _read_locs(a.localizations, a.camera_pixel_size)
@@ -226,16 +228,17 @@ def cmd_evaluate(a) -> int:
     m = LocalizationMetrics.from_matching(matching).as_dict()
     crlb = None
     if a.crlb and "photons" in gt:
-        # averaged over the ground-truth emitters that were found, like the RMSE
-        crlb = mean_crlb(
-            gt.filter(matching.gt_index),
-            lateral=True,
+        # RMSE next to the CRLB on the same emitters (found, and on for the whole frame when known)
+        r = rmse_vs_crlb(
+            gt,
+            matching,
             pixel_size_nm=a.camera_pixel_size or gt.meta.get("pixel_size_nm") or 100.0,
             psf_sigma_nm=a.psf_sigma,
-            bg_photons=a.bg,
+            bg=a.bg,
             excess_noise=a.excess_noise,
         )
-        m["crlb_lateral_nm"] = crlb
+        crlb = r["crlb_lateral_nm"]
+        m.update(crlb_lateral_nm=crlb, rmse_full_frame_nm=r["rmse_lateral_nm"], n_full_frame=r["n"])
     print(_metrics_table(m, crlb))
     if a.json:
         _write_json(Path(a.json), {"ground_truth": str(a.ground_truth), "localizations": str(a.localizations), **m})
@@ -348,7 +351,7 @@ def cmd_demo(a) -> int:
     from .core.config import SimulationConfig
     from .core.io.locs import write_localizations, write_thunderstorm_csv
     from .core.io.tiff import write_image, write_movie
-    from .core.metrics import LocalizationMetrics, match_localizations, mean_crlb
+    from .core.metrics import LocalizationMetrics, match_localizations, rmse_vs_crlb
     from .core.render import render
     from .core.simulate import simulate
 
@@ -376,10 +379,10 @@ def cmd_demo(a) -> int:
     _save_png(out / "super_resolved.png", img.image, title=f"demo: {model or 'ground truth'}", pixel_size_nm=10.0)
     matching = match_localizations(gt, locs)
     m = LocalizationMetrics.from_matching(matching).as_dict()
-    # The CRLB is averaged over the ground-truth emitters that were found, like the RMSE.
-    found = gt.filter(matching.gt_index) if len(matching.gt_index) else gt
-    crlb = mean_crlb(found, lateral=True, pixel_size_nm=cfg.pixel_size_nm, psf_sigma_nm=cfg.psf_sigma_nm, excess_noise=cfg.camera.excess_noise)
-    m["crlb_lateral_nm"] = crlb
+    # RMSE next to the CRLB on the same emitters: found, and on for the whole frame.
+    r = rmse_vs_crlb(gt, matching, pixel_size_nm=cfg.pixel_size_nm, psf_sigma_nm=cfg.psf_sigma_nm, excess_noise=cfg.camera.excess_noise)
+    crlb = r["crlb_lateral_nm"]
+    m.update(crlb_lateral_nm=crlb, rmse_full_frame_nm=r["rmse_lateral_nm"], n_full_frame=r["n"])
     m["model"] = model
     _write_json(out / "metrics.json", m)
     print(_metrics_table(m, crlb))

@@ -22,12 +22,13 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 
 from ..config import SimulationConfig
 from ..localizations import Localizations
 
-__all__ = ["Batch", "ModelFamily", "PostprocessResult"]
+__all__ = ["Batch", "ModelFamily", "PostprocessResult", "in_crop_mask"]
 
 
 @dataclass
@@ -69,6 +70,33 @@ class PostprocessResult:
     localizations: Localizations
     images: torch.Tensor | None = None
     display: torch.Tensor | None = None
+
+
+def in_crop_mask(ground_truth: Localizations, shape_px: tuple[int, int], pixel_size_nm: float) -> np.ndarray:
+    """Which rows of a per-crop ground truth are ground truth *of the crop*.
+
+    Parameters
+    ----------
+    ground_truth : Localizations
+        Positions in nm from the crop's top-left edge; an ``in_fov`` column, when present,
+        must be non-zero too (the simulator marks its margin emitters with 0).
+    shape_px : (h, w)
+        Crop size in camera pixels.
+    pixel_size_nm : float
+
+    Returns
+    -------
+    numpy.ndarray
+        Boolean mask: ``0 <= x < w·px`` and ``0 <= y < h·px`` (and ``in_fov``).
+    """
+    if not len(ground_truth):
+        return np.zeros(0, dtype=bool)
+    x, y = ground_truth["x_nm"], ground_truth["y_nm"]
+    h, w = (float(v) * float(pixel_size_nm) for v in shape_px)
+    ok = (x >= 0) & (x < w) & (y >= 0) & (y < h)
+    if "in_fov" in ground_truth:
+        ok &= ground_truth["in_fov"] > 0
+    return ok
 
 
 class ModelFamily(ABC):
@@ -136,6 +164,48 @@ class ModelFamily(ABC):
             Draw camera / PSF / photon / background / density parameters around ``sim``
             (training), or keep ``sim`` as it is (a fixed validation set may use either).
         """
+
+    def batch_from_data(
+        self,
+        photons: torch.Tensor,
+        ground_truth: Localizations,
+        pixel_size_nm: float,
+        bg: torch.Tensor | None = None,
+    ) -> Batch:
+        """Make a training batch from frames and their ground truth (real or simulated).
+
+        The one place where a family turns ground truth into its training targets:
+        ``simulate_batch`` renders frames with the simulator and calls this, and training from a
+        user's movie + localization file (:class:`~napari_smlm.core.pairs.PairSampler`) calls it
+        with crops of the movie.
+
+        Parameters
+        ----------
+        photons : torch.Tensor
+            (B, 2·context+1, h, w) frames in photons (camera model already applied), central
+            frame at index ``context``; the returned tensors live on its device.
+        ground_truth : Localizations
+            Emitters of each sample's **central** frame: ``frame`` = sample index (0..B-1),
+            ``x_nm``/``y_nm`` in nm from the crop's top-left edge (pixel ``(i, j)`` centred at
+            ``((j+0.5)·px, (i+0.5)·px)``). ``photons`` is optional; an ``in_fov`` column (1
+            inside the crop, 0 for emitters in a margin around it) is optional too and, when
+            absent, is derived from the positions.
+        pixel_size_nm : float
+            Camera pixel size (nm).
+        bg : torch.Tensor, optional
+            (B, h, w) background in photons per pixel, when known.
+
+        Returns
+        -------
+        Batch
+            ``ground_truth`` keeps only the emitters inside the crops.
+
+        Raises
+        ------
+        NotImplementedError
+            For families that can only train on their own simulator.
+        """
+        raise NotImplementedError(f"{self.name or type(self).__name__}: training from data pairs is not supported")
 
     @abstractmethod
     def loss(self, output: Any, batch: Batch) -> torch.Tensor:

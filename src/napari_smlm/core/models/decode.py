@@ -38,7 +38,8 @@ Input normalisation (``preprocess``)
     and gain (±5 %) around the user's microscope.
 
 Training data, loss and post-processing: see :meth:`DecodeFamily.simulate_batch`,
-:mod:`.decode_loss` and :mod:`.decode_post`.
+:meth:`DecodeFamily.batch_from_data` (targets from any frames + ground truth, e.g. a user's
+movie and localization file), :mod:`.decode_loss` and :mod:`.decode_post`.
 """
 
 from __future__ import annotations
@@ -58,7 +59,7 @@ from ..localizations import Localizations
 from ..psf import Gaussian2D
 from ..simulate import background_field, blinking_events, make_fluorophores
 from . import register
-from .base import Batch, ModelFamily, PostprocessResult
+from .base import Batch, ModelFamily, PostprocessResult, in_crop_mask
 from .decode_loss import decode_loss
 from .decode_post import spatial_integration
 
@@ -391,9 +392,19 @@ class DecodeFamily(ModelFamily):
     # ------------------------------------------------------------------ training
     def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
         """DECODE loss (count + Gaussian mixture + background), see :func:`.decode_loss.decode_loss`."""
+        out = self.split(output)
+        t = batch.targets
+        if t.get("bg") is None:
+            # Background unknown (data pairs without it): the background term is dropped.
+            out = {k: v for k, v in out.items() if k != "bg"}
+        if not t.get("has_photons", True):
+            # Photons unknown: a constant photon dimension (zero error, unit σ) leaves the
+            # mixture a 2-D (x, y) one up to a constant.
+            ps = float(self.config["photon_scale"])
+            out = {**out, "photons": torch.zeros_like(out["p"]), "sigma_photons": torch.full_like(out["p"], ps)}
         total, _ = decode_loss(
-            self.split(output),
-            batch.targets,
+            out,
+            t,
             photon_scale=float(self.config["photon_scale"]),
             bg_scale=float(self.config["bg_scale"]),
             window=int(self.config["loss_window"]),
@@ -455,7 +466,8 @@ class DecodeFamily(ModelFamily):
         exactly as :func:`~napari_smlm.core.simulate.simulate` does, so its ground truth equals
         ``simulate(cfg_i, include_outside=True)``'s), but the PSF rendering and camera noise run
         once for the whole batch. Fluorophores in the margin around the crop shine into it but
-        are not targets.
+        are not targets. Inputs and targets are made by :meth:`batch_from_data`, as for training
+        on a user's data.
 
         Returns
         -------
@@ -510,18 +522,83 @@ class DecodeFamily(ModelFamily):
         adu = sim.camera.forward(expected, generator=gen)
         photons = sim.camera.adu_to_photons(adu).view(B, T, H, W)
         photons = photons * torch.from_numpy(gains).to(device)[:, None, None, None]
-        inputs = self.preprocess(photons)
 
         gsamp, gx, gy, gn, gbg, gsig = (cat([r[k] for r in gt_rows]) for k in range(6))
-        targets = {
-            "xy_px": torch.from_numpy(np.stack([gx / px, gy / px], axis=1)).float().to(device),
-            "photons": torch.from_numpy(gn).float().to(device),
-            "sample": torch.from_numpy(gsamp.astype(np.int64)).to(device),
-            "count": torch.from_numpy(np.bincount(gsamp.astype(np.int64), minlength=B)).float().to(device),
-            "bg": torch.from_numpy(bgs).to(device),
-        }
         gt = Localizations(
             {"frame": gsamp, "x_nm": gx, "y_nm": gy, "photons": gn, "bg": gbg, "psf_sigma_nm": gsig},
             meta={"pixel_size_nm": px, "image_shape": (H, W), "source": "decode.simulate_batch"},
         )
-        return Batch(inputs=inputs, targets=targets, ground_truth=gt)
+        return self.batch_from_data(photons, gt, px, torch.from_numpy(bgs).to(device))
+
+    def batch_from_data(
+        self,
+        photons: torch.Tensor,
+        ground_truth: Localizations,
+        pixel_size_nm: float,
+        bg: torch.Tensor | None = None,
+    ) -> Batch:
+        """DECODE targets for 3-frame windows with known central-frame emitters.
+
+        The one target-making path: :meth:`simulate_batch` and training from a user's movie +
+        localizations (:class:`~napari_smlm.core.pairs.PairSampler`) both end here.
+
+        Parameters
+        ----------
+        photons : torch.Tensor
+            (B, 3, h, w) frames ``t-1, t, t+1`` in photons.
+        ground_truth : Localizations
+            Emitters of each sample's central frame (``frame`` = sample index, nm from the crop's
+            top-left edge). Only those inside the crop (:func:`~.base.in_crop_mask`) are
+            targets: an emitter centred in the margin shines into the crop but is not counted,
+            as in simulation. ``photons`` is optional: without it the photon dimension is left
+            out of the mixture term (the photon head then gets no training signal).
+        pixel_size_nm : float
+            Camera pixel size (nm).
+        bg : torch.Tensor, optional
+            (B, h, w) true background, photons per pixel. When it is None the **background term
+            of the loss is dropped** for the batch (no ``"bg"`` target) rather than estimated: a
+            robust statistic of the frame (median, low percentile) is biased by the emitters
+            themselves at the densities where training on data matters (on the bundled
+            ThunderSTORM pair the median frame value is several times the true background),
+            and a biased target would teach the background head a wrong level. Localization
+            does not use the background head.
+
+        Returns
+        -------
+        Batch
+            ``inputs`` (B, 3, h, w) preprocessed; ``targets``: ``xy_px`` (E, 2) positions in px
+            from the top-left edge, ``photons`` (E,), ``sample`` (E,) int64, ``count`` (B,),
+            ``has_photons`` (bool) and, when ``bg`` is given, ``bg`` (B, h, w) photons/px;
+            ``ground_truth``: the in-crop emitters in nm (a ``bg`` column = ``bg`` at their
+            pixel when ``bg`` is given).
+        """
+        T = 2 * self.context + 1
+        if photons.ndim != 4 or photons.shape[1] != T:
+            raise ValueError(f"{self.name}: expected (B, {T}, h, w) frames, got {tuple(photons.shape)}")
+        B, _, H, W = (int(v) for v in photons.shape)
+        device = photons.device
+        px = float(pixel_size_nm)
+        gt = ground_truth.filter(in_crop_mask(ground_truth, (H, W), px)) if len(ground_truth) else ground_truth.copy()
+        gt.meta.update({"pixel_size_nm": px, "image_shape": (H, W)})
+        samp = gt["frame"].astype(np.int64)
+        if samp.size and (samp.min() < 0 or samp.max() >= B):
+            raise ValueError(f"ground-truth frame (sample index) outside 0..{B - 1}")
+        has_photons = "photons" in gt and bool(np.all(np.isfinite(gt["photons"])))
+        gn = gt["photons"] if has_photons else np.zeros(len(gt))
+        targets: dict[str, Any] = {
+            "xy_px": torch.from_numpy(np.stack([gt["x_nm"] / px, gt["y_nm"] / px], axis=1)).float().to(device),
+            "photons": torch.from_numpy(np.asarray(gn, dtype=np.float64)).float().to(device),
+            "sample": torch.from_numpy(samp).to(device),
+            "count": torch.from_numpy(np.bincount(samp, minlength=B)).float().to(device),
+            "has_photons": has_photons,
+        }
+        if bg is not None:
+            bgt = torch.as_tensor(bg, dtype=torch.float32, device=device)
+            if bgt.shape != (B, H, W):
+                raise ValueError(f"bg must be (B, h, w) = {(B, H, W)}, got {tuple(bgt.shape)}")
+            targets["bg"] = bgt
+            if len(gt):
+                col = np.clip((gt["x_nm"] / px).astype(np.int64), 0, W - 1)
+                row = np.clip((gt["y_nm"] / px).astype(np.int64), 0, H - 1)
+                gt["bg"] = bgt.cpu().numpy()[samp, row, col].astype(np.float64)
+        return Batch(inputs=self.preprocess(photons), targets=targets, ground_truth=gt)

@@ -71,7 +71,7 @@ from ..postprocess import localize_density_map
 from ..simulate import simulate
 from ..targets import density_targets_from_localizations
 from . import register
-from .base import Batch, ModelFamily, PostprocessResult
+from .base import Batch, ModelFamily, PostprocessResult, in_crop_mask
 
 __all__ = [
     "normalize_frames",
@@ -535,7 +535,8 @@ class DensityFamily(ModelFamily):
         probability ``p_high_density``), brightness (±40 %), background (±50 %) and PSF width
         (±10 %); the camera is kept. ``structure="image"`` (which needs a user image) falls back
         to uniform. Targets include emitters in the simulator's margin (their Gaussians clipped
-        to the crop); ``ground_truth`` holds only emitters centred inside the crops.
+        to the crop); ``ground_truth`` holds only emitters centred inside the crops. Inputs and
+        targets are made by :meth:`batch_from_data`, as for training on a user's data.
 
         Returns
         -------
@@ -557,23 +558,70 @@ class DensityFamily(ModelFamily):
         adu = torch.from_numpy(np.concatenate(frames, axis=0).astype(np.float32)).to(device)
         photons = sim.camera.adu_to_photons(adu)[:, None]
         gt_all = Localizations.concat(gts)
-        gt_all.meta.update({"pixel_size_nm": sim.pixel_size_nm, "image_shape": (sim.height, sim.width)})
+        weight_ref = sim.photons_mean if self.config["target_weight"] == "photons" else None
+        return self.batch_from_data(photons, gt_all, sim.pixel_size_nm, None, weight_ref=weight_ref)
+
+    def batch_from_data(
+        self,
+        photons: torch.Tensor,
+        ground_truth: Localizations,
+        pixel_size_nm: float,
+        bg: torch.Tensor | None = None,
+        weight_ref: float | None = None,
+    ) -> Batch:
+        """Density targets for frames with known emitters (the one target-making path).
+
+        Parameters
+        ----------
+        photons : torch.Tensor
+            (B, 1, h, w) frames in photons.
+        ground_truth : Localizations
+            Emitters of each sample (``frame`` = sample index, nm from the crop's top-left
+            edge). *All* rows make targets, so emitters in a margin around the crop add the
+            part of their Gaussian that falls inside it; the returned ``ground_truth`` keeps only
+            those inside the crop (see :func:`~.base.in_crop_mask`).
+        pixel_size_nm : float
+            Camera pixel size (nm).
+        bg : torch.Tensor, optional
+            Ignored: the per-frame normalisation removes the background level, and the targets
+            do not depend on it.
+        weight_ref : float, optional
+            Photons of a weight-1 spike when ``config["target_weight"] == "photons"``; default
+            ``ground_truth.meta["photons_mean"]``, else the batch's mean. Needs a ``photons``
+            column in that mode; the default (one unit per emitter) needs none.
+
+        Returns
+        -------
+        Batch
+            ``inputs`` (B, 1, h, w) normalised frames; ``targets["density"]`` (B, 1, h·u, w·u).
+        """
+        if photons.ndim != 4 or photons.shape[1] != 2 * self.context + 1:
+            raise ValueError(f"{self.name}: expected (B, {2 * self.context + 1}, h, w) frames, got {tuple(photons.shape)}")
+        B, _, H, W = photons.shape
+        device = photons.device
+        gt_all = ground_truth.copy()
+        gt_all.meta.update({"pixel_size_nm": float(pixel_size_nm), "image_shape": (int(H), int(W))})
         weight_col = "photons" if self.config["target_weight"] == "photons" else None
+        if weight_col is not None:
+            if "photons" not in gt_all:
+                raise ValueError(f"{self.name}: target_weight='photons' needs a photons column in the ground truth")
+            if weight_ref is None:
+                weight_ref = gt_all.meta.get("photons_mean")
         targets = density_targets_from_localizations(
             gt_all,
-            batch_size,
-            (sim.height, sim.width),
-            sim.pixel_size_nm,
+            int(B),
+            (int(H), int(W)),
+            float(pixel_size_nm),
             self.upsampling,
             weight_column=weight_col,
-            weight_ref=sim.photons_mean if weight_col else None,
+            weight_ref=weight_ref if weight_col else None,
             kernel_size=int(self.config["kernel_size"]),
             kernel_sigma=float(self.config["kernel_sigma"]),
             scale=float(self.config["target_scale"]),
             device=device,
             subpixel=bool(self.config["target_subpixel"]),
         )
-        gt = gt_all.filter(gt_all["in_fov"] > 0) if len(gt_all) else gt_all
+        gt = gt_all.filter(in_crop_mask(gt_all, (H, W), pixel_size_nm)) if len(gt_all) else gt_all
         return Batch(inputs=self.preprocess(photons), targets={"density": targets}, ground_truth=gt)
 
     def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
