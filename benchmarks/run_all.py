@@ -27,7 +27,7 @@ HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
 
-from bench_foundation import machine  # noqa: E402
+from bench_foundation import bench_big_tiff, bench_simulator, machine, to_markdown  # noqa: E402
 from picasso_ref import oracle_tuned_picasso, picasso_available  # noqa: E402
 
 from napari_smlm.core.camera import Camera, get_camera  # noqa: E402
@@ -362,6 +362,9 @@ def markdown(results: dict, images: list[str], quick: bool) -> str:
         L += [f"## Memory / scale: streaming a {mem['file_gb']:.2f} GB TIFF ({mem['frames']} frames of 128×128) through `{mem['model']}`", "",
               "| wall time (s) | frames/s | localizations | peak anonymous memory (MB) | peak RSS incl. mapped file (MB) |", "|---:|---:|---:|---:|---:|",
               f"| {mem['seconds']:.1f} | {mem['frames_per_s']:.1f} | {mem['localizations']} | {mem['peak_anon_mb']:.0f} | {mem['peak_rss_mb']:.0f} |", ""]
+    fd = results.get("foundation")
+    if fd:
+        L += ["## Simulator and lazy TIFF I/O", ""] + to_markdown(fd).splitlines()[2:] + [""]
     ttt = results.get("time_to_train")
     if ttt:
         L += ["## Time to train (validation set of the shipped model's training run, 2 CPU cores)", ""]
@@ -386,7 +389,7 @@ def main(argv=None) -> int:
     p.add_argument("--extra", action="append", default=[], metavar="LABEL=PATH",
                    help="also benchmark this checkpoint under LABEL (EPFL section only unless --extra-everywhere)")
     p.add_argument("--extra-everywhere", action="store_true")
-    p.add_argument("--skip", default="", help="comma-separated sections to skip: accuracy,epfl,speed,memory,train")
+    p.add_argument("--skip", default="", help="comma-separated sections to skip: accuracy,epfl,speed,memory,foundation,train")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch
@@ -422,6 +425,10 @@ def main(argv=None) -> int:
         results["speed"] = speed(models, 64 if q else 512, with_picasso)
     if "memory" not in skip and models:
         results["memory"] = memory_scale(models[0], 0.005 if q else a.memory_gb)
+    if "foundation" not in skip:
+        with tempfile.TemporaryDirectory() as d:
+            results["foundation"] = {"machine": results["machine"], "simulator": bench_simulator(q),
+                                     "big_tiff": bench_big_tiff(0.05 if q else 2.0, Path(d))}
     if "train" not in skip and models:
         results["time_to_train"] = {mdl: time_to_train(mdl) for mdl in epfl_models}
     bench_dir = a.out / "benchmarks"
