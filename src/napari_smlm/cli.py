@@ -262,7 +262,8 @@ def cmd_models(a) -> int:
 def cmd_train(a) -> int:
     from .core.training import TrainConfig, iter_train
 
-    sim = _sim_config(a, frames=1, size=a.crop)
+    # With --movie, --camera may be "fit" (not a preset): the pair's camera replaces the sim's below.
+    sim = _sim_config(argparse.Namespace(**{**vars(a), "camera": None}) if a.movie else a, frames=1, size=a.crop)
     sim = sim.replace(height=a.crop, width=a.crop) if not a.size else sim
     cfg = TrainConfig(
         steps=a.steps,
@@ -275,9 +276,32 @@ def cmd_train(a) -> int:
         seed=a.seed or 0,
     )
     model_config = json.loads(a.model_config) if a.model_config else None
+    pairs = None
+    if bool(a.movie) != bool(a.ground_truth):
+        raise SystemExit("train: --movie and --ground-truth go together")
+    if a.movie:
+        from .core.models import get_family
+        from .core.pairs import PairSampler
+
+        family_cls = type(get_family(a.model))
+        probe = PairSampler(a.movie, a.ground_truth, camera=a.camera or "fit", pixel_size_nm=a.pixel_size, crop=1)
+        H, W = probe.movie_shape[1:]
+        crop = min(a.crop, H, W)
+        if crop < a.crop:
+            log.warning("--crop %d is larger than the %d×%d px movie: using %d", a.crop, H, W, crop)
+        pairs = probe.with_options(crop=crop, context=family_cls.context)
+        sim = pairs.simulation_config(sim)
+        if a.init is None and hasattr(family_cls, "config_for_simulation"):
+            # normalisation / output scales from the data (e.g. DECODE's), unless set explicitly
+            model_config = {**family_cls.config_for_simulation(sim), **(model_config or {})}
+        print(f"training on {pairs!r}; camera {pairs.camera}; last {a.val_fraction:.0%} of the frames held out")
     t0 = time.perf_counter()
     last = None
-    for u in iter_train(a.model, sim, cfg, checkpoint_path=a.output, init_checkpoint=a.init, model_config=model_config):
+    gen = iter_train(
+        a.model, sim, cfg, checkpoint_path=a.output, init_checkpoint=a.init, model_config=model_config,
+        pairs=pairs, val_fraction=a.val_fraction,
+    )
+    for u in gen:
         last = u
         if u.kind == "epoch":
             extra = " ".join(f"{k}={v:.3g}" for k, v in u.metrics.items())
@@ -432,7 +456,7 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--excess-noise", type=float, default=2.0)
     e.set_defaults(func=cmd_evaluate)
 
-    t = sub.add_parser("train", help="train or fine-tune a model on simulated data")
+    t = sub.add_parser("train", help="train or fine-tune a model on simulated data or on a movie + ground truth")
     t.add_argument("--model", required=True)
     t.add_argument("-o", "--output", required=True, help="checkpoint path (.pt)")
     t.add_argument("--init", default=None, help="start from this checkpoint (fine-tune / resume)")
@@ -445,6 +469,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--crop", type=int, default=40, help="training crop size, camera px")
     t.add_argument("--device", default="auto")
     t.add_argument("--threads", type=int, default=0)
+    g = t.add_argument_group("training on data (instead of the simulator)")
+    g.add_argument(
+        "--movie", default=None,
+        help="TIFF movie (ADU) whose emitters are known; --camera is then a preset or 'fit' (default: a linear "
+        "ADU->photons fit of the movie against its ground truth), --pixel-size overrides the file's",
+    )
+    g.add_argument(
+        "--ground-truth", default=None, help="its localization file (ThunderSTORM/SMLM-2016 CSV, Picasso, DECODE)"
+    )
+    g.add_argument(
+        "--val-fraction", type=float, default=0.2, help="last fraction of the frames held out for validation (0.2)"
+    )
     _sim_args(t)
     t.set_defaults(func=cmd_train)
 

@@ -1,7 +1,10 @@
 """Training as a generator: ``iter_train`` yields typed updates; whoever drains it decides when to stop.
 
 Training pairs come from the simulator on the fly (on the GPU when there is one), through the
-model family's ``simulate_batch``. A fixed, seeded validation set is made once; the learning rate
+model family's ``simulate_batch``, or, with ``pairs=``, from random crops of a user's movie and
+its ground-truth localizations (:class:`~napari_smlm.core.pairs.PairSampler`) through the
+family's ``batch_from_data``, the code path ``simulate_batch`` itself ends in. A fixed, seeded
+validation set is made once (with pairs: from frames held out of training); the learning rate
 follows ReduceLROnPlateau on the validation loss; the best checkpoint is written whenever the
 validation loss improves, atomically, so stopping at any moment (closing the generator, a
 napari worker's ``quit()``) keeps the last good model.
@@ -15,6 +18,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -23,6 +27,9 @@ from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
 from .config import ConfigMixin, SimulationConfig
 from .device import resolve_device
 from .models import ModelFamily, get_family
+
+if TYPE_CHECKING:
+    from .pairs import PairSampler
 
 __all__ = ["TrainConfig", "TrainUpdate", "iter_train", "train"]
 
@@ -120,20 +127,25 @@ def _validation_metrics(family: ModelFamily, out, batch, pixel_size_nm: float) -
 
 def iter_train(
     model: str | ModelFamily,
-    sim: SimulationConfig,
+    sim: SimulationConfig | None,
     cfg: TrainConfig = TrainConfig(),
     checkpoint_path: str | Path | None = None,
     init_checkpoint: str | Path | Checkpoint | None = None,
     model_config: dict | None = None,
+    pairs: PairSampler | tuple[PairSampler, PairSampler] | None = None,
+    val_fraction: float = 0.2,
 ) -> Iterator[TrainUpdate]:
-    """Train a model on simulated data, yielding progress.
+    """Train a model on simulated data, or on crops of a user's movie + ground truth, yielding progress.
 
     Parameters
     ----------
     model : str or ModelFamily
         Registry name or a configured family.
-    sim : SimulationConfig
+    sim : SimulationConfig or None
         The microscope to simulate (``height``/``width`` = training crop size in camera px).
+        With ``pairs`` nothing is simulated: ``sim`` is only recorded in the checkpoint (its
+        camera and pixel size are what inference uses by default), and None means
+        ``pairs.simulation_config()``.
     cfg : TrainConfig
     checkpoint_path : path, optional
         Where the best checkpoint goes (written at every validation improvement).
@@ -141,6 +153,16 @@ def iter_train(
         Start from these weights (fine-tuning or resuming); its model config is used.
     model_config : dict, optional
         Family config when starting from scratch.
+    pairs : PairSampler or (PairSampler, PairSampler), optional
+        Train on data instead of the simulator: every batch is
+        ``family.batch_from_data(*train.sample(batch_size, rng, device))``. A single sampler is
+        split by frames with ``pairs.split(val_fraction)`` (the last frames are held out); a
+        ``(train, val)`` tuple is used as given. The validation set is ``val_batches`` fixed,
+        seeded batches of crops of the validation frames. Its ``context`` is set to the family's.
+    val_fraction : float
+        Fraction of the frames held out for validation when ``pairs`` is one sampler. With 0 the
+        validation crops come from the training frames, so the validation loss measures fit,
+        not generalisation.
 
     Yields
     ------
@@ -169,7 +191,24 @@ def iter_train(
     rng = np.random.default_rng(cfg.seed)
     val_rng = np.random.default_rng(cfg.seed + 1_000_003)
     torch.manual_seed(cfg.seed)
-    val_set = [family.simulate_batch(sim, cfg.batch_size, val_rng, device, randomize=True) for _ in range(cfg.val_batches)]
+    train_pairs = val_pairs = None
+    if pairs is not None:
+        train_pairs, val_pairs = pairs if isinstance(pairs, tuple) else pairs.split(val_fraction)
+        if train_pairs.context != family.context:
+            log.info("pairs: context %d -> %d (the %s family's)", train_pairs.context, family.context, family.name)
+            train_pairs = train_pairs.with_options(context=family.context)
+            val_pairs = val_pairs.with_options(context=family.context)
+        if sim is None:
+            sim = train_pairs.simulation_config()
+        log.info("training on data pairs: train %r, validation %r", train_pairs, val_pairs)
+        val_set = [
+            family.batch_from_data(*val_pairs.sample(cfg.batch_size, val_rng, device)) for _ in range(cfg.val_batches)
+        ]
+    else:
+        val_set = [
+            family.simulate_batch(sim, cfg.batch_size, val_rng, device, randomize=True) for _ in range(cfg.val_batches)
+        ]
+    pixel_size_nm = train_pairs.pixel_size_nm if train_pairs is not None else sim.pixel_size_nm
 
     t0 = time.perf_counter()
     best = math.inf
@@ -191,11 +230,15 @@ def iter_train(
             "train_config": cfg.to_dict(),
             "history": history[-200:],
             "fine_tuned_from": (init.training.get("checkpoint_name") if init is not None else None),
+            **({"pairs": {"train": train_pairs.describe(), "val": val_pairs.describe()}} if train_pairs else {}),
         }
 
     while step < cfg.steps:
         net.train()
-        batch = family.simulate_batch(sim, cfg.batch_size, rng, device, randomize=True)
+        if train_pairs is not None:
+            batch = family.batch_from_data(*train_pairs.sample(cfg.batch_size, rng, device))
+        else:
+            batch = family.simulate_batch(sim, cfg.batch_size, rng, device, randomize=True)
         out = net(batch.inputs)
         loss = family.loss(out, batch)
         if not torch.isfinite(loss):
@@ -219,7 +262,7 @@ def iter_train(
                 for vb in val_set:
                     vo = net(vb.inputs)
                     vals.append(float(family.loss(vo, vb).item()))
-                    metrics_list.append(_validation_metrics(family, vo, vb, sim.pixel_size_nm))
+                    metrics_list.append(_validation_metrics(family, vo, vb, pixel_size_nm))
             val_loss = float(np.mean(vals))
             metrics = {k: _finite_mean([m.get(k, np.nan) for m in metrics_list]) for k in metrics_list[0]}
             sched.step(val_loss)

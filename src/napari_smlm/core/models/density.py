@@ -596,7 +596,8 @@ class DensityFamily(ModelFamily):
             ``inputs`` (B, 1, h, w) normalised frames; ``targets["density"]`` (B, 1, h·u, w·u).
         """
         if photons.ndim != 4 or photons.shape[1] != 2 * self.context + 1:
-            raise ValueError(f"{self.name}: expected (B, {2 * self.context + 1}, h, w) frames, got {tuple(photons.shape)}")
+            n = 2 * self.context + 1
+            raise ValueError(f"{self.name}: expected (B, {n}, h, w) frames, got {tuple(photons.shape)}")
         B, _, H, W = photons.shape
         device = photons.device
         gt_all = ground_truth.copy()
