@@ -138,3 +138,13 @@ def test_foreign_and_mismatched_checkpoints_rejected(tmp_path, trained):
         load_checkpoint(tmp_path / "wrong.pt")
     with pytest.raises(CheckpointError, match="not found"):
         load_checkpoint(tmp_path / "nope.pt")
+
+
+def test_fine_tune_config_overrides(trained, tmp_path):
+    path, _ = trained
+    out = tmp_path / "ft2.pt"
+    cfg = TrainConfig(steps=2, steps_per_epoch=2, batch_size=2, val_batches=1, device="cpu")
+    list(iter_train("toy-test", SIM, cfg, out, init_checkpoint=path, model_config={"scale": 100.0}))
+    assert load_checkpoint(out).model_config["scale"] == 100.0
+    with pytest.raises(ValueError, match="changes the architecture"):
+        list(iter_train("toy-test", SIM, cfg, None, init_checkpoint=path, model_config={"channels": 4}))

@@ -152,7 +152,8 @@ def iter_train(
     init_checkpoint : path or Checkpoint, optional
         Start from these weights (fine-tuning or resuming); its model config is used.
     model_config : dict, optional
-        Family config when starting from scratch.
+        Family config when starting from scratch; when fine-tuning, overrides of the
+        checkpoint's config (training-data ranges, normalisation, post-processing).
     pairs : PairSampler or (PairSampler, PairSampler), optional
         Train on data instead of the simulator: every batch is
         ``family.batch_from_data(*train.sample(batch_size, rng, device))``. A single sampler is
@@ -176,12 +177,17 @@ def iter_train(
         name = model if isinstance(model, str) else model.name
         if name != init.model:
             raise ValueError(f"checkpoint is a {init.model!r} model, not {name!r}")
-        family = init.family()
+        # Fine-tuning may change training-data ranges, normalisation or post-processing settings;
+        # architecture changes make the weights not fit and fail below with a clear error.
+        family = get_family(init.model, {**init.model_config, **(model_config or {})})
     else:
         family = get_family(model, model_config) if isinstance(model, str) else model
     net = family.build().to(device)
     if init is not None:
-        net.load_state_dict(init.state_dict)
+        try:
+            net.load_state_dict(init.state_dict)
+        except RuntimeError as exc:
+            raise ValueError(f"model_config {model_config} changes the architecture of the {init.model!r} checkpoint") from exc
     prior_steps = int(init.training.get("total_steps", 0)) if init is not None else 0
 
     opt = torch.optim.Adam(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
