@@ -99,7 +99,7 @@ def _placeholder_checkpoint(tmpdir: Path) -> Path:
     return path
 
 
-def reconstruction(viewer, tmpdir: Path) -> tuple[str, bool]:
+def reconstruction(viewer, tmpdir: Path, checkpoint: Path | None = None) -> tuple[str, bool]:
     from napari_smlm.core.checkpoint import shipped_models
 
     (movie,) = viewer.open(str(MOVIE), plugin=PLUGIN)
@@ -111,7 +111,11 @@ def reconstruction(viewer, tmpdir: Path) -> tuple[str, bool]:
     shipped = shipped_models()
     model = next((m for m in PREFERRED if m in shipped), shipped[0] if shipped else None)
     placeholder = model is None
-    if placeholder:
+    if checkpoint is not None and Path(checkpoint).exists():
+        # e.g. the EPFL-matched fine-tune (benchmarks/finetune_epfl.sh): its camera comes with it
+        w.load_checkpoint_file(checkpoint)
+        model, placeholder = f"{Path(checkpoint).name}", False
+    elif placeholder:
         w.load_checkpoint_file(_placeholder_checkpoint(tmpdir))
         w.camera_combo.setCurrentText("ideal")
         w.estimate_button.click()
@@ -218,6 +222,8 @@ def evaluation(viewer) -> None:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--only", choices=["reconstruction", "training", "simulation", "evaluation"], nargs="*")
+    p.add_argument("--checkpoint", type=Path, default=ROOT / "benchmarks" / "checkpoints" / "decode_epfl_finetune.pt",
+                   help="reconstruct with this checkpoint when it exists (default: the EPFL-matched fine-tune)")
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if not MOVIE.exists():
@@ -233,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     viewer.scale_bar.visible = True
     only = set(a.only or ("reconstruction", "training", "simulation", "evaluation"))
     with tempfile.TemporaryDirectory() as d:
-        model, placeholder = reconstruction(viewer, Path(d))
+        model, placeholder = reconstruction(viewer, Path(d), a.checkpoint)
         log.info("reconstructed with %s%s", model, " (placeholder: no shipped weights yet)" if placeholder else "")
         if "training" in only:
             training(viewer)
