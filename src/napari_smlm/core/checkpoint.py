@@ -24,6 +24,7 @@ __all__ = [
     "CheckpointError",
     "FORMAT",
     "load_checkpoint",
+    "resolve_checkpoint",
     "save_checkpoint",
     "shipped_checkpoint_path",
     "shipped_models",
@@ -185,3 +186,13 @@ def shipped_checkpoint_path(model: str) -> Path:
 def shipped_models() -> list[str]:
     """Names of models with shipped weights."""
     return sorted(p.stem for p in weights_dir().glob("*.pt"))
+
+
+def resolve_checkpoint(model_or_path: str | Path | Checkpoint) -> Checkpoint:
+    """A checkpoint from an object, a file path or the name of a model with shipped weights."""
+    if isinstance(model_or_path, Checkpoint):
+        return model_or_path
+    p = Path(model_or_path)
+    if p.suffix in (".pt", ".pth", ".ckpt") or p.exists():
+        return load_checkpoint(p)
+    return load_checkpoint(shipped_checkpoint_path(str(model_or_path)))

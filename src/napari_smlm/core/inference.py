@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from .camera import Camera, get_camera
-from .checkpoint import Checkpoint, load_checkpoint, shipped_checkpoint_path
+from .checkpoint import Checkpoint, resolve_checkpoint
 from .device import resolve_device
 from .localizations import Localizations
 
@@ -69,16 +69,6 @@ class PredictUpdate:
     @property
     def fraction(self) -> float:
         return self.n_done / max(self.n_total, 1)
-
-
-def resolve_checkpoint(model_or_path: str | Path | Checkpoint) -> Checkpoint:
-    """A checkpoint from an object, a file path or the name of a model with shipped weights."""
-    if isinstance(model_or_path, Checkpoint):
-        return model_or_path
-    p = Path(model_or_path)
-    if p.suffix in (".pt", ".pth", ".ckpt") or p.exists():
-        return load_checkpoint(p)
-    return load_checkpoint(shipped_checkpoint_path(str(model_or_path)))
 
 
 def _read_window(movie, a: int, b: int, c: int) -> np.ndarray:

@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 
-from .checkpoint import Checkpoint, load_checkpoint, save_checkpoint
+from .checkpoint import Checkpoint, resolve_checkpoint, save_checkpoint
 from .config import ConfigMixin, SimulationConfig
 from .device import resolve_device
 from .models import ModelFamily, get_family
@@ -149,8 +149,8 @@ def iter_train(
     cfg : TrainConfig
     checkpoint_path : path, optional
         Where the best checkpoint goes (written at every validation improvement).
-    init_checkpoint : path or Checkpoint, optional
-        Start from these weights (fine-tuning or resuming); its model config is used.
+    init_checkpoint : path, model name or Checkpoint, optional
+        Start from these weights (a name means the shipped weights of that model) (fine-tuning or resuming); its model config is used.
     model_config : dict, optional
         Family config when starting from scratch; when fine-tuning, overrides of the
         checkpoint's config (training-data ranges, normalisation, post-processing).
@@ -172,7 +172,7 @@ def iter_train(
     device = resolve_device(cfg.device)
     if cfg.threads:
         torch.set_num_threads(int(cfg.threads))
-    init = load_checkpoint(init_checkpoint) if isinstance(init_checkpoint, (str, Path)) else init_checkpoint
+    init = resolve_checkpoint(init_checkpoint) if isinstance(init_checkpoint, (str, Path)) else init_checkpoint
     if init is not None:
         name = model if isinstance(model, str) else model.name
         if name != init.model:
