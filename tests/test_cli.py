@@ -70,3 +70,28 @@ def test_bad_input_is_a_clear_error(tmp_path, capsys):
     assert main(["evaluate", str(bad), str(bad)]) == 2
     err = capsys.readouterr().err
     assert "bad.csv" in err
+
+
+@pytest.mark.parametrize("method", ["model", "gaussian"])
+def test_localize_with_render(sim_dir, tmp_path, method):
+    from napari_smlm.core.checkpoint import shipped_models
+
+    if "decode" not in shipped_models():
+        pytest.skip("no shipped decode weights")
+    out = tmp_path / "locs.csv"
+    sr = tmp_path / "sr.tif"
+    rc = main(["localize", str(sim_dir / "movie.tif"), "--model", "decode", "-o", str(out), "--render", str(sr),
+               "--render-method", method, "--device", "cpu", "--frames", "0", "10"])
+    assert rc == 0
+    locs = read_localizations(out)
+    assert len(locs) > 0 and locs["frame"].max() < 10
+    img, px = read_image(sr)
+    assert img.sum() > 0 and px > 0
+    assert sr.with_suffix(".png").exists()
+
+
+def test_bad_config_and_model_are_clear_errors(tmp_path, capsys):
+    assert main(["simulate", "-o", str(tmp_path), "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "missing.yaml" in capsys.readouterr().err
+    assert main(["train", "--model", "decode", "-o", str(tmp_path / "x.pt"), "--init", "decod", "--steps", "1"]) == 2
+    assert "decod" in capsys.readouterr().err

@@ -352,7 +352,7 @@ def cmd_localize(a) -> int:
     out = Path(a.output)
     locs.meta["napari_smlm_version"] = __version__
     write_localizations(out, locs)
-    n = (done.n_done if done else sum(1 for _ in parts))
+    n = done.n_done if done else len(np.unique(locs["frame"])) if len(locs) else 0
     el = time.perf_counter() - t0
     print(f"localizations: {out} ({len(locs)} in {n} frames, {n / el:.1f} frames/s, model {ckpt.model})")
     if a.render:
@@ -360,11 +360,11 @@ def cmd_localize(a) -> int:
         px = (done.sr_pixel_size_nm if done else movie.pixel_size_nm or 100.0)
         if a.render_method == "model" and done is not None:
             write_image(r, done.sr_image, px, metadata={"model": ckpt.model})
-            _save_png(r.with_suffix(".png"), done.sr_image, title=f"{Path(a.movie).name} — {ckpt.model}", pixel_size_nm=px)
+            _save_png(r.with_suffix(".png"), done.sr_image, title=f"{Path(movie.paths[0]).name} — {ckpt.model}", pixel_size_nm=px)
         else:
             H, W = movie.shape[1:]
             cam_px = locs.meta["pixel_size_nm"]
-            _render_and_save(locs, r, r.with_suffix(".png"), a.render_method, a.render_pixel_size, a.render_sigma, (H * cam_px, W * cam_px), title=Path(a.movie).name)
+            _render_and_save(locs, r, r.with_suffix(".png"), a.render_method, a.render_pixel_size, a.render_sigma, (H * cam_px, W * cam_px), title=Path(movie.paths[0]).name)
         print(f"super-resolved image: {r} (+ {r.with_suffix('.png')})")
     return 0
 
@@ -527,7 +527,9 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         return int(a.func(a) or 0)
-    except (SMLMFileError, CheckpointError) as exc:
+    except (SMLMFileError, CheckpointError, FileNotFoundError, KeyError, ValueError) as exc:
+        # bad input: one clear line, no traceback (-v shows it in the log)
+        log.debug("failed", exc_info=True)
         print(f"error: {exc}", file=sys.stderr)
         return 2
 

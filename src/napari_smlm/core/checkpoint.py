@@ -195,4 +195,7 @@ def resolve_checkpoint(model_or_path: str | Path | Checkpoint) -> Checkpoint:
     p = Path(model_or_path)
     if p.suffix in (".pt", ".pth", ".ckpt") or p.exists():
         return load_checkpoint(p)
-    return load_checkpoint(shipped_checkpoint_path(str(model_or_path)))
+    name = str(model_or_path)
+    if name not in shipped_models():
+        raise CheckpointError(name, f"neither a checkpoint file nor a model with shipped weights (shipped: {shipped_models()})")
+    return load_checkpoint(shipped_checkpoint_path(name))

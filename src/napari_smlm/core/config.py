@@ -58,9 +58,21 @@ class ConfigMixin:
 
     @classmethod
     def from_yaml(cls: type[T], path_or_text: str | Path) -> T:
-        p = Path(path_or_text) if not isinstance(path_or_text, str) or "\n" not in path_or_text else None
-        text = p.read_text() if p is not None and p.exists() else str(path_or_text)
-        return cls.from_dict(yaml.safe_load(text) or {})
+        """From a YAML file, or YAML text (a string containing a newline)."""
+        if isinstance(path_or_text, str) and "\n" in path_or_text:
+            text, where = path_or_text, "YAML text"
+        else:
+            p = Path(path_or_text)
+            if not p.is_file():
+                raise FileNotFoundError(f"{p}: configuration file not found")
+            text, where = p.read_text(), str(p)
+        data = yaml.safe_load(text) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"{where}: expected a mapping of {cls.__name__} fields, got {type(data).__name__}")
+        try:
+            return cls.from_dict(data)
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{where}: {exc}") from exc
 
     def replace(self: T, **kw) -> T:
         return dataclasses.replace(self, **kw)  # type: ignore[type-var]
