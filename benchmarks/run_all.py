@@ -59,7 +59,7 @@ def _metrics(gt, pred, camera: Camera, px: float, psf_sigma_nm: float) -> dict:
     m = match_localizations(gt, pred)
     out = LocalizationMetrics.from_matching(m).as_dict()
     if "photons" in gt and len(m.gt_index):
-        r = rmse_vs_crlb(gt, m, pixel_size_nm=px, psf_sigma_nm=psf_sigma_nm, excess_noise=camera.excess_noise)
+        r = rmse_vs_crlb(gt, m, pixel_size_nm=px, psf_sigma_nm=psf_sigma_nm, excess_noise=camera.excess_noise, qe=camera.qe)
         out.update(crlb_lateral_nm=r["crlb_lateral_nm"], rmse_full_frame_nm=r["rmse_lateral_nm"], crlb_ratio=r["ratio"], n_full_frame=r["n"])
     return out
 

@@ -110,7 +110,7 @@ def evaluate_checkpoint(args) -> None:
     for dens, seed in zip(args.densities, range(1001, 1001 + len(args.densities))):
         sim = base.replace(height=64, width=64, n_frames=args.eval_frames, density=dens, seed=seed)
         frames, gt = simulate(sim)
-        crlb_all = crlb_for_localizations(gt, excess_noise=sim.camera.excess_noise)
+        crlb_all = crlb_for_localizations(gt, excess_noise=sim.camera.excess_noise, qe=sim.camera.qe)
         for position in args.positions:
             ck_p = Checkpoint(ck.model, {**ck.model_config, "position": position}, ck.state_dict, ck.simulation,
                               ck.training, ck.version)

@@ -263,6 +263,10 @@ def test_closing_widget_mid_run_stops_worker(viewer, qtbot, toy_checkpoint):
     gate.set()
     qtbot.waitUntil(lambda: not workers[0].is_running, timeout=TIMEOUT_MS)
     assert w._closed and not w._jobs[0]._callbacks["update"]  # nothing reaches the removed widget
+    # the shared run state is released: a reopened widget can run again
+    assert not w.status.running
+    w2 = _dock(viewer, "Reconstruction")
+    assert w2.run_button.isEnabled()
 
 
 # ============================================================================ training

@@ -236,6 +236,7 @@ def cmd_evaluate(a) -> int:
             psf_sigma_nm=a.psf_sigma,
             bg=a.bg,
             excess_noise=a.excess_noise,
+            qe=a.qe,
         )
         crlb = r["crlb_lateral_nm"]
         m.update(crlb_lateral_nm=crlb, rmse_full_frame_nm=r["rmse_lateral_nm"], n_full_frame=r["n"])
@@ -404,7 +405,10 @@ def cmd_demo(a) -> int:
     matching = match_localizations(gt, locs)
     m = LocalizationMetrics.from_matching(matching).as_dict()
     # RMSE next to the CRLB on the same emitters: found, and on for the whole frame.
-    r = rmse_vs_crlb(gt, matching, pixel_size_nm=cfg.pixel_size_nm, psf_sigma_nm=cfg.psf_sigma_nm, excess_noise=cfg.camera.excess_noise)
+    r = rmse_vs_crlb(
+        gt, matching, pixel_size_nm=cfg.pixel_size_nm, psf_sigma_nm=cfg.psf_sigma_nm,
+        excess_noise=cfg.camera.excess_noise, qe=cfg.camera.qe,
+    )
     crlb = r["crlb_lateral_nm"]
     m.update(crlb_lateral_nm=crlb, rmse_full_frame_nm=r["rmse_lateral_nm"], n_full_frame=r["n"])
     m["model"] = model
@@ -453,7 +457,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--crlb", action="store_true", help="also report the mean CRLB of the ground truth (needs photons)")
     e.add_argument("--psf-sigma", type=float, default=120.0)
     e.add_argument("--bg", type=float, default=None, help="background photons/px if the ground truth lacks a bg column")
-    e.add_argument("--excess-noise", type=float, default=2.0)
+    e.add_argument("--excess-noise", type=float, default=2.0, help="F: 2 for EMCCD, 1 for sCMOS")
+    e.add_argument("--qe", type=float, default=1.0, help="quantum efficiency: ground-truth photons × QE = detected photons")
     e.set_defaults(func=cmd_evaluate)
 
     t = sub.add_parser("train", help="train or fine-tune a model on simulated data or on a movie + ground truth")

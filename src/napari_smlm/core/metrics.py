@@ -581,6 +581,7 @@ def crlb_for_localizations(
     pixel_size_nm: float | None = None,
     excess_noise: float = 2.0,
     photons: float | np.ndarray | None = None,
+    qe: float = 1.0,
 ) -> np.ndarray:
     """Mortensen CRLB (nm, per axis) for every row of a localization table.
 
@@ -600,6 +601,10 @@ def crlb_for_localizations(
         ``F``: 2 for EMCCD (default), 1 for sCMOS / no EM gain.
     photons : float or array, optional
         Signal photons when there is no ``photons`` column.
+    qe : float
+        Quantum efficiency. The bound needs *detected* photons; simulated ground truth holds
+        photons reaching the camera, so pass the camera's QE (both signal and background
+        are scaled by it).
 
     Returns
     -------
@@ -617,7 +622,9 @@ def crlb_for_localizations(
     px = pixel_size_nm if pixel_size_nm is not None else locs.pixel_size_nm
     if px is None:
         raise ValueError("pixel_size_nm not given and not in locs.meta")
-    out = crlb_mortensen(pick("photons", photons), pick("bg", bg), pick("psf_sigma_nm", psf_sigma_nm), px, excess_noise)
+    out = crlb_mortensen(
+        qe * pick("photons", photons), qe * pick("bg", bg), pick("psf_sigma_nm", psf_sigma_nm), px, excess_noise
+    )
     return np.asarray(out, dtype=float).reshape(len(locs))
 
 

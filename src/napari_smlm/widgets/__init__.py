@@ -283,7 +283,22 @@ class SmlmDockWidget(QWidget):
             return
         self._closed = True
         self._flush_timer.stop()
+        was_running = self.busy
         _detach_all(self._jobs)
+        # The run state is shared per viewer: a widget closed mid-run must not leave it RUNNING
+        # (a reopened widget would keep Run disabled), nor keep receiving its signals.
+        status = getattr(self, "status", None)
+        if status is not None:
+            if status.running and was_running:
+                from ._state import RunState
+
+                status.set(RunState.STOPPED, "stopped: the widget was closed")
+            slot = getattr(self, "_on_state_changed", None)
+            if slot is not None:
+                try:
+                    status.changed.disconnect(slot)
+                except Exception:  # noqa: BLE001 - not connected
+                    pass
         for picker in self.findChildren(LayerPicker):
             try:
                 picker.disconnect_viewer()

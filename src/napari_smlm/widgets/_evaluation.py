@@ -144,24 +144,30 @@ class EvaluationWidget(SmlmDockWidget):
 
     def evaluate(self) -> dict | None:
         """Match and fill the table; returns the metrics dict (None, with a notification, on bad input)."""
-        from ..core.metrics import evaluate, mean_crlb
+        from ..core.metrics import LocalizationMetrics, match_localizations, rmse_vs_crlb
 
         try:
             gt, pred, rng = self._tables()
         except ValueError as exc:
             notify_error(str(exc))
             return None
-        m = evaluate(gt, pred, tol_lateral_nm=self.tolerance.value(), method=self.method.currentText()).as_dict()
+        matching = match_localizations(gt, pred, tol_lateral_nm=self.tolerance.value(), method=self.method.currentText())
+        m = LocalizationMetrics.from_matching(matching).as_dict()
         m["crlb_lateral_nm"] = float("nan")
+        m["rmse_full_frame_nm"] = float("nan")
         px = gt.pixel_size_nm or pred.pixel_size_nm
         if "photons" in gt and len(gt) and px:
             sim = (gt.meta.get("simulation") or {}) if isinstance(gt.meta.get("simulation"), dict) else {}
             cam = sim.get("camera") if isinstance(sim.get("camera"), dict) else None
             f = (2.0 if cam.get("em_gain", 1.0) > 1 else 1.0) if cam else F_CHOICES[self.excess.currentText()]
+            qe = float(cam.get("qe", 1.0)) if cam else 1.0
             try:
-                m["crlb_lateral_nm"] = mean_crlb(
-                    gt, lateral=True, pixel_size_nm=px, psf_sigma_nm=self.psf_sigma.value(), bg=self.bg.value(), excess_noise=f
+                # RMSE and bound on the same emitters: found, and on for the whole frame (when known)
+                r = rmse_vs_crlb(
+                    gt, matching, pixel_size_nm=px, psf_sigma_nm=self.psf_sigma.value(), bg=self.bg.value(),
+                    excess_noise=f, qe=qe,
                 )
+                m["crlb_lateral_nm"], m["rmse_full_frame_nm"] = r["crlb_lateral_nm"], r["rmse_lateral_nm"]
             except (ValueError, KeyError) as exc:
                 log.info("no CRLB: %s", exc)
         m["frames"] = f"{rng[0]}–{rng[1] - 1}" if rng else "all"
@@ -169,7 +175,8 @@ class EvaluationWidget(SmlmDockWidget):
         self._fill_table()
         self.note.setText(
             "Per-frame matching within the tolerance; JI = TP/(TP+FP+FN); efficiency = 100 − √((100 − JI%)² + RMSE²). "
-            "CRLB: Mortensen bound of the ground truth (needs photons), √2 × per axis, comparable with the lateral RMSE."
+            "CRLB: Mortensen bound (needs photons; √2 × per axis) of the found emitters that were on for the whole frame, "
+            "next to their RMSE."
         )
         return m
 
@@ -223,7 +230,8 @@ class EvaluationWidget(SmlmDockWidget):
                 ("RMSE lateral (nm)", _fmt(m["rmse_lateral_nm"], 4)),
                 ("bias x / y (nm)", f"{_fmt(m['bias_x_nm'])} / {_fmt(m['bias_y_nm'])}"),
                 ("efficiency lateral (%)", _fmt(m["efficiency_lateral"], 4)),
-                ("CRLB lateral, rms (nm)", _fmt(m["crlb_lateral_nm"], 4)),
+                ("RMSE of full-frame emitters (nm)", _fmt(m["rmse_full_frame_nm"], 4)),
+                ("CRLB of the same emitters, rms (nm)", _fmt(m["crlb_lateral_nm"], 4)),
             ]
         if im:
             rows += [("SSIM (image)", _fmt(im["ssim"])), ("NMSE (image)", _fmt(im["nmse"]))]
