@@ -89,13 +89,13 @@ def accuracy_vs_density(models, densities, n_frames, cameras, structures, with_p
                 for model in models:
                     res, dt = _run_model(model, frames, cam, cfg.pixel_size_nm)
                     m = _metrics(gt, res.localizations, cam, cfg.pixel_size_nm, cfg.psf_sigma_nm)
-                    rows.append({**m, "matching": m["method"], "camera": cam_name, "structure": structure, "density": d, "method": model, "frames_per_s": n_frames / dt})
+                    rows.append({**m, "matching": m["method"], "camera": cam_name, "structure": structure, "density": d, "method": model, "frames": n_frames, "frames_per_s": n_frames / dt})
                     log.info("%s %s %.1f %s JI %.3f RMSE %.1f", cam_name, structure, d, model, m["jaccard"], m["rmse_lateral_nm"])
                 if with_picasso:
                     r = oracle_tuned_picasso(frames, gt, cam, cfg.pixel_size_nm)
                     m = _metrics(gt, r.pop("localizations"), cam, cfg.pixel_size_nm, cfg.psf_sigma_nm)
                     rows.append({**m, "matching": m["method"], "camera": cam_name, "structure": structure, "density": d,
-                             "method": "picasso (oracle-tuned)", "frames_per_s": r["frames_per_s"], "min_net_gradient": r["min_net_gradient"]})
+                             "method": "picasso (oracle-tuned)", "frames": n_frames, "frames_per_s": r["frames_per_s"], "min_net_gradient": r["min_net_gradient"]})
     return rows
 
 
@@ -329,7 +329,8 @@ def markdown(results: dict, images: list[str], quick: bool) -> str:
         L += [f"> {n}" for n in results["notes"]] + [""]
     rows = results.get("accuracy", [])
     if rows:
-        L += ["## Accuracy vs density (simulated 64×64 movies, 100 nm pixels, PSF σ 120 nm, 2000 ± 500 photons, 50 bg photons/px)", "",
+        n_fr = max((r.get("frames", 0) for r in rows), default=0)
+        L += [f"## Accuracy vs density (simulated 64×64 movies of {n_fr} frames, 100 nm pixels, PSF σ 120 nm, 2000 ± 500 photons, 50 bg photons/px)", "",
               "JI: Jaccard index (%), RMSE: lateral RMSE of all matches (nm), E: SMLM-2016 lateral efficiency (%). "
               "RMSE\\* and CRLB: on the same emitters — the matched ground-truth emitters that were on for the whole frame — their "
               "lateral RMSE and the rms of their lateral Mortensen bound (√2 × per axis; F = 2 for the EMCCD). Matching: greedy, 250 nm.", "",
@@ -385,6 +386,7 @@ def main(argv=None) -> int:
     p.add_argument("--models", default=None, help="comma-separated (default: every model with shipped weights)")
     p.add_argument("--out", type=Path, default=ROOT / "docs")
     p.add_argument("--no-picasso", action="store_true")
+    p.add_argument("--frames", type=int, default=100, help="frames per simulated movie in the accuracy section")
     p.add_argument("--memory-gb", type=float, default=0.5, help="size of the TIFF streamed in the memory section")
     p.add_argument("--extra", action="append", default=[], metavar="LABEL=PATH",
                    help="also benchmark this checkpoint under LABEL (EPFL section only unless --extra-everywhere)")
@@ -414,7 +416,7 @@ def main(argv=None) -> int:
         results["accuracy"] = accuracy_vs_density(
             models,
             [0.5, 2.0] if q else [0.1, 0.5, 1.0, 2.0, 4.0, 6.0],
-            20 if q else 100,
+            20 if q else a.frames,
             ["smlm2016_emccd"] if q else ["smlm2016_emccd", "generic_scmos"],
             ["uniform"] if q else ["uniform", "filaments"],
             with_picasso,
