@@ -388,6 +388,8 @@ def main(argv=None) -> int:
     p.add_argument("--no-picasso", action="store_true")
     p.add_argument("--frames", type=int, default=100, help="frames per simulated movie in the accuracy section")
     p.add_argument("--memory-gb", type=float, default=0.5, help="size of the TIFF streamed in the memory section")
+    p.add_argument("--update", action="store_true",
+                   help="start from the existing results.json and recompute only the sections not skipped")
     p.add_argument("--extra", action="append", default=[], metavar="LABEL=PATH",
                    help="also benchmark this checkpoint under LABEL (EPFL section only unless --extra-everywhere)")
     p.add_argument("--extra-everywhere", action="store_true")
@@ -407,6 +409,10 @@ def main(argv=None) -> int:
     with_picasso = not a.no_picasso and picasso_available()
     skip = set(filter(None, a.skip.split(",")))
     results: dict = {"machine": machine(), "models": models, "extra": dict(EXTRA), "quick": a.quick, "notes": []}
+    old = a.out / "benchmarks" / "results.json"
+    if a.update and old.exists():
+        results = {**json.loads(old.read_text()), "machine": results["machine"]}
+        results["notes"] = []
     if not with_picasso:
         results["notes"].append("Picasso (picassosr) not installed or disabled: classical reference skipped (pip install 'napari-smlm[bench]').")
     if not models:

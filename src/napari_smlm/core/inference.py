@@ -71,6 +71,34 @@ class PredictUpdate:
         return self.n_done / max(self.n_total, 1)
 
 
+_MALLOC_TUNED = False
+
+
+def _fix_malloc_threshold() -> None:
+    """Pin glibc's mmap threshold at 128 KiB (once per process, Linux/glibc only).
+
+    glibc raises its mmap threshold after large blocks are freed; afterwards every multi-MB
+    array of a long run (frames, super-resolved snapshots) comes from the heap, which small
+    long-lived objects then pin: resident memory grew by ~5 MB per batch (measured: 0.25 GB
+    movie → 4 GB). With the threshold pinned, large arrays go back to the OS when freed and
+    memory stays flat (same run: 260 MB).
+    """
+    global _MALLOC_TUNED
+    if _MALLOC_TUNED:
+        return
+    _MALLOC_TUNED = True
+    import ctypes
+    import sys
+
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+    except (OSError, AttributeError):  # not glibc (musl, ...)
+        log.debug("mallopt not available")
+
+
 def _read_window(movie, a: int, b: int, c: int) -> np.ndarray:
     """Frames ``a-c .. b+c`` (exclusive end) with edge frames repeated beyond the movie."""
     n = len(movie)
@@ -134,6 +162,7 @@ def iter_predict(
         One ``"batch"`` update per batch, then one ``"done"`` update with everything.
     """
     t0 = time.perf_counter()
+    _fix_malloc_threshold()
     ckpt = resolve_checkpoint(model)
     family = ckpt.family()
     dev = resolve_device(device)
