@@ -237,20 +237,24 @@ def plots(results: dict, outdir: Path) -> list[str]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    plt.style.use("default")  # napari or a user's rc may set a style with grid lines over images
     files = []
     rows = results.get("accuracy", [])
     if rows:
         combos = sorted({(r["camera"], r["structure"]) for r in rows})
         fig, axes = plt.subplots(2, len(combos), figsize=(4.2 * len(combos), 7.5), squeeze=False)
         methods = sorted({r["method"] for r in rows})
+        colors = plt.get_cmap("tab10").colors
+        style = {m: (colors[i % 10], "os^vDP*Xh"[i % 9]) for i, m in enumerate(methods)}
         for j, (cam, st) in enumerate(combos):
             for meth in methods:
                 rr = sorted([r for r in rows if r["camera"] == cam and r["structure"] == st and r["method"] == meth], key=lambda r: r["density"])
                 if not rr:
                     continue
                 x = [r["density"] for r in rr]
-                axes[0, j].plot(x, [100 * r["jaccard"] for r in rr], "o-", label=meth)
-                axes[1, j].plot(x, [r["rmse_lateral_nm"] for r in rr], "o-", label=meth)
+                c, mk = style[meth]
+                axes[0, j].plot(x, [100 * r["jaccard"] for r in rr], marker=mk, color=c, label=meth)
+                axes[1, j].plot(x, [r["rmse_lateral_nm"] for r in rr], marker=mk, color=c, label=meth)
             crlb = sorted([r for r in rows if r["camera"] == cam and r["structure"] == st and r["method"] == methods[0]], key=lambda r: r["density"])
             if crlb and "crlb_lateral_nm" in crlb[0]:
                 axes[1, j].plot([r["density"] for r in crlb], [r.get("crlb_lateral_nm", np.nan) for r in crlb], "k--", label="CRLB (full-frame emitters)")
@@ -279,6 +283,7 @@ def plots(results: dict, outdir: Path) -> list[str]:
             img = np.asarray(img)
             v = np.percentile(img[img > 0], 99.5) if np.any(img > 0) else 1
             ax.imshow(img, cmap="hot", vmin=0, vmax=v, extent=(0, 6.4, 6.4, 0))
+            ax.grid(False)
             ax.set_title(name, fontsize=9)
             ax.set_xlabel("x (µm)")
         for ax in axes.ravel()[n:]:
@@ -372,8 +377,8 @@ def markdown(results: dict, images: list[str], quick: bool) -> str:
         for model, hist in ttt.items():
             if not hist:
                 continue
-            L += [f"**{model}**", "", "| minutes | step | val JI (%) | val RMSE (nm) |", "|---:|---:|---:|---:|"]
-            L += [f"| {_fmt(h.get('minutes'))} | {h['step']} | {_fmt(100 * h['jaccard'])} | {_fmt(h.get('rmse_lateral_nm'))} |" for h in hist]
+            L += [f"**{model}**", "", "| minutes | step | val JI (%) | val RMSE (nm) | phase |", "|---:|---:|---:|---:|---|"]
+            L += [f"| {_fmt(h.get('minutes'))} | {h['step']} | {_fmt(100 * h['jaccard'])} | {_fmt(h.get('rmse_lateral_nm'))} | {h.get('phase', '')} |" for h in hist]
             L.append("")
         if "time_to_train.png" in images:
             L += ["![time to train](benchmarks/time_to_train.png)", ""]
