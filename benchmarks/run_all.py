@@ -199,10 +199,10 @@ print(json.dumps({"frames": m.shape[0], "seconds": time.perf_counter() - t, "loc
 """
 
 
-def memory_scale(model: str, gb: float) -> dict:
+def memory_scale(model: str, gb: float, size: int = 128) -> dict:
     from napari_smlm.core.io import write_movie
 
-    cfg = SimulationConfig(n_frames=500, height=128, width=128, density=1.0, structure="filaments", seed=3)
+    cfg = SimulationConfig(n_frames=500, height=size, width=size, density=1.0, structure="filaments", seed=3)
     block, _ = simulate(cfg)
     n = int(gb * 1e9 // block[0].nbytes)
     with tempfile.TemporaryDirectory() as d:
@@ -216,12 +216,12 @@ def memory_scale(model: str, gb: float) -> dict:
                 done += k
 
         write_movie(path, frames(), pixel_size_nm=100.0)
-        size = path.stat().st_size / 1e9
+        size_gb = path.stat().st_size / 1e9
         out = subprocess.run([sys.executable, "-c", STREAM, str(path), model], capture_output=True, text=True)
         if out.returncode:
             raise RuntimeError(out.stderr[-2000:])
         res = json.loads(out.stdout.strip().splitlines()[-1])
-    res.update(model=model, file_gb=size, frame_shape=[128, 128], frames_per_s=res["frames"] / res["seconds"])
+    res.update(model=model, file_gb=size_gb, frame_shape=[cfg.height, cfg.width], frames_per_s=res["frames"] / res["seconds"])
     return res
 
 
@@ -365,7 +365,8 @@ def markdown(results: dict, images: list[str], quick: bool) -> str:
         L.append("")
     mem = results.get("memory")
     if mem:
-        L += [f"## Memory / scale: streaming a {mem['file_gb']:.2f} GB TIFF ({mem['frames']} frames of 128×128) through `{mem['model']}`", "",
+        fs = mem.get("frame_shape", [128, 128])
+        L += [f"## Memory / scale: streaming a {mem['file_gb']:.2f} GB TIFF ({mem['frames']} frames of {fs[0]}×{fs[1]}) through `{mem['model']}`", "",
               "| wall time (s) | frames/s | localizations | peak anonymous memory (MB) | peak RSS incl. mapped file (MB) |", "|---:|---:|---:|---:|---:|",
               f"| {mem['seconds']:.1f} | {mem['frames_per_s']:.1f} | {mem['localizations']} | {mem['peak_anon_mb']:.0f} | {mem['peak_rss_mb']:.0f} |", ""]
     fd = results.get("foundation")
@@ -392,6 +393,7 @@ def main(argv=None) -> int:
     p.add_argument("--out", type=Path, default=ROOT / "docs")
     p.add_argument("--no-picasso", action="store_true")
     p.add_argument("--frames", type=int, default=100, help="frames per simulated movie in the accuracy section")
+    p.add_argument("--memory-frame", type=int, default=128, help="frame size (px) of the streamed TIFF")
     p.add_argument("--memory-gb", type=float, default=0.5, help="size of the TIFF streamed in the memory section")
     p.add_argument("--update", action="store_true",
                    help="start from the existing results.json and recompute only the sections not skipped")
@@ -437,7 +439,7 @@ def main(argv=None) -> int:
     if "speed" not in skip:
         results["speed"] = speed(models, 64 if q else 512, with_picasso)
     if "memory" not in skip and models:
-        results["memory"] = memory_scale(models[0], 0.005 if q else a.memory_gb)
+        results["memory"] = memory_scale(models[0], 0.005 if q else a.memory_gb, a.memory_frame)
     if "foundation" not in skip:
         with tempfile.TemporaryDirectory() as d:
             results["foundation"] = {"machine": results["machine"], "simulator": bench_simulator(q),
