@@ -18,6 +18,7 @@ import torch
 
 from .. import __version__
 from .config import SimulationConfig
+from .io.safe import atomic_path
 
 __all__ = [
     "Checkpoint",
@@ -104,9 +105,8 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
         "training": _plain(ckpt.training),
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in ckpt.state_dict.items()},
     }
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(payload, tmp)
-    tmp.replace(path)
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
     return path
 
 

@@ -15,6 +15,7 @@ from typing import Any, TypeVar
 import yaml
 
 from .camera import Camera, get_camera
+from .io.safe import atomic_path
 
 __all__ = ["ConfigMixin", "SimulationConfig"]
 
@@ -53,7 +54,8 @@ class ConfigMixin:
     def to_yaml(self, path: str | Path | None = None) -> str:
         text = yaml.safe_dump(self.to_dict(), sort_keys=False)
         if path is not None:
-            Path(path).write_text(text)
+            with atomic_path(path) as tmp:
+                tmp.write_text(text)
         return text
 
     @classmethod

@@ -47,6 +47,7 @@ import yaml
 
 from ..localizations import STANDARD_COLUMNS, Localizations
 from .errors import SMLMFileError
+from .safe import atomic_path
 
 __all__ = [
     "LocFormat",
@@ -367,7 +368,7 @@ def write_thunderstorm_csv(path: str | os.PathLike, locs: Localizations) -> Path
             out[_TS_FREE_OUT.get(c, c)] = df[c].to_numpy()
     table = pd.DataFrame(out)
     try:
-        with open(p, "w", newline="", encoding="utf-8") as fh:
+        with atomic_path(p) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
             fh.write(",".join(f'"{c}"' for c in table.columns) + "\n")
             table.to_csv(fh, header=False, index=False, lineterminator="\n")
     except OSError as exc:
@@ -742,10 +743,11 @@ def write_picasso_hdf5(
         logger.info("%s: columns %s absent; filled with placeholders", p, filled)
     yaml_path = picasso_yaml_path(p)
     try:
-        with h5py.File(p, "w") as f:
-            f.create_dataset("locs", data=rec)
-        with open(yaml_path, "w", encoding="utf-8") as fh:
-            yaml.safe_dump_all([info], fh, default_flow_style=False, sort_keys=False, allow_unicode=True)
+        with atomic_path(p) as tmp_h5, atomic_path(yaml_path) as tmp_yaml:
+            with h5py.File(tmp_h5, "w") as f:
+                f.create_dataset("locs", data=rec)
+            with open(tmp_yaml, "w", encoding="utf-8") as fh:
+                yaml.safe_dump_all([info], fh, default_flow_style=False, sort_keys=False, allow_unicode=True)
     except OSError as exc:
         raise SMLMFileError(p, f"cannot write: {exc}") from exc
     logger.info("wrote %d localizations to %s (+ %s)", n, p, yaml_path.name)

@@ -43,6 +43,7 @@ import numpy as np
 import tifffile
 
 from .errors import SMLMFileError
+from .safe import atomic_path
 
 __all__ = [
     "Movie",
@@ -818,25 +819,23 @@ def write_movie(
         kw.update(resolution=(ppcm, ppcm), resolutionunit="CENTIMETER")
     n = 0
     frame_shape = dtype = None
-    try:
-        with tifffile.TiffWriter(path, bigtiff=bigtiff) as tw:
-            for block in _frame_chunks(frames):
-                if frame_shape is None:
-                    frame_shape, dtype = block.shape[1:], block.dtype
-                    if dtype.kind not in "ui" or dtype.itemsize > 4:
-                        raise SMLMFileError(path, f"write_movie writes integer camera frames, got dtype {dtype}")
-                if block.shape[1:] != frame_shape:
-                    raise SMLMFileError(path, f"frame shape {block.shape[1:]} differs from the first {frame_shape}")
-                if block.dtype != dtype:
-                    raise SMLMFileError(path, f"dtype {block.dtype} differs from the first {dtype}")
-                for f in block:
-                    tw.write(f, **kw)
-                    n += 1
-            if n == 0:
-                raise SMLMFileError(path, "no frames to write")
-    except BaseException:
-        path.unlink(missing_ok=True)
-        raise
+    # Write beside the destination and rename at the end: an interrupted or failed write
+    # (SIGINT, full disk) leaves an earlier movie of the same name untouched.
+    with atomic_path(path) as tmp, tifffile.TiffWriter(tmp, bigtiff=bigtiff) as tw:
+        for block in _frame_chunks(frames):
+            if frame_shape is None:
+                frame_shape, dtype = block.shape[1:], block.dtype
+                if dtype.kind not in "ui" or dtype.itemsize > 4:
+                    raise SMLMFileError(path, f"write_movie writes integer camera frames, got dtype {dtype}")
+            if block.shape[1:] != frame_shape:
+                raise SMLMFileError(path, f"frame shape {block.shape[1:]} differs from the first {frame_shape}")
+            if block.dtype != dtype:
+                raise SMLMFileError(path, f"dtype {block.dtype} differs from the first {dtype}")
+            for f in block:
+                tw.write(f, **kw)
+                n += 1
+        if n == 0:
+            raise SMLMFileError(path, "no frames to write")
     logger.info("wrote %d frames %s %s to %s", n, frame_shape, dtype, path)
     return path
 
@@ -881,6 +880,12 @@ def write_image(
     x0, y0 = (float(v) for v in origin_nm)
     info = _jsonable({**(metadata or {}), "pixel_size_nm": px, "origin_nm": [x0, y0]})
     px_um = px / 1e3
+    with atomic_path(path) as tmp:
+        _imwrite_imagej(tmp, img, px_um, x0, y0, px, info)
+    return path
+
+
+def _imwrite_imagej(path, img, px_um, x0, y0, px, info) -> None:
     tifffile.imwrite(
         path,
         img,
@@ -894,7 +899,6 @@ def write_image(
             "Info": json.dumps(info),
         },
     )
-    return path
 
 
 def read_image(path: str | os.PathLike, *, return_metadata: bool = False):

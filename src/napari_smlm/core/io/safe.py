@@ -1,0 +1,112 @@
+"""Writing files without ever losing what the user already has.
+
+Two rules, one home:
+
+* **Atomic replace.** Every writer writes to a temporary file in the destination folder
+  and renames it over the destination only once the content is complete
+  (:func:`atomic_path`). A crash, SIGINT, SIGKILL or full disk mid-write leaves the old
+  file untouched (and no half-written new one).
+* **Never over an input, never over an existing file unless asked.** Commands call
+  :func:`check_output` with the inputs they read; writing onto one of them is refused
+  even with ``overwrite=True``, and an existing file is refused unless ``overwrite``.
+
+No torch, no Qt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+
+from .errors import SMLMFileError
+
+__all__ = ["OutputExistsError", "atomic_path", "check_output", "same_file"]
+
+
+class OutputExistsError(SMLMFileError):
+    """An output path would replace an input or an existing file."""
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    """True when ``a`` and ``b`` name the same file (resolving links; ``b`` may not exist)."""
+    pa, pb = Path(a), Path(b)
+    try:
+        if pa.exists() and pb.exists():
+            return os.path.samefile(pa, pb)
+    except OSError:
+        pass
+    return pa.resolve() == pb.resolve()
+
+
+def check_output(
+    path: str | os.PathLike,
+    *,
+    inputs: Iterable[str | os.PathLike] = (),
+    overwrite: bool = False,
+    what: str = "output",
+) -> Path:
+    """Refuse an output that would destroy data; return it as a :class:`Path`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The file about to be written.
+    inputs : iterable of path-like
+        Files the command reads. Writing onto one of them is always refused.
+    overwrite : bool
+        Allow replacing an existing file that is not an input.
+    what : str
+        The parameter name shown in the error (e.g. ``"--output"``).
+
+    Raises
+    ------
+    OutputExistsError
+        ``path`` is one of ``inputs``, is an existing directory, or exists and
+        ``overwrite`` is false.
+    """
+    p = Path(path)
+    for inp in inputs:
+        if inp is None:
+            continue
+        if same_file(p, inp):
+            raise OutputExistsError(p, f"{what} is also an input of this command; choose another file name")
+    if p.is_dir():
+        raise OutputExistsError(p, f"{what} is an existing folder, not a file")
+    if p.exists() and not overwrite:
+        raise OutputExistsError(p, f"{what} already exists; choose another name or pass --overwrite")
+    return p
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path``; on success it replaces ``path`` atomically.
+
+    Use it around any writer that takes a file name (tifffile, h5py, torch.save, pandas)::
+
+        with atomic_path(out) as tmp:
+            tifffile.imwrite(tmp, image)
+
+    On an exception (including KeyboardInterrupt) the temporary file is removed and
+    ``path`` is left exactly as it was.
+    """
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".part" + p.suffix, dir=p.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as fh:  # content on disk before the rename makes it visible
+            os.fsync(fh.fileno())
+        # mkstemp creates 0600; give the file the permissions a plain open() would have.
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, p)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
