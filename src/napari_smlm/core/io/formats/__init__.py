@@ -117,8 +117,12 @@ def _undetected_error(probe: Probe) -> SMLMFileError:
             f"headerless CSV with {probe.headerless_columns} columns: cannot tell its format "
             "(missing columns frame, x, y; a headerless SMLM-2016 activations.csv has 6)",
         )
-    from .thunderstorm import missing_columns
-
+    # Name the missing columns the way the header's style suggests: "x (nm)" (NAIRR-SMLM)
+    # or "x [nm]" (ThunderSTORM, the default).
+    if any("(" in h for h in probe.header):
+        from .nairr import missing_columns
+    else:
+        from .thunderstorm import missing_columns
     return missing_error(p, missing_columns(probe.bases), probe.header, "localization CSV")
 
 

@@ -47,6 +47,11 @@ _LENGTHS = {"x_nm", "y_nm", "z_nm", "psf_sigma_nm"}
 _REQUIRED = ("frame", "x", "y")
 
 
+def missing_columns(bases: list[str]) -> list[str]:
+    """The NAIRR-SMLM names of the required columns a header lacks."""
+    return [{"x": "x (nm)", "y": "y (nm)"}.get(m, m.title()) for m in _REQUIRED if m not in bases]
+
+
 def detect(probe: c.Probe) -> bool:
     """A header with ``Frame`` and ``x (nm)``/``y (nm)``: units in parentheses, not brackets."""
     if probe.comment_first or probe.headerless_columns or not all(b in probe.bases for b in _REQUIRED):
@@ -80,9 +85,9 @@ def read_nairr_csv(path: str | os.PathLike, pixel_size_nm: float | None = None) 
         raise SMLMFileError(p, "empty file: no NAIRR-SMLM header")
     names, sep = c.split_header(lines[0])
     parsed = [c.parse_name(n) for n in names]
-    missing = [r for r in _REQUIRED if r not in [b for b, _ in parsed]]
+    missing = missing_columns([b for b, _ in parsed])
     if missing:
-        raise c.missing_error(p, [{"x": "x (nm)", "y": "y (nm)"}.get(m, m.title()) for m in missing], names, "NAIRR-SMLM")
+        raise c.missing_error(p, missing, names, "NAIRR-SMLM")
     df = c.read_csv_body(p, names, sep, skiprows=1)
     cols: dict[str, np.ndarray] = {}
     used: set[str] = set()

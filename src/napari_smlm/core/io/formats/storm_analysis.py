@@ -101,9 +101,9 @@ def read_storm_analysis_h5(
                 if n == 0:
                     continue
                 if drift_corrected:
-                    for k, a, s in (("x", "dx", 1.0), ("y", "dy", 1.0), ("z", "dz", 1.0)):
+                    for k, a in (("x", "dx"), ("y", "dy"), ("z", "dz")):  # px, px, µm like the fields
                         if k in d and a in g.attrs:
-                            d[k] = d[k].astype(np.float64) + s * float(g.attrs[a])
+                            d[k] = d[k].astype(np.float64) + float(g.attrs[a])
                 d["frame"] = np.full(n, frame, dtype=np.int64)
                 chunks.append(d)
     except SMLMFileError:

@@ -79,8 +79,14 @@ _MISSING_NAMES = {"x": "x [nm]", "y": "y [nm]"}
 
 
 def detect(probe: c.Probe) -> bool:
-    """A CSV whose header has ``frame``, ``x`` and ``y`` columns (any units)."""
-    return not probe.comment_first and not probe.headerless_columns and all(b in probe.bases for b in _REQUIRED)
+    """A CSV whose header has ``frame``, ``x`` and ``y`` columns, units (if any) in brackets.
+
+    (``x (nm)`` with parentheses is NAIRR-SMLM's style, see :mod:`.nairr`.)
+    """
+    if probe.comment_first or probe.headerless_columns or not all(b in probe.bases for b in _REQUIRED):
+        return False
+    names = {b: n for b, n in zip(probe.bases, probe.header)}
+    return "(" not in names["x"] and "(" not in names["y"]
 
 
 def missing_columns(bases: list[str]) -> list[str]:
