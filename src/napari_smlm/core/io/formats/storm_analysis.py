@@ -52,6 +52,27 @@ _SWAP = {"x_nm": "y_nm", "y_nm": "x_nm", "psf_sigma_x_nm": "psf_sigma_y_nm", "ps
 _FRAME_RE = re.compile(r"^fr_(\d+)$")
 
 
+def _read_group(g: h5py.Group) -> dict[str, np.ndarray]:
+    """Every dataset of one frame group, as flat arrays.
+
+    Uses h5py's low-level API: files hold one group per frame with ~10 small datasets each,
+    and the high-level objects cost ~0.25 ms per dataset (2.7 ms per frame measured).
+    """
+    out: dict[str, np.ndarray] = {}
+    gid = g.id
+    for raw in gid:
+        if h5py.h5g.get_objinfo(gid, raw).type != h5py.h5g.DATASET:
+            continue
+        ds = h5py.h5d.open(gid, raw)
+        if ds.get_space().get_simple_extent_type() == h5py.h5s.NULL:
+            continue
+        arr = np.empty(ds.shape, dtype=ds.dtype)
+        if arr.size:
+            ds.read(h5py.h5s.ALL, h5py.h5s.ALL, arr)
+        out[raw.decode("utf-8", "replace")] = arr.ravel()
+    return out
+
+
 def detect(probe: c.Probe) -> bool:
     """Root attributes ``sa_type`` and ``version``, or ``fr_<n>`` groups."""
     return {"sa_type", "version"} <= probe.h5_attrs or any(_FRAME_RE.match(k) for k in probe.h5_keys)
@@ -88,15 +109,15 @@ def read_storm_analysis_h5(
     try:
         with h5py.File(p, "r") as f:
             attrs = dict(f.attrs)
-            groups = sorted(
-                ((int(m.group(1)), f[k]) for k in f.keys() if (m := _FRAME_RE.match(k)) and isinstance(f[k], h5py.Group)),
-                key=lambda t: t[0],
-            )
+            groups = sorted((int(m.group(1)), k) for k in f.keys() if (m := _FRAME_RE.match(k)))
             if not groups and "sa_type" not in attrs:
                 raise SMLMFileError(p, f"no 'fr_<n>' groups: not a storm-analysis file (found {list(f.keys())})")
             chunks: list[dict[str, np.ndarray]] = []
-            for frame, g in groups:
-                d = {k: np.asarray(v[()]).ravel() for k, v in g.items() if isinstance(v, h5py.Dataset)}
+            for frame, key in groups:
+                g = f[key]
+                if not isinstance(g, h5py.Group):
+                    continue
+                d = _read_group(g)
                 n = len(d.get("x", ()))
                 if n == 0:
                     continue
