@@ -130,6 +130,32 @@ def test_thunderstorm_csv_becomes_3d_points_with_features(viewer, external_data)
     assert len(loc2.data) == 19 and "uncertainty_nm" in loc2.features
 
 
+def test_benchmark_ground_truth_opens_in_the_viewer_on_its_pixel(viewer, tmp_path):
+    """NAIRR-SMLM *_xy.csv and a headerless SMLM-2016 activations.csv open as ground-truth points;
+    an emitter at the centre of pixel (row 5, column 12) sits on that pixel of a 100 nm movie."""
+    nairr = tmp_path / "2DGauss_LD_Validate_xy.csv"
+    nairr.write_text(
+        "No,Frame,Emitter,x (nm),y (nm),sigma (nm),Intensity (photons),Offset (photons),BkgSD (photons)\n"
+        "1,1,4,1250,550,97.98,3000,500,8\n2,2,9,2607.1,312.1,97.98,3000,500,8\n"
+    )
+    act = tmp_path / "activations.csv"
+    act.write_text("    1,     1, 1250.000, 550.000, -20.000, 2811.250 \n    2,     3, 10.5, 20.5, 0.0, 900.0 \n")
+    movie = write_movie(tmp_path / "m.tif", np.zeros((3, 32, 32), np.uint16), pixel_size_nm=100.0)
+    (mov,) = _open(viewer, movie)
+    for path in (nairr, act):
+        (layer,) = _open(viewer, path)
+        assert layer.metadata["smlm_kind"] == "ground_truth" and len(layer.data) == 2
+        np.testing.assert_allclose(layer.data[0], [0.0, 550.0, 1250.0])
+        np.testing.assert_allclose(mov.data_to_world((0, 5, 12)), layer.data[0])
+
+
+def test_csv_missing_localization_columns_is_an_error_not_a_silent_decline(viewer, tmp_path):
+    p = tmp_path / "half.csv"
+    p.write_text("frame,x [nm],intensity [photon]\n1,100,3000\n")
+    with pytest.raises(Exception, match=r"missing columns \['y \[nm\]'\]"):
+        _open(viewer, p)
+
+
 def test_picasso_hdf5(viewer, external_data):
     path = external_data / "jungmannlab_picasso" / "testdata_locs.hdf5"
     (layer,) = _open(viewer, path)

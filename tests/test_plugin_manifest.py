@@ -47,6 +47,24 @@ def test_contributions(manifest):
     assert {s.key for s in c.sample_data} == {"simulated", "thunderstorm_demo"}
 
 
+def test_localization_patterns_come_from_the_format_registry():
+    """napari.yaml is static: its localization reader patterns and points writers must equal
+    what the format registry (core.io.formats) says, so adding a format cannot forget them."""
+    from pathlib import Path
+
+    import napari_smlm
+    from napari_smlm.core.io.formats import FORMATS, reader_patterns
+
+    m = npe2.PluginManifest.from_file(Path(napari_smlm.__file__).with_name("napari.yaml"))
+    c = m.contributions
+    (loc_reader,) = [r for r in c.readers if r.command == "napari-smlm.get_localization_reader"]
+    assert sorted(loc_reader.filename_patterns) == reader_patterns()
+    points_writers = {w.command: tuple(w.filename_extensions) for w in c.writers if "points" in w.layer_types}
+    assert points_writers == {f.napari_writer: f.write_suffixes for f in FORMATS.values() if f.write}
+    commands = {cmd.id for cmd in c.commands}
+    assert {f.napari_writer for f in FORMATS.values() if f.write} <= commands
+
+
 def test_manifest_targets_do_not_import_torch(manifest):
     """Importing what napari imports to read, write or list the plugin must stay torch-free."""
     modules = sorted({cmd.python_name.partition(":")[0] for cmd in manifest.contributions.commands})

@@ -35,7 +35,13 @@ __all__ = ["get_movie_reader", "get_localization_reader", "read_movie", "read_lo
 log = logging.getLogger(__name__)
 
 _TIFF_SUFFIXES = (".tif", ".tiff")
-_LOC_SUFFIXES = (".csv", ".h5", ".hdf5")
+
+
+def _loc_suffixes() -> tuple[str, ...]:
+    """Localization suffixes, from the format registry (imported on first use: it pulls in pandas/h5py)."""
+    from .core.io.formats import LOCALIZATION_SUFFIXES
+
+    return LOCALIZATION_SUFFIXES
 
 
 # ============================================================================ sniffing
@@ -81,15 +87,22 @@ def get_movie_reader(path: str | list[str]) -> Callable | None:
 
 
 def get_localization_reader(path: str | list[str]) -> Callable | None:
-    """npe2 ``get_reader`` for localization tables (ThunderSTORM / SMLM-2016 / DECODE CSV,
-    Picasso HDF5 + YAML, DECODE h5): the reader, or None when ``path`` is not ours."""
-    paths = _paths(path)
-    if not paths or not all(p.lower().endswith(_LOC_SUFFIXES) and os.path.isfile(p) for p in paths):
-        return None
-    from .core.io.locs import is_localization_file
+    """npe2 ``get_reader`` for localization tables (every format in
+    :mod:`napari_smlm.core.io.formats`: ThunderSTORM / SMLM-2016 / NAIRR-SMLM / DECODE CSV,
+    Picasso / DECODE / storm-analysis HDF5): the reader, or None when ``path`` is not ours.
 
-    # is_localization_file reads a header line / the HDF5 keys only, never the whole file.
-    if not all(is_localization_file(p) for p in paths):
+    A file that is clearly meant as a localization table but is broken (a CSV naming frame
+    or x/y columns but missing some) is taken, so that reading it raises an error naming
+    the missing columns instead of napari's silent "no reader"; a CSV with none of those
+    column names is declined.
+    """
+    paths = _paths(path)
+    if not paths or not all(p.lower().endswith(_loc_suffixes()) and os.path.isfile(p) for p in paths):
+        return None
+    from .core.io.formats import claims_file
+
+    # claims_file reads a header line / the HDF5 keys only, never the whole file.
+    if not all(claims_file(p) for p in paths):
         return None
     return read_localization_file
 
@@ -159,7 +172,7 @@ def read_localization_file(path: str | list[str]) -> list[tuple]:
     SMLMFileError
         Missing columns (named), unparseable content, a Picasso HDF5 without its YAML ...
     """
-    from .core.io.locs import read_localizations
+    from .core.io.formats import read_localizations
 
     out = []
     for p in _paths(path):
@@ -170,6 +183,12 @@ def read_localization_file(path: str | list[str]) -> list[tuple]:
 
 
 def _is_ground_truth(path: str, locs) -> bool:
-    """Heuristic for the colour only: SMLM-2016 tables and files named like ground truth."""
+    """Heuristic for the colour only: ground-truth formats (SMLM-2016, NAIRR-SMLM) and files
+    named like ground truth."""
+    from .core.io.formats import FORMATS
+
+    fmt = FORMATS.get(locs.meta.get("format"))
     stem = Path(path).stem.lower()
-    return locs.meta.get("format") == "smlm2016" or any(k in stem for k in ("ground_truth", "groundtruth", "positions"))
+    return bool(fmt and fmt.ground_truth) or any(
+        k in stem for k in ("ground_truth", "groundtruth", "positions", "activations")
+    )

@@ -47,11 +47,18 @@ def _with_suffix(path: str, suffixes: tuple[str, ...]) -> Path:
     return p if p.suffix.lower() in suffixes else p.with_suffix(suffixes[0])
 
 
+def _suffixes(fmt: str) -> tuple[str, ...]:
+    """The suffixes a format's writer takes, from the format registry."""
+    from .core.io.formats import FORMATS
+
+    return FORMATS[fmt].write_suffixes
+
+
 def write_thunderstorm_csv(path: str, data: Any, attributes: dict) -> list[str]:
     """Write a points layer as a ThunderSTORM CSV (1-based frames, nm)."""
-    from .core.io.locs import write_thunderstorm_csv as _write
+    from .core.io.formats.thunderstorm import write_thunderstorm_csv as _write
 
-    out = _write(_with_suffix(path, (".csv",)), _locs(data, attributes))
+    out = _write(_with_suffix(path, _suffixes("thunderstorm")), _locs(data, attributes))
     return [str(out)]
 
 
@@ -62,10 +69,10 @@ def write_picasso_hdf5(path: str, data: Any, attributes: dict) -> list[str]:
     (``metadata["pixel_size_nm"]``, set by our reader and widgets).
     """
     from .core.io.errors import SMLMFileError
-    from .core.io.locs import picasso_yaml_path
-    from .core.io.locs import write_picasso_hdf5 as _write
+    from .core.io.formats.picasso import picasso_yaml_path
+    from .core.io.formats.picasso import write_picasso_hdf5 as _write
 
-    p = _with_suffix(path, (".hdf5", ".h5"))
+    p = _with_suffix(path, _suffixes("picasso"))
     locs = _locs(data, attributes)
     if locs.pixel_size_nm is None:
         raise SMLMFileError(

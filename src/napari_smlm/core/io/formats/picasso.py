@@ -1,0 +1,338 @@
+"""Picasso localizations: HDF5 ``/locs`` + the ``<stem>.yaml`` sidecar (read and write).
+
+``/locs`` is a compound table: ``frame`` (0-based), ``x``/``y`` in camera pixels with
+the pixel centre at integers (so ``x_nm = (x + 0.5) * px``), ``lpx``/``lpy`` and
+``sx``/``sy`` in pixels, ``photons``, ``bg``, ``z`` in nm. The multi-document YAML gives
+``Width``, ``Height``, ``Frames`` and ``Pixelsize``; it is mandatory (a missing YAML is a
+clear error). :data:`COLUMNS` is the one field mapping used by both reader and writer.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import yaml
+
+from ...localizations import STANDARD_COLUMNS, Localizations
+from ..errors import SMLMFileError
+from ..safe import atomic_path
+from . import _common as c
+
+__all__ = ["COLUMNS", "read_picasso_hdf5", "write_picasso_hdf5", "picasso_yaml_path", "detect", "FORMAT"]
+
+# The one mapping: Picasso field -> (our column, conversion). Conversions: "pos" is
+# ``nm = (v + 0.5) * px`` (pixel centre at integer), "px" is ``nm = v * px``, "" is as-is.
+# ``sx``/``sy`` (PSF width, px) map to ``psf_sigma_nm`` = sqrt(sx * sy) * px, plus
+# ``psf_sigma_x_nm``/``psf_sigma_y_nm`` when they differ.
+COLUMNS: dict[str, tuple[str, str]] = {
+    "x": ("x_nm", "pos"),
+    "y": ("y_nm", "pos"),
+    "z": ("z_nm", ""),
+    "photons": ("photons", ""),
+    "bg": ("bg", ""),
+    "lpx": ("sigma_x_nm", "px"),
+    "lpy": ("sigma_y_nm", "px"),
+    "sx": ("psf_sigma_x_nm", "px"),
+    "sy": ("psf_sigma_y_nm", "px"),
+}
+# Picasso Render needs these; written in this order with these dtypes.
+_PICASSO_CORE = (("frame", "<u4"), ("x", "<f4"), ("y", "<f4"), ("photons", "<f4"), ("sx", "<f4"),
+                 ("sy", "<f4"), ("bg", "<f4"), ("lpx", "<f4"), ("lpy", "<f4"))
+_PICASSO_INT_FIELDS = {"group": "<i4", "len": "<i4", "n": "<i4", "iterations": "<i4", "n_events": "<i4"}
+# Columns the writer filled with placeholders are listed in the YAML under this key.
+_PICASSO_FILLED_KEY = "napari-smlm filled columns"
+
+
+def _to_nm(v: np.ndarray, conv: str, px: float) -> np.ndarray:
+    return (v + 0.5) * px if conv == "pos" else v * px if conv == "px" else v
+
+
+def _from_nm(v: np.ndarray, conv: str, px: float) -> np.ndarray:
+    return v / px - 0.5 if conv == "pos" else v / px if conv == "px" else v
+
+
+def detect(probe: c.Probe) -> bool:
+    """An HDF5 file with a root ``locs`` dataset."""
+    return "locs" in probe.h5_keys
+
+
+class _TolerantLoader(yaml.SafeLoader):
+    """Safe YAML loader that turns unknown (python/numpy) tags into plain values."""
+
+
+def _construct_unknown(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
+    if isinstance(node, yaml.ScalarNode):
+        return loader.construct_scalar(node)
+    if isinstance(node, yaml.SequenceNode):
+        return loader.construct_sequence(node, deep=True)
+    return loader.construct_mapping(node, deep=True)
+
+
+_TolerantLoader.add_multi_constructor("", _construct_unknown)
+
+
+def _load_picasso_yaml(yaml_path: Path, hdf5_path: Path) -> list[dict]:
+    if not yaml_path.is_file():
+        raise SMLMFileError(
+            hdf5_path,
+            f"Picasso localizations require their metadata YAML (pixel size, image size); "
+            f"looked for {yaml_path} and it does not exist",
+        )
+    try:
+        with open(yaml_path, encoding="utf-8") as fh:
+            docs = list(yaml.load_all(fh, Loader=_TolerantLoader))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise SMLMFileError(yaml_path, f"unparseable YAML metadata: {exc}") from exc
+    return [d for d in docs if isinstance(d, dict)]
+
+
+def _first(docs: list[dict], key: str) -> Any:
+    return next((d[key] for d in docs if d.get(key) is not None), None)
+
+
+def picasso_yaml_path(hdf5_path: str | os.PathLike) -> Path:
+    """The sidecar YAML of a Picasso HDF5: same folder, same stem, ``.yaml``."""
+    return Path(hdf5_path).with_suffix(".yaml")
+
+
+def read_picasso_hdf5(path: str | os.PathLike, pixel_size_nm: float | None = None) -> Localizations:
+    """Read Picasso localizations (``/locs`` in HDF5 + the sidecar ``<stem>.yaml``).
+
+    Parameters
+    ----------
+    path : path
+        The ``*_locs.hdf5`` file. Its YAML (``*_locs.yaml``, same stem) is required.
+    pixel_size_nm : float, optional
+        Camera pixel size (nm); overrides the YAML's ``Pixelsize`` (the last YAML
+        document that has one: the localize step's value).
+
+    Returns
+    -------
+    Localizations
+        ``x_nm = (x + 0.5) * px`` (Picasso puts pixel centres at integers),
+        ``sigma_x_nm = lpx * px``, ``psf_sigma_nm = sqrt(sx * sy) * px`` (plus
+        ``psf_sigma_x_nm``/``psf_sigma_y_nm`` when sx != sy), ``photons``, ``bg``,
+        ``z_nm`` (Picasso's ``z`` is already in nm); other fields kept as free columns.
+        ``meta`` has ``pixel_size_nm``, ``image_shape`` (Height, Width), ``n_frames`` and
+        ``picasso_info`` (the YAML documents).
+    """
+    p = c.check_file(path)
+    docs = _load_picasso_yaml(picasso_yaml_path(p), p)
+    try:
+        with h5py.File(p, "r") as f:
+            if "locs" not in f:
+                raise SMLMFileError(p, f"no 'locs' dataset: not a Picasso localization file (found {list(f.keys())})")
+            ds = f["locs"]
+            if not isinstance(ds, h5py.Dataset) or ds.dtype.names is None:
+                raise SMLMFileError(p, "'locs' is not a table (compound dataset)")
+            arr = ds[()]
+    except SMLMFileError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise SMLMFileError(p, f"not a readable HDF5 file: {exc}") from exc
+    names = arr.dtype.names
+    missing = [k for k in ("frame", "x", "y") if k not in names]
+    if missing:
+        raise c.missing_error(p, missing, list(names), "Picasso")
+    px_yaml = None
+    for d in docs:  # the LAST document with a pixel size wins
+        v = c.positive_number(d.get("Pixelsize"))
+        if v is not None:
+            px_yaml = v
+    if pixel_size_nm is not None:
+        px = c.positive_number(pixel_size_nm)
+        if px is None:
+            raise SMLMFileError(p, f"pixel_size_nm must be a positive number, got {pixel_size_nm!r}")
+        if px_yaml is not None and abs(px - px_yaml) > 1e-9:
+            c.logger.info("%s: using pixel_size_nm=%s instead of the YAML's Pixelsize %s", p, px, px_yaml)
+    elif px_yaml is None:
+        raise SMLMFileError(
+            p, f"pixel size unknown: no 'Pixelsize' in {picasso_yaml_path(p).name}; pass pixel_size_nm"
+        )
+    else:
+        px = px_yaml
+    filled = set()
+    for d in docs:
+        v = d.get(_PICASSO_FILLED_KEY)
+        if isinstance(v, (list, tuple)):
+            filled.update(str(x) for x in v)
+
+    cols: dict[str, np.ndarray] = {"frame": c.frames(arr["frame"], p, "frame", one_based=False)[0]}
+    for field, (ours, conv) in COLUMNS.items():
+        if field in names and field not in filled and field not in ("sx", "sy"):
+            cols[ours] = _to_nm(np.asarray(arr[field], dtype=np.float64), conv, px)
+    sxy = [_to_nm(np.asarray(arr[k], dtype=np.float64), "px", px) for k in ("sx", "sy") if k in names and k not in filled]
+    if len(sxy) == 2:
+        cols["psf_sigma_nm"] = np.sqrt(sxy[0] * sxy[1])
+        if not np.allclose(sxy[0], sxy[1], equal_nan=True):
+            cols["psf_sigma_x_nm"], cols["psf_sigma_y_nm"] = sxy
+    elif len(sxy) == 1:
+        cols["psf_sigma_nm"] = sxy[0]
+    used = set(cols)
+    for name in names:
+        if name != "frame" and name not in COLUMNS:
+            key = name if name in STANDARD_COLUMNS else c.sanitize(name)
+            cols[c.unique(key, used)] = np.asarray(arr[name])
+    meta: dict[str, Any] = {"source": str(p), "format": "picasso", "pixel_size_nm": px}
+    h, w, nf = _first(docs, "Height"), _first(docs, "Width"), _first(docs, "Frames")
+    if h is not None and w is not None:
+        try:
+            meta["image_shape"] = (int(h), int(w))
+        except (TypeError, ValueError):
+            pass
+    if nf is not None:
+        try:
+            meta["n_frames"] = int(nf)
+        except (TypeError, ValueError):
+            pass
+    meta["picasso_info"] = docs
+    return Localizations(cols, meta)
+
+
+def write_picasso_hdf5(
+    path: str | os.PathLike,
+    locs: Localizations,
+    pixel_size_nm: float | None = None,
+    image_shape: tuple[int, int] | None = None,
+    n_frames: int | None = None,
+) -> Path:
+    """Write Picasso localizations: ``/locs`` (HDF5) plus the ``<stem>.yaml`` sidecar.
+
+    Fields ``frame`` (u4, 0-based), ``x``, ``y`` (f4, camera px, pixel centre at
+    integer: ``x = x_nm / px - 0.5``), ``photons``, ``sx``, ``sy``, ``bg``, ``lpx``,
+    ``lpy`` (f4) as Picasso Render needs; then ``z`` (nm) and other numeric columns.
+    Columns the table lacks are filled with placeholders (photons/bg 0, sx/sy 1 px,
+    lpx/lpy ``sx / sqrt(photons)`` or 0.1 px) and listed in the YAML under
+    ``napari-smlm filled columns`` so that :func:`read_picasso_hdf5` drops them again.
+
+    Parameters
+    ----------
+    path : path
+        Output ``.hdf5`` (Picasso's convention: ``*_locs.hdf5``).
+    locs : Localizations
+        The table.
+    pixel_size_nm : float, optional
+        Camera pixel size (nm); default ``locs.meta["pixel_size_nm"]``. Required.
+    image_shape : (int, int), optional
+        (Height, Width) in camera px; default from ``meta`` or the positions' extent.
+    n_frames : int, optional
+        Movie length; default from ``meta`` or ``max(frame) + 1``.
+
+    Returns
+    -------
+    pathlib.Path
+        The HDF5 file (the YAML is ``picasso_yaml_path(path)``).
+    """
+    p = Path(path)
+    px = c.positive_number(pixel_size_nm if pixel_size_nm is not None else locs.meta.get("pixel_size_nm"))
+    if px is None:
+        raise SMLMFileError(p, "pixel size unknown: pass pixel_size_nm (Picasso stores positions in camera pixels)")
+    df = locs.df
+    n = len(df)
+    frame = df["frame"].to_numpy()
+    if n and (frame.min() < 0 or frame.max() >= 2**32):
+        raise SMLMFileError(p, "frame numbers must be within [0, 2**32) for Picasso")
+    if image_shape is None:
+        image_shape = locs.meta.get("image_shape")
+    if image_shape is None:
+        hh = int(math.ceil(np.nanmax(df["y_nm"].to_numpy()) / px)) if n else 1
+        ww = int(math.ceil(np.nanmax(df["x_nm"].to_numpy()) / px)) if n else 1
+        image_shape = (max(hh, 1), max(ww, 1))
+    height, width = (int(v) for v in image_shape)
+    if n_frames is None:
+        n_frames = locs.meta.get("n_frames")
+    if n_frames is None:
+        n_frames = int(frame.max()) + 1 if n else 0
+    filled: list[str] = []
+
+    def get(col: str) -> np.ndarray | None:
+        return df[col].to_numpy(dtype=np.float64) if col in df else None
+
+    # Our columns in nm, then converted with the mapping.
+    nm: dict[str, np.ndarray | None] = {f: get(ours) for f, (ours, _) in COLUMNS.items()}
+    if nm["photons"] is None:
+        nm["photons"], _ = np.zeros(n), filled.append("photons")
+    if nm["bg"] is None:
+        nm["bg"], _ = np.zeros(n), filled.append("bg")
+    sn = get("psf_sigma_nm")
+    for k in ("sx", "sy"):
+        if nm[k] is None:
+            nm[k] = sn
+        if nm[k] is None:
+            nm[k], _ = np.full(n, px), filled.append(k)
+    if nm["lpx"] is None:
+        nm["lpx"] = nm["lpy"]
+    if nm["lpy"] is None:
+        nm["lpy"] = nm["lpx"]
+    if nm["lpx"] is None:
+        # placeholder precision (Picasso drops lp <= 0): Thompson's leading term s / sqrt(N)
+        scale = 0.1 if "photons" in filled else 1.0 / np.sqrt(np.maximum(nm["photons"], 1.0))
+        nm["lpx"], nm["lpy"] = nm["sx"] * scale, nm["sy"] * scale
+        filled += ["lpx", "lpy"]
+    values: dict[str, np.ndarray] = {"frame": frame}
+    for f, (_, conv) in COLUMNS.items():
+        if nm[f] is not None:
+            values[f] = _from_nm(nm[f], conv, px)
+    fields = list(_PICASSO_CORE)
+    if "z" in values:
+        fields.append(("z", "<f4"))
+    consumed = {"frame", "psf_sigma_nm"} | {ours for ours, _ in COLUMNS.values()}
+    taken = {f for f, _ in fields}
+    for col in df.columns:
+        if col in consumed:
+            continue
+        v = df[col].to_numpy()
+        if v.dtype.kind not in "biuf":
+            c.logger.info("write_picasso_hdf5: skipping non-numeric column %r", col)
+            continue
+        name = c.unique(str(col), taken)
+        fields.append((name, _PICASSO_INT_FIELDS.get(name, "<f4")))
+        values[name] = v
+    rec = np.empty(n, dtype=fields)
+    for name, _ in fields:
+        rec[name] = values[name]
+    n_nan = int(sum(np.count_nonzero(~np.isfinite(rec[f].astype(np.float64))) for f, _ in fields))
+    if n_nan:
+        c.logger.warning("%s: %d non-finite values; Picasso drops such rows when it saves", p, n_nan)
+    info: dict[str, Any] = {
+        "Byte Order": "<",
+        "Data Type": "uint16",
+        "Frames": int(n_frames),
+        "Height": height,
+        "Width": width,
+        "Pixelsize": float(px),
+        "Generated by": f"napari-smlm {c.package_version()}",
+    }
+    if locs.meta.get("source"):
+        info["Source"] = str(locs.meta["source"])
+    if filled:
+        info[_PICASSO_FILLED_KEY] = filled
+        c.logger.info("%s: columns %s absent; filled with placeholders", p, filled)
+    yaml_path = picasso_yaml_path(p)
+    try:
+        with atomic_path(p) as tmp_h5, atomic_path(yaml_path) as tmp_yaml:
+            with h5py.File(tmp_h5, "w") as f:
+                f.create_dataset("locs", data=rec)
+            with open(tmp_yaml, "w", encoding="utf-8") as fh:
+                yaml.safe_dump_all([info], fh, default_flow_style=False, sort_keys=False, allow_unicode=True)
+    except OSError as exc:
+        raise SMLMFileError(p, f"cannot write: {exc}") from exc
+    c.logger.info("wrote %d localizations to %s (+ %s)", n, p, yaml_path.name)
+    return p
+
+
+FORMAT = c.LocFormat(
+    name="picasso",
+    description="Picasso HDF5 + YAML",
+    suffixes=c.HDF5_SUFFIXES,
+    detect=detect,
+    read=read_picasso_hdf5,
+    write=write_picasso_hdf5,
+    write_suffixes=(".hdf5", ".h5"),
+    napari_writer="napari-smlm.write_picasso_hdf5",
+)

@@ -1,0 +1,230 @@
+"""ThunderSTORM results CSV (read and write).
+
+Header such as ``"id","frame","x [nm]","y [nm]","sigma [nm]","intensity [photon]",
+"offset [photon]","bkgstd [photon]","uncertainty_xy [nm]"`` (older versions:
+``"uncertainty [nm]"``); frames 1-based; positions in nm from the image's top-left edge
+(``[px]``/``[um]`` units are converted). :data:`COLUMNS` is the one mapping between the
+file's columns and ours, used by :func:`read_thunderstorm_csv` and
+:func:`write_thunderstorm_csv` alike.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ...localizations import STANDARD_COLUMNS, Localizations
+from ..errors import SMLMFileError
+from ..safe import atomic_path
+from . import _common as c
+
+__all__ = ["COLUMNS", "read_thunderstorm_csv", "write_thunderstorm_csv", "detect", "FORMAT"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """One ThunderSTORM column <-> one of ours.
+
+    ``name`` is the file's base name, ``unit`` the unit written (and required on read
+    unless ``unit_optional``); ``length`` columns are converted to nm from any length
+    unit; ``aliases`` are older base names accepted on read.
+    """
+
+    name: str
+    ours: str
+    unit: str | None = None
+    length: bool = False
+    unit_optional: bool = False
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def header(self) -> str:
+        return f"{self.name} [{self.unit}]" if self.unit else self.name
+
+    def matches(self, base: str, unit: str | None) -> bool:
+        if base != self.name and base not in self.aliases:
+            return False
+        if self.unit is None:
+            return True
+        if unit is None:
+            return self.unit_optional
+        return self.length or unit.lower() in (self.unit, self.unit + "s")
+
+
+# The one mapping, in the order the writer writes it. ``frame`` is 1-based in the file;
+# ``uncertainty_xy`` holds the RMS of our ``sigma_x_nm`` and ``sigma_y_nm`` (both read from it).
+COLUMNS: tuple[Column, ...] = (
+    Column("id", "id"),
+    Column("frame", "frame"),
+    Column("x", "x_nm", "nm", length=True, unit_optional=True),
+    Column("y", "y_nm", "nm", length=True, unit_optional=True),
+    Column("z", "z_nm", "nm", length=True, unit_optional=True),
+    Column("sigma", "psf_sigma_nm", "nm", length=True),
+    Column("sigma1", "psf_sigma_x_nm", "nm", length=True),
+    Column("sigma2", "psf_sigma_y_nm", "nm", length=True),
+    Column("intensity", "photons", "photon"),
+    Column("offset", "bg", "photon"),
+    Column("bkgstd", "bkgstd_photon", "photon"),
+    Column("chi2", "chi2"),
+    Column("uncertainty_xy", "sigma_xy_nm", "nm", length=True, aliases=("uncertainty",)),
+    Column("uncertainty_z", "sigma_z_nm", "nm", length=True),
+)
+_REQUIRED = ("frame", "x", "y")
+_MISSING_NAMES = {"x": "x [nm]", "y": "y [nm]"}
+
+
+def detect(probe: c.Probe) -> bool:
+    """A CSV whose header has ``frame``, ``x`` and ``y`` columns, units (if any) in brackets.
+
+    (``x (nm)`` with parentheses is NAIRR-SMLM's style, see :mod:`.nairr`.)
+    """
+    if probe.comment_first or probe.headerless_columns or not all(b in probe.bases for b in _REQUIRED):
+        return False
+    names = {b: n for b, n in zip(probe.bases, probe.header)}
+    return "(" not in names["x"] and "(" not in names["y"]
+
+
+def missing_columns(bases: list[str]) -> list[str]:
+    """The ThunderSTORM names of the required columns a header lacks."""
+    return [_MISSING_NAMES.get(r, r) for r in _REQUIRED if r not in bases]
+
+
+def read_thunderstorm_csv(path: str | os.PathLike, pixel_size_nm: float | None = None) -> Localizations:
+    """Read a ThunderSTORM results CSV.
+
+    Parameters
+    ----------
+    path : path
+        CSV with a header such as ``"id","frame","x [nm]","y [nm]","sigma [nm]",
+        "intensity [photon]","offset [photon]","bkgstd [photon]","uncertainty_xy [nm]"``.
+        Quotes are optional (and a header quoted twice is repaired); ``z [nm]``,
+        ``uncertainty [nm]`` (older versions), ``uncertainty_z [nm]``, ``sigma1/2 [nm]``,
+        ``chi2`` and any other column are accepted.
+    pixel_size_nm : float, optional
+        Only needed for positions in ``[px]``; also stored in ``meta``.
+
+    Returns
+    -------
+    Localizations
+        ``frame`` 0-based (the file's are 1-based, possibly written as floats);
+        intensity -> ``photons``, offset -> ``bg`` (photons), sigma -> ``psf_sigma_nm``,
+        uncertainty -> ``sigma_x_nm`` and ``sigma_y_nm`` (nm). Unknown columns are kept
+        with sanitized names (``"detections"`` -> ``detections``).
+    """
+    p = c.check_file(path)
+    lines = c.head_lines(p, 1)
+    if not lines:
+        raise SMLMFileError(p, "empty file: no ThunderSTORM header")
+    names, sep = c.split_header(lines[0])
+    parsed = [c.parse_name(n) for n in names]
+    missing = missing_columns([b for b, _ in parsed])
+    if missing:
+        raise c.missing_error(p, missing, names, "ThunderSTORM")
+    df = c.read_csv_body(p, names, sep, skiprows=1)
+    cols: dict[str, np.ndarray] = {}
+    used: set[str] = set()
+    frame_base = 1
+    unc = None
+    for k, (name, (base, unit)) in enumerate(zip(names, parsed)):
+        v = df[k]
+        col = next((m for m in COLUMNS if m.matches(base, unit)), None)
+        if col is None or (col.ours in used and col.ours in ("frame", "sigma_xy_nm")):
+            key = name if name in STANDARD_COLUMNS else c.sanitize(name)
+            cols[c.unique(key, used)] = c.free_values(v)
+        elif col.ours == "frame":
+            cols["frame"], frame_base = c.frames(v, p, name, one_based=True)
+            used.add("frame")
+        elif col.unit is None:
+            cols[c.unique(col.ours, used)] = c.free_values(v)
+        else:
+            scale = c.length_scale(unit, pixel_size_nm, p, name) if col.length else 1.0
+            values = c.numeric(v, p, name) * scale
+            if col.ours == "sigma_xy_nm":
+                unc = values
+                used.add("sigma_xy_nm")
+            else:
+                cols[c.unique(col.ours, used)] = values
+    if unc is not None:
+        cols.setdefault("sigma_x_nm", unc)
+        cols.setdefault("sigma_y_nm", unc.copy())
+    meta = {"source": str(p), "format": "thunderstorm", "frame_base": frame_base}
+    if pixel_size_nm is not None:
+        meta["pixel_size_nm"] = float(pixel_size_nm)
+    c.logger.debug("read %d ThunderSTORM localizations from %s", len(df), p)
+    return Localizations(cols, meta)
+
+
+def write_thunderstorm_csv(path: str | os.PathLike, locs: Localizations) -> Path:
+    """Write localizations as a ThunderSTORM CSV (quoted header, 1-based frames, nm).
+
+    Columns follow :data:`COLUMNS`, written only when present: ``id`` (1..n unless an
+    ``id`` column exists), ``frame``, ``x [nm]``, ``y [nm]``, ``z [nm]``, ``sigma [nm]``
+    (``psf_sigma_nm``), ``sigma1/2 [nm]``, ``intensity [photon]`` (``photons``),
+    ``offset [photon]`` (``bg``), ``bkgstd [photon]``, ``chi2``, ``uncertainty_xy [nm]``
+    (RMS of ``sigma_x_nm`` and ``sigma_y_nm``), ``uncertainty_z [nm]``; then every other
+    column under its own name.
+
+    Parameters
+    ----------
+    path : path
+        Output ``.csv``.
+    locs : Localizations
+        The table.
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    p = Path(path)
+    df = locs.df
+    n = len(df)
+    out: dict[str, Any] = {}
+    done: set[str] = set()
+    for col in COLUMNS:
+        if col.ours == "id":
+            ids = df["id"].to_numpy() if "id" in df else np.arange(1, n + 1, dtype=np.int64)
+            if ids.dtype.kind == "f" and np.all(np.isfinite(ids)) and np.all(ids == np.rint(ids)):
+                ids = ids.astype(np.int64)
+            out[col.header] = ids
+        elif col.ours == "frame":
+            out[col.header] = df["frame"].to_numpy().astype(np.int64) + 1
+        elif col.ours == "sigma_xy_nm":
+            sx, sy = df.get("sigma_x_nm"), df.get("sigma_y_nm")
+            if sx is not None and sy is not None:
+                out[col.header] = np.sqrt(0.5 * (sx.to_numpy() ** 2 + sy.to_numpy() ** 2))
+            elif sx is not None or sy is not None:
+                out[col.header] = (sx if sx is not None else sy).to_numpy()
+            done.update({"sigma_x_nm", "sigma_y_nm"})
+        elif col.ours in df:
+            out[col.header] = df[col.ours].to_numpy()
+        done.add(col.ours)
+    for name in df.columns:
+        if name not in done and name not in out:
+            out[name] = df[name].to_numpy()
+    table = pd.DataFrame(out)
+    try:
+        with atomic_path(p) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+            fh.write(",".join(f'"{h}"' for h in table.columns) + "\n")
+            table.to_csv(fh, header=False, index=False, lineterminator="\n")
+    except OSError as exc:
+        raise SMLMFileError(p, f"cannot write: {exc}") from exc
+    c.logger.info("wrote %d localizations to %s (ThunderSTORM CSV)", n, p)
+    return p
+
+
+FORMAT = c.LocFormat(
+    name="thunderstorm",
+    description="ThunderSTORM CSV",
+    suffixes=c.CSV_SUFFIXES,
+    detect=detect,
+    read=read_thunderstorm_csv,
+    write=write_thunderstorm_csv,
+    write_suffixes=(".csv",),
+    napari_writer="napari-smlm.write_thunderstorm_csv",
+)
