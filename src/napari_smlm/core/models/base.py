@@ -14,6 +14,10 @@ Data flow at inference::
 ``c = family.context`` is the number of neighbouring frames on each side the network sees
 (0 for the Deep-STORM family, 1 for the DECODE-like model); the inference loop pads the movie
 at both ends by repeating the edge frame.
+
+Before a new network is trained, ``family.configure_for(sim)`` adapts the config to the user's
+microscope (``config_for_simulation``: e.g. input normalisation and output scales); how to add a
+family is described in :mod:`napari_smlm.core.models`.
 """
 
 from __future__ import annotations
