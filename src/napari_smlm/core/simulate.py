@@ -467,19 +467,40 @@ def simulate_crops(
     B, T, H, W = len(configs), int(first.n_frames), int(first.height), int(first.width)
     px = float(first.pixel_size_nm)
 
-    gts, bgs = [], np.empty((B, H, W), dtype=np.float32)
+    names = ("frame", "x_nm", "y_nm", "photons", "bg", "psf_sigma_nm", "on_fraction", "emitter_id", "in_fov", "sample")
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in names}
+    bgs = np.empty((B, H, W), dtype=np.float32)
     for i, cfg in enumerate(configs):
-        # The per-movie steps of iter_simulate, in the same order on the same generator.
+        # The per-movie steps of iter_simulate, in the same order on the same generator, and the
+        # columns of _ground_truth (built as arrays: one table per crop would cost more than the
+        # simulation itself).
         crng = np.random.default_rng(cfg.seed)
         fl = make_fluorophores(cfg, crng, density_image)
         fid, frame, frac = blinking_events(len(fl), T, cfg.t_on, cfg.t_off, cfg.t_bleach, crng)
         order = np.argsort(frame, kind="stable")
+        fid, frame, frac = fid[order], frame[order], frac[order]
         bgs[i] = background_field(cfg, crng)
-        gt = _ground_truth(cfg, fl, fid[order], frame[order], frac[order], bgs[i])
-        gt["sample"] = np.full(len(gt), i, dtype=np.int64)
-        gts.append(gt)
-    gt_all = Localizations.concat(gts)
-    gt_all.meta.update({"n_crops": B, "source": "napari-smlm simulate_crops"})
+        x, y = fl.x_nm[fid], fl.y_nm[fid]
+        col = np.clip((x / px).astype(np.int64), 0, W - 1)
+        row = np.clip((y / px).astype(np.int64), 0, H - 1)
+        inside = (x >= 0) & (x < W * px) & (y >= 0) & (y < H * px)
+        values = (
+            frame,
+            x,
+            y,
+            fl.brightness[fid] * frac,
+            bgs[i][row, col],
+            fl.psf_sigma_nm[fid],
+            frac,
+            fid.astype(np.float64),
+            inside.astype(np.float64),
+            np.full(len(fid), i, dtype=np.int64),
+        )
+        for k, v in zip(names, values):
+            parts[k].append(v)
+    meta = {"pixel_size_nm": px, "image_shape": (H, W), "n_frames": T, "n_crops": B}
+    meta["source"] = "napari-smlm simulate_crops"
+    gt_all = Localizations({k: np.concatenate(v) for k, v in parts.items()}, meta=meta)
 
     background = torch.from_numpy(bgs).to(device)
     expected = background.repeat_interleave(T, dim=0)  # (B·T, H, W)
