@@ -498,8 +498,13 @@ def simulate_crops(
         )
         for k, v in zip(names, values):
             parts[k].append(v)
-    meta = {"pixel_size_nm": px, "image_shape": (H, W), "n_frames": T, "n_crops": B}
-    meta["source"] = "napari-smlm simulate_crops"
+    meta = {
+        "pixel_size_nm": px,
+        "image_shape": (H, W),
+        "n_frames": T,
+        "n_crops": B,
+        "source": "napari-smlm simulate_crops",
+    }
     gt_all = Localizations({k: np.concatenate(v) for k, v in parts.items()}, meta=meta)
 
     background = torch.from_numpy(bgs).to(device)
