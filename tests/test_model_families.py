@@ -147,3 +147,20 @@ def test_decode_targets_from_read_only_columns_do_not_warn():
         warnings.simplefilter("error")
         b = fam.batch_from_data(torch.zeros(2, 3, 16, 16), gt, 100.0)
     assert b.targets["photons"].tolist() == [1500.0, 900.0]
+
+
+def test_decode_trained_on_a_pair_takes_the_pairs_scales(tmp_path):
+    """What `napari-smlm train --movie/--ground-truth` did by hand: scales measured on the data."""
+    from napari_smlm.core.io.locs import read_localizations
+    from napari_smlm.core.pairs import DEMO1_CAMERA, PairSampler, bundled_pair
+
+    movie, gt_path = bundled_pair()
+    pairs = PairSampler(movie, read_localizations(gt_path), DEMO1_CAMERA, crop=16)
+    path = tmp_path / "pair.pt"
+    list(iter_train("decode", None, ONE_STEP, checkpoint_path=path, model_config=TINY_DECODE, pairs=pairs))
+    ck = load_checkpoint(path)
+    measured = SimulationConfig.from_dict(ck.simulation)  # what the training frames' ground truth says
+    want = get_family("decode").config_for_simulation(measured)
+    default = get_family("decode").config
+    assert want["photon_scale"] != default["photon_scale"]
+    assert {k: ck.model_config[k] for k in want} == pytest.approx(want)
