@@ -59,7 +59,6 @@ def training_simulation(crop: int) -> SimulationConfig:
 
 def train(args) -> None:
     sim = training_simulation(args.crop)
-    model_config = DecodeFamily.config_for_simulation(sim)
     cfg = TrainConfig(
         steps=args.max_steps,
         steps_per_epoch=args.steps_per_epoch,
@@ -75,11 +74,12 @@ def train(args) -> None:
         threads=args.threads,
         max_minutes=args.minutes,
     )
-    log.info("model config %s", model_config)
+    # iter_train configures the new model for `sim` (normalisation, photon / background scales)
+    log.info("model config %s", DecodeFamily().configure_for(sim).config)
     log.info("train config %s", cfg.to_dict())
     history = []
     t0 = time.perf_counter()
-    for up in iter_train("decode", sim, cfg, checkpoint_path=args.out, model_config=model_config):
+    for up in iter_train("decode", sim, cfg, checkpoint_path=args.out):
         if up.kind == "step" and up.step % args.log_every == 0:
             log.info("step %d loss %.4f lr %.2g %.1f min", up.step, up.loss, up.lr, up.elapsed_s / 60)
         elif up.kind == "epoch":

@@ -19,6 +19,12 @@ class ToyFamily(ModelFamily):
     def default_config(cls):
         return {"channels": 8, "threshold": 0.5, "scale": 200.0}
 
+    @classmethod
+    def config_for_simulation(cls, sim):
+        # input scale = background + peak pixel of a mean emitter (photons), so inputs are O(1)
+        s = sim.psf_sigma_nm / sim.pixel_size_nm
+        return {"scale": float(sim.bg_photons + sim.photons_mean / (2 * np.pi * s * s))}
+
     def build(self):
         ch = self.config["channels"]
         return torch.nn.Sequential(
@@ -37,7 +43,7 @@ class ToyFamily(ModelFamily):
         gt = gt.filter((gt["frame"] >= 1) & (gt["frame"] <= batch_size)).shift(dframe=-1)
         i = (gt["y_nm"] / sim.pixel_size_nm).astype(int)
         j = (gt["x_nm"] / sim.pixel_size_nm).astype(int)
-        tgt[gt["frame"], 0, i, j] = 1.0
+        tgt[np.array(gt["frame"]), 0, i, j] = 1.0  # a copy: table columns may be read-only
         return Batch(self.preprocess(win).to(device), {"target": tgt.to(device)}, gt)
 
     def loss(self, output, batch):

@@ -11,7 +11,8 @@ from napari_smlm.core.localizations import Localizations
 from napari_smlm.core.models import available_models, get_family
 from napari_smlm.core.models.decode import DecodeFamily, split_output
 from napari_smlm.core.models.decode_loss import count_loss, decode_loss, mixture_loss
-from napari_smlm.core.models.decode_post import local_maxima, spatial_integration, subpixel_histogram
+from napari_smlm.core.models.decode_post import spatial_integration, subpixel_histogram
+from napari_smlm.core.models.peaks import local_maxima
 
 @pytest.fixture(autouse=True)
 def _one_thread():

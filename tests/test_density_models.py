@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from napari_smlm.core.config import SimulationConfig
-from napari_smlm.core.losses import l1l2_loss, spike_integral
 from napari_smlm.core.models import REGISTRY, available_models, get_family
 from napari_smlm.core.models.density import CPU_PRESETS, DensityFamily, normalize_frames
-from napari_smlm.core.targets import density_targets, gaussian_kernel, spike_maps
+from napari_smlm.core.models.density_loss import l1l2_loss, spike_integral
+from napari_smlm.core.models.density_targets import density_targets, gaussian_kernel, spike_maps
 
 NAMES = ["deep-storm", "srcnn", "skip-storm", "u-storm", "drl-storm", "fid-storm"]
 PX = 100.0
@@ -180,7 +180,7 @@ def test_window_scales_with_upsampling():
 
 def test_photon_weighted_targets():
     from napari_smlm.core.localizations import Localizations
-    from napari_smlm.core.targets import density_targets_from_localizations
+    from napari_smlm.core.models.density_targets import density_targets_from_localizations
 
     locs = Localizations({"frame": [0, 0], "x_nm": [200.0, 600.0], "y_nm": [200.0, 600.0], "photons": [1000.0, 3000.0]})
     t = density_targets_from_localizations(locs, 1, (8, 8), PX, 4, weight_column="photons", weight_ref=2000.0)

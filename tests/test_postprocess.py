@@ -1,4 +1,4 @@
-"""Density map → localizations (napari_smlm.core.postprocess)."""
+"""Density map → localizations (napari_smlm.core.models.density_post)."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from napari_smlm.core.localizations import Localizations
-from napari_smlm.core.postprocess import local_maxima, localize_density_map
+from napari_smlm.core.models.density_post import localize_density_map
+from napari_smlm.core.models.peaks import local_maxima
 
 PX = 100.0
 
@@ -130,7 +131,7 @@ def test_family_postprocess_units_and_images():
 
 def test_targets_round_trip_through_postprocess():
     """Blurred targets decoded by the post-processing land within a super-pixel of the truth."""
-    from napari_smlm.core.targets import density_targets
+    from napari_smlm.core.models.density_targets import density_targets
 
     u = 8
     xs = torch.tensor([333.3, 1210.0, 777.7])

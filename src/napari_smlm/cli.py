@@ -291,10 +291,8 @@ def cmd_train(a) -> int:
         if crop < a.crop:
             log.warning("--crop %d is larger than the %d×%d px movie: using %d", a.crop, H, W, crop)
         pairs = probe.with_options(crop=crop, context=family_cls.context)
+        # photons / PSF / background measured on the data: iter_train configures a new model for them
         sim = pairs.simulation_config(sim)
-        if a.init is None and hasattr(family_cls, "config_for_simulation"):
-            # normalisation / output scales from the data (e.g. DECODE's), unless set explicitly
-            model_config = {**family_cls.config_for_simulation(sim), **(model_config or {})}
         print(f"training on {pairs!r}; camera {pairs.camera}; last {a.val_fraction:.0%} of the frames held out")
     t0 = time.perf_counter()
     last = None

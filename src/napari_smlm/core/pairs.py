@@ -138,7 +138,7 @@ def _render_expected(gt: Localizations, frames: np.ndarray, shape_hw: tuple[int,
     if "photons" not in sel:
         raise ValueError("fitting a camera needs a photons column in the ground truth")
     def t(a, dt=torch.float32):
-        return torch.from_numpy(np.ascontiguousarray(a)).to(dt)
+        return torch.tensor(np.asarray(a), dtype=dt)  # a copy: table columns may be read-only
 
     return Gaussian2D(float(np.median(sig)) if len(sig) else 1.0).render(
         t(pos, torch.int64), t(sel["x_nm"] / px), t(sel["y_nm"] / px), t(sel["photons"]),

@@ -362,3 +362,171 @@ def simulate(
     gt = Localizations.concat(gts)
     gt.meta["simulation"] = cfg.to_dict()
     return np.concatenate(frames, axis=0), gt
+
+
+# --------------------------------------------------------------------------- batched crops
+__all__ += ["SimulatedCrops", "simulate_crops"]
+
+
+@dataclass
+class SimulatedCrops:
+    """A batch of short, independent simulated movies ("crops"), from :func:`simulate_crops`.
+
+    Attributes
+    ----------
+    frames : torch.Tensor
+        (n, T, H, W) float32 ADU (rounded and clipped to the uint16 range, as
+        :meth:`Camera.forward <napari_smlm.core.camera.Camera.forward>` returns them), on the
+        requested device. ``T`` = ``n_frames`` and ``H × W`` = ``height × width`` of the configs.
+    background : torch.Tensor
+        (n, H, W) float32 expected background of each crop, photons per pixel.
+    ground_truth : Localizations
+        The emitters of every frame of every crop, with the columns of :func:`simulate`'s ground
+        truth (``frame`` is the frame *within* the crop, 0..T-1; nm from the crop's top-left
+        edge) plus ``sample``, the crop index; sorted by sample, then frame. The rows of crop
+        ``i`` equal ``simulate(configs[i], include_outside=...)``'s ground truth.
+    configs : tuple of SimulationConfig
+        The configuration (and seed) of each crop.
+    """
+
+    frames: torch.Tensor
+    background: torch.Tensor
+    ground_truth: Localizations
+    configs: tuple[SimulationConfig, ...]
+
+
+def simulate_crops(
+    config: SimulationConfig | list[SimulationConfig] | tuple[SimulationConfig, ...],
+    n: int | None = None,
+    rng: np.random.Generator | None = None,
+    device: str | torch.device = "cpu",
+    include_outside: bool = True,
+    density_image: np.ndarray | None = None,
+) -> SimulatedCrops:
+    """Simulate many short movies at once: the simulator for training batches.
+
+    Each crop runs :func:`simulate`'s own pipeline (structure, blinking, background, ground
+    truth) from ``numpy.random.default_rng(crop_config.seed)``, so its ground truth is exactly
+    the ground truth of ``simulate(crop_config)``; the PSF rendering and the camera noise then run
+    once for the whole batch, on ``device``, which is what makes it fast for many small crops.
+    The noise is drawn from one generator for the batch, so the frames are a different noise
+    realisation of the same expected images as :func:`simulate`'s (same statistics).
+
+    Parameters
+    ----------
+    config : SimulationConfig or sequence of SimulationConfig
+        One config: ``n`` crops of it, each with its own seed drawn from ``rng``. A sequence:
+        one crop per config, as given (e.g. per-sample randomised photons, background, PSF
+        width or density). ``height``/``width`` are the crop size (camera pixels) and
+        ``n_frames`` the frames per crop; these, ``pixel_size_nm`` and ``camera`` must be the
+        same for all configs.
+    n : int, optional
+        Number of crops; required with a single config, must match a sequence's length if given.
+    rng : numpy.random.Generator, optional
+        Draws the crops' seeds (single config) and the seed of the batch's camera noise. Default
+        ``numpy.random.default_rng`` seeded from the configs' seeds (reproducible).
+    device : str or torch.device
+        Where the PSF rendering and camera noise run and the returned tensors live.
+    include_outside : bool
+        Keep emitters centred in the margin around the crop (``in_fov == 0``) in the ground
+        truth. They are always rendered (they shine into the crop); training targets usually
+        want them, evaluation does not.
+    density_image : array, optional
+        For ``structure="image"`` (see :func:`simulate`).
+
+    Returns
+    -------
+    SimulatedCrops
+
+    Raises
+    ------
+    ValueError
+        When ``n`` is missing or inconsistent, or the configs differ in crop size, frames,
+        pixel size or camera.
+    """
+    if isinstance(config, SimulationConfig):
+        if n is None or int(n) < 1:
+            raise ValueError(f"simulate_crops: n (number of crops) must be >= 1 with a single config, got {n}")
+        if rng is None:
+            rng = np.random.default_rng(config.seed)
+        configs = tuple(config.replace(seed=int(rng.integers(0, 2**31 - 1))) for _ in range(int(n)))
+    else:
+        configs = tuple(config)
+        if not configs:
+            raise ValueError("simulate_crops: empty list of configs")
+        if n is not None and int(n) != len(configs):
+            raise ValueError(f"simulate_crops: n={n} but {len(configs)} configs were given")
+        if rng is None:
+            rng = np.random.default_rng([int(c.seed) for c in configs])
+    first = configs[0]
+    for name in ("height", "width", "n_frames", "pixel_size_nm", "camera"):
+        values = {repr(getattr(c, name)) for c in configs}
+        if len(values) > 1:
+            raise ValueError(f"simulate_crops: all configs must have the same {name}, got {sorted(values)}")
+    device = torch.device(device)
+    B, T, H, W = len(configs), int(first.n_frames), int(first.height), int(first.width)
+    px = float(first.pixel_size_nm)
+
+    names = ("frame", "x_nm", "y_nm", "photons", "bg", "psf_sigma_nm", "on_fraction", "emitter_id", "in_fov", "sample")
+    parts: dict[str, list[np.ndarray]] = {k: [] for k in names}
+    bgs = np.empty((B, H, W), dtype=np.float32)
+    for i, cfg in enumerate(configs):
+        # The per-movie steps of iter_simulate, in the same order on the same generator, and the
+        # columns of _ground_truth (built as arrays: one table per crop would cost more than the
+        # simulation itself).
+        crng = np.random.default_rng(cfg.seed)
+        fl = make_fluorophores(cfg, crng, density_image)
+        fid, frame, frac = blinking_events(len(fl), T, cfg.t_on, cfg.t_off, cfg.t_bleach, crng)
+        order = np.argsort(frame, kind="stable")
+        fid, frame, frac = fid[order], frame[order], frac[order]
+        bgs[i] = background_field(cfg, crng)
+        x, y = fl.x_nm[fid], fl.y_nm[fid]
+        col = np.clip((x / px).astype(np.int64), 0, W - 1)
+        row = np.clip((y / px).astype(np.int64), 0, H - 1)
+        inside = (x >= 0) & (x < W * px) & (y >= 0) & (y < H * px)
+        values = (
+            frame,
+            x,
+            y,
+            fl.brightness[fid] * frac,
+            bgs[i][row, col],
+            fl.psf_sigma_nm[fid],
+            frac,
+            fid.astype(np.float64),
+            inside.astype(np.float64),
+            np.full(len(fid), i, dtype=np.int64),
+        )
+        for k, v in zip(names, values):
+            parts[k].append(v)
+    meta = {
+        "pixel_size_nm": px,
+        "image_shape": (H, W),
+        "n_frames": T,
+        "n_crops": B,
+        "source": "napari-smlm simulate_crops",
+    }
+    gt_all = Localizations({k: np.concatenate(v) for k, v in parts.items()}, meta=meta)
+
+    background = torch.from_numpy(bgs).to(device)
+    expected = background.repeat_interleave(T, dim=0)  # (B·T, H, W)
+    if len(gt_all):
+
+        def f32(values: np.ndarray) -> torch.Tensor:
+            # float64 arithmetic then float32, as iter_simulate; a copy (columns may be read-only)
+            return torch.from_numpy(np.array(values, dtype=np.float64)).float().to(device)
+
+        Gaussian2D(first.psf_sigma_px).render(
+            torch.from_numpy(gt_all["sample"].astype(np.int64) * T + gt_all["frame"].astype(np.int64)).to(device),
+            f32(gt_all["x_nm"] / px),
+            f32(gt_all["y_nm"] / px),
+            f32(gt_all["photons"]),
+            (B * T, H, W),
+            sigma_x_px=f32(gt_all["psf_sigma_nm"] / px),
+            out=expected,
+        )
+    gen = torch.Generator(device=device)
+    gen.manual_seed(int(rng.integers(0, 2**62)))
+    frames = first.camera.forward(expected, generator=gen).view(B, T, H, W)
+    if not include_outside and len(gt_all):
+        gt_all = gt_all.filter(gt_all["in_fov"] > 0)
+    return SimulatedCrops(frames, background, gt_all, configs)

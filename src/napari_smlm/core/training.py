@@ -140,20 +140,26 @@ def iter_train(
     Parameters
     ----------
     model : str or ModelFamily
-        Registry name or a configured family.
+        Registry name or a family instance.
     sim : SimulationConfig or None
         The microscope to simulate (``height``/``width`` = training crop size in camera px).
-        With ``pairs`` nothing is simulated: ``sim`` is only recorded in the checkpoint (its
-        camera and pixel size are what inference uses by default), and None means
-        ``pairs.simulation_config()``.
+        A network trained from scratch is first configured for it
+        (:meth:`~napari_smlm.core.models.ModelFamily.configure_for`: e.g. the DECODE-like
+        model's input normalisation and photon / background scales); keys set explicitly in
+        ``model_config`` (or given to the family's constructor) are kept. With ``pairs``
+        nothing is simulated: ``sim`` is recorded in the checkpoint (its camera and pixel size
+        are what inference uses by default) and configures the model, and None means
+        ``pairs.simulation_config()`` (photons, PSF width, background and density measured on
+        the training frames and their ground truth).
     cfg : TrainConfig
     checkpoint_path : path, optional
         Where the best checkpoint goes (written at every validation improvement).
     init_checkpoint : path, model name or Checkpoint, optional
         Start from these weights (a name means the shipped weights of that model) (fine-tuning or resuming); its model config is used.
     model_config : dict, optional
-        Family config when starting from scratch; when fine-tuning, overrides of the
-        checkpoint's config (training-data ranges, normalisation, post-processing).
+        Family config when starting from scratch (these keys are not changed by
+        ``configure_for``); when fine-tuning, overrides of the checkpoint's config
+        (training-data ranges, normalisation, post-processing), which is otherwise kept as is.
     pairs : PairSampler or (PairSampler, PairSampler), optional
         Train on data instead of the simulator: every batch is
         ``family.batch_from_data(*train.sample(batch_size, rng, device))``. A single sampler is
@@ -182,6 +188,22 @@ def iter_train(
         family = get_family(init.model, {**init.model_config, **(model_config or {})})
     else:
         family = get_family(model, model_config) if isinstance(model, str) else model
+    if sim is None and pairs is None:
+        raise ValueError("iter_train: sim (the microscope to simulate) is required unless pairs are given")
+    train_pairs = val_pairs = None
+    if pairs is not None:
+        train_pairs, val_pairs = pairs if isinstance(pairs, tuple) else pairs.split(val_fraction)
+        if train_pairs.context != family.context:
+            log.info("pairs: context %d -> %d (the %s family's)", train_pairs.context, family.context, family.name)
+            train_pairs = train_pairs.with_options(context=family.context)
+            val_pairs = val_pairs.with_options(context=family.context)
+        if sim is None:
+            sim = train_pairs.simulation_config()
+    if init is None:
+        # A new network learns the user's microscope (normalisation, output scales); settings
+        # given explicitly in model_config win. Fine-tuning keeps the checkpoint's.
+        family.configure_for(sim)
+    torch.manual_seed(cfg.seed)  # before build: the initial weights are part of the seeded run
     net = family.build().to(device)
     if init is not None:
         try:
@@ -196,16 +218,7 @@ def iter_train(
     )
     rng = np.random.default_rng(cfg.seed)
     val_rng = np.random.default_rng(cfg.seed + 1_000_003)
-    torch.manual_seed(cfg.seed)
-    train_pairs = val_pairs = None
-    if pairs is not None:
-        train_pairs, val_pairs = pairs if isinstance(pairs, tuple) else pairs.split(val_fraction)
-        if train_pairs.context != family.context:
-            log.info("pairs: context %d -> %d (the %s family's)", train_pairs.context, family.context, family.name)
-            train_pairs = train_pairs.with_options(context=family.context)
-            val_pairs = val_pairs.with_options(context=family.context)
-        if sim is None:
-            sim = train_pairs.simulation_config()
+    if train_pairs is not None:
         log.info("training on data pairs: train %r, validation %r", train_pairs, val_pairs)
         val_set = [
             family.batch_from_data(*val_pairs.sample(cfg.batch_size, val_rng, device)) for _ in range(cfg.val_batches)

@@ -2,6 +2,38 @@
 
 Families register with :func:`register`; :func:`get_family` builds one by name. The
 registry is filled lazily on first use so that importing this package stays cheap.
+
+Layout: :mod:`.base` (the :class:`ModelFamily` interface), :mod:`.peaks` (the one local-maximum
+rule) and, per family, one module plus its helpers named after it — ``density.py`` (the
+Deep-STORM-like families) with ``density_nets.py``, ``density_targets.py``,
+``density_loss.py`` and ``density_post.py``; ``decode.py`` with ``decode_loss.py`` and
+``decode_post.py``. Nothing family-specific lives outside this package.
+
+How to add a model family
+-------------------------
+1. Write **one new module** ``core/models/<name>.py`` (helpers, if any, beside it as
+   ``<name>_*.py``) with a subclass of :class:`ModelFamily` decorated with :func:`register`:
+
+   - ``name``, ``description``, ``context`` (frames on each side the network sees);
+   - ``default_config()``: every setting needed to rebuild the network (it goes into
+     checkpoints, which store the registry name and this config, never module paths);
+   - ``config_for_simulation(sim)``: the settings that depend on the microscope (camera, PSF,
+     photons, background, pixel size), ``{}`` if none; ``configure_for`` applies them, without
+     touching keys the user set, before :func:`~napari_smlm.core.training.iter_train` trains a
+     new network;
+   - ``build()``: the ``torch.nn.Module``;
+   - ``simulate_batch(sim, batch_size, rng, device, randomize)`` (use
+     :func:`~napari_smlm.core.simulate.simulate_crops` for short movies) and, to train on a
+     user's movie + localizations, ``batch_from_data(photons, ground_truth, pixel_size_nm, bg)``;
+   - ``loss(output, batch)``; ``preprocess(photons)``;
+     ``postprocess(output, frame_indices, pixel_size_nm, threshold, want_images)`` returning a
+     :class:`PostprocessResult` (use :func:`.peaks.local_maxima` for candidates).
+2. **Register** the module: add its import path to ``_FAMILY_MODULES`` below.
+
+Training, streaming inference, checkpoints, the CLI (``napari-smlm models``, ``train --model``)
+and the Training widget's model list all go through the registry, so nothing else changes. Add ``tests/test_<name>.py`` with a
+tiny config (forward shapes, loss falls, ``simulate_batch`` ground truth);
+``tests/test_model_families.py`` checks every registered family's ``config_for_simulation``.
 """
 
 from __future__ import annotations

@@ -14,10 +14,15 @@ Data flow at inference::
 ``c = family.context`` is the number of neighbouring frames on each side the network sees
 (0 for the Deep-STORM family, 1 for the DECODE-like model); the inference loop pads the movie
 at both ends by repeating the edge frame.
+
+Before a new network is trained, ``family.configure_for(sim)`` adapts the config to the user's
+microscope (``config_for_simulation``: e.g. input normalisation and output scales); how to add a
+family is described in :mod:`napari_smlm.core.models`.
 """
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -29,6 +34,8 @@ from ..config import SimulationConfig
 from ..localizations import Localizations
 
 __all__ = ["Batch", "ModelFamily", "PostprocessResult", "in_crop_mask"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -123,6 +130,8 @@ class ModelFamily(ABC):
             raise ValueError(f"{self.name}: unknown config keys {sorted(unknown)}")
         cfg.update(config or {})
         self.config: dict[str, Any] = cfg
+        #: Keys given explicitly to the constructor: :meth:`configure_for` leaves them alone.
+        self.explicit_keys: frozenset[str] = frozenset(config or {})
 
     # ------------------------------------------------------------------ architecture
     @classmethod
@@ -133,6 +142,60 @@ class ModelFamily(ABC):
     @abstractmethod
     def build(self) -> torch.nn.Module:
         """A freshly initialised network for ``self.config``."""
+
+    # ------------------------------------------------------------------ microscope
+    @classmethod
+    @abstractmethod
+    def config_for_simulation(cls, sim: SimulationConfig) -> dict[str, Any]:
+        """The config settings that depend on the microscope, for ``sim``.
+
+        What a family must know about the camera, PSF, photon and background levels and pixel
+        size before it is trained from scratch (input normalisation, output scales, reference
+        levels); ``{}`` for a family whose settings are independent of them. Only keys of
+        :meth:`default_config` may appear.
+
+        Parameters
+        ----------
+        sim : SimulationConfig
+            The microscope: ``camera``, ``psf_sigma_nm`` (nm), ``photons_mean`` (photons per
+            emitter per frame), ``bg_photons`` (photons per pixel per frame), ``pixel_size_nm``.
+
+        Returns
+        -------
+        dict
+            Config updates (a subset of the keys of :meth:`default_config`).
+        """
+
+    def configure_for(self, sim: SimulationConfig) -> ModelFamily:
+        """Adapt ``self.config`` to a microscope, in place, and return ``self``.
+
+        The settings of :meth:`config_for_simulation` replace the current ones, except keys the
+        user gave explicitly to the constructor (:attr:`explicit_keys`), which always win.
+        :func:`~napari_smlm.core.training.iter_train` calls it before training a network from
+        scratch; a fine-tuned checkpoint keeps its settings (its weights were trained with them).
+
+        Parameters
+        ----------
+        sim : SimulationConfig
+            The microscope (see :meth:`config_for_simulation`).
+
+        Returns
+        -------
+        ModelFamily
+            ``self``, so that ``get_family(name, overrides).configure_for(sim)`` reads well.
+        """
+        updates = dict(self.config_for_simulation(sim))
+        unknown = set(updates) - set(self.config)
+        if unknown:
+            raise ValueError(f"{self.name}: config_for_simulation returned unknown keys {sorted(unknown)}")
+        applied = {k: v for k, v in updates.items() if k not in self.explicit_keys}
+        self.config.update(applied)
+        if applied:
+            log.info("%s configured for the microscope: %s", self.name, applied)
+        kept = sorted(set(updates) - set(applied))
+        if kept:
+            log.info("%s: keeping the explicitly set %s", self.name, kept)
+        return self
 
     @property
     def upsampling(self) -> int:

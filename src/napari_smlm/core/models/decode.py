@@ -56,8 +56,7 @@ from torch.nn import functional as F
 
 from ..config import SimulationConfig
 from ..localizations import Localizations
-from ..psf import Gaussian2D
-from ..simulate import background_field, blinking_events, make_fluorophores
+from ..simulate import simulate_crops
 from . import register
 from .base import Batch, ModelFamily, PostprocessResult, in_crop_mask
 from .decode_loss import decode_loss
@@ -271,19 +270,6 @@ class DecodeNet(nn.Module):
 
 
 # --------------------------------------------------------------------------- family
-def _blinking(n: int, n_frames: int, cfg: SimulationConfig, rng: np.random.Generator):
-    """:func:`blinking_events`, tolerating the case where no fluorophore turns on at all.
-
-    With 3-frame movies and few fluorophores it happens that none is on in any frame; the
-    simulator's ``blinking_events`` then fails on an empty concatenation.
-    """
-    try:
-        return blinking_events(n, n_frames, cfg.t_on, cfg.t_off, cfg.t_bleach, rng)
-    except ValueError:
-        z = np.zeros(0, dtype=np.int64)
-        return z, z, np.zeros(0)
-
-
 def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
     return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
 
@@ -305,7 +291,8 @@ class DecodeFamily(ModelFamily):
             "head_features": 24,
             "activation": "relu",
             "heads": ["p", "xy", "photons", "sigma_xy", "sigma_photons", "bg"],
-            # normalisation / output scales (photons, photons per px); see config_for_simulation
+            # normalisation / output scales (photons, photons per px): set for the user's
+            # microscope by configure_for / config_for_simulation before training from scratch
             "input_offset": 50.0,
             "input_scale": 220.0,
             "photon_scale": 8000.0,
@@ -331,13 +318,23 @@ class DecodeFamily(ModelFamily):
             "position": "max",
         }
 
-    @staticmethod
-    def config_for_simulation(sim: SimulationConfig) -> dict[str, float]:
+    @classmethod
+    def config_for_simulation(cls, sim: SimulationConfig) -> dict[str, float]:
         """Normalisation and output scales suited to a microscope.
 
-        Returns ``input_offset`` = background (photons/px), ``input_scale`` = peak pixel of a
-        mean emitter ``N/(2πσ²)`` (photons), ``photon_scale`` = 4 × mean photons (largest
-        photon count the head can report) and ``bg_scale`` = background.
+        Parameters
+        ----------
+        sim : SimulationConfig
+            Uses ``bg_photons`` (photons/px), ``photons_mean`` (photons) and the PSF width in
+            pixels (``psf_sigma_nm / pixel_size_nm``).
+
+        Returns
+        -------
+        dict
+            ``input_offset`` = background (photons/px), ``input_scale`` = peak pixel of a mean
+            emitter ``N/(2πσ²)`` (photons), ``photon_scale`` = 4 × mean photons (the largest
+            photon count the head can report) and ``bg_scale`` = background (photons/px, at
+            least 1).
         """
         s = sim.psf_sigma_px
         return {
@@ -461,13 +458,13 @@ class DecodeFamily(ModelFamily):
     ) -> Batch:
         """A batch of 3-frame crops of ``sim.height × sim.width`` px.
 
-        Each sample runs the simulator's own pipeline (:func:`make_fluorophores`,
-        :func:`blinking_events`, :func:`background_field` with ``numpy.random.default_rng(seed)``
-        exactly as :func:`~napari_smlm.core.simulate.simulate` does, so its ground truth equals
-        ``simulate(cfg_i, include_outside=True)``'s), but the PSF rendering and camera noise run
-        once for the whole batch. Fluorophores in the margin around the crop shine into it but
-        are not targets. Inputs and targets are made by :meth:`batch_from_data`, as for training
-        on a user's data.
+        Each sample draws its own simulation (:meth:`sample_simulation`); the crops are made by
+        :func:`~napari_smlm.core.simulate.simulate_crops` (the simulator's own pipeline per
+        sample, so a sample's ground truth equals ``simulate(cfg_i, include_outside=True)``'s,
+        with PSF rendering and camera noise batched), then multiplied by the sample's gain
+        factor after the camera model (a miscalibrated gain). Fluorophores in the margin around
+        the crop shine into it but are not targets. Inputs and targets are made by
+        :meth:`batch_from_data`, as for training on a user's data.
 
         Returns
         -------
@@ -478,57 +475,17 @@ class DecodeFamily(ModelFamily):
             ``ground_truth``: the same emitters in nm with ``frame`` = sample index.
         """
         device = torch.device(device)
-        B, H, W = int(batch_size), int(sim.height), int(sim.width)
         px = float(sim.pixel_size_nm)
-        T = 2 * self.context + 1
-        xs, ys, ns, sig, fr, ids = [], [], [], [], [], []
-        gt_rows = []
-        bgs = np.empty((B, H, W), dtype=np.float32)
-        gains = np.ones(B, dtype=np.float32)
-        for b in range(B):
-            cfg, gains[b] = self.sample_simulation(sim, rng, randomize)
-            srng = np.random.default_rng(cfg.seed)
-            fl = make_fluorophores(cfg, srng)
-            fid, frame, frac = _blinking(len(fl), T, cfg, srng)
-            bgs[b] = background_field(cfg, srng)
-            x, y = fl.x_nm[fid], fl.y_nm[fid]
-            n = fl.brightness[fid] * frac
-            xs.append(x / px)
-            ys.append(y / px)
-            ns.append(n)
-            sig.append(fl.psf_sigma_nm[fid] / px)
-            fr.append(b * T + frame)
-            c = (frame == self.context) & (x >= 0) & (x < W * px) & (y >= 0) & (y < H * px)
-            col = np.clip((x[c] / px).astype(np.int64), 0, W - 1)
-            row = np.clip((y[c] / px).astype(np.int64), 0, H - 1)
-            gt_rows.append(
-                (np.full(int(c.sum()), b), x[c], y[c], n[c], bgs[b][row, col], fl.psf_sigma_nm[fid][c])
-            )
-        cat = np.concatenate
-        expected = torch.from_numpy(np.repeat(bgs, T, axis=0)).to(device)
-        xpx = torch.from_numpy(cat(xs)).float().to(device)
-        if xpx.numel():
-            Gaussian2D(float(sim.psf_sigma_px)).render(
-                torch.from_numpy(cat(fr)).to(device),
-                xpx,
-                torch.from_numpy(cat(ys)).float().to(device),
-                torch.from_numpy(cat(ns)).float().to(device),
-                (B * T, H, W),
-                sigma_x_px=torch.from_numpy(cat(sig)).float().to(device),
-                out=expected,
-            )
-        gen = torch.Generator(device=device)
-        gen.manual_seed(int(rng.integers(0, 2**62)))
-        adu = sim.camera.forward(expected, generator=gen)
-        photons = sim.camera.adu_to_photons(adu).view(B, T, H, W)
-        photons = photons * torch.from_numpy(gains).to(device)[:, None, None, None]
-
-        gsamp, gx, gy, gn, gbg, gsig = (cat([r[k] for r in gt_rows]) for k in range(6))
-        gt = Localizations(
-            {"frame": gsamp, "x_nm": gx, "y_nm": gy, "photons": gn, "bg": gbg, "psf_sigma_nm": gsig},
-            meta={"pixel_size_nm": px, "image_shape": (H, W), "source": "decode.simulate_batch"},
-        )
-        return self.batch_from_data(photons, gt, px, torch.from_numpy(bgs).to(device))
+        drawn = [self.sample_simulation(sim, rng, randomize) for _ in range(int(batch_size))]
+        crops = simulate_crops([c for c, _ in drawn], rng=rng, device=device, include_outside=True)
+        gains = torch.tensor([g for _, g in drawn], dtype=torch.float32, device=device)
+        photons = sim.camera.adu_to_photons(crops.frames) * gains[:, None, None, None]
+        g = crops.ground_truth
+        central = g.filter(g["frame"] == self.context)  # targets: the central frame's emitters
+        cols = {k: central[k] for k in ("x_nm", "y_nm", "photons", "bg", "psf_sigma_nm", "in_fov")}
+        meta = {"pixel_size_nm": px, "image_shape": (int(sim.height), int(sim.width)), "source": "simulate_batch"}
+        gt = Localizations({"frame": central["sample"], **cols}, meta=meta)
+        return self.batch_from_data(photons, gt, px, crops.background)
 
     def batch_from_data(
         self,
@@ -587,7 +544,8 @@ class DecodeFamily(ModelFamily):
         gn = gt["photons"] if has_photons else np.zeros(len(gt))
         targets: dict[str, Any] = {
             "xy_px": torch.from_numpy(np.stack([gt["x_nm"] / px, gt["y_nm"] / px], axis=1)).float().to(device),
-            "photons": torch.from_numpy(np.asarray(gn, dtype=np.float64)).float().to(device),
+            # torch.tensor copies: table columns may be read-only views (from_numpy would warn).
+            "photons": torch.tensor(np.asarray(gn, dtype=np.float32), device=device),
             "sample": torch.from_numpy(samp).to(device),
             "count": torch.from_numpy(np.bincount(samp, minlength=B)).float().to(device),
             "has_photons": has_photons,

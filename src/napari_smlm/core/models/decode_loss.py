@@ -14,10 +14,10 @@ term is the negative log-likelihood of the true ``K`` under it:
 ``p_k / Σ p``, mean (pixel centre + (dx, dy), photons) and diagonal standard deviations
 ``(σx, σy, σN)`` predicted by the network; the term is ``−(1/K) Σ_e log L(emitter e)``.
 Components more than ``window // 2`` pixels from the pixel holding an emitter contribute a
-negligible density and are skipped (the normaliser ``Σ p`` is still over the whole frame), which
-makes the term ~13× cheaper than the full sum. The windows are gathered with index arithmetic
-from a zero-padded copy of the maps: no loop over emitters or samples. Photons enter in units of
-``photon_scale`` so that all three dimensions are O(1).
+negligible density and are skipped (the normaliser ``Σ p`` is still over the whole frame), so
+an emitter costs ``window²`` components instead of ``H·W``. The windows are gathered with index
+arithmetic from a zero-padded copy of the maps: no loop over emitters or samples. Photons enter
+in units of ``photon_scale`` so that all three dimensions are O(1).
 
 **Background term.** Mean squared error between predicted and true background, in units of
 ``bg_scale``.

@@ -10,8 +10,9 @@ neighbours when the emitter sits near a pixel border. Detections are made in two
    more than 1.2 emitters there. Its score is ``p`` plus the probability of the non-strong
    neighbours (the split-off mass of the same emitter), clipped to 1.
 2. **Split emitters.** On the map ``q`` with strong pixels removed, local maxima of the 3×3
-   neighbourhood (ties broken in raster order, so a 0.45 / 0.45 pair gives one maximum) with
-   ``q >= candidate_threshold`` are candidates; their score is the 3×3 sum of ``q``.
+   neighbourhood (:func:`.peaks.local_maxima`: ties broken in raster order, so a 0.45 / 0.45
+   pair gives one maximum) with ``q >= candidate_threshold`` are candidates; their score is the
+   3×3 sum of ``q``.
 
 A detection is kept when its score ``>= threshold``; the score becomes ``prob`` (clipped to 1).
 The position is the detection pixel's centre + its predicted offset (``position="max"``),
@@ -30,34 +31,11 @@ import torch
 from torch.nn import functional as F
 
 from ..localizations import Localizations
+from .peaks import local_maxima
 
-__all__ = ["local_maxima", "spatial_integration", "subpixel_histogram", "SubpixelHistogram"]
+__all__ = ["spatial_integration", "subpixel_histogram", "SubpixelHistogram"]
 
 log = logging.getLogger(__name__)
-
-
-def local_maxima(q: torch.Tensor) -> torch.Tensor:
-    """3×3 local maxima of (B, H, W) maps, exactly one per plateau of equal neighbours.
-
-    A pixel is a maximum when it is ``>`` its neighbours that come earlier in raster order and
-    ``>=`` those that come later, so of two equal neighbours only the first counts.
-
-    Returns
-    -------
-    torch.Tensor
-        (B, H, W) bool.
-    """
-    B, H, W = q.shape
-    pad = F.pad(q[:, None], (1, 1, 1, 1), value=float("-inf"))[:, 0]
-    keep = torch.ones_like(q, dtype=torch.bool)
-    for di in (-1, 0, 1):
-        for dj in (-1, 0, 1):
-            if di == 0 and dj == 0:
-                continue
-            nb = pad[:, 1 + di : 1 + di + H, 1 + dj : 1 + dj + W]
-            before = di < 0 or (di == 0 and dj < 0)
-            keep &= (q > nb) if before else (q >= nb)
-    return keep
 
 
 def _box3(x: torch.Tensor) -> torch.Tensor:
@@ -108,7 +86,7 @@ def spatial_integration(
     q = torch.where(strong, torch.zeros_like(p), p)
     qsum = _box3(q)
     score_strong = p + qsum
-    cand = local_maxima(q) & (q >= min(candidate_threshold, threshold)) & ~strong
+    cand = local_maxima(q, 3) & (q >= min(candidate_threshold, threshold)) & ~strong
     det = (strong & (score_strong >= threshold)) | (cand & (qsum >= threshold))
     score = torch.where(strong, score_strong, qsum)
     b, r, c = torch.nonzero(det, as_tuple=True)

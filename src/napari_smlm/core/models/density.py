@@ -1,9 +1,10 @@
 """Density-map model families: Deep-STORM and relatives.
 
 Every family here maps one camera frame (``context = 0``) to a super-resolved map on a grid
-``upsampling`` (``u``) times finer, trained with Deep-STORM's L1L2 loss (:mod:`..losses`) against
-Gaussian-blurred ground-truth spikes (:mod:`..targets`), and decoded into localizations by
-local maxima + centre of mass (:mod:`..postprocess`). They differ only in the network:
+``upsampling`` (``u``) times finer, trained with Deep-STORM's L1L2 loss (:mod:`.density_loss`)
+against Gaussian-blurred ground-truth spikes (:mod:`.density_targets`), and decoded into
+localizations by local maxima + centre of mass (:mod:`.density_post`). They differ only in the
+network (:mod:`.density_nets`):
 
 ============  ==========================================================================
 name          network
@@ -61,17 +62,17 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..config import SimulationConfig
 from ..localizations import Localizations
-from ..losses import l1l2_loss, spike_integral
-from ..postprocess import localize_density_map
 from ..simulate import simulate
-from ..targets import density_targets_from_localizations
 from . import register
 from .base import Batch, ModelFamily, PostprocessResult, in_crop_mask
+from .density_loss import l1l2_loss, spike_integral
+from .density_nets import DeepSTORMNet, FIDSTORMNet, ResidualSTORMNet, SRCNNNet, UNetSTORMNet
+from .density_post import localize_density_map
+from .density_targets import density_targets_from_localizations
 
 __all__ = [
     "normalize_frames",
@@ -82,11 +83,6 @@ __all__ = [
     "USTORM",
     "DRLSTORM",
     "FIDSTORM",
-    "DeepSTORMNet",
-    "SRCNNNet",
-    "UNetSTORMNet",
-    "ResidualSTORMNet",
-    "FIDSTORMNet",
     "CPU_PRESETS",
 ]
 
@@ -154,244 +150,6 @@ def _norm_ppf(q: float) -> float:
     return math.sqrt(2.0) * float(torch.erfinv(torch.tensor(2.0 * q - 1.0, dtype=torch.float64)))
 
 
-# =============================================================================== building blocks
-def _ch(c: int, width: float) -> int:
-    return max(1, int(round(c * float(width))))
-
-
-class _ConvBNReLU(nn.Sequential):
-    """conv k×k (no bias, 'same' zero padding) + BatchNorm + ReLU."""
-
-    def __init__(self, cin: int, cout: int, k: int = 3):
-        super().__init__(
-            nn.Conv2d(cin, cout, k, padding=k // 2, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True)
-        )
-
-
-class _ResBlock(nn.Module):
-    """conv-BN-ReLU-conv-BN + shortcut (identity, or 1×1 conv + BN when channels change), ReLU."""
-
-    def __init__(self, cin: int, cout: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, padding=1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.short = (
-            nn.Identity() if cin == cout else nn.Sequential(nn.Conv2d(cin, cout, 1, bias=False), nn.BatchNorm2d(cout))
-        )
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        y = self.bn2(self.conv2(y))
-        return F.relu(y + self.short(x), inplace=True)
-
-
-def _upsample_nearest(x: torch.Tensor, factor: int) -> torch.Tensor:
-    return x if factor == 1 else F.interpolate(x, scale_factor=factor, mode="nearest")
-
-
-def _pad_to_multiple(x: torch.Tensor, m: int) -> tuple[torch.Tensor, tuple[int, int]]:
-    """Replicate-pad bottom/right so H and W are multiples of ``m``; returns the old size too."""
-    H, W = x.shape[-2:]
-    ph, pw = (-H) % m, (-W) % m
-    if ph or pw:
-        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-    return x, (H, W)
-
-
-def _init_weights(module: nn.Module, orthogonal: bool = True) -> None:
-    for mod in module.modules():
-        if isinstance(mod, nn.Conv2d):
-            if orthogonal:
-                nn.init.orthogonal_(mod.weight)
-            else:
-                nn.init.kaiming_normal_(mod.weight, nonlinearity="relu")
-            if mod.bias is not None:
-                nn.init.zeros_(mod.bias)
-
-
-# =============================================================================== networks
-class DeepSTORMNet(nn.Module):
-    """Deep-STORM's fully convolutional encoder-decoder (optionally with an input skip).
-
-    Parameters
-    ----------
-    upsampling : int
-        Nearest-neighbour upsampling of the input, applied inside the module.
-    width : float
-        Channel multiplier (1.0: 32-64-128-512 / 128-64-32, the paper).
-    skip : bool
-        Concatenate the upsampled input to the last feature map before the 1×1 output
-        (Skip-STORM).
-    """
-
-    def __init__(self, upsampling: int = 8, width: float = 1.0, skip: bool = False):
-        super().__init__()
-        self.upsampling = int(upsampling)
-        self.skip = bool(skip)
-        c1, c2, c3, c4 = (_ch(c, width) for c in (32, 64, 128, 512))
-        self.enc1, self.enc2 = _ConvBNReLU(1, c1), _ConvBNReLU(c1, c2)
-        self.enc3, self.enc4 = _ConvBNReLU(c2, c3), _ConvBNReLU(c3, c4)
-        self.dec1, self.dec2, self.dec3 = _ConvBNReLU(c4, c3), _ConvBNReLU(c3, c2), _ConvBNReLU(c2, c1)
-        self.out = nn.Conv2d(c1 + (1 if skip else 0), 1, 1, bias=False)
-        _init_weights(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xu = _upsample_nearest(x, self.upsampling)
-        xp, (H, W) = _pad_to_multiple(xu, 8)
-        f = self.enc1(xp)
-        f = self.enc2(F.max_pool2d(f, 2))
-        f = self.enc3(F.max_pool2d(f, 2))
-        f = self.enc4(F.max_pool2d(f, 2))
-        f = self.dec1(_upsample_nearest(f, 2))
-        f = self.dec2(_upsample_nearest(f, 2))
-        f = self.dec3(_upsample_nearest(f, 2))
-        if self.skip:
-            f = torch.cat([f, xp], dim=1)
-        return self.out(f)[..., :H, :W]
-
-
-class SRCNNNet(nn.Module):
-    """SRCNN: conv k1 (c1) + ReLU, conv k2 (c2) + ReLU, conv k3 → 1, on the upsampled input.
-
-    Parameters
-    ----------
-    upsampling : int
-    width : float
-        Multiplies (c1, c2) = (64, 32).
-    kernels : tuple of 3 odd ints
-        (9, 1, 5) as in Dong et al. 2015.
-    interpolation : {"nearest", "bicubic"}
-        How the input is brought to the super-resolved grid.
-    """
-
-    def __init__(
-        self, upsampling: int = 8, width: float = 1.0, kernels: tuple = (9, 1, 5), interpolation: str = "nearest"
-    ):
-        super().__init__()
-        if interpolation not in ("nearest", "bicubic"):
-            raise ValueError("interpolation must be 'nearest' or 'bicubic'")
-        self.upsampling = int(upsampling)
-        self.interpolation = interpolation
-        k1, k2, k3 = (int(k) for k in kernels)
-        c1, c2 = _ch(64, width), _ch(32, width)
-        self.body = nn.Sequential(
-            nn.Conv2d(1, c1, k1, padding=k1 // 2),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c1, c2, k2, padding=k2 // 2),
-            nn.ReLU(inplace=True),
-            nn.Conv2d(c2, 1, k3, padding=k3 // 2),
-        )
-        _init_weights(self, orthogonal=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.interpolation == "nearest" or self.upsampling == 1:
-            xu = _upsample_nearest(x, self.upsampling)
-        else:
-            xu = F.interpolate(x, scale_factor=self.upsampling, mode="bicubic", align_corners=False)
-        return self.body(xu)
-
-
-class UNetSTORMNet(nn.Module):
-    """U-Net on the upsampled input.
-
-    ``depth`` 2×2 max-pools; each level is two conv3×3-BN-ReLU with ``base·2^level`` channels;
-    the decoder upsamples (nearest ×2), concatenates the encoder features of the same level and
-    applies two conv3×3-BN-ReLU; a 1×1 linear conv gives the map.
-    """
-
-    def __init__(self, upsampling: int = 8, width: float = 1.0, base: int = 32, depth: int = 3):
-        super().__init__()
-        self.upsampling = int(upsampling)
-        self.depth = int(depth)
-        chans = [_ch(base * 2**d, width) for d in range(self.depth + 1)]
-        self.down = nn.ModuleList()
-        cin = 1
-        for c in chans:
-            self.down.append(nn.Sequential(_ConvBNReLU(cin, c), _ConvBNReLU(c, c)))
-            cin = c
-        self.up = nn.ModuleList()
-        for d in range(self.depth - 1, -1, -1):
-            block = nn.Sequential(_ConvBNReLU(chans[d + 1] + chans[d], chans[d]), _ConvBNReLU(chans[d], chans[d]))
-            self.up.append(block)
-        self.out = nn.Conv2d(chans[0], 1, 1, bias=False)
-        _init_weights(self)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xu = _upsample_nearest(x, self.upsampling)
-        f, (H, W) = _pad_to_multiple(xu, 2**self.depth)
-        skips = []
-        for d, block in enumerate(self.down):
-            if d:
-                f = F.max_pool2d(f, 2)
-            f = block(f)
-            skips.append(f)
-        for k, block in enumerate(self.up):
-            f = block(torch.cat([_upsample_nearest(f, 2), skips[self.depth - 1 - k]], dim=1))
-        return self.out(f)[..., :H, :W]
-
-
-class ResidualSTORMNet(nn.Module):
-    """Deep-STORM's encoder-decoder with every stage a residual block.
-
-    Encoder: stem conv3×3-BN-ReLU, then residual blocks with 32-64-128-256 channels (× width)
-    and 2×2 max-pools between; decoder: nearest ×2 upsampling + residual block, 128-64-32;
-    1×1 linear output. Deep-STORM's 512-channel bottleneck is halved because each residual block
-    holds two convolutions.
-    """
-
-    def __init__(self, upsampling: int = 8, width: float = 1.0):
-        super().__init__()
-        self.upsampling = int(upsampling)
-        c1, c2, c3, c4 = (_ch(c, width) for c in (32, 64, 128, 256))
-        self.stem = _ConvBNReLU(1, c1)
-        self.enc = nn.ModuleList([_ResBlock(c1, c1), _ResBlock(c1, c2), _ResBlock(c2, c3), _ResBlock(c3, c4)])
-        self.dec = nn.ModuleList([_ResBlock(c4, c3), _ResBlock(c3, c2), _ResBlock(c2, c1)])
-        self.out = nn.Conv2d(c1, 1, 1, bias=False)
-        _init_weights(self, orthogonal=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        xu = _upsample_nearest(x, self.upsampling)
-        f, (H, W) = _pad_to_multiple(xu, 8)
-        f = self.enc[0](self.stem(f))
-        for block in self.enc[1:]:
-            f = block(F.max_pool2d(f, 2))
-        for block in self.dec:
-            f = block(_upsample_nearest(f, 2))
-        return self.out(f)[..., :H, :W]
-
-
-class FIDSTORMNet(nn.Module):
-    """Light network that works on the camera grid and upsamples late (sub-pixel convolution).
-
-    Stem conv3×3-BN-ReLU (``channels`` × width) and ``n_blocks`` residual blocks on the camera
-    grid (receptive field ``3 + 4·n_blocks`` camera pixels, enough for PSFs of σ ≈ 1–2 px);
-    then a conv3×3 to ``up_channels · u²`` channels, pixel shuffle ×u, one conv3×3-BN-ReLU on
-    the super-resolved grid and a 1×1 linear output. Almost all arithmetic happens on the
-    coarse grid, which is what makes it fast.
-    """
-
-    def __init__(
-        self, upsampling: int = 8, width: float = 1.0, channels: int = 64, n_blocks: int = 4, up_channels: int = 16
-    ):
-        super().__init__()
-        self.upsampling = u = int(upsampling)
-        c, cu = _ch(channels, width), _ch(up_channels, width)
-        self.stem = _ConvBNReLU(1, c)
-        self.body = nn.Sequential(*[_ResBlock(c, c) for _ in range(int(n_blocks))])
-        self.to_sub = nn.Conv2d(c, cu * u * u, 3, padding=1, bias=False)
-        self.shuffle = nn.PixelShuffle(u)
-        self.refine = nn.Sequential(nn.BatchNorm2d(cu), nn.ReLU(inplace=True), _ConvBNReLU(cu, cu))
-        self.out = nn.Conv2d(cu, 1, 1, bias=False)
-        _init_weights(self, orthogonal=False)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        f = self.body(self.stem(x))
-        f = self.shuffle(self.to_sub(f))
-        return self.out(self.refine(f))
-
-
 # =============================================================================== families
 _COMMON_DEFAULTS: dict[str, Any] = {
     # grid and network size
@@ -403,8 +161,9 @@ _COMMON_DEFAULTS: dict[str, Any] = {
     "kernel_sigma": 1.0,
     "loss_kernel_scale": 2.0,
     "l1_weight": 1.0,
-    "target_weight": "ones",  # or "photons": spike height = photons / mean photons
-    "target_subpixel": False,  # True: bilinear spikes (exact centre of mass), see targets.spike_maps
+    "target_weight": "ones",  # or "photons": spike height = photons / photons_ref
+    "photons_ref": None,  # photons of a weight-1 spike in "photons" mode; set by configure_for
+    "target_subpixel": False,  # True: bilinear spikes (exact centre of mass), see density_targets.spike_maps
     # input normalisation (normalize_frames)
     "norm_center_q": 0.5,
     "norm_low_q": 0.1,
@@ -435,7 +194,12 @@ class DensityFamily(ModelFamily):
     loss_kernel_scale, l1_weight : float
         L1L2 loss: ``G`` = normalised Gaussian × this; weight of the L1 term.
     target_weight : {"ones", "photons"}
-        Spike heights: 1 per emitter (Deep-STORM) or photons / ``sim.photons_mean``.
+        Spike heights: 1 per emitter (Deep-STORM) or photons / ``photons_ref``.
+    photons_ref : float or None
+        Photons of a weight-1 spike when ``target_weight="photons"``; set to the microscope's
+        mean photons by :meth:`configure_for`. None: ``sim.photons_mean`` in
+        :meth:`simulate_batch`, the ground truth's ``meta["photons_mean"]`` or the batch mean in
+        :meth:`batch_from_data`.
     target_subpixel : bool
         Split each spike bilinearly over the 2×2 nearest super-pixel centres instead of putting
         it in the containing super-pixel (Deep-STORM); removes the target quantisation.
@@ -453,7 +217,7 @@ class DensityFamily(ModelFamily):
         ``2·ceil(u/2) + 1`` (3 at u ≤ 2, 5 at u = 4, 9 at u = 8: a fixed ± half camera pixel,
         because a network's blobs widen in super-pixels as ``u`` grows).
     criterion : {"peak", "mass"}
-        See :func:`~napari_smlm.core.postprocess.localize_density_map`.
+        See :func:`~.density_post.localize_density_map`.
     movie_frames : int
         Frames per simulated movie in :meth:`simulate_batch` (each movie draws its own
         parameters and structure; fewer frames per movie = more diverse batches, slower).
@@ -470,6 +234,29 @@ class DensityFamily(ModelFamily):
     @classmethod
     def default_config(cls) -> dict[str, Any]:
         return {**_COMMON_DEFAULTS, **cls._arch_defaults}
+
+    @classmethod
+    def config_for_simulation(cls, sim: SimulationConfig) -> dict[str, Any]:
+        """Settings that depend on the microscope: only ``photons_ref``.
+
+        The per-frame robust normalisation (:func:`normalize_frames`) makes the network's input
+        independent of camera offset and gain, exposure, photon and background levels, and the
+        targets count emitters, so nothing else depends on the microscope. In
+        ``target_weight="photons"`` mode the spike of an emitter of ``photons_ref`` photons has
+        weight 1; fixing it to the microscope's mean brightness keeps the target scale the same
+        for every batch (and records it in checkpoints).
+
+        Parameters
+        ----------
+        sim : SimulationConfig
+            Uses ``photons_mean`` (photons per emitter per frame).
+
+        Returns
+        -------
+        dict
+            ``{"photons_ref": sim.photons_mean}``.
+        """
+        return {"photons_ref": float(sim.photons_mean)}
 
     @classmethod
     def cpu_config(cls) -> dict[str, Any]:
@@ -558,7 +345,9 @@ class DensityFamily(ModelFamily):
         adu = torch.from_numpy(np.concatenate(frames, axis=0).astype(np.float32)).to(device)
         photons = sim.camera.adu_to_photons(adu)[:, None]
         gt_all = Localizations.concat(gts)
-        weight_ref = sim.photons_mean if self.config["target_weight"] == "photons" else None
+        weight_ref = None
+        if self.config["target_weight"] == "photons":
+            weight_ref = self.config["photons_ref"] or sim.photons_mean
         return self.batch_from_data(photons, gt_all, sim.pixel_size_nm, None, weight_ref=weight_ref)
 
     def batch_from_data(
@@ -587,8 +376,9 @@ class DensityFamily(ModelFamily):
             do not depend on it.
         weight_ref : float, optional
             Photons of a weight-1 spike when ``config["target_weight"] == "photons"``; default
-            ``ground_truth.meta["photons_mean"]``, else the batch's mean. Needs a ``photons``
-            column in that mode; the default (one unit per emitter) needs none.
+            ``config["photons_ref"]``, else ``ground_truth.meta["photons_mean"]``, else the
+            batch's mean. Needs a ``photons`` column in that mode; the default (one unit per
+            emitter) needs none.
 
         Returns
         -------
@@ -607,7 +397,7 @@ class DensityFamily(ModelFamily):
             if "photons" not in gt_all:
                 raise ValueError(f"{self.name}: target_weight='photons' needs a photons column in the ground truth")
             if weight_ref is None:
-                weight_ref = gt_all.meta.get("photons_mean")
+                weight_ref = self.config["photons_ref"] or gt_all.meta.get("photons_mean")
         targets = density_targets_from_localizations(
             gt_all,
             int(B),
@@ -803,19 +593,12 @@ class FIDSTORM(DensityFamily):
         )
 
 
-#: Recommended settings for training on 2 CPU cores (≤ 45 min): model ``config`` overrides,
-#: crop size ``patch_px`` (camera pixels, to set as ``sim.height`` / ``sim.width``) and
-#: ``batch_size``. Measured on the shared 2-core machine (torch 2.13, channels-last, batches of
-#: 4 frames of 64×64 px, best of several runs, other jobs running): forward, 1 thread, at the
-#: preset's u = 4: 46 frames/s (deep-storm), 36 (srcnn), 34 (skip-storm), 18 (u-storm),
-#: 16 (drl-storm), 150 (fid-storm); up to 2–4× slower while the machine was loaded, and 2 threads
-#: were *slower* than 1 whenever the second core was busy (OpenMP waiting). One training step
-#: of 16 crops of 24×24 px, 1 thread: 0.25–0.4 s (deep-storm, srcnn, skip-storm, fid-storm),
-#: 0.7 s (u-storm, drl-storm). The published configurations (u = 8, width 1), 1 thread, loaded
-#: machine: 1.0 (deep-storm), 4.0 (srcnn), 0.9 (skip-storm), 0.5 (u-storm, drl-storm) and
-#: 4.5 (fid-storm) frames/s. In 12 minutes on one core (≈ 2000–4000 steps) the deep-storm and
-#: fid-storm presets reached Jaccard 0.82 / 0.82, RMSE 24 nm at 0.5 emitters/µm² and 0.63 / 0.66
-#: at 4 emitters/µm² (uniform, default simulator, 250 nm tolerance).
+#: Recommended settings for training on a few CPU cores in well under an hour: model ``config``
+#: overrides, crop size ``patch_px`` (camera pixels, to set as ``sim.height`` / ``sim.width``)
+#: and ``batch_size``. Half-width networks at ``u = 4`` on 24×24 px crops: the published
+#: configurations (``u = 8``, ``width = 1``) are several times slower per frame and per step on a
+#: CPU. Measured speeds and accuracies are not kept here (they go stale): see
+#: ``docs/benchmarks.md`` (made by ``benchmarks/run_all.py``) and ``docs/weights.md``.
 CPU_PRESETS: dict[str, dict[str, Any]] = {
     "deep-storm": {"config": {"upsampling": 4, "width": 0.5}, "patch_px": 24, "batch_size": 16},
     "srcnn": {"config": {"upsampling": 4, "width": 1.0}, "patch_px": 24, "batch_size": 16},

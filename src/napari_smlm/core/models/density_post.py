@@ -1,12 +1,11 @@
-"""Network output → localizations.
+"""Post-processing of the density-map families: density maps → localizations.
 
-Density maps (Deep-STORM family)
---------------------------------
 :func:`localize_density_map` turns super-resolved density maps into a localization table:
 
-1. **Candidates** are local maxima: pixels equal to the maximum of their ``window × window``
-   neighbourhood (a stride-1 max-pool, computed in torch on the maps' device). Plateaus (equal
-   neighbouring maxima) keep only their first pixel in raster order.
+1. **Candidates** are local maxima (:func:`.peaks.local_maxima`, shared with the other families):
+   pixels equal to the maximum of their ``window × window`` neighbourhood (a stride-1 max-pool,
+   computed in torch on the maps' device). Plateaus (equal neighbouring maxima) keep only their
+   first pixel in raster order.
 2. **Detection**: a candidate is kept when its criterion exceeds ``threshold``: the window's
    mass (``criterion="mass"``, the default: "at least half an emitter" for 0.5, whatever the
    sharpness of the network's blobs or the upsampling) or the map value at the maximum
@@ -14,7 +13,7 @@ Density maps (Deep-STORM family)
 3. **Sub-pixel position**: centre of mass of the negative-clipped map in the ``window × window``
    neighbourhood of the maximum, on the super-resolved grid; super-pixel ``(i, j)`` has its centre
    at ``((j + 0.5)·px/u, (i + 0.5)·px/u)`` nm from the image's top-left edge (x ↔ columns), the
-   convention of :mod:`..render` and of the density targets, so points land on the rendered peaks.
+   convention of :mod:`...render` and of the density targets, so points land on the rendered peaks.
 4. **Confidence**: ``count`` = the window's mass (≈ 1 per emitter for a map normalised to one
    emitter = mass 1), ``prob`` = ``count`` clipped to [0, 1]. ``photons`` is NaN: a density map
    carries no photometry.
@@ -32,47 +31,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .localizations import Localizations
+from ..localizations import Localizations
+from .peaks import local_maxima
 
-__all__ = ["local_maxima", "localize_density_map"]
+__all__ = ["localize_density_map"]
 
 log = logging.getLogger(__name__)
-
-
-def local_maxima(maps: torch.Tensor, window: int = 3) -> torch.Tensor:
-    """Boolean mask of local maxima, one per plateau.
-
-    Parameters
-    ----------
-    maps : torch.Tensor
-        (B, H, W) float maps.
-    window : int
-        Odd neighbourhood side (pixels).
-
-    Returns
-    -------
-    torch.Tensor
-        (B, H, W) bool: ``maps[b, i, j]`` equals the maximum of its neighbourhood and no other such
-        pixel precedes it (raster order) inside that neighbourhood.
-    """
-    if window < 1 or window % 2 == 0:
-        raise ValueError(f"window must be odd and >= 1, got {window}")
-    r = window // 2
-    pooled = F.max_pool2d(maps[:, None], window, stride=1, padding=r)[:, 0]
-    peaks = maps == pooled
-    if r == 0:
-        return peaks
-    # Two maxima within one window of each other are necessarily equal (each is >= the other):
-    # drop a maximum when another one sits at an earlier raster position in its window.
-    B, H, W = maps.shape
-    padded = F.pad(peaks[:, None].to(torch.uint8), (r, r, r, r))[:, 0].bool()
-    earlier = torch.zeros_like(peaks)
-    for di in range(-r, 1):
-        for dj in range(-r, r + 1):
-            if di == 0 and dj >= 0:
-                break
-            earlier |= padded[:, r + di : r + di + H, r + dj : r + dj + W]
-    return peaks & ~earlier
 
 
 def localize_density_map(

@@ -36,7 +36,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .localizations import Localizations
+from ..localizations import Localizations
 
 __all__ = ["gaussian_kernel", "spike_maps", "density_targets", "density_targets_from_localizations"]
 

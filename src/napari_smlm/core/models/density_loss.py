@@ -1,13 +1,11 @@
-"""Training losses.
+"""Training loss of the density-map families: Deep-STORM's L1L2.
 
-L1L2 (Deep-STORM)
------------------
 Deep-STORM (Nehme et al., Optica 2018) predicts a sparse super-resolved map ``ŷ`` and compares
 its blurred version with the blurred ground-truth spikes:
 
 .. math:: L = \\operatorname{mean}\\big[(T - G ⊛ ŷ)^2\\big] + λ \\operatorname{mean}|ŷ|
 
-with ``T`` the target of :func:`~napari_smlm.core.targets.density_targets` (spikes ⊛ ``g`` ×
+with ``T`` the target of :func:`~napari_smlm.core.models.density_targets.density_targets` (spikes ⊛ ``g`` ×
 100) and ``G = c · g`` the same normalised Gaussian times a scale ``c``. We keep the paper's
 ``c = 2`` and ``λ = 1``: ``G ⊛ ŷ = T`` then means that every emitter is represented in ``ŷ`` by a
 mass of ``100 / 2 = 50`` (:func:`spike_integral`), which post-processing divides out so that the
@@ -23,7 +21,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .targets import DEFAULT_TARGET_SCALE, gaussian_kernel
+from .density_targets import DEFAULT_TARGET_SCALE, gaussian_kernel
 
 __all__ = ["l1l2_loss", "spike_integral", "DEFAULT_LOSS_KERNEL_SCALE"]
 
@@ -68,7 +66,7 @@ def l1l2_loss(
     pred : torch.Tensor
         (B, 1, H, W) predicted map on the super-resolved grid (linear network output).
     target : torch.Tensor
-        (B, 1, H, W) target, spikes ⊛ normalised Gaussian × 100 (see :mod:`..targets`).
+        (B, 1, H, W) target, spikes ⊛ normalised Gaussian × 100 (see :mod:`.density_targets`).
     kernel_sigma : float
         Standard deviation of ``G`` in super-pixels (the target's kernel width; 1).
     kernel_size : int
