@@ -143,7 +143,7 @@ def test_greedy_equals_sequential_reference_on_dense_data():
 
 
 def test_greedy_sequential_fallback(monkeypatch):
-    import napari_smlm.core.metrics as metrics
+    import napari_smlm.core.metrics.matching as metrics
 
     monkeypatch.setattr(metrics, "_GREEDY_MAX_ROUNDS", 1)  # force the loop that finishes long chains
     rng = np.random.default_rng(7)
