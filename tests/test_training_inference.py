@@ -22,6 +22,7 @@ def trained(tmp_path_factory):
     return path, updates
 
 
+@pytest.mark.slow  # training-heavy: deselected by `make test-fast`
 def test_iter_train_yields_typed_updates_and_learns(trained):
     path, ups = trained
     kinds = [u.kind for u in ups]
@@ -45,6 +46,7 @@ def test_stopping_keeps_best_checkpoint(tmp_path):
     assert load_checkpoint(path).training["steps"] == 5
 
 
+@pytest.mark.slow  # training-heavy: deselected by `make test-fast`
 def test_fine_tune_from_checkpoint(trained, tmp_path):
     path, _ = trained
     out = tmp_path / "ft.pt"
