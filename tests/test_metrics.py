@@ -493,3 +493,24 @@ def test_to_jsonable_is_strict_and_complete(tmp_path):
 
     assert json.loads(text, parse_constant=refuse)["arr"] == [1.0, None, None]
     assert json.loads(dumps({"a": np.float64(2.5)})) == {"a": 2.5}
+
+
+def test_tiff_metadata_is_strict_json(tmp_path):
+    """TIFF writers store their metadata through the same conversion: NaN becomes null."""
+    import json
+
+    import tifffile
+
+    from napari_smlm.core.io.tiff import read_image, write_image, write_movie
+
+    write_image(tmp_path / "i.tif", np.ones((4, 4)), 10.0, metadata={"rmse": float("nan"), "n": np.int64(3)})
+    _, _, md = read_image(tmp_path / "i.tif", return_metadata=True)
+    assert md["rmse"] is None and md["n"] == 3
+    write_movie(tmp_path / "m.tif", np.ones((2, 4, 4), np.uint16), pixel_size_nm=100.0, metadata={"bias": np.float32("inf")})
+    with tifffile.TiffFile(tmp_path / "m.tif") as tf:
+        desc = tf.pages[0].description
+
+    def refuse(c):
+        raise AssertionError(c)
+
+    assert json.loads(desc, parse_constant=refuse)["bias"] is None
