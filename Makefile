@@ -1,6 +1,7 @@
 # napari-smlm: two commands for a new machine (see README).
 #   make demo   create .venv, install the package (CPU torch first), reconstruct the sample
-#   make test   install the dev dependencies and run the whole test suite headless
+#   make test   install the dev dependencies and run the whole test suite headless (what CI runs)
+#   make test-fast   the same without the tests marked `slow` (training-heavy, benchmark quick run)
 PYTHON ?= python3
 VENV ?= .venv
 # Override for a GPU build, e.g. make demo TORCH_SPEC="torch==2.13.0 --index-url ..."
@@ -8,7 +9,7 @@ TORCH_SPEC ?= torch==2.13.0
 PIP := $(VENV)/bin/python -m pip
 PYTEST_ARGS ?=
 
-.PHONY: demo test venv dev system-deps bench bench-quick screenshots clean
+.PHONY: demo test test-fast venv dev system-deps bench bench-quick screenshots clean
 
 $(VENV)/bin/python:
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +36,9 @@ system-deps:
 
 test: $(VENV)/.installed-dev system-deps
 	QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" $(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
+
+test-fast: $(VENV)/.installed-dev system-deps
+	QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" $(VENV)/bin/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
 
 bench-quick: $(VENV)/.installed
 	$(VENV)/bin/python benchmarks/run_all.py --quick

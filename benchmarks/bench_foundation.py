@@ -182,8 +182,9 @@ def main(argv=None) -> int:
     md = to_markdown(results)
     print(md)
     if a.json:
-        a.json.parent.mkdir(parents=True, exist_ok=True)
-        a.json.write_text(json.dumps(results, indent=2))
+        from napari_smlm.core.io.jsonsafe import write_json
+
+        write_json(a.json, results)  # strict JSON: NaN -> null
     return 0
 
 

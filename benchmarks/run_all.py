@@ -34,18 +34,12 @@ from napari_smlm.core.camera import Camera, get_camera  # noqa: E402
 from napari_smlm.core.checkpoint import shipped_models  # noqa: E402
 from napari_smlm.core.config import SimulationConfig  # noqa: E402
 from napari_smlm.core.inference import predict, resolve_checkpoint  # noqa: E402
-from napari_smlm.core.metrics import (  # noqa: E402
-    LocalizationMetrics,
-    match_localizations,
-    nmse,
-    pearson,
-    rmse_vs_crlb,
-    ssim,
-)
+from napari_smlm.core.io.jsonsafe import write_json  # noqa: E402
+from napari_smlm.core.metrics import evaluation_report, nmse, pearson, ssim  # noqa: E402
 from napari_smlm.core.simulate import simulate  # noqa: E402
 
 log = logging.getLogger("benchmarks")
-EXTERNAL = ROOT.parent / "shared" / "data" / "external"
+EXTERNAL = Path(os.environ.get("NAPARI_SMLM_EXTERNAL_DATA") or ROOT.parent / "shared" / "data" / "external")
 EPFL_DIR = EXTERNAL / "EliasNehme_Deep-STORM"
 
 #: The EPFL 2013 "Bundled Tubes High Density" movie, as we read it (benchmarks/README.md):
@@ -56,12 +50,8 @@ EPFL_CAMERA = Camera(kind="ccd", baseline=100.0, sensitivity=1 / 3.8, em_gain=1.
 
 
 def _metrics(gt, pred, camera: Camera, px: float, psf_sigma_nm: float) -> dict:
-    m = match_localizations(gt, pred)
-    out = LocalizationMetrics.from_matching(m).as_dict()
-    if "photons" in gt and len(m.gt_index):
-        r = rmse_vs_crlb(gt, m, pixel_size_nm=px, psf_sigma_nm=psf_sigma_nm, excess_noise=camera.excess_noise, qe=camera.qe)
-        out.update(crlb_lateral_nm=r["crlb_lateral_nm"], rmse_full_frame_nm=r["rmse_lateral_nm"], crlb_ratio=r["ratio"], n_full_frame=r["n"])
-    return out
+    """Matching, summary and RMSE next to the CRLB on the same emitters (full-frame, found)."""
+    return evaluation_report(gt, pred, camera=camera, pixel_size_nm=px, psf_sigma_nm=psf_sigma_nm).as_dict()
 
 
 #: label -> checkpoint path for models that are not shipped (``--extra LABEL=PATH``).
@@ -454,7 +444,7 @@ def main(argv=None) -> int:
     ep = results.get("epfl")
     if ep:
         ep.pop("images", None)
-    (bench_dir / "results.json").write_text(json.dumps(results, indent=1, default=lambda o: o.item() if hasattr(o, "item") else str(o)))
+    write_json(bench_dir / "results.json", results, indent=1)  # strict JSON: NaN -> null
     print(md)
     return 0
 

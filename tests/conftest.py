@@ -3,7 +3,11 @@ from pathlib import Path
 
 import pytest
 
-EXTERNAL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "external"
+# NAPARI_SMLM_EXTERNAL_DATA points elsewhere (e.g. from a git worktree, whose parent has no shared/)
+EXTERNAL = Path(
+    os.environ.get("NAPARI_SMLM_EXTERNAL_DATA")
+    or Path(__file__).resolve().parents[1].parent / "shared" / "data" / "external"
+)
 
 
 @pytest.fixture(scope="session")

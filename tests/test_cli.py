@@ -95,3 +95,91 @@ def test_bad_config_and_model_are_clear_errors(tmp_path, capsys):
     assert "missing.yaml" in capsys.readouterr().err
     assert main(["train", "--model", "decode", "-o", str(tmp_path / "x.pt"), "--init", "decod", "--steps", "1"]) == 2
     assert "decod" in capsys.readouterr().err
+
+
+def _strict_json(path):
+    def refuse(c):
+        raise AssertionError(f"{path} is not strict JSON: {c}")
+
+    return json.loads(path.read_text(), parse_constant=refuse)
+
+
+def test_evaluate_default_tolerance_is_250_nm(sim_dir, tmp_path):
+    """Predictions 200-250 nm from their emitter still match by default (SMLM-challenge 250 nm)."""
+    gt = read_localizations(sim_dir / "ground_truth.csv")
+    gt = gt.filter(np.arange(len(gt)) % 7 == 0)  # sparse: no other emitter within 250 nm of a shifted one
+    shifted = gt.copy()
+    rng = np.random.default_rng(1)
+    angle = rng.uniform(0, 2 * np.pi, len(gt))
+    r = np.where(np.arange(len(gt)) % 2 == 0, 230.0, 30.0)  # half of them between 200 and 250 nm
+    shifted["x_nm"] = gt["x_nm"] + r * np.cos(angle)
+    shifted["y_nm"] = gt["y_nm"] + r * np.sin(angle)
+    write_thunderstorm_csv(tmp_path / "gt.csv", gt)
+    write_thunderstorm_csv(tmp_path / "shifted.csv", shifted)
+    out = tmp_path / "m.json"
+    assert main(["evaluate", str(tmp_path / "gt.csv"), str(tmp_path / "shifted.csv"), "--json", str(out)]) == 0
+    m = _strict_json(out)
+    assert m["tol_lateral_nm"] == 250.0 and m["tp"] == len(gt) and m["jaccard"] == 1.0
+    out2 = tmp_path / "m2.json"
+    assert main(["evaluate", str(tmp_path / "gt.csv"), str(tmp_path / "shifted.csv"), "--tolerance", "200", "--json", str(out2)]) == 0
+    assert _strict_json(out2)["tp"] == int(np.sum(r < 200))
+
+
+def test_evaluate_crlb_defaults_to_emccd_excess_noise(sim_dir, tmp_path):
+    """--crlb on a ground truth with photons, bg and PSF columns: the bound of the full-frame
+    emitters, by quadrature, with F = 2 (EMCCD, the default) and QE 1."""
+    from scipy.integrate import quad
+
+    gt_path = sim_dir / "ground_truth.csv"
+    gt = read_localizations(gt_path)
+    out = tmp_path / "m.json"
+    assert main(["evaluate", str(gt_path), str(gt_path), "--crlb", "--camera-pixel-size", "100", "--json", str(out)]) == 0
+    m = _strict_json(out)
+    full = gt["on_fraction"] >= 0.99
+    var = []
+    for n, b, s in zip(gt["photons"][full], gt["bg"][full], gt["psf_sigma_nm"][full]):
+        sa2 = s**2 + 100.0**2 / 12
+        tau = 2 * np.pi * sa2 * b / (n * 100.0**2)
+        var.append(2.0 * sa2 / n / (1 + quad(lambda t: np.log(t) / (1 + t / tau), 0, 1, limit=200)[0]))
+    assert m["n_full_frame"] == int(full.sum()) > 10
+    assert m["crlb_lateral_nm"] == pytest.approx(np.sqrt(2 * np.mean(var)), rel=1e-6)
+    assert m["crlb_excess_noise"] == 2.0 and m["crlb_qe"] == 1.0 and m["rmse_full_frame_nm"] == 0.0
+    out1 = tmp_path / "m1.json"
+    assert main(["evaluate", str(gt_path), str(gt_path), "--crlb", "--camera-pixel-size", "100", "--excess-noise", "1",
+                 "--qe", "0.5", "--json", str(out1)]) == 0
+    assert _strict_json(out1)["crlb_qe"] == 0.5
+
+
+def test_evaluate_json_is_strict_when_metrics_are_undefined(sim_dir, tmp_path, capsys):
+    """No true positive: RMSE and bias are undefined and written as null, never NaN."""
+    gt = read_localizations(sim_dir / "ground_truth.csv")
+    far = gt.copy()
+    far["x_nm"] = gt["x_nm"] + 10_000.0
+    write_thunderstorm_csv(tmp_path / "far.csv", far)
+    out = tmp_path / "m.json"
+    assert main(["evaluate", str(sim_dir / "ground_truth.csv"), str(tmp_path / "far.csv"), "--json", str(out)]) == 0
+    m = _strict_json(out)
+    assert m["tp"] == 0 and m["rmse_lateral_nm"] is None and m["crlb_lateral_nm"] is None
+    assert "n/a" in capsys.readouterr().out
+
+
+def test_evaluate_crlb_without_photons_is_a_clear_error(tmp_path, capsys):
+    from napari_smlm.core.localizations import Localizations
+
+    write_thunderstorm_csv(tmp_path / "xy.csv", Localizations({"frame": [0, 1], "x_nm": [100.0, 200.0], "y_nm": [50.0, 60.0]}))
+    assert main(["evaluate", str(tmp_path / "xy.csv"), str(tmp_path / "xy.csv"), "--crlb"]) == 2
+    assert "photons" in capsys.readouterr().err
+
+
+def test_demo_writes_strict_metrics_with_crlb(tmp_path):
+    out = tmp_path / "demo"
+    assert main(["demo", "-o", str(out), "--frames", "12", "--device", "cpu"]) == 0
+    m = _strict_json(out / "metrics.json")
+    assert m["n_gt"] > 100 and m["tol_lateral_nm"] == 250.0
+    # the simulated EMCCD camera: F = 2 and its QE
+    from napari_smlm.core.camera import get_camera
+
+    cam = get_camera("smlm2016_emccd")
+    assert m["crlb_excess_noise"] == 2.0 and m["crlb_qe"] == cam.qe
+    assert m["crlb_lateral_nm"] > 0 and (m["model"] is None or m["jaccard"] > 0.5)
+    assert (out / "super_resolved.png").exists() and (out / "localizations.csv").exists()

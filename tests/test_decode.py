@@ -141,6 +141,7 @@ def test_count_loss_prefers_right_count_and_is_bounded_when_empty():
     assert torch.isfinite(count_loss(torch.zeros(1, 10, 10), torch.tensor([0.0]))).all()
 
 
+@pytest.mark.slow  # training-heavy: deselected by `make test-fast`
 def test_loss_finite_and_falls_on_tiny_model():
     torch.manual_seed(0)
     fam = _tiny()

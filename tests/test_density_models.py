@@ -62,10 +62,18 @@ def test_deep_storm_faithful_parameter_count():
 
 
 def test_default_and_cpu_parameter_counts_printed():
+    """The CPU presets are smaller by the width law: convolutions have width² as many weights."""
     for name in NAMES:
         fam = get_family(name)
-        cpu = get_family(name, fam.cpu_config())
-        print(f"{name}: default {_n_params(fam.build())}, cpu {_n_params(cpu.build())} parameters")
+        cfg = fam.cpu_config()
+        cpu = get_family(name, cfg)
+        n_default, n_cpu = _n_params(fam.build()), _n_params(cpu.build())
+        print(f"{name}: default {n_default}, cpu {n_cpu} parameters")
+        assert 0 < n_cpu <= n_default
+        same_grid = _n_params(get_family(name, {"upsampling": cfg["upsampling"]}).build())
+        w = cfg["width"]
+        # first and last layers scale with width, not width²: a little above w²
+        assert w**2 <= n_cpu / same_grid <= w**2 * 1.1, (name, n_cpu, same_grid)
 
 
 # ----------------------------------------------------------------------------- normalisation

@@ -143,7 +143,7 @@ def test_greedy_equals_sequential_reference_on_dense_data():
 
 
 def test_greedy_sequential_fallback(monkeypatch):
-    import napari_smlm.core.metrics as metrics
+    import napari_smlm.core.metrics.matching as metrics
 
     monkeypatch.setattr(metrics, "_GREEDY_MAX_ROUNDS", 1)  # force the loop that finishes long chains
     rng = np.random.default_rng(7)
@@ -339,3 +339,178 @@ def test_rmse_vs_crlb_on_full_frame_emitters():
     assert r["n"] == n // 2
     assert r["crlb_lateral_nm"] == pytest.approx(sigma * np.sqrt(2), rel=1e-6)
     assert r["ratio"] == pytest.approx(1.0, rel=0.05)
+
+
+# ---------------------------------------------------------------------------- mutation guards
+def _ssim_reference(x, y, data_range, win=7):
+    """Wang et al. 2004 SSIM written out: uniform win x win window, K1 = 0.01, K2 = 0.03,
+    sample covariances, mean over the valid (fully inside) windows."""
+    from scipy.ndimage import uniform_filter
+
+    x, y = np.asarray(x, float), np.asarray(y, float)
+    n = win * win
+    cov = n / (n - 1)
+    ux, uy = uniform_filter(x, win), uniform_filter(y, win)
+    vx = cov * (uniform_filter(x * x, win) - ux * ux)
+    vy = cov * (uniform_filter(y * y, win) - uy * uy)
+    vxy = cov * (uniform_filter(x * y, win) - ux * uy)
+    c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2
+    s = ((2 * ux * uy + c1) * (2 * vxy + c2)) / ((ux**2 + uy**2 + c1) * (vx + vy + c2))
+    p = (win - 1) // 2
+    return float(s[p:-p, p:-p].mean())
+
+
+def test_ssim_and_psnr_use_the_reference_range_by_default():
+    rng = np.random.default_rng(3)
+    ref = rng.random((48, 48)) * 7.0 + 2.0
+    est = ref + rng.normal(0, 1.0, ref.shape)
+    rng_ref = float(ref.max() - ref.min())
+    assert ssim(est, ref) == pytest.approx(_ssim_reference(est, ref, rng_ref), rel=1e-9)
+    assert ssim(est, ref, data_range=3.0) == pytest.approx(_ssim_reference(est, ref, 3.0), rel=1e-9)
+    mse = float(np.mean((est - ref) ** 2))
+    assert psnr(est, ref) == pytest.approx(10 * math.log10(rng_ref**2 / mse), rel=1e-12)
+    # after max-normalisation the range is max - min of the normalised reference
+    e, r = est / est.max(), ref / ref.max()
+    assert ssim(est, ref, normalize="max") == pytest.approx(_ssim_reference(e, r, float(r.max() - r.min())), rel=1e-9)
+
+
+def test_crlb_for_localizations_scales_photons_and_background_by_qe():
+    qe, n, b, s, a = 0.6, np.array([1500.0, 400.0]), np.array([30.0, 8.0]), 110.0, 100.0
+    locs = _locs([0, 1], [0, 0], [0, 0], photons=n, bg=b)
+    sig = crlb_for_localizations(locs, psf_sigma_nm=s, pixel_size_nm=a, excess_noise=2.0, qe=qe)
+
+    def by_quad(nd, bd):  # Mortensen eq. 6 with detected photons N*QE and background b*QE
+        sa2 = s**2 + a**2 / 12
+        tau = 2 * np.pi * sa2 * bd / (nd * a**2)
+        integral = quad(lambda t: np.log(t) / (1 + t / tau), 0, 1, limit=200)[0]
+        return math.sqrt(2.0 * sa2 / nd / (1 + integral))
+
+    np.testing.assert_allclose(sig, [by_quad(qe * n[i], qe * b[i]) for i in range(2)], rtol=1e-7)
+    assert np.all(sig > crlb_for_localizations(locs, psf_sigma_nm=s, pixel_size_nm=a, excess_noise=2.0))
+
+
+# ---------------------------------------------------------------------------- evaluation_report
+def _sim_like_gt(n=2000, seed=0):
+    rng = np.random.default_rng(seed)
+    gt = _locs(
+        np.arange(n) // 5, rng.uniform(0, 6400, n), rng.uniform(0, 6400, n),
+        photons=rng.uniform(500, 3000, n), bg=rng.uniform(5, 60, n), psf_sigma_nm=np.full(n, 120.0),
+        on_fraction=np.where(np.arange(n) % 3 == 0, 0.3, 1.0),
+    )
+    gt.meta["pixel_size_nm"] = 100.0
+    return gt
+
+
+def test_evaluation_report_combines_matching_metrics_and_crlb():
+    from napari_smlm.core.metrics import evaluation_report, rmse_vs_crlb
+
+    gt = _sim_like_gt()
+    rng = np.random.default_rng(1)
+    pred = gt.copy()
+    pred["x_nm"] = gt["x_nm"] + rng.normal(3.0, 12.0, len(gt))
+    pred["y_nm"] = gt["y_nm"] + rng.normal(0.0, 12.0, len(gt))
+    rep = evaluation_report(gt, pred, qe=0.8, excess_noise=1.0)
+    m = rep.as_dict()
+    for k, v in evaluate(gt, pred).as_dict().items():
+        assert m[k] == v or (isinstance(v, float) and math.isnan(v) and math.isnan(m[k])), k
+    ref = rmse_vs_crlb(gt, match_localizations(gt, pred), pixel_size_nm=100.0, excess_noise=1.0, qe=0.8)
+    assert m["crlb_lateral_nm"] == pytest.approx(ref["crlb_lateral_nm"]) and m["n_full_frame"] == ref["n"]
+    assert m["rmse_full_frame_nm"] == pytest.approx(ref["rmse_lateral_nm"])
+    assert m["crlb_ratio"] == pytest.approx(ref["ratio"])
+    assert m["bias_x_nm"] == pytest.approx(3.0, abs=1.0) and m["crlb_excess_noise"] == 1.0 and m["crlb_qe"] == 0.8
+    # a camera recorded by the simulation wins over the fallbacks; a given camera wins over both
+    gt.meta["simulation"] = {"camera": {"kind": "emccd", "em_gain": 300.0, "qe": 0.9}}
+    assert evaluation_report(gt, pred, excess_noise=1.0, qe=1.0).excess_noise == 2.0
+    assert evaluation_report(gt, pred).qe == 0.9
+    assert evaluation_report(gt, pred, camera="ideal").as_dict()["crlb_excess_noise"] == 1.0
+
+
+def test_evaluation_report_frames_and_missing_inputs():
+    from napari_smlm.core.metrics import evaluation_report
+
+    gt = _sim_like_gt()
+    rep = evaluation_report(gt, gt, frames=(10, 20))
+    assert rep.metrics.n_gt == rep.metrics.tp == int(np.sum((gt.frames >= 10) & (gt.frames < 20)))
+    assert rep.as_dict()["frames"] == [10, 20]
+    with pytest.raises(ValueError, match="stop"):
+        evaluation_report(gt, gt, frames=(5, 5))
+    bare = _locs(gt.frames, gt["x_nm"], gt["y_nm"])
+    rep = evaluation_report(bare, bare)  # no photons: no bound, same keys, a reason
+    d = rep.as_dict()
+    assert math.isnan(d["crlb_lateral_nm"]) and d["n_full_frame"] == 0 and "photons" in rep.crlb_note
+    with pytest.raises(ValueError, match="photons"):
+        evaluation_report(bare, bare, crlb=True)
+    assert "crlb_lateral_nm" in evaluation_report(gt, gt, crlb=False).as_dict()
+
+
+def test_compare_images_on_the_image_grid():
+    from napari_smlm.core.metrics import compare_images
+    from napari_smlm.core.render import render_gaussian
+
+    gt = _sim_like_gt(400)
+    img = render_gaussian(gt, 20.0, sigma_nm=15.0, shape=(320, 320)).image
+    same = compare_images(img, gt, 20.0, blur_nm=0.0)
+    ref = render_gaussian(gt, 20.0, sigma_nm=0.0, shape=(320, 320)).image
+    assert same["ssim"] == pytest.approx(ssim(img, ref, normalize="max")) and same["image_pixel_nm"] == 20.0
+    exact = compare_images(render_gaussian(gt, 20.0, sigma_nm=0.0, shape=(320, 320)).image, gt, 20.0, blur_nm=0.0)
+    assert exact["ssim"] == pytest.approx(1.0) and exact["nmse"] == pytest.approx(0.0, abs=1e-12)
+    # an image shifted by one pixel is worse than the right one; a wrong origin undoes the shift
+    shifted = np.roll(img, 1, axis=1)
+    assert compare_images(shifted, gt, 20.0)["ssim"] < compare_images(img, gt, 20.0)["ssim"]
+    assert compare_images(shifted, gt, 20.0, origin_nm=(-20.0, 0.0))["ssim"] == pytest.approx(
+        compare_images(img, gt, 20.0)["ssim"], abs=0.02
+    )
+    first = compare_images(img, gt, 20.0, frames=(0, 10))
+    assert first["ssim"] < compare_images(img, gt, 20.0)["ssim"]
+    with pytest.raises(ValueError, match="empty"):
+        compare_images(np.zeros((8, 8)), gt, 20.0)
+    with pytest.raises(ValueError, match="2-D"):
+        compare_images(np.zeros((2, 8, 8)), gt, 20.0)
+
+
+# ---------------------------------------------------------------------------- strict JSON
+def test_to_jsonable_is_strict_and_complete(tmp_path):
+    import json
+    from pathlib import Path
+
+    from napari_smlm.core.io.jsonsafe import dumps, to_jsonable, write_json
+    from napari_smlm.core.metrics import evaluation_report
+
+    gt = _sim_like_gt(50)
+    obj = {
+        "nan": float("nan"), "inf": np.float32("inf"), 3: np.int64(4), "arr": np.array([1.0, np.nan, np.inf]),
+        "b": np.bool_(True), "p": Path("/x/y"), "t": (1, 2), "s": {1}, "report": evaluation_report(gt, gt.filter(np.zeros(len(gt), bool))).as_dict(),
+    }
+    out = to_jsonable(obj)
+    assert out["nan"] is None and out["inf"] is None and out["3"] == 4 and out["arr"] == [1.0, None, None]
+    assert out["b"] is True and out["p"] == "/x/y" and out["t"] == [1, 2] and out["s"] == [1]
+    assert out["report"]["rmse_lateral_nm"] is None  # no true positive: NaN -> null
+    json.dumps(out, allow_nan=False)
+    text = write_json(tmp_path / "m.json", obj).read_text()
+
+    def refuse(c):
+        raise AssertionError(c)
+
+    assert json.loads(text, parse_constant=refuse)["arr"] == [1.0, None, None]
+    assert json.loads(dumps({"a": np.float64(2.5)})) == {"a": 2.5}
+
+
+def test_tiff_metadata_is_strict_json(tmp_path):
+    """TIFF writers store their metadata through the same conversion: NaN becomes null."""
+    import json
+
+    import tifffile
+
+    from napari_smlm.core.io.tiff import read_image, write_image, write_movie
+
+    write_image(tmp_path / "i.tif", np.ones((4, 4)), 10.0, metadata={"rmse": float("nan"), "n": np.int64(3)})
+    _, _, md = read_image(tmp_path / "i.tif", return_metadata=True)
+    assert md["rmse"] is None and md["n"] == 3
+    write_movie(tmp_path / "m.tif", np.ones((2, 4, 4), np.uint16), pixel_size_nm=100.0, metadata={"bias": np.float32("inf")})
+    with tifffile.TiffFile(tmp_path / "m.tif") as tf:
+        desc = tf.pages[0].description
+
+    def refuse(c):
+        raise AssertionError(c)
+
+    assert json.loads(desc, parse_constant=refuse)["bias"] is None

@@ -177,6 +177,7 @@ def test_batch_from_data_decode(gt):
 
 
 # ----------------------------------------------------------------------------- iter_train / CLI
+@pytest.mark.slow  # training-heavy: deselected by `make test-fast`
 def test_iter_train_on_the_bundled_pair(tmp_path, gt):
     path = tmp_path / "pair.pt"
     pairs = PairSampler(MOVIE, gt, DEMO1_CAMERA, crop=16)

@@ -124,7 +124,10 @@ def test_family_postprocess_units_and_images():
     assert row["prob"][0] == pytest.approx(1.0)
     assert res.images.shape == (2, 40, 40) and float(res.images.min()) >= 0
     assert float(res.images[0].sum()) == pytest.approx(1.0)
-    assert res.display is not None
+    # the live display is the same per-frame density map: output / spike mass, negatives clipped
+    assert res.display.shape == (2, 40, 40)
+    torch.testing.assert_close(res.display, (out[:, 0] / fam.spike_integral).clamp_min(0))
+    assert float(res.display[1, 0, 0]) == 0.0 and float(res.display[1, 30, 5]) == pytest.approx(1.0)
     assert fam.postprocess(out, [7, 8], PX, want_images=False).images is None
     assert len(fam.postprocess(out, [7, 8], PX, threshold=2.0).localizations) == 0
 

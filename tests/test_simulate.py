@@ -96,11 +96,31 @@ def test_iter_simulate_chunks_equal_whole():
     assert [c.start for c in chunks] == [0, 10, 20]
     assert chunks[-1].n_done == 25
     whole, gt = simulate(cfg)
-    # Noise draws depend on the chunking; the ground truth does not.
-    assert np.concatenate([c.frames for c in chunks]).shape == whole.shape
+    # The ground truth does not depend on the chunking.
     from napari_smlm.core.localizations import Localizations
 
     assert Localizations.concat([c.ground_truth for c in chunks]).equals(gt)
+    # One noise generator is consumed chunk by chunk. Poisson noise alone (a photon-counting
+    # camera) draws one number per pixel in order, so the movies are equal bit for bit.
+    ideal = cfg.replace(camera="ideal")
+    chunked = np.concatenate([c.frames for c in iter_simulate(ideal, chunk_frames=10)])
+    assert chunked.shape == (25, 16, 16) and np.array_equal(chunked, simulate(ideal)[0])
+    # The EMCCD's gamma sampler (rejection, per batch) draws differently per chunking, but the
+    # expected image is the same: in electrons e = (ADU - baseline) * sensitivity / gain, both
+    # movies have mean QE * photons and variance ~2 x mean (excess noise 2), so
+    # (e_chunked - e_whole) / sqrt(2 (e_chunked + e_whole)) is ~N(0, 1) in every pixel. An
+    # emitter drawn in the wrong frame or place (~200 photons at its peak over 50 of
+    # background) gives |z| ~ 6 or more, and a frame off by one emitter ~15 in its frame sum.
+    cam = cfg.camera
+    chunked = np.concatenate([c.frames for c in chunks]).astype(float)
+    assert chunked.shape == whole.shape and not np.array_equal(chunked, whole)
+    ec = (chunked - cam.baseline) * cam.sensitivity / cam.em_gain
+    ew = (whole.astype(float) - cam.baseline) * cam.sensitivity / cam.em_gain
+    z = (ec - ew) / np.sqrt(2.0 * np.clip(ec + ew, 0, None) + 1.0)
+    assert np.abs(z).max() < 6.0
+    assert abs(z.mean()) < 0.1 and 0.8 < z.std() < 1.2
+    sc, sw = ec.sum(axis=(1, 2)), ew.sum(axis=(1, 2))
+    assert np.abs((sc - sw) / np.sqrt(2.0 * (sc + sw))).max() < 5.0
 
 
 def test_config_yaml_round_trip(tmp_path):

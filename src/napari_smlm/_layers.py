@@ -93,10 +93,13 @@ def movie_scale_translate(pixel_size_nm: float | None, ndim: int = 3) -> tuple[t
 
     Without a pixel size the camera pixel is the world unit (scale 1, centres at integers).
     """
-    px = float(pixel_size_nm) if pixel_size_nm else 1.0
-    half = px / 2.0 if pixel_size_nm else 0.0
+    from .core.render import grid_scale_translate
+
     lead = (1.0,) * (ndim - 2)
-    return lead + (px, px), (0.0,) * (ndim - 2) + (half, half)
+    if not pixel_size_nm:
+        return lead + (1.0, 1.0), (0.0,) * ndim
+    scale, translate = grid_scale_translate(float(pixel_size_nm))
+    return lead + scale, (0.0,) * (ndim - 2) + translate
 
 
 def robust_contrast_limits(frames: Any, lo: float = 0.1, hi: float = 99.9) -> tuple[float, float]:
@@ -206,12 +209,15 @@ def network_output_layer_data(
     Its pixel size is ``camera_px * H / H'`` (outputs may be upsampled); the time axis starts at
     ``first_frame`` so that output ``k`` sits on movie frame ``first_frame + k``.
     """
+    from .core.render import grid_scale_translate
+
     arr = np.asarray(stack, dtype=np.float32)
     h_out = arr.shape[-2]
     px = float(camera_pixel_size_nm) * float(camera_shape[0]) / float(h_out)
     lead = arr.ndim - 2
-    scale = (1.0,) * lead + (px, px)
-    translate = (float(first_frame),) * lead + (px / 2.0, px / 2.0)
+    grid_scale, grid_translate = grid_scale_translate(px)
+    scale = (1.0,) * lead + grid_scale
+    translate = (float(first_frame),) * lead + grid_translate
     md = {**(metadata or {}), "pixel_size_nm": px, "smlm_kind": "network_output", "first_frame": int(first_frame)}
     return (
         arr,
@@ -235,11 +241,12 @@ def image_grid(layer: Any) -> tuple[float, tuple[float, float]]:
     Inverse of :func:`super_resolved_layer_data`: the edge of pixel (0, 0) is half a pixel
     before its centre ``translate``.
     """
-    sy, sx = (float(v) for v in layer.scale[-2:])
-    ty, tx = (float(v) for v in layer.translate[-2:])
+    from .core.render import grid_from_scale_translate
+
+    sy, sx, origin = grid_from_scale_translate(layer.scale[-2:], layer.translate[-2:])
     if not math.isclose(sy, sx, rel_tol=1e-6):
         log.warning("layer %r has anisotropic pixels (%s, %s); using the x pixel size", layer.name, sy, sx)
-    return sx, (tx - sx / 2.0, ty - sy / 2.0)
+    return sx, origin
 
 
 def layer_pixel_size_nm(layer: Any) -> float | None:

@@ -105,7 +105,9 @@ def write_image_tiff(path: str, data: Any, attributes: dict) -> list[str]:
             meta[k] = md[k]
     ndim = len(np.shape(data))
     if ndim == 2:
-        origin = (translate[-1] - px / 2.0, translate[-2] - scale[-2] / 2.0)
+        from .core.render import grid_from_scale_translate
+
+        origin = grid_from_scale_translate(scale[-2:], translate[-2:])[2]
         write_image(p, np.asarray(data, dtype=np.float32), px, origin_nm=origin, metadata=meta)
     elif ndim == 3 and np.dtype(data.dtype).kind in "ui":
         frames = data if isinstance(data, np.ndarray) else _blocks(data)  # lazy data: stream it

@@ -89,18 +89,9 @@ def _progress(done: int, total: int, t0: float, what: str) -> None:
 
 
 def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=2, default=_json_default))
+    from .core.io.jsonsafe import write_json
 
-
-def _json_default(o):
-    if isinstance(o, (np.floating, np.integer)):
-        return o.item()
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    return str(o)
+    write_json(path, obj)  # strict JSON: NaN / inf -> null
 
 
 def _save_png(path: Path, image: np.ndarray, title: str | None = None, pixel_size_nm: float | None = None) -> None:
@@ -126,21 +117,25 @@ def _save_png(path: Path, image: np.ndarray, title: str | None = None, pixel_siz
     plt.close(fig)
 
 
-def _metrics_table(m: dict, crlb: float | None = None) -> str:
+def _metrics_table(m: dict) -> str:
+    """Text table of an :meth:`EvaluationReport.as_dict` (the CRLB rows only when a bound was computed)."""
+
+    def num(v, fmt: str) -> str:
+        return "n/a" if v is None or not np.isfinite(v) else format(v, fmt)
+
     rows = [
         ("ground truth", m.get("n_gt")),
         ("localizations", m.get("n_pred")),
         ("TP / FP / FN", f"{m['tp']} / {m['fp']} / {m['fn']}"),
-        ("Jaccard (%)", f"{100 * m['jaccard']:.2f}"),
-        ("recall / precision", f"{m['recall']:.3f} / {m['precision']:.3f}"),
-        ("RMSE lateral (nm)", f"{m['rmse_lateral_nm']:.2f}"),
-        ("bias x / y (nm)", f"{m['bias_x_nm']:.2f} / {m['bias_y_nm']:.2f}"),
-        ("efficiency lateral (%)", f"{m['efficiency_lateral']:.2f}"),
+        ("Jaccard (%)", num(m["jaccard_percent"], ".2f")),
+        ("recall / precision", f"{num(m['recall'], '.3f')} / {num(m['precision'], '.3f')}"),
+        ("RMSE lateral (nm)", num(m["rmse_lateral_nm"], ".2f")),
+        ("bias x / y (nm)", f"{num(m['bias_x_nm'], '.2f')} / {num(m['bias_y_nm'], '.2f')}"),
+        ("efficiency lateral (%)", num(m["efficiency_lateral"], ".2f")),
     ]
-    if "rmse_full_frame_nm" in m:
-        rows.append(("RMSE of full-frame emitters (nm)", f"{m['rmse_full_frame_nm']:.2f}"))
-    if crlb is not None:
-        rows.append(("CRLB of the same emitters, rms (nm)", f"{crlb:.2f}"))
+    if np.isfinite(m.get("crlb_lateral_nm", np.nan)):
+        rows.append(("RMSE of full-frame emitters (nm)", num(m["rmse_full_frame_nm"], ".2f")))
+        rows.append(("CRLB of the same emitters, rms (nm)", num(m["crlb_lateral_nm"], ".2f")))
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 
@@ -217,30 +212,18 @@ def cmd_render(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
-    from .core.metrics import LocalizationMetrics, match_localizations, rmse_vs_crlb
+    from .core.metrics import evaluation_report
 
     gt = _read_locs(a.ground_truth, a.camera_pixel_size)
     pred = _read_locs(a.localizations, a.camera_pixel_size)
-    if a.frames is not None:
-        lo, hi = a.frames
-        gt, pred = gt.frame_range(lo, hi), pred.frame_range(lo, hi)
-    matching = match_localizations(gt, pred, tol_lateral_nm=a.tolerance, method=a.method)
-    m = LocalizationMetrics.from_matching(matching).as_dict()
-    crlb = None
-    if a.crlb and "photons" in gt:
-        # RMSE next to the CRLB on the same emitters (found, and on for the whole frame when known)
-        r = rmse_vs_crlb(
-            gt,
-            matching,
-            pixel_size_nm=a.camera_pixel_size or gt.meta.get("pixel_size_nm") or 100.0,
-            psf_sigma_nm=a.psf_sigma,
-            bg=a.bg,
-            excess_noise=a.excess_noise,
-            qe=a.qe,
-        )
-        crlb = r["crlb_lateral_nm"]
-        m.update(crlb_lateral_nm=crlb, rmse_full_frame_nm=r["rmse_lateral_nm"], n_full_frame=r["n"])
-    print(_metrics_table(m, crlb))
+    report = evaluation_report(
+        gt, pred, tol_lateral_nm=a.tolerance, method=a.method, frames=a.frames,
+        # with --crlb: RMSE next to the CRLB on the same emitters (found, on for the whole frame when known)
+        crlb=bool(a.crlb), pixel_size_nm=a.camera_pixel_size or gt.meta.get("pixel_size_nm") or 100.0,
+        psf_sigma_nm=a.psf_sigma, bg=a.bg, excess_noise=a.excess_noise, qe=a.qe,
+    )
+    m = report.as_dict()
+    print(_metrics_table(m))
     if a.json:
         _write_json(Path(a.json), {"ground_truth": str(a.ground_truth), "localizations": str(a.localizations), **m})
         print(f"metrics: {a.json}")
@@ -374,7 +357,7 @@ def cmd_demo(a) -> int:
     from .core.config import SimulationConfig
     from .core.io.locs import write_localizations, write_thunderstorm_csv
     from .core.io.tiff import write_image, write_movie
-    from .core.metrics import LocalizationMetrics, match_localizations, rmse_vs_crlb
+    from .core.metrics import evaluation_report
     from .core.render import render
     from .core.simulate import simulate
 
@@ -400,18 +383,11 @@ def cmd_demo(a) -> int:
     img = render(locs, method="gaussian", pixel_size_nm=10.0, sigma_nm=15.0, shape=(640, 640))
     write_image(out / "super_resolved.tif", img.image, 10.0)
     _save_png(out / "super_resolved.png", img.image, title=f"demo: {model or 'ground truth'}", pixel_size_nm=10.0)
-    matching = match_localizations(gt, locs)
-    m = LocalizationMetrics.from_matching(matching).as_dict()
     # RMSE next to the CRLB on the same emitters: found, and on for the whole frame.
-    r = rmse_vs_crlb(
-        gt, matching, pixel_size_nm=cfg.pixel_size_nm, psf_sigma_nm=cfg.psf_sigma_nm,
-        excess_noise=cfg.camera.excess_noise, qe=cfg.camera.qe,
-    )
-    crlb = r["crlb_lateral_nm"]
-    m.update(crlb_lateral_nm=crlb, rmse_full_frame_nm=r["rmse_lateral_nm"], n_full_frame=r["n"])
+    m = evaluation_report(gt, locs, camera=cfg.camera, pixel_size_nm=cfg.pixel_size_nm, psf_sigma_nm=cfg.psf_sigma_nm).as_dict()
     m["model"] = model
     _write_json(out / "metrics.json", m)
-    print(_metrics_table(m, crlb))
+    print(_metrics_table(m))
     print(f"movie:                {out / 'sample_movie.tif'}")
     print(f"ground truth:         {out / 'sample_ground_truth.csv'}")
     print(f"localization table:   {locs_path}")

@@ -12,6 +12,11 @@ image's top-left **edge**. A render has ``pixel_size_nm`` and ``origin_nm = (x0,
 world position of the top-left edge of pixel ``(0, 0)``; pixel ``(row i, col j)`` covers
 ``x in [x0 + j px, x0 + (j+1) px)`` and ``y in [y0 + i px, y0 + (i+1) px)``, so its centre is
 ``(x0 + (j + 0.5) px, y0 + (i + 0.5) px)``. Rows go with y, columns with x.
+
+That rule (DESIGN.md §6, the EPFL / ThunderSTORM convention) is written once, in
+:func:`pixel_center_nm` and its inverse :func:`pixel_index`; :func:`grid_scale_translate` and
+:func:`grid_from_scale_translate` turn it into napari's ``scale`` / ``translate`` and back, for
+renders, camera movies and network outputs alike.
 """
 
 from __future__ import annotations
@@ -29,6 +34,11 @@ from scipy import ndimage, special
 from napari_smlm.core.localizations import Localizations
 
 __all__ = [
+    "PIXEL_CENTER",
+    "pixel_center_nm",
+    "pixel_index",
+    "grid_scale_translate",
+    "grid_from_scale_translate",
     "RenderedImage",
     "RENDER_METHODS",
     "render",
@@ -45,6 +55,74 @@ _METHOD_ALIASES = {"gaussian_per_localization": "gaussian_per_loc", "hist": "his
 # for the per-localization renderer), scaled up to 4x for large images: bounds temporary
 # memory to a few hundred MB whatever the number of localizations.
 _CHUNK_ELEMENTS = 1 << 22
+
+#: Position of a pixel's centre inside it, in pixels from its top-left edge.
+PIXEL_CENTER = 0.5
+
+
+# ============================================================================ the pixel-centre rule
+def pixel_center_nm(index: Any, pixel_size_nm: float, edge_nm: Any = 0.0) -> Any:
+    """World position (nm) of the centre of pixel ``index`` along one axis.
+
+    Pixel ``i`` spans ``[edge + i px, edge + (i + 1) px)``, so its centre is
+    ``edge + (i + 0.5) px``. ``index`` may be fractional (continuous pixel coordinates whose
+    integers are pixel centres, the napari / scikit-image convention).
+
+    Parameters
+    ----------
+    index : float or array
+        Pixel index (continuous).
+    pixel_size_nm : float
+        Pixel size (nm).
+    edge_nm : float or array
+        World position (nm) of the leading edge of pixel 0.
+
+    Returns
+    -------
+    float or ndarray
+        nm; a float for scalar input.
+    """
+    out = np.asarray(edge_nm, dtype=float) + (np.asarray(index, dtype=float) + PIXEL_CENTER) * float(pixel_size_nm)
+    return float(out) if out.ndim == 0 else out
+
+
+def pixel_index(pos_nm: Any, pixel_size_nm: float, edge_nm: Any = 0.0) -> Any:
+    """Inverse of :func:`pixel_center_nm`: continuous pixel index of a world position (nm).
+
+    Integers are pixel centres; a position lies in pixel ``floor(index + 0.5)``.
+    """
+    out = (np.asarray(pos_nm, dtype=float) - np.asarray(edge_nm, dtype=float)) / float(pixel_size_nm) - PIXEL_CENTER
+    return float(out) if out.ndim == 0 else out
+
+
+def grid_scale_translate(
+    pixel_size_nm: float, origin_nm: Sequence[float] = (0.0, 0.0)
+) -> tuple[tuple[float, float], tuple[float, float]]:
+    """napari ``(scale, translate)`` in (y, x) order of a pixel grid in nm.
+
+    napari draws the centre of data pixel ``i`` at world ``translate + i * scale``, so
+    ``translate`` is the centre of pixel ``(0, 0)``: ``(y0 + px/2, x0 + px/2)``.
+
+    Parameters
+    ----------
+    pixel_size_nm : float
+        Pixel size (nm), the same along y and x.
+    origin_nm : (x0, y0)
+        World position (nm) of the top-left **edge** of pixel ``(0, 0)``.
+    """
+    px = float(pixel_size_nm)
+    x0, y0 = (float(v) for v in origin_nm)
+    return (px, px), (pixel_center_nm(0, px, y0), pixel_center_nm(0, px, x0))
+
+
+def grid_from_scale_translate(scale_yx: Sequence[float], translate_yx: Sequence[float]) -> tuple[float, float, tuple[float, float]]:
+    """Inverse of :func:`grid_scale_translate`: ``(pixel_y_nm, pixel_x_nm, origin_nm=(x0, y0))``.
+
+    The top-left edge of pixel ``(0, 0)`` lies half a pixel before its centre ``translate``.
+    """
+    sy, sx = (float(v) for v in scale_yx)
+    ty, tx = (float(v) for v in translate_yx)
+    return sy, sx, (tx - PIXEL_CENTER * sx, ty - PIXEL_CENTER * sy)
 
 
 @dataclass
@@ -96,7 +174,7 @@ class RenderedImage:
         x0, y0 = self.origin_nm
         rows, cols = self.image.shape
         px = self.pixel_size_nm
-        return x0 + (np.arange(cols) + 0.5) * px, y0 + (np.arange(rows) + 0.5) * px
+        return pixel_center_nm(np.arange(cols), px, x0), pixel_center_nm(np.arange(rows), px, y0)
 
     def world_to_pixel(self, x_nm: Any, y_nm: Any) -> tuple[np.ndarray, np.ndarray]:
         """Continuous pixel coordinates ``(row, col)`` of world positions (nm).
@@ -107,25 +185,22 @@ class RenderedImage:
         """
         x0, y0 = self.origin_nm
         px = self.pixel_size_nm
-        return (np.asarray(y_nm, dtype=float) - y0) / px - 0.5, (np.asarray(x_nm, dtype=float) - x0) / px - 0.5
+        return pixel_index(y_nm, px, y0), pixel_index(x_nm, px, x0)
 
     def pixel_to_world(self, row: Any, col: Any) -> tuple[np.ndarray, np.ndarray]:
         """Inverse of :meth:`world_to_pixel`: ``(x_nm, y_nm)`` of continuous ``(row, col)``."""
         x0, y0 = self.origin_nm
         px = self.pixel_size_nm
-        return x0 + (np.asarray(col, dtype=float) + 0.5) * px, y0 + (np.asarray(row, dtype=float) + 0.5) * px
+        return pixel_center_nm(col, px, x0), pixel_center_nm(row, px, y0)
 
     def napari_scale_translate(self) -> tuple[tuple[float, float], tuple[float, float]]:
         """``(scale, translate)`` for a napari Image layer, in (y, x) world order (nm).
 
-        napari draws the centre of data pixel ``i`` at world ``translate + i * scale``. The
-        centre of pixel ``i`` here is at ``y0 + (i + 0.5) px``, hence
-        ``scale = (px, px)`` and ``translate = (y0 + px/2, x0 + px/2)``; a Points layer with
-        data ``(y_nm, x_nm)`` and unit scale then lies exactly on its rendered spot.
+        See :func:`grid_scale_translate`: ``scale = (px, px)`` and
+        ``translate = (y0 + px/2, x0 + px/2)``; a Points layer with data ``(y_nm, x_nm)`` and
+        unit scale then lies exactly on its rendered spot.
         """
-        px = float(self.pixel_size_nm)
-        x0, y0 = self.origin_nm
-        return (px, px), (float(y0) + px / 2.0, float(x0) + px / 2.0)
+        return grid_scale_translate(self.pixel_size_nm, self.origin_nm)
 
 
 # ============================================================================ helpers

@@ -19,7 +19,6 @@ import logging
 import math
 from typing import Any
 
-import numpy as np
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QComboBox,
@@ -144,32 +143,18 @@ class EvaluationWidget(SmlmDockWidget):
 
     def evaluate(self) -> dict | None:
         """Match and fill the table; returns the metrics dict (None, with a notification, on bad input)."""
-        from ..core.metrics import LocalizationMetrics, match_localizations, rmse_vs_crlb
+        from ..core.metrics import evaluation_report
 
         try:
             gt, pred, rng = self._tables()
         except ValueError as exc:
             notify_error(str(exc))
             return None
-        matching = match_localizations(gt, pred, tol_lateral_nm=self.tolerance.value(), method=self.method.currentText())
-        m = LocalizationMetrics.from_matching(matching).as_dict()
-        m["crlb_lateral_nm"] = float("nan")
-        m["rmse_full_frame_nm"] = float("nan")
-        px = gt.pixel_size_nm or pred.pixel_size_nm
-        if "photons" in gt and len(gt) and px:
-            sim = (gt.meta.get("simulation") or {}) if isinstance(gt.meta.get("simulation"), dict) else {}
-            cam = sim.get("camera") if isinstance(sim.get("camera"), dict) else None
-            f = (2.0 if cam.get("em_gain", 1.0) > 1 else 1.0) if cam else F_CHOICES[self.excess.currentText()]
-            qe = float(cam.get("qe", 1.0)) if cam else 1.0
-            try:
-                # RMSE and bound on the same emitters: found, and on for the whole frame (when known)
-                r = rmse_vs_crlb(
-                    gt, matching, pixel_size_nm=px, psf_sigma_nm=self.psf_sigma.value(), bg=self.bg.value(),
-                    excess_noise=f, qe=qe,
-                )
-                m["crlb_lateral_nm"], m["rmse_full_frame_nm"] = r["crlb_lateral_nm"], r["rmse_lateral_nm"]
-            except (ValueError, KeyError) as exc:
-                log.info("no CRLB: %s", exc)
+        # the camera the ground truth records wins; the F choice is the fallback
+        m = evaluation_report(
+            gt, pred, tol_lateral_nm=self.tolerance.value(), method=self.method.currentText(),
+            psf_sigma_nm=self.psf_sigma.value(), bg=self.bg.value(), excess_noise=F_CHOICES[self.excess.currentText()],
+        ).as_dict()
         m["frames"] = f"{rng[0]}–{rng[1] - 1}" if rng else "all"
         self.metrics = m
         self._fill_table()
@@ -183,10 +168,7 @@ class EvaluationWidget(SmlmDockWidget):
     # ================================================================ images
     def compare_images(self) -> dict | None:
         """SSIM / NMSE of the SR layer against the ground truth rendered on its grid."""
-        from scipy import ndimage
-
-        from ..core.metrics import nmse, ssim
-        from ..core.render import render_gaussian
+        from ..core.metrics import compare_images
 
         layer = self.sr_picker.value
         if layer is None or layer.rgb or layer.data.ndim != 2:
@@ -197,21 +179,12 @@ class EvaluationWidget(SmlmDockWidget):
             return None
         gt = _layers.layer_to_localizations(self.gt_picker.value)
         rng = layer.metadata.get("frame_range")  # a reconstruction covers only the frames it processed
-        if rng:
-            gt = gt.frame_range(int(rng[0]), int(rng[1]))
         px, origin = _layers.image_grid(layer)
-        sr = np.asarray(layer.data, dtype=np.float64)
-        s_px = self.blur.value() / px
-        ref = render_gaussian(gt, px, sigma_nm=self.blur.value(), shape=sr.shape, origin_nm=origin).image.astype(np.float64)
-        est = ndimage.gaussian_filter(sr, s_px, mode="constant") if s_px > 0 else sr
-        if not np.any(ref) or not np.any(est):
-            notify_error("The ground truth or the image is empty on this grid: nothing to compare.")
+        try:
+            self.image_metrics = compare_images(layer.data, gt, px, origin, blur_nm=self.blur.value(), frames=rng or None)
+        except ValueError as exc:
+            notify_error(str(exc))
             return None
-        self.image_metrics = {
-            "ssim": ssim(est, ref, normalize="max"),
-            "nmse": nmse(est, ref, normalize="sum"),
-            "image_pixel_nm": px,
-        }
         self._fill_table()
         return self.image_metrics
 

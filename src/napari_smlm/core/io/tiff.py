@@ -43,6 +43,7 @@ import numpy as np
 import tifffile
 
 from .errors import SMLMFileError
+from .jsonsafe import to_jsonable as _jsonable
 from .safe import atomic_path
 
 __all__ = [
@@ -149,21 +150,6 @@ def _resolve_paths(path_or_paths: Any) -> list[str]:
         if not os.path.isfile(p):
             raise SMLMFileError(p, "file does not exist")
     return paths
-
-
-def _jsonable(obj: Any) -> Any:
-    """Convert numpy scalars/arrays and paths so that ``json.dumps`` accepts them."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, (str, int, float, bool)) or obj is None:
-        return obj
-    return str(obj)
 
 
 def _ome_pixel_size_nm(ome_xml: str | None) -> float | None:
@@ -896,7 +882,7 @@ def _imwrite_imagej(path, img, px_um, x0, y0, px, info) -> None:
             # ImageJ origin: pixel coordinates of the world origin
             "xorigin": -x0 / px,
             "yorigin": -y0 / px,
-            "Info": json.dumps(info),
+            "Info": json.dumps(info, allow_nan=False),
         },
     )
 
