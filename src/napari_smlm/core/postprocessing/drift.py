@@ -370,21 +370,39 @@ def find_fiducials(
 
 
 def _tracks_near(locs: Localizations, positions: np.ndarray, radius_nm: float) -> list[np.ndarray]:
+    """Per fiducial position: one localization per frame within ``radius_nm``.
+
+    First the nearest to the given position; then, against blinking neighbours that happen
+    to be nearer to it while the fiducial has drifted away, the nearest to the median-filtered
+    track of that first pass.
+    """
+    from scipy.ndimage import median_filter
     from scipy.spatial import cKDTree
 
     tree = cKDTree(locs.xy_nm)
     out = []
     frames = locs.frames
+    xy = locs.xy_nm
+
+    def nearest_per_frame(idx: np.ndarray, ref: np.ndarray) -> np.ndarray:
+        dist = np.hypot(*(xy[idx] - ref).T)
+        o = np.lexsort((dist, frames[idx]))
+        idx = idx[o]
+        first = np.r_[True, frames[idx][1:] != frames[idx][:-1]]
+        return idx[first]
+
     for p in np.atleast_2d(positions):
         idx = np.asarray(tree.query_ball_point(p, radius_nm), dtype=np.int64)
         if idx.size == 0:
             out.append(idx)
             continue
-        dist = np.hypot(*(locs.xy_nm[idx] - p).T)
-        o = np.lexsort((dist, frames[idx]))
-        idx = idx[o]
-        first = np.r_[True, frames[idx][1:] != frames[idx][:-1]]
-        out.append(idx[first])
+        first = nearest_per_frame(idx, p)
+        if len(first) >= 3:
+            f = frames[first]
+            track = np.stack([np.interp(frames[idx], f, median_filter(xy[first, a], size=min(21, len(first)), mode="nearest"))
+                              for a in range(2)], axis=1)
+            first = nearest_per_frame(idx, track)
+        out.append(first)
     return out
 
 
