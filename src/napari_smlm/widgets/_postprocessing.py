@@ -1,0 +1,336 @@
+"""Post-processing widget: drift correction, merging, filtering, FRC and NeNA of a points layer.
+
+Thin: it snapshots the chosen localization layer into a table and the controls into a
+:class:`~napari_smlm.core.postprocessing.PostprocessConfig`, drains
+:func:`~napari_smlm.core.postprocessing.iter_postprocess` on a thread worker
+(:mod:`napari_smlm._workers`), shows the progress, plots the drift (and the FRC curve) in the
+dock, and adds the corrected table as a points layer ``"<layer> post-processed"`` whose
+metadata records every step. No numerics here.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+__all__ = ["PostprocessingWidget"]
+
+log = logging.getLogger(__name__)
+
+DRIFT_CHOICES = {
+    "none": ("none", False),
+    "RCC (no fiducials)": ("rcc", False),
+    "fiducials: automatic": ("fiducials", False),
+    "fiducials: points layer": ("fiducials", True),
+}
+
+
+def _dspin(value: float, lo: float, hi: float, step: float, suffix: str = "", tip: str = "") -> QDoubleSpinBox:
+    w = QDoubleSpinBox()
+    w.setRange(lo, hi)
+    w.setSingleStep(step)
+    w.setValue(value)
+    w.setSuffix(suffix)
+    w.setToolTip(tip)
+    return w
+
+
+def _spin(value: int, lo: int, hi: int, tip: str = "") -> QSpinBox:
+    w = QSpinBox()
+    w.setRange(lo, hi)
+    w.setValue(value)
+    w.setToolTip(tip)
+    return w
+
+
+class _Failed:
+    """A bad-input error of the core, carried to the GUI thread as an update (not a traceback)."""
+
+    def __init__(self, exc: BaseException):
+        self.exc = exc
+
+
+def _guarded(gen: Any):
+    """``gen``'s updates; a ValueError (bad input, with the core's clear message) becomes a :class:`_Failed`."""
+    try:
+        yield from gen
+    except ValueError as exc:
+        yield _Failed(exc)
+
+
+class PostprocessingWidget(QWidget):
+    """Drift / merge / filter / FRC + NeNA of a localization layer (napari-smlm.postprocess_localizations)."""
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.viewer = napari_viewer
+        self.job = None
+        self.result = None
+        self.error: BaseException | None = None
+
+        self.layer_combo = QComboBox()
+        self.layer_combo.setToolTip("Points layer of localizations (frame, y, x in nm)")
+        self.drift = QComboBox()
+        self.drift.addItems(list(DRIFT_CHOICES))
+        self.fiducial_combo = QComboBox()
+        self.fiducial_combo.setToolTip("Points layer marking the fiducials (any frame along their track)")
+        self.segments = _spin(10, 2, 500, "RCC time segments: more follow faster drift, each holds fewer localizations")
+        self.drift_pixel = _dspin(20.0, 1.0, 500.0, 5.0, " nm", "RCC render pixel")
+        self.link = QCheckBox("Merge on-events")
+        self.link_distance = _dspin(0.0, 0.0, 5000.0, 5.0, " nm", "Link distance; 0 = 3× the combined uncertainty")
+        self.link_dark = _spin(1, 0, 100, "Frames a molecule may be missed within one on-event")
+        self.photons_min = _dspin(0.0, 0.0, 1e9, 50.0, " ph", "Keep localizations with at least this many photons (0 = off)")
+        self.uncertainty_max = _dspin(0.0, 0.0, 1e4, 1.0, " nm", "Keep localizations with at most this uncertainty (0 = off)")
+        self.nena = QCheckBox("NeNA precision")
+        self.frc = QCheckBox("FRC resolution")
+        self.frc_pixel = _dspin(5.0, 0.5, 100.0, 1.0, " nm", "FRC render pixel")
+        self.run_button = QPushButton("Run")
+        self.cancel_button = QPushButton("Cancel")
+        self.cancel_button.setEnabled(False)
+        self.progress = QProgressBar()
+        self.progress.setRange(0, 100)
+        self.status = QLabel("")
+        self.status.setWordWrap(True)
+        self.summary = QLabel("")
+        self.summary.setWordWrap(True)
+
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.figure = Figure(figsize=(4, 3.2), dpi=80, tight_layout=True)
+        self.canvas = FigureCanvasQTAgg(self.figure)
+        self.canvas.setMinimumHeight(220)
+
+        form = QFormLayout()
+        form.addRow("Localizations", self.layer_combo)
+        box_f = QGroupBox("Filter")
+        ff = QFormLayout(box_f)
+        ff.addRow("Photons ≥", self.photons_min)
+        ff.addRow("Uncertainty ≤", self.uncertainty_max)
+        box_d = QGroupBox("Drift")
+        fd = QFormLayout(box_d)
+        fd.addRow("Method", self.drift)
+        fd.addRow("Fiducials layer", self.fiducial_combo)
+        fd.addRow("Segments", self.segments)
+        fd.addRow("Render pixel", self.drift_pixel)
+        box_l = QGroupBox("Merge")
+        fl = QFormLayout(box_l)
+        fl.addRow(self.link)
+        fl.addRow("Distance", self.link_distance)
+        fl.addRow("Dark frames", self.link_dark)
+        box_r = QGroupBox("Resolution")
+        fr = QFormLayout(box_r)
+        fr.addRow(self.nena)
+        fr.addRow(self.frc)
+        fr.addRow("FRC pixel", self.frc_pixel)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.run_button)
+        buttons.addWidget(self.cancel_button)
+        lay = QVBoxLayout(self)
+        lay.addLayout(form)
+        for b in (box_f, box_d, box_l, box_r):
+            lay.addWidget(b)
+        lay.addLayout(buttons)
+        lay.addWidget(self.progress)
+        lay.addWidget(self.status)
+        lay.addWidget(self.summary)
+        lay.addWidget(self.canvas)
+        lay.addStretch(1)
+
+        self.run_button.clicked.connect(self.run)
+        self.cancel_button.clicked.connect(self.cancel)
+        self.viewer.layers.events.inserted.connect(self._refresh_layers)
+        self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self._refresh_layers()
+
+    # ---------------------------------------------------------------- layers
+    def _points_layers(self) -> list:
+        from napari.layers import Points
+
+        return [la for la in self.viewer.layers if isinstance(la, Points)]
+
+    def _refresh_layers(self, *_: Any) -> None:
+        layers = self._points_layers()
+        names = [la.name for la in layers]
+        # by default, a layer of localizations rather than ground truth or fiducial marks
+        preferred = next((la.name for la in layers if la.metadata.get("smlm_kind") == "localizations"), None)
+        for combo, default in ((self.layer_combo, preferred), (self.fiducial_combo, None)):
+            current = combo.currentText()
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            if current in names:
+                combo.setCurrentText(current)
+            elif default is not None:
+                combo.setCurrentText(default)
+            combo.blockSignals(False)
+
+    def reset_choices(self, *_: Any) -> None:
+        self._refresh_layers()
+
+    # ---------------------------------------------------------------- config
+    def config(self):
+        """The :class:`PostprocessConfig` the controls describe (GUI thread)."""
+        from ..core.postprocessing import PostprocessConfig
+
+        method, from_layer = DRIFT_CHOICES[self.drift.currentText()]
+        fiducials = None
+        if from_layer:
+            name = self.fiducial_combo.currentText()
+            if not name or name == self.layer_combo.currentText():
+                raise ValueError("Choose a points layer marking the fiducials (not the localization layer).")
+            la = self.viewer.layers[name]
+            world = np.asarray(la.data, dtype=np.float64) * np.asarray(la.scale)[-la.data.shape[1]:] + np.asarray(la.translate)[-la.data.shape[1]:]
+            if len(world) == 0:
+                raise ValueError(f"The fiducials layer {name!r} has no points.")
+            fiducials = [[float(p[-1]), float(p[-2])] for p in world]
+        ranges = {}
+        if self.photons_min.value() > 0:
+            ranges["photons"] = [self.photons_min.value(), None]
+        if self.uncertainty_max.value() > 0:
+            ranges["uncertainty_nm"] = [None, self.uncertainty_max.value()]
+        return PostprocessConfig(
+            filter_ranges=ranges,
+            drift=method,
+            segments=self.segments.value(),
+            drift_pixel_nm=self.drift_pixel.value(),
+            fiducials_nm=fiducials,
+            link=self.link.isChecked(),
+            link_distance_nm=self.link_distance.value() or None,
+            link_dark_frames=self.link_dark.value(),
+            nena=self.nena.isChecked(),
+            frc=self.frc.isChecked(),
+            frc_pixel_nm=self.frc_pixel.value(),
+        )
+
+    # ---------------------------------------------------------------- run cycle
+    def run(self) -> None:
+        from .. import _layers
+        from .._workers import start_job
+        from ..core.postprocessing import iter_postprocess
+
+        name = self.layer_combo.currentText()
+        if not name or name not in self.viewer.layers:
+            self._fail("Choose a points layer of localizations.")
+            return
+        try:
+            cfg = self.config()
+            locs = _layers.layer_to_localizations(self.viewer.layers[name])  # snapshot on the GUI thread
+        except ValueError as exc:
+            self._fail(str(exc))
+            return
+        self.result, self.error = None, None
+        self._source = name
+        self.run_button.setEnabled(False)
+        self.cancel_button.setEnabled(True)
+        self.progress.setValue(0)
+        self.status.setText("running…")
+        self.job = start_job(
+            _guarded(iter_postprocess(locs, cfg)),
+            on_update=self._on_update,
+            on_done=self._on_done,
+            on_stopped=lambda: self.status.setText("cancelled"),
+            on_error=self._on_error,
+            on_finished=self._on_finished,
+        )
+
+    def cancel(self) -> None:
+        if self.job is not None:
+            self.job.stop()
+
+    def _fail(self, message: str) -> None:
+        self.status.setText(f"error: {message}")
+        try:
+            from napari.utils.notifications import show_error
+
+            show_error(message)
+        except Exception:  # noqa: BLE001 - a notification must never break the widget
+            log.warning(message)
+
+    def _on_update(self, u: Any) -> None:
+        from ..core.postprocessing import Progress
+
+        if isinstance(u, Progress):
+            self.progress.setValue(int(100 * u.fraction))
+            self.status.setText(f"{u.step}: {u.message}")
+        elif isinstance(u, _Failed):
+            self.error = u.exc
+            self._fail(str(u.exc))
+        else:
+            self.result = u
+
+    def _on_error(self, exc: BaseException) -> None:
+        self.error = exc
+        self.status.setText(f"error: {exc}")
+
+    def _on_finished(self) -> None:
+        self.run_button.setEnabled(True)
+        self.cancel_button.setEnabled(False)
+
+    def _on_done(self) -> None:
+        from .. import _layers
+
+        r = self.result
+        if r is None:
+            return
+        self.progress.setValue(100)
+        out = r.localizations
+        _layers.add_or_update_layer(
+            self.viewer,
+            _layers.localizations_layer_data(out, f"{self._source} post-processed", metadata={"postprocessing": r.summary()}),
+        )
+        lines = [f"{len(out)} localizations"]
+        if r.drift is not None:
+            lines.append(f"drift ({r.drift.method}): up to {max(np.abs(r.drift.drift_x_nm).max(), np.abs(r.drift.drift_y_nm).max()):.1f} nm")
+        if r.nena is not None:
+            lines.append(f"NeNA precision: {r.nena.sigma_nm:.1f} nm")
+        if r.frc is not None:
+            lines.append(f"FRC resolution: {r.frc.resolution_nm:.1f} nm")
+        self.summary.setText("\n".join(lines))
+        self.status.setText("done")
+        self._plot(r)
+
+    def _plot(self, r: Any) -> None:
+        self.figure.clear()
+        panels = [p for p in (r.drift, r.frc) if p is not None]
+        for k, p in enumerate(panels):
+            ax = self.figure.add_subplot(len(panels), 1, k + 1)
+            if p is r.drift:
+                f = np.arange(p.n_frames)
+                ax.plot(f, p.drift_x_nm, label="x")
+                ax.plot(f, p.drift_y_nm, label="y")
+                if len(p.segment_frames):
+                    ax.plot(p.segment_frames, p.segment_drift_nm[:, 0], "o", ms=3, color="C0")
+                    ax.plot(p.segment_frames, p.segment_drift_nm[:, 1], "o", ms=3, color="C1")
+                ax.set_xlabel("frame")
+                ax.set_ylabel("drift (nm)")
+                ax.legend(frameon=False, fontsize=8)
+            else:
+                ax.plot(p.frequency_per_nm * 1000, p.frc, color="0.7", lw=0.8)
+                ax.plot(p.frequency_per_nm * 1000, p.frc_smooth, color="C3")
+                ax.axhline(p.threshold, color="k", lw=0.6, ls="--")
+                ax.set_xlabel("spatial frequency (1/µm)")
+                ax.set_ylabel("FRC")
+                ax.set_title(f"{p.resolution_nm:.1f} nm", fontsize=9)
+        self.canvas.draw_idle()
+
+    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+        if self.job is not None:
+            self.job.detach()
+        super().closeEvent(event)
