@@ -95,8 +95,8 @@ class PostprocessingWidget(QWidget):
         self.link = QCheckBox("Merge on-events")
         self.link_distance = _dspin(0.0, 0.0, 5000.0, 5.0, " nm", "Link distance; 0 = 3× the combined uncertainty")
         self.link_dark = _spin(1, 0, 100, "Frames a molecule may be missed within one on-event")
-        self.photons_min = _dspin(0.0, 0.0, 1e9, 50.0, " ph", "Keep localizations with at least this many photons (0 = off)")
-        self.uncertainty_max = _dspin(0.0, 0.0, 1e4, 1.0, " nm", "Keep localizations with at most this uncertainty (0 = off)")
+        self.photons_min = _dspin(0.0, 0.0, 1e9, 50.0, " ph", "Keep at least this many photons (0 = off)")
+        self.uncertainty_max = _dspin(0.0, 0.0, 1e4, 1.0, " nm", "Keep at most this uncertainty (0 = off)")
         self.nena = QCheckBox("NeNA precision")
         self.frc = QCheckBox("FRC resolution")
         self.frc_pixel = _dspin(5.0, 0.5, 100.0, 1.0, " nm", "FRC render pixel")
@@ -196,7 +196,8 @@ class PostprocessingWidget(QWidget):
             if not name or name == self.layer_combo.currentText():
                 raise ValueError("Choose a points layer marking the fiducials (not the localization layer).")
             la = self.viewer.layers[name]
-            world = np.asarray(la.data, dtype=np.float64) * np.asarray(la.scale)[-la.data.shape[1]:] + np.asarray(la.translate)[-la.data.shape[1]:]
+            d = la.data.shape[1]
+            world = np.asarray(la.data, dtype=np.float64) * np.asarray(la.scale)[-d:] + np.asarray(la.translate)[-d:]
             if len(world) == 0:
                 raise ValueError(f"The fiducials layer {name!r} has no points.")
             fiducials = [[float(p[-1]), float(p[-2])] for p in world]
@@ -291,13 +292,13 @@ class PostprocessingWidget(QWidget):
             return
         self.progress.setValue(100)
         out = r.localizations
-        _layers.add_or_update_layer(
-            self.viewer,
-            _layers.localizations_layer_data(out, f"{self._source} post-processed", metadata={"postprocessing": r.summary()}),
-        )
+        name = f"{self._source} post-processed"
+        data = _layers.localizations_layer_data(out, name, metadata={"postprocessing": r.summary()})
+        _layers.add_or_update_layer(self.viewer, data)
         lines = [f"{len(out)} localizations"]
         if r.drift is not None:
-            lines.append(f"drift ({r.drift.method}): up to {max(np.abs(r.drift.drift_x_nm).max(), np.abs(r.drift.drift_y_nm).max()):.1f} nm")
+            peak = float(np.hypot(r.drift.drift_x_nm, r.drift.drift_y_nm).max())
+            lines.append(f"drift ({r.drift.method}): up to {peak:.1f} nm")
         if r.nena is not None:
             lines.append(f"NeNA precision: {r.nena.sigma_nm:.1f} nm")
         if r.frc is not None:

@@ -93,7 +93,9 @@ class DriftResult:
 
     def table(self) -> pd.DataFrame:
         """``frame``, ``drift_x_nm``, ``drift_y_nm`` — one row per frame."""
-        return pd.DataFrame({"frame": np.arange(self.n_frames), "drift_x_nm": self.drift_x_nm, "drift_y_nm": self.drift_y_nm})
+        return pd.DataFrame(
+            {"frame": np.arange(self.n_frames), "drift_x_nm": self.drift_x_nm, "drift_y_nm": self.drift_y_nm}
+        )
 
     def at(self, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Drift (dx, dy) in nm at the given frames (clipped to the table)."""
@@ -145,7 +147,9 @@ def _log_quadratic_peak(patch: np.ndarray) -> np.ndarray:
     return np.stack([oy, ox], axis=1)
 
 
-def _solve(pairs: np.ndarray, shifts: np.ndarray, n: int, max_residual_nm: float) -> tuple[np.ndarray, np.ndarray, float]:
+def _solve(
+    pairs: np.ndarray, shifts: np.ndarray, n: int, max_residual_nm: float
+) -> tuple[np.ndarray, np.ndarray, float]:
     """Least-squares segment drifts from pairwise shifts, dropping the worst outliers.
 
     Returns (drift (n, 2) with mean 0, mask of kept pairs, RMS residual of kept pairs).
@@ -301,7 +305,8 @@ def iter_rcc(
         shifts[sl, 0] = (px_ - P + off[:, 1]) * px
         shifts[sl, 1] = (py - P + off[:, 0]) * px
         peaks[sl] = win[np.arange(k), py, px_]
-        yield Progress("drift", b + 1, n_batches, f"RCC: correlated {min((b + 1) * batch_pairs, len(pairs))}/{len(pairs)} pairs")
+        done = min((b + 1) * batch_pairs, len(pairs))
+        yield Progress("drift", b + 1, n_batches, f"RCC: correlated {done}/{len(pairs)} pairs")
 
     d, keep, rms = _solve(pairs, shifts, n_segments, max_residual_nm)
     centres = np.array([frames[seg == s].mean() for s in range(n_segments)])
@@ -399,8 +404,8 @@ def _tracks_near(locs: Localizations, positions: np.ndarray, radius_nm: float) -
         first = nearest_per_frame(idx, p)
         if len(first) >= 3:
             f = frames[first]
-            track = np.stack([np.interp(frames[idx], f, median_filter(xy[first, a], size=min(21, len(first)), mode="nearest"))
-                              for a in range(2)], axis=1)
+            smooth = [median_filter(xy[first, a], size=min(21, len(first)), mode="nearest") for a in range(2)]
+            track = np.stack([np.interp(frames[idx], f, smooth[a]) for a in range(2)], axis=1)
             first = nearest_per_frame(idx, track)
         out.append(first)
     return out

@@ -176,7 +176,9 @@ def merge_groups(locs: Localizations, groups: np.ndarray, weighting: str = "phot
     elif weighting == "precision":
         s = uncertainty_nm(locs)
         if s is None:
-            raise ValueError("merge: precision weighting needs sigma_x_nm/sigma_y_nm; use weighting='photons' or 'uniform'")
+            raise ValueError(
+                "merge: precision weighting needs sigma_x_nm/sigma_y_nm; use weighting='photons' or 'uniform'"
+            )
         w = 1.0 / np.clip(np.nan_to_num(s, nan=np.inf), 1e-6, None) ** 2
     elif weighting == "uniform":
         w = np.ones(n)
@@ -199,8 +201,10 @@ def merge_groups(locs: Localizations, groups: np.ndarray, weighting: str = "phot
             out[c] = v[order][firsts]
         elif c in ("x_nm", "y_nm", "z_nm"):
             out[c] = np.bincount(g, weights=w * v, minlength=G) / wsum
-        elif c in ("photons", "sigma_photons"):
-            out[c] = np.bincount(g, weights=v, minlength=G) if c == "photons" else np.sqrt(np.bincount(g, weights=v**2, minlength=G))
+        elif c == "photons":
+            out[c] = np.bincount(g, weights=v, minlength=G)
+        elif c == "sigma_photons":
+            out[c] = np.sqrt(np.bincount(g, weights=v**2, minlength=G))
         elif c in ("sigma_x_nm", "sigma_y_nm", "sigma_z_nm", "uncertainty_nm"):
             if weighting == "precision":
                 out[c] = 1.0 / np.sqrt(np.bincount(g, weights=1.0 / np.clip(v, 1e-6, None) ** 2, minlength=G))

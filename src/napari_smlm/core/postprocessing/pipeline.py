@@ -119,7 +119,8 @@ class PostprocessConfig:
     @classmethod
     def from_yaml(cls, path_or_text: str | Path) -> PostprocessConfig:
         """From a YAML file or YAML text (safe loader: no code runs)."""
-        text = path_or_text if isinstance(path_or_text, str) and "\n" in path_or_text else Path(path_or_text).read_text()
+        is_text = isinstance(path_or_text, str) and "\n" in path_or_text
+        text = path_or_text if is_text else Path(path_or_text).read_text()
         data = yaml.safe_load(text) or {}
         if not isinstance(data, dict):
             raise ValueError(f"{path_or_text}: expected a mapping of PostprocessConfig fields")

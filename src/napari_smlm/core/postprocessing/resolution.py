@@ -190,7 +190,9 @@ def frc(
         qc = q[i - 1] + (c0 - threshold) * (q[i] - q[i - 1]) / (c0 - c1) if c0 != c1 else q[i]
         res = float(1.0 / qc) if qc > 0 else float("inf")
     else:
-        log.warning("FRC: the curve never drops below %.3f: resolution finer than %.1f nm (2 pixels)", threshold, 2 * px)
+        log.warning(
+            "FRC: the curve never drops below %.3f: resolution finer than %.1f nm (2 pixels)", threshold, 2 * px
+        )
     return FRCResult(q, curve, smooth_curve, float(threshold), res, px, (na, nb), split)
 
 
@@ -282,10 +284,10 @@ def nena(locs: Localizations, max_distance_nm: float = 200.0) -> NeNAResult:
         v = _mix_pdf(d, sigma, w, R)
         return -float(np.sum(np.log(np.clip(v, 1e-300, None))))
 
-    best = min(
-        (minimize(nll, np.array([math.log(s0 * f), 1.0]), method="Nelder-Mead", options={"xatol": 1e-6, "fatol": 1e-6}) for f in (0.5, 1.0, 2.0)),
-        key=lambda r: r.fun,
-    )
+    opts = {"xatol": 1e-6, "fatol": 1e-6}
+    starts = [np.array([math.log(s0 * f), 1.0]) for f in (0.5, 1.0, 2.0)]
+    fits = [minimize(nll, x0, method="Nelder-Mead", options=opts) for x0 in starts]
+    best = min(fits, key=lambda r: r.fun)
     sigma = math.exp(best.x[0])
     w = 1.0 / (1.0 + math.exp(-best.x[1]))
     return NeNAResult(float(sigma), float(w), d, R)
