@@ -134,7 +134,7 @@ def drift_section(n_frames: int, densities, segments, drift_nm: float, size: int
                 "ji_after": after["ji"], "rmse_after": after["rmse"], "rmse_aligned": aligned["rmse"], "rejected": d.info["n_pairs_rejected"], "pairs": d.info["n_pairs"],
             })
             log.info("drift %s", rows[-1])
-            if plot is not None and plot_data is None and n_seg == 10:
+            if plot is not None and plot_data is None and n_seg == 20:
                 plot_data = (dens, n_seg, d, true)
     if plot is not None and plot_data is not None:
         _plot_drift(plot, *plot_data)
@@ -147,13 +147,13 @@ def _plot_drift(path: Path, dens, n_seg, d, true) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    f = np.arange(d.n_frames)
+    f = np.arange(d.n_frames) / 1000.0
     fig, ax = plt.subplots(1, 2, figsize=(10, 3.4), dpi=110)
     for k, (name, est) in enumerate((("x", d.drift_x_nm), ("y", d.drift_y_nm))):
         ax[k].plot(f, true[:, k], color="0.6", lw=3, label="simulated")
         ax[k].plot(f, est, color="C3", lw=1.2, label=f"RCC, {n_seg} segments")
-        ax[k].plot(d.segment_frames, d.segment_drift_nm[:, k], "o", color="C3", ms=4)
-        ax[k].set_xlabel("frame")
+        ax[k].plot(d.segment_frames / 1000.0, d.segment_drift_nm[:, k], "o", color="C3", ms=4)
+        ax[k].set_xlabel("frame (thousands)")
         ax[k].set_ylabel(f"drift {name} (nm)")
     ax[0].legend(frameon=False)
     fig.suptitle(f"RCC on simulated filaments, {d.n_frames} frames, density {dens}/µm²")
@@ -172,8 +172,8 @@ def network_section(n_frames: int, drift_nm: float, n_seg: int) -> list[dict]:
         log.warning("no shipped decode weights: network section skipped")
         return []
     rows = []
-    base = SimulationConfig(n_frames=n_frames, height=64, width=64, structure="filaments", density=0.3, seed=5)
-    for label, cfg in (("no drift", base), (f"{drift_nm:.0f} nm drift", base.replace(drift_nm=drift_nm, drift_timescale_frames=n_frames / 4))):
+    base = SimulationConfig(n_frames=n_frames, height=64, width=64, structure="filaments", density=0.5, seed=5)
+    for label, cfg in (("no drift", base), (f"{drift_nm:.0f} nm drift", base.replace(drift_nm=drift_nm, drift_timescale_frames=n_frames / 3))):
         frames, gt = simulate(cfg)
         t = time.perf_counter()
         res = predict(frames, "decode", pixel_size_nm=cfg.pixel_size_nm, device="cpu", batch_size=32)
@@ -324,7 +324,7 @@ def main(argv=None) -> int:
         n = 500 if q else 2000
         res["network"] = network_section(n, 200.0, 5 if q else 10)
         if res["network"]:
-            print(f"## RCC on DECODE localizations of a rendered movie ({n} frames, 64×64 px, filaments 0.3/µm²)\n")
+            print(f"## RCC on DECODE localizations of a rendered movie ({n} frames, 64×64 px, filaments 0.5/µm²)\n")
             print(table(res["network"], [("movie", "movie", "s"), ("n_locs", "localizations", "d"), ("localize_s", "localize (s)", ".1f"),
                                          ("segments", "segments", "d"), ("residual_rmse", "residual RMSE (nm)", ".2f"), ("offset", "offset (nm)", ".1f"),
                                          ("ji_raw", "JI raw (%)", ".2f"), ("rmse_raw", "RMSE raw (nm)", ".2f"),

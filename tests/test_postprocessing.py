@@ -374,3 +374,13 @@ def test_cli_postprocess(tmp_path, drifting):
     assert main(["postprocess", str(src), "-o", str(out), "--overwrite"]) == 0
     # a fixed distance that is not a number is a clear error
     assert main(["postprocess", str(src), "-o", str(tmp_path / "x.csv"), "--link-distance", "far"]) == 2
+
+
+def test_postprocessing_core_imports_no_gui_and_no_torch():
+    import subprocess
+    import sys
+
+    code = ("import sys, napari_smlm.core.postprocessing\n"
+            "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
+    mods = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
+    assert not mods & {"qtpy", "napari", "magicgui", "superqt", "PyQt5", "PyQt6", "PySide2", "PySide6", "torch"}
