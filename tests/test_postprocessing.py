@@ -384,3 +384,15 @@ def test_postprocessing_core_imports_no_gui_and_no_torch():
             "print(' '.join(sorted({m.split('.')[0] for m in sys.modules})))")
     mods = set(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split())
     assert not mods & {"qtpy", "napari", "magicgui", "superqt", "PyQt5", "PyQt6", "PySide2", "PySide6", "torch"}
+
+
+def test_rcc_on_a_frame_range_holds_the_ends(drifting):
+    gt, locs = drifting
+    part = locs.frame_range(1000, 2000)
+    part.meta["n_frames"] = DRIFT_SIM.n_frames
+    d = rcc(part, n_segments=6)
+    assert d.n_frames == DRIFT_SIM.n_frames
+    assert np.all(d.drift_x_nm[:1001] == 0.0) and np.all(d.drift_x_nm[1999:] == d.drift_x_nm[1999])
+    true = gt.meta["drift_nm"][1000:2000] - gt.meta["drift_nm"][1000]
+    est = np.stack([d.drift_x_nm, d.drift_y_nm], 1)[1000:2000]
+    assert np.sqrt(np.mean(np.sum((est - true) ** 2, 1))) < 8.0

@@ -22,7 +22,8 @@ RCC (Wang et al., Opt. Express 22, 15982, 2014)
    while it exceeds ``max_residual_nm`` and the remaining pairs still connect all segments,
    then the system is solved again.
 5. Segment drifts (at each segment's mean frame) are interpolated to every frame with a cubic
-   spline (as Picasso does) and shifted so that the first frame has zero drift.
+   spline (as Picasso does), held constant before the first and after the last localized
+   frame, and shifted so that the first localized frame has zero drift.
 
 Fiducials
 ---------
@@ -310,11 +311,12 @@ def iter_rcc(
 
     d, keep, rms = _solve(pairs, shifts, n_segments, max_residual_nm)
     centres = np.array([frames[seg == s].mean() for s in range(n_segments)])
-    t = np.arange(n_frames, dtype=np.float64)
+    # frames outside the localized range keep the drift of its first / last frame (no far extrapolation)
+    t = np.clip(np.arange(n_frames, dtype=np.float64), f_lo, f_hi)
     spline = CubicSpline(centres, d, axis=0, bc_type="natural")
-    table = spline(t)
-    table -= table[0]
-    seg_d = d - spline(np.array([0.0]))[0]
+    zero = spline(np.array([float(f_lo)]))[0]
+    table = spline(t) - zero
+    seg_d = d - zero
     info = {
         "n_segments": n_segments,
         "pixel_size_nm": px,

@@ -90,7 +90,7 @@ class PostprocessConfig:
     frc: bool = False
     frc_pixel_nm: float = 5.0
     frc_split: str = "blocks"
-    frc_blocks: int = 20
+    frc_blocks: int = 50
 
     def __post_init__(self) -> None:
         if self.drift not in ("none", "rcc", "fiducials"):

@@ -84,7 +84,7 @@ class FRCResult:
         }
 
 
-def frc_halves(locs: Localizations, split: str = "blocks", n_blocks: int = 20, seed: int = 0) -> np.ndarray:
+def frc_halves(locs: Localizations, split: str = "blocks", n_blocks: int = 50, seed: int = 0) -> np.ndarray:
     """Boolean mask of the first half (see the module docstring)."""
     n = len(locs)
     if split == "random":
@@ -105,7 +105,7 @@ def frc(
     locs: Localizations,
     pixel_size_nm: float = 5.0,
     split: str = "blocks",
-    n_blocks: int = 20,
+    n_blocks: int = 50,
     threshold: float = 1.0 / 7.0,
     smooth: float | None = None,
     seed: int = 0,
@@ -121,7 +121,8 @@ def frc(
     split : {"blocks", "random"}
         How the two halves are made.
     n_blocks : int
-        Number of time blocks for ``split="blocks"`` (even blocks → first half).
+        Number of time blocks for ``split="blocks"`` (even blocks → first half); 50 as in
+        Nieuwenhuizen et al.'s software.
     threshold : float
         FRC threshold (1/7 as Nieuwenhuizen et al.).
     smooth : float, optional
