@@ -78,3 +78,39 @@ def test_postprocessing_widget_bad_input_is_a_message(viewer, qtbot):
     qtbot.waitUntil(lambda: w.job is not None and not w.job.running, timeout=TIMEOUT_MS)
     assert w.error is not None and "segments" in str(w.error)
     assert "locs post-processed" not in w.viewer.layers
+
+
+def test_postprocessing_widget_fiducials_from_a_points_layer(viewer, qtbot):
+    """Beads marked as a 2-D points layer (y, x in nm): their tracks give the drift, x and y not swapped."""
+    from napari.layers import Layer
+
+    from napari_smlm.core.localizations import Localizations
+    from napari_smlm.core.simulate import drift_trajectory
+
+    n = 300
+    true = drift_trajectory(SimulationConfig(n_frames=n, drift_linear_nm=(150.0, -40.0)))
+    rng = np.random.default_rng(1)
+    beads = [(1000.0, 3000.0), (3500.0, 500.0)]  # (x, y)
+    f = np.tile(np.arange(n), len(beads))
+    bx = np.repeat([b[0] for b in beads], n)
+    by = np.repeat([b[1] for b in beads], n)
+    m = 1500
+    locs = Localizations({
+        "frame": np.r_[f, rng.integers(0, n, m)],
+        "x_nm": np.r_[bx + true[f, 0] + rng.normal(0, 3, f.size), rng.uniform(0, 4000, m)],
+        "y_nm": np.r_[by + true[f, 1] + rng.normal(0, 3, f.size), rng.uniform(0, 4000, m)],
+        "photons": np.r_[np.full(f.size, 5e4), np.full(m, 800.0)],
+    }, {"n_frames": n, "pixel_size_nm": 100.0})
+    viewer.add_layer(Layer.create(*_layers.localizations_layer_data(locs, "locs")))
+    viewer.add_points(np.array([[b[1], b[0]] for b in beads]), name="beads")  # napari order: (y, x)
+    _, w = viewer.window.add_plugin_dock_widget("napari-smlm", "Post-processing")
+    w.layer_combo.setCurrentText("locs")
+    w.drift.setCurrentText("fiducials: points layer")
+    w.fiducial_combo.setCurrentText("beads")
+    w.run()
+    qtbot.waitUntil(lambda: w.job is not None and not w.job.running, timeout=TIMEOUT_MS)
+    assert w.error is None, w.error
+    d = w.result.drift
+    assert d.method == "fiducials" and d.info["n_fiducials"] == 2
+    assert d.drift_x_nm[-1] == pytest.approx(150.0, abs=8.0)
+    assert d.drift_y_nm[-1] == pytest.approx(-40.0, abs=8.0)
