@@ -223,6 +223,7 @@ def test_merge_values():
     assert a["photons"][0] == pytest.approx(700.0)
     assert a["x_nm"][0] == pytest.approx((0 * 100 + 2 * 300 - 2 * 100 + 1 * 200) / 700)
     assert len(m) == 4 and m["n_merged"].sum() == len(t)
+    assert "id" not in merge_groups(t.with_columns(id=np.arange(1, 9)), g).columns
     u = merge_groups(t, g, weighting="uniform")
     assert u.filter(u["n_merged"] == 4)["x_nm"][0] == pytest.approx(0.25)
 

@@ -158,7 +158,8 @@ def merge_groups(locs: Localizations, groups: np.ndarray, weighting: str = "phot
         Sorted by first frame. ``x_nm``, ``y_nm`` (and ``z_nm``): weighted means; ``photons``:
         sum; ``sigma_x_nm``/``sigma_y_nm``: uncertainty of the weighted mean
         (``sqrt(Σ w² σ²) / Σ w``; ``1/sqrt(Σ 1/σ²)`` for precision weights); ``frame``: first
-        frame; ``last_frame``; ``n_merged``; ``prob``: largest; any other numeric column: mean.
+        frame; ``last_frame``; ``n_merged``; ``prob``: largest; ``id``: dropped; any other numeric
+        column: mean.
     """
     groups = np.asarray(groups, dtype=np.int64)
     n = len(locs)
@@ -214,8 +215,8 @@ def merge_groups(locs: Localizations, groups: np.ndarray, weighting: str = "phot
             m = np.full(G, -np.inf)
             np.maximum.at(m, g, np.nan_to_num(v, nan=-np.inf))
             out[c] = m
-        elif c in ("last_frame", "n_merged"):
-            continue
+        elif c in ("last_frame", "n_merged", "id"):
+            continue  # recomputed below; row ids of the input mean nothing after merging
         else:
             out[c] = np.bincount(g, weights=v, minlength=G) / cnt
     out["last_frame"] = last.astype(np.float64)
