@@ -154,6 +154,8 @@ def test_rcc_clear_errors(drifting):
     short = locs.frame_range(0, 3)
     with pytest.raises(ValueError, match="frames cannot make"):
         rcc(short, n_segments=5)
+    with pytest.raises(ValueError, match="drift-pixel"):
+        rcc(locs, n_segments=10, pixel_size_nm=1.0, max_memory_bytes=1e8)
 
 
 def _fiducial_table(drift, n_frames, positions, rng, sigma=3.0, extra=None):
@@ -350,6 +352,10 @@ def test_pipeline_and_config_round_trip(drifting):
     assert s["drift"]["method"] == "rcc"
     with pytest.raises(ValueError, match="drift must be"):
         PostprocessConfig(drift="magic")
+    with pytest.raises(ValueError, match="frc_pixel_nm must be a positive number"):
+        PostprocessConfig(frc_pixel_nm=0.0)
+    with pytest.raises(ValueError, match="unknown fields"):
+        PostprocessConfig.from_dict({"segmnets": 3})
 
 
 def test_cli_postprocess(tmp_path, drifting):

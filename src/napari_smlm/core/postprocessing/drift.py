@@ -197,6 +197,7 @@ def iter_rcc(
     n_frames: int | None = None,
     min_locs_per_segment: int = 100,
     batch_pairs: int = 16,
+    max_memory_bytes: float = 2e9,
 ) -> Iterator[Progress | DriftResult]:
     """Drift by redundant cross-correlation (see the module docstring); a generator.
 
@@ -222,6 +223,8 @@ def iter_rcc(
         Fewer localizations than this in any segment is an error.
     batch_pairs : int
         Pairs correlated per inverse FFT (memory vs. speed).
+    max_memory_bytes : float
+        Refuse (with a clear error) a render grid whose spectra would need more memory.
 
     Yields
     ------
@@ -233,7 +236,8 @@ def iter_rcc(
     Raises
     ------
     ValueError
-        Fewer than 2 segments, or too few localizations or frames for the segments asked.
+        Fewer than 2 segments, too few localizations or frames for the segments asked, or a
+        grid over ``max_memory_bytes``.
     """
     from scipy import fft as sfft
     from scipy.interpolate import CubicSpline
@@ -271,6 +275,13 @@ def iter_rcc(
     W = int(np.ceil((np.nanmax(x) - x0) / px)) + 1 + 2 * pad
     H = int(np.ceil((np.nanmax(y) - y0) / px)) + 1 + 2 * pad
     H, W = sfft.next_fast_len(H, real=True), sfft.next_fast_len(W, real=True)
+    need = n_segments * H * (W // 2 + 1) * 8 + batch_pairs * H * W * 12  # spectra + one batch
+    if need > max_memory_bytes:
+        raise ValueError(
+            f"RCC: {n_segments} segments of {H}×{W} px ({px:g} nm pixels) need ~{need / 1e9:.1f} GB "
+            f"(limit {max_memory_bytes / 1e9:.1f} GB); raise the render pixel (--drift-pixel), use fewer segments, "
+            "or crop the field"
+        )
     col = np.clip(((x - x0) / px).astype(np.int64) + pad, 0, W - 1)
     row = np.clip(((y - y0) / px).astype(np.int64) + pad, 0, H - 1)
     img = np.bincount((seg * H + row) * W + col, minlength=n_segments * H * W).reshape(n_segments, H, W)

@@ -101,6 +101,19 @@ class PostprocessConfig:
             raise ValueError(f"link_dark_frames must be >= 0, got {self.link_dark_frames}")
         if self.link_distance_nm is not None and self.link_distance_nm <= 0:
             raise ValueError(f"link_distance_nm must be > 0, got {self.link_distance_nm}")
+        if self.link_weighting not in ("photons", "precision", "uniform"):
+            raise ValueError(f"link_weighting must be photons, precision or uniform, not {self.link_weighting!r}")
+        if self.frc_split not in ("blocks", "random"):
+            raise ValueError(f"frc_split must be blocks or random, not {self.frc_split!r}")
+        for name in ("drift_pixel_nm", "max_drift_nm", "fiducial_radius_nm", "link_n_sigma", "nena_max_distance_nm",
+                     "frc_pixel_nm"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and v > 0 and v != float("inf")):
+                raise ValueError(f"{name} must be a positive number, got {v!r}")
+        if not 0 < self.fiducial_min_fraction <= 1:
+            raise ValueError(f"fiducial_min_fraction must be in (0, 1], got {self.fiducial_min_fraction}")
+        if not isinstance(self.filter_ranges, dict):
+            raise ValueError(f"filter_ranges must map column -> [low, high], got {self.filter_ranges!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
