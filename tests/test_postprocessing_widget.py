@@ -114,3 +114,26 @@ def test_postprocessing_widget_fiducials_from_a_points_layer(viewer, qtbot):
     assert d.method == "fiducials" and d.info["n_fiducials"] == 2
     assert d.drift_x_nm[-1] == pytest.approx(150.0, abs=8.0)
     assert d.drift_y_nm[-1] == pytest.approx(-40.0, abs=8.0)
+
+
+def test_postprocessing_widget_feature_range_hides_points_live_and_filters(viewer, qtbot):
+    _, locs = _drifting_layer(viewer)
+    _, w = viewer.window.add_plugin_dock_widget("napari-smlm", "Post-processing")
+    layer = viewer.layers["locs"]
+    assert w.feature.currentText() == "photons"
+    assert layer.shown.all()
+    ph = locs["photons"]
+    lo, hi = float(np.percentile(ph, 25)), float(np.percentile(ph, 90))
+    w.feature_range.setValue((lo, hi))
+    lo, hi = w.feature_range.value()  # as the slider rounds them
+    inside = (ph >= lo) & (ph <= hi)
+    np.testing.assert_array_equal(layer.shown, inside)
+    assert len(w.hist_figure.axes) == 1
+    w.uncertainty_max.setValue(5.0)  # every point has 8 nm: all hidden
+    assert not layer.shown.any()
+    w.uncertainty_max.setValue(0.0)
+    assert w.config().filter_ranges == {"photons": [lo, hi]}
+    w.run()
+    qtbot.waitUntil(lambda: w.job is not None and not w.job.running, timeout=TIMEOUT_MS)
+    assert w.error is None, w.error
+    assert len(viewer.layers["locs post-processed"].data) == int(inside.sum())

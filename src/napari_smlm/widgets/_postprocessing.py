@@ -5,7 +5,10 @@ Thin: it snapshots the chosen localization layer into a table and the controls i
 :func:`~napari_smlm.core.postprocessing.iter_postprocess` on a thread worker
 (:mod:`napari_smlm._workers`), shows the progress, plots the drift (and the FRC curve) in the
 dock, and adds the corrected table as a points layer ``"<layer> post-processed"`` whose
-metadata records every step. No numerics here.
+metadata records every step. The *feature range* filter shows a histogram of any numeric
+column of the layer with a range slider; moving it hides the points outside it at once (the
+layer's ``shown`` mask, computed by :func:`~napari_smlm.core.postprocessing.filter_mask`) and
+the range becomes part of the filter of the next run. No numerics here.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ import logging
 from typing import Any
 
 import numpy as np
+from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -97,6 +101,12 @@ class PostprocessingWidget(QWidget):
         self.link_dark = _spin(1, 0, 100, "Frames a molecule may be missed within one on-event")
         self.photons_min = _dspin(0.0, 0.0, 1e9, 50.0, " ph", "Keep at least this many photons (0 = off)")
         self.uncertainty_max = _dspin(0.0, 0.0, 1e4, 1.0, " nm", "Keep at most this uncertainty (0 = off)")
+        from superqt import QLabeledDoubleRangeSlider
+
+        self.feature = QComboBox()
+        self.feature.setToolTip("Numeric column of the layer to filter by range")
+        self.feature_range = QLabeledDoubleRangeSlider(Qt.Orientation.Horizontal)
+        self.feature_range.setToolTip("Keep localizations with the feature in this range; points outside are hidden")
         self.nena = QCheckBox("NeNA precision")
         self.frc = QCheckBox("FRC resolution")
         self.frc_pixel = _dspin(5.0, 0.5, 100.0, 1.0, " nm", "FRC render pixel")
@@ -116,6 +126,9 @@ class PostprocessingWidget(QWidget):
         self.figure = Figure(figsize=(4, 3.2), dpi=80, tight_layout=True)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(220)
+        self.hist_figure = Figure(figsize=(4, 1.2), dpi=80, tight_layout=True)
+        self.hist_canvas = FigureCanvasQTAgg(self.hist_figure)
+        self.hist_canvas.setFixedHeight(90)
 
         form = QFormLayout()
         form.addRow("Localizations", self.layer_combo)
@@ -123,6 +136,9 @@ class PostprocessingWidget(QWidget):
         ff = QFormLayout(box_f)
         ff.addRow("Photons ≥", self.photons_min)
         ff.addRow("Uncertainty ≤", self.uncertainty_max)
+        ff.addRow("Feature", self.feature)
+        ff.addRow(self.hist_canvas)
+        ff.addRow(self.feature_range)
         box_d = QGroupBox("Drift")
         fd = QFormLayout(box_d)
         fd.addRow("Method", self.drift)
@@ -157,7 +173,13 @@ class PostprocessingWidget(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
+        self.layer_combo.currentTextChanged.connect(self._on_layer_changed)
+        self.feature.currentTextChanged.connect(self._on_feature_changed)
+        self.feature_range.valueChanged.connect(self._on_range_changed)
+        self.photons_min.valueChanged.connect(self._on_range_changed)
+        self.uncertainty_max.valueChanged.connect(self._on_range_changed)
         self._refresh_layers()
+        self._on_layer_changed()
 
     # ---------------------------------------------------------------- layers
     def _points_layers(self) -> list:
@@ -184,6 +206,95 @@ class PostprocessingWidget(QWidget):
     def reset_choices(self, *_: Any) -> None:
         self._refresh_layers()
 
+    # ---------------------------------------------------------------- feature range filter
+    def _layer(self):
+        name = self.layer_combo.currentText()
+        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+
+    def _on_layer_changed(self, *_: Any) -> None:
+        la = self._layer()
+        cols = []
+        if la is not None and la.features is not None:
+            cols = [c for c in la.features.columns if la.features[c].dtype.kind in "iuf"]
+        self.feature.blockSignals(True)
+        self.feature.clear()
+        self.feature.addItems(cols)
+        self.feature.blockSignals(False)
+        if "photons" in cols:
+            self.feature.setCurrentText("photons")
+        self._on_feature_changed()
+
+    def _feature_values(self) -> np.ndarray | None:
+        la, col = self._layer(), self.feature.currentText()
+        if la is None or not col or col not in la.features:
+            return None
+        return np.asarray(la.features[col], dtype=np.float64)
+
+    def _on_feature_changed(self, *_: Any) -> None:
+        v = self._feature_values()
+        finite = v[np.isfinite(v)] if v is not None else np.zeros(0)
+        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+        hi = hi if hi > lo else lo + 1.0
+        self.feature_range.blockSignals(True)
+        self.feature_range.setRange(lo, hi)
+        self.feature_range.setValue((lo, hi))
+        self.feature_range.blockSignals(False)
+        self._on_range_changed()
+
+    def _ranges(self) -> dict:
+        """Filter ranges set by the controls (column -> [low, high], None = open)."""
+        ranges: dict = {}
+        if self.photons_min.value() > 0:
+            ranges["photons"] = [self.photons_min.value(), None]
+        if self.uncertainty_max.value() > 0:
+            ranges["uncertainty_nm"] = [None, self.uncertainty_max.value()]
+        col = self.feature.currentText()
+        if col and self._feature_values() is not None:
+            lo, hi = self.feature_range.value()
+            full_lo, full_hi = self.feature_range.minimum(), self.feature_range.maximum()
+            if lo > full_lo or hi < full_hi:
+                old = ranges.get(col, [None, None])
+                lo2 = lo if lo > full_lo else None
+                hi2 = hi if hi < full_hi else None
+                if old[0] is not None:
+                    lo2 = old[0] if lo2 is None else max(lo2, old[0])
+                if old[1] is not None:
+                    hi2 = old[1] if hi2 is None else min(hi2, old[1])
+                ranges[col] = [lo2, hi2]
+        return ranges
+
+    def _on_range_changed(self, *_: Any) -> None:
+        """Hide the points outside the filter (live) and redraw the histogram."""
+        from ..core.localizations import Localizations
+        from ..core.postprocessing import filter_mask
+
+        la = self._layer()
+        if la is None or la.features is None or len(la.features) != len(la.data):
+            return
+        feats = la.features
+        cols = {c: feats[c].to_numpy() for c in feats.columns if feats[c].dtype.kind in "iuf"}
+        for c in ("frame", "x_nm", "y_nm"):
+            cols.setdefault(c, np.zeros(len(feats)))
+        table = Localizations(cols)
+        try:
+            la.shown = filter_mask(table, self._ranges())
+        except ValueError as exc:  # e.g. uncertainty asked of a layer without it
+            self.status.setText(f"filter: {exc}")
+            la.shown = np.ones(len(la.data), dtype=bool)
+        self._draw_histogram()
+
+    def _draw_histogram(self) -> None:
+        self.hist_figure.clear()
+        v = self._feature_values()
+        if v is not None and np.isfinite(v).any():
+            ax = self.hist_figure.add_subplot(1, 1, 1)
+            ax.hist(v[np.isfinite(v)], bins=60, color="0.6")
+            lo, hi = self.feature_range.value()
+            ax.axvspan(lo, hi, color="C0", alpha=0.25)
+            ax.set_yticks([])
+            ax.tick_params(labelsize=7)
+        self.hist_canvas.draw_idle()
+
     # ---------------------------------------------------------------- config
     def config(self):
         """The :class:`PostprocessConfig` the controls describe (GUI thread)."""
@@ -201,13 +312,8 @@ class PostprocessingWidget(QWidget):
             if len(world) == 0:
                 raise ValueError(f"The fiducials layer {name!r} has no points.")
             fiducials = [[float(p[-1]), float(p[-2])] for p in world]
-        ranges = {}
-        if self.photons_min.value() > 0:
-            ranges["photons"] = [self.photons_min.value(), None]
-        if self.uncertainty_max.value() > 0:
-            ranges["uncertainty_nm"] = [None, self.uncertainty_max.value()]
         return PostprocessConfig(
-            filter_ranges=ranges,
+            filter_ranges=self._ranges(),
             drift=method,
             segments=self.segments.value(),
             drift_pixel_nm=self.drift_pixel.value(),
