@@ -107,6 +107,7 @@ class PostprocessingWidget(QWidget):
         self.feature.setToolTip("Numeric column of the layer to filter by range")
         self.feature_range = QLabeledDoubleRangeSlider(Qt.Orientation.Horizontal)
         self.feature_range.setToolTip("Keep localizations with the feature in this range; points outside are hidden")
+        self.feature_range.setEdgeLabelMode(QLabeledDoubleRangeSlider.EdgeLabelMode.NoLabel)  # the handles say it
         self.nena = QCheckBox("NeNA precision")
         self.frc = QCheckBox("FRC resolution")
         self.frc_pixel = _dspin(5.0, 0.5, 100.0, 1.0, " nm", "FRC render pixel")
