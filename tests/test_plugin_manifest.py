@@ -36,6 +36,7 @@ def test_contributions(manifest):
         "Training": "napari-smlm.train_model",
         "Simulation": "napari-smlm.simulate_movie",
         "Evaluation": "napari-smlm.evaluate_localizations",
+        "Post-processing": "napari-smlm.postprocess_localizations",
     }
     for w in c.widgets:
         assert re.fullmatch(r"napari-smlm\.[a-z]+_[a-z_]+", w.command)

@@ -129,6 +129,18 @@ class SimulationConfig(ConfigMixin):
         the middle of a bigger sample. Only emitters centred inside the frame are ground truth.
     seed : int
         Random seed: the same config gives the same movie.
+    drift_nm : float
+        Stage drift, smooth random part: its largest distance from the start position (nm);
+        0 = none. Drawn from its own random stream, so the same config with and without drift
+        gives the same fluorophores, blinking and noise.
+    drift_timescale_frames : float
+        Correlation time of the random part (frames between the knots of its spline);
+        0 = a fifth of the movie.
+    drift_linear_nm : (float, float)
+        Linear part: total (x, y) displacement over the movie (nm).
+    drift_sine_nm, drift_sine_period_frames : float
+        Sinusoidal part: amplitude (nm) and period (frames); x follows A·sin(2πt/P) and y
+        A·(1 − cos(2πt/P)), so it starts at 0.
     """
 
     n_frames: int = 100
@@ -154,6 +166,11 @@ class SimulationConfig(ConfigMixin):
     camera: Any = field(default="smlm2016_emccd")
     margin_px: float = 3.0
     seed: int = 0
+    drift_nm: float = 0.0
+    drift_timescale_frames: float = 0.0
+    drift_linear_nm: tuple = (0.0, 0.0)
+    drift_sine_nm: float = 0.0
+    drift_sine_period_frames: float = 1000.0
 
     def __post_init__(self):
         if self.n_frames < 1 or self.height < 1 or self.width < 1:
@@ -166,6 +183,13 @@ class SimulationConfig(ConfigMixin):
             raise ValueError(f"structure must be uniform, filaments or image, not {self.structure!r}")
         if self.t_on <= 0 or self.t_off <= 0:
             raise ValueError("t_on and t_off must be > 0")
+        if self.drift_nm < 0 or self.drift_sine_nm < 0 or self.drift_timescale_frames < 0:
+            raise ValueError("drift_nm, drift_sine_nm and drift_timescale_frames must be >= 0")
+        if self.drift_sine_period_frames <= 0:
+            raise ValueError("drift_sine_period_frames must be > 0")
+        if len(tuple(self.drift_linear_nm)) != 2:
+            raise ValueError("drift_linear_nm must be two numbers (x, y) in nm")
+        object.__setattr__(self, "drift_linear_nm", tuple(float(v) for v in self.drift_linear_nm))
         object.__setattr__(self, "camera", get_camera(self.camera))
 
     @property
@@ -180,3 +204,8 @@ class SimulationConfig(ConfigMixin):
     @property
     def psf_sigma_px(self) -> float:
         return self.psf_sigma_nm / self.pixel_size_nm
+
+    @property
+    def has_drift(self) -> bool:
+        """True when any stage-drift term is non-zero."""
+        return bool(self.drift_nm > 0 or self.drift_sine_nm > 0 or any(self.drift_linear_nm))

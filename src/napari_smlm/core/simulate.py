@@ -37,8 +37,10 @@ __all__ = [
     "make_fluorophores",
     "blinking_events",
     "background_field",
+    "drift_trajectory",
     "iter_simulate",
     "simulate",
+    "simulate_ground_truth",
 ]
 
 log = logging.getLogger(__name__)
@@ -246,10 +248,62 @@ def background_field(cfg: SimulationConfig, rng: np.random.Generator) -> np.ndar
     return np.clip(bg * (1 + cfg.bg_variation * fine), 0, None).astype(np.float32)
 
 
+# --------------------------------------------------------------------------- drift
+def drift_trajectory(cfg: SimulationConfig) -> np.ndarray:
+    """Per-frame stage drift of a simulated movie.
+
+    The sum of a smooth random trajectory (a cubic spline through a Gaussian random walk with
+    knots every ``drift_timescale_frames``, scaled so that its largest distance from the start
+    is ``drift_nm``), a linear term (``drift_linear_nm`` over the whole movie) and a sinusoid
+    (``drift_sine_nm``, ``drift_sine_period_frames``). The random part has its own random
+    stream (seeded by ``cfg.seed``), so it does not change anything else in the movie.
+
+    Parameters
+    ----------
+    cfg : SimulationConfig
+
+    Returns
+    -------
+    np.ndarray
+        ``(n_frames, 2)`` displacement ``(dx, dy)`` in nm of the sample at each frame; 0 at
+        frame 0. An emitter at sample position ``p`` appears at ``p + drift[frame]``.
+    """
+    n = cfg.n_frames
+    t = np.arange(n, dtype=np.float64)
+    d = np.zeros((n, 2))
+    if cfg.drift_nm > 0 and n > 1:
+        from scipy.interpolate import CubicSpline
+
+        rng = np.random.default_rng([int(cfg.seed), 0x0D1F7])
+        step = cfg.drift_timescale_frames or max(n / 5.0, 1.0)
+        k = int(math.ceil((n - 1) / step)) + 1
+        knots_t = np.linspace(0, n - 1, max(k, 2))
+        walk = np.cumsum(rng.normal(0, 1, (len(knots_t), 2)), axis=0)
+        walk -= walk[0]
+        r = CubicSpline(knots_t, walk, axis=0, bc_type="natural")(t)
+        r -= r[0]
+        peak = float(np.max(np.hypot(r[:, 0], r[:, 1])))
+        if peak > 0:
+            d += r * (cfg.drift_nm / peak)
+    lx, ly = cfg.drift_linear_nm
+    if (lx or ly) and n > 1:
+        d += np.outer(t / (n - 1), [lx, ly])
+    if cfg.drift_sine_nm > 0:
+        w = 2 * np.pi * t / cfg.drift_sine_period_frames
+        d[:, 0] += cfg.drift_sine_nm * np.sin(w)
+        d[:, 1] += cfg.drift_sine_nm * (1 - np.cos(w))
+    return d
+
+
 # --------------------------------------------------------------------------- movie
-def _ground_truth(cfg, fl: Fluorophores, fid, frame, frac, bg) -> Localizations:
+def _ground_truth(cfg, fl: Fluorophores, fid, frame, frac, bg, drift=None) -> Localizations:
     px = cfg.pixel_size_nm
     x, y = fl.x_nm[fid], fl.y_nm[fid]
+    extra = {}
+    if drift is not None:  # where the drifting stage puts the emitter in the image
+        dx, dy = drift[frame, 0], drift[frame, 1]
+        x, y = x + dx, y + dy
+        extra = {"drift_x_nm": dx, "drift_y_nm": dy}
     inside = (x >= 0) & (x < cfg.width * px) & (y >= 0) & (y < cfg.height * px)
     col = np.clip((x / px).astype(np.int64), 0, cfg.width - 1)
     row = np.clip((y / px).astype(np.int64), 0, cfg.height - 1)
@@ -264,6 +318,7 @@ def _ground_truth(cfg, fl: Fluorophores, fid, frame, frac, bg) -> Localizations:
             "on_fraction": frac,
             "emitter_id": fid.astype(np.float64),
             "in_fov": inside.astype(np.float64),
+            **extra,
         },
         meta={
             "pixel_size_nm": px,
@@ -308,7 +363,10 @@ def iter_simulate(
     order = np.argsort(frame, kind="stable")
     fid, frame, frac = fid[order], frame[order], frac[order]
     bg = background_field(cfg, rng)
-    gt_all = _ground_truth(cfg, fl, fid, frame, frac, bg)
+    drift = drift_trajectory(cfg) if cfg.has_drift else None
+    gt_all = _ground_truth(cfg, fl, fid, frame, frac, bg, drift)
+    # image positions (nm): the sample's, moved by the stage drift of each frame
+    ex, ey = gt_all["x_nm"], gt_all["y_nm"]
     gen = torch.Generator(device=device)
     gen.manual_seed(int(rng.integers(0, 2**62)))
     bg_t = torch.from_numpy(bg).to(device)
@@ -323,8 +381,8 @@ def iter_simulate(
         expected = bg_t.expand(stop - start, -1, -1).clone()
         psf.render(
             torch.from_numpy(frame[sl] - start).to(device),
-            torch.from_numpy(fl.x_nm[f_] / px).float().to(device),
-            torch.from_numpy(fl.y_nm[f_] / px).float().to(device),
+            torch.from_numpy(ex[sl] / px).float().to(device),
+            torch.from_numpy(ey[sl] / px).float().to(device),
             torch.from_numpy(fl.brightness[f_] * frac[sl]).float().to(device),
             (stop - start, cfg.height, cfg.width),
             sigma_x_px=torch.from_numpy(fl.psf_sigma_nm[f_] / px).float().to(device),
@@ -353,7 +411,10 @@ def simulate(
     ground_truth : Localizations
         0-based frames, nm, with ``photons`` (emitted in that frame), ``bg`` (photons/px),
         ``psf_sigma_nm``, ``on_fraction`` and ``emitter_id`` columns; ``meta`` holds
-        ``pixel_size_nm``, ``image_shape``, ``n_frames`` and the config.
+        ``pixel_size_nm``, ``image_shape``, ``n_frames`` and the config. With stage drift,
+        ``x_nm``/``y_nm`` are image positions, the ``drift_x_nm``/``drift_y_nm`` columns
+        hold the drift of each row's frame (sample position = image position − drift) and
+        ``meta["drift_nm"]`` the ``(n_frames, 2)`` trajectory.
     """
     frames, gts = [], []
     for ch in iter_simulate(cfg, device=device, density_image=density_image, include_outside=include_outside):
@@ -361,7 +422,39 @@ def simulate(
         gts.append(ch.ground_truth)
     gt = Localizations.concat(gts)
     gt.meta["simulation"] = cfg.to_dict()
+    if cfg.has_drift:
+        gt.meta["drift_nm"] = drift_trajectory(cfg)
     return np.concatenate(frames, axis=0), gt
+
+
+def simulate_ground_truth(
+    cfg: SimulationConfig, density_image: np.ndarray | None = None, include_outside: bool = False
+) -> Localizations:
+    """The ground truth of :func:`simulate` without rendering a single frame.
+
+    Same fluorophores, blinking, background values and drift as the movie of the same config
+    (same random draws), at a fraction of the cost: long movies (10⁴–10⁵ frames) for testing
+    post-processing (drift, merging, resolution) in seconds.
+
+    Returns
+    -------
+    Localizations
+        As the ground truth of :func:`simulate`.
+    """
+    rng = np.random.default_rng(cfg.seed)
+    fl = make_fluorophores(cfg, rng, density_image)
+    fid, frame, frac = blinking_events(len(fl), cfg.n_frames, cfg.t_on, cfg.t_off, cfg.t_bleach, rng)
+    order = np.argsort(frame, kind="stable")
+    fid, frame, frac = fid[order], frame[order], frac[order]
+    bg = background_field(cfg, rng)
+    drift = drift_trajectory(cfg) if cfg.has_drift else None
+    gt = _ground_truth(cfg, fl, fid, frame, frac, bg, drift)
+    if not include_outside:
+        gt = gt.filter(gt["in_fov"] > 0)
+    gt.meta["simulation"] = cfg.to_dict()
+    if drift is not None:
+        gt.meta["drift_nm"] = drift
+    return gt
 
 
 # --------------------------------------------------------------------------- batched crops

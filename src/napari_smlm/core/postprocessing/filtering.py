@@ -1,0 +1,112 @@
+"""Filtering localizations by column ranges and a region of interest.
+
+A filter is a mapping ``column -> (low, high)`` (either bound may be ``None``: open), e.g.
+``{"photons": (500, None), "uncertainty_nm": (None, 20), "frame": (100, 5000)}``. Bounds are
+inclusive. ``uncertainty_nm`` may be used even when the table only has ``sigma_x_nm`` and
+``sigma_y_nm`` (their RMS). A row whose value is NaN fails a filter on that column.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from ..localizations import Localizations
+from ._common import uncertainty_nm
+
+__all__ = ["filter_mask", "filter_localizations", "parse_filter_spec", "Range"]
+
+Range = tuple  # (low or None, high or None)
+
+
+def _column(locs: Localizations, name: str) -> np.ndarray:
+    if name in locs:
+        return locs[name]
+    if name == "uncertainty_nm":
+        u = uncertainty_nm(locs)
+        if u is not None:
+            return u
+    raise ValueError(f"filter: no column {name!r}; the table has {locs.columns}" + (
+        " (uncertainty_nm needs sigma_x_nm/sigma_y_nm)" if name == "uncertainty_nm" else ""))
+
+
+def filter_mask(
+    locs: Localizations,
+    ranges: Mapping[str, Sequence[float | None]] | None = None,
+    roi_nm: Sequence[float] | None = None,
+) -> np.ndarray:
+    """Boolean mask of the rows that pass every range and lie in the ROI.
+
+    Parameters
+    ----------
+    locs : Localizations
+    ranges : mapping column -> (low, high)
+        Inclusive bounds, ``None`` for open; units those of the column (nm, photons, frames).
+    roi_nm : (x0, y0, x1, y1), optional
+        Keep ``x0 <= x_nm < x1`` and ``y0 <= y_nm < y1`` (nm).
+    """
+    keep = np.ones(len(locs), dtype=bool)
+    for name, bounds in (ranges or {}).items():
+        if len(bounds) != 2:
+            raise ValueError(f"filter: range of {name!r} must be (low, high), got {bounds!r}")
+        lo, hi = bounds
+        if lo is not None and hi is not None and float(lo) > float(hi):
+            raise ValueError(f"filter: range of {name!r} is empty ({lo} > {hi})")
+        v = _column(locs, name).astype(np.float64)
+        ok = ~np.isnan(v)
+        if lo is not None:
+            ok &= v >= float(lo)
+        if hi is not None:
+            ok &= v <= float(hi)
+        keep &= ok
+    if roi_nm is not None:
+        x0, y0, x1, y1 = (float(v) for v in roi_nm)
+        x, y = locs["x_nm"], locs["y_nm"]
+        keep &= (x >= x0) & (x < x1) & (y >= y0) & (y < y1)
+    return keep
+
+
+def filter_localizations(
+    locs: Localizations,
+    ranges: Mapping[str, Sequence[float | None]] | None = None,
+    roi_nm: Sequence[float] | None = None,
+) -> Localizations:
+    """The rows of ``locs`` that pass :func:`filter_mask` (a copy).
+
+    The result's ``meta["postprocessing"]`` list gains a ``filter`` entry with the ranges.
+    """
+    keep = filter_mask(locs, ranges, roi_nm)
+    out = locs.filter(keep)
+    out.meta.setdefault("postprocessing", []).append(
+        {
+            "step": "filter",
+            "ranges": {k: [None if b is None else float(b) for b in v] for k, v in (ranges or {}).items()},
+            "roi_nm": None if roi_nm is None else [float(v) for v in roi_nm],
+            "n_in": len(locs),
+            "n_out": len(out),
+        }
+    )
+    return out
+
+
+def parse_filter_spec(spec: str) -> tuple[str, tuple[float | None, float | None]]:
+    """``"photons:500:"`` -> ``("photons", (500.0, None))``; ``COLUMN:LOW:HIGH``, empty or inf = open."""
+    parts = spec.split(":")
+    if len(parts) != 3 or not parts[0]:
+        raise ValueError(f"filter {spec!r}: expected COLUMN:LOW:HIGH, e.g. photons:500: or uncertainty_nm::20")
+
+    def num(s: str) -> float | None:
+        s = s.strip()
+        if s in ("", "inf", "+inf", "-inf"):
+            return None
+        try:
+            v = float(s)
+        except ValueError as exc:
+            raise ValueError(f"filter {spec!r}: {s!r} is not a number") from exc
+        if math.isnan(v):
+            raise ValueError(f"filter {spec!r}: NaN bound")
+        return v
+
+    return parts[0].strip(), (num(parts[1]), num(parts[2]))
