@@ -462,8 +462,7 @@ def cmd_postprocess(a) -> int:
         summary["drift_table"] = str(drift_path)
     if result.frc is not None:
         summary["frc_curve"] = {"frequency_per_nm": result.frc.frequency_per_nm, "frc_smooth": result.frc.frc_smooth}
-    with atomic_path(report_path) as tmp:
-        tmp.write_text(json.dumps(summary, indent=2, default=_json_default))
+    _write_json(report_path, summary)
     print(f"localizations: {out} ({len(locs)} -> {len(final)})")
     if result.drift is not None:
         d = summary["drift"]
