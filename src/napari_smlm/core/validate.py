@@ -283,3 +283,13 @@ def check_model_size(family: Any, max_parameters: int = MAX_MODEL_PARAMETERS) ->
             f"at most {max_parameters:,} parameters (check its width / features / channels)",
         )
     return n
+
+
+def check_frame_range(start: Any, stop: Any, name: str = "frames") -> tuple[int, int | None]:
+    """A ``[start, stop)`` frame range: ``0 <= start < stop`` (``stop`` None = to the end)."""
+    start = RANGES["frame"].check(f"{name} start", start)
+    if stop is not None:
+        stop = RANGES["frame"].check(f"{name} stop", stop)
+        if stop <= start:
+            raise ParameterError(f"{name}", (start, stop), f"START STOP with 0 <= START < STOP (frames, 0-based, STOP excluded)")
+    return start, stop

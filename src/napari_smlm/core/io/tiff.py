@@ -145,10 +145,15 @@ def _resolve_paths(path_or_paths: Any) -> list[str]:
         ) from exc
     if not paths:
         raise SMLMFileError("[]", "empty list of files")
-    for p in paths:
-        if not os.path.isfile(p):
+    out: list[str] = []
+    for p in paths:  # folders and globs in a list expand in place (sorted), files stay in order
+        if os.path.isdir(p) or (not os.path.exists(p) and glob.has_magic(p)):
+            out += _resolve_paths(p)
+        elif not os.path.isfile(p):
             raise SMLMFileError(p, "file does not exist")
-    return paths
+        else:
+            out.append(p)
+    return out
 
 
 def _jsonable(obj: Any) -> Any:
