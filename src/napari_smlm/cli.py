@@ -365,8 +365,10 @@ def cmd_train(a) -> int:
         pairs=pairs, val_fraction=a.val_fraction,
     )
     STOP.poll()
+    best_seen = float("nan")
     for u in gen:
         last = u
+        best_seen = u.best_val_loss if u.best_val_loss is not None else best_seen
         if STOP.requested:  # SIGINT/SIGTERM: the best checkpoint so far is already on disk
             gen.close()
             break
@@ -377,9 +379,8 @@ def cmd_train(a) -> int:
             _progress(u.step, u.total_steps, t0, "train")
     if STOP.requested:
         saved = Path(a.output).is_file()
-        best = last.best_val_loss if last is not None and last.best_val_loss is not None else float("nan")
         return _interrupted_rc(
-            f"checkpoint {a.output} kept (best validation loss {best:.4g})" if saved else "no validation yet, no checkpoint written"
+            f"checkpoint {a.output} kept (best validation loss {best_seen:.4g})" if saved else "no validation yet, no checkpoint written"
         )
     print(f"checkpoint: {a.output} (best validation loss {last.best_val_loss:.4g}, {last.step} steps, {last.elapsed_s / 60:.1f} min)")
     return 0
