@@ -343,6 +343,13 @@ class _TiffSource:
                 logger.info("%s declares %d channels and no frames: reading the channels as frames", path, n_c)
             elif n_c > 1:
                 raise SMLMFileError(path, f"multi-channel image (axes {axes}, shape {shape}): expected one channel")
+            stacked = {a: n for a, n in zip(axes[:-2], shape[:-2]) if n > 1 and a != "C"}
+            if len(stacked) > 1:  # e.g. OME TZYX with T=5, Z=3: Z planes are never time frames
+                dims = ", ".join(f"{a}={n}" for a, n in stacked.items())
+                raise SMLMFileError(
+                    path, f"{len(stacked)} stacked axes (axes {axes}, {dims}): only one may be time; "
+                    "save one Z plane / position per file (e.g. Fiji: Image > Stacks > Tools > Make Substack)"
+                )
             if dtype.kind not in "ui" or dtype.itemsize > 4:
                 raise SMLMFileError(path, f"unsupported pixel type {dtype}; expected uint8/uint16/int16/uint32")
             if len(shape) < 2 or math.prod(shape) == 0:
