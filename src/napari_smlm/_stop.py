@@ -28,6 +28,9 @@ class GracefulStop:
         self.polling = False
         self._finishing = False
         self._saved: dict[int, object] = {}
+        #: After a signal, keep ignoring signals once the command returns (a real process
+        #: about to exit; not for in-process callers such as tests).
+        self.keep_handlers = False
 
     def __enter__(self) -> GracefulStop:
         self.requested = self.polling = self._finishing = False
@@ -40,7 +43,10 @@ class GracefulStop:
 
     def __exit__(self, *exc) -> None:
         for sig, h in self._saved.items():
-            signal.signal(sig, h)  # type: ignore[arg-type]
+            if self.requested and self.keep_handlers:
+                signal.signal(sig, signal.SIG_IGN)  # exiting with 130: a late repeat changes nothing
+            else:
+                signal.signal(sig, h)  # type: ignore[arg-type]
         self._saved.clear()
 
     def poll(self) -> None:

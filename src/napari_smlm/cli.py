@@ -187,6 +187,7 @@ def cmd_simulate(a) -> int:
             (out / "simulation.json", "simulation.json in --output")],
         [getattr(a, "config", None), getattr(a, "density_image", None)],
     )
+    STOP.poll()  # from here a signal stops after the current chunk (at least one is written)
     out.mkdir(parents=True, exist_ok=True)
     gts = []
     t0 = time.perf_counter()
@@ -194,7 +195,6 @@ def cmd_simulate(a) -> int:
 
     def frames():
         nonlocal n_done
-        STOP.poll()
         for ch in iter_simulate(cfg, chunk_frames=a.chunk, device=a.device, density_image=_density_image(a)):
             gts.append(ch.ground_truth)
             _progress(ch.n_done, ch.n_total, t0, "simulate")
@@ -395,26 +395,26 @@ def _camera_from_args(a, ckpt_sim: dict):
 
 
 def cmd_localize(a) -> int:
-    from .core.inference import iter_predict, resolve_checkpoint
     from .core.io.locs import write_localizations
+    from .core.io.safe import companion_files
     from .core.io.tiff import open_movie, write_image
 
-    from .core.io.safe import companion_files
-
     _check_frame_range(a.frames)
+    movie = open_movie(a.movie, pixel_size_nm=a.pixel_size)
+    out = Path(a.output)
+    r = Path(a.render) if a.render else None
+    _check_outputs(  # before torch and the model are loaded: a refused output costs nothing
+        a, [(out, "--output"), *[(c, "the --output sidecar") for c in companion_files(out)],
+            (r, "--render"), (r.with_suffix(".png") if r else None, "the --render PNG")],
+        [*movie.paths, a.checkpoint],
+    )
+    from .core.inference import iter_predict, resolve_checkpoint
+
     if a.threads:
         import torch
 
         torch.set_num_threads(a.threads)
     ckpt = resolve_checkpoint(a.checkpoint or a.model)
-    movie = open_movie(a.movie, pixel_size_nm=a.pixel_size)
-    out = Path(a.output)
-    r = Path(a.render) if a.render else None
-    _check_outputs(
-        a, [(out, "--output"), *[(c, "the --output sidecar") for c in companion_files(out)],
-            (r, "--render"), (r.with_suffix(".png") if r else None, "the --render PNG")],
-        [*movie.paths, a.checkpoint],
-    )
     cam = _camera_from_args(a, ckpt.simulation)
     start, stop = (a.frames if a.frames else (0, None))
     t0 = time.perf_counter()
@@ -425,6 +425,7 @@ def cmd_localize(a) -> int:
     )
     parts = []
     STOP.poll()
+    log.info("localizing %s with %s", movie.paths[0] if len(movie.paths) == 1 else f"{len(movie.paths)} files", ckpt.model)
     try:
         for u in gen:
             if u.kind == "batch":
@@ -521,7 +522,8 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         h = action.help or ""
-        if "default" in h or action.default in (None, False, argparse.SUPPRESS) or not action.option_strings:
+        if "default" in h or action.default is None or action.default is False or action.default == argparse.SUPPRESS \
+                or not action.option_strings:
             return h
         return super()._get_help_string(action)
 
@@ -584,7 +586,7 @@ def build_parser() -> argparse.ArgumentParser:
         "ADU->photons fit of the movie against its ground truth), --pixel-size overrides the file's",
     )
     g.add_argument(
-        "--ground-truth", default=None, help="its localization file (ThunderSTORM/SMLM-2016 CSV, Picasso, DECODE)"
+        "--ground-truth", default=None, help="its localization file (ThunderSTORM/SMLM-2016 CSV, Picasso, DECODE) (default: none)"
     )
     g.add_argument(
         "--val-fraction", type=arg("val_fraction"), default=0.2, help="last fraction of the frames held out for validation, in [0, 1)"
@@ -642,9 +644,9 @@ def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from .core.checkpoint import CheckpointError
     from .core.io.errors import SMLMFileError
 
+    STOP.keep_handlers = argv is None  # a real process: a late second signal must not turn into a traceback
     try:
         with STOP:  # SIGINT/SIGTERM: stop at the next batch, keep what is done, exit 130
             return int(a.func(a) or 0)
@@ -652,7 +654,7 @@ def main(argv: list[str] | None = None) -> int:
         log.debug("interrupted", exc_info=True)
         print("interrupted: nothing was written (existing files are untouched)", file=sys.stderr)
         return 130
-    except (SMLMFileError, CheckpointError, FileNotFoundError, KeyError, ValueError) as exc:
+    except (SMLMFileError, FileNotFoundError, KeyError, ValueError) as exc:  # CheckpointError is a ValueError
         # bad input: one clear line, no traceback (-v shows it in the log)
         log.debug("failed", exc_info=True)
         print(f"error: {exc}", file=sys.stderr)

@@ -106,7 +106,10 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in ckpt.state_dict.items()},
     }
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        try:
+            torch.save(payload, tmp)
+        except RuntimeError as exc:  # torch reports a full disk / size limit as a RuntimeError
+            raise OSError(f"{path}: the checkpoint could not be written (disk full?): {exc}") from exc
     return path
 
 
