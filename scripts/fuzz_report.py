@@ -29,12 +29,12 @@ from fuzz_corpus import CLASSES, PASSING, build_cases, make_fixtures, run_case  
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="only the quick subset")
-    p.add_argument("-k", default=None, help="only cases whose id contains this text")
+    p.add_argument("-k", default=None, help="only cases whose id contains one of these comma-separated texts")
     p.add_argument("--markdown", action="store_true", help="print the table as Markdown")
     p.add_argument("--json", default=None, help="also write every result to this JSON file")
     a = p.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    cases = [c for c in build_cases() if (c.quick or not a.quick) and (a.k is None or a.k in c.id)]
+    cases = [c for c in build_cases() if (c.quick or not a.quick) and (a.k is None or any(k in c.id for k in a.k.split(",")))]
     rows = []
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="fuzz_") as d:

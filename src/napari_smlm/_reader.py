@@ -89,9 +89,24 @@ def get_localization_reader(path: str | list[str]) -> Callable | None:
     from .core.io.locs import is_localization_file
 
     # is_localization_file reads a header line / the HDF5 keys only, never the whole file.
-    if not all(is_localization_file(p) for p in paths):
+    # A CSV whose header names a frame or x/y column is ours even when a column is missing:
+    # the reader then names the missing columns instead of napari saying only "no reader".
+    if not all(is_localization_file(p) or _looks_like_table_header(p) for p in paths):
         return None
     return read_localization_file
+
+
+def _looks_like_table_header(p: str) -> bool:
+    """A ``.csv`` whose first line names a ``frame``, ``x`` or ``y`` column (header only)."""
+    if not p.lower().endswith(".csv"):
+        return False
+    try:
+        with open(p, encoding="utf-8", errors="replace") as fh:
+            line = fh.readline(4096)
+    except OSError:
+        return False
+    tokens = [t.strip().strip('"').strip().lower() for t in line.replace("\t", ",").replace(";", ",").split(",")]
+    return any(t == "frame" or t.split(" ")[0] in ("x", "y", "xnano", "ynano", "frame") for t in tokens if t)
 
 
 # ============================================================================ reading

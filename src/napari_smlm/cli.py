@@ -275,6 +275,8 @@ def cmd_evaluate(a) -> int:
     if a.frames is not None:
         lo, hi = a.frames
         gt, pred = gt.frame_range(lo, hi), pred.frame_range(lo, hi)
+    if len(gt) == 0:  # metrics of nothing are NaN: say so instead of printing a table of NaN
+        raise ValueError(f"{a.ground_truth}: no ground-truth localizations" + (f" in frames {a.frames[0]}..{a.frames[1] - 1}" if a.frames else ""))
     matching = match_localizations(gt, pred, tol_lateral_nm=a.tolerance, method=a.method)
     m = LocalizationMetrics.from_matching(matching).as_dict()
     crlb = None

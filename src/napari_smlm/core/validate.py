@@ -285,6 +285,27 @@ def check_model_size(family: Any, max_parameters: int = MAX_MODEL_PARAMETERS) ->
     return n
 
 
+def check_frames_array(frames: Any, name: str = "movie") -> None:
+    """A movie for inference: 2-D (one frame) or 3-D ``(T, H, W)``, non-empty, numeric, finite.
+
+    Finiteness is checked for in-memory float arrays only (TIFF movies are integers).
+    """
+    import numpy as np
+
+    shape = tuple(getattr(frames, "shape", ()))
+    if len(shape) not in (2, 3):
+        raise ParameterError(f"{name} shape", shape, "2-D (H, W) or 3-D (T, H, W) frames")
+    if 0 in shape:
+        raise ParameterError(f"{name} shape", shape, "non-empty")
+    dtype = np.dtype(getattr(frames, "dtype", np.float64))
+    if dtype.kind not in "uif":
+        raise ParameterError(f"{name} dtype", str(dtype), "integer or float pixel values")
+    if isinstance(frames, np.ndarray) and dtype.kind == "f":
+        n_bad = int(np.count_nonzero(~np.isfinite(frames)))
+        if n_bad:
+            raise ParameterError(f"{name} pixels", f"{n_bad} NaN/inf values", "finite numbers")
+
+
 def check_frame_range(start: Any, stop: Any, name: str = "frames") -> tuple[int, int | None]:
     """A ``[start, stop)`` frame range: ``0 <= start < stop`` (``stop`` None = to the end)."""
     start = RANGES["frame"].check(f"{name} start", start)
