@@ -167,6 +167,7 @@ def iter_predict(
     if hasattr(movie, "shape"):
         check_frames_array(movie)  # 1-D / 4-D / empty / NaN frames: a clear error, not a traceback
     check("threshold", threshold)
+    check("batch_size", batch_size)
     _fix_malloc_threshold()
     ckpt = resolve_checkpoint(model)
     family = ckpt.family()

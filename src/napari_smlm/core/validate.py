@@ -272,8 +272,14 @@ def check_model_size(family: Any, max_parameters: int = MAX_MODEL_PARAMETERS) ->
     """
     import torch
 
-    with torch.device("meta"):
-        net = family.build()
+    try:
+        with torch.device("meta"):
+            net = family.build()
+    except Exception as exc:  # noqa: BLE001 - a family whose build needs real tensors: not sized here
+        import logging
+
+        logging.getLogger(__name__).debug("%s: cannot size on the meta device (%s)", family.name, exc)
+        return -1
     n = sum(int(p.numel()) for p in net.parameters())
     if n > max_parameters:
         arch = {k: v for k, v in family.config.items() if re.search(r"width|feat|chan|depth|block", k)}
