@@ -727,6 +727,35 @@ def build_cases() -> list[Case]:
     api("predict-4d-array", M, "error", predict_arr(lambda: np.zeros((2, 2, 16, 16), np.uint16), "error"))
     api("predict-nan-frames", M, "error", predict_arr(lambda: np.full((2, 16, 16), np.nan, np.float32), "error"))
 
+    def predict_kw(**kw):
+        def f(t):
+            def call():
+                from napari_smlm.core.inference import predict
+
+                opts = dict(kw)
+                dev = opts.pop("device_override", "cpu")
+                return predict(np.zeros((3, 16, 16), np.uint16), str(t / "model.pt"), device=dev, **opts)
+
+            return call
+
+        return f
+
+    api("predict-batch-size-0", M, "error", predict_kw(batch_size=0))
+    api("predict-threshold-nan", M, "error", predict_kw(threshold=float("nan")))
+    api("predict-device-gpu", M, "error", predict_kw(device_override="gpu"))
+
+    def simulate_chunk(chunk):
+        def call():
+            from napari_smlm.core.config import SimulationConfig
+            from napari_smlm.core.simulate import iter_simulate
+
+            return list(iter_simulate(SimulationConfig(n_frames=3, height=16, width=16), chunk_frames=chunk))
+
+        return call
+
+    api("iter-simulate-chunk-0", A, "error", lambda t: simulate_chunk(0))
+    api("iter-simulate-chunk-2-valid", A, "valid", lambda t: simulate_chunk(2))
+
     # ------------------------------------------------------------------ localization tables
     T = "tables"
     r = _good_rows()
