@@ -340,7 +340,12 @@ def cmd_train(a) -> int:
         max_minutes=a.minutes,
         seed=a.seed or 0,
     )
-    model_config = json.loads(a.model_config) if a.model_config else None
+    try:
+        model_config = json.loads(a.model_config) if a.model_config else None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--model-config {a.model_config!r} is not a JSON dict ({exc})") from None
+    if model_config is not None and not isinstance(model_config, dict):
+        raise ValueError(f"--model-config {a.model_config!r} is not a JSON dict of model settings")
     pairs = None
     if bool(a.movie) != bool(a.ground_truth):
         raise SystemExit("train: --movie and --ground-truth go together")

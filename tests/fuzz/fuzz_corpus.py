@@ -542,6 +542,7 @@ def build_cases() -> list[Case]:
         (["train", "--model", "decode", "-o", "t.pt", "--movie", "movie.tif", "--ground-truth", "gt.csv", "--val-fraction", "1.5"], False),
         (["train", "--model", "deep-storm", "-o", "t.pt", "--model-config", '{"width": 45}', "--steps", "1"], True),
         (["train", "--model", "decode", "-o", "t.pt", "--model-config", "{not json"], False),
+        (["train", "--model", "decode", "-o", "t.pt", "--model-config", "5"], False),
         (["render", "locs.csv", "-o", "r.tif", "--pixel-size", "0"], False),
         (["render", "locs.csv", "-o", "r.tif", "--pixel-size", "0.01"], False),  # terabytes otherwise
         (["render", "locs.csv", "-o", "r.tif", "--sigma", "-1"], False),
