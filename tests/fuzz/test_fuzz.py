@@ -2,7 +2,7 @@
 
 The quick subset runs by default; the rest of the corpus is marked slow and runs when slow tests
 are asked for explicitly (``pytest -m slow tests/fuzz``) or with ``NAPARI_SMLM_FUZZ_FULL=1``: it
-took 459 s on 2 busy cores (198 cases), too long for the default suite.
+took 461 s on 2 busy cores (204 cases), too long for the default suite.
 ``python scripts/fuzz_report.py`` prints the counts per class for the whole corpus.
 """
 
