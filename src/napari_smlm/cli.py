@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from ._stop import STOP
+from .core.validate import arg, device_arg
 
 log = logging.getLogger("napari_smlm")
 
@@ -23,22 +26,22 @@ log = logging.getLogger("napari_smlm")
 # --------------------------------------------------------------------------- helpers
 def _sim_args(p: argparse.ArgumentParser, frames: int = 100, size: int = 64) -> None:
     g = p.add_argument_group("simulation")
-    g.add_argument("--config", type=Path, help="SimulationConfig YAML (command-line values override it)")
-    g.add_argument("--frames", type=int, default=None, help=f"number of frames (default {frames})")
-    g.add_argument("--size", type=int, nargs=2, metavar=("H", "W"), default=None, help=f"frame size in px ({size} {size})")
-    g.add_argument("--pixel-size", type=float, default=None, help="camera pixel size, nm (100)")
-    g.add_argument("--psf-sigma", type=float, default=None, help="PSF sigma, nm (120)")
-    g.add_argument("--density", type=float, default=None, help="emitters per frame per µm² (1.0)")
-    g.add_argument("--structure", choices=["uniform", "filaments", "image"], default=None)
-    g.add_argument("--density-image", type=Path, default=None, help="TIFF whose values weight positions (structure=image)")
-    g.add_argument("--photons", type=float, default=None, help="mean photons per emitter per frame (2000)")
-    g.add_argument("--photons-std", type=float, default=None)
-    g.add_argument("--bg", type=float, default=None, help="background photons per pixel (50)")
-    g.add_argument("--t-on", type=float, default=None, help="mean on-time, frames (1.5)")
-    g.add_argument("--t-off", type=float, default=None, help="mean off-time, frames (300)")
-    g.add_argument("--t-bleach", type=float, default=None, help="mean on-time before bleaching, frames (none)")
-    g.add_argument("--camera", default=None, help="camera preset: smlm2016_emccd, generic_scmos, ideal (smlm2016_emccd)")
-    g.add_argument("--seed", type=int, default=None)
+    g.add_argument("--config", type=Path, help="SimulationConfig YAML (command-line values override it) (default: none)")
+    g.add_argument("--frames", type=arg("n_frames"), default=None, help=f"number of frames (default: {frames})")
+    g.add_argument("--size", type=arg("height"), nargs=2, metavar=("H", "W"), default=None, help=f"frame size, camera px (default: {size} {size})")
+    g.add_argument("--pixel-size", type=arg("pixel_size_nm"), default=None, help="camera pixel size, nm (default: 100)")
+    g.add_argument("--psf-sigma", type=arg("psf_sigma_nm"), default=None, help="PSF sigma, nm (default: 120)")
+    g.add_argument("--density", type=arg("density"), default=None, help="emitters per frame per µm² (default: 1.0)")
+    g.add_argument("--structure", choices=["uniform", "filaments", "image"], default=None, help="where fluorophores sit (default: uniform)")
+    g.add_argument("--density-image", type=Path, default=None, help="TIFF whose values weight positions (structure=image) (default: none)")
+    g.add_argument("--photons", type=arg("photons_mean"), default=None, help="mean photons per emitter per frame (default: 2000)")
+    g.add_argument("--photons-std", type=arg("photons_std"), default=None, help="spread of the photons per emitter per frame (default: 500)")
+    g.add_argument("--bg", type=arg("bg_photons"), default=None, help="background photons per pixel per frame (default: 50)")
+    g.add_argument("--t-on", type=arg("t_on"), default=None, help="mean on-time, frames (default: 1.5)")
+    g.add_argument("--t-off", type=arg("t_off"), default=None, help="mean off-time, frames (default: 300)")
+    g.add_argument("--t-bleach", type=arg("t_bleach"), default=None, help="mean on-time before bleaching, frames (default: none)")
+    g.add_argument("--camera", default=None, help="camera preset: smlm2016_emccd (emccd), generic_scmos (scmos), ideal (default: smlm2016_emccd)")
+    g.add_argument("--seed", type=arg("seed"), default=None, help="random seed: the same seed gives the same movie (default: 0)")
 
 
 def _sim_config(a, frames: int = 100, size: int = 64):
@@ -91,7 +94,29 @@ def _progress(done: int, total: int, t0: float, what: str) -> None:
 def _write_json(path: Path, obj) -> None:
     from .core.io.jsonsafe import write_json
 
-    write_json(path, obj)  # strict JSON: NaN / inf -> null
+    write_json(path, obj)  # strict JSON: NaN / inf -> null; atomic: a crash never leaves half a file
+
+
+def _check_outputs(a, outputs, inputs=()) -> None:
+    """Refuse, before any work, outputs that are inputs, clash, or exist (unless --overwrite)."""
+    from .core.io.safe import check_outputs
+
+    check_outputs(outputs, inputs=[i for i in inputs if i], overwrite=getattr(a, "overwrite", False))
+
+
+def _check_frame_range(frames) -> None:
+    from .core.validate import check_frame_range
+
+    if frames:
+        check_frame_range(*frames, name="--frames")
+
+
+def _interrupted_rc(what: str) -> int:
+    """0, or 130 (and a line saying what was kept) when SIGINT/SIGTERM stopped the command."""
+    if STOP.requested:
+        print(f"interrupted: {what}", file=sys.stderr)
+        return 130
+    return 0
 
 
 def _save_png(path: Path, image: np.ndarray, title: str | None = None, pixel_size_nm: float | None = None) -> None:
@@ -149,26 +174,41 @@ def cmd_simulate(a) -> int:
 
     cfg = _sim_config(a)
     out = Path(a.output)
+    _check_outputs(
+        a, [(out / "movie.tif", "movie.tif in --output"), (out / "ground_truth.csv", "ground_truth.csv in --output"),
+            (out / "simulation.json", "simulation.json in --output")],
+        [getattr(a, "config", None), getattr(a, "density_image", None)],
+    )
+    STOP.poll()  # from here a signal stops after the current chunk (at least one is written)
     out.mkdir(parents=True, exist_ok=True)
     gts = []
     t0 = time.perf_counter()
+    n_done = 0
 
     def frames():
+        nonlocal n_done
         for ch in iter_simulate(cfg, chunk_frames=a.chunk, device=a.device, density_image=_density_image(a)):
             gts.append(ch.ground_truth)
             _progress(ch.n_done, ch.n_total, t0, "simulate")
+            n_done = ch.n_done
             yield ch.frames
+            if STOP.requested:  # SIGINT/SIGTERM: keep the frames simulated so far
+                break
+        STOP.finishing()
 
     meta = {"napari_smlm_version": __version__, "simulation": cfg.to_dict()}
     movie = write_movie(out / "movie.tif", frames(), pixel_size_nm=cfg.pixel_size_nm, metadata=meta)
     gt = Localizations.concat(gts)
-    gt.meta.update(pixel_size_nm=cfg.pixel_size_nm, image_shape=(cfg.height, cfg.width), n_frames=cfg.n_frames)
+    gt.meta.update(pixel_size_nm=cfg.pixel_size_nm, image_shape=(cfg.height, cfg.width), n_frames=n_done)
     write_thunderstorm_csv(out / "ground_truth.csv", gt)
-    _write_json(out / "simulation.json", {**meta, "n_emitters": len(gt), "elapsed_s": time.perf_counter() - t0})
+    _write_json(out / "simulation.json", {
+        **meta, "n_emitters": len(gt), "n_frames_written": n_done, "interrupted": STOP.requested,
+        "elapsed_s": time.perf_counter() - t0,
+    })
     print(f"movie:        {movie}")
     print(f"ground truth: {out / 'ground_truth.csv'} ({len(gt)} emitters)")
     print(f"parameters:   {out / 'simulation.json'}")
-    return 0
+    return _interrupted_rc(f"{n_done} of {cfg.n_frames} frames written")
 
 
 def _read_locs(path, pixel_size_nm=None):
@@ -202,9 +242,12 @@ def _field_nm(locs):
 
 
 def cmd_render(a) -> int:
-    locs = _read_locs(a.locs, a.camera_pixel_size)
+    from .core.io.safe import companion_files
+
     out = Path(a.output)
     png = Path(a.png) if a.png else out.with_suffix(".png")
+    _check_outputs(a, [(out, "--output"), (png, "--png")], [a.locs, *companion_files(a.locs)])
+    locs = _read_locs(a.locs, a.camera_pixel_size)
     img = _render_and_save(locs, out, png, a.method, a.pixel_size, a.sigma, _field_nm(locs), title=Path(a.locs).name)
     print(f"image: {out} ({img.image.shape[1]}×{img.image.shape[0]} px of {a.pixel_size} nm)")
     print(f"png:   {png}")
@@ -212,10 +255,18 @@ def cmd_render(a) -> int:
 
 
 def cmd_evaluate(a) -> int:
+    from .core.io.safe import companion_files
     from .core.metrics import evaluation_report
 
+    if a.json:
+        ins = [a.ground_truth, a.localizations, *companion_files(a.ground_truth), *companion_files(a.localizations)]
+        _check_outputs(a, [(Path(a.json), "--json")], ins)
+    _check_frame_range(a.frames)
     gt = _read_locs(a.ground_truth, a.camera_pixel_size)
     pred = _read_locs(a.localizations, a.camera_pixel_size)
+    n_gt = len(gt.frame_range(*a.frames)) if a.frames else len(gt)
+    if n_gt == 0:  # metrics of nothing are NaN: say so instead of printing a table of NaN
+        raise ValueError(f"{a.ground_truth}: no ground-truth localizations" + (f" in frames {a.frames[0]}..{a.frames[1] - 1}" if a.frames else ""))
     report = evaluation_report(
         gt, pred, tol_lateral_nm=a.tolerance, method=a.method, frames=a.frames,
         # with --crlb: RMSE next to the CRLB on the same emitters (found, on for the whole frame when known)
@@ -246,6 +297,17 @@ def cmd_models(a) -> int:
 def cmd_train(a) -> int:
     from .core.training import TrainConfig, iter_train
 
+    init_file = Path(a.init) if a.init and Path(a.init).is_file() else None
+    if init_file is not None and not a.overwrite and Path(a.output).exists() and os.path.samefile(init_file, a.output):
+        raise SystemExit(
+            f"error: {a.output}: --output is the starting checkpoint (--init); choose another name, or pass "
+            "--overwrite to replace it (it is replaced only by a model that scores better on validation)"
+        )
+    _check_outputs(
+        a, [(Path(a.output), "--output")],
+        [a.movie, a.ground_truth, getattr(a, "config", None), getattr(a, "density_image", None),
+         *([] if a.overwrite else [init_file])],
+    )
     # With --movie, --camera may be "fit" (not a preset): the pair's camera replaces the sim's below.
     sim = _sim_config(argparse.Namespace(**{**vars(a), "camera": None}) if a.movie else a, frames=1, size=a.crop)
     sim = sim.replace(height=a.crop, width=a.crop) if not a.size else sim
@@ -259,7 +321,12 @@ def cmd_train(a) -> int:
         max_minutes=a.minutes,
         seed=a.seed or 0,
     )
-    model_config = json.loads(a.model_config) if a.model_config else None
+    try:
+        model_config = json.loads(a.model_config) if a.model_config else None
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--model-config {a.model_config!r} is not a JSON dict ({exc})") from None
+    if model_config is not None and not isinstance(model_config, dict):
+        raise ValueError(f"--model-config {a.model_config!r} is not a JSON dict of model settings")
     pairs = None
     if bool(a.movie) != bool(a.ground_truth):
         raise SystemExit("train: --movie and --ground-truth go together")
@@ -283,13 +350,24 @@ def cmd_train(a) -> int:
         a.model, sim, cfg, checkpoint_path=a.output, init_checkpoint=a.init, model_config=model_config,
         pairs=pairs, val_fraction=a.val_fraction,
     )
+    STOP.poll()
+    best_seen = float("nan")
     for u in gen:
         last = u
+        best_seen = u.best_val_loss if u.best_val_loss is not None else best_seen
+        if STOP.requested:  # SIGINT/SIGTERM: the best checkpoint so far is already on disk
+            gen.close()
+            break
         if u.kind == "epoch":
             extra = " ".join(f"{k}={v:.3g}" for k, v in u.metrics.items())
             print(f"epoch {u.epoch:3d} step {u.step:6d} loss {u.loss:.4g} val {u.val_loss:.4g} lr {u.lr:.2g} {extra} [{u.elapsed_s / 60:.1f} min]")
         elif u.kind == "step":
             _progress(u.step, u.total_steps, t0, "train")
+    if STOP.requested:
+        saved = Path(a.output).is_file()
+        return _interrupted_rc(
+            f"checkpoint {a.output} kept (best validation loss {best_seen:.4g})" if saved else "no validation yet, no checkpoint written"
+        )
     print(f"checkpoint: {a.output} (best validation loss {last.best_val_loss:.4g}, {last.step} steps, {last.elapsed_s / 60:.1f} min)")
     return 0
 
@@ -303,12 +381,26 @@ def _camera_from_args(a, ckpt_sim: dict):
 
 
 def cmd_localize(a) -> int:
-    from .core.inference import iter_predict, resolve_checkpoint
     from .core.io.locs import write_localizations
+    from .core.io.safe import companion_files
     from .core.io.tiff import open_movie, write_image
 
-    ckpt = resolve_checkpoint(a.checkpoint or a.model)
+    _check_frame_range(a.frames)
     movie = open_movie(a.movie, pixel_size_nm=a.pixel_size)
+    out = Path(a.output)
+    r = Path(a.render) if a.render else None
+    _check_outputs(  # before torch and the model are loaded: a refused output costs nothing
+        a, [(out, "--output"), *[(c, "the --output sidecar") for c in companion_files(out)],
+            (r, "--render"), (r.with_suffix(".png") if r else None, "the --render PNG")],
+        [*movie.paths, a.checkpoint],
+    )
+    from .core.inference import iter_predict, resolve_checkpoint
+
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    ckpt = resolve_checkpoint(a.checkpoint or a.model)
     cam = _camera_from_args(a, ckpt.simulation)
     start, stop = (a.frames if a.frames else (0, None))
     t0 = time.perf_counter()
@@ -318,27 +410,31 @@ def cmd_localize(a) -> int:
         start=start, stop=stop, threshold=a.threshold,
     )
     parts = []
+    STOP.poll()
+    log.info("localizing %s with %s", movie.paths[0] if len(movie.paths) == 1 else f"{len(movie.paths)} files", ckpt.model)
     try:
         for u in gen:
             if u.kind == "batch":
                 parts.append(u.localizations)
                 _progress(u.n_done, u.n_total, t0, "localize")
+                if STOP.requested:  # SIGINT/SIGTERM: stop at this batch, keep what was found
+                    gen.close()
+                    break
             else:
                 done = u
     except KeyboardInterrupt:
         gen.close()
         log.warning("interrupted: writing the %d batches done so far", len(parts))
+    STOP.finishing()
     from .core.localizations import Localizations
 
     locs = done.localizations if done is not None else Localizations.concat(parts)
-    out = Path(a.output)
     locs.meta["napari_smlm_version"] = __version__
     write_localizations(out, locs)
     n = done.n_done if done else len(np.unique(locs["frame"])) if len(locs) else 0
     el = time.perf_counter() - t0
     print(f"localizations: {out} ({len(locs)} in {n} frames, {n / el:.1f} frames/s, model {ckpt.model})")
-    if a.render:
-        r = Path(a.render)
+    if r is not None:
         px = (done.sr_pixel_size_nm if done else movie.pixel_size_nm or 100.0)
         if a.render_method == "model" and done is not None:
             write_image(r, done.sr_image, px, metadata={"model": ckpt.model})
@@ -346,9 +442,10 @@ def cmd_localize(a) -> int:
         else:
             H, W = movie.shape[1:]
             cam_px = locs.meta["pixel_size_nm"]
-            _render_and_save(locs, r, r.with_suffix(".png"), a.render_method, a.render_pixel_size, a.render_sigma, (H * cam_px, W * cam_px), title=Path(movie.paths[0]).name)
+            method = "gaussian" if a.render_method == "model" else a.render_method  # interrupted: no model image
+            _render_and_save(locs, r, r.with_suffix(".png"), method, a.render_pixel_size, a.render_sigma, (H * cam_px, W * cam_px), title=Path(movie.paths[0]).name)
         print(f"super-resolved image: {r} (+ {r.with_suffix('.png')})")
-    return 0
+    return _interrupted_rc(f"{len(locs)} localizations of the frames done kept in {out}")
 
 
 def cmd_demo(a) -> int:
@@ -362,6 +459,8 @@ def cmd_demo(a) -> int:
     from .core.simulate import simulate
 
     out = Path(a.output)
+    names = ["sample_movie.tif", "sample_ground_truth.csv", "localizations.csv", "super_resolved.tif", "super_resolved.png", "metrics.json"]
+    _check_outputs(a, [(out / n, f"{n} in --output") for n in names])
     out.mkdir(parents=True, exist_ok=True)
     cfg = SimulationConfig(n_frames=a.frames, height=64, width=64, density=a.density, structure="filaments", seed=7)
     frames, gt = simulate(cfg)
@@ -476,57 +575,68 @@ def cmd_postprocess(a) -> int:
 
 
 # --------------------------------------------------------------------------- parser
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Adds "(default: X)" to every option's help unless it already says its default."""
+
+    def _get_help_string(self, action):
+        h = action.help or ""
+        if "default" in h or action.default is None or action.default is False or action.default == argparse.SUPPRESS \
+                or not action.option_strings:
+            return h
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="napari-smlm", description="Deep-learning SMLM: simulate, train, localize, render, evaluate.")
     p.add_argument("--version", action="version", version=f"napari-smlm {__version__}")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="log progress and show tracebacks of errors")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("simulate", help="simulate a movie + ground truth + parameters")
     s.add_argument("-o", "--output", required=True, help="output folder (movie.tif, ground_truth.csv, simulation.json)")
-    s.add_argument("--chunk", type=int, default=256, help="frames per chunk (memory bound)")
-    s.add_argument("--device", default="cpu")
+    s.add_argument("--chunk", type=arg("chunk"), default=256, help="frames simulated and written per chunk (bounds memory)")
+    s.add_argument("--device", type=device_arg, default="cpu", help="auto, cpu, cuda, cuda:N or mps")
     _sim_args(s)
     s.set_defaults(func=cmd_simulate)
 
     r = sub.add_parser("render", help="render a localization file to a super-resolved TIFF + PNG")
-    r.add_argument("locs")
-    r.add_argument("-o", "--output", required=True, help="TIFF path")
+    r.add_argument("locs", help="localization file (ThunderSTORM/SMLM-2016 CSV, Picasso HDF5, DECODE ...)")
+    r.add_argument("-o", "--output", required=True, help="super-resolved TIFF path")
     r.add_argument("--png", default=None, help="PNG path (default: next to the TIFF)")
-    r.add_argument("--method", default="gaussian", choices=["histogram", "gaussian", "gaussian_per_loc"])
-    r.add_argument("--pixel-size", type=float, default=10.0, help="render pixel size, nm")
-    r.add_argument("--sigma", type=float, default=15.0, help="Gaussian sigma, nm (method gaussian)")
-    r.add_argument("--camera-pixel-size", type=float, default=None, help="for Picasso files without a pixel size")
+    r.add_argument("--method", default="gaussian", choices=["histogram", "gaussian", "gaussian_per_loc"], help="render method")
+    r.add_argument("--pixel-size", type=arg("render_pixel_size"), default=10.0, help="render pixel size, nm")
+    r.add_argument("--sigma", type=arg("render_sigma"), default=15.0, help="Gaussian sigma, nm (method gaussian)")
+    r.add_argument("--camera-pixel-size", type=arg("camera_pixel_size"), default=None, help="camera pixel size, nm, for Picasso files without one (default: from the file)")
     r.set_defaults(func=cmd_render)
 
     e = sub.add_parser("evaluate", help="ground truth vs localizations → metrics table and JSON")
-    e.add_argument("ground_truth")
-    e.add_argument("localizations")
-    e.add_argument("--tolerance", type=float, default=250.0, help="lateral matching radius, nm")
-    e.add_argument("--method", default="greedy", choices=["greedy", "hungarian"])
-    e.add_argument("--frames", type=int, nargs=2, default=None, metavar=("START", "STOP"))
-    e.add_argument("--json", default=None)
-    e.add_argument("--camera-pixel-size", type=float, default=None)
+    e.add_argument("ground_truth", help="ground-truth localization file")
+    e.add_argument("localizations", help="localization file to score")
+    e.add_argument("--tolerance", type=arg("tolerance"), default=250.0, help="lateral matching radius, nm")
+    e.add_argument("--method", default="greedy", choices=["greedy", "hungarian"], help="matching of localizations to ground truth")
+    e.add_argument("--frames", type=arg("frame"), nargs=2, default=None, metavar=("START", "STOP"), help="only frames START <= frame < STOP, 0-based (default: all)")
+    e.add_argument("--json", default=None, help="also write the metrics to this JSON file (default: none)")
+    e.add_argument("--camera-pixel-size", type=arg("camera_pixel_size"), default=None, help="camera pixel size, nm, for files without one (default: from the files)")
     e.add_argument("--crlb", action="store_true", help="also report the mean CRLB of the ground truth (needs photons)")
-    e.add_argument("--psf-sigma", type=float, default=120.0)
-    e.add_argument("--bg", type=float, default=None, help="background photons/px if the ground truth lacks a bg column")
-    e.add_argument("--excess-noise", type=float, default=2.0, help="F: 2 for EMCCD, 1 for sCMOS")
-    e.add_argument("--qe", type=float, default=1.0, help="quantum efficiency: ground-truth photons × QE = detected photons")
+    e.add_argument("--psf-sigma", type=arg("psf_sigma_nm"), default=120.0, help="PSF sigma for the CRLB, nm")
+    e.add_argument("--bg", type=arg("bg_photons"), default=None, help="background photons/px if the ground truth lacks a bg column (default: from the file)")
+    e.add_argument("--excess-noise", type=arg("excess_noise"), default=2.0, help="F: 2 for EMCCD, 1 for sCMOS")
+    e.add_argument("--qe", type=arg("qe"), default=1.0, help="quantum efficiency: ground-truth photons × QE = detected photons")
     e.set_defaults(func=cmd_evaluate)
 
     t = sub.add_parser("train", help="train or fine-tune a model on simulated data or on a movie + ground truth")
-    t.add_argument("--model", required=True)
-    t.add_argument("-o", "--output", required=True, help="checkpoint path (.pt)")
-    t.add_argument("--init", default=None, help="start from this checkpoint (fine-tune / resume)")
-    t.add_argument("--model-config", default=None, help="JSON dict of model settings")
-    t.add_argument("--steps", type=int, default=2000)
-    t.add_argument("--steps-per-epoch", type=int, default=100)
-    t.add_argument("--batch-size", type=int, default=16)
-    t.add_argument("--lr", type=float, default=1e-3)
-    t.add_argument("--minutes", type=float, default=0.0, help="wall-clock budget (0 = none)")
-    t.add_argument("--crop", type=int, default=40, help="training crop size, camera px")
-    t.add_argument("--device", default="auto")
-    t.add_argument("--threads", type=int, default=0)
+    t.add_argument("--model", required=True, help="model family (see `napari-smlm models`)")
+    t.add_argument("-o", "--output", required=True, help="checkpoint path (.pt), written at every validation improvement")
+    t.add_argument("--init", default=None, help="start from this checkpoint or shipped model (fine-tune / resume); it is scored first and the output is never worse on validation (default: from scratch)")
+    t.add_argument("--model-config", default=None, help="JSON dict of model settings (default: the family's)")
+    t.add_argument("--steps", type=arg("steps"), default=2000, help="optimiser steps")
+    t.add_argument("--steps-per-epoch", type=arg("steps_per_epoch"), default=100, help="validate, schedule the learning rate and checkpoint every this many steps")
+    t.add_argument("--batch-size", type=arg("batch_size"), default=16, help="training samples per step")
+    t.add_argument("--lr", type=arg("lr"), default=1e-3, help="initial Adam learning rate")
+    t.add_argument("--minutes", type=arg("minutes"), default=0.0, help="wall-clock budget, minutes (0 = none)")
+    t.add_argument("--crop", type=arg("crop"), default=40, help="training crop size, camera px")
+    t.add_argument("--device", type=device_arg, default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    t.add_argument("--threads", type=arg("threads"), default=0, help="torch CPU threads (0 = physical cores, torch's default)")
     g = t.add_argument_group("training on data (instead of the simulator)")
     g.add_argument(
         "--movie", default=None,
@@ -534,73 +644,87 @@ def build_parser() -> argparse.ArgumentParser:
         "ADU->photons fit of the movie against its ground truth), --pixel-size overrides the file's",
     )
     g.add_argument(
-        "--ground-truth", default=None, help="its localization file (ThunderSTORM/SMLM-2016 CSV, Picasso, DECODE)"
+        "--ground-truth", default=None, help="its localization file (ThunderSTORM/SMLM-2016 CSV, Picasso, DECODE) (default: none)"
     )
     g.add_argument(
-        "--val-fraction", type=float, default=0.2, help="last fraction of the frames held out for validation (0.2)"
+        "--val-fraction", type=arg("val_fraction"), default=0.2, help="last fraction of the frames held out for validation, in [0, 1)"
     )
     _sim_args(t)
     t.set_defaults(func=cmd_train)
 
     lz = sub.add_parser("localize", help="reconstruct a movie with a model")
-    lz.add_argument("movie", nargs="+", help="TIFF file(s), a folder or a glob")
-    lz.add_argument("--model", default="decode")
-    lz.add_argument("--checkpoint", default=None)
+    lz.add_argument(
+        "movie", nargs="+",
+        help="TIFF file(s), a folder (its .tif/.tiff files) or a quoted glob; files are sorted naturally within a "
+        "folder or glob and concatenated along time into ONE table (frames numbered across files)",
+    )
+    lz.add_argument("--model", default="decode", help="shipped model to use (see `napari-smlm models`)")
+    lz.add_argument("--checkpoint", default=None, help="checkpoint file (.pt) instead of a shipped model (default: none)")
     lz.add_argument("-o", "--output", required=True, help="localizations (.csv ThunderSTORM, .hdf5 Picasso)")
-    lz.add_argument("--render", default=None, help="super-resolved TIFF path")
-    lz.add_argument("--render-method", default="model", choices=["model", "gaussian", "histogram", "gaussian_per_loc"])
-    lz.add_argument("--render-pixel-size", type=float, default=10.0)
-    lz.add_argument("--render-sigma", type=float, default=15.0)
-    lz.add_argument("--pixel-size", type=float, default=None, help="camera pixel size, nm (default: from the file)")
-    lz.add_argument("--camera", default=None, help="camera preset (default: the model's)")
-    lz.add_argument("--baseline", type=float, default=None)
-    lz.add_argument("--sensitivity", type=float, default=None, help="e-/ADU")
-    lz.add_argument("--em-gain", type=float, default=None)
-    lz.add_argument("--qe", type=float, default=None)
-    lz.add_argument("--device", default="auto")
-    lz.add_argument("--batch-size", type=int, default=16)
-    lz.add_argument("--threshold", type=float, default=None)
-    lz.add_argument("--frames", type=int, nargs=2, default=None, metavar=("START", "STOP"))
+    lz.add_argument("--render", default=None, help="also write a super-resolved TIFF here, and a PNG beside it (default: none)")
+    lz.add_argument("--render-method", default="model", choices=["model", "gaussian", "histogram", "gaussian_per_loc"], help="'model': the network's own image; else a render of the localizations")
+    lz.add_argument("--render-pixel-size", type=arg("render_pixel_size"), default=10.0, help="render pixel size, nm (methods other than 'model')")
+    lz.add_argument("--render-sigma", type=arg("render_sigma"), default=15.0, help="Gaussian sigma, nm (method gaussian)")
+    lz.add_argument("--pixel-size", type=arg("pixel_size_nm"), default=None, help="camera pixel size, nm (default: from the file)")
+    lz.add_argument("--camera", default=None, help="camera preset: smlm2016_emccd (emccd), generic_scmos (scmos), ideal (default: the model's)")
+    lz.add_argument("--baseline", type=arg("baseline"), default=None, help="camera offset, ADU (default: the camera's)")
+    lz.add_argument("--sensitivity", type=arg("sensitivity"), default=None, help="e-/ADU before EM gain (default: the camera's)")
+    lz.add_argument("--em-gain", type=arg("em_gain"), default=None, help="EM gain, >= 1 (1 for sCMOS) (default: the camera's)")
+    lz.add_argument("--qe", type=arg("qe"), default=None, help="quantum efficiency in (0, 1] (default: the camera's)")
+    lz.add_argument("--device", type=device_arg, default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    lz.add_argument("--batch-size", type=arg("batch_size"), default=16, help="frames per batch")
+    lz.add_argument("--threads", type=arg("threads"), default=0, help="torch CPU threads (0 = physical cores, torch's default)")
+    lz.add_argument("--threshold", type=arg("threshold"), default=None, help="detection threshold in [0, 1] (default: the model's)")
+    lz.add_argument("--frames", type=arg("frame"), nargs=2, default=None, metavar=("START", "STOP"), help="only frames START <= frame < STOP, 0-based (default: all)")
     lz.set_defaults(func=cmd_localize)
 
     m = sub.add_parser("models", help="list models")
     m.set_defaults(func=cmd_models)
 
     d = sub.add_parser("demo", help="simulate the sample movie, reconstruct, render, evaluate")
-    d.add_argument("-o", "--output", default="demo_output")
-    d.add_argument("--model", default=None)
-    d.add_argument("--frames", type=int, default=200)
-    d.add_argument("--density", type=float, default=1.0)
-    d.add_argument("--device", default="auto")
+    d.add_argument("-o", "--output", default="demo_output", help="output folder")
+    d.add_argument("--model", default=None, help="shipped model (default: decode, else fid-storm, else deep-storm)")
+    d.add_argument("--frames", type=arg("demo_frames"), default=200, help="frames to simulate")
+    d.add_argument("--density", type=arg("density_demo"), default=1.0, help="emitters per frame per µm²")
+    d.add_argument("--device", type=device_arg, default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     d.set_defaults(func=cmd_demo)
 
     pp = sub.add_parser("postprocess", help="filter, drift-correct, merge, and measure resolution (FRC, NeNA) of localizations")
     pp.add_argument("locs", help="localization file (ThunderSTORM/SMLM-2016/DECODE CSV, Picasso HDF5)")
     pp.add_argument("-o", "--output", required=True, help="corrected localizations (.csv ThunderSTORM, .hdf5 Picasso)")
-    pp.add_argument("--config", default=None, help="PostprocessConfig YAML (command-line values override it)")
-    pp.add_argument("--drift", choices=["none", "rcc", "fiducials"], default="none", help="drift correction (none)")
-    pp.add_argument("--segments", type=int, default=None, help="RCC time segments (10)")
-    pp.add_argument("--drift-pixel", type=float, default=None, help="RCC render pixel, nm (20)")
-    pp.add_argument("--max-drift", type=float, default=None, help="RCC: largest drift between segments, nm (1000)")
+    pp.add_argument("--config", default=None, help="PostprocessConfig YAML (command-line values override it) (default: none)")
+    pp.add_argument("--drift", choices=["none", "rcc", "fiducials"], default="none", help="drift correction")
+    pp.add_argument("--segments", type=int, default=None, help="RCC time segments (default: 10)")
+    pp.add_argument("--drift-pixel", type=float, default=None, help="RCC render pixel, nm (default: 20)")
+    pp.add_argument("--max-drift", type=float, default=None, help="RCC: largest drift between segments, nm (default: 1000)")
     pp.add_argument("--fiducial", type=float, nargs=2, action="append", metavar=("X_NM", "Y_NM"),
-                    help="fiducial position in nm (repeat; none with --drift fiducials: detect always-on emitters)")
-    pp.add_argument("--fiducial-radius", type=float, default=None, help="fiducial search radius, nm (500)")
+                    help="fiducial position in nm (repeat; default: none, and with --drift fiducials always-on emitters are detected)")
+    pp.add_argument("--fiducial-radius", type=float, default=None, help="fiducial search radius, nm (default: 500)")
     pp.add_argument("--link-distance", default=None, metavar="NM|sigma",
-                    help="merge localizations of one on-event within this distance (nm), or 'sigma' for 3x the combined uncertainty")
-    pp.add_argument("--link-sigmas", type=float, default=None, help="multiple of the combined uncertainty for --link-distance sigma (3)")
-    pp.add_argument("--link-dark", type=int, default=None, help="frames a molecule may be missed within an on-event (1)")
-    pp.add_argument("--link-weighting", choices=["photons", "precision", "uniform"], default=None)
+                    help="merge localizations of one on-event within this distance (nm), or 'sigma' for 3x the combined uncertainty (default: no merging)")
+    pp.add_argument("--link-sigmas", type=float, default=None, help="multiple of the combined uncertainty for --link-distance sigma (default: 3)")
+    pp.add_argument("--link-dark", type=int, default=None, help="frames a molecule may be missed within an on-event (default: 1)")
+    pp.add_argument("--link-weighting", choices=["photons", "precision", "uniform"], default=None,
+                    help="how merged positions are averaged (default: photons)")
     pp.add_argument("--filter", action="append", metavar="COLUMN:LOW:HIGH",
-                    help="keep rows with LOW <= COLUMN <= HIGH (repeat; empty bound = open), e.g. photons:500: uncertainty_nm::20")
+                    help="keep rows with LOW <= COLUMN <= HIGH (repeat; empty bound = open), e.g. photons:500: uncertainty_nm::20 (default: no filter)")
     pp.add_argument("--frc", action="store_true", help="Fourier ring correlation resolution of the result")
-    pp.add_argument("--frc-pixel", type=float, default=None, help="FRC render pixel, nm (5)")
-    pp.add_argument("--frc-split", choices=["blocks", "random"], default=None)
+    pp.add_argument("--frc-pixel", type=float, default=None, help="FRC render pixel, nm (default: 5)")
+    pp.add_argument("--frc-split", choices=["blocks", "random"], default=None,
+                    help="how the two FRC halves are drawn: interleaved time blocks or at random (default: blocks)")
     pp.add_argument("--nena", action="store_true", help="NeNA localization precision (before merging)")
     pp.add_argument("--drift-table", default=None, help="per-frame drift CSV (default OUTPUT stem + _drift.csv)")
     pp.add_argument("--report", default=None, help="JSON report (default OUTPUT stem + _postprocess.json)")
-    pp.add_argument("--camera-pixel-size", type=float, default=None, help="for Picasso files without a pixel size")
+    pp.add_argument("--camera-pixel-size", type=float, default=None, help="camera pixel size, nm, for Picasso files without one (default: from the file)")
     pp.add_argument("--overwrite", action="store_true", help="replace existing output files (never the input)")
     pp.set_defaults(func=cmd_postprocess)
+    for name, cmd in sub.choices.items():
+        cmd.formatter_class = _HelpFormatter  # every option shows its default
+        if name in ("simulate", "render", "evaluate", "train", "localize", "demo"):
+            cmd.add_argument(
+                "--overwrite", action="store_true",
+                help="replace existing output files (never an input of the same command)",
+            )
     return p
 
 
@@ -608,16 +732,30 @@ def main(argv: list[str] | None = None) -> int:
     p = build_parser()
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    from .core.checkpoint import CheckpointError
     from .core.io.errors import SMLMFileError
 
+    STOP.keep_handlers = argv is None  # a real process: a late second signal must not turn into a traceback
     try:
-        return int(a.func(a) or 0)
-    except (SMLMFileError, CheckpointError, FileNotFoundError, KeyError, ValueError) as exc:
+        with STOP:  # SIGINT/SIGTERM: stop at the next batch, keep what is done, exit 130
+            return int(a.func(a) or 0)
+    except KeyboardInterrupt:
+        log.debug("interrupted", exc_info=True)
+        print("interrupted: nothing was written (existing files are untouched)", file=sys.stderr)
+        return 130
+    except (SMLMFileError, FileNotFoundError, KeyError, ValueError) as exc:  # CheckpointError is a ValueError
         # bad input: one clear line, no traceback (-v shows it in the log)
         log.debug("failed", exc_info=True)
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except FloatingPointError as exc:  # training diverged: the message says what was kept and what to try
+        log.debug("failed", exc_info=True)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except (OSError, MemoryError) as exc:  # disk full, permissions, out of memory: files are left as they were
+        log.debug("failed", exc_info=True)
+        what = "out of memory" if isinstance(exc, MemoryError) else str(exc)
+        print(f"error: {what} (earlier files are left as they were)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

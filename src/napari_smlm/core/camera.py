@@ -51,6 +51,11 @@ class Camera:
     read_noise: float = 74.4
     spurious_charge: float = 0.0002
 
+    def __post_init__(self):
+        from .validate import check_fields
+
+        check_fields(self, where="Camera")
+
     @property
     def excess_noise(self) -> float:
         """Excess noise factor F used in the CRLB: 2 with EM gain, 1 otherwise."""
@@ -163,6 +168,9 @@ CAMERA_PRESETS: dict[str, Camera] = {
     "ideal": Camera(kind="ccd", baseline=0.0, sensitivity=1.0, em_gain=1.0, qe=1.0, read_noise=0.0, spurious_charge=0.0),
 }
 
+#: Names users type for the presets.
+CAMERA_ALIASES: dict[str, str] = {"emccd": "smlm2016_emccd", "scmos": "generic_scmos"}
+
 
 def get_camera(name_or_camera: str | Camera | dict) -> Camera:
     """Resolve a preset name, a dict or a :class:`Camera`."""
@@ -170,10 +178,12 @@ def get_camera(name_or_camera: str | Camera | dict) -> Camera:
         return name_or_camera
     if isinstance(name_or_camera, dict):
         return Camera.from_dict(name_or_camera)
+    if isinstance(name_or_camera, str):
+        name_or_camera = CAMERA_ALIASES.get(name_or_camera.strip().lower(), name_or_camera.strip())
     try:
         return CAMERA_PRESETS[name_or_camera]
-    except KeyError:
-        raise ValueError(f"unknown camera preset {name_or_camera!r}; known: {sorted(CAMERA_PRESETS)}") from None
+    except (KeyError, TypeError):
+        raise ValueError(f"unknown camera preset {name_or_camera!r}; known: {sorted(CAMERA_PRESETS)} (or {sorted(CAMERA_ALIASES)})") from None
 
 
 def estimate_baseline_adu(frames, percentile: float = 1.0) -> float:

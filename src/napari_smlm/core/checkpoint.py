@@ -106,7 +106,10 @@ def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:
         "state_dict": {k: v.detach().cpu().contiguous() for k, v in ckpt.state_dict.items()},
     }
     with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+        try:
+            torch.save(payload, tmp)
+        except RuntimeError as exc:  # torch reports a full disk / size limit as a RuntimeError
+            raise OSError(f"{path}: the checkpoint could not be written (disk full?): {exc}") from exc
     return path
 
 
@@ -149,6 +152,15 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         training=dict(payload.get("training") or {}),
         version=str(payload.get("version", "?")),
     )
+    from .validate import check_model_size
+
+    try:  # the architecture's size before anything is allocated (a huge config must not exhaust memory)
+        check_model_size(ckpt.family())
+    except ValueError as exc:
+        raise CheckpointError(path, str(exc)) from exc
+    bad = [k for k, v in ckpt.state_dict.items() if torch.is_tensor(v) and v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise CheckpointError(path, f"{len(bad)} weight tensor(s) contain NaN or inf (e.g. {bad[0]!r}): a diverged training?")
     try:
         ckpt.build("cpu")
     except Exception as exc:  # wrong shapes / keys: weights of another architecture or config

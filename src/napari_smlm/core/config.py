@@ -16,6 +16,7 @@ import yaml
 
 from .camera import Camera, get_camera
 from .io.safe import atomic_path
+from .validate import check_fields
 
 __all__ = ["ConfigMixin", "SimulationConfig"]
 
@@ -68,7 +69,11 @@ class ConfigMixin:
             if not p.is_file():
                 raise FileNotFoundError(f"{p}: configuration file not found")
             text, where = p.read_text(), str(p)
-        data = yaml.safe_load(text) or {}
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as exc:  # syntax errors, and python/object tags (never executed)
+            first = " ".join(str(exc).split())
+            raise ValueError(f"{where}: not valid YAML for {cls.__name__} ({first})") from exc
         if not isinstance(data, dict):
             raise ValueError(f"{where}: expected a mapping of {cls.__name__} fields, got {type(data).__name__}")
         try:
@@ -173,6 +178,7 @@ class SimulationConfig(ConfigMixin):
     drift_sine_period_frames: float = 1000.0
 
     def __post_init__(self):
+        check_fields(self, where="SimulationConfig")  # ranges and finiteness, named (core/validate.py)
         if self.n_frames < 1 or self.height < 1 or self.width < 1:
             raise ValueError("n_frames, height and width must be >= 1")
         if self.pixel_size_nm <= 0 or self.psf_sigma_nm <= 0:

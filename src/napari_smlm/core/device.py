@@ -29,7 +29,9 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     """
     if isinstance(device, torch.device):
         return device
-    name = (device or "auto").lower()
+    from .validate import check_device
+
+    name = check_device(device or "auto")  # "gpu" or a typo: a ParameterError naming the choices
     if name == "auto":
         return torch.device(available_devices()[0])
     if name.startswith("cuda") and not torch.cuda.is_available():

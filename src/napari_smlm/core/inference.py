@@ -162,6 +162,12 @@ def iter_predict(
         One ``"batch"`` update per batch, then one ``"done"`` update with everything.
     """
     t0 = time.perf_counter()
+    from .validate import check, check_frames_array
+
+    if hasattr(movie, "shape"):
+        check_frames_array(movie)  # 1-D / 4-D / empty / NaN frames: a clear error, not a traceback
+    check("threshold", threshold)
+    check("batch_size", batch_size)
     _fix_malloc_threshold()
     ckpt = resolve_checkpoint(model)
     family = ckpt.family()
@@ -224,6 +230,11 @@ def iter_predict(
                     out, torch.arange(a, b), pixel_size_nm, threshold=threshold, want_images=True
                 )
             locs = pp.localizations
+            if len(locs):  # positions past the frame's edge (e.g. saturated input) are not in the sample
+                inside = (locs["x_nm"] >= 0) & (locs["x_nm"] < W * pixel_size_nm) & (locs["y_nm"] >= 0) & (locs["y_nm"] < H * pixel_size_nm)
+                if not inside.all():
+                    log.warning("frames %d-%d: %d localizations outside the field of view left out", a, b - 1, int((~inside).sum()))
+                    locs = locs.filter(inside)
             locs.meta.update(meta)
             if pp.images is not None:
                 sr += pp.images.float().sum(0).cpu().numpy()

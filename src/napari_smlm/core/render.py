@@ -262,7 +262,56 @@ def _prepare(
     origin = (0.0, 0.0) if origin_nm is None else (float(origin_nm[0]), float(origin_nm[1]))
     w = _column(locs, weights, len(x), "weights")
     out_shape = _resolve_shape(x, y, meta, float(pixel_size_nm), origin, shape)
+    _check_render_size(x, y, out_shape, float(pixel_size_nm), origin)
+    _warn_dropped(x, y, out_shape, float(pixel_size_nm), origin, explicit=shape is not None)
     return x, y, w, out_shape, origin
+
+
+#: Most memory a render may take (bytes); NAPARI_SMLM_MAX_RENDER_GB overrides it.
+MAX_RENDER_BYTES = 4 * 1024**3
+_BYTES_PER_PIXEL = 24  # float64 histogram + float64 blurred copy + float32 result
+
+
+def _check_render_size(x: np.ndarray, y: np.ndarray, shape: tuple[int, int], px: float, origin: tuple[float, float]) -> None:
+    """Refuse a grid that cannot fit in memory, before allocating it, with what to change."""
+    import os
+
+    limit = float(os.environ.get("NAPARI_SMLM_MAX_RENDER_GB", MAX_RENDER_BYTES / 1024**3)) * 1024**3
+    rows, cols = shape
+    need = float(rows) * float(cols) * _BYTES_PER_PIXEL
+    if rows < 1 or cols < 1:
+        raise ValueError(f"render shape must be at least 1×1 px, got {rows}×{cols}")
+    if need <= limit:
+        return
+    ok = np.isfinite(x) & np.isfinite(y)
+    span = (
+        f"the localizations span x {np.min(x[ok]):.4g}..{np.max(x[ok]):.4g} nm, y {np.min(y[ok]):.4g}..{np.max(y[ok]):.4g} nm"
+        if ok.any()
+        else "no localization has finite coordinates"
+    )
+    raise ValueError(
+        f"render of {rows:,}×{cols:,} px at pixel_size_nm={px:g} would need ~{need / 1024**3:,.1f} GB "
+        f"(limit {limit / 1024**3:.1f} GB, env NAPARI_SMLM_MAX_RENDER_GB): {span}; "
+        "use a larger pixel size, a smaller shape, or remove outliers"
+    )
+
+
+def _warn_dropped(
+    x: np.ndarray, y: np.ndarray, shape: tuple[int, int], px: float, origin: tuple[float, float], explicit: bool
+) -> None:
+    """Say how many localizations a render leaves out (non-finite, or outside the grid)."""
+    finite = np.isfinite(x) & np.isfinite(y)
+    n_bad = int(x.size - np.count_nonzero(finite))
+    if n_bad:
+        logger.warning("render: %d of %d localizations have NaN/inf coordinates and are left out", n_bad, x.size)
+    with np.errstate(invalid="ignore"):
+        j = np.floor((x[finite] - origin[0]) / px)
+        i = np.floor((y[finite] - origin[1]) / px)
+        n_out = int(np.count_nonzero((i < 0) | (i >= shape[0]) | (j < 0) | (j >= shape[1])))
+    if n_out:
+        (logger.info if explicit else logger.warning)(
+            "render: %d of %d localizations lie outside the %d×%d px image and are left out", n_out, x.size, *shape
+        )
 
 
 def _histogram(

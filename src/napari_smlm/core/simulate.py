@@ -356,6 +356,9 @@ def iter_simulate(
     ------
     SimulationChunk
     """
+    from .validate import check
+
+    check("chunk_frames", chunk_frames, "chunk")  # 0 would be "range() arg 3 must not be zero"
     rng = np.random.default_rng(cfg.seed)
     device = torch.device(device)
     fl = make_fluorophores(cfg, rng, density_image)

@@ -27,6 +27,7 @@ from .checkpoint import Checkpoint, resolve_checkpoint, save_checkpoint
 from .config import ConfigMixin, SimulationConfig
 from .device import resolve_device
 from .models import ModelFamily, get_family
+from .validate import check, check_device, check_fields, check_model_size
 
 if TYPE_CHECKING:
     from .pairs import PairSampler
@@ -81,6 +82,10 @@ class TrainConfig(ConfigMixin):
     device: str = "auto"
     threads: int = 0
     max_minutes: float = 0.0
+
+    def __post_init__(self):
+        check_fields(self, where="TrainConfig")  # ranges and finiteness, named (core/validate.py)
+        object.__setattr__(self, "device", check_device(self.device, "TrainConfig.device"))
 
 
 @dataclass
@@ -188,10 +193,12 @@ def iter_train(
         family = get_family(init.model, {**init.model_config, **(model_config or {})})
     else:
         family = get_family(model, model_config) if isinstance(model, str) else model
+    check_model_size(family)  # a config asking for a gigantic network fails here, not in the allocator
     if sim is None and pairs is None:
         raise ValueError("iter_train: sim (the microscope to simulate) is required unless pairs are given")
     train_pairs = val_pairs = None
     if pairs is not None:
+        check("val_fraction", val_fraction)
         train_pairs, val_pairs = pairs if isinstance(pairs, tuple) else pairs.split(val_fraction)
         if train_pairs.context != family.context:
             log.info("pairs: context %d -> %d (the %s family's)", train_pairs.context, family.context, family.name)
@@ -252,6 +259,27 @@ def iter_train(
             **({"pairs": {"train": train_pairs.describe(), "val": val_pairs.describe()}} if train_pairs else {}),
         }
 
+    if init is not None:
+        # Fine-tuning: the starting model is the one to beat. Score it on the same validation set,
+        # and make it the output until a validation beats it, so the result is never worse.
+        net.eval()
+        with torch.no_grad():
+            start_loss = float(np.mean([float(family.loss(net(vb.inputs), vb).item()) for vb in val_set]))
+        log.info("starting model: validation loss %.4g", start_loss)
+        if math.isfinite(start_loss):
+            best = start_loss
+            if ckpt_path:
+                save_checkpoint(
+                    ckpt_path,
+                    Checkpoint(
+                        model=family.name,
+                        model_config=family.config,
+                        state_dict=net.state_dict(),
+                        simulation=sim.to_dict(),
+                        training=record(start_loss, {}),
+                    ),
+                )
+
     while step < cfg.steps:
         net.train()
         if train_pairs is not None:
@@ -261,7 +289,12 @@ def iter_train(
         out = net(batch.inputs)
         loss = family.loss(out, batch)
         if not torch.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss.item()} at step {step}")
+            raise FloatingPointError(
+                f"training loss became {loss.item()} at step {step + 1} (lr {opt.param_groups[0]['lr']:.3g}); "
+                + (f"the last good checkpoint (validation loss {best:.4g}) is kept in {ckpt_path}; "
+                   if ckpt_path and math.isfinite(best) else "no checkpoint was written; ")
+                + f"try a lower learning rate (e.g. --lr {cfg.lr / 10:.2g}) or gradient clipping"
+            )
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip > 0:

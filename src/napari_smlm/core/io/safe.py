@@ -23,7 +23,7 @@ from pathlib import Path
 
 from .errors import SMLMFileError
 
-__all__ = ["OutputExistsError", "atomic_path", "check_output", "same_file"]
+__all__ = ["OutputExistsError", "atomic_path", "check_output", "check_outputs", "companion_files", "same_file"]
 
 
 class OutputExistsError(SMLMFileError):
@@ -78,6 +78,40 @@ def check_output(
     if p.exists() and not overwrite:
         raise OutputExistsError(p, f"{what} already exists; choose another name or pass --overwrite")
     return p
+
+
+def companion_files(path: str | os.PathLike) -> list[Path]:
+    """Files a localization writer creates beside ``path`` (Picasso's ``.yaml`` next to ``.hdf5``)."""
+    p = Path(path)
+    return [p.with_suffix(".yaml")] if p.suffix.lower() in (".hdf5", ".h5") else []
+
+
+def check_outputs(
+    outputs: Iterable[tuple[str | os.PathLike | None, str]],
+    *,
+    inputs: Iterable[str | os.PathLike | None] = (),
+    overwrite: bool = False,
+) -> list[Path]:
+    """:func:`check_output` for every ``(path, what)`` of a command, before any work starts.
+
+    Also refuses two outputs of the same command naming one file. ``None`` paths are skipped.
+
+    Raises
+    ------
+    OutputExistsError
+        The first output that would destroy data.
+    """
+    inputs = [i for i in inputs if i is not None]
+    done: list[tuple[Path, str]] = []
+    for path, what in outputs:
+        if path is None:
+            continue
+        p = check_output(path, inputs=inputs, overwrite=overwrite, what=what)
+        for q, qwhat in done:
+            if same_file(p, q):
+                raise OutputExistsError(p, f"{what} and {qwhat} are the same file; choose two names")
+        done.append((p, what))
+    return [p for p, _ in done]
 
 
 @contextlib.contextmanager

@@ -146,10 +146,15 @@ def _resolve_paths(path_or_paths: Any) -> list[str]:
         ) from exc
     if not paths:
         raise SMLMFileError("[]", "empty list of files")
-    for p in paths:
-        if not os.path.isfile(p):
+    out: list[str] = []
+    for p in paths:  # folders and globs in a list expand in place (sorted), files stay in order
+        if os.path.isdir(p) or (not os.path.exists(p) and glob.has_magic(p)):
+            out += _resolve_paths(p)
+        elif not os.path.isfile(p):
             raise SMLMFileError(p, "file does not exist")
-    return paths
+        else:
+            out.append(p)
+    return out
 
 
 def _ome_pixel_size_nm(ome_xml: str | None) -> float | None:
@@ -324,6 +329,13 @@ class _TiffSource:
                 logger.info("%s declares %d channels and no frames: reading the channels as frames", path, n_c)
             elif n_c > 1:
                 raise SMLMFileError(path, f"multi-channel image (axes {axes}, shape {shape}): expected one channel")
+            stacked = {a: n for a, n in zip(axes[:-2], shape[:-2]) if n > 1 and a != "C"}
+            if len(stacked) > 1:  # e.g. OME TZYX with T=5, Z=3: Z planes are never time frames
+                dims = ", ".join(f"{a}={n}" for a, n in stacked.items())
+                raise SMLMFileError(
+                    path, f"{len(stacked)} stacked axes (axes {axes}, {dims}): only one may be time; "
+                    "save one Z plane / position per file (e.g. Fiji: Image > Stacks > Tools > Make Substack)"
+                )
             if dtype.kind not in "ui" or dtype.itemsize > 4:
                 raise SMLMFileError(path, f"unsupported pixel type {dtype}; expected uint8/uint16/int16/uint32")
             if len(shape) < 2 or math.prod(shape) == 0:

@@ -32,13 +32,18 @@ Adding a format
 from __future__ import annotations
 
 import importlib
+import logging
 import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from ...localizations import Localizations
 from ..errors import SMLMFileError
 from ._common import LocFormat, Probe, check_file, missing_error
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "MODULES",
@@ -216,6 +221,13 @@ def read_localizations(
     locs = FORMATS[name].read(p, pixel_size_nm=pixel_size_nm)
     if pixel_size_nm is not None and locs.meta.get("pixel_size_nm") is None:
         locs.meta["pixel_size_nm"] = float(pixel_size_nm)
+    if len(locs):
+        finite = np.isfinite(locs["x_nm"]) & np.isfinite(locs["y_nm"])
+        if not finite.all():  # dropped with a count, never silently carried into renders and metrics
+            logger.warning(
+                "%s: %d of %d localizations have NaN/inf coordinates and are left out", p, int((~finite).sum()), len(locs)
+            )
+            locs = locs.filter(finite)
     return locs
 
 

@@ -156,6 +156,16 @@ def numeric(values: Any, path: Path, column: str) -> np.ndarray:
     arr = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64)
     if len(arr) and np.isnan(arr).all() and s.notna().any():
         raise SMLMFileError(path, f"column {column!r} holds no numbers (first value {s.dropna().iloc[0]!r})")
+    # A cell like "abc", "n/a" or "12,5" must not silently become NaN (empty cells and "nan" may).
+    text = s.astype(str).str.strip().str.lower()
+    bad = np.isnan(arr) & s.notna().to_numpy() & ~text.isin(["", "nan"]).to_numpy()
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        v = s.iloc[i]
+        hint = " (a decimal comma? numbers must use a point)" if "," in str(v) else ""
+        raise SMLMFileError(
+            path, f"column {column!r}: {int(bad.sum())} cell(s) are not numbers, e.g. {v!r} in data row {i + 1}{hint}"
+        )
     return arr
 
 
