@@ -132,11 +132,11 @@ def resolve_models(models: str | Sequence[str]) -> list[str]:
     if items == ["all"]:
         items = list(shipped)
     if not items:
-        raise ValueError(f"models: no model given (shipped: {', '.join(shipped) or 'none'})")
+        raise ValueError(f"no model given (shipped: {', '.join(shipped) or 'none'})")
     bad = [s for s in items if s not in shipped and not Path(s).is_file()]
     if bad:
         raise ValueError(
-            f"models: {', '.join(repr(b) for b in bad)} is neither a model with shipped weights nor an existing "
+            f"{', '.join(repr(b) for b in bad)}: neither a model with shipped weights nor an existing "
             f"checkpoint file (shipped: {', '.join(shipped) or 'none'}; or 'all')"
         )
     return list(dict.fromkeys(items))
