@@ -579,7 +579,7 @@ def build_parser() -> argparse.ArgumentParser:
     lz.set_defaults(func=cmd_localize)
 
     b = sub.add_parser("benchmark", help="run several models on one movie with ground truth → one comparison table")
-    b.add_argument("movie", help="TIFF movie (ADU)")
+    b.add_argument("movie", help="TIFF movie (ADU): one file, a folder of per-frame TIFFs or a quoted glob")
     b.add_argument("ground_truth", help="its ground truth (ThunderSTORM, SMLM-2016, NAIRR-SMLM, Picasso, ... file)")
     b.add_argument("--models", default="all", help="'all' (every model with shipped weights) or a comma list of names / .pt checkpoints")
     b.add_argument("--classical", default="auto", choices=["auto", "picasso", "none"],
