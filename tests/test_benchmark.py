@@ -145,6 +145,21 @@ def test_missing_picasso_skips_the_row_with_a_message(sim, monkeypatch):
     assert [r["model"] for r in ups[-1].table] == ["decode"]
 
 
+def test_failing_picasso_keeps_the_model_rows(sim, monkeypatch):
+    def boom(*a, **k):
+        raise RuntimeError("fit diverged")
+
+    monkeypatch.setattr(bm, "picasso_available", lambda: True)
+    monkeypatch.setattr(bm, "_warm_up_picasso", lambda: None)
+    monkeypatch.setattr(bm, "run_picasso", boom)
+    movie = open_movie(sim / "movie.tif")[:2]
+    gt = read_localizations(sim / "ground_truth.csv")
+    ups = list(iter_benchmark(movie, gt, "decode", "smlm2016_emccd", device="cpu", baseline="auto"))
+    (skip,) = [u for u in ups if u.kind == "skipped"]
+    assert "fit diverged" in skip.message
+    assert ups[-1].kind == "done" and [r["model"] for r in ups[-1].table] == ["decode"]
+
+
 @pytest.mark.slow
 def test_picasso_row_when_installed(sim):
     """Oracle-free Picasso (the `bench` extra): fixed threshold, positions in our convention."""

@@ -347,7 +347,9 @@ def iter_benchmark(
         raise ValueError(f"baseline must be 'auto', 'picasso' or None, got {baseline!r}")
     names = resolve_models(models)
     ckpts = [resolve_checkpoint(m) for m in names]
-    n_movie = int(movie.shape[0]) if len(movie.shape) == 3 else 1
+    if len(movie.shape) == 2:  # one frame
+        movie = np.asarray(movie)[None]
+    n_movie = int(movie.shape[0])
     lo, hi = (0, n_movie) if frames is None else (int(frames[0]), min(int(frames[1]), n_movie))
     if not 0 <= lo < hi:
         raise ValueError(f"frames: empty or negative range {lo}:{hi} for a movie of {n_movie} frames")
@@ -393,11 +395,20 @@ def iter_benchmark(
             yield BenchmarkUpdate("start", label, len(names), n_methods, 0, hi - lo, table=list(table),
                                   elapsed_s=time.perf_counter() - t_start)
             block = np.asarray(movie[lo:hi])
-            _warm_up_picasso()
-            t0 = time.perf_counter()
             ng = float(picasso_net_gradient_photons) * pcam.adu_per_photon
-            locs = run_picasso(block, pcam, px, min_net_gradient=ng)
-            dt = time.perf_counter() - t0
+            try:
+                _warm_up_picasso()
+                t0 = time.perf_counter()
+                locs = run_picasso(block, pcam, px, min_net_gradient=ng)
+                dt = time.perf_counter() - t0
+            except Exception as exc:  # noqa: BLE001 - a third-party fitter failing must not lose the model rows
+                log.warning("picasso failed", exc_info=True)
+                msg = f"picasso: skipped, it failed: {type(exc).__name__}: {exc}"
+                yield BenchmarkUpdate("skipped", label, len(names), n_methods, table=list(table), message=msg,
+                                      elapsed_s=time.perf_counter() - t_start)
+                yield BenchmarkUpdate("done", "", n_methods, n_methods, table=list(table),
+                                      elapsed_s=time.perf_counter() - t_start)
+                return
             locs = locs.shift(dframe=lo)
             H, W = block.shape[-2:]
             img = _histogram_image(locs, px / sr_upsampling, (H * sr_upsampling, W * sr_upsampling))
