@@ -375,7 +375,8 @@ def iter_benchmark(
                                       elapsed_s=time.perf_counter() - t_start)
         dt = time.perf_counter() - t0
         row = {"model": label, "source": str(name), "n_frames": hi - lo, "note": ""}
-        row.update(_score(gt, done.localizations, done.sr_image, done.sr_pixel_size_nm, (lo, hi), tol_lateral_nm, blur_nm))
+        row.update(_score(gt, done.localizations, done.sr_image, done.sr_pixel_size_nm, (lo, hi), tol_lateral_nm,
+                          blur_nm))
         row.update(seconds=dt, frames_per_s=(hi - lo) / dt, device=str(done.meta.get("device", device)),
                    threads=int(torch.get_num_threads()), tol_lateral_nm=float(tol_lateral_nm))
         row = {c: row.get(c) for c in BENCHMARK_COLUMNS}
@@ -431,7 +432,9 @@ def _histogram_image(locs: Localizations, px: float, shape: tuple[int, int]) -> 
     return render_histogram(locs, px, shape=shape).image
 
 
-def benchmark(movie, ground_truth: Localizations, models: str | Sequence[str] = "all", camera=None, **kwargs) -> list[dict]:
+def benchmark(
+    movie, ground_truth: Localizations, models: str | Sequence[str] = "all", camera=None, **kwargs
+) -> list[dict]:
     """Drain :func:`iter_benchmark`; returns the table (one dict per method, keys :data:`BENCHMARK_COLUMNS`)."""
     last = None
     for last in iter_benchmark(movie, ground_truth, models, camera, **kwargs):
