@@ -175,6 +175,8 @@ def _score(
 
 def picasso_available() -> bool:
     """True when Picasso (PyPI ``picassosr``, the ``bench`` extra) can be imported."""
+    # Picasso imports playsound3, which warns through logging that a headless machine has no audio.
+    logging.getLogger("playsound3").setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(io.StringIO()):
             import picasso.localize  # noqa: F401
