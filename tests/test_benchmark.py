@@ -129,8 +129,10 @@ def test_cli_writes_strict_json_and_csv_and_refuses_existing_outputs(sim, table,
     before = js.read_bytes()
     assert main([*args, "--json", str(js)]) == 2
     assert "--json already exists" in capsys.readouterr().err and js.read_bytes() == before
-    assert main([*args, "--csv", str(sim / "ground_truth.csv")]) == 2
+    assert main([*args, "--csv", str(sim / "ground_truth.csv"), "--overwrite"]) == 2
     assert "--csv is also an input" in capsys.readouterr().err
+    assert main([*args, "--models", "decode", "--json", str(js), "--overwrite"]) == 0
+    assert [r["model"] for r in _strict_json(js.read_text())["rows"]] == ["decode"]
 
 
 def test_bad_model_name_is_a_clear_error(sim, tmp_path, capsys):

@@ -596,6 +596,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--batch-size", type=int, default=16)
     b.add_argument("--json", default=None, help="write the table and its settings as JSON (never over an existing file)")
     b.add_argument("--csv", default=None, help="write the table as CSV (never over an existing file)")
+    b.add_argument("--overwrite", action="store_true", help="allow replacing existing --json/--csv files (never an input)")
     b.set_defaults(func=cmd_benchmark)
 
     m = sub.add_parser("models", help="list models")
