@@ -90,6 +90,33 @@ def test_epfl_bundled_tubes_first_frames(external_data):
     assert row["image_pixel_nm"] == pytest.approx(12.5) and 0 < row["ssim"] <= 1
 
 
+@pytest.mark.parametrize("fmt", ["nairr", "smlm2016"])
+def test_public_ground_truth_formats_give_the_same_row(sim, table, tmp_path, fmt):
+    """The same ground truth written as a NAIRR-SMLM `*_xy.csv` or an SMLM-2016 `activations.csv`
+    (1-based frames, nm from the image edge) scores decode exactly as the ThunderSTORM file does."""
+    gt = read_localizations(sim / "ground_truth.csv")
+    f, x, y = gt["frame"] + 1, gt["x_nm"], gt["y_nm"]
+    path = tmp_path / ("movie_xy.csv" if fmt == "nairr" else "activations.csv")
+    with path.open("w") as fh:
+        if fmt == "nairr":
+            fh.write("No,Frame,Emitter,x (nm),y (nm),sigma (nm),Intensity (photons),Offset (photons),BkgSD (photons)\n")
+            for i in range(len(gt)):
+                fh.write(f"{i + 1},{f[i]},{i + 1},{float(x[i])!r},{float(y[i])!r},120,2000,500,7\n")
+        else:
+            fh.write("Ground-truth,frame,xnano,ynano,znano,intensity \n")
+            for i in range(len(gt)):
+                fh.write(f"{i + 1},{f[i]},{float(x[i])!r},{float(y[i])!r},0.0,2000\n")
+    js = tmp_path / "b.json"
+    assert main(["benchmark", str(sim / "movie.tif"), str(path), "--models", "decode", "--camera", "smlm2016_emccd",
+                 "--device", "cpu", "--classical", "none", "--json", str(js)]) == 0
+    (row,) = _strict_json(js.read_text())["rows"]
+    ref = table[0]
+    for k in ("n_gt", "n_pred", "tp_greedy", "tp_hungarian", "fp_greedy", "fn_greedy"):
+        assert row[k] == ref[k], k
+    for k in ("jaccard_percent_greedy", "rmse_lateral_nm_greedy", "rmse_lateral_nm_hungarian", "ssim", "nmse"):
+        assert row[k] == pytest.approx(ref[k], rel=1e-9), k
+
+
 def test_frame_range_scores_only_those_frames(sim):
     movie = open_movie(sim / "movie.tif")
     gt = read_localizations(sim / "ground_truth.csv")
