@@ -448,6 +448,100 @@ def cmd_localize(a) -> int:
     return _interrupted_rc(f"{len(locs)} localizations of the frames done kept in {out}")
 
 
+def _benchmark_table(rows: list[dict]) -> str:
+    """Markdown table of benchmark rows (greedy / Hungarian side by side)."""
+
+    def num(v, fmt: str) -> str:
+        return "n/a" if v is None or not np.isfinite(v) else format(v, fmt)
+
+    def pair(r: dict, key: str, fmt: str) -> str:
+        return f"{num(r[key + '_greedy'], fmt)} / {num(r[key + '_hungarian'], fmt)}"
+
+    head = ["model", "JI % (g / H)", "recall (g / H)", "precision (g / H)", "RMSE nm (g / H)", "efficiency % (g / H)",
+            "bias x / y nm (g)", "SSIM", "NMSE", "frames/s"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "|".join("---" for _ in head) + "|"]
+    for r in rows:
+        cells = [r["model"], pair(r, "jaccard_percent", ".1f"), pair(r, "recall", ".3f"), pair(r, "precision", ".3f"),
+                 pair(r, "rmse_lateral_nm", ".1f"), pair(r, "efficiency_lateral", ".1f"),
+                 f"{num(r['bias_x_nm_greedy'], '.1f')} / {num(r['bias_y_nm_greedy'], '.1f')}",
+                 num(r["ssim"], ".3f"), num(r["nmse"], ".3f"), num(r["frames_per_s"], ".1f")]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _write_csv(path: Path, rows: list[dict], columns) -> None:
+    """Rows as CSV (one header line; NaN / None as empty cells), written atomically."""
+    import csv
+
+    from .core.io.safe import atomic_path
+
+    def cell(v):
+        if v is None or (isinstance(v, float) and not np.isfinite(v)):
+            return ""
+        return v
+
+    with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(columns)
+        for r in rows:
+            w.writerow([cell(r.get(c)) for c in columns])
+
+
+def cmd_benchmark(a) -> int:
+    from .core.benchmark import BENCHMARK_COLUMNS, iter_benchmark, resolve_models
+    from .core.io.safe import check_output
+    from .core.io.tiff import open_movie
+
+    inputs = [a.movie, a.ground_truth]
+    outs = {}
+    for opt in ("json", "csv"):
+        if getattr(a, opt):
+            outs[opt] = check_output(getattr(a, opt), inputs=inputs + list(outs.values()),
+                                     overwrite=bool(getattr(a, "overwrite", False)), what=f"--{opt}")
+    try:
+        models = resolve_models(a.models)
+    except ValueError as exc:
+        raise ValueError(f"--models: {exc}") from None
+    movie = open_movie(a.movie, pixel_size_nm=a.pixel_size)
+    gt = _read_locs(a.ground_truth, a.pixel_size or movie.pixel_size_nm)
+    # one camera for every model when given (preset and/or overrides); else each model's own
+    given = a.camera or any(getattr(a, k, None) is not None for k in ("baseline", "sensitivity", "em_gain", "qe"))
+    cam = _camera_from_args(a, {}) if given else None
+    t0 = time.perf_counter()
+    gen = iter_benchmark(
+        movie, gt, models, cam, pixel_size_nm=a.pixel_size, frames=a.frames, tol_lateral_nm=a.tolerance,
+        device=a.device, batch_size=a.batch_size, baseline=None if a.classical == "none" else a.classical,
+    )
+    table: list[dict] = []
+    interrupted = False
+    try:
+        for u in gen:
+            table = u.table
+            if u.kind == "batch":
+                _progress(u.n_done, u.n_total, t0, f"benchmark {u.model}")
+            elif u.kind == "skipped":
+                print(u.message, file=sys.stderr)
+    except KeyboardInterrupt:
+        gen.close()
+        interrupted = True
+        log.warning("interrupted: keeping the %d finished rows", len(table))
+    print(_benchmark_table(table))
+    what = "camera: " + (json.dumps(cam.to_dict()) if cam is not None else "each model's own")
+    print(f"{Path(a.movie).name}: {len(table)} methods, matching radius {a.tolerance:g} nm; {what}")
+    report = {
+        "napari_smlm_version": __version__, "movie": str(a.movie), "ground_truth": str(a.ground_truth),
+        "camera": cam.to_dict() if cam is not None else None, "frames": a.frames, "tol_lateral_nm": a.tolerance,
+        "interrupted": interrupted, "columns": list(BENCHMARK_COLUMNS), "rows": table,
+    }
+    if "json" in outs:
+        _write_json(outs["json"], report)
+        print(f"json: {outs['json']}")
+    if "csv" in outs:
+        _write_csv(outs["csv"], table, BENCHMARK_COLUMNS)
+        print(f"csv:  {outs['csv']}")
+    return 130 if interrupted else 0
+
+
 def cmd_demo(a) -> int:
     """Simulate the bundled sample, localize it with the default model, render, evaluate."""
     from .core.checkpoint import shipped_models
@@ -677,6 +771,27 @@ def build_parser() -> argparse.ArgumentParser:
     lz.add_argument("--threshold", type=arg("threshold"), default=None, help="detection threshold in [0, 1] (default: the model's)")
     lz.add_argument("--frames", type=arg("frame"), nargs=2, default=None, metavar=("START", "STOP"), help="only frames START <= frame < STOP, 0-based (default: all)")
     lz.set_defaults(func=cmd_localize)
+
+    b = sub.add_parser("benchmark", help="run several models on one movie with ground truth → one comparison table")
+    b.add_argument("movie", help="TIFF movie (ADU): one file, a folder of per-frame TIFFs or a quoted glob")
+    b.add_argument("ground_truth", help="its ground truth (ThunderSTORM, SMLM-2016, NAIRR-SMLM, Picasso, ... file)")
+    b.add_argument("--models", default="all", help="'all' (every model with shipped weights) or a comma list of names / .pt checkpoints")
+    b.add_argument("--classical", default="auto", choices=["auto", "picasso", "none"],
+                   help="classical baseline: Picasso MLE with a fixed threshold, when installed (napari-smlm[bench])")
+    b.add_argument("--tolerance", type=arg("tolerance"), default=250.0, help="lateral matching radius, nm")
+    b.add_argument("--frames", type=arg("frame"), nargs=2, default=None, metavar=("START", "STOP"), help="only frames START <= frame < STOP, 0-based (default: all)")
+    b.add_argument("--pixel-size", type=arg("pixel_size_nm"), default=None, help="camera pixel size, nm (default: from the file, else 100)")
+    b.add_argument("--camera", default=None, help="camera preset for every model (default: each model's own)")
+    b.add_argument("--baseline", type=arg("baseline"), default=None, help="camera offset, ADU (default: the camera's)")
+    b.add_argument("--sensitivity", type=arg("sensitivity"), default=None, help="e-/ADU before EM gain (default: the camera's)")
+    b.add_argument("--em-gain", type=arg("em_gain"), default=None, help="EM gain, >= 1 (1 for sCMOS) (default: the camera's)")
+    b.add_argument("--qe", type=arg("qe"), default=None, help="quantum efficiency in (0, 1] (default: the camera's)")
+    b.add_argument("--device", type=device_arg, default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
+    b.add_argument("--batch-size", type=arg("batch_size"), default=16, help="frames per batch")
+    b.add_argument("--json", default=None, help="write the table and its settings as JSON (default: none; never over an existing file)")
+    b.add_argument("--csv", default=None, help="write the table as CSV (default: none; never over an existing file)")
+    b.add_argument("--overwrite", action="store_true", help="allow replacing existing --json/--csv files (never an input)")
+    b.set_defaults(func=cmd_benchmark)
 
     m = sub.add_parser("models", help="list models")
     m.set_defaults(func=cmd_models)
