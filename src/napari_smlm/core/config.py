@@ -129,6 +129,15 @@ class SimulationConfig(ConfigMixin):
         the middle of a bigger sample. Only emitters centred inside the frame are ground truth.
     seed : int
         Random seed: the same config gives the same movie.
+    psf_calibration : dict, str, AstigmaticCalibration or None
+        3-D: an astigmatic PSF calibration (or the path of its YAML file, read once and stored
+        as a dict so the config stays self-contained). Emitters then get a z, the PSF is
+        :class:`~napari_smlm.core.psf.Astigmatic` and ``psf_sigma_nm``/``psf_sigma_std_nm``
+        are not used for rendering. ``None`` (default): 2-D, Gaussian PSF.
+    z_min_nm, z_max_nm : float or None
+        z range of the fluorophores (nm) in 3-D; default the calibration's usable range.
+    z_length_nm : float
+        Lateral length scale (nm) over which filaments change depth in 3-D.
     """
 
     n_frames: int = 100
@@ -154,6 +163,10 @@ class SimulationConfig(ConfigMixin):
     camera: Any = field(default="smlm2016_emccd")
     margin_px: float = 3.0
     seed: int = 0
+    psf_calibration: Any = None
+    z_min_nm: float | None = None
+    z_max_nm: float | None = None
+    z_length_nm: float = 2000.0
 
     def __post_init__(self):
         if self.n_frames < 1 or self.height < 1 or self.width < 1:
@@ -167,6 +180,37 @@ class SimulationConfig(ConfigMixin):
         if self.t_on <= 0 or self.t_off <= 0:
             raise ValueError("t_on and t_off must be > 0")
         object.__setattr__(self, "camera", get_camera(self.camera))
+        self._check_3d()
+
+    def _check_3d(self) -> None:
+        """Load the calibration (stored as a dict) and check the z range."""
+        if self.psf_calibration is None:
+            if self.z_min_nm is not None or self.z_max_nm is not None:
+                raise ValueError("z_min_nm / z_max_nm need a psf_calibration (3-D simulation)")
+            return
+        from .calibration import AstigmaticCalibration
+
+        object.__setattr__(self, "psf_calibration", AstigmaticCalibration.coerce(self.psf_calibration).to_dict())
+        lo, hi = self.z_range_nm
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+            raise ValueError(f"z_min_nm must be <= z_max_nm, both finite; got {lo}, {hi}")
+        if not self.z_length_nm > 0:
+            raise ValueError(f"z_length_nm must be > 0, got {self.z_length_nm}")
+
+    @property
+    def is_3d(self) -> bool:
+        """Whether emitters have z (an astigmatic calibration is set)."""
+        return self.psf_calibration is not None
+
+    @property
+    def z_range_nm(self) -> tuple[float, float]:
+        """(z_min, z_max) in nm: the given values, else the calibration's usable range."""
+        if self.psf_calibration is None:
+            return (0.0, 0.0)
+        zr = self.psf_calibration["z_range_nm"]
+        lo = float(zr[0]) if self.z_min_nm is None else float(self.z_min_nm)
+        hi = float(zr[1]) if self.z_max_nm is None else float(self.z_max_nm)
+        return lo, hi
 
     @property
     def duty_cycle(self) -> float:
