@@ -421,3 +421,46 @@ def test_z_crlb_is_attained_by_fitting_within_a_factor():
     assert abs(np.mean(z_est) - z) < 3 * bound["z_nm"][0]
     ratio_x = np.std((fits.x_px - x) * 100) / bound["x_nm"][0]
     assert 0.8 < ratio_x < 1.6, ratio_x
+
+
+def test_usable_range_stops_where_ellipticity_turns():
+    from napari_smlm.core.calibration import _round_plane_and_range
+
+    cx, cy = DefocusCurve(100, -300, 300), DefocusCurve(100, 300, 600)
+    z0, (lo, hi) = _round_plane_and_range(cx, cy, -1000.0, 1000.0)
+    grid = np.linspace(-1000, 1000, 200001)
+    e = cx(grid) - cy(grid)
+    assert abs(cx(z0) - cy(z0)) < 0.1
+    assert lo == pytest.approx(grid[np.argmin(np.where(grid < z0, e, np.inf))], abs=1.0)  # e's turning point
+    d = np.gradient(cx(grid) - cy(grid), grid)
+    inside = (grid > lo + 1) & (grid < hi - 1)
+    assert np.all(d[inside] > 0)  # monotonic inside: z is unique
+
+
+# ============================================================================ CLI
+def test_cli_calibrate_then_simulate_3d(tmp_path, bead_stack, capsys):
+    from napari_smlm.cli import main
+    from napari_smlm.core.io.locs import read_localizations
+
+    stack, _ = bead_stack
+    tif = tmp_path / "beads.tif"
+    tifffile.imwrite(tif, stack, imagej=True, resolution=(10.0, 10.0), metadata={"spacing": 0.025, "unit": "um", "axes": "ZYX"})
+    cal_path = tmp_path / "cal.yaml"
+    assert main(["calibrate", str(tif), "-o", str(cal_path), "--plot", str(tmp_path / "cal.png")]) == 0
+    assert "usable z range" in capsys.readouterr().out
+    cal = AstigmaticCalibration.load(cal_path)
+    assert cal.step_nm == 25.0 and cal.sigma_x(300) > cal.sigma_y(300)
+    assert (tmp_path / "cal.png").stat().st_size > 1000
+    # Existing output refused; a stack without a step names the file and the option.
+    assert main(["calibrate", str(tif), "-o", str(cal_path)]) == 2
+    plain = tmp_path / "plain.tif"
+    tifffile.imwrite(plain, stack)
+    assert main(["calibrate", str(plain), "-o", str(tmp_path / "c2.yaml")]) == 2
+    assert "plain.tif" in capsys.readouterr().err
+    out = tmp_path / "sim"
+    rc = main(["simulate", "--psf", str(cal_path), "--z-range", "-300", "300", "-o", str(out), "--frames", "10", "--size", "24", "24", "--seed", "1"])
+    assert rc == 0
+    gt = read_localizations(out / "ground_truth.csv")
+    assert "z_nm" in gt and len(gt) > 0
+    assert gt["z_nm"].min() >= -300 and gt["z_nm"].max() <= 300
+    assert main(["simulate", "--psf", str(tmp_path / "nope.yaml"), "-o", str(tmp_path / "s2"), "--frames", "2"]) == 2

@@ -174,6 +174,11 @@ def make_fluorophores(
         # z from a child generator: spawning does not advance ``rng``, so the 2-D part of a 3-D
         # movie (positions, blinking, background, noise) is the 2-D movie of the same seed.
         fl.z_nm = _z_positions(cfg, x, y, rng.spawn(1)[0])
+        # The PSF width column becomes the geometric mean of the calibrated σx, σy at each z.
+        from .calibration import AstigmaticCalibration
+
+        sx, sy = AstigmaticCalibration.from_dict(cfg.psf_calibration).sigmas_nm(fl.z_nm)
+        fl.psf_sigma_nm = np.sqrt(sx * sy)
     return fl
 
 
