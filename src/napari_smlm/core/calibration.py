@@ -378,8 +378,9 @@ def fit_elliptical_gaussians(rois: np.ndarray, max_nfev: int = 200) -> BeadFits:
     rows = np.arange(h, dtype=np.float64)
     p0 = _moments_guess(rois)
     scale = np.maximum(np.abs(p0[:, 4]), 1.0)
-    lo = np.column_stack([np.full(n, -0.5), np.full(n, -0.5), np.full(n, 0.3), np.full(n, 0.3), np.zeros(n), np.full(n, -np.inf)])
-    hi = np.column_stack([np.full(n, w + 0.5), np.full(n, h + 0.5), np.full(n, w), np.full(n, h), np.full(n, np.inf), np.full(n, np.inf)])
+    # Bounds per parameter (x, y, σx, σy, amplitude, offset), the same for every ROI.
+    lo = np.tile([-0.5, -0.5, 0.3, 0.3, 0.0, -np.inf], (n, 1))
+    hi = np.tile([w + 0.5, h + 0.5, float(w), float(h), np.inf, np.inf], (n, 1))
     p0 = np.clip(p0, lo + 1e-6, hi - 1e-6)
     npx = h * w
     # Jacobian sparsity pattern: ROI m's pixels depend on its 6 parameters only.
@@ -522,13 +523,17 @@ def fit_defocus_curve(z_nm: np.ndarray, sigma_nm: np.ndarray, higher_order: bool
     lo = [1e-3, uz[0] - span, 1.0] + ([-5.0, -5.0] if higher_order else [])
     hi = [10 * s.max(), uz[-1] + span, 10 * span] + ([5.0, 5.0] if higher_order else [])
     f_scale = max(0.05 * s0, 1e-3)
-    res = optimize.least_squares(resid, np.clip(p0, lo, hi), bounds=(lo, hi), loss="soft_l1", f_scale=f_scale, max_nfev=2000)
+    res = optimize.least_squares(
+        resid, np.clip(p0, lo, hi), bounds=(lo, hi), loss="soft_l1", f_scale=f_scale, max_nfev=2000
+    )
     curve = unpack(res.x)
     rms = float(np.sqrt(np.mean((curve(z) - s) ** 2)))
     return curve, rms
 
 
-def _round_plane_and_range(cx: DefocusCurve, cy: DefocusCurve, z_lo: float, z_hi: float) -> tuple[float, tuple[float, float]]:
+def _round_plane_and_range(
+    cx: DefocusCurve, cy: DefocusCurve, z_lo: float, z_hi: float
+) -> tuple[float, tuple[float, float]]:
     """(z where σx = σy nearest the middle of [z_lo, z_hi], the monotonic range around it)."""
     grid = np.linspace(z_lo, z_hi, 4001)
     e = cx(grid) - cy(grid)
@@ -612,13 +617,16 @@ def iter_calibrate(
     where = source or "bead stack"
     arr = np.asarray(stack)
     if arr.ndim != 3:
-        raise CalibrationError(f"{where}: expected a z-stack (slices, rows, columns), got an array of shape {arr.shape}")
+        raise CalibrationError(f"{where}: expected a z-stack (slices, rows, columns), got shape {arr.shape}")
     if arr.shape[0] < 2:
         raise CalibrationError(f"{where}: a single slice cannot calibrate z; need a z-stack of beads (>= 5 slices)")
     if arr.shape[0] < (5 if higher_order else 3):
-        raise CalibrationError(f"{where}: {arr.shape[0]} slices are too few to fit σ(z); need >= {5 if higher_order else 3}")
+        need = 5 if higher_order else 3
+        raise CalibrationError(f"{where}: {arr.shape[0]} slices are too few to fit σ(z); need >= {need}")
     if step_nm is None:
-        raise CalibrationError(f"{where}: the z step size is missing (not in the file's metadata); give it in nm (step_nm / --step-nm)")
+        raise CalibrationError(
+            f"{where}: the z step size is missing (not in the file's metadata); give it in nm (step_nm / --step-nm)"
+        )
     if not (math.isfinite(float(step_nm)) and float(step_nm) > 0):
         raise CalibrationError(f"{where}: step_nm must be a positive number of nm, got {step_nm}")
     if pixel_size_nm is None or not (math.isfinite(float(pixel_size_nm)) and float(pixel_size_nm) > 0):
@@ -684,7 +692,9 @@ def iter_calibrate(
     yield CalibrationProgress("done", 3, 3, result=cal, measurements=meas)
 
 
-def calibrate_stack(stack: np.ndarray, step_nm: float | None, pixel_size_nm: float | None, **kw) -> AstigmaticCalibration:
+def calibrate_stack(
+    stack: np.ndarray, step_nm: float | None, pixel_size_nm: float | None, **kw: Any
+) -> AstigmaticCalibration:
     """Drain :func:`iter_calibrate` and return the calibration (same parameters)."""
     last = None
     for last in iter_calibrate(stack, step_nm, pixel_size_nm, **kw):

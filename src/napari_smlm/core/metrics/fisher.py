@@ -68,7 +68,8 @@ def fisher_information(
         Parameter order: ``("x", "y", "z", "photons", "bg")`` or, in 2-D, without ``"z"``.
     """
     is_3d = bool(getattr(psf, "is_3d", False))
-    x, y, N, b = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in (x_px, y_px, photons, bg)))
+    arrays = (np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in (x_px, y_px, photons, bg))
+    x, y, N, b = np.broadcast_arrays(*arrays)
     n = x.size
     z = np.broadcast_to(np.atleast_1d(np.asarray(0.0 if z_nm is None else z_nm, dtype=np.float64)), (n,))
     if is_3d and z_nm is None:
@@ -163,4 +164,5 @@ def crlb_astigmatic(
     psf = Astigmatic(calibration, pixel_size_nm)
     z, N, b = np.broadcast_arrays(*(np.atleast_1d(np.asarray(v, dtype=np.float64)) for v in (z_nm, photons, bg)))
     c = roi_px / 2.0
-    return crlb_fisher(psf, np.full(z.shape, c), np.full(z.shape, c), z, N, b, pixel_size_nm, (roi_px, roi_px), excess_noise)
+    xy = np.full(z.shape, c)
+    return crlb_fisher(psf, xy, xy, z, N, b, pixel_size_nm, (roi_px, roi_px), excess_noise)
