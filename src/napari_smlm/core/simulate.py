@@ -173,13 +173,20 @@ def make_fluorophores(
     if cfg.is_3d:
         # z from a child generator: spawning does not advance ``rng``, so the 2-D part of a 3-D
         # movie (positions, blinking, background, noise) is the 2-D movie of the same seed.
-        fl.z_nm = _z_positions(cfg, x, y, rng.spawn(1)[0])
+        fl.z_nm = _z_positions(cfg, x, y, _child_rng(rng))
         # The PSF width column becomes the geometric mean of the calibrated σx, σy at each z.
         from .calibration import AstigmaticCalibration
 
         sx, sy = AstigmaticCalibration.from_dict(cfg.psf_calibration).sigmas_nm(fl.z_nm)
         fl.psf_sigma_nm = np.sqrt(sx * sy)
     return fl
+
+
+def _child_rng(rng: np.random.Generator) -> np.random.Generator:
+    """An independent generator derived from ``rng`` without advancing it."""
+    if hasattr(rng, "spawn"):  # numpy >= 1.25
+        return rng.spawn(1)[0]
+    return np.random.default_rng(rng.bit_generator._seed_seq.spawn(1)[0])
 
 
 def _z_positions(cfg: SimulationConfig, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
