@@ -462,3 +462,15 @@ def test_cli_calibrate_then_simulate_3d(tmp_path, bead_stack, capsys):
     assert "z_nm" in gt and len(gt) > 0
     assert gt["z_nm"].min() >= -300 and gt["z_nm"].max() <= 300
     assert main(["simulate", "--psf", str(tmp_path / "nope.yaml"), "-o", str(tmp_path / "s2"), "--frames", "2"]) == 2
+
+
+def test_elliptical_fit_chunks_equal_one_block():
+    psf = Astigmatic(TRUTH, 100.0)
+    rng = np.random.default_rng(5)
+    n = 7
+    img = rng.poisson(20 + 8000 * psf.unit_image(rng.uniform(6, 8, n), rng.uniform(6, 8, n), rng.uniform(-400, 400, n), (15, 15)))
+    one = fit_elliptical_gaussians(img, chunk=100)
+    parts = fit_elliptical_gaussians(img, chunk=3)
+    np.testing.assert_allclose(parts.sigma_x_px, one.sigma_x_px, rtol=1e-5)
+    np.testing.assert_allclose(parts.sigma_y_px, one.sigma_y_px, rtol=1e-5)
+    assert len(parts.ok) == n
