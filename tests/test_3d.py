@@ -27,7 +27,14 @@ from napari_smlm.core.calibration import (
 )
 from napari_smlm.core.config import SimulationConfig
 from napari_smlm.core.localizations import Localizations
-from napari_smlm.core.metrics import crlb_astigmatic, crlb_fisher, evaluate, fisher_information
+from napari_smlm.core.metrics import (
+    crlb_astigmatic,
+    crlb_fisher,
+    evaluate,
+    fisher_information,
+    match_localizations,
+    rmse_vs_crlb_3d,
+)
 from napari_smlm.core.psf import PSF, Astigmatic, Gaussian2D, make_psf
 from napari_smlm.core.simulate import simulate, simulate_crops
 
@@ -255,7 +262,7 @@ def test_3d_movie_widths_encode_ground_truth_z():
     frames, gt = simulate(cfg, include_outside=True)
     ph = cfg.camera.adu_to_photons(frames)
     r, n = 6, 48
-    rows, zs = [], []
+    rows, zs, picked = [], [], []
     for t, sub in gt.iter_frames():
         xy = sub.xy_nm / 100.0
         for k in range(len(sub)):
@@ -268,11 +275,28 @@ def test_3d_movie_widths_encode_ground_truth_z():
             i, j = int(y), int(x)
             rows.append(ph[t, i - r : i + r + 1, j - r : j + r + 1])
             zs.append(sub["z_nm"][k])
+            picked.append((t, i - r, j - r, sub.filter(np.arange(len(sub)) == k)))
     assert len(rows) >= 15
     fits = fit_elliptical_gaussians(np.stack(rows))
     z_est = TRUTH.z_from_sigmas(fits.sigma_x_px * 100, fits.sigma_y_px * 100)
     err = z_est - np.array(zs)
     assert np.median(np.abs(err)) < 40, err
+    # The same fits as a 3-D localization table: matched in 3-D, RMSE next to the 3-D CRLB.
+    gt_sel = Localizations.concat([p[3] for p in picked])
+    gt_sel.meta.update(gt.meta)
+    pred = _locs(
+        [p[0] for p in picked],
+        [(p[2] + fx) * 100 for p, fx in zip(picked, fits.x_px)],
+        [(p[1] + fy) * 100 for p, fy in zip(picked, fits.y_px)],
+        z_est,
+    )
+    m = match_localizations(gt_sel, pred)
+    assert m.tp == len(picked)
+    r3 = rmse_vs_crlb_3d(gt_sel, m, excess_noise=1.0, qe=cfg.camera.qe, min_on_fraction=0.0)
+    assert r3["n"] == len(picked)
+    assert 0.7 < r3["ratio_axial"] < 2.5, r3
+    assert 0.7 < r3["ratio_lateral"] < 2.5, r3
+    assert r3["crlb_axial_nm"] > 2 * r3["crlb_lateral_nm"] / math.sqrt(2)  # z is the hard axis
 
 
 def test_simulate_crops_3d_matches_simulate():

@@ -23,7 +23,7 @@ from napari_smlm.core.metrics.crlb import (
     mortensen_integral,
     rmse_vs_crlb,
 )
-from napari_smlm.core.metrics.fisher import crlb_astigmatic, crlb_fisher, fisher_information
+from napari_smlm.core.metrics.fisher import crlb_astigmatic, crlb_fisher, fisher_information, rmse_vs_crlb_3d
 from napari_smlm.core.metrics.image import NORMALIZATIONS, nmse, pearson, psnr, ssim
 from napari_smlm.core.metrics.matching import (
     MATCHING_METHODS,
@@ -55,6 +55,7 @@ __all__ = [
     "fisher_information",
     "crlb_fisher",
     "crlb_astigmatic",
+    "rmse_vs_crlb_3d",
     "nmse",
     "psnr",
     "ssim",
