@@ -498,3 +498,21 @@ def test_elliptical_fit_chunks_equal_one_block():
     np.testing.assert_allclose(parts.sigma_x_px, one.sigma_x_px, rtol=1e-5)
     np.testing.assert_allclose(parts.sigma_y_px, one.sigma_y_px, rtol=1e-5)
     assert len(parts.ok) == n
+
+
+def test_cli_evaluate_prints_axial_rows_only_in_3d(tmp_path, capsys):
+    from napari_smlm.cli import main
+    from napari_smlm.core.io.locs import write_thunderstorm_csv
+
+    gt = _locs([0, 0], [100, 2000], [100, 100], [0, 0])
+    pr = _locs([0, 0], [130, 2000], [100, 140], [400, -100])
+    for name, t in (("gt.csv", gt), ("pr.csv", pr), ("gt2.csv", gt.copy()), ("pr2.csv", pr.copy())):
+        if name.endswith("2.csv"):
+            t = Localizations({c: t[c] for c in ("frame", "x_nm", "y_nm")})
+        write_thunderstorm_csv(tmp_path / name, t)
+    assert main(["evaluate", str(tmp_path / "gt.csv"), str(tmp_path / "pr.csv")]) == 0
+    out = capsys.readouterr().out
+    rmse_ax = math.sqrt((400**2 + 100**2) / 2)
+    assert f"{rmse_ax:.2f}" in out and "efficiency axial / volumetric" in out
+    assert main(["evaluate", str(tmp_path / "gt2.csv"), str(tmp_path / "pr2.csv")]) == 0
+    assert "axial" not in capsys.readouterr().out

@@ -133,6 +133,9 @@ def _metrics_table(m: dict) -> str:
         ("bias x / y (nm)", f"{num(m['bias_x_nm'], '.2f')} / {num(m['bias_y_nm'], '.2f')}"),
         ("efficiency lateral (%)", num(m["efficiency_lateral"], ".2f")),
     ]
+    if np.isfinite(m.get("rmse_axial_nm", np.nan)):  # 3-D: both tables have z (500 nm axial gate)
+        rows.append(("RMSE axial / volumetric (nm)", f"{num(m['rmse_axial_nm'], '.2f')} / {num(m['rmse_volumetric_nm'], '.2f')}"))
+        rows.append(("efficiency axial / volumetric (%)", f"{num(m['efficiency_axial'], '.2f')} / {num(m['efficiency_volumetric'], '.2f')}"))
     if np.isfinite(m.get("crlb_lateral_nm", np.nan)):
         rows.append(("RMSE of full-frame emitters (nm)", num(m["rmse_full_frame_nm"], ".2f")))
         rows.append(("CRLB of the same emitters, rms (nm)", num(m["crlb_lateral_nm"], ".2f")))
