@@ -516,3 +516,17 @@ def test_cli_evaluate_prints_axial_rows_only_in_3d(tmp_path, capsys):
     assert f"{rmse_ax:.2f}" in out and "efficiency axial / volumetric" in out
     assert main(["evaluate", str(tmp_path / "gt2.csv"), str(tmp_path / "pr2.csv")]) == 0
     assert "axial" not in capsys.readouterr().out
+
+
+def test_calibration_survives_hot_pixels_and_a_bad_bead():
+    stack, _ = simulate_bead_stack(TRUTH, n_slices=N_SLICES, step_nm=STEP, seed=1, shape=(80, 80))
+    clean = calibrate_stack(stack, STEP, 100.0)
+    st = stack.copy()
+    st[:, 27, 53] = 5000  # a hot pixel between beads: must not hide its neighbours
+    st[:, 41, 41] += 3000  # a hot pixel on top of the central bead: that bead's widths are wrong
+    cal = calibrate_stack(st, STEP, 100.0)
+    assert clean.n_beads == 9 and cal.n_beads == 8
+    assert cal.residual_x_nm < 1.5 * clean.residual_x_nm and cal.residual_y_nm < 1.5 * clean.residual_y_nm
+    z = np.linspace(-500, 500, 21)
+    np.testing.assert_allclose(cal.sigma_x(z), clean.sigma_x(z), atol=3.0)
+    np.testing.assert_allclose(cal.sigma_y(z), clean.sigma_y(z), atol=3.0)

@@ -458,7 +458,7 @@ def detect_beads(
 ) -> np.ndarray:
     """Bead centres (row, col; integer pixels) on a z-stack's maximum projection.
 
-    A bead is a local maximum of the smoothed projection more than ``threshold_sigma`` robust
+    A bead is a local maximum of the (median-filtered, smoothed) projection more than ``threshold_sigma`` robust
     standard deviations (MAD) above its median, at least ``roi_radius`` pixels from the border
     and with no other bead within ``2·roi_radius + 1`` pixels (so that ROIs do not overlap).
 
@@ -468,7 +468,9 @@ def detect_beads(
         Possibly empty.
     """
     proj = np.asarray(stack, dtype=np.float64).max(axis=0)
-    sm = ndimage.gaussian_filter(proj, 1.0)
+    # The 3×3 median removes hot pixels (a bead's PSF spans several pixels), so they neither
+    # become beads nor, by the isolation rule, hide real beads next to them.
+    sm = ndimage.gaussian_filter(ndimage.median_filter(proj, size=3), 1.0)
     med = np.median(sm)
     mad = 1.4826 * np.median(np.abs(sm - med)) + 1e-12
     peaks = (sm == ndimage.maximum_filter(sm, size=3)) & (sm > med + threshold_sigma * mad)
@@ -680,6 +682,19 @@ def iter_calibrate(
     yield CalibrationProgress("fitting σx(z), σy(z)", 2, 3)
     cx, res_x = fit_defocus_curve(zs, sx, higher_order)
     cy, res_y = fit_defocus_curve(zs, sy, higher_order)
+    # Beads that sit off the pooled curves (an aggregate, a hot pixel or a neighbour in the ROI)
+    # are dropped and the curves refitted: per-bead median |residual| > 3 × the beads' median.
+    dev = np.abs(sx - cx(zs)) + np.abs(sy - cy(zs))
+    per_bead = np.array([np.median(dev[bead_id == k]) if np.any(bead_id == k) else np.nan for k in range(B)])
+    typical = np.nanmedian(per_bead)
+    outliers = per_bead > max(3.0 * typical, 2.0)  # nm floor: don't chase noise on clean stacks
+    if outliers.any() and (~outliers & np.isfinite(per_bead)).sum() >= 1:
+        log.info("%s: dropping %d bead(s) off the σ(z) curves", where, int(outliers.sum()))
+        keep = ~outliers[bead_id]
+        zs, sx, sy, bead_id = zs[keep], sx[keep], sy[keep], bead_id[keep]
+        good_beads &= ~outliers
+        cx, res_x = fit_defocus_curve(zs, sx, higher_order)
+        cy, res_y = fit_defocus_curve(zs, sy, higher_order)
     z_lo, z_hi = float(zs.min()), float(zs.max())
     z0, (r_lo, r_hi) = _round_plane_and_range(cx, cy, z_lo, z_hi)
     cal = AstigmaticCalibration(
