@@ -487,6 +487,15 @@ def test_cli_calibrate_then_simulate_3d(tmp_path, bead_stack, capsys):
     assert "z_nm" in gt and len(gt) > 0
     assert gt["z_nm"].min() >= -300 and gt["z_nm"].max() <= 300
     assert main(["simulate", "--psf", str(tmp_path / "nope.yaml"), "-o", str(tmp_path / "s2"), "--frames", "2"]) == 2
+    # fit3d: the classical 3-D localizer on that movie, then a 3-D evaluation.
+    locs_path = tmp_path / "locs.csv"
+    assert main(["fit3d", str(out / "movie.tif"), "--psf", str(cal_path), "-o", str(locs_path)]) == 0
+    locs = read_localizations(locs_path)
+    assert "z_nm" in locs and len(locs) > 0
+    capsys.readouterr()
+    assert main(["evaluate", str(out / "ground_truth.csv"), str(locs_path)]) == 0
+    assert "RMSE axial / volumetric" in capsys.readouterr().out
+    assert main(["fit3d", str(out / "movie.tif"), "--psf", str(cal_path), "-o", str(locs_path)]) == 2  # exists
 
 
 def test_elliptical_fit_chunks_equal_one_block():
