@@ -505,7 +505,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--chunk", type=int, default=256, help="frames per chunk (memory bound)")
     s.add_argument("--device", default="cpu")
     _sim_args(s)
-    s.add_argument("--psf", type=Path, default=None, help="astigmatic calibration YAML (from `calibrate`): simulate in 3-D")
+    s.add_argument("--psf", type=Path, default=None, help="astigmatic calibration YAML (from `calibrate`): simulate in 3-D (default: none, 2-D Gaussian PSF)")
     s.add_argument("--z-range", type=float, nargs=2, metavar=("LO", "HI"), default=None, help="z range of emitters, nm (default: the calibration's usable range)")
     s.set_defaults(func=cmd_simulate)
 
@@ -516,7 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--pixel-size-nm", type=float, default=None, help="camera pixel size, nm (default: from the file's metadata)")
     cal.add_argument("--roi-radius", type=int, default=7, help="half-width of each bead's fitted ROI, px (7)")
     cal.add_argument("--threshold", type=float, default=8.0, help="bead detection threshold, robust SDs above background (8)")
-    cal.add_argument("--plot", type=Path, default=None, help="PNG of σx, σy vs z with fit residuals")
+    cal.add_argument("--plot", type=Path, default=None, help="PNG of σx, σy vs z with fit residuals (default: no plot)")
     cal.add_argument("--overwrite", action="store_true", help="replace existing output files")
     cal.set_defaults(func=cmd_calibrate)
 
