@@ -146,6 +146,15 @@ class SimulationConfig(ConfigMixin):
     drift_sine_nm, drift_sine_period_frames : float
         Sinusoidal part: amplitude (nm) and period (frames); x follows A·sin(2πt/P) and y
         A·(1 − cos(2πt/P)), so it starts at 0.
+    psf_calibration : dict, str, AstigmaticCalibration or None
+        3-D: an astigmatic PSF calibration (or the path of its YAML file, read once and stored
+        as a dict so the config stays self-contained). Emitters then get a z, the PSF is
+        :class:`~napari_smlm.core.psf.Astigmatic` and ``psf_sigma_nm``/``psf_sigma_std_nm``
+        are not used for rendering. ``None`` (default): 2-D, Gaussian PSF.
+    z_min_nm, z_max_nm : float or None
+        z range of the fluorophores (nm) in 3-D; default the calibration's usable range.
+    z_length_nm : float
+        Lateral length scale (nm) over which filaments change depth in 3-D.
     """
 
     n_frames: int = 100
@@ -176,6 +185,10 @@ class SimulationConfig(ConfigMixin):
     drift_linear_nm: tuple = (0.0, 0.0)
     drift_sine_nm: float = 0.0
     drift_sine_period_frames: float = 1000.0
+    psf_calibration: Any = None
+    z_min_nm: float | None = None
+    z_max_nm: float | None = None
+    z_length_nm: float = 2000.0
 
     def __post_init__(self):
         check_fields(self, where="SimulationConfig")  # ranges and finiteness, named (core/validate.py)
@@ -197,6 +210,37 @@ class SimulationConfig(ConfigMixin):
             raise ValueError("drift_linear_nm must be two numbers (x, y) in nm")
         object.__setattr__(self, "drift_linear_nm", tuple(float(v) for v in self.drift_linear_nm))
         object.__setattr__(self, "camera", get_camera(self.camera))
+        self._check_3d()
+
+    def _check_3d(self) -> None:
+        """Load the calibration (stored as a dict) and check the z range."""
+        if self.psf_calibration is None:
+            if self.z_min_nm is not None or self.z_max_nm is not None:
+                raise ValueError("z_min_nm / z_max_nm need a psf_calibration (3-D simulation)")
+            return
+        from .calibration import AstigmaticCalibration
+
+        object.__setattr__(self, "psf_calibration", AstigmaticCalibration.coerce(self.psf_calibration).to_dict())
+        lo, hi = self.z_range_nm
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+            raise ValueError(f"z_min_nm must be <= z_max_nm, both finite; got {lo}, {hi}")
+        if not self.z_length_nm > 0:
+            raise ValueError(f"z_length_nm must be > 0, got {self.z_length_nm}")
+
+    @property
+    def is_3d(self) -> bool:
+        """Whether emitters have z (an astigmatic calibration is set)."""
+        return self.psf_calibration is not None
+
+    @property
+    def z_range_nm(self) -> tuple[float, float]:
+        """(z_min, z_max) in nm: the given values, else the calibration's usable range."""
+        if self.psf_calibration is None:
+            return (0.0, 0.0)
+        zr = self.psf_calibration["z_range_nm"]
+        lo = float(zr[0]) if self.z_min_nm is None else float(self.z_min_nm)
+        hi = float(zr[1]) if self.z_max_nm is None else float(self.z_max_nm)
+        return lo, hi
 
     @property
     def duty_cycle(self) -> float:

@@ -9,16 +9,69 @@ fraction of an emitter's photons that falls in pixel ``[j, j+1) × [i, i+1)`` is
 with ``x, y`` in pixel units measured from the image's top-left edge (pixel centres at
 ``j + 0.5``). Rendering is vectorised in torch (CPU or GPU): every emitter contributes a
 ``k × k`` window, scattered into the frames with one ``index_put_(accumulate=True)``.
+
+:class:`Astigmatic` is the same elliptical Gaussian with σx, σy taken at each emitter's ``z``
+from an :class:`~napari_smlm.core.calibration.AstigmaticCalibration` (3-D SMLM with a
+cylindrical lens). Both follow the small :class:`PSF` protocol (``is_3d``, ``render`` into
+frames in torch, ``unit_image`` in float64 numpy for Fisher information), which is what a
+measured spline PSF will implement later.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
+from scipy import special
 
-__all__ = ["Gaussian2D", "integrated_gaussian_1d"]
+__all__ = ["PSF", "Gaussian2D", "Astigmatic", "integrated_gaussian_1d", "make_psf"]
+
+
+@runtime_checkable
+class PSF(Protocol):
+    """What the simulator and the Fisher-information CRLB need from a PSF model.
+
+    Positions are in camera pixels from the image's top-left edge (x ↔ columns), ``z`` in nm.
+    """
+
+    #: Whether the image depends on z (``render``/``unit_image`` then need ``z_nm``).
+    is_3d: bool
+
+    def render(
+        self,
+        frame_idx: torch.Tensor,
+        x_px: torch.Tensor,
+        y_px: torch.Tensor,
+        photons: torch.Tensor,
+        shape: tuple[int, int, int],
+        *,
+        z_nm: torch.Tensor | None = None,
+        out: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Accumulate emitters into a (T, H, W) float32 stack of expected photons."""
+        ...
+
+    def unit_image(self, x_px: Any, y_px: Any, z_nm: Any, shape: tuple[int, int]) -> np.ndarray:
+        """(n, H, W) float64 fraction of one photon per pixel for emitters at (x, y, z)."""
+        ...
+
+
+def _erf_image(x_px: Any, y_px: Any, sx_px: Any, sy_px: Any, shape: tuple[int, int]) -> np.ndarray:
+    """(n, H, W) float64 pixel-integrated elliptical Gaussian of unit mass."""
+    x = np.atleast_1d(np.asarray(x_px, dtype=np.float64))
+    y = np.atleast_1d(np.asarray(y_px, dtype=np.float64))
+    x, y, sx, sy = np.broadcast_arrays(x, y, np.asarray(sx_px, dtype=np.float64), np.asarray(sy_px, dtype=np.float64))
+    h, w = shape
+    ex = np.arange(w)[None, :] - x[:, None]
+    ey = np.arange(h)[None, :] - y[:, None]
+    rx = math.sqrt(2.0) * sx[:, None]
+    ry = math.sqrt(2.0) * sy[:, None]
+    px_ = 0.5 * (special.erf((ex + 1.0) / rx) - special.erf(ex / rx))
+    py_ = 0.5 * (special.erf((ey + 1.0) / ry) - special.erf(ey / ry))
+    return py_[:, :, None] * px_[:, None, :]
 
 
 def integrated_gaussian_1d(edges_minus_mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
@@ -47,6 +100,12 @@ class Gaussian2D:
     sigma_px: float = 1.0
     radius: int | None = None
 
+    is_3d = False
+
+    def unit_image(self, x_px: Any, y_px: Any, z_nm: Any = None, shape: tuple[int, int] = (15, 15)) -> np.ndarray:
+        """(n, H, W) float64 photon fraction per pixel of emitters at ``(x_px, y_px)`` (z ignored)."""
+        return _erf_image(x_px, y_px, self.sigma_px, self.sigma_px, shape)
+
     def window_radius(self, sigma_max: float) -> int:
         return int(self.radius) if self.radius is not None else int(math.ceil(4.0 * sigma_max)) + 1
 
@@ -60,6 +119,7 @@ class Gaussian2D:
         sigma_x_px: torch.Tensor | float | None = None,
         sigma_y_px: torch.Tensor | float | None = None,
         out: torch.Tensor | None = None,
+        z_nm: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Render emitters into a stack of expected-photon images.
 
@@ -77,6 +137,8 @@ class Gaussian2D:
             Per-emitter PSF width in pixels; default ``self.sigma_px``.
         out : tensor (T, H, W), optional
             Accumulate into this tensor instead of a new zero one.
+        z_nm : tensor (n,), optional
+            Ignored: this PSF does not depend on z (accepted for the :class:`PSF` protocol).
 
         Returns
         -------
@@ -112,3 +174,79 @@ class Gaussian2D:
         flat = (ff * H + rr) * W + cc
         out.view(-1).index_put_((flat[inside],), vals[inside], accumulate=True)
         return out
+
+
+@dataclass(frozen=True)
+class Astigmatic:
+    """Pixel-integrated elliptical Gaussian whose σx, σy follow an astigmatic calibration.
+
+    Parameters
+    ----------
+    calibration : AstigmaticCalibration, dict or path
+        σx(z) (along image columns) and σy(z) (along rows) in nm; see
+        :mod:`napari_smlm.core.calibration`.
+    pixel_size_nm : float
+        Camera pixel size of the images rendered (nm).
+    radius : int, optional
+        Half-width of the rendered window (pixels); default from the largest σ.
+    """
+
+    calibration: Any
+    pixel_size_nm: float = 100.0
+    radius: int | None = None
+
+    is_3d = True
+
+    def __post_init__(self):
+        from .calibration import AstigmaticCalibration
+
+        object.__setattr__(self, "calibration", AstigmaticCalibration.coerce(self.calibration))
+        if not self.pixel_size_nm > 0:
+            raise ValueError(f"Astigmatic: pixel_size_nm must be > 0, got {self.pixel_size_nm}")
+
+    def sigmas_px(self, z_nm: Any) -> tuple[np.ndarray, np.ndarray]:
+        """(σx, σy) in camera pixels at ``z_nm`` (float64 arrays)."""
+        sx, sy = self.calibration.sigmas_nm(z_nm)
+        return sx / self.pixel_size_nm, sy / self.pixel_size_nm
+
+    def unit_image(self, x_px: Any, y_px: Any, z_nm: Any, shape: tuple[int, int] = (15, 15)) -> np.ndarray:
+        """(n, H, W) float64 photon fraction per pixel of emitters at ``(x_px, y_px, z_nm)``."""
+        if z_nm is None:
+            raise ValueError("Astigmatic.unit_image needs z_nm")
+        sx, sy = self.sigmas_px(np.atleast_1d(np.asarray(z_nm, dtype=np.float64)))
+        return _erf_image(x_px, y_px, sx, sy, shape)
+
+    def render(
+        self,
+        frame_idx: torch.Tensor,
+        x_px: torch.Tensor,
+        y_px: torch.Tensor,
+        photons: torch.Tensor,
+        shape: tuple[int, int, int],
+        *,
+        z_nm: torch.Tensor | None = None,
+        out: torch.Tensor | None = None,
+        sigma_x_px: Any = None,
+        sigma_y_px: Any = None,
+    ) -> torch.Tensor:
+        """Render emitters at ``z_nm`` (nm, tensor (n,)); see :meth:`Gaussian2D.render`.
+
+        ``sigma_x_px``/``sigma_y_px`` are ignored (the widths come from z).
+        """
+        if z_nm is None:
+            raise ValueError("Astigmatic.render needs z_nm (the emitters' axial positions, nm)")
+        dev = x_px.device
+        z = torch.as_tensor(z_nm).detach().cpu().numpy().astype(np.float64)
+        sx, sy = self.sigmas_px(z)
+        sx_t = torch.from_numpy(sx).float().to(dev)
+        sy_t = torch.from_numpy(sy).float().to(dev)
+        return Gaussian2D(1.0, self.radius).render(
+            frame_idx, x_px, y_px, photons, shape, sigma_x_px=sx_t, sigma_y_px=sy_t, out=out
+        )
+
+
+def make_psf(calibration: Any = None, pixel_size_nm: float = 100.0, sigma_px: float = 1.0) -> Gaussian2D | Astigmatic:
+    """The PSF for a simulation: :class:`Astigmatic` with a calibration, else :class:`Gaussian2D`."""
+    if calibration is None:
+        return Gaussian2D(sigma_px)
+    return Astigmatic(calibration, pixel_size_nm)

@@ -29,7 +29,7 @@ import torch
 
 from .config import SimulationConfig
 from .localizations import Localizations
-from .psf import Gaussian2D
+from .psf import make_psf
 
 __all__ = [
     "SimulationChunk",
@@ -54,6 +54,7 @@ class Fluorophores:
     y_nm: np.ndarray
     brightness: np.ndarray
     psf_sigma_nm: np.ndarray
+    z_nm: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.x_nm)
@@ -170,7 +171,46 @@ def make_fluorophores(
     sig = np.full(n, cfg.psf_sigma_nm)
     if cfg.psf_sigma_std_nm > 0:
         sig = np.clip(rng.normal(cfg.psf_sigma_nm, cfg.psf_sigma_std_nm, n), 0.3 * cfg.psf_sigma_nm, None)
-    return Fluorophores(x, y, bright, sig)
+    fl = Fluorophores(x, y, bright, sig)
+    if cfg.is_3d:
+        # z from a child generator: spawning does not advance ``rng``, so the 2-D part of a 3-D
+        # movie (positions, blinking, background, noise) is the 2-D movie of the same seed.
+        fl.z_nm = _z_positions(cfg, x, y, _child_rng(rng))
+        # The PSF width column becomes the geometric mean of the calibrated σx, σy at each z.
+        from .calibration import AstigmaticCalibration
+
+        sx, sy = AstigmaticCalibration.from_dict(cfg.psf_calibration).sigmas_nm(fl.z_nm)
+        fl.psf_sigma_nm = np.sqrt(sx * sy)
+    return fl
+
+
+def _child_rng(rng: np.random.Generator) -> np.random.Generator:
+    """An independent generator derived from ``rng`` without advancing it."""
+    if hasattr(rng, "spawn"):  # numpy >= 1.25
+        return rng.spawn(1)[0]
+    return np.random.default_rng(rng.bit_generator._seed_seq.spawn(1)[0])
+
+
+def _z_positions(cfg: SimulationConfig, x: np.ndarray, y: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Axial positions (nm) in ``cfg.z_range_nm``: a uniform slab, or smooth depth for filaments.
+
+    Filaments (and density images) take their depth from a smooth random field over the plane
+    (a sum of four plane waves of wavelength ~``z_length_nm``), so each curve changes depth
+    gradually along its length, plus ``filament_width_nm`` of jitter.
+    """
+    lo, hi = cfg.z_range_nm
+    n = len(x)
+    if cfg.structure == "uniform":
+        return rng.uniform(lo, hi, n)
+    k = 4
+    ang = rng.uniform(0, 2 * np.pi, k)
+    kmag = 2 * np.pi / (cfg.z_length_nm * rng.uniform(0.7, 1.5, k))
+    phase = rng.uniform(0, 2 * np.pi, k)
+    amp = rng.uniform(0.5, 1.0, k)
+    f = sum(amp[i] * np.cos(kmag[i] * (np.cos(ang[i]) * x + np.sin(ang[i]) * y) + phase[i]) for i in range(k))
+    f = f / amp.sum()  # in [-1, 1]
+    z = 0.5 * (lo + hi) + 0.5 * (hi - lo) * f + rng.normal(0, cfg.filament_width_nm, n)
+    return np.clip(z, lo, hi)
 
 
 # --------------------------------------------------------------------------- blinking
@@ -327,6 +367,8 @@ def _ground_truth(cfg, fl: Fluorophores, fid, frame, frac, bg, drift=None) -> Lo
             "source": "napari-smlm simulate",
         },
     )
+    if fl.z_nm is not None:
+        gt["z_nm"] = fl.z_nm[fid]
     return gt
 
 
@@ -373,7 +415,7 @@ def iter_simulate(
     gen = torch.Generator(device=device)
     gen.manual_seed(int(rng.integers(0, 2**62)))
     bg_t = torch.from_numpy(bg).to(device)
-    psf = Gaussian2D(cfg.psf_sigma_px)
+    psf = make_psf(cfg.psf_calibration, cfg.pixel_size_nm, cfg.psf_sigma_px)
     px = cfg.pixel_size_nm
     bounds = np.searchsorted(frame, np.arange(0, cfg.n_frames + chunk_frames, chunk_frames).clip(max=cfg.n_frames))
     for k, start in enumerate(range(0, cfg.n_frames, chunk_frames)):
@@ -390,6 +432,7 @@ def iter_simulate(
             (stop - start, cfg.height, cfg.width),
             sigma_x_px=torch.from_numpy(fl.psf_sigma_nm[f_] / px).float().to(device),
             out=expected,
+            z_nm=None if fl.z_nm is None else torch.from_numpy(fl.z_nm[f_]).float().to(device),
         )
         adu = cfg.camera.forward(expected, generator=gen)
         frames = adu.to(torch.int32).cpu().numpy().astype(np.uint16)
@@ -555,7 +598,7 @@ def simulate_crops(
         if rng is None:
             rng = np.random.default_rng([int(c.seed) for c in configs])
     first = configs[0]
-    for name in ("height", "width", "n_frames", "pixel_size_nm", "camera"):
+    for name in ("height", "width", "n_frames", "pixel_size_nm", "camera", "psf_calibration"):
         values = {repr(getattr(c, name)) for c in configs}
         if len(values) > 1:
             raise ValueError(f"simulate_crops: all configs must have the same {name}, got {sorted(values)}")
@@ -594,6 +637,8 @@ def simulate_crops(
         )
         for k, v in zip(names, values):
             parts[k].append(v)
+        if fl.z_nm is not None:
+            parts.setdefault("z_nm", []).append(fl.z_nm[fid])
     meta = {
         "pixel_size_nm": px,
         "image_shape": (H, W),
@@ -611,7 +656,7 @@ def simulate_crops(
             # float64 arithmetic then float32, as iter_simulate; a copy (columns may be read-only)
             return torch.from_numpy(np.array(values, dtype=np.float64)).float().to(device)
 
-        Gaussian2D(first.psf_sigma_px).render(
+        make_psf(first.psf_calibration, px, first.psf_sigma_px).render(
             torch.from_numpy(gt_all["sample"].astype(np.int64) * T + gt_all["frame"].astype(np.int64)).to(device),
             f32(gt_all["x_nm"] / px),
             f32(gt_all["y_nm"] / px),
@@ -619,6 +664,7 @@ def simulate_crops(
             (B * T, H, W),
             sigma_x_px=f32(gt_all["psf_sigma_nm"] / px),
             out=expected,
+            z_nm=f32(gt_all["z_nm"]) if "z_nm" in gt_all else None,
         )
     gen = torch.Generator(device=device)
     gen.manual_seed(int(rng.integers(0, 2**62)))

@@ -5,6 +5,7 @@ module                 contents
 =====================  ==========================================================================
 ``metrics.matching``   per-frame matching (greedy / Hungarian), Jaccard, RMSE, bias, efficiency
 ``metrics.crlb``       Mortensen CRLB, and RMSE next to CRLB on the same emitters
+``metrics.fisher``     numerical Fisher-information CRLB of any PSF model (x, y, z, N, bg)
 ``metrics.image``      NMSE, PSNR, SSIM, Pearson of two images on the same grid
 ``metrics.report``     :func:`evaluation_report` and :func:`compare_images`: what the CLI, the
                        widgets and the benchmarks call
@@ -22,6 +23,7 @@ from napari_smlm.core.metrics.crlb import (
     mortensen_integral,
     rmse_vs_crlb,
 )
+from napari_smlm.core.metrics.fisher import crlb_astigmatic, crlb_fisher, fisher_information, rmse_vs_crlb_3d
 from napari_smlm.core.metrics.image import NORMALIZATIONS, nmse, pearson, psnr, ssim
 from napari_smlm.core.metrics.matching import (
     MATCHING_METHODS,
@@ -50,6 +52,10 @@ __all__ = [
     "crlb_for_localizations",
     "mean_crlb",
     "rmse_vs_crlb",
+    "fisher_information",
+    "crlb_fisher",
+    "crlb_astigmatic",
+    "rmse_vs_crlb_3d",
     "nmse",
     "psnr",
     "ssim",
