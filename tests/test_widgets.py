@@ -111,7 +111,8 @@ def _check_points_and_sr(viewer, w, gt, movie_name="sim"):
     """Points read back from the layer vs ground truth; SR peak vs nearest point. Returns the metrics."""
     from napari_smlm.core.metrics import evaluate
 
-    names = w._names(movie_name)
+    names = w.result_names()
+    assert names["points"] == f"{movie_name} [{w._run_meta['model']} #{w._run_meta['run']}]"
     pts, sr, out = (viewer.layers[names[k]] for k in ("points", "sr", "output"))
     assert w.progress.value() == SIM.n_frames
     assert out.data.ndim == 3 and out.data.shape[0] == SIM.n_frames
@@ -184,7 +185,7 @@ def test_reconstruction_cancel_keeps_partial_result(viewer, qtbot, toy_checkpoin
     locs = w.localizations()
     assert locs.meta["frame_range"] == [0, w._n_done]
     assert len(locs) > 0 and locs.frames.max() < w._n_done
-    pts = viewer.layers[w._names("long")["points"]]
+    pts = viewer.layers[w.result_names()["points"]]
     assert len(pts.data) == len(locs)
     assert pts.metadata["frame_range"] == [0, w._n_done]
     assert w.export_localizations(tmp_path / "partial_locs.hdf5") is not None

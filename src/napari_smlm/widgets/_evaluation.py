@@ -33,7 +33,7 @@ from qtpy.QtWidgets import (
 )
 
 from .. import _layers
-from . import LayerPicker, SmlmDockWidget, dspin, notify_error, wrap_label
+from ._base import LayerPicker, SmlmDockWidget, dspin, notify_error, wrap_label
 
 __all__ = ["EvaluationWidget"]
 
