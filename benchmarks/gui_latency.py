@@ -18,6 +18,8 @@ Figures (per case):
   beyond the timer period (a stall of 250 ms means a click waited ≥ 250 ms);
 * **max / p99 stall** over all intervals of the run (click on Run → run finished, layers final);
 * **blocked %** = Σ stalls / wall time of the run;
+* **idle**: the same heartbeat for a few seconds before Run, with nothing running — the machine's
+  own noise (other processes, the X server), to read the figures against;
 * **refresh cost**: wall time of each throttled layer refresh of the widget (``_flush``), median
   in the first and the last quarter of the run (by frames done), and the largest one: a refresh
   whose cost grows with the run's length shows up as last ≫ first.
@@ -95,7 +97,9 @@ class Heartbeat:
         return np.maximum(gaps - self.period_s, 0.0) * 1000.0
 
 
-def run_case(name: str, movie_path: Path, model: str, frames: int | None, batch_size: int, timeout_s: float) -> dict:
+def run_case(
+    name: str, movie_path: Path, model: str, frames: int | None, batch_size: int, timeout_s: float, idle_s: float = 3.0
+) -> dict:
     """One reconstruction in a fresh viewer; returns the figures."""
     import napari
     from qtpy.QtCore import QEventLoop, QTimer
@@ -116,14 +120,33 @@ def run_case(name: str, movie_path: Path, model: str, frames: int | None, batch_
         for _ in range(20):  # let the window settle before measuring
             QApplication.processEvents()
             time.sleep(0.02)
+        # the machine's own noise: the same heartbeat while nothing runs
+        idle = Heartbeat()
+        idle_loop = QEventLoop()
+        QTimer.singleShot(int(idle_s * 1000), idle_loop.quit)
+        idle.start()
+        idle_loop.exec()
+        idle.stop()
+        idle_stalls = idle.stalls_ms()
 
         # time every throttled layer refresh
         refreshes: list[tuple[float, int, float]] = []
         orig_flush = w._flush
 
+        prof = None
+        if os.environ.get("GUI_LATENCY_PROFILE"):
+            import cProfile
+
+            prof = cProfile.Profile()
+
         def timed_flush() -> None:
             t = time.perf_counter()
-            orig_flush()
+            if os.environ.get("GUI_LATENCY_NOFLUSH") and w.status.running:
+                pass  # diagnosis: what the worker alone costs the GUI thread
+            elif prof is not None and len(refreshes) >= 3 and w.status.running:  # steady state only
+                prof.runcall(orig_flush)
+            else:
+                orig_flush()
             refreshes.append((t, int(getattr(w, "_n_done", 0)), time.perf_counter() - t))
 
         if not hasattr(w, "_run_flush"):  # older widgets: the timer was connected to the bound method
@@ -154,6 +177,15 @@ def run_case(name: str, movie_path: Path, model: str, frames: int | None, batch_
         hb.stop()
         guard.stop()
         stalls = hb.stalls_ms()
+        if prof is not None:
+            import pstats
+
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
+        ticks = np.asarray(hb.ticks)
+        worst = np.argsort(stalls)[::-1][:5]
+        in_refresh = [
+            max((r[2] for r in refreshes if ticks[i] - 0.005 <= r[0] <= ticks[i + 1]), default=0.0) * 1000.0 for i in worst
+        ]
         n_done = int(getattr(w, "_n_done", 0))
         n_locs = len(w.localizations())
         ref = np.asarray(refreshes) if refreshes else np.zeros((0, 3))
@@ -173,11 +205,17 @@ def run_case(name: str, movie_path: Path, model: str, frames: int | None, batch_
             "max_stall_ms": float(stalls.max()) if stalls.size else float("nan"),
             "p99_stall_ms": float(np.percentile(stalls, 99)) if stalls.size else float("nan"),
             "blocked_pct": 100.0 * float(stalls.sum()) / 1000.0 / max(wall, 1e-9),
+            "idle_max_stall_ms": float(idle_stalls.max()) if idle_stalls.size else float("nan"),
+            "idle_p99_stall_ms": float(np.percentile(idle_stalls, 99)) if idle_stalls.size else float("nan"),
+            "idle_blocked_pct": 100.0 * float(idle_stalls.sum()) / 1000.0 / idle_s,
             "refreshes": len(ref),
             "refresh_first_ms": 1000.0 * float(np.median(first)) if first.size else float("nan"),
             "refresh_last_ms": 1000.0 * float(np.median(last)) if last.size else float("nan"),
             "refresh_max_ms": 1000.0 * float(ref[:, 2].max()) if len(ref) else float("nan"),
             "layers": [la.name for la in viewer.layers],
+            # the 5 longest stalls: (start s after Run, stall ms, longest refresh inside it ms)
+            "worst_stalls": [(round(float(ticks[i] - t0), 2), round(float(stalls[i])), round(r)) for i, r in zip(worst, in_refresh)],
+            "refresh_log": [(round(t - t0, 2), n, round(1000 * d, 1)) for t, n, d in refreshes],
         }
     finally:
         viewer.close()
@@ -188,16 +226,16 @@ def run_case(name: str, movie_path: Path, model: str, frames: int | None, batch_
 def _table(rows: list[dict]) -> str:
     head = (
         "| case | frames | locs | wall s | frames/s | max stall ms | p99 stall ms | blocked % "
-        "| refreshes | refresh ms first¼ / last¼ / max |"
+        "| refreshes | refresh ms first¼ / last¼ / max | idle: max / p99 ms, blocked % |"
     )
-    out = [head, "|" + "---|" * 10]
+    out = [head, "|" + "---|" * 11]
     for r in rows:
         ok = all(r[k] <= v for k, v in GOALS.items())
         out.append(
             f"| {r['case']} | {r['frames_done']}/{r['frames']} | {r['localizations']:,} | {r['wall_s']:.1f} "
             f"| {r['frames_per_s']:.1f} | {r['max_stall_ms']:.0f} | {r['p99_stall_ms']:.0f} | {r['blocked_pct']:.1f}"
             f"{'' if ok else ' ✗'} | {r['refreshes']} | {r['refresh_first_ms']:.1f} / {r['refresh_last_ms']:.1f} / "
-            f"{r['refresh_max_ms']:.0f} |"
+            f"{r['refresh_max_ms']:.0f} | {r['idle_max_stall_ms']:.0f} / {r['idle_p99_stall_ms']:.0f}, {r['idle_blocked_pct']:.1f} |"
         )
     return "\n".join(out)
 
@@ -213,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--epfl-frames", type=int, default=None, help="only the first N frames of the EPFL movie (default: all 361)")
     p.add_argument("--batch-size", type=int, default=16, help="frames per forward pass (default %(default)s)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    p.add_argument("--idle", type=float, default=3.0, help="seconds of heartbeat with nothing running, before each run: "
+                   "the machine's own noise (default %(default)s)")
     p.add_argument("--timeout", type=float, default=3600.0, help="cancel a run after this many seconds (default %(default)s)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     p.add_argument("--label", default="", help="a label printed with the table (e.g. 'before' / 'after')")
@@ -247,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
                 label = f"simulated {a.sim_frames} frames, {model}"
             else:
                 p.error(f"unknown case {case!r}: expected epfl-<model> or sim-<model>")
-            r = run_case(label, path, model, frames, a.batch_size, a.timeout)
+            r = run_case(label, path, model, frames, a.batch_size, a.timeout, a.idle)
             rows.append(r)
             print(f"{label}: {json.dumps({k: v for k, v in r.items() if k != 'layers'}, default=str)}", flush=True)
     print(f"\n{a.label}  (load average {os.getloadavg()[0]:.2f} at end)\n")

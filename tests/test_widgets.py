@@ -101,6 +101,7 @@ def _reconstruct(qtbot, widget, movie_layer, checkpoint):
         assert widget.load_checkpoint_file(checkpoint)
     widget.device.setCurrentText("cpu")
     widget.batch_size.setValue(8)
+    widget.show_output.setChecked(True)
     qtbot.mouseClick(widget.run_button, __import__("qtpy").QtCore.Qt.MouseButton.LeftButton)
     _wait_state(qtbot, widget.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
     assert widget.status.state is RunState.DONE, widget.status.message
@@ -190,6 +191,114 @@ def test_reconstruction_cancel_keeps_partial_result(viewer, qtbot, toy_checkpoin
     assert pts.metadata["frame_range"] == [0, w._n_done]
     assert w.export_localizations(tmp_path / "partial_locs.hdf5") is not None
     assert "Stopped" in w.status_label.text()
+
+
+def _raw(layer):
+    """The layer object behind napari's PublicOnlyProxy (identity checks)."""
+    while hasattr(layer, "__wrapped__"):
+        layer = layer.__wrapped__
+    return layer
+
+
+def test_live_updates_keep_layer_objects_and_user_display_settings(viewer, qtbot, toy_checkpoint):
+    """Through the PublicOnlyProxy a dock widget gets: layers are created once and updated in place,
+    and a colormap / contrast / point size the user sets mid-run survives every later refresh."""
+    from napari.utils._proxies import PublicOnlyProxy
+
+    frames, _ = simulate(SIM.replace(n_frames=48, seed=4, density=1.0))
+    movie = _add_movie(viewer, frames, name="live")
+    w = _dock(viewer, "Reconstruction")
+    assert isinstance(w.viewer, PublicOnlyProxy)  # what napari hands a plugin widget
+    gate = threading.Event()
+    w.job_started.connect(
+        lambda worker: worker.yielded.connect(lambda _u: gate.wait(10), __import__("qtpy").QtCore.Qt.ConnectionType.DirectConnection)
+    )
+    w.movie_picker.value = movie
+    assert w.load_checkpoint_file(toy_checkpoint)
+    w.device.setCurrentText("cpu")
+    w.batch_size.setValue(4)
+    w.show_output.setChecked(True)
+    inserted = []
+    viewer.layers.events.inserted.connect(lambda e: inserted.append(e.value.name))
+    removed = []
+    viewer.layers.events.removed.connect(lambda e: removed.append(e.value.name))
+    assert w.run()
+    # let one batch through at a time until all three result layers exist (one is created per refresh)
+    seen = {}
+    while len(seen) < 3:
+        gate.set()
+        gate.clear()
+        qtbot.waitUntil(lambda n=len(seen): len(w.result_layers()) > n or not w.status.running, timeout=TIMEOUT_MS)
+        seen = {k: _raw(la) for k, la in w.result_layers().items()}
+        assert w.status.running, "the run ended before the layers were made: make the movie longer"
+    names = w.result_names()
+    sr = viewer.layers[names["sr"]]
+    # the user changes the display mid-run
+    sr.colormap = "viridis"
+    sr.contrast_limits = (0.0, 12345.0)
+    pts = viewer.layers[names["points"]]
+    pts.size = 333.0
+    pts.current_size = 333.0
+    n_done = w._n_done
+    gate.set()
+    _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
+    assert w.status.state is RunState.DONE, w.status.message
+    assert w._n_done > n_done
+    after = {k: _raw(la) for k, la in w.result_layers().items()}
+    assert after == seen and all(a is seen[k] for k, a in after.items())  # same objects, never re-created
+    assert not removed and sorted(inserted) == sorted(names.values())
+    assert sr.colormap.name == "viridis"
+    assert tuple(sr.contrast_limits) == (0.0, 12345.0)
+    assert np.all(np.asarray(viewer.layers[names["points"]].size) == 333.0)
+    # the final points layer holds every localization, and the data changed since the user's edits
+    assert len(viewer.layers[names["points"]].data) == len(w.localizations()) > 0
+    assert "(live)" not in viewer.layers[names["points"]].name
+
+
+def test_reruns_keep_earlier_results_unless_replace(viewer, qtbot, toy_checkpoint):
+    frames, _ = simulate(SIM.replace(n_frames=8, seed=6))
+    movie = _add_movie(viewer, frames, name="m")
+    w = _dock(viewer, "Reconstruction")
+    _reconstruct(qtbot, w, movie, toy_checkpoint)
+    first = w.result_names()
+    assert first["points"] == "m [toy-test #1]" and first["sr"] == "m [toy-test #1] SR"
+    first_pts = _raw(viewer.layers[first["points"]])
+    _reconstruct(qtbot, w, movie, None)
+    second = w.result_names()
+    assert second["points"] == "m [toy-test #2]"
+    assert _raw(viewer.layers[first["points"]]) is first_pts  # run 1 is still there, untouched
+    n_layers = len(viewer.layers)
+    viewer.layers[second["sr"]].colormap = "magma"
+    w.replace_previous.setChecked(True)
+    sr2 = _raw(viewer.layers[second["sr"]])
+    _reconstruct(qtbot, w, movie, None)
+    assert w.result_names() == second and len(viewer.layers) == n_layers  # run 2's layers were reused
+    assert _raw(viewer.layers[second["sr"]]) is sr2 and sr2.colormap.name == "magma"
+    # the SR layer turns the scale bar on
+    assert viewer.scale_bar.visible
+
+
+def test_add_or_update_layer_in_place_through_proxy(viewer):
+    """The adapter itself, with the proxy napari gives widgets."""
+    from napari.utils._proxies import PublicOnlyProxy
+
+    proxy = PublicOnlyProxy(viewer)
+    img = np.ones((16, 16), np.float32)
+    a = _layers.add_or_update_layer(proxy, _layers.super_resolved_layer_data(img, 10.0, "sr"))
+    a.colormap = "viridis"
+    a.contrast_limits = (0.0, 7.0)  # the user's contrast
+    b = _layers.add_or_update_layer(proxy, _layers.super_resolved_layer_data(img * 5, 10.0, "sr"))
+    assert _raw(b) is _raw(a) and len(viewer.layers) == 1
+    assert b.colormap.name == "viridis" and tuple(b.contrast_limits) == (0.0, 7.0)
+    assert float(b.data.max()) == 5.0
+    # a layer whose contrast the user did not touch follows the data
+    c = _layers.add_or_update_layer(proxy, _layers.super_resolved_layer_data(img, 10.0, "auto"))
+    _layers.add_or_update_layer(proxy, _layers.super_resolved_layer_data(img * 50, 10.0, "auto"))
+    assert c.contrast_limits[1] == pytest.approx(50.0)
+    # same name, other type: replaced
+    gt = _layers.localizations_layer_data(simulate(SIM.replace(n_frames=2))[1], "sr")
+    d = _layers.add_or_update_layer(proxy, gt)
+    assert _raw(d) is not _raw(a) and len(viewer.layers) == 2
 
 
 def test_reconstruction_bad_inputs_notify(viewer, qtbot, tmp_path, toy_checkpoint):

@@ -50,6 +50,7 @@ __all__ = [
     "super_resolved_layer_data",
     "network_output_layer_data",
     "localizations_layer_data",
+    "pad_points",
     "points_to_localizations",
     "layer_to_localizations",
     "image_grid",
@@ -333,6 +334,26 @@ def localizations_layer_data(
     return (coords, kw, "points")
 
 
+def pad_points(layer_data: LayerDataTuple, n: int) -> LayerDataTuple:
+    """A points tuple padded to exactly ``n`` rows with copies of its first row (live layers).
+
+    napari's Points layer does O(N) Python work whenever its number of points changes; a live
+    layer kept at a constant length skips that. The copies sit exactly on the first point (same
+    frame, position and style), so nothing extra can be seen; ``metadata["live_points"]`` keeps
+    the real count. Tuples with no rows or with ``n`` or more rows are returned unchanged.
+    """
+    coords, kw, kind = layer_data
+    m = len(coords)
+    if m == 0 or m >= n:
+        return layer_data
+    idx = np.concatenate([np.arange(m), np.zeros(n - m, dtype=np.int64)])
+    kw = dict(kw)
+    if kw.get("features") is not None:
+        kw["features"] = kw["features"].iloc[idx].reset_index(drop=True)
+    kw["metadata"] = {**kw.get("metadata", {}), "live_points": m}
+    return (np.asarray(coords)[idx], kw, kind)
+
+
 def points_to_localizations(
     data: np.ndarray,
     features: pd.DataFrame | None = None,
@@ -445,7 +466,10 @@ def update_layer(layer: Any, layer_data: LayerDataTuple, contrast: bool = True) 
         if n_old == 0 and len(data) and "size" in kw:  # first points: napari's default size is in data units
             layer.size = kw["size"]
     else:
-        layer.data = data
+        if layer.data is data:  # filled in place by the caller: redraw, no data event / extent update
+            layer.refresh()
+        else:
+            layer.data = data
         for key in _GEOMETRY_KEYS:
             if key in kw and not np.allclose(np.asarray(getattr(layer, key))[-len(kw[key]):], kw[key]):
                 setattr(layer, key, kw[key])

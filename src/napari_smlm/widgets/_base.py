@@ -41,7 +41,30 @@ log = logging.getLogger(__name__)
 #: ``c`` seconds the next one waits at least ``FLUSH_DUTY * c`` (and 150 ms .. 2 s).
 FLUSH_DUTY = 20
 FLUSH_MIN_MS = 150
-FLUSH_MAX_MS = 2000
+FLUSH_MAX_MS = 5000
+#: Python's GIL switch interval while a job runs (default 5 ms). The GUI thread needs the GIL for
+#: every event it handles; a worker thread running Python (post-processing, tables) makes it wait
+#: up to one interval each time. 1 ms keeps the event loop responsive for a few % of throughput.
+GIL_SWITCH_INTERVAL_S = 0.001
+_switch: dict[str, Any] = {"jobs": set(), "saved": None}
+
+
+def _job_began(key: int) -> None:
+    import sys
+
+    if not _switch["jobs"]:
+        _switch["saved"] = sys.getswitchinterval()
+        sys.setswitchinterval(min(GIL_SWITCH_INTERVAL_S, _switch["saved"]))
+    _switch["jobs"].add(key)
+
+
+def _job_ended(key: int) -> None:
+    import sys
+
+    _switch["jobs"].discard(key)
+    if not _switch["jobs"] and _switch["saved"] is not None:
+        sys.setswitchinterval(_switch["saved"])
+        _switch["saved"] = None
 
 
 # ============================================================================ notifications
@@ -264,9 +287,18 @@ class SmlmDockWidget(QWidget):
         """Push buffered worker updates to layers / plots (GUI thread, throttled)."""
 
     def _run_flush(self) -> None:
-        """Run :meth:`_flush` and space the next one by its cost (see the class docstring)."""
+        """Run :meth:`_flush` and space the next one by its cost (see the class docstring).
+
+        The cost runs until the event loop has handled what the refresh queued (napari's layer
+        events and the canvas repaint), measured by a zero-delay timer queued after it.
+        """
         t = time.perf_counter()
         self._flush()
+        QTimer.singleShot(0, lambda: self._flush_settled(t))
+
+    def _flush_settled(self, t: float) -> None:
+        if self._closed:
+            return
         self.last_flush_s = time.perf_counter() - t
         ms = int(min(FLUSH_MAX_MS, max(FLUSH_MIN_MS, FLUSH_DUTY * 1000.0 * self.last_flush_s)))
         self._flush_timer.setInterval(ms)
@@ -328,12 +360,15 @@ class SmlmDockWidget(QWidget):
         holder: list = []
 
         def on_finished() -> None:
-            if holder and holder[0] in jobs:
-                jobs.remove(holder[0])
+            if holder:
+                _job_ended(id(holder[0]))
+                if holder[0] in jobs:
+                    jobs.remove(holder[0])
             if user_finished is not None:
                 user_finished()
 
         job = start_job(gen, before_start=self.job_started.emit, on_finished=on_finished, **callbacks)
+        _job_began(id(job))
         holder.append(job)
         jobs.append(job)
         return job
@@ -386,6 +421,7 @@ class SmlmDockWidget(QWidget):
 
 def _detach_all(jobs: list) -> None:
     for j in list(jobs):
+        _job_ended(id(j))
         try:
             j.detach()
         except Exception:  # noqa: BLE001 - a worker already deleted

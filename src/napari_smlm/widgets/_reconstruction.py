@@ -105,6 +105,7 @@ class ReconstructionWidget(SmlmDockWidget):
         self._run_layers: _layers.RunLayers | None = None
         self._run_meta: dict = {}
         self._stack: np.ndarray | None = None
+        self._sr_buf: np.ndarray | None = None
         self._latest_display: np.ndarray | None = None
         self._dirty = False
 
@@ -137,7 +138,8 @@ class ReconstructionWidget(SmlmDockWidget):
         self.follow = QCheckBox("Follow progress on the time slider")
         self.follow.setChecked(True)
         self.show_output = QCheckBox("Show the network output")
-        self.show_output.setChecked(True)
+        self.show_output.setToolTip("A layer with the per-frame network output (e.g. detection probability) next to the movie")
+        self.show_output.setChecked(False)  # one more layer to create and refresh: opt-in
         self.replace_previous = QCheckBox("Replace previous results")
         self.replace_previous.setToolTip(
             "Unchecked: every run adds its own layers (<movie> [<model> #k]) and earlier runs stay. "
@@ -450,6 +452,7 @@ class ReconstructionWidget(SmlmDockWidget):
         self._run_layers = self._new_run_layers(layer.name, ckpt.model)
         self._col = PredictionCollector()
         self._stack = None
+        self._sr_buf = None
         self._latest_display = None
         self._display_max = 0.0
         self._last_frame = start
@@ -541,25 +544,47 @@ class ReconstructionWidget(SmlmDockWidget):
         # points: the latest LIVE_POINTS while running (O(batch) per refresh), everything at the end
         live = running and col.n_found > LIVE_POINTS
         locs = col.latest(LIVE_POINTS) if live else self.localizations()
-        md["live_points"] = len(locs) if live else None
+        md["live_points"] = None
         if running:
             self.status_label.setText(
                 f"{col.n_done}/{col.n_total} frames, {col.n_found} localizations ({col.n_done / el:.1f} frames/s)"
                 + (f"; the points layer shows the latest {LIVE_POINTS:,} until the end" if live else "")
             )
-        name = rl.names["points"]
-        rl.update("points", _layers.localizations_layer_data(locs, name, pixel_size_nm=px, metadata=md))
-        rl.rename("points", f"{name} (live)" if live else name)
+        # Creating a napari layer costs ~100 ms (vispy node, controls): while running, at most one
+        # new layer per refresh, the super-resolved image first; the rest follow at the next ones.
+        self._create_budget = 1 if running else len(rl.names)
         u = col.last
         if u.sr_image is not None:
-            first = rl.get("sr") is None and "sr" not in rl.layers
-            rl.update("sr", _layers.super_resolved_layer_data(u.sr_image, float(u.sr_pixel_size_nm), rl.names["sr"], metadata=md))
-            if first:
+            first = rl.get("sr") is None
+            # one buffer for the whole run, filled in place: the layer only redraws (no data event)
+            if self._sr_buf is None or self._sr_buf.shape != u.sr_image.shape:
+                self._sr_buf = np.array(u.sr_image, dtype=np.float32)
+            else:
+                self._sr_buf[...] = u.sr_image
+            sr = _layers.super_resolved_layer_data(self._sr_buf, float(u.sr_pixel_size_nm), rl.names["sr"], metadata=md)
+            if self._put(rl, "sr", sr) is not None and first:
                 _layers.show_scale_bar(self.viewer)
+        name = rl.names["points"]
+        pts = _layers.localizations_layer_data(locs, name, pixel_size_nm=px, metadata=md)
+        if running:  # constant length while running: napari then skips its O(N) resize work
+            pts = _layers.pad_points(pts, LIVE_POINTS)
+        if self._put(rl, "points", pts) is not None:
+            rl.rename("points", f"{name} (live)" if live else name)
         if self.show_output.isChecked():
             self._flush_network_output(rl, md)
         if running and self.follow.isChecked() and self._run_meta["n_frames"] > 1 and self.viewer.dims.ndim >= 3:
             self.viewer.dims.set_current_step(0, self._last_frame)
+
+    def _put(self, rl: _layers.RunLayers, key: str, layer_data: Any) -> Any:
+        """Update the run's layer ``key`` in place, or create it if this refresh may still create one."""
+        if key in rl.layers:
+            return rl.update(key, layer_data)
+        if self._create_budget <= 0:
+            self._dirty = True  # create it at the next refresh
+            self.schedule_flush()
+            return None
+        self._create_budget -= 1
+        return rl.update(key, layer_data)
 
     def _flush_network_output(self, rl: _layers.RunLayers, md: dict) -> None:
         px = self._run_meta["pixel_size_nm"]
@@ -575,7 +600,7 @@ class ReconstructionWidget(SmlmDockWidget):
         else:
             return
         ldt[1]["contrast_limits"] = clim
-        rl.update("output", ldt)
+        self._put(rl, "output", ldt)
 
     def run_summary(self, state: RunState, exc: BaseException | None) -> str:
         el = time.perf_counter() - self._t0
