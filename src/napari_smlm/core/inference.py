@@ -373,7 +373,7 @@ class PredictionCollector:
         return self._joined
 
     def latest(self, max_rows: int) -> Localizations:
-        """The most recent localizations, at most ``max_rows`` of them (whole batches, newest last).
+        """The most recent localizations, at most ``max_rows`` of them (in order, newest last).
 
         Costs O(``max_rows``) whatever the length of the run: for a live view that must not slow
         down as results pile up.
@@ -381,7 +381,7 @@ class PredictionCollector:
         picked: list[Localizations] = []
         n = 0
         for part in reversed(self._parts):
-            if n + len(part) > max_rows and picked:
+            if n >= max_rows:
                 break
             picked.append(part)
             n += len(part)
