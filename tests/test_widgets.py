@@ -417,6 +417,50 @@ def test_training_updates_curve_and_model_list(viewer, qtbot, tmp_path):
     assert tw.init_combo.findData(str(ck.resolve())) >= 0
 
 
+def test_training_on_the_users_movie_and_ground_truth(viewer, qtbot, sim_movie, tmp_path):
+    """The Training widget trains on a movie layer + its ground-truth points (no simulator)."""
+    from napari_smlm.core.checkpoint import load_checkpoint
+
+    frames, gt = sim_movie
+    _add_movie(viewer, frames, gt)
+    tw = _dock(viewer, "Training")
+    tw.model_combo.setCurrentText("toy-test")
+    tw.movie_picker.value = viewer.layers["sim"]
+    tw.gt_picker.value = viewer.layers["sim ground truth"]
+    tw.use_pairs.setChecked(True)
+    tw.crop.setValue(16)
+    tw.steps.setValue(4)
+    tw.steps_per_epoch.setValue(2)
+    tw.batch_size.setValue(2)
+    tw.val_batches.setValue(1)
+    tw.device.setCurrentText("cpu")
+    tw.checkpoint_edit.setText(str(tmp_path / "pairs_toy.pt"))
+    # the toy family cannot learn from data: its RuntimeError ends the run as FAILED, with the reason
+    # (superqt swallows a worker's RuntimeError: the run would hang in RUNNING without _workers.JobError)
+    with qtbot.capture_exceptions() as raised:  # napari re-raises a worker's error on the GUI thread (a notification)
+        assert tw.start()
+        assert "'sim' + 'sim ground truth'" in tw.status_label.text()
+        _wait_state(qtbot, tw.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
+    assert tw.status.state is RunState.FAILED and "not supported" in tw.status_label.text()
+    assert [type(e[1]).__name__ for e in raised] == ["JobError"]
+    assert tw.start_button.isEnabled()
+    if "decode" not in tw._families:
+        pytest.skip("no decode family")
+    tw.model_combo.setCurrentText("decode")
+    ck = tmp_path / "pairs_decode.pt"
+    tw.checkpoint_edit.setText(str(ck))
+    assert tw.start()
+    _wait_state(qtbot, tw.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED), timeout=120_000)
+    assert tw.status.state is RunState.DONE, tw.status.message
+    rec = load_checkpoint(ck).training
+    assert "pairs" in rec and rec["steps"] == 4  # trained on crops of the movie, with held-out frames
+    assert load_checkpoint(ck).simulation["height"] == 16
+    # a missing ground truth is refused with the reason first
+    tw.gt_picker.setCurrentIndex(0)  # "(none)"
+    n0 = _n_errors()
+    assert not tw.start() and _n_errors() == n0 + 1 and "ground-truth" in _last_error()
+
+
 def test_training_refuses_checkpoint_of_another_model(viewer, qtbot, toy_checkpoint):
     tw = _dock(viewer, "Training")
     tw.session.models.add_checkpoint(toy_checkpoint, source="file")
@@ -469,6 +513,36 @@ def test_evaluation_widget(viewer, qtbot, sim_movie):
     ew.sr_picker.value = viewer.layers["gt render"]
     im = ew.compare_images()
     assert im["ssim"] > 0.99 and im["nmse"] < 1e-6
+    # changing a picked layer's data makes the table stale: it is cleared
+    assert ew.table.rowCount() > 0
+    viewer.layers["pred"].data = viewer.layers["pred"].data[:-3]
+    assert ew.metrics == {} and ew.table.rowCount() == 0
+    ew.evaluate_button.click()
+    assert ew.metrics["n_pred"] == len(pred) - 3
     n0 = _n_errors()
     ew.pred_picker.value = viewer.layers["sim ground truth"]
+    # an invalid pick: stale metrics cleared, Evaluate disabled with the reason shown
+    assert ew.metrics == {} and ew.table.rowCount() == 0
+    assert not ew.evaluate_button.isEnabled() and "same layer" in ew.note.text()
     assert ew.evaluate() is None and _n_errors() == n0 + 1 and "same layer" in _last_error()
+    ew.pred_picker.value = viewer.layers["pred"]
+    assert ew.evaluate_button.isEnabled()
+
+
+def test_evaluation_keeps_picks_across_reruns(viewer, qtbot, sim_movie, toy_checkpoint):
+    frames, gt = sim_movie
+    movie = _add_movie(viewer, frames, gt)
+    ew = _dock(viewer, "Evaluation")
+    w = _dock(viewer, "Reconstruction")
+    _reconstruct(qtbot, w, movie, toy_checkpoint)
+    first = viewer.layers[w.result_names()["points"]]
+    ew.gt_picker.value = viewer.layers["sim ground truth"]
+    ew.pred_picker.value = first
+    assert ew.evaluate()["n_pred"] == len(first.data)
+    w.replace_previous.setChecked(True)
+    _reconstruct(qtbot, w, movie, None)  # same layers, new data
+    assert _raw(ew.pred_picker.value) is _raw(first) and _raw(ew.gt_picker.value) is _raw(viewer.layers["sim ground truth"])
+    assert ew.metrics == {}  # the data changed under the table
+    w.replace_previous.setChecked(False)
+    _reconstruct(qtbot, w, movie, None)  # a new run adds layers: the picks stay
+    assert _raw(ew.pred_picker.value) is _raw(first) and ew.evaluate_button.isEnabled()

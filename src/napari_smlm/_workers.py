@@ -27,14 +27,32 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["Job", "start_job", "predict_job", "train_job", "simulate_job"]
+__all__ = ["Job", "JobError", "start_job", "predict_job", "train_job", "simulate_job"]
 
 log = logging.getLogger(__name__)
 
 
+class JobError(Exception):
+    """A ``RuntimeError`` raised by a core generator, re-raised under a type the worker reports.
+
+    superqt's generator worker treats a ``RuntimeError`` as "the worker was deleted": it emits
+    neither ``errored`` nor ``finished``, so the widget would wait in RUNNING forever. torch
+    raises ``RuntimeError`` for most failures (out of memory, shape mismatches) and the core
+    raises it for unsupported requests, so every one is re-raised as this type (the original is
+    the ``__cause__``).
+    """
+
+    def __init__(self, exc: RuntimeError):
+        super().__init__(str(exc) or type(exc).__name__)
+        self.problem = str(exc) or type(exc).__name__
+
+
 def _drive(gen: Iterator) -> Iterator:
     """The worker's generator function: forwards ``gen``'s updates (napari needs a generator function)."""
-    yield from gen
+    try:
+        yield from gen
+    except RuntimeError as exc:
+        raise JobError(exc) from exc
 
 
 class Job:

@@ -214,6 +214,9 @@ class ReconstructionWidget(SmlmDockWidget):
         self._refresh_models()
         self._on_movie_changed(self.movie_picker.value)
         self._on_state_changed(self.status.state)
+        # Results are in nm: show the scale bar. Done here, not at the first result, because
+        # napari builds the overlay's visual on first show (~0.1-0.4 s) and a run must not stall.
+        _layers.show_scale_bar(self.viewer)
 
     # ================================================================ model list
     def _refresh_models(self, select_key: str | None = None) -> None:
@@ -555,15 +558,13 @@ class ReconstructionWidget(SmlmDockWidget):
         self._create_budget = 1 if running else len(rl.names)
         u = col.last
         if u.sr_image is not None:
-            first = rl.get("sr") is None
             # one buffer for the whole run, filled in place: the layer only redraws (no data event)
             if self._sr_buf is None or self._sr_buf.shape != u.sr_image.shape:
                 self._sr_buf = np.array(u.sr_image, dtype=np.float32)
             else:
                 self._sr_buf[...] = u.sr_image
             sr = _layers.super_resolved_layer_data(self._sr_buf, float(u.sr_pixel_size_nm), rl.names["sr"], metadata=md)
-            if self._put(rl, "sr", sr) is not None and first:
-                _layers.show_scale_bar(self.viewer)
+            self._put(rl, "sr", sr)
         name = rl.names["points"]
         pts = _layers.localizations_layer_data(locs, name, pixel_size_nm=px, metadata=md)
         if running:  # constant length while running: napari then skips its O(N) resize work
