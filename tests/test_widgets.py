@@ -274,8 +274,9 @@ def test_reruns_keep_earlier_results_unless_replace(viewer, qtbot, toy_checkpoin
     _reconstruct(qtbot, w, movie, None)
     assert w.result_names() == second and len(viewer.layers) == n_layers  # run 2's layers were reused
     assert _raw(viewer.layers[second["sr"]]) is sr2 and sr2.colormap.name == "magma"
-    # the SR layer turns the scale bar on
+    # results are in nm: the scale bar is on; the time axis is named "frame" (not napari's "-3")
     assert viewer.scale_bar.visible
+    assert tuple(viewer.dims.axis_labels) == ("frame", "y", "x")
 
 
 def test_add_or_update_layer_in_place_through_proxy(viewer):
@@ -299,6 +300,38 @@ def test_add_or_update_layer_in_place_through_proxy(viewer):
     gt = _layers.localizations_layer_data(simulate(SIM.replace(n_frames=2))[1], "sr")
     d = _layers.add_or_update_layer(proxy, gt)
     assert _raw(d) is not _raw(a) and len(viewer.layers) == 2
+
+
+def test_open_movie_lazily_and_reader_preference(viewer, qtbot, tmp_path, monkeypatch):
+    import napari_smlm.widgets._reconstruction as rec
+    from napari.settings import NapariSettings
+
+    from napari_smlm.core.io.tiff import write_movie
+
+    frames, _ = simulate(SIM.replace(n_frames=6))
+    path = tmp_path / "lazy movie.tif"
+    write_movie(path, frames, pixel_size_nm=107.0)
+    w = _dock(viewer, "Reconstruction")
+    layer = w.open_movie(path)
+    assert layer is not None and w.movie_picker.value is layer
+    assert not isinstance(layer.data, np.ndarray)  # the lazy reader (dask), not napari's eager one
+    assert w.pixel_size.value() == pytest.approx(107.0) and w.stop_frame.value() == 6
+    assert "6 frames" in w.movie_info.text()
+    # an eager in-memory movie above the limit gets a warning
+    monkeypatch.setattr(rec, "EAGER_WARN_BYTES", 1000)
+    w.movie_picker.value = viewer.add_image(np.asarray(frames), name="eager")
+    assert "held in memory" in w.movie_info.text()
+    # a broken file: the reason first, then the file
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"II*\x00" + bytes(64))
+    n0 = _n_errors()
+    assert w.open_movie(bad) is None and _n_errors() == n0 + 1
+    assert _last_error().startswith("Cannot open the movie: ") and "broken.tif" in _last_error()
+    # one click sets napari's reader preference (on a throw-away settings object here)
+    s = NapariSettings(config_path=None)
+    prefs = w.prefer_smlm_readers(s)
+    assert all(prefs[p] == "napari-smlm" for p in ("*.tif", "*.tiff", "*.csv", "*.hdf5"))
+    assert s.plugins.extension2reader == prefs and not w.prefer_reader_button.isEnabled()
 
 
 def test_reconstruction_bad_inputs_notify(viewer, qtbot, tmp_path, toy_checkpoint):

@@ -61,6 +61,7 @@ __all__ = [
     "same_layer",
     "RunLayers",
     "show_scale_bar",
+    "label_axes",
     "robust_contrast_limits",
     "image_contrast_limits",
 ]
@@ -513,6 +514,18 @@ def show_scale_bar(viewer: Any) -> None:
             bar.visible = True
     except Exception:  # noqa: BLE001 - an older/newer napari without this overlay: cosmetic only
         log.debug("no scale bar overlay", exc_info=True)
+
+
+def label_axes(viewer: Any) -> None:
+    """Name napari's axes ``frame, y, x`` when it still shows its defaults (``-3, -2, -1``).
+
+    The slider of the time axis then reads "frame" next to the 0-based frame number. Labels the
+    user (or another plugin) set are kept.
+    """
+    dims = viewer.dims
+    n = int(dims.ndim)
+    if n >= 3 and tuple(dims.axis_labels) == tuple(str(i) for i in range(-n, 0)):
+        dims.axis_labels = tuple(str(i) for i in range(-n, -3)) + ("frame", "y", "x")
 
 
 class RunLayers:

@@ -59,6 +59,9 @@ SNAPSHOT_COPY_BYTES = 512 * 2**20
 LIVE_POINTS = 5000
 #: An in-memory (eager) movie layer larger than this gets a warning: open it lazily instead.
 EAGER_WARN_BYTES = 1 * 2**30
+#: File patterns "Use napari-smlm for …" assigns to this plugin in napari's reader preferences.
+READER_PATTERNS = ("*.tif", "*.tiff", "*.csv", "*.hdf5")
+PLUGIN_NAME = "napari-smlm"
 CAMERA_FROM_MODEL = "model's camera"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -115,6 +118,11 @@ class ReconstructionWidget(SmlmDockWidget):
         self.open_button.setToolTip("Open a TIFF movie with napari-smlm's lazy reader (frames read on demand, pixel size in nm)")
         self.movie_info = wrap_label()
         self.movie_info.setStyleSheet("color: gray;")
+        self.prefer_reader_button = QPushButton("Use napari-smlm for .tif/.csv/.hdf5")
+        self.prefer_reader_button.setToolTip(
+            "Make napari open these files (drag and drop, File > Open) with napari-smlm's readers: lazy movies in nm, "
+            "localization tables as points. Saved in napari's preferences (Preferences > Plugins)."
+        )
         self.model_combo = QComboBox()
         self.model_combo.setToolTip("Shipped models, checkpoints trained in this session, and loaded checkpoint files")
         self.load_button = QPushButton("Load checkpoint…")
@@ -161,6 +169,7 @@ class ReconstructionWidget(SmlmDockWidget):
         mrow.addWidget(self.open_button)
         form.addRow("Movie", mrow)
         form.addRow("", self.movie_info)
+        form.addRow("", self.prefer_reader_button)
         row = QHBoxLayout()
         row.addWidget(self.model_combo, 1)
         row.addWidget(self.load_button)
@@ -202,6 +211,7 @@ class ReconstructionWidget(SmlmDockWidget):
         # ---------------------------------------------------------------- wiring
         self.movie_picker.layer_changed.connect(self._on_movie_changed)
         self.open_button.clicked.connect(self._on_open_clicked)
+        self.prefer_reader_button.clicked.connect(self.prefer_smlm_readers)
         self.model_combo.currentIndexChanged.connect(self._on_model_changed)
         self.load_button.clicked.connect(self._on_load_clicked)
         self.estimate_button.clicked.connect(self._on_estimate_clicked)
@@ -339,10 +349,25 @@ class ReconstructionWidget(SmlmDockWidget):
         self.movie_picker.setCurrentIndex(idx)
         return self.movie_picker.value
 
+    def prefer_smlm_readers(self, settings: Any = None) -> dict:
+        """Set napari's reader preference for :data:`READER_PATTERNS` to napari-smlm (napari's settings API)."""
+        if settings is None:
+            from napari.settings import get_settings
+
+            settings = get_settings()
+        prefs = dict(settings.plugins.extension2reader)
+        prefs.update(dict.fromkeys(READER_PATTERNS, PLUGIN_NAME))
+        settings.plugins.extension2reader = prefs
+        self.prefer_reader_button.setEnabled(False)
+        self.prefer_reader_button.setText("napari-smlm opens .tif/.csv/.hdf5")
+        notify_info(f"napari now opens {', '.join(READER_PATTERNS)} with napari-smlm (change it in Preferences > Plugins).")
+        return prefs
+
     def _on_movie_changed(self, layer: Any) -> None:
         if layer is None or len(layer.data.shape) not in (2, 3):
             self.movie_info.setText("")
             return
+        _layers.label_axes(self.viewer)
         px = _layers.layer_pixel_size_nm(layer)
         if px:
             self.pixel_size.setValue(px)
