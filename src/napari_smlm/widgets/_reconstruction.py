@@ -21,13 +21,11 @@ batch and keeps everything found; Export writes what was found.
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtGui import QStandardItemModel
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -43,7 +41,7 @@ from qtpy.QtWidgets import (
 
 from .. import _layers
 from ._base import LayerPicker, SmlmDockWidget, dspin, error_reason, notify_error, notify_info, spin, wrap_label
-from ._forms import CameraForm, estimate_baseline_adu, sample_frames
+from ._forms import CameraForm, ModelChooser, estimate_baseline_adu, sample_frames
 from ._state import RunState
 
 __all__ = ["ReconstructionWidget", "estimate_baseline_adu", "validate_movie_layer"]
@@ -123,11 +121,11 @@ class ReconstructionWidget(SmlmDockWidget):
             "Make napari open these files (drag and drop, File > Open) with napari-smlm's readers: lazy movies in nm, "
             "localization tables as points. Saved in napari's preferences (Preferences > Plugins)."
         )
-        self.model_combo = QComboBox()
-        self.model_combo.setToolTip("Shipped models, checkpoints trained in this session, and loaded checkpoint files")
-        self.load_button = QPushButton("Load checkpoint…")
-        self.model_info = wrap_label()
-        self.model_info.setStyleSheet("color: gray;")
+        self.model_chooser = ModelChooser(self.models)
+        # its parts under their old names (tests, scripts)
+        self.model_combo = self.model_chooser.combo
+        self.load_button = self.model_chooser.load_button
+        self.model_info = self.model_chooser.info
 
         self.camera_form = CameraForm({CAMERA_FROM_MODEL: self._model_camera}, estimate=True)
         # the camera fields under their old names (tests, scripts)
@@ -170,11 +168,7 @@ class ReconstructionWidget(SmlmDockWidget):
         form.addRow("Movie", mrow)
         form.addRow("", self.movie_info)
         form.addRow("", self.prefer_reader_button)
-        row = QHBoxLayout()
-        row.addWidget(self.model_combo, 1)
-        row.addWidget(self.load_button)
-        form.addRow("Model", row)
-        form.addRow("", self.model_info)
+        form.addRow("Model", self.model_chooser)
         form.addRow("Pixel size", self.pixel_size)
 
         cam = QGroupBox("Camera")
@@ -212,90 +206,40 @@ class ReconstructionWidget(SmlmDockWidget):
         self.movie_picker.layer_changed.connect(self._on_movie_changed)
         self.open_button.clicked.connect(self._on_open_clicked)
         self.prefer_reader_button.clicked.connect(self.prefer_smlm_readers)
-        self.model_combo.currentIndexChanged.connect(self._on_model_changed)
-        self.load_button.clicked.connect(self._on_load_clicked)
+        self.model_chooser.changed.connect(self._on_model_changed)
         self.estimate_button.clicked.connect(self._on_estimate_clicked)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.export_button.clicked.connect(self._on_export_clicked)
-        self.models.changed.connect(self._on_models_changed)
         self.status.changed.connect(self._on_state_changed)
 
-        self._refresh_models()
+        self._on_model_changed()
         self._on_movie_changed(self.movie_picker.value)
         self._on_state_changed(self.status.state)
         # Results are in nm: show the scale bar. Done here, not at the first result, because
         # napari builds the overlay's visual on first show (~0.1-0.4 s) and a run must not stall.
         _layers.show_scale_bar(self.viewer)
 
-    # ================================================================ model list
-    def _refresh_models(self, select_key: str | None = None) -> None:
-        current = select_key or self.model_combo.currentData()
-        entries = self.models.entries()
-        self.model_combo.blockSignals(True)
-        try:
-            self.model_combo.clear()
-            model: QStandardItemModel = self.model_combo.model()
-            for e in entries:
-                self.model_combo.addItem(e.label, e.key)
-                item = model.item(self.model_combo.count() - 1)
-                if not e.usable:
-                    item.setEnabled(False)
-                item.setToolTip(e.info.get("description", e.path or ""))
-            keys = [e.key for e in entries]
-            usable = [e.key for e in entries if e.usable]
-            if current in keys and self.models.get(current).usable:
-                idx = keys.index(current)
-            elif usable:
-                idx = keys.index(self._preferred(usable))
-            else:
-                idx = 0 if keys else -1
-            self.model_combo.setCurrentIndex(idx)
-        finally:
-            self.model_combo.blockSignals(False)
-        self._on_model_changed()
-
-    @staticmethod
-    def _preferred(keys: list[str]) -> str:
-        for name in ("shipped:decode", "shipped:fid-storm", "shipped:deep-storm"):
-            if name in keys:
-                return name
-        return keys[0]
-
-    def _on_models_changed(self) -> None:
-        self._refresh_models()
-
+    # ================================================================ model
     @property
     def model_entry(self):
-        key = self.model_combo.currentData()
-        return self.models.get(key) if key is not None else None
+        return self.model_chooser.entry
 
     def select_model(self, key: str) -> None:
         """Select a model by its registry key (``"shipped:<name>"`` or a checkpoint path)."""
-        idx = self.model_combo.findData(key)
-        if idx < 0:
-            raise ValueError(f"no model {key!r} in the list")
-        self.model_combo.setCurrentIndex(idx)
+        self.model_chooser.select(key)
+
+    def load_checkpoint_file(self, path: str | Path) -> bool:
+        """Validate and add a checkpoint file to the model list; select it. Errors -> notification."""
+        return self.model_chooser.load_checkpoint_file(path)
 
     def _on_model_changed(self, *_: Any) -> None:
-        e = self.model_entry
-        if e is None:
-            self.model_info.setText("No model available: train one in the Training widget or load a checkpoint.")
-            return
-        text = e.info.get("description", "")
-        tr = e.info.get("training") or {}
-        if tr:
-            bits = [f"{tr.get('total_steps', tr.get('steps', '?'))} steps"]
-            m = tr.get("metrics") or {}
-            if isinstance(m.get("jaccard"), (int, float)) and math.isfinite(m["jaccard"]):
-                bits.append(f"validation JI {m['jaccard']:.2f}")
-            text = (text + " · " if text else "") + ", ".join(bits)
-        self.model_info.setText(text or e.model)
         if self.camera_combo.currentText() == CAMERA_FROM_MODEL:
+            e = self.model_entry
             try:
                 self.camera_form.set_camera(self._model_camera())
             except Exception as exc:  # noqa: BLE001 - a broken file: say so, keep the widget usable
-                notify_error(f"Cannot use model '{e.label}': {error_reason(exc)}")
+                notify_error(f"{error_reason(exc)} — cannot use model '{e.label if e else '?'}'")
 
     def _model_camera(self) -> Any:
         """The camera of the selected model's checkpoint (the default camera without a model)."""
@@ -307,22 +251,6 @@ class ReconstructionWidget(SmlmDockWidget):
     def camera(self) -> Any:
         """The Camera used for ADU -> photons: the preset's noise model with the four fields."""
         return self.camera_form.camera()
-
-    # ---------------------------------------------------------------- checkpoint files
-    def _on_load_clicked(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load a napari-smlm checkpoint", "", "Checkpoints (*.pt *.pth *.ckpt);;All files (*)")
-        if path:
-            self.load_checkpoint_file(path)
-
-    def load_checkpoint_file(self, path: str | Path) -> bool:
-        """Validate and add a checkpoint file to the model list; select it. Errors -> notification."""
-        try:
-            entry = self.models.add_checkpoint(path, source="file")
-        except Exception as exc:  # noqa: BLE001 - CheckpointError, or anything a foreign file raises
-            notify_error(f"{getattr(exc, 'problem', exc)} — cannot load checkpoint {Path(path).name}")
-            return False
-        self.select_model(entry.key)
-        return True
 
     # ================================================================ movie
     def _on_open_clicked(self) -> None:

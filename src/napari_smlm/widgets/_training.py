@@ -453,7 +453,8 @@ class TrainingWidget(SmlmDockWidget):
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
         for w in (self.model_combo, self.init_combo, self.form, self.crop, self.steps, self.steps_per_epoch,
-                  self.batch_size, self.lr, self.val_batches, self.device, self.checkpoint_edit, self.browse_button):
+                  self.batch_size, self.lr, self.val_batches, self.device, self.checkpoint_edit, self.browse_button,
+                  self.movie_picker, self.gt_picker, self.use_pairs):
             w.setEnabled(not running)
         self.save_button.setEnabled(bool(self._entry_key) if hasattr(self, "_entry_key") else False)
 
