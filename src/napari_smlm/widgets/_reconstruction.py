@@ -347,20 +347,21 @@ class ReconstructionWidget(SmlmDockWidget):
         rl = self._run_layers
         return {} if rl is None else {k: rl.get(k) for k in rl.names if rl.get(k) is not None}
 
-    def _new_run_layers(self, movie_name: str, model: str) -> _layers.RunLayers:
+    def _new_run_layers(self, movie_name: str, model: str) -> tuple[_layers.RunLayers, int]:
+        """The result layers of the next run, and its number ``k`` (``<movie> [<model> #k]``)."""
         runs = self.session.runs
         previous = self._run_layers
         if self.replace_previous.isChecked() and previous is not None and previous.layers:
-            k = self._run_meta.get("run", 1)
+            k = int(self._run_meta.get("run", 1))
             names = _run_names(movie_name, model, k)
-            return _layers.RunLayers(self.viewer, names, reuse={key: previous.get(key) for key in names})
+            return _layers.RunLayers(self.viewer, names, reuse={key: previous.get(key) for key in names}), k
         key = (movie_name, model)
         taken = {la.name for la in self.viewer.layers}
         k = runs.get(key, 0) + 1
         while any(n in taken for n in _run_names(movie_name, model, k).values()):
             k += 1
         runs[key] = k
-        return _layers.RunLayers(self.viewer, _run_names(movie_name, model, k))
+        return _layers.RunLayers(self.viewer, _run_names(movie_name, model, k)), k
 
     def run(self) -> bool:
         """Start a reconstruction with the current settings; False (and a notification) if it cannot."""
@@ -405,7 +406,7 @@ class ReconstructionWidget(SmlmDockWidget):
             data = data.copy()
         self._align_movie_layer(layer, px)
 
-        self._run_layers = self._new_run_layers(layer.name, ckpt.model)
+        self._run_layers, run_k = self._new_run_layers(layer.name, ckpt.model)
         self._col = PredictionCollector()
         self._stack = None
         self._sr_buf = None
@@ -423,7 +424,7 @@ class ReconstructionWidget(SmlmDockWidget):
             "image_shape": self._image_shape,
             "n_frames": n_frames,
             "source_layer": layer.name,
-            "run": int(self._run_layers.names["points"].rsplit("#", 1)[-1].rstrip("]")),
+            "run": run_k,
         }
         self._t0 = time.perf_counter()
         self.progress.setRange(0, max(self._n_total, 1))
