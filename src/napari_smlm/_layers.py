@@ -53,6 +53,7 @@ __all__ = [
     "pad_points",
     "points_to_localizations",
     "layer_to_localizations",
+    "validate_movie_layer",
     "image_grid",
     "layer_pixel_size_nm",
     "add_or_update_layer",
@@ -396,6 +397,35 @@ def points_to_localizations(
         if md.get(k) is not None:
             meta[k] = md[k]
     return Localizations(cols, meta)
+
+
+def validate_movie_layer(layer: Any) -> None:
+    """Raise ``ValueError`` with a user-facing message unless ``layer`` can be a raw movie."""
+    from napari.layers import Image
+
+    if layer is None:
+        raise ValueError("Choose a movie: open a TIFF movie (File > Open) or load sample data first.")
+    if not isinstance(layer, Image):
+        raise ValueError(
+            f"Layer '{layer.name}' is a {type(layer).__name__} layer; the movie must be an image layer of raw camera frames."
+        )
+    if layer.rgb:
+        raise ValueError(
+            f"Layer '{layer.name}' is an RGB image {tuple(layer.data.shape)}; a raw SMLM movie is single-channel "
+            "(frames, rows, columns)."
+        )
+    if layer.multiscale:
+        raise ValueError(f"Layer '{layer.name}' is a multiscale image; open the raw movie instead.")
+    shape = tuple(layer.data.shape)
+    if len(shape) not in (2, 3):
+        raise ValueError(
+            f"Layer '{layer.name}' has shape {shape} ({len(shape)}-D); expected (frames, rows, columns) or one 2-D frame."
+        )
+    if min(shape[-2:]) < 8:
+        raise ValueError(f"Layer '{layer.name}' frames are {shape[-2]}×{shape[-1]} px; at least 8×8 are needed.")
+    kind = np.dtype(layer.data.dtype).kind
+    if kind not in "uif":
+        raise ValueError(f"Layer '{layer.name}' has pixel type {layer.data.dtype}; expected integer (ADU) or float.")
 
 
 def layer_to_localizations(layer: Any) -> Localizations:
