@@ -26,6 +26,11 @@ Figures (per case):
 
 Goals (issue 10): max stall ≤ 250 ms, p99 ≤ 50 ms, blocked ≤ 5 %, no growth of the refresh cost.
 
+Diagnosis: ``GUI_LATENCY_PROFILE=1`` prints a cProfile of the steady-state refreshes;
+``GUI_LATENCY_NOFLUSH=1`` skips the refreshes while running (what the worker alone costs the GUI
+thread: GIL contention). The JSON output (``--json``) lists the five longest stalls and every
+refresh (time, frames done, cost).
+
 The machine this runs on matters a lot (a shared 2-core box makes every figure noisier): the
 script prints the torch thread count, the CPU count and the load average with the table.
 """
