@@ -579,3 +579,32 @@ def test_evaluation_keeps_picks_across_reruns(viewer, qtbot, sim_movie, toy_chec
     w.replace_previous.setChecked(False)
     _reconstruct(qtbot, w, movie, None)  # a new run adds layers: the picks stay
     assert _raw(ew.pred_picker.value) is _raw(first) and ew.evaluate_button.isEnabled()
+
+
+def test_refreshes_are_paced_by_their_cost(viewer, qtbot):
+    """A refresh that costs c seconds delays the next one by >= FLUSH_DUTY * c (<= FLUSH_MAX_MS)."""
+    import time as _time
+
+    from napari_smlm.widgets._base import FLUSH_DUTY, FLUSH_MAX_MS, FLUSH_MIN_MS, SmlmDockWidget
+
+    class Slow(SmlmDockWidget):
+        cost_s = 0.03
+        calls = 0
+
+        def _flush(self):
+            Slow.calls += 1
+            t = _time.perf_counter()
+            while _time.perf_counter() - t < self.cost_s:  # a refresh that costs cost_s of GUI time
+                pass
+
+    w = Slow(viewer)
+    qtbot.addWidget(w)
+    assert w._flush_timer.interval() == FLUSH_MIN_MS
+    w.schedule_flush()
+    qtbot.waitUntil(lambda: Slow.calls == 1 and w.last_flush_s > 0, timeout=5000)
+    assert w.last_flush_s >= Slow.cost_s
+    assert w._flush_timer.interval() >= min(FLUSH_MAX_MS, int(FLUSH_DUTY * 1000 * Slow.cost_s))
+    Slow.cost_s = 1.0  # capped
+    w.schedule_flush()
+    qtbot.waitUntil(lambda: Slow.calls == 2 and w.last_flush_s >= 1.0, timeout=20_000)
+    assert w._flush_timer.interval() == FLUSH_MAX_MS
