@@ -296,6 +296,12 @@ def test_add_or_update_layer_in_place_through_proxy(viewer):
     c = _layers.add_or_update_layer(proxy, _layers.super_resolved_layer_data(img, 10.0, "auto"))
     _layers.add_or_update_layer(proxy, _layers.super_resolved_layer_data(img * 50, 10.0, "auto"))
     assert c.contrast_limits[1] == pytest.approx(50.0)
+    # a feature that is NaN everywhere (photons of a density-map model) is not shown
+    locs = simulate(SIM.replace(n_frames=2))[1]
+    locs = locs.copy()
+    locs["photons"] = np.full(len(locs), np.nan)
+    feats = _layers.localizations_layer_data(locs, "nan photons")[1]["features"]
+    assert "photons" not in feats and "x_nm" in feats
     # same name, other type: replaced
     gt = _layers.localizations_layer_data(simulate(SIM.replace(n_frames=2))[1], "sr")
     d = _layers.add_or_update_layer(proxy, gt)

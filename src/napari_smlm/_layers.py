@@ -281,6 +281,9 @@ def _point_size(pixel_size_nm: float | None) -> float:
 
 def _features(locs: Localizations) -> pd.DataFrame:
     df = locs.to_dataframe()
+    # a column that is NaN everywhere (e.g. photons of a density-map model) says nothing: hide it
+    empty = [c for c in df.columns if c not in ("frame", "x_nm", "y_nm") and len(df) and df[c].isna().all()]
+    df = df.drop(columns=empty)
     # napari features must be 1-D scalar columns; object columns (strings) are fine.
     if "sigma_x_nm" in df and "sigma_y_nm" in df and "uncertainty_nm" not in df:
         df["uncertainty_nm"] = np.sqrt(0.5 * (df["sigma_x_nm"] ** 2 + df["sigma_y_nm"] ** 2))
