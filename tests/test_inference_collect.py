@@ -103,10 +103,3 @@ def test_checkpoint_carries_its_camera(movie):
     own = predict(shifted, ck, device="cpu")
     assert own.meta["camera"]["baseline"] == 321.0
     np.testing.assert_array_equal(own.localizations["x_nm"], base.localizations["x_nm"])
-
-
-def test_camera_preset_aliases():
-    assert get_camera("emccd") == get_camera("EMCCD") == get_camera("smlm2016_emccd")
-    assert get_camera("scmos") == get_camera("generic_scmos")
-    with pytest.raises(ValueError, match="emccd"):
-        get_camera("ccd-ish")

@@ -164,24 +164,16 @@ CAMERA_PRESETS: dict[str, Camera] = {
 }
 
 
-#: Short names users type for the presets (case-insensitive).
-CAMERA_ALIASES = {"emccd": "smlm2016_emccd", "scmos": "generic_scmos"}
-
-
 def get_camera(name_or_camera: str | Camera | dict) -> Camera:
-    """Resolve a preset name (or an alias: ``emccd``, ``scmos``), a dict or a :class:`Camera`."""
+    """Resolve a preset name, a dict or a :class:`Camera`."""
     if isinstance(name_or_camera, Camera):
         return name_or_camera
     if isinstance(name_or_camera, dict):
         return Camera.from_dict(name_or_camera)
-    if isinstance(name_or_camera, str) and name_or_camera.lower() in CAMERA_ALIASES:
-        name_or_camera = CAMERA_ALIASES[name_or_camera.lower()]
     try:
         return CAMERA_PRESETS[name_or_camera]
     except KeyError:
-        raise ValueError(
-            f"unknown camera preset {name_or_camera!r}; known: {sorted(CAMERA_PRESETS)} (or {sorted(CAMERA_ALIASES)})"
-        ) from None
+        raise ValueError(f"unknown camera preset {name_or_camera!r}; known: {sorted(CAMERA_PRESETS)}") from None
 
 
 def estimate_baseline_adu(frames, percentile: float = 1.0) -> float:
