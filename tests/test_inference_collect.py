@@ -103,3 +103,13 @@ def test_checkpoint_carries_its_camera(movie):
     own = predict(shifted, ck, device="cpu")
     assert own.meta["camera"]["baseline"] == 321.0
     np.testing.assert_array_equal(own.localizations["x_nm"], base.localizations["x_nm"])
+
+
+def test_collect_predictions_stops_when_asked(movie):
+    """A stop flag (the CLI's SIGTERM) checked after each batch: same partial result as Ctrl-C."""
+    gen = iter_predict(movie, _toy_ckpt(), device="cpu", batch_size=4)
+    seen = []
+    col = collect_predictions(gen, on_update=seen.append, should_stop=lambda: len(seen) >= 3)
+    assert col.interrupted and col.done is None and col.n_done == 12
+    assert len(col.localizations()) == sum(len(u.localizations) for u in seen)
+    assert gen.gi_frame is None

@@ -313,40 +313,47 @@ def cmd_train(a) -> int:
     return 0
 
 
-def _camera_from_args(a, ckpt):
+def _camera_from_args(a, ckpt_sim: dict):
     from .core.camera import get_camera
-    from .core.checkpoint import checkpoint_camera
 
-    base = get_camera(a.camera) if a.camera else checkpoint_camera(ckpt)
+    base = get_camera(a.camera) if a.camera else get_camera(ckpt_sim.get("camera", "smlm2016_emccd"))
     kw = {k: getattr(a, k) for k in ("baseline", "sensitivity", "em_gain", "qe") if getattr(a, k, None) is not None}
     return base.replace(**kw) if kw else base
 
 
 def cmd_localize(a) -> int:
-    from .core.inference import InferenceConfig, collect_predictions, iter_predict, resolve_checkpoint
+    from .core.inference import iter_predict, resolve_checkpoint
     from .core.io.locs import write_localizations
     from .core.io.tiff import open_movie, write_image
 
     ckpt = resolve_checkpoint(a.checkpoint or a.model)
     movie = open_movie(a.movie, pixel_size_nm=a.pixel_size)
-    cam = _camera_from_args(a, ckpt)
+    cam = _camera_from_args(a, ckpt.simulation)
     start, stop = (a.frames if a.frames else (0, None))
     t0 = time.perf_counter()
-    cfg = InferenceConfig(
-        camera=cam, pixel_size_nm=a.pixel_size, device=a.device, batch_size=a.batch_size,
+    done = None
+    gen = iter_predict(
+        movie, ckpt, camera=cam, pixel_size_nm=a.pixel_size, device=a.device, batch_size=a.batch_size,
         start=start, stop=stop, threshold=a.threshold,
     )
-    # Ctrl-C: stop after the current batch and write what was found
-    col = collect_predictions(
-        iter_predict(movie, ckpt, cfg),
-        on_update=lambda u: _progress(u.n_done, u.n_total, t0, "localize") if u.kind == "batch" else None,
-    )
-    done = col.done
-    locs = col.localizations()
+    parts = []
+    try:
+        for u in gen:
+            if u.kind == "batch":
+                parts.append(u.localizations)
+                _progress(u.n_done, u.n_total, t0, "localize")
+            else:
+                done = u
+    except KeyboardInterrupt:
+        gen.close()
+        log.warning("interrupted: writing the %d batches done so far", len(parts))
+    from .core.localizations import Localizations
+
+    locs = done.localizations if done is not None else Localizations.concat(parts)
     out = Path(a.output)
     locs.meta["napari_smlm_version"] = __version__
     write_localizations(out, locs)
-    n = col.n_done
+    n = done.n_done if done else len(np.unique(locs["frame"])) if len(locs) else 0
     el = time.perf_counter() - t0
     print(f"localizations: {out} ({len(locs)} in {n} frames, {n / el:.1f} frames/s, model {ckpt.model})")
     if a.render:

@@ -395,11 +395,13 @@ def collect_predictions(
     gen: Iterator[PredictUpdate],
     on_update: Callable[[PredictUpdate], None] | None = None,
     collector: PredictionCollector | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> PredictionCollector:
-    """Drain :func:`iter_predict` into a :class:`PredictionCollector`; Ctrl-C keeps what was found.
+    """Drain :func:`iter_predict` into a :class:`PredictionCollector`; a stop keeps what was found.
 
-    On ``KeyboardInterrupt`` the generator is closed (its read-ahead thread stops after the
-    current batch), ``collector.interrupted`` is set and the partial result is returned.
+    The run stops early on ``KeyboardInterrupt`` or when ``should_stop()`` turns true (checked
+    after every update, e.g. a SIGTERM flag): the generator is closed (its read-ahead thread stops
+    after the current batch), ``collector.interrupted`` is set and the partial result is returned.
     ``on_update(u)`` is called after each update is recorded (progress bars).
     """
     col = collector if collector is not None else PredictionCollector()
@@ -408,6 +410,11 @@ def collect_predictions(
             col.add(u)
             if on_update is not None:
                 on_update(u)
+            if should_stop is not None and u.kind == "batch" and should_stop():
+                gen.close()
+                col.interrupted = True
+                log.warning("stopped after %d/%d frames: keeping the %d localizations found", col.n_done, col.n_total, col.n_found)
+                break
     except KeyboardInterrupt:
         gen.close()
         col.interrupted = True
