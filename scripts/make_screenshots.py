@@ -33,6 +33,8 @@ PLUGIN = "napari-smlm"
 PREFERRED = ("decode", "fid-storm", "deep-storm", "u-storm", "skip-storm", "drl-storm", "srcnn")
 
 log = logging.getLogger("make_screenshots")
+#: Layer names of the reconstruction run (set by ``reconstruction``, used by ``evaluation``).
+_RESULT_NAMES: dict[str, str] = {}
 
 
 def _process(seconds: float = 0.2) -> None:
@@ -135,8 +137,10 @@ def reconstruction(viewer, tmpdir: Path, checkpoint: Path | None = None) -> tupl
 
     _wait(w.status, 900, mid_run)
     log.info("%s", w.status_label.text())
-    names = w._names(movie.name)
-    viewer.layers[names["output"]].visible = False
+    names = w.result_names()
+    _RESULT_NAMES.update(names)
+    if names.get("output") in viewer.layers:
+        viewer.layers[names["output"]].visible = False
     viewer.layers[names["sr"]].visible = False  # frame + its localizations; the SR image gets its own picture
     viewer.dims.set_current_step(0, 180)
     viewer.reset_view()
@@ -201,7 +205,7 @@ def simulation(viewer) -> None:
 def evaluation(viewer) -> None:
     _clear_docks(viewer)
     movie = viewer.layers[MOVIE.stem]
-    names = {k: f"{movie.name} [{v}]" for k, v in (("points", "localizations"), ("sr", "super-resolved"))}
+    names = _RESULT_NAMES
     for layer in viewer.layers:
         layer.visible = layer.name in (names["sr"], names["points"], "ground truth (EPFL)", movie.name)
     _, ew = viewer.window.add_plugin_dock_widget(PLUGIN, "Evaluation")

@@ -101,6 +101,7 @@ def _reconstruct(qtbot, widget, movie_layer, checkpoint):
         assert widget.load_checkpoint_file(checkpoint)
     widget.device.setCurrentText("cpu")
     widget.batch_size.setValue(8)
+    widget.show_output.setChecked(True)
     qtbot.mouseClick(widget.run_button, __import__("qtpy").QtCore.Qt.MouseButton.LeftButton)
     _wait_state(qtbot, widget.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
     assert widget.status.state is RunState.DONE, widget.status.message
@@ -111,7 +112,8 @@ def _check_points_and_sr(viewer, w, gt, movie_name="sim"):
     """Points read back from the layer vs ground truth; SR peak vs nearest point. Returns the metrics."""
     from napari_smlm.core.metrics import evaluate
 
-    names = w._names(movie_name)
+    names = w.result_names()
+    assert names["points"] == f"{movie_name} [{w._run_meta['model']} #{w._run_meta['run']}]"
     pts, sr, out = (viewer.layers[names[k]] for k in ("points", "sr", "output"))
     assert w.progress.value() == SIM.n_frames
     assert out.data.ndim == 3 and out.data.shape[0] == SIM.n_frames
@@ -184,11 +186,158 @@ def test_reconstruction_cancel_keeps_partial_result(viewer, qtbot, toy_checkpoin
     locs = w.localizations()
     assert locs.meta["frame_range"] == [0, w._n_done]
     assert len(locs) > 0 and locs.frames.max() < w._n_done
-    pts = viewer.layers[w._names("long")["points"]]
+    pts = viewer.layers[w.result_names()["points"]]
     assert len(pts.data) == len(locs)
     assert pts.metadata["frame_range"] == [0, w._n_done]
     assert w.export_localizations(tmp_path / "partial_locs.hdf5") is not None
     assert "Stopped" in w.status_label.text()
+
+
+def _raw(layer):
+    """The layer object behind napari's PublicOnlyProxy (identity checks)."""
+    while hasattr(layer, "__wrapped__"):
+        layer = layer.__wrapped__
+    return layer
+
+
+def test_live_updates_keep_layer_objects_and_user_display_settings(viewer, qtbot, toy_checkpoint):
+    """Through the PublicOnlyProxy a dock widget gets: layers are created once and updated in place,
+    and a colormap / contrast / point size the user sets mid-run survives every later refresh."""
+    from napari.utils._proxies import PublicOnlyProxy
+
+    frames, _ = simulate(SIM.replace(n_frames=48, seed=4, density=1.0))
+    movie = _add_movie(viewer, frames, name="live")
+    w = _dock(viewer, "Reconstruction")
+    assert isinstance(w.viewer, PublicOnlyProxy)  # what napari hands a plugin widget
+    gate = threading.Event()
+    w.job_started.connect(
+        lambda worker: worker.yielded.connect(lambda _u: gate.wait(10), __import__("qtpy").QtCore.Qt.ConnectionType.DirectConnection)
+    )
+    w.movie_picker.value = movie
+    assert w.load_checkpoint_file(toy_checkpoint)
+    w.device.setCurrentText("cpu")
+    w.batch_size.setValue(4)
+    w.show_output.setChecked(True)
+    inserted = []
+    viewer.layers.events.inserted.connect(lambda e: inserted.append(e.value.name))
+    removed = []
+    viewer.layers.events.removed.connect(lambda e: removed.append(e.value.name))
+    assert w.run()
+    # let one batch through at a time until all three result layers exist (one is created per refresh)
+    seen = {}
+    while len(seen) < 3:
+        gate.set()
+        gate.clear()
+        qtbot.waitUntil(lambda n=len(seen): len(w.result_layers()) > n or not w.status.running, timeout=TIMEOUT_MS)
+        seen = {k: _raw(la) for k, la in w.result_layers().items()}
+        assert w.status.running, "the run ended before the layers were made: make the movie longer"
+    names = w.result_names()
+    sr = viewer.layers[names["sr"]]
+    # the user changes the display mid-run
+    sr.colormap = "viridis"
+    sr.contrast_limits = (0.0, 12345.0)
+    pts = viewer.layers[names["points"]]
+    pts.size = 333.0
+    pts.current_size = 333.0
+    n_done = w._n_done
+    gate.set()
+    _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
+    assert w.status.state is RunState.DONE, w.status.message
+    assert w._n_done > n_done
+    after = {k: _raw(la) for k, la in w.result_layers().items()}
+    assert after == seen and all(a is seen[k] for k, a in after.items())  # same objects, never re-created
+    assert not removed and sorted(inserted) == sorted(names.values())
+    assert sr.colormap.name == "viridis"
+    assert tuple(sr.contrast_limits) == (0.0, 12345.0)
+    assert np.all(np.asarray(viewer.layers[names["points"]].size) == 333.0)
+    # the final points layer holds every localization, and the data changed since the user's edits
+    assert len(viewer.layers[names["points"]].data) == len(w.localizations()) > 0
+    assert "(live)" not in viewer.layers[names["points"]].name
+
+
+def test_reruns_keep_earlier_results_unless_replace(viewer, qtbot, toy_checkpoint):
+    frames, _ = simulate(SIM.replace(n_frames=8, seed=6))
+    movie = _add_movie(viewer, frames, name="m")
+    w = _dock(viewer, "Reconstruction")
+    _reconstruct(qtbot, w, movie, toy_checkpoint)
+    first = w.result_names()
+    assert first["points"] == "m [toy-test #1]" and first["sr"] == "m [toy-test #1] SR"
+    first_pts = _raw(viewer.layers[first["points"]])
+    _reconstruct(qtbot, w, movie, None)
+    second = w.result_names()
+    assert second["points"] == "m [toy-test #2]"
+    assert _raw(viewer.layers[first["points"]]) is first_pts  # run 1 is still there, untouched
+    n_layers = len(viewer.layers)
+    viewer.layers[second["sr"]].colormap = "magma"
+    w.replace_previous.setChecked(True)
+    sr2 = _raw(viewer.layers[second["sr"]])
+    _reconstruct(qtbot, w, movie, None)
+    assert w.result_names() == second and len(viewer.layers) == n_layers  # run 2's layers were reused
+    assert _raw(viewer.layers[second["sr"]]) is sr2 and sr2.colormap.name == "magma"
+    # results are in nm: the scale bar is on; the time axis is named "frame" (not napari's "-3")
+    assert viewer.scale_bar.visible
+    assert tuple(viewer.dims.axis_labels) == ("frame", "y", "x")
+
+
+def test_add_or_update_layer_in_place_through_proxy(viewer):
+    """The adapter itself, with the proxy napari gives widgets."""
+    from napari.utils._proxies import PublicOnlyProxy
+
+    proxy = PublicOnlyProxy(viewer)
+    img = np.ones((16, 16), np.float32)
+    a = _layers.add_or_update_layer(proxy, _layers.super_resolved_layer_data(img, 10.0, "sr"))
+    a.colormap = "viridis"
+    a.contrast_limits = (0.0, 7.0)  # the user's contrast
+    b = _layers.add_or_update_layer(proxy, _layers.super_resolved_layer_data(img * 5, 10.0, "sr"))
+    assert _raw(b) is _raw(a) and len(viewer.layers) == 1
+    assert b.colormap.name == "viridis" and tuple(b.contrast_limits) == (0.0, 7.0)
+    assert float(b.data.max()) == 5.0
+    # a layer whose contrast the user did not touch follows the data
+    c = _layers.add_or_update_layer(proxy, _layers.super_resolved_layer_data(img, 10.0, "auto"))
+    _layers.add_or_update_layer(proxy, _layers.super_resolved_layer_data(img * 50, 10.0, "auto"))
+    assert c.contrast_limits[1] == pytest.approx(50.0)
+    # a feature that is NaN everywhere (photons of a density-map model) is not shown
+    locs = simulate(SIM.replace(n_frames=2))[1]
+    locs = locs.copy()
+    locs["photons"] = np.full(len(locs), np.nan)
+    feats = _layers.localizations_layer_data(locs, "nan photons")[1]["features"]
+    assert "photons" not in feats and "x_nm" in feats
+    # same name, other type: replaced
+    gt = _layers.localizations_layer_data(simulate(SIM.replace(n_frames=2))[1], "sr")
+    d = _layers.add_or_update_layer(proxy, gt)
+    assert _raw(d) is not _raw(a) and len(viewer.layers) == 2
+
+
+def test_open_movie_lazily_and_reader_preference(viewer, qtbot, tmp_path, monkeypatch):
+    import napari_smlm.widgets._reconstruction as rec
+    from napari.settings import NapariSettings
+
+    from napari_smlm.core.io.tiff import write_movie
+
+    frames, _ = simulate(SIM.replace(n_frames=6))
+    path = tmp_path / "lazy movie.tif"
+    write_movie(path, frames, pixel_size_nm=107.0)
+    w = _dock(viewer, "Reconstruction")
+    layer = w.open_movie(path)
+    assert layer is not None and w.movie_picker.value is layer
+    assert not isinstance(layer.data, np.ndarray)  # the lazy reader (dask), not napari's eager one
+    assert w.pixel_size.value() == pytest.approx(107.0) and w.stop_frame.value() == 6
+    assert "6 frames" in w.movie_info.text()
+    # an eager in-memory movie above the limit gets a warning
+    monkeypatch.setattr(rec, "EAGER_WARN_BYTES", 1000)
+    w.movie_picker.value = viewer.add_image(np.asarray(frames), name="eager")
+    assert "held in memory" in w.movie_info.text()
+    # a broken file: the reason first, then the file
+    bad = tmp_path / "broken.tif"
+    bad.write_bytes(b"II*\x00" + bytes(64))
+    n0 = _n_errors()
+    assert w.open_movie(bad) is None and _n_errors() == n0 + 1
+    assert _last_error().startswith("Cannot open the movie: ") and "broken.tif" in _last_error()
+    # one click sets napari's reader preference (on a throw-away settings object here)
+    s = NapariSettings(config_path=None)
+    prefs = w.prefer_smlm_readers(s)
+    assert all(prefs[p] == "napari-smlm" for p in ("*.tif", "*.tiff", "*.csv", "*.hdf5"))
+    assert s.plugins.extension2reader == prefs and not w.prefer_reader_button.isEnabled()
 
 
 def test_reconstruction_bad_inputs_notify(viewer, qtbot, tmp_path, toy_checkpoint):
@@ -307,6 +456,50 @@ def test_training_updates_curve_and_model_list(viewer, qtbot, tmp_path):
     assert tw.init_combo.findData(str(ck.resolve())) >= 0
 
 
+def test_training_on_the_users_movie_and_ground_truth(viewer, qtbot, sim_movie, tmp_path):
+    """The Training widget trains on a movie layer + its ground-truth points (no simulator)."""
+    from napari_smlm.core.checkpoint import load_checkpoint
+
+    frames, gt = sim_movie
+    _add_movie(viewer, frames, gt)
+    tw = _dock(viewer, "Training")
+    tw.model_combo.setCurrentText("toy-test")
+    tw.movie_picker.value = viewer.layers["sim"]
+    tw.gt_picker.value = viewer.layers["sim ground truth"]
+    tw.use_pairs.setChecked(True)
+    tw.crop.setValue(16)
+    tw.steps.setValue(4)
+    tw.steps_per_epoch.setValue(2)
+    tw.batch_size.setValue(2)
+    tw.val_batches.setValue(1)
+    tw.device.setCurrentText("cpu")
+    tw.checkpoint_edit.setText(str(tmp_path / "pairs_toy.pt"))
+    # the toy family cannot learn from data: its RuntimeError ends the run as FAILED, with the reason
+    # (superqt swallows a worker's RuntimeError: the run would hang in RUNNING without _workers.JobError)
+    with qtbot.capture_exceptions() as raised:  # napari re-raises a worker's error on the GUI thread (a notification)
+        assert tw.start()
+        assert "'sim' + 'sim ground truth'" in tw.status_label.text()
+        _wait_state(qtbot, tw.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
+    assert tw.status.state is RunState.FAILED and "not supported" in tw.status_label.text()
+    assert [type(e[1]).__name__ for e in raised] == ["JobError"]
+    assert tw.start_button.isEnabled()
+    if "decode" not in tw._families:
+        pytest.skip("no decode family")
+    tw.model_combo.setCurrentText("decode")
+    ck = tmp_path / "pairs_decode.pt"
+    tw.checkpoint_edit.setText(str(ck))
+    assert tw.start()
+    _wait_state(qtbot, tw.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED), timeout=120_000)
+    assert tw.status.state is RunState.DONE, tw.status.message
+    rec = load_checkpoint(ck).training
+    assert "pairs" in rec and rec["steps"] == 4  # trained on crops of the movie, with held-out frames
+    assert load_checkpoint(ck).simulation["height"] == 16
+    # a missing ground truth is refused with the reason first
+    tw.gt_picker.setCurrentIndex(0)  # "(none)"
+    n0 = _n_errors()
+    assert not tw.start() and _n_errors() == n0 + 1 and "ground-truth" in _last_error()
+
+
 def test_training_refuses_checkpoint_of_another_model(viewer, qtbot, toy_checkpoint):
     tw = _dock(viewer, "Training")
     tw.session.models.add_checkpoint(toy_checkpoint, source="file")
@@ -359,6 +552,65 @@ def test_evaluation_widget(viewer, qtbot, sim_movie):
     ew.sr_picker.value = viewer.layers["gt render"]
     im = ew.compare_images()
     assert im["ssim"] > 0.99 and im["nmse"] < 1e-6
+    # changing a picked layer's data makes the table stale: it is cleared
+    assert ew.table.rowCount() > 0
+    viewer.layers["pred"].data = viewer.layers["pred"].data[:-3]
+    assert ew.metrics == {} and ew.table.rowCount() == 0
+    ew.evaluate_button.click()
+    assert ew.metrics["n_pred"] == len(pred) - 3
     n0 = _n_errors()
     ew.pred_picker.value = viewer.layers["sim ground truth"]
+    # an invalid pick: stale metrics cleared, Evaluate disabled with the reason shown
+    assert ew.metrics == {} and ew.table.rowCount() == 0
+    assert not ew.evaluate_button.isEnabled() and "same layer" in ew.note.text()
     assert ew.evaluate() is None and _n_errors() == n0 + 1 and "same layer" in _last_error()
+    ew.pred_picker.value = viewer.layers["pred"]
+    assert ew.evaluate_button.isEnabled()
+
+
+def test_evaluation_keeps_picks_across_reruns(viewer, qtbot, sim_movie, toy_checkpoint):
+    frames, gt = sim_movie
+    movie = _add_movie(viewer, frames, gt)
+    ew = _dock(viewer, "Evaluation")
+    w = _dock(viewer, "Reconstruction")
+    _reconstruct(qtbot, w, movie, toy_checkpoint)
+    first = viewer.layers[w.result_names()["points"]]
+    ew.gt_picker.value = viewer.layers["sim ground truth"]
+    ew.pred_picker.value = first
+    assert ew.evaluate()["n_pred"] == len(first.data)
+    w.replace_previous.setChecked(True)
+    _reconstruct(qtbot, w, movie, None)  # same layers, new data
+    assert _raw(ew.pred_picker.value) is _raw(first) and _raw(ew.gt_picker.value) is _raw(viewer.layers["sim ground truth"])
+    assert ew.metrics == {}  # the data changed under the table
+    w.replace_previous.setChecked(False)
+    _reconstruct(qtbot, w, movie, None)  # a new run adds layers: the picks stay
+    assert _raw(ew.pred_picker.value) is _raw(first) and ew.evaluate_button.isEnabled()
+
+
+def test_refreshes_are_paced_by_their_cost(viewer, qtbot):
+    """A refresh that costs c seconds delays the next one by >= FLUSH_DUTY * c (<= FLUSH_MAX_MS)."""
+    import time as _time
+
+    from napari_smlm.widgets._base import FLUSH_DUTY, FLUSH_MAX_MS, FLUSH_MIN_MS, SmlmDockWidget
+
+    class Slow(SmlmDockWidget):
+        cost_s = 0.03
+        calls = 0
+
+        def _flush(self):
+            Slow.calls += 1
+            t = _time.perf_counter()
+            while _time.perf_counter() - t < self.cost_s:  # a refresh that costs cost_s of GUI time
+                pass
+
+    w = Slow(viewer)
+    qtbot.addWidget(w)
+    assert w._flush_timer.interval() == FLUSH_MIN_MS
+    w.schedule_flush()
+    qtbot.waitUntil(lambda: Slow.calls == 1 and w.last_flush_s > 0, timeout=5000)
+    assert w.last_flush_s >= Slow.cost_s
+    assert w._flush_timer.interval() >= min(FLUSH_MAX_MS, int(FLUSH_DUTY * 1000 * Slow.cost_s))
+    Slow.cost_s = 1.0  # capped
+    w.schedule_flush()
+    qtbot.waitUntil(lambda: Slow.calls == 2 and w.last_flush_s >= 1.0, timeout=20_000)
+    assert w._flush_timer.interval() == FLUSH_MAX_MS

@@ -50,12 +50,21 @@ __all__ = [
     "super_resolved_layer_data",
     "network_output_layer_data",
     "localizations_layer_data",
+    "pad_points",
     "points_to_localizations",
     "layer_to_localizations",
+    "validate_movie_layer",
     "image_grid",
     "layer_pixel_size_nm",
     "add_or_update_layer",
+    "update_layer",
+    "is_layer_type",
+    "same_layer",
+    "RunLayers",
+    "show_scale_bar",
+    "label_axes",
     "robust_contrast_limits",
+    "image_contrast_limits",
 ]
 
 log = logging.getLogger(__name__)
@@ -112,6 +121,20 @@ def robust_contrast_limits(frames: Any, lo: float = 0.1, hi: float = 99.9) -> tu
     if not vhi > vlo:
         vhi = vlo + 1.0
     return vlo, vhi
+
+
+def image_contrast_limits(img: np.ndarray, hi: float = 99.5, max_samples: int = 1 << 16) -> tuple[float, float]:
+    """``(0, percentile hi of the positive pixels)`` of a super-resolved image, on a strided subsample.
+
+    Cost is bounded (at most ``max_samples`` pixels are looked at), so it can run on every live
+    refresh of a large image.
+    """
+    a = np.asarray(img)
+    step = max(1, int(math.ceil(math.sqrt(a.size / max_samples)))) if a.ndim >= 2 else 1
+    sample = a[..., ::step, ::step] if a.ndim >= 2 else a
+    pos = sample[sample > 0]
+    top = float(np.percentile(pos, hi)) if pos.size else 1.0
+    return 0.0, max(top, 1e-6)
 
 
 # ============================================================================ images
@@ -178,8 +201,7 @@ def super_resolved_layer_data(
         "smlm_kind": "super_resolved",
     }
     if contrast_limits is None:
-        pos = img[img > 0]
-        contrast_limits = (0.0, float(np.percentile(pos, 99.5)) if pos.size else 1.0)
+        contrast_limits = image_contrast_limits(img)
     return (
         img,
         {
@@ -266,6 +288,9 @@ def _point_size(pixel_size_nm: float | None) -> float:
 
 def _features(locs: Localizations) -> pd.DataFrame:
     df = locs.to_dataframe()
+    # a column that is NaN everywhere (e.g. photons of a density-map model) says nothing: hide it
+    empty = [c for c in df.columns if c not in ("frame", "x_nm", "y_nm") and len(df) and df[c].isna().all()]
+    df = df.drop(columns=empty)
     # napari features must be 1-D scalar columns; object columns (strings) are fine.
     if "sigma_x_nm" in df and "sigma_y_nm" in df and "uncertainty_nm" not in df:
         df["uncertainty_nm"] = np.sqrt(0.5 * (df["sigma_x_nm"] ** 2 + df["sigma_y_nm"] ** 2))
@@ -321,6 +346,26 @@ def localizations_layer_data(
     return (coords, kw, "points")
 
 
+def pad_points(layer_data: LayerDataTuple, n: int) -> LayerDataTuple:
+    """A points tuple padded to exactly ``n`` rows with copies of its first row (live layers).
+
+    napari's Points layer does O(N) Python work whenever its number of points changes; a live
+    layer kept at a constant length skips that. The copies sit exactly on the first point (same
+    frame, position and style), so nothing extra can be seen; ``metadata["live_points"]`` keeps
+    the real count. Tuples with no rows or with ``n`` or more rows are returned unchanged.
+    """
+    coords, kw, kind = layer_data
+    m = len(coords)
+    if m == 0 or m >= n:
+        return layer_data
+    idx = np.concatenate([np.arange(m), np.zeros(n - m, dtype=np.int64)])
+    kw = dict(kw)
+    if kw.get("features") is not None:
+        kw["features"] = kw["features"].iloc[idx].reset_index(drop=True)
+    kw["metadata"] = {**kw.get("metadata", {}), "live_points": m}
+    return (np.asarray(coords)[idx], kw, kind)
+
+
 def points_to_localizations(
     data: np.ndarray,
     features: pd.DataFrame | None = None,
@@ -364,39 +409,210 @@ def points_to_localizations(
     return Localizations(cols, meta)
 
 
+def validate_movie_layer(layer: Any) -> None:
+    """Raise ``ValueError`` with a user-facing message unless ``layer`` can be a raw movie."""
+    from napari.layers import Image
+
+    if layer is None:
+        raise ValueError("Choose a movie: open a TIFF movie (File > Open) or load sample data first.")
+    if not isinstance(layer, Image):
+        raise ValueError(
+            f"Layer '{layer.name}' is a {type(layer).__name__} layer; the movie must be an image layer of raw camera frames."
+        )
+    if layer.rgb:
+        raise ValueError(
+            f"Layer '{layer.name}' is an RGB image {tuple(layer.data.shape)}; a raw SMLM movie is single-channel "
+            "(frames, rows, columns)."
+        )
+    if layer.multiscale:
+        raise ValueError(f"Layer '{layer.name}' is a multiscale image; open the raw movie instead.")
+    shape = tuple(layer.data.shape)
+    if len(shape) not in (2, 3):
+        raise ValueError(
+            f"Layer '{layer.name}' has shape {shape} ({len(shape)}-D); expected (frames, rows, columns) or one 2-D frame."
+        )
+    if min(shape[-2:]) < 8:
+        raise ValueError(f"Layer '{layer.name}' frames are {shape[-2]}×{shape[-1]} px; at least 8×8 are needed.")
+    kind = np.dtype(layer.data.dtype).kind
+    if kind not in "uif":
+        raise ValueError(f"Layer '{layer.name}' has pixel type {layer.data.dtype}; expected integer (ADU) or float.")
+
+
 def layer_to_localizations(layer: Any) -> Localizations:
     """:func:`points_to_localizations` of a napari Points layer (GUI thread only)."""
     return points_to_localizations(layer.data, layer.features, layer.metadata, layer.scale, layer.translate)
 
 
 # ============================================================================ viewer
+#: Metadata key recording the contrast limits this package last set on a layer; a layer whose
+#: limits differ from it was adjusted by the user, and live updates leave it alone.
+AUTO_CONTRAST_KEY = "auto_contrast_limits"
+#: Keys of a layer-data tuple that describe data geometry (updated in place); everything else
+#: (colormap, opacity, blending, point colour/size ...) is the user's once the layer exists.
+_GEOMETRY_KEYS = ("scale", "translate")
+
+
+def _unwrap(obj: Any) -> Any:
+    """The object behind napari's ``PublicOnlyProxy`` (a widget's viewer and its layers are proxies)."""
+    while hasattr(obj, "__wrapped__"):
+        obj = obj.__wrapped__
+    return obj
+
+
+def same_layer(a: Any, b: Any) -> bool:
+    """Whether two (possibly proxied) references point at the same layer object."""
+    return a is not None and b is not None and _unwrap(a) is _unwrap(b)
+
+
+def is_layer_type(layer: Any, layer_type: str) -> bool:
+    """Whether ``layer`` is a napari layer of ``layer_type`` (``"image"``, ``"points"`` ...).
+
+    ``isinstance`` sees through napari's ``PublicOnlyProxy``; ``type(layer).__name__`` does not
+    (it is ``"PublicOnlyProxy"`` inside a widget), which once made every live update re-create
+    the result layers.
+    """
+    import napari.layers
+
+    cls = getattr(napari.layers, layer_type.capitalize(), None)
+    return cls is not None and isinstance(layer, cls)
+
+
+def _in_viewer(viewer: Any, layer: Any) -> bool:
+    raw = _unwrap(layer)
+    return any(_unwrap(la) is raw for la in viewer.layers)
+
+
+def _user_changed_contrast(layer: Any) -> bool:
+    auto = (layer.metadata or {}).get(AUTO_CONTRAST_KEY)
+    if auto is None:
+        return False
+    cur = tuple(float(v) for v in layer.contrast_limits)
+    return not np.allclose(cur, auto, rtol=1e-5, atol=1e-9)
+
+
+def update_layer(layer: Any, layer_data: LayerDataTuple, contrast: bool = True) -> Any:
+    """Update an existing layer in place from a layer-data tuple (GUI thread only).
+
+    What changes: data, features (points), scale/translate when they differ, metadata, and the
+    contrast limits **unless the user changed them** since this package last set them (or
+    ``contrast`` is False). What never changes: colormap, opacity, blending, visibility, point
+    size and colours — the user's display settings. The layer object stays the same.
+    """
+    data, kw, layer_type = layer_data
+    if layer_type == "points":
+        n_old = len(layer.data)
+        layer.data = data
+        feats = kw.get("features")
+        layer.features = feats if feats is not None else pd.DataFrame(index=range(len(data)))
+        if n_old == 0 and len(data) and "size" in kw:  # first points: napari's default size is in data units
+            layer.size = kw["size"]
+    else:
+        if layer.data is data:  # filled in place by the caller: redraw, no data event / extent update
+            layer.refresh()
+        else:
+            layer.data = data
+        for key in _GEOMETRY_KEYS:
+            if key in kw and not np.allclose(np.asarray(getattr(layer, key))[-len(kw[key]):], kw[key]):
+                setattr(layer, key, kw[key])
+        if contrast and "contrast_limits" in kw and not _user_changed_contrast(layer):
+            clim = tuple(float(v) for v in kw["contrast_limits"])
+            layer.contrast_limits = clim
+            layer.metadata[AUTO_CONTRAST_KEY] = tuple(float(v) for v in layer.contrast_limits)
+    layer.metadata.update({k: v for k, v in kw.get("metadata", {}).items()})
+    return layer
+
+
 def add_or_update_layer(viewer: napari.Viewer, layer_data: LayerDataTuple) -> Any:
     """Add a layer, or update the same-named layer of the same type in place (GUI thread only).
 
-    In-place updates keep the user's display settings (colormap, contrast, visibility) except
-    for what the tuple sets explicitly for data geometry: data, scale, translate, metadata,
-    features and, for points, size.
+    Works with napari's ``PublicOnlyProxy`` (the viewer a dock widget receives): a same-named
+    layer of the same type is kept — same object, the user's colormap, contrast and point style
+    kept — and only its data, features, geometry and metadata change (:func:`update_layer`).
+    A same-named layer of another type is replaced.
     """
     data, kw, layer_type = layer_data
     name = kw.get("name")
     existing = viewer.layers[name] if name in viewer.layers else None
-    if existing is None or type(existing).__name__.lower() != layer_type:
+    if existing is not None and is_layer_type(existing, layer_type):
+        return update_layer(existing, layer_data)
+    from napari.layers import Layer
+
+    if existing is not None:
+        viewer.layers.remove(existing)
+    layer = viewer.add_layer(Layer.create(data, dict(kw), layer_type))
+    if "contrast_limits" in kw and hasattr(layer, "contrast_limits"):
+        layer.metadata[AUTO_CONTRAST_KEY] = tuple(float(v) for v in layer.contrast_limits)
+    return layer
+
+
+def show_scale_bar(viewer: Any) -> None:
+    """Turn on the viewer's scale bar (napari >= 0.9: ``viewer.canvas.overlays.scale_bar``)."""
+    try:
+        canvas = getattr(viewer, "canvas", None)
+        bar = canvas.overlays.scale_bar if canvas is not None else viewer.scale_bar
+        if not bar.visible:
+            bar.visible = True
+    except Exception:  # noqa: BLE001 - an older/newer napari without this overlay: cosmetic only
+        log.debug("no scale bar overlay", exc_info=True)
+
+
+def label_axes(viewer: Any) -> None:
+    """Name napari's axes ``frame, y, x`` when it still shows its defaults (``-3, -2, -1``).
+
+    The slider of the time axis then reads "frame" next to the 0-based frame number. Labels the
+    user (or another plugin) set are kept.
+    """
+    dims = viewer.dims
+    n = int(dims.ndim)
+    if n >= 3 and tuple(dims.axis_labels) == tuple(str(i) for i in range(-n, 0)):
+        dims.axis_labels = tuple(str(i) for i in range(-n, -3)) + ("frame", "y", "x")
+
+
+class RunLayers:
+    """The result layers of one run: created on first use, then updated in place (GUI thread).
+
+    Each result has a key (``"points"``, ``"sr"``, ``"output"``) and a layer name. The first
+    :meth:`update` of a key adds its layer, or adopts a same-named layer of the same type
+    (``reuse``: a re-run that replaces the previous results); later updates change that very
+    layer object (:func:`update_layer`), whatever the user renamed it to. A layer the user
+    removed during the run is not brought back.
+    """
+
+    def __init__(self, viewer: Any, names: dict[str, str], reuse: dict[str, Any] | None = None):
+        self.viewer = viewer
+        self.names = dict(names)
+        self.layers: dict[str, Any] = {}
+        for key, layer in (reuse or {}).items():
+            if layer is not None and _in_viewer(viewer, layer) and key in self.names:
+                self.layers[key] = layer
+                if layer.name != self.names[key]:
+                    layer.name = self.names[key]
+                    self.names[key] = layer.name
+
+    def get(self, key: str) -> Any:
+        layer = self.layers.get(key)
+        return layer if layer is not None and _in_viewer(self.viewer, layer) else None
+
+    def update(self, key: str, layer_data: LayerDataTuple, contrast: bool = True) -> Any:
+        """Create (first call) or update in place the layer of ``key``; None if the user removed it."""
+        layer = self.layers.get(key)
+        if layer is not None:
+            if not _in_viewer(self.viewer, layer):
+                return None
+            if not is_layer_type(layer, layer_data[2]):
+                return None
+            return update_layer(layer, layer_data, contrast=contrast)
+        data, kw, layer_type = layer_data
+        kw = {**kw, "name": self.names.get(key, kw.get("name"))}
         from napari.layers import Layer
 
-        if existing is not None:
-            viewer.layers.remove(existing)
-        return viewer.add_layer(Layer.create(data, dict(kw), layer_type))
-    layer = existing
-    if layer_type == "points":
-        layer.data = data
-        layer.features = kw.get("features", pd.DataFrame(index=range(len(data))))
-        if "size" in kw and len(data):
-            layer.size = kw["size"]
-    else:
-        layer.data = data
-        layer.scale = kw.get("scale", layer.scale)
-        layer.translate = kw.get("translate", layer.translate)
-        if "contrast_limits" in kw:
-            layer.contrast_limits = kw["contrast_limits"]
-    layer.metadata.update(kw.get("metadata", {}))
-    return layer
+        layer = self.viewer.add_layer(Layer.create(data, kw, layer_type))
+        if "contrast_limits" in kw and hasattr(layer, "contrast_limits"):
+            layer.metadata[AUTO_CONTRAST_KEY] = tuple(float(v) for v in layer.contrast_limits)
+        self.layers[key] = layer
+        return layer
+
+    def rename(self, key: str, name: str) -> None:
+        layer = self.get(key)
+        if layer is not None and layer.name != name:
+            layer.name = name

@@ -27,14 +27,32 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["Job", "start_job", "predict_job", "train_job", "simulate_job"]
+__all__ = ["Job", "JobError", "start_job", "predict_job", "train_job", "simulate_job"]
 
 log = logging.getLogger(__name__)
 
 
+class JobError(Exception):
+    """A ``RuntimeError`` raised by a core generator, re-raised under a type the worker reports.
+
+    superqt's generator worker treats a ``RuntimeError`` as "the worker was deleted": it emits
+    neither ``errored`` nor ``finished``, so the widget would wait in RUNNING forever. torch
+    raises ``RuntimeError`` for most failures (out of memory, shape mismatches) and the core
+    raises it for unsupported requests, so every one is re-raised as this type (the original is
+    the ``__cause__``).
+    """
+
+    def __init__(self, exc: RuntimeError):
+        super().__init__(str(exc) or type(exc).__name__)
+        self.problem = str(exc) or type(exc).__name__
+
+
 def _drive(gen: Iterator) -> Iterator:
     """The worker's generator function: forwards ``gen``'s updates (napari needs a generator function)."""
-    yield from gen
+    try:
+        yield from gen
+    except RuntimeError as exc:
+        raise JobError(exc) from exc
 
 
 class Job:
@@ -143,18 +161,35 @@ def start_job(gen: Iterator, *, before_start: Callable[[Any], None] | None = Non
 
 
 # ============================================================================ the core generators
-def predict_job(movie: Any, checkpoint: Any, **kwargs: Any) -> Iterator:
-    """``iter_predict`` over a snapshot of the movie (generator; nothing runs until iterated)."""
-    from .core.inference import iter_predict
+def predict_job(movie: Any, checkpoint: Any, config: Any = None, **overrides: Any) -> Iterator:
+    """``iter_predict`` over a snapshot of the movie, with per-frame outputs (generator; lazy).
 
-    return iter_predict(movie, checkpoint, per_frame_outputs=True, **kwargs)
+    ``config`` is an :class:`~napari_smlm.core.inference.InferenceConfig`; ``overrides`` change
+    some of its fields.
+    """
+    from .core.inference import InferenceConfig, iter_predict
+
+    cfg = (config or InferenceConfig()).replace(per_frame_outputs=True, **overrides)
+    return iter_predict(movie, checkpoint, cfg)
 
 
-def train_job(model: str, sim: Any, cfg: Any, checkpoint_path: str, init_checkpoint: Any = None) -> Iterator:
-    """``iter_train`` (generator)."""
+def train_job(
+    model: str,
+    sim: Any,
+    cfg: Any,
+    checkpoint_path: str,
+    init_checkpoint: Any = None,
+    pairs: Any = None,
+    model_config: dict | None = None,
+    val_fraction: float = 0.2,
+) -> Iterator:
+    """``iter_train`` (generator): on simulated data, or on ``pairs`` (a movie + its ground truth)."""
     from .core.training import iter_train
 
-    return iter_train(model, sim, cfg, checkpoint_path=checkpoint_path, init_checkpoint=init_checkpoint)
+    return iter_train(
+        model, sim, cfg, checkpoint_path=checkpoint_path, init_checkpoint=init_checkpoint,
+        model_config=model_config, pairs=pairs, val_fraction=val_fraction,
+    )
 
 
 def simulate_job(cfg: Any, chunk_frames: int = 16) -> Iterator:

@@ -23,6 +23,8 @@ from .io.safe import atomic_path
 __all__ = [
     "Checkpoint",
     "CheckpointError",
+    "DEFAULT_CAMERA",
+    "checkpoint_camera",
     "FORMAT",
     "load_checkpoint",
     "resolve_checkpoint",
@@ -35,6 +37,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 FORMAT = "napari-smlm-checkpoint"
+#: Camera preset assumed for a checkpoint that does not record its camera.
+DEFAULT_CAMERA = "smlm2016_emccd"
 FORMAT_VERSION = 1
 
 
@@ -78,6 +82,15 @@ class Checkpoint:
     def simulation_config(self) -> SimulationConfig:
         return SimulationConfig.from_dict(self.simulation)
 
+    @property
+    def camera(self):
+        """The :class:`~napari_smlm.core.camera.Camera` the model was trained for.
+
+        Read from ``simulation["camera"]`` (a preset name or a camera dict); a checkpoint without
+        one gets :data:`DEFAULT_CAMERA`.
+        """
+        return checkpoint_camera(self)
+
     def family(self):
         """The model family configured as in this checkpoint."""
         from .models import get_family
@@ -89,6 +102,14 @@ class Checkpoint:
         net = self.family().build()
         net.load_state_dict(self.state_dict)
         return net.to(device).eval()
+
+
+def checkpoint_camera(ckpt: Checkpoint | None):
+    """The camera a checkpoint was trained for (:data:`DEFAULT_CAMERA` when it records none or is None)."""
+    from .camera import get_camera
+
+    sim = (ckpt.simulation if ckpt is not None else None) or {}
+    return get_camera(sim.get("camera") or DEFAULT_CAMERA)
 
 
 def save_checkpoint(path: str | Path, ckpt: Checkpoint) -> Path:

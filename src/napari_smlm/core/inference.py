@@ -14,20 +14,87 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
 
 from .camera import Camera, get_camera
-from .checkpoint import Checkpoint, resolve_checkpoint
+from .checkpoint import Checkpoint, checkpoint_camera, resolve_checkpoint
 from .device import resolve_device
 from .localizations import Localizations
 
-__all__ = ["PredictUpdate", "iter_predict", "predict", "resolve_checkpoint"]
+__all__ = [
+    "InferenceConfig",
+    "PredictUpdate",
+    "PredictionCollector",
+    "collect_predictions",
+    "iter_predict",
+    "predict",
+    "resolve_checkpoint",
+]
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class InferenceConfig:
+    """How :func:`iter_predict` runs a model over a movie (every field has a usable default).
+
+    Attributes
+    ----------
+    camera : Camera, preset name or dict, optional
+        How to convert ADU to photons; default (None): the camera the model was trained for
+        (:attr:`Checkpoint.camera <napari_smlm.core.checkpoint.Checkpoint.camera>`).
+    pixel_size_nm : float, optional
+        Camera pixel size in the sample plane (nm); default: ``movie.pixel_size_nm`` if present,
+        else the model's simulation pixel size, else 100 nm.
+    device : str
+        ``auto | cpu | cuda | mps``.
+    batch_size : int
+        Frames per forward pass (models on an upsampled grid cap it to bound memory).
+    start, stop : int
+        Frame range (0-based, ``stop`` exclusive; None = to the end).
+    threshold : float, optional
+        Detection threshold; default: the model's.
+    per_frame_outputs : bool
+        Yield each batch's network output (for live display).
+    sr_upsampling : int
+        Grid of the super-resolved image when the model does not make its own
+        (super-pixel = camera pixel / this).
+    amp : bool
+        Mixed precision (float16) on CUDA.
+    """
+
+    camera: Camera | str | dict | None = None
+    pixel_size_nm: float | None = None
+    device: str = "auto"
+    batch_size: int = 16
+    start: int = 0
+    stop: int | None = None
+    threshold: float | None = None
+    per_frame_outputs: bool = False
+    sr_upsampling: int = 8
+    amp: bool = True
+
+    def __post_init__(self) -> None:
+        if int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if int(self.sr_upsampling) < 1:
+            raise ValueError(f"sr_upsampling must be >= 1, got {self.sr_upsampling}")
+        if self.pixel_size_nm is not None and not float(self.pixel_size_nm) > 0:
+            raise ValueError(f"pixel_size_nm must be > 0 nm, got {self.pixel_size_nm}")
+        if int(self.start) < 0:
+            raise ValueError(f"start must be >= 0, got {self.start}")
+
+    def replace(self, **changes: Any) -> InferenceConfig:
+        """A copy with some fields changed (unknown names raise ``TypeError``)."""
+        unknown = set(changes) - {f.name for f in fields(self)}
+        if unknown:
+            raise TypeError(f"unknown InferenceConfig fields: {sorted(unknown)}")
+        return replace(self, **changes)
 
 
 @dataclass
@@ -115,16 +182,8 @@ def _read_window(movie, a: int, b: int, c: int) -> np.ndarray:
 def iter_predict(
     movie,
     model: str | Path | Checkpoint,
-    camera: Camera | str | dict | None = None,
-    pixel_size_nm: float | None = None,
-    device: str = "auto",
-    batch_size: int = 16,
-    start: int = 0,
-    stop: int | None = None,
-    threshold: float | None = None,
-    per_frame_outputs: bool = False,
-    sr_upsampling: int = 8,
-    amp: bool = True,
+    config: InferenceConfig | None = None,
+    **overrides: Any,
 ) -> Iterator[PredictUpdate]:
     """Localize every frame of ``movie`` with a trained model.
 
@@ -136,31 +195,24 @@ def iter_predict(
     model : str, path or Checkpoint
         A model name with shipped weights (``"decode"``, ``"deep-storm"`` ...), a checkpoint
         file, or a loaded checkpoint.
-    camera : Camera, preset name or dict, optional
-        How to convert ADU to photons; default: the camera the model was trained for.
-    pixel_size_nm : float, optional
-        Camera pixel size; default: ``movie.pixel_size_nm`` if present, else the model's.
-    device : str
-        ``auto | cpu | cuda | mps``.
-    batch_size : int
-        Frames per forward pass.
-    start, stop : int
-        Frame range (0-based, ``stop`` exclusive).
-    threshold : float, optional
-        Detection threshold; default: the model's.
-    per_frame_outputs : bool
-        Yield each batch's network output (for live display).
-    sr_upsampling : int
-        Grid of the super-resolved image when the model does not make its own
-        (super-pixel = camera pixel / this).
-    amp : bool
-        Mixed precision (float16) on CUDA.
+    config : InferenceConfig, optional
+        Camera, pixel size (nm), device, batch size, frame range, threshold ...; default
+        ``InferenceConfig()``.
+    **overrides
+        Fields of :class:`InferenceConfig` changed for this call
+        (``iter_predict(movie, "decode", device="cpu")``).
 
     Yields
     ------
     PredictUpdate
         One ``"batch"`` update per batch, then one ``"done"`` update with everything.
+        Drain it with :func:`collect_predictions` (or a :class:`PredictionCollector`) to keep
+        what was found when the run is stopped early.
     """
+    cfg = (config or InferenceConfig()).replace(**overrides) if overrides else (config or InferenceConfig())
+    camera, pixel_size_nm, device, batch_size = cfg.camera, cfg.pixel_size_nm, cfg.device, int(cfg.batch_size)
+    start, stop, threshold = cfg.start, cfg.stop, cfg.threshold
+    per_frame_outputs, sr_upsampling, amp = cfg.per_frame_outputs, cfg.sr_upsampling, cfg.amp
     t0 = time.perf_counter()
     from .validate import check, check_frames_array
 
@@ -176,7 +228,7 @@ def iter_predict(
     if dev.type == "cpu":
         net = net.to(memory_format=torch.channels_last)
     sim = ckpt.simulation or {}
-    cam = get_camera(camera) if camera is not None else get_camera(sim.get("camera", "smlm2016_emccd"))
+    cam = get_camera(camera) if camera is not None else checkpoint_camera(ckpt)
     if pixel_size_nm is None:
         pixel_size_nm = getattr(movie, "pixel_size_nm", None) or sim.get("pixel_size_nm") or 100.0
     pixel_size_nm = float(pixel_size_nm)
@@ -257,9 +309,125 @@ def iter_predict(
     )
 
 
-def predict(movie, model, **kwargs) -> PredictUpdate:
+def predict(movie, model, config: InferenceConfig | None = None, **overrides: Any) -> PredictUpdate:
     """Drain :func:`iter_predict`; returns the final ``"done"`` update."""
     last = None
-    for last in iter_predict(movie, model, **kwargs):
+    for last in iter_predict(movie, model, config, **overrides):
         pass
     return last
+
+
+class PredictionCollector:
+    """Keeps the results of :func:`iter_predict` updates as they arrive; cancel-safe.
+
+    Feed it every update (:meth:`add`). Whether the run ends normally (a ``"done"`` update) or is
+    stopped early (``worker.quit()``, Ctrl-C), :meth:`localizations` returns everything found so
+    far. Batches are stored as they come (no copy, no re-concatenation per update): adding is
+    O(batch), and the full table is joined once, on demand, then cached. Used by the CLI and the
+    Reconstruction widget alike.
+
+    Attributes
+    ----------
+    n_done, n_total : int
+        Frames processed / to process.
+    n_found : int
+        Localizations found so far.
+    start : int
+        First frame of the run (absolute, 0-based); None before the first update.
+    last : PredictUpdate or None
+        The latest update (its ``sr_image`` is the running super-resolved image).
+    done : PredictUpdate or None
+        The final ``"done"`` update, when the run completed.
+    interrupted : bool
+        :func:`collect_predictions` stopped on Ctrl-C.
+    """
+
+    def __init__(self) -> None:
+        self._parts: list[Localizations] = []
+        self._joined: Localizations | None = None
+        self.n_done = 0
+        self.n_total = 0
+        self.n_found = 0
+        self.start: int | None = None
+        self.last: PredictUpdate | None = None
+        self.done: PredictUpdate | None = None
+        self.interrupted = False
+
+    def add(self, u: PredictUpdate) -> None:
+        """Record one update (a ``"batch"`` or the final ``"done"``)."""
+        if self.start is None:
+            self.start = int(u.start)
+        if u.kind == "batch":
+            self._parts.append(u.localizations)
+            self.n_found += len(u.localizations)
+            self._joined = None
+        else:  # "done": the same rows as the batches, already joined by iter_predict
+            self.done = u
+            self.n_found = len(u.localizations)
+            self._joined = u.localizations
+        self.n_done, self.n_total = int(u.n_done), int(u.n_total)
+        self.last = u
+
+    @property
+    def n_batches(self) -> int:
+        return len(self._parts)
+
+    @property
+    def frame_range(self) -> list[int] | None:
+        """``[first, stop)`` frames processed (absolute), or None before any update."""
+        return None if self.start is None else [self.start, self.start + self.n_done]
+
+    def localizations(self) -> Localizations:
+        """All localizations found so far (joined once, then cached until the next batch)."""
+        if self._joined is None:
+            self._joined = Localizations.concat(self._parts)
+        return self._joined
+
+    def latest(self, max_rows: int) -> Localizations:
+        """The most recent localizations, at most ``max_rows`` of them (in order, newest last).
+
+        Costs O(``max_rows``) whatever the length of the run: for a live view that must not slow
+        down as results pile up.
+        """
+        picked: list[Localizations] = []
+        n = 0
+        for part in reversed(self._parts):
+            if n >= max_rows:
+                break
+            picked.append(part)
+            n += len(part)
+        out = Localizations.concat(picked[::-1]) if picked else Localizations.concat([])
+        if len(out) > max_rows:
+            out = out.filter(np.arange(len(out)) >= len(out) - max_rows)
+        return out
+
+
+def collect_predictions(
+    gen: Iterator[PredictUpdate],
+    on_update: Callable[[PredictUpdate], None] | None = None,
+    collector: PredictionCollector | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> PredictionCollector:
+    """Drain :func:`iter_predict` into a :class:`PredictionCollector`; a stop keeps what was found.
+
+    The run stops early on ``KeyboardInterrupt`` or when ``should_stop()`` turns true (checked
+    after every update, e.g. a SIGTERM flag): the generator is closed (its read-ahead thread stops
+    after the current batch), ``collector.interrupted`` is set and the partial result is returned.
+    ``on_update(u)`` is called after each update is recorded (progress bars).
+    """
+    col = collector if collector is not None else PredictionCollector()
+    try:
+        for u in gen:
+            col.add(u)
+            if on_update is not None:
+                on_update(u)
+            if should_stop is not None and u.kind == "batch" and should_stop():
+                gen.close()
+                col.interrupted = True
+                log.warning("stopped after %d/%d frames: keeping the %d localizations found", col.n_done, col.n_total, col.n_found)
+                break
+    except KeyboardInterrupt:
+        gen.close()
+        col.interrupted = True
+        log.warning("interrupted after %d/%d frames: keeping the %d localizations found", col.n_done, col.n_total, col.n_found)
+    return col

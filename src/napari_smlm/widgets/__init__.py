@@ -1,31 +1,20 @@
-"""Dock widgets of napari-smlm, and the small Qt helpers they share.
+"""Dock widgets of napari-smlm (exports only).
 
 Widgets are thin: layout, value -> config binding, worker signal -> progress / layer wiring.
 Numerics live in :mod:`napari_smlm.core`, layer conversion in :mod:`napari_smlm._layers`,
-threading in :mod:`napari_smlm._workers`. Nothing here imports torch at module level.
+threading in :mod:`napari_smlm._workers`; the base class and its run cycle in ``_base.py``, the
+forms several widgets use in ``_forms.py``. No widget imports another widget.
 
-The widget classes are exported lazily (``from napari_smlm.widgets import ReconstructionWidget``).
+The widget classes are imported lazily (``from napari_smlm.widgets import ReconstructionWidget``)
+so that importing this package costs no torch.
 """
 
 from __future__ import annotations
 
 import importlib
-import logging
-from collections.abc import Callable, Sequence
 from typing import Any
 
-from qtpy.QtCore import QEvent, QSize, Qt, QTimer, Signal
-from qtpy.QtWidgets import (
-    QComboBox,
-    QDoubleSpinBox,
-    QFrame,
-    QLabel,
-    QScrollArea,
-    QSizePolicy,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from ._base import LayerPicker, SmlmDockWidget, dspin, notify_error, notify_info, notify_warning, spin, wrap_label
 
 __all__ = [
     "ReconstructionWidget",
@@ -36,11 +25,11 @@ __all__ = [
     "SmlmDockWidget",
     "spin",
     "dspin",
+    "wrap_label",
     "notify_error",
     "notify_info",
+    "notify_warning",
 ]
-
-log = logging.getLogger(__name__)
 
 _LAZY = {
     "ReconstructionWidget": "._reconstruction",
@@ -54,274 +43,3 @@ def __getattr__(name: str) -> Any:
     if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name], __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-# ============================================================================ notifications
-def notify_error(message: str) -> None:
-    """A napari error notification (and a log line)."""
-    from napari.utils.notifications import show_error
-
-    log.warning("%s", message)
-    show_error(message)
-
-
-def notify_info(message: str) -> None:
-    from napari.utils.notifications import show_info
-
-    log.info("%s", message)
-    show_info(message)
-
-
-def notify_warning(message: str) -> None:
-    from napari.utils.notifications import show_warning
-
-    log.warning("%s", message)
-    show_warning(message)
-
-
-# ============================================================================ inputs
-def spin(value: int, lo: int, hi: int, step: int = 1, suffix: str = "", tip: str = "") -> QSpinBox:
-    w = QSpinBox()
-    w.setRange(lo, hi)
-    w.setSingleStep(step)
-    w.setValue(value)
-    if suffix:
-        w.setSuffix(suffix)
-    if tip:
-        w.setToolTip(tip)
-    return w
-
-
-def dspin(
-    value: float, lo: float, hi: float, step: float = 1.0, decimals: int = 1, suffix: str = "", tip: str = ""
-) -> QDoubleSpinBox:
-    w = QDoubleSpinBox()
-    w.setDecimals(decimals)
-    w.setRange(lo, hi)
-    w.setSingleStep(step)
-    w.setValue(value)
-    if suffix:
-        w.setSuffix(suffix)
-    if tip:
-        w.setToolTip(tip)
-    return w
-
-
-def wrap_label(text: str = "") -> QLabel:
-    lab = QLabel(text)
-    lab.setWordWrap(True)
-    lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    lab.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
-    return lab
-
-
-class LayerPicker(QComboBox):
-    """A combo box of the viewer's layers of some types, kept in sync with the layer list.
-
-    ``value`` is the selected layer or None. napari also calls :meth:`reset_choices` when
-    layers are inserted or removed (it does so for any dock widget that has the method).
-    """
-
-    layer_changed = Signal(object)
-
-    def __init__(self, viewer: Any, layer_types: Sequence[type], optional: bool = False, parent: QWidget | None = None):
-        super().__init__(parent)
-        self._viewer = viewer
-        self._types = tuple(layer_types)
-        self._optional = optional
-        self._layers: list[Any] = []
-        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.setMinimumContentsLength(12)
-        self.currentIndexChanged.connect(self._emit)
-        ev = viewer.layers.events
-        ev.inserted.connect(self._on_layers_changed)
-        ev.removed.connect(self._on_layers_changed)
-        ev.moved.connect(self._on_layers_changed)
-        for layer in viewer.layers:
-            layer.events.name.connect(self._on_layers_changed)
-        self.reset_choices()
-
-    def _on_layers_changed(self, event: Any = None) -> None:
-        value = getattr(event, "value", None)
-        if getattr(event, "type", "") == "inserted" and value is not None:
-            value.events.name.connect(self._on_layers_changed)
-        self.reset_choices()
-
-    def reset_choices(self, *_: Any) -> None:
-        current = self.value
-        layers = [la for la in reversed(list(self._viewer.layers)) if isinstance(la, self._types)]
-        self.blockSignals(True)
-        try:
-            self.clear()
-            self._layers = ([None] if self._optional else []) + layers
-            if self._optional:
-                self.addItem("(none)")
-            for la in layers:
-                self.addItem(la.name)
-            if current is not None and current in self._layers:
-                self.setCurrentIndex(self._layers.index(current))
-        finally:
-            self.blockSignals(False)
-        if self.value is not current:
-            self._emit()
-
-    def _emit(self, *_: Any) -> None:
-        self.layer_changed.emit(self.value)
-
-    @property
-    def value(self) -> Any:
-        i = self.currentIndex()
-        return self._layers[i] if 0 <= i < len(self._layers) else None
-
-    @value.setter
-    def value(self, layer: Any) -> None:
-        if layer not in self._layers:
-            raise ValueError(f"{getattr(layer, 'name', layer)!r} is not one of the choices")
-        self.setCurrentIndex(self._layers.index(layer))
-
-    def disconnect_viewer(self) -> None:
-        ev = self._viewer.layers.events
-        for e in (ev.inserted, ev.removed, ev.moved):
-            e.disconnect(self._on_layers_changed)
-        for layer in self._viewer.layers:
-            layer.events.name.disconnect(self._on_layers_changed)
-
-
-# ============================================================================ base dock widget
-class SmlmDockWidget(QWidget):
-    """Base of the dock widgets: owns its jobs and stops them when it goes away.
-
-    A widget is going away when napari removes its dock (the widget is re-parented to None), when
-    it is closed, or when Qt destroys it with the viewer window. Each case detaches the running
-    jobs: ``worker.quit()`` and no more callbacks into this widget.
-
-    ``job_started`` is emitted with the napari worker right before its thread starts.
-
-    Subclasses lay out their controls in :meth:`body_layout`, inside a vertical scroll area, so a
-    long form never forces the napari window taller than the screen.
-    """
-
-    job_started = Signal(object)
-
-    def __init__(self, viewer: Any, parent: QWidget | None = None):
-        super().__init__(parent)
-        from ._state import session_for
-
-        self.viewer = viewer
-        self.session = session_for(viewer)
-        self._jobs: list[Any] = []
-        self._docked = False
-        self._closed = False
-        self._flush_timer = QTimer(self)
-        self._flush_timer.setSingleShot(True)
-        self._flush_timer.setInterval(150)
-        self._flush_timer.timeout.connect(self._flush)
-        jobs = self._jobs  # the list, not self: safe to use while the C++ object is being deleted
-        self.destroyed.connect(lambda *_: _detach_all(jobs))
-        self._body = QWidget()
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(self._body)
-        self._scroll = scroll
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
-
-    # A scroll area reports a small size hint; ask for the controls' width (so nothing is clipped
-    # horizontally) and let the height scroll.
-    def _scrollbar_width(self) -> int:
-        return self._scroll.verticalScrollBar().sizeHint().width()
-
-    def sizeHint(self) -> QSize:
-        hint = self._body.sizeHint()
-        return QSize(hint.width() + self._scrollbar_width(), min(hint.height(), 900))
-
-    def minimumSizeHint(self) -> QSize:
-        return QSize(self._body.minimumSizeHint().width() + self._scrollbar_width(), 120)
-
-    def body_layout(self) -> QVBoxLayout:
-        """The vertical layout (inside the scroll area) for the subclass's controls."""
-        lay = self._body.layout()
-        return lay if lay is not None else QVBoxLayout(self._body)
-
-    # -- subclasses
-    def _flush(self) -> None:
-        """Push buffered worker updates to layers / plots (GUI thread, throttled)."""
-
-    def schedule_flush(self) -> None:
-        if not self._closed and not self._flush_timer.isActive():
-            self._flush_timer.start()
-
-    # -- jobs
-    def run_job(self, gen: Any, **callbacks: Callable) -> Any:
-        from .._workers import start_job
-
-        jobs = self._jobs
-        user_finished = callbacks.pop("on_finished", None)
-        holder: list = []
-
-        def on_finished() -> None:
-            if holder and holder[0] in jobs:
-                jobs.remove(holder[0])
-            if user_finished is not None:
-                user_finished()
-
-        job = start_job(gen, before_start=self.job_started.emit, on_finished=on_finished, **callbacks)
-        holder.append(job)
-        jobs.append(job)
-        return job
-
-    @property
-    def busy(self) -> bool:
-        return any(j.running for j in self._jobs)
-
-    def shutdown(self) -> None:
-        """Stop every job and forget its callbacks (idempotent)."""
-        if self._closed:
-            return
-        self._closed = True
-        self._flush_timer.stop()
-        was_running = self.busy
-        _detach_all(self._jobs)
-        # The run state is shared per viewer: a widget closed mid-run must not leave it RUNNING
-        # (a reopened widget would keep Run disabled), nor keep receiving its signals.
-        status = getattr(self, "status", None)
-        if status is not None:
-            if status.running and was_running:
-                from ._state import RunState
-
-                status.set(RunState.STOPPED, "stopped: the widget was closed")
-            slot = getattr(self, "_on_state_changed", None)
-            if slot is not None:
-                try:
-                    status.changed.disconnect(slot)
-                except Exception:  # noqa: BLE001 - not connected
-                    pass
-        for picker in self.findChildren(LayerPicker):
-            try:
-                picker.disconnect_viewer()
-            except Exception:  # noqa: BLE001 - viewer already gone
-                pass
-
-    # -- lifecycle hooks
-    def event(self, e: QEvent) -> bool:
-        if e.type() == QEvent.Type.ParentChange:
-            if self.parent() is not None:
-                self._docked = True
-            elif self._docked:  # napari's remove_dock_widget re-parents us to None
-                self.shutdown()
-        return super().event(e)
-
-    def closeEvent(self, e: Any) -> None:
-        self.shutdown()
-        super().closeEvent(e)
-
-
-def _detach_all(jobs: list) -> None:
-    for j in list(jobs):
-        try:
-            j.detach()
-        except Exception:  # noqa: BLE001 - a worker already deleted
-            log.debug("detaching a job failed", exc_info=True)

@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
 )
 
 from .. import _layers
-from . import LayerPicker, SmlmDockWidget, dspin, notify_error, wrap_label
+from ._base import LayerPicker, SmlmDockWidget, dspin, notify_error, wrap_label
 
 __all__ = ["EvaluationWidget"]
 
@@ -107,7 +107,39 @@ class EvaluationWidget(SmlmDockWidget):
         self.image_metrics: dict[str, Any] = {}
         self.evaluate_button.clicked.connect(self.evaluate)
         self.compare_button.clicked.connect(self.compare_images)
+        self._watched: list[Any] = []
         self._preselect()
+        for picker in (self.gt_picker, self.pred_picker, self.sr_picker):
+            picker.layer_changed.connect(self._on_inputs_changed)
+        self._on_inputs_changed()
+
+    # ================================================================ input state
+    def invalid_reason(self) -> str | None:
+        """Why the localization pick cannot be evaluated (None when it can)."""
+        gt, pred = self.gt_picker.value, self.pred_picker.value
+        if gt is None or pred is None:
+            return "Choose a ground-truth points layer and a localization points layer."
+        if _layers.same_layer(gt, pred):
+            return "Ground truth and localizations are the same layer; choose two different layers."
+        return None
+
+    def _on_inputs_changed(self, *_: Any) -> None:
+        """A pick or a picked layer's data changed: the table no longer describes it; say why Evaluate is off."""
+        for layer in self._watched:
+            try:
+                layer.events.data.disconnect(self._on_inputs_changed)
+            except Exception:  # noqa: BLE001 - layer already gone
+                pass
+        self._watched = [la for la in (self.gt_picker.value, self.pred_picker.value, self.sr_picker.value) if la is not None]
+        for layer in self._watched:
+            layer.events.data.connect(self._on_inputs_changed)
+        if self.metrics or self.image_metrics:
+            self.metrics, self.image_metrics = {}, {}
+            self._fill_table()
+        reason = self.invalid_reason()
+        self.evaluate_button.setEnabled(reason is None)
+        self.evaluate_button.setToolTip(reason or "Match the localizations to the ground truth, frame by frame")
+        self.note.setText(reason or "")
 
     def _preselect(self) -> None:
         """Pick a ground-truth layer and a different localization layer when the names tell."""

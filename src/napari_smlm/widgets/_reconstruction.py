@@ -1,28 +1,31 @@
 """Reconstruction widget: localize every frame of a movie layer with a trained model, live.
 
 While the worker runs (:func:`napari_smlm.core.inference.iter_predict` on a snapshot of the
-movie), three layers fill in on the GUI thread, all in nm world coordinates so that a rendered
-peak and its point coincide:
+movie), the results of run ``k`` of a model fill three layers on the GUI thread, all in nm world
+coordinates so that a rendered peak and its point coincide:
 
-* ``<movie> [localizations]`` — 3-D points ``(frame, y_nm, x_nm)`` with features;
-* ``<movie> [super-resolved]`` — the running super-resolved image (grows batch by batch);
-* ``<movie> [network output]`` — the per-frame network output (e.g. detection probability),
+* ``<movie> [<model> #k]`` — 3-D points ``(frame, y_nm, x_nm)`` with features;
+* ``<movie> [<model> #k] SR`` — the running super-resolved image (grows batch by batch);
+* ``<movie> [<model> #k] output`` — the per-frame network output (e.g. detection probability),
   a stack aligned with the movie frames (or only the latest frame for very long movies).
 
-Layer updates are throttled (at most ~7 per second) whatever the worker's rate. Cancel stops
-after the current batch and keeps everything found; Export writes what was found.
+Earlier runs stay until the user removes them ("Replace previous results" reuses the last run's
+layers instead). Layers are created once and then updated **in place** (same objects; the
+user's colormap, contrast and point style are kept). Refreshes are throttled by their own cost
+(at most 1/20 of the GUI thread, see :class:`._base.SmlmDockWidget`), and cost O(batch), not
+O(run): while running, the points layer shows the latest :data:`LIVE_POINTS` localizations
+(its name says "(live)"); all of them arrive once the run ends. Cancel stops after the current
+batch and keeps everything found; Export writes what was found.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtGui import QStandardItemModel
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -37,7 +40,9 @@ from qtpy.QtWidgets import (
 )
 
 from .. import _layers
-from . import LayerPicker, SmlmDockWidget, dspin, notify_error, notify_info, spin, wrap_label
+from .._layers import validate_movie_layer
+from ._base import LayerPicker, SmlmDockWidget, dspin, error_reason, notify_error, notify_info, spin, wrap_label
+from ._forms import CameraForm, ModelChooser, estimate_baseline_adu, sample_frames
 from ._state import RunState
 
 __all__ = ["ReconstructionWidget", "estimate_baseline_adu", "validate_movie_layer"]
@@ -48,44 +53,16 @@ log = logging.getLogger(__name__)
 NETWORK_OUTPUT_BUDGET_BYTES = 256 * 2**20
 #: Largest numpy movie copied as a snapshot at Run; larger ones are referenced (read-only use).
 SNAPSHOT_COPY_BYTES = 512 * 2**20
+#: Localizations the points layer shows while a run goes on (the latest ones); all at the end.
+#: napari's Points layer costs O(N) Python work per data change, so a live layer must stay small.
+LIVE_POINTS = 5000
+#: An in-memory (eager) movie layer larger than this gets a warning: open it lazily instead.
+EAGER_WARN_BYTES = 1 * 2**30
+#: File patterns "Use napari-smlm for …" assigns to this plugin in napari's reader preferences.
+READER_PATTERNS = ("*.tif", "*.tiff", "*.csv", "*.hdf5")
+PLUGIN_NAME = "napari-smlm"
 CAMERA_FROM_MODEL = "model's camera"
 DEVICES = ("auto", "cpu", "cuda", "mps")
-
-
-def estimate_baseline_adu(frames: np.ndarray, percentile: float = 1.0) -> float:
-    """Camera offset estimate (ADU); see :func:`napari_smlm.core.camera.estimate_baseline_adu`."""
-    from ..core.camera import estimate_baseline_adu as _estimate  # lazy: keeps torch out of widget import
-
-    return _estimate(frames, percentile)
-
-
-def validate_movie_layer(layer: Any) -> None:
-    """Raise ``ValueError`` with a user-facing message unless ``layer`` can be a raw movie."""
-    from napari.layers import Image
-
-    if layer is None:
-        raise ValueError("Choose a movie: open a TIFF movie (File > Open) or load sample data first.")
-    if not isinstance(layer, Image):
-        raise ValueError(
-            f"Layer '{layer.name}' is a {type(layer).__name__} layer; the movie must be an image layer of raw camera frames."
-        )
-    if layer.rgb:
-        raise ValueError(
-            f"Layer '{layer.name}' is an RGB image {tuple(layer.data.shape)}; a raw SMLM movie is single-channel "
-            "(frames, rows, columns)."
-        )
-    if layer.multiscale:
-        raise ValueError(f"Layer '{layer.name}' is a multiscale image; open the raw movie instead.")
-    shape = tuple(layer.data.shape)
-    if len(shape) not in (2, 3):
-        raise ValueError(
-            f"Layer '{layer.name}' has shape {shape} ({len(shape)}-D); expected (frames, rows, columns) or one 2-D frame."
-        )
-    if min(shape[-2:]) < 8:
-        raise ValueError(f"Layer '{layer.name}' frames are {shape[-2]}×{shape[-1]} px; at least 8×8 are needed.")
-    kind = np.dtype(layer.data.dtype).kind
-    if kind not in "uif":
-        raise ValueError(f"Layer '{layer.name}' has pixel type {layer.data.dtype}; expected integer (ADU) or float.")
 
 
 class ReconstructionWidget(SmlmDockWidget):
@@ -97,31 +74,37 @@ class ReconstructionWidget(SmlmDockWidget):
 
         self.status = self.session.reconstruction
         self.models = self.session.models
-        self._job = None
-        self._reset_results()
+        self._col = None  # PredictionCollector of the current / last run
+        self._run_layers: _layers.RunLayers | None = None
+        self._run_meta: dict = {}
+        self._stack: np.ndarray | None = None
+        self._sr_buf: np.ndarray | None = None
+        self._latest_display: np.ndarray | None = None
+        self._dirty = False
 
         # ---------------------------------------------------------------- inputs
         self.movie_picker = LayerPicker(napari_viewer, (Image,))
-        self.model_combo = QComboBox()
-        self.model_combo.setToolTip("Shipped models, checkpoints trained in this session, and loaded checkpoint files")
-        self.load_button = QPushButton("Load checkpoint…")
-        self.model_info = wrap_label()
-        self.model_info.setStyleSheet("color: gray;")
-
-        from ..core.camera import CAMERA_PRESETS  # torch is fine here (widget construction)
-
-        self._presets = dict(CAMERA_PRESETS)
-        self.camera_combo = QComboBox()
-        self.camera_combo.addItems([CAMERA_FROM_MODEL, *self._presets])
-        self.baseline = dspin(100.0, -1000.0, 65535.0, 1.0, 1, " ADU", "Camera offset added to every pixel")
-        self.sensitivity = dspin(45.0, 0.001, 1000.0, 0.1, 3, " e⁻/ADU", "Electrons per ADU before EM gain")
-        self.em_gain = dspin(300.0, 1.0, 10000.0, 10.0, 1, "", "EM gain (1 for sCMOS / CCD)")
-        self.qe = dspin(0.9, 0.01, 1.0, 0.05, 2, "", "Quantum efficiency")
-        self.estimate_button = QPushButton("Estimate offset from movie")
-        self.estimate_button.setToolTip(
-            "Baseline = 1st percentile of up to 16 frames spread over the movie. It overestimates the offset when "
-            "every pixel sees background; prefer the camera's data sheet when you have it."
+        self.open_button = QPushButton("Open movie…")
+        self.open_button.setToolTip("Open a TIFF movie with napari-smlm's lazy reader (frames read on demand, pixel size in nm)")
+        self.movie_info = wrap_label()
+        self.movie_info.setStyleSheet("color: gray;")
+        self.prefer_reader_button = QPushButton("Use napari-smlm for .tif/.csv/.hdf5")
+        self.prefer_reader_button.setToolTip(
+            "Make napari open these files (drag and drop, File > Open) with napari-smlm's readers: lazy movies in nm, "
+            "localization tables as points. Saved in napari's preferences (Preferences > Plugins)."
         )
+        self.model_chooser = ModelChooser(self.models)
+        # its parts under their old names (tests, scripts)
+        self.model_combo = self.model_chooser.combo
+        self.load_button = self.model_chooser.load_button
+        self.model_info = self.model_chooser.info
+
+        self.camera_form = CameraForm({CAMERA_FROM_MODEL: self._model_camera}, estimate=True)
+        # the camera fields under their old names (tests, scripts)
+        self.camera_combo = self.camera_form.preset
+        self.baseline, self.sensitivity = self.camera_form.baseline, self.camera_form.sensitivity
+        self.em_gain, self.qe = self.camera_form.em_gain, self.camera_form.qe
+        self.estimate_button = self.camera_form.estimate_button
         self.pixel_size = dspin(100.0, 1.0, 10000.0, 1.0, 1, " nm", "Camera pixel size in the sample plane")
         self.start_frame = spin(0, 0, 0, tip="First frame (0-based)")
         self.stop_frame = spin(1, 1, 1, tip="Stop before this frame")
@@ -133,7 +116,13 @@ class ReconstructionWidget(SmlmDockWidget):
         self.follow = QCheckBox("Follow progress on the time slider")
         self.follow.setChecked(True)
         self.show_output = QCheckBox("Show the network output")
-        self.show_output.setChecked(True)
+        self.show_output.setToolTip("A layer with the per-frame network output (e.g. detection probability) next to the movie")
+        self.show_output.setChecked(False)  # one more layer to create and refresh: opt-in
+        self.replace_previous = QCheckBox("Replace previous results")
+        self.replace_previous.setToolTip(
+            "Unchecked: every run adds its own layers (<movie> [<model> #k]) and earlier runs stay. "
+            "Checked: a run updates the previous run's layers in place."
+        )
 
         self.run_button = QPushButton("Run")
         self.cancel_button = QPushButton("Cancel")
@@ -145,22 +134,17 @@ class ReconstructionWidget(SmlmDockWidget):
 
         # ---------------------------------------------------------------- layout
         form = QFormLayout()
-        form.addRow("Movie", self.movie_picker)
-        row = QHBoxLayout()
-        row.addWidget(self.model_combo, 1)
-        row.addWidget(self.load_button)
-        form.addRow("Model", row)
-        form.addRow("", self.model_info)
+        mrow = QHBoxLayout()
+        mrow.addWidget(self.movie_picker, 1)
+        mrow.addWidget(self.open_button)
+        form.addRow("Movie", mrow)
+        form.addRow("", self.movie_info)
+        form.addRow("", self.prefer_reader_button)
+        form.addRow("Model", self.model_chooser)
         form.addRow("Pixel size", self.pixel_size)
 
         cam = QGroupBox("Camera")
-        cform = QFormLayout(cam)
-        cform.addRow("Preset", self.camera_combo)
-        cform.addRow("Baseline", self.baseline)
-        cform.addRow("Sensitivity", self.sensitivity)
-        cform.addRow("EM gain", self.em_gain)
-        cform.addRow("QE", self.qe)
-        cform.addRow("", self.estimate_button)
+        QHBoxLayout(cam).addWidget(self.camera_form)
 
         run = QGroupBox("Run")
         rform = QFormLayout(run)
@@ -174,6 +158,7 @@ class ReconstructionWidget(SmlmDockWidget):
         rform.addRow("Device", self.device)
         rform.addRow(self.follow)
         rform.addRow(self.show_output)
+        rform.addRow(self.replace_previous)
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
@@ -191,148 +176,98 @@ class ReconstructionWidget(SmlmDockWidget):
 
         # ---------------------------------------------------------------- wiring
         self.movie_picker.layer_changed.connect(self._on_movie_changed)
-        self.model_combo.currentIndexChanged.connect(self._on_model_changed)
-        self.camera_combo.currentIndexChanged.connect(self._on_camera_preset_changed)
-        self.load_button.clicked.connect(self._on_load_clicked)
+        self.open_button.clicked.connect(self._on_open_clicked)
+        self.prefer_reader_button.clicked.connect(self.prefer_smlm_readers)
+        self.model_chooser.changed.connect(self._on_model_changed)
         self.estimate_button.clicked.connect(self._on_estimate_clicked)
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.export_button.clicked.connect(self._on_export_clicked)
-        self.models.changed.connect(self._on_models_changed)
         self.status.changed.connect(self._on_state_changed)
 
-        self._refresh_models()
+        self._on_model_changed()
         self._on_movie_changed(self.movie_picker.value)
         self._on_state_changed(self.status.state)
+        # Results are in nm: show the scale bar. Done here, not at the first result, because
+        # napari builds the overlay's visual on first show (~0.1-0.4 s) and a run must not stall.
+        _layers.show_scale_bar(self.viewer)
 
-    # ================================================================ model list
-    def _refresh_models(self, select_key: str | None = None) -> None:
-        current = select_key or self.model_combo.currentData()
-        entries = self.models.entries()
-        self.model_combo.blockSignals(True)
-        try:
-            self.model_combo.clear()
-            model: QStandardItemModel = self.model_combo.model()
-            for e in entries:
-                self.model_combo.addItem(e.label, e.key)
-                item = model.item(self.model_combo.count() - 1)
-                if not e.usable:
-                    item.setEnabled(False)
-                item.setToolTip(e.info.get("description", e.path or ""))
-            keys = [e.key for e in entries]
-            usable = [e.key for e in entries if e.usable]
-            if current in keys and self.models.get(current).usable:
-                idx = keys.index(current)
-            elif usable:
-                idx = keys.index(self._preferred(usable))
-            else:
-                idx = 0 if keys else -1
-            self.model_combo.setCurrentIndex(idx)
-        finally:
-            self.model_combo.blockSignals(False)
-        self._on_model_changed()
-
-    @staticmethod
-    def _preferred(keys: list[str]) -> str:
-        for name in ("shipped:decode", "shipped:fid-storm", "shipped:deep-storm"):
-            if name in keys:
-                return name
-        return keys[0]
-
-    def _on_models_changed(self) -> None:
-        self._refresh_models()
-
+    # ================================================================ model
     @property
     def model_entry(self):
-        key = self.model_combo.currentData()
-        return self.models.get(key) if key is not None else None
+        return self.model_chooser.entry
 
     def select_model(self, key: str) -> None:
         """Select a model by its registry key (``"shipped:<name>"`` or a checkpoint path)."""
-        idx = self.model_combo.findData(key)
-        if idx < 0:
-            raise ValueError(f"no model {key!r} in the list")
-        self.model_combo.setCurrentIndex(idx)
-
-    def _on_model_changed(self, *_: Any) -> None:
-        e = self.model_entry
-        if e is None:
-            self.model_info.setText("No model available: train one in the Training widget or load a checkpoint.")
-            return
-        text = e.info.get("description", "")
-        tr = e.info.get("training") or {}
-        if tr:
-            bits = [f"{tr.get('total_steps', tr.get('steps', '?'))} steps"]
-            m = tr.get("metrics") or {}
-            if isinstance(m.get("jaccard"), (int, float)) and math.isfinite(m["jaccard"]):
-                bits.append(f"validation JI {m['jaccard']:.2f}")
-            text = (text + " · " if text else "") + ", ".join(bits)
-        self.model_info.setText(text or e.model)
-        if self.camera_combo.currentText() == CAMERA_FROM_MODEL:
-            self._fill_camera_from_model()
-
-    def _fill_camera_from_model(self) -> None:
-        e = self.model_entry
-        if e is None or not e.usable:
-            return
-        try:
-            ck = self.models.checkpoint(e)
-        except Exception as exc:  # noqa: BLE001 - a broken file: say so, keep the widget usable
-            notify_error(f"Cannot use model '{e.label}': {exc}")
-            return
-        from ..core.camera import get_camera
-
-        sim = ck.simulation or {}
-        self._set_camera_fields(get_camera(sim.get("camera", "smlm2016_emccd")))
-
-    def _set_camera_fields(self, cam: Any) -> None:
-        self.baseline.setValue(cam.baseline)
-        self.sensitivity.setValue(cam.sensitivity)
-        self.em_gain.setValue(cam.em_gain)
-        self.qe.setValue(cam.qe)
-
-    def _on_camera_preset_changed(self, *_: Any) -> None:
-        name = self.camera_combo.currentText()
-        if name == CAMERA_FROM_MODEL:
-            self._fill_camera_from_model()
-        elif name in self._presets:
-            self._set_camera_fields(self._presets[name])
-
-    def camera(self) -> Any:
-        """The Camera used for ADU -> photons: the preset's noise model with the four fields."""
-        from ..core.camera import get_camera
-
-        name = self.camera_combo.currentText()
-        if name in self._presets:
-            base = self._presets[name]
-        else:
-            e = self.model_entry
-            sim = (self.models.checkpoint(e).simulation or {}) if (e and e.usable) else {}
-            base = get_camera(sim.get("camera", "smlm2016_emccd"))
-        return base.replace(
-            baseline=self.baseline.value(), sensitivity=self.sensitivity.value(), em_gain=self.em_gain.value(), qe=self.qe.value()
-        )
-
-    # ---------------------------------------------------------------- checkpoint files
-    def _on_load_clicked(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Load a napari-smlm checkpoint", "", "Checkpoints (*.pt *.pth *.ckpt);;All files (*)")
-        if path:
-            self.load_checkpoint_file(path)
+        self.model_chooser.select(key)
 
     def load_checkpoint_file(self, path: str | Path) -> bool:
         """Validate and add a checkpoint file to the model list; select it. Errors -> notification."""
-        try:
-            entry = self.models.add_checkpoint(path, source="file")
-        except Exception as exc:  # noqa: BLE001 - CheckpointError, or anything a foreign file raises
-            notify_error(f"Cannot load checkpoint {Path(path).name}: {getattr(exc, 'problem', exc)}")
-            return False
-        self.select_model(entry.key)
-        return True
+        return self.model_chooser.load_checkpoint_file(path)
+
+    def _on_model_changed(self, *_: Any) -> None:
+        if self.camera_combo.currentText() == CAMERA_FROM_MODEL:
+            e = self.model_entry
+            try:
+                self.camera_form.set_camera(self._model_camera())
+            except Exception as exc:  # noqa: BLE001 - a broken file: say so, keep the widget usable
+                notify_error(f"{error_reason(exc)} — cannot use model '{e.label if e else '?'}'")
+
+    def _model_camera(self) -> Any:
+        """The camera of the selected model's checkpoint (the default camera without a model)."""
+        from ..core.checkpoint import checkpoint_camera
+
+        e = self.model_entry
+        return checkpoint_camera(self.models.checkpoint(e) if (e is not None and e.usable) else None)
+
+    def camera(self) -> Any:
+        """The Camera used for ADU -> photons: the preset's noise model with the four fields."""
+        return self.camera_form.camera()
 
     # ================================================================ movie
+    def _on_open_clicked(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Open a movie", "", "TIFF movies (*.tif *.tiff);;All files (*)")
+        if path:
+            self.open_movie(path)
+
+    def open_movie(self, path: str | Path) -> Any:
+        """Open a movie with napari-smlm's lazy reader and select it; None (and a notification) on error."""
+        try:
+            layers = self.viewer.open(str(path), plugin="napari-smlm")
+        except Exception as exc:  # noqa: BLE001 - napari wraps the reader's SMLMFileError
+            cause = exc
+            while cause.__cause__ is not None:
+                cause = cause.__cause__
+            notify_error(f"Cannot open the movie: {error_reason(cause)}")
+            return None
+        images = [la for la in layers if la.name in [c.name for c in self.movie_picker._layers]]
+        if not images:
+            notify_error(f"{Path(path).name} opened, but not as a movie (image) layer.")
+            return None
+        self.movie_picker.reset_choices()
+        idx = [c.name for c in self.movie_picker._layers].index(images[0].name)
+        self.movie_picker.setCurrentIndex(idx)
+        return self.movie_picker.value
+
+    def prefer_smlm_readers(self, settings: Any = None) -> dict:
+        """Set napari's reader preference for :data:`READER_PATTERNS` to napari-smlm (napari's settings API)."""
+        if settings is None:
+            from napari.settings import get_settings
+
+            settings = get_settings()
+        prefs = dict(settings.plugins.extension2reader)
+        prefs.update(dict.fromkeys(READER_PATTERNS, PLUGIN_NAME))
+        settings.plugins.extension2reader = prefs
+        self.prefer_reader_button.setEnabled(False)
+        self.prefer_reader_button.setText("napari-smlm opens .tif/.csv/.hdf5")
+        notify_info(f"napari now opens {', '.join(READER_PATTERNS)} with napari-smlm (change it in Preferences > Plugins).")
+        return prefs
+
     def _on_movie_changed(self, layer: Any) -> None:
         if layer is None or len(layer.data.shape) not in (2, 3):
+            self.movie_info.setText("")
             return
+        _layers.label_axes(self.viewer)
         px = _layers.layer_pixel_size_nm(layer)
         if px:
             self.pixel_size.setValue(px)
@@ -341,6 +276,15 @@ class ReconstructionWidget(SmlmDockWidget):
         self.stop_frame.setRange(1, n)
         self.start_frame.setValue(0)
         self.stop_frame.setValue(n)
+        data = layer.data
+        nbytes = int(np.prod(data.shape)) * np.dtype(data.dtype).itemsize
+        if isinstance(data, np.ndarray) and nbytes > EAGER_WARN_BYTES:
+            self.movie_info.setText(
+                f"This movie is held in memory ({nbytes / 2**30:.1f} GiB). Open it with “Open movie…” to read frames "
+                "on demand instead."
+            )
+        else:
+            self.movie_info.setText(f"{n} frames of {data.shape[-2]}×{data.shape[-1]} px" + (f", {px:g} nm" if px else ""))
 
     def _on_estimate_clicked(self) -> None:
         layer = self.movie_picker.value
@@ -349,42 +293,52 @@ class ReconstructionWidget(SmlmDockWidget):
         except ValueError as exc:
             notify_error(str(exc))
             return
-        data = layer.data
-        if len(data.shape) == 2:
-            sample = np.asarray(data)
-        else:
-            idx = np.unique(np.linspace(0, data.shape[0] - 1, min(16, data.shape[0])).astype(int))
-            sample = np.stack([np.asarray(data[int(i)]) for i in idx])
+        sample = sample_frames(layer.data, 16)
         b = estimate_baseline_adu(sample)
         self.baseline.setValue(b)
-        self.status_label.setText(f"Offset estimate: {b:.1f} ADU (1st percentile of {len(sample) if sample.ndim == 3 else 1} frames).")
+        self.status_label.setText(f"Offset estimate: {b:.1f} ADU (1st percentile of {len(sample)} frames).")
 
     # ================================================================ run
-    def _reset_results(self) -> None:
-        self._found: list[Any] = []
-        self._n_found = 0
-        self._sr: np.ndarray | None = None
-        self._sr_px: float | None = None
-        self._stack: np.ndarray | None = None
-        self._latest_display: np.ndarray | None = None
-        self._display_max = 0.0
-        self._n_done = 0
-        self._n_total = 0
-        self._last_frame = 0
-        self._dirty = False
-        self._run_meta: dict = {}
-        self._t0 = 0.0
-        self._final = None
+    @property
+    def _n_done(self) -> int:
+        return self._col.n_done if self._col is not None else 0
 
-    def _names(self, movie_name: str) -> dict[str, str]:
-        return {
-            "points": f"{movie_name} [localizations]",
-            "sr": f"{movie_name} [super-resolved]",
-            "output": f"{movie_name} [network output]",
-        }
+    @property
+    def _n_found(self) -> int:
+        return self._col.n_found if self._col is not None else 0
+
+    def result_names(self) -> dict[str, str]:
+        """Layer names of the current (or last) run: ``points``, ``sr``, ``output``."""
+        rl = self._run_layers
+        if rl is None:
+            return {}
+        return {k: (rl.get(k).name if rl.get(k) is not None else v) for k, v in rl.names.items()}
+
+    def result_layers(self) -> dict[str, Any]:
+        """The layers of the current (or last) run that are still in the viewer."""
+        rl = self._run_layers
+        return {} if rl is None else {k: rl.get(k) for k in rl.names if rl.get(k) is not None}
+
+    def _new_run_layers(self, movie_name: str, model: str) -> tuple[_layers.RunLayers, int]:
+        """The result layers of the next run, and its number ``k`` (``<movie> [<model> #k]``)."""
+        runs = self.session.runs
+        previous = self._run_layers
+        if self.replace_previous.isChecked() and previous is not None and previous.layers:
+            k = int(self._run_meta.get("run", 1))
+            names = _run_names(movie_name, model, k)
+            return _layers.RunLayers(self.viewer, names, reuse={key: previous.get(key) for key in names}), k
+        key = (movie_name, model)
+        taken = {la.name for la in self.viewer.layers}
+        k = runs.get(key, 0) + 1
+        while any(n in taken for n in _run_names(movie_name, model, k).values()):
+            k += 1
+        runs[key] = k
+        return _layers.RunLayers(self.viewer, _run_names(movie_name, model, k)), k
 
     def run(self) -> bool:
         """Start a reconstruction with the current settings; False (and a notification) if it cannot."""
+        from ..core.inference import InferenceConfig, PredictionCollector
+
         if self.status.running:
             return False
         layer = self.movie_picker.value
@@ -401,25 +355,39 @@ class ReconstructionWidget(SmlmDockWidget):
             ckpt = self.models.checkpoint(entry)
             camera = self.camera()
         except Exception as exc:  # noqa: BLE001 - CheckpointError / ValueError: tell the user
-            notify_error(f"Cannot use model '{entry.label}': {getattr(exc, 'problem', exc)}")
+            notify_error(f"{error_reason(exc)} — cannot use model '{entry.label}'")
             return False
         px = float(self.pixel_size.value())
         data = layer.data
         n_frames = int(data.shape[0]) if len(data.shape) == 3 else 1
-        start, stop = int(self.start_frame.value()), int(self.stop_frame.value())
+        start, stop = int(self.start_frame.value()), min(int(self.stop_frame.value()), n_frames)
         if stop <= start:
             notify_error(f"Empty frame range {start}–{stop}: the last frame must come after the first.")
+            return False
+        thr = self.threshold.value()
+        try:
+            cfg = InferenceConfig(
+                camera=camera, pixel_size_nm=px, device=self.device.currentText(), batch_size=int(self.batch_size.value()),
+                start=start, stop=stop, threshold=None if thr <= self.threshold.minimum() else float(thr),
+            )
+        except ValueError as exc:
+            notify_error(f"Invalid settings: {exc}")
             return False
         # Snapshot: dask arrays are immutable; small numpy arrays are copied.
         if isinstance(data, np.ndarray) and data.nbytes <= SNAPSHOT_COPY_BYTES:
             data = data.copy()
         self._align_movie_layer(layer, px)
 
-        self._reset_results()
+        self._run_layers, run_k = self._new_run_layers(layer.name, ckpt.model)
+        self._col = PredictionCollector()
+        self._stack = None
+        self._sr_buf = None
+        self._latest_display = None
+        self._display_max = 0.0
+        self._last_frame = start
         self._movie_name = layer.name
         self._image_shape = tuple(int(v) for v in data.shape[-2:])
-        self._start, self._stop = start, min(stop, n_frames)
-        self._n_total = self._stop - self._start
+        self._start, self._stop, self._n_total = start, stop, stop - start
         self._run_meta = {
             "model": ckpt.model,
             "checkpoint": entry.path,
@@ -428,38 +396,19 @@ class ReconstructionWidget(SmlmDockWidget):
             "image_shape": self._image_shape,
             "n_frames": n_frames,
             "source_layer": layer.name,
+            "run": run_k,
         }
         self._t0 = time.perf_counter()
-        thr = self.threshold.value()
-        gen = self._predict_gen(
-            data,
-            ckpt,
-            camera=camera,
-            pixel_size_nm=px,
-            device=self.device.currentText(),
-            batch_size=int(self.batch_size.value()),
-            start=self._start,
-            stop=self._stop,
-            threshold=None if thr <= self.threshold.minimum() else float(thr),
-        )
         self.progress.setRange(0, max(self._n_total, 1))
         self.progress.setValue(0)
-        self.status.set(RunState.RUNNING)
-        self.status_label.setText(f"Reconstructing {self._n_total} frames with {entry.label}…")
-        self._job = self.run_job(
-            gen,
-            on_update=self._on_update,
-            on_done=self._on_done,
-            on_stopped=self._on_stopped,
-            on_error=self._on_error,
-        )
+        self.start_run(self._predict_gen(data, ckpt, cfg), self._on_update, f"Reconstructing {self._n_total} frames with {entry.label}…")
         return True
 
     @staticmethod
-    def _predict_gen(data: Any, ckpt: Any, **kw: Any):
+    def _predict_gen(data: Any, ckpt: Any, cfg: Any):
         from .._workers import predict_job
 
-        return predict_job(data, ckpt, **kw)
+        return predict_job(data, ckpt, cfg)
 
     def _align_movie_layer(self, layer: Any, px: float) -> None:
         """Put the movie on the nm grid of the results (a reader without pixel size left it in px)."""
@@ -473,23 +422,15 @@ class ReconstructionWidget(SmlmDockWidget):
 
     def cancel(self) -> None:
         """Stop after the current batch; what was found stays (layers and Export)."""
-        if self._job is not None and self.status.running:
-            self.status_label.setText("Stopping after the current batch…")
-            self._job.stop()
+        self.stop_run("Stopping after the current batch…")
 
     # ---------------------------------------------------------------- worker updates (GUI thread)
     def _on_update(self, u: Any) -> None:
+        self._col.add(u)  # O(batch): the batch is kept, nothing is re-joined
         if u.kind == "batch":
-            self._found.append(u.localizations)
-            self._n_found += len(u.localizations)
             self._last_frame = int(u.stop) - 1
             if u.display is not None:
                 self._store_display(u.display, int(u.start))
-        else:  # "done": all localizations at once (same rows as the batches)
-            self._final = u.localizations
-            self._n_found = len(u.localizations)
-        self._sr, self._sr_px = u.sr_image, float(u.sr_pixel_size_nm)
-        self._n_done = int(u.n_done)
         self._dirty = True
         self.schedule_flush()
 
@@ -512,81 +453,97 @@ class ReconstructionWidget(SmlmDockWidget):
         """All localizations found so far (a :class:`Localizations`; partial after Cancel)."""
         from ..core.localizations import Localizations
 
-        locs = self._final if self._final is not None else Localizations.concat(self._found)
-        locs = locs.copy()
+        if self._col is None:
+            return Localizations.empty()
+        locs = self._col.localizations().copy()
         locs.meta.update(self._run_meta)
-        locs.meta["frame_range"] = [self._start, self._start + self._n_done] if self._run_meta else None
+        locs.meta["frame_range"] = self._col.frame_range or [self._start, self._start]
         return locs
 
     def _flush(self) -> None:
-        if not self._dirty or self._closed or not self._run_meta:
+        col, rl = self._col, self._run_layers
+        if not self._dirty or self._closed or col is None or rl is None or col.last is None:
             return
         self._dirty = False
-        self.progress.setValue(self._n_done)
+        running = self.status.running and self._job is not None and self._job.running
+        self.progress.setValue(col.n_done)
         el = max(time.perf_counter() - self._t0, 1e-9)
-        if self.status.running:
-            self.status_label.setText(
-                f"{self._n_done}/{self._n_total} frames, {self._n_found} localizations ({self._n_done / el:.1f} frames/s)"
-            )
-        names = self._names(self._movie_name)
-        md = {**self._run_meta, "frame_range": [self._start, self._start + self._n_done]}
+        md = {**self._run_meta, "frame_range": col.frame_range}
         px = self._run_meta["pixel_size_nm"]
-        locs = self.localizations()
-        _layers.add_or_update_layer(
-            self.viewer, _layers.localizations_layer_data(locs, names["points"], pixel_size_nm=px, metadata=md)
-        )
-        if self._sr is not None:
-            _layers.add_or_update_layer(self.viewer, _layers.super_resolved_layer_data(self._sr, self._sr_px, names["sr"], metadata=md))
+        # points: the latest LIVE_POINTS while running (O(batch) per refresh), everything at the end
+        live = running and col.n_found > LIVE_POINTS
+        locs = col.latest(LIVE_POINTS) if live else self.localizations()
+        md["live_points"] = None
+        if running:
+            self.status_label.setText(
+                f"{col.n_done}/{col.n_total} frames, {col.n_found} localizations ({col.n_done / el:.1f} frames/s)"
+                + (f"; the points layer shows the latest {LIVE_POINTS:,} until the end" if live else "")
+            )
+        # Creating a napari layer costs ~100 ms (vispy node, controls): while running, at most one
+        # new layer per refresh, the super-resolved image first; the rest follow at the next ones.
+        self._create_budget = 1 if running else len(rl.names)
+        u = col.last
+        if u.sr_image is not None:
+            # one buffer for the whole run, filled in place: the layer only redraws (no data event)
+            if self._sr_buf is None or self._sr_buf.shape != u.sr_image.shape:
+                self._sr_buf = np.array(u.sr_image, dtype=np.float32)
+            else:
+                self._sr_buf[...] = u.sr_image
+            sr = _layers.super_resolved_layer_data(self._sr_buf, float(u.sr_pixel_size_nm), rl.names["sr"], metadata=md)
+            self._put(rl, "sr", sr)
+        name = rl.names["points"]
+        pts = _layers.localizations_layer_data(locs, name, pixel_size_nm=px, metadata=md)
+        if running:  # constant length while running: napari then skips its O(N) resize work
+            pts = _layers.pad_points(pts, LIVE_POINTS)
+        if self._put(rl, "points", pts) is not None:
+            rl.rename("points", f"{name} (live)" if live else name)
         if self.show_output.isChecked():
-            self._flush_network_output(names["output"], md)
-        if self.follow.isChecked() and self._run_meta["n_frames"] > 1 and self.viewer.dims.ndim >= 3:
+            self._flush_network_output(rl, md)
+        if running and self.follow.isChecked() and self._run_meta["n_frames"] > 1 and self.viewer.dims.ndim >= 3:
             self.viewer.dims.set_current_step(0, self._last_frame)
 
-    def _flush_network_output(self, name: str, md: dict) -> None:
+    def _put(self, rl: _layers.RunLayers, key: str, layer_data: Any) -> Any:
+        """Update the run's layer ``key`` in place, or create it if this refresh may still create one."""
+        if key in rl.layers:
+            return rl.update(key, layer_data)
+        if self._create_budget <= 0:
+            self._dirty = True  # create it at the next refresh
+            self.schedule_flush()
+            return None
+        self._create_budget -= 1
+        return rl.update(key, layer_data)
+
+    def _flush_network_output(self, rl: _layers.RunLayers, md: dict) -> None:
         px = self._run_meta["pixel_size_nm"]
         clim = (0.0, max(self._display_max, 1e-6))
+        layer = rl.get("output")
         if self._stack is not None:
-            layer = self.viewer.layers[name] if name in self.viewer.layers else None
-            if layer is not None and layer.data is self._stack:
-                layer.contrast_limits = clim
-                layer.refresh()
+            if layer is not None and layer.data is self._stack:  # the stack fills in place: redraw only
+                _layers.update_layer(layer, (self._stack, {"contrast_limits": clim, "metadata": md}, "image"))
                 return
-            ldt = _layers.network_output_layer_data(self._stack, px, self._image_shape, name, self._start, md)
+            ldt = _layers.network_output_layer_data(self._stack, px, self._image_shape, rl.names["output"], self._start, md)
         elif self._latest_display is not None:
-            ldt = _layers.network_output_layer_data(self._latest_display, px, self._image_shape, name, 0, md)
+            ldt = _layers.network_output_layer_data(self._latest_display, px, self._image_shape, rl.names["output"], 0, md)
         else:
             return
         ldt[1]["contrast_limits"] = clim
-        _layers.add_or_update_layer(self.viewer, ldt)
+        self._put(rl, "output", ldt)
 
-    def _finish(self, state: RunState, text: str) -> None:
-        self._dirty = True
-        self._flush()
-        self.status.set(state, text)
-        self.status_label.setText(text)
-        self._job = None
-
-    def _on_done(self) -> None:
+    def run_summary(self, state: RunState, exc: BaseException | None) -> str:
         el = time.perf_counter() - self._t0
-        self._finish(
-            RunState.DONE,
-            f"Done: {self._n_found} localizations in {self._n_done} frames ({el:.1f} s, {self._n_done / max(el, 1e-9):.1f} frames/s).",
-        )
-
-    def _on_stopped(self) -> None:
-        self._finish(
-            RunState.STOPPED, f"Stopped after {self._n_done}/{self._n_total} frames; kept {self._n_found} localizations."
-        )
-
-    def _on_error(self, exc: BaseException) -> None:
+        if state is RunState.DONE:
+            return f"Done: {self._n_found} localizations in {self._n_done} frames ({el:.1f} s, {self._n_done / max(el, 1e-9):.1f} frames/s)."
+        if state is RunState.STOPPED:
+            return f"Stopped after {self._n_done}/{self._n_total} frames; kept {self._n_found} localizations."
         # napari has already shown the exception as an error notification.
-        self._finish(RunState.FAILED, f"Failed: {getattr(exc, 'problem', exc)}")
+        return f"Failed: {error_reason(exc)}"
 
     def _on_state_changed(self, state: RunState) -> None:
         running = state is RunState.RUNNING
         self.run_button.setEnabled(not running)
         self.cancel_button.setEnabled(running)
         self.load_button.setEnabled(not running)
+        self.open_button.setEnabled(not running)
         self.export_button.setEnabled(not running and self._n_found > 0)
 
     # ================================================================ export
@@ -611,7 +568,13 @@ class ReconstructionWidget(SmlmDockWidget):
         try:
             out = write_localizations(path, locs)
         except Exception as exc:  # noqa: BLE001 - SMLMFileError / OSError: tell the user
-            notify_error(f"Export failed: {exc}")
+            notify_error(f"Export failed: {error_reason(exc)}")
             return None
         notify_info(f"Exported {len(locs)} localizations to {out}")
         return Path(out)
+
+
+def _run_names(movie: str, model: str, k: int) -> dict[str, str]:
+    """Layer names of run ``k`` of ``model`` on ``movie``: short, and distinct per run."""
+    base = f"{movie} [{model} #{k}]"
+    return {"points": base, "sr": f"{base} SR", "output": f"{base} output"}

@@ -182,6 +182,8 @@ class SmlmSession:
         self.reconstruction = TaskStatus()
         self.training = TaskStatus()
         self.simulation = TaskStatus()
+        #: Reconstruction runs per (movie layer name, model): numbers the result layers.
+        self.runs: dict[tuple[str, str], int] = {}
 
 
 _SESSIONS: dict[int, SmlmSession] = {}

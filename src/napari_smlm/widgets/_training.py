@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -33,8 +34,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from . import LayerPicker, SmlmDockWidget, dspin, notify_error, notify_info, spin, wrap_label
-from ._simulation import SimulationForm
+from ._base import LayerPicker, SmlmDockWidget, dspin, error_reason, notify_error, notify_info, spin, wrap_label
+from ._forms import SimulationForm, estimate_baseline_adu, sample_frames
 from ._state import RunState
 
 __all__ = ["TrainingWidget", "default_checkpoint_dir"]
@@ -66,13 +67,12 @@ class TrainingWidget(SmlmDockWidget):
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
         super().__init__(napari_viewer, parent)
-        from napari.layers import Image
+        from napari.layers import Image, Points
 
         from ..core.models import available_models
 
         self.status = self.session.training
         self.models = self.session.models
-        self._job = None
         self._families = available_models()
 
         # ---------------------------------------------------------------- model
@@ -89,6 +89,13 @@ class TrainingWidget(SmlmDockWidget):
         self.form = SimulationForm(movie=False)
         self.crop = spin(40, 8, 512, 8, " px", "Training crop size (camera pixels)")
         self.movie_picker = LayerPicker(napari_viewer, (Image,), optional=True)
+        self.gt_picker = LayerPicker(napari_viewer, (Points,), optional=True)
+        self.gt_picker.setToolTip("Ground-truth localizations of the movie (frame, y, x in nm), e.g. a simulation's")
+        self.use_pairs = QCheckBox("Train on this movie + ground truth (not on simulated data)")
+        self.use_pairs.setToolTip(
+            "Random crops of the movie with their ground-truth emitters; the last 20 % of the frames are held out for "
+            "validation. The camera and pixel size are the form's."
+        )
         self.preview_button = QPushButton("Preview")
         self.match_button = QPushButton("Match movie")
         self.match_button.setToolTip("Take the pixel size and an offset estimate from the movie")
@@ -126,7 +133,9 @@ class TrainingWidget(SmlmDockWidget):
         sl.addWidget(self.form)
         crop_form = QFormLayout()
         crop_form.addRow("Crop size", self.crop)
-        crop_form.addRow("Compare with", self.movie_picker)
+        crop_form.addRow("Movie", self.movie_picker)
+        crop_form.addRow("Ground truth", self.gt_picker)
+        crop_form.addRow(self.use_pairs)
         sl.addLayout(crop_form)
         prow = QHBoxLayout()
         prow.addWidget(self.preview_button)
@@ -244,7 +253,6 @@ class TrainingWidget(SmlmDockWidget):
     def match_movie(self) -> None:
         """Pixel size from the movie layer and an offset estimate (1st percentile of a few frames)."""
         from .. import _layers
-        from ._reconstruction import estimate_baseline_adu
 
         layer = self.movie_picker.value
         if layer is None:
@@ -253,11 +261,7 @@ class TrainingWidget(SmlmDockWidget):
         px = _layers.layer_pixel_size_nm(layer)
         if px:
             self.form.pixel_size.setValue(px)
-        data = layer.data
-        n = int(data.shape[0]) if len(data.shape) == 3 else 1
-        idx = np.unique(np.linspace(0, n - 1, min(8, n)).astype(int))
-        sample = np.stack([np.asarray(data[int(i)] if n > 1 and len(data.shape) == 3 else data) for i in idx])
-        self.form.baseline.setValue(estimate_baseline_adu(sample))
+        self.form.baseline.setValue(estimate_baseline_adu(sample_frames(layer.data, 8)))
         self.preview()
 
     # ================================================================ training
@@ -284,6 +288,33 @@ class TrainingWidget(SmlmDockWidget):
         if text:
             return Path(text).expanduser()
         return default_checkpoint_dir() / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}.pt"
+
+    def training_pairs(self, model: str):
+        """A :class:`~napari_smlm.core.pairs.PairSampler` over the chosen movie and ground-truth layers.
+
+        Snapshots both on the GUI thread (the worker never sees a layer); ``ValueError`` names
+        what is missing or wrong.
+        """
+        from .. import _layers
+        from ..core.models import get_family
+        from ..core.pairs import PairSampler
+
+        movie, gt = self.movie_picker.value, self.gt_picker.value
+        if movie is None or gt is None:
+            raise ValueError("choose both a movie layer and its ground-truth points layer")
+        data = movie.data
+        if movie.rgb or len(data.shape) != 3:
+            raise ValueError(f"layer '{movie.name}' is not a (frames, rows, columns) movie (shape {tuple(data.shape)})")
+        locs = _layers.layer_to_localizations(gt)
+        if not len(locs):
+            raise ValueError(f"ground-truth layer '{gt.name}' has no points")
+        px = float(self.form.pixel_size.value())
+        H, W = (int(v) for v in data.shape[-2:])
+        crop = min(int(self.crop.value()), H, W)
+        context = type(get_family(model)).context
+        if isinstance(data, np.ndarray):
+            data = data.copy()
+        return PairSampler(data, locs, camera=self.form.camera(), pixel_size_nm=px, crop=crop, context=context)
 
     def train_config(self):
         from ..core.training import TrainConfig
@@ -329,6 +360,15 @@ class TrainingWidget(SmlmDockWidget):
         except OSError as exc:
             notify_error(f"Cannot create {path.parent}: {exc}")
             return False
+        pairs, pairs_text = None, ""
+        if self.use_pairs.isChecked():
+            try:
+                pairs = self.training_pairs(model)
+            except (ValueError, KeyError) as exc:
+                notify_error(f"Cannot train on the movie: {error_reason(exc)}")
+                return False
+            pairs_text = f"'{self.movie_picker.value.name}' + '{self.gt_picker.value.name}'"
+            sim = pairs.simulation_config(sim)
         from .._workers import train_job
 
         self._reset_history()
@@ -338,22 +378,17 @@ class TrainingWidget(SmlmDockWidget):
         self._t0 = time.perf_counter()
         self.progress.setRange(0, cfg.steps)
         self.progress.setValue(0)
-        self.status.set(RunState.RUNNING)
-        self.status_label.setText(f"Training {model} for {cfg.steps} steps (simulating data on the fly)…")
-        self._job = self.run_job(
-            train_job(model, sim, cfg, str(path), init_checkpoint=init),
-            on_update=self._on_update,
-            on_done=lambda: self._finish(RunState.DONE),
-            on_stopped=lambda: self._finish(RunState.STOPPED),
-            on_error=lambda exc: self._finish(RunState.FAILED, exc),
+        source = f"on {pairs_text}" if pairs is not None else "simulating data on the fly"
+        self.start_run(
+            train_job(model, sim, cfg, str(path), init_checkpoint=init, pairs=pairs),
+            self._on_update,
+            f"Training {model} for {cfg.steps} steps ({source})…",
         )
         return True
 
     def stop(self) -> None:
         """Stop after the current step; the best checkpoint so far stays usable."""
-        if self._job is not None and self.status.running:
-            self.status_label.setText("Stopping after the current step…")
-            self._job.stop()
+        self.stop_run("Stopping after the current step…")
 
     # ---------------------------------------------------------------- updates (GUI thread)
     def _on_update(self, u: Any) -> None:
@@ -406,25 +441,20 @@ class TrainingWidget(SmlmDockWidget):
                     text += f", JI {u.metrics['jaccard']:.2f}"
                 self.status_label.setText(text + f" ({el / 60:.1f} min)")
 
-    def _finish(self, state: RunState, exc: BaseException | None = None) -> None:
-        self._dirty = True
-        self._flush()
+    def run_summary(self, state: RunState, exc: BaseException | None) -> str:
         if state is RunState.FAILED:
-            text = f"Failed: {exc}"
-        else:
-            n = self.history["step"][-1] if self.history["step"] else 0
-            saved = f" Best checkpoint: {self._ckpt_path}" if self._entry_key else " No checkpoint yet (no validation ran)."
-            text = f"{'Done' if state is RunState.DONE else 'Stopped'} after {n} steps.{saved}"
-        self.status.set(state, text)
-        self.status_label.setText(text)
-        self._job = None
+            return f"Failed: {error_reason(exc)}"
+        n = self.history["step"][-1] if self.history["step"] else 0
+        saved = f" Best checkpoint: {self._ckpt_path}" if self._entry_key else " No checkpoint yet (no validation ran)."
+        return f"{'Done' if state is RunState.DONE else 'Stopped'} after {n} steps.{saved}"
 
     def _on_state_changed(self, state: RunState) -> None:
         running = state is RunState.RUNNING
         self.start_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
         for w in (self.model_combo, self.init_combo, self.form, self.crop, self.steps, self.steps_per_epoch,
-                  self.batch_size, self.lr, self.val_batches, self.device, self.checkpoint_edit, self.browse_button):
+                  self.batch_size, self.lr, self.val_batches, self.device, self.checkpoint_edit, self.browse_button,
+                  self.movie_picker, self.gt_picker, self.use_pairs):
             w.setEnabled(not running)
         self.save_button.setEnabled(bool(self._entry_key) if hasattr(self, "_entry_key") else False)
 

@@ -1,0 +1,306 @@
+"""GUI latency of a live reconstruction in a real napari viewer: is napari responsive while a model runs?
+
+Run headless (xvfb) from the repository root::
+
+    QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" \\
+        .venv/bin/python benchmarks/gui_latency.py [--sim-frames 20000] [--cases epfl-decode,...]
+
+What it does, per case: opens a movie in a real ``napari.Viewer`` (the EPFL 2013 "Bundled Tubes
+High Density" movie with the plugin's lazy reader, or a simulated movie written to a temporary
+TIFF and opened the same way), docks the Reconstruction widget through
+``viewer.window.add_plugin_dock_widget`` (so the widget sees napari's ``PublicOnlyProxy`` like a
+user's would), clicks Run and spins the Qt event loop until the run ends. Meanwhile a ``QTimer``
+fires every 20 ms on the GUI thread and records when it actually ran.
+
+Figures (per case):
+
+* **stall** of one heartbeat interval = ``max(0, gap − 20 ms)``: how long the event loop was busy
+  beyond the timer period (a stall of 250 ms means a click waited ≥ 250 ms);
+* **max / p99 stall** over all intervals of the run (click on Run → run finished, layers final);
+* **blocked %** = Σ stalls / wall time of the run;
+* **idle**: the same heartbeat for a few seconds before Run, with nothing running — the machine's
+  own noise (other processes, the X server), to read the figures against;
+* **refresh cost**: wall time of each throttled layer refresh of the widget (``_flush``), median
+  in the first and the last quarter of the run (by frames done), and the largest one: a refresh
+  whose cost grows with the run's length shows up as last ≫ first.
+
+Goals (issue 10): max stall ≤ 250 ms, p99 ≤ 50 ms, blocked ≤ 5 %, no growth of the refresh cost.
+
+Diagnosis: ``GUI_LATENCY_PROFILE=1`` prints a cProfile of the steady-state refreshes;
+``GUI_LATENCY_NOFLUSH=1`` skips the refreshes while running (what the worker alone costs the GUI
+thread: GIL contention). The JSON output (``--json``) lists the five longest stalls and every
+refresh (time, frames done, cost).
+
+The machine this runs on matters a lot (a shared 2-core box makes every figure noisier): the
+script prints the torch thread count, the CPU count and the load average with the table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+EXTERNAL = ROOT.parent / "shared" / "data" / "external"
+if not EXTERNAL.exists():
+    EXTERNAL = Path("/work/shared/data/external")
+EPFL_MOVIE = EXTERNAL / "EliasNehme_Deep-STORM" / "testStack_SimulatedMicrotubules.tif"
+PLUGIN = "napari-smlm"
+HEARTBEAT_MS = 20
+GOALS = {"max_stall_ms": 250.0, "p99_stall_ms": 50.0, "blocked_pct": 5.0}
+
+log = logging.getLogger("gui_latency")
+
+
+def _simulated_movie(n_frames: int, tmpdir: Path, seed: int = 3) -> Path:
+    """A ``n_frames`` × 64 × 64 simulated movie (microtubule-like filaments, 1 emitter/µm²) as a TIFF."""
+    from napari_smlm.core.config import SimulationConfig
+    from napari_smlm.core.io.tiff import write_movie
+    from napari_smlm.core.simulate import iter_simulate
+
+    cfg = SimulationConfig(n_frames=n_frames, height=64, width=64, density=1.0, structure="filaments", seed=seed)
+    frames = np.empty((n_frames, 64, 64), np.uint16)
+    for ch in iter_simulate(cfg, chunk_frames=512):
+        if getattr(ch, "frames", None) is not None:
+            frames[ch.start : ch.start + len(ch.frames)] = ch.frames
+    path = tmpdir / f"sim_{n_frames}.tif"
+    write_movie(path, frames, pixel_size_nm=cfg.pixel_size_nm)
+    return path
+
+
+class Heartbeat:
+    """A 20 ms QTimer on the GUI thread that records when it actually fired."""
+
+    def __init__(self, period_ms: int = HEARTBEAT_MS):
+        from qtpy.QtCore import Qt, QTimer
+
+        self.period_s = period_ms / 1000.0
+        self.ticks: list[float] = []
+        self.timer = QTimer()
+        self.timer.setTimerType(Qt.TimerType.PreciseTimer)
+        self.timer.setInterval(period_ms)
+        self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
+
+    def start(self) -> None:
+        self.ticks = [time.perf_counter()]
+        self.timer.start()
+
+    def stop(self) -> None:
+        self.timer.stop()
+        self.ticks.append(time.perf_counter())
+
+    def stalls_ms(self) -> np.ndarray:
+        gaps = np.diff(np.asarray(self.ticks))
+        return np.maximum(gaps - self.period_s, 0.0) * 1000.0
+
+
+def run_case(
+    name: str, movie_path: Path, model: str, frames: int | None, batch_size: int, timeout_s: float, idle_s: float = 3.0
+) -> dict:
+    """One reconstruction in a fresh viewer; returns the figures."""
+    import napari
+    from qtpy.QtCore import QEventLoop, QTimer
+    from qtpy.QtWidgets import QApplication
+
+    viewer = napari.Viewer(show=True)
+    try:
+        layers = viewer.open(str(movie_path), plugin=PLUGIN)
+        movie = layers[0]
+        _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Reconstruction")
+        w.movie_picker.value = w.movie_picker._layers[[la.name for la in w.movie_picker._layers].index(movie.name)]
+        w.select_model(f"shipped:{model}")
+        w.device.setCurrentText("cpu")
+        w.batch_size.setValue(batch_size)
+        if frames is not None:
+            w.stop_frame.setValue(min(frames, w.stop_frame.maximum()))
+        n_frames = int(w.stop_frame.value()) - int(w.start_frame.value())
+        for _ in range(20):  # let the window settle before measuring
+            QApplication.processEvents()
+            time.sleep(0.02)
+        # the machine's own noise: the same heartbeat while nothing runs
+        idle = Heartbeat()
+        idle_loop = QEventLoop()
+        QTimer.singleShot(int(idle_s * 1000), idle_loop.quit)
+        idle.start()
+        idle_loop.exec()
+        idle.stop()
+        idle_stalls = idle.stalls_ms()
+
+        # time every throttled layer refresh
+        refreshes: list[tuple[float, int, float]] = []
+        orig_flush = w._flush
+
+        prof = None
+        if os.environ.get("GUI_LATENCY_PROFILE"):
+            import cProfile
+
+            prof = cProfile.Profile()
+
+        def timed_flush() -> None:
+            t = time.perf_counter()
+            if os.environ.get("GUI_LATENCY_NOFLUSH") and w.status.running:
+                pass  # diagnosis: what the worker alone costs the GUI thread
+            elif prof is not None and len(refreshes) >= 3 and w.status.running:  # steady state only
+                prof.runcall(orig_flush)
+            else:
+                orig_flush()
+            refreshes.append((t, int(getattr(w, "_n_done", 0)), time.perf_counter() - t))
+
+        if not hasattr(w, "_run_flush"):  # older widgets: the timer was connected to the bound method
+            w._flush_timer.timeout.disconnect()
+            w._flush_timer.timeout.connect(timed_flush)
+        w._flush = timed_flush  # newer widgets: the timer calls _run_flush, which looks _flush up
+
+        loop = QEventLoop()
+        ended: list[str] = []
+
+        def on_state(state) -> None:
+            if not w.status.running:
+                ended.append(str(state))
+                QTimer.singleShot(0, loop.quit)
+
+        w.status.changed.connect(on_state)
+        guard = QTimer()
+        guard.setSingleShot(True)
+        guard.timeout.connect(lambda: (ended.append("timeout"), w.cancel_button.click()))
+        guard.start(int(timeout_s * 1000))
+        hb = Heartbeat()
+        hb.start()
+        t0 = time.perf_counter()
+        w.run_button.click()
+        if w.status.running:
+            loop.exec()
+        wall = time.perf_counter() - t0
+        hb.stop()
+        guard.stop()
+        stalls = hb.stalls_ms()
+        if prof is not None:
+            import pstats
+
+            pstats.Stats(prof).sort_stats("cumulative").print_stats(45)
+        ticks = np.asarray(hb.ticks)
+        worst = np.argsort(stalls)[::-1][:5]
+        in_refresh = [
+            max((r[2] for r in refreshes if ticks[i] - 0.005 <= r[0] <= ticks[i + 1]), default=0.0) * 1000.0 for i in worst
+        ]
+        n_done = int(getattr(w, "_n_done", 0))
+        n_locs = len(w.localizations())
+        ref = np.asarray(refreshes) if refreshes else np.zeros((0, 3))
+        q = max(n_done, 1) / 4.0
+        first = ref[ref[:, 1] <= q, 2] if len(ref) else np.zeros(0)
+        last = ref[ref[:, 1] >= 3 * q, 2] if len(ref) else np.zeros(0)
+        return {
+            "case": name,
+            "model": model,
+            "frames": n_frames,
+            "frames_done": n_done,
+            "outcome": ended[0] if ended else "?",
+            "localizations": n_locs,
+            "wall_s": wall,
+            "frames_per_s": n_done / max(wall, 1e-9),
+            "heartbeats": len(hb.ticks),
+            "max_stall_ms": float(stalls.max()) if stalls.size else float("nan"),
+            "p99_stall_ms": float(np.percentile(stalls, 99)) if stalls.size else float("nan"),
+            "blocked_pct": 100.0 * float(stalls.sum()) / 1000.0 / max(wall, 1e-9),
+            "idle_max_stall_ms": float(idle_stalls.max()) if idle_stalls.size else float("nan"),
+            "idle_p99_stall_ms": float(np.percentile(idle_stalls, 99)) if idle_stalls.size else float("nan"),
+            "idle_blocked_pct": 100.0 * float(idle_stalls.sum()) / 1000.0 / idle_s,
+            "refreshes": len(ref),
+            "refresh_first_ms": 1000.0 * float(np.median(first)) if first.size else float("nan"),
+            "refresh_last_ms": 1000.0 * float(np.median(last)) if last.size else float("nan"),
+            "refresh_max_ms": 1000.0 * float(ref[:, 2].max()) if len(ref) else float("nan"),
+            "layers": [la.name for la in viewer.layers],
+            # the 5 longest stalls: (start s after Run, stall ms, longest refresh inside it ms)
+            "worst_stalls": [(round(float(ticks[i] - t0), 2), round(float(stalls[i])), round(r)) for i, r in zip(worst, in_refresh)],
+            "refresh_log": [(round(t - t0, 2), n, round(1000 * d, 1)) for t, n, d in refreshes],
+        }
+    finally:
+        viewer.close()
+        for _ in range(10):
+            QApplication.processEvents()
+
+
+def _table(rows: list[dict]) -> str:
+    head = (
+        "| case | frames | locs | wall s | frames/s | max stall ms | p99 stall ms | blocked % "
+        "| refreshes | refresh ms first¼ / last¼ / max | idle: max / p99 ms, blocked % |"
+    )
+    out = [head, "|" + "---|" * 11]
+    for r in rows:
+        ok = all(r[k] <= v for k, v in GOALS.items())
+        out.append(
+            f"| {r['case']} | {r['frames_done']}/{r['frames']} | {r['localizations']:,} | {r['wall_s']:.1f} "
+            f"| {r['frames_per_s']:.1f} | {r['max_stall_ms']:.0f} | {r['p99_stall_ms']:.0f} | {r['blocked_pct']:.1f}"
+            f"{'' if ok else ' ✗'} | {r['refreshes']} | {r['refresh_first_ms']:.1f} / {r['refresh_last_ms']:.1f} / "
+            f"{r['refresh_max_ms']:.0f} | {r['idle_max_stall_ms']:.0f} / {r['idle_p99_stall_ms']:.0f}, {r['idle_blocked_pct']:.1f} |"
+        )
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument(
+        "--cases", default="epfl-decode,epfl-deep-storm,sim-decode",
+        help="comma-separated cases: epfl-<model> (the EPFL Bundled Tubes movie) or sim-<model> "
+        "(a simulated movie of --sim-frames frames); default %(default)s",
+    )
+    p.add_argument("--sim-frames", type=int, default=20000, help="frames of the simulated movie (default %(default)s)")
+    p.add_argument("--epfl-frames", type=int, default=None, help="only the first N frames of the EPFL movie (default: all 361)")
+    p.add_argument("--batch-size", type=int, default=16, help="frames per forward pass (default %(default)s)")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    p.add_argument("--idle", type=float, default=3.0, help="seconds of heartbeat with nothing running, before each run: "
+                   "the machine's own noise (default %(default)s)")
+    p.add_argument("--timeout", type=float, default=3600.0, help="cancel a run after this many seconds (default %(default)s)")
+    p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
+    p.add_argument("--label", default="", help="a label printed with the table (e.g. 'before' / 'after')")
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    import napari  # noqa: F401 - imported before torch sets its threads, as in a user's session
+    import torch
+
+    import napari_smlm
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    from qtpy.QtWidgets import QApplication
+
+    QApplication.instance() or napari.qt.get_qapp()
+    print(
+        f"napari-smlm {napari_smlm.__version__} from {Path(napari_smlm.__file__).parent}; napari {napari.__version__}; "
+        f"torch threads {torch.get_num_threads()}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f} at start"
+    )
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in [c.strip() for c in a.cases.split(",") if c.strip()]:
+            src, _, model = case.partition("-")
+            if src == "epfl":
+                path, frames = EPFL_MOVIE, a.epfl_frames
+                label = f"EPFL Bundled Tubes, {model}"
+            elif src == "sim":
+                t = time.perf_counter()
+                path, frames = _simulated_movie(a.sim_frames, Path(tmp)), None
+                print(f"simulated {a.sim_frames} frames in {time.perf_counter() - t:.0f} s")
+                label = f"simulated {a.sim_frames} frames, {model}"
+            else:
+                p.error(f"unknown case {case!r}: expected epfl-<model> or sim-<model>")
+            r = run_case(label, path, model, frames, a.batch_size, a.timeout, a.idle)
+            rows.append(r)
+            print(f"{label}: {json.dumps({k: v for k, v in r.items() if k != 'layers'}, default=str)}", flush=True)
+    print(f"\n{a.label}  (load average {os.getloadavg()[0]:.2f} at end)\n")
+    print(_table(rows))
+    if a.json:
+        a.json.write_text(json.dumps(rows, indent=1, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,428 @@
+"""What every dock widget shares: the base class with its run cycle, a layer picker, small Qt helpers.
+
+Nothing here imports torch at module level.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from qtpy.QtCore import QEvent, QSize, Qt, QTimer, Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFrame,
+    QLabel,
+    QScrollArea,
+    QSizePolicy,
+    QSpinBox,
+    QVBoxLayout,
+    QWidget,
+)
+
+__all__ = [
+    "LayerPicker",
+    "SmlmDockWidget",
+    "spin",
+    "dspin",
+    "wrap_label",
+    "notify_error",
+    "notify_info",
+    "notify_warning",
+    "error_reason",
+]
+
+log = logging.getLogger(__name__)
+
+#: Live refreshes take at most 1/FLUSH_DUTY of the GUI thread's time: after a refresh that took
+#: ``c`` seconds the next one waits at least ``FLUSH_DUTY * c`` (and 150 ms .. 2 s).
+FLUSH_DUTY = 20
+FLUSH_MIN_MS = 150
+FLUSH_MAX_MS = 5000
+#: Python's GIL switch interval while a job runs (default 5 ms). The GUI thread needs the GIL for
+#: every event it handles; a worker thread running Python (post-processing, tables) makes it wait
+#: up to one interval each time. 1 ms keeps the event loop responsive for a few % of throughput.
+GIL_SWITCH_INTERVAL_S = 0.001
+_switch: dict[str, Any] = {"jobs": set(), "saved": None}
+
+
+def _job_began(key: int) -> None:
+    import sys
+
+    if not _switch["jobs"]:
+        _switch["saved"] = sys.getswitchinterval()
+        sys.setswitchinterval(min(GIL_SWITCH_INTERVAL_S, _switch["saved"]))
+    _switch["jobs"].add(key)
+
+
+def _job_ended(key: int) -> None:
+    import sys
+
+    _switch["jobs"].discard(key)
+    if not _switch["jobs"] and _switch["saved"] is not None:
+        sys.setswitchinterval(_switch["saved"])
+        _switch["saved"] = None
+
+
+# ============================================================================ notifications
+def notify_error(message: str) -> None:
+    """A napari error notification (and a log line)."""
+    from napari.utils.notifications import show_error
+
+    log.warning("%s", message)
+    show_error(message)
+
+
+def notify_info(message: str) -> None:
+    from napari.utils.notifications import show_info
+
+    log.info("%s", message)
+    show_info(message)
+
+
+def notify_warning(message: str) -> None:
+    from napari.utils.notifications import show_warning
+
+    log.warning("%s", message)
+    show_warning(message)
+
+
+def error_reason(exc: BaseException | None) -> str:
+    """The reason of an error first, then where: ``"<problem> (<file>)"`` for file/checkpoint errors."""
+    if exc is None:
+        return "unknown error"
+    problem = getattr(exc, "problem", None)
+    path = getattr(exc, "path", None)
+    if problem:
+        return f"{problem} ({path})" if path else str(problem)
+    return str(exc) or type(exc).__name__
+
+
+# ============================================================================ inputs
+def spin(value: int, lo: int, hi: int, step: int = 1, suffix: str = "", tip: str = "") -> QSpinBox:
+    w = QSpinBox()
+    w.setRange(lo, hi)
+    w.setSingleStep(step)
+    w.setValue(value)
+    if suffix:
+        w.setSuffix(suffix)
+    if tip:
+        w.setToolTip(tip)
+    return w
+
+
+def dspin(
+    value: float, lo: float, hi: float, step: float = 1.0, decimals: int = 1, suffix: str = "", tip: str = ""
+) -> QDoubleSpinBox:
+    w = QDoubleSpinBox()
+    w.setDecimals(decimals)
+    w.setRange(lo, hi)
+    w.setSingleStep(step)
+    w.setValue(value)
+    if suffix:
+        w.setSuffix(suffix)
+    if tip:
+        w.setToolTip(tip)
+    return w
+
+
+def wrap_label(text: str = "") -> QLabel:
+    lab = QLabel(text)
+    lab.setWordWrap(True)
+    lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    lab.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+    return lab
+
+
+class LayerPicker(QComboBox):
+    """A combo box of the viewer's layers of some types, kept in sync with the layer list.
+
+    ``value`` is the selected layer or None. napari also calls :meth:`reset_choices` when
+    layers are inserted or removed (it does so for any dock widget that has the method).
+    """
+
+    layer_changed = Signal(object)
+
+    def __init__(self, viewer: Any, layer_types: Sequence[type], optional: bool = False, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._viewer = viewer
+        self._types = tuple(layer_types)
+        self._optional = optional
+        self._layers: list[Any] = []
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(12)
+        self.currentIndexChanged.connect(self._emit)
+        ev = viewer.layers.events
+        ev.inserted.connect(self._on_layers_changed)
+        ev.removed.connect(self._on_layers_changed)
+        ev.moved.connect(self._on_layers_changed)
+        for layer in viewer.layers:
+            layer.events.name.connect(self._on_layers_changed)
+        self.reset_choices()
+
+    def _on_layers_changed(self, event: Any = None) -> None:
+        value = getattr(event, "value", None)
+        if getattr(event, "type", "") == "inserted" and value is not None:
+            value.events.name.connect(self._on_layers_changed)
+        self.reset_choices()
+
+    def reset_choices(self, *_: Any) -> None:
+        current = self.value
+        layers = [la for la in reversed(list(self._viewer.layers)) if isinstance(la, self._types)]
+        self.blockSignals(True)
+        try:
+            self.clear()
+            self._layers = ([None] if self._optional else []) + layers
+            if self._optional:
+                self.addItem("(none)")
+            for la in layers:
+                self.addItem(la.name)
+            if current is not None and current in self._layers:
+                self.setCurrentIndex(self._layers.index(current))
+        finally:
+            self.blockSignals(False)
+        if self.value is not current:
+            self._emit()
+
+    def _emit(self, *_: Any) -> None:
+        self.layer_changed.emit(self.value)
+
+    @property
+    def value(self) -> Any:
+        i = self.currentIndex()
+        return self._layers[i] if 0 <= i < len(self._layers) else None
+
+    @value.setter
+    def value(self, layer: Any) -> None:
+        if layer not in self._layers:
+            raise ValueError(f"{getattr(layer, 'name', layer)!r} is not one of the choices")
+        self.setCurrentIndex(self._layers.index(layer))
+
+    def disconnect_viewer(self) -> None:
+        ev = self._viewer.layers.events
+        for e in (ev.inserted, ev.removed, ev.moved):
+            e.disconnect(self._on_layers_changed)
+        for layer in self._viewer.layers:
+            layer.events.name.disconnect(self._on_layers_changed)
+
+
+# ============================================================================ base dock widget
+class SmlmDockWidget(QWidget):
+    """Base of the dock widgets: the run cycle, throttled refreshes, and cleanup when it goes away.
+
+    Run cycle (shared by every widget that runs a core generator): a subclass sets ``status``
+    (a :class:`~napari_smlm.widgets._state.TaskStatus`) and ``status_label``, calls
+    :meth:`start_run` with the generator and its update handler, :meth:`stop_run` from its Stop
+    button, and overrides :meth:`run_summary` (the text shown when the run ends) and, if needed,
+    :meth:`before_finish`. When the worker ends, the base flushes the last updates, sets the
+    state (DONE / STOPPED / FAILED) and shows the summary.
+
+    Refreshes: worker updates only mark the widget dirty and call :meth:`schedule_flush`; the
+    subclass's :meth:`_flush` runs on a single-shot timer whose interval adapts to the measured
+    cost of the last refresh, so refreshing takes at most ``1/FLUSH_DUTY`` of the GUI thread
+    however expensive a refresh becomes.
+
+    A widget is going away when napari removes its dock (the widget is re-parented to None), when
+    it is closed, or when Qt destroys it with the viewer window. Each case detaches the running
+    jobs: ``worker.quit()`` and no more callbacks into this widget.
+
+    ``job_started`` is emitted with the napari worker right before its thread starts.
+
+    Subclasses lay out their controls in :meth:`body_layout`, inside a vertical scroll area, so a
+    long form never forces the napari window taller than the screen.
+    """
+
+    job_started = Signal(object)
+
+    def __init__(self, viewer: Any, parent: QWidget | None = None):
+        super().__init__(parent)
+        from ._state import session_for
+
+        self.viewer = viewer
+        self.session = session_for(viewer)
+        self._jobs: list[Any] = []
+        self._docked = False
+        self._closed = False
+        self._flush_timer = QTimer(self)
+        self._flush_timer.setSingleShot(True)
+        self._flush_timer.setInterval(FLUSH_MIN_MS)
+        self._flush_timer.timeout.connect(self._run_flush)
+        self._job: Any = None
+        self.last_flush_s = 0.0
+        jobs = self._jobs  # the list, not self: safe to use while the C++ object is being deleted
+        self.destroyed.connect(lambda *_: _detach_all(jobs))
+        self._body = QWidget()
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(self._body)
+        self._scroll = scroll
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+
+    # A scroll area reports a small size hint; ask for the controls' width (so nothing is clipped
+    # horizontally) and let the height scroll.
+    def _scrollbar_width(self) -> int:
+        return self._scroll.verticalScrollBar().sizeHint().width()
+
+    def sizeHint(self) -> QSize:
+        hint = self._body.sizeHint()
+        return QSize(hint.width() + self._scrollbar_width(), min(hint.height(), 900))
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(self._body.minimumSizeHint().width() + self._scrollbar_width(), 120)
+
+    def body_layout(self) -> QVBoxLayout:
+        """The vertical layout (inside the scroll area) for the subclass's controls."""
+        lay = self._body.layout()
+        return lay if lay is not None else QVBoxLayout(self._body)
+
+    # -- subclasses
+    def _flush(self) -> None:
+        """Push buffered worker updates to layers / plots (GUI thread, throttled)."""
+
+    def _run_flush(self) -> None:
+        """Run :meth:`_flush` and space the next one by its cost (see the class docstring).
+
+        The cost runs until the event loop has handled what the refresh queued (napari's layer
+        events and the canvas repaint), measured by a zero-delay timer queued after it.
+        """
+        t = time.perf_counter()
+        self._flush()
+        QTimer.singleShot(0, lambda: self._flush_settled(t))
+
+    def _flush_settled(self, t: float) -> None:
+        if self._closed:
+            return
+        self.last_flush_s = time.perf_counter() - t
+        ms = int(min(FLUSH_MAX_MS, max(FLUSH_MIN_MS, FLUSH_DUTY * 1000.0 * self.last_flush_s)))
+        self._flush_timer.setInterval(ms)
+
+    def schedule_flush(self) -> None:
+        if not self._closed and not self._flush_timer.isActive():
+            self._flush_timer.start()
+
+    # -- run cycle
+    def start_run(self, gen: Any, on_update: Callable[[Any], None], message: str) -> Any:
+        """Set RUNNING, show ``message`` and drain ``gen`` on a worker (updates to ``on_update``)."""
+        from ._state import RunState
+
+        self._flush_timer.setInterval(FLUSH_MIN_MS)
+        self.status.set(RunState.RUNNING)
+        self.status_label.setText(message)
+        self._job = self.run_job(
+            gen,
+            on_update=on_update,
+            on_done=lambda: self._end_run(RunState.DONE),
+            on_stopped=lambda: self._end_run(RunState.STOPPED),
+            on_error=lambda exc: self._end_run(RunState.FAILED, exc),
+        )
+        return self._job
+
+    def stop_run(self, message: str = "Stopping…") -> None:
+        """Ask the running job to stop at its next yield; what it produced is kept."""
+        if self._job is not None and self.status.running:
+            self.status_label.setText(message)
+            self._job.stop()
+
+    def before_finish(self, state: Any) -> None:
+        """Hook: runs first when a run ends (e.g. keep what a stopped run made)."""
+
+    def run_summary(self, state: Any, exc: BaseException | None) -> str:
+        """The text shown when a run ends (override)."""
+        from ._state import RunState
+
+        if state is RunState.FAILED:
+            return f"Failed: {error_reason(exc)}"
+        return "Done." if state is RunState.DONE else "Stopped."
+
+    def _end_run(self, state: Any, exc: BaseException | None = None) -> None:
+        self.before_finish(state)
+        self._flush_timer.stop()
+        self._dirty = True
+        self._flush()
+        text = self.run_summary(state, exc)
+        self.status.set(state, text)
+        self.status_label.setText(text)
+        self._job = None
+
+    # -- jobs
+    def run_job(self, gen: Any, **callbacks: Callable) -> Any:
+        from .._workers import start_job
+
+        jobs = self._jobs
+        user_finished = callbacks.pop("on_finished", None)
+        holder: list = []
+
+        def on_finished() -> None:
+            if holder:
+                _job_ended(id(holder[0]))
+                if holder[0] in jobs:
+                    jobs.remove(holder[0])
+            if user_finished is not None:
+                user_finished()
+
+        job = start_job(gen, before_start=self.job_started.emit, on_finished=on_finished, **callbacks)
+        _job_began(id(job))
+        holder.append(job)
+        jobs.append(job)
+        return job
+
+    @property
+    def busy(self) -> bool:
+        return any(j.running for j in self._jobs)
+
+    def shutdown(self) -> None:
+        """Stop every job and forget its callbacks (idempotent)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._flush_timer.stop()
+        was_running = self.busy
+        _detach_all(self._jobs)
+        # The run state is shared per viewer: a widget closed mid-run must not leave it RUNNING
+        # (a reopened widget would keep Run disabled), nor keep receiving its signals.
+        status = getattr(self, "status", None)
+        if status is not None:
+            if status.running and was_running:
+                from ._state import RunState
+
+                status.set(RunState.STOPPED, "stopped: the widget was closed")
+            slot = getattr(self, "_on_state_changed", None)
+            if slot is not None:
+                try:
+                    status.changed.disconnect(slot)
+                except Exception:  # noqa: BLE001 - not connected
+                    pass
+        for picker in self.findChildren(LayerPicker):
+            try:
+                picker.disconnect_viewer()
+            except Exception:  # noqa: BLE001 - viewer already gone
+                pass
+
+    # -- lifecycle hooks
+    def event(self, e: QEvent) -> bool:
+        if e.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif self._docked:  # napari's remove_dock_widget re-parents us to None
+                self.shutdown()
+        return super().event(e)
+
+    def closeEvent(self, e: Any) -> None:
+        self.shutdown()
+        super().closeEvent(e)
+
+
+def _detach_all(jobs: list) -> None:
+    for j in list(jobs):
+        _job_ended(id(j))
+        try:
+            j.detach()
+        except Exception:  # noqa: BLE001 - a worker already deleted
+            log.debug("detaching a job failed", exc_info=True)

@@ -1,0 +1,336 @@
+"""Forms several widgets share: the camera form, the simulation (microscope / sample) form, the model chooser.
+
+Each form maps its fields to a core config object (:class:`~napari_smlm.core.camera.Camera`,
+:class:`~napari_smlm.core.config.SimulationConfig`) and back; no numerics here.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import Signal
+from qtpy.QtGui import QStandardItemModel
+from qtpy.QtWidgets import QComboBox, QFileDialog, QFormLayout, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
+
+from ._base import dspin, notify_error, spin, wrap_label
+
+__all__ = ["CameraForm", "ModelChooser", "SimulationForm", "estimate_baseline_adu", "sample_frames"]
+
+
+def estimate_baseline_adu(frames: np.ndarray, percentile: float = 1.0) -> float:
+    """Camera offset estimate (ADU); see :func:`napari_smlm.core.camera.estimate_baseline_adu`."""
+    from ..core.camera import estimate_baseline_adu as _estimate  # lazy: keeps torch out of widget import
+
+    return _estimate(frames, percentile)
+
+
+def sample_frames(data: Any, n: int = 16) -> np.ndarray:
+    """Up to ``n`` frames spread over a (lazy) movie ``(T, H, W)``, or the one 2-D frame, as numpy."""
+    if len(data.shape) == 2:
+        return np.asarray(data)[None]
+    idx = np.unique(np.linspace(0, data.shape[0] - 1, min(n, data.shape[0])).astype(int))
+    return np.stack([np.asarray(data[int(i)]) for i in idx])
+
+
+class CameraForm(QWidget):
+    """Camera preset + baseline / sensitivity / EM gain / QE -> :class:`~napari_smlm.core.camera.Camera`.
+
+    Parameters
+    ----------
+    extra_presets : dict, optional
+        More choices before the built-in presets, each ``label -> callable returning a Camera``
+        (the Reconstruction widget offers "model's camera", resolved when chosen).
+    estimate : bool
+        Add an "Estimate offset from movie" button (its ``clicked`` is the caller's to wire).
+    inline : bool
+        Make no layout of its own: the caller puts the fields in its form with :meth:`add_rows`.
+    """
+
+    def __init__(self, extra_presets: dict[str, Callable[[], Any]] | None = None, estimate: bool = False,
+                 inline: bool = False, parent: QWidget | None = None):
+        super().__init__(parent)
+        from ..core.camera import CAMERA_PRESETS  # torch is fine here (widget construction)
+
+        self._extra = dict(extra_presets or {})
+        self._presets = dict(CAMERA_PRESETS)
+        self.preset = QComboBox()
+        self.preset.addItems([*self._extra, *self._presets])
+        self.baseline = dspin(100.0, -1000.0, 65535.0, 1.0, 1, " ADU", "Camera offset added to every pixel")
+        self.sensitivity = dspin(45.0, 0.001, 1000.0, 0.1, 3, " e⁻/ADU", "Electrons per ADU before EM gain")
+        self.em_gain = dspin(300.0, 1.0, 10000.0, 10.0, 1, "", "EM gain (1 for sCMOS / CCD)")
+        self.qe = dspin(0.9, 0.01, 1.0, 0.05, 2, "", "Quantum efficiency")
+        self.estimate_button = QPushButton("Estimate offset from movie") if estimate else None
+        if self.estimate_button is not None:
+            self.estimate_button.setToolTip(
+                "Baseline = 1st percentile of up to 16 frames spread over the movie. It overestimates the offset when "
+                "every pixel sees background; prefer the camera's data sheet when you have it."
+            )
+        self.preset.currentIndexChanged.connect(self._on_preset)
+        if not inline:
+            form = QFormLayout(self)
+            form.setContentsMargins(0, 0, 0, 0)
+            self.add_rows(form)
+        self._on_preset()
+
+    def add_rows(self, form: QFormLayout) -> None:
+        """Put the fields into ``form`` (a parent form that wants them inline)."""
+        form.addRow("Camera", self.preset)
+        form.addRow("Baseline", self.baseline)
+        form.addRow("Sensitivity", self.sensitivity)
+        form.addRow("EM gain", self.em_gain)
+        form.addRow("QE", self.qe)
+        if self.estimate_button is not None:
+            form.addRow("", self.estimate_button)
+
+    def base_camera(self) -> Any:
+        """The chosen preset's Camera (noise model included), before the four fields are applied."""
+        name = self.preset.currentText()
+        if name in self._extra:
+            return self._extra[name]()
+        return self._presets[name]
+
+    def _on_preset(self, *_: Any) -> None:
+        try:
+            cam = self.base_camera()
+        except Exception:  # noqa: BLE001 - e.g. no model selected yet: keep the fields
+            return
+        self.set_camera(cam)
+
+    def refresh(self) -> None:
+        """Re-read the current preset (its source changed, e.g. another model was chosen)."""
+        self._on_preset()
+
+    def set_camera(self, cam: Any) -> None:
+        self.baseline.setValue(cam.baseline)
+        self.sensitivity.setValue(cam.sensitivity)
+        self.em_gain.setValue(cam.em_gain)
+        self.qe.setValue(cam.qe)
+
+    def camera(self) -> Any:
+        """The Camera: the preset's noise model with the four fields."""
+        return self.base_camera().replace(
+            baseline=self.baseline.value(), sensitivity=self.sensitivity.value(), em_gain=self.em_gain.value(), qe=self.qe.value()
+        )
+
+
+class SimulationForm(QWidget):
+    """Microscope / sample / camera parameters -> :class:`~napari_smlm.core.config.SimulationConfig`.
+
+    Parameters
+    ----------
+    movie : bool
+        Show the movie fields (frames, size, structure, seed); the Training widget hides them
+        and sets the crop size itself.
+    """
+
+    def __init__(self, movie: bool = True, parent: QWidget | None = None):
+        super().__init__(parent)
+        from ..core.config import SimulationConfig
+
+        d = SimulationConfig()
+        self._movie = movie
+        self.n_frames = spin(200, 1, 10_000_000, 10, tip="Frames to simulate")
+        self.height = spin(64, 8, 4096, 8, " px")
+        self.width = spin(64, 8, 4096, 8, " px")
+        self.pixel_size = dspin(d.pixel_size_nm, 1.0, 10000.0, 1.0, 1, " nm", "Camera pixel size in the sample plane")
+        self.psf_sigma = dspin(d.psf_sigma_nm, 10.0, 2000.0, 5.0, 1, " nm", "Standard deviation of the Gaussian PSF")
+        self.photons = dspin(d.photons_mean, 1.0, 1e7, 100.0, 0, " ph", "Mean photons per emitter per frame")
+        self.photons_std = dspin(d.photons_std, 0.0, 1e7, 50.0, 0, " ph", "Spread of the emitter brightness")
+        self.bg = dspin(d.bg_photons, 0.0, 1e5, 5.0, 1, " ph/px", "Mean background per pixel per frame")
+        self.density = dspin(d.density, 0.0, 100.0, 0.1, 2, " /µm²", "Emitters per frame per µm²")
+        self.t_on = dspin(d.t_on, 0.05, 1e5, 0.5, 2, "", "Mean on-time of a blink (frames)")
+        self.t_off = dspin(d.t_off, 0.05, 1e7, 5.0, 1, "", "Mean off-time between blinks (frames)")
+        self.structure = QComboBox()
+        self.structure.addItems(["filaments", "uniform"])
+        self.seed = spin(0, 0, 2**31 - 1, tip="Random seed: the same parameters and seed give the same movie")
+        self.camera_form = CameraForm(inline=True)
+        # the camera fields stay reachable under their old names (tests, scripts)
+        self.camera_combo = self.camera_form.preset
+        self.baseline = self.camera_form.baseline
+        self.sensitivity = self.camera_form.sensitivity
+        self.em_gain = self.camera_form.em_gain
+        self.qe = self.camera_form.qe
+
+        form = QFormLayout(self)
+        form.setContentsMargins(0, 0, 0, 0)
+        if movie:
+            form.addRow("Frames", self.n_frames)
+            size = QHBoxLayout()
+            size.addWidget(self.height)
+            size.addWidget(self.width)
+            form.addRow("Rows × columns", size)
+            form.addRow("Structure", self.structure)
+        form.addRow("Pixel size", self.pixel_size)
+        form.addRow("PSF σ", self.psf_sigma)
+        ph = QHBoxLayout()
+        ph.addWidget(self.photons)
+        ph.addWidget(self.photons_std)
+        form.addRow("Photons (mean, sd)", ph)
+        form.addRow("Background", self.bg)
+        form.addRow("Density", self.density)
+        blink = QHBoxLayout()
+        blink.addWidget(self.t_on)
+        blink.addWidget(self.t_off)
+        form.addRow("On / off (frames)", blink)
+        self.camera_form.add_rows(form)
+        if movie:
+            form.addRow("Seed", self.seed)
+
+    def camera(self):
+        return self.camera_form.camera()
+
+    def config(self, **overrides: Any):
+        """The :class:`SimulationConfig` of the form (``overrides`` win)."""
+        from ..core.config import SimulationConfig
+
+        kw = dict(
+            pixel_size_nm=self.pixel_size.value(),
+            psf_sigma_nm=self.psf_sigma.value(),
+            photons_mean=self.photons.value(),
+            photons_std=self.photons_std.value(),
+            bg_photons=self.bg.value(),
+            density=self.density.value(),
+            t_on=self.t_on.value(),
+            t_off=self.t_off.value(),
+            camera=self.camera(),
+        )
+        if self._movie:
+            kw.update(
+                n_frames=self.n_frames.value(),
+                height=self.height.value(),
+                width=self.width.value(),
+                structure=self.structure.currentText(),
+                seed=self.seed.value(),
+            )
+        kw.update(overrides)
+        return SimulationConfig(**kw)
+
+    def set_values(self, **values: Any) -> None:
+        """Set fields by :class:`SimulationConfig` name (``pixel_size_nm=…``, ``density=…``)."""
+        fields = {
+            "n_frames": self.n_frames, "height": self.height, "width": self.width, "pixel_size_nm": self.pixel_size,
+            "psf_sigma_nm": self.psf_sigma, "photons_mean": self.photons, "photons_std": self.photons_std,
+            "bg_photons": self.bg, "density": self.density, "t_on": self.t_on, "t_off": self.t_off, "seed": self.seed,
+            "baseline": self.baseline, "sensitivity": self.sensitivity, "em_gain": self.em_gain, "qe": self.qe,
+        }
+        for k, v in values.items():
+            if k == "structure":
+                self.structure.setCurrentText(v)
+            elif k == "camera":
+                self.camera_combo.setCurrentText(v)
+            elif k in fields:
+                fields[k].setValue(v)
+            else:
+                raise KeyError(f"unknown simulation field {k!r}")
+
+
+class ModelChooser(QWidget):
+    """The model list of a viewer (shipped weights, checkpoints trained here, loaded files) + Load checkpoint….
+
+    Kept in sync with the session's :class:`~napari_smlm.widgets._state.ModelRegistry`; entries
+    without weights are listed but disabled. ``changed`` is emitted when the choice changes.
+    """
+
+    changed = Signal()
+    #: Preferred default, first found wins.
+    PREFERRED = ("shipped:decode", "shipped:fid-storm", "shipped:deep-storm")
+
+    def __init__(self, models: Any, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.models = models
+        self.combo = QComboBox()
+        self.combo.setToolTip("Shipped models, checkpoints trained in this session, and loaded checkpoint files")
+        self.load_button = QPushButton("Load checkpoint…")
+        self.info = wrap_label()
+        self.info.setStyleSheet("color: gray;")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        row = QHBoxLayout()
+        row.addWidget(self.combo, 1)
+        row.addWidget(self.load_button)
+        lay.addLayout(row)
+        lay.addWidget(self.info)
+        self.combo.currentIndexChanged.connect(self._on_changed)
+        self.load_button.clicked.connect(self._on_load_clicked)
+        self.models.changed.connect(self.refresh)
+        self.refresh()
+
+    @property
+    def entry(self) -> Any:
+        """The chosen :class:`~napari_smlm.widgets._state.ModelEntry` (None when the list is empty)."""
+        key = self.combo.currentData()
+        return self.models.get(key) if key is not None else None
+
+    def select(self, key: str) -> None:
+        """Select a model by its registry key (``"shipped:<name>"`` or a checkpoint path)."""
+        idx = self.combo.findData(key)
+        if idx < 0:
+            raise ValueError(f"no model {key!r} in the list")
+        self.combo.setCurrentIndex(idx)
+
+    def refresh(self, *_: Any) -> None:
+        current = self.combo.currentData()
+        entries = self.models.entries()
+        self.combo.blockSignals(True)
+        try:
+            self.combo.clear()
+            model: QStandardItemModel = self.combo.model()
+            for e in entries:
+                self.combo.addItem(e.label, e.key)
+                item = model.item(self.combo.count() - 1)
+                if not e.usable:
+                    item.setEnabled(False)
+                item.setToolTip(e.info.get("description", e.path or ""))
+            keys = [e.key for e in entries]
+            usable = [e.key for e in entries if e.usable]
+            if current in keys and self.models.get(current).usable:
+                idx = keys.index(current)
+            elif usable:
+                idx = keys.index(next((k for k in self.PREFERRED if k in usable), usable[0]))
+            else:
+                idx = 0 if keys else -1
+            self.combo.setCurrentIndex(idx)
+        finally:
+            self.combo.blockSignals(False)
+        self._on_changed()
+
+    def _on_changed(self, *_: Any) -> None:
+        e = self.entry
+        if e is None:
+            self.info.setText("No model available: train one in the Training widget or load a checkpoint.")
+        else:
+            text = e.info.get("description", "")
+            tr = e.info.get("training") or {}
+            if tr:
+                bits = [f"{tr.get('total_steps', tr.get('steps', '?'))} steps"]
+                m = tr.get("metrics") or {}
+                if isinstance(m.get("jaccard"), (int, float)) and math.isfinite(m["jaccard"]):
+                    bits.append(f"validation JI {m['jaccard']:.2f}")
+                text = (text + " · " if text else "") + ", ".join(bits)
+            self.info.setText(text or e.model)
+        self.changed.emit()
+
+    def _on_load_clicked(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Load a napari-smlm checkpoint", "", "Checkpoints (*.pt *.pth *.ckpt);;All files (*)")
+        if path:
+            self.load_checkpoint_file(path)
+
+    def load_checkpoint_file(self, path: str | Path) -> bool:
+        """Validate and add a checkpoint file to the model list; select it. Errors -> notification (reason first)."""
+        try:
+            entry = self.models.add_checkpoint(path, source="file")
+        except Exception as exc:  # noqa: BLE001 - CheckpointError, or anything a foreign file raises
+            notify_error(f"{getattr(exc, 'problem', exc)} — cannot load checkpoint {Path(path).name}")
+            return False
+        self.select(entry.key)
+        return True
+
+    def disconnect_registry(self) -> None:
+        try:
+            self.models.changed.disconnect(self.refresh)
+        except Exception:  # noqa: BLE001 - not connected
+            pass
