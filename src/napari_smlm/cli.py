@@ -469,10 +469,12 @@ def cmd_train(a) -> int:
     return 0
 
 
-def _camera_from_args(a, ckpt_sim: dict):
+def _camera_from_args(a, ckpt=None):
+    """The camera of ``--camera`` (else the checkpoint's) with ``--baseline`` etc. applied."""
     from .core.camera import get_camera
+    from .core.checkpoint import checkpoint_camera
 
-    base = get_camera(a.camera) if a.camera else get_camera(ckpt_sim.get("camera", "smlm2016_emccd"))
+    base = get_camera(a.camera) if a.camera else checkpoint_camera(ckpt)
     kw = {k: getattr(a, k) for k in ("baseline", "sensitivity", "em_gain", "qe") if getattr(a, k, None) is not None}
     return base.replace(**kw) if kw else base
 
@@ -491,44 +493,35 @@ def cmd_localize(a) -> int:
             (r, "--render"), (r.with_suffix(".png") if r else None, "the --render PNG")],
         [*movie.paths, a.checkpoint],
     )
-    from .core.inference import iter_predict, resolve_checkpoint
+    from .core.inference import InferenceConfig, collect_predictions, iter_predict, resolve_checkpoint
 
     if a.threads:
         import torch
 
         torch.set_num_threads(a.threads)
     ckpt = resolve_checkpoint(a.checkpoint or a.model)
-    cam = _camera_from_args(a, ckpt.simulation)
+    cam = _camera_from_args(a, ckpt)
     start, stop = (a.frames if a.frames else (0, None))
     t0 = time.perf_counter()
-    done = None
-    gen = iter_predict(
-        movie, ckpt, camera=cam, pixel_size_nm=a.pixel_size, device=a.device, batch_size=a.batch_size,
+    config = InferenceConfig(
+        camera=cam, pixel_size_nm=a.pixel_size, device=a.device, batch_size=a.batch_size,
         start=start, stop=stop, threshold=a.threshold,
     )
-    parts = []
     STOP.poll()
     log.info("localizing %s with %s", movie.paths[0] if len(movie.paths) == 1 else f"{len(movie.paths)} files", ckpt.model)
-    try:
-        for u in gen:
-            if u.kind == "batch":
-                parts.append(u.localizations)
-                _progress(u.n_done, u.n_total, t0, "localize")
-                if STOP.requested:  # SIGINT/SIGTERM: stop at this batch, keep what was found
-                    gen.close()
-                    break
-            else:
-                done = u
-    except KeyboardInterrupt:
-        gen.close()
-        log.warning("interrupted: writing the %d batches done so far", len(parts))
-    STOP.finishing()
-    from .core.localizations import Localizations
 
-    locs = done.localizations if done is not None else Localizations.concat(parts)
+    def progress(u) -> None:
+        if u.kind == "batch":
+            _progress(u.n_done, u.n_total, t0, "localize")
+
+    # SIGINT/SIGTERM: stop after the current batch and keep what was found (the shared collector)
+    col = collect_predictions(iter_predict(movie, ckpt, config), on_update=progress, should_stop=lambda: STOP.requested)
+    STOP.finishing()
+    done = col.done
+    locs = col.localizations()
     locs.meta["napari_smlm_version"] = __version__
     write_localizations(out, locs)
-    n = done.n_done if done else len(np.unique(locs["frame"])) if len(locs) else 0
+    n = col.n_done
     el = time.perf_counter() - t0
     print(f"localizations: {out} ({len(locs)} in {n} frames, {n / el:.1f} frames/s, model {ckpt.model})")
     if r is not None:
@@ -603,7 +596,7 @@ def cmd_benchmark(a) -> int:
     gt = _read_locs(a.ground_truth, a.pixel_size or movie.pixel_size_nm)
     # one camera for every model when given (preset and/or overrides); else each model's own
     given = a.camera or any(getattr(a, k, None) is not None for k in ("baseline", "sensitivity", "em_gain", "qe"))
-    cam = _camera_from_args(a, {}) if given else None
+    cam = _camera_from_args(a) if given else None
     t0 = time.perf_counter()
     gen = iter_benchmark(
         movie, gt, models, cam, pixel_size_nm=a.pixel_size, frames=a.frames, tol_lateral_nm=a.tolerance,
