@@ -334,7 +334,7 @@ def cmd_localize(a) -> int:
     done = None
     gen = iter_predict(
         movie, ckpt, camera=cam, pixel_size_nm=a.pixel_size, device=a.device, batch_size=a.batch_size,
-        start=start, stop=stop, threshold=a.threshold,
+        start=start, stop=stop, threshold=a.threshold, precision=a.precision,
     )
     parts = []
     try:
@@ -508,6 +508,10 @@ def build_parser() -> argparse.ArgumentParser:
     lz.add_argument("--batch-size", type=int, default=16)
     lz.add_argument("--threshold", type=float, default=None)
     lz.add_argument("--frames", type=int, nargs=2, default=None, metavar=("START", "STOP"))
+    lz.add_argument(
+        "--precision", default="auto", choices=["auto", "fp32", "bf16"],
+        help="network arithmetic: auto = bfloat16 on CPUs with native bf16 (AVX-512 BF16/AMX), else float32",
+    )
     lz.set_defaults(func=cmd_localize)
 
     m = sub.add_parser("models", help="list models")
