@@ -259,23 +259,19 @@ def _fold_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
 def _inference_network(ckpt: Checkpoint, dev: torch.device) -> torch.nn.Module:
     """The checkpoint's network ready for inference on ``dev``.
 
-    Built on the meta device and given the checkpoint's tensors (no random initialisation to
-    throw away: orthogonal initialisation of a density network took ~1 s per run), BatchNorm
-    folded into the convolutions, channels-last weights on CPU.
+    Built on one thread (the throw-away random initialisation, e.g. the density networks'
+    orthogonal QR, took 3-12 s with two OpenMP threads on a busy 2-core machine and ~10 ms on
+    one), BatchNorm folded into the convolutions, channels-last weights on CPU. (Building on the
+    meta device instead would skip the initialisation but imports torch._dynamo: ~1 CPU-s.)
     """
-    net = None
+    before = torch.get_num_threads()
     try:
-        with torch.device("meta"):
-            net = ckpt.family().build()
-        net.load_state_dict(ckpt.state_dict, assign=True)
-        if any(t.is_meta for t in [*net.parameters(), *net.buffers()]):
-            net = None
-    except Exception as exc:  # noqa: BLE001 - fall back to the ordinary build
-        log.debug("meta-device build failed (%s); building normally", exc)
-        net = None
-    if net is None:
+        if before != 1:
+            torch.set_num_threads(1)
         net = ckpt.build(dev)
-    net = net.to(dev).eval()
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
     for p in net.parameters():
         p.requires_grad_(False)
     net = _fold_batchnorm(net).eval()
