@@ -98,6 +98,11 @@ def test_auto_precision_follows_the_cpu(monkeypatch):
     assert inference._autocast_dtype("bf16", True, cpu) is torch.bfloat16
     assert inference._autocast_dtype("auto", True, torch.device("cuda")) is torch.float16
     assert inference._autocast_dtype("auto", False, torch.device("cuda")) is None
+    monkeypatch.setattr(inference, "cpu_has_fast_bf16", lambda: True)
+    for name in inference.BF16_AUTO_EXCLUDED:  # the guard found these outside the bounds
+        assert inference._autocast_dtype("auto", True, cpu, name) is None
+        assert inference._autocast_dtype("bf16", True, cpu, name) is torch.bfloat16
+    assert inference._autocast_dtype("auto", True, cpu, "decode") is torch.bfloat16
 
 
 def test_cpu_bf16_detection_reads_the_flags(monkeypatch):
