@@ -193,9 +193,22 @@ def _row_md(r: dict) -> str:
             f"{_fmt(r['inproc'])} | {_fmt(r['inproc_cpu'])} | {r['locs']} | {r['load']:.1f} |")
 
 
+BEGIN, END = "<!-- speed.py: begin -->", "<!-- speed.py: end -->"
+
+
 def _replace_section(path: Path, md: str) -> None:
-    """Replace the ``## CPU speed`` section of a Markdown file (up to the next ``## ``), or append it."""
+    """Put the table in a Markdown file.
+
+    Between ``<!-- speed.py: begin -->`` and ``<!-- speed.py: end -->`` when the file has them
+    (the rest of its "CPU speed" section is kept), else in place of the ``## CPU speed`` section
+    (up to the next ``## ``), else appended.
+    """
     text = path.read_text() if path.exists() else ""
+    if BEGIN in text and END in text:
+        a, b = text.index(BEGIN) + len(BEGIN), text.index(END)
+        body = md.split("\n", 1)[1].lstrip("\n") if md.startswith(SECTION) else md
+        path.write_text(text[:a] + "\n### `benchmarks/speed.py` (latest run)\n\n" + body + "\n" + text[b:])
+        return
     start = text.find(SECTION)
     if start < 0:
         new = text.rstrip("\n") + "\n\n" + md + "\n"

@@ -135,3 +135,33 @@ def test_config_validation_and_threads_restored(movie):
     res = predict(movie[0][:4], "decode", device="cpu", threads=1, precision="fp32")
     assert res.meta["threads"] == 1
     assert torch.get_num_threads() == before
+
+
+@pytest.mark.slow
+def test_speed_and_guard_scripts_run(tmp_path):
+    """benchmarks/speed.py (CLI + in process) and precision_guard.py run end to end (nothing timed)."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    if "fid-storm" not in SHIPPED:
+        pytest.skip("fid-storm weights not shipped")
+    root = Path(__file__).resolve().parents[1]
+    md = tmp_path / "b.md"
+    md.write_text("# B\n\n## CPU speed\n\nkept\n\n<!-- speed.py: begin -->\nold\n<!-- speed.py: end -->\n\n## Next\n")
+    out = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "speed.py"), "--models", "fid-storm", "--precisions", "fp32",
+         "--frames", "6", "--runs", "1", "--threads", "1", "--no-picasso", "--md", str(md)],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    text = md.read_text()
+    assert "| fid-storm | fp32 |" in text and "kept" in text and "old" not in text and "## Next" in text
+    assert "load average" in out.stdout.lower() and "avx" in out.stdout.lower() or "unknown" in out.stdout
+    out = subprocess.run(
+        [sys.executable, str(root / "benchmarks" / "precision_guard.py"), "--models", "fid-storm", "--densities", "1",
+         "--cameras", "smlm2016_emccd", "--structures", "uniform", "--frames", "4"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert out.returncode in (0, 1), out.stderr[-3000:]
+    assert "verdict: bf16" in out.stdout
