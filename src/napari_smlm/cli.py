@@ -495,17 +495,13 @@ def cmd_localize(a) -> int:
     )
     from .core.inference import InferenceConfig, collect_predictions, iter_predict, resolve_checkpoint
 
-    if a.threads:
-        import torch
-
-        torch.set_num_threads(a.threads)
     ckpt = resolve_checkpoint(a.checkpoint or a.model)
     cam = _camera_from_args(a, ckpt)
     start, stop = (a.frames if a.frames else (0, None))
     t0 = time.perf_counter()
     config = InferenceConfig(
         camera=cam, pixel_size_nm=a.pixel_size, device=a.device, batch_size=a.batch_size,
-        start=start, stop=stop, threshold=a.threshold,
+        start=start, stop=stop, threshold=a.threshold, precision=a.precision, threads=a.threads or None,
     )
     STOP.poll()
     log.info("localizing %s with %s", movie.paths[0] if len(movie.paths) == 1 else f"{len(movie.paths)} files", ckpt.model)
@@ -881,9 +877,13 @@ def build_parser() -> argparse.ArgumentParser:
     lz.add_argument("--qe", type=arg("qe"), default=None, help="quantum efficiency in (0, 1] (default: the camera's)")
     lz.add_argument("--device", type=device_arg, default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     lz.add_argument("--batch-size", type=arg("batch_size"), default=16, help="frames per batch")
-    lz.add_argument("--threads", type=arg("threads"), default=0, help="torch CPU threads (0 = physical cores, torch's default)")
+    lz.add_argument("--threads", type=arg("threads"), default=0, help="torch CPU threads (0 = the cores this process may use: affinity mask, cgroup quota)")
     lz.add_argument("--threshold", type=arg("threshold"), default=None, help="detection threshold in [0, 1] (default: the model's)")
     lz.add_argument("--frames", type=arg("frame"), nargs=2, default=None, metavar=("START", "STOP"), help="only frames START <= frame < STOP, 0-based (default: all)")
+    lz.add_argument(
+        "--precision", default="auto", choices=["auto", "fp32", "bf16"],
+        help="network arithmetic: auto = bfloat16 on CPUs with native bf16 (AVX-512 BF16/AMX), else float32",
+    )
     lz.set_defaults(func=cmd_localize)
 
     b = sub.add_parser("benchmark", help="run several models on one movie with ground truth → one comparison table")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["resolve_device", "available_devices"]
+__all__ = ["resolve_device", "available_devices", "cpu_has_fast_bf16", "cpu_flags_summary", "default_threads"]
 
 
 def available_devices() -> list[str]:
@@ -39,3 +39,70 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
     if name == "mps" and "mps" not in available_devices():
         raise ValueError(f"device 'mps' requested but MPS is not available (available: {available_devices()})")
     return torch.device(name)
+
+
+def _cpu_flags() -> set[str]:
+    """CPU feature flags from ``/proc/cpuinfo`` (empty where that file does not exist)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes bfloat16 convolutions natively (AVX-512 BF16 or AMX).
+
+    Without these instructions oneDNN emulates bfloat16 and is slower than float32, so
+    ``precision="auto"`` stays in float32 there.
+    """
+    return bool(_cpu_flags() & {"avx512_bf16", "amx_bf16"})
+
+
+def cpu_flags_summary() -> str:
+    """The CPU's vector features that matter for inference speed, e.g. ``"avx2 avx512f avx512_bf16"``."""
+    want = ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16", "amx_tile")
+    flags = _cpu_flags()
+    return " ".join(f for f in want if f in flags) or "unknown"
+
+
+def _cgroup_cpu_limit() -> int | None:
+    """CPUs allowed by a cgroup v2 quota (``cpu.max``), rounded up; None when unlimited/unknown."""
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as f:
+            quota, period = f.read().split()[:2]
+    except (OSError, ValueError):
+        return None
+    if quota == "max":
+        return None
+    try:
+        return max(1, -(-int(quota) // int(period)))
+    except (ValueError, ZeroDivisionError):
+        return None
+
+
+def default_threads() -> int:
+    """Threads worth giving torch on this machine: the CPUs this process may run on.
+
+    The smallest of the CPUs in the process's affinity mask (``taskset``, container cpusets), a
+    cgroup CPU quota, and torch's own default (physical cores); at least 1. Inference uses it to
+    cap an oversubscribed default (torch counts the host's cores inside a container), never to
+    raise a count the user chose.
+    """
+    import os
+
+    try:
+        n = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        n = os.cpu_count() or 1
+    quota = _cgroup_cpu_limit()
+    if quota is not None:
+        n = min(n, quota)
+    return max(1, min(n, _TORCH_DEFAULT_THREADS))
+
+
+#: torch's thread count at import (physical cores, or OMP_NUM_THREADS), before anyone changed it.
+_TORCH_DEFAULT_THREADS = torch.get_num_threads()

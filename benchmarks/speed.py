@@ -1,0 +1,222 @@
+"""CPU speed of every model: whole-process ``napari-smlm localize`` and in-process ``predict``.
+
+    python benchmarks/speed.py                          # every shipped model, fp32 and auto, 5 runs
+    python benchmarks/speed.py --models decode --runs 7
+    python benchmarks/speed.py --threads 2 --precisions auto --md docs/benchmarks.md
+
+One seeded 1000-frame 64×64 movie (1 emitter/µm², the default sCMOS-like simulator) is written
+to a temporary TIFF. For each model and precision:
+
+* **whole process**: wall time of ``python -m napari_smlm.cli localize movie.tif --model M
+  --device cpu --precision P -o out.csv`` (interpreter and torch start-up, checkpoint load, TIFF
+  read, inference, CSV write), ``--runs`` times; median and min–max in frames/s, and the
+  frames/s that the CLI prints itself (from the start of inference to the end of writing);
+* **in process**: ``predict(open_movie(tif), M, precision=P)`` after one warm-up call,
+  ``--runs`` times; median and min–max.
+
+Oracle-tuned Picasso (identify + MLE fit, ``benchmarks/picasso_ref.py``) runs in process on the
+same movie when ``picassosr`` is installed, otherwise the table says so. The header prints the
+CPU, its vector flags, torch's thread count and the load average before and after: on a shared
+machine the figures are low and noisy, so rerun on a quiet one (``uptime`` near 0) before
+quoting them. With ``--md FILE`` the table replaces the "CPU speed" section of FILE.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+SECTION = "## CPU speed"
+
+
+def _stats(v: list[float]) -> tuple[float, float, float]:
+    a = np.asarray(v, dtype=float)
+    return float(np.median(a)), float(a.min()), float(a.max())
+
+
+def whole_process(tif: Path, model: str, precision: str, runs: int, env: dict, batch: int | None, tmp: Path):
+    """Frames/s of ``runs`` CLI runs: (wall-clock list, CLI-printed list)."""
+    n = None
+    wall, printed = [], []
+    for k in range(runs):
+        out = tmp / f"{model}_{precision}_{k}_{time.monotonic_ns()}.csv"
+        cmd = [sys.executable, "-m", "napari_smlm.cli", "localize", str(tif), "--model", model, "--device", "cpu",
+               "--precision", precision, "-o", str(out)]
+        if batch:
+            cmd += ["--batch-size", str(batch)]
+        t = time.perf_counter()
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+        dt = time.perf_counter() - t
+        if r.returncode:
+            raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stderr[-2000:]}")
+        m = re.search(r"\((\d+) in (\d+) frames, ([\d.]+) frames/s", r.stdout)
+        n = int(m.group(2)) if m else n
+        printed.append(float(m.group(3)) if m else float("nan"))
+        wall.append(n / dt)
+        out.unlink(missing_ok=True)
+    return wall, printed
+
+
+def in_process(tif: Path, model: str, precision: str, runs: int, batch: int | None):
+    """Frames/s (wall) and frames per CPU-second of ``runs`` in-process runs, and the localization count."""
+    from napari_smlm.core.inference import predict
+    from napari_smlm.core.io import open_movie
+
+    kw = {"device": "cpu", "precision": precision}
+    if batch:
+        kw["batch_size"] = batch
+    movie = open_movie(tif)
+    predict(movie, model, stop=32, **kw)  # warm-up: oneDNN primitives, page cache
+    rates, cpu_rates, n_locs = [], [], 0
+    for _ in range(runs):
+        t, c = time.perf_counter(), time.process_time()
+        res = predict(movie, model, **kw)
+        rates.append(len(movie) / (time.perf_counter() - t))
+        cpu_rates.append(len(movie) / (time.process_time() - c))
+        n_locs = len(res.localizations)
+    return rates, cpu_rates, n_locs
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--models", default=None, help="comma-separated (default: every shipped model)")
+    p.add_argument("--precisions", default="fp32,auto", help="comma-separated: fp32, auto, bf16")
+    p.add_argument("--runs", type=int, default=5, help="repeats of each measurement (median, min–max)")
+    p.add_argument("--frames", type=int, default=1000)
+    p.add_argument("--threads", type=int, default=None, help="OMP/torch threads (default: torch's own choice)")
+    p.add_argument("--batch-size", type=int, default=None, help="default: the CLI's / InferenceConfig's default")
+    p.add_argument("--skip-cli", action="store_true", help="in-process figures only")
+    p.add_argument("--no-picasso", action="store_true")
+    p.add_argument("--md", type=Path, default=None, help="replace the '## CPU speed' section of this Markdown file")
+    a = p.parse_args(argv)
+    if a.threads:
+        os.environ["OMP_NUM_THREADS"] = str(a.threads)
+    import torch
+
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    from bench_foundation import machine
+    from napari_smlm.core.checkpoint import shipped_models
+    from napari_smlm.core.config import SimulationConfig
+    from napari_smlm.core.device import cpu_flags_summary, cpu_has_fast_bf16
+    from napari_smlm.core.io import write_movie
+    from napari_smlm.core.simulate import simulate
+
+    models = a.models.split(",") if a.models else sorted(shipped_models())
+    precisions = a.precisions.split(",")
+    mach = machine()
+    load0 = os.getloadavg()
+    head = [
+        f"Machine: {mach['cpu']}, {mach['cores']} CPUs; flags: {cpu_flags_summary()} (native bf16: {cpu_has_fast_bf16()}); "
+        f"torch {mach['torch']}, {torch.get_num_threads()} threads; {a.runs} runs each; "
+        f"batch {a.batch_size or 'default'}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+    ]
+    print(head[0], flush=True)
+    print(f"load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}", flush=True)
+    cfg = SimulationConfig(n_frames=a.frames, height=64, width=64, density=1.0, seed=5)
+    frames, gt = simulate(cfg)
+    rows = []
+    env = dict(os.environ)
+    src = Path(__file__).resolve().parents[1] / "src"
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        tif = write_movie(tmp / "speed.tif", frames, pixel_size_nm=100.0)
+        for model in models:
+            for prec in precisions:
+                row = {"model": model, "precision": prec}
+                if not a.skip_cli:
+                    wall, printed = whole_process(tif, model, prec, a.runs, env, a.batch_size, tmp)
+                    row["wall"], row["printed"] = _stats(wall), _stats(printed)
+                ip, ipc, n_locs = in_process(tif, model, prec, a.runs, a.batch_size)
+                row["inproc"], row["inproc_cpu"], row["locs"] = _stats(ip), _stats(ipc), n_locs
+                row["load"] = os.getloadavg()[0]
+                rows.append(row)
+                print(_row_md(row), flush=True)
+        picasso = None
+        if not a.no_picasso:
+            from picasso_ref import oracle_tuned_picasso, picasso_available
+
+            if picasso_available():
+                rates = []
+                for _ in range(a.runs):
+                    r = oracle_tuned_picasso(frames, gt, cfg.camera, 100.0)
+                    rates.append(r["frames_per_s"])
+                picasso = _stats(rates)
+    load1 = os.getloadavg()
+    lines = [
+        SECTION, "",
+        "Generated by `python benchmarks/speed.py` (a 1000-frame 64×64 movie at 1 emitter/µm², TIFF on disk). "
+        "frames/s as median (min–max) of the runs. *Whole process* = wall time of `napari-smlm localize` "
+        "including Python/torch start-up and writing the CSV; *CLI* = the rate the CLI prints (inference + "
+        "writing); *in process* = `predict()` on the open movie after a warm-up. `auto` = bfloat16 on CPUs "
+        "with native bf16, float32 elsewhere (accuracy: `benchmarks/precision_guard.py`). *per CPU-s* = "
+        "frames per second of process CPU time in process: less sensitive to other jobs than wall time, "
+        "and equal to frames/s × threads only when every thread is kept busy.",
+        "", head[0],
+        f"Load average (1/5/15 min) at start {load0[0]:.2f}/{load0[1]:.2f}/{load0[2]:.2f}, at end "
+        f"{load1[0]:.2f}/{load1[1]:.2f}/{load1[2]:.2f}.", "",
+        "| model | precision | whole process | CLI printed | in process | in process, per CPU-s | localizations | load |",
+        "|---|---|---:|---:|---:|---:|---:|---:|",
+        *[_row_md(r) for r in rows],
+    ]
+    if picasso:
+        lines.append(f"| picasso (oracle-tuned MLE, in process) | fp64 | – | – | {_fmt(picasso)} | – | – | {load1[0]:.1f} |")
+    else:
+        lines += ["", "Picasso (`picassosr`) is not installed here: no classical reference in this table "
+                  "(`pip install 'napari-smlm[bench]'`)."]
+    md = "\n".join(lines)
+    print()
+    print(md)
+    if a.md:
+        _replace_section(a.md, md)
+    return 0
+
+
+def _fmt(s) -> str:
+    return "–" if s is None else f"{s[0]:.1f} ({s[1]:.1f}–{s[2]:.1f})"
+
+
+def _row_md(r: dict) -> str:
+    return (f"| {r['model']} | {r['precision']} | {_fmt(r.get('wall'))} | {_fmt(r.get('printed'))} | "
+            f"{_fmt(r['inproc'])} | {_fmt(r['inproc_cpu'])} | {r['locs']} | {r['load']:.1f} |")
+
+
+BEGIN, END = "<!-- speed.py: begin -->", "<!-- speed.py: end -->"
+
+
+def _replace_section(path: Path, md: str) -> None:
+    """Put the table in a Markdown file.
+
+    Between ``<!-- speed.py: begin -->`` and ``<!-- speed.py: end -->`` when the file has them
+    (the rest of its "CPU speed" section is kept), else in place of the ``## CPU speed`` section
+    (up to the next ``## ``), else appended.
+    """
+    text = path.read_text() if path.exists() else ""
+    if BEGIN in text and END in text:
+        a, b = text.index(BEGIN) + len(BEGIN), text.index(END)
+        body = md.split("\n", 1)[1].lstrip("\n") if md.startswith(SECTION) else md
+        path.write_text(text[:a] + "\n### `benchmarks/speed.py` (latest run)\n\n" + body + "\n" + text[b:])
+        return
+    start = text.find(SECTION)
+    if start < 0:
+        new = text.rstrip("\n") + "\n\n" + md + "\n"
+    else:
+        nxt = text.find("\n## ", start + len(SECTION))
+        new = text[:start] + md + "\n" + (text[nxt:] if nxt >= 0 else "")
+    path.write_text(new)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
