@@ -113,3 +113,12 @@ def test_collect_predictions_stops_when_asked(movie):
     assert col.interrupted and col.done is None and col.n_done == 12
     assert len(col.localizations()) == sum(len(u.localizations) for u in seen)
     assert gen.gi_frame is None
+
+
+def test_updates_carry_typed_kinds(movie):
+    from napari_smlm.core.progress import UpdateKind
+
+    kinds = [u.kind for u in iter_predict(movie, _toy_ckpt(), device="cpu", batch_size=8)]
+    assert kinds == [UpdateKind.BATCH] * 3 + [UpdateKind.DONE]
+    assert all(type(k) is UpdateKind for k in kinds)  # members, not bare strings
+    assert kinds[0] == "batch" and f"{kinds[-1]}" == "done"  # still readable as words

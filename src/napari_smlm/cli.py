@@ -18,6 +18,7 @@ import numpy as np
 
 from . import __version__
 from ._stop import STOP
+from .core.progress import UpdateKind
 from .core.validate import arg, device_arg
 
 log = logging.getLogger("napari_smlm")
@@ -455,10 +456,10 @@ def cmd_train(a) -> int:
         if STOP.requested:  # SIGINT/SIGTERM: the best checkpoint so far is already on disk
             gen.close()
             break
-        if u.kind == "epoch":
+        if u.kind == UpdateKind.EPOCH:
             extra = " ".join(f"{k}={v:.3g}" for k, v in u.metrics.items())
             print(f"epoch {u.epoch:3d} step {u.step:6d} loss {u.loss:.4g} val {u.val_loss:.4g} lr {u.lr:.2g} {extra} [{u.elapsed_s / 60:.1f} min]")
-        elif u.kind == "step":
+        elif u.kind == UpdateKind.STEP:
             _progress(u.step, u.total_steps, t0, "train")
     if STOP.requested:
         saved = Path(a.output).is_file()
@@ -507,7 +508,7 @@ def cmd_localize(a) -> int:
     log.info("localizing %s with %s", movie.paths[0] if len(movie.paths) == 1 else f"{len(movie.paths)} files", ckpt.model)
 
     def progress(u) -> None:
-        if u.kind == "batch":
+        if u.kind == UpdateKind.BATCH:
             _progress(u.n_done, u.n_total, t0, "localize")
 
     # SIGINT/SIGTERM: stop after the current batch and keep what was found (the shared collector)
@@ -603,9 +604,9 @@ def cmd_benchmark(a) -> int:
     try:
         for u in gen:
             table = u.table
-            if u.kind == "batch":
+            if u.kind == UpdateKind.BATCH:
                 _progress(u.n_done, u.n_total, t0, f"benchmark {u.model}")
-            elif u.kind == "skipped":
+            elif u.kind == UpdateKind.SKIPPED:
                 print(u.message, file=sys.stderr)
     except KeyboardInterrupt:
         gen.close()

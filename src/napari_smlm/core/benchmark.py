@@ -29,6 +29,7 @@ import numpy as np
 
 from .camera import Camera, get_camera
 from .localizations import Localizations
+from .progress import UpdateKind
 
 __all__ = [
     "BENCHMARK_COLUMNS",
@@ -93,7 +94,7 @@ class BenchmarkUpdate:
         Seconds since the benchmark started.
     """
 
-    kind: str
+    kind: UpdateKind
     model: str = ""
     index: int = 0
     n_models: int = 0
@@ -364,16 +365,16 @@ def iter_benchmark(
     table: list[dict] = []
     for k, (name, ckpt) in enumerate(zip(names, ckpts)):
         label = _label(name)
-        yield BenchmarkUpdate("start", label, k, n_methods, 0, hi - lo, table=list(table),
+        yield BenchmarkUpdate(UpdateKind.START, label, k, n_methods, 0, hi - lo, table=list(table),
                               elapsed_s=time.perf_counter() - t_start)
         done = None
         t0 = time.perf_counter()
         for u in iter_predict(movie, ckpt, camera=cam, pixel_size_nm=px, device=device, batch_size=batch_size,
                               start=lo, stop=hi, sr_upsampling=sr_upsampling):
-            if u.kind == "done":
+            if u.kind == UpdateKind.DONE:
                 done = u
             else:
-                yield BenchmarkUpdate("batch", label, k, n_methods, u.n_done, u.n_total, table=list(table),
+                yield BenchmarkUpdate(UpdateKind.BATCH, label, k, n_methods, u.n_done, u.n_total, table=list(table),
                                       elapsed_s=time.perf_counter() - t_start)
         dt = time.perf_counter() - t0
         row = {"model": label, "source": str(name), "n_frames": hi - lo, "note": ""}
@@ -384,18 +385,18 @@ def iter_benchmark(
         row = {c: row.get(c) for c in BENCHMARK_COLUMNS}
         table.append(row)
         log.info("%s: JI %.1f %% (greedy), %.1f frames/s", label, row["jaccard_percent_greedy"], row["frames_per_s"])
-        yield BenchmarkUpdate("row", label, k, n_methods, hi - lo, hi - lo, row=row, table=list(table),
+        yield BenchmarkUpdate(UpdateKind.ROW, label, k, n_methods, hi - lo, hi - lo, row=row, table=list(table),
                               elapsed_s=time.perf_counter() - t_start)
     if baseline:
         label = "picasso"
         if not run_baseline or not picasso_available():
             msg = "picasso: skipped, Picasso is not installed (pip install 'napari-smlm[bench]')"
             log.info(msg)
-            yield BenchmarkUpdate("skipped", label, len(names), n_methods, table=list(table), message=msg,
+            yield BenchmarkUpdate(UpdateKind.SKIPPED, label, len(names), n_methods, table=list(table), message=msg,
                                   elapsed_s=time.perf_counter() - t_start)
         else:
             pcam = cam or get_camera((ckpts[0].simulation or {}).get("camera", "smlm2016_emccd"))
-            yield BenchmarkUpdate("start", label, len(names), n_methods, 0, hi - lo, table=list(table),
+            yield BenchmarkUpdate(UpdateKind.START, label, len(names), n_methods, 0, hi - lo, table=list(table),
                                   elapsed_s=time.perf_counter() - t_start)
             block = np.asarray(movie[lo:hi])
             ng = float(picasso_net_gradient_photons) * pcam.adu_per_photon
@@ -407,9 +408,9 @@ def iter_benchmark(
             except Exception as exc:  # noqa: BLE001 - a third-party fitter failing must not lose the model rows
                 log.warning("picasso failed", exc_info=True)
                 msg = f"picasso: skipped, it failed: {type(exc).__name__}: {exc}"
-                yield BenchmarkUpdate("skipped", label, len(names), n_methods, table=list(table), message=msg,
+                yield BenchmarkUpdate(UpdateKind.SKIPPED, label, len(names), n_methods, table=list(table), message=msg,
                                       elapsed_s=time.perf_counter() - t_start)
-                yield BenchmarkUpdate("done", "", n_methods, n_methods, table=list(table),
+                yield BenchmarkUpdate(UpdateKind.DONE, "", n_methods, n_methods, table=list(table),
                                       elapsed_s=time.perf_counter() - t_start)
                 return
             locs = locs.shift(dframe=lo)
@@ -422,9 +423,9 @@ def iter_benchmark(
                        tol_lateral_nm=float(tol_lateral_nm))
             row = {c: row.get(c) for c in BENCHMARK_COLUMNS}
             table.append(row)
-            yield BenchmarkUpdate("row", label, len(names), n_methods, hi - lo, hi - lo, row=row, table=list(table),
+            yield BenchmarkUpdate(UpdateKind.ROW, label, len(names), n_methods, hi - lo, hi - lo, row=row, table=list(table),
                                   elapsed_s=time.perf_counter() - t_start)
-    yield BenchmarkUpdate("done", "", n_methods, n_methods, table=list(table), elapsed_s=time.perf_counter() - t_start)
+    yield BenchmarkUpdate(UpdateKind.DONE, "", n_methods, n_methods, table=list(table), elapsed_s=time.perf_counter() - t_start)
 
 
 def _histogram_image(locs: Localizations, px: float, shape: tuple[int, int]) -> np.ndarray:

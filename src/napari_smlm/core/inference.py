@@ -24,6 +24,7 @@ import torch
 from .camera import Camera, get_camera
 from .checkpoint import Checkpoint, checkpoint_camera, resolve_checkpoint
 from .device import cpu_has_fast_bf16, default_threads, resolve_device
+from .progress import UpdateKind
 from .localizations import Localizations
 
 __all__ = [
@@ -148,7 +149,7 @@ class PredictUpdate:
         Model, checkpoint, camera, pixel size, device: for exports and provenance.
     """
 
-    kind: str
+    kind: UpdateKind
     n_done: int
     n_total: int
     start: int
@@ -416,7 +417,7 @@ def iter_predict(
             found.append(locs)
             disp = pp.display.float().cpu().numpy() if (per_frame_outputs and pp.display is not None) else None
             yield PredictUpdate(
-                "batch", b - start, stop - start, a, b, locs, sr.copy(), sr_px, disp, time.perf_counter() - t0, meta
+                UpdateKind.BATCH, b - start, stop - start, a, b, locs, sr.copy(), sr_px, disp, time.perf_counter() - t0, meta
             )
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
@@ -425,7 +426,7 @@ def iter_predict(
     allocs = Localizations.concat(found, meta=meta)
     allocs.meta.update(meta)
     yield PredictUpdate(
-        "done", stop - start, stop - start, start, stop, allocs, sr, sr_px, None, time.perf_counter() - t0, meta
+        UpdateKind.DONE, stop - start, stop - start, start, stop, allocs, sr, sr_px, None, time.perf_counter() - t0, meta
     )
 
 
@@ -477,7 +478,7 @@ class PredictionCollector:
         """Record one update (a ``"batch"`` or the final ``"done"``)."""
         if self.start is None:
             self.start = int(u.start)
-        if u.kind == "batch":
+        if u.kind == UpdateKind.BATCH:
             self._parts.append(u.localizations)
             self.n_found += len(u.localizations)
             self._joined = None
@@ -541,7 +542,7 @@ def collect_predictions(
             col.add(u)
             if on_update is not None:
                 on_update(u)
-            if should_stop is not None and u.kind == "batch" and should_stop():
+            if should_stop is not None and u.kind == UpdateKind.BATCH and should_stop():
                 gen.close()
                 col.interrupted = True
                 log.warning("stopped after %d/%d frames: keeping the %d localizations found", col.n_done, col.n_total, col.n_found)

@@ -27,6 +27,7 @@ from .checkpoint import Checkpoint, resolve_checkpoint, save_checkpoint
 from .config import ConfigMixin, SimulationConfig
 from .device import resolve_device
 from .models import ModelFamily, get_family
+from .progress import UpdateKind
 from .validate import check, check_device, check_fields, check_model_size
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ class TrainUpdate:
     validation; ``val_loss`` and ``metrics`` set) or ``"done"`` (last update).
     """
 
-    kind: str
+    kind: UpdateKind
     step: int
     epoch: int
     loss: float
@@ -305,7 +306,7 @@ def iter_train(
         elapsed = time.perf_counter() - t0
         out_of_time = cfg.max_minutes > 0 and elapsed > 60 * cfg.max_minutes
         lr = opt.param_groups[0]["lr"]
-        yield TrainUpdate("step", step, epoch, running[-1], lr, elapsed, total_steps=cfg.steps)
+        yield TrainUpdate(UpdateKind.STEP, step, epoch, running[-1], lr, elapsed, total_steps=cfg.steps)
         if step % cfg.steps_per_epoch == 0 or step == cfg.steps or out_of_time:
             epoch += 1
             net.eval()
@@ -343,7 +344,7 @@ def iter_train(
                         ),
                     )
             yield TrainUpdate(
-                "epoch",
+                UpdateKind.EPOCH,
                 step,
                 epoch,
                 history[-1]["loss"],
@@ -359,7 +360,7 @@ def iter_train(
         if out_of_time:
             break
     yield TrainUpdate(
-        "done",
+        UpdateKind.DONE,
         step,
         epoch,
         float(np.mean(running)) if running else (history[-1]["loss"] if history else math.nan),

@@ -44,6 +44,7 @@ from .._layers import validate_movie_layer
 from ._base import LayerPicker, SmlmDockWidget, dspin, error_reason, notify_error, notify_info, spin, wrap_label
 from ._forms import CameraForm, ModelChooser, estimate_baseline_adu, sample_frames
 from ._state import RunState
+from ..core.progress import UpdateKind
 
 __all__ = ["ReconstructionWidget", "estimate_baseline_adu", "validate_movie_layer"]
 
@@ -427,7 +428,7 @@ class ReconstructionWidget(SmlmDockWidget):
     # ---------------------------------------------------------------- worker updates (GUI thread)
     def _on_update(self, u: Any) -> None:
         self._col.add(u)  # O(batch): the batch is kept, nothing is re-joined
-        if u.kind == "batch":
+        if u.kind == UpdateKind.BATCH:
             self._last_frame = int(u.stop) - 1
             if u.display is not None:
                 self._store_display(u.display, int(u.start))

@@ -37,6 +37,7 @@ from qtpy.QtWidgets import (
 from ._base import LayerPicker, SmlmDockWidget, dspin, error_reason, notify_error, notify_info, spin, wrap_label
 from ._forms import SimulationForm, estimate_baseline_adu, sample_frames
 from ._state import RunState
+from ..core.progress import UpdateKind
 
 __all__ = ["TrainingWidget", "default_checkpoint_dir"]
 
@@ -393,10 +394,10 @@ class TrainingWidget(SmlmDockWidget):
     # ---------------------------------------------------------------- updates (GUI thread)
     def _on_update(self, u: Any) -> None:
         self._last_update = u
-        if u.kind == "step":
+        if u.kind == UpdateKind.STEP:
             self.history["step"].append(u.step)
             self.history["loss"].append(u.loss)
-        elif u.kind == "epoch":
+        elif u.kind == UpdateKind.EPOCH:
             self.history["val_step"].append(u.step)
             self.history["val_loss"].append(u.val_loss)
             if u.checkpoint_path:
