@@ -173,6 +173,8 @@ _COMMON_DEFAULTS: dict[str, Any] = {
     "threshold": 0.5,
     "window": None,  # None: 2·ceil(u/2) + 1 super-pixels, i.e. ±50 nm at 100 nm camera pixels
     "criterion": "mass",
+    # eval-time mean of the map and of the 180°-rotated frame's map (cancels learned biases)
+    "symmetrize": True,
     # training data (simulate_batch)
     "movie_frames": 4,
     "density_max": 6.0,
@@ -218,6 +220,10 @@ class DensityFamily(ModelFamily):
         because a network's blobs widen in super-pixels as ``u`` grows).
     criterion : {"peak", "mass"}
         See :func:`~.density_post.localize_density_map`.
+    symmetrize : bool
+        In eval mode, average the network's map with that of the 180°-rotated frame (rotated
+        back): cancels learned position biases, twice the arithmetic (see
+        :class:`~.density_nets.DensityNet`). Default True.
     movie_frames : int
         Frames per simulated movie in :meth:`simulate_batch` (each movie draws its own
         parameters and structure; fewer frames per movie = more diverse batches, slower).
@@ -276,6 +282,7 @@ class DensityFamily(ModelFamily):
 
     def build(self) -> nn.Module:
         net = self._build_net()
+        net.symmetrize = bool(self.config.get("symmetrize", True))
         n = sum(p.numel() for p in net.parameters())
         log.debug("%s: built %s with %d parameters", self.name, type(net).__name__, n)
         return net

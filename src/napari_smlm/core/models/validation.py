@@ -1,0 +1,153 @@
+"""Model validation on controlled simulated data: position bias, sub-pixel gridding.
+
+:func:`symmetric_grid_movie` makes a movie whose emitters sample every sub-pixel position
+equally often and symmetrically about the pixel centre, so the mean localization error over
+it is a model's systematic bias (a wrong half-pixel convention shows as ± several nm) and the
+histogram of predicted sub-pixel positions (:func:`.decode_post.subpixel_histogram`) shows any
+pull toward pixel centres or edges.
+:func:`measure_bias` runs one model on it; ``benchmarks/bias.py`` prints the table for every
+shipped model and ``tests/test_model_bias.py`` guards it.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..camera import Camera, get_camera
+from ..localizations import Localizations
+from ..psf import Gaussian2D
+
+__all__ = ["symmetric_grid_movie", "measure_bias"]
+
+log = logging.getLogger(__name__)
+
+
+def symmetric_grid_movie(
+    n_frames: int = 64,
+    size_px: int = 64,
+    spacing_px: int = 9,
+    pixel_size_nm: float = 100.0,
+    psf_sigma_nm: float = 120.0,
+    photons: float = 2000.0,
+    bg_photons: float = 50.0,
+    camera: Camera | str = "smlm2016_emccd",
+    seed: int = 0,
+) -> tuple[np.ndarray, Localizations, Camera]:
+    """A movie of isolated emitters on a grid that visits every sub-pixel offset.
+
+    Parameters
+    ----------
+    n_frames : int
+        Frames; a square ``n²`` visits the ``n × n`` offsets ``((a + 0.5)/n, (b + 0.5)/n)`` px
+        once each (other counts cycle through the ``ceil(√n_frames)²`` offsets).
+    size_px : int
+        Frame side (camera pixels).
+    spacing_px : int
+        Grid spacing (camera pixels); the grid starts 4 px from the top-left edge and stays at
+        least 4 px from the others. An odd spacing (9, the default) puts successive columns and
+        rows on every pixel phase modulo 2 and 4, so networks with 2×2 pooling (equivariant only
+        to shifts of 2ⁿ pixels) are sampled at all their phases.
+    pixel_size_nm, psf_sigma_nm : float
+        Camera pixel size and Gaussian PSF σ (nm).
+    photons, bg_photons : float
+        Photons per emitter, background photons per pixel (uniform).
+    camera : Camera or preset name
+        Noise model and ADU conversion.
+    seed : int
+        Seed of the noise.
+
+    Returns
+    -------
+    frames : np.ndarray
+        (n_frames, size_px, size_px) uint16 ADU.
+    ground_truth : Localizations
+        ``frame``, ``x_nm``, ``y_nm`` (nm from the top-left edge), ``photons``.
+    camera : Camera
+    """
+    cam = get_camera(camera)
+    n = max(1, math.ceil(math.sqrt(n_frames)))
+    centres = np.arange(4, size_px - 4 - 1 + 1e-9, spacing_px, dtype=np.float64)
+    cy, cx = np.meshgrid(centres, centres, indexing="ij")
+    cx, cy = cx.ravel(), cy.ravel()
+    fr, xs, ys = [], [], []
+    for k in range(n_frames):
+        a, b = (k % (n * n)) % n, (k % (n * n)) // n
+        # Integer grid + offset in [0, 1): the emitter sits in pixel floor(c) at (a + 0.5)/n.
+        fr.append(np.full(cx.size, k))
+        xs.append(cx + (a + 0.5) / n)
+        ys.append(cy + (b + 0.5) / n)
+    f = np.concatenate(fr)
+    x_px, y_px = np.concatenate(xs), np.concatenate(ys)
+    g = torch.Generator().manual_seed(int(seed))
+    psf = Gaussian2D(sigma_px=psf_sigma_nm / pixel_size_nm)
+    lam = torch.full((n_frames, size_px, size_px), float(bg_photons))
+    psf.render(
+        torch.from_numpy(f), torch.from_numpy(x_px).float(), torch.from_numpy(y_px).float(),
+        torch.full((f.size,), float(photons)), (n_frames, size_px, size_px), out=lam,
+    )
+    adu = cam.forward(lam, generator=g).numpy().astype(np.uint16)
+    gt = Localizations(
+        {"frame": f, "x_nm": x_px * pixel_size_nm, "y_nm": y_px * pixel_size_nm, "photons": np.full(f.size, photons)},
+        {"pixel_size_nm": float(pixel_size_nm), "image_shape": (size_px, size_px)},
+    )
+    return adu, gt, cam
+
+
+def measure_bias(
+    model: Any,
+    frames: np.ndarray,
+    ground_truth: Localizations,
+    camera: Camera | str | None = None,
+    pixel_size_nm: float = 100.0,
+    tol_nm: float = 250.0,
+) -> dict[str, Any]:
+    """Run ``model`` on ``frames`` and summarise its position errors against ``ground_truth``.
+
+    Parameters
+    ----------
+    model : str, path or Checkpoint
+        As for :func:`~napari_smlm.core.inference.predict`.
+    frames : np.ndarray
+        (T, H, W) ADU.
+    ground_truth : Localizations
+    camera : Camera or preset, optional
+        Default: the model's.
+    pixel_size_nm : float
+    tol_nm : float
+        Matching radius (nm, Hungarian).
+
+    Returns
+    -------
+    dict
+        ``bias_x_nm``, ``bias_y_nm`` (mean predicted − true, nm), their standard errors
+        ``se_x_nm`` / ``se_y_nm``, ``rmse_lateral_nm``, ``jaccard``, ``n_tp`` and the matched
+        predictions' ``predicted_x_nm`` / ``predicted_y_nm`` (arrays, nm) and ``localizations``
+        (all predictions).
+    """
+    from ..inference import predict
+    from ..metrics import match_localizations
+
+    res = predict(frames, model, camera=camera, pixel_size_nm=pixel_size_nm, device="cpu", batch_size=8)
+    pred = res.localizations
+    m = match_localizations(ground_truth, pred, tol_lateral_nm=tol_nm, method="hungarian")
+    dx = pred["x_nm"][m.pred_index] - ground_truth["x_nm"][m.gt_index]
+    dy = pred["y_nm"][m.pred_index] - ground_truth["y_nm"][m.gt_index]
+    n = max(len(dx), 1)
+    tp = len(dx)
+    return {
+        "bias_x_nm": float(np.mean(dx)) if tp else math.nan,
+        "bias_y_nm": float(np.mean(dy)) if tp else math.nan,
+        "se_x_nm": float(np.std(dx) / math.sqrt(n)) if tp else math.nan,
+        "se_y_nm": float(np.std(dy) / math.sqrt(n)) if tp else math.nan,
+        "rmse_lateral_nm": float(np.sqrt(np.mean(dx**2 + dy**2))) if tp else math.nan,
+        "jaccard": tp / max(len(ground_truth) + len(pred) - tp, 1),
+        "n_tp": tp,
+        "predicted_x_nm": pred["x_nm"][m.pred_index],
+        "predicted_y_nm": pred["y_nm"][m.pred_index],
+        "localizations": pred,
+    }
