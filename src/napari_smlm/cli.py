@@ -311,6 +311,10 @@ def cmd_localize(a) -> int:
     movie = open_movie(a.movie, pixel_size_nm=a.pixel_size)
     cam = _camera_from_args(a, ckpt.simulation)
     start, stop = (a.frames if a.frames else (0, None))
+    from .core.models.domain import check_movie
+
+    for w in check_movie(ckpt, movie, camera=cam, pixel_size_nm=a.pixel_size).warnings:
+        print(f"warning: {w}", file=sys.stderr)
     t0 = time.perf_counter()
     done = None
     gen = iter_predict(

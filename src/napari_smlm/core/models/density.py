@@ -269,6 +269,10 @@ class DensityFamily(ModelFamily):
         """Config overrides recommended for training on a few CPU cores (see :data:`CPU_PRESETS`)."""
         return dict(CPU_PRESETS[cls.name]["config"])
 
+    def training_factors(self) -> dict[str, tuple[float, float]]:
+        """Brightness ±40 %, background ±50 %, PSF width ±10 % (see :meth:`simulate_batch`)."""
+        return {"photons": (0.6, 1.4), "bg": (0.5, 1.5), "psf_sigma": (0.9, 1.1)}
+
     @property
     def window(self) -> int:
         """Post-processing window side in super-pixels (see ``config["window"]``)."""
@@ -302,7 +306,8 @@ class DensityFamily(ModelFamily):
                 density = rng.uniform(sim.density, max(float(self.config["density_max"]), 1.5 * sim.density))
             else:
                 density = sim.density * rng.uniform(0.5, 1.5)
-            ph, bg, ps = rng.uniform(0.6, 1.4), rng.uniform(0.5, 1.5), rng.uniform(0.9, 1.1)
+            f = self.training_factors()
+            ph, bg, ps = (rng.uniform(*f[k]) for k in ("photons", "bg", "psf_sigma"))
             kw.update(
                 density=float(density),
                 photons_mean=sim.photons_mean * ph,
