@@ -43,18 +43,40 @@ def _weights_identical(a: dict, b: dict) -> bool:
     )
 
 
+def _write(path, ck, record: dict) -> None:
+    """Re-save ``ck`` with the calibrated threshold; the weights must come back bit-identical."""
+    from napari_smlm.core.models.domain import training_ranges
+
+    training = {**ck.training, "threshold_calibration": record}
+    training.setdefault("training_ranges", training_ranges(ck))
+    new = dataclasses.replace(ck, model_config={**ck.model_config, "threshold": float(record["threshold"])}, training=training)
+    save_checkpoint(path, new)
+    back = load_checkpoint(path)
+    if not _weights_identical(ck.state_dict, back.state_dict):
+        raise SystemExit(f"{path}: weights changed on rewrite")
+    print(f"  wrote {path} (weights bit-identical: {len(back.state_dict)} tensors compared)")
+
+
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--models", nargs="*", default=None)
     ap.add_argument("--write", action="store_true", help="re-save the shipped checkpoints with the chosen threshold")
     ap.add_argument("--json", default=None, help="write the sweeps here")
+    ap.add_argument("--from-json", default=None, help="take the records of an earlier run (no sweep) and --write them")
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     out = {}
+    earlier = json.load(open(a.from_json)) if a.from_json else {}
     for name in a.models or _density_models():
         t0 = time.perf_counter()
         path = shipped_checkpoint_path(name)
         ck = load_checkpoint(path)
+        if name in earlier:
+            record = out[name] = earlier[name]
+            print(f"{name}: threshold {record['previous_threshold']:g} -> {record['threshold']:g} (from {a.from_json})")
+            if a.write:
+                _write(path, ck, record)
+            continue
         old = float(get_family(name, ck.model_config).config["threshold"])
         configs = validation_configs(ck.simulation_config)
         sw = sweep_thresholds(ck, configs, THRESHOLDS)
@@ -83,16 +105,7 @@ def main(argv=None) -> None:
         }
         out[name] = record
         if a.write:
-            from napari_smlm.core.models.domain import training_ranges
-
-            training = {**ck.training, "threshold_calibration": record}
-            training.setdefault("training_ranges", training_ranges(ck))
-            new = dataclasses.replace(ck, model_config={**ck.model_config, "threshold": thr}, training=training)
-            save_checkpoint(path, new)
-            back = load_checkpoint(path)
-            if not _weights_identical(ck.state_dict, back.state_dict):
-                raise SystemExit(f"{path}: weights changed on rewrite")
-            print(f"  wrote {path} (weights bit-identical: {len(back.state_dict)} tensors compared)")
+            _write(path, ck, record)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(out, f, indent=1)
