@@ -30,9 +30,15 @@ def test_choose_threshold_keeps_sparse_precision():
     ji = np.array([[0.6, 0.7, 0.65], [0.6, 0.7, 0.6], [0.8, 0.75, 0.7]])
     prec = np.array([[0.8, 0.88, 0.95], [0.85, 0.95, 0.97], [0.99, 0.99, 0.99]])
     sw = {"thresholds": thr, "jaccard": ji, "precision": prec}
-    assert choose_threshold(sw, 0.9) == 0.7  # 0.5 has the best mean JI but 88 % sparse precision
-    assert choose_threshold(sw, 0.8) == 0.5
-    assert choose_threshold(sw, 0.999) == 0.7  # none qualifies: the best worst-case precision
+    assert choose_threshold(sw, 0.9, z=0) == 0.7  # 0.5 has the best mean JI but 88 % sparse precision
+    assert choose_threshold(sw, 0.8, z=0) == 0.5
+    assert choose_threshold(sw, 0.999, z=0) == 0.7  # none qualifies: the best worst-case precision
+    # with few validation detections the margin rules out a precision that only just passes
+    n = np.full((3, 3), 100.0)
+    sw.update(tp=prec * n, fp=(1 - prec) * n)
+    assert choose_threshold(sw, 0.9, z=0) == 0.7
+    assert choose_threshold(sw, 0.85, z=0) == 0.5
+    assert choose_threshold(sw, 0.85, z=1.645) == 0.7  # 88 % of 100: lower bound 82.7 %
 
 
 @pytest.mark.slow  # ~8 s of CPU, 20-40 s on the shared machine

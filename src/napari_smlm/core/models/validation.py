@@ -171,8 +171,8 @@ def validation_configs(base: SimulationConfig, seed: int = 7000, size_px: int = 
     common = {"height": size_px, "width": size_px, "t_bleach": None}
     ph, ps = float(base.photons_mean), float(base.photons_std)
     specs = [
-        ("sparse 0.1/µm²", {"density": 0.1, "n_frames": 60, "structure": "uniform"}),
-        ("sparse bright 0.1/µm² (4× photons)", {"density": 0.1, "n_frames": 60, "structure": "uniform",
+        ("sparse 0.1/µm²", {"density": 0.1, "n_frames": 100, "structure": "uniform"}),
+        ("sparse bright 0.1/µm² (4× photons)", {"density": 0.1, "n_frames": 100, "structure": "uniform",
                                                 "photons_mean": 4 * ph, "photons_std": 4 * ps}),
         ("0.5/µm²", {"density": 0.5, "n_frames": 16, "structure": "uniform"}),
         ("2/µm²", {"density": 2.0, "n_frames": 8, "structure": "uniform"}),
@@ -240,20 +240,27 @@ def sweep_thresholds(
             "precision": precision, "recall": recall, "jaccard": jaccard}
 
 
-def choose_threshold(sweep: dict[str, Any], min_precision: float = 0.9, sparse: tuple[int, ...] = (0, 1)) -> float:
+def choose_threshold(
+    sweep: dict[str, Any], min_precision: float = 0.9, sparse: tuple[int, ...] = (0, 1), z: float = 1.645
+) -> float:
     """The threshold that maximises the mean Jaccard over the validation movies.
 
     Among thresholds whose precision is at least ``min_precision`` on every ``sparse`` movie
-    (rows of the sweep); when none qualifies, the one with the best worst-case sparse precision.
+    (rows of the sweep) with one-sided confidence ``z`` (the precision's lower bound
+    ``p − z·√(p(1 − p)/n_pred)`` must reach it, so that a few hundred validation emitters do
+    not let a threshold through by luck; ``z = 0`` compares the point estimate); when none
+    qualifies, the one with the best worst-case sparse lower bound.
 
     Parameters
     ----------
     sweep : dict
-        From :func:`sweep_thresholds`.
+        From :func:`sweep_thresholds` (``tp`` and ``fp`` are needed when ``z > 0``).
     min_precision : float
         Precision floor on sparse data (fraction).
     sparse : tuple of int
         Rows of the sweep that are sparse movies.
+    z : float
+        Standard errors of margin (1.645: 95 % one-sided).
 
     Returns
     -------
@@ -262,7 +269,12 @@ def choose_threshold(sweep: dict[str, Any], min_precision: float = 0.9, sparse: 
     """
     thr = sweep["thresholds"]
     mean_ji = sweep["jaccard"].mean(axis=0)
-    worst = sweep["precision"][list(sparse)].min(axis=0)
+    rows = list(sparse)
+    p = sweep["precision"][rows]
+    if z > 0:
+        n = np.maximum(sweep["tp"][rows] + sweep["fp"][rows], 1.0)
+        p = p - z * np.sqrt(p * (1.0 - p) / n)
+    worst = p.min(axis=0)
     ok = worst >= min_precision
     if not ok.any():
         return float(thr[int(np.argmax(worst))])
