@@ -36,7 +36,8 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--hist", action="store_true", help="print the sub-pixel histograms (8 bins per axis)")
     ap.add_argument(
-        "--no-symmetrize", action="store_true", help="density models without the 180° test-time average (before the fix)"
+        "--no-symmetrize", action="store_true",
+        help="density models without the 180° test-time average (before the fix)",
     )
     a = ap.parse_args(argv)
     models = a.models or shipped_models()

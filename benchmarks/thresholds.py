@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import time
 
-import numpy as np
 
 from napari_smlm.core.checkpoint import resolve_checkpoint, shipped_models
 from napari_smlm.core.config import SimulationConfig

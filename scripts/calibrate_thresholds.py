@@ -50,7 +50,8 @@ def _write(path, ck, record: dict) -> None:
 
     training = {**ck.training, "threshold_calibration": record}  # replaces an earlier calibration
     training.setdefault("training_ranges", training_ranges(ck))
-    new = dataclasses.replace(ck, model_config={**ck.model_config, "threshold": float(record["threshold"])}, training=training)
+    config = {**ck.model_config, "threshold": float(record["threshold"])}
+    new = dataclasses.replace(ck, model_config=config, training=training)
     save_checkpoint(path, new)
     back = load_checkpoint(path)
     if not _weights_identical(ck.state_dict, back.state_dict):

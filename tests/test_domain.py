@@ -14,7 +14,8 @@ from napari_smlm.core.models.domain import check_movie, estimate_movie_statistic
 from napari_smlm.core.simulate import simulate
 
 # The held-out low-SNR microscope: sCMOS, read-noise variance 300, offset 500 ADU, 1 ADU/photon.
-SCMOS = Camera(kind="scmos", baseline=500.0, sensitivity=1.0, em_gain=1.0, qe=1.0, read_noise=300**0.5, spurious_charge=0.0)
+SCMOS = Camera(kind="scmos", baseline=500.0, sensitivity=1.0, em_gain=1.0, qe=1.0, read_noise=300**0.5,
+               spurious_charge=0.0)
 needs_decode = pytest.mark.skipif("decode" not in shipped_models(), reason="no shipped decode weights")
 
 

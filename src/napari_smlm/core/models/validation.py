@@ -155,7 +155,9 @@ def measure_bias(
 
 
 # =============================================================================== detection threshold
-def validation_configs(base: SimulationConfig, seed: int = 7000, size_px: int = 64) -> list[tuple[str, SimulationConfig]]:
+def validation_configs(
+    base: SimulationConfig, seed: int = 7000, size_px: int = 64
+) -> list[tuple[str, SimulationConfig]]:
     """The simulated validation set on which density-map thresholds are chosen.
 
     Six movies on ``size_px²`` frames around the microscope the model was trained for
