@@ -18,7 +18,6 @@ import argparse
 import dataclasses
 import time
 
-
 from napari_smlm.core.checkpoint import resolve_checkpoint, shipped_models
 from napari_smlm.core.config import SimulationConfig
 from napari_smlm.core.inference import predict
