@@ -113,8 +113,9 @@ def main(argv=None) -> None:
         if a.write:
             _write(path, ck, record)
     if a.json:
-        with open(a.json, "w") as f:
-            json.dump(out, f, indent=1)
+        with open(a.json, "w") as f:  # one model per line
+            f.write("{\n" + ",\n".join(f"  {json.dumps(k)}: {json.dumps(v, ensure_ascii=False)}" for k, v in out.items()))
+            f.write("\n}\n")
 
 
 if __name__ == "__main__":
