@@ -499,6 +499,10 @@ def cmd_localize(a) -> int:
     ckpt = resolve_checkpoint(a.checkpoint or a.model)
     cam = _camera_from_args(a, ckpt)
     start, stop = (a.frames if a.frames else (0, None))
+    from .core.models.domain import check_movie
+
+    for w in check_movie(ckpt, movie, camera=cam, pixel_size_nm=a.pixel_size).warnings:
+        print(f"warning: {w}", file=sys.stderr)
     t0 = time.perf_counter()
     config = InferenceConfig(
         camera=cam, pixel_size_nm=a.pixel_size, device=a.device, batch_size=a.batch_size,

@@ -292,3 +292,16 @@ class ModelFamily(ABC):
 
     def default_threshold(self) -> float:
         return float(self.config.get("threshold", 0.5))
+
+    def training_factors(self) -> dict[str, tuple[float, float]]:
+        """How far training randomises the microscope around its simulation config.
+
+        Returns
+        -------
+        dict
+            ``{"photons": (lo, hi), "bg": (lo, hi), "psf_sigma": (lo, hi)}``: factors applied to
+            ``photons_mean``, ``bg_photons`` and ``psf_sigma_nm`` of the training
+            :class:`SimulationConfig` (1, 1 = not randomised). Used by
+            :func:`~napari_smlm.core.models.domain.training_ranges`.
+        """
+        return {"photons": (1.0, 1.0), "bg": (1.0, 1.0), "psf_sigma": (1.0, 1.0)}

@@ -34,9 +34,15 @@ Input normalisation (:func:`normalize_frames`)
     brightest emitters, unlike Deep-STORM's per-patch min–max, whose scale is set by a single
     pixel and changes with patch size and density. Emitters then appear in units of the
     background noise: what the network must learn is "how many noise-σ above background", the
-    quantity that decides detectability on any camera. The background is a single level per
-    frame; slow spatial variation of it is part of the training data (simulator
-    ``bg_variation``).
+    quantity that decides detectability on any camera. The networks were trained on 24-pixel
+    crops with one background level per crop (slow spatial variation is part of the training
+    data, simulator ``bg_variation``). On a whole frame a background that varies by ±30 %
+    over a few µm is partly above the frame median, and the networks read the excess as
+    emitters: on a sparse validation movie (0.1 /µm², 64×64 px) deep-storm's precision was
+    55 %, its false positives piled up in the brightest-background corner. Frames of at least
+    two ``norm_local_block`` (16 px) blocks per side therefore first lose a smooth local
+    background (bilinear map of 16×16-block medians): precision 55 % → 90 % at threshold 0.5,
+    JI at 2 /µm² 73.0 % → 72.0 % (the block medians of dense frames hold some signal).
 
 Targets and loss
     Deep-STORM's: one spike of weight 1 per emitter at ``floor(x·u/px)``, ⊛ 7×7 σ=1 Gaussian
@@ -62,6 +68,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..config import SimulationConfig
@@ -105,6 +112,7 @@ def normalize_frames(
     center_q: float = 0.5,
     low_q: float = 0.1,
     gain: float = 0.1,
+    local_block: int = 0,
 ) -> torch.Tensor:
     """Per-frame robust normalisation: ``gain · (x − p_center) / σ_robust``.
 
@@ -119,6 +127,12 @@ def normalize_frames(
         standard deviation of Gaussian noise with those quantiles (photons).
     gain : float
         Fixed factor applied afterwards (dimensionless).
+    local_block : int
+        When > 0 and the frame is at least two blocks wide and high: first subtract a smooth
+        local background, the bilinear interpolation of the medians of ``local_block ×
+        local_block`` pixel blocks, so that a background that varies over the frame is not
+        read as signal where it is above the frame median (see the module docstring). 0: one
+        level per frame.
 
     Returns
     -------
@@ -134,6 +148,12 @@ def normalize_frames(
         raise ValueError(f"expected (B, C, H, W) frames, got {tuple(photons.shape)}")
     x = photons.float()
     B, C, H, W = x.shape
+    k = int(local_block)
+    if k > 0 and H >= 2 * k and W >= 2 * k:
+        bh, bw = H // k, W // k
+        blocks = x[..., : bh * k, : bw * k].reshape(B, C, bh, k, bw, k).permute(0, 1, 2, 4, 3, 5)
+        med = blocks.reshape(B, C, bh, bw, k * k).median(dim=-1).values
+        x = x - F.interpolate(med, size=(H, W), mode="bilinear", align_corners=False)
     flat = x.reshape(B * C, H * W)
     center = _quantile_rows(flat, center_q)
     low = _quantile_rows(flat, low_q)
@@ -168,11 +188,14 @@ _COMMON_DEFAULTS: dict[str, Any] = {
     "norm_center_q": 0.5,
     "norm_low_q": 0.1,
     "norm_gain": 0.1,
+    "norm_local_block": 16,  # px; 0 = one background level per frame
     # post-processing (localize_density_map), tuned on simulated validation data:
     # "mass" > 0.5 = at least half an emitter in the window
     "threshold": 0.5,
     "window": None,  # None: 2·ceil(u/2) + 1 super-pixels, i.e. ±50 nm at 100 nm camera pixels
     "criterion": "mass",
+    # eval-time mean of the map and of the 180°-rotated frame's map (cancels learned biases)
+    "symmetrize": True,
     # training data (simulate_batch)
     "movie_frames": 4,
     "density_max": 6.0,
@@ -205,6 +228,10 @@ class DensityFamily(ModelFamily):
         it in the containing super-pixel (Deep-STORM); removes the target quantisation.
     norm_center_q, norm_low_q, norm_gain : float
         :func:`normalize_frames` parameters.
+    norm_local_block : int
+        :func:`normalize_frames`' ``local_block`` (camera pixels; 16 by default, 0 = off):
+        frames of at least 32 px per side get a local background removed first; training crops
+        (24 px) are unaffected, so the shipped weights need no retraining.
     threshold : float
         Default detection threshold: emitters in the window around a local maximum
         (``criterion="mass"``, default 0.5) or emitters per super-pixel at the maximum
@@ -218,6 +245,10 @@ class DensityFamily(ModelFamily):
         because a network's blobs widen in super-pixels as ``u`` grows).
     criterion : {"peak", "mass"}
         See :func:`~.density_post.localize_density_map`.
+    symmetrize : bool
+        In eval mode, average the network's map with that of the 180°-rotated frame (rotated
+        back): cancels learned position biases, twice the arithmetic (see
+        :class:`~.density_nets.DensityNet`). Default True.
     movie_frames : int
         Frames per simulated movie in :meth:`simulate_batch` (each movie draws its own
         parameters and structure; fewer frames per movie = more diverse batches, slower).
@@ -263,6 +294,10 @@ class DensityFamily(ModelFamily):
         """Config overrides recommended for training on a few CPU cores (see :data:`CPU_PRESETS`)."""
         return dict(CPU_PRESETS[cls.name]["config"])
 
+    def training_factors(self) -> dict[str, tuple[float, float]]:
+        """Brightness ±40 %, background ±50 %, PSF width ±10 % (see :meth:`simulate_batch`)."""
+        return {"photons": (0.6, 1.4), "bg": (0.5, 1.5), "psf_sigma": (0.9, 1.1)}
+
     @property
     def window(self) -> int:
         """Post-processing window side in super-pixels (see ``config["window"]``)."""
@@ -276,6 +311,7 @@ class DensityFamily(ModelFamily):
 
     def build(self) -> nn.Module:
         net = self._build_net()
+        net.symmetrize = bool(self.config.get("symmetrize", True))
         n = sum(p.numel() for p in net.parameters())
         log.debug("%s: built %s with %d parameters", self.name, type(net).__name__, n)
         return net
@@ -295,7 +331,8 @@ class DensityFamily(ModelFamily):
                 density = rng.uniform(sim.density, max(float(self.config["density_max"]), 1.5 * sim.density))
             else:
                 density = sim.density * rng.uniform(0.5, 1.5)
-            ph, bg, ps = rng.uniform(0.6, 1.4), rng.uniform(0.5, 1.5), rng.uniform(0.9, 1.1)
+            f = self.training_factors()
+            ph, bg, ps = (rng.uniform(*f[k]) for k in ("photons", "bg", "psf_sigma"))
             kw.update(
                 density=float(density),
                 photons_mean=sim.photons_mean * ph,
@@ -433,7 +470,10 @@ class DensityFamily(ModelFamily):
         The networks upsample internally, so the inference loop passes (B, 1, H, W) frames.
         """
         c = self.config
-        return normalize_frames(photons, float(c["norm_center_q"]), float(c["norm_low_q"]), float(c["norm_gain"]))
+        return normalize_frames(
+            photons, float(c["norm_center_q"]), float(c["norm_low_q"]), float(c["norm_gain"]),
+            int(c.get("norm_local_block", 0)),
+        )
 
     def postprocess(
         self,
