@@ -253,9 +253,14 @@ def _fold_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
         return module
     if has_conv(module) and not isinstance(module, nn.BatchNorm2d):
         try:
+            import torch.fx
             from torch.fx.experimental.optimization import fuse
 
-            return fuse(module, inplace=False)
+            # fuse() folds by module name: a module called twice in one graph (a network applied
+            # to the frame and to its 180° rotation) would have its BatchNorm folded twice.
+            calls = [n.target for n in torch.fx.symbolic_trace(module).graph.nodes if n.op == "call_module"]
+            if len(calls) == len(set(calls)):
+                return fuse(module, inplace=False)
         except Exception:  # noqa: BLE001 - not traceable: try its children
             pass
     for name, child in list(module.named_children()):
