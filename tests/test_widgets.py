@@ -156,6 +156,19 @@ def test_reconstruction_with_shipped_decode_is_accurate(viewer, qtbot, sim_movie
     _reconstruct(qtbot, w, movie, None)
     m = _check_points_and_sr(viewer, w, gt)
     assert m["jaccard"] > 0.8, m
+    assert w.domain_warnings == []  # the model's own microscope: nothing to warn about
+
+
+@pytest.mark.skipif(not HAS_DECODE, reason="no shipped weights at src/napari_smlm/weights/decode.pt yet")
+def test_reconstruction_warns_when_the_movie_is_unlike_the_training_data(viewer, qtbot, sim_movie):
+    """A camera setting 50x off (photons 50x too many) is named in a warning before the run."""
+    frames, gt = sim_movie
+    movie = _add_movie(viewer, frames, gt)
+    w = _dock(viewer, "Reconstruction")
+    w.select_model("shipped:decode")
+    w.sensitivity.setValue(w.sensitivity.value() * 50)
+    _reconstruct(qtbot, w, movie, None)
+    assert any("above the range" in msg for msg in w.domain_warnings), w.domain_warnings
 
 
 def test_reconstruction_cancel_keeps_partial_result(viewer, qtbot, toy_checkpoint, tmp_path):

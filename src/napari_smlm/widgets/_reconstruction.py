@@ -41,7 +41,9 @@ from qtpy.QtWidgets import (
 
 from .. import _layers
 from .._layers import validate_movie_layer
-from ._base import LayerPicker, SmlmDockWidget, dspin, error_reason, notify_error, notify_info, spin, wrap_label
+from ._base import (
+    LayerPicker, SmlmDockWidget, dspin, error_reason, notify_error, notify_info, notify_warning, spin, wrap_label,
+)
 from ._forms import CameraForm, ModelChooser, estimate_baseline_adu, sample_frames
 from ._state import RunState
 from ..core.progress import UpdateKind
@@ -374,6 +376,7 @@ class ReconstructionWidget(SmlmDockWidget):
         except ValueError as exc:
             notify_error(f"Invalid settings: {exc}")
             return False
+        self._warn_out_of_domain(ckpt, data, camera, px)
         # Snapshot: dask arrays are immutable; small numpy arrays are copied.
         if isinstance(data, np.ndarray) and data.nbytes <= SNAPSHOT_COPY_BYTES:
             data = data.copy()
@@ -404,6 +407,20 @@ class ReconstructionWidget(SmlmDockWidget):
         self.progress.setValue(0)
         self.start_run(self._predict_gen(data, ckpt, cfg), self._on_update, f"Reconstructing {self._n_total} frames with {entry.label}…")
         return True
+
+    def _warn_out_of_domain(self, ckpt: Any, data: Any, camera: Any, px: float) -> None:
+        """Warn (not refuse) when the movie looks unlike the model's training data (a few frames read)."""
+        from ..core.models.domain import check_movie
+
+        self.domain_warnings: list[str] = []
+        try:
+            warnings = check_movie(ckpt, data, camera=camera, pixel_size_nm=px).warnings
+        except Exception as exc:  # noqa: BLE001 - a failed estimate must not stop the run
+            log.debug("out-of-distribution check failed: %s", exc)
+            return
+        if warnings:
+            notify_warning(" ".join(warnings))
+        self.domain_warnings = list(warnings)
 
     @staticmethod
     def _predict_gen(data: Any, ckpt: Any, cfg: Any):
