@@ -403,3 +403,16 @@ def test_rcc_on_a_frame_range_holds_the_ends(drifting):
     true = gt.meta["drift_nm"][1000:2000] - gt.meta["drift_nm"][1000]
     est = np.stack([d.drift_x_nm, d.drift_y_nm], 1)[1000:2000]
     assert np.sqrt(np.mean(np.sum((est - true) ** 2, 1))) < 8.0
+
+
+def test_rcc_chooses_its_segments_from_the_movie(drifting):
+    from napari_smlm.core.postprocessing import auto_segments
+
+    assert auto_segments(20_000, 20_000) == 20  # one per 1000 localizations
+    assert auto_segments(20_000, 1_000) == 5 and auto_segments(20_000, 10**7) == 40  # 5 to 40
+    assert auto_segments(361, 10**5) == 36  # at least 10 frames per segment
+    assert auto_segments(15, 10**5) == 2  # never fewer than 2
+    gt, locs = drifting
+    d = rcc(locs)  # default: automatic
+    assert d.info["n_segments"] == auto_segments(int(locs.frames.max() - locs.frames.min() + 1), len(locs))
+    assert _residual_rmse(d.drift_x_nm, d.drift_y_nm, gt.meta["drift_nm"]) < 10.0

@@ -94,7 +94,8 @@ class PostprocessingWidget(QWidget):
         self.drift.addItems(list(DRIFT_CHOICES))
         self.fiducial_combo = QComboBox()
         self.fiducial_combo.setToolTip("Points layer marking the fiducials (any frame along their track)")
-        self.segments = _spin(10, 2, 500, "RCC time segments: more follow faster drift, each holds fewer localizations")
+        self.segments = _spin(1, 1, 500, "RCC time segments: more follow faster drift, each holds fewer localizations")
+        self.segments.setSpecialValueText("auto (1 per 1000 localizations)")  # the minimum, 1, means auto
         self.drift_pixel = _dspin(20.0, 1.0, 500.0, 5.0, " nm", "RCC render pixel")
         self.link = QCheckBox("Merge on-events")
         self.link_distance = _dspin(0.0, 0.0, 5000.0, 5.0, " nm", "Link distance; 0 = 3× the combined uncertainty")
@@ -316,7 +317,7 @@ class PostprocessingWidget(QWidget):
         return PostprocessConfig(
             filter_ranges=self._ranges(),
             drift=method,
-            segments=self.segments.value(),
+            segments=None if self.segments.value() == self.segments.minimum() else self.segments.value(),
             drift_pixel_nm=self.drift_pixel.value(),
             fiducials_nm=fiducials,
             link=self.link.isChecked(),

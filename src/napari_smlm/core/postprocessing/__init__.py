@@ -13,7 +13,7 @@ and tests drain the same generators). No torch, no Qt.
 """
 
 from ._common import Progress, drain
-from .drift import DriftResult, apply_drift, fiducial_drift, find_fiducials, iter_fiducial_drift, iter_rcc, rcc
+from .drift import DriftResult, apply_drift, auto_segments, fiducial_drift, find_fiducials, iter_fiducial_drift, iter_rcc, rcc
 from .filtering import filter_localizations, filter_mask, parse_filter_spec
 from .linking import iter_link, link, link_groups, linking_scores, merge_groups, on_events
 from .pipeline import PostprocessConfig, PostprocessResult, iter_postprocess, postprocess
@@ -24,6 +24,7 @@ __all__ = [
     "drain",
     "DriftResult",
     "apply_drift",
+    "auto_segments",
     "iter_rcc",
     "rcc",
     "iter_fiducial_drift",

@@ -42,8 +42,8 @@ class PostprocessConfig:
     roi_nm : [x0, y0, x1, y1], optional
         Region kept (nm).
     drift : {"none", "rcc", "fiducials"}
-    segments : int
-        RCC time segments.
+    segments : int or None
+        RCC time segments; None (default): one per 1000 localizations, 5 to 40 (``auto_segments``).
     drift_pixel_nm : float
         RCC render pixel (nm).
     max_drift_nm : float
@@ -73,7 +73,7 @@ class PostprocessConfig:
     filter_ranges: dict = field(default_factory=dict)
     roi_nm: list | None = None
     drift: str = "none"
-    segments: int = 10
+    segments: int | None = None
     drift_pixel_nm: float = 20.0
     max_drift_nm: float = 1000.0
     fiducials_nm: list | None = None
@@ -95,7 +95,7 @@ class PostprocessConfig:
     def __post_init__(self) -> None:
         if self.drift not in ("none", "rcc", "fiducials"):
             raise ValueError(f"drift must be none, rcc or fiducials, not {self.drift!r}")
-        if self.segments < 2:
+        if self.segments is not None and self.segments < 2:
             raise ValueError(f"segments must be >= 2, got {self.segments}")
         if self.link_dark_frames < 0:
             raise ValueError(f"link_dark_frames must be >= 0, got {self.link_dark_frames}")
