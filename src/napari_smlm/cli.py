@@ -478,6 +478,10 @@ def _camera_from_args(a, ckpt_sim: dict):
 
 
 def cmd_localize(a) -> int:
+    from ._cli_scale import cmd_localize_runner, wants_runner  # issue 12: streamed HDF5 / --resume / Dask
+
+    if wants_runner(a):
+        return cmd_localize_runner(a)
     from .core.io.locs import write_localizations
     from .core.io.safe import companion_files
     from .core.io.tiff import open_movie, write_image
@@ -891,6 +895,12 @@ def build_parser() -> argparse.ArgumentParser:
     lz.add_argument("--threads", type=arg("threads"), default=0, help="torch CPU threads (0 = physical cores, torch's default)")
     lz.add_argument("--threshold", type=arg("threshold"), default=None, help="detection threshold in [0, 1] (default: the model's)")
     lz.add_argument("--frames", type=arg("frame"), nargs=2, default=None, metavar=("START", "STOP"), help="only frames START <= frame < STOP, 0-based (default: all)")
+    # issue 12: streamed, resumable HDF5 output and many movies on dask.distributed (napari_smlm/_cli_scale.py)
+    lz.add_argument("--chunk-frames", type=arg("chunk"), default=1024, help="frames per chunk written to the .hdf5 (and per Dask task)")
+    lz.add_argument("--resume", action="store_true", help="continue the .hdf5 of an interrupted/killed run from its last chunk (default: off)")
+    lz.add_argument("--workers", type=arg("threads"), default=0, help="run on a local Dask cluster of N worker processes; each input file is one movie and -o a folder (default: 0, no Dask)")
+    lz.add_argument("--threads-per-worker", type=arg("threads"), default=1, help="torch threads per Dask worker")
+    lz.add_argument("--scheduler", default=None, help="address of a running Dask scheduler, e.g. tcp://host:8786 (default: none, local)")
     lz.set_defaults(func=cmd_localize)
 
     b = sub.add_parser("benchmark", help="run several models on one movie with ground truth → one comparison table")

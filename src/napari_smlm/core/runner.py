@@ -29,7 +29,7 @@ import numpy as np
 
 from .localizations import Localizations
 
-__all__ = ["StreamUpdate", "plan_chunks", "iter_localize_stream", "localize_chunk", "localize_many", "MovieReport"]
+__all__ = ["StreamUpdate", "default_outputs", "plan_chunks", "iter_localize_stream", "localize_chunk", "localize_many", "MovieReport"]
 
 log = logging.getLogger(__name__)
 
@@ -315,8 +315,13 @@ class MovieReport:
     meta: dict = field(default_factory=dict)
 
 
-def _default_output(paths: list[str], out_dir: Path) -> Path:
-    return out_dir / f"{Path(paths[0]).stem}_locs.hdf5"
+def default_outputs(specs: Sequence[Sequence[str]], out_dir: str | os.PathLike | None = None) -> list[Path]:
+    """``<stem>_locs.hdf5`` per movie (in ``out_dir``, default beside the movie); ``<folder>_<stem>`` when stems repeat."""
+    firsts = [Path(s[0]) for s in specs]
+    stems = [p.stem for p in firsts]
+    if len(set(stems)) != len(stems):
+        stems = [f"{p.parent.name}_{p.stem}" for p in firsts]
+    return [(Path(out_dir) if out_dir is not None else p.parent) / f"{st}_locs.hdf5" for p, st in zip(firsts, stems)]
 
 
 def localize_many(
@@ -387,10 +392,8 @@ def localize_many(
     specs = [[str(movie)] if isinstance(movie, (str, os.PathLike)) else [str(p) for p in movie] for movie in movies]
     if not specs:
         raise ValueError("localize_many: no movies given")
-    if outputs is None:
-        outs = [_default_output(s, Path(s[0]).parent) for s in specs]
-    elif isinstance(outputs, (str, os.PathLike)):
-        outs = [_default_output(s, Path(outputs)) for s in specs]
+    if outputs is None or isinstance(outputs, (str, os.PathLike)):
+        outs = default_outputs(specs, outputs)
     else:
         outs = [Path(o) for o in outputs]
     if len(outs) != len(specs):
@@ -407,7 +410,7 @@ def localize_many(
             client = Client(scheduler)
         else:
             cluster = LocalCluster(n_workers=int(n_workers), threads_per_worker=1, processes=processes,
-                                   dashboard_address=":0")
+                                   dashboard_address=":0", silence_logs=logging.WARNING)
             client = Client(cluster)
     log.info("dask dashboard: %s", client.dashboard_link)
     writers: list[LocStreamWriter] = []
