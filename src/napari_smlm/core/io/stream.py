@@ -287,7 +287,8 @@ class LocStreamWriter:
         if sr_image is not None and self.sr_image is not None:
             self.sr_image += sr_image
         try:
-            with h5py.File(self.partial, "a") as f:
+            # no HDF5 file lock: a viewer that has the partial file open must not stop the run
+            with h5py.File(self.partial, "a", locking=False) as f:
                 ds = f["locs"]
                 n = ds.shape[0]
                 if n != self.n_rows:
