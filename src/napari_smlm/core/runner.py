@@ -195,6 +195,8 @@ def iter_localize_stream(
 
     from .io.stream import partial_path, read_progress
 
+    meta = getattr(movie, "metadata", None)
+    release_pages = isinstance(meta, dict) and meta.get("storage") == "memmap" and hasattr(movie, "close")
     first = start
     if resume:  # where to restart: known before any computation
         for p in (partial_path(output), Path(output)):
@@ -232,6 +234,8 @@ def iter_localize_stream(
             break
         writer.append(Localizations.concat(parts), last, sr)
         del parts, sr
+        if release_pages:  # drop the chunk's memory-mapped movie pages from RSS (reopened lazily, cheap)
+            movie.close()
         if stopped:
             break
         yield StreamUpdate("chunk", writer.frames_done - start, n_total, writer.frames_done, writer.n_rows, writer.partial,
