@@ -64,7 +64,7 @@ def localize(movie: str, out: str, chunk_frames: int, threads: int, batch_size: 
     for u in iter_localize_stream(m, "decode", out, chunk_frames=chunk_frames, device="cpu", batch_size=batch_size):
         s = _status()
         peak_anon = max(peak_anon, s["RssAnon"])
-        if u.kind in ("chunk", "done"):
+        if u.kind == "chunk":
             print(json.dumps({"frames": u.frames_done, "locs": u.n_localizations, "s": round(time.perf_counter() - t0, 1),
                               "peak_anon": peak_anon, **s}), flush=True)
 
