@@ -163,3 +163,13 @@ def test_cli_refuses_existing_partial_without_resume(movie_path, ckpt, tmp_path,
     os.replace(out.with_suffix(".yaml"), partial_path(out).with_suffix(".yaml"))
     rc = main(["localize", str(movie_path), "-o", str(out), "--device", "cpu"])
     assert rc != 0 and "--resume" in capsys.readouterr().err
+
+
+def test_resume_of_a_complete_run_changes_nothing(movie_path, ckpt, reference, tmp_path):
+    out = tmp_path / "f_locs.hdf5"
+    _run(movie_path, ckpt, out)
+    os.replace(out, partial_path(out))  # killed after the last chunk, before the rename
+    os.replace(out.with_suffix(".yaml"), partial_path(out).with_suffix(".yaml"))
+    ups = _run(movie_path, ckpt, out, resume=True)
+    assert [u.kind for u in ups] == ["done"] and ups[0].n_localizations == len(reference[0])
+    assert read_localizations(out).df.equals(reference[0].df) and not partial_path(out).exists()

@@ -51,8 +51,36 @@ def _guard(a, out: Path, inputs) -> None:
                        (r, "--render"), (r.with_suffix(".png") if r else None, "the --render PNG")], inputs)
 
 
+def _camera(a, ckpt):
+    """``--camera``/``--baseline``... applied to the model's camera; None (the model's own) when none is given."""
+    from .core.camera import get_camera
+
+    kw = {k: getattr(a, k) for k in ("baseline", "sensitivity", "em_gain", "qe") if getattr(a, k, None) is not None}
+    if not a.camera and not kw:
+        return None  # iter_predict uses the checkpoint's camera
+    if a.camera:
+        base = get_camera(a.camera)
+    else:
+        try:
+            from .core.checkpoint import checkpoint_camera
+
+            base = checkpoint_camera(ckpt)
+        except ImportError:
+            base = get_camera((ckpt.simulation or {}).get("camera", "smlm2016_emccd"))
+    return base.replace(**kw) if kw else base
+
+
+def _predict_options(a, ckpt) -> dict:
+    """The iter_predict options of the command line (``--precision`` only where the parser has it)."""
+    kw = {"camera": _camera(a, ckpt), "pixel_size_nm": a.pixel_size, "device": a.device, "batch_size": a.batch_size,
+          "threshold": a.threshold}
+    if getattr(a, "precision", None) is not None:
+        kw["precision"] = a.precision
+    return kw
+
+
 def cmd_localize_runner(a) -> int:
-    from .cli import _camera_from_args, _check_frame_range, _interrupted_rc, _progress
+    from .cli import _check_frame_range, _interrupted_rc, _progress
 
     _check_frame_range(a.frames)
     if a.workers or a.scheduler:
@@ -70,14 +98,12 @@ def cmd_localize_runner(a) -> int:
 
         torch.set_num_threads(a.threads)
     ckpt = resolve_checkpoint(a.checkpoint or a.model)
-    cam = _camera_from_args(a, ckpt.simulation)
     start, stop = (a.frames if a.frames else (0, None))
     t0 = time.perf_counter()
     STOP.poll()
     gen = iter_localize_stream(
         movie, ckpt, out, start=start, stop=stop, chunk_frames=a.chunk_frames, resume=a.resume,
-        should_stop=lambda: STOP.requested, camera=cam, pixel_size_nm=a.pixel_size, device=a.device,
-        batch_size=a.batch_size, threshold=a.threshold,
+        should_stop=lambda: STOP.requested, **_predict_options(a, ckpt),
     )
     last = None
     try:
@@ -126,7 +152,7 @@ def _render(a, out: Path, movie, last, model: str) -> None:
 
 def _localize_many(a) -> int:
     """--workers / --scheduler: every input file is one movie; -o is a folder of <stem>_locs.hdf5."""
-    from .cli import _camera_from_args, _interrupted_rc, _progress
+    from .cli import _interrupted_rc, _progress
     from .core.io.errors import SMLMFileError
     from .core.io.tiff import _resolve_paths
     from .core.runner import _cached_checkpoint, default_outputs, localize_many
@@ -153,14 +179,13 @@ def _localize_many(a) -> int:
         g.resume, g.overwrite, g.render = a.resume, getattr(a, "overwrite", False), None
         _guard(g, o, [*files, a.checkpoint])
     ckpt = _cached_checkpoint(a.checkpoint or a.model)
-    cam = _camera_from_args(a, ckpt.simulation)
     t0 = time.perf_counter()
     STOP.poll()
     reports = localize_many(
         files, a.checkpoint or a.model, outs, scheduler=a.scheduler, n_workers=a.workers or 1,
         threads_per_worker=a.threads_per_worker, chunk_frames=a.chunk_frames, resume=a.resume,
         progress=lambda d, n: _progress(d, n, t0, "localize"), should_stop=lambda: STOP.requested,
-        camera=cam, pixel_size_nm=a.pixel_size, device=a.device, batch_size=a.batch_size, threshold=a.threshold,
+        **_predict_options(a, ckpt),
     )
     STOP.finishing()
     el = time.perf_counter() - t0

@@ -118,6 +118,7 @@ def _run_params(ckpt, movie, kw: dict) -> dict:
         "batch_size": int(kw.get("batch_size", 16)),
         "pixel_size_nm": kw.get("pixel_size_nm"),
         "camera": cam.to_dict() if hasattr(cam, "to_dict") else cam,
+        "precision": kw.get("precision"),
     }
 
 
@@ -205,11 +206,17 @@ def iter_localize_stream(
                 first = prog["last_frame_done"]
                 break
     chunks = plan_chunks(start, stop, chunk_frames, batch, first=first)
-    if not chunks:  # resumed a complete run
-        writer = make_writer(list(Localizations.empty().columns))
-        writer.close()
-        yield StreamUpdate("done", n_total, n_total, stop, writer.n_rows, writer.path, writer.sr_pixel_size_nm, 0.0)
-        return writer
+    if not chunks:  # resumed a complete run (perhaps killed between its last chunk and the rename)
+        from .io.formats.picasso import picasso_yaml_path
+
+        part = partial_path(output)
+        if part.exists():
+            if picasso_yaml_path(part).exists():
+                os.replace(picasso_yaml_path(part), picasso_yaml_path(output))
+            os.replace(part, output)
+        prog = read_progress(output)
+        yield StreamUpdate("done", n_total, n_total, stop, prog["n_rows"], Path(output), float(px) / u, 0.0)
+        return None
     for a, b in chunks:
         parts: list[Localizations] = []
         sr = None
