@@ -113,6 +113,9 @@ def main() -> None:
     print("\n| overhead per task | ms |\n|---|---:|")
     for name, ms in overhead_rows:
         print(f"| {name} | {ms:.1f} |")
+    import shutil
+
+    shutil.rmtree(wd, ignore_errors=True)
 
 
 if __name__ == "__main__":
