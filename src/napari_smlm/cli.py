@@ -481,6 +481,10 @@ def _camera_from_args(a, ckpt=None):
 
 
 def cmd_localize(a) -> int:
+    from ._cli_scale import cmd_localize_runner, wants_runner  # issue 12: streamed HDF5 / --resume / Dask
+
+    if wants_runner(a):
+        return cmd_localize_runner(a)
     from .core.io.locs import write_localizations
     from .core.io.safe import companion_files
     from .core.io.tiff import open_movie, write_image
@@ -874,6 +878,12 @@ def build_parser() -> argparse.ArgumentParser:
     lz.add_argument("--render-method", default="model", choices=["model", "gaussian", "histogram", "gaussian_per_loc"], help="'model': the network's own image; else a render of the localizations")
     lz.add_argument("--render-pixel-size", type=arg("render_pixel_size"), default=10.0, help="render pixel size, nm (methods other than 'model')")
     lz.add_argument("--render-sigma", type=arg("render_sigma"), default=15.0, help="Gaussian sigma, nm (method gaussian)")
+    # issue 12: streamed, resumable HDF5 output and many movies on dask.distributed (napari_smlm/_cli_scale.py)
+    lz.add_argument("--chunk-frames", type=arg("chunk"), default=1024, help="frames per chunk written to the .hdf5 (and per Dask task)")
+    lz.add_argument("--resume", action="store_true", help="continue the .hdf5 of an interrupted/killed run from its last chunk (default: off)")
+    lz.add_argument("--workers", type=arg("threads"), default=0, help="run on a local Dask cluster of N worker processes; each input file is one movie and -o a folder (default: 0, no Dask)")
+    lz.add_argument("--threads-per-worker", type=arg("threads"), default=1, help="torch threads per Dask worker")
+    lz.add_argument("--scheduler", default=None, help="address of a running Dask scheduler, e.g. tcp://host:8786 (default: none, local)")
     lz.add_argument("--pixel-size", type=arg("pixel_size_nm"), default=None, help="camera pixel size, nm (default: from the file)")
     lz.add_argument("--camera", default=None, help="camera preset: smlm2016_emccd (emccd), generic_scmos (scmos), ideal (default: the model's)")
     lz.add_argument("--baseline", type=arg("baseline"), default=None, help="camera offset, ADU (default: the camera's)")

@@ -1,0 +1,196 @@
+"""``napari-smlm localize`` streamed to HDF5 (resumable) and over many movies on Dask (issue 12).
+
+Called from :func:`napari_smlm.cli.cmd_localize` when the output is a Picasso ``.hdf5`` or any of
+``--resume``, ``--workers``, ``--scheduler`` is given. Kept apart from ``cli.py`` so the two paths
+do not collide.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+
+from ._stop import STOP
+
+log = logging.getLogger("napari_smlm")
+
+HDF5 = (".hdf5", ".h5")
+
+
+def wants_runner(a) -> bool:
+    """Streamed/distributed path: HDF5 output, ``--resume``, ``--workers`` or ``--scheduler``."""
+    return bool(getattr(a, "workers", 0) or getattr(a, "scheduler", None) or getattr(a, "resume", False)
+                or Path(a.output).suffix.lower() in HDF5)
+
+
+def _guard(a, out: Path, inputs) -> None:
+    """Output checks of the streamed path: a partial file needs --resume (or --overwrite to start over)."""
+    from .cli import _check_outputs
+    from .core.io.errors import SMLMFileError
+    from .core.io.safe import OutputExistsError, companion_files
+    from .core.io.stream import partial_path, read_progress
+
+    if out.suffix.lower() not in HDF5:
+        raise SMLMFileError(out, "--output: streamed/resumable localization writes Picasso HDF5; use a .hdf5 name")
+    part = partial_path(out)
+    if a.resume:
+        prog = read_progress(part) or read_progress(out)
+        if prog is not None and prog.complete and not part.exists():
+            raise OutputExistsError(out, "--resume: this run is already complete")
+        from .core.io.safe import same_file
+
+        for i in inputs:
+            if i and (same_file(out, i) or same_file(part, i)):
+                raise OutputExistsError(out, "--output is also an input of this command")
+        return
+    if part.exists() and not getattr(a, "overwrite", False):
+        raise OutputExistsError(part, "a partial run of this output exists; pass --resume to continue it or --overwrite to start over")
+    r = Path(a.render) if a.render else None
+    _check_outputs(a, [(out, "--output"), *[(c, "the --output sidecar") for c in companion_files(out)],
+                       (r, "--render"), (r.with_suffix(".png") if r else None, "the --render PNG")], inputs)
+
+
+def _camera(a, ckpt):
+    """``--camera``/``--baseline``... applied to the model's camera; None (the model's own) when none is given."""
+    from .core.camera import get_camera
+
+    kw = {k: getattr(a, k) for k in ("baseline", "sensitivity", "em_gain", "qe") if getattr(a, k, None) is not None}
+    if not a.camera and not kw:
+        return None  # iter_predict uses the checkpoint's camera
+    if a.camera:
+        base = get_camera(a.camera)
+    else:
+        try:
+            from .core.checkpoint import checkpoint_camera
+
+            base = checkpoint_camera(ckpt)
+        except ImportError:
+            base = get_camera((ckpt.simulation or {}).get("camera", "smlm2016_emccd"))
+    return base.replace(**kw) if kw else base
+
+
+def _predict_options(a, ckpt) -> dict:
+    """The iter_predict options of the command line (``--precision`` only where the parser has it)."""
+    kw = {"camera": _camera(a, ckpt), "pixel_size_nm": a.pixel_size, "device": a.device, "batch_size": a.batch_size,
+          "threshold": a.threshold}
+    if getattr(a, "precision", None) is not None:
+        kw["precision"] = a.precision
+    return kw
+
+
+def cmd_localize_runner(a) -> int:
+    from .cli import _check_frame_range, _interrupted_rc, _progress
+
+    _check_frame_range(a.frames)
+    if a.workers or a.scheduler:
+        return _localize_many(a)
+    from .core.io.tiff import open_movie
+
+    movie = open_movie(a.movie, pixel_size_nm=a.pixel_size)
+    out = Path(a.output)
+    _guard(a, out, [*movie.paths, a.checkpoint])
+    from .core.inference import resolve_checkpoint
+    from .core.runner import iter_localize_stream
+
+    if a.threads:
+        import torch
+
+        torch.set_num_threads(a.threads)
+    ckpt = resolve_checkpoint(a.checkpoint or a.model)
+    start, stop = (a.frames if a.frames else (0, None))
+    t0 = time.perf_counter()
+    STOP.poll()
+    gen = iter_localize_stream(
+        movie, ckpt, out, start=start, stop=stop, chunk_frames=a.chunk_frames, resume=a.resume,
+        should_stop=lambda: STOP.requested, **_predict_options(a, ckpt),
+    )
+    last = None
+    try:
+        for last in gen:
+            if last.kind == "batch":
+                _progress(last.n_done, last.n_total, t0, "localize")
+    except KeyboardInterrupt:  # second signal: the partial file keeps every completed chunk
+        gen.close()
+        log.warning("interrupted: %s keeps every completed chunk; continue with --resume", out)
+        raise
+    STOP.finishing()
+    if last is None or last.kind not in ("done", "stopped"):
+        return _interrupted_rc("nothing localized yet")
+    el = time.perf_counter() - t0
+    print(f"localizations: {out} ({last.n_localizations} in {last.frames_done - (start or 0)} frames, "
+          f"{last.n_done / max(el, 1e-9):.1f} frames/s, model {ckpt.model})")
+    if a.render:
+        _render(a, out, movie, last, ckpt.model)
+    if last.kind == "stopped":
+        return _interrupted_rc(f"frames up to {last.frames_done} kept in {out}; continue with --resume")
+    return 0
+
+
+def _render(a, out: Path, movie, last, model: str) -> None:
+    """--render from the streamed file: the model's accumulated image, or a render of the table."""
+    import h5py
+
+    from .cli import _read_locs, _render_and_save, _save_png
+    from .core.io.stream import SR_DATASET
+    from .core.io.tiff import write_image
+
+    r = Path(a.render)
+    if a.render_method == "model":
+        with h5py.File(out, "r") as f:
+            sr = f[SR_DATASET][()]
+        write_image(r, sr, last.sr_pixel_size_nm, metadata={"model": model})
+        _save_png(r.with_suffix(".png"), sr, title=f"{Path(movie.paths[0]).name} — {model}", pixel_size_nm=last.sr_pixel_size_nm)
+    else:
+        locs = _read_locs(out)
+        H, W = movie.shape[1:]
+        px = locs.meta["pixel_size_nm"]
+        _render_and_save(locs, r, r.with_suffix(".png"), a.render_method, a.render_pixel_size, a.render_sigma,
+                         (H * px, W * px), title=Path(movie.paths[0]).name)
+    print(f"super-resolved image: {r} (+ {r.with_suffix('.png')})")
+
+
+def _localize_many(a) -> int:
+    """--workers / --scheduler: every input file is one movie; -o is a folder of <stem>_locs.hdf5."""
+    from .cli import _interrupted_rc, _progress
+    from .core.io.errors import SMLMFileError
+    from .core.io.tiff import _resolve_paths
+    from .core.runner import _cached_checkpoint, default_outputs, localize_many
+
+    files: list[str] = []
+    for m in a.movie:
+        files += _resolve_paths(m)
+    out_dir = Path(a.output)
+    if out_dir.suffix.lower() in HDF5 + (".csv",) or out_dir.is_file():
+        raise SMLMFileError(out_dir, "--output: with --workers/--scheduler, -o is a FOLDER (one <movie>_locs.hdf5 per movie)")
+    if a.frames:
+        raise SMLMFileError(out_dir, "--frames is not supported with --workers/--scheduler (whole movies)")
+    if a.render:
+        raise SMLMFileError(out_dir, "--render is not supported with --workers/--scheduler; the model's image is in each file's /napari_smlm_sr")
+    outs = default_outputs([[f] for f in files], out_dir)
+    if len({o.name for o in outs}) != len(outs):
+        raise SMLMFileError(out_dir, "two movies have the same file name; their outputs would collide")
+
+    class _A:  # per-output guard with the command's flags
+        pass
+
+    for o in outs:
+        g = _A()
+        g.resume, g.overwrite, g.render = a.resume, getattr(a, "overwrite", False), None
+        _guard(g, o, [*files, a.checkpoint])
+    ckpt = _cached_checkpoint(a.checkpoint or a.model)
+    t0 = time.perf_counter()
+    STOP.poll()
+    reports = localize_many(
+        files, a.checkpoint or a.model, outs, scheduler=a.scheduler, n_workers=a.workers or 1,
+        threads_per_worker=a.threads_per_worker, chunk_frames=a.chunk_frames, resume=a.resume,
+        progress=lambda d, n: _progress(d, n, t0, "localize"), should_stop=lambda: STOP.requested,
+        **_predict_options(a, ckpt),
+    )
+    STOP.finishing()
+    el = time.perf_counter() - t0
+    n = sum(r.n_frames for r in reports)
+    for r in reports:
+        print(f"localizations: {r.output} ({r.n_localizations}{'' if r.complete else ', INCOMPLETE'})")
+    print(f"{len(reports)} movies, {n} frames in {el:.1f} s ({n / max(el, 1e-9):.1f} frames/s)")
+    return _interrupted_rc("every output keeps its completed chunks; continue with --resume")
