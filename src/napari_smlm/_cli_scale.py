@@ -51,32 +51,13 @@ def _guard(a, out: Path, inputs) -> None:
                        (r, "--render"), (r.with_suffix(".png") if r else None, "the --render PNG")], inputs)
 
 
-def _camera(a, ckpt):
-    """``--camera``/``--baseline``... applied to the model's camera; None (the model's own) when none is given."""
-    from .core.camera import get_camera
-
-    kw = {k: getattr(a, k) for k in ("baseline", "sensitivity", "em_gain", "qe") if getattr(a, k, None) is not None}
-    if not a.camera and not kw:
-        return None  # iter_predict uses the checkpoint's camera
-    if a.camera:
-        base = get_camera(a.camera)
-    else:
-        try:
-            from .core.checkpoint import checkpoint_camera
-
-            base = checkpoint_camera(ckpt)
-        except ImportError:
-            base = get_camera((ckpt.simulation or {}).get("camera", "smlm2016_emccd"))
-    return base.replace(**kw) if kw else base
-
-
 def _predict_options(a, ckpt) -> dict:
-    """The iter_predict options of the command line (``--precision`` only where the parser has it)."""
-    kw = {"camera": _camera(a, ckpt), "pixel_size_nm": a.pixel_size, "device": a.device, "batch_size": a.batch_size,
-          "threshold": a.threshold}
-    if getattr(a, "precision", None) is not None:
-        kw["precision"] = a.precision
-    return kw
+    """The iter_predict options of the command line (the same camera rule as the in-memory path)."""
+    from .cli import _camera_from_args
+
+    return {"camera": _camera_from_args(a, ckpt), "pixel_size_nm": a.pixel_size, "device": a.device,
+            "batch_size": a.batch_size, "threshold": a.threshold, "precision": a.precision,
+            "threads": a.threads or None}
 
 
 def cmd_localize_runner(a) -> int:
