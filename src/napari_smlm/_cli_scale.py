@@ -18,13 +18,13 @@ log = logging.getLogger("napari_smlm")
 HDF5 = (".hdf5", ".h5")
 
 
-def wants_runner(a) -> bool:
+def wants_runner(args) -> bool:
     """Streamed/distributed path: HDF5 output, ``--resume``, ``--workers`` or ``--scheduler``."""
-    return bool(getattr(a, "workers", 0) or getattr(a, "scheduler", None) or getattr(a, "resume", False)
-                or Path(a.output).suffix.lower() in HDF5)
+    return bool(getattr(args, "workers", 0) or getattr(args, "scheduler", None) or getattr(args, "resume", False)
+                or Path(args.output).suffix.lower() in HDF5)
 
 
-def _guard(a, out: Path, inputs) -> None:
+def _guard(args, out: Path, inputs) -> None:
     """Output checks of the streamed path: a partial file needs --resume (or --overwrite to start over)."""
     from .cli import _check_outputs
     from .core.io.errors import SMLMFileError
@@ -34,7 +34,7 @@ def _guard(a, out: Path, inputs) -> None:
     if out.suffix.lower() not in HDF5:
         raise SMLMFileError(out, "--output: streamed/resumable localization writes Picasso HDF5; use a .hdf5 name")
     part = partial_path(out)
-    if a.resume:
+    if args.resume:
         prog = read_progress(part) or read_progress(out)
         if prog is not None and prog.complete and not part.exists():
             raise OutputExistsError(out, "--resume: this run is already complete")
@@ -44,47 +44,47 @@ def _guard(a, out: Path, inputs) -> None:
             if i and (same_file(out, i) or same_file(part, i)):
                 raise OutputExistsError(out, "--output is also an input of this command")
         return
-    if part.exists() and not getattr(a, "overwrite", False):
+    if part.exists() and not getattr(args, "overwrite", False):
         raise OutputExistsError(part, "a partial run of this output exists; pass --resume to continue it or --overwrite to start over")
-    r = Path(a.render) if a.render else None
-    _check_outputs(a, [(out, "--output"), *[(c, "the --output sidecar") for c in companion_files(out)],
+    r = Path(args.render) if args.render else None
+    _check_outputs(args, [(out, "--output"), *[(c, "the --output sidecar") for c in companion_files(out)],
                        (r, "--render"), (r.with_suffix(".png") if r else None, "the --render PNG")], inputs)
 
 
-def _predict_options(a, ckpt) -> dict:
+def _predict_options(args, ckpt) -> dict:
     """The iter_predict options of the command line (the same camera rule as the in-memory path)."""
     from .cli import _camera_from_args
 
-    return {"camera": _camera_from_args(a, ckpt), "pixel_size_nm": a.pixel_size, "device": a.device,
-            "batch_size": a.batch_size, "threshold": a.threshold, "precision": a.precision,
-            "threads": a.threads or None}
+    return {"camera": _camera_from_args(args, ckpt), "pixel_size_nm": args.pixel_size, "device": args.device,
+            "batch_size": args.batch_size, "threshold": args.threshold, "precision": args.precision,
+            "threads": args.threads or None}
 
 
-def cmd_localize_runner(a) -> int:
+def cmd_localize_runner(args) -> int:
     from .cli import _check_frame_range, _interrupted_rc, _progress
 
-    _check_frame_range(a.frames)
-    if a.workers or a.scheduler:
-        return _localize_many(a)
+    _check_frame_range(args.frames)
+    if args.workers or args.scheduler:
+        return _localize_many(args)
     from .core.io.tiff import open_movie
 
-    movie = open_movie(a.movie, pixel_size_nm=a.pixel_size)
-    out = Path(a.output)
-    _guard(a, out, [*movie.paths, a.checkpoint])
+    movie = open_movie(args.movie, pixel_size_nm=args.pixel_size)
+    out = Path(args.output)
+    _guard(args, out, [*movie.paths, args.checkpoint])
     from .core.inference import resolve_checkpoint
     from .core.runner import iter_localize_stream
 
-    if a.threads:
+    if args.threads:
         import torch
 
-        torch.set_num_threads(a.threads)
-    ckpt = resolve_checkpoint(a.checkpoint or a.model)
-    start, stop = (a.frames if a.frames else (0, None))
+        torch.set_num_threads(args.threads)
+    ckpt = resolve_checkpoint(args.checkpoint or args.model)
+    start, stop = (args.frames if args.frames else (0, None))
     t0 = time.perf_counter()
     STOP.poll()
     gen = iter_localize_stream(
-        movie, ckpt, out, start=start, stop=stop, chunk_frames=a.chunk_frames, resume=a.resume,
-        should_stop=lambda: STOP.requested, **_predict_options(a, ckpt),
+        movie, ckpt, out, start=start, stop=stop, chunk_frames=args.chunk_frames, resume=args.resume,
+        should_stop=lambda: STOP.requested, **_predict_options(args, ckpt),
     )
     last = None
     try:
@@ -101,14 +101,14 @@ def cmd_localize_runner(a) -> int:
     el = time.perf_counter() - t0
     print(f"localizations: {out} ({last.n_localizations} in {last.frames_done - (start or 0)} frames, "
           f"{last.n_done / max(el, 1e-9):.1f} frames/s, model {ckpt.model})")
-    if a.render:
-        _render(a, out, movie, last, ckpt.model)
+    if args.render:
+        _render(args, out, movie, last, ckpt.model)
     if last.kind == "stopped":
         return _interrupted_rc(f"frames up to {last.frames_done} kept in {out}; continue with --resume")
     return 0
 
 
-def _render(a, out: Path, movie, last, model: str) -> None:
+def _render(args, out: Path, movie, last, model: str) -> None:
     """--render from the streamed file: the model's accumulated image, or a render of the table."""
     import h5py
 
@@ -116,8 +116,8 @@ def _render(a, out: Path, movie, last, model: str) -> None:
     from .core.io.stream import SR_DATASET
     from .core.io.tiff import write_image
 
-    r = Path(a.render)
-    if a.render_method == "model":
+    r = Path(args.render)
+    if args.render_method == "model":
         with h5py.File(out, "r") as f:
             sr = f[SR_DATASET][()]
         write_image(r, sr, last.sr_pixel_size_nm, metadata={"model": model})
@@ -126,12 +126,12 @@ def _render(a, out: Path, movie, last, model: str) -> None:
         locs = _read_locs(out)
         H, W = movie.shape[1:]
         px = locs.meta["pixel_size_nm"]
-        _render_and_save(locs, r, r.with_suffix(".png"), a.render_method, a.render_pixel_size, a.render_sigma,
+        _render_and_save(locs, r, r.with_suffix(".png"), args.render_method, args.render_pixel_size, args.render_sigma,
                          (H * px, W * px), title=Path(movie.paths[0]).name)
     print(f"super-resolved image: {r} (+ {r.with_suffix('.png')})")
 
 
-def _localize_many(a) -> int:
+def _localize_many(args) -> int:
     """--workers / --scheduler: every input file is one movie; -o is a folder of <stem>_locs.hdf5."""
     from .cli import _interrupted_rc, _progress
     from .core.io.errors import SMLMFileError
@@ -139,14 +139,14 @@ def _localize_many(a) -> int:
     from .core.runner import _cached_checkpoint, default_outputs, localize_many
 
     files: list[str] = []
-    for m in a.movie:
+    for m in args.movie:
         files += _resolve_paths(m)
-    out_dir = Path(a.output)
+    out_dir = Path(args.output)
     if out_dir.suffix.lower() in HDF5 + (".csv",) or out_dir.is_file():
         raise SMLMFileError(out_dir, "--output: with --workers/--scheduler, -o is a FOLDER (one <movie>_locs.hdf5 per movie)")
-    if a.frames:
+    if args.frames:
         raise SMLMFileError(out_dir, "--frames is not supported with --workers/--scheduler (whole movies)")
-    if a.render:
+    if args.render:
         raise SMLMFileError(out_dir, "--render is not supported with --workers/--scheduler; the model's image is in each file's /napari_smlm_sr")
     outs = default_outputs([[f] for f in files], out_dir)
     if len({o.name for o in outs}) != len(outs):
@@ -157,16 +157,16 @@ def _localize_many(a) -> int:
 
     for o in outs:
         g = _A()
-        g.resume, g.overwrite, g.render = a.resume, getattr(a, "overwrite", False), None
-        _guard(g, o, [*files, a.checkpoint])
-    ckpt = _cached_checkpoint(a.checkpoint or a.model)
+        g.resume, g.overwrite, g.render = args.resume, getattr(args, "overwrite", False), None
+        _guard(g, o, [*files, args.checkpoint])
+    ckpt = _cached_checkpoint(args.checkpoint or args.model)
     t0 = time.perf_counter()
     STOP.poll()
     reports = localize_many(
-        files, a.checkpoint or a.model, outs, scheduler=a.scheduler, n_workers=a.workers or 1,
-        threads_per_worker=a.threads_per_worker, chunk_frames=a.chunk_frames, resume=a.resume,
+        files, args.checkpoint or args.model, outs, scheduler=args.scheduler, n_workers=args.workers or 1,
+        threads_per_worker=args.threads_per_worker, chunk_frames=args.chunk_frames, resume=args.resume,
         progress=lambda d, n: _progress(d, n, t0, "localize"), should_stop=lambda: STOP.requested,
-        **_predict_options(a, ckpt),
+        **_predict_options(args, ckpt),
     )
     STOP.finishing()
     el = time.perf_counter() - t0

@@ -45,10 +45,10 @@ def _sim_args(p: argparse.ArgumentParser, frames: int = 100, size: int = 64) -> 
     g.add_argument("--seed", type=arg("seed"), default=None, help="random seed: the same seed gives the same movie (default: 0)")
 
 
-def _sim_config(a, frames: int = 100, size: int = 64):
+def _sim_config(args, frames: int = 100, size: int = 64):
     from .core.config import SimulationConfig
 
-    base = SimulationConfig.from_yaml(a.config) if getattr(a, "config", None) else SimulationConfig(n_frames=frames, height=size, width=size)
+    base = SimulationConfig.from_yaml(args.config) if getattr(args, "config", None) else SimulationConfig(n_frames=frames, height=size, width=size)
     kw = {}
     for arg, key in [
         ("frames", "n_frames"),
@@ -65,20 +65,20 @@ def _sim_config(a, frames: int = 100, size: int = 64):
         ("camera", "camera"),
         ("seed", "seed"),
     ]:
-        v = getattr(a, arg, None)
+        v = getattr(args, arg, None)
         if v is not None:
             kw[key] = v
-    if getattr(a, "size", None):
-        kw["height"], kw["width"] = a.size
+    if getattr(args, "size", None):
+        kw["height"], kw["width"] = args.size
     return base.replace(**kw)
 
 
-def _density_image(a):
-    if getattr(a, "density_image", None) is None:
+def _density_image(args):
+    if getattr(args, "density_image", None) is None:
         return None
     from .core.io.tiff import read_image
 
-    img, _ = read_image(a.density_image)
+    img, _ = read_image(args.density_image)
     return np.asarray(img, dtype=np.float64)
 
 
@@ -98,11 +98,11 @@ def _write_json(path: Path, obj) -> None:
     write_json(path, obj)  # strict JSON: NaN / inf -> null; atomic: a crash never leaves half a file
 
 
-def _check_outputs(a, outputs, inputs=()) -> None:
+def _check_outputs(args, outputs, inputs=()) -> None:
     """Refuse, before any work, outputs that are inputs, clash, or exist (unless --overwrite)."""
     from .core.io.safe import check_outputs
 
-    check_outputs(outputs, inputs=[i for i in inputs if i], overwrite=getattr(a, "overwrite", False))
+    check_outputs(outputs, inputs=[i for i in inputs if i], overwrite=getattr(args, "overwrite", False))
 
 
 def _check_frame_range(frames) -> None:
@@ -170,18 +170,18 @@ def _metrics_table(m: dict) -> str:
 
 
 # --------------------------------------------------------------------------- commands
-def cmd_simulate(a) -> int:
+def cmd_simulate(args) -> int:
     from .core.io.locs import write_thunderstorm_csv
     from .core.io.tiff import write_movie
     from .core.localizations import Localizations
     from .core.simulate import iter_simulate
 
-    cfg = _apply_psf_args(a, _sim_config(a))
-    out = Path(a.output)
+    cfg = _apply_psf_args(args, _sim_config(args))
+    out = Path(args.output)
     _check_outputs(
-        a, [(out / "movie.tif", "movie.tif in --output"), (out / "ground_truth.csv", "ground_truth.csv in --output"),
+        args, [(out / "movie.tif", "movie.tif in --output"), (out / "ground_truth.csv", "ground_truth.csv in --output"),
             (out / "simulation.json", "simulation.json in --output")],
-        [getattr(a, "config", None), getattr(a, "density_image", None)],
+        [getattr(args, "config", None), getattr(args, "density_image", None)],
     )
     STOP.poll()  # from here a signal stops after the current chunk (at least one is written)
     out.mkdir(parents=True, exist_ok=True)
@@ -191,7 +191,7 @@ def cmd_simulate(a) -> int:
 
     def frames():
         nonlocal n_done
-        for ch in iter_simulate(cfg, chunk_frames=a.chunk, device=a.device, density_image=_density_image(a)):
+        for ch in iter_simulate(cfg, chunk_frames=args.chunk, device=args.device, density_image=_density_image(args)):
             gts.append(ch.ground_truth)
             _progress(ch.n_done, ch.n_total, t0, "simulate")
             n_done = ch.n_done
@@ -215,13 +215,13 @@ def cmd_simulate(a) -> int:
     return _interrupted_rc(f"{n_done} of {cfg.n_frames} frames written")
 
 
-def _apply_psf_args(a, cfg):
+def _apply_psf_args(args, cfg):
     """``--psf CAL.yaml`` / ``--z-range LO HI``: a 3-D (astigmatic) simulation."""
     kw = {}
-    if getattr(a, "psf", None) is not None:
-        kw["psf_calibration"] = str(a.psf)
-    if getattr(a, "z_range", None) is not None:
-        kw["z_min_nm"], kw["z_max_nm"] = a.z_range
+    if getattr(args, "psf", None) is not None:
+        kw["psf_calibration"] = str(args.psf)
+    if getattr(args, "z_range", None) is not None:
+        kw["z_min_nm"], kw["z_max_nm"] = args.z_range
     return cfg.replace(**kw) if kw else cfg
 
 
@@ -251,15 +251,15 @@ def _save_calibration_png(path: Path, cal, meas: dict) -> None:
     plt.close(fig)
 
 
-def cmd_calibrate(a) -> int:
+def cmd_calibrate(args) -> int:
     from .core.calibration import iter_calibrate, read_bead_stack
     from .core.io.safe import check_output
 
-    out = check_output(a.output, inputs=[a.stack], overwrite=a.overwrite, what="--output")
-    png = check_output(a.plot, inputs=[a.stack], overwrite=a.overwrite, what="--plot") if a.plot else None
-    stack, step, px = read_bead_stack(a.stack, step_nm=a.step_nm, pixel_size_nm=a.pixel_size_nm)
+    out = check_output(args.output, inputs=[args.stack], overwrite=args.overwrite, what="--output")
+    png = check_output(args.plot, inputs=[args.stack], overwrite=args.overwrite, what="--plot") if args.plot else None
+    stack, step, px = read_bead_stack(args.stack, step_nm=args.step_nm, pixel_size_nm=args.pixel_size_nm)
     last = None
-    for last in iter_calibrate(stack, step, px, roi_radius=a.roi_radius, threshold_sigma=a.threshold, source=str(a.stack)):
+    for last in iter_calibrate(stack, step, px, roi_radius=args.roi_radius, threshold_sigma=args.threshold, source=str(args.stack)):
         log.info("calibrate: %s", last.stage)
     cal = last.result
     cal.save(out)
@@ -281,25 +281,25 @@ def cmd_calibrate(a) -> int:
     return 0
 
 
-def cmd_fit3d(a) -> int:
+def cmd_fit3d(args) -> int:
     from .core.astigmatic_fit import iter_localize_astigmatic
     from .core.camera import get_camera
     from .core.io.locs import write_localizations
     from .core.io.safe import check_output
     from .core.io.tiff import open_movie
 
-    out = check_output(a.output, inputs=[a.movie, a.psf], overwrite=a.overwrite, what="--output")
-    movie = open_movie(a.movie, pixel_size_nm=a.pixel_size)
+    out = check_output(args.output, inputs=[args.movie, args.psf], overwrite=args.overwrite, what="--output")
+    movie = open_movie(args.movie, pixel_size_nm=args.pixel_size)
     px = movie.pixel_size_nm
     if not px:
-        raise ValueError(f"{a.movie}: the pixel size is not in the file's metadata; give it with --pixel-size (nm)")
+        raise ValueError(f"{args.movie}: the pixel size is not in the file's metadata; give it with --pixel-size (nm)")
     recorded = ((movie.metadata.get("description") or {}).get("simulation") or {}).get("camera")
-    if a.camera is None and recorded is None:
+    if args.camera is None and recorded is None:
         log.warning("no --camera and none recorded in the movie: assuming the smlm2016_emccd preset")
-    cam = get_camera(a.camera or recorded or "smlm2016_emccd")
+    cam = get_camera(args.camera or recorded or "smlm2016_emccd")
     t0 = time.perf_counter()
     last = None
-    for last in iter_localize_astigmatic(movie, a.psf, px, camera=cam, threshold=a.threshold, roi_radius=a.roi_radius):
+    for last in iter_localize_astigmatic(movie, args.psf, px, camera=cam, threshold=args.threshold, roi_radius=args.roi_radius):
         _progress(last.done, last.total, t0, "fit3d")
     locs = last.localizations
     locs.meta["napari_smlm_version"] = __version__
@@ -339,47 +339,47 @@ def _field_nm(locs):
     return None
 
 
-def cmd_render(a) -> int:
+def cmd_render(args) -> int:
     from .core.io.safe import companion_files
 
-    out = Path(a.output)
-    png = Path(a.png) if a.png else out.with_suffix(".png")
-    _check_outputs(a, [(out, "--output"), (png, "--png")], [a.locs, *companion_files(a.locs)])
-    locs = _read_locs(a.locs, a.camera_pixel_size)
-    img = _render_and_save(locs, out, png, a.method, a.pixel_size, a.sigma, _field_nm(locs), title=Path(a.locs).name)
-    print(f"image: {out} ({img.image.shape[1]}×{img.image.shape[0]} px of {a.pixel_size} nm)")
+    out = Path(args.output)
+    png = Path(args.png) if args.png else out.with_suffix(".png")
+    _check_outputs(args, [(out, "--output"), (png, "--png")], [args.locs, *companion_files(args.locs)])
+    locs = _read_locs(args.locs, args.camera_pixel_size)
+    img = _render_and_save(locs, out, png, args.method, args.pixel_size, args.sigma, _field_nm(locs), title=Path(args.locs).name)
+    print(f"image: {out} ({img.image.shape[1]}×{img.image.shape[0]} px of {args.pixel_size} nm)")
     print(f"png:   {png}")
     return 0
 
 
-def cmd_evaluate(a) -> int:
+def cmd_evaluate(args) -> int:
     from .core.io.safe import companion_files
     from .core.metrics import evaluation_report
 
-    if a.json:
-        ins = [a.ground_truth, a.localizations, *companion_files(a.ground_truth), *companion_files(a.localizations)]
-        _check_outputs(a, [(Path(a.json), "--json")], ins)
-    _check_frame_range(a.frames)
-    gt = _read_locs(a.ground_truth, a.camera_pixel_size)
-    pred = _read_locs(a.localizations, a.camera_pixel_size)
-    n_gt = len(gt.frame_range(*a.frames)) if a.frames else len(gt)
+    if args.json:
+        ins = [args.ground_truth, args.localizations, *companion_files(args.ground_truth), *companion_files(args.localizations)]
+        _check_outputs(args, [(Path(args.json), "--json")], ins)
+    _check_frame_range(args.frames)
+    gt = _read_locs(args.ground_truth, args.camera_pixel_size)
+    pred = _read_locs(args.localizations, args.camera_pixel_size)
+    n_gt = len(gt.frame_range(*args.frames)) if args.frames else len(gt)
     if n_gt == 0:  # metrics of nothing are NaN: say so instead of printing a table of NaN
-        raise ValueError(f"{a.ground_truth}: no ground-truth localizations" + (f" in frames {a.frames[0]}..{a.frames[1] - 1}" if a.frames else ""))
+        raise ValueError(f"{args.ground_truth}: no ground-truth localizations" + (f" in frames {args.frames[0]}..{args.frames[1] - 1}" if args.frames else ""))
     report = evaluation_report(
-        gt, pred, tol_lateral_nm=a.tolerance, method=a.method, frames=a.frames,
+        gt, pred, tol_lateral_nm=args.tolerance, method=args.method, frames=args.frames,
         # with --crlb: RMSE next to the CRLB on the same emitters (found, on for the whole frame when known)
-        crlb=bool(a.crlb), pixel_size_nm=a.camera_pixel_size or gt.meta.get("pixel_size_nm") or 100.0,
-        psf_sigma_nm=a.psf_sigma, bg=a.bg, excess_noise=a.excess_noise, qe=a.qe,
+        crlb=bool(args.crlb), pixel_size_nm=args.camera_pixel_size or gt.meta.get("pixel_size_nm") or 100.0,
+        psf_sigma_nm=args.psf_sigma, bg=args.bg, excess_noise=args.excess_noise, qe=args.qe,
     )
     m = report.as_dict()
     print(_metrics_table(m))
-    if a.json:
-        _write_json(Path(a.json), {"ground_truth": str(a.ground_truth), "localizations": str(a.localizations), **m})
-        print(f"metrics: {a.json}")
+    if args.json:
+        _write_json(Path(args.json), {"ground_truth": str(args.ground_truth), "localizations": str(args.localizations), **m})
+        print(f"metrics: {args.json}")
     return 0
 
 
-def cmd_models(a) -> int:
+def cmd_models(args) -> int:
     from .core.checkpoint import shipped_models
     from .core.models import available_models
 
@@ -392,132 +392,132 @@ def cmd_models(a) -> int:
     return 0
 
 
-def cmd_train(a) -> int:
+def cmd_train(args) -> int:
     from .core.training import TrainConfig, iter_train
 
-    init_file = Path(a.init) if a.init and Path(a.init).is_file() else None
-    if init_file is not None and not a.overwrite and Path(a.output).exists() and os.path.samefile(init_file, a.output):
+    init_file = Path(args.init) if args.init and Path(args.init).is_file() else None
+    if init_file is not None and not args.overwrite and Path(args.output).exists() and os.path.samefile(init_file, args.output):
         raise SystemExit(
-            f"error: {a.output}: --output is the starting checkpoint (--init); choose another name, or pass "
+            f"error: {args.output}: --output is the starting checkpoint (--init); choose another name, or pass "
             "--overwrite to replace it (it is replaced only by a model that scores better on validation)"
         )
     _check_outputs(
-        a, [(Path(a.output), "--output")],
-        [a.movie, a.ground_truth, getattr(a, "config", None), getattr(a, "density_image", None),
-         *([] if a.overwrite else [init_file])],
+        args, [(Path(args.output), "--output")],
+        [args.movie, args.ground_truth, getattr(args, "config", None), getattr(args, "density_image", None),
+         *([] if args.overwrite else [init_file])],
     )
     # With --movie, --camera may be "fit" (not a preset): the pair's camera replaces the sim's below.
-    sim = _sim_config(argparse.Namespace(**{**vars(a), "camera": None}) if a.movie else a, frames=1, size=a.crop)
-    sim = sim.replace(height=a.crop, width=a.crop) if not a.size else sim
+    sim = _sim_config(argparse.Namespace(**{**vars(args), "camera": None}) if args.movie else args, frames=1, size=args.crop)
+    sim = sim.replace(height=args.crop, width=args.crop) if not args.size else sim
     cfg = TrainConfig(
-        steps=a.steps,
-        steps_per_epoch=a.steps_per_epoch,
-        batch_size=a.batch_size,
-        lr=a.lr,
-        device=a.device,
-        threads=a.threads,
-        max_minutes=a.minutes,
-        seed=a.seed or 0,
+        steps=args.steps,
+        steps_per_epoch=args.steps_per_epoch,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        device=args.device,
+        threads=args.threads,
+        max_minutes=args.minutes,
+        seed=args.seed or 0,
     )
     try:
-        model_config = json.loads(a.model_config) if a.model_config else None
+        model_config = json.loads(args.model_config) if args.model_config else None
     except json.JSONDecodeError as exc:
-        raise ValueError(f"--model-config {a.model_config!r} is not a JSON dict ({exc})") from None
+        raise ValueError(f"--model-config {args.model_config!r} is not a JSON dict ({exc})") from None
     if model_config is not None and not isinstance(model_config, dict):
-        raise ValueError(f"--model-config {a.model_config!r} is not a JSON dict of model settings")
+        raise ValueError(f"--model-config {args.model_config!r} is not a JSON dict of model settings")
     pairs = None
-    if bool(a.movie) != bool(a.ground_truth):
+    if bool(args.movie) != bool(args.ground_truth):
         raise SystemExit("train: --movie and --ground-truth go together")
-    if a.movie:
+    if args.movie:
         from .core.models import get_family
         from .core.pairs import PairSampler
 
-        family_cls = type(get_family(a.model))
-        probe = PairSampler(a.movie, a.ground_truth, camera=a.camera or "fit", pixel_size_nm=a.pixel_size, crop=1)
+        family_cls = type(get_family(args.model))
+        probe = PairSampler(args.movie, args.ground_truth, camera=args.camera or "fit", pixel_size_nm=args.pixel_size, crop=1)
         H, W = probe.movie_shape[1:]
-        crop = min(a.crop, H, W)
-        if crop < a.crop:
-            log.warning("--crop %d is larger than the %d×%d px movie: using %d", a.crop, H, W, crop)
+        crop = min(args.crop, H, W)
+        if crop < args.crop:
+            log.warning("--crop %d is larger than the %d×%d px movie: using %d", args.crop, H, W, crop)
         pairs = probe.with_options(crop=crop, context=family_cls.context)
         # photons / PSF / background measured on the data: iter_train configures a new model for them
         sim = pairs.simulation_config(sim)
-        print(f"training on {pairs!r}; camera {pairs.camera}; last {a.val_fraction:.0%} of the frames held out")
+        print(f"training on {pairs!r}; camera {pairs.camera}; last {args.val_fraction:.0%} of the frames held out")
     t0 = time.perf_counter()
     last = None
     gen = iter_train(
-        a.model, sim, cfg, checkpoint_path=a.output, init_checkpoint=a.init, model_config=model_config,
-        pairs=pairs, val_fraction=a.val_fraction,
+        args.model, sim, cfg, checkpoint_path=args.output, init_checkpoint=args.init, model_config=model_config,
+        pairs=pairs, val_fraction=args.val_fraction,
     )
     STOP.poll()
     best_seen = float("nan")
-    for u in gen:
-        last = u
-        best_seen = u.best_val_loss if u.best_val_loss is not None else best_seen
+    for update in gen:
+        last = update
+        best_seen = update.best_val_loss if update.best_val_loss is not None else best_seen
         if STOP.requested:  # SIGINT/SIGTERM: the best checkpoint so far is already on disk
             gen.close()
             break
-        if u.kind == UpdateKind.EPOCH:
-            extra = " ".join(f"{k}={v:.3g}" for k, v in u.metrics.items())
-            print(f"epoch {u.epoch:3d} step {u.step:6d} loss {u.loss:.4g} val {u.val_loss:.4g} lr {u.lr:.2g} {extra} [{u.elapsed_s / 60:.1f} min]")
-        elif u.kind == UpdateKind.STEP:
-            _progress(u.step, u.total_steps, t0, "train")
+        if update.kind == UpdateKind.EPOCH:
+            extra = " ".join(f"{k}={v:.3g}" for k, v in update.metrics.items())
+            print(f"epoch {update.epoch:3d} step {update.step:6d} loss {update.loss:.4g} val {update.val_loss:.4g} lr {update.lr:.2g} {extra} [{update.elapsed_s / 60:.1f} min]")
+        elif update.kind == UpdateKind.STEP:
+            _progress(update.step, update.total_steps, t0, "train")
     if STOP.requested:
-        saved = Path(a.output).is_file()
+        saved = Path(args.output).is_file()
         return _interrupted_rc(
-            f"checkpoint {a.output} kept (best validation loss {best_seen:.4g})" if saved else "no validation yet, no checkpoint written"
+            f"checkpoint {args.output} kept (best validation loss {best_seen:.4g})" if saved else "no validation yet, no checkpoint written"
         )
-    print(f"checkpoint: {a.output} (best validation loss {last.best_val_loss:.4g}, {last.step} steps, {last.elapsed_s / 60:.1f} min)")
+    print(f"checkpoint: {args.output} (best validation loss {last.best_val_loss:.4g}, {last.step} steps, {last.elapsed_s / 60:.1f} min)")
     return 0
 
 
-def _camera_from_args(a, ckpt=None):
+def _camera_from_args(args, ckpt=None):
     """The camera of ``--camera`` (else the checkpoint's) with ``--baseline`` etc. applied."""
     from .core.camera import get_camera
     from .core.checkpoint import checkpoint_camera
 
-    base = get_camera(a.camera) if a.camera else checkpoint_camera(ckpt)
-    kw = {k: getattr(a, k) for k in ("baseline", "sensitivity", "em_gain", "qe") if getattr(a, k, None) is not None}
+    base = get_camera(args.camera) if args.camera else checkpoint_camera(ckpt)
+    kw = {k: getattr(args, k) for k in ("baseline", "sensitivity", "em_gain", "qe") if getattr(args, k, None) is not None}
     return base.replace(**kw) if kw else base
 
 
-def cmd_localize(a) -> int:
+def cmd_localize(args) -> int:
     from ._cli_scale import cmd_localize_runner, wants_runner  # issue 12: streamed HDF5 / --resume / Dask
 
-    if wants_runner(a):
-        return cmd_localize_runner(a)
+    if wants_runner(args):
+        return cmd_localize_runner(args)
     from .core.io.locs import write_localizations
     from .core.io.safe import companion_files
     from .core.io.tiff import open_movie, write_image
 
-    _check_frame_range(a.frames)
-    movie = open_movie(a.movie, pixel_size_nm=a.pixel_size)
-    out = Path(a.output)
-    r = Path(a.render) if a.render else None
+    _check_frame_range(args.frames)
+    movie = open_movie(args.movie, pixel_size_nm=args.pixel_size)
+    out = Path(args.output)
+    r = Path(args.render) if args.render else None
     _check_outputs(  # before torch and the model are loaded: a refused output costs nothing
-        a, [(out, "--output"), *[(c, "the --output sidecar") for c in companion_files(out)],
+        args, [(out, "--output"), *[(c, "the --output sidecar") for c in companion_files(out)],
             (r, "--render"), (r.with_suffix(".png") if r else None, "the --render PNG")],
-        [*movie.paths, a.checkpoint],
+        [*movie.paths, args.checkpoint],
     )
     from .core.inference import InferenceConfig, collect_predictions, iter_predict, resolve_checkpoint
 
-    ckpt = resolve_checkpoint(a.checkpoint or a.model)
-    cam = _camera_from_args(a, ckpt)
-    start, stop = (a.frames if a.frames else (0, None))
+    ckpt = resolve_checkpoint(args.checkpoint or args.model)
+    cam = _camera_from_args(args, ckpt)
+    start, stop = (args.frames if args.frames else (0, None))
     from .core.models.domain import check_movie
 
-    for w in check_movie(ckpt, movie, camera=cam, pixel_size_nm=a.pixel_size).warnings:
+    for w in check_movie(ckpt, movie, camera=cam, pixel_size_nm=args.pixel_size).warnings:
         print(f"warning: {w}", file=sys.stderr)
     t0 = time.perf_counter()
     config = InferenceConfig(
-        camera=cam, pixel_size_nm=a.pixel_size, device=a.device, batch_size=a.batch_size,
-        start=start, stop=stop, threshold=a.threshold, precision=a.precision, threads=a.threads or None,
+        camera=cam, pixel_size_nm=args.pixel_size, device=args.device, batch_size=args.batch_size,
+        start=start, stop=stop, threshold=args.threshold, precision=args.precision, threads=args.threads or None,
     )
     STOP.poll()
     log.info("localizing %s with %s", movie.paths[0] if len(movie.paths) == 1 else f"{len(movie.paths)} files", ckpt.model)
 
-    def progress(u) -> None:
-        if u.kind == UpdateKind.BATCH:
-            _progress(u.n_done, u.n_total, t0, "localize")
+    def progress(update) -> None:
+        if update.kind == UpdateKind.BATCH:
+            _progress(update.n_done, update.n_total, t0, "localize")
 
     # SIGINT/SIGTERM: stop after the current batch and keep what was found (the shared collector)
     col = collect_predictions(iter_predict(movie, ckpt, config), on_update=progress, should_stop=lambda: STOP.requested)
@@ -531,14 +531,14 @@ def cmd_localize(a) -> int:
     print(f"localizations: {out} ({len(locs)} in {n} frames, {n / el:.1f} frames/s, model {ckpt.model})")
     if r is not None:
         px = (done.sr_pixel_size_nm if done else movie.pixel_size_nm or 100.0)
-        if a.render_method == "model" and done is not None:
+        if args.render_method == "model" and done is not None:
             write_image(r, done.sr_image, px, metadata={"model": ckpt.model})
             _save_png(r.with_suffix(".png"), done.sr_image, title=f"{Path(movie.paths[0]).name} — {ckpt.model}", pixel_size_nm=px)
         else:
             H, W = movie.shape[1:]
             cam_px = locs.meta["pixel_size_nm"]
-            method = "gaussian" if a.render_method == "model" else a.render_method  # interrupted: no model image
-            _render_and_save(locs, r, r.with_suffix(".png"), method, a.render_pixel_size, a.render_sigma, (H * cam_px, W * cam_px), title=Path(movie.paths[0]).name)
+            method = "gaussian" if args.render_method == "model" else args.render_method  # interrupted: no model image
+            _render_and_save(locs, r, r.with_suffix(".png"), method, args.render_pixel_size, args.render_sigma, (H * cam_px, W * cam_px), title=Path(movie.paths[0]).name)
         print(f"super-resolved image: {r} (+ {r.with_suffix('.png')})")
     return _interrupted_rc(f"{len(locs)} localizations of the frames done kept in {out}")
 
@@ -582,50 +582,50 @@ def _write_csv(path: Path, rows: list[dict], columns) -> None:
             w.writerow([cell(r.get(c)) for c in columns])
 
 
-def cmd_benchmark(a) -> int:
+def cmd_benchmark(args) -> int:
     from .core.benchmark import BENCHMARK_COLUMNS, iter_benchmark, resolve_models
     from .core.io.safe import check_output
     from .core.io.tiff import open_movie
 
-    inputs = [a.movie, a.ground_truth]
+    inputs = [args.movie, args.ground_truth]
     outs = {}
     for opt in ("json", "csv"):
-        if getattr(a, opt):
-            outs[opt] = check_output(getattr(a, opt), inputs=inputs + list(outs.values()),
-                                     overwrite=bool(getattr(a, "overwrite", False)), what=f"--{opt}")
+        if getattr(args, opt):
+            outs[opt] = check_output(getattr(args, opt), inputs=inputs + list(outs.values()),
+                                     overwrite=bool(getattr(args, "overwrite", False)), what=f"--{opt}")
     try:
-        models = resolve_models(a.models)
+        models = resolve_models(args.models)
     except ValueError as exc:
         raise ValueError(f"--models: {exc}") from None
-    movie = open_movie(a.movie, pixel_size_nm=a.pixel_size)
-    gt = _read_locs(a.ground_truth, a.pixel_size or movie.pixel_size_nm)
+    movie = open_movie(args.movie, pixel_size_nm=args.pixel_size)
+    gt = _read_locs(args.ground_truth, args.pixel_size or movie.pixel_size_nm)
     # one camera for every model when given (preset and/or overrides); else each model's own
-    given = a.camera or any(getattr(a, k, None) is not None for k in ("baseline", "sensitivity", "em_gain", "qe"))
-    cam = _camera_from_args(a) if given else None
+    given = args.camera or any(getattr(args, k, None) is not None for k in ("baseline", "sensitivity", "em_gain", "qe"))
+    cam = _camera_from_args(args) if given else None
     t0 = time.perf_counter()
     gen = iter_benchmark(
-        movie, gt, models, cam, pixel_size_nm=a.pixel_size, frames=a.frames, tol_lateral_nm=a.tolerance,
-        device=a.device, batch_size=a.batch_size, baseline=None if a.classical == "none" else a.classical,
+        movie, gt, models, cam, pixel_size_nm=args.pixel_size, frames=args.frames, tol_lateral_nm=args.tolerance,
+        device=args.device, batch_size=args.batch_size, baseline=None if args.classical == "none" else args.classical,
     )
     table: list[dict] = []
     interrupted = False
     try:
-        for u in gen:
-            table = u.table
-            if u.kind == UpdateKind.BATCH:
-                _progress(u.n_done, u.n_total, t0, f"benchmark {u.model}")
-            elif u.kind == UpdateKind.SKIPPED:
-                print(u.message, file=sys.stderr)
+        for update in gen:
+            table = update.table
+            if update.kind == UpdateKind.BATCH:
+                _progress(update.n_done, update.n_total, t0, f"benchmark {update.model}")
+            elif update.kind == UpdateKind.SKIPPED:
+                print(update.message, file=sys.stderr)
     except KeyboardInterrupt:
         gen.close()
         interrupted = True
         log.warning("interrupted: keeping the %d finished rows", len(table))
     print(_benchmark_table(table))
     what = "camera: " + (json.dumps(cam.to_dict()) if cam is not None else "each model's own")
-    print(f"{Path(a.movie).name}: {len(table)} methods, matching radius {a.tolerance:g} nm; {what}")
+    print(f"{Path(args.movie).name}: {len(table)} methods, matching radius {args.tolerance:g} nm; {what}")
     report = {
-        "napari_smlm_version": __version__, "movie": str(a.movie), "ground_truth": str(a.ground_truth),
-        "camera": cam.to_dict() if cam is not None else None, "frames": a.frames, "tol_lateral_nm": a.tolerance,
+        "napari_smlm_version": __version__, "movie": str(args.movie), "ground_truth": str(args.ground_truth),
+        "camera": cam.to_dict() if cam is not None else None, "frames": args.frames, "tol_lateral_nm": args.tolerance,
         "interrupted": interrupted, "columns": list(BENCHMARK_COLUMNS), "rows": table,
     }
     if "json" in outs:
@@ -637,7 +637,7 @@ def cmd_benchmark(a) -> int:
     return 130 if interrupted else 0
 
 
-def cmd_demo(a) -> int:
+def cmd_demo(args) -> int:
     """Simulate the bundled sample, localize it with the default model, render, evaluate."""
     from .core.checkpoint import shipped_models
     from .core.config import SimulationConfig
@@ -647,15 +647,15 @@ def cmd_demo(a) -> int:
     from .core.render import render
     from .core.simulate import simulate
 
-    out = Path(a.output)
+    out = Path(args.output)
     names = ["sample_movie.tif", "sample_ground_truth.csv", "localizations.csv", "super_resolved.tif", "super_resolved.png", "metrics.json"]
-    _check_outputs(a, [(out / n, f"{n} in --output") for n in names])
+    _check_outputs(args, [(out / n, f"{n} in --output") for n in names])
     out.mkdir(parents=True, exist_ok=True)
-    cfg = SimulationConfig(n_frames=a.frames, height=64, width=64, density=a.density, structure="filaments", seed=7)
+    cfg = SimulationConfig(n_frames=args.frames, height=64, width=64, density=args.density, structure="filaments", seed=7)
     frames, gt = simulate(cfg)
     write_movie(out / "sample_movie.tif", frames, pixel_size_nm=cfg.pixel_size_nm, metadata={"simulation": cfg.to_dict()})
     write_thunderstorm_csv(out / "sample_ground_truth.csv", gt)
-    model = a.model or next((m for m in ("decode", "fid-storm", "deep-storm") if m in shipped_models()), None)
+    model = args.model or next((m for m in ("decode", "fid-storm", "deep-storm") if m in shipped_models()), None)
     if model is None:
         print("no shipped model weights found: evaluating the ground truth against itself (pipeline check)")
         locs = gt
@@ -663,7 +663,7 @@ def cmd_demo(a) -> int:
         from .core.inference import predict
 
         t0 = time.perf_counter()
-        res = predict(frames, model, device=a.device, pixel_size_nm=cfg.pixel_size_nm)
+        res = predict(frames, model, device=args.device, pixel_size_nm=cfg.pixel_size_nm)
         print(f"reconstructed {len(frames)} frames with '{model}' in {time.perf_counter() - t0:.1f} s")
         locs = res.localizations
     locs_path = out / "localizations.csv"
@@ -684,61 +684,61 @@ def cmd_demo(a) -> int:
     return 0
 
 
-def cmd_postprocess(a) -> int:
+def cmd_postprocess(args) -> int:
     """Filter, undrift, merge and measure the resolution of a localization file."""
     from .core.io import read_localizations, write_localizations
     from .core.io.safe import atomic_path, check_output
     from .core.postprocessing import PostprocessConfig, Progress, iter_postprocess, parse_filter_spec
 
-    src = Path(a.locs)
-    out = Path(a.output)
+    src = Path(args.locs)
+    out = Path(args.output)
     stem = out.with_suffix("")
-    drift_path = Path(a.drift_table) if a.drift_table else Path(f"{stem}_drift.csv")
-    report_path = Path(a.report) if a.report else Path(f"{stem}_postprocess.json")
-    if a.config:
-        base = PostprocessConfig.from_yaml(a.config)
+    drift_path = Path(args.drift_table) if args.drift_table else Path(f"{stem}_drift.csv")
+    report_path = Path(args.report) if args.report else Path(f"{stem}_postprocess.json")
+    if args.config:
+        base = PostprocessConfig.from_yaml(args.config)
     else:
         base = PostprocessConfig()
-    kw: dict = {"drift": a.drift} if a.drift != "none" or not a.config else {}
+    kw: dict = {"drift": args.drift} if args.drift != "none" or not args.config else {}
     for arg, key in [
         ("segments", "segments"), ("drift_pixel", "drift_pixel_nm"), ("max_drift", "max_drift_nm"),
         ("fiducial_radius", "fiducial_radius_nm"), ("link_dark", "link_dark_frames"),
         ("link_sigmas", "link_n_sigma"), ("link_weighting", "link_weighting"), ("frc_pixel", "frc_pixel_nm"),
         ("frc_split", "frc_split"),
     ]:
-        v = getattr(a, arg, None)
+        v = getattr(args, arg, None)
         if v is not None:
             kw[key] = v
-    if a.fiducial:
-        kw["fiducials_nm"] = [list(p) for p in a.fiducial]
-    if a.link_distance is not None:
+    if args.fiducial:
+        kw["fiducials_nm"] = [list(p) for p in args.fiducial]
+    if args.link_distance is not None:
         kw["link"] = True
-        if a.link_distance.strip().lower() in ("sigma", "uncertainty", "auto"):
+        if args.link_distance.strip().lower() in ("sigma", "uncertainty", "auto"):
             kw["link_distance_nm"] = None
         else:
             try:
-                kw["link_distance_nm"] = float(a.link_distance)
+                kw["link_distance_nm"] = float(args.link_distance)
             except ValueError:
-                raise ValueError(f"--link-distance: expected a distance in nm or 'sigma', got {a.link_distance!r}") from None
-    if a.filter:
-        kw["filter_ranges"] = {**base.filter_ranges, **dict(parse_filter_spec(f) for f in a.filter)}
-    if a.frc:
+                raise ValueError(f"--link-distance: expected a distance in nm or 'sigma', got {args.link_distance!r}") from None
+    if args.filter:
+        kw["filter_ranges"] = {**base.filter_ranges, **dict(parse_filter_spec(f) for f in args.filter)}
+    if args.frc:
         kw["frc"] = True
-    if a.nena:
+    if args.nena:
         kw["nena"] = True
     cfg = PostprocessConfig.from_dict({**base.to_dict(), **kw})
     targets = [(out, "--output"), (report_path, "--report")] + ([(drift_path, "--drift-table")] if cfg.drift != "none" else [])
     for path, what in targets:
-        check_output(path, inputs=[src], overwrite=a.overwrite, what=what)
-    locs = read_localizations(src, pixel_size_nm=a.camera_pixel_size)
+        check_output(path, inputs=[src], overwrite=args.overwrite, what=what)
+    locs = read_localizations(src, pixel_size_nm=args.camera_pixel_size)
     t0 = time.perf_counter()
     result = None
-    for u in iter_postprocess(locs, cfg):
-        if isinstance(u, Progress):
-            log.info("%s: %s", u.step, u.message)
-            _progress(u.done, u.total, t0, u.step)
+    for update in iter_postprocess(locs, cfg):
+        if isinstance(update, Progress):
+            log.info("%s: %s", update.step, update.message)
+            _progress(update.done, update.total, t0, update.step)
         else:
-            result = u
+            result = update
     final = result.localizations
     final.meta["napari_smlm_version"] = __version__
     write_localizations(out, final)
@@ -974,14 +974,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
-    a = p.parse_args(argv)
-    logging.basicConfig(level=logging.INFO if a.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from .core.io.errors import SMLMFileError
 
     STOP.keep_handlers = argv is None  # a real process: a late second signal must not turn into a traceback
     try:
         with STOP:  # SIGINT/SIGTERM: stop at the next batch, keep what is done, exit 130
-            return int(a.func(a) or 0)
+            return int(args.func(args) or 0)
     except KeyboardInterrupt:
         log.debug("interrupted", exc_info=True)
         print("interrupted: nothing was written (existing files are untouched)", file=sys.stderr)
