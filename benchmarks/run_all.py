@@ -310,6 +310,26 @@ def _fmt(v, nd=1):
     return f"{v:.{nd}f}"
 
 
+#: Headings of the sections this script writes; any other "## " section of an existing
+#: docs/benchmarks.md (post-processing, CPU speed, GUI latency, ... from their own scripts) is kept.
+OWN_SECTIONS = ("Accuracy vs density", "EPFL 2013 Bundled Tubes", "Speed (end to end", "Memory / scale: streaming a",
+                "Simulator and lazy TIFF I/O", "Time to train")
+
+
+def _sections(md: str) -> list[str]:
+    """The "## " sections of a Markdown text, each with its body (the preamble is dropped)."""
+    parts = ("\n" + md).split("\n## ")
+    return ["## " + part.rstrip("\n") for part in parts[1:]]
+
+
+def keep_other_sections(new_md: str, old_md: str | None) -> str:
+    """``new_md`` followed by the sections of ``old_md`` that this script does not write."""
+    if not old_md:
+        return new_md
+    kept = [sec for sec in _sections(old_md) if not sec[3:].startswith(OWN_SECTIONS)]
+    return "\n\n".join([new_md.rstrip("\n"), *kept]) if kept else new_md
+
+
 def markdown(results: dict, images: list[str], quick: bool) -> str:
     m = results["machine"]
     L = [
@@ -439,8 +459,9 @@ def main(argv=None) -> int:
     bench_dir = a.out / "benchmarks"
     bench_dir.mkdir(parents=True, exist_ok=True)
     images = plots(results, bench_dir)
-    md = markdown(results, images, q)
-    (a.out / "benchmarks.md").write_text(md + "\n")
+    md_path = a.out / "benchmarks.md"
+    md = keep_other_sections(markdown(results, images, q), md_path.read_text() if md_path.exists() else None)
+    md_path.write_text(md + "\n")
     ep = results.get("epfl")
     if ep:
         ep.pop("images", None)

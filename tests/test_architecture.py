@@ -39,3 +39,4 @@ def test_the_checks_catch_an_upward_import_and_a_cycle(tmp_path):
     cyc = ig.cycles(g)
     assert len(cyc) == 1 and set(cyc[0]) == {"napari_smlm.core.render", "napari_smlm.core.metrics"}
     assert g["napari_smlm.core.lazy"] == {"napari_smlm.core.render": False}  # a lazy import is no cycle edge
+
