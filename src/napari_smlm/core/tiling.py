@@ -309,10 +309,13 @@ def run_tiled(
         locs = pp.localizations
         if len(locs):
             xs, ys = locs["x_nm"], locs["y_nm"]
-            core = (
-                (xs >= (t.cx0 - t.x0) * px) & (xs < (t.cx1 - t.x0) * px)
-                & (ys >= (t.cy0 - t.y0) * px) & (ys < (t.cy1 - t.y0) * px)
-            )
+            # a core on the frame's edge is open towards it: positions beyond the frame are left
+            # to the caller (iter_predict drops them with a count, as for a whole-frame run)
+            lo_x = -np.inf if t.cx0 == 0 else (t.cx0 - t.x0) * px
+            hi_x = np.inf if t.cx1 == W else (t.cx1 - t.x0) * px
+            lo_y = -np.inf if t.cy0 == 0 else (t.cy0 - t.y0) * px
+            hi_y = np.inf if t.cy1 == H else (t.cy1 - t.y0) * px
+            core = (xs >= lo_x) & (xs < hi_x) & (ys >= lo_y) & (ys < hi_y)
             locs = locs.filter(core)
             locs["x_nm"] = locs["x_nm"] + t.x0 * px
             locs["y_nm"] = locs["y_nm"] + t.y0 * px
