@@ -10,6 +10,7 @@ update already yielded stays valid, so a cancelled run keeps what it found.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,7 @@ from .checkpoint import Checkpoint, checkpoint_camera, resolve_checkpoint
 from .device import cpu_has_fast_bf16, default_threads, resolve_device
 from .progress import UpdateKind
 from .localizations import Localizations
+from .tiling import _bin, plan_inference, run_tiled
 
 __all__ = [
     "InferenceConfig",
@@ -88,6 +90,16 @@ class InferenceConfig:
         torch CPU threads for this run (restored afterwards); default (None): torch's current
         count, capped at :func:`~napari_smlm.core.device.default_threads` (the CPUs this process
         may use).
+    max_activation_mb : float
+        Memory (MB) the network's activations may take in one forward pass, estimated before
+        anything is allocated (:func:`~napari_smlm.core.tiling.activation_bytes`): the batch is
+        capped to fit and a frame that does not fit on its own is split into overlapping tiles
+        (same localizations as a whole-frame run away from tile seams, see
+        :mod:`napari_smlm.core.tiling`). The default leaves frames up to 1024×1024 px untiled for
+        the DECODE-like model, Deep-STORM, Skip-STORM and FID-STORM.
+    tile_px : int, optional
+        Always tile, with tile cores of this side (camera pixels, rounded up to a multiple of
+        16); default (None): tile only frames over ``max_activation_mb``.
     """
 
     camera: Camera | str | dict | None = None
@@ -102,6 +114,8 @@ class InferenceConfig:
     amp: bool = True
     precision: str = "auto"
     threads: int | None = None
+    max_activation_mb: float = 4608.0
+    tile_px: int | None = None
 
     def __post_init__(self) -> None:
         if str(self.precision).lower() not in PRECISIONS:
@@ -114,6 +128,10 @@ class InferenceConfig:
             raise ValueError(f"sr_upsampling must be >= 1, got {self.sr_upsampling}")
         if self.pixel_size_nm is not None and not float(self.pixel_size_nm) > 0:
             raise ValueError(f"pixel_size_nm must be > 0 nm, got {self.pixel_size_nm}")
+        if not float(self.max_activation_mb) > 0:
+            raise ValueError(f"max_activation_mb must be > 0 MB, got {self.max_activation_mb}")
+        if self.tile_px is not None and int(self.tile_px) < 1:
+            raise ValueError(f"tile_px must be >= 1 camera pixel (or None: tile only when needed), got {self.tile_px}")
         if int(self.start) < 0:
             raise ValueError(f"start must be >= 0, got {self.start}")
 
@@ -294,6 +312,27 @@ def _inference_network(ckpt: Checkpoint, dev: torch.device) -> torch.nn.Module:
     return net
 
 
+#: Pixels of the running super-resolved image beyond which its grid is made coarser (float32:
+#: 256 MB; 1024×1024 frames keep ×8 for localization models, ×4 for the density models up to 2048×2048).
+MAX_SR_PIXELS = 1 << 26
+
+
+def _sr_upsampling(u: int, u_model: int, H: int, W: int) -> int:
+    """The running super-resolved image's grid factor: ``u``, made coarser for huge frames.
+
+    Keeps ``H·W·u² <= MAX_SR_PIXELS``; for a model with its own grid (``u_model > 1``) the
+    factor stays a divisor of ``u_model`` (its images are summed over blocks).
+    """
+    if H * W * u * u <= MAX_SR_PIXELS or u <= 1:
+        return u
+    if u_model > 1:
+        new = max([d for d in range(1, u_model + 1) if u_model % d == 0 and H * W * d * d <= MAX_SR_PIXELS] or [1])
+    else:
+        new = max(1, int(math.sqrt(MAX_SR_PIXELS / (H * W))))
+    log.warning("frames of %dx%d px: running super-resolved image at x%d instead of x%d (memory)", H, W, new, u)
+    return new
+
+
 def iter_predict(
     movie,
     model: str | Path | Checkpoint,
@@ -357,12 +396,16 @@ def iter_predict(
     c = family.context
     u_model = family.upsampling
     u = u_model if u_model > 1 else int(sr_upsampling)
+    u = _sr_upsampling(u, u_model, H, W)
     sr_px = pixel_size_nm / u
     sr = np.zeros((H * u, W * u), dtype=np.float32)
     if u_model > 1:
         # Models that work on the upsampled grid need memory ∝ frames · H · W · u²: cap the batch
         # so one forward pass stays within ~4 M super-pixels (a 512×512 frame at ×4 is one batch).
         batch_size = max(1, min(int(batch_size), (1 << 22) // max(H * W * u_model * u_model, 1)))
+    # activation memory estimated before allocating: batch capped, huge frames tiled
+    plan = plan_inference(ckpt.model, u_model, H, W, batch_size, cfg.max_activation_mb, cfg.tile_px)
+    batch_size = min(batch_size, plan.batch_size)
     meta = {
         "model": ckpt.model,
         "checkpoint_version": ckpt.version,
@@ -374,6 +417,8 @@ def iter_predict(
         "threshold": family.default_threshold() if threshold is None else float(threshold),
         "source": "napari-smlm localize",
     }
+    if plan.tiles is not None:
+        meta["tiles"] = len(plan.tiles)
     autocast = torch.autocast(dev.type, dtype=cast) if cast is not None else nullcontext()
     threads_before = torch.get_num_threads()
     threads = int(cfg.threads) if cfg.threads is not None else min(threads_before, default_threads())
@@ -398,13 +443,17 @@ def iter_predict(
                 inp = family.preprocess(win.contiguous(memory_format=channels_last))
                 if dev.type == "cpu":
                     inp = inp.contiguous(memory_format=torch.channels_last)
-                with autocast:
-                    out = net(inp)
-                # post-processing in float32, on plain (B, C, H, W) planes
-                out = out.to(dtype=torch.float32, memory_format=torch.contiguous_format)
-                pp = family.postprocess(
-                    out, torch.arange(a, b), pixel_size_nm, threshold=threshold, want_images=True
-                )
+                if plan.tiles is not None:
+                    pp = run_tiled(net, family, inp, plan.tiles, torch.arange(a, b), pixel_size_nm, threshold,
+                                   autocast, max(u_model // u, 1), per_frame_outputs)
+                else:
+                    with autocast:
+                        out = net(inp)
+                    # post-processing in float32, on plain (B, C, H, W) planes
+                    out = out.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+                    pp = family.postprocess(
+                        out, torch.arange(a, b), pixel_size_nm, threshold=threshold, want_images=True
+                    )
             locs = pp.localizations
             if len(locs):  # positions past the frame's edge (e.g. saturated input) are not in the sample
                 inside = (locs["x_nm"] >= 0) & (locs["x_nm"] < W * pixel_size_nm) & (locs["y_nm"] >= 0) & (locs["y_nm"] < H * pixel_size_nm)
@@ -413,7 +462,10 @@ def iter_predict(
                     locs = locs.filter(inside)
             locs.meta.update(meta)
             if pp.images is not None:
-                sr += pp.images.float().sum(0).cpu().numpy()
+                img = pp.images.float().sum(0)
+                if img.shape[-1] != sr.shape[-1]:  # a coarser running image for a huge frame
+                    img = _bin(img, img.shape[-1] // sr.shape[-1])
+                sr += img.cpu().numpy()
             elif len(locs):
                 j = np.clip((locs["x_nm"] / sr_px).astype(np.int64), 0, W * u - 1)
                 i = np.clip((locs["y_nm"] / sr_px).astype(np.int64), 0, H * u - 1)
