@@ -90,24 +90,9 @@ def run_picasso(
     dt = time.perf_counter() - t
     del movie
     os.unlink(tmp.name)
-    df = locs if not isinstance(locs, tuple) else locs[0]
-    df = df if hasattr(df, "columns") else __import__("pandas").DataFrame(df)
-    ok = np.isfinite(df["x"].to_numpy()) & np.isfinite(df["y"].to_numpy())
-    df = df[ok]
-    out = Localizations(
-        {
-            "frame": df["frame"].to_numpy().astype(np.int64),
-            # Picasso puts pixel centres at integers; ours are at +0.5 px.
-            "x_nm": (df["x"].to_numpy() + 0.5) * pixel_size_nm,
-            "y_nm": (df["y"].to_numpy() + 0.5) * pixel_size_nm,
-            "photons": df["photons"].to_numpy(),
-            "bg": df["bg"].to_numpy(),
-            "sigma_x_nm": df["lpx"].to_numpy() * pixel_size_nm,
-            "sigma_y_nm": df["lpy"].to_numpy() * pixel_size_nm,
-            "net_gradient": df["net_gradient"].to_numpy(),
-        },
-        meta={"pixel_size_nm": pixel_size_nm, "source": f"picasso {method}"},
-    )
+    from napari_smlm.core.io.formats.picasso import from_picasso_locs
+
+    out = from_picasso_locs(locs, pixel_size_nm, {"source": f"picasso {method}"})
     return out, dt
 
 

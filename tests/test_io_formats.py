@@ -313,3 +313,25 @@ def test_writer_suffix_errors_list_the_registry(tmp_path):
         write_localizations(tmp_path / "a.txt", locs)
     with pytest.raises(SMLMFileError, match="cannot be written"):
         write_localizations(tmp_path / "a.csv", locs, fmt="nairr")
+
+
+def test_picasso_in_memory_locs_use_the_same_convention_as_the_file_reader():
+    """picasso.localize's record array -> our table: pixel centre at integer -> +0.5 px; failed fits dropped."""
+    import pandas as pd
+
+    from napari_smlm.core.io.formats.picasso import from_picasso_locs
+
+    rec = np.rec.fromarrays(
+        [np.array([0, 3, 5], np.uint32), np.array([12.0, np.nan, 0.0], np.float32), np.array([5.0, 1.0, 63.0], np.float32),
+         np.array([900.0, 1.0, 50.0], np.float32), np.array([3.0, 1.0, 2.0], np.float32),
+         np.array([0.1, 0.1, 0.2], np.float32), np.array([0.2, 0.1, 0.3], np.float32), np.array([5e3, 1.0, 7e3], np.float32)],
+        names=["frame", "x", "y", "photons", "bg", "lpx", "lpy", "net_gradient"],
+    )
+    for locs in (rec, pd.DataFrame(rec), (rec, {"info": 1})):
+        out = from_picasso_locs(locs, 100.0, {"source": "picasso mle"})
+        assert len(out) == 2 and out.meta["pixel_size_nm"] == 100.0 and out.meta["source"] == "picasso mle"
+        np.testing.assert_allclose(out["x_nm"], [1250.0, 50.0])  # centre of pixel 12 -> 1250 nm
+        np.testing.assert_allclose(out["y_nm"], [550.0, 6350.0])
+        np.testing.assert_allclose(out["sigma_x_nm"], [10.0, 20.0], rtol=1e-6)
+        np.testing.assert_array_equal(out["frame"], [0, 5])
+        np.testing.assert_allclose(out["net_gradient"], [5e3, 7e3])

@@ -233,8 +233,6 @@ def run_picasso(
         integers: ``x_nm = (x + 0.5) * pixel_size_nm``), photons, bg, ``sigma_x/y_nm`` (Picasso's
         lpx/lpy), ``net_gradient``.
     """
-    import pandas as pd
-
     with contextlib.redirect_stdout(io.StringIO()):
         from picasso import localize as plocalize
 
@@ -262,22 +260,10 @@ def run_picasso(
     finally:
         with contextlib.suppress(OSError):
             os.unlink(name)
-    df = locs[0] if isinstance(locs, tuple) else locs
-    df = df if hasattr(df, "columns") else pd.DataFrame(df)
-    ok = np.isfinite(df["x"].to_numpy()) & np.isfinite(df["y"].to_numpy())
-    df = df[ok]
-    return Localizations(
-        {
-            "frame": df["frame"].to_numpy().astype(np.int64),
-            "x_nm": (df["x"].to_numpy() + 0.5) * pixel_size_nm,
-            "y_nm": (df["y"].to_numpy() + 0.5) * pixel_size_nm,
-            "photons": df["photons"].to_numpy(),
-            "bg": df["bg"].to_numpy(),
-            "sigma_x_nm": df["lpx"].to_numpy() * pixel_size_nm,
-            "sigma_y_nm": df["lpy"].to_numpy() * pixel_size_nm,
-            "net_gradient": df["net_gradient"].to_numpy(),
-        },
-        meta={"pixel_size_nm": pixel_size_nm, "source": f"picasso {method}", "image_shape": tuple(frames.shape[1:])},
+    from .io.formats.picasso import from_picasso_locs
+
+    return from_picasso_locs(
+        locs, pixel_size_nm, {"source": f"picasso {method}", "image_shape": tuple(frames.shape[1:])}
     )
 
 

@@ -56,6 +56,27 @@ def _from_nm(v: np.ndarray, conv: str, px: float) -> np.ndarray:
     return v / px - 0.5 if conv == "pos" else v / px if conv == "px" else v
 
 
+def from_picasso_locs(locs: Any, pixel_size_nm: float, meta: dict | None = None) -> Localizations:
+    """Localizations from Picasso's in-memory ``locs`` (what ``picasso.localize.localize`` returns).
+
+    ``locs`` is a record array or DataFrame (or a tuple whose first item is one) in camera
+    pixels with the pixel centre at an integer; the same :data:`COLUMNS` map as the HDF5 reader
+    converts it. Rows with a non-finite x or y (failed fits) are dropped; ``net_gradient`` is kept.
+    """
+    rec = locs[0] if isinstance(locs, tuple) else locs
+    names = list(rec.columns) if hasattr(rec, "columns") else list(rec.dtype.names or ())
+    px = float(pixel_size_nm)
+    x, y = np.asarray(rec["x"], dtype=np.float64), np.asarray(rec["y"], dtype=np.float64)
+    ok = np.isfinite(x) & np.isfinite(y)
+    cols: dict[str, np.ndarray] = {"frame": np.asarray(rec["frame"])[ok].astype(np.int64)}
+    for field, (ours, conv) in COLUMNS.items():
+        if field in names and field not in ("sx", "sy"):
+            cols[ours] = _to_nm(np.asarray(rec[field], dtype=np.float64)[ok], conv, px)
+    if "net_gradient" in names:
+        cols["net_gradient"] = np.asarray(rec["net_gradient"], dtype=np.float64)[ok]
+    return Localizations(cols, {"pixel_size_nm": px, **(meta or {})})
+
+
 def detect(probe: c.Probe) -> bool:
     """An HDF5 file with a root ``locs`` dataset."""
     return "locs" in probe.h5_keys
