@@ -627,3 +627,36 @@ def test_refreshes_are_paced_by_their_cost(viewer, qtbot):
     w.schedule_flush()
     qtbot.waitUntil(lambda: Slow.calls == 2 and w.last_flush_s >= 1.0, timeout=20_000)
     assert w._flush_timer.interval() == FLUSH_MAX_MS
+
+
+def test_evaluation_compares_models_on_the_movie(viewer, qtbot, sim_movie, toy_checkpoint):
+    """'Compare models on this movie': one row per model, equal to the core benchmark's row."""
+    from napari_smlm.core.benchmark import benchmark
+
+    frames, gt = sim_movie
+    movie = _add_movie(viewer, frames, gt)
+    ew = _dock(viewer, "Evaluation")
+    ew.movie_picker.value = movie
+    ew.gt_picker.value = viewer.layers["sim ground truth"]
+    ew.models_edit.setText("no-such-model")
+    n0 = _n_errors()
+    assert ew.compare_models() is False and _n_errors() == n0 + 1 and "no-such-model" in _last_error()
+    ew.models_edit.setText(str(toy_checkpoint))
+    assert ew.compare_models()
+    _wait_state(qtbot, ew.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
+    assert ew.status.state is RunState.DONE, ew.status.message
+    assert len(ew.benchmark_rows) == 1 and ew.benchmark_table.rowCount() == 1
+    row = ew.benchmark_rows[0]
+    ref = benchmark(frames, _layers.layer_to_localizations(viewer.layers["sim ground truth"]), [str(toy_checkpoint)],
+                    pixel_size_nm=SIM.pixel_size_nm, baseline=None)
+    ref = ref[0]
+    for key in ("n_pred", "tp_greedy", "jaccard_percent_greedy", "rmse_lateral_nm_greedy"):
+        assert row[key] == pytest.approx(ref[key]), key
+    assert row["jaccard_percent_greedy"] > 40
+    assert ew.benchmark_table.item(0, 1).text() == _fmt_like(row["jaccard_percent_greedy"])
+
+
+def _fmt_like(v):
+    from napari_smlm.widgets._evaluation import _fmt
+
+    return _fmt(v, 3)

@@ -25,6 +25,7 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHeaderView,
+    QLineEdit,
     QPushButton,
     QTableWidget,
     QTableWidgetItem,
@@ -32,7 +33,9 @@ from qtpy.QtWidgets import (
 )
 
 from .. import _layers
+from ..core.progress import UpdateKind
 from ._base import LayerPicker, SmlmDockWidget, dspin, notify_error, wrap_label
+from ._state import TaskStatus
 
 __all__ = ["EvaluationWidget"]
 
@@ -45,6 +48,13 @@ def _fmt(v: Any, digits: int = 3) -> str:
     if isinstance(v, float):
         return "n/a" if not math.isfinite(v) else f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:.0f}"
     return str(v)
+
+
+#: Columns of the model comparison shown in the dock: (header, benchmark column, significant digits).
+BENCH_SHOWN = (
+    ("model", "model", None), ("JI %", "jaccard_percent_greedy", 3), ("RMSE nm", "rmse_lateral_nm_greedy", 3),
+    ("eff. %", "efficiency_lateral_greedy", 3), ("SSIM", "ssim", 3), ("frames/s", "frames_per_s", 3),
+)
 
 
 class EvaluationWidget(SmlmDockWidget):
@@ -71,6 +81,19 @@ class EvaluationWidget(SmlmDockWidget):
         self.blur = dspin(20.0, 0.0, 1000.0, 5.0, 1, " nm", "Both images are blurred by this Gaussian before comparison")
         self.compare_button = QPushButton("Compare images")
 
+        self.movie_picker = LayerPicker(napari_viewer, (Image,))
+        self.models_edit = QLineEdit("all")
+        self.models_edit.setToolTip("'all' (every shipped model) or a comma list of model names / .pt checkpoints")
+        self.benchmark_button = QPushButton("Compare models on this movie")
+        self.benchmark_stop = QPushButton("Stop")
+        self.benchmark_stop.setEnabled(False)
+        self.status = TaskStatus()  # this widget's own run (the model comparison)
+        self.status_label = wrap_label("")
+        self.benchmark_table = QTableWidget(0, len(BENCH_SHOWN))
+        self.benchmark_table.setHorizontalHeaderLabels([h for h, _, _ in BENCH_SHOWN])
+        self.benchmark_table.verticalHeader().setVisible(False)
+        self.benchmark_rows: list[dict] = []
+
         self.table = QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(["metric", "value"])
         self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
@@ -96,9 +119,18 @@ class EvaluationWidget(SmlmDockWidget):
         imf.addRow("Blur σ", self.blur)
         imf.addRow(self.compare_button)
 
+        cmp_box = QGroupBox("Compare models (movie + ground truth)")
+        cf = QFormLayout(cmp_box)
+        cf.addRow("Movie", self.movie_picker)
+        cf.addRow("Models", self.models_edit)
+        cf.addRow(self.benchmark_button, self.benchmark_stop)
+        cf.addRow(self.status_label)
+        cf.addRow(self.benchmark_table)
+
         lay = self.body_layout()
         lay.addWidget(loc)
         lay.addWidget(img)
+        lay.addWidget(cmp_box)
         lay.addWidget(self.table)
         lay.addWidget(self.note)
         lay.addStretch(1)
@@ -107,6 +139,9 @@ class EvaluationWidget(SmlmDockWidget):
         self.image_metrics: dict[str, Any] = {}
         self.evaluate_button.clicked.connect(self.evaluate)
         self.compare_button.clicked.connect(self.compare_images)
+        self.benchmark_button.clicked.connect(self.compare_models)
+        self.benchmark_stop.clicked.connect(lambda: self.stop_run())
+        self.status.changed.connect(self._on_state_changed)
         self._watched: list[Any] = []
         self._preselect()
         for picker in (self.gt_picker, self.pred_picker, self.sr_picker):
@@ -155,8 +190,61 @@ class EvaluationWidget(SmlmDockWidget):
             self.sr_picker.value = sr
 
     def reset_choices(self, *_: Any) -> None:
-        for p in (self.gt_picker, self.pred_picker, self.sr_picker):
+        for p in (self.gt_picker, self.pred_picker, self.sr_picker, self.movie_picker):
             p.reset_choices()
+
+    # ================================================================ models
+    def compare_models(self) -> bool:
+        """Run the chosen models on the movie layer and score each (``core.benchmark``) on a worker."""
+        from ..core.benchmark import iter_benchmark
+
+        movie, gt_layer = self.movie_picker.value, self.gt_picker.value
+        if self.status.running:
+            return False
+        if movie is None or gt_layer is None or movie.rgb or movie.data.ndim not in (2, 3):
+            notify_error("Choose a raw movie (image layer, frames × height × width) and a ground-truth points layer.")
+            return False
+        gt = _layers.layer_to_localizations(gt_layer)
+        px = movie.metadata.get("pixel_size_nm") or gt.meta.get("pixel_size_nm")
+        try:  # models are checked before the worker starts: a typo is a message, not a failed run
+            gen = iter_benchmark(movie.data, gt, self.models_edit.text().strip() or "all",
+                                 pixel_size_nm=px, tol_lateral_nm=self.tolerance.value(), baseline="auto")
+            first = next(gen)
+        except (ValueError, KeyError) as exc:
+            notify_error(str(exc))
+            return False
+        self.benchmark_rows = []
+        self._fill_benchmark_table()
+
+        def updates():
+            yield first
+            yield from gen
+
+        self.start_run(updates(), self._on_benchmark_update, f"Comparing models on '{movie.name}'…")
+        return True
+
+    def _on_state_changed(self, state: Any) -> None:
+        running = self.status.running
+        self.benchmark_button.setEnabled(not running)
+        self.benchmark_stop.setEnabled(running)
+
+    def _on_benchmark_update(self, u: Any) -> None:
+        if u.kind == UpdateKind.ROW:
+            self.benchmark_rows.append(u.row)
+            self._fill_benchmark_table()
+        elif u.kind == UpdateKind.SKIPPED:
+            self.status_label.setText(u.message)
+        elif u.kind == UpdateKind.START:
+            self.status_label.setText(f"Running {u.model} ({u.index + 1}/{u.n_models})…")
+
+    def _fill_benchmark_table(self) -> None:
+        t = self.benchmark_table
+        t.setRowCount(len(self.benchmark_rows))
+        for i, row in enumerate(self.benchmark_rows):
+            for j, (_, key, digits) in enumerate(BENCH_SHOWN):
+                v = row.get(key)
+                t.setItem(i, j, QTableWidgetItem(str(v) if digits is None else _fmt(v, digits)))
+        t.resizeColumnsToContents()
 
     # ================================================================ localizations
     def _tables(self):
