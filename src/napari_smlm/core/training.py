@@ -260,26 +260,38 @@ def iter_train(
             **({"pairs": {"train": train_pairs.describe(), "val": val_pairs.describe()}} if train_pairs else {}),
         }
 
+    def validate() -> tuple[float, dict]:
+        """Mean validation loss and metrics of the network as it is now."""
+        net.eval()
+        vals, metrics_list = [], []
+        with torch.no_grad():
+            for vb in val_set:
+                vo = net(vb.inputs)
+                vals.append(float(family.loss(vo, vb).item()))
+                metrics_list.append(_validation_metrics(family, vo, vb, pixel_size_nm))
+        return float(np.mean(vals)), {k: _finite_mean([m.get(k, np.nan) for m in metrics_list]) for k in metrics_list[0]}
+
+    def save_best(val_loss: float, metrics: dict) -> None:
+        if ckpt_path:
+            save_checkpoint(
+                ckpt_path,
+                Checkpoint(
+                    model=family.name,
+                    model_config=family.config,
+                    state_dict=net.state_dict(),
+                    simulation=sim.to_dict(),
+                    training=record(val_loss, metrics),
+                ),
+            )
+
     if init is not None:
         # Fine-tuning: the starting model is the one to beat. Score it on the same validation set,
         # and make it the output until a validation beats it, so the result is never worse.
-        net.eval()
-        with torch.no_grad():
-            start_loss = float(np.mean([float(family.loss(net(vb.inputs), vb).item()) for vb in val_set]))
+        start_loss, start_metrics = validate()
         log.info("starting model: validation loss %.4g", start_loss)
         if math.isfinite(start_loss):
             best = start_loss
-            if ckpt_path:
-                save_checkpoint(
-                    ckpt_path,
-                    Checkpoint(
-                        model=family.name,
-                        model_config=family.config,
-                        state_dict=net.state_dict(),
-                        simulation=sim.to_dict(),
-                        training=record(start_loss, {}),
-                    ),
-                )
+            save_best(start_loss, start_metrics)
 
     while step < cfg.steps:
         net.train()
@@ -309,15 +321,7 @@ def iter_train(
         yield TrainUpdate(UpdateKind.STEP, step, epoch, running[-1], lr, elapsed, total_steps=cfg.steps)
         if step % cfg.steps_per_epoch == 0 or step == cfg.steps or out_of_time:
             epoch += 1
-            net.eval()
-            vals, metrics_list = [], []
-            with torch.no_grad():
-                for vb in val_set:
-                    vo = net(vb.inputs)
-                    vals.append(float(family.loss(vo, vb).item()))
-                    metrics_list.append(_validation_metrics(family, vo, vb, pixel_size_nm))
-            val_loss = float(np.mean(vals))
-            metrics = {k: _finite_mean([m.get(k, np.nan) for m in metrics_list]) for k in metrics_list[0]}
+            val_loss, metrics = validate()
             sched.step(val_loss)
             history.append(
                 {
@@ -332,17 +336,7 @@ def iter_train(
             improved = val_loss < best
             if improved:
                 best = val_loss
-                if ckpt_path:
-                    save_checkpoint(
-                        ckpt_path,
-                        Checkpoint(
-                            model=family.name,
-                            model_config=family.config,
-                            state_dict=net.state_dict(),
-                            simulation=sim.to_dict(),
-                            training=record(val_loss, metrics),
-                        ),
-                    )
+                save_best(val_loss, metrics)
             yield TrainUpdate(
                 UpdateKind.EPOCH,
                 step,
