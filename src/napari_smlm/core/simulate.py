@@ -336,6 +336,20 @@ def drift_trajectory(cfg: SimulationConfig) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- movie
+def _draw_events(cfg, rng: np.random.Generator, density_image=None):
+    """Fluorophores, their on-events sorted by frame, the background field and the stage drift.
+
+    The one place that draws them, in this order from ``rng``: :func:`iter_simulate` (the movie)
+    and :func:`simulate_ground_truth` (its ground truth alone) must make the same draws.
+    """
+    fl = make_fluorophores(cfg, rng, density_image)
+    fid, frame, frac = blinking_events(len(fl), cfg.n_frames, cfg.t_on, cfg.t_off, cfg.t_bleach, rng)
+    order = np.argsort(frame, kind="stable")
+    bg = background_field(cfg, rng)
+    drift = drift_trajectory(cfg) if cfg.has_drift else None
+    return fl, fid[order], frame[order], frac[order], bg, drift
+
+
 def _ground_truth(cfg, fl: Fluorophores, fid, frame, frac, bg, drift=None) -> Localizations:
     px = cfg.pixel_size_nm
     x, y = fl.x_nm[fid], fl.y_nm[fid]
@@ -403,12 +417,7 @@ def iter_simulate(
     check("chunk_frames", chunk_frames, "chunk")  # 0 would be "range() arg 3 must not be zero"
     rng = np.random.default_rng(cfg.seed)
     device = torch.device(device)
-    fl = make_fluorophores(cfg, rng, density_image)
-    fid, frame, frac = blinking_events(len(fl), cfg.n_frames, cfg.t_on, cfg.t_off, cfg.t_bleach, rng)
-    order = np.argsort(frame, kind="stable")
-    fid, frame, frac = fid[order], frame[order], frac[order]
-    bg = background_field(cfg, rng)
-    drift = drift_trajectory(cfg) if cfg.has_drift else None
+    fl, fid, frame, frac, bg, drift = _draw_events(cfg, rng, density_image)
     gt_all = _ground_truth(cfg, fl, fid, frame, frac, bg, drift)
     # image positions (nm): the sample's, moved by the stage drift of each frame
     ex, ey = gt_all["x_nm"], gt_all["y_nm"]
@@ -488,12 +497,7 @@ def simulate_ground_truth(
         As the ground truth of :func:`simulate`.
     """
     rng = np.random.default_rng(cfg.seed)
-    fl = make_fluorophores(cfg, rng, density_image)
-    fid, frame, frac = blinking_events(len(fl), cfg.n_frames, cfg.t_on, cfg.t_off, cfg.t_bleach, rng)
-    order = np.argsort(frame, kind="stable")
-    fid, frame, frac = fid[order], frame[order], frac[order]
-    bg = background_field(cfg, rng)
-    drift = drift_trajectory(cfg) if cfg.has_drift else None
+    fl, fid, frame, frac, bg, drift = _draw_events(cfg, rng, density_image)
     gt = _ground_truth(cfg, fl, fid, frame, frac, bg, drift)
     if not include_outside:
         gt = gt.filter(gt["in_fov"] > 0)
