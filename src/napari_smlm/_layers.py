@@ -297,6 +297,13 @@ def _features(locs: Localizations) -> pd.DataFrame:
     return df.reset_index(drop=True)
 
 
+def _feature_descriptions(feats: pd.DataFrame) -> dict[str, str]:
+    """What each shown feature means (``count``, ``peak`` of density-map models ...), for tooltips."""
+    from .core.localizations import COLUMN_DESCRIPTIONS
+
+    return {str(c): COLUMN_DESCRIPTIONS[c] for c in feats.columns if c in COLUMN_DESCRIPTIONS}
+
+
 def localizations_layer_data(
     locs: Localizations,
     name: str,
@@ -330,11 +337,13 @@ def localizations_layer_data(
     md["smlm_kind"] = kind
     md["localizations_meta"] = _plain_meta(locs.meta)
     color = POINT_COLORS.get(kind, POINT_COLORS["localizations"])
+    feats = _features(locs)
+    md["feature_descriptions"] = _feature_descriptions(feats)
     kw = {
         "name": name,
         "ndim": 3,
         "units": _units(3),
-        "features": _features(locs),
+        "features": feats,
         "size": float(size_nm) if size_nm else _point_size(px),
         "face_color": "transparent",
         "border_color": color,
@@ -441,6 +450,105 @@ def validate_movie_layer(layer: Any) -> None:
 def layer_to_localizations(layer: Any) -> Localizations:
     """:func:`points_to_localizations` of a napari Points layer (GUI thread only)."""
     return points_to_localizations(layer.data, layer.features, layer.metadata, layer.scale, layer.translate)
+
+
+# ============================================================================ renders and 3-D points (Render widget)
+def localizations_3d_layer_data(
+    locs: Localizations,
+    name: str,
+    colormap: str = "turbo",
+    value_range: tuple[float, float] | None = None,
+    size_nm: float = 30.0,
+    metadata: dict | None = None,
+) -> LayerDataTuple:
+    """Localizations with z as a 3-D points ``LayerDataTuple`` ``(z_nm, y_nm, x_nm)``, coloured by z.
+
+    Every frame at once (a point cloud for napari's 3-D view, ``viewer.dims.ndisplay = 3``),
+    unit scale: world coordinates are nm on all three axes. The face colour follows ``z_nm``
+    through ``colormap`` over ``value_range`` (nm; default the z range), like the depth-coloured
+    render. ``features`` are those of :func:`localizations_layer_data`.
+    """
+    if "z_nm" not in locs.columns:
+        raise ValueError(f"3-D points need a 'z_nm' column; this table has {locs.columns}")
+    coords = np.column_stack([locs["z_nm"], locs["y_nm"], locs["x_nm"]]) if len(locs) else np.zeros((0, 3))
+    feats = _features(locs)
+    z = feats["z_nm"].to_numpy(dtype=float) if "z_nm" in feats else np.zeros(len(feats))
+    if value_range is None:
+        finite = z[np.isfinite(z)]
+        value_range = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
+    lo, hi = float(value_range[0]), float(value_range[1])
+    if not hi > lo:
+        lo, hi = lo - 0.5, lo + 0.5
+    md = {k: locs.meta[k] for k in _META_KEYS if k in locs.meta}
+    md.update(metadata or {})
+    md.update(smlm_kind="localizations_3d", localizations_meta=_plain_meta(locs.meta))
+    kw: dict[str, Any] = {
+        "name": name,
+        "ndim": 3,
+        "units": ("nm", "nm", "nm"),
+        "axis_labels": ("z", "y", "x"),
+        "features": feats,
+        "size": float(size_nm),
+        "border_width": 0.0,
+        "metadata": md,
+    }
+    if "z_nm" in feats and len(feats):
+        kw.update(face_color="z_nm", face_colormap=colormap, face_contrast_limits=(lo, hi))
+    else:
+        kw["face_color"] = POINT_COLORS["localizations"]
+    return (coords, kw, "points")
+
+
+def colored_render_layer_data(rendered: Any, name: str, metadata: dict | None = None) -> LayerDataTuple:
+    """An RGB render (:func:`~napari_smlm.core.render.render_colored`) as an image ``LayerDataTuple``.
+
+    Same nm grid as :func:`super_resolved_layer_data` (``scale``/``translate`` of the render), so
+    it lies on the localizations; ``metadata["render"]`` keeps the colour bar (feature, range,
+    colormap).
+    """
+    img = np.asarray(rendered.image, dtype=np.float32)
+    scale, translate = rendered.napari_scale_translate()
+    md = {
+        **(metadata or {}),
+        "pixel_size_nm": float(rendered.pixel_size_nm),
+        "origin_nm": [float(v) for v in rendered.origin_nm],
+        "smlm_kind": "super_resolved_rgb",
+        "render": _plain_meta(rendered.meta),
+    }
+    kw = {"name": name, "scale": scale, "translate": translate, "units": _units(2), "metadata": md,
+          "rgb": True, "contrast_limits": (0.0, 1.0), "blending": "additive"}
+    return (img, kw, "image")
+
+
+def set_output_layer(viewer: Any, layer: Any, layer_data: LayerDataTuple) -> Any:
+    """Write a result into ``layer`` in place, or make it (GUI thread only). Returns the layer.
+
+    The same layer object is kept when it is still in the viewer and of the same kind (type,
+    and RGB or not, which napari fixes when an image layer is made); its data, geometry and
+    metadata change (:func:`update_layer`), the user's display settings stay. Otherwise a new
+    layer takes its place in the layer list (same position) or is added.
+    """
+    from napari.layers import Layer
+
+    data, kw, layer_type = layer_data
+    if layer is not None and _in_viewer(viewer, layer) and is_layer_type(layer, layer_type):
+        if layer_type != "image" or bool(layer.rgb) == bool(kw.get("rgb", False)):
+            return update_layer(layer, layer_data)
+    new = Layer.create(data, dict(kw), layer_type)
+    if layer is not None and _in_viewer(viewer, layer):
+        raw = _unwrap(layer)
+        idx = next(i for i, la in enumerate(viewer.layers) if _unwrap(la) is raw)
+        del viewer.layers[idx]
+        viewer.layers.insert(idx, new)
+        new = viewer.layers[idx]
+    else:
+        new = viewer.add_layer(new)
+    if "contrast_limits" in kw and not kw.get("rgb"):
+        new.metadata[AUTO_CONTRAST_KEY] = tuple(float(v) for v in new.contrast_limits)
+    return new
+
+
+__all__ += ["localizations_3d_layer_data", "colored_render_layer_data", "set_output_layer"]
 
 
 # ============================================================================ viewer

@@ -829,17 +829,29 @@ class RenderSettings:
         _percentiles(self.contrast)
 
 
-def _per_loc_sigma(locs: Localizations, settings: RenderSettings) -> dict[str, Any]:
-    if "sigma_x_nm" in locs.columns and "sigma_y_nm" in locs.columns:
-        cols: Any = ("sigma_x_nm", "sigma_y_nm")
-    elif "uncertainty_nm" in locs.columns:
-        cols = "uncertainty_nm"
-    else:
-        raise ValueError(
-            "per-localization σ needs a 'sigma_x_nm'/'sigma_y_nm' or 'uncertainty_nm' column; "
-            f"this table has {list(locs.columns)}: use the fixed Gaussian instead"
-        )
-    return {"sigma_column": cols, "min_sigma_nm": float(settings.sigma_nm)}
+def check_render_settings(columns: Sequence[str], settings: RenderSettings) -> None:
+    """Raise ``ValueError`` (naming the column and the setting) when a table cannot be rendered so.
+
+    Cheap (column names only): GUIs call it before starting a worker.
+    """
+    cols = list(columns)
+    if settings.color_by is not None and settings.color_by not in cols:
+        raise ValueError(f"color_by: column {settings.color_by!r} is not in the table; columns are {cols}")
+    if settings.z_range_nm is not None and "z_nm" not in cols:
+        raise ValueError(f"z slab: the table has no 'z_nm' column (a 2-D table); columns are {cols}")
+    if settings.method == "gaussian_per_loc":
+        _sigma_columns(cols)
+
+
+def _sigma_columns(cols: Sequence[str]) -> Any:
+    if "sigma_x_nm" in cols and "sigma_y_nm" in cols:
+        return ("sigma_x_nm", "sigma_y_nm")
+    if "uncertainty_nm" in cols:
+        return "uncertainty_nm"
+    raise ValueError(
+        "per-localization σ needs a 'sigma_x_nm'/'sigma_y_nm' or 'uncertainty_nm' column; "
+        f"this table has {list(cols)}: use the fixed Gaussian instead"
+    )
 
 
 def render_localizations(locs: Localizations, settings: RenderSettings, **kwargs: Any) -> RenderedImage:
@@ -851,6 +863,7 @@ def render_localizations(locs: Localizations, settings: RenderSettings, **kwargs
     (``shape``, ``origin_nm``).
     """
     s = settings
+    check_render_settings(locs.columns, s)
     n_all = len(locs)
     if s.z_range_nm is not None:
         locs = filter_z_slab(locs, *s.z_range_nm)
@@ -858,7 +871,7 @@ def render_localizations(locs: Localizations, settings: RenderSettings, **kwargs
     if s.method == "gaussian":
         kw["sigma_nm"] = float(s.sigma_nm)
     elif s.method == "gaussian_per_loc":
-        kw.update(_per_loc_sigma(locs, s))
+        kw.update(sigma_column=_sigma_columns(locs.columns), min_sigma_nm=float(s.sigma_nm))
     if s.color_by is None:
         out = render(locs, s.method, s.pixel_size_nm, **kw)
         out.meta["contrast_limits"] = contrast_limits(out.image, s.contrast)
@@ -907,6 +920,7 @@ __all__ += [
     "filter_z_slab",
     "render_colored",
     "RenderSettings",
+    "check_render_settings",
     "render_localizations",
     "RenderProgress",
     "iter_render",
