@@ -136,11 +136,19 @@ def test_z_slab_keeps_exactly_the_rows_in_range_in_render_and_3d(viewer, qtbot):
     inside = (z >= -150) & (z <= 250)
     assert viewer.layers["slab [render]"].data.sum() == inside.sum() < len(z)
     l3 = w.show_3d()
-    assert viewer.dims.ndisplay == 3
-    np.testing.assert_allclose(l3.data, np.column_stack([z, locs["y_nm"], locs["x_nm"]]))
+    # (z, frame, y, x): frame, y, x line up with the 2-D points (and a movie); z is a world axis of its own
+    np.testing.assert_allclose(l3.data, np.column_stack([z, locs.frames, locs["y_nm"], locs["x_nm"]]))
+    assert viewer.dims.ndim == 4 and viewer.dims.ndisplay == 3
+    assert tuple(viewer.dims.displayed) == (0, 2, 3)  # z, y, x on screen
     np.testing.assert_array_equal(l3.shown, inside)
+    assert len(_raw(l3)._view_data) == inside.sum()  # every frame at once, only the slab
     w.slab.setChecked(False)  # the filter follows the controls at once
-    assert l3.shown.all()
+    assert l3.shown.all() and len(_raw(l3)._view_data) == len(z)
+    viewer.dims.ndisplay = 2  # the 2-D points still show one frame at a time
+    viewer.dims.set_current_step(1, 7)
+    assert len(viewer.layers["slab"]._view_data) == 1
+    viewer.dims.ndisplay = 3  # napari's 2-D/3-D toggle: the cloud holds every frame again
+    assert len(_raw(l3)._view_data) == len(z)
     # a 2-D table: no slab, no 3-D points
     flat = _points(viewer, _table([1.0, 2.0], [1.0, 2.0]), "flat")
     w.picker.value = flat

@@ -461,16 +461,24 @@ def localizations_3d_layer_data(
     size_nm: float = 30.0,
     metadata: dict | None = None,
 ) -> LayerDataTuple:
-    """Localizations with z as a 3-D points ``LayerDataTuple`` ``(z_nm, y_nm, x_nm)``, coloured by z.
+    """Localizations with z as a 4-D points ``LayerDataTuple`` ``(z_nm, frame, y_nm, x_nm)``, coloured by z.
 
-    Every frame at once (a point cloud for napari's 3-D view, ``viewer.dims.ndisplay = 3``),
-    unit scale: world coordinates are nm on all three axes. The face colour follows ``z_nm``
-    through ``colormap`` over ``value_range`` (nm; default the z range), like the depth-coloured
-    render. ``features`` are those of :func:`localizations_layer_data`.
+    Why z first: napari aligns layers by their **trailing** axes, so ``(frame, y, x)`` here lines
+    up with the camera movie ``(T, H, W)``, the 2-D points ``(frame, y, x)`` and the renders
+    ``(y, x)``; z is a new world axis of its own (units nm, label ``z``). Show it in 3-D with
+    ``viewer.dims.order`` ending in the z, y, x axes and ``ndisplay = 3``
+    (:func:`show_points_3d`); ``projection_mode="all"`` with a thick slice over the frame axis
+    then shows every frame at once. Unit scale: world coordinates are nm (and frames). The face
+    colour follows ``z_nm`` through ``colormap`` over ``value_range`` (nm; default the z range),
+    like the depth-coloured render. ``features`` are those of :func:`localizations_layer_data`.
     """
     if "z_nm" not in locs.columns:
         raise ValueError(f"3-D points need a 'z_nm' column; this table has {locs.columns}")
-    coords = np.column_stack([locs["z_nm"], locs["y_nm"], locs["x_nm"]]) if len(locs) else np.zeros((0, 3))
+    coords = (
+        np.column_stack([locs["z_nm"], locs.frames.astype(np.float64), locs["y_nm"], locs["x_nm"]])
+        if len(locs)
+        else np.zeros((0, 4))
+    )
     feats = _features(locs)
     z = feats["z_nm"].to_numpy(dtype=float) if "z_nm" in feats else np.zeros(len(feats))
     if value_range is None:
@@ -482,14 +490,16 @@ def localizations_3d_layer_data(
     md = {k: locs.meta[k] for k in _META_KEYS if k in locs.meta}
     md.update(metadata or {})
     md.update(smlm_kind="localizations_3d", localizations_meta=_plain_meta(locs.meta))
+    md["feature_descriptions"] = _feature_descriptions(feats)
     kw: dict[str, Any] = {
         "name": name,
-        "ndim": 3,
-        "units": ("nm", "nm", "nm"),
-        "axis_labels": ("z", "y", "x"),
+        "ndim": 4,
+        "units": ("nm", "pixel", "nm", "nm"),
+        "axis_labels": ("z", "frame", "y", "x"),
         "features": feats,
         "size": float(size_nm),
         "border_width": 0.0,
+        "projection_mode": "all",
         "metadata": md,
     }
     if "z_nm" in feats and len(feats):
@@ -497,6 +507,39 @@ def localizations_3d_layer_data(
     else:
         kw["face_color"] = POINT_COLORS["localizations"]
     return (coords, kw, "points")
+
+
+def show_points_3d(viewer: Any, layer: Any) -> tuple[tuple, tuple]:
+    """Show a :func:`localizations_3d_layer_data` layer in napari's 3-D view, every frame at once.
+
+    Displays the world axes of its z, y and x (``viewer.dims.order`` ends with them), sets
+    ``ndisplay = 3`` and makes the slice over its frame axis thick enough to hold every frame
+    (:func:`thick_frame_slice`). Returns the dims margins from before, to restore with
+    ``viewer.dims.margin_left, viewer.dims.margin_right = ...`` when going back to 2-D (where
+    the 2-D points layers, which also project thick slices, must show one frame again).
+    GUI thread only.
+    """
+    dims = viewer.dims
+    n = int(dims.ndim)
+    off = n - int(layer.ndim)  # the layer's axes are the last layer.ndim world axes
+    shown = (off, off + 2, off + 3)  # z, y, x
+    dims.order = tuple(a for a in range(n) if a not in shown) + shown
+    saved = thick_frame_slice(viewer, layer)
+    dims.ndisplay = 3
+    return saved
+
+
+def thick_frame_slice(viewer: Any, layer: Any) -> tuple[tuple, tuple]:
+    """Make the viewer's slice along ``layer``'s frame axis (its 2nd) hold every frame; returns the old margins."""
+    dims = viewer.dims
+    saved = (tuple(dims.margin_left), tuple(dims.margin_right))
+    f_ax = int(dims.ndim) - int(layer.ndim) + 1
+    frames = np.asarray(layer.data)[:, 1] if len(layer.data) else np.zeros(1)
+    span = 2.0 * (float(np.max(np.abs(frames))) + 1.0)  # from any slider position
+    left, right = list(saved[0]), list(saved[1])
+    left[f_ax] = right[f_ax] = span
+    dims.margin_left, dims.margin_right = tuple(left), tuple(right)
+    return saved
 
 
 def colored_render_layer_data(rendered: Any, name: str, metadata: dict | None = None) -> LayerDataTuple:
@@ -548,7 +591,7 @@ def set_output_layer(viewer: Any, layer: Any, layer_data: LayerDataTuple) -> Any
     return new
 
 
-__all__ += ["localizations_3d_layer_data", "colored_render_layer_data", "set_output_layer"]
+__all__ += ["localizations_3d_layer_data", "show_points_3d", "thick_frame_slice", "colored_render_layer_data", "set_output_layer"]
 
 
 # ============================================================================ viewer

@@ -763,8 +763,10 @@ def render_colored(
             value_range = (value_range[0] - 0.5, value_range[0] + 0.5)
     vmin, vmax = (float(v) for v in value_range)
     density = render(locs, method, pixel_size_nm, **kwargs)
-    # weight by (v - vmin): the weighted render then holds no cancelling signs
-    weighted = render(locs, method, pixel_size_nm, weights=values - vmin, **kwargs)
+    # weight by (v - vmin): the weighted render then holds no cancelling signs. Same grid as the
+    # density (explicit shape: what it leaves out was already reported once).
+    grid = {**kwargs, "shape": density.image.shape, "origin_nm": density.origin_nm}
+    weighted = render(locs, method, pixel_size_nm, weights=values - vmin, **grid)
     d = density.image.astype(np.float64)
     with np.errstate(invalid="ignore", divide="ignore"):
         mean = np.where(d > 0, weighted.image / np.where(d > 0, d, 1.0) + vmin, np.nan)

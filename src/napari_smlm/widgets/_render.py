@@ -54,10 +54,12 @@ def _raw(layer: Any) -> Any:
     return layer
 
 
-def _unit(feature: str) -> str:
+def _axis_label(feature: str) -> str:
+    """``"z (nm)"`` for ``z_nm``, ``"bg (photons/px)"`` for ``bg`` ..."""
     if feature.endswith("_nm"):
-        return "nm"
-    return {"photons": "photons", "frame": "frame", "bg": "photons/px"}.get(feature, "")
+        return f"{feature[:-3]} (nm)"
+    unit = {"photons": "photons", "bg": "photons/px"}.get(feature)
+    return f"{feature} ({unit})" if unit else feature
 
 
 class RenderWidget(SmlmDockWidget):
@@ -109,7 +111,9 @@ class RenderWidget(SmlmDockWidget):
         from matplotlib.figure import Figure
 
         self.colorbar_figure = Figure(figsize=(3.2, 0.85), dpi=90)
+        self.colorbar_figure.patch.set_alpha(0.0)
         self.colorbar_canvas = FigureCanvasQTAgg(self.colorbar_figure)
+        self.colorbar_canvas.setStyleSheet("background: transparent;")
         self.colorbar_canvas.setFixedHeight(76)
         self.colorbar_canvas.setVisible(False)
 
@@ -145,6 +149,9 @@ class RenderWidget(SmlmDockWidget):
         self._result: Any = None
         self._source: Any = None
         self._t0 = 0.0
+        self._layer3d: Any = None
+        self._saved_margins: Any = None
+        self.viewer.dims.events.ndisplay.connect(self._on_ndisplay)
         self.picker.layer_changed.connect(self._on_layer_changed)
         self.color_by.currentIndexChanged.connect(self._on_color_by_changed)
         self.auto_range.toggled.connect(self._on_auto_range)
@@ -320,19 +327,24 @@ class RenderWidget(SmlmDockWidget):
         from ..core.render import colormap_lut
 
         lo, hi = meta["value_range"]
-        feature = meta.get("color_by", "")
+        ink = self.palette().color(self.foregroundRole()).name()  # readable on napari's dark and light themes
         ax = fig.add_axes((0.06, 0.55, 0.88, 0.3))
         ax.imshow(colormap_lut(meta.get("colormap", "turbo"))[None], aspect="auto", extent=(lo, hi, 0, 1))
         ax.set_yticks([])
-        ax.tick_params(labelsize=8)
-        unit = _unit(feature)
-        ax.set_xlabel(f"{feature} ({unit})" if unit else feature, fontsize=8, labelpad=1)
+        ax.tick_params(labelsize=8, colors=ink)
+        for spine in ax.spines.values():
+            spine.set_color(ink)
+        ax.set_xlabel(_axis_label(meta.get("color_by", "")), fontsize=8, labelpad=1, color=ink)
         self.colorbar_canvas.setVisible(True)
         self.colorbar_canvas.draw_idle()
 
     # ------------------------------------------------------------------ 3-D and z slab
     def show_3d(self) -> Any:
-        """Show the picked layer's localizations as a 3-D point cloud coloured by z; ndisplay = 3."""
+        """Show the picked layer's localizations as a 3-D point cloud coloured by z; ndisplay = 3.
+
+        The layer ``"<points> [3D]"`` is ``(z, frame, y, x)`` in nm / frames (z first, so that
+        frames, y and x stay aligned with the movie), every frame shown at once.
+        """
         layer = self.picker.value
         if layer is None or "z_nm" not in layer.features:
             notify_error("3-D points: the layer has no z_nm feature (a 2-D table).")
@@ -349,8 +361,38 @@ class RenderWidget(SmlmDockWidget):
             out.face_contrast_limits = ldt[1]["face_contrast_limits"]
         slot["3d"] = out
         self._apply_slab(out)
-        self.viewer.dims.ndisplay = 3
+        self._layer3d = None  # the ndisplay callback must not thicken the slice a second time
+        saved = _layers.show_points_3d(self.viewer, out)
+        self._layer3d = out
+        if self._saved_margins is None:
+            self._saved_margins = saved
+        lo, hi = out.face_contrast_limits if out.face_contrast_limits is not None else (math.nan, math.nan)
+        self.status_label.setText(
+            f"3-D points: {int(np.count_nonzero(out.shown)):,} of {len(out.data):,} localizations in "
+            f"'{out.name}' (z, frame, y, x), every frame at once; colour = z, {lo:g} … {hi:g} nm."
+        )
         return out
+
+    def shutdown(self) -> None:
+        if not self._closed:
+            try:
+                self.viewer.dims.events.ndisplay.disconnect(self._on_ndisplay)
+            except Exception:  # noqa: BLE001 - viewer already gone
+                pass
+        super().shutdown()
+
+    def _on_ndisplay(self, event: Any = None) -> None:
+        """Every frame at once in 3-D; back in 2-D the points layers show one frame again."""
+        l3 = self._layer3d
+        mine = l3 is not None and any(_raw(la) is _raw(l3) for la in self.viewer.layers)
+        if self.viewer.dims.ndisplay == 3 and mine and self._saved_margins is None:
+            self._saved_margins = _layers.thick_frame_slice(self.viewer, l3)
+        elif self.viewer.dims.ndisplay == 2 and self._saved_margins is not None:
+            left, right = self._saved_margins
+            self._saved_margins = None
+            n = int(self.viewer.dims.ndim)
+            if len(left) == n:
+                self.viewer.dims.margin_left, self.viewer.dims.margin_right = left, right
 
     def _apply_slab(self, layer3d: Any) -> None:
         from ..core.render import z_slab_mask
