@@ -91,7 +91,7 @@ def test_rerender_changes_pixel_size_and_keeps_the_output_layer(viewer, qtbot):
 
 def test_colour_by_z_puts_low_and_high_z_in_their_colours_at_their_pixels(viewer, qtbot):
     # low z at (x, y) = (250, 250) nm, high z at (750, 650) nm
-    locs = _table([250.0, 750.0], [250.0, 650.0], z=[-400.0, 400.0])
+    locs = _table([250.0, 750.0], [250.0, 650.0], z=[-400.0, 400.0], sigma_x_nm=[10.0, 30.0], sigma_y_nm=[10.0, 30.0])
     pts = _points(viewer, locs, "z pts")
     w = _dock(viewer)
     w.picker.value = pts
@@ -111,6 +111,16 @@ def test_colour_by_z_puts_low_and_high_z_in_their_colours_at_their_pixels(viewer
     assert not np.allclose(low, high)
     assert w.colorbar_canvas.isVisible() or not w.isVisible()
     assert out.metadata["render"]["value_range"] == (-500.0, 500.0)
+    # colour by a derived feature: uncertainty_nm (RMS of sigma_x/y_nm), 10 nm at the first point, 30 nm at the second
+    assert "uncertainty_nm" in w.feature_choices()
+    w.color_by.setCurrentText("uncertainty_nm")
+    w.vmin.setValue(0.0)
+    w.vmax.setValue(40.0)
+    _render(qtbot, w)
+    out = viewer.layers["z pts [render]"]
+    for (x, y), colour in zip(((250.0, 250.0), (750.0, 650.0)), map_to_colors([10.0, 30.0], (0, 40))):
+        i, j = (int(np.floor(v + 0.5)) for v in out.world_to_data((y, x))[:2])
+        np.testing.assert_allclose(out.data[i, j], colour, atol=1e-6)
     # back to a density render: the layer becomes single-channel, same name, same place in the list
     idx = list(viewer.layers).index(out)
     w.color_by.setCurrentText("none (density)")

@@ -92,8 +92,8 @@ class RenderWidget(SmlmDockWidget):
         self.auto_range = QCheckBox("auto (1–99 %)")
         self.auto_range.setChecked(True)
         self.auto_range.setToolTip("Colour bar range = 1st–99th percentile of the feature; untick to set it")
-        self.vmin = dspin(0.0, -1e12, 1e12, 10.0, 1, "", "Feature value at the colour bar's left end")
-        self.vmax = dspin(1.0, -1e12, 1e12, 10.0, 1, "", "Feature value at the colour bar's right end")
+        self.vmin = dspin(0.0, -1e12, 1e12, 10.0, 2, "", "Feature value at the colour bar's left end")
+        self.vmax = dspin(1.0, -1e12, 1e12, 10.0, 2, "", "Feature value at the colour bar's right end")
         self.contrast = QComboBox()
         self.contrast.addItems(list(CONTRAST_PRESETS))
         self.contrast.setToolTip("Brightness limits: percentiles of the render's pixels, or its minimum and maximum")
@@ -259,6 +259,9 @@ class RenderWidget(SmlmDockWidget):
         try:
             settings = self.settings()
             locs = _layers.layer_to_localizations(layer)  # snapshot on the GUI thread
+            f = settings.color_by
+            if f is not None and f not in locs.columns and f in layer.features:
+                locs[f] = layer.features[f].to_numpy()  # a derived feature (uncertainty_nm) the table omits
             check_render_settings(locs.columns, settings)
         except ValueError as exc:
             self.status_label.setText(f"Cannot render: {exc}")
