@@ -37,6 +37,7 @@ def test_contributions(manifest):
         "Simulation": "napari-smlm.simulate_movie",
         "Evaluation": "napari-smlm.evaluate_localizations",
         "Post-processing": "napari-smlm.postprocess_localizations",
+        "Render localizations": "napari-smlm.render_localizations",
     }
     for w in c.widgets:
         assert re.fullmatch(r"napari-smlm\.[a-z]+_[a-z_]+", w.command)

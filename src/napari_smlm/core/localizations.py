@@ -228,3 +228,25 @@ class Localizations:
             elif not np.array_equal(a, b):
                 return False
         return True
+
+
+#: What each column means, with its unit; GUIs show it next to a feature's name (tooltips,
+#: pickers). Density-map models (Deep-STORM family) emit ``count`` and ``peak`` instead of photometry.
+COLUMN_DESCRIPTIONS: dict[str, str] = {
+    "frame": "frame index (0-based)",
+    "x_nm": "x position (nm, from the image's left edge)",
+    "y_nm": "y position (nm, from the image's top edge)",
+    "z_nm": "axial position z (nm; 0 = the plane where the astigmatic PSF is round)",
+    "photons": "photons emitted in the frame",
+    "bg": "background (photons per camera pixel)",
+    "prob": "detection confidence in [0, 1]",
+    "sigma_x_nm": "localization uncertainty along x (nm)",
+    "sigma_y_nm": "localization uncertainty along y (nm)",
+    "sigma_z_nm": "localization uncertainty along z (nm)",
+    "sigma_photons": "uncertainty of photons",
+    "psf_sigma_nm": "PSF width σ (nm)",
+    "uncertainty_nm": "lateral localization uncertainty, RMS of sigma_x_nm and sigma_y_nm (nm)",
+    "count": "emitters in the detection window: the density map's mass around the peak (≈ 1 per emitter)",
+    "peak": "density-map value at the peak (emitters per super-resolved pixel)",
+}
+__all__.append("COLUMN_DESCRIPTIONS")

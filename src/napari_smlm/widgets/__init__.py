@@ -21,6 +21,7 @@ __all__ = [
     "TrainingWidget",
     "SimulationWidget",
     "EvaluationWidget",
+    "RenderWidget",
     "LayerPicker",
     "SmlmDockWidget",
     "spin",
@@ -36,6 +37,7 @@ _LAZY = {
     "TrainingWidget": "._training",
     "SimulationWidget": "._simulation",
     "EvaluationWidget": "._evaluation",
+    "RenderWidget": "._render",
 }
 
 

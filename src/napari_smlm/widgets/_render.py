@@ -1,0 +1,415 @@
+"""Render widget: re-render a localization (points) layer without re-running a model.
+
+Thin: it snapshots the chosen points layer into a table and the controls into a
+:class:`~napari_smlm.core.render.RenderSettings`, drains
+:func:`~napari_smlm.core.render.iter_render` on a worker (the :class:`._base.SmlmDockWidget` run
+cycle), and writes the result into ``"<points> [render]"`` — the same layer object on every
+re-render (:func:`napari_smlm._layers.set_output_layer`). Colour by any numeric feature (frame,
+photons, uncertainty, z ...) gives an RGB render (brightness = density, colour = the feature's
+mean per pixel) with a colour bar in the dock; tables with ``z_nm`` also get a z-slab filter and
+a 3-D point cloud ``"<points> [3D]"`` for napari's 3-D view. No numerics here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Any
+
+import numpy as np
+from qtpy.QtCore import Qt
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QPushButton,
+    QWidget,
+)
+
+from .. import _layers
+from ._base import LayerPicker, SmlmDockWidget, dspin, error_reason, notify_error, wrap_label
+from ._state import RunState, TaskStatus
+
+__all__ = ["RenderWidget", "METHODS", "NO_COLOR"]
+
+log = logging.getLogger(__name__)
+
+#: Method label -> core method name.
+METHODS = {
+    "Histogram": "histogram",
+    "Gaussian (fixed σ)": "gaussian",
+    "Gaussian (per-localization σ)": "gaussian_per_loc",
+}
+NO_COLOR = "none (density)"
+_TIP = Qt.ItemDataRole.ToolTipRole
+COLORMAPS = ("turbo", "viridis", "plasma", "magma", "cividis", "twilight_shifted")
+
+
+def _raw(layer: Any) -> Any:
+    while hasattr(layer, "__wrapped__"):
+        layer = layer.__wrapped__
+    return layer
+
+
+def _axis_label(feature: str) -> str:
+    """``"z (nm)"`` for ``z_nm``, ``"bg (photons/px)"`` for ``bg`` ..."""
+    if feature.endswith("_nm"):
+        return f"{feature[:-3]} (nm)"
+    unit = {"photons": "photons", "bg": "photons/px"}.get(feature)
+    return f"{feature} ({unit})" if unit else feature
+
+
+class RenderWidget(SmlmDockWidget):
+    """Render a localization layer: method, pixel size, σ, colour by feature, contrast, z slab (napari-smlm.render_localizations)."""
+
+    def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
+        super().__init__(napari_viewer, parent)
+        from napari.layers import Points
+
+        from ..core.render import CONTRAST_PRESETS
+
+        self.status = TaskStatus()
+        self.picker = LayerPicker(self.viewer, (Points,))
+        self.picker.setToolTip("Localizations: a points layer (frame, y, x in nm) with features")
+        self.method = QComboBox()
+        self.method.addItems(list(METHODS))
+        self.method.setCurrentText("Gaussian (fixed σ)")
+        self.method.setToolTip(
+            "Histogram: localizations per pixel. Gaussian: the histogram blurred by σ. Per-localization: each "
+            "localization drawn with its own uncertainty (sigma_x/y_nm or uncertainty_nm), at least σ wide."
+        )
+        self.pixel_size = dspin(10.0, 0.5, 10_000.0, 1.0, 1, " nm", "Render pixel size in the sample plane")
+        self.sigma = dspin(15.0, 0.1, 10_000.0, 1.0, 1, " nm", "σ of the fixed Gaussian; the smallest σ drawn per localization")
+        self.color_by = QComboBox()
+        self.color_by.setToolTip("Colour = the feature's mean per pixel, brightness = density")
+        self.feature_info = wrap_label()
+        self.feature_info.setStyleSheet("color: gray;")
+        self.colormap = QComboBox()
+        self.colormap.addItems(list(COLORMAPS))
+        self.auto_range = QCheckBox("auto (1–99 %)")
+        self.auto_range.setChecked(True)
+        self.auto_range.setToolTip("Colour bar range = 1st–99th percentile of the feature; untick to set it")
+        self.vmin = dspin(0.0, -1e12, 1e12, 10.0, 2, "", "Feature value at the colour bar's left end")
+        self.vmax = dspin(1.0, -1e12, 1e12, 10.0, 2, "", "Feature value at the colour bar's right end")
+        self.contrast = QComboBox()
+        self.contrast.addItems(list(CONTRAST_PRESETS))
+        self.contrast.setToolTip("Brightness limits: percentiles of the render's pixels, or its minimum and maximum")
+        self.slab = QGroupBox("z slab")
+        self.slab.setCheckable(True)
+        self.slab.setChecked(False)
+        self.z_min = dspin(-500.0, -1e6, 1e6, 50.0, 0, " nm", "Keep localizations with z ≥ this")
+        self.z_max = dspin(500.0, -1e6, 1e6, 50.0, 0, " nm", "Keep localizations with z ≤ this")
+        self.render_button = QPushButton("Render")
+        self.points3d_button = QPushButton("3-D points")
+        self.points3d_button.setToolTip("A point cloud (z, y, x in nm) coloured by z, shown in napari's 3-D view")
+        self.status_label = wrap_label("Choose a points layer and press Render.")
+
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
+        from matplotlib.figure import Figure
+
+        self.colorbar_figure = Figure(figsize=(3.2, 0.85), dpi=90)
+        self.colorbar_figure.patch.set_alpha(0.0)
+        self.colorbar_canvas = FigureCanvasQTAgg(self.colorbar_figure)
+        self.colorbar_canvas.setStyleSheet("background: transparent;")
+        self.colorbar_canvas.setFixedHeight(76)
+        self.colorbar_canvas.setVisible(False)
+
+        lay = self.body_layout()
+        form = QFormLayout()
+        form.addRow("Localizations", self.picker)
+        form.addRow("Method", self.method)
+        form.addRow("Pixel size", self.pixel_size)
+        form.addRow("σ", self.sigma)
+        form.addRow("Colour by", self.color_by)
+        form.addRow("", self.feature_info)
+        form.addRow("Colormap", self.colormap)
+        rng = QHBoxLayout()
+        rng.addWidget(self.vmin)
+        rng.addWidget(self.vmax)
+        form.addRow("Colour range", self.auto_range)
+        form.addRow("", rng)
+        form.addRow("Contrast", self.contrast)
+        lay.addLayout(form)
+        sf = QFormLayout(self.slab)
+        sf.addRow("z min", self.z_min)
+        sf.addRow("z max", self.z_max)
+        lay.addWidget(self.slab)
+        row = QHBoxLayout()
+        row.addWidget(self.render_button)
+        row.addWidget(self.points3d_button)
+        lay.addLayout(row)
+        lay.addWidget(self.colorbar_canvas)
+        lay.addWidget(self.status_label)
+        lay.addStretch(1)
+
+        self._outputs: dict[int, dict[str, Any]] = {}  # id(raw points layer) -> {"render": layer, "3d": layer}
+        self._result: Any = None
+        self._source: Any = None
+        self._t0 = 0.0
+        self._layer3d: Any = None
+        self._saved_margins: Any = None
+        self.viewer.dims.events.ndisplay.connect(self._on_ndisplay)
+        self.picker.layer_changed.connect(self._on_layer_changed)
+        self.color_by.currentIndexChanged.connect(self._on_color_by_changed)
+        self.auto_range.toggled.connect(self._on_auto_range)
+        self.slab.toggled.connect(self._on_slab_changed)
+        self.z_min.valueChanged.connect(self._on_slab_changed)
+        self.z_max.valueChanged.connect(self._on_slab_changed)
+        self.render_button.clicked.connect(self.render)
+        self.points3d_button.clicked.connect(self.show_3d)
+        self.status.changed.connect(self._on_state_changed)
+        self._on_auto_range(True)
+        self._on_layer_changed(self.picker.value)
+
+    # ------------------------------------------------------------------ choices
+    def feature_choices(self) -> list[str]:
+        """The colour-by entries after ``none``: the layer's numeric features with something in them."""
+        return [self.color_by.itemText(i) for i in range(1, self.color_by.count())]
+
+    def _on_layer_changed(self, layer: Any = None) -> None:
+        from ..core.localizations import COLUMN_DESCRIPTIONS
+        from ..core.render import colorable_columns
+
+        current = self.color_by.currentText()
+        feats = layer.features if layer is not None else None
+        cols = colorable_columns(feats) if feats is not None else []
+        desc = {**COLUMN_DESCRIPTIONS, **((layer.metadata or {}).get("feature_descriptions") or {})} if layer is not None else {}
+        self.color_by.blockSignals(True)
+        try:
+            self.color_by.clear()
+            self.color_by.addItem(NO_COLOR)
+            self.color_by.setItemData(0, "Brightness = localizations per pixel, one colormap", _TIP)
+            for c in cols:
+                self.color_by.addItem(c)
+                if c in desc:
+                    self.color_by.setItemData(self.color_by.count() - 1, desc[c], _TIP)
+            pick = current if current in cols else ("z_nm" if "z_nm" in cols and current != NO_COLOR else NO_COLOR)
+            self.color_by.setCurrentText(pick)
+        finally:
+            self.color_by.blockSignals(False)
+        self._descriptions = desc
+        has_z = feats is not None and "z_nm" in cols
+        self.slab.setEnabled(has_z)
+        self.points3d_button.setEnabled(has_z)
+        self.slab.setToolTip("" if has_z else "The layer has no z_nm feature (a 2-D table)")
+        if has_z:
+            z = np.asarray(feats["z_nm"], dtype=float)
+            z = z[np.isfinite(z)]
+            if z.size:
+                self.z_min.setValue(math.floor(z.min()))
+                self.z_max.setValue(math.ceil(z.max()))
+        self._on_color_by_changed()
+
+    def _on_color_by_changed(self, *_: Any) -> None:
+        f = self.color_by.currentText()
+        if f == NO_COLOR or not f:
+            self.feature_info.setText("Brightness = localizations per pixel.")
+        else:
+            d = getattr(self, "_descriptions", {}).get(f)
+            self.feature_info.setText(f"{f}: {d}" if d else f)
+        self.colormap.setEnabled(f != NO_COLOR)
+
+    def _on_auto_range(self, auto: bool) -> None:
+        self.vmin.setEnabled(not auto)
+        self.vmax.setEnabled(not auto)
+
+    def _on_state_changed(self, state: RunState) -> None:
+        self.render_button.setEnabled(state is not RunState.RUNNING)
+
+    # ------------------------------------------------------------------ settings
+    def settings(self):
+        """The :class:`~napari_smlm.core.render.RenderSettings` of the controls (raises ValueError)."""
+        from ..core.render import RenderSettings
+
+        f = self.color_by.currentText()
+        vr = None if self.auto_range.isChecked() else (self.vmin.value(), self.vmax.value())
+        if vr is not None and not vr[1] > vr[0]:
+            raise ValueError(f"colour range: the left end ({vr[0]:g}) must be below the right end ({vr[1]:g})")
+        slab = (self.z_min.value(), self.z_max.value()) if self.slab.isEnabled() and self.slab.isChecked() else None
+        if slab is not None and slab[0] > slab[1]:
+            raise ValueError(f"z slab: z min ({slab[0]:g} nm) must not be above z max ({slab[1]:g} nm)")
+        return RenderSettings(
+            method=METHODS[self.method.currentText()],
+            pixel_size_nm=self.pixel_size.value(),
+            sigma_nm=self.sigma.value(),
+            color_by=None if f in (NO_COLOR, "") else f,
+            colormap=self.colormap.currentText(),
+            value_range=vr,
+            contrast=self.contrast.currentText(),
+            z_range_nm=slab,
+        )
+
+    def _slot(self, layer: Any) -> dict[str, Any]:
+        return self._outputs.setdefault(id(_raw(layer)), {})
+
+    # ------------------------------------------------------------------ render
+    def render(self) -> bool:
+        """Render the chosen layer on a worker; the result goes to ``"<layer> [render]"``."""
+        from ..core.render import check_render_settings, iter_render
+
+        if self.status.running:
+            return False
+        layer = self.picker.value
+        if layer is None:
+            notify_error("Render: choose a points layer of localizations first.")
+            return False
+        try:
+            settings = self.settings()
+            locs = _layers.layer_to_localizations(layer)  # snapshot on the GUI thread
+            f = settings.color_by
+            if f is not None and f not in locs.columns and f in layer.features:
+                locs[f] = layer.features[f].to_numpy()  # a derived feature (uncertainty_nm) the table omits
+            check_render_settings(locs.columns, settings)
+        except ValueError as exc:
+            self.status_label.setText(f"Cannot render: {exc}")
+            notify_error(f"Render '{layer.name}': {exc}")
+            return False
+        self._source, self._result, self._dirty, self._t0 = layer, None, False, time.perf_counter()
+        self.start_run(iter_render(locs, settings), self._on_update, f"Rendering {len(locs):,} localizations…")
+        return True
+
+    def _on_update(self, update: Any) -> None:
+        if update.result is not None:
+            self._result = update.result
+            self._dirty = True
+            self.schedule_flush()
+
+    def _flush(self) -> None:
+        if not getattr(self, "_dirty", False) or self._result is None or self._closed:
+            return
+        self._dirty = False
+        r, src = self._result, self._source
+        name = f"{src.name} [render]"
+        md = {"render_source": src.name}
+        if r.image.ndim == 3:
+            ldt = _layers.colored_render_layer_data(r, name, md)
+        else:
+            ldt = _layers.super_resolved_layer_data(r.image, r.pixel_size_nm, name, r.origin_nm, md, r.meta["contrast_limits"])
+        slot = self._slot(src)
+        prev = slot.get("render")
+        if prev is None and name in self.viewer.layers:  # a widget reopened: adopt its earlier output
+            cand = self.viewer.layers[name]
+            if (cand.metadata or {}).get("render_source") == src.name:
+                prev = cand
+        out = _layers.set_output_layer(self.viewer, prev, ldt)
+        if r.image.ndim == 2:  # the contrast preset is the user's explicit choice: apply it
+            out.contrast_limits = tuple(float(v) for v in r.meta["contrast_limits"])
+            out.metadata[_layers.AUTO_CONTRAST_KEY] = tuple(float(v) for v in out.contrast_limits)
+        slot["render"] = out
+        _layers.show_scale_bar(self.viewer)
+        self._draw_colorbar(r.meta)
+        if "value_range" in r.meta and self.auto_range.isChecked():
+            self.vmin.setValue(r.meta["value_range"][0])
+            self.vmax.setValue(r.meta["value_range"][1])
+
+    def output_layer(self, layer: Any = None) -> Any:
+        """The render layer made for ``layer`` (default: the picked one), or None."""
+        layer = layer if layer is not None else self.picker.value
+        return self._outputs.get(id(_raw(layer)), {}).get("render") if layer is not None else None
+
+    def run_summary(self, state: RunState, exc: BaseException | None) -> str:
+        if state is RunState.FAILED:
+            return f"Failed: {error_reason(exc)}"
+        if state is not RunState.DONE or self._result is None:
+            return "Stopped."
+        m = self._result.meta
+        slab = f" ({m['n_in_slab']:,} of {m['n_in_table']:,} in the z slab)" if m.get("settings", {}).get("z_range_nm") else ""
+        shape = "×".join(str(v) for v in self._result.image.shape[:2])
+        return (f"Rendered {m.get('n_rendered', 0):,} localizations{slab} into {shape} px of "
+                f"{self._result.pixel_size_nm:g} nm ({time.perf_counter() - self._t0:.1f} s).")
+
+    def _draw_colorbar(self, meta: dict) -> None:
+        fig = self.colorbar_figure
+        fig.clear()
+        if "value_range" not in meta:
+            self.colorbar_canvas.setVisible(False)
+            return
+        from ..core.render import colormap_lut
+
+        lo, hi = meta["value_range"]
+        ink = self.palette().color(self.foregroundRole()).name()  # readable on napari's dark and light themes
+        ax = fig.add_axes((0.06, 0.55, 0.88, 0.3))
+        ax.imshow(colormap_lut(meta.get("colormap", "turbo"))[None], aspect="auto", extent=(lo, hi, 0, 1))
+        ax.set_yticks([])
+        ax.tick_params(labelsize=8, colors=ink)
+        for spine in ax.spines.values():
+            spine.set_color(ink)
+        ax.set_xlabel(_axis_label(meta.get("color_by", "")), fontsize=8, labelpad=1, color=ink)
+        self.colorbar_canvas.setVisible(True)
+        self.colorbar_canvas.draw_idle()
+
+    # ------------------------------------------------------------------ 3-D and z slab
+    def show_3d(self) -> Any:
+        """Show the picked layer's localizations as a 3-D point cloud coloured by z; ndisplay = 3.
+
+        The layer ``"<points> [3D]"`` is ``(z, frame, y, x)`` in nm / frames (z first, so that
+        frames, y and x stay aligned with the movie), every frame shown at once.
+        """
+        layer = self.picker.value
+        if layer is None or "z_nm" not in layer.features:
+            notify_error("3-D points: the layer has no z_nm feature (a 2-D table).")
+            return None
+        locs = _layers.layer_to_localizations(layer)
+        vr = None if self.auto_range.isChecked() else (self.vmin.value(), self.vmax.value())
+        if vr is None and self._result is not None and self._result.meta.get("color_by") == "z_nm":
+            vr = self._result.meta["value_range"]
+        ldt = _layers.localizations_3d_layer_data(locs, f"{layer.name} [3D]", self.colormap.currentText(), vr)
+        slot = self._slot(layer)
+        out = _layers.set_output_layer(self.viewer, slot.get("3d"), ldt)
+        if out.face_contrast_limits is not None and "face_contrast_limits" in ldt[1]:
+            out.face_colormap = ldt[1]["face_colormap"]
+            out.face_contrast_limits = ldt[1]["face_contrast_limits"]
+        slot["3d"] = out
+        self._apply_slab(out)
+        self._layer3d = None  # the ndisplay callback must not thicken the slice a second time
+        saved = _layers.show_points_3d(self.viewer, out)
+        self._layer3d = out
+        if self._saved_margins is None:
+            self._saved_margins = saved
+        lo, hi = out.face_contrast_limits if out.face_contrast_limits is not None else (math.nan, math.nan)
+        self.status_label.setText(
+            f"3-D points: {int(np.count_nonzero(out.shown)):,} of {len(out.data):,} localizations in "
+            f"'{out.name}' (z, frame, y, x), every frame at once; colour = z, {lo:g} … {hi:g} nm."
+        )
+        return out
+
+    def shutdown(self) -> None:
+        if not self._closed:
+            try:
+                self.viewer.dims.events.ndisplay.disconnect(self._on_ndisplay)
+            except Exception:  # noqa: BLE001 - viewer already gone
+                pass
+        super().shutdown()
+
+    def _on_ndisplay(self, event: Any = None) -> None:
+        """Every frame at once in 3-D; back in 2-D the points layers show one frame again."""
+        l3 = self._layer3d
+        mine = l3 is not None and any(_raw(la) is _raw(l3) for la in self.viewer.layers)
+        if self.viewer.dims.ndisplay == 3 and mine and self._saved_margins is None:
+            self._saved_margins = _layers.thick_frame_slice(self.viewer, l3)
+        elif self.viewer.dims.ndisplay == 2 and self._saved_margins is not None:
+            left, right = self._saved_margins
+            self._saved_margins = None
+            n = int(self.viewer.dims.ndim)
+            if len(left) == n:
+                self.viewer.dims.margin_left, self.viewer.dims.margin_right = left, right
+
+    def _apply_slab(self, layer3d: Any) -> None:
+        from ..core.render import z_slab_mask
+
+        feats = layer3d.features
+        if self.slab.isChecked() and self.slab.isEnabled() and self.z_min.value() <= self.z_max.value():
+            layer3d.shown = z_slab_mask(feats, self.z_min.value(), self.z_max.value())
+        else:
+            layer3d.shown = np.ones(len(feats), dtype=bool)
+
+    def _on_slab_changed(self, *_: Any) -> None:
+        layer = self.picker.value
+        if layer is None:
+            return
+        l3 = self._outputs.get(id(_raw(layer)), {}).get("3d")
+        if l3 is not None and any(_raw(la) is _raw(l3) for la in self.viewer.layers):
+            self._apply_slab(l3)
