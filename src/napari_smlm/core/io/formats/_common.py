@@ -203,6 +203,7 @@ def read_csv_body(path: Path, names: list[str], sep: str, skiprows: int) -> pd.D
         df = pd.read_csv(
             path, sep=sep, header=None, skiprows=skiprows, skip_blank_lines=True,
             quotechar='"', encoding="utf-8-sig", low_memory=False,
+            float_precision="round_trip",  # what a writer wrote is read back bit for bit (pandas < 3: "high")
         )
     except pd.errors.EmptyDataError:
         df = pd.DataFrame(columns=range(len(names)))
@@ -244,7 +245,8 @@ class LocFormat:
         ``write(path, locs, **kw) -> Path`` for writable formats.
     write_suffixes : tuple of str
         Suffixes for which this format is the default writer of
-        :func:`~napari_smlm.core.io.write_localizations`.
+        :func:`~napari_smlm.core.io.write_localizations`; empty for a format written only
+        when asked for by name (``fmt=``), such as ``smlm2016`` (``.csv`` is ThunderSTORM's).
     napari_writer : str or None
         Command id of its npe2 writer in ``napari.yaml`` (checked by a test).
     ground_truth : bool
