@@ -350,7 +350,7 @@ def markdown(results: dict, images: list[str], quick: bool) -> str:
         L += [f"## Accuracy vs density (simulated 64×64 movies of {n_fr} frames, 100 nm pixels, PSF σ 120 nm, 2000 ± 500 photons, 50 bg photons/px)", "",
               "JI: Jaccard index (%), RMSE: lateral RMSE of all matches (nm), E: SMLM-2016 lateral efficiency (%). "
               "RMSE\\* and CRLB: on the same emitters — the matched ground-truth emitters that were on for the whole frame — their "
-              "lateral RMSE and the rms of their lateral Mortensen bound (√2 × per axis; F = 2 for the EMCCD). Matching: greedy, 250 nm.", "",
+              "lateral RMSE and the rms of their lateral Mortensen bound (√2 × per axis; F = 2 for the EMCCD). Matching: greedy, 250 nm. Picasso rows: box (5/7/9 px) and net-gradient threshold chosen on the ground truth of the same movie (an upper bound; see the oracle-tuned Picasso section).", "",
               "| camera | structure | density /µm² | method | JI | RMSE | RMSE\\* | CRLB | RMSE\\*/CRLB | E | recall | precision |",
               "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in rows:

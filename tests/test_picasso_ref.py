@@ -109,3 +109,29 @@ def test_oracle_sweeps_boxes_and_reports_both_matchings(movie_3d):
     assert r["hungarian"]["method"] == "hungarian" and r["method"] == "gausslq"
     assert r["hungarian"]["jaccard"] >= r["jaccard"] - 1e-12  # optimal assignment matches at least as many
     assert "z_nm" in r["localizations"] and "ground truth" in r["oracle_uses"]
+
+
+def test_update_docs_replaces_only_the_picasso_rows_and_places_its_section():
+    md = ("# Benchmarks\n\nintro\n\n## Accuracy vs density (x)\n\n| camera | structure | density /µm² | method | JI | RMSE | "
+          "RMSE\\* | CRLB | RMSE\\*/CRLB | E | recall | precision |\n|---|\n"
+          "| emccd | uniform | 0.5 | decode | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 |\n"
+          "| emccd | uniform | 0.5 | picasso (oracle-tuned) | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 |\n"
+          "| emccd | uniform | 2.0 | picasso (oracle-tuned) | 1 | 2 | 3 | 4 | 5 | 6 | 7 | 8 |\n\n"
+          "## EPFL 2013 Bundled Tubes (y)\n\n| picasso (oracle-tuned) | 1 | 2 | 3 | 4 | 5 | 6 | 7 |\n\n## CPU speed\n\nkept\n")
+    metrics = {"jaccard": 0.5, "rmse_lateral_nm": 30.0, "rmse_full_frame_nm": 25.0, "crlb_lateral_nm": 10.0, "crlb_ratio": 2.5,
+               "efficiency_lateral": 40.0, "recall": 0.6, "precision": 0.9, "box": 7, "min_net_gradient": 900.0,
+               "hungarian": {"jaccard": 0.51, "rmse_lateral_nm": 31.0, "efficiency_lateral": 40.5},
+               "per_box": [{"jaccard": 0.4}, {"jaccard": 0.5}, {"jaccard": 0.45}]}  # fmt: skip
+    row = {**metrics, "camera": "emccd", "structure": "uniform", "density": 2.0, "method": "picasso (oracle-tuned)"}
+    epfl = {**metrics, "camera": "EPFL 2013", "structure": "Bundled Tubes HD", "density": "–", "ssim": 0.8, "nmse": 0.6,
+            "pearson_vs_authors": 0.7, "frames_per_s": 300.0}  # fmt: skip
+    sec = picasso_ref.section_md([row], epfl, 60.0)
+    out = picasso_ref.update_docs(md, [row], epfl, sec)
+    assert "| emccd | uniform | 2.0 | picasso (oracle-tuned) | 50.0 | 30.0 | 25.0 | 10.0 | 2.50 | 40.0 | 0.600 | 0.900 |" in out
+    assert "| emccd | uniform | 0.5 | picasso (oracle-tuned) | 1 | 2 |" in out  # not re-run: left alone
+    assert "| emccd | uniform | 0.5 | decode | 1 |" in out
+    assert "| picasso (oracle-tuned) | 50.0 | 30.0 | 40.0 | 0.800 | 0.600 | 0.700 | 300.0 |" in out
+    assert out.index("## EPFL 2013") < out.index(picasso_ref.SECTION) < out.index("## CPU speed")
+    assert "ground truth of the same movie" in out and "| 7 | 900 | 50.0 | 51.0 |" in out
+    # idempotent: a second run replaces its section instead of adding one
+    assert picasso_ref.update_docs(out, [row], epfl, sec).count(picasso_ref.SECTION) == 1
