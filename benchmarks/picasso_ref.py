@@ -213,8 +213,8 @@ def picasso_calibration_3d(
     }
 
 
-def _zfit(locs: Any, info: list[dict], pcal: dict, pixel_size_nm: float, method: str) -> Any:
-    """Picasso's z fit of a 2-D locs table (no filtering: the oracle threshold filters)."""
+def _zfit(locs: Any, info: list[dict], pcal: dict, pixel_size_nm: float, method: str, z_filter: float = 0) -> Any:
+    """Picasso's z fit of a 2-D locs table (``z_filter``: zfit's ``filter``, 0 = none)."""
     with contextlib.redirect_stdout(io.StringIO()):
         from picasso import zfit
 
@@ -230,7 +230,8 @@ def _zfit(locs: Any, info: list[dict], pcal: dict, pixel_size_nm: float, method:
         warnings.filterwarnings("ignore", "invalid value encountered", RuntimeWarning)
         out, _ = zfit.zfit(
             df, list(info), calibration=cal, pixelsize=float(pixel_size_nm),
-            fitting_method="gaussmle" if method.startswith("gaussmle") else "gausslq", filter=0, multiprocess=False,
+            fitting_method="gaussmle" if method.startswith("gaussmle") else "gausslq", filter=z_filter,
+            multiprocess=False,
         )  # fmt: skip
     return out
 
@@ -243,13 +244,13 @@ def picasso_3d(
     min_net_gradient: float,
     box: int = 7,
     method: str = "gausslq",
+    z_filter: float = 0,
 ) -> Localizations:
     """Picasso's astigmatic 3-D localization of a movie, in process, as our Localizations.
 
     Picasso identifies spots (net gradient ≥ ``min_net_gradient`` in a ``box`` × ``box``
     window), fits an elliptical Gaussian (free σx, σy) to each, and converts the widths to z
-    with ``picasso.zfit.zfit`` and the calibration from :func:`picasso_calibration_3d` (no
-    z-residual filter).
+    with ``picasso.zfit.zfit`` and the calibration from :func:`picasso_calibration_3d`.
 
     Parameters
     ----------
@@ -272,6 +273,10 @@ def picasso_3d(
         corrected by √(σ² + 1/12) in the conversion) or ``"gaussmle"`` (MLE of a
         pixel-integrated Gaussian; on simulated astigmatic spots its widths had more
         outliers, so its z RMSE was about twice gausslq's); not the ``*-spherical`` ones.
+    z_filter : float
+        Picasso's z-fit residual filter (``zfit``'s ``filter``): drop fits whose ``d_zcalib``
+        exceeds ``z_filter`` × its rms over the movie. 0 (default, as ``picasso.localize.
+        localize`` with a 3-D calibration) keeps every fit; Picasso's ``zfit`` default is 2.
 
     Returns
     -------
@@ -296,10 +301,10 @@ def picasso_3d(
     pcal = picasso_calibration_3d(calibration, pixel_size_nm, method)
     locs, info, dt = _localize(frames, camera, pixel_size_nm, min_net_gradient, box, method)
     t = time.perf_counter()
-    locs = _zfit(locs, info, pcal, pixel_size_nm, method) if len(locs) else locs
+    locs = _zfit(locs, info, pcal, pixel_size_nm, method, z_filter) if len(locs) else locs
     dt += time.perf_counter() - t
     meta = {"source": f"picasso {method} + zfit", "seconds": dt, "box": int(box),
-            "min_net_gradient": float(min_net_gradient), "picasso_calibration": pcal}  # fmt: skip
+            "min_net_gradient": float(min_net_gradient), "z_filter": float(z_filter), "picasso_calibration": pcal}  # fmt: skip
     out = from_picasso_locs(locs, pixel_size_nm, meta)
     if "z_nm" not in out:  # no spot found: an empty 3-D table all the same
         out.df["z_nm"] = np.zeros(0)
@@ -317,6 +322,7 @@ def oracle_tuned_picasso(
     base_net_gradient: float | None = None,
     quantiles: int = 25,
     calibration: Any = None,
+    z_filter: float = 0,
 ) -> dict:
     """Fit once per box at a permissive threshold; keep the box and net-gradient cut with the best JI.
 
@@ -339,6 +345,8 @@ def oracle_tuned_picasso(
         Candidate thresholds: this many quantiles of the net gradients found.
     calibration : AstigmaticCalibration, optional
         3-D: fit with :func:`picasso_3d` and match in 3-D.
+    z_filter : float
+        3-D: Picasso's z-fit residual filter (see :func:`picasso_3d`).
 
     Returns
     -------
@@ -363,7 +371,7 @@ def oracle_tuned_picasso(
         if calibration is None:
             locs, dt = run_picasso(frames, camera, pixel_size_nm, base_net_gradient, b, method)
         else:
-            locs = picasso_3d(frames, calibration, camera, pixel_size_nm, base_net_gradient, b, method)
+            locs = picasso_3d(frames, calibration, camera, pixel_size_nm, base_net_gradient, b, method, z_filter)
             dt = locs.meta["seconds"]
         ng = locs["net_gradient"] if len(locs) else np.zeros(0)
         cands = np.unique(np.quantile(ng, np.linspace(0, 0.99, quantiles))) if len(ng) else [base_net_gradient]
