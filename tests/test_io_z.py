@@ -30,6 +30,7 @@ from napari_smlm.core.io import (
     write_thunderstorm_csv,
 )
 from napari_smlm.core.io.formats import picasso as picasso_fmt
+from napari_smlm.core.io.formats._common import EXACT_FLOATS
 from napari_smlm.core.localizations import Localizations
 
 PX = 130.0  # a pixel size that is not 100, so that nm and px can never coincide
@@ -58,14 +59,14 @@ def locs_3d(n: int = 40, seed: int = 3, float32: bool = False) -> Localizations:
 def raw_z(fmt: str, path) -> tuple[np.ndarray, np.ndarray | None]:
     """(z, z uncertainty) exactly as stored in the file, None where the format has none."""
     if fmt == "thunderstorm":
-        df = pd.read_csv(path, float_precision="round_trip")
+        df = pd.read_csv(path, **EXACT_FLOATS)
         return df["z [nm]"].to_numpy(), df["uncertainty_z [nm]"].to_numpy()
     if fmt == "picasso":
         with h5py.File(path, "r") as f:
             rec = f["locs"][()]
         return rec["z"].astype(np.float64), rec["lpz"].astype(np.float64)
     if fmt == "smlm2016":
-        return pd.read_csv(path, float_precision="round_trip")["znano"].to_numpy(), None
+        return pd.read_csv(path, **EXACT_FLOATS)["znano"].to_numpy(), None
     raise ValueError(fmt)
 
 
@@ -103,7 +104,7 @@ def test_z_round_trip_is_exact_and_in_nm(tmp_path, fmt):
 def _rewrite_z_in_pixels(fmt: str, path) -> None:
     """The bug the check must catch: a writer that stored z (and its uncertainty) in camera pixels."""
     if fmt == "thunderstorm":
-        df = pd.read_csv(path, float_precision="round_trip")
+        df = pd.read_csv(path, **EXACT_FLOATS)
         df["z [nm]"] /= PX
         df["uncertainty_z [nm]"] /= PX
         with open(path, "w", newline="") as fh:
@@ -116,7 +117,7 @@ def _rewrite_z_in_pixels(fmt: str, path) -> None:
             rec["lpz"] /= PX
             f["locs"][...] = rec
     else:
-        df = pd.read_csv(path, float_precision="round_trip")
+        df = pd.read_csv(path, **EXACT_FLOATS)
         df["znano"] /= PX
         df.to_csv(path, index=False)
 

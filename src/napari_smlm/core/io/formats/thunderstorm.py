@@ -6,8 +6,8 @@ Header such as ``"id","frame","x [nm]","y [nm]","sigma [nm]","intensity [photon]
 (``[px]``/``[um]`` units are converted). 3-D results carry ``z [nm]`` and
 ``uncertainty_z [nm]`` (ThunderSTORM's astigmatic fit), read into ``z_nm`` and
 ``sigma_z_nm`` and written back from them in nm (any length unit is converted on read);
-CSV values are written with full precision and parsed with ``float_precision="round_trip"``,
-so a round trip is exact. :data:`COLUMNS` is the one mapping between the
+CSV values are written with full precision and parsed exactly (``_common.EXACT_FLOATS``), so
+a round trip is exact. :data:`COLUMNS` is the one mapping between the
 file's columns and ours, used by :func:`read_thunderstorm_csv` and
 :func:`write_thunderstorm_csv` alike.
 """
