@@ -358,4 +358,4 @@ def test_write_localizations_by_suffix(tmp_path):
     with pytest.raises(SMLMFileError, match="cannot write"):
         write_localizations(tmp_path / "a.xlsx", locs)
     with pytest.raises(SMLMFileError, match="cannot be written"):
-        write_localizations(tmp_path / "a.csv", locs, fmt="smlm2016")
+        write_localizations(tmp_path / "a.csv", locs, fmt="nairr")  # a read-only format

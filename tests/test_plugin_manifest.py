@@ -62,9 +62,9 @@ def test_localization_patterns_come_from_the_format_registry():
     (loc_reader,) = [r for r in c.readers if r.command == "napari-smlm.get_localization_reader"]
     assert sorted(loc_reader.filename_patterns) == reader_patterns()
     points_writers = {w.command: tuple(w.filename_extensions) for w in c.writers if "points" in w.layer_types}
-    assert points_writers == {f.napari_writer: f.write_suffixes for f in FORMATS.values() if f.write}
+    assert points_writers == {f.napari_writer: f.write_suffixes for f in FORMATS.values() if f.napari_writer}
     commands = {cmd.id for cmd in c.commands}
-    assert {f.napari_writer for f in FORMATS.values() if f.write} <= commands
+    assert {f.napari_writer for f in FORMATS.values() if f.napari_writer} <= commands
 
 
 def test_manifest_targets_do_not_import_torch(manifest):

@@ -21,7 +21,7 @@ from .formats import (
 from .formats.decode import read_decode_csv, read_decode_h5
 from .formats.nairr import read_nairr_csv
 from .formats.picasso import picasso_yaml_path, read_picasso_hdf5, write_picasso_hdf5
-from .formats.smlm2016 import read_smlm2016_csv
+from .formats.smlm2016 import read_smlm2016_csv, write_smlm2016_csv
 from .formats.storm_analysis import read_storm_analysis_h5
 from .formats.thunderstorm import read_thunderstorm_csv, write_thunderstorm_csv
 from .tiff import TIFF_SUFFIXES, Movie, open_movie, read_image, write_image, write_movie
@@ -48,6 +48,7 @@ __all__ = [
     "read_picasso_hdf5",
     "write_picasso_hdf5",
     "read_smlm2016_csv",
+    "write_smlm2016_csv",
     "read_decode_h5",
     "read_decode_csv",
     "read_nairr_csv",

@@ -25,6 +25,10 @@ HEAD_BYTES = 65536
 LENGTH_UNITS_NM = {"nm": 1.0, "um": 1e3, "µm": 1e3, "μm": 1e3, "micron": 1e3, "mm": 1e6}
 CSV_SUFFIXES = (".csv",)
 HDF5_SUFFIXES = (".hdf5", ".h5")
+#: ``pd.read_csv`` keywords that read back exactly the floats a writer wrote: pandas < 3's
+#: default parser ("high") can be one ulp off; pandas 3 is exact by default and deprecates
+#: the ``float_precision`` argument.
+EXACT_FLOATS: dict[str, str] = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
 
 
 def package_version() -> str:
@@ -202,7 +206,7 @@ def read_csv_body(path: Path, names: list[str], sep: str, skiprows: int) -> pd.D
     try:
         df = pd.read_csv(
             path, sep=sep, header=None, skiprows=skiprows, skip_blank_lines=True,
-            quotechar='"', encoding="utf-8-sig", low_memory=False,
+            quotechar='"', encoding="utf-8-sig", low_memory=False, **EXACT_FLOATS,
         )
     except pd.errors.EmptyDataError:
         df = pd.DataFrame(columns=range(len(names)))
@@ -244,7 +248,8 @@ class LocFormat:
         ``write(path, locs, **kw) -> Path`` for writable formats.
     write_suffixes : tuple of str
         Suffixes for which this format is the default writer of
-        :func:`~napari_smlm.core.io.write_localizations`.
+        :func:`~napari_smlm.core.io.write_localizations`; empty for a format written only
+        when asked for by name (``fmt=``), such as ``smlm2016`` (``.csv`` is ThunderSTORM's).
     napari_writer : str or None
         Command id of its npe2 writer in ``napari.yaml`` (checked by a test).
     ground_truth : bool

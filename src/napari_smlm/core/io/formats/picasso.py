@@ -2,9 +2,24 @@
 
 ``/locs`` is a compound table: ``frame`` (0-based), ``x``/``y`` in camera pixels with
 the pixel centre at integers (so ``x_nm = (x + 0.5) * px``), ``lpx``/``lpy`` and
-``sx``/``sy`` in pixels, ``photons``, ``bg``, ``z`` in nm. The multi-document YAML gives
-``Width``, ``Height``, ``Frames`` and ``Pixelsize``; it is mandatory (a missing YAML is a
-clear error). :data:`COLUMNS` is the one field mapping used by both reader and writer.
+``sx``/``sy`` in pixels, ``photons``, ``bg``. The multi-document YAML gives ``Width``,
+``Height``, ``Frames`` and ``Pixelsize``; it is mandatory (a missing YAML is a clear
+error). :data:`COLUMNS` is the one field mapping used by both reader and writer.
+
+z (3-D)
+    Picasso stores ``z`` **in nm**, unlike ``x``/``y`` (camera pixels), and its axial
+    precision ``lpz`` in nm too; ``d_zcalib`` is the residual of the astigmatic z fit
+    (Huang et al. 2008's D, in √px) and is kept as a free column. Sources (picassosr
+    0.10.3, jungmannlab/picasso commit 96e0da51): ``docs/table01.csv`` rows ``z`` ("The z
+    coordinate fitted in 3D in nm. Please note the units are different for x and y
+    coordinates.") and ``lpz`` ("The localization precision in z direction in nm");
+    ``picasso/zfit.py`` line 370 ``locs["z"] = z * magnification_factor`` (z of the
+    calibration polynomial, whose argument is the stage position in nm, times the
+    refractive-index magnification factor) and line 889 ``return lpz *
+    magnification_factor`` (nm); ``picasso/render.py`` lines 352/432 ``z /= pixelsize``
+    (nm converted to pixels only for rendering). So ``z_nm = z`` and ``sigma_z_nm = lpz``
+    with no pixel-size factor; both are written as float32 (Picasso's own dtype), so a
+    z that is a float32 value comes back bit for bit.
 """
 
 from __future__ import annotations
@@ -32,14 +47,17 @@ __all__ = ["COLUMNS", "read_picasso_hdf5", "write_picasso_hdf5", "picasso_yaml_p
 COLUMNS: dict[str, tuple[str, str]] = {
     "x": ("x_nm", "pos"),
     "y": ("y_nm", "pos"),
-    "z": ("z_nm", ""),
+    "z": ("z_nm", ""),  # nm in Picasso's files (see the module docstring)
     "photons": ("photons", ""),
     "bg": ("bg", ""),
     "lpx": ("sigma_x_nm", "px"),
     "lpy": ("sigma_y_nm", "px"),
     "sx": ("psf_sigma_x_nm", "px"),
     "sy": ("psf_sigma_y_nm", "px"),
+    "lpz": ("sigma_z_nm", ""),  # nm
 }
+# 3-D fields written after the core ones when the table has them (float32, nm).
+_PICASSO_3D = (("z", "<f4"), ("lpz", "<f4"))
 # Picasso Render needs these; written in this order with these dtypes.
 _PICASSO_CORE = (("frame", "<u4"), ("x", "<f4"), ("y", "<f4"), ("photons", "<f4"), ("sx", "<f4"),
                  ("sy", "<f4"), ("bg", "<f4"), ("lpx", "<f4"), ("lpy", "<f4"))
@@ -61,7 +79,8 @@ def from_picasso_locs(locs: Any, pixel_size_nm: float, meta: dict | None = None)
 
     ``locs`` is a record array or DataFrame (or a tuple whose first item is one) in camera
     pixels with the pixel centre at an integer; the same :data:`COLUMNS` map as the HDF5 reader
-    converts it. Rows with a non-finite x or y (failed fits) are dropped; ``net_gradient`` is kept.
+    converts it (``z``/``lpz`` are nm). Rows with a non-finite x or y (failed fits) are dropped;
+    ``net_gradient`` and ``d_zcalib`` are kept.
     """
     rec = locs[0] if isinstance(locs, tuple) else locs
     names = list(rec.columns) if hasattr(rec, "columns") else list(rec.dtype.names or ())
@@ -72,8 +91,9 @@ def from_picasso_locs(locs: Any, pixel_size_nm: float, meta: dict | None = None)
     for field, (ours, conv) in COLUMNS.items():
         if field in names and field not in ("sx", "sy"):
             cols[ours] = _to_nm(np.asarray(rec[field], dtype=np.float64)[ok], conv, px)
-    if "net_gradient" in names:
-        cols["net_gradient"] = np.asarray(rec["net_gradient"], dtype=np.float64)[ok]
+    for extra in ("net_gradient", "d_zcalib"):
+        if extra in names:
+            cols[extra] = np.asarray(rec[extra], dtype=np.float64)[ok]
     return Localizations(cols, {"pixel_size_nm": px, **(meta or {})})
 
 
@@ -138,7 +158,9 @@ def read_picasso_hdf5(path: str | os.PathLike, pixel_size_nm: float | None = Non
         ``x_nm = (x + 0.5) * px`` (Picasso puts pixel centres at integers),
         ``sigma_x_nm = lpx * px``, ``psf_sigma_nm = sqrt(sx * sy) * px`` (plus
         ``psf_sigma_x_nm``/``psf_sigma_y_nm`` when sx != sy), ``photons``, ``bg``,
-        ``z_nm`` (Picasso's ``z`` is already in nm); other fields kept as free columns.
+        ``z_nm`` and ``sigma_z_nm`` (Picasso's ``z`` and ``lpz``, already in nm: see the
+        module docstring); other fields (``d_zcalib``, ``net_gradient`` ...) kept as free
+        columns.
         ``meta`` has ``pixel_size_nm``, ``image_shape`` (Height, Width), ``n_frames`` and
         ``picasso_info`` (the YAML documents).
     """
@@ -226,7 +248,8 @@ def write_picasso_hdf5(
 
     Fields ``frame`` (u4, 0-based), ``x``, ``y`` (f4, camera px, pixel centre at
     integer: ``x = x_nm / px - 0.5``), ``photons``, ``sx``, ``sy``, ``bg``, ``lpx``,
-    ``lpy`` (f4) as Picasso Render needs; then ``z`` (nm) and other numeric columns.
+    ``lpy`` (f4) as Picasso Render needs; then ``z`` and ``lpz`` (f4, nm, from ``z_nm``
+    and ``sigma_z_nm``) and other numeric columns.
     Columns the table lacks are filled with placeholders (photons/bg 0, sx/sy 1 px,
     lpx/lpy ``sx / sqrt(photons)`` or 0.1 px) and listed in the YAML under
     ``napari-smlm filled columns`` so that :func:`read_picasso_hdf5` drops them again.
@@ -299,9 +322,7 @@ def write_picasso_hdf5(
     for f, (_, conv) in COLUMNS.items():
         if nm[f] is not None:
             values[f] = _from_nm(nm[f], conv, px)
-    fields = list(_PICASSO_CORE)
-    if "z" in values:
-        fields.append(("z", "<f4"))
+    fields = list(_PICASSO_CORE) + [(f, t) for f, t in _PICASSO_3D if f in values]
     consumed = {"frame", "psf_sigma_nm"} | {ours for ours, _ in COLUMNS.values()}
     taken = {f for f, _ in fields}
     for col in df.columns:

@@ -1,4 +1,4 @@
-"""SMLM-2016 challenge ground truth: ``activations.csv`` (read only).
+"""SMLM-2016 challenge ground truth: ``activations.csv`` (read and write).
 
 The challenge's simulator (EPFL's ``activation_4states.m``, "Simulator for the challenge
 SMLMS 2016") writes ``activations.csv`` with the header
@@ -9,19 +9,28 @@ nframes``), x, y, z in nm, and the photons emitted in that frame. Some distribut
 from the image's top-left edge (camera pixels of 100 nm cover ``[100 k, 100 (k + 1))``),
 the same convention as ours. The 2013 challenge's ``positions.csv`` ground truth uses the
 same column names and is read by the same code.
+
+z: ``znano`` is in nm, with the same sign as our ``z_nm``. The writer
+(:func:`write_smlm2016_csv`, reached with ``write_localizations(path, locs, fmt="smlm2016")``;
+a ``.csv`` suffix alone writes ThunderSTORM) writes a 2-D table's ``znano`` (and a table
+without photons' ``intensity``) as empty cells, and the reader drops such an all-empty
+column, so 2-D and 3-D tables both round-trip exactly.
 """
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
 from ...localizations import Localizations
 from ..errors import SMLMFileError
+from ..safe import atomic_path
 from . import _common as c
 
-__all__ = ["COLUMNS", "read_smlm2016_csv", "detect", "FORMAT"]
+__all__ = ["COLUMNS", "read_smlm2016_csv", "write_smlm2016_csv", "detect", "FORMAT"]
 
 # The one mapping: file column (lower case, stripped) -> ours, in the file's order.
 COLUMNS: dict[str, str] = {
@@ -92,8 +101,61 @@ def read_smlm2016_csv(path: str | os.PathLike, pixel_size_nm: float | None = Non
             cols["frame"], frame_base = c.frames(df[k], p, name, one_based=True)
             used.add("frame")
         else:
-            cols[c.unique(ours or c.sanitize(name), used)] = c.numeric(df[k], p, name)
+            values = c.numeric(df[k], p, name)
+            if ours in ("z_nm", "photons") and len(values) and np.isnan(values).all():
+                continue  # a 2-D table (or one without photons) written with empty cells
+            cols[c.unique(ours or c.sanitize(name), used)] = values
     return Localizations(cols, {"source": str(p), "format": "smlm2016", "frame_base": frame_base})
+
+
+def write_smlm2016_csv(path: str | os.PathLike, locs: Localizations) -> Path:
+    """Write localizations as an SMLM-2016 ``activations.csv``.
+
+    Header ``Ground-truth,frame,xnano,ynano,znano,intensity`` (:data:`HEADER`); one row per
+    localization: ``ground_truth`` (else 1..n), frame + 1 (1-based), ``x_nm``, ``y_nm``,
+    ``z_nm`` (nm; empty cells for a 2-D table), ``photons`` (empty when absent). Values are
+    written with full float64 precision. Other columns are not part of the format and are
+    left out (logged).
+
+    Parameters
+    ----------
+    path : path
+        Output ``.csv``.
+    locs : Localizations
+        The table (nm, 0-based frames).
+
+    Returns
+    -------
+    pathlib.Path
+        The written file.
+    """
+    p = Path(path)
+    df = locs.df
+    n = len(df)
+    ours_to_file = {ours: name for name, ours in zip(HEADER, COLUMNS.values())}
+    out: dict[str, np.ndarray] = {}
+    for ours, name in ours_to_file.items():
+        if ours == "ground_truth":
+            ids = df[ours].to_numpy() if ours in df else np.arange(1, n + 1, dtype=np.int64)
+            if ids.dtype.kind == "f" and np.all(np.isfinite(ids)) and np.all(ids == np.rint(ids)):
+                ids = ids.astype(np.int64)
+            out[name] = ids
+        elif ours == "frame":
+            out[name] = df["frame"].to_numpy().astype(np.int64) + 1
+        elif ours in df:
+            out[name] = df[ours].to_numpy(dtype=np.float64)
+        else:
+            out[name] = np.full(n, np.nan)
+    left_out = [k for k in df.columns if k not in ours_to_file]
+    if left_out:
+        c.logger.info("%s: columns %s are not part of the SMLM-2016 format and are not written", p, left_out)
+    try:
+        with atomic_path(p) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+            pd.DataFrame(out).to_csv(fh, index=False, lineterminator="\n", na_rep="")
+    except OSError as exc:
+        raise SMLMFileError(p, f"cannot write: {exc}") from exc
+    c.logger.info("wrote %d localizations to %s (SMLM-2016 activations CSV)", n, p)
+    return p
 
 
 FORMAT = c.LocFormat(
@@ -102,5 +164,6 @@ FORMAT = c.LocFormat(
     suffixes=c.CSV_SUFFIXES,
     detect=detect,
     read=read_smlm2016_csv,
+    write=write_smlm2016_csv,  # by fmt="smlm2016" only: ".csv" defaults to ThunderSTORM
     ground_truth=True,
 )

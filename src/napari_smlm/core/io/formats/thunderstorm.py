@@ -3,7 +3,11 @@
 Header such as ``"id","frame","x [nm]","y [nm]","sigma [nm]","intensity [photon]",
 "offset [photon]","bkgstd [photon]","uncertainty_xy [nm]"`` (older versions:
 ``"uncertainty [nm]"``); frames 1-based; positions in nm from the image's top-left edge
-(``[px]``/``[um]`` units are converted). :data:`COLUMNS` is the one mapping between the
+(``[px]``/``[um]`` units are converted). 3-D results carry ``z [nm]`` and
+``uncertainty_z [nm]`` (ThunderSTORM's astigmatic fit), read into ``z_nm`` and
+``sigma_z_nm`` and written back from them in nm (any length unit is converted on read);
+CSV values are written with full precision and parsed exactly (``_common.EXACT_FLOATS``), so
+a round trip is exact. :data:`COLUMNS` is the one mapping between the
 file's columns and ours, used by :func:`read_thunderstorm_csv` and
 :func:`write_thunderstorm_csv` alike.
 """
