@@ -19,6 +19,11 @@ Layers
   on its nm grid (pixel size and origin from its metadata).
 * A localization table becomes a 3-D points layer ``(frame, y_nm, x_nm)`` with features; see
   :mod:`napari_smlm._layers` for the coordinate conventions.
+* A Picasso HDF5 of more than :data:`LAZY_ROWS` localizations (a long streamed run: 10 M rows)
+  is opened lazily (:class:`~napari_smlm.core.io.lazy_table.LazyPicassoTable`, never all columns
+  in pandas at once): a points layer with every k-th row, at most :data:`DISPLAY_POINTS` (its name
+  says "1 in k of N"), and a super-resolved image rendered from **all** rows in chunks of
+  a million (:func:`~napari_smlm.core.render.render_chunked`), so memory stays bounded.
 """
 
 from __future__ import annotations
@@ -33,6 +38,13 @@ from . import _layers
 __all__ = ["get_movie_reader", "get_localization_reader", "read_movie", "read_localization_file"]
 
 log = logging.getLogger(__name__)
+
+#: A Picasso table with more rows than this opens lazily (decimated points + chunked render).
+LAZY_ROWS = 1_000_000
+#: Most points the layer of a lazily opened table holds (napari stays responsive up to ~10^5).
+DISPLAY_POINTS = 100_000
+#: Render of a lazily opened table: pixel size (nm), Gaussian blur (nm), most pixels per side.
+BIG_RENDER_PIXEL_NM, BIG_RENDER_SIGMA_NM, BIG_RENDER_MAX_SIDE = 10.0, 15.0, 4096
 
 _TIFF_SUFFIXES = (".tif", ".tiff")
 
@@ -172,10 +184,15 @@ def read_localization_file(path: str | list[str]) -> list[tuple]:
     SMLMFileError
         Missing columns (named), unparseable content, a Picasso HDF5 without its YAML ...
     """
-    from .core.io.formats import read_localizations
+    from .core.io.formats import detect_format, read_localizations
 
     out = []
     for p in _paths(path):
+        if detect_format(p) == "picasso":
+            big = _big_picasso_layers(p)
+            if big is not None:
+                out += big
+                continue
         locs = read_localizations(p)
         kind = "ground_truth" if _is_ground_truth(p, locs) else "localizations"
         out.append(_layers.localizations_layer_data(locs, Path(p).stem, kind=kind, metadata={"source": p}))
@@ -192,3 +209,39 @@ def _is_ground_truth(path: str, locs) -> bool:
     return bool(fmt and fmt.ground_truth) or any(
         k in stem for k in ("ground_truth", "groundtruth", "positions", "activations")
     )
+
+
+def _big_picasso_layers(path: str) -> list[tuple] | None:
+    """Layers of a Picasso table of more than :data:`LAZY_ROWS` rows (None for a smaller one).
+
+    Points: every k-th row (at most :data:`DISPLAY_POINTS`), named ``<stem> (1 in k of N)``;
+    on the time slider each frame shows about 1/k of its localizations. Image: all N rows
+    rendered in chunks on the camera field of view.
+    """
+    from .core.io.lazy_table import LazyPicassoTable
+    from .core.render import render_chunked
+
+    table = LazyPicassoTable(path)
+    n = table.n_rows
+    if n <= LAZY_ROWS:
+        return None
+    stem = Path(path).stem
+    pts = table.decimated(DISPLAY_POINTS)
+    k = int(pts.meta["decimation"])
+    what = f"1 in {k} of {n:,}" if k > 1 else f"all {n:,}"
+    md = {"source": path, "lazy": True, "decimation": k, "n_rows_total": n,
+          "shown": f"{what} localizations (rows 0, {k}, {2 * k}, …); the image renders all of them"}
+    log.info("%s: %d localizations; points layer shows %s, the image renders all", path, n, what)
+    points = _layers.localizations_layer_data(pts, f"{stem} ({what})", metadata=md)
+    px = table.pixel_size_nm
+    shape = table.image_shape
+    if shape is None:  # no Height/Width in the YAML: the extent of the decimated set
+        shape = (int(pts["y_nm"].max() // px) + 1, int(pts["x_nm"].max() // px) + 1) if len(pts) else (1, 1)
+    h_nm, w_nm = shape[0] * px, shape[1] * px
+    rpx = max(BIG_RENDER_PIXEL_NM, max(h_nm, w_nm) / BIG_RENDER_MAX_SIDE)
+    rshape = (max(int(-(-h_nm // rpx)), 1), max(int(-(-w_nm // rpx)), 1))
+    img = render_chunked(table.iter_chunks(fields=("x", "y")), rpx, rshape, method="gaussian", sigma_nm=BIG_RENDER_SIGMA_NM)
+    image = _layers.super_resolved_layer_data(
+        img.image, rpx, f"{stem} SR (all {n:,})", metadata={"source": path, "n_rendered": img.meta["n_rendered"]},
+    )
+    return [image, points]

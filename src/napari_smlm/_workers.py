@@ -27,7 +27,7 @@ import logging
 from collections.abc import Callable, Iterator
 from typing import Any
 
-__all__ = ["Job", "JobError", "start_job", "predict_job", "train_job", "simulate_job"]
+__all__ = ["Job", "JobError", "start_job", "predict_job", "predict_streamed_job", "train_job", "simulate_job"]
 
 log = logging.getLogger(__name__)
 
@@ -171,6 +171,15 @@ def predict_job(movie: Any, checkpoint: Any, config: Any = None, **overrides: An
 
     cfg = (config or InferenceConfig()).replace(per_frame_outputs=True, **overrides)
     return iter_predict(movie, checkpoint, cfg)
+
+
+def predict_streamed_job(movie: Any, checkpoint: Any, config: Any, path: Any, display_rows: int = 100_000) -> Iterator:
+    """:func:`predict_job` whose table goes to the Picasso HDF5 ``path`` chunk by chunk (bounded memory)."""
+    from .core.inference import InferenceConfig
+    from .core.runner import iter_predict_streamed
+
+    cfg = (config or InferenceConfig()).replace(per_frame_outputs=True)
+    return iter_predict_streamed(movie, checkpoint, path, cfg, display_rows=display_rows)
 
 
 def train_job(

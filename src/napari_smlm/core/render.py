@@ -961,3 +961,86 @@ def render(
     if m == "gaussian_per_loc":
         return render_gaussian_per_localization(locs, pixel_size_nm, **kwargs)
     raise ValueError(f"method must be one of {RENDER_METHODS}, got {method!r}")
+
+
+# ============================================================================ big tables, in chunks
+__all__ += ["render_chunked"]  # noqa: PLE0605 - kept here so this section stays one block at the end
+
+
+def render_chunked(
+    chunks: Any,
+    pixel_size_nm: float,
+    shape: Sequence[int],
+    origin_nm: Sequence[float] = (0.0, 0.0),
+    method: str = "gaussian",
+    sigma_nm: float = 20.0,
+    weights: str | np.ndarray | float | None = None,
+    truncate: float = 4.0,
+) -> RenderedImage:
+    """Render a table too big for memory from an iterable of chunks (bounded memory).
+
+    Each chunk is binned into one float64 histogram on the fixed grid; the Gaussian blur (a
+    linear filter) is applied once at the end, so the result equals :func:`render_histogram` /
+    :func:`render_gaussian` of the whole table (exactly, for counts). Memory: the grid
+    (24 bytes a pixel) plus one chunk, whatever the number of chunks.
+
+    Parameters
+    ----------
+    chunks : iterable
+        Of :class:`Localizations`, DataFrames with ``x_nm``/``y_nm`` or ``(n, 2)`` arrays of
+        (x, y) nm, e.g. :meth:`LazyPicassoTable.iter_chunks
+        <napari_smlm.core.io.lazy_table.LazyPicassoTable.iter_chunks>`. Read once.
+    pixel_size_nm : float
+        Render pixel size (nm).
+    shape : (rows, cols)
+        Output shape (required: the extent of all chunks is not known before reading them).
+    origin_nm : (x0, y0)
+        World position (nm) of the top-left edge of pixel ``(0, 0)``.
+    method : {"histogram", "gaussian"}
+        The per-localization renderer needs every width before the first chunk and is not offered.
+    sigma_nm, truncate : float
+        Gaussian blur (nm, in standard deviations), as :func:`render_gaussian`.
+    weights : str, array, float or None
+        As :func:`render_histogram`; an array must be per chunk, so pass a column name.
+
+    Returns
+    -------
+    RenderedImage
+        float32; ``meta`` has ``n_localizations``, ``n_rendered`` and ``n_chunks``.
+    """
+    import os
+
+    m = _METHOD_ALIASES.get(method, method)
+    if m not in ("histogram", "gaussian"):
+        raise ValueError(f"render_chunked: method must be 'histogram' or 'gaussian', got {method!r}")
+    px = float(pixel_size_nm)
+    if not px > 0:
+        raise ValueError(f"pixel_size_nm must be > 0, got {pixel_size_nm}")
+    rows, cols = (int(v) for v in shape)
+    origin = (float(origin_nm[0]), float(origin_nm[1]))
+    limit = float(os.environ.get("NAPARI_SMLM_MAX_RENDER_GB", MAX_RENDER_BYTES / 1024**3)) * 1024**3
+    if rows < 1 or cols < 1:
+        raise ValueError(f"render shape must be at least 1×1 px, got {rows}×{cols}")
+    if float(rows) * cols * _BYTES_PER_PIXEL > limit:
+        raise ValueError(
+            f"render of {rows:,}×{cols:,} px at pixel_size_nm={px:g} would need ~{rows * cols * _BYTES_PER_PIXEL / 1024**3:,.1f} GB "
+            f"(limit {limit / 1024**3:.1f} GB, env NAPARI_SMLM_MAX_RENDER_GB); use a larger pixel size or a smaller shape"
+        )
+    hist = np.zeros((rows, cols), np.float64)
+    n_all = n_in = n_chunks = 0
+    for chunk in chunks:
+        x, y, _ = _xy(chunk)
+        w = _column(chunk, weights, len(x), "weights")
+        h, k = _histogram(x, y, w, (rows, cols), px, origin)
+        hist += h
+        n_all, n_in, n_chunks = n_all + len(x), n_in + k, n_chunks + 1
+    if n_all - n_in:
+        logger.info("render: %d of %d localizations are outside the %d×%d px image or not finite; left out", n_all - n_in, n_all, rows, cols)
+    meta: dict[str, Any] = {"method": m, "n_localizations": n_all, "n_rendered": n_in, "n_chunks": n_chunks}
+    img = hist
+    if m == "gaussian":
+        meta["sigma_nm"] = float(sigma_nm)
+        sigma_px = float(sigma_nm) / px
+        if sigma_px > 0:
+            img = ndimage.gaussian_filter(hist, sigma=sigma_px, mode="constant", cval=0.0, truncate=truncate)
+    return RenderedImage(img.astype(np.float32), px, origin, meta)

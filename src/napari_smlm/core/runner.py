@@ -24,12 +24,14 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from .localizations import Localizations
 
-__all__ = ["StreamUpdate", "default_outputs", "plan_chunks", "iter_localize_stream", "localize_chunk", "localize_many", "MovieReport"]
+__all__ = ["StreamUpdate", "default_outputs", "plan_chunks", "iter_localize_stream", "iter_predict_streamed", "StreamedCollector",
+           "stream_view", "localize_chunk", "localize_many", "MovieReport"]
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +92,12 @@ class StreamUpdate:
     path : Path
     sr_pixel_size_nm : float
     elapsed_s : float
+    batch : PredictUpdate or None
+        ``"batch"`` updates of a ``live=True`` run: the batch's own update from
+        :func:`~napari_smlm.core.inference.iter_predict` (its localizations, network output).
+    sr_image : np.ndarray or None
+        ``"batch"`` updates of a ``live=True`` run: the running super-resolved image of the whole
+        run so far (a new array each time).
     """
 
     kind: str
@@ -100,6 +108,8 @@ class StreamUpdate:
     path: Path
     sr_pixel_size_nm: float = 0.0
     elapsed_s: float = 0.0
+    batch: Any = None
+    sr_image: np.ndarray | None = None
 
     @property
     def fraction(self) -> float:
@@ -132,6 +142,7 @@ def iter_localize_stream(
     chunk_frames: int = DEFAULT_CHUNK_FRAMES,
     resume: bool = False,
     should_stop: Callable[[], bool] | None = None,
+    live: bool = False,
     **predict_kwargs,
 ) -> Iterator[StreamUpdate]:
     """Localize ``movie`` chunk by chunk into a Picasso HDF5, in bounded memory.
@@ -153,7 +164,11 @@ def iter_localize_stream(
         Continue the partial (or cancelled) file of an earlier identical run.
     should_stop : callable, optional
         Polled after every batch; when true the frames done so far are written and the run ends
-        with a ``"stopped"`` update.
+        with a ``"stopped"`` update. Closing the generator (``gen.close()``, a GUI worker's quit)
+        does the same, without the last update: the file keeps every batch done.
+    live : bool
+        ``"batch"`` updates also carry the batch (:attr:`StreamUpdate.batch`) and the running
+        super-resolved image (:attr:`StreamUpdate.sr_image`), for a live display.
     **predict_kwargs
         ``camera``, ``pixel_size_nm``, ``device``, ``batch_size``, ``threshold``, ``amp`` ... of
         :func:`~napari_smlm.core.inference.iter_predict`.
@@ -217,11 +232,13 @@ def iter_localize_stream(
         prog = read_progress(output)
         yield StreamUpdate("done", n_total, n_total, stop, prog["n_rows"], Path(output), float(px) / u, 0.0)
         return None
+    closed = False  # the consumer closed this generator (GeneratorExit at a yield)
     for a, b in chunks:
         parts: list[Localizations] = []
         sr = None
         gen = iter_predict(movie, ckpt, start=a, stop=b, **predict_kwargs)
         last = a
+        n_parts = 0
         try:
             for upd in gen:
                 if upd.kind != "batch":
@@ -229,30 +246,175 @@ def iter_localize_stream(
                 if writer is None:
                     writer = make_writer(list(upd.localizations.columns))
                 parts.append(upd.localizations)
+                n_parts += len(upd.localizations)
                 sr, last = upd.sr_image, upd.stop
-                yield StreamUpdate("batch", last - start, n_total, last, writer.n_rows + sum(map(len, parts)), writer.partial,
-                                   writer.sr_pixel_size_nm, time.perf_counter() - t0)
+                live_sr = None
+                if live and sr is not None:
+                    live_sr = sr if writer.sr_image is None else writer.sr_image + sr
+                yield StreamUpdate("batch", last - start, n_total, last, writer.n_rows + n_parts, writer.partial,
+                                   writer.sr_pixel_size_nm, time.perf_counter() - t0,
+                                   batch=upd if live else None, sr_image=live_sr)
                 if should_stop is not None and should_stop():
                     stopped = True
                     break
+        except GeneratorExit:  # closed by the consumer: keep the batches done, as a stop would
+            closed = stopped = True
         finally:
             gen.close()
         if writer is None:
             break
-        writer.append(Localizations.concat(parts), last, sr)
+        if last > writer.frames_done:
+            writer.append(Localizations.concat(parts), last, sr)
         del parts, sr
         if release_pages:  # drop the chunk's memory-mapped movie pages from RSS (reopened lazily, cheap)
             movie.close()
         if stopped:
             break
-        yield StreamUpdate("chunk", writer.frames_done - start, n_total, writer.frames_done, writer.n_rows, writer.partial,
-                           writer.sr_pixel_size_nm, time.perf_counter() - t0)
+        try:
+            yield StreamUpdate("chunk", writer.frames_done - start, n_total, writer.frames_done, writer.n_rows, writer.partial,
+                               writer.sr_pixel_size_nm, time.perf_counter() - t0)
+        except GeneratorExit:
+            closed = True
+            break
     if writer is None:  # stopped before the first batch finished
         return None
+    if closed:  # no more yields allowed: give the file its final name and end
+        writer.close()
+        return writer
     writer.close()
     yield StreamUpdate("stopped" if not writer.complete else "done", writer.frames_done - start, n_total, writer.frames_done,
                        writer.n_rows, writer.path, writer.sr_pixel_size_nm, time.perf_counter() - t0)
     return writer
+
+
+def stream_view(path: str | os.PathLike, max_rows: int) -> Localizations:
+    """A bounded view of a streamed table: all rows when there are at most ``max_rows``, else every k-th.
+
+    ``meta`` has ``stream_path``, ``n_rows_total`` and ``decimation`` (k, 1 for all rows).
+    """
+    from .io.lazy_table import LazyPicassoTable
+
+    table = LazyPicassoTable(path)
+    view = table.decimated(max_rows)
+    view.meta["stream_path"] = str(path)
+    return view
+
+
+def iter_predict_streamed(
+    movie,
+    model,
+    output: str | os.PathLike,
+    config=None,
+    *,
+    display_rows: int = 100_000,
+    chunk_frames: int = DEFAULT_CHUNK_FRAMES,
+    **overrides,
+):
+    """:func:`~napari_smlm.core.inference.iter_predict` whose table goes to a Picasso HDF5 as it is made.
+
+    A drop-in for a live display (the Reconstruction widget): the same
+    :class:`~napari_smlm.core.inference.PredictUpdate` objects, but memory stays bounded because
+    the localizations are written chunk by chunk (:func:`iter_localize_stream`) and never joined.
+
+    Parameters
+    ----------
+    movie : array-like (T, H, W)
+        Camera frames (ADU).
+    model : str, path or Checkpoint
+    output : path
+        The ``.hdf5`` to write (the caller checks that it may be written).
+    config : InferenceConfig, optional
+        As for ``iter_predict`` (``start``/``stop`` give the frame range).
+    display_rows : int
+        Most rows of the final update's table (see below).
+    chunk_frames : int
+        Frames per chunk written to disk.
+    **overrides
+        Fields of ``config`` changed for this call.
+
+    Yields
+    ------
+    PredictUpdate
+        One ``"batch"`` per batch: its own localizations, the running super-resolved image of the
+        whole run, ``n_done``/``n_total`` of the run and ``meta["stream_path"]``. Then one
+        ``"done"`` whose ``localizations`` is :func:`stream_view` of the file (at most
+        ``display_rows`` rows; ``meta`` has ``n_rows_total`` and ``decimation``). Closing the
+        generator early (Stop) leaves the file, under its final name, with every batch done.
+    """
+    from dataclasses import fields, replace
+
+    from .inference import InferenceConfig, PredictUpdate
+    from .progress import UpdateKind
+
+    cfg = (config or InferenceConfig()).replace(**overrides) if overrides else (config or InferenceConfig())
+    kw = {f.name: getattr(cfg, f.name) for f in fields(cfg) if f.name not in ("start", "stop")}
+    gen = iter_localize_stream(movie, model, output, start=cfg.start or 0, stop=cfg.stop, chunk_frames=chunk_frames,
+                               live=True, **kw)
+    last = batch = None
+    try:
+        for u in gen:
+            if u.kind == "batch":
+                batch = replace(u.batch, n_done=u.n_done, n_total=u.n_total, sr_image=u.sr_image,
+                                meta={**u.batch.meta, "stream_path": str(output)})
+                yield batch
+            last = u
+    finally:
+        gen.close()
+    if last is None or batch is None or last.kind not in ("done", "stopped"):
+        return
+    view = stream_view(last.path, display_rows)
+    yield PredictUpdate(UpdateKind.DONE, last.n_done, last.n_total, int(cfg.start or 0),
+                        last.frames_done, view, batch.sr_image, batch.sr_pixel_size_nm, None, last.elapsed_s,
+                        {**batch.meta, "stream_path": str(last.path), "n_rows_total": view.meta["n_rows_total"],
+                         "decimation": view.meta["decimation"], "complete": last.kind == "done"})
+
+
+class StreamedCollector:
+    """The :class:`~napari_smlm.core.inference.PredictionCollector` of :func:`iter_predict_streamed`.
+
+    Same attributes and methods, but only the latest ``keep_rows`` localizations stay in memory
+    (the table is on disk); after the ``"done"`` update :meth:`localizations` is the file's bounded
+    view (:func:`stream_view`) and ``n_found`` counts every row written.
+    """
+
+    def __init__(self, keep_rows: int = 5000) -> None:
+        from .inference import PredictionCollector
+
+        self._col = PredictionCollector()
+        self.keep_rows = int(keep_rows)
+        self._kept = 0
+        self.n_found = 0
+        self.stream_path: str | None = None
+        self._view: Localizations | None = None
+
+    def __getattr__(self, name: str) -> Any:  # n_done, n_total, start, last, done, frame_range, latest ...
+        return getattr(self.__dict__["_col"], name)
+
+    def add(self, u) -> None:
+        from .progress import UpdateKind
+
+        self._col.add(u)
+        self.stream_path = u.meta.get("stream_path", self.stream_path)
+        if u.kind == UpdateKind.BATCH:
+            self.n_found += len(u.localizations)
+            self._kept += len(u.localizations)
+            parts = self._col._parts
+            while len(parts) > 1 and self._kept - len(parts[0]) >= self.keep_rows:
+                self._kept -= len(parts.pop(0))
+            self._view = None
+        else:
+            self.n_found = int(u.meta.get("n_rows_total", self.n_found))
+            self._view = u.localizations
+
+    def load_view(self, max_rows: int) -> None:
+        """After a stop (no ``"done"`` update): read the bounded view of what the file holds."""
+        if self.stream_path and Path(self.stream_path).exists():
+            self._view = stream_view(self.stream_path, max_rows)
+            self.n_found = int(self._view.meta["n_rows_total"])
+
+    def localizations(self) -> Localizations:
+        """The latest ``keep_rows`` localizations while running; the file's bounded view at the end."""
+        return self._view if self._view is not None else self._col.localizations()
 
 
 # ---------------------------------------------------------------------------- distributed

@@ -46,6 +46,7 @@ from ._base import (
 )
 from ._forms import CameraForm, ModelChooser, estimate_baseline_adu, sample_frames
 from ._state import RunState
+from ._stream_option import StreamOption
 from ..core.progress import UpdateKind
 
 __all__ = ["ReconstructionWidget", "estimate_baseline_adu", "validate_movie_layer"]
@@ -126,6 +127,8 @@ class ReconstructionWidget(SmlmDockWidget):
             "Unchecked: every run adds its own layers (<movie> [<model> #k]) and earlier runs stay. "
             "Checked: a run updates the previous run's layers in place."
         )
+        self.stream = StreamOption()  # "Stream results to file…" (issue 12)
+        self._streaming = False
 
         self.run_button = QPushButton("Run")
         self.cancel_button = QPushButton("Cancel")
@@ -162,6 +165,7 @@ class ReconstructionWidget(SmlmDockWidget):
         rform.addRow(self.follow)
         rform.addRow(self.show_output)
         rform.addRow(self.replace_previous)
+        rform.addRow(self.stream)
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
@@ -376,6 +380,13 @@ class ReconstructionWidget(SmlmDockWidget):
         except ValueError as exc:
             notify_error(f"Invalid settings: {exc}")
             return False
+        stream_path = None
+        if self.stream.enabled:
+            try:
+                stream_path = self.stream.output(inputs=[entry.path, *layer.metadata.get("paths", [])])
+            except Exception as exc:  # noqa: BLE001 - ValueError / OutputExistsError: tell the user
+                notify_error(error_reason(exc))
+                return False
         self._warn_out_of_domain(ckpt, data, camera, px)
         # Snapshot: dask arrays are immutable; small numpy arrays are copied.
         if isinstance(data, np.ndarray) and data.nbytes <= SNAPSHOT_COPY_BYTES:
@@ -383,7 +394,8 @@ class ReconstructionWidget(SmlmDockWidget):
         self._align_movie_layer(layer, px)
 
         self._run_layers, run_k = self._new_run_layers(layer.name, ckpt.model)
-        self._col = PredictionCollector()
+        self._streaming = stream_path is not None
+        self._col = self.stream.collector(LIVE_POINTS) if self._streaming else PredictionCollector()
         self._stack = None
         self._sr_buf = None
         self._latest_display = None
@@ -405,7 +417,10 @@ class ReconstructionWidget(SmlmDockWidget):
         self._t0 = time.perf_counter()
         self.progress.setRange(0, max(self._n_total, 1))
         self.progress.setValue(0)
-        self.start_run(self._predict_gen(data, ckpt, cfg), self._on_update, f"Reconstructing {self._n_total} frames with {entry.label}…")
+        if self._streaming:
+            self._run_meta["stream_path"] = str(stream_path)
+        gen = self.stream.job(data, ckpt, cfg, stream_path) if self._streaming else self._predict_gen(data, ckpt, cfg)
+        self.start_run(gen, self._on_update, f"Reconstructing {self._n_total} frames with {entry.label}…")
         return True
 
     def _warn_out_of_domain(self, ckpt: Any, data: Any, camera: Any, px: float) -> None:
@@ -547,6 +562,10 @@ class ReconstructionWidget(SmlmDockWidget):
         ldt[1]["contrast_limits"] = clim
         self._put(rl, "output", ldt)
 
+    def before_finish(self, state: RunState) -> None:
+        if self._streaming:  # the points layer's final table and name: the file's bounded view
+            self.stream.before_finish(self._col, self._run_layers, state is not RunState.FAILED)
+
     def run_summary(self, state: RunState, exc: BaseException | None) -> str:
         el = time.perf_counter() - self._t0
         if state is RunState.DONE:
@@ -581,7 +600,13 @@ class ReconstructionWidget(SmlmDockWidget):
         if self._n_found == 0:
             notify_error("Nothing to export yet: run a reconstruction first.")
             return None
-        locs = self.localizations()
+        if self._streaming:  # the file holds every row; the widget only a bounded view
+            from ..core.io.locs import read_localizations
+
+            locs = read_localizations(self._run_meta["stream_path"])
+            locs.meta.update(self._run_meta)
+        else:
+            locs = self.localizations()
         locs.meta["napari_smlm_version"] = __version__
         try:
             out = write_localizations(path, locs)

@@ -1,0 +1,267 @@
+"""A Picasso HDF5 table read on demand: chunks, one frame, or a decimated subset (issue 12).
+
+:func:`~napari_smlm.core.io.formats.picasso.read_picasso_hdf5` reads the whole ``/locs``
+table into one DataFrame: fine for a million rows, not for ten million (several GB at peak).
+:class:`LazyPicassoTable` opens the same file without reading it: only the YAML sidecar and the
+dataset's shape at open, the ``frame`` column (4 bytes a row) when a frame is first asked for, and
+otherwise rows in chunks (``iter_chunks``), so memory is bounded by the chunk size.
+
+Every piece comes out as :class:`~napari_smlm.core.localizations.Localizations` in nm with the
+conversions of :data:`~napari_smlm.core.io.formats.picasso.COLUMNS` (``x_nm = (x + 0.5) * px``,
+pixel centre at integers, placeholder columns dropped), so the rows equal those of
+``read_picasso_hdf5``. One difference: the PSF width columns are decided per file, not per table:
+``psf_sigma_nm = sqrt(sx * sy) * px`` always, and ``psf_sigma_x_nm`` / ``psf_sigma_y_nm`` are
+added whenever both ``sx`` and ``sy`` exist (the eager reader adds them only when they differ
+somewhere), so every chunk has the same columns.
+
+The file is opened per read with HDF5 file locking off, so a table that a streamed localize run
+(:class:`~napari_smlm.core.io.stream.LocStreamWriter`) is still appending to can be browsed.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+
+from ..localizations import STANDARD_COLUMNS, Localizations
+from .errors import SMLMFileError
+from .formats import _common as c
+from .formats.picasso import _PICASSO_FILLED_KEY, COLUMNS, _first, _load_picasso_yaml, _to_nm, picasso_yaml_path
+
+__all__ = ["LazyPicassoTable", "DEFAULT_CHUNK_ROWS"]
+
+log = logging.getLogger(__name__)
+
+#: Rows read at a time by :meth:`LazyPicassoTable.iter_chunks` (~40-60 MB of Picasso records).
+DEFAULT_CHUNK_ROWS = 1_000_000
+
+
+class LazyPicassoTable:
+    """Picasso localizations (``/locs`` + ``<stem>.yaml``) opened without reading the table.
+
+    Parameters
+    ----------
+    path : path
+        The ``*_locs.hdf5`` file; its YAML sidecar is required (pixel size, image size).
+    pixel_size_nm : float, optional
+        Camera pixel size (nm); overrides the YAML's ``Pixelsize``.
+    chunk_rows : int
+        Rows per read in :meth:`iter_chunks` and :meth:`decimated` (bounds the memory of a pass).
+
+    Attributes
+    ----------
+    path : Path
+    n_rows : int
+        Localizations in the file.
+    fields : tuple of str
+        Picasso field names of ``/locs``.
+    pixel_size_nm : float
+        Camera pixel size (nm).
+    meta : dict
+        As :func:`read_picasso_hdf5`'s ``meta``: ``pixel_size_nm``, ``image_shape`` (Height,
+        Width), ``n_frames``, ``format``, ``source``, ``picasso_info``.
+
+    Raises
+    ------
+    SMLMFileError
+        Missing YAML or pixel size, no ``/locs`` table, missing ``frame``/``x``/``y`` fields.
+    """
+
+    def __init__(self, path: str | os.PathLike, pixel_size_nm: float | None = None, chunk_rows: int = DEFAULT_CHUNK_ROWS):
+        p = c.check_file(path)
+        self.path = p
+        self.chunk_rows = max(int(chunk_rows), 1)
+        docs = _load_picasso_yaml(picasso_yaml_path(p), p)
+        try:
+            with self._open() as f:
+                if "locs" not in f:
+                    raise SMLMFileError(p, f"no 'locs' dataset: not a Picasso localization file (found {list(f.keys())})")
+                ds = f["locs"]
+                if not isinstance(ds, h5py.Dataset) or ds.dtype.names is None:
+                    raise SMLMFileError(p, "'locs' is not a table (compound dataset)")
+                self.n_rows = int(ds.shape[0])
+                self.fields: tuple[str, ...] = tuple(ds.dtype.names)
+                # a streamed file being written: only the recorded rows are complete
+                if "n_rows" in f.attrs:
+                    self.n_rows = min(self.n_rows, int(f.attrs["n_rows"]))
+        except SMLMFileError:
+            raise
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SMLMFileError(p, f"not a readable HDF5 file: {exc}") from exc
+        missing = [k for k in ("frame", "x", "y") if k not in self.fields]
+        if missing:
+            raise c.missing_error(p, missing, list(self.fields), "Picasso")
+        px_yaml = None
+        for d in docs:  # the LAST document with a pixel size wins (as read_picasso_hdf5)
+            v = c.positive_number(d.get("Pixelsize"))
+            if v is not None:
+                px_yaml = v
+        if pixel_size_nm is not None:
+            px = c.positive_number(pixel_size_nm)
+            if px is None:
+                raise SMLMFileError(p, f"pixel_size_nm must be a positive number, got {pixel_size_nm!r}")
+        elif px_yaml is None:
+            raise SMLMFileError(p, f"pixel size unknown: no 'Pixelsize' in {picasso_yaml_path(p).name}; pass pixel_size_nm")
+        else:
+            px = px_yaml
+        self.pixel_size_nm = float(px)
+        self._filled: set[str] = set()
+        for d in docs:
+            v = d.get(_PICASSO_FILLED_KEY)
+            if isinstance(v, (list, tuple)):
+                self._filled.update(str(x) for x in v)
+        meta: dict[str, Any] = {"source": str(p), "format": "picasso", "pixel_size_nm": self.pixel_size_nm}
+        h, w, nf = _first(docs, "Height"), _first(docs, "Width"), _first(docs, "Frames")
+        try:
+            if h is not None and w is not None:
+                meta["image_shape"] = (int(h), int(w))
+            if nf is not None:
+                meta["n_frames"] = int(nf)
+        except (TypeError, ValueError):
+            pass
+        meta["picasso_info"] = docs
+        self.meta = meta
+        self._offsets: np.ndarray | None = None  # rows of frame f: order[offsets[f]:offsets[f + 1]]
+        self._order: np.ndarray | None = None  # None when the file is sorted by frame
+
+    # ------------------------------------------------------------------ basics
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def __repr__(self) -> str:
+        return f"LazyPicassoTable({str(self.path)!r}, n_rows={self.n_rows}, pixel_size_nm={self.pixel_size_nm:g})"
+
+    @property
+    def image_shape(self) -> tuple[int, int] | None:
+        """(Height, Width) of the camera (px), from the YAML."""
+        return self.meta.get("image_shape")
+
+    def _open(self) -> h5py.File:
+        return h5py.File(self.path, "r", locking=False)
+
+    def _records(self, sel: Any, fields: Sequence[str] | None = None) -> np.ndarray:
+        try:
+            with self._open() as f:
+                ds = f["locs"]
+                return ds.fields(list(fields))[sel] if fields else ds[sel]
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise SMLMFileError(self.path, f"cannot read rows of 'locs': {exc}") from exc
+
+    def _to_locs(self, rec: np.ndarray, rows: np.ndarray | None = None) -> Localizations:
+        """Records -> Localizations in nm (the conversions of read_picasso_hdf5)."""
+        px = self.pixel_size_nm
+        names = rec.dtype.names
+        cols: dict[str, np.ndarray] = {"frame": c.frames(rec["frame"], self.path, "frame", one_based=False)[0]}
+        for field, (ours, conv) in COLUMNS.items():
+            if field in names and field not in self._filled and field not in ("sx", "sy"):
+                cols[ours] = _to_nm(np.asarray(rec[field], dtype=np.float64), conv, px)
+        sxy = [_to_nm(np.asarray(rec[k], dtype=np.float64), "px", px) for k in ("sx", "sy") if k in names and k not in self._filled]
+        if len(sxy) == 2:
+            cols["psf_sigma_nm"] = np.sqrt(sxy[0] * sxy[1])
+            cols["psf_sigma_x_nm"], cols["psf_sigma_y_nm"] = sxy
+        elif len(sxy) == 1:
+            cols["psf_sigma_nm"] = sxy[0]
+        used = set(cols)
+        for name in names:
+            if name != "frame" and name not in COLUMNS:
+                key = name if name in STANDARD_COLUMNS else c.sanitize(name)
+                cols[c.unique(key, used)] = np.asarray(rec[name])
+        meta = {k: v for k, v in self.meta.items() if k != "picasso_info"}
+        if rows is not None:
+            meta["rows"] = rows
+        return Localizations(cols, meta)
+
+    # ------------------------------------------------------------------ chunks
+    def iter_chunks(self, chunk_rows: int | None = None, fields: Sequence[str] | None = None) -> Iterator[Localizations]:
+        """The whole table, ``chunk_rows`` rows at a time, in file order.
+
+        Parameters
+        ----------
+        chunk_rows : int, optional
+            Rows per chunk (default :attr:`chunk_rows`).
+        fields : sequence of str, optional
+            Picasso fields to read (``frame`` is always read); e.g. ``("x", "y")`` for a render
+            reads a third of the bytes. Default: all.
+
+        Yields
+        ------
+        Localizations
+            nm, as :func:`read_picasso_hdf5`.
+        """
+        step = max(int(chunk_rows or self.chunk_rows), 1)
+        flds = None if fields is None else list(dict.fromkeys(["frame", *fields]))
+        for a in range(0, self.n_rows, step):
+            yield self._to_locs(self._records(slice(a, min(a + step, self.n_rows)), flds))
+
+    # ------------------------------------------------------------------ decimation
+    def decimation(self, max_rows: int) -> int:
+        """The step ``k`` of :meth:`decimated`: every ``k``-th row keeps at most ``max_rows``."""
+        return max(1, math.ceil(self.n_rows / max(int(max_rows), 1)))
+
+    def decimated(self, max_rows: int) -> Localizations:
+        """Every ``k``-th row (rows ``0, k, 2k, ...``; ``k`` = :meth:`decimation`), read chunk by chunk.
+
+        A file sorted by frame (every localize output is) keeps about ``1/k`` of every frame's
+        localizations. ``meta["decimation"] = k``, ``meta["n_rows_total"]`` = rows in the file.
+        """
+        k = self.decimation(max_rows)
+        parts = []
+        step = max(self.chunk_rows // k, 1) * k  # chunk starts on the decimation grid
+        for a in range(0, self.n_rows, step):
+            rec = self._records(slice(a, min(a + step, self.n_rows)))
+            parts.append(self._to_locs(rec[::k]))
+        out = Localizations.concat(parts) if parts else self._to_locs(self._records(slice(0, 0)))
+        out.meta.update({k2: v for k2, v in self.meta.items() if k2 != "picasso_info"})
+        out.meta.update(decimation=k, n_rows_total=self.n_rows)
+        return out
+
+    # ------------------------------------------------------------------ frames
+    def _index(self) -> None:
+        """Frame index from the ``frame`` column (read in chunks; 4 bytes a row)."""
+        if self._offsets is not None:
+            return
+        frames = np.empty(self.n_rows, np.int64)
+        for a in range(0, self.n_rows, self.chunk_rows):
+            b = min(a + self.chunk_rows, self.n_rows)
+            frames[a:b] = self._records(slice(a, b), ["frame"])
+        n_frames = max(int(self.meta.get("n_frames", 0)), int(frames.max()) + 1 if len(frames) else 0)
+        if len(frames) and np.any(np.diff(frames) < 0):
+            self._order = np.argsort(frames, kind="stable").astype(np.int64)
+            frames = frames[self._order]
+            log.info("%s: rows are not sorted by frame; built a frame index (%d rows)", self.path, self.n_rows)
+        self._offsets = np.searchsorted(frames, np.arange(n_frames + 1), side="left")
+
+    @property
+    def n_frames(self) -> int:
+        """Frames covered (the YAML's ``Frames`` or the last frame + 1, whichever is larger)."""
+        self._index()
+        return len(self._offsets) - 1
+
+    def frame_counts(self) -> np.ndarray:
+        """Localizations per frame (array of length :attr:`n_frames`)."""
+        self._index()
+        return np.diff(self._offsets)
+
+    def frame(self, f: int) -> Localizations:
+        """All localizations of frame ``f`` (0-based); empty outside the movie.
+
+        ``meta["rows"]`` holds their row numbers in the file.
+        """
+        self._index()
+        f = int(f)
+        if not 0 <= f < len(self._offsets) - 1:
+            rows = np.zeros(0, np.int64)
+        else:
+            a, b = int(self._offsets[f]), int(self._offsets[f + 1])
+            rows = np.arange(a, b) if self._order is None else np.sort(self._order[a:b])
+        if len(rows) == 0:
+            return self._to_locs(self._records(slice(0, 0)), rows)
+        sel = slice(int(rows[0]), int(rows[-1]) + 1) if self._order is None else rows
+        return self._to_locs(self._records(sel), rows)
