@@ -29,6 +29,13 @@ randomisation and spatial integration are reused as they are):
   :meth:`Decode3DFamily.calibration_overrides` as the model config.
 * Per batch, the calibration's widths are scaled by ``1 ± calibration_jitter`` (one factor for
   both axes), so that a calibration a few per cent off does not derail the network.
+* **Test-time symmetrisation** (``symmetrize``, on by default; :class:`Decode3DNet`): in eval
+  mode the maps are the mean of the network on the frames and on the frames rotated by 180°
+  (rotated back, offsets negated). The rotation keeps the astigmatic ellipse's axes, so z is
+  unchanged, and a constant offset error of the network cancels: on a symmetric grid of round
+  spots (z = 0, 256 emitters) the shipped weights' (x, y) bias went from (−6.9, −7.6) nm to
+  (−1.3, 0.1) nm, standard errors 1.1 / 0.6 nm (``tests/test_decode3d.py``). Twice the
+  arithmetic at inference; training is unchanged.
 
 The default calibration (``napari_smlm/data/astigmatic_default.yaml``, :func:`default_calibration`)
 is a generic cylindrical-lens PSF: σx, σy of 130 / 140 nm at focal planes 500 nm apart, round
@@ -53,10 +60,10 @@ from ..localizations import Localizations
 from ..simulate import simulate_crops
 from . import register
 from .base import Batch, PostprocessResult
-from .decode import HEADS, DecodeFamily
+from .decode import HEADS, DecodeFamily, DecodeNet
 from .decode3d_loss import decode3d_loss
 
-__all__ = ["Decode3DFamily", "default_calibration", "DEFAULT_CALIBRATION_PATH"]
+__all__ = ["Decode3DFamily", "Decode3DNet", "default_calibration", "DEFAULT_CALIBRATION_PATH"]
 
 log = logging.getLogger(__name__)
 
@@ -76,6 +83,26 @@ def _head_sigma_z(x, cfg):
 
 HEADS.setdefault("z", (("z",), _head_z, 0.0))
 HEADS.setdefault("sigma_z", (("sigma_z",), _head_sigma_z, -2.0))
+
+
+class Decode3DNet(DecodeNet):
+    """:class:`.DecodeNet` averaged with its 180°-rotated self in eval mode (``config["symmetrize"]``).
+
+    The state dict is :class:`.DecodeNet`'s, so checkpoints do not depend on the option.
+    """
+
+    def __init__(self, config: dict):
+        super().__init__(config)
+        self.symmetrize = bool(config.get("symmetrize", True))
+        self._flip_sign = [k for k, c in enumerate(self.channels) if c in ("dx", "dy")]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = super().forward(x)
+        if self.training or not self.symmetrize:
+            return out
+        rot = super().forward(x.flip(-2, -1)).flip(-2, -1)
+        rot[:, self._flip_sign] = -rot[:, self._flip_sign]  # offsets point the other way in the rotated frame
+        return 0.5 * (out + rot)
 
 
 @functools.lru_cache(maxsize=1)
@@ -113,6 +140,8 @@ class Decode3DFamily(DecodeFamily):
             psf_calibration=copy.deepcopy(cal),
             z_range_nm=[float(v) for v in cal["z_range_nm"]],
             calibration_jitter=0.03,
+            # eval-mode mean with the 180°-rotated frames (Decode3DNet): cancels a position bias
+            symmetrize=True,
         )
         return cfg
 
@@ -193,6 +222,9 @@ class Decode3DFamily(DecodeFamily):
             for ax in ("sigma_x", "sigma_y"):
                 cal[ax] = {**cal[ax], "s0_nm": float(cal[ax]["s0_nm"]) * f}
         return sim.replace(psf_calibration=cal, z_min_nm=lo, z_max_nm=hi)
+
+    def build(self) -> torch.nn.Module:
+        return Decode3DNet(self.config)
 
     # ------------------------------------------------------------------ training
     def simulate_batch(
