@@ -119,7 +119,8 @@ def default_calibration() -> AstigmaticCalibration:
         Read from :data:`DEFAULT_CALIBRATION_PATH` (``yaml.safe_load``): σx(z), σy(z) in nm,
         usable range −600 … 600 nm.
     """
-    return AstigmaticCalibration.from_dict(copy.deepcopy(_default_calibration_dict()), where=str(DEFAULT_CALIBRATION_PATH))
+    data = copy.deepcopy(_default_calibration_dict())
+    return AstigmaticCalibration.from_dict(data, where=str(DEFAULT_CALIBRATION_PATH))
 
 
 @register
@@ -188,7 +189,9 @@ class Decode3DFamily(DecodeFamily):
     def _z_centre_half(self) -> tuple[float, float]:
         lo, hi = (float(v) for v in self.config["z_range_nm"])
         if not (math.isfinite(lo) and math.isfinite(hi) and lo < hi):
-            raise ValueError(f"decode3d: z_range_nm must be [low, high] with low < high (nm), got {self.config['z_range_nm']}")
+            raise ValueError(
+                f"decode3d: z_range_nm must be [low, high] with low < high (nm), got {self.config['z_range_nm']}"
+            )
         return 0.5 * (lo + hi), 0.5 * (hi - lo)
 
     def normalise_z(self, z_nm: Any) -> np.ndarray:
@@ -272,7 +275,9 @@ class Decode3DFamily(DecodeFamily):
             ``z_range_nm``.
         """
         if len(ground_truth) and "z_nm" not in ground_truth:
-            raise ValueError("decode3d: the ground truth has no z_nm column; a 3-D model needs z (nm) for every emitter")
+            raise ValueError(
+                "decode3d: the ground truth has no z_nm column; a 3-D model needs z (nm) for every emitter"
+            )
         batch = super().batch_from_data(photons, ground_truth, pixel_size_nm, bg)
         gt = batch.ground_truth
         z = np.asarray(gt["z_nm"], dtype=np.float64) if (len(gt) and "z_nm" in gt) else np.zeros(len(gt))
