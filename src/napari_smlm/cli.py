@@ -404,7 +404,7 @@ def cmd_train(args) -> int:
     _check_outputs(
         args, [(Path(args.output), "--output")],
         [args.movie, args.ground_truth, getattr(args, "config", None), getattr(args, "density_image", None),
-         *([] if args.overwrite else [init_file])],
+         getattr(args, "psf", None), *([] if args.overwrite else [init_file])],
     )
     # With --movie, --camera may be "fit" (not a preset): the pair's camera replaces the sim's below.
     sim = _sim_config(argparse.Namespace(**{**vars(args), "camera": None}) if args.movie else args, frames=1, size=args.crop)
@@ -425,6 +425,8 @@ def cmd_train(args) -> int:
         raise ValueError(f"--model-config {args.model_config!r} is not a JSON dict ({exc})") from None
     if model_config is not None and not isinstance(model_config, dict):
         raise ValueError(f"--model-config {args.model_config!r} is not a JSON dict of model settings")
+    if getattr(args, "psf", None) is not None:
+        sim, model_config = _train_psf(args, sim, model_config)
     pairs = None
     if bool(args.movie) != bool(args.ground_truth):
         raise SystemExit("train: --movie and --ground-truth go together")
@@ -468,6 +470,16 @@ def cmd_train(args) -> int:
         )
     print(f"checkpoint: {args.output} (best validation loss {last.best_val_loss:.4g}, {last.step} steps, {last.elapsed_s / 60:.1f} min)")
     return 0
+
+
+def _train_psf(args, sim, model_config):
+    """``train --psf CAL.yaml``: simulate with the calibration; when fine-tuning, retarget the model to it."""
+    from .core.psf_training import setup_psf_training
+
+    try:
+        return setup_psf_training(args.model, sim, args.psf, fine_tune=bool(args.init), model_config=model_config)
+    except ValueError as exc:
+        raise SystemExit(f"error: --psf {args.psf}: {exc}") from None
 
 
 def _camera_from_args(args, ckpt=None):
@@ -850,6 +862,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--crop", type=arg("crop"), default=40, help="training crop size, camera px")
     t.add_argument("--device", type=device_arg, default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     t.add_argument("--threads", type=arg("threads"), default=0, help="torch CPU threads (0 = physical cores, torch's default)")
+    t.add_argument(
+        "--psf", type=Path, default=None,
+        help="astigmatic calibration YAML (from `calibrate`) for a 3-D model (decode3d): simulate with it; with --init, "
+        "fine-tune the model to it (default: the model's own PSF)",
+    )
     g = t.add_argument_group("training on data (instead of the simulator)")
     g.add_argument(
         "--movie", default=None,

@@ -128,7 +128,9 @@ def _validation_metrics(family: ModelFamily, out, batch, pixel_size_nm: float) -
     pp = family.postprocess(out, torch.arange(batch.inputs.shape[0]), pixel_size_nm, want_images=False)
     m = evaluate(batch.ground_truth, pp.localizations)
     m = m.as_dict() if hasattr(m, "as_dict") else dict(m)
-    return {k: m[k] for k in ("jaccard", "recall", "precision", "rmse_lateral_nm", "efficiency_lateral") if k in m}
+    keys = ("jaccard", "recall", "precision", "rmse_lateral_nm", "efficiency_lateral")
+    keys += ("rmse_axial_nm",) if "z_nm" in batch.ground_truth else ()  # 3-D models
+    return {k: m[k] for k in keys if k in m}
 
 
 def iter_train(

@@ -92,6 +92,14 @@ class TrainingWidget(SmlmDockWidget):
         self.movie_picker = LayerPicker(napari_viewer, (Image,), optional=True)
         self.gt_picker = LayerPicker(napari_viewer, (Points,), optional=True)
         self.gt_picker.setToolTip("Ground-truth localizations of the movie (frame, y, x in nm), e.g. a simulation's")
+        self.psf_edit = QLineEdit()
+        self.psf_edit.setPlaceholderText("none: 2-D, or the 3-D model's own PSF")
+        self.psf_edit.setToolTip(
+            "Astigmatic PSF calibration (YAML from `napari-smlm calibrate`) for a 3-D model (decode3d): "
+            "simulate with it, and when starting from a checkpoint, fine-tune the model to it"
+        )
+        self.psf_button = QPushButton("…")
+        self.psf_button.setFixedWidth(30)
         self.use_pairs = QCheckBox("Train on this movie + ground truth (not on simulated data)")
         self.use_pairs.setToolTip(
             "Random crops of the movie with their ground-truth emitters; the last 20 % of the frames are held out for "
@@ -136,6 +144,10 @@ class TrainingWidget(SmlmDockWidget):
         crop_form.addRow("Crop size", self.crop)
         crop_form.addRow("Movie", self.movie_picker)
         crop_form.addRow("Ground truth", self.gt_picker)
+        psf_row = QHBoxLayout()
+        psf_row.addWidget(self.psf_edit, 1)
+        psf_row.addWidget(self.psf_button)
+        crop_form.addRow("PSF calibration", psf_row)
         crop_form.addRow(self.use_pairs)
         sl.addLayout(crop_form)
         prow = QHBoxLayout()
@@ -178,6 +190,7 @@ class TrainingWidget(SmlmDockWidget):
         self.preview_button.clicked.connect(self.preview)
         self.match_button.clicked.connect(self.match_movie)
         self.browse_button.clicked.connect(self._on_browse)
+        self.psf_button.clicked.connect(self._on_browse_psf)
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
         self.save_button.clicked.connect(self._on_save_as)
@@ -206,6 +219,11 @@ class TrainingWidget(SmlmDockWidget):
         path, _ = QFileDialog.getSaveFileName(self, "Checkpoint file", str(default_checkpoint_dir()), "Checkpoints (*.pt)")
         if path:
             self.checkpoint_edit.setText(path if path.endswith(".pt") else path + ".pt")
+
+    def _on_browse_psf(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "PSF calibration", "", "Calibrations (*.yaml *.yml)")
+        if path:
+            self.psf_edit.setText(path)
 
     # ================================================================ preview
     def sim_config(self):
@@ -361,6 +379,15 @@ class TrainingWidget(SmlmDockWidget):
         except OSError as exc:
             notify_error(f"Cannot create {path.parent}: {exc}")
             return False
+        model_config = None
+        if self.psf_edit.text().strip():
+            from ..core.psf_training import setup_psf_training
+
+            try:
+                sim, model_config = setup_psf_training(model, sim, self.psf_edit.text().strip(), fine_tune=init is not None)
+            except (ValueError, TypeError) as exc:
+                notify_error(f"PSF calibration: {error_reason(exc)}")
+                return False
         pairs, pairs_text = None, ""
         if self.use_pairs.isChecked():
             try:
@@ -381,7 +408,7 @@ class TrainingWidget(SmlmDockWidget):
         self.progress.setValue(0)
         source = f"on {pairs_text}" if pairs is not None else "simulating data on the fly"
         self.start_run(
-            train_job(model, sim, cfg, str(path), init_checkpoint=init, pairs=pairs),
+            train_job(model, sim, cfg, str(path), init_checkpoint=init, pairs=pairs, model_config=model_config),
             self._on_update,
             f"Training {model} for {cfg.steps} steps ({source})…",
         )
@@ -455,7 +482,7 @@ class TrainingWidget(SmlmDockWidget):
         self.stop_button.setEnabled(running)
         for w in (self.model_combo, self.init_combo, self.form, self.crop, self.steps, self.steps_per_epoch,
                   self.batch_size, self.lr, self.val_batches, self.device, self.checkpoint_edit, self.browse_button,
-                  self.movie_picker, self.gt_picker, self.use_pairs):
+                  self.movie_picker, self.gt_picker, self.use_pairs, self.psf_edit, self.psf_button):
             w.setEnabled(not running)
         self.save_button.setEnabled(bool(self._entry_key) if hasattr(self, "_entry_key") else False)
 

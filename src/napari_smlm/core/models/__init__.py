@@ -48,7 +48,7 @@ __all__ = ["Batch", "ModelFamily", "PostprocessResult", "REGISTRY", "register", 
 log = logging.getLogger(__name__)
 
 REGISTRY: dict[str, type[ModelFamily]] = {}
-_FAMILY_MODULES = ("napari_smlm.core.models.density", "napari_smlm.core.models.decode")
+_FAMILY_MODULES = ("napari_smlm.core.models.density", "napari_smlm.core.models.decode", "napari_smlm.core.models.decode3d")
 _loaded = False
 
 

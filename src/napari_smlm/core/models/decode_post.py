@@ -118,6 +118,8 @@ def spatial_integration(
         ("sigma_x", "sigma_x_nm", pixel_size_nm),
         ("sigma_y", "sigma_y_nm", pixel_size_nm),
         ("sigma_photons", "sigma_photons", 1.0),
+        ("z", "z_nm", 1.0),  # 3-D family: maps already in nm
+        ("sigma_z", "sigma_z_nm", 1.0),
     ):
         if name in out:
             cols_out[col] = out[name].detach().float()[b, r, c].cpu().double().numpy() * scale
