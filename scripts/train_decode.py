@@ -17,6 +17,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import math
@@ -139,6 +140,7 @@ def evaluate_checkpoint(args) -> None:
     log.info("checkpoint: %s, trained %s steps, %.1f min", args.out, ck.training.get("total_steps"),
              ck.training.get("elapsed_s", 0) / 60)
     base = SimulationConfig.from_dict(ck.simulation)
+    sha = hashlib.sha256(Path(args.out).read_bytes()).hexdigest()
     results = []
     for dens, seed in zip(args.densities, range(1001, 1001 + len(args.densities))):
         sim = base.replace(height=64, width=64, n_frames=args.eval_frames, density=dens, seed=seed)
@@ -167,7 +169,7 @@ def evaluate_checkpoint(args) -> None:
                 crlb = rms(2 * crlb_all[g] ** 2)
                 crlb_full, rmse_full = rms(2 * crlb_all[g][full] ** 2), rms(d2[full])
                 h = subpixel_histogram(pred, sim.pixel_size_nm)
-                row = {"density": dens, "position": position, "threshold": th, "n_gt": m["n_gt"], "n_pred": m["n_pred"],
+                row = {"checkpoint_sha256": sha, "density": dens, "position": position, "threshold": th, "n_gt": m["n_gt"], "n_pred": m["n_pred"],
                        "jaccard": m["jaccard"], "recall": m["recall"], "precision": m["precision"],
                        "rmse_lateral_nm": m["rmse_lateral_nm"], "efficiency_lateral": m["efficiency_lateral"],
                        "crlb_lateral_nm": crlb, "rmse_full_frame_nm": rmse_full, "crlb_full_frame_nm": crlb_full,
