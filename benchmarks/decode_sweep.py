@@ -67,7 +67,8 @@ def main(argv=None) -> None:
         print(f"{head:>14} " + " ".join(f"{s:>13g}" for s in a.signals))
         for bg in a.backgrounds:
             cells = [r for r in rows if r["bg_photons"] == bg]
-            print(f"{bg:>14g} " + " ".join(f"{100 * r['ji']['true camera']:6.1f} [{100 * r['best_ji']:4.1f}]" for r in cells))
+            print(f"{bg:>14g} "
+                  + " ".join(f"{100 * r['ji']['true camera']:6.1f} [{100 * r['best_ji']:4.1f}]" for r in cells))
         ji = np.array([r["ji"]["true camera"] for r in rows])
         gap = max(r["best_ji"] - r["ji"]["true camera"] for r in rows)
         print(f"mean JI {100 * ji.mean():.1f} %, worst shortfall against the best setting {100 * gap:.1f} points")

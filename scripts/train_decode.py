@@ -169,7 +169,8 @@ def evaluate_checkpoint(args) -> None:
                 crlb = rms(2 * crlb_all[g] ** 2)
                 crlb_full, rmse_full = rms(2 * crlb_all[g][full] ** 2), rms(d2[full])
                 h = subpixel_histogram(pred, sim.pixel_size_nm)
-                row = {"checkpoint_sha256": sha, "density": dens, "position": position, "threshold": th, "n_gt": m["n_gt"], "n_pred": m["n_pred"],
+                row = {"checkpoint_sha256": sha,
+                       "density": dens, "position": position, "threshold": th, "n_gt": m["n_gt"], "n_pred": m["n_pred"],
                        "jaccard": m["jaccard"], "recall": m["recall"], "precision": m["precision"],
                        "rmse_lateral_nm": m["rmse_lateral_nm"], "efficiency_lateral": m["efficiency_lateral"],
                        "crlb_lateral_nm": crlb, "rmse_full_frame_nm": rmse_full, "crlb_full_frame_nm": crlb_full,

@@ -64,8 +64,8 @@ def test_batch_in_photons_matches_each_crops_background_and_does_not_saturate():
 
 def test_simulate_crops_per_crop_cameras_and_gradients():
     cfg = SimulationConfig(n_frames=2, height=24, width=24, density=0.0, bg_photons=100.0, bg_variation=0.0)
-    cams = [Camera(kind="scmos", baseline=100.0, sensitivity=0.5, em_gain=1.0, qe=1.0, read_noise=1.0, spurious_charge=0.0),
-            Camera(kind="scmos", baseline=1000.0, sensitivity=2.0, em_gain=1.0, qe=1.0, read_noise=1.0, spurious_charge=0.0)]
+    kw = dict(kind="scmos", em_gain=1.0, qe=1.0, read_noise=1.0, spurious_charge=0.0)
+    cams = [Camera(baseline=100.0, sensitivity=0.5, **kw), Camera(baseline=1000.0, sensitivity=2.0, **kw)]
     c = simulate_crops([cfg.replace(seed=1), cfg.replace(seed=2)], cameras=cams, bg_gradients=[(0.0, 0.0), (2.0, 0.0)])
     assert float(c.frames[0].mean()) == pytest.approx(100 + 100 / 0.5, rel=0.02)
     assert float(c.frames[1].mean()) == pytest.approx(1000 + 100 / 2.0, rel=0.02)

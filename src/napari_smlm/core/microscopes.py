@@ -93,7 +93,9 @@ class MicroscopeRanges:
         for name in _PAIRS:
             lo, hi = (float(v) for v in getattr(self, name))
             if not (math.isfinite(lo) and math.isfinite(hi) and 0 <= lo <= hi):
-                raise ValueError(f"MicroscopeRanges.{name} must be a finite (lo, hi) with 0 <= lo <= hi, got {(lo, hi)}")
+                raise ValueError(
+                    f"MicroscopeRanges.{name} must be a finite (lo, hi) with 0 <= lo <= hi, got {(lo, hi)}"
+                )
             object.__setattr__(self, name, (lo, hi))
         if self.photons[0] <= 0 or self.psf_sigma_px[0] <= 0 or self.t_on[0] <= 0 or self.density[0] <= 0:
             raise ValueError("MicroscopeRanges: photons, psf_sigma_px, t_on and density must have lo > 0")
@@ -102,16 +104,22 @@ class MicroscopeRanges:
         st = tuple((str(k), float(w)) for k, w in self.structures)
         bad = [k for k, w in st if k not in ("uniform", "filaments", "clusters") or w < 0]
         if bad or not st or sum(w for _, w in st) <= 0:
-            raise ValueError(f"MicroscopeRanges.structures: (name, weight) with names uniform/filaments/clusters, got {st}")
+            raise ValueError(
+                f"MicroscopeRanges.structures: (name, weight) with names uniform/filaments/clusters, got {st}"
+            )
         object.__setattr__(self, "structures", st)
-        for name in ("psf_sigma_spread", "photons_spread", "p_low_bg", "bg_gradient", "p_empty", "p_emccd", "gain_jitter"):
+        scalars = ("psf_sigma_spread", "photons_spread", "p_low_bg", "bg_gradient", "p_empty", "p_emccd", "gain_jitter")
+        for name in scalars:
             v = float(getattr(self, name))
             if not (math.isfinite(v) and 0 <= v <= (1 if name.startswith("p_") else 2)):
                 raise ValueError(f"MicroscopeRanges.{name} out of range: {v}")
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        return {k: ([list(x) for x in v] if k == "structures" else list(v) if isinstance(v, tuple) else v) for k, v in d.items()}
+        return {
+            k: ([list(x) for x in v] if k == "structures" else list(v) if isinstance(v, tuple) else v)
+            for k, v in d.items()
+        }
 
     @classmethod
     def from_dict(cls, d: dict) -> MicroscopeRanges:
@@ -139,7 +147,7 @@ def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
 
 
 def _cluster_image(rng: np.random.Generator, height: int, width: int, pixel_size_nm: float) -> np.ndarray:
-    """Density image (4× the camera grid) of 1 + Poisson(area/2 µm²) Gaussian clusters, 30–150 nm, on a 5 % floor."""
+    """Density image (4× the camera grid): 1 + Poisson(area / 2 µm²) clusters of 30–150 nm on a 5 % floor."""
     up = 4
     h, w = height * up, width * up
     area_um2 = height * width * (pixel_size_nm / 1000.0) ** 2
@@ -298,7 +306,10 @@ def trained_ranges(ranges: MicroscopeRanges, camera: Camera | dict | None = None
     s_lo, s_hi = r.psf_sigma_px[0] * (1 - 2 * r.psf_sigma_spread), r.psf_sigma_px[1] * (1 + 2 * r.psf_sigma_spread)
     cam = camera.to_dict() if isinstance(camera, Camera) else (dict(camera) if camera else Camera().to_dict())
     return {
-        "photons": [float(r.photons[0] * max(1 - 2 * r.photons_spread, 0.3)), float(r.photons[1] * (1 + 2 * r.photons_spread))],
+        "photons": [
+            float(r.photons[0] * max(1 - 2 * r.photons_spread, 0.3)),
+            float(r.photons[1] * (1 + 2 * r.photons_spread)),
+        ],
         "bg_photons": [float(r.bg_photons[0]), float(r.bg_photons[1])],
         "psf_sigma_nm": [float(s_lo * px), float(s_hi * px)],
         "psf_sigma_px": [float(s_lo), float(s_hi)],

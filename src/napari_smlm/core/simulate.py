@@ -641,7 +641,8 @@ def simulate_crops(
         fid, frame, frac = fid[order], frame[order], frac[order]
         bgs[i] = background_field(cfg, crng)
         if grads is not None and (grads[i] != 0).any():
-            ramp = grads[i, 0] * (np.arange(W) - (W - 1) / 2.0)[None, :] + grads[i, 1] * (np.arange(H) - (H - 1) / 2.0)[:, None]
+            ramp = (grads[i, 0] * (np.arange(W) - (W - 1) / 2.0)[None, :]
+                    + grads[i, 1] * (np.arange(H) - (H - 1) / 2.0)[:, None])
             bgs[i] = np.clip(bgs[i] + ramp, 0, None)
         x, y = fl.x_nm[fid], fl.y_nm[fid]
         col = np.clip((x / px).astype(np.int64), 0, W - 1)

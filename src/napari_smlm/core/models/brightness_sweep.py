@@ -113,7 +113,9 @@ def brightness_sweep(
             for s in settings:
                 cam = true_cam if s.camera == "true" else (ck.simulation_config.camera if s.camera == "model"
                                                            else get_camera(s.camera))
-                ck_s = dataclasses.replace(ck, model_config={**ck.model_config, **dict(s.overrides)}) if s.overrides else ck
+                ck_s = ck
+                if s.overrides:
+                    ck_s = dataclasses.replace(ck, model_config={**ck.model_config, **dict(s.overrides)})
                 res = predict(frames, ck_s, camera=cam, pixel_size_nm=100.0, device="cpu", batch_size=32)
                 r = evaluation_report(gt, res.localizations, method="hungarian", crlb=False).as_dict()
                 for k, key in (("ji", "jaccard"), ("precision", "precision"), ("recall", "recall")):
