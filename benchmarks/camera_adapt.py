@@ -33,8 +33,9 @@ def main(argv=None) -> None:
     ap.add_argument("--frames", type=int, default=120)
     ap.add_argument("--densities", type=float, nargs="*", default=[1.3, 4.1, 6.3])
     ap.add_argument("--models", nargs="*", default=["decode", "deep-storm", "u-storm"])
+    ap.add_argument("--checkpoint", default=None, help="a decode checkpoint file to use as 'decode'")
     a = ap.parse_args(argv)
-    dec = resolve_checkpoint("decode")
+    dec = resolve_checkpoint(a.checkpoint or "decode")
     dec_off = dataclasses.replace(dec, model_config={**dec.model_config, "input_adapt": "off"})
     print(f"{'density':>8} {'camera':<14} {'model':<22} {'JI %':>6} {'P %':>6} {'R %':>6} {'RMSE nm':>8} "
           f"{'n pred':>7} {'n true':>7} {'s':>5}")
@@ -44,10 +45,10 @@ def main(argv=None) -> None:
             photons_std=0.0, bg_photons=500.0, bg_variation=0.0, density=d, camera=TRUE_CAMERA, seed=21,
         )
         frames, gt = simulate(cfg)
-        for w in check_movie("decode", frames, camera=TRUE_CAMERA, pixel_size_nm=100.0).warnings[:1]:
+        for w in check_movie(dec, frames, camera=TRUE_CAMERA, pixel_size_nm=100.0).warnings[:1]:
             print(f"  check_movie(decode, true camera): {w}")
         for cam_label, cam in (("true", TRUE_CAMERA), ("default EMCCD", get_camera("smlm2016_emccd"))):
-            runs = [(m, m) for m in a.models]
+            runs = [(m, dec if m == "decode" else m) for m in a.models]
             if "decode" in a.models:
                 runs.insert(1, ("decode (adapt off)", dec_off))
             for label, model in runs:

@@ -76,6 +76,9 @@ def main() -> int:
                 f"{r['rmse_lateral_nm']:.1f} | {r['rmse_full_frame_nm']:.1f} | {r['crlb_full_frame_nm']:.1f} | "
                 f"{r['efficiency_lateral']:.1f} | {r['subpixel_max_dev']:.2f} ({r['subpixel_noise']:.2f}) | {r['frames_per_s']:.0f} |"
             )
+    extra = ROOT / "docs" / "benchmarks" / "decode_randomized.md"
+    if extra.exists():  # the randomised-microscope fine-tune of decode: script, figures, decision (hand-written)
+        lines += ["", extra.read_text().rstrip()]
     for name, hist in curves:
         lines += ["", f"## {name}: validation curve", "", "| step | minutes | val loss | JI (%) | RMSE (nm) | efficiency (%) |", "|---:|---:|---:|---:|---:|---:|"]
         for h in hist:

@@ -544,7 +544,9 @@ def simulate_crops(
     rng: np.random.Generator | None = None,
     device: str | torch.device = "cpu",
     include_outside: bool = True,
-    density_image: np.ndarray | None = None,
+    density_image: np.ndarray | list | tuple | None = None,
+    cameras: list | tuple | None = None,
+    bg_gradients: np.ndarray | list | tuple | None = None,
 ) -> SimulatedCrops:
     """Simulate many short movies at once: the simulator for training batches.
 
@@ -574,8 +576,16 @@ def simulate_crops(
         Keep emitters centred in the margin around the crop (``in_fov == 0``) in the ground
         truth. They are always rendered (they shine into the crop); training targets usually
         want them, evaluation does not.
-    density_image : array, optional
-        For ``structure="image"`` (see :func:`simulate`).
+    density_image : array or sequence of arrays, optional
+        For ``structure="image"`` (see :func:`simulate`); a sequence gives one image (or None)
+        per crop.
+    cameras : sequence of Camera, optional
+        One camera per crop (e.g. a randomised microscope per training sample); default: every
+        crop uses its config's camera, which must then be the same for all.
+    bg_gradients : (n, 2) array-like, optional
+        Linear background gradient of each crop, ``(gx, gy)`` in photons/px per px, added to
+        the background field around the crop's centre (clipped at 0); the ground truth's
+        ``bg`` column and ``background`` include it.
 
     Returns
     -------
@@ -602,7 +612,14 @@ def simulate_crops(
         if rng is None:
             rng = np.random.default_rng([int(c.seed) for c in configs])
     first = configs[0]
-    for name in ("height", "width", "n_frames", "pixel_size_nm", "camera", "psf_calibration"):
+    same = ("height", "width", "n_frames", "pixel_size_nm", "psf_calibration") + (() if cameras else ("camera",))
+    if cameras is not None and len(cameras) != len(configs):
+        raise ValueError(f"simulate_crops: {len(cameras)} cameras for {len(configs)} crops")
+    images = list(density_image) if isinstance(density_image, (list, tuple)) else [density_image] * len(configs)
+    if len(images) != len(configs):
+        raise ValueError(f"simulate_crops: {len(images)} density images for {len(configs)} crops")
+    grads = None if bg_gradients is None else np.asarray(bg_gradients, dtype=np.float64).reshape(len(configs), 2)
+    for name in same:
         values = {repr(getattr(c, name)) for c in configs}
         if len(values) > 1:
             raise ValueError(f"simulate_crops: all configs must have the same {name}, got {sorted(values)}")
@@ -618,11 +635,15 @@ def simulate_crops(
         # columns of _ground_truth (built as arrays: one table per crop would cost more than the
         # simulation itself).
         crng = np.random.default_rng(cfg.seed)
-        fl = make_fluorophores(cfg, crng, density_image)
+        fl = make_fluorophores(cfg, crng, images[i])
         fid, frame, frac = blinking_events(len(fl), T, cfg.t_on, cfg.t_off, cfg.t_bleach, crng)
         order = np.argsort(frame, kind="stable")
         fid, frame, frac = fid[order], frame[order], frac[order]
         bgs[i] = background_field(cfg, crng)
+        if grads is not None and (grads[i] != 0).any():
+            ramp = (grads[i, 0] * (np.arange(W) - (W - 1) / 2.0)[None, :]
+                    + grads[i, 1] * (np.arange(H) - (H - 1) / 2.0)[:, None])
+            bgs[i] = np.clip(bgs[i] + ramp, 0, None)
         x, y = fl.x_nm[fid], fl.y_nm[fid]
         col = np.clip((x / px).astype(np.int64), 0, W - 1)
         row = np.clip((y / px).astype(np.int64), 0, H - 1)
@@ -672,7 +693,11 @@ def simulate_crops(
         )
     gen = torch.Generator(device=device)
     gen.manual_seed(int(rng.integers(0, 2**62)))
-    frames = first.camera.forward(expected, generator=gen).view(B, T, H, W)
+    if cameras is None:
+        frames = first.camera.forward(expected, generator=gen).view(B, T, H, W)
+    else:
+        ex = expected.view(B, T, H, W)
+        frames = torch.stack([cam.forward(ex[i], generator=gen) for i, cam in enumerate(cameras)])
     if not include_outside and len(gt_all):
         gt_all = gt_all.filter(gt_all["in_fov"] > 0)
     return SimulatedCrops(frames, background, gt_all, configs)

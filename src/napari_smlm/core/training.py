@@ -247,6 +247,8 @@ def iter_train(
     running = []
     ckpt_path = str(checkpoint_path) if checkpoint_path else None
 
+    ranges = getattr(family, "recorded_training_ranges", lambda _sim: None)(sim)
+
     def record(val_loss, metrics):
         return {
             "total_steps": prior_steps + step,
@@ -259,6 +261,8 @@ def iter_train(
             "train_config": cfg.to_dict(),
             "history": history[-200:],
             "fine_tuned_from": (init.training.get("checkpoint_name") if init is not None else None),
+            # a family trained on randomised microscopes states its ranges (read by models/domain.py)
+            **({"training_ranges": ranges} if ranges else {}),
             **({"pairs": {"train": train_pairs.describe(), "val": val_pairs.describe()}} if train_pairs else {}),
         }
 
