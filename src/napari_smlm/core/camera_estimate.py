@@ -1,0 +1,468 @@
+"""Estimate the camera (offset, ADU per photo-electron) and the background from the movie itself.
+
+The estimator is a *photon-transfer* (mean–variance) fit on the pixels and frames where no
+emitter is on, the method of "calibration on the spot" (Mortensen & Flyvbjerg, Sci. Rep. 6,
+28680, 2016) and of the classical photon-transfer curve (Janesick, *Photon Transfer*, SPIE
+2007). For a pixel that sees a constant expected signal, the camera model of
+:mod:`napari_smlm.core.camera` gives, in ADU,
+
+    mean     μ  = b + g · n̄
+    variance σ² = F² · g · (μ − b) + σ₀²
+
+with ``b`` the offset (baseline, ADU), ``g = G / s`` the ADU per photo-electron (EM gain over
+e⁻/ADU), ``n̄`` the mean photo-electrons, ``F²`` the excess-noise factor (2 for an EMCCD, 1 for
+sCMOS / CCD) and ``σ₀² = (read noise in ADU)² + 1/12`` (rounding). Across pixels with different
+background levels the points (μ, σ²) lie on one line of slope ``F²·g`` that crosses
+``σ² = σ₀²`` at ``μ = b``.
+
+Steps (:func:`estimate_camera`):
+
+1. Read at most ``max_frames`` frames, in blocks of ``block`` consecutive frames spread over
+   the movie (a lazy movie reads only those). Statistics are per pixel *per block*, so a slow
+   background drift (bleaching) does not count as noise.
+2. Mask emitters: per block, the residual from the pixel's temporal median is box-filtered
+   (3×3 px) and every frame/pixel whose filtered residual is > 4 robust SDs — or whose own
+   residual is > 5 robust SDs — is masked, dilated by 3 px and ±1 frame (the PSF's tails).
+3. Per pixel and block: mean and unbiased variance of the unmasked frames. Points (μ, σ²) far
+   off a first robust line (per-bin medians) are dropped; the rest are averaged in quantile
+   bins of μ and fitted by weighted least squares. ``b = (σ₀² − intercept) / slope``,
+   ``g = slope / F²``. Uncertainties: bootstrap over the points.
+4. If the background is too uniform to separate offset from gain (a short lever arm: the
+   offset's bootstrap SD is large), the offset is taken from the prior camera (flagged as a
+   guess) and ``g = Σ(σ² − σ₀²) / (F² · Σ(μ − b))``.
+5. Background (photons / px / frame, *before* QE, as ``SimulationConfig.bg_photons``) =
+   (median over pixels of the masked mean − b) / (g · QE).
+
+What the movie cannot tell (listed in :attr:`CameraEstimate.guessed`): the camera kind (hence
+F²), the QE (only photo-electrons are counted), how ``g`` splits into EM gain and e⁻/ADU, and
+the read noise (it only shifts the offset by σ₀²/(F² g), < 0.5 ADU for an EMCCD).
+These come from the prior camera (a preset, a profile or the model's camera).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .camera import Camera, get_camera
+
+__all__ = ["CameraEstimate", "CameraEstimateError", "estimate_camera", "movie_name"]
+
+log = logging.getLogger(__name__)
+
+#: Excess-noise factor F² of the variance, per camera kind.
+EXCESS_FACTOR = {"emccd": 2.0, "scmos": 1.0, "ccd": 1.0}
+MIN_FRAMES = 10
+#: Emitter thresholds (robust SDs): the 3×3-box-filtered residual, and a single pixel's.
+T_BOX, T_PIX = 4.5, 5.5
+#: Mask around a detection: ±1 frame, ±3 px (the PSF's tails).
+DILATE = (3, 7, 7)
+
+
+class CameraEstimateError(ValueError):
+    """The movie cannot give a camera estimate; ``movie`` names it, ``problem`` says why."""
+
+    def __init__(self, movie: str, problem: str):
+        self.movie, self.problem = str(movie), str(problem)
+        super().__init__(f"{self.movie}: {self.problem}")
+
+    def __str__(self) -> str:
+        return f"{self.movie}: {self.problem}"
+
+
+def movie_name(movie: Any, name: str | None = None) -> str:
+    """A name for messages: ``name``, else the movie's file, else ``"movie"``."""
+    if name:
+        return str(name)
+    paths = getattr(movie, "paths", None)
+    if paths:
+        return str(paths[0]) if len(paths) == 1 else f"{paths[0]} (+{len(paths) - 1} files)"
+    return "movie"
+
+
+@dataclass(frozen=True)
+class CameraEstimate:
+    """What :func:`estimate_camera` measured, with uncertainties and what it had to assume.
+
+    Attributes
+    ----------
+    baseline : float
+        Camera offset (ADU).
+    baseline_sd : float
+        Its bootstrap standard deviation (ADU); NaN when ``"baseline"`` is guessed.
+    adu_per_electron : float
+        ``g``: ADU per photo-electron (EM gain / e⁻ per ADU). The excess noise is *not* in it.
+    adu_per_electron_sd : float
+        Its bootstrap standard deviation.
+    excess_factor : float
+        F² assumed: 2 (EMCCD) or 1 (sCMOS, CCD). The fitted photon-transfer slope is
+        ``excess_factor · adu_per_electron`` (:attr:`ptc_slope`).
+    kind : str
+        Camera kind assumed (``emccd``, ``scmos``, ``ccd``).
+    qe : float
+        Quantum efficiency assumed (from the prior camera).
+    read_noise_adu : float
+        Read noise assumed (ADU RMS, from the prior camera).
+    background_photons : float
+        Median background, photons / pixel / frame before QE (``SimulationConfig.bg_photons``).
+    background_photons_sd : float
+        Its bootstrap standard deviation.
+    n_frames : int
+        Frames read.
+    n_points : int
+        (pixel, block) points used in the fit.
+    masked_fraction : float
+        Fraction of the pixel-frames masked as emitters.
+    guessed : tuple of str
+        Camera fields not measured on the movie (taken from the prior camera).
+    movie : str
+        The movie's name.
+    prior : dict
+        The prior camera (:meth:`Camera.to_dict`).
+    """
+
+    baseline: float
+    baseline_sd: float
+    adu_per_electron: float
+    adu_per_electron_sd: float
+    excess_factor: float
+    kind: str
+    qe: float
+    read_noise_adu: float
+    background_photons: float
+    background_photons_sd: float
+    n_frames: int
+    n_points: int
+    masked_fraction: float
+    guessed: tuple = ()
+    movie: str = "movie"
+    prior: dict = field(default_factory=dict)
+
+    @property
+    def ptc_slope(self) -> float:
+        """Slope of variance vs mean (ADU): F² · ADU per photo-electron."""
+        return self.excess_factor * self.adu_per_electron
+
+    @property
+    def adu_per_photon(self) -> float:
+        """Mean ADU per photon reaching the pixel (QE · g; QE assumed)."""
+        return self.qe * self.adu_per_electron
+
+    def camera(self) -> Camera:
+        """The prior camera with the measured offset and ``g``.
+
+        ``g = G / s`` keeps the prior's EM gain ``G`` (an EMCCD) and sets e⁻/ADU ``s = G / g``;
+        the read noise keeps its value in ADU.
+        """
+        prior = get_camera(self.prior) if self.prior else get_camera(self.kind)
+        em_gain = prior.em_gain if self.kind == "emccd" else 1.0
+        if self.kind == "emccd" and em_gain <= 1:
+            em_gain = 300.0
+        sens = em_gain / self.adu_per_electron
+        return prior.replace(
+            kind=self.kind, baseline=float(self.baseline), sensitivity=float(sens), em_gain=float(em_gain),
+            qe=float(self.qe), read_noise=float(self.read_noise_adu * sens),
+        )
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["guessed"] = list(self.guessed)
+        d["ptc_slope"] = self.ptc_slope
+        d["adu_per_photon"] = self.adu_per_photon
+        return d
+
+    def summary(self) -> str:
+        """One line for a status bar or a log."""
+        b = f"{self.baseline:.1f} ± {self.baseline_sd:.1f}" if "baseline" not in self.guessed else f"{self.baseline:.1f} (guessed)"
+        return (
+            f"offset {b} ADU, {self.adu_per_electron:.3g} ± {self.adu_per_electron_sd:.2g} ADU/e⁻ "
+            f"(F² = {self.excess_factor:g}, {self.kind}), background {self.background_photons:.1f} photons/px; "
+            f"guessed: {', '.join(self.guessed) or 'nothing'}"
+        )
+
+
+# --------------------------------------------------------------------------- frame sampling
+def _blocks(n_frames: int, max_frames: int, block: int) -> list[tuple[int, int]]:
+    """Contiguous (start, stop) blocks, at most ``max_frames`` frames in all, spread over the movie."""
+    block = max(min(block, n_frames // 2), MIN_FRAMES // 2)  # at least two blocks: see _points
+    if n_frames <= max_frames:
+        starts = list(range(0, n_frames, block))
+        out = [(s, min(s + block, n_frames)) for s in starts]
+        if len(out) > 1 and out[-1][1] - out[-1][0] < block // 2:  # a short tail joins the previous block
+            out[-2] = (out[-2][0], out[-1][1])
+            out.pop()
+        return out
+    n_blocks = max(1, max_frames // block)
+    starts = np.unique(np.linspace(0, n_frames - block, n_blocks).astype(int))
+    return [(int(s), int(s) + block) for s in starts]
+
+
+def _read_block(movie: Any, start: int, stop: int) -> np.ndarray:
+    return np.asarray(movie[start:stop], dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- masking + stats
+def _block_sums(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
+    """Per-pixel count, sum and sum of squares of the emitter-free frames of one block ``(K, H, W)``.
+
+    Also returns the masked fraction of the block's pixel-frames.
+    """
+    from scipy import ndimage
+
+    # Background per pixel: the temporal median, then a spatial median (9×9 px) so that pixels
+    # under an emitter most of the time (on a structure) do not set their own reference.
+    med = ndimage.median_filter(np.median(x, axis=0), size=9, mode="nearest")
+    r = x - med
+    s = ndimage.uniform_filter(r, size=(1, 3, 3), mode="nearest")
+
+    def robust_sd(a: np.ndarray) -> np.ndarray:
+        # emitters only add signal: the negative side is noise (half-normal: E[min(a, 0)²] = σ²/2;
+        # it is narrower than σ for the skewed EMCCD noise, which the thresholds allow for)
+        sd = np.sqrt(2.0 * np.mean(np.minimum(a, 0.0) ** 2, axis=0))
+        sd = ndimage.median_filter(sd, size=9, mode="nearest")  # pixels on a structure borrow their neighbours'
+        return np.maximum(sd, 1e-6)
+
+    hot = (s > T_BOX * robust_sd(s)) | (r > T_PIX * robust_sd(r))
+    mask = ndimage.binary_dilation(hot, structure=np.ones(DILATE, bool)) if hot.any() else hot
+    valid = ~mask
+    d = np.where(valid, r, 0.0).astype(np.float64)  # shifted by the median: no cancellation in Σx²
+    n = valid.sum(axis=0).astype(np.float64)
+    s1 = d.sum(axis=0) + n * med
+    s2 = (d * d).sum(axis=0) + 2 * med * d.sum(axis=0) + n * med.astype(np.float64) ** 2
+    return n, s1, s2, float(mask.mean())
+
+
+def _points(sums: list[tuple[np.ndarray, np.ndarray, np.ndarray]], lengths: list[int]):
+    """(instrument z, mean m, variance v) per pixel and block.
+
+    ``m`` and ``v`` come from the block's emitter-free frames; ``z``, the pixel's mean over the
+    *other* blocks, has noise independent of them. Grouping by ``z`` (not by ``m``) avoids the
+    two biases of a mean–variance fit binned by the same samples: errors in the variable
+    (a flatter slope) and, for the skewed EMCCD noise, the correlation of a sample's mean with
+    its variance (a steeper one). With one block, even and odd frames play the two roles.
+    """
+    N = sum(s[0] for s in sums)
+    S1 = sum(s[1] for s in sums)
+    # Pixels often under an emitter (on a structure) are where undetected dim emitters hide:
+    # keep the cleaner half (and every pixel masked in at most 5 % of the frames).
+    frac = 1.0 - N / float(sum(lengths))
+    clean = frac <= max(float(np.median(frac)), 0.05)
+    zs, ms, vs = [], [], []
+    for (n, s1, s2), length in zip(sums, lengths):
+        mv = max(4, length // 2)  # a block's pixel needs half its frames emitter-free
+        n_other = N - n
+        ok = clean & (n >= mv) & (n_other >= 2)
+        m = s1[ok] / n[ok]
+        v = (s2[ok] - n[ok] * m * m) / (n[ok] - 1)
+        zs.append((S1 - s1)[ok] / n_other[ok])
+        ms.append(m)
+        vs.append(v)
+    return np.concatenate(zs), np.concatenate(ms), np.concatenate(vs)
+
+
+def _bin_means(z: np.ndarray, m: np.ndarray, v: np.ndarray, edges: np.ndarray, robust: bool = False):
+    """Per bin of ``z``: mean (or median) of ``m`` and ``v``, and the weight of the bin's ``v``."""
+    idx = np.clip(np.searchsorted(edges, z, side="right") - 1, 0, len(edges) - 2)
+    nb = len(edges) - 1
+    cnt = np.bincount(idx, minlength=nb).astype(float)
+    keep = cnt >= 3
+    if robust:
+        order = np.argsort(idx, kind="stable")
+        groups = np.split(order, np.cumsum(np.bincount(idx, minlength=nb))[:-1])
+        bm = np.array([np.median(m[g]) if len(g) >= 3 else np.nan for g in groups])
+        bv = np.array([np.median(v[g]) if len(g) >= 3 else np.nan for g in groups])
+        w = cnt
+    else:
+        c = np.maximum(cnt, 1)
+        bm = np.bincount(idx, weights=m, minlength=nb) / c
+        bv = np.bincount(idx, weights=v, minlength=nb) / c
+        bv2 = np.bincount(idx, weights=v * v, minlength=nb) / c
+        w = c / np.maximum(bv2 - bv * bv, 1e-12)  # 1 / variance of the bin's mean v
+    return bm[keep], bv[keep], w[keep]
+
+
+def _wls(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
+    """Weighted least-squares line ``y = a + b x``; (nan, nan) when x does not vary."""
+    if len(x) < 2 or np.ptp(x) <= 0:
+        return math.nan, math.nan
+    sw = np.sqrt(w)
+    coef, *_ = np.linalg.lstsq(np.stack([sw, x * sw], axis=1), y * sw, rcond=None)
+    return float(coef[0]), float(coef[1])
+
+
+def estimate_camera(
+    movie: Any,
+    prior: str | dict | Camera | None = None,
+    kind: str | None = None,
+    *,
+    max_frames: int = 400,
+    block: int = 20,
+    max_samples: int = 20_000_000,
+    n_bins: int = 20,
+    n_boot: int = 64,
+    seed: int = 0,
+    name: str | None = None,
+) -> CameraEstimate:
+    """Estimate the camera offset, ADU per photo-electron and background from a movie.
+
+    See the module docstring for the method. Reads at most ``max_frames`` frames (fewer for
+    large frames: ``frames × pixels ≤ max_samples``), so it is cheap on a lazy movie.
+
+    Parameters
+    ----------
+    movie : array-like ``(T, H, W)``
+        Raw camera frames in ADU: a lazy :class:`~napari_smlm.core.io.tiff.Movie`, a numpy or
+        dask array. At least 10 frames.
+    prior : str, dict or Camera, optional
+        The camera assumed for what the movie cannot tell (kind, QE, EM gain, read noise) and
+        the fallback offset; a preset name or a profile YAML (default: ``smlm2016_emccd``).
+    kind : {"emccd", "scmos", "ccd"}, optional
+        Camera kind (sets F²: 2 for EMCCD, else 1); default: the prior's.
+    max_frames : int
+        Most frames read (frames).
+    block : int
+        Consecutive frames per block (frames); statistics are per pixel and block.
+    max_samples : int
+        Most pixel-frames read (bounds memory: 4 bytes each).
+    n_bins : int
+        Bins of the mean for the fit.
+    n_boot : int
+        Bootstrap replicates for the uncertainties.
+    seed : int
+        Seed of the bootstrap.
+    name : str, optional
+        The movie's name in messages (default: its file).
+
+    Returns
+    -------
+    CameraEstimate
+
+    Raises
+    ------
+    CameraEstimateError
+        Too few frames, a constant movie, or too few emitter-free pixels; the message names the
+        movie.
+    """
+    label = movie_name(movie, name)
+    prior_cam = get_camera(prior if prior is not None else "smlm2016_emccd")
+    kind = (kind or prior_cam.kind).strip().lower()
+    if kind not in EXCESS_FACTOR:
+        raise ValueError(f"camera kind {kind!r} is not one of {sorted(EXCESS_FACTOR)}")
+    shape = tuple(getattr(movie, "shape", np.shape(movie)))
+    if len(shape) != 3:
+        raise CameraEstimateError(label, f"needs a movie (frames, rows, columns), got an array of shape {shape}")
+    T, H, W = (int(s) for s in shape)
+    if T < MIN_FRAMES:
+        raise CameraEstimateError(
+            label, f"only {T} frame{'s' if T != 1 else ''}; estimating the camera needs at least {MIN_FRAMES} frames "
+            "(it uses the noise of each pixel over time)"
+        )
+    if H * W < 64:
+        raise CameraEstimateError(label, f"frames of {H}×{W} px are too small; estimating the camera needs at least 64 pixels")
+    max_frames = int(max(MIN_FRAMES, min(max_frames, max_samples // max(H * W, 1))))
+    blocks = _blocks(T, max_frames, block)
+    F2 = EXCESS_FACTOR[kind]
+    # read noise referred to the input (e⁻ before EM gain): in ADU it is rho · g, g measured below
+    rho = prior_cam.read_noise / max(prior_cam.em_gain, 1.0)
+    guessed = ["kind", "qe", "read_noise"] + (["em_gain (only em_gain / sensitivity is measured)"] if kind == "emccd" else [])
+
+    sums, lengths, masked, n_read = [], [], 0.0, 0
+    lo, hi = math.inf, -math.inf
+    for start, stop in blocks:
+        x = _read_block(movie, start, stop)
+        lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
+        n, s1, s2, mk = _block_sums(x)
+        sums.append((n, s1, s2))
+        lengths.append(stop - start)
+        masked += mk * (stop - start)
+        n_read += stop - start
+    if hi <= lo:
+        raise CameraEstimateError(
+            label, f"every pixel of the {n_read} frames read is {lo:g} ADU: a constant movie has no noise to estimate a camera from"
+        )
+    masked_fraction = float(masked / n_read)
+    z, m, v = _points(sums, lengths)
+    if len(m) < 50:
+        raise CameraEstimateError(
+            label, f"only {len(m)} pixel-blocks without emitters in {n_read} frames ({masked_fraction:.0%} of the pixels masked "
+            "as emitters); the movie is too dense or too short to estimate the camera (give more frames, or use the "
+            "camera's data sheet)"
+        )
+    if not np.any(v > 0):
+        raise CameraEstimateError(label, "no pixel varies over time: a movie without noise cannot give a camera estimate")
+
+    edges = np.unique(np.quantile(z, np.linspace(0, 1, n_bins + 1)))
+    if len(edges) < 2:
+        edges = np.array([z.min(), z.max() + 1.0])
+    # 1) a robust line (bin medians) to drop points far off it (residual emitters, hot pixels)
+    a0, b0 = _wls(*_bin_means(z, m, v, edges, robust=True))
+    pred = np.maximum(a0 + b0 * m, 1e-6) if (math.isfinite(b0) and b0 > 0) else np.full_like(m, np.median(v))
+    dof = max(float(np.median(lengths)) / 2 - 1, 3.0)  # the fewest frames a point may have
+    ratio = v / pred
+    keep = (ratio < 1 + 6 * math.sqrt(2.0 / dof)) & (ratio > max(0.0, 1 - 4 * math.sqrt(2.0 / dof)))
+    z, m, v = z[keep], m[keep], v[keep]
+    # 2) the fit, with bootstrap uncertainties
+    rng = np.random.default_rng(seed)
+    bg_level = float(np.median(m))
+
+    def sigma0_sq(g: float) -> float:
+        """Variance at zero signal (ADU²): read noise plus rounding (1/12)."""
+        return (rho * g) ** 2 + 1.0 / 12.0
+
+    def solve(ii) -> tuple[float, float]:
+        a, s = _wls(*_bin_means(z[ii], m[ii], v[ii], edges))
+        if not (math.isfinite(s) and s > 0):
+            return math.nan, math.nan
+        return (sigma0_sq(s / F2) - a) / s, s / F2
+
+    def resamples():
+        return (rng.integers(0, len(m), len(m)) for _ in range(n_boot))
+
+    base, g = solve(slice(None))
+    boots = np.array([solve(i) for i in resamples()]) if n_boot > 1 else np.full((1, 2), np.nan)
+    base_sd = float(np.nanstd(boots[:, 0]))
+    g_sd = float(np.nanstd(boots[:, 1]))
+    lever_ok = (
+        math.isfinite(base) and math.isfinite(g) and g > 0 and base < float(np.quantile(m, 0.01))
+        and base_sd <= max(2.0, 0.2 * (bg_level - base))
+    )
+    if not lever_ok:
+        log.info(
+            "estimate_camera(%s): the background is too uniform to separate offset and gain (offset %.4g ± %.3g ADU); "
+            "offset from the prior camera (%g ADU)", label, base, base_sd, prior_cam.baseline,
+        )
+        base, base_sd = float(prior_cam.baseline), math.nan
+        guessed.insert(0, "baseline")
+
+        def ratio_gain(ii) -> float:
+            # v = F² g (m − b) + (rho g)² + 1/12, solved for g > 0
+            mm, vv = float(np.mean(m[ii]) - base), float(np.mean(v[ii])) - 1.0 / 12.0
+            if rho == 0:
+                return vv / (F2 * mm) if mm > 0 else math.nan
+            disc = (F2 * mm) ** 2 + 4 * rho**2 * vv
+            return (-F2 * mm + math.sqrt(disc)) / (2 * rho**2) if disc >= 0 else math.nan
+
+        g = ratio_gain(slice(None))
+        if not (g > 0 and math.isfinite(g)):
+            raise CameraEstimateError(
+                label, f"the movie's mean ({bg_level:.1f} ADU) is not above the assumed offset ({base:g} ADU): cannot "
+                "estimate the gain; give the offset (baseline) of the camera"
+            )
+        gb = np.array([ratio_gain(i) for i in resamples()])
+        g_sd = float(np.std(gb))
+        boots = np.stack([np.full(len(gb), base), gb], axis=1)
+    qe = float(prior_cam.qe)
+    bg = (bg_level - base) / (g * qe)
+    bgs = (bg_level - boots[:, 0]) / (boots[:, 1] * qe)
+    est = CameraEstimate(
+        baseline=float(base), baseline_sd=base_sd, adu_per_electron=float(g), adu_per_electron_sd=g_sd,
+        excess_factor=F2, kind=kind, qe=qe, read_noise_adu=float(rho * g), background_photons=float(bg),
+        background_photons_sd=float(np.nanstd(bgs)), n_frames=n_read, n_points=int(len(m)),
+        masked_fraction=masked_fraction, guessed=tuple(guessed), movie=label, prior=prior_cam.to_dict(),
+    )
+    log.info("estimate_camera(%s): %s", label, est.summary())
+    return est
