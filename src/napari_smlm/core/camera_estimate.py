@@ -247,10 +247,10 @@ def _points(sums: list[tuple[np.ndarray, np.ndarray, np.ndarray]], lengths: list
     """
     N = sum(s[0] for s in sums)
     S1 = sum(s[1] for s in sums)
-    # Pixels often under an emitter (on a structure) are where undetected dim emitters hide:
-    # keep the cleaner half (and every pixel masked in at most 5 % of the frames).
+    # Pixels under an emitter most of the time (on a structure) are where undetected dim
+    # emitters hide: drop those masked in more than half of the frames.
     frac = 1.0 - N / float(sum(lengths))
-    clean = frac <= max(float(np.median(frac)), 0.05)
+    clean = frac <= 0.5
     zs, ms, vs = [], [], []
     for (n, s1, s2), length in zip(sums, lengths):
         mv = max(4, length // 2)  # a block's pixel needs half its frames emitter-free
