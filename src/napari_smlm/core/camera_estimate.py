@@ -20,18 +20,27 @@ Steps (:func:`estimate_camera`):
 1. Read at most ``max_frames`` frames, in blocks of ``block`` consecutive frames spread over
    the movie (a lazy movie reads only those). Statistics are per pixel *per block*, so a slow
    background drift (bleaching) does not count as noise.
-2. Mask emitters: per block, the residual from the pixel's temporal median is box-filtered
-   (3×3 px) and every frame/pixel whose filtered residual is > 4 robust SDs — or whose own
-   residual is > 5 robust SDs — is masked, dilated by 3 px and ±1 frame (the PSF's tails).
-3. Per pixel and block: mean and unbiased variance of the unmasked frames. Points (μ, σ²) far
-   off a first robust line (per-bin medians) are dropped; the rest are averaged in quantile
-   bins of μ and fitted by weighted least squares. ``b = (σ₀² − intercept) / slope``,
-   ``g = slope / F²``. Uncertainties: bootstrap over the points.
-4. If the background is too uniform to separate offset from gain (a short lever arm: the
-   offset's bootstrap SD is large), the offset is taken from the prior camera (flagged as a
-   guess) and ``g = Σ(σ² − σ₀²) / (F² · Σ(μ − b))``.
+2. Mask emitters, per block: the reference is each pixel's temporal median, then a 9×9 px
+   spatial median (a pixel on a structure, under an emitter most of the time, does not set its
+   own reference); the noise scale comes from the negative residuals only (emitters only add
+   signal). A frame/pixel is an emitter when its 3×3-box-filtered residual exceeds 4.5 robust
+   SDs or its own residual 5.5; masks are dilated by ±3 px and ±1 frame (the PSF's tails and
+   blinks that straddle frames). Pixels masked in more than half of the frames are dropped.
+3. Per pixel and block: mean ``m`` and unbiased variance ``v`` of the unmasked frames, and an
+   *instrument* ``z``, the pixel's mean over the other blocks. Points far off a first robust
+   line (per-bin medians) are dropped; the rest are averaged in quantile bins of ``z`` and the
+   bin means of ``v`` against ``m`` are fitted by weighted least squares. Grouping by ``z``
+   rather than by ``m`` avoids two biases of a mean–variance fit binned on the same samples:
+   errors in the variable (a flatter slope) and, for the skewed EMCCD noise, the correlation of a
+   sample's mean with its variance (a steeper one). ``g = slope / F²``;
+   ``b = (σ₀² − intercept) / slope`` with ``σ₀ = read noise (e⁻ before EM gain, assumed) · g``.
+   Uncertainties: robust SD (1.4826 MAD) of a bootstrap over the points.
+4. If the fit is implausible (a non-positive slope, an offset above the darkest pixels' means)
+   the offset is taken from the prior camera (flagged as a guess) and ``g`` solves the variance
+   equation on the mean of all points. An imprecise offset (nearly uniform background) is kept
+   and noted (:attr:`CameraEstimate.notes`).
 5. Background (photons / px / frame, *before* QE, as ``SimulationConfig.bg_photons``) =
-   (median over pixels of the masked mean − b) / (g · QE).
+   (median over points of ``m`` − b) / (g · QE).
 
 What the movie cannot tell (listed in :attr:`CameraEstimate.guessed`): the camera kind (hence
 F²), the QE (only photo-electrons are counted), how ``g`` splits into EM gain and e⁻/ADU, and
@@ -106,7 +115,7 @@ class CameraEstimate:
     qe : float
         Quantum efficiency assumed (from the prior camera).
     read_noise_adu : float
-        Read noise assumed (ADU RMS, from the prior camera).
+        Read noise (ADU RMS): the prior camera's, referred to the input (e⁻ before EM gain), times ``g``.
     background_photons : float
         Median background, photons / pixel / frame before QE (``SimulationConfig.bg_photons``).
     background_photons_sd : float
@@ -123,6 +132,8 @@ class CameraEstimate:
         The movie's name.
     prior : dict
         The prior camera (:meth:`Camera.to_dict`).
+    notes : tuple of str
+        Warnings: a dense movie, an imprecise offset, an offset that had to be assumed.
     """
 
     baseline: float
@@ -141,6 +152,7 @@ class CameraEstimate:
     guessed: tuple = ()
     movie: str = "movie"
     prior: dict = field(default_factory=dict)
+    notes: tuple = ()
 
     @property
     def ptc_slope(self) -> float:
@@ -171,6 +183,7 @@ class CameraEstimate:
     def to_dict(self) -> dict:
         d = asdict(self)
         d["guessed"] = list(self.guessed)
+        d["notes"] = list(self.notes)
         d["ptc_slope"] = self.ptc_slope
         d["adu_per_photon"] = self.adu_per_photon
         return d
@@ -181,7 +194,7 @@ class CameraEstimate:
         return (
             f"offset {b} ADU, {self.adu_per_electron:.3g} ± {self.adu_per_electron_sd:.2g} ADU/e⁻ "
             f"(F² = {self.excess_factor:g}, {self.kind}), background {self.background_photons:.1f} photons/px; "
-            f"guessed: {', '.join(self.guessed) or 'nothing'}"
+            f"guessed: {', '.join(self.guessed) or 'nothing'}" + "".join(f"; {n}" for n in self.notes)
         )
 
 
@@ -283,6 +296,15 @@ def _bin_means(z: np.ndarray, m: np.ndarray, v: np.ndarray, edges: np.ndarray, r
         bv2 = np.bincount(idx, weights=v * v, minlength=nb) / c
         w = c / np.maximum(bv2 - bv * bv, 1e-12)  # 1 / variance of the bin's mean v
     return bm[keep], bv[keep], w[keep]
+
+
+def _robust_sd(values: np.ndarray) -> float:
+    """1.4826 × MAD of the finite values (bootstrap replicates with a near-flat slope do not dominate)."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) < 2:
+        return math.nan
+    return float(1.4826 * np.median(np.abs(v - np.median(v))))
 
 
 def _wls(x: np.ndarray, y: np.ndarray, w: np.ndarray) -> tuple[float, float]:
@@ -424,17 +446,25 @@ def estimate_camera(
 
     base, g = solve(slice(None))
     boots = np.array([solve(i) for i in resamples()]) if n_boot > 1 else np.full((1, 2), np.nan)
-    base_sd = float(np.nanstd(boots[:, 0]))
-    g_sd = float(np.nanstd(boots[:, 1]))
-    lever_ok = (
-        math.isfinite(base) and math.isfinite(g) and g > 0 and base < float(np.quantile(m, 0.01))
-        and base_sd <= max(2.0, 0.2 * (bg_level - base))
-    )
-    if not lever_ok:
+    base_sd, g_sd = _robust_sd(boots[:, 0]), _robust_sd(boots[:, 1])
+    notes = []
+    if masked_fraction > 0.5:
+        notes.append(f"dense movie: {masked_fraction:.0%} of the pixel-frames masked as emitters")
+    plausible = math.isfinite(base) and math.isfinite(g) and g > 0 and base < float(np.quantile(m, 0.01))
+    if plausible and not base_sd <= max(2.0, 0.2 * (bg_level - base)):
+        notes.append(f"imprecise offset (± {base_sd:.1f} ADU): the background is nearly uniform; more frames or a larger field help")
+    if not plausible:
         log.info(
-            "estimate_camera(%s): the background is too uniform to separate offset and gain (offset %.4g ± %.3g ADU); "
-            "offset from the prior camera (%g ADU)", label, base, base_sd, prior_cam.baseline,
+            "estimate_camera(%s): offset and gain not separable (fit: offset %.4g ± %.3g ADU, %.3g ADU/e-); "
+            "offset from the prior camera (%g ADU)", label, base, base_sd, g, prior_cam.baseline,
         )
+        if prior_cam.baseline >= float(np.quantile(m, 0.01)):
+            raise CameraEstimateError(
+                label, f"the offset cannot be separated from the gain on this movie, and the assumed offset "
+                f"({prior_cam.baseline:g} ADU) is not below its background ({bg_level:.1f} ADU): give the camera's offset "
+                "(baseline) or a camera profile"
+            )
+        notes.append(f"offset not measurable on this movie: the assumed camera's {prior_cam.baseline:g} ADU is used")
         base, base_sd = float(prior_cam.baseline), math.nan
         guessed.insert(0, "baseline")
 
@@ -453,7 +483,7 @@ def estimate_camera(
                 "estimate the gain; give the offset (baseline) of the camera"
             )
         gb = np.array([ratio_gain(i) for i in resamples()])
-        g_sd = float(np.std(gb))
+        g_sd = _robust_sd(gb)
         boots = np.stack([np.full(len(gb), base), gb], axis=1)
     qe = float(prior_cam.qe)
     bg = (bg_level - base) / (g * qe)
@@ -461,8 +491,8 @@ def estimate_camera(
     est = CameraEstimate(
         baseline=float(base), baseline_sd=base_sd, adu_per_electron=float(g), adu_per_electron_sd=g_sd,
         excess_factor=F2, kind=kind, qe=qe, read_noise_adu=float(rho * g), background_photons=float(bg),
-        background_photons_sd=float(np.nanstd(bgs)), n_frames=n_read, n_points=int(len(m)),
-        masked_fraction=masked_fraction, guessed=tuple(guessed), movie=label, prior=prior_cam.to_dict(),
+        background_photons_sd=_robust_sd(bgs), n_frames=n_read, n_points=int(len(m)),
+        masked_fraction=masked_fraction, guessed=tuple(guessed), movie=label, prior=prior_cam.to_dict(), notes=tuple(notes),
     )
     log.info("estimate_camera(%s): %s", label, est.summary())
     return est
