@@ -25,7 +25,7 @@ Steps (:func:`estimate_camera`):
    own reference); the noise scale comes from the negative residuals only (emitters only add
    signal). A frame/pixel is an emitter when its 3×3-box-filtered residual exceeds 4.5 robust
    SDs or its own residual 5.5; masks are dilated by ±3 px and ±1 frame (the PSF's tails and
-   blinks that straddle frames). Pixels masked in more than half of the frames are dropped.
+   blinks that straddle frames). Pixels masked in more than 3/4 of the frames are dropped.
 3. Per pixel and block: mean ``m`` and unbiased variance ``v`` of the unmasked frames, and an
    *instrument* ``z``, the pixel's mean over the other blocks. Points far off a first robust
    line (per-bin medians) are dropped; the rest are averaged in quantile bins of ``z`` and the
@@ -37,7 +37,7 @@ Steps (:func:`estimate_camera`):
    Uncertainties: robust SD (1.4826 MAD) of a bootstrap over the points.
 4. If the fit is implausible (a non-positive slope, an offset above the darkest pixels' means)
    the offset is taken from the prior camera (flagged as a guess) and ``g`` solves the variance
-   equation on the mean of all points. An imprecise offset (nearly uniform background) is kept
+   equation on the mean of the quietest quarter of the points (lowest ``z``). An imprecise offset (nearly uniform background) is kept
    and noted (:attr:`CameraEstimate.notes`).
 5. Background (photons / px / frame, *before* QE, as ``SimulationConfig.bg_photons``) =
    (median over points of ``m`` − b) / (g · QE).
@@ -261,9 +261,9 @@ def _points(sums: list[tuple[np.ndarray, np.ndarray, np.ndarray]], lengths: list
     N = sum(s[0] for s in sums)
     S1 = sum(s[1] for s in sums)
     # Pixels under an emitter most of the time (on a structure) are where undetected dim
-    # emitters hide: drop those masked in more than half of the frames.
+    # emitters hide: drop those masked in more than three quarters of the frames.
     frac = 1.0 - N / float(sum(lengths))
-    clean = frac <= 0.5
+    clean = frac <= 0.75
     zs, ms, vs = [], [], []
     for (n, s1, s2), length in zip(sums, lengths):
         mv = max(4, length // 2)  # a block's pixel needs half its frames emitter-free
@@ -468,8 +468,13 @@ def estimate_camera(
         base, base_sd = float(prior_cam.baseline), math.nan
         guessed.insert(0, "baseline")
 
+        # the quietest quarter of the pixels (lowest mean over the other blocks): a dense movie's
+        # structure, under emitters all the time, would otherwise dominate
+        quiet = np.flatnonzero(z <= np.quantile(z, 0.25))
+
         def ratio_gain(ii) -> float:
             # v = F² g (m − b) + (rho g)² + 1/12, solved for g > 0
+            ii = quiet[ii]
             mm, vv = float(np.mean(m[ii]) - base), float(np.mean(v[ii])) - 1.0 / 12.0
             if rho == 0:
                 return vv / (F2 * mm) if mm > 0 else math.nan
@@ -482,7 +487,7 @@ def estimate_camera(
                 label, f"the movie's mean ({bg_level:.1f} ADU) is not above the assumed offset ({base:g} ADU): cannot "
                 "estimate the gain; give the offset (baseline) of the camera"
             )
-        gb = np.array([ratio_gain(i) for i in resamples()])
+        gb = np.array([ratio_gain(rng.integers(0, len(quiet), len(quiet))) for _ in range(n_boot)])
         g_sd = _robust_sd(gb)
         boots = np.stack([np.full(len(gb), base), gb], axis=1)
     qe = float(prior_cam.qe)
