@@ -96,7 +96,8 @@ def cmd_camera_show(args) -> int:
 def add_camera_parser(sub, formatter_class=argparse.HelpFormatter) -> None:
     """The ``camera`` command group on the main parser's subparsers ``sub``."""
     c = sub.add_parser("camera", help="camera profiles: estimate one from a movie, show one")
-    csub = c.add_subparsers(dest="camera_command", required=True)
+    csub = c.add_subparsers(dest="camera_command", required=True, metavar="{estimate,show}",
+                            help="estimate: a profile from a movie; show: print a preset or profile")
     e = csub.add_parser(
         "estimate", formatter_class=formatter_class,
         help="estimate offset, ADU per photo-electron and background from a raw movie (photon transfer on emitter-free "

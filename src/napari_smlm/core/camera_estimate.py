@@ -20,8 +20,8 @@ Steps (:func:`estimate_camera`):
 1. Read at most ``max_frames`` frames, in blocks of ``block`` consecutive frames spread over
    the movie (a lazy movie reads only those). Statistics are per pixel *per block*, so a slow
    background drift (bleaching) does not count as noise.
-2. Mask emitters, per block: the reference is each pixel's temporal median, then a 9×9 px
-   spatial median (a pixel on a structure, under an emitter most of the time, does not set its
+2. Mask emitters, per block: the reference is each pixel's temporal median, then the median of
+   its 8×8 px tile (a pixel on a structure, under an emitter most of the time, does not set its
    own reference); the noise scale comes from the negative residuals only (emitters only add
    signal). A frame/pixel is an emitter when its 3×3-box-filtered residual exceeds 4.5 robust
    SDs or its own residual 5.5; masks are dilated by ±3 px and ±1 frame (the PSF's tails and
@@ -70,6 +70,8 @@ MIN_FRAMES = 10
 T_BOX, T_PIX = 4.5, 5.5
 #: Mask around a detection: ±1 frame, ±3 px (the PSF's tails).
 DILATE = (3, 7, 7)
+#: Side of the tiles of the spatial reference (px).
+TILE = 8
 
 
 class CameraEstimateError(ValueError):
@@ -201,7 +203,7 @@ class CameraEstimate:
 # --------------------------------------------------------------------------- frame sampling
 def _blocks(n_frames: int, max_frames: int, block: int) -> list[tuple[int, int]]:
     """Contiguous (start, stop) blocks, at most ``max_frames`` frames in all, spread over the movie."""
-    block = max(min(block, n_frames // 2), MIN_FRAMES // 2)  # at least two blocks: see _points
+    block = max(min(block, n_frames // 2, max_frames // 2), MIN_FRAMES // 2)  # at least two blocks: see _points
     if n_frames <= max_frames:
         starts = list(range(0, n_frames, block))
         out = [(s, min(s + block, n_frames)) for s in starts]
@@ -209,7 +211,7 @@ def _blocks(n_frames: int, max_frames: int, block: int) -> list[tuple[int, int]]
             out[-2] = (out[-2][0], out[-1][1])
             out.pop()
         return out
-    n_blocks = max(1, max_frames // block)
+    n_blocks = max(2, max_frames // block)
     starts = np.unique(np.linspace(0, n_frames - block, n_blocks).astype(int))
     return [(int(s), int(s) + block) for s in starts]
 
@@ -219,6 +221,22 @@ def _read_block(movie: Any, start: int, stop: int) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- masking + stats
+def _tile_median(a: np.ndarray, tile: int = TILE) -> np.ndarray:
+    """A robust, smooth spatial reference: the median of each ``tile``×``tile`` px tile, box-smoothed.
+
+    Fast (one reshape; a 9×9 median filter took ~0.2 s per 256×256 frame); a structure
+    covering less than half a tile does not move it.
+    """
+    from scipy import ndimage
+
+    H, W = a.shape
+    th, tw = -(-H // tile), -(-W // tile)
+    pad = np.pad(a, ((0, th * tile - H), (0, tw * tile - W)), mode="edge")
+    med = np.median(pad.reshape(th, tile, tw, tile).transpose(0, 2, 1, 3).reshape(th, tw, tile * tile), axis=2)
+    full = np.repeat(np.repeat(med, tile, axis=0), tile, axis=1)[:H, :W]
+    return ndimage.uniform_filter(full, size=tile, mode="nearest")
+
+
 def _block_sums(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, float]:
     """Per-pixel count, sum and sum of squares of the emitter-free frames of one block ``(K, H, W)``.
 
@@ -226,9 +244,9 @@ def _block_sums(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, floa
     """
     from scipy import ndimage
 
-    # Background per pixel: the temporal median, then a spatial median (9×9 px) so that pixels
+    # Background per pixel: the temporal median, then a spatial (tile) median so that pixels
     # under an emitter most of the time (on a structure) do not set their own reference.
-    med = ndimage.median_filter(np.median(x, axis=0), size=9, mode="nearest")
+    med = _tile_median(np.median(x, axis=0))
     r = x - med
     s = ndimage.uniform_filter(r, size=(1, 3, 3), mode="nearest")
 
@@ -236,11 +254,11 @@ def _block_sums(x: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, floa
         # emitters only add signal: the negative side is noise (half-normal: E[min(a, 0)²] = σ²/2;
         # it is narrower than σ for the skewed EMCCD noise, which the thresholds allow for)
         sd = np.sqrt(2.0 * np.mean(np.minimum(a, 0.0) ** 2, axis=0))
-        sd = ndimage.median_filter(sd, size=9, mode="nearest")  # pixels on a structure borrow their neighbours'
+        sd = _tile_median(sd)  # pixels on a structure borrow their neighbours'
         return np.maximum(sd, 1e-6)
 
     hot = (s > T_BOX * robust_sd(s)) | (r > T_PIX * robust_sd(r))
-    mask = ndimage.binary_dilation(hot, structure=np.ones(DILATE, bool)) if hot.any() else hot
+    mask = ndimage.maximum_filter(hot.view(np.uint8), size=DILATE, mode="constant").astype(bool) if hot.any() else hot
     valid = ~mask
     d = np.where(valid, r, 0.0).astype(np.float64)  # shifted by the median: no cancellation in Σx²
     n = valid.sum(axis=0).astype(np.float64)
@@ -277,10 +295,12 @@ def _points(sums: list[tuple[np.ndarray, np.ndarray, np.ndarray]], lengths: list
     return np.concatenate(zs), np.concatenate(ms), np.concatenate(vs)
 
 
-def _bin_means(z: np.ndarray, m: np.ndarray, v: np.ndarray, edges: np.ndarray, robust: bool = False):
-    """Per bin of ``z``: mean (or median) of ``m`` and ``v``, and the weight of the bin's ``v``."""
-    idx = np.clip(np.searchsorted(edges, z, side="right") - 1, 0, len(edges) - 2)
-    nb = len(edges) - 1
+def _bin_index(z: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    return np.clip(np.searchsorted(edges, z, side="right") - 1, 0, len(edges) - 2)
+
+
+def _bin_means(idx: np.ndarray, m: np.ndarray, v: np.ndarray, nb: int, robust: bool = False):
+    """Per bin (``idx``, ``nb`` bins): mean (or median) of ``m`` and ``v``, and the weight of the bin's ``v``."""
     cnt = np.bincount(idx, minlength=nb).astype(float)
     keep = cnt >= 3
     if robust:
@@ -421,14 +441,18 @@ def estimate_camera(
     if len(edges) < 2:
         edges = np.array([z.min(), z.max() + 1.0])
     # 1) a robust line (bin medians) to drop points far off it (residual emitters, hot pixels)
-    a0, b0 = _wls(*_bin_means(z, m, v, edges, robust=True))
+    nb = len(edges) - 1
+    a0, b0 = _wls(*_bin_means(_bin_index(z, edges), m, v, nb, robust=True))
     pred = np.maximum(a0 + b0 * m, 1e-6) if (math.isfinite(b0) and b0 > 0) else np.full_like(m, np.median(v))
     dof = max(float(np.median(lengths)) / 2 - 1, 3.0)  # the fewest frames a point may have
     ratio = v / pred
     keep = (ratio < 1 + 6 * math.sqrt(2.0 / dof)) & (ratio > max(0.0, 1 - 4 * math.sqrt(2.0 / dof)))
     z, m, v = z[keep], m[keep], v[keep]
-    # 2) the fit, with bootstrap uncertainties
+    idx = _bin_index(z, edges)
+    # 2) the fit, with bootstrap uncertainties (on at most 200,000 points, the SD rescaled)
     rng = np.random.default_rng(seed)
+    n_b = min(len(m), 200_000)
+    boot_scale = math.sqrt(n_b / len(m))
     bg_level = float(np.median(m))
 
     def sigma0_sq(g: float) -> float:
@@ -436,17 +460,17 @@ def estimate_camera(
         return (rho * g) ** 2 + 1.0 / 12.0
 
     def solve(ii) -> tuple[float, float]:
-        a, s = _wls(*_bin_means(z[ii], m[ii], v[ii], edges))
+        a, s = _wls(*_bin_means(idx[ii], m[ii], v[ii], nb))
         if not (math.isfinite(s) and s > 0):
             return math.nan, math.nan
         return (sigma0_sq(s / F2) - a) / s, s / F2
 
     def resamples():
-        return (rng.integers(0, len(m), len(m)) for _ in range(n_boot))
+        return (rng.integers(0, len(m), n_b) for _ in range(n_boot))
 
     base, g = solve(slice(None))
     boots = np.array([solve(i) for i in resamples()]) if n_boot > 1 else np.full((1, 2), np.nan)
-    base_sd, g_sd = _robust_sd(boots[:, 0]), _robust_sd(boots[:, 1])
+    base_sd, g_sd = _robust_sd(boots[:, 0]) * boot_scale, _robust_sd(boots[:, 1]) * boot_scale
     notes = []
     if masked_fraction > 0.5:
         notes.append(f"dense movie: {masked_fraction:.0%} of the pixel-frames masked as emitters")
@@ -487,8 +511,9 @@ def estimate_camera(
                 label, f"the movie's mean ({bg_level:.1f} ADU) is not above the assumed offset ({base:g} ADU): cannot "
                 "estimate the gain; give the offset (baseline) of the camera"
             )
-        gb = np.array([ratio_gain(rng.integers(0, len(quiet), len(quiet))) for _ in range(n_boot)])
+        gb = np.array([ratio_gain(rng.integers(0, len(quiet), len(quiet))) for _ in range(n_boot)])  # small: no subsample
         g_sd = _robust_sd(gb)
+        boot_scale = 1.0
         boots = np.stack([np.full(len(gb), base), gb], axis=1)
     qe = float(prior_cam.qe)
     bg = (bg_level - base) / (g * qe)
@@ -496,7 +521,7 @@ def estimate_camera(
     est = CameraEstimate(
         baseline=float(base), baseline_sd=base_sd, adu_per_electron=float(g), adu_per_electron_sd=g_sd,
         excess_factor=F2, kind=kind, qe=qe, read_noise_adu=float(rho * g), background_photons=float(bg),
-        background_photons_sd=_robust_sd(bgs), n_frames=n_read, n_points=int(len(m)),
+        background_photons_sd=_robust_sd(bgs) * boot_scale, n_frames=n_read, n_points=int(len(m)),
         masked_fraction=masked_fraction, guessed=tuple(guessed), movie=label, prior=prior_cam.to_dict(), notes=tuple(notes),
     )
     log.info("estimate_camera(%s): %s", label, est.summary())

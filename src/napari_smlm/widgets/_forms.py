@@ -80,7 +80,7 @@ class CameraForm(QWidget):
         if self.estimate_button is not None:
             self.estimate_button.setToolTip(
                 "Offset and ADU per photo-electron from the movie's own noise (photon transfer on the pixels and frames "
-                "without an emitter; up to 400 frames read). The camera kind, QE and the EM gain / sensitivity split "
+                "without an emitter; up to 400 frames, at most 5 million pixel-frames, read). The camera kind, QE and the EM gain / sensitivity split "
                 "cannot be measured: they stay the chosen camera's. See docs/camera.md."
             )
         self.load_profile_button = QPushButton("Load profile…")
@@ -197,7 +197,8 @@ class CameraForm(QWidget):
         from ..core.camera_estimate import estimate_camera
 
         try:
-            est = estimate_camera(data, prior=self.camera(), name=name)
+            # bounded (≤ 5·10⁶ pixel-frames, < 1 s CPU for 512×512 px frames): fine on the GUI thread
+            est = estimate_camera(data, prior=self.camera(), name=name, max_samples=5_000_000)
         except ValueError as exc:
             notify_error(f"{getattr(exc, 'problem', exc)} — cannot estimate the camera from '{name}'")
             return None
