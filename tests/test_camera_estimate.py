@@ -64,6 +64,9 @@ def test_emccd_estimate_within_tolerance_and_a_wrong_excess_factor_fails(emccd_m
     wrong = estimate_camera(emccd_movie, prior="emccd", kind="scmos")
     assert not _within(wrong, cam)
     assert wrong.adu_per_electron / est.adu_per_electron == pytest.approx(2.0, rel=0.05)
+    # ... and the noise's skewness says so (κ3/κ2 = 3g for an EM register, g for shot noise)
+    assert 1.2 < est.skew_ratio < 1.7 and not any("skewed" in n for n in est.notes)
+    assert any("as skewed as an EMCCD's" in n for n in wrong.notes)
     # the Camera it makes converts ADU to photons as the true one does (QE assumed = true here)
     made = est.camera()
     assert made.kind == "emccd" and made.em_gain == cam.em_gain
@@ -78,6 +81,9 @@ def test_scmos_offset_is_measured_not_taken_from_the_prior(scmos_b400_movie):
     # a swapped offset (a camera with the prior's 100 ADU) would fail the same check
     assert not _within(est, SCMOS_B400.replace(baseline=100.0))
     assert est.excess_factor == 1.0 and "baseline" not in est.guessed
+    assert 0.85 < est.skew_ratio < 1.15 and not any("skewed" in n for n in est.notes)
+    as_emccd = estimate_camera(scmos_b400_movie, prior="emccd", kind="emccd")
+    assert any("less skewed than an EMCCD's" in n for n in as_emccd.notes)
 
 
 def test_emccd_with_another_gain_and_offset():
@@ -123,6 +129,10 @@ def test_too_few_frames_and_constant_movie_are_clear_errors():
         estimate_camera(np.full((40, 32, 32), 100, np.uint16), name="flat")
     with pytest.raises(CameraEstimateError, match="movie: needs a movie"):
         estimate_camera(np.zeros((32, 32)))
+    for density in (8.0, 20.0):  # at 20/µm² the emitters are the background: the mask cannot find them
+        dense = _movie(get_camera("scmos"), frames=40, density=density, structure="uniform")
+        with pytest.raises(CameraEstimateError, match=r"dense\.tif: .* too dense"):
+            estimate_camera(dense, name="dense.tif")
 
 
 # ----------------------------------------------------------------------------- profiles
