@@ -66,7 +66,9 @@ def cmd_camera_estimate(args) -> int:
         ("ADU per photo-electron", pm(est.adu_per_electron, est.adu_per_electron_sd, ".4g")),
         ("photon-transfer slope", f"{est.ptc_slope:.4g} ADU (= F² {est.excess_factor:g} × ADU/e-; F² = 2 for EMCCD, 1 sCMOS/CCD)"),
         ("background (photons/px)", pm(est.background_photons, est.background_photons_sd, ".1f")),
+        ("skew ratio", f"{est.skew_ratio:.2f} (1.5 EMCCD, 1 sCMOS/CCD: a check of --kind)"),
         ("guessed", ", ".join(est.guessed)),
+        *[("note", n) for n in est.notes],
         *[("profile: " + k, v) for k, v in _camera_rows(cam)],
     ]
     if args.output is not None:

@@ -402,8 +402,10 @@ def estimate_camera(
     Raises
     ------
     CameraEstimateError
-        Too few frames, a constant movie, or too few emitter-free pixels; the message names the
-        movie.
+        Too few frames, a constant movie, too few emitter-free pixels, or a movie too dense for
+        the noise to follow one photon-transfer line; the message names the movie.
+    ValueError
+        An unknown ``kind``.
     """
     label = movie_name(movie, name)
     prior_cam = get_camera(prior if prior is not None else "smlm2016_emccd")

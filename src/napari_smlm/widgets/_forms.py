@@ -209,7 +209,8 @@ class CameraForm(QWidget):
         b = f"{est.baseline:.1f} ± {est.baseline_sd:.1f} ADU" if "baseline" not in est.guessed else f"{est.baseline:.1f} ADU (GUESSED: not separable)"
         self._set_source(
             f"Estimated from “{name}”: offset {b}, {est.adu_per_electron:.3g} ± {est.adu_per_electron_sd:.2g} ADU/e⁻, "
-            f"background {est.background_photons:.1f} photons/px. Guessed: {guessed}.",
+            f"background {est.background_photons:.1f} photons/px. Guessed: {guessed}."
+            + "".join(f" Note: {n}." for n in est.notes),
             guessed=est.guessed, tip=est.summary(),
         )
         return est
