@@ -72,9 +72,10 @@ T_BOX, T_PIX = 4.5, 5.5
 DILATE = (3, 7, 7)
 #: Side of the tiles of the spatial reference (px).
 TILE = 8
-#: Above this fraction of masked pixel-frames the movie is refused as too dense (the estimates
-#: degrade fast: 89 % on a 6 emitters/µm² stack gave 25x the true gain).
-MAX_MASKED = 0.85
+#: Above this fraction of masked pixel-frames the movie is refused as too dense; above
+#: ``DENSE`` it is refused when the offset cannot be fitted (the fallback needs quiet pixels: a
+#: 20-frame stack at 6 emitters/µm², 89 % masked, gave 25x the true gain).
+MAX_MASKED, DENSE = 0.9, 0.8
 #: Refuse when the gain's bootstrap SD exceeds this fraction of it (a sea of emitters can hide
 #: from the mask: at 20 emitters/µm² only 29 % was masked and the fit was noise).
 MAX_REL_SD = 0.25
@@ -495,7 +496,7 @@ def estimate_camera(
     boots = np.array([solve(i) for i in resamples()]) if n_boot > 1 else np.full((1, 2), np.nan)
     base_sd, g_sd = _robust_sd(boots[:, 0]) * boot_scale, _robust_sd(boots[:, 1]) * boot_scale
     notes = []
-    if masked_fraction > 0.8:
+    if masked_fraction > DENSE:
         notes.append(f"dense movie: {masked_fraction:.0%} of the pixel-frames masked as emitters")
     plausible = math.isfinite(base) and math.isfinite(g) and g > 0 and base < float(np.quantile(m, 0.01))
     if plausible and math.isfinite(g_sd) and g_sd > MAX_REL_SD * g:
@@ -511,6 +512,12 @@ def estimate_camera(
             "estimate_camera(%s): offset and gain not separable (fit: offset %.4g ± %.3g ADU, %.3g ADU/e-); "
             "offset from the prior camera (%g ADU)", label, base, base_sd, g, prior_cam.baseline,
         )
+        if masked_fraction > DENSE:
+            raise CameraEstimateError(
+                label, f"{masked_fraction:.0%} of the pixel-frames of the {n_read} frames read are under emitters and the "
+                "offset cannot be fitted: the movie is too dense to estimate the camera from its noise (use the camera's "
+                "data sheet or a profile)"
+            )
         if prior_cam.baseline >= float(np.quantile(m, 0.01)):
             raise CameraEstimateError(
                 label, f"the offset cannot be separated from the gain on this movie, and the assumed offset "
