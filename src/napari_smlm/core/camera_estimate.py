@@ -552,7 +552,7 @@ def estimate_camera(
         boot_scale = 1.0
         boots = np.stack([np.full(len(gb), base), gb], axis=1)
     # κ3 / (κ2 − σ₀²) = 3g for an EM register, g for shot noise: relative to the F²·g slope,
-    # 1.5 (EMCCD) or 1 (sCMOS / CCD) whatever the offset (1.3-1.5 and 0.94-1.02 on the benchmark's
+    # 1.5 (EMCCD) or 1 (sCMOS / CCD) whatever the offset (1.30-1.49 and 0.97-1.03 on the benchmark's
     # movies). Undetected emitters push it up, so it is only a check of the assumed kind.
     sel = quiet if "baseline" in guessed else slice(None)  # the points g was measured on
     skew_ratio = float(np.mean(k3[sel]) / max(float(np.mean(v[sel])) - sigma0_sq(g), 1e-12) / (F2 * g)) if len(k3) else math.nan
