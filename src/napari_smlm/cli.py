@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from ._cli_camera import CAMERA_HELP, add_camera_parser
 from ._stop import STOP
 from .core.progress import UpdateKind
 from .core.validate import arg, device_arg
@@ -41,7 +42,7 @@ def _sim_args(p: argparse.ArgumentParser, frames: int = 100, size: int = 64) -> 
     g.add_argument("--t-on", type=arg("t_on"), default=None, help="mean on-time, frames (default: 1.5)")
     g.add_argument("--t-off", type=arg("t_off"), default=None, help="mean off-time, frames (default: 300)")
     g.add_argument("--t-bleach", type=arg("t_bleach"), default=None, help="mean on-time before bleaching, frames (default: none)")
-    g.add_argument("--camera", default=None, help="camera preset: smlm2016_emccd (emccd), generic_scmos (scmos), ideal (default: smlm2016_emccd)")
+    g.add_argument("--camera", default=None, help=f"{CAMERA_HELP} (default: smlm2016_emccd)")
     g.add_argument("--seed", type=arg("seed"), default=None, help="random seed: the same seed gives the same movie (default: 0)")
 
 
@@ -818,7 +819,7 @@ def build_parser() -> argparse.ArgumentParser:
     f3.add_argument("--psf", required=True, type=Path, help="astigmatic calibration YAML (from `calibrate`)")
     f3.add_argument("-o", "--output", required=True, type=Path, help="localization file (.csv ThunderSTORM with z [nm], ...)")
     f3.add_argument("--pixel-size", type=float, default=None, help="camera pixel size, nm (default: the movie's metadata)")
-    f3.add_argument("--camera", default=None, help="camera preset (default: recorded in the movie, else smlm2016_emccd)")
+    f3.add_argument("--camera", default=None, help=f"{CAMERA_HELP} (default: recorded in the movie, else smlm2016_emccd)")
     f3.add_argument("--threshold", type=float, default=5.0, help="detection threshold, robust SDs of the band-passed frame (5)")
     f3.add_argument("--roi-radius", type=int, default=5, help="fitted ROI half-width, px (5)")
     f3.add_argument("--overwrite", action="store_true", help="replace an existing output file")
@@ -870,7 +871,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = t.add_argument_group("training on data (instead of the simulator)")
     g.add_argument(
         "--movie", default=None,
-        help="TIFF movie (ADU) whose emitters are known; --camera is then a preset or 'fit' (default: a linear "
+        help="TIFF movie (ADU) whose emitters are known; --camera is then a preset, a profile .yaml or 'fit' (default: a linear "
         "ADU->photons fit of the movie against its ground truth), --pixel-size overrides the file's",
     )
     g.add_argument(
@@ -902,7 +903,7 @@ def build_parser() -> argparse.ArgumentParser:
     lz.add_argument("--threads-per-worker", type=arg("threads"), default=1, help="torch threads per Dask worker")
     lz.add_argument("--scheduler", default=None, help="address of a running Dask scheduler, e.g. tcp://host:8786 (default: none, local)")
     lz.add_argument("--pixel-size", type=arg("pixel_size_nm"), default=None, help="camera pixel size, nm (default: from the file)")
-    lz.add_argument("--camera", default=None, help="camera preset: smlm2016_emccd (emccd), generic_scmos (scmos), ideal (default: the model's)")
+    lz.add_argument("--camera", default=None, help=f"{CAMERA_HELP} (default: the model's)")
     lz.add_argument("--baseline", type=arg("baseline"), default=None, help="camera offset, ADU (default: the camera's)")
     lz.add_argument("--sensitivity", type=arg("sensitivity"), default=None, help="e-/ADU before EM gain (default: the camera's)")
     lz.add_argument("--em-gain", type=arg("em_gain"), default=None, help="EM gain, >= 1 (1 for sCMOS) (default: the camera's)")
@@ -927,7 +928,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--tolerance", type=arg("tolerance"), default=250.0, help="lateral matching radius, nm")
     b.add_argument("--frames", type=arg("frame"), nargs=2, default=None, metavar=("START", "STOP"), help="only frames START <= frame < STOP, 0-based (default: all)")
     b.add_argument("--pixel-size", type=arg("pixel_size_nm"), default=None, help="camera pixel size, nm (default: from the file, else 100)")
-    b.add_argument("--camera", default=None, help="camera preset for every model (default: each model's own)")
+    b.add_argument("--camera", default=None, help=f"{CAMERA_HELP}, for every model (default: each model's own)")
     b.add_argument("--baseline", type=arg("baseline"), default=None, help="camera offset, ADU (default: the camera's)")
     b.add_argument("--sensitivity", type=arg("sensitivity"), default=None, help="e-/ADU before EM gain (default: the camera's)")
     b.add_argument("--em-gain", type=arg("em_gain"), default=None, help="EM gain, >= 1 (1 for sCMOS) (default: the camera's)")
@@ -979,6 +980,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--camera-pixel-size", type=float, default=None, help="camera pixel size, nm, for Picasso files without one (default: from the file)")
     pp.add_argument("--overwrite", action="store_true", help="replace existing output files (never the input)")
     pp.set_defaults(func=cmd_postprocess)
+    add_camera_parser(sub, _HelpFormatter)  # issue 10.5: camera estimate | show
     for name, cmd in sub.choices.items():
         cmd.formatter_class = _HelpFormatter  # every option shows its default
         if name in ("simulate", "render", "evaluate", "train", "localize", "demo"):

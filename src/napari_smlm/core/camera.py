@@ -13,12 +13,18 @@ The forward model of one pixel, for an expected number of photons ``λ`` reachin
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+import math
+import os
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 
-__all__ = ["Camera", "CAMERA_PRESETS", "get_camera", "estimate_baseline_adu"]
+__all__ = [
+    "Camera", "CAMERA_PRESETS", "CameraProfile", "get_camera", "estimate_baseline_adu", "is_camera_profile",
+    "load_camera_profile", "read_camera_profile", "save_camera_profile",
+]
 
 
 @dataclass(frozen=True)
@@ -172,18 +178,26 @@ CAMERA_PRESETS: dict[str, Camera] = {
 CAMERA_ALIASES: dict[str, str] = {"emccd": "smlm2016_emccd", "scmos": "generic_scmos"}
 
 
-def get_camera(name_or_camera: str | Camera | dict) -> Camera:
-    """Resolve a preset name, a dict or a :class:`Camera`."""
+def get_camera(name_or_camera: str | os.PathLike | Camera | dict) -> Camera:
+    """Resolve a preset name, a camera profile YAML (:func:`is_camera_profile`), a dict or a :class:`Camera`."""
     if isinstance(name_or_camera, Camera):
         return name_or_camera
     if isinstance(name_or_camera, dict):
         return Camera.from_dict(name_or_camera)
+    if isinstance(name_or_camera, os.PathLike):
+        return load_camera_profile(name_or_camera)
     if isinstance(name_or_camera, str):
-        name_or_camera = CAMERA_ALIASES.get(name_or_camera.strip().lower(), name_or_camera.strip())
+        key = CAMERA_ALIASES.get(name_or_camera.strip().lower(), name_or_camera.strip())
+        if key not in CAMERA_PRESETS and is_camera_profile(name_or_camera):  # a preset name wins over a same-named file
+            return load_camera_profile(name_or_camera.strip())
+        name_or_camera = key
     try:
         return CAMERA_PRESETS[name_or_camera]
     except (KeyError, TypeError):
-        raise ValueError(f"unknown camera preset {name_or_camera!r}; known: {sorted(CAMERA_PRESETS)} (or {sorted(CAMERA_ALIASES)})") from None
+        raise ValueError(
+            f"unknown camera preset {name_or_camera!r}; known: {sorted(CAMERA_PRESETS)} (or {sorted(CAMERA_ALIASES)}), "
+            "or a camera profile .yaml file"
+        ) from None
 
 
 def estimate_baseline_adu(frames, percentile: float = 1.0) -> float:
@@ -195,3 +209,223 @@ def estimate_baseline_adu(frames, percentile: float = 1.0) -> float:
     """
     a = np.asarray(frames, dtype=np.float32)
     return float(np.percentile(a[np.isfinite(a)], percentile))
+
+
+# --------------------------------------------------------------------------- profiles (YAML)
+#: Suffixes of a camera profile file.
+PROFILE_SUFFIXES = (".yaml", ".yml")
+#: Format marker and version written at the top of every profile.
+PROFILE_KEY = "napari_smlm_camera_profile"
+PROFILE_VERSION = 1
+_REQUIRED = ("kind", "baseline", "sensitivity", "em_gain", "qe", "read_noise")
+_UNITS = {"baseline": "ADU", "sensitivity": "e-/ADU", "em_gain": "", "qe": "", "read_noise": "e- rms", "spurious_charge": "e-/px/frame"}
+_META = {PROFILE_KEY, "name", "notes", "estimate", "napari_smlm_version", "guessed"}
+
+
+@dataclass(frozen=True)
+class CameraProfile:
+    """A named camera saved as YAML: the :class:`Camera`, and how its values were obtained.
+
+    Attributes
+    ----------
+    name : str
+        The profile's name (default: the file's stem).
+    camera : Camera
+    guessed : tuple of str
+        Fields that were not measured (e.g. ``qe`` after an estimate from a movie).
+    estimate : dict
+        The :meth:`~napari_smlm.core.camera_estimate.CameraEstimate.to_dict` that made it, if any.
+    notes : str
+    path : str or None
+        The file it was read from.
+    """
+
+    name: str
+    camera: Camera
+    guessed: tuple = ()
+    estimate: dict = field(default_factory=dict)
+    notes: str = ""
+    path: str | None = None
+
+
+def is_camera_profile(value: str | os.PathLike) -> bool:
+    """True when ``value`` names a camera profile: it ends in .yaml/.yml or is an existing file."""
+    if isinstance(value, os.PathLike):
+        return True
+    if not isinstance(value, str) or not value.strip():
+        return False
+    v = value.strip()
+    return v.lower().endswith(PROFILE_SUFFIXES) or Path(v).expanduser().is_file()
+
+
+def _profile_error(path, problem: str):
+    from .io.errors import SMLMFileError
+
+    return SMLMFileError(path, problem)
+
+
+def read_camera_profile(path: str | os.PathLike) -> CameraProfile:
+    """Read and validate a camera profile YAML (``yaml.safe_load``: no tag ever runs code).
+
+    The file is a mapping with a ``camera`` mapping of :class:`Camera` fields (``kind``,
+    ``baseline`` ADU, ``sensitivity`` e⁻/ADU, ``em_gain``, ``qe``, ``read_noise`` e⁻ RMS, and
+    optionally ``spurious_charge``), or those fields at the top level; ``name``, ``notes``,
+    ``guessed`` and ``estimate`` are optional.
+
+    Raises
+    ------
+    SMLMFileError
+        The file is missing, not YAML, or a field is missing, unknown, of the wrong type or out
+        of range; the message names the file and the field.
+    """
+    import yaml
+
+    p = Path(path).expanduser()
+    if not p.is_file():
+        raise _profile_error(p, "no such camera profile file" if not p.exists() else "not a file")
+    try:
+        text = p.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise _profile_error(p, f"cannot read the camera profile ({exc})") from exc
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.constructor.ConstructorError as exc:
+        raise _profile_error(p, f"not a plain YAML camera profile: {exc.problem} {exc.problem_mark or ''} (tags are never run)".strip()) from exc
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise _profile_error(p, f"not valid YAML{where}: {getattr(exc, 'problem', None) or exc}") from exc
+    if not isinstance(doc, dict):
+        raise _profile_error(p, f"a camera profile is a YAML mapping (camera: {{baseline: …}}), got {type(doc).__name__}")
+    version = doc.get(PROFILE_KEY, PROFILE_VERSION)
+    if version != PROFILE_VERSION:
+        raise _profile_error(p, f"{PROFILE_KEY}: version {version!r} is not supported (this napari-smlm reads version {PROFILE_VERSION})")
+    if "camera" in doc:
+        cam, prefix = doc["camera"], "camera."
+        extra = sorted(set(doc) - _META - {"camera"})
+        if extra:
+            raise _profile_error(p, f"{extra[0]}: unknown field (a profile has {sorted(_META | {'camera'})})")
+        if not isinstance(cam, dict):
+            raise _profile_error(p, f"camera: must be a mapping of camera fields, got {type(cam).__name__}")
+    else:
+        cam, prefix = {k: v for k, v in doc.items() if k not in _META}, ""
+    known = set(Camera.__dataclass_fields__)
+    for k in cam:
+        if k not in known:
+            raise _profile_error(p, f"{prefix}{k}: unknown camera field (known: {', '.join(sorted(known))})")
+    missing = [k for k in _REQUIRED if k not in cam]
+    if missing:
+        raise _profile_error(p, f"{prefix}{missing[0]}: missing (a camera profile needs {', '.join(_REQUIRED)})")
+    kind = cam["kind"]
+    if not isinstance(kind, str) or kind.strip().lower() not in ("emccd", "scmos", "ccd"):
+        raise _profile_error(p, f"{prefix}kind: {kind!r} is not one of emccd, scmos, ccd")
+    values: dict = {"kind": kind.strip().lower()}
+    for k, v in cam.items():
+        if k == "kind":
+            continue
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v)):
+            unit = f" ({_UNITS[k]})" if _UNITS.get(k) else ""
+            raise _profile_error(p, f"{prefix}{k}: must be a finite number{unit}, got {v!r}")
+        values[k] = float(v)
+    values.setdefault("spurious_charge", 0.0)
+    from .validate import ParameterError
+
+    try:
+        camera = Camera(**values)
+    except ParameterError as exc:
+        field_name = exc.name.split(".")[-1]
+        raise _profile_error(p, f"{prefix}{field_name} = {exc.value!r}: must be {exc.allowed}") from None
+    guessed = doc.get("guessed") or ()
+    if not isinstance(guessed, (list, tuple)) or not all(isinstance(g, str) for g in guessed):
+        raise _profile_error(p, f"guessed: must be a list of field names, got {guessed!r}")
+    estimate = doc.get("estimate") or {}
+    if not isinstance(estimate, dict):
+        raise _profile_error(p, f"estimate: must be a mapping, got {type(estimate).__name__}")
+    name = doc.get("name", p.stem)
+    notes = doc.get("notes", "")
+    return CameraProfile(
+        name=str(name) if name is not None else p.stem, camera=camera, guessed=tuple(guessed), estimate=estimate,
+        notes=str(notes or ""), path=str(p),
+    )
+
+
+def load_camera_profile(path: str | os.PathLike) -> Camera:
+    """The :class:`Camera` of a camera profile YAML; see :func:`read_camera_profile`."""
+    return read_camera_profile(path).camera
+
+
+def _plain(value):
+    """YAML-safe plain data: NaN/inf -> None, numpy scalars -> Python, tuples -> lists."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, (np.floating, float)):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, np.integer):
+        return int(value)
+    return value
+
+
+def save_camera_profile(
+    camera: Camera | str | dict,
+    path: str | os.PathLike,
+    *,
+    name: str | None = None,
+    guessed: tuple | list = (),
+    estimate: dict | None = None,
+    notes: str = "",
+    overwrite: bool = False,
+    inputs: tuple = (),
+) -> Path:
+    """Write a camera profile YAML that :func:`read_camera_profile` reads back to the same Camera.
+
+    Never replaces an existing file unless ``overwrite`` (and never one of ``inputs``); the
+    write is atomic (:func:`~napari_smlm.core.io.safe.atomic_path`).
+
+    Parameters
+    ----------
+    camera : Camera, preset name or dict
+    path : path-like
+        The ``.yaml`` / ``.yml`` file to write.
+    name : str, optional
+        The profile's name (default: the file's stem).
+    guessed : sequence of str
+        Fields that were not measured.
+    estimate : dict, optional
+        How the values were measured (:meth:`CameraEstimate.to_dict`).
+    notes : str
+    overwrite : bool
+    inputs : tuple of path-like
+        Files the caller read (e.g. the movie): never written over.
+
+    Returns
+    -------
+    Path
+    """
+    import yaml
+
+    from .. import __version__
+    from .io.safe import atomic_path, check_output
+
+    p = Path(path).expanduser()
+    if p.suffix.lower() not in PROFILE_SUFFIXES:
+        raise _profile_error(p, "a camera profile file name ends in .yaml or .yml")
+    check_output(p, inputs=inputs, overwrite=overwrite, what="camera profile")
+    cam = get_camera(camera)
+    doc = {
+        PROFILE_KEY: PROFILE_VERSION,
+        "name": name or p.stem,
+        "camera": _plain(cam.to_dict()),
+        "guessed": list(guessed),
+    }
+    if notes:
+        doc["notes"] = notes
+    if estimate:
+        doc["estimate"] = _plain(estimate)
+    doc["napari_smlm_version"] = __version__
+    text = "# napari-smlm camera profile: baseline ADU, sensitivity e-/ADU (before EM gain), read_noise e- RMS\n"
+    text += yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+    with atomic_path(p) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return p

@@ -300,10 +300,9 @@ class ReconstructionWidget(SmlmDockWidget):
         except ValueError as exc:
             notify_error(str(exc))
             return
-        sample = sample_frames(layer.data, 16)
-        b = estimate_baseline_adu(sample)
-        self.baseline.setValue(b)
-        self.status_label.setText(f"Offset estimate: {b:.1f} ADU (1st percentile of {len(sample)} frames).")
+        est = self.camera_form.estimate_from(layer.data, layer.name)  # issue 10.5: photon transfer, see docs/camera.md
+        if est is not None:
+            self.status_label.setText(f"Camera estimated from '{layer.name}': {est.summary()}")
 
     # ================================================================ run
     @property

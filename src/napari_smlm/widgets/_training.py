@@ -35,7 +35,7 @@ from qtpy.QtWidgets import (
 )
 
 from ._base import LayerPicker, SmlmDockWidget, dspin, error_reason, notify_error, notify_info, spin, wrap_label
-from ._forms import SimulationForm, estimate_baseline_adu, sample_frames
+from ._forms import SimulationForm
 from ._state import RunState
 from ..core.progress import UpdateKind
 
@@ -107,7 +107,10 @@ class TrainingWidget(SmlmDockWidget):
         )
         self.preview_button = QPushButton("Preview")
         self.match_button = QPushButton("Match movie")
-        self.match_button.setToolTip("Take the pixel size and an offset estimate from the movie")
+        self.match_button.setToolTip(
+            "Take the pixel size from the movie, and estimate its camera (offset, ADU per photo-electron) and background "
+            "from its noise (docs/camera.md)"
+        )
         self.preview_fig, self.preview_axes, self.preview_canvas = _figure(4.2, 2.0, 2)
 
         # ---------------------------------------------------------------- training
@@ -270,7 +273,7 @@ class TrainingWidget(SmlmDockWidget):
         self.preview_canvas.draw_idle()
 
     def match_movie(self) -> None:
-        """Pixel size from the movie layer and an offset estimate (1st percentile of a few frames)."""
+        """Pixel size from the movie layer; camera and background estimated from the movie (docs/camera.md)."""
         from .. import _layers
 
         layer = self.movie_picker.value
@@ -280,7 +283,9 @@ class TrainingWidget(SmlmDockWidget):
         px = _layers.layer_pixel_size_nm(layer)
         if px:
             self.form.pixel_size.setValue(px)
-        self.form.baseline.setValue(estimate_baseline_adu(sample_frames(layer.data, 8)))
+        est = self.form.camera_form.estimate_from(layer.data, layer.name)
+        if est is not None:
+            self.form.bg.setValue(est.background_photons)
         self.preview()
 
     # ================================================================ training
