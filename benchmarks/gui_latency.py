@@ -76,6 +76,70 @@ def _simulated_movie(n_frames: int, tmpdir: Path, seed: int = 3) -> Path:
     return path
 
 
+class StackSampler:
+    """Samples the GUI thread's Python stack every ``period_s`` from another thread (diagnosis).
+
+    ``GUI_LATENCY_SAMPLE=1``: after the run, each of the longest stalls is broken down by the
+    functions that were on the GUI thread's stack during it (share of the samples taken inside
+    the stall). A stack sampled while the GUI thread waits for the GIL shows where it waits.
+    """
+
+    def __init__(self, period_s: float = 0.002, depth: int = 60):
+        import threading
+
+        self.period_s, self.depth = period_s, depth
+        self.target = threading.main_thread().ident
+        self.samples: list[tuple[float, tuple[str, ...]]] = []
+        self.others: list[tuple[float, list[tuple[str, ...]]]] = []  # other threads, innermost frames
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    @staticmethod
+    def _stack(f, depth: int) -> tuple[str, ...]:
+        stack = []
+        while f is not None and len(stack) < depth:
+            co = f.f_code
+            stack.append(f"{Path(co.co_filename).parent.name}/{Path(co.co_filename).name}:{co.co_name}:{f.f_lineno}")
+            f = f.f_back
+        return tuple(stack)
+
+    def _loop(self) -> None:
+        import threading
+
+        me = threading.get_ident()
+        while not self._stop.wait(self.period_s):
+            frames = sys._current_frames()
+            t = time.perf_counter()
+            self.samples.append((t, self._stack(frames.get(self.target), self.depth)))
+            self.others.append((t, [self._stack(f, 6) for k, f in frames.items() if k not in (self.target, me)]))
+
+    def gap_culprits(self, t0: float, t1: float) -> list[tuple[str, ...]]:
+        """Other threads' stacks at the last sample before ``t0`` and the first after ``t1``."""
+        before = [o for t, o in self.others if t < t0][-1:]
+        after = [o for t, o in self.others if t > t1][:1]
+        return [s for o in before + after for s in o if s and "threading.py" not in s[0] and "queue.py" not in s[0]]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def breakdown(self, t0: float, t1: float, top: int = 14) -> list[tuple[str, float]]:
+        """``(function, share of samples)`` of the functions on the stack between ``t0`` and ``t1``."""
+        from collections import Counter
+
+        inside = [s for t, s in self.samples if t0 <= t <= t1]
+        if not inside:
+            return []
+        c: Counter = Counter()
+        for s in inside:
+            c.update({f.rsplit(":", 1)[0] for f in s})
+        skip = ("gui_latency.py", "qt_event_loop", "threading.py")
+        return [(k, v / len(inside)) for k, v in c.most_common(200) if not any(x in k for x in skip)][:top]
+
+
 class Heartbeat:
     """A 20 ms QTimer on the GUI thread that records when it actually fired."""
 
@@ -172,6 +236,9 @@ def run_case(
         guard.setSingleShot(True)
         guard.timeout.connect(lambda: (ended.append("timeout"), w.cancel_button.click()))
         guard.start(int(timeout_s * 1000))
+        sampler = StackSampler() if os.environ.get("GUI_LATENCY_SAMPLE") else None
+        if sampler is not None:
+            sampler.start()
         hb = Heartbeat()
         hb.start()
         t0 = time.perf_counter()
@@ -182,6 +249,18 @@ def run_case(
         hb.stop()
         guard.stop()
         stalls = hb.stalls_ms()
+        if sampler is not None:
+            sampler.stop()
+            tk = np.asarray(hb.ticks)
+            for i in np.argsort(stalls)[::-1][:8]:
+                print(f"--- stall {stalls[i]:.0f} ms at {tk[i] - t0:.2f} s after Run:")
+                n_in = sum(1 for t, _ in sampler.samples if tk[i] <= t <= tk[i + 1])
+                print(f"    ({n_in} samples inside)")
+                for fn, share in sampler.breakdown(tk[i], tk[i + 1]):
+                    print(f"    {100 * share:5.1f} %  {fn}")
+                if n_in < 0.25 * stalls[i] / 2.0:  # the sampler itself waited: who held the GIL?
+                    for st in sampler.gap_culprits(tk[i], tk[i + 1]):
+                        print("    other thread:", " < ".join(st))
         if prof is not None:
             import pstats
 

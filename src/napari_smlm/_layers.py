@@ -500,12 +500,10 @@ def update_layer(layer: Any, layer_data: LayerDataTuple, contrast: bool = True) 
     """
     data, kw, layer_type = layer_data
     if layer_type == "points":
-        n_old = len(layer.data)
+        # new points get the layer's current size: the one it was created with, or the user's
         layer.data = data
         feats = kw.get("features")
         layer.features = feats if feats is not None else pd.DataFrame(index=range(len(data)))
-        if n_old == 0 and len(data) and "size" in kw:  # first points: napari's default size is in data units
-            layer.size = kw["size"]
     else:
         if layer.data is data:  # filled in place by the caller: redraw, no data event / extent update
             layer.refresh()
@@ -582,6 +580,7 @@ class RunLayers:
         self.viewer = viewer
         self.names = dict(names)
         self.layers: dict[str, Any] = {}
+        self.created: set[str] = set()  # keys whose layer this run added (not adopted)
         for key, layer in (reuse or {}).items():
             if layer is not None and _in_viewer(viewer, layer) and key in self.names:
                 self.layers[key] = layer
@@ -610,7 +609,17 @@ class RunLayers:
         if "contrast_limits" in kw and hasattr(layer, "contrast_limits"):
             layer.metadata[AUTO_CONTRAST_KEY] = tuple(float(v) for v in layer.contrast_limits)
         self.layers[key] = layer
+        self.created.add(key)
         return layer
+
+    def remove_created(self) -> None:
+        """Remove the layers this run added (e.g. still empty when a run failed before any result)."""
+        for key in sorted(self.created):
+            layer = self.get(key)
+            if layer is not None:
+                self.viewer.layers.remove(layer)
+            self.layers.pop(key, None)
+        self.created.clear()
 
     def rename(self, key: str, name: str) -> None:
         layer = self.get(key)

@@ -16,16 +16,23 @@ user's colormap, contrast and point style are kept). Refreshes are throttled by 
 O(run): while running, the points layer shows the latest :data:`LIVE_POINTS` localizations
 (its name says "(live)"); all of them arrive once the run ends. Cancel stops after the current
 batch and keeps everything found; Export writes what was found.
+
+What stays off the GUI thread (it would stall napari): the out-of-distribution check of the movie
+(reads frames) and the final points table (coordinates + features of every localization) are
+computed by the worker (:func:`_reconstruction_job`); the result layers are created right after
+Run, one per event-loop turn, so no refresh pays for a layer's creation.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -68,6 +75,53 @@ CAMERA_FROM_MODEL = "model's camera"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+@dataclass(frozen=True)
+class _DomainWarnings:
+    """First item of a reconstruction job: the movie's out-of-distribution warnings (worker side)."""
+
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _FinalPoints:
+    """Item after the ``"done"`` update: the points layer data of every localization (worker side)."""
+
+    layer_data: tuple
+
+
+def _points_layer_data(locs: Any, name: str, px: float, run_meta: dict, frame_range: Any) -> tuple:
+    """The points layer tuple of ``locs`` with the run's metadata (``localizations_meta`` included)."""
+    md = {**run_meta, "frame_range": frame_range, "live_points": None}
+    return _layers.localizations_layer_data(locs, name, pixel_size_nm=px, metadata=md)
+
+
+def _reconstruction_job(data: Any, ckpt: Any, cfg: Any, camera: Any, points_name: str, run_meta: dict):
+    """The worker's generator: domain check, ``iter_predict``'s updates, then the final points data.
+
+    Yields a :class:`_DomainWarnings` first, then every update of
+    :func:`~napari_smlm._workers.predict_job`, and after a ``"done"`` update a
+    :class:`_FinalPoints` (coordinates and features of all localizations: O(run) work that would
+    otherwise stall the GUI thread at the end of the run).
+    """
+    from ..core.localizations import Localizations
+    from ..core.models.domain import check_movie
+
+    px = float(run_meta["pixel_size_nm"])
+    try:
+        warnings = tuple(check_movie(ckpt, data, camera=camera, pixel_size_nm=px).warnings)
+    except Exception as exc:  # noqa: BLE001 - a failed estimate must not stop the run
+        log.debug("out-of-distribution check failed: %s", exc)
+        warnings = ()
+    yield _DomainWarnings(warnings)
+    for u in ReconstructionWidget._predict_gen(data, ckpt, cfg):
+        yield u
+        if u.kind == UpdateKind.DONE:
+            frame_range = [int(u.start), int(u.stop)]
+            done = u.localizations
+            locs = Localizations(done.df, {**done.meta, **run_meta, "frame_range": frame_range})
+            yield _FinalPoints(_points_layer_data(locs, points_name, px, run_meta, frame_range))
+
+
 class ReconstructionWidget(SmlmDockWidget):
     """Reconstruct a movie layer with a deep-learning model (napari-smlm.reconstruct_movie)."""
 
@@ -83,7 +137,11 @@ class ReconstructionWidget(SmlmDockWidget):
         self._stack: np.ndarray | None = None
         self._sr_buf: np.ndarray | None = None
         self._latest_display: np.ndarray | None = None
+        self._keep_stack = False
+        self._final_points: tuple | None = None
+        self._to_create: list[str] = []
         self._dirty = False
+        self.domain_warnings: list[str] = []
 
         # ---------------------------------------------------------------- inputs
         self.movie_picker = LayerPicker(napari_viewer, (Image,))
@@ -376,7 +434,7 @@ class ReconstructionWidget(SmlmDockWidget):
         except ValueError as exc:
             notify_error(f"Invalid settings: {exc}")
             return False
-        self._warn_out_of_domain(ckpt, data, camera, px)
+        self.domain_warnings = []  # the worker checks the movie first (_DomainWarnings)
         # Snapshot: dask arrays are immutable; small numpy arrays are copied.
         if isinstance(data, np.ndarray) and data.nbytes <= SNAPSHOT_COPY_BYTES:
             data = data.copy()
@@ -387,6 +445,8 @@ class ReconstructionWidget(SmlmDockWidget):
         self._stack = None
         self._sr_buf = None
         self._latest_display = None
+        self._keep_stack = self.show_output.isChecked()  # the per-frame stack only when it is shown
+        self._final_points = None
         self._display_max = 0.0
         self._last_frame = start
         self._movie_name = layer.name
@@ -405,22 +465,34 @@ class ReconstructionWidget(SmlmDockWidget):
         self._t0 = time.perf_counter()
         self.progress.setRange(0, max(self._n_total, 1))
         self.progress.setValue(0)
-        self.start_run(self._predict_gen(data, ckpt, cfg), self._on_update, f"Reconstructing {self._n_total} frames with {entry.label}…")
+        job = _reconstruction_job(data, ckpt, cfg, camera, self._run_layers.names["points"], dict(self._run_meta))
+        self.start_run(job, self._on_update, f"Reconstructing {self._n_total} frames with {entry.label}…")
+        # The result layers now, one per event-loop turn (creating a napari layer costs 0.1-0.5 s of
+        # GUI thread here: vispy visual, layer controls): the heartbeat and clicks get in between,
+        # and no live refresh pays for a creation.
+        self._to_create = ["points", "sr"]
+        QTimer.singleShot(0, self._create_next_layer)
         return True
 
-    def _warn_out_of_domain(self, ckpt: Any, data: Any, camera: Any, px: float) -> None:
-        """Warn (not refuse) when the movie looks unlike the model's training data (a few frames read)."""
-        from ..core.models.domain import check_movie
-
-        self.domain_warnings: list[str] = []
-        try:
-            warnings = check_movie(ckpt, data, camera=camera, pixel_size_nm=px).warnings
-        except Exception as exc:  # noqa: BLE001 - a failed estimate must not stop the run
-            log.debug("out-of-distribution check failed: %s", exc)
+    def _create_next_layer(self) -> None:
+        """Create (or adopt) one result layer of the current run, empty; then schedule the next one."""
+        rl = self._run_layers
+        if self._closed or rl is None or not self._to_create:
             return
-        if warnings:
-            notify_warning(" ".join(warnings))
-        self.domain_warnings = list(warnings)
+        key = self._to_create.pop(0)
+        if key not in rl.layers:
+            px = self._run_meta["pixel_size_nm"]
+            md = {**self._run_meta, "frame_range": [self._start, self._start]}
+            if key == "points":
+                from ..core.localizations import Localizations
+
+                ldt = _points_layer_data(Localizations.empty(), rl.names[key], px, self._run_meta, md["frame_range"])
+            else:  # an invisible 1x1 placeholder (additive blending of 0); the first batch sets the grid
+                ldt = _layers.super_resolved_layer_data(np.zeros((1, 1), np.float32), px, rl.names[key], metadata=md,
+                                                        contrast_limits=(0.0, 1.0))
+            rl.update(key, ldt)
+        if self._to_create:
+            QTimer.singleShot(0, self._create_next_layer)
 
     @staticmethod
     def _predict_gen(data: Any, ckpt: Any, cfg: Any):
@@ -444,6 +516,14 @@ class ReconstructionWidget(SmlmDockWidget):
 
     # ---------------------------------------------------------------- worker updates (GUI thread)
     def _on_update(self, u: Any) -> None:
+        if isinstance(u, _DomainWarnings):  # the worker's first item
+            self.domain_warnings = list(u.warnings)
+            if u.warnings:
+                notify_warning(" ".join(u.warnings))
+            return
+        if isinstance(u, _FinalPoints):  # after "done": every localization, ready for the points layer
+            self._final_points = u.layer_data
+            return
         self._col.add(u)  # O(batch): the batch is kept, nothing is re-joined
         if u.kind == UpdateKind.BATCH:
             self._last_frame = int(u.stop) - 1
@@ -453,6 +533,9 @@ class ReconstructionWidget(SmlmDockWidget):
         self.schedule_flush()
 
     def _store_display(self, disp: np.ndarray, first: int) -> None:
+        if not self._keep_stack:  # output not shown at Run: keep a reference to the latest frame only
+            self._latest_display = disp
+            return
         disp = np.asarray(disp, dtype=np.float32)
         if disp.ndim == 2:
             disp = disp[None]
@@ -490,7 +573,6 @@ class ReconstructionWidget(SmlmDockWidget):
         px = self._run_meta["pixel_size_nm"]
         # points: the latest LIVE_POINTS while running (O(batch) per refresh), everything at the end
         live = running and col.n_found > LIVE_POINTS
-        locs = col.latest(LIVE_POINTS) if live else self.localizations()
         md["live_points"] = None
         if running:
             self.status_label.setText(
@@ -510,7 +592,11 @@ class ReconstructionWidget(SmlmDockWidget):
             sr = _layers.super_resolved_layer_data(self._sr_buf, float(u.sr_pixel_size_nm), rl.names["sr"], metadata=md)
             self._put(rl, "sr", sr)
         name = rl.names["points"]
-        pts = _layers.localizations_layer_data(locs, name, pixel_size_nm=px, metadata=md)
+        if running or self._final_points is None:
+            locs = col.latest(LIVE_POINTS) if live else self.localizations()
+            pts = _layers.localizations_layer_data(locs, name, pixel_size_nm=px, metadata=md)
+        else:  # the end of a completed run: the table the worker built
+            pts = self._final_points
         if running:  # constant length while running: napari then skips its O(N) resize work
             pts = _layers.pad_points(pts, LIVE_POINTS)
         if self._put(rl, "points", pts) is not None:
@@ -533,19 +619,29 @@ class ReconstructionWidget(SmlmDockWidget):
 
     def _flush_network_output(self, rl: _layers.RunLayers, md: dict) -> None:
         px = self._run_meta["pixel_size_nm"]
-        clim = (0.0, max(self._display_max, 1e-6))
         layer = rl.get("output")
         if self._stack is not None:
+            clim = (0.0, max(self._display_max, 1e-6))
             if layer is not None and layer.data is self._stack:  # the stack fills in place: redraw only
                 _layers.update_layer(layer, (self._stack, {"contrast_limits": clim, "metadata": md}, "image"))
                 return
             ldt = _layers.network_output_layer_data(self._stack, px, self._image_shape, rl.names["output"], self._start, md)
         elif self._latest_display is not None:
-            ldt = _layers.network_output_layer_data(self._latest_display, px, self._image_shape, rl.names["output"], 0, md)
+            latest = np.asarray(self._latest_display, dtype=np.float32)
+            latest = latest[-1] if latest.ndim == 3 else latest
+            self._display_max = max(self._display_max, float(np.nanmax(latest)) if latest.size else 0.0)
+            clim = (0.0, max(self._display_max, 1e-6))
+            ldt = _layers.network_output_layer_data(latest, px, self._image_shape, rl.names["output"], 0, md)
         else:
             return
         ldt[1]["contrast_limits"] = clim
         self._put(rl, "output", ldt)
+
+    def before_finish(self, state: Any) -> None:
+        """A run that ended before its first result leaves no empty result layers behind."""
+        self._to_create = []
+        if self._run_layers is not None and (self._col is None or self._col.last is None):
+            self._run_layers.remove_created()
 
     def run_summary(self, state: RunState, exc: BaseException | None) -> str:
         el = time.perf_counter() - self._t0
