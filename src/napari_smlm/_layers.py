@@ -566,6 +566,25 @@ def label_axes(viewer: Any) -> None:
         dims.axis_labels = tuple(str(i) for i in range(-n, -3)) + ("frame", "y", "x")
 
 
+def _add_unselected(viewer: Any, layer: Any) -> Any:
+    """``viewer.add_layer(layer)`` without making it the selected (active) layer.
+
+    A run adds its result layers while the user works: napari would select each new layer, so the
+    user's selection (and the layer controls shown) would jump, and switching the controls costs
+    the GUI thread ~20 % of the layer's creation. napari's layer list has a flag for this
+    (``_activate_on_insert``, private); where it is missing, napari's default applies.
+    """
+    layers = _unwrap(viewer).layers
+    flag = getattr(layers, "_activate_on_insert", None)
+    if flag is None or len(layers) == 0:  # the first layer is selected as usual
+        return viewer.add_layer(layer)
+    layers._activate_on_insert = False
+    try:
+        return viewer.add_layer(layer)
+    finally:
+        layers._activate_on_insert = flag
+
+
 class RunLayers:
     """The result layers of one run: created on first use, then updated in place (GUI thread).
 
@@ -605,7 +624,7 @@ class RunLayers:
         kw = {**kw, "name": self.names.get(key, kw.get("name"))}
         from napari.layers import Layer
 
-        layer = self.viewer.add_layer(Layer.create(data, kw, layer_type))
+        layer = _add_unselected(self.viewer, Layer.create(data, kw, layer_type))
         if "contrast_limits" in kw and hasattr(layer, "contrast_limits"):
             layer.metadata[AUTO_CONTRAST_KEY] = tuple(float(v) for v in layer.contrast_limits)
         self.layers[key] = layer
