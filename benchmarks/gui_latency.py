@@ -29,7 +29,8 @@ Figures (per case):
 
 Goals (issue 10): max stall ≤ 250 ms, p99 ≤ 50 ms, blocked ≤ 5 %, no growth of the refresh cost.
 
-Diagnosis: ``GUI_LATENCY_PROFILE=1`` prints a cProfile of the steady-state refreshes;
+Diagnosis: ``GUI_LATENCY_PROFILE=1`` prints a cProfile of the GUI thread from Run to the end;
+``GUI_LATENCY_SAMPLE=1`` breaks the longest stalls down by the functions on the GUI thread's stack;
 ``GUI_LATENCY_NOFLUSH=1`` skips the refreshes while running (what the worker alone costs the GUI
 thread: GIL contention). The JSON output (``--json``) lists the five longest stalls and every
 refresh (time, frames done, cost).
@@ -210,30 +211,34 @@ def run_case(
         idle.stop()
         idle_stalls = idle.stalls_ms()
 
-        # time every throttled layer refresh
+        # time every throttled layer refresh: (start, frames done, cost)
         refreshes: list[tuple[float, int, float]] = []
+        starts: list[tuple[float, int]] = []  # (when the refresh timer fired, frames done then)
+        stepwise = hasattr(w, "refresh_log")  # newer widgets log each refresh's cost, repaint included
         orig_flush = w._flush
 
         prof = None
         if os.environ.get("GUI_LATENCY_PROFILE"):
             import cProfile
 
-            prof = cProfile.Profile()
+            prof = cProfile.Profile()  # all the GUI thread's work from Run to the end (cProfile is per thread)
 
-        def timed_flush() -> None:
+        def timed_flush(*args, **kwargs) -> None:
             t = time.perf_counter()
+            starts.append((t, int(getattr(w, "_n_done", 0))))
             if os.environ.get("GUI_LATENCY_NOFLUSH") and w.status.running:
                 pass  # diagnosis: what the worker alone costs the GUI thread
-            elif prof is not None and len(refreshes) >= 3 and w.status.running:  # steady state only
-                prof.runcall(orig_flush)
             else:
-                orig_flush()
-            refreshes.append((t, int(getattr(w, "_n_done", 0)), time.perf_counter() - t))
+                orig_flush(*args, **kwargs)
+            if not stepwise:
+                refreshes.append((t, starts[-1][1], time.perf_counter() - t))
 
         if not hasattr(w, "_run_flush"):  # older widgets: the timer was connected to the bound method
             w._flush_timer.timeout.disconnect()
             w._flush_timer.timeout.connect(timed_flush)
         w._flush = timed_flush  # newer widgets: the timer calls _run_flush, which looks _flush up
+        if stepwise:
+            w.refresh_log.clear()
 
         loop = QEventLoop()
         ended: list[str] = []
@@ -254,14 +259,23 @@ def run_case(
         hb = Heartbeat()
         hb.start()
         t0 = time.perf_counter()
+        if prof is not None:
+            prof.enable()
         w.run_button.click()
         if w.status.running:
             loop.exec()
+        if prof is not None:
+            prof.disable()
         wall = time.perf_counter() - t0
         hb.stop()
         guard.stop()
         stalls = hb.stalls_ms()
         cpu = hb.cpu_ms()
+        if stepwise:  # match each logged refresh to the frames done when it started
+            st = np.asarray([a for a, _ in starts]) if starts else np.zeros(0)
+            for t, cost in list(w.refresh_log):
+                i = int(np.searchsorted(st, t + 1e-6)) - 1
+                refreshes.append((t, starts[i][1] if i >= 0 else 0, cost))
         if sampler is not None:
             sampler.stop()
             tk = np.asarray(hb.ticks)

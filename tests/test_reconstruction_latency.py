@@ -132,3 +132,39 @@ def test_a_run_failing_before_its_first_result_leaves_no_empty_layers(viewer, qt
     assert any("cannot read this movie" in str(e[1]) for e in raised)
     assert [la.name for la in viewer.layers] == names_before  # the empty result layers went away
     assert w.result_layers() == {}
+
+
+@pytest.mark.parametrize("n", [1, 37, 120, 10_000])
+def test_live_points_from_worker_arrays_equal_the_table_path(n):
+    """The GUI's live points (arrays the worker made, concatenated) equal the points layer data
+    built from the latest ``n`` rows of the joined table, padded the same way."""
+    from napari_smlm.core.localizations import Localizations
+
+    rng = np.random.default_rng(1)
+    batches, f0 = [], 0
+    for k in range(6):
+        m = int(rng.integers(0, 40))
+        cols = {
+            "frame": np.sort(rng.integers(f0, f0 + 4, m)),
+            "x_nm": rng.uniform(0, 3000, m),
+            "y_nm": rng.uniform(0, 3000, m),
+            "photons": np.full(m, np.nan) if k >= 3 else rng.uniform(100, 5000, m),  # NaN in the newest batches
+            "sigma_x_nm": rng.uniform(5, 30, m),
+            "sigma_y_nm": rng.uniform(5, 30, m),
+        }
+        batches.append(Localizations(cols, {"pixel_size_nm": 100.0, "model": "decode", "batch": k}))
+        f0 += 4
+    joined = Localizations.concat(batches)
+    latest = joined.filter(np.arange(len(joined)) >= len(joined) - n)
+    latest.meta.update(batches[-1].meta)
+    expected = _layers.pad_points(_layers.localizations_layer_data(latest, "p", pixel_size_nm=100.0, metadata={"run": 1}), n)
+    got = _layers.live_points_layer_data(
+        [_layers.points_part(b) for b in batches], n, "p", pixel_size_nm=100.0, metadata={"run": 1}
+    )
+    np.testing.assert_array_equal(got[0], expected[0])
+    assert list(got[1]["features"].columns) == list(expected[1]["features"].columns)
+    np.testing.assert_allclose(got[1]["features"].to_numpy(float), expected[1]["features"].to_numpy(float))
+    assert ("photons" in got[1]["features"]) == bool(np.isfinite(latest["photons"]).any())
+    assert got[1]["metadata"].get("live_points") == expected[1]["metadata"].get("live_points")
+    assert got[1]["metadata"]["localizations_meta"]["batch"] == 5
+    assert got[1]["size"] == expected[1]["size"] and got[2] == "points"

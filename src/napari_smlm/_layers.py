@@ -51,6 +51,8 @@ __all__ = [
     "network_output_layer_data",
     "localizations_layer_data",
     "pad_points",
+    "points_part",
+    "live_points_layer_data",
     "points_to_localizations",
     "layer_to_localizations",
     "validate_movie_layer",
@@ -286,11 +288,16 @@ def _point_size(pixel_size_nm: float | None) -> float:
     return 0.75 * float(pixel_size_nm) if pixel_size_nm else DEFAULT_POINT_SIZE_NM
 
 
-def _features(locs: Localizations) -> pd.DataFrame:
-    df = locs.to_dataframe()
-    # a column that is NaN everywhere (e.g. photons of a density-map model) says nothing: hide it
+def _drop_empty(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` without the columns that are NaN everywhere (e.g. photons of a density-map model)."""
     empty = [c for c in df.columns if c not in ("frame", "x_nm", "y_nm") and len(df) and df[c].isna().all()]
-    df = df.drop(columns=empty)
+    return df.drop(columns=empty) if empty else df
+
+
+def _features(locs: Localizations, drop_empty: bool = True) -> pd.DataFrame:
+    df = locs.to_dataframe()
+    if drop_empty:  # a column that is NaN everywhere says nothing: hide it
+        df = _drop_empty(df)
     # napari features must be 1-D scalar columns; object columns (strings) are fine.
     if "sigma_x_nm" in df and "sigma_y_nm" in df and "uncertainty_nm" not in df:
         df["uncertainty_nm"] = np.sqrt(0.5 * (df["sigma_x_nm"] ** 2 + df["sigma_y_nm"] ** 2))
@@ -323,18 +330,37 @@ def localizations_layer_data(
         Point diameter (nm); default 0.75 camera pixel.
     """
     px = pixel_size_nm if pixel_size_nm is not None else locs.pixel_size_nm
-    coords = np.column_stack([locs.frames.astype(np.float64), locs["y_nm"], locs["x_nm"]]) if len(locs) else np.zeros((0, 3))
-    md = {k: locs.meta[k] for k in _META_KEYS if k in locs.meta}
+    return _points_tuple(_coords(locs), _features(locs), locs.meta, name, kind, px, metadata, size_nm)
+
+
+def _coords(locs: Localizations) -> np.ndarray:
+    """``(frame, y_nm, x_nm)`` rows of a table (float64)."""
+    if not len(locs):
+        return np.zeros((0, 3))
+    return np.column_stack([locs.frames.astype(np.float64), locs["y_nm"], locs["x_nm"]])
+
+
+def _points_tuple(
+    coords: np.ndarray,
+    features: pd.DataFrame,
+    meta: dict,
+    name: str,
+    kind: str,
+    px: float | None,
+    metadata: dict | None,
+    size_nm: float | None,
+) -> LayerDataTuple:
+    md = {k: meta[k] for k in _META_KEYS if k in meta}
     md.update(metadata or {})
     md["pixel_size_nm"] = px
     md["smlm_kind"] = kind
-    md["localizations_meta"] = _plain_meta(locs.meta)
+    md["localizations_meta"] = _plain_meta(meta)
     color = POINT_COLORS.get(kind, POINT_COLORS["localizations"])
     kw = {
         "name": name,
         "ndim": 3,
         "units": _units(3),
-        "features": _features(locs),
+        "features": features,
         "size": float(size_nm) if size_nm else _point_size(px),
         "face_color": "transparent",
         "border_color": color,
@@ -364,6 +390,51 @@ def pad_points(layer_data: LayerDataTuple, n: int) -> LayerDataTuple:
         kw["features"] = kw["features"].iloc[idx].reset_index(drop=True)
     kw["metadata"] = {**kw.get("metadata", {}), "live_points": m}
     return (np.asarray(coords)[idx], kw, kind)
+
+
+def points_part(locs: Localizations) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
+    """One batch of localizations as plain arrays for :func:`live_points_layer_data`.
+
+    Returns ``(coords, features, meta)``: ``(frame, y_nm, x_nm)`` rows, every feature column as
+    a numpy array (all-NaN columns kept: another batch may fill them) and the table's meta.
+    O(batch); meant to run on the worker thread, so the GUI thread only concatenates arrays.
+    """
+    feats = _features(locs, drop_empty=False)
+    return _coords(locs), {str(c): feats[c].to_numpy() for c in feats.columns}, locs.meta
+
+
+def live_points_layer_data(
+    parts: Any,
+    n: int,
+    name: str,
+    pixel_size_nm: float | None = None,
+    metadata: dict | None = None,
+    kind: str = "localizations",
+) -> LayerDataTuple:
+    """The latest ``n`` localizations of ``parts`` as a points tuple padded to ``n`` rows.
+
+    ``parts`` are :func:`points_part` results, oldest first. The result equals
+    ``pad_points(localizations_layer_data(latest_n_rows, ...), n)`` (same coordinates, features,
+    hidden all-NaN columns, ``live_points``) but costs only array concatenation of O(``n``) rows
+    whatever the length of the run; the layer metadata describes the newest part's table.
+    """
+    take: list = []
+    m = 0
+    for part in reversed(list(parts)):
+        if m >= n:
+            break
+        take.append(part)
+        m += len(part[0])
+    take.reverse()
+    if not take:
+        return pad_points(_points_tuple(np.zeros((0, 3)), pd.DataFrame(), {}, name, kind, pixel_size_nm, metadata, None), n)
+    coords = np.concatenate([c for c, _, _ in take])[-n:]
+    cols = list(dict.fromkeys(k for _, f, _ in take for k in f))
+    feats = {
+        c: np.concatenate([f[c] if c in f else np.full(len(co), np.nan) for co, f, _ in take])[-n:] for c in cols
+    }
+    df = _drop_empty(pd.DataFrame(feats))
+    return pad_points(_points_tuple(coords, df, take[-1][2], name, kind, pixel_size_nm, metadata, None), n)
 
 
 def points_to_localizations(

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -267,6 +268,8 @@ class SmlmDockWidget(QWidget):
         self._flush_timer.timeout.connect(self._run_flush)
         self._job: Any = None
         self.last_flush_s = 0.0
+        #: ``(start, seconds)`` of recent refreshes, repaint included (diagnosis, benchmarks)
+        self.refresh_log: deque = deque(maxlen=4096)
         jobs = self._jobs  # the list, not self: safe to use while the C++ object is being deleted
         self.destroyed.connect(lambda *_: _detach_all(jobs))
         self._body = QWidget()
@@ -315,6 +318,7 @@ class SmlmDockWidget(QWidget):
         if self._closed:
             return
         self.last_flush_s = time.perf_counter() - t
+        self.refresh_log.append((t, self.last_flush_s))
         ms = int(min(FLUSH_MAX_MS, max(FLUSH_MIN_MS, FLUSH_DUTY * 1000.0 * self.last_flush_s)))
         self._flush_timer.setInterval(ms)
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +84,13 @@ class _DomainWarnings:
 
 
 @dataclass(frozen=True)
+class _LivePart:
+    """Item after each ``"batch"`` update: that batch's points as plain arrays (worker side)."""
+
+    part: tuple
+
+
+@dataclass(frozen=True)
 class _FinalPoints:
     """Item after the ``"done"`` update: the points layer data of every localization (worker side)."""
 
@@ -115,7 +123,9 @@ def _reconstruction_job(data: Any, ckpt: Any, cfg: Any, camera: Any, points_name
     yield _DomainWarnings(warnings)
     for u in ReconstructionWidget._predict_gen(data, ckpt, cfg):
         yield u
-        if u.kind == UpdateKind.DONE:
+        if u.kind == UpdateKind.BATCH:
+            yield _LivePart(_layers.points_part(u.localizations))
+        elif u.kind == UpdateKind.DONE:
             frame_range = [int(u.start), int(u.stop)]
             done = u.localizations
             locs = Localizations(done.df, {**done.meta, **run_meta, "frame_range": frame_range})
@@ -140,6 +150,11 @@ class ReconstructionWidget(SmlmDockWidget):
         self._keep_stack = False
         self._final_points: tuple | None = None
         self._to_create: list[str] = []
+        self._live_parts: deque = deque()
+        self._live_rows = 0
+        self._steps: Any = None  # the refresh in progress (a generator of steps), or None
+        self._settle_t: float | None = None
+        self._final_flushed = False
         self._dirty = False
         self.domain_warnings: list[str] = []
 
@@ -447,6 +462,10 @@ class ReconstructionWidget(SmlmDockWidget):
         self._latest_display = None
         self._keep_stack = self.show_output.isChecked()  # the per-frame stack only when it is shown
         self._final_points = None
+        self._live_parts = deque()
+        self._live_rows = 0
+        self._steps = None
+        self._final_flushed = False
         self._display_max = 0.0
         self._last_frame = start
         self._movie_name = layer.name
@@ -524,6 +543,13 @@ class ReconstructionWidget(SmlmDockWidget):
         if isinstance(u, _FinalPoints):  # after "done": every localization, ready for the points layer
             self._final_points = u.layer_data
             return
+        if isinstance(u, _LivePart):  # keep the newest parts that cover LIVE_POINTS rows
+            parts = self._live_parts
+            parts.append(u.part)
+            self._live_rows += len(u.part[0])
+            while len(parts) > 1 and self._live_rows - len(parts[0][0]) >= LIVE_POINTS:
+                self._live_rows -= len(parts.popleft()[0])
+            return
         self._col.add(u)  # O(batch): the batch is kept, nothing is re-joined
         if u.kind == UpdateKind.BATCH:
             self._last_frame = int(u.stop) - 1
@@ -561,7 +587,68 @@ class ReconstructionWidget(SmlmDockWidget):
         locs.meta["frame_range"] = self._col.frame_range or [self._start, self._start]
         return locs
 
-    def _flush(self) -> None:
+    # ---------------------------------------------------------------- refreshes (GUI thread)
+    def _flush(self, then: Any = None) -> None:
+        """One refresh of the result layers, in steps, each in its own event-loop turn.
+
+        The steps (:meth:`_refresh_steps`: super-resolved image; points; network output and time
+        slider) each cost napari tens of ms; between them the event loop handles input and
+        repaints. A refresh that is still going on is not restarted: it reschedules itself at
+        its end if more updates came. ``then`` runs after the last step.
+        """
+        if self._steps is not None or self._final_flushed:
+            return
+        steps = self._refresh_steps()
+        self._steps = steps
+        self._advance(steps, then)
+
+    def _advance(self, steps: Any, then: Any) -> None:
+        if self._steps is not steps:  # dropped (the run ended, or the widget closed)
+            return
+        try:
+            next(steps)
+        except StopIteration:
+            self._steps = None
+            if self._settle_t is not None:  # the refresh's cost counts every step and its repaint
+                t, self._settle_t = self._settle_t, None
+                QTimer.singleShot(0, lambda: SmlmDockWidget._flush_settled(self, t))
+            if then is not None:
+                then()
+            elif self._dirty:
+                self.schedule_flush()
+            return
+        if self._closed:
+            self._steps = None
+            return
+        QTimer.singleShot(0, lambda: self._advance(steps, then))
+
+    def _flush_settled(self, t: float) -> None:
+        if self._steps is not None:  # still stepping: measured when the last step is done
+            if self._settle_t is None:
+                self._settle_t = t
+            return
+        super()._flush_settled(t)
+
+    def _end_run(self, state: Any, exc: BaseException | None = None) -> None:
+        """The last refresh (all localizations) in steps too; then the run ends (state, summary)."""
+        self._flush_timer.stop()
+        self._steps = None  # an unfinished live refresh: the final one redoes everything
+        self._settle_t = None
+        self._dirty = True
+        t0 = time.perf_counter()
+
+        def finish() -> None:
+            self.refresh_log.append((t0, time.perf_counter() - t0))
+            self._final_flushed = True  # the base's own final _flush() is then a no-op
+            SmlmDockWidget._end_run(self, state, exc)
+
+        if self._closed:
+            finish()
+        else:
+            self._flush(then=finish)
+
+    def _refresh_steps(self):
+        """The steps of one refresh (a generator; see :meth:`_flush`)."""
         col, rl = self._col, self._run_layers
         if not self._dirty or self._closed or col is None or rl is None or col.last is None:
             return
@@ -579,9 +666,9 @@ class ReconstructionWidget(SmlmDockWidget):
                 f"{col.n_done}/{col.n_total} frames, {col.n_found} localizations ({col.n_done / el:.1f} frames/s)"
                 + (f"; the points layer shows the latest {LIVE_POINTS:,} until the end" if live else "")
             )
-        # Creating a napari layer costs ~100 ms (vispy node, controls): while running, at most one
-        # new layer per refresh, the super-resolved image first; the rest follow at the next ones.
-        self._create_budget = 1 if running else len(rl.names)
+        # Layers are created at Run (_create_next_layer); one missing here (the user removed it, or
+        # the first refresh came first) is created by at most one refresh step.
+        self._create_budget = 1
         u = col.last
         if u.sr_image is not None:
             # one buffer for the whole run, filled in place: the layer only redraws (no data event)
@@ -591,8 +678,13 @@ class ReconstructionWidget(SmlmDockWidget):
                 self._sr_buf[...] = u.sr_image
             sr = _layers.super_resolved_layer_data(self._sr_buf, float(u.sr_pixel_size_nm), rl.names["sr"], metadata=md)
             self._put(rl, "sr", sr)
+            yield
+        self._create_budget = 1
         name = rl.names["points"]
-        if running or self._final_points is None:
+        if running and self._live_rows >= min(col.n_found, LIVE_POINTS):
+            # the newest LIVE_POINTS rows from the arrays the worker made: concatenation only
+            pts = _layers.live_points_layer_data(self._live_parts, LIVE_POINTS, name, pixel_size_nm=px, metadata=md)
+        elif running or self._final_points is None:
             locs = col.latest(LIVE_POINTS) if live else self.localizations()
             pts = _layers.localizations_layer_data(locs, name, pixel_size_nm=px, metadata=md)
         else:  # the end of a completed run: the table the worker built
@@ -602,8 +694,11 @@ class ReconstructionWidget(SmlmDockWidget):
         if self._put(rl, "points", pts) is not None:
             rl.rename("points", f"{name} (live)" if live else name)
         if self.show_output.isChecked():
+            yield
+            self._create_budget = 1
             self._flush_network_output(rl, md)
         if running and self.follow.isChecked() and self._run_meta["n_frames"] > 1 and self.viewer.dims.ndim >= 3:
+            yield
             self.viewer.dims.set_current_step(0, self._last_frame)
 
     def _put(self, rl: _layers.RunLayers, key: str, layer_data: Any) -> Any:
