@@ -168,3 +168,26 @@ def test_live_points_from_worker_arrays_equal_the_table_path(n):
     assert got[1]["metadata"].get("live_points") == expected[1]["metadata"].get("live_points")
     assert got[1]["metadata"]["localizations_meta"]["batch"] == 5
     assert got[1]["size"] == expected[1]["size"] and got[2] == "points"
+
+
+def test_worker_threads_run_at_a_lower_os_priority_than_the_gui_thread(qtbot):
+    import os
+    import sys
+
+    from napari_smlm._workers import WORKER_NICE, start_job
+
+    if not sys.platform.startswith("linux") or WORKER_NICE <= 0:
+        pytest.skip("per-thread priorities: Linux only")
+    seen = []
+
+    def gen():
+        seen.append((threading.current_thread() is threading.main_thread(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        yield 1
+
+    done = []
+    start_job(gen(), on_finished=lambda: done.append(1))
+    qtbot.waitUntil(lambda: bool(done), timeout=TIMEOUT_MS)
+    main_nice = os.getpriority(os.PRIO_PROCESS, os.getpid())
+    assert seen and seen[0][0] is False
+    assert seen[0][1] == min(19, main_nice + WORKER_NICE)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_nice  # the GUI thread is untouched
