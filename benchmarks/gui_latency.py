@@ -373,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle", type=float, default=3.0, help="seconds of heartbeat with nothing running, before each run: "
                    "the machine's own noise (default %(default)s)")
     p.add_argument("--timeout", type=float, default=3600.0, help="cancel a run after this many seconds (default %(default)s)")
+    p.add_argument("--worker-nice", type=int, default=None,
+                   help="nice levels of the worker threads below the GUI thread (default: the package's WORKER_NICE)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     p.add_argument("--label", default="", help="a label printed with the table (e.g. 'before' / 'after')")
     a = p.parse_args(argv)
@@ -385,6 +387,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.worker_nice is not None:
+        try:
+            from napari_smlm import _workers
+
+            _workers.WORKER_NICE = a.worker_nice
+        except (ImportError, AttributeError):  # older code: no such setting
+            pass
     from qtpy.QtWidgets import QApplication
 
     QApplication.instance() or napari.qt.get_qapp()

@@ -185,7 +185,7 @@ def test_worker_threads_run_at_a_lower_os_priority_than_the_gui_thread(qtbot):
         yield 1
 
     done = []
-    start_job(gen(), on_finished=lambda: done.append(1))
+    job = start_job(gen(), on_finished=lambda: done.append(1))  # noqa: F841 - keep the job alive
     qtbot.waitUntil(lambda: bool(done), timeout=TIMEOUT_MS)
     main_nice = os.getpriority(os.PRIO_PROCESS, os.getpid())
     assert seen and seen[0][0] is False

@@ -54,8 +54,10 @@ class JobError(Exception):
 WORKER_NICE = 5
 
 
-def lower_worker_priority(delta: int = WORKER_NICE) -> int | None:
-    """Set the calling thread's nice value to the main thread's + ``delta`` (Linux; never raises it).
+def lower_worker_priority(delta: int | None = None) -> int | None:
+    """Set the calling thread's nice value to the main thread's + ``delta`` (default :data:`WORKER_NICE`).
+
+    Linux only; a thread's priority is only ever lowered.
 
     Threads the worker starts afterwards (read-ahead, torch/OpenMP pools) inherit it. Returns the
     thread's nice value, or None where per-thread priorities are not available.
@@ -64,6 +66,7 @@ def lower_worker_priority(delta: int = WORKER_NICE) -> int | None:
     import sys
     import threading
 
+    delta = WORKER_NICE if delta is None else int(delta)
     if delta <= 0 or not sys.platform.startswith("linux") or not hasattr(os, "setpriority"):
         return None
     try:
