@@ -226,7 +226,8 @@ def run_case(
         def timed_flush(*args, **kwargs) -> None:
             t = time.perf_counter()
             starts.append((t, int(getattr(w, "_n_done", 0))))
-            if os.environ.get("GUI_LATENCY_NOFLUSH") and w.status.running:
+            job = getattr(w, "_job", None)
+            if os.environ.get("GUI_LATENCY_NOFLUSH") and job is not None and job.running:  # not the final one
                 pass  # diagnosis: what the worker alone costs the GUI thread
             else:
                 orig_flush(*args, **kwargs)
@@ -321,6 +322,8 @@ def run_case(
             "max_interval_cpu_ms": float(cpu.max()) if cpu.size else float("nan"),
             "gui_cpu_pct": 100.0 * float(cpu.sum()) / 1000.0 / max(wall, 1e-9),
             "load_avg": os.getloadavg()[0],
+            # how the blocked time splits: stalls over 50 / 100 / 250 / 500 ms (count, sum ms)
+            "stall_bins": {str(b): (int((stalls > b).sum()), round(float(stalls[stalls > b].sum()))) for b in (50, 100, 250, 500)},
             "idle_max_stall_ms": float(idle_stalls.max()) if idle_stalls.size else float("nan"),
             "idle_p99_stall_ms": float(np.percentile(idle_stalls, 99)) if idle_stalls.size else float("nan"),
             "idle_blocked_pct": 100.0 * float(idle_stalls.sum()) / 1000.0 / idle_s,
