@@ -321,6 +321,7 @@ def run_case(
             # (load-independent: a stall on a loaded machine is mostly waiting for a CPU)
             "max_interval_cpu_ms": float(cpu.max()) if cpu.size else float("nan"),
             "gui_cpu_pct": 100.0 * float(cpu.sum()) / 1000.0 / max(wall, 1e-9),
+            "p99_interval_cpu_ms": float(np.percentile(cpu, 99)) if cpu.size else float("nan"),
             "load_avg": os.getloadavg()[0],
             # how the blocked time splits: stalls over 50 / 100 / 250 / 500 ms (count, sum ms)
             "stall_bins": {str(b): (int((stalls > b).sum()), round(float(stalls[stalls > b].sum()))) for b in (50, 100, 250, 500)},
