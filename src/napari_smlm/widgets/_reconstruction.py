@@ -617,8 +617,10 @@ class ReconstructionWidget(SmlmDockWidget):
             elif self._dirty:
                 self.schedule_flush()
             return
-        if self._closed:
+        if self._closed:  # the widget is going away: no more steps, but a run still ends
             self._steps = None
+            if then is not None:
+                then()
             return
         QTimer.singleShot(0, lambda: self._advance(steps, then))
 
