@@ -130,7 +130,7 @@ class StackSampler:
         self._stop.set()
         self._thread.join()
 
-    def breakdown(self, t0: float, t1: float, top: int = 14) -> list[tuple[str, float]]:
+    def breakdown(self, t0: float, t1: float, top: int = 30) -> list[tuple[str, float]]:
         """``(function, share of samples)`` of the functions on the stack between ``t0`` and ``t1``."""
         from collections import Counter
 
