@@ -93,6 +93,7 @@ def test_result_layers_exist_at_run_start_unselected_and_end_with_the_worker_bui
     assert threads and all(t is not threading.main_thread() for t in threads)
     # same layer objects; the points layer holds the table the worker built, equal to the run's table
     assert {k: _raw(la) for k, la in w.result_layers().items()} == layers
+    assert all(la.visible for la in layers.values())  # created hidden, shown one event-loop turn later
     assert w._final_points is not None
     locs = w.localizations()
     expected = _layers.localizations_layer_data(locs, "x", pixel_size_nm=locs.meta["pixel_size_nm"])
