@@ -20,13 +20,17 @@ Figures (per case):
 * **blocked %** = Σ stalls / wall time of the run;
 * **idle**: the same heartbeat for a few seconds before Run, with nothing running — the machine's
   own noise (other processes, the X server), to read the figures against;
+* **GUI CPU**: the CPU time the GUI thread itself used in its busiest interval, and in all
+  (% of the wall time) — on a loaded machine a stall is mostly waiting for a CPU; this is the work
+  the event loop did, whatever the load (``time.thread_time`` at each heartbeat);
 * **refresh cost**: wall time of each throttled layer refresh of the widget (``_flush``), median
   in the first and the last quarter of the run (by frames done), and the largest one: a refresh
   whose cost grows with the run's length shows up as last ≫ first.
 
 Goals (issue 10): max stall ≤ 250 ms, p99 ≤ 50 ms, blocked ≤ 5 %, no growth of the refresh cost.
 
-Diagnosis: ``GUI_LATENCY_PROFILE=1`` prints a cProfile of the steady-state refreshes;
+Diagnosis: ``GUI_LATENCY_PROFILE=1`` prints a cProfile of the GUI thread from Run to the end;
+``GUI_LATENCY_SAMPLE=1`` breaks the longest stalls down by the functions on the GUI thread's stack;
 ``GUI_LATENCY_NOFLUSH=1`` skips the refreshes while running (what the worker alone costs the GUI
 thread: GIL contention). The JSON output (``--json``) lists the five longest stalls and every
 refresh (time, frames done, cost).
@@ -76,6 +80,70 @@ def _simulated_movie(n_frames: int, tmpdir: Path, seed: int = 3) -> Path:
     return path
 
 
+class StackSampler:
+    """Samples the GUI thread's Python stack every ``period_s`` from another thread (diagnosis).
+
+    ``GUI_LATENCY_SAMPLE=1``: after the run, each of the longest stalls is broken down by the
+    functions that were on the GUI thread's stack during it (share of the samples taken inside
+    the stall). A stack sampled while the GUI thread waits for the GIL shows where it waits.
+    """
+
+    def __init__(self, period_s: float = 0.002, depth: int = 60):
+        import threading
+
+        self.period_s, self.depth = period_s, depth
+        self.target = threading.main_thread().ident
+        self.samples: list[tuple[float, tuple[str, ...]]] = []
+        self.others: list[tuple[float, list[tuple[str, ...]]]] = []  # other threads, innermost frames
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+
+    @staticmethod
+    def _stack(f, depth: int) -> tuple[str, ...]:
+        stack = []
+        while f is not None and len(stack) < depth:
+            co = f.f_code
+            stack.append(f"{Path(co.co_filename).parent.name}/{Path(co.co_filename).name}:{co.co_name}:{f.f_lineno}")
+            f = f.f_back
+        return tuple(stack)
+
+    def _loop(self) -> None:
+        import threading
+
+        me = threading.get_ident()
+        while not self._stop.wait(self.period_s):
+            frames = sys._current_frames()
+            t = time.perf_counter()
+            self.samples.append((t, self._stack(frames.get(self.target), self.depth)))
+            self.others.append((t, [self._stack(f, 6) for k, f in frames.items() if k not in (self.target, me)]))
+
+    def gap_culprits(self, t0: float, t1: float) -> list[tuple[str, ...]]:
+        """Other threads' stacks at the last sample before ``t0`` and the first after ``t1``."""
+        before = [o for t, o in self.others if t < t0][-1:]
+        after = [o for t, o in self.others if t > t1][:1]
+        return [s for o in before + after for s in o if s and "threading.py" not in s[0] and "queue.py" not in s[0]]
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def breakdown(self, t0: float, t1: float, top: int = 30) -> list[tuple[str, float]]:
+        """``(function, share of samples)`` of the functions on the stack between ``t0`` and ``t1``."""
+        from collections import Counter
+
+        inside = [s for t, s in self.samples if t0 <= t <= t1]
+        if not inside:
+            return []
+        c: Counter = Counter()
+        for s in inside:
+            c.update({f.rsplit(":", 1)[0] for f in s})
+        skip = ("gui_latency.py", "qt_event_loop", "threading.py")
+        return [(k, v / len(inside)) for k, v in c.most_common(200) if not any(x in k for x in skip)][:top]
+
+
 class Heartbeat:
     """A 20 ms QTimer on the GUI thread that records when it actually fired."""
 
@@ -84,18 +152,27 @@ class Heartbeat:
 
         self.period_s = period_ms / 1000.0
         self.ticks: list[float] = []
+        self.cpu: list[float] = []  # the GUI thread's CPU time at each tick (time.thread_time)
         self.timer = QTimer()
         self.timer.setTimerType(Qt.TimerType.PreciseTimer)
         self.timer.setInterval(period_ms)
-        self.timer.timeout.connect(lambda: self.ticks.append(time.perf_counter()))
+        self.timer.timeout.connect(self._tick)
+
+    def _tick(self) -> None:
+        self.ticks.append(time.perf_counter())
+        self.cpu.append(time.thread_time())
 
     def start(self) -> None:
-        self.ticks = [time.perf_counter()]
+        self.ticks, self.cpu = [time.perf_counter()], [time.thread_time()]
         self.timer.start()
 
     def stop(self) -> None:
         self.timer.stop()
-        self.ticks.append(time.perf_counter())
+        self._tick()
+
+    def cpu_ms(self) -> np.ndarray:
+        """CPU time the GUI thread used in each interval (ms): its own work, whatever the load."""
+        return np.diff(np.asarray(self.cpu)) * 1000.0
 
     def stalls_ms(self) -> np.ndarray:
         gaps = np.diff(np.asarray(self.ticks))
@@ -134,30 +211,35 @@ def run_case(
         idle.stop()
         idle_stalls = idle.stalls_ms()
 
-        # time every throttled layer refresh
+        # time every throttled layer refresh: (start, frames done, cost)
         refreshes: list[tuple[float, int, float]] = []
+        starts: list[tuple[float, int]] = []  # (when the refresh timer fired, frames done then)
+        stepwise = hasattr(w, "refresh_log")  # newer widgets log each refresh's cost, repaint included
         orig_flush = w._flush
 
         prof = None
         if os.environ.get("GUI_LATENCY_PROFILE"):
             import cProfile
 
-            prof = cProfile.Profile()
+            prof = cProfile.Profile()  # all the GUI thread's work from Run to the end (cProfile is per thread)
 
-        def timed_flush() -> None:
+        def timed_flush(*args, **kwargs) -> None:
             t = time.perf_counter()
-            if os.environ.get("GUI_LATENCY_NOFLUSH") and w.status.running:
+            starts.append((t, int(getattr(w, "_n_done", 0))))
+            job = getattr(w, "_job", None)
+            if os.environ.get("GUI_LATENCY_NOFLUSH") and job is not None and job.running:  # not the final one
                 pass  # diagnosis: what the worker alone costs the GUI thread
-            elif prof is not None and len(refreshes) >= 3 and w.status.running:  # steady state only
-                prof.runcall(orig_flush)
             else:
-                orig_flush()
-            refreshes.append((t, int(getattr(w, "_n_done", 0)), time.perf_counter() - t))
+                orig_flush(*args, **kwargs)
+            if not stepwise:
+                refreshes.append((t, starts[-1][1], time.perf_counter() - t))
 
         if not hasattr(w, "_run_flush"):  # older widgets: the timer was connected to the bound method
             w._flush_timer.timeout.disconnect()
             w._flush_timer.timeout.connect(timed_flush)
         w._flush = timed_flush  # newer widgets: the timer calls _run_flush, which looks _flush up
+        if stepwise:
+            w.refresh_log.clear()
 
         loop = QEventLoop()
         ended: list[str] = []
@@ -172,16 +254,41 @@ def run_case(
         guard.setSingleShot(True)
         guard.timeout.connect(lambda: (ended.append("timeout"), w.cancel_button.click()))
         guard.start(int(timeout_s * 1000))
+        sampler = StackSampler() if os.environ.get("GUI_LATENCY_SAMPLE") else None
+        if sampler is not None:
+            sampler.start()
         hb = Heartbeat()
         hb.start()
         t0 = time.perf_counter()
+        if prof is not None:
+            prof.enable()
         w.run_button.click()
         if w.status.running:
             loop.exec()
+        if prof is not None:
+            prof.disable()
         wall = time.perf_counter() - t0
         hb.stop()
         guard.stop()
         stalls = hb.stalls_ms()
+        cpu = hb.cpu_ms()
+        if stepwise:  # match each logged refresh to the frames done when it started
+            st = np.asarray([a for a, _ in starts]) if starts else np.zeros(0)
+            for t, cost in list(w.refresh_log):
+                i = int(np.searchsorted(st, t + 1e-6)) - 1
+                refreshes.append((t, starts[i][1] if i >= 0 else 0, cost))
+        if sampler is not None:
+            sampler.stop()
+            tk = np.asarray(hb.ticks)
+            for i in np.argsort(stalls)[::-1][:8]:
+                print(f"--- stall {stalls[i]:.0f} ms at {tk[i] - t0:.2f} s after Run:")
+                n_in = sum(1 for t, _ in sampler.samples if tk[i] <= t <= tk[i + 1])
+                print(f"    ({n_in} samples inside)")
+                for fn, share in sampler.breakdown(tk[i], tk[i + 1]):
+                    print(f"    {100 * share:5.1f} %  {fn}")
+                if n_in < 0.25 * stalls[i] / 2.0:  # the sampler itself waited: who held the GIL?
+                    for st in sampler.gap_culprits(tk[i], tk[i + 1]):
+                        print("    other thread:", " < ".join(st))
         if prof is not None:
             import pstats
 
@@ -210,6 +317,14 @@ def run_case(
             "max_stall_ms": float(stalls.max()) if stalls.size else float("nan"),
             "p99_stall_ms": float(np.percentile(stalls, 99)) if stalls.size else float("nan"),
             "blocked_pct": 100.0 * float(stalls.sum()) / 1000.0 / max(wall, 1e-9),
+            # the GUI thread's own CPU time: the longest interval's and the share of the wall time
+            # (load-independent: a stall on a loaded machine is mostly waiting for a CPU)
+            "max_interval_cpu_ms": float(cpu.max()) if cpu.size else float("nan"),
+            "gui_cpu_pct": 100.0 * float(cpu.sum()) / 1000.0 / max(wall, 1e-9),
+            "p99_interval_cpu_ms": float(np.percentile(cpu, 99)) if cpu.size else float("nan"),
+            "load_avg": os.getloadavg()[0],
+            # how the blocked time splits: stalls over 50 / 100 / 250 / 500 ms (count, sum ms)
+            "stall_bins": {str(b): (int((stalls > b).sum()), round(float(stalls[stalls > b].sum()))) for b in (50, 100, 250, 500)},
             "idle_max_stall_ms": float(idle_stalls.max()) if idle_stalls.size else float("nan"),
             "idle_p99_stall_ms": float(np.percentile(idle_stalls, 99)) if idle_stalls.size else float("nan"),
             "idle_blocked_pct": 100.0 * float(idle_stalls.sum()) / 1000.0 / idle_s,
@@ -220,6 +335,8 @@ def run_case(
             "layers": [la.name for la in viewer.layers],
             # the 5 longest stalls: (start s after Run, stall ms, longest refresh inside it ms)
             "worst_stalls": [(round(float(ticks[i] - t0), 2), round(float(stalls[i])), round(r)) for i, r in zip(worst, in_refresh)],
+            # (start s after Run, stall ms, GUI CPU ms in it) of the 5 intervals with the most GUI CPU
+            "worst_cpu": [(round(float(ticks[i] - t0), 2), round(float(stalls[i])), round(float(cpu[i]))) for i in np.argsort(cpu)[::-1][:5]],
             "refresh_log": [(round(t - t0, 2), n, round(1000 * d, 1)) for t, n, d in refreshes],
         }
     finally:
@@ -231,16 +348,17 @@ def run_case(
 def _table(rows: list[dict]) -> str:
     head = (
         "| case | frames | locs | wall s | frames/s | max stall ms | p99 stall ms | blocked % "
-        "| refreshes | refresh ms first¼ / last¼ / max | idle: max / p99 ms, blocked % |"
+        "| refreshes | refresh ms first¼ / last¼ / max | idle: max / p99 ms, blocked % | GUI CPU: max interval ms, % of wall | load |"
     )
-    out = [head, "|" + "---|" * 11]
+    out = [head, "|" + "---|" * 13]
     for r in rows:
         ok = all(r[k] <= v for k, v in GOALS.items())
         out.append(
             f"| {r['case']} | {r['frames_done']}/{r['frames']} | {r['localizations']:,} | {r['wall_s']:.1f} "
             f"| {r['frames_per_s']:.1f} | {r['max_stall_ms']:.0f} | {r['p99_stall_ms']:.0f} | {r['blocked_pct']:.1f}"
             f"{'' if ok else ' ✗'} | {r['refreshes']} | {r['refresh_first_ms']:.1f} / {r['refresh_last_ms']:.1f} / "
-            f"{r['refresh_max_ms']:.0f} | {r['idle_max_stall_ms']:.0f} / {r['idle_p99_stall_ms']:.0f}, {r['idle_blocked_pct']:.1f} |"
+            f"{r['refresh_max_ms']:.0f} | {r['idle_max_stall_ms']:.0f} / {r['idle_p99_stall_ms']:.0f}, {r['idle_blocked_pct']:.1f} "
+            f"| {r['max_interval_cpu_ms']:.0f}, {r['gui_cpu_pct']:.1f} | {r['load_avg']:.1f} |"
         )
     return "\n".join(out)
 
@@ -259,6 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--idle", type=float, default=3.0, help="seconds of heartbeat with nothing running, before each run: "
                    "the machine's own noise (default %(default)s)")
     p.add_argument("--timeout", type=float, default=3600.0, help="cancel a run after this many seconds (default %(default)s)")
+    p.add_argument("--worker-nice", type=int, default=None,
+                   help="nice levels of the worker threads below the GUI thread (default: the package's WORKER_NICE)")
     p.add_argument("--json", type=Path, default=None, help="also write the figures to this JSON file")
     p.add_argument("--label", default="", help="a label printed with the table (e.g. 'before' / 'after')")
     a = p.parse_args(argv)
@@ -271,6 +391,13 @@ def main(argv: list[str] | None = None) -> int:
 
     if a.threads:
         torch.set_num_threads(a.threads)
+    if a.worker_nice is not None:
+        try:
+            from napari_smlm import _workers
+
+            _workers.WORKER_NICE = a.worker_nice
+        except (ImportError, AttributeError):  # older code: no such setting
+            pass
     from qtpy.QtWidgets import QApplication
 
     QApplication.instance() or napari.qt.get_qapp()

@@ -51,6 +51,8 @@ __all__ = [
     "network_output_layer_data",
     "localizations_layer_data",
     "pad_points",
+    "points_part",
+    "live_points_layer_data",
     "points_to_localizations",
     "layer_to_localizations",
     "validate_movie_layer",
@@ -286,11 +288,16 @@ def _point_size(pixel_size_nm: float | None) -> float:
     return 0.75 * float(pixel_size_nm) if pixel_size_nm else DEFAULT_POINT_SIZE_NM
 
 
-def _features(locs: Localizations) -> pd.DataFrame:
-    df = locs.to_dataframe()
-    # a column that is NaN everywhere (e.g. photons of a density-map model) says nothing: hide it
+def _drop_empty(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` without the columns that are NaN everywhere (e.g. photons of a density-map model)."""
     empty = [c for c in df.columns if c not in ("frame", "x_nm", "y_nm") and len(df) and df[c].isna().all()]
-    df = df.drop(columns=empty)
+    return df.drop(columns=empty) if empty else df
+
+
+def _features(locs: Localizations, drop_empty: bool = True) -> pd.DataFrame:
+    df = locs.to_dataframe()
+    if drop_empty:  # a column that is NaN everywhere says nothing: hide it
+        df = _drop_empty(df)
     # napari features must be 1-D scalar columns; object columns (strings) are fine.
     if "sigma_x_nm" in df and "sigma_y_nm" in df and "uncertainty_nm" not in df:
         df["uncertainty_nm"] = np.sqrt(0.5 * (df["sigma_x_nm"] ** 2 + df["sigma_y_nm"] ** 2))
@@ -330,20 +337,38 @@ def localizations_layer_data(
         Point diameter (nm); default 0.75 camera pixel.
     """
     px = pixel_size_nm if pixel_size_nm is not None else locs.pixel_size_nm
-    coords = np.column_stack([locs.frames.astype(np.float64), locs["y_nm"], locs["x_nm"]]) if len(locs) else np.zeros((0, 3))
-    md = {k: locs.meta[k] for k in _META_KEYS if k in locs.meta}
+    return _points_tuple(_coords(locs), _features(locs), locs.meta, name, kind, px, metadata, size_nm)
+
+
+def _coords(locs: Localizations) -> np.ndarray:
+    """``(frame, y_nm, x_nm)`` rows of a table (float64)."""
+    if not len(locs):
+        return np.zeros((0, 3))
+    return np.column_stack([locs.frames.astype(np.float64), locs["y_nm"], locs["x_nm"]])
+
+
+def _points_tuple(
+    coords: np.ndarray,
+    features: pd.DataFrame,
+    meta: dict,
+    name: str,
+    kind: str,
+    px: float | None,
+    metadata: dict | None,
+    size_nm: float | None,
+) -> LayerDataTuple:
+    md = {k: meta[k] for k in _META_KEYS if k in meta}
     md.update(metadata or {})
     md["pixel_size_nm"] = px
     md["smlm_kind"] = kind
-    md["localizations_meta"] = _plain_meta(locs.meta)
+    md["localizations_meta"] = _plain_meta(meta)
     color = POINT_COLORS.get(kind, POINT_COLORS["localizations"])
-    feats = _features(locs)
-    md["feature_descriptions"] = _feature_descriptions(feats)
+    md["feature_descriptions"] = _feature_descriptions(features)
     kw = {
         "name": name,
         "ndim": 3,
         "units": _units(3),
-        "features": feats,
+        "features": features,
         "size": float(size_nm) if size_nm else _point_size(px),
         "face_color": "transparent",
         "border_color": color,
@@ -373,6 +398,51 @@ def pad_points(layer_data: LayerDataTuple, n: int) -> LayerDataTuple:
         kw["features"] = kw["features"].iloc[idx].reset_index(drop=True)
     kw["metadata"] = {**kw.get("metadata", {}), "live_points": m}
     return (np.asarray(coords)[idx], kw, kind)
+
+
+def points_part(locs: Localizations) -> tuple[np.ndarray, dict[str, np.ndarray], dict]:
+    """One batch of localizations as plain arrays for :func:`live_points_layer_data`.
+
+    Returns ``(coords, features, meta)``: ``(frame, y_nm, x_nm)`` rows, every feature column as
+    a numpy array (all-NaN columns kept: another batch may fill them) and the table's meta.
+    O(batch); meant to run on the worker thread, so the GUI thread only concatenates arrays.
+    """
+    feats = _features(locs, drop_empty=False)
+    return _coords(locs), {str(c): feats[c].to_numpy() for c in feats.columns}, locs.meta
+
+
+def live_points_layer_data(
+    parts: Any,
+    n: int,
+    name: str,
+    pixel_size_nm: float | None = None,
+    metadata: dict | None = None,
+    kind: str = "localizations",
+) -> LayerDataTuple:
+    """The latest ``n`` localizations of ``parts`` as a points tuple padded to ``n`` rows.
+
+    ``parts`` are :func:`points_part` results, oldest first. The result equals
+    ``pad_points(localizations_layer_data(latest_n_rows, ...), n)`` (same coordinates, features,
+    hidden all-NaN columns, ``live_points``) but costs only array concatenation of O(``n``) rows
+    whatever the length of the run; the layer metadata describes the newest part's table.
+    """
+    take: list = []
+    m = 0
+    for part in reversed(list(parts)):
+        if m >= n:
+            break
+        take.append(part)
+        m += len(part[0])
+    take.reverse()
+    if not take:
+        return pad_points(_points_tuple(np.zeros((0, 3)), pd.DataFrame(), {}, name, kind, pixel_size_nm, metadata, None), n)
+    coords = np.concatenate([c for c, _, _ in take])[-n:]
+    cols = list(dict.fromkeys(k for _, f, _ in take for k in f))
+    feats = {
+        c: np.concatenate([f[c] if c in f else np.full(len(co), np.nan) for co, f, _ in take])[-n:] for c in cols
+    }
+    df = _drop_empty(pd.DataFrame(feats))
+    return pad_points(_points_tuple(coords, df, take[-1][2], name, kind, pixel_size_nm, metadata, None), n)
 
 
 def points_to_localizations(
@@ -651,12 +721,10 @@ def update_layer(layer: Any, layer_data: LayerDataTuple, contrast: bool = True) 
     """
     data, kw, layer_type = layer_data
     if layer_type == "points":
-        n_old = len(layer.data)
+        # new points get the layer's current size: the one it was created with, or the user's
         layer.data = data
         feats = kw.get("features")
         layer.features = feats if feats is not None else pd.DataFrame(index=range(len(data)))
-        if n_old == 0 and len(data) and "size" in kw:  # first points: napari's default size is in data units
-            layer.size = kw["size"]
     else:
         if layer.data is data:  # filled in place by the caller: redraw, no data event / extent update
             layer.refresh()
@@ -719,6 +787,25 @@ def label_axes(viewer: Any) -> None:
         dims.axis_labels = tuple(str(i) for i in range(-n, -3)) + ("frame", "y", "x")
 
 
+def _add_unselected(viewer: Any, layer: Any) -> Any:
+    """``viewer.add_layer(layer)`` without making it the selected (active) layer.
+
+    A run adds its result layers while the user works: napari would select each new layer, so the
+    user's selection (and the layer controls shown) would jump, and switching the controls costs
+    the GUI thread ~20 % of the layer's creation. napari's layer list has a flag for this
+    (``_activate_on_insert``, private); where it is missing, napari's default applies.
+    """
+    layers = _unwrap(viewer).layers
+    flag = getattr(layers, "_activate_on_insert", None)
+    if flag is None or len(layers) == 0:  # the first layer is selected as usual
+        return viewer.add_layer(layer)
+    layers._activate_on_insert = False
+    try:
+        return viewer.add_layer(layer)
+    finally:
+        layers._activate_on_insert = flag
+
+
 class RunLayers:
     """The result layers of one run: created on first use, then updated in place (GUI thread).
 
@@ -733,6 +820,7 @@ class RunLayers:
         self.viewer = viewer
         self.names = dict(names)
         self.layers: dict[str, Any] = {}
+        self.created: set[str] = set()  # keys whose layer this run added (not adopted)
         for key, layer in (reuse or {}).items():
             if layer is not None and _in_viewer(viewer, layer) and key in self.names:
                 self.layers[key] = layer
@@ -757,11 +845,21 @@ class RunLayers:
         kw = {**kw, "name": self.names.get(key, kw.get("name"))}
         from napari.layers import Layer
 
-        layer = self.viewer.add_layer(Layer.create(data, kw, layer_type))
+        layer = _add_unselected(self.viewer, Layer.create(data, kw, layer_type))
         if "contrast_limits" in kw and hasattr(layer, "contrast_limits"):
             layer.metadata[AUTO_CONTRAST_KEY] = tuple(float(v) for v in layer.contrast_limits)
         self.layers[key] = layer
+        self.created.add(key)
         return layer
+
+    def remove_created(self) -> None:
+        """Remove the layers this run added (e.g. still empty when a run failed before any result)."""
+        for key in sorted(self.created):
+            layer = self.get(key)
+            if layer is not None:
+                self.viewer.layers.remove(layer)
+            self.layers.pop(key, None)
+        self.created.clear()
 
     def rename(self, key: str, name: str) -> None:
         layer = self.get(key)

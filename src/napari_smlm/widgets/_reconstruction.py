@@ -16,16 +16,24 @@ user's colormap, contrast and point style are kept). Refreshes are throttled by 
 O(run): while running, the points layer shows the latest :data:`LIVE_POINTS` localizations
 (its name says "(live)"); all of them arrive once the run ends. Cancel stops after the current
 batch and keeps everything found; Export writes what was found.
+
+What stays off the GUI thread (it would stall napari): the out-of-distribution check of the movie
+(reads frames) and the final points table (coordinates + features of every localization) are
+computed by the worker (:func:`_reconstruction_job`); the result layers are created right after
+Run, one per event-loop turn, so no refresh pays for a layer's creation.
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import deque
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -69,6 +77,71 @@ CAMERA_FROM_MODEL = "model's camera"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
+@dataclass(frozen=True)
+class _DomainWarnings:
+    """First item of a reconstruction job: the movie's out-of-distribution warnings (worker side)."""
+
+    warnings: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _LivePart:
+    """Item after each ``"batch"`` update: that batch's points as plain arrays (worker side)."""
+
+    part: tuple
+
+
+@dataclass(frozen=True)
+class _FinalPoints:
+    """Item after the ``"done"`` update: the points layer data of every localization (worker side)."""
+
+    layer_data: tuple
+
+
+def _points_layer_data(locs: Any, name: str, px: float, run_meta: dict, frame_range: Any) -> tuple:
+    """The points layer tuple of ``locs`` with the run's metadata (``localizations_meta`` included)."""
+    md = {**run_meta, "frame_range": frame_range, "live_points": None}
+    return _layers.localizations_layer_data(locs, name, pixel_size_nm=px, metadata=md)
+
+
+def _reconstruction_job(data: Any, ckpt: Any, cfg: Any, camera: Any, points_name: str, run_meta: dict,
+                        inner: Any = None):
+    """The worker's generator: domain check, ``iter_predict``'s updates, then the final points data.
+
+    Yields a :class:`_DomainWarnings` first, then every update of
+    :func:`~napari_smlm._workers.predict_job`, and after a ``"done"`` update a
+    :class:`_FinalPoints` (coordinates and features of all localizations: O(run) work that would
+    otherwise stall the GUI thread at the end of the run). ``inner``: the updates to drain instead
+    of ``predict_job``'s (the streamed job); its final table is the file's bounded view, which
+    the widget reads itself (no :class:`_FinalPoints`).
+    """
+    from ..core.localizations import Localizations
+    from ..core.models.domain import check_movie
+
+    px = float(run_meta["pixel_size_nm"])
+    try:
+        warnings = tuple(check_movie(ckpt, data, camera=camera, pixel_size_nm=px).warnings)
+    except Exception as exc:  # noqa: BLE001 - a failed estimate must not stop the run
+        log.debug("out-of-distribution check failed: %s", exc)
+        warnings = ()
+    yield _DomainWarnings(warnings)
+    updates = ReconstructionWidget._predict_gen(data, ckpt, cfg) if inner is None else inner
+    try:
+        for u in updates:
+            yield u
+            if u.kind == UpdateKind.BATCH:
+                yield _LivePart(_layers.points_part(u.localizations))
+            elif u.kind == UpdateKind.DONE and inner is None:
+                frame_range = [int(u.start), int(u.stop)]
+                done = u.localizations
+                locs = Localizations(done.df, {**done.meta, **run_meta, "frame_range": frame_range})
+                yield _FinalPoints(_points_layer_data(locs, points_name, px, run_meta, frame_range))
+    finally:  # Stop closes this generator: close the inner one now (a streamed file is finished then)
+        close = getattr(updates, "close", None)
+        if close is not None:
+            close()
+
+
 class ReconstructionWidget(SmlmDockWidget):
     """Reconstruct a movie layer with a deep-learning model (napari-smlm.reconstruct_movie)."""
 
@@ -84,7 +157,16 @@ class ReconstructionWidget(SmlmDockWidget):
         self._stack: np.ndarray | None = None
         self._sr_buf: np.ndarray | None = None
         self._latest_display: np.ndarray | None = None
+        self._keep_stack = False
+        self._final_points: tuple | None = None
+        self._to_create: list[str] = []
+        self._live_parts: deque = deque()
+        self._live_rows = 0
+        self._steps: Any = None  # the refresh in progress (a generator of steps), or None
+        self._settle_t: float | None = None
+        self._final_flushed = False
         self._dirty = False
+        self.domain_warnings: list[str] = []
 
         # ---------------------------------------------------------------- inputs
         self.movie_picker = LayerPicker(napari_viewer, (Image,))
@@ -386,7 +468,7 @@ class ReconstructionWidget(SmlmDockWidget):
             except Exception as exc:  # noqa: BLE001 - ValueError / OutputExistsError: tell the user
                 notify_error(error_reason(exc))
                 return False
-        self._warn_out_of_domain(ckpt, data, camera, px)
+        self.domain_warnings = []  # the worker checks the movie first (_DomainWarnings)
         # Snapshot: dask arrays are immutable; small numpy arrays are copied.
         if isinstance(data, np.ndarray) and data.nbytes <= SNAPSHOT_COPY_BYTES:
             data = data.copy()
@@ -398,6 +480,12 @@ class ReconstructionWidget(SmlmDockWidget):
         self._stack = None
         self._sr_buf = None
         self._latest_display = None
+        self._keep_stack = self.show_output.isChecked()  # the per-frame stack only when it is shown
+        self._final_points = None
+        self._live_parts = deque()
+        self._live_rows = 0
+        self._steps = None
+        self._final_flushed = False
         self._display_max = 0.0
         self._last_frame = start
         self._movie_name = layer.name
@@ -418,23 +506,49 @@ class ReconstructionWidget(SmlmDockWidget):
         self.progress.setValue(0)
         if self._streaming:
             self._run_meta["stream_path"] = str(stream_path)
-        gen = self.stream.job(data, ckpt, cfg, stream_path) if self._streaming else self._predict_gen(data, ckpt, cfg)
-        self.start_run(gen, self._on_update, f"Reconstructing {self._n_total} frames with {entry.label}…")
+        inner = self.stream.job(data, ckpt, cfg, stream_path) if self._streaming else None
+        job = _reconstruction_job(data, ckpt, cfg, camera, self._run_layers.names["points"], dict(self._run_meta),
+                                  inner=inner)
+        self.start_run(job, self._on_update, f"Reconstructing {self._n_total} frames with {entry.label}…")
+        # The result layers now, one per event-loop turn (creating a napari layer costs 0.1-0.5 s of
+        # GUI thread here: vispy visual, layer controls): the heartbeat and clicks get in between,
+        # and no live refresh pays for a creation.
+        self._to_create = ["points", "sr"]
+        QTimer.singleShot(0, self._create_next_layer)
         return True
 
-    def _warn_out_of_domain(self, ckpt: Any, data: Any, camera: Any, px: float) -> None:
-        """Warn (not refuse) when the movie looks unlike the model's training data (a few frames read)."""
-        from ..core.models.domain import check_movie
+    def _create_next_layer(self) -> None:
+        """Create one result layer of the current run, empty and hidden; it is shown one turn later.
 
-        self.domain_warnings: list[str] = []
-        try:
-            warnings = check_movie(ckpt, data, camera=camera, pixel_size_nm=px).warnings
-        except Exception as exc:  # noqa: BLE001 - a failed estimate must not stop the run
-            log.debug("out-of-distribution check failed: %s", exc)
+        Hidden at first, shown by :meth:`_show_created`: napari's part of a creation (vispy visual,
+        layer controls) and vispy's first draw of the new visual (shader compile) are then two
+        shorter stalls instead of one. A layer adopted from the previous run is left as it is.
+        """
+        rl = self._run_layers
+        if self._closed or rl is None or not self._to_create:
             return
-        if warnings:
-            notify_warning(" ".join(warnings))
-        self.domain_warnings = list(warnings)
+        key = self._to_create.pop(0)
+        layer = None
+        if key not in rl.layers:
+            px = self._run_meta["pixel_size_nm"]
+            md = {**self._run_meta, "frame_range": [self._start, self._start]}
+            if key == "points":
+                from ..core.localizations import Localizations
+
+                ldt = _points_layer_data(Localizations.empty(), rl.names[key], px, self._run_meta, md["frame_range"])
+            else:  # an invisible 1x1 placeholder (additive blending of 0); the first batch sets the grid
+                ldt = _layers.super_resolved_layer_data(np.zeros((1, 1), np.float32), px, rl.names[key], metadata=md,
+                                                        contrast_limits=(0.0, 1.0))
+            ldt[1]["visible"] = False
+            layer = rl.update(key, ldt)
+        QTimer.singleShot(0, lambda: self._show_created(layer))
+
+    def _show_created(self, layer: Any) -> None:
+        """Show a result layer created hidden by :meth:`_create_next_layer`; then create the next one."""
+        if layer is not None and not self._closed:
+            layer.visible = True
+        if self._to_create and not self._closed:
+            QTimer.singleShot(0, self._create_next_layer)
 
     @staticmethod
     def _predict_gen(data: Any, ckpt: Any, cfg: Any):
@@ -458,6 +572,21 @@ class ReconstructionWidget(SmlmDockWidget):
 
     # ---------------------------------------------------------------- worker updates (GUI thread)
     def _on_update(self, u: Any) -> None:
+        if isinstance(u, _DomainWarnings):  # the worker's first item
+            self.domain_warnings = list(u.warnings)
+            if u.warnings:
+                notify_warning(" ".join(u.warnings))
+            return
+        if isinstance(u, _FinalPoints):  # after "done": every localization, ready for the points layer
+            self._final_points = u.layer_data
+            return
+        if isinstance(u, _LivePart):  # keep the newest parts that cover LIVE_POINTS rows
+            parts = self._live_parts
+            parts.append(u.part)
+            self._live_rows += len(u.part[0])
+            while len(parts) > 1 and self._live_rows - len(parts[0][0]) >= LIVE_POINTS:
+                self._live_rows -= len(parts.popleft()[0])
+            return
         self._col.add(u)  # O(batch): the batch is kept, nothing is re-joined
         if u.kind == UpdateKind.BATCH:
             self._last_frame = int(u.stop) - 1
@@ -467,6 +596,9 @@ class ReconstructionWidget(SmlmDockWidget):
         self.schedule_flush()
 
     def _store_display(self, disp: np.ndarray, first: int) -> None:
+        if not self._keep_stack:  # output not shown at Run: keep a reference to the latest frame only
+            self._latest_display = disp
+            return
         disp = np.asarray(disp, dtype=np.float32)
         if disp.ndim == 2:
             disp = disp[None]
@@ -492,7 +624,70 @@ class ReconstructionWidget(SmlmDockWidget):
         locs.meta["frame_range"] = self._col.frame_range or [self._start, self._start]
         return locs
 
-    def _flush(self) -> None:
+    # ---------------------------------------------------------------- refreshes (GUI thread)
+    def _flush(self, then: Any = None) -> None:
+        """One refresh of the result layers, in steps, each in its own event-loop turn.
+
+        The steps (:meth:`_refresh_steps`: super-resolved image; points; network output and time
+        slider) each cost napari tens of ms; between them the event loop handles input and
+        repaints. A refresh that is still going on is not restarted: it reschedules itself at
+        its end if more updates came. ``then`` runs after the last step.
+        """
+        if self._steps is not None or self._final_flushed:
+            return
+        steps = self._refresh_steps()
+        self._steps = steps
+        self._advance(steps, then)
+
+    def _advance(self, steps: Any, then: Any) -> None:
+        if self._steps is not steps:  # dropped (the run ended, or the widget closed)
+            return
+        try:
+            next(steps)
+        except StopIteration:
+            self._steps = None
+            if self._settle_t is not None:  # the refresh's cost counts every step and its repaint
+                t, self._settle_t = self._settle_t, None
+                QTimer.singleShot(0, lambda: SmlmDockWidget._flush_settled(self, t))
+            if then is not None:
+                then()
+            elif self._dirty:
+                self.schedule_flush()
+            return
+        if self._closed:  # the widget is going away: no more steps, but a run still ends
+            self._steps = None
+            if then is not None:
+                then()
+            return
+        QTimer.singleShot(0, lambda: self._advance(steps, then))
+
+    def _flush_settled(self, t: float) -> None:
+        if self._steps is not None:  # still stepping: measured when the last step is done
+            if self._settle_t is None:
+                self._settle_t = t
+            return
+        super()._flush_settled(t)
+
+    def _end_run(self, state: Any, exc: BaseException | None = None) -> None:
+        """The last refresh (all localizations) in steps too; then the run ends (state, summary)."""
+        self._flush_timer.stop()
+        self._steps = None  # an unfinished live refresh: the final one redoes everything
+        self._settle_t = None
+        self._dirty = True
+        t0 = time.perf_counter()
+
+        def finish() -> None:
+            self.refresh_log.append((t0, time.perf_counter() - t0))
+            self._final_flushed = True  # the base's own final _flush() is then a no-op
+            SmlmDockWidget._end_run(self, state, exc)
+
+        if self._closed:
+            finish()
+        else:
+            self._flush(then=finish)
+
+    def _refresh_steps(self):
+        """The steps of one refresh (a generator; see :meth:`_flush`)."""
         col, rl = self._col, self._run_layers
         if not self._dirty or self._closed or col is None or rl is None or col.last is None:
             return
@@ -504,16 +699,15 @@ class ReconstructionWidget(SmlmDockWidget):
         px = self._run_meta["pixel_size_nm"]
         # points: the latest LIVE_POINTS while running (O(batch) per refresh), everything at the end
         live = running and col.n_found > LIVE_POINTS
-        locs = col.latest(LIVE_POINTS) if live else self.localizations()
         md["live_points"] = None
         if running:
             self.status_label.setText(
                 f"{col.n_done}/{col.n_total} frames, {col.n_found} localizations ({col.n_done / el:.1f} frames/s)"
                 + (f"; the points layer shows the latest {LIVE_POINTS:,} until the end" if live else "")
             )
-        # Creating a napari layer costs ~100 ms (vispy node, controls): while running, at most one
-        # new layer per refresh, the super-resolved image first; the rest follow at the next ones.
-        self._create_budget = 1 if running else len(rl.names)
+        # Layers are created at Run (_create_next_layer); one missing here (the user removed it, or
+        # the first refresh came first) is created by at most one refresh step.
+        self._create_budget = 1
         u = col.last
         if u.sr_image is not None:
             # one buffer for the whole run, filled in place: the layer only redraws (no data event)
@@ -523,15 +717,27 @@ class ReconstructionWidget(SmlmDockWidget):
                 self._sr_buf[...] = u.sr_image
             sr = _layers.super_resolved_layer_data(self._sr_buf, float(u.sr_pixel_size_nm), rl.names["sr"], metadata=md)
             self._put(rl, "sr", sr)
+            yield
+        self._create_budget = 1
         name = rl.names["points"]
-        pts = _layers.localizations_layer_data(locs, name, pixel_size_nm=px, metadata=md)
+        if running and self._live_rows >= min(col.n_found, LIVE_POINTS):
+            # the newest LIVE_POINTS rows from the arrays the worker made: concatenation only
+            pts = _layers.live_points_layer_data(self._live_parts, LIVE_POINTS, name, pixel_size_nm=px, metadata=md)
+        elif running or self._final_points is None:
+            locs = col.latest(LIVE_POINTS) if live else self.localizations()
+            pts = _layers.localizations_layer_data(locs, name, pixel_size_nm=px, metadata=md)
+        else:  # the end of a completed run: the table the worker built
+            pts = self._final_points
         if running:  # constant length while running: napari then skips its O(N) resize work
             pts = _layers.pad_points(pts, LIVE_POINTS)
         if self._put(rl, "points", pts) is not None:
             rl.rename("points", f"{name} (live)" if live else name)
         if self.show_output.isChecked():
+            yield
+            self._create_budget = 1
             self._flush_network_output(rl, md)
         if running and self.follow.isChecked() and self._run_meta["n_frames"] > 1 and self.viewer.dims.ndim >= 3:
+            yield
             self.viewer.dims.set_current_step(0, self._last_frame)
 
     def _put(self, rl: _layers.RunLayers, key: str, layer_data: Any) -> Any:
@@ -547,22 +753,31 @@ class ReconstructionWidget(SmlmDockWidget):
 
     def _flush_network_output(self, rl: _layers.RunLayers, md: dict) -> None:
         px = self._run_meta["pixel_size_nm"]
-        clim = (0.0, max(self._display_max, 1e-6))
         layer = rl.get("output")
         if self._stack is not None:
+            clim = (0.0, max(self._display_max, 1e-6))
             if layer is not None and layer.data is self._stack:  # the stack fills in place: redraw only
                 _layers.update_layer(layer, (self._stack, {"contrast_limits": clim, "metadata": md}, "image"))
                 return
             ldt = _layers.network_output_layer_data(self._stack, px, self._image_shape, rl.names["output"], self._start, md)
         elif self._latest_display is not None:
-            ldt = _layers.network_output_layer_data(self._latest_display, px, self._image_shape, rl.names["output"], 0, md)
+            latest = np.asarray(self._latest_display, dtype=np.float32)
+            latest = latest[-1] if latest.ndim == 3 else latest
+            self._display_max = max(self._display_max, float(np.nanmax(latest)) if latest.size else 0.0)
+            clim = (0.0, max(self._display_max, 1e-6))
+            ldt = _layers.network_output_layer_data(latest, px, self._image_shape, rl.names["output"], 0, md)
         else:
             return
         ldt[1]["contrast_limits"] = clim
         self._put(rl, "output", ldt)
 
     def before_finish(self, state: RunState) -> None:
-        if self._streaming:  # the points layer's final table and name: the file's bounded view
+        """A run that ended before its first result leaves no empty result layers behind; a streamed
+        run's points layer gets the file's bounded view and a name saying so."""
+        self._to_create = []
+        if self._run_layers is not None and (self._col is None or self._col.last is None):
+            self._run_layers.remove_created()
+        if self._streaming:
             self.stream.before_finish(self._col, self._run_layers, state is not RunState.FAILED)
 
     def run_summary(self, state: RunState, exc: BaseException | None) -> str:

@@ -1,0 +1,194 @@
+"""What keeps the GUI thread free during a reconstruction (issue 10.1), tested without timing.
+
+The timings themselves are in ``benchmarks/gui_latency.py``; these tests check the behaviour the
+figures rely on: the garbage collector is frozen while a job runs (and only then), the result
+layers exist right after Run without taking the user's selection, the out-of-distribution check
+runs on the worker, the final points table built on the worker is exactly the run's table, and a
+run that fails before its first result leaves no empty layers behind.
+"""
+
+import gc
+import threading
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from test_widgets import (  # noqa: E402  (helpers and fixtures of the widget tests)
+    SIM,
+    TIMEOUT_MS,
+    _add_movie,
+    _dock,
+    _raw,
+    _wait_state,
+    toy_checkpoint,  # noqa: F401 - fixture
+    viewer,  # noqa: F401 - fixture
+)
+
+from napari_smlm import _layers  # noqa: E402
+from napari_smlm.core.simulate import simulate  # noqa: E402
+from napari_smlm.widgets import _base  # noqa: E402
+from napari_smlm.widgets._state import RunState  # noqa: E402
+
+
+def test_gc_is_frozen_while_jobs_run_and_only_then():
+    if not gc.isenabled():
+        pytest.skip("the garbage collector is disabled in this process")
+    assert gc.get_freeze_count() == 0
+    _base._job_began(1)
+    try:
+        assert gc.get_freeze_count() > 0  # the objects that existed at the start are not walked
+        _base._job_began(2)
+        _base._job_ended(1)
+        assert gc.get_freeze_count() > 0  # another job still runs
+    finally:
+        _base._job_ended(1)
+        _base._job_ended(2)
+    assert gc.get_freeze_count() == 0
+
+
+def _gate_worker(w):
+    """Hold the worker after each item it yields until the returned event is set."""
+    from qtpy.QtCore import Qt
+
+    gate = threading.Event()
+    w.job_started.connect(lambda worker: worker.yielded.connect(lambda _u: gate.wait(10), Qt.ConnectionType.DirectConnection))
+    return gate
+
+
+def test_result_layers_exist_at_run_start_unselected_and_end_with_the_worker_built_table(viewer, qtbot, toy_checkpoint, monkeypatch):
+    from napari_smlm.core.models import domain
+
+    threads = []
+    real_check = domain.check_movie
+
+    def spy_check(*args, **kwargs):
+        threads.append(threading.current_thread())
+        return real_check(*args, **kwargs)
+
+    monkeypatch.setattr(domain, "check_movie", spy_check)
+    frames, _ = simulate(SIM.replace(n_frames=12, seed=8, density=1.0))
+    movie = _add_movie(viewer, frames, name="m")
+    viewer.layers.selection.active = movie
+    w = _dock(viewer, "Reconstruction")
+    gate = _gate_worker(w)
+    w.movie_picker.value = movie
+    assert w.load_checkpoint_file(toy_checkpoint)
+    w.device.setCurrentText("cpu")
+    w.batch_size.setValue(4)
+    assert not w.show_output.isChecked()
+    assert w.run()
+    # before any result: both layers exist (created one per event-loop turn), empty, not selected
+    qtbot.waitUntil(lambda: set(w.result_layers()) == {"points", "sr"}, timeout=TIMEOUT_MS)
+    layers = {k: _raw(la) for k, la in w.result_layers().items()}
+    assert w._n_done == 0 and len(layers["points"].data) == 0
+    assert layers["sr"].data.shape == (1, 1)
+    assert _raw(viewer.layers.selection.active) is _raw(movie)  # the user's selection stays
+    gate.set()
+    _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
+    assert w.status.state is RunState.DONE, w.status.message
+    # the domain check ran on the worker thread, not on the GUI thread
+    assert threads and all(t is not threading.main_thread() for t in threads)
+    # same layer objects; the points layer holds the table the worker built, equal to the run's table
+    assert {k: _raw(la) for k, la in w.result_layers().items()} == layers
+    assert all(la.visible for la in layers.values())  # created hidden, shown one event-loop turn later
+    assert w._final_points is not None
+    locs = w.localizations()
+    expected = _layers.localizations_layer_data(locs, "x", pixel_size_nm=locs.meta["pixel_size_nm"])
+    pts = layers["points"]
+    assert len(locs) > 0
+    np.testing.assert_array_equal(pts.data, expected[0])
+    assert list(pts.features.columns) == list(expected[1]["features"].columns)
+    np.testing.assert_array_equal(pts.features.to_numpy(), expected[1]["features"].to_numpy())
+    assert pts.metadata["frame_range"] == locs.meta["frame_range"] == [0, 12]
+    assert pts.metadata["localizations_meta"]["model"] == "toy-test"
+    assert layers["sr"].data.shape[0] > 1  # the placeholder became the rendered image
+    assert w._stack is None  # the network output is not shown: no per-frame stack was kept
+
+
+def test_a_run_failing_before_its_first_result_leaves_no_empty_layers(viewer, qtbot, toy_checkpoint, monkeypatch):
+    from napari_smlm.widgets._reconstruction import ReconstructionWidget
+
+    def failing(data, ckpt, cfg):
+        raise ValueError("the model cannot read this movie")
+        yield  # a generator
+
+    monkeypatch.setattr(ReconstructionWidget, "_predict_gen", staticmethod(failing))
+    frames, _ = simulate(SIM.replace(n_frames=8, seed=9))
+    movie = _add_movie(viewer, frames, name="f")
+    w = _dock(viewer, "Reconstruction")
+    gate = _gate_worker(w)
+    w.movie_picker.value = movie
+    assert w.load_checkpoint_file(toy_checkpoint)
+    w.device.setCurrentText("cpu")
+    names_before = [la.name for la in viewer.layers]
+    with qtbot.capture_exceptions() as raised:  # napari re-raises the worker's error in the event loop
+        assert w.run()
+        qtbot.waitUntil(lambda: set(w.result_layers()) == {"points", "sr"}, timeout=TIMEOUT_MS)  # created at Run
+        gate.set()
+        _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
+    assert w.status.state is RunState.FAILED
+    assert any("cannot read this movie" in str(e[1]) for e in raised)
+    assert [la.name for la in viewer.layers] == names_before  # the empty result layers went away
+    assert w.result_layers() == {}
+
+
+@pytest.mark.parametrize("n", [1, 37, 120, 10_000])
+def test_live_points_from_worker_arrays_equal_the_table_path(n):
+    """The GUI's live points (arrays the worker made, concatenated) equal the points layer data
+    built from the latest ``n`` rows of the joined table, padded the same way."""
+    from napari_smlm.core.localizations import Localizations
+
+    rng = np.random.default_rng(1)
+    batches, f0 = [], 0
+    for k in range(6):
+        m = int(rng.integers(0, 40))
+        cols = {
+            "frame": np.sort(rng.integers(f0, f0 + 4, m)),
+            "x_nm": rng.uniform(0, 3000, m),
+            "y_nm": rng.uniform(0, 3000, m),
+            "photons": np.full(m, np.nan) if k >= 3 else rng.uniform(100, 5000, m),  # NaN in the newest batches
+            "sigma_x_nm": rng.uniform(5, 30, m),
+            "sigma_y_nm": rng.uniform(5, 30, m),
+        }
+        batches.append(Localizations(cols, {"pixel_size_nm": 100.0, "model": "decode", "batch": k}))
+        f0 += 4
+    joined = Localizations.concat(batches)
+    latest = joined.filter(np.arange(len(joined)) >= len(joined) - n)
+    latest.meta.update(batches[-1].meta)
+    expected = _layers.pad_points(_layers.localizations_layer_data(latest, "p", pixel_size_nm=100.0, metadata={"run": 1}), n)
+    got = _layers.live_points_layer_data(
+        [_layers.points_part(b) for b in batches], n, "p", pixel_size_nm=100.0, metadata={"run": 1}
+    )
+    np.testing.assert_array_equal(got[0], expected[0])
+    assert list(got[1]["features"].columns) == list(expected[1]["features"].columns)
+    np.testing.assert_allclose(got[1]["features"].to_numpy(float), expected[1]["features"].to_numpy(float))
+    assert ("photons" in got[1]["features"]) == bool(np.isfinite(latest["photons"]).any())
+    assert got[1]["metadata"].get("live_points") == expected[1]["metadata"].get("live_points")
+    assert got[1]["metadata"]["localizations_meta"]["batch"] == 5
+    assert got[1]["size"] == expected[1]["size"] and got[2] == "points"
+
+
+def test_worker_threads_run_at_a_lower_os_priority_than_the_gui_thread(qtbot):
+    import os
+    import sys
+
+    from napari_smlm._workers import WORKER_NICE, start_job
+
+    if not sys.platform.startswith("linux") or WORKER_NICE <= 0:
+        pytest.skip("per-thread priorities: Linux only")
+    seen = []
+
+    def gen():
+        seen.append((threading.current_thread() is threading.main_thread(), os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        yield 1
+
+    done = []
+    job = start_job(gen(), on_finished=lambda: done.append(1))  # noqa: F841 - keep the job alive
+    qtbot.waitUntil(lambda: bool(done), timeout=TIMEOUT_MS)
+    main_nice = os.getpriority(os.PRIO_PROCESS, os.getpid())
+    assert seen and seen[0][0] is False
+    assert seen[0][1] == min(19, main_nice + WORKER_NICE)
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_nice  # the GUI thread is untouched
