@@ -34,6 +34,16 @@ def _setup(viewer, checkpoint, n_frames=24, seed=8, density=1.0):
     return w
 
 
+def _hold_batches(gate):
+    """A worker-side slot that holds the worker after each batch until ``gate`` is set (other items pass)."""
+
+    def hold(u):
+        if getattr(u, "kind", None) == "batch":
+            gate.wait(10)
+
+    return hold
+
+
 def test_streamed_run_writes_the_table_and_keeps_memory_bounded(viewer, qtbot, toy_checkpoint, tmp_path, monkeypatch):
     from napari.utils._proxies import PublicOnlyProxy
 
@@ -46,7 +56,7 @@ def test_streamed_run_writes_the_table_and_keeps_memory_bounded(viewer, qtbot, t
     w.stream.path_edit.setText(str(out))
     gate = threading.Event()
     w.job_started.connect(
-        lambda worker: worker.yielded.connect(lambda _u: gate.wait(10), __import__("qtpy").QtCore.Qt.ConnectionType.DirectConnection)
+        lambda worker: worker.yielded.connect(_hold_batches(gate), __import__("qtpy").QtCore.Qt.ConnectionType.DirectConnection)
     )
     kept = []
     orig = w._on_update
@@ -58,7 +68,9 @@ def test_streamed_run_writes_the_table_and_keeps_memory_bounded(viewer, qtbot, t
     w._on_update = spy
     assert w.run()
     # live layers appear while the run goes on (the worker is held after each batch)
-    qtbot.waitUntil(lambda: "points" in w.result_layers() and "sr" in w.result_layers(), timeout=TIMEOUT_MS)
+    # (the layers exist from Run on; wait for the first batch to reach them)
+    qtbot.waitUntil(lambda: w._n_done > 0 and "points" in w.result_layers() and "sr" in w.result_layers(),
+                    timeout=TIMEOUT_MS)
     assert w.status.running and 0 < w._n_done < 24
     gate.set()
     _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
@@ -99,7 +111,7 @@ def test_stopped_streamed_run_keeps_a_valid_file(viewer, qtbot, toy_checkpoint, 
     w.stream.path_edit.setText(str(out))
     gate = threading.Event()
     w.job_started.connect(
-        lambda worker: worker.yielded.connect(lambda _u: gate.wait(10), __import__("qtpy").QtCore.Qt.ConnectionType.DirectConnection)
+        lambda worker: worker.yielded.connect(_hold_batches(gate), __import__("qtpy").QtCore.Qt.ConnectionType.DirectConnection)
     )
     assert w.run()
     qtbot.waitUntil(lambda: w._n_done >= 8, timeout=TIMEOUT_MS)

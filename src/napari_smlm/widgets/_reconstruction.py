@@ -681,6 +681,8 @@ class ReconstructionWidget(SmlmDockWidget):
             self._final_flushed = True  # the base's own final _flush() is then a no-op
             SmlmDockWidget._end_run(self, state, exc)
 
+        if self._streaming:  # before the last refresh: the points layer shows the file's bounded view, named so
+            self.stream.before_finish(self._col, self._run_layers, state is not RunState.FAILED)
         if self._closed:
             finish()
         else:
@@ -772,13 +774,10 @@ class ReconstructionWidget(SmlmDockWidget):
         self._put(rl, "output", ldt)
 
     def before_finish(self, state: RunState) -> None:
-        """A run that ended before its first result leaves no empty result layers behind; a streamed
-        run's points layer gets the file's bounded view and a name saying so."""
+        """A run that ended before its first result leaves no empty result layers behind."""
         self._to_create = []
         if self._run_layers is not None and (self._col is None or self._col.last is None):
             self._run_layers.remove_created()
-        if self._streaming:
-            self.stream.before_finish(self._col, self._run_layers, state is not RunState.FAILED)
 
     def run_summary(self, state: RunState, exc: BaseException | None) -> str:
         el = time.perf_counter() - self._t0
