@@ -134,3 +134,19 @@ def test_predict_fp32_equals_the_reference_network_on_a_small_movie(small_movie,
     np.testing.assert_allclose(res.localizations["count"], ref["count"], rtol=1e-4, atol=1e-5)
     # the running super-resolved image is the sum of the reference maps
     np.testing.assert_allclose(res.sr_image, pp.images.sum(0).numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("r", [0, 1, 2, 3, 4])
+def test_window_max_equals_max_pool(r):
+    """peaks._window_max (separable running maxima) = the stride-1 max-pool it replaces, plateaus included."""
+    from napari_smlm.core.models.peaks import _window_max, local_maxima
+
+    g = torch.Generator().manual_seed(r)
+    maps = torch.randint(0, 4, (3, 17, 12), generator=g).float()  # many ties
+    maps[1] = torch.randn(17, 12, generator=g)
+    maps[2, 3:6, 4:8] = 9.0  # a plateau
+    ref = F.max_pool2d(maps[:, None], 2 * r + 1, stride=1, padding=r)[:, 0]
+    assert torch.equal(_window_max(maps, r), ref)
+    if r:
+        peaks = local_maxima(maps, 2 * r + 1)
+        assert peaks[2, 3:6, 4:8].sum() == 1 and bool(peaks[2, 3, 4])  # one per plateau, the first in raster order
