@@ -5,12 +5,13 @@ Every density network but FID-STORM upsamples its input ×u (nearest) and its de
 *sub-pixel convolution* of the map itself: output pixel ``(s·i + a, s·j + b)`` (phase ``a, b``)
 only reads source pixels ``i + ⌊(a + t)/s⌋``, ``t = -k//2 … k//2``, so each of the s² phases
 is a small convolution on the coarse grid, whose kernel sums the taps of the original kernel that
-land on the same source pixel. :class:`SubPixelConv` holds the s² kernels as one convolution with
-``s²·C_out`` outputs on the coarse grid and interleaves the phases into the fine grid. The
-arithmetic drops to (K/k)²/1 per output pixel with K the phases' common span: a 3×3 convolution
-after ×2 upsampling becomes four 2×2 convolutions (16/36 of the multiply-adds), Deep-STORM's first
-3×3 convolution on the ×4 input and SRCNN's 9×9 one become 2×2 / 3×3 convolutions on the camera
-grid (4/9, 1/9), and the upsampled input is never built.
+land on the same source pixel. :class:`SubPixelConv` runs the s² phases as one strided
+transposed convolution on the coarse grid (each of its kernel elements belongs to exactly one
+phase and source offset), which writes the fine grid directly. The multiply-adds drop to the
+phases' spans: a 3×3 convolution after ×2 upsampling does 16/36 of them, Deep-STORM's first 3×3
+convolution on the ×4 input 4/9 and SRCNN's 9×9 one 1/9, and the upsampled input is never built.
+(Written as s² small convolutions followed by a pixel shuffle or strided copies it was slower than
+the reference on CPU: the interleaving copies cost more than the saved arithmetic.)
 
 :func:`camera_grid_network` turns a trained network (BatchNorm in eval mode, folded into the
 convolutions here) into such a module: the outputs equal the original network's to float32
