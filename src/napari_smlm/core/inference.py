@@ -293,8 +293,11 @@ def _inference_network(ckpt: Checkpoint, dev: torch.device) -> torch.nn.Module:
 
     Built on one thread (the throw-away random initialisation, e.g. the density networks'
     orthogonal QR, took 3-12 s with two OpenMP threads on a busy 2-core machine and ~10 ms on
-    one), BatchNorm folded into the convolutions, channels-last weights on CPU. (Building on the
-    meta device instead would skip the initialisation but imports torch._dynamo: ~1 CPU-s.)
+    one), BatchNorm folded into the convolutions, channels-last weights on CPU, and for the
+    density networks the equivalent coarse-grid form (:mod:`.models.density_fast`: convolutions of
+    nearest-upsampled maps as strided transposed convolutions, same outputs to float32 rounding).
+    (Building on the meta device instead would skip the initialisation but imports
+    torch._dynamo: ~1 CPU-s.)
     """
     before = torch.get_num_threads()
     try:
@@ -306,11 +309,19 @@ def _inference_network(ckpt: Checkpoint, dev: torch.device) -> torch.nn.Module:
             torch.set_num_threads(before)
     for p in net.parameters():
         p.requires_grad_(False)
-    net = _fold_batchnorm(net).eval()
+    net.eval()
+    # density networks: the same function computed on the camera grid (models/density_fast.py)
+    fast = net.camera_grid_form() if hasattr(net, "camera_grid_form") else None
+    net = _fold_batchnorm(fast if fast is not None else net).eval()
     if dev.type == "cpu":
         net = net.to(memory_format=torch.channels_last)
     return net
 
+
+#: Super-pixels per forward pass of a model on an upsampled grid (the batch is capped to fit).
+#: (Batches of 4, 8 and 16 frames of 64×64 px at ×4 gave the same frames per CPU-second end to
+#: end, interleaved, on the loaded machine; the network alone ran faster on 4-8 while it was quiet.)
+DENSITY_BATCH_SUPERPIXELS = 1 << 22
 
 #: Pixels of the running super-resolved image beyond which its grid is made coarser (float32:
 #: 256 MB; 1024×1024 frames keep ×8 for localization models, ×4 for the density models up to 2048×2048).
@@ -401,8 +412,8 @@ def iter_predict(
     sr = np.zeros((H * u, W * u), dtype=np.float32)
     if u_model > 1:
         # Models that work on the upsampled grid need memory ∝ frames · H · W · u²: cap the batch
-        # so one forward pass stays within ~4 M super-pixels (a 512×512 frame at ×4 is one batch).
-        batch_size = max(1, min(int(batch_size), (1 << 22) // max(H * W * u_model * u_model, 1)))
+        # at DENSITY_BATCH_SUPERPIXELS per forward pass (a 512×512 frame at ×4 is one batch).
+        batch_size = max(1, min(int(batch_size), DENSITY_BATCH_SUPERPIXELS // max(H * W * u_model * u_model, 1)))
     # activation memory estimated before allocating: batch capped, huge frames tiled
     plan = plan_inference(ckpt.model, u_model, H, W, batch_size, cfg.max_activation_mb, cfg.tile_px)
     batch_size = min(batch_size, plan.batch_size)

@@ -254,6 +254,33 @@ def device_arg(text: str) -> str:
 MAX_MODEL_PARAMETERS = 64_000_000
 
 
+def _meta_without_init():
+    """A context that builds torch modules on the ``meta`` device and skips in-place initialisers.
+
+    Like ``with torch.device("meta")`` (shapes only, no memory), but in-place calls on meta
+    tensors (``normal_``, ``uniform_``, ``zero_`` ... of the weight initialisers) return at once:
+    on meta tensors those run PyTorch's Python reference kernels, whose first call imports
+    ``torch._dynamo`` (~1 CPU-s, 2-3 s on a busy machine: most of ``napari-smlm localize``'s
+    start-up after torch itself). A torch-function mode is thread-local, so a training running in
+    another thread is not affected.
+    """
+    import torch
+    from torch.overrides import TorchFunctionMode
+    from torch.utils._device import _device_constructors
+
+    class _MetaNoInit(TorchFunctionMode):
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            kwargs = kwargs or {}
+            name = getattr(func, "__name__", "")
+            if name.endswith("_") and not name.endswith("__") and args and isinstance(args[0], torch.Tensor) and args[0].is_meta:
+                return args[0]
+            if func in _device_constructors() and kwargs.get("device") is None:
+                kwargs["device"] = "meta"
+            return func(*args, **kwargs)
+
+    return _MetaNoInit()
+
+
 def check_model_size(family: Any, max_parameters: int = MAX_MODEL_PARAMETERS) -> int:
     """Count a family's network parameters without allocating them; refuse absurd sizes.
 
@@ -270,10 +297,8 @@ def check_model_size(family: Any, max_parameters: int = MAX_MODEL_PARAMETERS) ->
     ParameterError
         More than ``max_parameters``.
     """
-    import torch
-
     try:
-        with torch.device("meta"):
+        with _meta_without_init():
             net = family.build()
     except Exception as exc:  # noqa: BLE001 - a family whose build needs real tensors: not sized here
         import logging

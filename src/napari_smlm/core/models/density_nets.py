@@ -100,6 +100,15 @@ class DensityNet(nn.Module):
     def _forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - every network overrides
         raise NotImplementedError
 
+    def camera_grid_form(self) -> nn.Module | None:
+        """An inference-only module with the same output, computed on the coarse grid (or None).
+
+        See :func:`.density_fast.camera_grid_network`; used by the inference loop.
+        """
+        from .density_fast import camera_grid_network
+
+        return camera_grid_network(self)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self._forward(x)
         if self.symmetrize and not self.training:

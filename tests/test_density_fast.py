@@ -1,0 +1,152 @@
+"""The coarse-grid forms of the density networks (models/density_fast.py) equal the reference networks.
+
+Nothing here is timed (speed: benchmarks/speed.py).
+"""
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from napari_smlm.core import inference
+from napari_smlm.core.checkpoint import checkpoint_camera, resolve_checkpoint, shipped_models
+from napari_smlm.core.config import SimulationConfig
+from napari_smlm.core.inference import predict
+from napari_smlm.core.models.density_fast import SubPixelConv, camera_grid_network, subpixel_weights
+from napari_smlm.core.models.density_nets import (
+    DeepSTORMNet,
+    FIDSTORMNet,
+    ResidualSTORMNet,
+    SRCNNNet,
+    UNetSTORMNet,
+)
+from napari_smlm.core.simulate import simulate
+
+SHIPPED = set(shipped_models())
+DENSITY = ["deep-storm", "skip-storm", "u-storm", "drl-storm", "srcnn"]
+
+
+@pytest.mark.parametrize("s", [1, 2, 3, 4, 8])
+@pytest.mark.parametrize("k", [1, 3, 5, 9])
+def test_subpixel_conv_is_conv_after_nearest_upsampling(s, k):
+    g = torch.Generator().manual_seed(10 * s + k)
+    w = torch.randn(5, 3, k, k, generator=g, dtype=torch.float64)
+    b = torch.randn(5, generator=g, dtype=torch.float64)
+    x = torch.randn(2, 3, 7, 6, generator=g, dtype=torch.float64)
+    ref = F.conv2d(F.interpolate(x, scale_factor=s, mode="nearest"), w, b, padding=k // 2)
+    out = SubPixelConv(w, b, s, relu=False)(x)
+    assert out.shape == ref.shape
+    torch.testing.assert_close(out, ref, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(SubPixelConv(w, b, s, relu=True)(x), ref.relu(), rtol=1e-12, atol=1e-12)
+    # every tap lands in the transposed kernel once: same total weight
+    wt, _, _ = subpixel_weights(w, s)
+    torch.testing.assert_close(wt.sum(dim=(2, 3)), w.sum(dim=(2, 3)).T * s * s, rtol=1e-12, atol=1e-12)
+
+
+def _randomize_bn(net: torch.nn.Module, seed: int) -> None:
+    """Non-trivial BatchNorm statistics, so that folding them is really tested."""
+    g = torch.Generator().manual_seed(seed)
+    for m in net.modules():
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.copy_(0.2 * torch.randn(m.num_features, generator=g))
+            m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+            m.weight.data.copy_(1 + 0.3 * torch.randn(m.num_features, generator=g))
+            m.bias.data.copy_(0.2 * torch.randn(m.num_features, generator=g))
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda u: DeepSTORMNet(u, 0.25),
+        lambda u: DeepSTORMNet(u, 0.25, skip=True),
+        lambda u: UNetSTORMNet(u, 0.25, base=16, depth=2),
+        lambda u: ResidualSTORMNet(u, 0.25),
+        lambda u: SRCNNNet(u, 0.25, (5, 1, 3)),
+    ],
+    ids=["deep-storm", "skip-storm", "u-storm", "drl-storm", "srcnn"],
+)
+@pytest.mark.parametrize("u", [2, 3, 4])
+@pytest.mark.parametrize("symmetrize", [False, True])
+def test_untrained_architectures_equal_their_fast_form(make, u, symmetrize):
+    torch.manual_seed(u)
+    net = make(u)
+    _randomize_bn(net, u)
+    net.symmetrize = symmetrize
+    net.eval()
+    fast = camera_grid_network(net)
+    assert fast is not None
+    for shape in [(2, 1, 12, 12), (1, 1, 9, 14)]:  # odd sizes: padding to the pooling multiple
+        x = torch.randn(*shape, generator=torch.Generator().manual_seed(1))
+        with torch.inference_mode():
+            a, b = net(x), fast(x)
+        assert a.shape == b.shape
+        torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5 * max(1.0, float(a.abs().max())))
+
+
+def test_networks_already_on_the_camera_grid_have_no_fast_form():
+    assert camera_grid_network(FIDSTORMNet(4, 0.25)) is None
+    assert camera_grid_network(SRCNNNet(4, 0.25, interpolation="bicubic")) is None
+    assert camera_grid_network(torch.nn.Conv2d(1, 1, 3)) is None
+
+
+@pytest.mark.parametrize("model", DENSITY)
+def test_shipped_density_models_fast_form_equals_reference(model):
+    """Shipped weights: max |difference| ~1e-6 of the output range, in the inference network too."""
+    if model not in SHIPPED:
+        pytest.skip(f"{model} weights not shipped")
+    ckpt = resolve_checkpoint(model)
+    ref = ckpt.build("cpu").eval()
+    fast = inference._inference_network(ckpt, torch.device("cpu"))
+    assert not any(isinstance(m, torch.nn.Upsample) for m in fast.modules())
+    assert any(isinstance(m, SubPixelConv) for m in fast.modules())  # the fast form is what runs
+    x = 3 * torch.randn(2, 1, 24, 20, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        a = ref(x)
+        b = fast(x.contiguous(memory_format=torch.channels_last))
+    assert a.shape == b.shape
+    assert float((a - b).abs().max()) <= 1e-5 * max(1.0, float(a.abs().max()))
+
+
+@pytest.fixture(scope="module")
+def small_movie():
+    cfg = SimulationConfig(n_frames=6, height=32, width=32, density=2.0, seed=77)
+    return simulate(cfg)
+
+
+@pytest.mark.parametrize("model", ["deep-storm", "u-storm"])
+def test_predict_fp32_equals_the_reference_network_on_a_small_movie(small_movie, model):
+    """predict() with the fast path (fp32) gives the localizations of plain ``ckpt.build()`` + postprocess."""
+    if model not in SHIPPED:
+        pytest.skip(f"{model} weights not shipped")
+    frames, _ = small_movie
+    res = predict(frames, model, device="cpu", batch_size=3, precision="fp32")
+    ckpt = resolve_checkpoint(model)
+    fam, net = ckpt.family(), ckpt.build("cpu").eval()
+    photons = checkpoint_camera(ckpt).adu_to_photons(torch.from_numpy(frames.astype(np.float32)))
+    with torch.inference_mode():
+        out = net(fam.preprocess(photons[:, None]))
+        pp = fam.postprocess(out, torch.arange(len(frames)), res.meta["pixel_size_nm"])
+    ref = pp.localizations
+    assert len(ref) == len(res.localizations) > 10
+    np.testing.assert_array_equal(res.localizations["frame"], ref["frame"])
+    np.testing.assert_allclose(res.localizations["x_nm"], ref["x_nm"], atol=1e-3)
+    np.testing.assert_allclose(res.localizations["y_nm"], ref["y_nm"], atol=1e-3)
+    np.testing.assert_allclose(res.localizations["count"], ref["count"], rtol=1e-4, atol=1e-5)
+    # the running super-resolved image is the sum of the reference maps
+    np.testing.assert_allclose(res.sr_image, pp.images.sum(0).numpy(), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("r", [0, 1, 2, 3, 4])
+def test_window_max_equals_max_pool(r):
+    """peaks._window_max (separable running maxima) = the stride-1 max-pool it replaces, plateaus included."""
+    from napari_smlm.core.models.peaks import _window_max, local_maxima
+
+    g = torch.Generator().manual_seed(r)
+    maps = torch.randint(0, 4, (3, 17, 12), generator=g).float()  # many ties
+    maps[1] = torch.randn(17, 12, generator=g)
+    maps[2, 3:6, 4:8] = 9.0  # a plateau
+    ref = F.max_pool2d(maps[:, None], 2 * r + 1, stride=1, padding=r)[:, 0]
+    assert torch.equal(_window_max(maps, r), ref)
+    if r:
+        peaks = local_maxima(maps, 2 * r + 1)
+        assert peaks[2, 3:6, 4:8].sum() == 1 and bool(peaks[2, 3, 4])  # one per plateau, the first in raster order
