@@ -452,7 +452,7 @@ class RenderWidget(SmlmDockWidget):
         l3 = self._outputs.get(id(_raw(layer)), {}).get("3d")
         if l3 is not None and any(_raw(la) is _raw(l3) for la in self.viewer.layers):
             if self._apply_slab(l3):
-                self.status_label.setText(
-                    f"z slab: {int(np.count_nonzero(l3.shown)):,} of {len(l3.data):,} localizations shown in '{l3.name}'.")
+                n_in = int(np.count_nonzero(l3.shown))
+                self.status_label.setText(f"z slab: {n_in:,} of {len(l3.data):,} localizations shown in '{l3.name}'.")
             else:
                 self.status_label.setText(self._slab_problem().strip())
