@@ -96,3 +96,30 @@ def test_stream_to_an_existing_file_names_it_and_gives_gui_advice(qtbot, tmp_pat
     w.path_edit.setText(str(tmp_path / "fresh_locs.hdf5"))
     assert w.output() == tmp_path / "fresh_locs.hdf5"
     assert out.read_bytes() == b"the user's results" and sidecar.read_text() == "mine"
+
+
+def test_streamed_picasso_file_keeps_the_z_uncertainty(tmp_path):
+    """``localize --model decode3d -o x.hdf5`` (the streamed writer) dropped sigma_z_nm; the CSV kept it."""
+    from napari_smlm.core.io.locs import read_localizations, write_localizations
+    from napari_smlm.core.io.stream import LocStreamWriter
+
+    rng = np.random.default_rng(4)
+    n = 50
+    locs = Localizations({
+        "frame": np.sort(rng.integers(0, 10, n)), "x_nm": rng.uniform(100, 1900, n), "y_nm": rng.uniform(100, 1900, n),
+        "z_nm": rng.uniform(-500, 500, n), "photons": rng.uniform(500, 3000, n), "bg": rng.uniform(10, 60, n),
+        "sigma_x_nm": rng.uniform(5, 30, n), "sigma_y_nm": rng.uniform(5, 30, n), "sigma_z_nm": rng.uniform(20, 90, n),
+        "prob": rng.uniform(0.5, 1, n),
+    }, {"pixel_size_nm": 100.0, "image_shape": (20, 20)})
+    out = tmp_path / "run_locs.hdf5"
+    w = LocStreamWriter(out, columns=list(locs.columns), pixel_size_nm=100.0, image_shape=(20, 20), n_frames=10)
+    w.append(locs, 10)
+    w.close()
+    back = read_localizations(out)
+    np.testing.assert_allclose(back["z_nm"], locs["z_nm"], rtol=1e-6)
+    assert "sigma_z_nm" in back.columns
+    np.testing.assert_allclose(back["sigma_z_nm"], locs["sigma_z_nm"], rtol=1e-6)
+    # the same table through the one-shot writer: the two Picasso files carry the same fields
+    write_localizations(tmp_path / "once_locs.hdf5", locs)
+    once = read_localizations(tmp_path / "once_locs.hdf5")
+    assert set(once.columns) == set(back.columns)
