@@ -123,3 +123,18 @@ def test_streamed_picasso_file_keeps_the_z_uncertainty(tmp_path):
     write_localizations(tmp_path / "once_locs.hdf5", locs)
     once = read_localizations(tmp_path / "once_locs.hdf5")
     assert set(once.columns) == set(back.columns)
+
+
+def test_3d_points_without_a_render_get_a_z_colour_bar_and_range(viewer):
+    """Coloured by z in 3-D, the dock showed no colour bar and a stale 0 … 1 range until a render."""
+    locs = _table()
+    pts = _points(viewer, locs, "locs")
+    _, w = viewer.window.add_plugin_dock_widget("napari-smlm", "Render localizations")
+    w.picker.value = pts
+    assert not w.colorbar_canvas.isVisible()
+    l3 = w.show_3d()
+    lo, hi = l3.face_contrast_limits
+    assert w.colorbar_canvas.isVisibleTo(w)
+    assert w.colorbar_figure.axes and w.colorbar_figure.axes[0].get_xlabel() == "z (nm)"
+    assert (w.vmin.value(), w.vmax.value()) == pytest.approx((lo, hi), abs=0.01)
+    assert lo < 0 < hi

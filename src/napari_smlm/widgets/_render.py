@@ -372,6 +372,12 @@ class RenderWidget(SmlmDockWidget):
             self._saved_margins = saved
         n_hidden = self._hide_flat_points()
         lo, hi = out.face_contrast_limits if out.face_contrast_limits is not None else (math.nan, math.nan)
+        if math.isfinite(lo) and math.isfinite(hi):  # the cloud's colours get their bar and range, as a render's
+            meta = {"value_range": (float(lo), float(hi)), "color_by": "z_nm", "colormap": self.colormap.currentText()}
+            self._draw_colorbar(meta)
+            if self.auto_range.isChecked():
+                self.vmin.setValue(float(lo))
+                self.vmax.setValue(float(hi))
         text = (
             f"3-D points: {int(np.count_nonzero(out.shown)):,} of {len(out.data):,} localizations in "
             f"'{out.name}' (z, frame, y, x), every frame at once; colour = z, {lo:g} … {hi:g} nm."
