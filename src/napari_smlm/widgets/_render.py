@@ -268,6 +268,10 @@ class RenderWidget(SmlmDockWidget):
             self.status_label.setText(f"Cannot render: {exc}")
             notify_error(f"Render '{layer.name}': {exc}")
             return False
+        md = layer.metadata or {}
+        k, n_total = int(md.get("decimation", 1) or 1), md.get("n_rows_total")
+        # a big table's points layer holds every k-th row only (the reader's lazy view): say so
+        self._subset = f"1 in {k} of {int(n_total):,} rows in the file" if k > 1 and n_total else ""
         self._source, self._result, self._dirty, self._t0 = layer, None, False, time.perf_counter()
         self.start_run(iter_render(locs, settings), self._on_update, f"Rendering {len(locs):,} localizations…")
         return True
@@ -319,8 +323,12 @@ class RenderWidget(SmlmDockWidget):
         m = self._result.meta
         slab = f" ({m['n_in_slab']:,} of {m['n_in_table']:,} in the z slab)" if m.get("settings", {}).get("z_range_nm") else ""
         shape = "×".join(str(v) for v in self._result.image.shape[:2])
-        return (f"Rendered {m.get('n_rendered', 0):,} localizations{slab} into {shape} px of "
+        text = (f"Rendered {m.get('n_rendered', 0):,} localizations{slab} into {shape} px of "
                 f"{self._result.pixel_size_nm:g} nm ({time.perf_counter() - self._t0:.1f} s).")
+        if getattr(self, "_subset", ""):
+            text += (f" Only the points layer's rows: {self._subset} (the reader's view of a big table; "
+                     "its 'SR (all …)' image has every localization).")
+        return text
 
     def _draw_colorbar(self, meta: dict) -> None:
         fig = self.colorbar_figure
