@@ -35,18 +35,19 @@ def _table(n=200, z=True, seed=1):
 
 
 def test_3d_view_hides_flat_2d_points_and_restores_them_in_2d(viewer):
-    """The 2-D points layers (every frame, in the thick 3-D slice) lay flat at z = 0 through the cloud."""
+    """2-D layers (points of every frame in the thick 3-D slice, renders) lay flat at z = 0 through the cloud."""
     pts = _points(viewer, _table(), "locs")
     other = _points(viewer, _table(z=False, seed=2), "other")
     other.visible = False  # the user's choice: must stay hidden afterwards
+    img = viewer.add_image(np.ones((8, 8), np.float32), scale=(250.0, 250.0), name="render")  # a 2-D image, flat too
     _, w = viewer.window.add_plugin_dock_widget("napari-smlm", "Render localizations")
     w.picker.value = pts
     l3 = w.show_3d()
     assert viewer.dims.ndisplay == 3 and l3.visible
-    assert not viewer.layers["locs"].visible
-    assert "hidden while in 3-D" in w.status_label.text()
+    assert not viewer.layers["locs"].visible and not img.visible
+    assert "2 2-D layer(s) hidden while in 3-D" in w.status_label.text()
     viewer.dims.ndisplay = 2
-    assert viewer.layers["locs"].visible and not viewer.layers["other"].visible
+    assert viewer.layers["locs"].visible and img.visible and not viewer.layers["other"].visible
     viewer.dims.ndisplay = 3  # napari's own 2-D/3-D toggle hides them again
     assert not viewer.layers["locs"].visible
     viewer.dims.ndisplay = 2

@@ -151,7 +151,7 @@ class RenderWidget(SmlmDockWidget):
         self._t0 = 0.0
         self._layer3d: Any = None
         self._saved_margins: Any = None
-        self._hidden_flat: list[Any] = []  # 2-D points layers hidden while the 3-D view is on
+        self._hidden_flat: list[Any] = []  # 2-D layers hidden while the 3-D view is on
         self.viewer.dims.events.ndisplay.connect(self._on_ndisplay)
         self.picker.layer_changed.connect(self._on_layer_changed)
         self.color_by.currentIndexChanged.connect(self._on_color_by_changed)
@@ -391,7 +391,7 @@ class RenderWidget(SmlmDockWidget):
             f"'{out.name}' (z, frame, y, x), every frame at once; colour = z, {lo:g} … {hi:g} nm."
         )
         if n_hidden:
-            text += f" {n_hidden} 2-D points layer(s) hidden while in 3-D (they would lie flat at z = 0)."
+            text += f" {n_hidden} 2-D layer(s) hidden while in 3-D (they would lie flat at z = 0)."
         if not slab_ok:
             text += self._slab_problem()
         self.status_label.setText(text)
@@ -402,22 +402,19 @@ class RenderWidget(SmlmDockWidget):
                 f"({self.z_max.value():g} nm); every localization is shown.")
 
     def _hide_flat_points(self) -> int:
-        """Hide the visible points layers without z (they would lie flat at z = 0 through the 3-D cloud)."""
-        from napari.layers import Points
-
+        """Hide the visible layers without z (points, renders, the movie: flat at z = 0 through the 3-D cloud)."""
         l3 = self._layer3d
         n = 0
         for la in self.viewer.layers:
             raw = _raw(la)
-            if (isinstance(raw, Points) and l3 is not None and raw is not _raw(l3) and raw.ndim < _raw(l3).ndim
-                    and la.visible):
+            if l3 is not None and raw is not _raw(l3) and raw.ndim < _raw(l3).ndim and la.visible:
                 la.visible = False
                 self._hidden_flat.append(raw)
                 n += 1
         return n
 
     def _restore_flat_points(self) -> None:
-        """Back in 2-D: show again the points layers :meth:`_hide_flat_points` hid (those still in the viewer)."""
+        """Back in 2-D: show again the layers :meth:`_hide_flat_points` hid (those still in the viewer)."""
         hidden, self._hidden_flat = self._hidden_flat, []
         for la in self.viewer.layers:
             if any(_raw(la) is h for h in hidden):
