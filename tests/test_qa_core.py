@@ -1,4 +1,4 @@
-"""A z slab keeps the render's field of view (found in a walk-through: a ThunderSTORM CSV has no image_shape)."""
+"""Core fixes from a microscopist's walk-through (z slab grid of a CSV without image_shape; --psf given a folder)."""
 
 import numpy as np
 
@@ -33,3 +33,16 @@ def test_an_empty_z_slab_gives_an_empty_image_of_the_same_grid_not_one_pixel():
     empty = render_localizations(locs, RenderSettings(pixel_size_nm=50.0, z_range_nm=(2000, 3000), color_by="z_nm"))
     assert empty.meta["n_in_slab"] == 0
     assert empty.image.shape[:2] == full.image.shape and not empty.image.any()
+
+
+def test_a_folder_given_as_calibration_is_called_a_folder_not_missing(tmp_path):
+    """`train --psf sim3d` (the simulation folder) said 'calibration file not found' although it exists."""
+    import pytest
+
+    from napari_smlm.core.calibration import AstigmaticCalibration, CalibrationError
+
+    with pytest.raises(CalibrationError, match="is a folder, not a calibration YAML") as info:
+        AstigmaticCalibration.load(tmp_path)
+    assert str(tmp_path) in str(info.value)
+    with pytest.raises(CalibrationError, match="calibration file not found"):
+        AstigmaticCalibration.load(tmp_path / "nope.yaml")
