@@ -160,3 +160,13 @@ def test_render_of_a_big_tables_decimated_layer_says_it_is_a_subset(viewer, qtbo
     assert w.status.state is RunState.DONE
     text = w.status_label.text()
     assert f"Rendered {len(pts.data)} localizations" in text and "of 400 rows in the file" in text
+
+
+def test_closing_the_render_dock_in_3d_shows_the_hidden_layers_again(viewer):
+    pts = _points(viewer, _table(), "locs")
+    _, w = viewer.window.add_plugin_dock_widget("napari-smlm", "Render localizations")
+    w.picker.value = pts
+    w.show_3d()
+    assert not viewer.layers["locs"].visible
+    w.close()
+    assert viewer.layers["locs"].visible

@@ -426,6 +426,10 @@ class RenderWidget(SmlmDockWidget):
                 self.viewer.dims.events.ndisplay.disconnect(self._on_ndisplay)
             except Exception:  # noqa: BLE001 - viewer already gone
                 pass
+            try:  # the dock closes in 3-D: the layers it hid come back
+                self._restore_flat_points()
+            except Exception:  # noqa: BLE001 - viewer already gone
+                pass
         super().shutdown()
 
     def _on_ndisplay(self, event: Any = None) -> None:
