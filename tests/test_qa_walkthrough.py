@@ -170,3 +170,17 @@ def test_closing_the_render_dock_in_3d_shows_the_hidden_layers_again(viewer):
     assert not viewer.layers["locs"].visible
     w.close()
     assert viewer.layers["locs"].visible
+
+
+def test_render_names_the_frame_slider(viewer, qtbot):
+    """A table opened with File > Open showed napari's default "-3" next to the frame slider."""
+    from napari_smlm.widgets._state import RunState
+
+    pts = _points(viewer, _table(z=False), "locs")
+    assert viewer.dims.axis_labels[0] == "-3"
+    _, w = viewer.window.add_plugin_dock_widget("napari-smlm", "Render localizations")
+    w.picker.value = pts
+    assert w.render()
+    qtbot.waitUntil(lambda: w.status.state in (RunState.DONE, RunState.FAILED, RunState.STOPPED), timeout=30_000)
+    qtbot.waitUntil(lambda: "locs [render]" in viewer.layers, timeout=10_000)
+    assert tuple(viewer.dims.axis_labels) == ("frame", "y", "x")

@@ -305,6 +305,7 @@ class RenderWidget(SmlmDockWidget):
             out.metadata[_layers.AUTO_CONTRAST_KEY] = tuple(float(v) for v in out.contrast_limits)
         slot["render"] = out
         _layers.show_scale_bar(self.viewer)
+        _layers.label_axes(self.viewer)  # a table opened with File > Open left napari's "-3" on the frame slider
         self._draw_colorbar(r.meta)
         if "value_range" in r.meta and self.auto_range.isChecked():
             self.vmin.setValue(r.meta["value_range"][0])
