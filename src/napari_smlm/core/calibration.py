@@ -277,6 +277,8 @@ class AstigmaticCalibration:
     def load(cls, path: str | Path) -> AstigmaticCalibration:
         """Read a calibration YAML written by :meth:`save` (``yaml.safe_load``: never runs code)."""
         p = Path(path)
+        if p.is_dir():
+            raise CalibrationError(f"{p}: is a folder, not a calibration YAML (from `napari-smlm calibrate`)")
         if not p.is_file():
             raise CalibrationError(f"{p}: calibration file not found")
         try:

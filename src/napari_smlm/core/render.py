@@ -867,9 +867,14 @@ def render_localizations(locs: Localizations, settings: RenderSettings, **kwargs
     s = settings
     check_render_settings(locs.columns, s)
     n_all = len(locs)
-    if s.z_range_nm is not None:
-        locs = filter_z_slab(locs, *s.z_range_nm)
     kw: dict[str, Any] = dict(kwargs)
+    if s.z_range_nm is not None:
+        if kw.get("shape") is None:  # the slab keeps the whole table's grid (a table without image_shape too)
+            x, y, meta = _xy(locs)
+            origin = kw.get("origin_nm")
+            origin = (0.0, 0.0) if origin is None else (float(origin[0]), float(origin[1]))
+            kw["shape"] = _resolve_shape(x, y, meta, float(s.pixel_size_nm), origin, None)
+        locs = filter_z_slab(locs, *s.z_range_nm)
     if s.method == "gaussian":
         kw["sigma_nm"] = float(s.sigma_nm)
     elif s.method == "gaussian_per_loc":

@@ -59,7 +59,7 @@ def _axis_label(feature: str) -> str:
     if feature.endswith("_nm"):
         return f"{feature[:-3]} (nm)"
     unit = {"photons": "photons", "bg": "photons/px"}.get(feature)
-    return f"{feature} ({unit})" if unit else feature
+    return f"{feature} ({unit})" if unit and unit != feature else feature
 
 
 class RenderWidget(SmlmDockWidget):
@@ -151,6 +151,7 @@ class RenderWidget(SmlmDockWidget):
         self._t0 = 0.0
         self._layer3d: Any = None
         self._saved_margins: Any = None
+        self._hidden_flat: list[Any] = []  # 2-D layers hidden while the 3-D view is on
         self.viewer.dims.events.ndisplay.connect(self._on_ndisplay)
         self.picker.layer_changed.connect(self._on_layer_changed)
         self.color_by.currentIndexChanged.connect(self._on_color_by_changed)
@@ -267,6 +268,10 @@ class RenderWidget(SmlmDockWidget):
             self.status_label.setText(f"Cannot render: {exc}")
             notify_error(f"Render '{layer.name}': {exc}")
             return False
+        md = layer.metadata or {}
+        k, n_total = int(md.get("decimation", 1) or 1), md.get("n_rows_total")
+        # a big table's points layer holds every k-th row only (the reader's lazy view): say so
+        self._subset = f"1 in {k} of {int(n_total):,} rows in the file" if k > 1 and n_total else ""
         self._source, self._result, self._dirty, self._t0 = layer, None, False, time.perf_counter()
         self.start_run(iter_render(locs, settings), self._on_update, f"Rendering {len(locs):,} localizations…")
         return True
@@ -300,6 +305,7 @@ class RenderWidget(SmlmDockWidget):
             out.metadata[_layers.AUTO_CONTRAST_KEY] = tuple(float(v) for v in out.contrast_limits)
         slot["render"] = out
         _layers.show_scale_bar(self.viewer)
+        _layers.label_axes(self.viewer)  # a table opened with File > Open left napari's "-3" on the frame slider
         self._draw_colorbar(r.meta)
         if "value_range" in r.meta and self.auto_range.isChecked():
             self.vmin.setValue(r.meta["value_range"][0])
@@ -318,8 +324,12 @@ class RenderWidget(SmlmDockWidget):
         m = self._result.meta
         slab = f" ({m['n_in_slab']:,} of {m['n_in_table']:,} in the z slab)" if m.get("settings", {}).get("z_range_nm") else ""
         shape = "×".join(str(v) for v in self._result.image.shape[:2])
-        return (f"Rendered {m.get('n_rendered', 0):,} localizations{slab} into {shape} px of "
+        text = (f"Rendered {m.get('n_rendered', 0):,} localizations{slab} into {shape} px of "
                 f"{self._result.pixel_size_nm:g} nm ({time.perf_counter() - self._t0:.1f} s).")
+        if getattr(self, "_subset", ""):
+            text += (f" Only the points layer's rows: {self._subset} (the reader's view of a big table; "
+                     "its 'SR (all …)' image has every localization).")
+        return text
 
     def _draw_colorbar(self, meta: dict) -> None:
         fig = self.colorbar_figure
@@ -363,23 +373,62 @@ class RenderWidget(SmlmDockWidget):
             out.face_colormap = ldt[1]["face_colormap"]
             out.face_contrast_limits = ldt[1]["face_contrast_limits"]
         slot["3d"] = out
-        self._apply_slab(out)
+        slab_ok = self._apply_slab(out)
         self._layer3d = None  # the ndisplay callback must not thicken the slice a second time
         saved = _layers.show_points_3d(self.viewer, out)
         self._layer3d = out
         if self._saved_margins is None:
             self._saved_margins = saved
+        n_hidden = self._hide_flat_points()
         lo, hi = out.face_contrast_limits if out.face_contrast_limits is not None else (math.nan, math.nan)
-        self.status_label.setText(
+        if math.isfinite(lo) and math.isfinite(hi):  # the cloud's colours get their bar and range, as a render's
+            meta = {"value_range": (float(lo), float(hi)), "color_by": "z_nm", "colormap": self.colormap.currentText()}
+            self._draw_colorbar(meta)
+            if self.auto_range.isChecked():
+                self.vmin.setValue(float(lo))
+                self.vmax.setValue(float(hi))
+        text = (
             f"3-D points: {int(np.count_nonzero(out.shown)):,} of {len(out.data):,} localizations in "
             f"'{out.name}' (z, frame, y, x), every frame at once; colour = z, {lo:g} … {hi:g} nm."
         )
+        if n_hidden:
+            text += f" {n_hidden} 2-D layer(s) hidden while in 3-D (they would lie flat at z = 0)."
+        if not slab_ok:
+            text += self._slab_problem()
+        self.status_label.setText(text)
         return out
+
+    def _slab_problem(self) -> str:
+        return (f" z slab ignored: z min ({self.z_min.value():g} nm) is above z max "
+                f"({self.z_max.value():g} nm); every localization is shown.")
+
+    def _hide_flat_points(self) -> int:
+        """Hide the visible layers without z (points, renders, the movie: flat at z = 0 through the 3-D cloud)."""
+        l3 = self._layer3d
+        n = 0
+        for la in self.viewer.layers:
+            raw = _raw(la)
+            if l3 is not None and raw is not _raw(l3) and raw.ndim < _raw(l3).ndim and la.visible:
+                la.visible = False
+                self._hidden_flat.append(raw)
+                n += 1
+        return n
+
+    def _restore_flat_points(self) -> None:
+        """Back in 2-D: show again the layers :meth:`_hide_flat_points` hid (those still in the viewer)."""
+        hidden, self._hidden_flat = self._hidden_flat, []
+        for la in self.viewer.layers:
+            if any(_raw(la) is h for h in hidden):
+                la.visible = True
 
     def shutdown(self) -> None:
         if not self._closed:
             try:
                 self.viewer.dims.events.ndisplay.disconnect(self._on_ndisplay)
+            except Exception:  # noqa: BLE001 - viewer already gone
+                pass
+            try:  # the dock closes in 3-D: the layers it hid come back
+                self._restore_flat_points()
             except Exception:  # noqa: BLE001 - viewer already gone
                 pass
         super().shutdown()
@@ -390,21 +439,27 @@ class RenderWidget(SmlmDockWidget):
         mine = l3 is not None and any(_raw(la) is _raw(l3) for la in self.viewer.layers)
         if self.viewer.dims.ndisplay == 3 and mine and self._saved_margins is None:
             self._saved_margins = _layers.thick_frame_slice(self.viewer, l3)
+            self._hide_flat_points()
         elif self.viewer.dims.ndisplay == 2 and self._saved_margins is not None:
             left, right = self._saved_margins
             self._saved_margins = None
             n = int(self.viewer.dims.ndim)
             if len(left) == n:
                 self.viewer.dims.margin_left, self.viewer.dims.margin_right = left, right
+        if self.viewer.dims.ndisplay == 2:
+            self._restore_flat_points()
 
-    def _apply_slab(self, layer3d: Any) -> None:
+    def _apply_slab(self, layer3d: Any) -> bool:
+        """Show the slab's points of ``layer3d``; False when the slab is on but z min > z max (all shown)."""
         from ..core.render import z_slab_mask
 
         feats = layer3d.features
-        if self.slab.isChecked() and self.slab.isEnabled() and self.z_min.value() <= self.z_max.value():
+        on = self.slab.isChecked() and self.slab.isEnabled()
+        if on and self.z_min.value() <= self.z_max.value():
             layer3d.shown = z_slab_mask(feats, self.z_min.value(), self.z_max.value())
-        else:
-            layer3d.shown = np.ones(len(feats), dtype=bool)
+            return True
+        layer3d.shown = np.ones(len(feats), dtype=bool)
+        return not on
 
     def _on_slab_changed(self, *_: Any) -> None:
         layer = self.picker.value
@@ -412,4 +467,8 @@ class RenderWidget(SmlmDockWidget):
             return
         l3 = self._outputs.get(id(_raw(layer)), {}).get("3d")
         if l3 is not None and any(_raw(la) is _raw(l3) for la in self.viewer.layers):
-            self._apply_slab(l3)
+            if self._apply_slab(l3):
+                n_in = int(np.count_nonzero(l3.shown))
+                self.status_label.setText(f"z slab: {n_in:,} of {len(l3.data):,} localizations shown in '{l3.name}'.")
+            else:
+                self.status_label.setText(self._slab_problem().strip())

@@ -72,7 +72,7 @@ class StreamOption(QWidget):
 
     def output(self, inputs: list | tuple = ()) -> Path:
         """The file to stream to, checked: raises ``ValueError`` / ``OutputExistsError`` with the reason."""
-        from ..core.io.safe import check_outputs, companion_files
+        from ..core.io.safe import OutputExistsError, check_outputs, companion_files
         from ..core.io.stream import partial_path
 
         text = self.path_edit.text().strip()
@@ -84,8 +84,13 @@ class StreamOption(QWidget):
         if not p.parent.is_dir():
             raise ValueError(f"Stream results to file: the folder {p.parent} does not exist")
         part = partial_path(p)
-        check_outputs([(p, "the stream file"), *[(c, "its sidecar") for c in companion_files(p)], (part, "its partial run")],
-                      inputs=inputs)
+        outs = [(p, "the stream file"), *[(c, "its sidecar") for c in companion_files(p)], (part, "its partial run")]
+        check_outputs(outs, inputs=inputs, overwrite=True)  # an input, a folder, two names for one file
+        for q, what in outs:  # the GUI has no --overwrite: say what to do here
+            if q.exists():
+                raise OutputExistsError(
+                    q, f"Stream results to file: {what} already exists; choose a new file name (Browse…): "
+                    "results are never overwritten")
         return p
 
     # ---------------------------------------------------------------- run hooks (GUI thread)

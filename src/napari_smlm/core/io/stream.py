@@ -44,7 +44,9 @@ import yaml
 from ..localizations import Localizations
 from .errors import SMLMFileError
 from .formats import _common as c
-from .formats.picasso import _PICASSO_CORE, _PICASSO_FILLED_KEY, _PICASSO_INT_FIELDS, COLUMNS, _from_nm, picasso_yaml_path
+from .formats.picasso import (
+    _PICASSO_3D, _PICASSO_CORE, _PICASSO_FILLED_KEY, _PICASSO_INT_FIELDS, COLUMNS, _from_nm, picasso_yaml_path,
+)
 from .safe import atomic_path
 
 __all__ = ["LocStreamWriter", "StreamProgress", "partial_path", "read_progress"]
@@ -106,8 +108,9 @@ def _schema(columns: list[str]) -> tuple[list[tuple[str, str]], list[str]]:
     if not ({"sigma_x_nm", "sigma_y_nm"} & have):
         filled += ["lpx", "lpy"]
     fields = list(_PICASSO_CORE)
-    if "z_nm" in have:
-        fields.append(("z", "<f4"))
+    for field, dtype in _PICASSO_3D:  # z and lpz (nm), as the one-shot writer
+        if COLUMNS[field][0] in have:
+            fields.append((field, dtype))
     consumed = {"frame", "psf_sigma_nm"} | {ours for ours, _ in COLUMNS.values()}
     taken = {f for f, _ in fields}
     for col in columns:
@@ -141,7 +144,7 @@ def _records(locs: Localizations, fields: list[tuple[str, str]], px: float) -> n
         nm["lpx"], nm["lpy"] = nm["sx"] * scale, nm["sy"] * scale
     rec = np.empty(n, dtype=fields)
     rec["frame"] = df["frame"].to_numpy()
-    core = {f for f, _ in _PICASSO_CORE} | {"z"}
+    core = {f for f, _ in _PICASSO_CORE} | {f for f, _ in _PICASSO_3D}
     for name, _ in fields:
         if name == "frame":
             continue
