@@ -171,6 +171,14 @@ def test_reconstruction_warns_when_the_movie_is_unlike_the_training_data(viewer,
     assert any("above the range" in msg for msg in w.domain_warnings), w.domain_warnings
 
 
+def test_select_model_takes_a_bare_shipped_name(viewer):
+    w = _dock(viewer, "Reconstruction")
+    w.select_model("decode3d")
+    assert w.model_chooser.combo.currentData() == "shipped:decode3d"
+    with pytest.raises(ValueError, match="no model 'nope'.*shipped:decode"):
+        w.select_model("nope")
+
+
 def test_reconstruction_cancel_keeps_partial_result(viewer, qtbot, toy_checkpoint, tmp_path):
     frames, _ = simulate(SIM.replace(n_frames=60, seed=11))
     movie = _add_movie(viewer, frames, name="long")

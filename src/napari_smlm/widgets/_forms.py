@@ -407,10 +407,14 @@ class ModelChooser(QWidget):
         return self.models.get(key) if key is not None else None
 
     def select(self, key: str) -> None:
-        """Select a model by its registry key (``"shipped:<name>"`` or a checkpoint path)."""
+        """Select a model by its registry key (``"shipped:<name>"`` or a checkpoint path); a bare
+        shipped name (``"decode3d"``) selects that shipped model."""
         idx = self.combo.findData(key)
+        if idx < 0 and ":" not in key:
+            idx = self.combo.findData(f"shipped:{key}")
         if idx < 0:
-            raise ValueError(f"no model {key!r} in the list")
+            known = [self.combo.itemData(i) for i in range(self.combo.count())]
+            raise ValueError(f"no model {key!r} in the list; known: {', '.join(str(k) for k in known if k)}")
         self.combo.setCurrentIndex(idx)
 
     def refresh(self, *_: Any) -> None:
