@@ -99,6 +99,7 @@ def test_stream_refuses_an_existing_file(viewer, qtbot, toy_checkpoint, tmp_path
     w.stream.path_edit.setText(str(out))
     assert not w.run()
     assert "already exists" in _last_error() and out.read_bytes() == b"the user's results"
+    assert w.status_label.text().startswith("Not started:") and "already exists" in w.status_label.text()
     w.stream.path_edit.setText(str(tmp_path / "no_suffix"))
     assert not w.run() and ".hdf5" in _last_error()
     assert w.status.state is not RunState.RUNNING

@@ -423,6 +423,12 @@ class ReconstructionWidget(SmlmDockWidget):
         runs[key] = k
         return _layers.RunLayers(self.viewer, _run_names(movie_name, model, k)), k
 
+    def _refuse(self, message: str) -> bool:
+        """Run refused: a notification and the status line say why (not the previous run's summary)."""
+        notify_error(message)
+        self.status_label.setText(f"Not started: {message}")
+        return False
+
     def run(self) -> bool:
         """Start a reconstruction with the current settings; False (and a notification) if it cannot."""
         from ..core.inference import InferenceConfig, PredictionCollector
@@ -433,25 +439,21 @@ class ReconstructionWidget(SmlmDockWidget):
         try:
             validate_movie_layer(layer)
         except ValueError as exc:
-            notify_error(str(exc))
-            return False
+            return self._refuse(str(exc))
         entry = self.model_entry
         if entry is None or not entry.usable:
-            notify_error("Choose a model with weights: a shipped model, one trained in the Training widget, or Load checkpoint….")
-            return False
+            return self._refuse("Choose a model with weights: a shipped model, one trained in the Training widget, or Load checkpoint….")
         try:
             ckpt = self.models.checkpoint(entry)
             camera = self.camera()
         except Exception as exc:  # noqa: BLE001 - CheckpointError / ValueError: tell the user
-            notify_error(f"{error_reason(exc)} — cannot use model '{entry.label}'")
-            return False
+            return self._refuse(f"{error_reason(exc)} — cannot use model '{entry.label}'")
         px = float(self.pixel_size.value())
         data = layer.data
         n_frames = int(data.shape[0]) if len(data.shape) == 3 else 1
         start, stop = int(self.start_frame.value()), min(int(self.stop_frame.value()), n_frames)
         if stop <= start:
-            notify_error(f"Empty frame range {start}–{stop}: the last frame must come after the first.")
-            return False
+            return self._refuse(f"Empty frame range {start}–{stop}: the last frame must come after the first.")
         thr = self.threshold.value()
         try:
             cfg = InferenceConfig(
@@ -459,15 +461,13 @@ class ReconstructionWidget(SmlmDockWidget):
                 start=start, stop=stop, threshold=None if thr <= self.threshold.minimum() else float(thr),
             )
         except ValueError as exc:
-            notify_error(f"Invalid settings: {exc}")
-            return False
+            return self._refuse(f"Invalid settings: {exc}")
         stream_path = None
         if self.stream.enabled:
             try:
                 stream_path = self.stream.output(inputs=[entry.path, *layer.metadata.get("paths", [])])
             except Exception as exc:  # noqa: BLE001 - ValueError / OutputExistsError: tell the user
-                notify_error(error_reason(exc))
-                return False
+                return self._refuse(error_reason(exc))
         self.domain_warnings = []  # the worker checks the movie first (_DomainWarnings)
         # Snapshot: dask arrays are immutable; small numpy arrays are copied.
         if isinstance(data, np.ndarray) and data.nbytes <= SNAPSHOT_COPY_BYTES:
