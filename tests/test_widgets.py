@@ -549,6 +549,31 @@ def test_simulation_widget(viewer, qtbot):
     assert len(gt.data) == len(ref_gt)
 
 
+def test_simulation_widget_in_3d_with_a_psf_calibration(viewer, qtbot, tmp_path):
+    """A PSF calibration file makes the widget simulate in 3-D: the same movie as the core with that
+    calibration, and a ground truth with z over the calibrated range; a missing file is named."""
+    from napari_smlm.core.models.decode3d import DEFAULT_CALIBRATION_PATH
+
+    sw = _dock(viewer, "Simulation")
+    sw.form.set_values(n_frames=6, height=24, width=24, density=2.0, seed=5)
+    sw.name_edit.setText("astig")
+    sw.psf_edit.setText(str(tmp_path / "missing.yaml"))
+    assert not sw.run()
+    assert "missing.yaml" in _last_error()
+    sw.psf_edit.setText(str(DEFAULT_CALIBRATION_PATH))
+    assert sw.run()
+    _wait_state(qtbot, sw.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
+    assert sw.status.state is RunState.DONE, sw.status.message
+    cfg = sw.form.config(psf_calibration=str(DEFAULT_CALIBRATION_PATH))
+    ref_frames, ref_gt = simulate(cfg)
+    np.testing.assert_array_equal(viewer.layers["astig movie"].data, ref_frames)
+    gt = viewer.layers["astig ground truth"]
+    z = np.asarray(gt.features["z_nm"])
+    np.testing.assert_allclose(np.sort(z), np.sort(ref_gt["z_nm"]))
+    lo, hi = cfg.psf_calibration["z_range_nm"]
+    assert z.min() >= lo and z.max() <= hi and z.std() > 0.1 * (hi - lo)
+
+
 # ============================================================================ evaluation
 def test_evaluation_widget(viewer, qtbot, sim_movie):
     frames, gt = sim_movie

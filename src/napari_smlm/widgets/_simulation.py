@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 from qtpy.QtWidgets import (
+    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -45,6 +46,15 @@ class SimulationWidget(SmlmDockWidget):
         self.status = self.session.simulation
         self.form = SimulationForm(movie=True)
         self.name_edit = QLineEdit("simulated")
+        self.psf_edit = QLineEdit()
+        self.psf_edit.setPlaceholderText("none: 2-D Gaussian PSF")
+        self.psf_edit.setToolTip(
+            "Astigmatic PSF calibration (YAML from `napari-smlm calibrate` or the PSF calibration widget): "
+            "simulate in 3-D, emitters over the calibrated z range; the ground truth gets z_nm. "
+            "The PSF σ above is then not used."
+        )
+        self.psf_button = QPushButton("…")
+        self.psf_button.setFixedWidth(30)
         self.run_button = QPushButton("Simulate")
         self.stop_button = QPushButton("Stop")
         self.progress = QProgressBar()
@@ -58,6 +68,10 @@ class SimulationWidget(SmlmDockWidget):
         lay.addWidget(box)
         form = QFormLayout()
         form.addRow("Layer name", self.name_edit)
+        psf_row = QHBoxLayout()
+        psf_row.addWidget(self.psf_edit, 1)
+        psf_row.addWidget(self.psf_button)
+        form.addRow("PSF calibration (3-D)", psf_row)
         lay.addLayout(form)
         row = QHBoxLayout()
         row.addWidget(self.run_button)
@@ -68,6 +82,7 @@ class SimulationWidget(SmlmDockWidget):
         lay.addStretch(1)
 
         self.run_button.clicked.connect(self.run)
+        self.psf_button.clicked.connect(self._on_browse_psf)
         self.stop_button.clicked.connect(self.stop)
         self.status.changed.connect(self._on_state_changed)
         self._on_state_changed(self.status.state)
@@ -75,8 +90,9 @@ class SimulationWidget(SmlmDockWidget):
     def run(self) -> bool:
         if self.status.running:
             return False
+        psf = self.psf_edit.text().strip()
         try:
-            cfg = self.form.config()
+            cfg = self.form.config(**({"psf_calibration": psf} if psf else {}))
         except ValueError as exc:
             notify_error(f"Invalid simulation parameters: {exc}")
             return False
@@ -109,6 +125,11 @@ class SimulationWidget(SmlmDockWidget):
 
     def stop(self) -> None:
         self.stop_run()
+
+    def _on_browse_psf(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "PSF calibration", "", "Calibrations (*.yaml *.yml)")
+        if path:
+            self.psf_edit.setText(path)
 
     def _on_update(self, ch: Any) -> None:
         self._frames[ch.start : ch.start + len(ch.frames)] = ch.frames
@@ -163,3 +184,5 @@ class SimulationWidget(SmlmDockWidget):
         self.run_button.setEnabled(not running)
         self.stop_button.setEnabled(running)
         self.form.setEnabled(not running)
+        self.psf_edit.setEnabled(not running)
+        self.psf_button.setEnabled(not running)
