@@ -10,6 +10,7 @@ Synchronisation is by ``qtbot.waitUntil`` / signals only.
 import threading
 
 import numpy as np
+import pandas as pd
 import pytest
 
 pytest.importorskip("napari")
@@ -572,6 +573,28 @@ def test_simulation_widget_in_3d_with_a_psf_calibration(viewer, qtbot, tmp_path)
     np.testing.assert_allclose(np.sort(z), np.sort(ref_gt["z_nm"]))
     lo, hi = cfg.psf_calibration["z_range_nm"]
     assert z.min() >= lo and z.max() <= hi and z.std() > 0.1 * (hi - lo)
+
+
+def test_evaluation_widget_reports_axial_metrics_for_3d_tables(viewer, qtbot):
+    """Both layers with z: 3-D matching, and the table shows the axial RMSE (a z offset of 30 nm)."""
+    from napari_smlm.core.localizations import Localizations
+
+    rng = np.random.default_rng(4)
+    n = 60
+    gt = Localizations(pd.DataFrame({"frame": np.repeat(np.arange(6), 10), "x_nm": rng.uniform(200, 3000, n),
+                                     "y_nm": rng.uniform(200, 3000, n), "z_nm": rng.uniform(-400, 400, n)}),
+                       {"pixel_size_nm": 100.0, "image_shape": (32, 32)})
+    pred = Localizations(gt.df.assign(z_nm=gt["z_nm"] + 30.0, x_nm=gt["x_nm"] + 10.0), dict(gt.meta))
+    viewer.add_layer(_layer(_layers.localizations_layer_data(gt, "gt3d", kind="ground_truth")))
+    viewer.add_layer(_layer(_layers.localizations_layer_data(pred, "pred3d", metadata={"frame_range": [0, 6]})))
+    ew = _dock(viewer, "Evaluation")
+    ew.gt_picker.value = viewer.layers["gt3d"]
+    ew.pred_picker.value = viewer.layers["pred3d"]
+    ew.evaluate_button.click()
+    m = ew.metrics
+    assert m["tp"] == n and m["rmse_axial_nm"] == pytest.approx(30.0) and m["rmse_lateral_nm"] == pytest.approx(10.0)
+    rows = {ew.table.item(i, 0).text(): ew.table.item(i, 1).text() for i in range(ew.table.rowCount())}
+    assert rows["RMSE axial / volumetric (nm)"].startswith("30")
 
 
 # ============================================================================ evaluation

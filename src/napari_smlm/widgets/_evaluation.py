@@ -326,6 +326,11 @@ class EvaluationWidget(SmlmDockWidget):
                 ("RMSE of full-frame emitters (nm)", _fmt(m["rmse_full_frame_nm"], 4)),
                 ("CRLB of the same emitters, rms (nm)", _fmt(m["crlb_lateral_nm"], 4)),
             ]
+            if _is_finite(m.get("rmse_axial_nm")):  # both tables have z: 3-D matching (500 nm axial gate)
+                rows += [
+                    ("RMSE axial / volumetric (nm)", f"{_fmt(m['rmse_axial_nm'], 4)} / {_fmt(m.get('rmse_volumetric_nm'), 4)}"),
+                    ("efficiency axial (%)", _fmt(m.get("efficiency_axial"), 4)),
+                ]
         if im:
             rows += [("SSIM (image)", _fmt(im["ssim"])), ("NMSE (image)", _fmt(im["nmse"]))]
         self.table.setRowCount(len(rows))
@@ -335,3 +340,10 @@ class EvaluationWidget(SmlmDockWidget):
         # show every row: the widget scrolls as a whole, the table does not
         h = self.table.horizontalHeader().height() + sum(self.table.rowHeight(i) for i in range(len(rows)))
         self.table.setFixedHeight(h + 2 * self.table.frameWidth())
+
+
+def _is_finite(v: Any) -> bool:
+    try:
+        return v is not None and math.isfinite(float(v))
+    except (TypeError, ValueError):
+        return False
