@@ -5,6 +5,8 @@ The truth calibration is asymmetric (σx and σy differ in s0 and focal plane), 
 σx/σy in the widget's result or plot fails the tests.
 """
 
+import threading
+
 import numpy as np
 import pytest
 
@@ -18,6 +20,7 @@ from napari_smlm.core.calibration import (  # noqa: E402
     simulate_bead_stack,
 )
 from napari_smlm.widgets._state import RunState  # noqa: E402
+from qtpy.QtCore import Qt  # noqa: E402
 
 PLUGIN, NAME = "napari-smlm", "PSF calibration (3-D)"
 TIMEOUT_MS = 60_000
@@ -136,9 +139,29 @@ def test_a_stack_without_beads_fails_with_the_reason(viewer, qtbot):
 def test_stop_ends_the_run_without_a_result(viewer, qtbot, stack):
     viewer.add_image(stack, name="beads", metadata={"z_step_nm": STEP, "pixel_size_nm": PX})
     w = _dock(viewer)
+    gate, seen = threading.Event(), []
+    # hold the worker after its first update (detecting beads) until Stop was pressed
+    w.job_started.connect(lambda worker: worker.yielded.connect(lambda u: (seen.append(u.stage), gate.wait(10)), Qt.ConnectionType.DirectConnection))
     assert w.run()
     assert w.stop_button.isEnabled() and not w.run_button.isEnabled()
+    qtbot.waitUntil(lambda: bool(seen), timeout=TIMEOUT_MS)
     w.stop_button.click()  # the worker stops at core's next yield
+    gate.set()
     qtbot.waitUntil(lambda: w.status.state in (RunState.DONE, RunState.FAILED, RunState.STOPPED), timeout=TIMEOUT_MS)
     assert w.status.state is RunState.STOPPED and w.status_label.text() == "Stopped."
+    assert seen == ["detecting beads"]  # no fitting after Stop
     assert w.result is None and not w.save_button.isEnabled() and w.run_button.isEnabled()
+
+
+def test_a_tiff_opened_by_the_reader_prefills_step_and_pixel_size(viewer, qtbot, stack, reference, tmp_path):
+    import tifffile
+
+    path = tmp_path / "beads.tif"  # ImageJ: 30 nm z spacing, 100 nm pixels (10 px per µm)
+    tifffile.imwrite(path, stack, imagej=True, resolution=(10.0, 10.0), metadata={"spacing": STEP / 1000, "unit": "um", "axes": "ZYX"})
+    viewer.open(str(path), plugin="napari-smlm")
+    w = _dock(viewer)
+    assert w.picker.value.name == "beads"
+    assert w.step.value() == pytest.approx(STEP) and w.pixel_size.value() == pytest.approx(PX)
+    _run(qtbot, w)
+    assert w.result.sigma_x.to_dict() == pytest.approx(reference.sigma_x.to_dict(), rel=1e-9)
+    assert w.result.step_nm == pytest.approx(STEP)
