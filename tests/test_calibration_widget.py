@@ -81,7 +81,8 @@ def test_run_equals_core_and_plots_sigma_x_and_sigma_y_against_z(calibrated, ref
     # The plot: x = z in nm (the calibration's z, spanning the stack's 1200 nm), σx line = σx curve.
     lx, ly = w.lines["sigma_x"], w.lines["sigma_y"]
     x = np.asarray(lx.get_xdata())
-    assert x.min() == pytest.approx(w.measurements["z_nm"].min()) and x.max() == pytest.approx(w.measurements["z_nm"].max())
+    zm = w.measurements["z_nm"]
+    assert x.min() == pytest.approx(zm.min()) and x.max() == pytest.approx(zm.max())
     assert 800.0 < x.max() - x.min() <= (N_SLICES - 1) * STEP + 1e-6
     assert -ref.z_offset_nm - 1e-6 <= x.min() < 0.0 < x.max() <= (N_SLICES - 1) * STEP - ref.z_offset_nm + 1e-6
     np.testing.assert_allclose(lx.get_ydata(), ref.sigma_x(x), rtol=1e-9)
@@ -141,7 +142,11 @@ def test_stop_ends_the_run_without_a_result(viewer, qtbot, stack):
     w = _dock(viewer)
     gate, seen = threading.Event(), []
     # hold the worker after its first update (detecting beads) until Stop was pressed
-    w.job_started.connect(lambda worker: worker.yielded.connect(lambda u: (seen.append(u.stage), gate.wait(10)), Qt.ConnectionType.DirectConnection))
+    def hold(u):
+        seen.append(u.stage)
+        gate.wait(10)
+
+    w.job_started.connect(lambda worker: worker.yielded.connect(hold, Qt.ConnectionType.DirectConnection))
     assert w.run()
     assert w.stop_button.isEnabled() and not w.run_button.isEnabled()
     qtbot.waitUntil(lambda: bool(seen), timeout=TIMEOUT_MS)
@@ -157,7 +162,8 @@ def test_a_tiff_opened_by_the_reader_prefills_step_and_pixel_size(viewer, qtbot,
     import tifffile
 
     path = tmp_path / "beads.tif"  # ImageJ: 30 nm z spacing, 100 nm pixels (10 px per µm)
-    tifffile.imwrite(path, stack, imagej=True, resolution=(10.0, 10.0), metadata={"spacing": STEP / 1000, "unit": "um", "axes": "ZYX"})
+    md = {"spacing": STEP / 1000, "unit": "um", "axes": "ZYX"}
+    tifffile.imwrite(path, stack, imagej=True, resolution=(10.0, 10.0), metadata=md)
     viewer.open(str(path), plugin="napari-smlm")
     w = _dock(viewer)
     assert w.picker.value.name == "beads"
