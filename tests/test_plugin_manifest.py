@@ -38,6 +38,7 @@ def test_contributions(manifest):
         "Evaluation": "napari-smlm.evaluate_localizations",
         "Post-processing": "napari-smlm.postprocess_localizations",
         "Render localizations": "napari-smlm.render_localizations",
+        "PSF calibration (3-D)": "napari-smlm.calibrate_psf",
     }
     for w in c.widgets:
         assert re.fullmatch(r"napari-smlm\.[a-z]+_[a-z_]+", w.command)

@@ -22,6 +22,7 @@ __all__ = [
     "SimulationWidget",
     "EvaluationWidget",
     "RenderWidget",
+    "CalibrationWidget",
     "LayerPicker",
     "SmlmDockWidget",
     "spin",
@@ -38,6 +39,7 @@ _LAZY = {
     "SimulationWidget": "._simulation",
     "EvaluationWidget": "._evaluation",
     "RenderWidget": "._render",
+    "CalibrationWidget": "._calibration",
 }
 
 
