@@ -65,6 +65,8 @@ def test_tiff_movie_opens_lazily_with_nm_scale(viewer, tmp_path):
     np.testing.assert_array_equal(np.asarray(layer.data[77]), frames[77])
     # camera pixel (row 3, col 5) centre is at (3.5 px, 5.5 px) in nm world coordinates
     np.testing.assert_allclose(layer.data_to_world((0, 3, 5)), (0, 3.5 * 107, 5.5 * 107))
+    # the time slider is named "frame" (napari's default label would read "-3")
+    assert tuple(layer.axis_labels) == ("frame", "y", "x") and viewer.dims.axis_labels[0] == "frame"
 
 
 def test_folder_of_tiffs_is_one_movie(viewer, tmp_path):

@@ -177,7 +177,7 @@ def test_render_names_the_frame_slider(viewer, qtbot):
     from napari_smlm.widgets._state import RunState
 
     pts = _points(viewer, _table(z=False), "locs")
-    assert viewer.dims.axis_labels[0] == "-3"
+    assert viewer.dims.axis_labels[0] == "frame"  # the points layer names its axes itself now
     _, w = viewer.window.add_plugin_dock_widget("napari-smlm", "Render localizations")
     w.picker.value = pts
     assert w.render()

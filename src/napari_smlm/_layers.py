@@ -175,6 +175,8 @@ def movie_layer_data(
         "rgb": False,
         "multiscale": False,
     }
+    if ndim == 3:  # the time slider reads "frame", not napari's default "-3"
+        kw["axis_labels"] = ("frame", "y", "x")
     if contrast_limits is not None:
         kw["contrast_limits"] = tuple(float(v) for v in contrast_limits)
     return (data, kw, "image")
@@ -368,6 +370,7 @@ def _points_tuple(
         "name": name,
         "ndim": 3,
         "units": _units(3),
+        "axis_labels": ("frame", "y", "x"),
         "features": features,
         "size": float(size_nm) if size_nm else _point_size(px),
         "face_color": "transparent",
