@@ -221,3 +221,12 @@ def test_shipped_model_has_no_position_bias_at_the_round_plane():
     assert abs(r["bias_x_nm"]) <= 3.0 and abs(r["bias_y_nm"]) <= 3.0, (r["bias_x_nm"], r["bias_y_nm"])
     raw = measure_bias(dataclasses.replace(ck, model_config={**ck.model_config, "symmetrize": False}), frames, gt, cam)
     assert max(abs(raw["bias_x_nm"]), abs(raw["bias_y_nm"])) > 4.0  # measured (−6.9, −7.6) nm
+
+
+def test_the_3d_family_trains_on_the_3d_mixture():
+    """DecodeFamily.loss calls the family's ``mixture_loss``: the 3-D family's must be the (x, y, z, N) one."""
+    from napari_smlm.core.models.decode3d_loss import decode3d_loss
+    from napari_smlm.core.models.decode_loss import decode_loss
+
+    assert type(get_family("decode3d", TINY)).mixture_loss is decode3d_loss
+    assert type(get_family("decode", {})).mixture_loss is decode_loss

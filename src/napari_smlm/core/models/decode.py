@@ -496,6 +496,9 @@ class DecodeFamily(ModelFamily):
         return PostprocessResult(localizations=locs, images=None, display=o["p"].detach())
 
     # ------------------------------------------------------------------ training
+    #: The loss over the split outputs and targets (the 3-D family puts z in the mixture).
+    mixture_loss = staticmethod(decode_loss)
+
     def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
         """DECODE loss (count + Gaussian mixture + background), see :func:`.decode_loss.decode_loss`."""
         out = self.split(output)
@@ -508,7 +511,7 @@ class DecodeFamily(ModelFamily):
             # mixture a 2-D (x, y) one up to a constant.
             ps = float(self.config["photon_scale"])
             out = {**out, "photons": torch.zeros_like(out["p"]), "sigma_photons": torch.full_like(out["p"], ps)}
-        total, _ = decode_loss(
+        total, _ = type(self).mixture_loss(
             out,
             t,
             photon_scale=float(self.config["photon_scale"]),

@@ -287,27 +287,9 @@ class Decode3DFamily(DecodeFamily):
         batch.targets["z_norm"] = torch.tensor(np.clip(zn, -1.0, 1.0), dtype=torch.float32, device=photons.device)
         return batch
 
-    def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
-        """Count + (x, y, z, N) mixture + background, see :func:`.decode3d_loss.decode3d_loss`."""
-        out = self.split(output)
-        t = batch.targets
-        if t.get("bg") is None:
-            out = {k: v for k, v in out.items() if k != "bg"}
-        if not t.get("has_photons", True):
-            ps = float(self.config["photon_scale"])
-            out = {**out, "photons": torch.zeros_like(out["p"]), "sigma_photons": torch.full_like(out["p"], ps)}
-        total, _ = decode3d_loss(
-            out,
-            t,
-            photon_scale=float(self.config["photon_scale"]),
-            bg_scale=float(self.config["bg_scale"]),
-            window=int(self.config["loss_window"]),
-            count_weight=float(self.config["count_weight"]),
-            loc_weight=float(self.config["loc_weight"]),
-            bg_weight=float(self.config["bg_weight"]),
-            count_var_floor=float(self.config["count_var_floor"]),
-        )
-        return total
+    #: Count + (x, y, z, N) mixture + background, see :func:`.decode3d_loss.decode3d_loss`
+    #: (:meth:`DecodeFamily.loss` calls it with the same weights as the 2-D family).
+    mixture_loss = staticmethod(decode3d_loss)
 
     # ------------------------------------------------------------------ inference
     def postprocess(
