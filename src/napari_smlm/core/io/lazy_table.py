@@ -30,10 +30,10 @@ from typing import Any
 import h5py
 import numpy as np
 
-from ..localizations import STANDARD_COLUMNS, Localizations
+from ..localizations import Localizations
 from .errors import SMLMFileError
 from .formats import _common as c
-from .formats.picasso import _PICASSO_FILLED_KEY, COLUMNS, _first, _load_picasso_yaml, _to_nm, picasso_yaml_path
+from .formats.picasso import _PICASSO_FILLED_KEY, _first, _load_picasso_yaml, picasso_yaml_path, records_to_columns
 
 __all__ = ["LazyPicassoTable", "DEFAULT_CHUNK_ROWS"]
 
@@ -157,22 +157,7 @@ class LazyPicassoTable:
     def _to_locs(self, rec: np.ndarray, rows: np.ndarray | None = None) -> Localizations:
         """Records -> Localizations in nm (the conversions of read_picasso_hdf5)."""
         px = self.pixel_size_nm
-        names = rec.dtype.names
-        cols: dict[str, np.ndarray] = {"frame": c.frames(rec["frame"], self.path, "frame", one_based=False)[0]}
-        for field, (ours, conv) in COLUMNS.items():
-            if field in names and field not in self._filled and field not in ("sx", "sy"):
-                cols[ours] = _to_nm(np.asarray(rec[field], dtype=np.float64), conv, px)
-        sxy = [_to_nm(np.asarray(rec[k], dtype=np.float64), "px", px) for k in ("sx", "sy") if k in names and k not in self._filled]
-        if len(sxy) == 2:
-            cols["psf_sigma_nm"] = np.sqrt(sxy[0] * sxy[1])
-            cols["psf_sigma_x_nm"], cols["psf_sigma_y_nm"] = sxy
-        elif len(sxy) == 1:
-            cols["psf_sigma_nm"] = sxy[0]
-        used = set(cols)
-        for name in names:
-            if name != "frame" and name not in COLUMNS:
-                key = name if name in STANDARD_COLUMNS else c.sanitize(name)
-                cols[c.unique(key, used)] = np.asarray(rec[name])
+        cols = records_to_columns(rec, self.path, px, self._filled, always_xy_sigma=True)
         meta = {k: v for k, v in self.meta.items() if k != "picasso_info"}
         if rows is not None:
             meta["rows"] = rows

@@ -74,6 +74,35 @@ def _from_nm(v: np.ndarray, conv: str, px: float) -> np.ndarray:
     return v / px - 0.5 if conv == "pos" else v / px if conv == "px" else v
 
 
+def records_to_columns(rec: np.ndarray, path: Any, px: float, filled: set | frozenset = frozenset(),
+                       always_xy_sigma: bool = False) -> dict[str, np.ndarray]:
+    """Picasso ``locs`` records (camera pixels) -> our columns in nm, by :data:`COLUMNS`.
+
+    ``filled``: fields the writer filled with placeholders (left out). ``sx``/``sy`` become
+    ``psf_sigma_nm`` = √(sx·sy), and ``psf_sigma_x_nm``/``psf_sigma_y_nm`` when they differ (always
+    with ``always_xy_sigma``, so that every chunk of a lazily read table has the same columns).
+    Other fields are kept under sanitized, unique names.
+    """
+    names = rec.dtype.names
+    cols: dict[str, np.ndarray] = {"frame": c.frames(rec["frame"], path, "frame", one_based=False)[0]}
+    for field, (ours, conv) in COLUMNS.items():
+        if field in names and field not in filled and field not in ("sx", "sy"):
+            cols[ours] = _to_nm(np.asarray(rec[field], dtype=np.float64), conv, px)
+    sxy = [_to_nm(np.asarray(rec[k], dtype=np.float64), "px", px) for k in ("sx", "sy") if k in names and k not in filled]
+    if len(sxy) == 2:
+        cols["psf_sigma_nm"] = np.sqrt(sxy[0] * sxy[1])
+        if always_xy_sigma or not np.allclose(sxy[0], sxy[1], equal_nan=True):
+            cols["psf_sigma_x_nm"], cols["psf_sigma_y_nm"] = sxy
+    elif len(sxy) == 1:
+        cols["psf_sigma_nm"] = sxy[0]
+    used = set(cols)
+    for name in names:
+        if name != "frame" and name not in COLUMNS:
+            key = name if name in STANDARD_COLUMNS else c.sanitize(name)
+            cols[c.unique(key, used)] = np.asarray(rec[name])
+    return cols
+
+
 def from_picasso_locs(locs: Any, pixel_size_nm: float, meta: dict | None = None) -> Localizations:
     """Localizations from Picasso's in-memory ``locs`` (what ``picasso.localize.localize`` returns).
 
@@ -205,22 +234,7 @@ def read_picasso_hdf5(path: str | os.PathLike, pixel_size_nm: float | None = Non
         if isinstance(v, (list, tuple)):
             filled.update(str(x) for x in v)
 
-    cols: dict[str, np.ndarray] = {"frame": c.frames(arr["frame"], p, "frame", one_based=False)[0]}
-    for field, (ours, conv) in COLUMNS.items():
-        if field in names and field not in filled and field not in ("sx", "sy"):
-            cols[ours] = _to_nm(np.asarray(arr[field], dtype=np.float64), conv, px)
-    sxy = [_to_nm(np.asarray(arr[k], dtype=np.float64), "px", px) for k in ("sx", "sy") if k in names and k not in filled]
-    if len(sxy) == 2:
-        cols["psf_sigma_nm"] = np.sqrt(sxy[0] * sxy[1])
-        if not np.allclose(sxy[0], sxy[1], equal_nan=True):
-            cols["psf_sigma_x_nm"], cols["psf_sigma_y_nm"] = sxy
-    elif len(sxy) == 1:
-        cols["psf_sigma_nm"] = sxy[0]
-    used = set(cols)
-    for name in names:
-        if name != "frame" and name not in COLUMNS:
-            key = name if name in STANDARD_COLUMNS else c.sanitize(name)
-            cols[c.unique(key, used)] = np.asarray(arr[name])
+    cols = records_to_columns(arr, p, px, filled)
     meta: dict[str, Any] = {"source": str(p), "format": "picasso", "pixel_size_nm": px}
     h, w, nf = _first(docs, "Height"), _first(docs, "Width"), _first(docs, "Frames")
     if h is not None and w is not None:
