@@ -498,6 +498,8 @@ class DecodeFamily(ModelFamily):
     # ------------------------------------------------------------------ training
     #: The loss over the split outputs and targets (the 3-D family puts z in the mixture).
     mixture_loss = staticmethod(decode_loss)
+    #: Ground-truth columns of a simulated batch's central frame (the 3-D family adds ``z_nm``).
+    target_columns: tuple[str, ...] = ("x_nm", "y_nm", "photons", "bg", "psf_sigma_nm", "in_fov")
 
     def loss(self, output: torch.Tensor, batch: Batch) -> torch.Tensor:
         """DECODE loss (count + Gaussian mixture + background), see :func:`.decode_loss.decode_loss`."""
@@ -608,7 +610,7 @@ class DecodeFamily(ModelFamily):
             photons = sim.camera.adu_to_photons(crops.frames) * gains[:, None, None, None]
         g = crops.ground_truth
         central = g.filter(g["frame"] == self.context)  # targets: the central frame's emitters
-        cols = {k: central[k] for k in ("x_nm", "y_nm", "photons", "bg", "psf_sigma_nm", "in_fov")}
+        cols = {k: (central[k] if k in central else np.zeros(len(central))) for k in self.target_columns}
         meta = {"pixel_size_nm": px, "image_shape": (int(sim.height), int(sim.width)), "source": "simulate_batch"}
         gt = Localizations({"frame": central["sample"], **cols}, meta=meta)
         return self.batch_from_data(photons, gt, px, crops.background)

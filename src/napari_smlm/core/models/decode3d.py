@@ -57,7 +57,6 @@ import torch
 from ..calibration import AstigmaticCalibration
 from ..config import SimulationConfig
 from ..localizations import Localizations
-from ..simulate import simulate_crops
 from . import register
 from .base import Batch, PostprocessResult
 from .decode import HEADS, DecodeFamily, DecodeNet
@@ -244,20 +243,10 @@ class Decode3DFamily(DecodeFamily):
         is 2-D); the targets add ``z_norm`` (E,) to the 2-D family's, and the ground truth
         ``z_nm``.
         """
-        device = torch.device(device)
         sim = self.training_simulation(sim, rng if randomize else None)
-        px = float(sim.pixel_size_nm)
-        drawn = [self.sample_simulation(sim, rng, randomize) for _ in range(int(batch_size))]
-        crops = simulate_crops([c for c, _ in drawn], rng=rng, device=device, include_outside=True)
-        gains = torch.tensor([g for _, g in drawn], dtype=torch.float32, device=device)
-        photons = sim.camera.adu_to_photons(crops.frames) * gains[:, None, None, None]
-        g = crops.ground_truth
-        central = g.filter(g["frame"] == self.context)
-        keys = ("x_nm", "y_nm", "z_nm", "photons", "bg", "psf_sigma_nm", "in_fov")
-        cols = {k: (central[k] if k in central else np.zeros(len(central))) for k in keys}
-        meta = {"pixel_size_nm": px, "image_shape": (int(sim.height), int(sim.width)), "source": "simulate_batch"}
-        gt = Localizations({"frame": central["sample"], **cols}, meta=meta)
-        return self.batch_from_data(photons, gt, px, crops.background)
+        return super().simulate_batch(sim, batch_size, rng, device=device, randomize=randomize)
+
+    target_columns = (*DecodeFamily.target_columns, "z_nm")
 
     def batch_from_data(
         self,
