@@ -192,3 +192,39 @@ def test_worker_threads_run_at_a_lower_os_priority_than_the_gui_thread(qtbot):
     assert seen and seen[0][0] is False
     assert seen[0][1] == min(19, main_nice + WORKER_NICE)
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == main_nice  # the GUI thread is untouched
+
+
+def test_progress_follows_the_batches_while_layer_refreshes_wait(viewer, qtbot, toy_checkpoint, monkeypatch):
+    """The progress bar and status line move with each batch; the (costly) layer refresh is separate."""
+    from qtpy.QtCore import Qt
+
+    from napari_smlm.core.progress import UpdateKind
+    from napari_smlm.widgets import _reconstruction
+
+    monkeypatch.setattr(_base, "FLUSH_MIN_MS", 10**6)  # no live layer refresh during the run
+    monkeypatch.setattr(_reconstruction, "PROGRESS_MS", 0)
+    frames, _ = simulate(SIM.replace(n_frames=12, seed=8, density=1.0))
+    movie = _add_movie(viewer, frames, name="m")
+    w = _dock(viewer, "Reconstruction")
+    hold = threading.Event()
+
+    def worker_side(u):  # worker thread: stop after the batch ending at frame 8 until released
+        if getattr(u, "kind", None) == UpdateKind.BATCH and int(u.stop) == 8:
+            hold.wait(10)
+
+    w.job_started.connect(lambda worker: worker.yielded.connect(worker_side, Qt.ConnectionType.DirectConnection))
+    w.movie_picker.value = movie
+    assert w.load_checkpoint_file(toy_checkpoint)
+    w.device.setCurrentText("cpu")
+    w.batch_size.setValue(4)
+    assert w.run()
+    try:
+        qtbot.waitUntil(lambda: w.progress.value() == 8, timeout=TIMEOUT_MS)
+        assert w.status.running and not w.refresh_log  # no layer refresh has happened yet
+        assert w.status_label.text().startswith("8/12 frames")
+        assert len(_raw(w.result_layers()["points"]).data) == 0  # the layers wait for their refresh
+    finally:
+        hold.set()
+    _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
+    assert w.status.state is RunState.DONE, w.status.message
+    assert w.progress.value() == 12 and len(w.refresh_log) >= 1

@@ -68,6 +68,8 @@ SNAPSHOT_COPY_BYTES = 512 * 2**20
 #: Localizations the points layer shows while a run goes on (the latest ones); all at the end.
 #: napari's Points layer costs O(N) Python work per data change, so a live layer must stay small.
 LIVE_POINTS = 5000
+#: The progress bar and status line follow the worker's batches at most this often (ms).
+PROGRESS_MS = 200
 #: An in-memory (eager) movie layer larger than this gets a warning: open it lazily instead.
 EAGER_WARN_BYTES = 1 * 2**30
 #: File patterns "Use napari-smlm for …" assigns to this plugin in napari's reader preferences.
@@ -163,6 +165,9 @@ class ReconstructionWidget(SmlmDockWidget):
         self._live_parts: deque = deque()
         self._live_rows = 0
         self._steps: Any = None  # the refresh in progress (a generator of steps), or None
+        #: ``(start, seconds)`` of each result layer this widget created (napari's cost; benchmarks)
+        self.creation_log: deque = deque(maxlen=256)
+        self._progress_t = 0.0
         self._settle_t: float | None = None
         self._final_flushed = False
         self._dirty = False
@@ -502,6 +507,7 @@ class ReconstructionWidget(SmlmDockWidget):
             "run": run_k,
         }
         self._t0 = time.perf_counter()
+        self._progress_t = 0.0
         self.progress.setRange(0, max(self._n_total, 1))
         self.progress.setValue(0)
         if self._streaming:
@@ -540,7 +546,9 @@ class ReconstructionWidget(SmlmDockWidget):
                 ldt = _layers.super_resolved_layer_data(np.zeros((1, 1), np.float32), px, rl.names[key], metadata=md,
                                                         contrast_limits=(0.0, 1.0))
             ldt[1]["visible"] = False
+            t = time.perf_counter()
             layer = rl.update(key, ldt)
+            self.creation_log.append((t, time.perf_counter() - t))
         QTimer.singleShot(0, lambda: self._show_created(layer))
 
     def _show_created(self, layer: Any) -> None:
@@ -592,8 +600,30 @@ class ReconstructionWidget(SmlmDockWidget):
             self._last_frame = int(u.stop) - 1
             if u.display is not None:
                 self._store_display(u.display, int(u.start))
+            self._show_progress()
         self._dirty = True
         self.schedule_flush()
+
+    def _show_progress(self, force: bool = False) -> None:
+        """Progress bar and status line: cheap Qt widgets, so they follow the run closely.
+
+        At most every :data:`PROGRESS_MS` (``force``: now). The result layers are refreshed far
+        less often (napari work; see :meth:`_flush`), so the progress shown does not wait for them.
+        """
+        col = self._col
+        now = time.perf_counter()
+        if col is None or (not force and now - self._progress_t < PROGRESS_MS / 1000.0):
+            return
+        self._progress_t = now
+        self.progress.setValue(col.n_done)
+        if not self.status.running:
+            return
+        el = max(now - self._t0, 1e-9)
+        live = col.n_found > LIVE_POINTS
+        self.status_label.setText(
+            f"{col.n_done}/{col.n_total} frames, {col.n_found} localizations ({col.n_done / el:.1f} frames/s)"
+            + (f"; the points layer shows the latest {LIVE_POINTS:,} until the end" if live else "")
+        )
 
     def _store_display(self, disp: np.ndarray, first: int) -> None:
         if not self._keep_stack:  # output not shown at Run: keep a reference to the latest frame only
@@ -695,18 +725,12 @@ class ReconstructionWidget(SmlmDockWidget):
             return
         self._dirty = False
         running = self.status.running and self._job is not None and self._job.running
-        self.progress.setValue(col.n_done)
-        el = max(time.perf_counter() - self._t0, 1e-9)
+        self._show_progress(force=True)
         md = {**self._run_meta, "frame_range": col.frame_range}
         px = self._run_meta["pixel_size_nm"]
         # points: the latest LIVE_POINTS while running (O(batch) per refresh), everything at the end
         live = running and col.n_found > LIVE_POINTS
         md["live_points"] = None
-        if running:
-            self.status_label.setText(
-                f"{col.n_done}/{col.n_total} frames, {col.n_found} localizations ({col.n_done / el:.1f} frames/s)"
-                + (f"; the points layer shows the latest {LIVE_POINTS:,} until the end" if live else "")
-            )
         # Layers are created at Run (_create_next_layer); one missing here (the user removed it, or
         # the first refresh came first) is created by at most one refresh step.
         self._create_budget = 1
