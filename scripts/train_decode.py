@@ -90,7 +90,8 @@ def train(args) -> None:
         # the randomised-microscope distribution; every sample (and every inference batch) is
         # mapped to the training background / noise at equal SNR, so absolute brightness is
         # normalised away (DecodeFamily.batch_from_data / preprocess, input_adapt="always")
-        model_config.update({"microscopes": MicroscopeRanges().to_dict(), "input_adapt": "always"})
+        model_config.update({"microscopes": MicroscopeRanges().to_dict(), "input_adapt": "always",
+                             "microscopes_default_fraction": float(args.default_fraction)})
     cfg = TrainConfig(
         steps=args.max_steps,
         steps_per_epoch=args.steps_per_epoch,
@@ -204,6 +205,8 @@ def main() -> None:
     ap.add_argument("--eval-only", action="store_true")
     ap.add_argument("--randomize", action="store_true",
                     help="train on randomised microscopes (core/microscopes.py) with per-sample input adaptation")
+    ap.add_argument("--default-fraction", type=float, default=0.0,
+                    help="with --randomize: share of training batches from the default microscope (0-1; default 0)")
     ap.add_argument("--init", default=None, help="fine-tune these weights (a path, or 'decode' = the shipped ones)")
     ap.add_argument("--photon-scale", type=float, default=None, help="new photon head scale when fine-tuning")
     ap.add_argument("--no-eval", action="store_true")

@@ -100,3 +100,20 @@ def test_decode_trains_on_microscopes_adapts_each_sample_and_records_its_ranges(
           val_batches=1, device="cpu", threads=1), checkpoint_path=out, model_config=mc)
     rec = training_ranges(load_checkpoint(out))
     assert rec["bg_photons"] == [0.0, 1000.0] and rec["density"] == [0.05, 8.0]
+
+
+@pytest.mark.parametrize("share", [0.0, 1.0])
+def test_decode_default_fraction_draws_whole_batches_from_the_default_microscope(share):
+    """``microscopes_default_fraction``: 1 -> every batch from the default microscope, 0 -> none."""
+    from napari_smlm.core.models import get_family
+
+    mc = {"microscopes": MicroscopeRanges().to_dict(), "input_adapt": "always", "microscopes_default_fraction": share,
+          "frame_features": [4, 8], "context_features": [4, 8], "head_features": 4}
+    fam = get_family("decode", mc)
+    sim = SimulationConfig(height=24, width=24, density=3.0)  # ~2000 photons per emitter, factors 0.3-2 around it
+    brightest = [float(np.max(fam.simulate_batch(sim, 8, np.random.default_rng(s)).ground_truth["photons"], initial=0))
+                 for s in range(6)]
+    if share == 1.0:
+        assert max(brightest) < 8000, brightest
+    else:  # randomised microscopes (300-20,000 photons, log-uniform) exceed the default's range in some batch
+        assert max(brightest) > 8000, brightest

@@ -358,6 +358,10 @@ class DecodeFamily(ModelFamily):
             # randomised microscopes (core/microscopes.py MicroscopeRanges.to_dict()): when set,
             # training samples come from simulate_microscopes instead of the factors above
             "microscopes": None,
+            # with "microscopes" set: the share of training batches drawn from the default
+            # microscope (the factors above) instead, so the wide distribution does not cost the
+            # microscope the model was first trained for
+            "microscopes_default_fraction": 0.0,
             # post-processing
             "threshold": 0.5,
             "split_threshold": 0.6,
@@ -596,7 +600,8 @@ class DecodeFamily(ModelFamily):
         """
         device = torch.device(device)
         px = float(sim.pixel_size_nm)
-        if randomize and self.config.get("microscopes"):
+        default_share = float(self.config.get("microscopes_default_fraction") or 0.0)
+        if randomize and self.config.get("microscopes") and (default_share <= 0 or rng.random() >= default_share):
             from ..microscopes import MicroscopeRanges, simulate_microscopes
 
             ranges = MicroscopeRanges.from_dict(self.config["microscopes"])
