@@ -226,6 +226,26 @@ def missing_error(path: Path, missing: list[str], found: list[str], fmt: str) ->
     return SMLMFileError(path, f"not a {fmt} table: missing columns {missing} (found columns: {found})")
 
 
+def read_unit_header_csv(
+    path: str | os.PathLike, fmt: str, missing_columns: Callable[[list[str]], list[str]]
+) -> tuple[Path, list[str], list[tuple[str, str | None]], pd.DataFrame]:
+    """A CSV whose first line names its columns ``name [unit]`` / ``name (unit)``, checked and read.
+
+    Returns ``(path, names, [(base, unit) per name], data rows)``; raises :class:`SMLMFileError`
+    (naming ``fmt``) for an empty file or when ``missing_columns(bases)`` is not empty.
+    """
+    p = check_file(path)
+    lines = head_lines(p, 1)
+    if not lines:
+        raise SMLMFileError(p, f"empty file: no {fmt} header")
+    names, sep = split_header(lines[0])
+    parsed = [parse_name(n) for n in names]
+    missing = missing_columns([b for b, _ in parsed])
+    if missing:
+        raise missing_error(p, missing, names, fmt)
+    return p, names, parsed, read_csv_body(p, names, sep, skiprows=1)
+
+
 # =========================================================================== registry entry
 @dataclass(frozen=True)
 class LocFormat:

@@ -120,16 +120,7 @@ def read_thunderstorm_csv(path: str | os.PathLike, pixel_size_nm: float | None =
         uncertainty -> ``sigma_x_nm`` and ``sigma_y_nm`` (nm). Unknown columns are kept
         with sanitized names (``"detections"`` -> ``detections``).
     """
-    p = c.check_file(path)
-    lines = c.head_lines(p, 1)
-    if not lines:
-        raise SMLMFileError(p, "empty file: no ThunderSTORM header")
-    names, sep = c.split_header(lines[0])
-    parsed = [c.parse_name(n) for n in names]
-    missing = missing_columns([b for b, _ in parsed])
-    if missing:
-        raise c.missing_error(p, missing, names, "ThunderSTORM")
-    df = c.read_csv_body(p, names, sep, skiprows=1)
+    p, names, parsed, df = c.read_unit_header_csv(path, "ThunderSTORM", missing_columns)
     cols: dict[str, np.ndarray] = {}
     used: set[str] = set()
     frame_base = 1
