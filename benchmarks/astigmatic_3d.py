@@ -28,13 +28,9 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_smlm.core.calibration import (
-    AstigmaticCalibration,
-    DefocusCurve,
-    fit_elliptical_gaussians,
-    iter_calibrate,
-    simulate_bead_stack,
-)
+from napari_smlm.core.calibration import AstigmaticCalibration, DefocusCurve
+from napari_smlm.core.calibration_beads import iter_calibrate, simulate_bead_stack
+from napari_smlm.core.gaussian_fit import fit_elliptical_gaussians
 from napari_smlm.core.metrics import crlb_astigmatic, crlb_fisher
 from napari_smlm.core.psf import Astigmatic
 

@@ -270,7 +270,7 @@ def picasso_3d(
         (n_frames, height, width) movie in ADU (cast to uint16).
     calibration : AstigmaticCalibration, dict or path
         Our astigmatic calibration (σx(z), σy(z) in nm; the same one the movie was simulated
-        with, or one from :func:`~napari_smlm.core.calibration.calibrate_stack`).
+        with, or one from :func:`~napari_smlm.core.calibration_beads.calibrate_stack`).
     camera : Camera
         Camera of the movie (baseline, e-/ADU, EM gain, QE) for Picasso's photon conversion.
     pixel_size_nm : float

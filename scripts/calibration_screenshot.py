@@ -5,7 +5,7 @@ Run headless with::
     xvfb-run -a -s "-screen 0 1600x1000x24" .venv/bin/python scripts/calibration_screenshot.py
 
 It simulates 9 beads stepped through 49 × 25 nm with the asymmetric astigmatic calibration of
-tests/test_3d.py (``core.calibration.simulate_bead_stack``), writes them as an ImageJ TIFF with
+tests/test_3d.py (``core.calibration_beads.simulate_bead_stack``), writes them as an ImageJ TIFF with
 its z spacing and pixel size, opens it with the plugin's reader (the widget prefills both from
 the file), runs the calibration and saves ``docs/screenshots/calibration_widget.png``.
 """
@@ -37,7 +37,8 @@ def main() -> int:
     import napari
     import tifffile
 
-    from napari_smlm.core.calibration import AstigmaticCalibration, DefocusCurve, simulate_bead_stack
+    from napari_smlm.core.calibration import AstigmaticCalibration, DefocusCurve
+    from napari_smlm.core.calibration_beads import simulate_bead_stack
 
     truth = AstigmaticCalibration(
         DefocusCurve(130.0, -250.0, 400.0, 0.1, 0.05), DefocusCurve(140.0, 250.0, 420.0, -0.1, 0.03),

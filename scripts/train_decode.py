@@ -21,7 +21,6 @@ import hashlib
 import json
 import logging
 import math
-import time
 from pathlib import Path
 
 import numpy as np
@@ -35,12 +34,16 @@ from napari_smlm.core.microscopes import MicroscopeRanges
 from napari_smlm.core.models.decode import DecodeFamily
 from napari_smlm.core.models.decode_post import subpixel_histogram
 from napari_smlm.core.simulate import simulate
-from napari_smlm.core.training import TrainConfig, iter_train
+
+from _decode_training import add_training_arguments, run_training, train_config  # scripts/, shared with train_decode3d
 
 log = logging.getLogger("train_decode")
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "src" / "napari_smlm" / "weights" / "decode.pt"
+#: (label, metric, format) of the validation metrics in an epoch's log line
+EPOCH_METRICS = (("JI", "jaccard", "%.3f"), ("recall", "recall", "%.3f"), ("precision", "precision", "%.3f"),
+                 ("RMSE", "rmse_lateral_nm", "%.1f nm"), ("E", "efficiency_lateral", "%.1f"))
 
 
 def training_simulation(crop: int) -> SimulationConfig:
@@ -92,47 +95,12 @@ def train(args) -> None:
         # normalised away (DecodeFamily.batch_from_data / preprocess, input_adapt="always")
         model_config.update({"microscopes": MicroscopeRanges().to_dict(), "input_adapt": "always",
                              "microscopes_default_fraction": float(args.default_fraction)})
-    cfg = TrainConfig(
-        steps=args.max_steps,
-        steps_per_epoch=args.steps_per_epoch,
-        batch_size=args.batch,
-        lr=args.lr,
-        lr_factor=0.5,
-        lr_patience=3,
-        min_lr=2e-5,
-        val_batches=args.val_batches,
-        grad_clip=args.grad_clip,
-        seed=args.seed,
-        device="cpu",
-        threads=args.threads,
-        max_minutes=args.minutes,
-    )
+    cfg = train_config(args)
     # iter_train configures the new model for `sim` (normalisation, photon / background scales)
     log.info("model config %s", {**(init.model_config if init else DecodeFamily().configure_for(sim).config),
                                  **model_config})
     log.info("train config %s", cfg.to_dict())
-    history = []
-    t0 = time.perf_counter()
-    for up in iter_train("decode", sim, cfg, checkpoint_path=args.out, init_checkpoint=init,
-                         model_config=model_config or None):
-        if up.kind == "step" and up.step % args.log_every == 0:
-            log.info("step %d loss %.4f lr %.2g %.1f min", up.step, up.loss, up.lr, up.elapsed_s / 60)
-        elif up.kind == "epoch":
-            rec = {"step": up.step, "minutes": up.elapsed_s / 60, "loss": up.loss, "val_loss": up.val_loss, "lr": up.lr,
-                   **up.metrics}
-            history.append(rec)
-            log.info(
-                "EPOCH %d step %d %.1f min  train %.4f  val %.4f  JI %.3f  recall %.3f  precision %.3f  RMSE %.1f nm  "
-                "E %.1f  lr %.2g%s",
-                up.epoch, up.step, rec["minutes"], up.loss, up.val_loss, up.metrics.get("jaccard", np.nan),
-                up.metrics.get("recall", np.nan), up.metrics.get("precision", np.nan),
-                up.metrics.get("rmse_lateral_nm", np.nan), up.metrics.get("efficiency_lateral", np.nan), up.lr,
-                "  *saved*" if up.checkpoint_path else "",
-            )
-        elif up.kind == "done":
-            log.info("done: %d steps in %.1f min, best val loss %.4f", up.step, (time.perf_counter() - t0) / 60,
-                     up.best_val_loss)
-    Path(args.history).write_text(json.dumps(history, indent=1))
+    run_training(log, "decode", sim, cfg, args, EPOCH_METRICS, init_checkpoint=init, model_config=model_config or None)
 
 
 def evaluate_checkpoint(args) -> None:
@@ -189,17 +157,7 @@ def evaluate_checkpoint(args) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--minutes", type=float, default=20.0)
-    ap.add_argument("--max-steps", type=int, default=1_000_000)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--crop", type=int, default=40)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--grad-clip", type=float, default=5.0)
-    ap.add_argument("--steps-per-epoch", type=int, default=200)
-    ap.add_argument("--val-batches", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--log-every", type=int, default=50)
+    add_training_arguments(ap, minutes=20.0, threads=2, crop=40)
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     ap.add_argument("--history", default="/tmp/decode_train_history.json")
     ap.add_argument("--eval-only", action="store_true")

@@ -23,21 +23,21 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import json
 import logging
-import time
 from pathlib import Path
-
-import numpy as np
 
 from napari_smlm.core.config import SimulationConfig
 from napari_smlm.core.models.decode3d import DEFAULT_CALIBRATION_PATH, Decode3DFamily
-from napari_smlm.core.training import TrainConfig, iter_train
+
+from _decode_training import add_training_arguments, run_training, train_config  # scripts/, shared with train_decode
 
 log = logging.getLogger("train_decode3d")
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_OUT = ROOT / "src" / "napari_smlm" / "weights" / "decode3d.pt"
+#: (label, metric, format) of the validation metrics in an epoch's log line
+EPOCH_METRICS = (("JI3D", "jaccard", "%.3f"), ("recall", "recall", "%.3f"), ("precision", "precision", "%.3f"),
+                 ("RMSE lat", "rmse_lateral_nm", "%.1f nm"), ("ax", "rmse_axial_nm", "%.1f nm"))
 
 
 def training_simulation(crop: int, psf: str | Path) -> SimulationConfig:
@@ -93,17 +93,7 @@ def evaluate_thresholds(path: str, densities, thresholds, n_frames: int, threads
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--psf", default=str(DEFAULT_CALIBRATION_PATH), help="astigmatic calibration YAML")
-    ap.add_argument("--minutes", type=float, default=60.0)
-    ap.add_argument("--max-steps", type=int, default=1_000_000)
-    ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--crop", type=int, default=32)
-    ap.add_argument("--lr", type=float, default=1e-3)
-    ap.add_argument("--grad-clip", type=float, default=5.0)
-    ap.add_argument("--steps-per-epoch", type=int, default=200)
-    ap.add_argument("--val-batches", type=int, default=8)
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--log-every", type=int, default=50)
+    add_training_arguments(ap, minutes=60.0, threads=1, crop=32)
     ap.add_argument("--init", default=None, help="checkpoint to continue from")
     ap.add_argument("--out", default=str(DEFAULT_OUT))
     ap.add_argument("--history", default="/tmp/decode3d_train_history.json")
@@ -118,49 +108,14 @@ def main() -> None:
         return
 
     sim = training_simulation(args.crop, args.psf)
-    cfg = TrainConfig(
-        steps=args.max_steps,
-        steps_per_epoch=args.steps_per_epoch,
-        batch_size=args.batch,
-        lr=args.lr,
-        lr_factor=0.5,
-        lr_patience=3,
-        min_lr=2e-5,
-        val_batches=args.val_batches,
-        grad_clip=args.grad_clip,
-        seed=args.seed,
-        device="cpu",
-        threads=args.threads,
-        max_minutes=args.minutes,
-    )
+    cfg = train_config(args)
     model_config = Decode3DFamily.calibration_overrides(args.psf) if args.init else None
     if args.init is None:
         log.info("model config %s", {k: v for k, v in Decode3DFamily().configure_for(sim).config.items()
                                      if k != "psf_calibration"})  # fmt: skip
     log.info("train config %s", cfg.to_dict())
-    history = []
-    t0 = time.perf_counter()
-    for up in iter_train("decode3d", sim, cfg, checkpoint_path=args.out, init_checkpoint=args.init,
-                         model_config=model_config):  # fmt: skip
-        if up.kind == "step" and up.step % args.log_every == 0:
-            log.info("step %d loss %.4f lr %.2g %.1f min", up.step, up.loss, up.lr, up.elapsed_s / 60)
-        elif up.kind == "epoch":
-            rec = {"step": up.step, "minutes": up.elapsed_s / 60, "loss": up.loss, "val_loss": up.val_loss, "lr": up.lr,
-                   **up.metrics}  # fmt: skip
-            history.append(rec)
-            m = up.metrics
-            log.info(
-                "EPOCH %d step %d %.1f min  train %.4f  val %.4f  JI3D %.3f  recall %.3f  precision %.3f  "
-                "RMSE lat %.1f nm  ax %.1f nm  lr %.2g%s",
-                up.epoch, up.step, rec["minutes"], up.loss, up.val_loss, m.get("jaccard", np.nan),
-                m.get("recall", np.nan), m.get("precision", np.nan), m.get("rmse_lateral_nm", np.nan),
-                m.get("rmse_axial_nm", np.nan), up.lr, "  *saved*" if up.checkpoint_path else "",
-            )  # fmt: skip
-            Path(args.history).write_text(json.dumps(history, indent=1))
-        elif up.kind == "done":
-            log.info("done: %d steps in %.1f min, best val loss %.4f", up.step, (time.perf_counter() - t0) / 60,
-                     up.best_val_loss)  # fmt: skip
-    Path(args.history).write_text(json.dumps(history, indent=1))
+    run_training(log, "decode3d", sim, cfg, args, EPOCH_METRICS, init_checkpoint=args.init, model_config=model_config,
+                 history_every_epoch=True)  # fmt: skip
 
 
 if __name__ == "__main__":

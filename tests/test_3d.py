@@ -15,16 +15,9 @@ import tifffile
 import torch
 import yaml
 
-from napari_smlm.core.calibration import (
-    AstigmaticCalibration,
-    CalibrationError,
-    DefocusCurve,
-    calibrate_stack,
-    fit_elliptical_gaussians,
-    iter_calibrate,
-    read_bead_stack,
-    simulate_bead_stack,
-)
+from napari_smlm.core.calibration import AstigmaticCalibration, CalibrationError, DefocusCurve
+from napari_smlm.core.calibration_beads import calibrate_stack, iter_calibrate, read_bead_stack, simulate_bead_stack
+from napari_smlm.core.gaussian_fit import fit_elliptical_gaussians
 from napari_smlm.core.config import SimulationConfig
 from napari_smlm.core.localizations import Localizations
 from napari_smlm.core.metrics import (
@@ -447,7 +440,7 @@ def test_z_crlb_is_attained_by_fitting_within_a_factor():
 
 
 def test_usable_range_stops_where_ellipticity_turns():
-    from napari_smlm.core.calibration import _round_plane_and_range
+    from napari_smlm.core.calibration_beads import _round_plane_and_range
 
     cx, cy = DefocusCurve(100, -300, 300), DefocusCurve(100, 300, 600)
     z0, (lo, hi) = _round_plane_and_range(cx, cy, -1000.0, 1000.0)
@@ -583,3 +576,16 @@ def test_classical_astigmatic_localizer_end_to_end():
     # Reported uncertainties are the CRLB at the fit: the same size as the actual errors.
     full = gt["on_fraction"][m.gt_index] >= 0.99
     assert 0.5 < np.sqrt(np.mean(m.dz[full] ** 2)) / np.sqrt(np.mean(locs["sigma_z_nm"][m.pred_index][full] ** 2)) < 2.5
+
+
+def test_calibration_names_that_moved_are_still_importable_from_calibration():
+    """core/calibration.py re-exports what moved to calibration_beads.py and gaussian_fit.py."""
+    from napari_smlm.core import calibration, calibration_beads, gaussian_fit
+
+    for home in (calibration_beads, gaussian_fit):
+        for name in home.__all__:
+            assert getattr(calibration, name) is getattr(home, name), name
+            assert name in calibration.__all__ and name in dir(calibration), name
+    assert calibration._round_plane_and_range is calibration_beads._round_plane_and_range
+    with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
+        calibration.not_a_name  # noqa: B018

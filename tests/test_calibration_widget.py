@@ -13,12 +13,8 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from napari_smlm.core.calibration import (  # noqa: E402
-    AstigmaticCalibration,
-    DefocusCurve,
-    calibrate_stack,
-    simulate_bead_stack,
-)
+from napari_smlm.core.calibration import AstigmaticCalibration, DefocusCurve  # noqa: E402
+from napari_smlm.core.calibration_beads import calibrate_stack, simulate_bead_stack  # noqa: E402
 from napari_smlm.widgets._state import RunState  # noqa: E402
 from qtpy.QtCore import Qt  # noqa: E402
 

@@ -3,7 +3,7 @@
 import numpy as np
 
 from napari_smlm.core.localizations import Localizations
-from napari_smlm.core.render import RenderSettings, render_localizations
+from napari_smlm.core.render_color import RenderSettings, render_localizations
 
 
 def _csv_like_table():

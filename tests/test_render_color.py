@@ -6,7 +6,9 @@ import numpy as np
 import pytest
 
 from napari_smlm.core.localizations import COLUMN_DESCRIPTIONS, Localizations
-from napari_smlm.core.render import (
+from napari_smlm.core import render, render_color
+from napari_smlm.core.render import render_histogram
+from napari_smlm.core.render_color import (
     CONTRAST_PRESETS,
     RenderSettings,
     colorable_columns,
@@ -16,7 +18,6 @@ from napari_smlm.core.render import (
     iter_render,
     map_to_colors,
     render_colored,
-    render_histogram,
     render_localizations,
     z_slab_mask,
 )
@@ -156,3 +157,16 @@ def test_colorable_columns_hide_all_nan_photons_and_positions():
     assert colorable_columns(locs) == ["frame", "count", "peak"]
     assert colorable_columns(locs.to_dataframe()) == ["frame", "count", "peak"]
     assert "emitters" in COLUMN_DESCRIPTIONS["count"] and "density-map" in COLUMN_DESCRIPTIONS["peak"]
+
+
+def test_the_colour_names_moved_to_render_color_are_still_importable_from_render():
+    """core/render.py re-exports what moved to core/render_color.py: the same objects, in __all__."""
+    assert sorted(render_color.__all__) == sorted(render._RENDER_COLOR_NAMES)
+    for name in render_color.__all__:
+        assert getattr(render, name) is getattr(render_color, name), name
+        assert name in render.__all__ and name in dir(render), name
+    ns: dict = {}
+    exec("from napari_smlm.core.render import *", ns)
+    assert ns["render_colored"] is render_colored and ns["render_histogram"] is render_histogram
+    with pytest.raises(AttributeError, match="no attribute 'not_a_name'"):
+        render.not_a_name  # noqa: B018

@@ -12,7 +12,7 @@ pytest.importorskip("pytestqt")
 from napari_smlm import _layers  # noqa: E402
 from napari_smlm.core.config import SimulationConfig  # noqa: E402
 from napari_smlm.core.localizations import Localizations  # noqa: E402
-from napari_smlm.core.render import map_to_colors  # noqa: E402
+from napari_smlm.core.render_color import map_to_colors  # noqa: E402
 from napari_smlm.core.simulate import simulate  # noqa: E402
 from napari_smlm.widgets._state import RunState  # noqa: E402
 

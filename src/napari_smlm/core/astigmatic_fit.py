@@ -5,7 +5,7 @@ The two-step method of Huang et al. (Science 2008), as Picasso and ThunderSTORM 
 1. **Detect** spots per frame: difference of Gaussians (σ 1 and 4 px) in photons, local maxima
    above ``threshold`` robust standard deviations of that frame's filtered image.
 2. **Fit** each ``(2r+1)²`` ROI with a pixel-integrated elliptical Gaussian
-   (:func:`~napari_smlm.core.calibration.fit_elliptical_gaussians`, vectorised over all spots of
+   (:func:`~napari_smlm.core.gaussian_fit.fit_elliptical_gaussians`, vectorised over all spots of
    a chunk of frames).
 3. **z** from the fitted widths: the z whose calibrated (σx, σy) are nearest in
    √σ space (:meth:`AstigmaticCalibration.z_from_sigmas`); spots whose widths are far from
@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 from scipy import ndimage
 
-from .calibration import AstigmaticCalibration, fit_elliptical_gaussians
+from .calibration import AstigmaticCalibration
 from .camera import get_camera
+from .gaussian_fit import fit_elliptical_gaussians
 from .localizations import Localizations
 
 __all__ = ["AstigmaticFitProgress", "iter_localize_astigmatic", "localize_astigmatic"]

@@ -336,21 +336,27 @@ def drift_trajectory(cfg: SimulationConfig) -> np.ndarray:
 
 
 # --------------------------------------------------------------------------- movie
-def _draw_events(cfg, rng: np.random.Generator, density_image=None):
+def _draw_events(cfg, rng: np.random.Generator, density_image=None, with_drift: bool = True):
     """Fluorophores, their on-events sorted by frame, the background field and the stage drift.
 
-    The one place that draws them, in this order from ``rng``: :func:`iter_simulate` (the movie)
-    and :func:`simulate_ground_truth` (its ground truth alone) must make the same draws.
+    The one place that draws them, in this order from ``rng``: :func:`iter_simulate` (the movie),
+    :func:`simulate_ground_truth` (its ground truth alone) and :func:`simulate_crops` (per crop,
+    ``with_drift=False``: crops have no stage drift) must make the same draws. The drift has its
+    own random stream and is None without drift.
     """
     fl = make_fluorophores(cfg, rng, density_image)
     fid, frame, frac = blinking_events(len(fl), cfg.n_frames, cfg.t_on, cfg.t_off, cfg.t_bleach, rng)
     order = np.argsort(frame, kind="stable")
     bg = background_field(cfg, rng)
-    drift = drift_trajectory(cfg) if cfg.has_drift else None
+    drift = drift_trajectory(cfg) if with_drift and cfg.has_drift else None
     return fl, fid[order], frame[order], frac[order], bg, drift
 
 
-def _ground_truth(cfg, fl: Fluorophores, fid, frame, frac, bg, drift=None) -> Localizations:
+def _ground_truth_columns(cfg, fl: Fluorophores, fid, frame, frac, bg, drift=None) -> dict[str, np.ndarray]:
+    """The ground-truth columns of the on-events ``(fid, frame, frac)``, ``z_nm`` last (3-D only).
+
+    One definition for the movie's table (:func:`_ground_truth`) and the crops' (:func:`simulate_crops`).
+    """
     px = cfg.pixel_size_nm
     x, y = fl.x_nm[fid], fl.y_nm[fid]
     extra = {}
@@ -361,29 +367,31 @@ def _ground_truth(cfg, fl: Fluorophores, fid, frame, frac, bg, drift=None) -> Lo
     inside = (x >= 0) & (x < cfg.width * px) & (y >= 0) & (y < cfg.height * px)
     col = np.clip((x / px).astype(np.int64), 0, cfg.width - 1)
     row = np.clip((y / px).astype(np.int64), 0, cfg.height - 1)
-    gt = Localizations(
-        {
-            "frame": frame,
-            "x_nm": x,
-            "y_nm": y,
-            "photons": fl.brightness[fid] * frac,
-            "bg": bg[row, col],
-            "psf_sigma_nm": fl.psf_sigma_nm[fid],
-            "on_fraction": frac,
-            "emitter_id": fid.astype(np.float64),
-            "in_fov": inside.astype(np.float64),
-            **extra,
-        },
-        meta={
-            "pixel_size_nm": px,
-            "image_shape": (cfg.height, cfg.width),
-            "n_frames": cfg.n_frames,
-            "source": "napari-smlm simulate",
-        },
-    )
+    cols = {
+        "frame": frame,
+        "x_nm": x,
+        "y_nm": y,
+        "photons": fl.brightness[fid] * frac,
+        "bg": bg[row, col],
+        "psf_sigma_nm": fl.psf_sigma_nm[fid],
+        "on_fraction": frac,
+        "emitter_id": fid.astype(np.float64),
+        "in_fov": inside.astype(np.float64),
+        **extra,
+    }
     if fl.z_nm is not None:
-        gt["z_nm"] = fl.z_nm[fid]
-    return gt
+        cols["z_nm"] = fl.z_nm[fid]
+    return cols
+
+
+def _ground_truth(cfg, fl: Fluorophores, fid, frame, frac, bg, drift=None) -> Localizations:
+    meta = {
+        "pixel_size_nm": cfg.pixel_size_nm,
+        "image_shape": (cfg.height, cfg.width),
+        "n_frames": cfg.n_frames,
+        "source": "napari-smlm simulate",
+    }
+    return Localizations(_ground_truth_columns(cfg, fl, fid, frame, frac, bg, drift), meta=meta)
 
 
 def iter_simulate(
@@ -631,39 +639,19 @@ def simulate_crops(
     parts: dict[str, list[np.ndarray]] = {k: [] for k in names}
     bgs = np.empty((B, H, W), dtype=np.float32)
     for i, cfg in enumerate(configs):
-        # The per-movie steps of iter_simulate, in the same order on the same generator, and the
-        # columns of _ground_truth (built as arrays: one table per crop would cost more than the
-        # simulation itself).
-        crng = np.random.default_rng(cfg.seed)
-        fl = make_fluorophores(cfg, crng, images[i])
-        fid, frame, frac = blinking_events(len(fl), T, cfg.t_on, cfg.t_off, cfg.t_bleach, crng)
-        order = np.argsort(frame, kind="stable")
-        fid, frame, frac = fid[order], frame[order], frac[order]
-        bgs[i] = background_field(cfg, crng)
+        # The per-movie steps of iter_simulate, in the same order on the same generator (no stage
+        # drift), and the columns of _ground_truth (kept as arrays: one table per crop would cost
+        # more than the simulation itself).
+        fl, fid, frame, frac, bg, _ = _draw_events(cfg, np.random.default_rng(cfg.seed), images[i], with_drift=False)
+        bgs[i] = bg  # float32, as the frames' background
         if grads is not None and (grads[i] != 0).any():
             ramp = (grads[i, 0] * (np.arange(W) - (W - 1) / 2.0)[None, :]
                     + grads[i, 1] * (np.arange(H) - (H - 1) / 2.0)[:, None])
             bgs[i] = np.clip(bgs[i] + ramp, 0, None)
-        x, y = fl.x_nm[fid], fl.y_nm[fid]
-        col = np.clip((x / px).astype(np.int64), 0, W - 1)
-        row = np.clip((y / px).astype(np.int64), 0, H - 1)
-        inside = (x >= 0) & (x < W * px) & (y >= 0) & (y < H * px)
-        values = (
-            frame,
-            x,
-            y,
-            fl.brightness[fid] * frac,
-            bgs[i][row, col],
-            fl.psf_sigma_nm[fid],
-            frac,
-            fid.astype(np.float64),
-            inside.astype(np.float64),
-            np.full(len(fid), i, dtype=np.int64),
-        )
-        for k, v in zip(names, values):
-            parts[k].append(v)
-        if fl.z_nm is not None:
-            parts.setdefault("z_nm", []).append(fl.z_nm[fid])
+        cols = _ground_truth_columns(cfg, fl, fid, frame, frac, bgs[i])
+        cols["sample"] = np.full(len(fid), i, dtype=np.int64)
+        for k, v in cols.items():
+            parts.setdefault(k, []).append(v)  # z_nm (3-D) after sample, as before
     meta = {
         "pixel_size_nm": px,
         "image_shape": (H, W),

@@ -1,7 +1,7 @@
 """PSF calibration (3-D) widget: calibrate an astigmatic PSF from a bead z-stack image layer.
 
 Thin: it snapshots the chosen Image layer (slices, rows, columns) and the controls, drains
-:func:`~napari_smlm.core.calibration.iter_calibrate` on a worker (the :class:`._base.SmlmDockWidget`
+:func:`~napari_smlm.core.calibration_beads.iter_calibrate` on a worker (the :class:`._base.SmlmDockWidget`
 run cycle; Stop works between its stages), plots the measured σx(z), σy(z) with the fitted curves
 and the usable z range shaded, and saves the result with
 :meth:`~napari_smlm.core.calibration.AstigmaticCalibration.save` — never over an existing file
@@ -38,7 +38,7 @@ def _layer_z_step_nm(layer: Any) -> float | None:
     if isinstance(src, (str, Path)) and str(src).lower().endswith((".tif", ".tiff")) and Path(src).is_file():
         import tifffile
 
-        from ..core.calibration import _z_step_from_tiff
+        from ..core.calibration_beads import _z_step_from_tiff
 
         try:
             with tifffile.TiffFile(src) as tif:
@@ -127,7 +127,7 @@ class CalibrationWidget(SmlmDockWidget):
     # ------------------------------------------------------------------ run
     def run(self) -> bool:
         """Calibrate the chosen layer on a worker; False (and a message) if it cannot start."""
-        from ..core.calibration import iter_calibrate
+        from ..core.calibration_beads import iter_calibrate
 
         if self.status.running:
             return False

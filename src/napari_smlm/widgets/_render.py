@@ -1,8 +1,8 @@
 """Render widget: re-render a localization (points) layer without re-running a model.
 
 Thin: it snapshots the chosen points layer into a table and the controls into a
-:class:`~napari_smlm.core.render.RenderSettings`, drains
-:func:`~napari_smlm.core.render.iter_render` on a worker (the :class:`._base.SmlmDockWidget` run
+:class:`~napari_smlm.core.render_color.RenderSettings`, drains
+:func:`~napari_smlm.core.render_color.iter_render` on a worker (the :class:`._base.SmlmDockWidget` run
 cycle), and writes the result into ``"<points> [render]"`` — the same layer object on every
 re-render (:func:`napari_smlm._layers.set_output_layer`). Colour by any numeric feature (frame,
 photons, uncertainty, z ...) gives an RGB render (brightness = density, colour = the feature's
@@ -69,7 +69,7 @@ class RenderWidget(SmlmDockWidget):
         super().__init__(napari_viewer, parent)
         from napari.layers import Points
 
-        from ..core.render import CONTRAST_PRESETS
+        from ..core.render_color import CONTRAST_PRESETS
 
         self.status = TaskStatus()
         self.picker = LayerPicker(self.viewer, (Points,))
@@ -172,7 +172,7 @@ class RenderWidget(SmlmDockWidget):
 
     def _on_layer_changed(self, layer: Any = None) -> None:
         from ..core.localizations import COLUMN_DESCRIPTIONS
-        from ..core.render import colorable_columns
+        from ..core.render_color import colorable_columns
 
         current = self.color_by.currentText()
         feats = layer.features if layer is not None else None
@@ -222,8 +222,8 @@ class RenderWidget(SmlmDockWidget):
 
     # ------------------------------------------------------------------ settings
     def settings(self):
-        """The :class:`~napari_smlm.core.render.RenderSettings` of the controls (raises ValueError)."""
-        from ..core.render import RenderSettings
+        """The :class:`~napari_smlm.core.render_color.RenderSettings` of the controls (raises ValueError)."""
+        from ..core.render_color import RenderSettings
 
         f = self.color_by.currentText()
         vr = None if self.auto_range.isChecked() else (self.vmin.value(), self.vmax.value())
@@ -249,7 +249,7 @@ class RenderWidget(SmlmDockWidget):
     # ------------------------------------------------------------------ render
     def render(self) -> bool:
         """Render the chosen layer on a worker; the result goes to ``"<layer> [render]"``."""
-        from ..core.render import check_render_settings, iter_render
+        from ..core.render_color import check_render_settings, iter_render
 
         if self.status.running:
             return False
@@ -337,7 +337,7 @@ class RenderWidget(SmlmDockWidget):
         if "value_range" not in meta:
             self.colorbar_canvas.setVisible(False)
             return
-        from ..core.render import colormap_lut
+        from ..core.render_color import colormap_lut
 
         lo, hi = meta["value_range"]
         ink = self.palette().color(self.foregroundRole()).name()  # readable on napari's dark and light themes
@@ -451,7 +451,7 @@ class RenderWidget(SmlmDockWidget):
 
     def _apply_slab(self, layer3d: Any) -> bool:
         """Show the slab's points of ``layer3d``; False when the slab is on but z min > z max (all shown)."""
-        from ..core.render import z_slab_mask
+        from ..core.render_color import z_slab_mask
 
         feats = layer3d.features
         on = self.slab.isChecked() and self.slab.isEnabled()

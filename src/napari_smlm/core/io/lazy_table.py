@@ -33,7 +33,14 @@ import numpy as np
 from ..localizations import Localizations
 from .errors import SMLMFileError
 from .formats import _common as c
-from .formats.picasso import _PICASSO_FILLED_KEY, _first, _load_picasso_yaml, picasso_yaml_path, records_to_columns
+from .formats.picasso import (
+    _filled_columns,
+    _first,
+    _load_picasso_yaml,
+    _pixel_size,
+    picasso_yaml_path,
+    records_to_columns,
+)
 
 __all__ = ["LazyPicassoTable", "DEFAULT_CHUNK_ROWS"]
 
@@ -98,25 +105,8 @@ class LazyPicassoTable:
         missing = [k for k in ("frame", "x", "y") if k not in self.fields]
         if missing:
             raise c.missing_error(p, missing, list(self.fields), "Picasso")
-        px_yaml = None
-        for d in docs:  # the LAST document with a pixel size wins (as read_picasso_hdf5)
-            v = c.positive_number(d.get("Pixelsize"))
-            if v is not None:
-                px_yaml = v
-        if pixel_size_nm is not None:
-            px = c.positive_number(pixel_size_nm)
-            if px is None:
-                raise SMLMFileError(p, f"pixel_size_nm must be a positive number, got {pixel_size_nm!r}")
-        elif px_yaml is None:
-            raise SMLMFileError(p, f"pixel size unknown: no 'Pixelsize' in {picasso_yaml_path(p).name}; pass pixel_size_nm")
-        else:
-            px = px_yaml
-        self.pixel_size_nm = float(px)
-        self._filled: set[str] = set()
-        for d in docs:
-            v = d.get(_PICASSO_FILLED_KEY)
-            if isinstance(v, (list, tuple)):
-                self._filled.update(str(x) for x in v)
+        self.pixel_size_nm = float(_pixel_size(docs, p, pixel_size_nm)[0])  # as read_picasso_hdf5
+        self._filled: set[str] = _filled_columns(docs)
         meta: dict[str, Any] = {"source": str(p), "format": "picasso", "pixel_size_nm": self.pixel_size_nm}
         h, w, nf = _first(docs, "Height"), _first(docs, "Width"), _first(docs, "Frames")
         try:

@@ -10,6 +10,8 @@ import logging
 import math
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -18,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import SMLMFileError
+from ..safe import atomic_path
 
 logger = logging.getLogger("napari_smlm.core.io.formats")
 
@@ -224,6 +227,45 @@ def read_csv_body(path: Path, names: list[str], sep: str, skiprows: int) -> pd.D
 def missing_error(path: Path, missing: list[str], found: list[str], fmt: str) -> SMLMFileError:
     """The one wording of "these columns are missing" (names the missing and the found columns)."""
     return SMLMFileError(path, f"not a {fmt} table: missing columns {missing} (found columns: {found})")
+
+
+def read_unit_header_csv(
+    path: str | os.PathLike, fmt: str, missing_columns: Callable[[list[str]], list[str]]
+) -> tuple[Path, list[str], list[tuple[str, str | None]], pd.DataFrame]:
+    """A CSV whose first line names its columns ``name [unit]`` / ``name (unit)``, checked and read.
+
+    Returns ``(path, names, [(base, unit) per name], data rows)``; raises :class:`SMLMFileError`
+    (naming ``fmt``) for an empty file or when ``missing_columns(bases)`` is not empty.
+    """
+    p = check_file(path)
+    lines = head_lines(p, 1)
+    if not lines:
+        raise SMLMFileError(p, f"empty file: no {fmt} header")
+    names, sep = split_header(lines[0])
+    parsed = [parse_name(n) for n in names]
+    missing = missing_columns([b for b, _ in parsed])
+    if missing:
+        raise missing_error(p, missing, names, fmt)
+    return p, names, parsed, read_csv_body(p, names, sep, skiprows=1)
+
+
+def integer_ids(df: pd.DataFrame, column: str) -> np.ndarray:
+    """A table's id column for writing: whole-number floats as integers; 1..n when there is none."""
+    ids = df[column].to_numpy() if column in df else np.arange(1, len(df) + 1, dtype=np.int64)
+    if ids.dtype.kind == "f" and np.all(np.isfinite(ids)) and np.all(ids == np.rint(ids)):
+        ids = ids.astype(np.int64)
+    return ids
+
+
+@contextmanager
+def open_text_for_writing(path: Path) -> Iterator[Any]:
+    """A text file written atomically (:func:`~napari_smlm.core.io.safe.atomic_path`); an OS
+    error while writing it is an :class:`SMLMFileError` naming the file."""
+    try:
+        with atomic_path(path) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
+            yield fh
+    except OSError as exc:
+        raise SMLMFileError(path, f"cannot write: {exc}") from exc
 
 
 # =========================================================================== registry entry

@@ -25,7 +25,6 @@ import os
 import numpy as np
 
 from ...localizations import Localizations
-from ..errors import SMLMFileError
 from . import _common as c
 
 __all__ = ["COLUMNS", "read_nairr_csv", "detect", "FORMAT"]
@@ -79,16 +78,7 @@ def read_nairr_csv(path: str | os.PathLike, pixel_size_nm: float | None = None) 
         ground-truth emitter index), ``id`` (the row number) and the other columns under
         sanitized names (``offset_photons``, ``bkgsd_photons``, ``sigmax_z0_nm`` ...).
     """
-    p = c.check_file(path)
-    lines = c.head_lines(p, 1)
-    if not lines:
-        raise SMLMFileError(p, "empty file: no NAIRR-SMLM header")
-    names, sep = c.split_header(lines[0])
-    parsed = [c.parse_name(n) for n in names]
-    missing = missing_columns([b for b, _ in parsed])
-    if missing:
-        raise c.missing_error(p, missing, names, "NAIRR-SMLM")
-    df = c.read_csv_body(p, names, sep, skiprows=1)
+    p, names, parsed, df = c.read_unit_header_csv(path, "NAIRR-SMLM", missing_columns)
     cols: dict[str, np.ndarray] = {}
     used: set[str] = set()
     frame_base = 1

@@ -165,6 +165,36 @@ def _first(docs: list[dict], key: str) -> Any:
     return next((d[key] for d in docs if d.get(key) is not None), None)
 
 
+def _pixel_size(docs: list[dict], path: Path, pixel_size_nm: Any) -> tuple[float, float | None]:
+    """``(pixel size to use, the YAML's Pixelsize or None)`` in nm: ``pixel_size_nm`` when given,
+    else the YAML's (the LAST document with a pixel size wins); a clear error when neither is."""
+    px_yaml = None
+    for d in docs:
+        v = c.positive_number(d.get("Pixelsize"))
+        if v is not None:
+            px_yaml = v
+    if pixel_size_nm is not None:
+        px = c.positive_number(pixel_size_nm)
+        if px is None:
+            raise SMLMFileError(path, f"pixel_size_nm must be a positive number, got {pixel_size_nm!r}")
+        return px, px_yaml
+    if px_yaml is None:
+        raise SMLMFileError(
+            path, f"pixel size unknown: no 'Pixelsize' in {picasso_yaml_path(path).name}; pass pixel_size_nm"
+        )
+    return px_yaml, px_yaml
+
+
+def _filled_columns(docs: list[dict]) -> set[str]:
+    """Columns napari-smlm filled in when it wrote the file (recorded in the YAML)."""
+    filled: set[str] = set()
+    for d in docs:
+        v = d.get(_PICASSO_FILLED_KEY)
+        if isinstance(v, (list, tuple)):
+            filled.update(str(x) for x in v)
+    return filled
+
+
 def picasso_yaml_path(hdf5_path: str | os.PathLike) -> Path:
     """The sidecar YAML of a Picasso HDF5: same folder, same stem, ``.yaml``."""
     return Path(hdf5_path).with_suffix(".yaml")
@@ -211,30 +241,10 @@ def read_picasso_hdf5(path: str | os.PathLike, pixel_size_nm: float | None = Non
     missing = [k for k in ("frame", "x", "y") if k not in names]
     if missing:
         raise c.missing_error(p, missing, list(names), "Picasso")
-    px_yaml = None
-    for d in docs:  # the LAST document with a pixel size wins
-        v = c.positive_number(d.get("Pixelsize"))
-        if v is not None:
-            px_yaml = v
-    if pixel_size_nm is not None:
-        px = c.positive_number(pixel_size_nm)
-        if px is None:
-            raise SMLMFileError(p, f"pixel_size_nm must be a positive number, got {pixel_size_nm!r}")
-        if px_yaml is not None and abs(px - px_yaml) > 1e-9:
-            c.logger.info("%s: using pixel_size_nm=%s instead of the YAML's Pixelsize %s", p, px, px_yaml)
-    elif px_yaml is None:
-        raise SMLMFileError(
-            p, f"pixel size unknown: no 'Pixelsize' in {picasso_yaml_path(p).name}; pass pixel_size_nm"
-        )
-    else:
-        px = px_yaml
-    filled = set()
-    for d in docs:
-        v = d.get(_PICASSO_FILLED_KEY)
-        if isinstance(v, (list, tuple)):
-            filled.update(str(x) for x in v)
-
-    cols = records_to_columns(arr, p, px, filled)
+    px, px_yaml = _pixel_size(docs, p, pixel_size_nm)
+    if pixel_size_nm is not None and px_yaml is not None and abs(px - px_yaml) > 1e-9:
+        c.logger.info("%s: using pixel_size_nm=%s instead of the YAML's Pixelsize %s", p, px, px_yaml)
+    cols = records_to_columns(arr, p, px, _filled_columns(docs))
     meta: dict[str, Any] = {"source": str(p), "format": "picasso", "pixel_size_nm": px}
     h, w, nf = _first(docs, "Height"), _first(docs, "Width"), _first(docs, "Frames")
     if h is not None and w is not None:

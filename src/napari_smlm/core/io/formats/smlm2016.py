@@ -27,7 +27,6 @@ import pandas as pd
 
 from ...localizations import Localizations
 from ..errors import SMLMFileError
-from ..safe import atomic_path
 from . import _common as c
 
 __all__ = ["COLUMNS", "read_smlm2016_csv", "write_smlm2016_csv", "detect", "FORMAT"]
@@ -136,10 +135,7 @@ def write_smlm2016_csv(path: str | os.PathLike, locs: Localizations) -> Path:
     out: dict[str, np.ndarray] = {}
     for ours, name in ours_to_file.items():
         if ours == "ground_truth":
-            ids = df[ours].to_numpy() if ours in df else np.arange(1, n + 1, dtype=np.int64)
-            if ids.dtype.kind == "f" and np.all(np.isfinite(ids)) and np.all(ids == np.rint(ids)):
-                ids = ids.astype(np.int64)
-            out[name] = ids
+            out[name] = c.integer_ids(df, ours)
         elif ours == "frame":
             out[name] = df["frame"].to_numpy().astype(np.int64) + 1
         elif ours in df:
@@ -149,11 +145,8 @@ def write_smlm2016_csv(path: str | os.PathLike, locs: Localizations) -> Path:
     left_out = [k for k in df.columns if k not in ours_to_file]
     if left_out:
         c.logger.info("%s: columns %s are not part of the SMLM-2016 format and are not written", p, left_out)
-    try:
-        with atomic_path(p) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-            pd.DataFrame(out).to_csv(fh, index=False, lineterminator="\n", na_rep="")
-    except OSError as exc:
-        raise SMLMFileError(p, f"cannot write: {exc}") from exc
+    with c.open_text_for_writing(p) as fh:
+        pd.DataFrame(out).to_csv(fh, index=False, lineterminator="\n", na_rep="")
     c.logger.info("wrote %d localizations to %s (SMLM-2016 activations CSV)", n, p)
     return p
 

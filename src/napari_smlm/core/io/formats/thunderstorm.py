@@ -23,8 +23,6 @@ import numpy as np
 import pandas as pd
 
 from ...localizations import STANDARD_COLUMNS, Localizations
-from ..errors import SMLMFileError
-from ..safe import atomic_path
 from . import _common as c
 
 __all__ = ["COLUMNS", "read_thunderstorm_csv", "write_thunderstorm_csv", "detect", "FORMAT"]
@@ -120,16 +118,7 @@ def read_thunderstorm_csv(path: str | os.PathLike, pixel_size_nm: float | None =
         uncertainty -> ``sigma_x_nm`` and ``sigma_y_nm`` (nm). Unknown columns are kept
         with sanitized names (``"detections"`` -> ``detections``).
     """
-    p = c.check_file(path)
-    lines = c.head_lines(p, 1)
-    if not lines:
-        raise SMLMFileError(p, "empty file: no ThunderSTORM header")
-    names, sep = c.split_header(lines[0])
-    parsed = [c.parse_name(n) for n in names]
-    missing = missing_columns([b for b, _ in parsed])
-    if missing:
-        raise c.missing_error(p, missing, names, "ThunderSTORM")
-    df = c.read_csv_body(p, names, sep, skiprows=1)
+    p, names, parsed, df = c.read_unit_header_csv(path, "ThunderSTORM", missing_columns)
     cols: dict[str, np.ndarray] = {}
     used: set[str] = set()
     frame_base = 1
@@ -192,10 +181,7 @@ def write_thunderstorm_csv(path: str | os.PathLike, locs: Localizations) -> Path
     done: set[str] = set()
     for col in COLUMNS:
         if col.ours == "id":
-            ids = df["id"].to_numpy() if "id" in df else np.arange(1, n + 1, dtype=np.int64)
-            if ids.dtype.kind == "f" and np.all(np.isfinite(ids)) and np.all(ids == np.rint(ids)):
-                ids = ids.astype(np.int64)
-            out[col.header] = ids
+            out[col.header] = c.integer_ids(df, "id")
         elif col.ours == "frame":
             out[col.header] = df["frame"].to_numpy().astype(np.int64) + 1
         elif col.ours == "sigma_xy_nm":
@@ -212,12 +198,9 @@ def write_thunderstorm_csv(path: str | os.PathLike, locs: Localizations) -> Path
         if name not in done and name not in out:
             out[name] = df[name].to_numpy()
     table = pd.DataFrame(out)
-    try:
-        with atomic_path(p) as tmp, open(tmp, "w", newline="", encoding="utf-8") as fh:
-            fh.write(",".join(f'"{h}"' for h in table.columns) + "\n")
-            table.to_csv(fh, header=False, index=False, lineterminator="\n")
-    except OSError as exc:
-        raise SMLMFileError(p, f"cannot write: {exc}") from exc
+    with c.open_text_for_writing(p) as fh:
+        fh.write(",".join(f'"{h}"' for h in table.columns) + "\n")
+        table.to_csv(fh, header=False, index=False, lineterminator="\n")
     c.logger.info("wrote %d localizations to %s (ThunderSTORM CSV)", n, p)
     return p
 
