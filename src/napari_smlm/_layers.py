@@ -114,15 +114,15 @@ def movie_scale_translate(pixel_size_nm: float | None, ndim: int = 3) -> tuple[t
 
 
 def robust_contrast_limits(frames: Any, lo: float = 0.1, hi: float = 99.9) -> tuple[float, float]:
-    """Percentile contrast limits of a (small) array; a non-degenerate interval."""
-    a = np.asarray(frames, dtype=np.float32)
-    a = a[np.isfinite(a)]
-    if a.size == 0:
-        return 0.0, 1.0
-    vlo, vhi = (float(v) for v in np.percentile(a, [lo, hi]))
-    if not vhi > vlo:
-        vhi = vlo + 1.0
-    return vlo, vhi
+    """Percentile contrast limits of a (small) array of camera frames; a non-degenerate interval.
+
+    The one percentile rule of :func:`napari_smlm.core.render_color.contrast_limits` (finite
+    pixels only, ``(0, 1)`` when there are none; when the percentiles collapse, the high limit
+    comes from the brighter pixels).
+    """
+    from .core.render_color import contrast_limits
+
+    return contrast_limits(frames, (lo, hi))
 
 
 def image_contrast_limits(img: np.ndarray, hi: float = 99.5, max_samples: int = 1 << 16) -> tuple[float, float]:

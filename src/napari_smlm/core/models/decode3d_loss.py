@@ -6,20 +6,20 @@ every pixel is a component with weight ``p_k / Σ p``, mean (pixel centre + (dx,
 photons) and diagonal standard deviations ``(σx, σy, σz, σN)``. z enters **normalised** by the
 calibrated range (``(z − centre) / half-width``, what the network's z head predicts, in
 (−1, 1)), so x, y (px), z and N / ``photon_scale`` are all O(1). The count and background
-terms are those of :mod:`.decode_loss`, reused.
+terms are those of :mod:`.decode_loss`; the mixture is its :func:`.decode_loss.mixture_loss`
+with z passed as an extra dimension (one implementation for 2-D and 3-D).
 """
 
 from __future__ import annotations
 
-import math
-
 import torch
 
-from .decode_loss import background_loss, count_loss
+from .decode_loss import decode_loss, mixture_loss
 
 __all__ = ["mixture_loss_3d", "decode3d_loss"]
 
-_LOG_2PI = math.log(2.0 * math.pi)
+#: The extra mixture dimension: (mean map, σ map, targets key) for :func:`.decode_loss.decode_loss`.
+_Z_DIMENSION = ("z", "sigma_z", "z_norm")
 
 
 def mixture_loss_3d(
@@ -32,6 +32,8 @@ def mixture_loss_3d(
     window: int = 5,
 ) -> torch.Tensor:
     """Negative log-likelihood of the true emitters under the per-pixel (x, y, z, N) mixture.
+
+    :func:`.decode_loss.mixture_loss` with z as the extra dimension.
 
     Parameters
     ----------
@@ -57,45 +59,8 @@ def mixture_loss_3d(
     torch.Tensor
         (B,) per-sample NLL averaged over that sample's emitters (0 without emitters).
     """
-    p = out["p"]
-    B, H, W = p.shape
-    res = p.new_zeros(B)
-    if xy_px.shape[0] == 0:
-        return res
-    h = int(window) // 2
-    k = 2 * h + 1
-    maps = torch.stack(
-        [p, out["dx"], out["dy"], out["z"], out["photons"] / photon_scale, out["sigma_x"], out["sigma_y"],
-         out["sigma_z"], out["sigma_photons"] / photon_scale],
-        dim=-1,
-    )  # fmt: skip
-    maps = torch.nn.functional.pad(maps, (0, 0, h, h, h, h))
-    col0 = torch.floor(xy_px[:, 0]).long().clamp(0, W - 1)
-    row0 = torch.floor(xy_px[:, 1]).long().clamp(0, H - 1)
-    offs = torch.arange(-h, h + 1, device=p.device)
-    rows = row0[:, None] + offs[None, :]
-    cols = col0[:, None] + offs[None, :]
-    g = maps[sample[:, None, None], (rows + h)[:, :, None], (cols + h)[:, None, :]]  # (E, k, k, 9)
-    pk, dx, dy, zk, nk, sx, sy, sz, sn = g.unbind(-1)
-    valid = ((rows >= 0) & (rows < H))[:, :, None] & ((cols >= 0) & (cols < W))[:, None, :]
-    mux = cols[:, None, :].to(p.dtype) + 0.5 + dx
-    muy = rows[:, :, None].to(p.dtype) + 0.5 + dy
-    x = xy_px[:, 0, None, None]
-    y = xy_px[:, 1, None, None]
-    z = z_norm[:, None, None]
-    n = (photons / photon_scale)[:, None, None]
-    one = torch.ones_like(sx)
-    sx, sy, sz, sn = (torch.where(valid, s, one) for s in (sx, sy, sz, sn))
-    log_n = -0.5 * (
-        ((x - mux) / sx) ** 2 + ((y - muy) / sy) ** 2 + ((z - zk) / sz) ** 2 + ((n - nk) / sn) ** 2
-    ) - torch.log(sx * sy * sz * sn)
-    log_w = torch.log(pk.clamp_min(1e-8))
-    comp = torch.where(valid, log_w + log_n, torch.full_like(log_n, -math.inf)).reshape(-1, k * k)
-    log_psum = torch.log(p.flatten(1).sum(1).clamp_min(1e-8))
-    ll = torch.logsumexp(comp, dim=1) - log_psum[sample] - 2.0 * _LOG_2PI  # 4 dimensions
-    counts = torch.bincount(sample, minlength=B).to(p.dtype)
-    res = res.index_add(0, sample, -ll)
-    return res / counts.clamp_min(1.0)
+    zm, zs, _ = _Z_DIMENSION
+    return mixture_loss(out, xy_px, photons, sample, photon_scale, window, extra=[(zm, zs, z_norm)])
 
 
 def decode3d_loss(
@@ -109,7 +74,7 @@ def decode3d_loss(
     bg_weight: float = 1.0,
     count_var_floor: float = 0.05,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """The full 3-D loss, averaged over the batch.
+    """The full 3-D loss, averaged over the batch: :func:`.decode_loss.decode_loss` with z in the mixture.
 
     Parameters
     ----------
@@ -135,10 +100,7 @@ def decode3d_loss(
     parts : dict
         ``{"count", "loc", "bg"}`` batch means (floats, for logging).
     """
-    lc = count_loss(out["p"], targets["count"], count_var_floor).mean()
-    ll = mixture_loss_3d(
-        out, targets["xy_px"], targets["z_norm"], targets["photons"], targets["sample"], photon_scale, window
-    ).mean()
-    lb = background_loss(out["bg"], targets["bg"], bg_scale).mean() if "bg" in out else out["p"].new_zeros(())
-    total = count_weight * lc + loc_weight * ll + bg_weight * lb
-    return total, {"count": float(lc.detach()), "loc": float(ll.detach()), "bg": float(lb.detach())}
+    return decode_loss(
+        out, targets, photon_scale, bg_scale, window, count_weight, loc_weight, bg_weight, count_var_floor,
+        extra=[_Z_DIMENSION],
+    )  # fmt: skip

@@ -31,6 +31,7 @@ beyond the edge.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 
@@ -69,14 +70,19 @@ def mixture_loss(
     sample: torch.Tensor,
     photon_scale: float,
     window: int = 5,
+    *,
+    extra: Sequence[tuple[str, str, torch.Tensor]] = (),
 ) -> torch.Tensor:
     """Negative log-likelihood of the true emitters under the per-pixel Gaussian mixture.
+
+    The mixture is over (x, y, N) and, with ``extra``, further dimensions (the 3-D loss adds
+    z: :func:`.decode3d_loss.mixture_loss_3d`).
 
     Parameters
     ----------
     out : dict
         Named (B, H, W) maps: ``p``, ``dx``, ``dy`` (px), ``photons``, ``sigma_x``,
-        ``sigma_y`` (px), ``sigma_photons`` (photons).
+        ``sigma_y`` (px), ``sigma_photons`` (photons), and the maps named in ``extra``.
     xy_px : torch.Tensor
         (E, 2) true positions (x, y) in px from the top-left edge, inside the frame.
     photons : torch.Tensor
@@ -87,6 +93,9 @@ def mixture_loss(
         Photons are divided by this (also the predicted ones and their σ).
     window : int
         Odd side of the square window of pixels around each emitter (px).
+    extra : sequence of (str, str, torch.Tensor)
+        One ``(mean map name, σ map name, (E,) true values)`` per additional mixture
+        dimension, used as given (in the units the network predicts them in, O(1)).
 
     Returns
     -------
@@ -101,34 +110,42 @@ def mixture_loss(
         return res
     h = int(window) // 2
     k = 2 * h + 1
+    d = len(extra)
     # (B, H + 2h, W + 2h, C) channels-last padded stack; padding has p = 0 (masked below).
+    # Channels: p, dx, dy, then the means (extra..., N), then the σ (x, y, extra..., N).
     maps = torch.stack(
-        [p, out["dx"], out["dy"], out["photons"] / photon_scale, out["sigma_x"], out["sigma_y"],
-         out["sigma_photons"] / photon_scale],
+        [p, out["dx"], out["dy"], *(out[m] for m, _, _ in extra), out["photons"] / photon_scale,
+         out["sigma_x"], out["sigma_y"], *(out[s] for _, s, _ in extra), out["sigma_photons"] / photon_scale],
         dim=-1,
-    )
+    )  # fmt: skip
     maps = torch.nn.functional.pad(maps, (0, 0, h, h, h, h))
     col0 = torch.floor(xy_px[:, 0]).long().clamp(0, W - 1)
     row0 = torch.floor(xy_px[:, 1]).long().clamp(0, H - 1)
     offs = torch.arange(-h, h + 1, device=p.device)
     rows = row0[:, None] + offs[None, :]  # (E, k) unpadded coordinates
     cols = col0[:, None] + offs[None, :]
-    g = maps[sample[:, None, None], (rows + h)[:, :, None], (cols + h)[:, None, :]]  # (E, k, k, 7)
-    pk, dx, dy, nk, sx, sy, sn = g.unbind(-1)
+    g = maps[sample[:, None, None], (rows + h)[:, :, None], (cols + h)[:, None, :]]  # (E, k, k, C)
+    pk, dx, dy, *rest = g.unbind(-1)
+    mus, sigmas = rest[: d + 1], rest[d + 1 :]  # means (extra..., N); σ (x, y, extra..., N)
     valid = ((rows >= 0) & (rows < H))[:, :, None] & ((cols >= 0) & (cols < W))[:, None, :]
     mux = cols[:, None, :].float() + 0.5 + dx
     muy = rows[:, :, None].float() + 0.5 + dy
-    x = xy_px[:, 0, None, None]
-    y = xy_px[:, 1, None, None]
-    n = (photons / photon_scale)[:, None, None]
-    sx = torch.where(valid, sx, torch.ones_like(sx))
-    sy = torch.where(valid, sy, torch.ones_like(sy))
-    sn = torch.where(valid, sn, torch.ones_like(sn))
-    log_n = -0.5 * (((x - mux) / sx) ** 2 + ((y - muy) / sy) ** 2 + ((n - nk) / sn) ** 2) - torch.log(sx * sy * sn)
+    # True values and means per dimension, in the order x, y, extra..., N.
+    trues = [xy_px[:, 0, None, None], xy_px[:, 1, None, None], *(t[:, None, None] for _, _, t in extra),
+             (photons / photon_scale)[:, None, None]]  # fmt: skip
+    means = [mux, muy, *mus]
+    one = torch.ones_like(pk)
+    sigmas = [torch.where(valid, s, one) for s in sigmas]
+    sq = ((trues[0] - means[0]) / sigmas[0]) ** 2
+    sprod = sigmas[0]
+    for t, m, s in zip(trues[1:], means[1:], sigmas[1:]):
+        sq = sq + ((t - m) / s) ** 2
+        sprod = sprod * s
+    log_n = -0.5 * sq - torch.log(sprod)
     log_w = torch.log(pk.clamp_min(1e-8))
     comp = torch.where(valid, log_w + log_n, torch.full_like(log_n, -math.inf)).reshape(-1, k * k)
     log_psum = torch.log(p.flatten(1).sum(1).clamp_min(1e-8))
-    ll = torch.logsumexp(comp, dim=1) - log_psum[sample] - 1.5 * _LOG_2PI  # (E,)
+    ll = torch.logsumexp(comp, dim=1) - log_psum[sample] - 0.5 * len(trues) * _LOG_2PI  # (E,)
     counts = torch.bincount(sample, minlength=B).to(p.dtype)
     res = res.index_add(0, sample, -ll)
     return res / counts.clamp_min(1.0)
@@ -149,6 +166,8 @@ def decode_loss(
     loc_weight: float = 1.0,
     bg_weight: float = 1.0,
     count_var_floor: float = 0.05,
+    *,
+    extra: Sequence[tuple[str, str, str]] = (),
 ) -> tuple[torch.Tensor, dict[str, float]]:
     """The full loss, averaged over the batch.
 
@@ -167,6 +186,9 @@ def decode_loss(
         Term weights.
     count_var_floor : float
         See :func:`count_loss`.
+    extra : sequence of (str, str, str)
+        Additional mixture dimensions, one ``(mean map name, σ map name, targets key)`` each
+        (see :func:`mixture_loss`; the 3-D loss passes ``("z", "sigma_z", "z_norm")``).
 
     Returns
     -------
@@ -176,7 +198,10 @@ def decode_loss(
         ``{"count", "loc", "bg"}`` batch means (floats, for logging).
     """
     lc = count_loss(out["p"], targets["count"], count_var_floor).mean()
-    ll = mixture_loss(out, targets["xy_px"], targets["photons"], targets["sample"], photon_scale, window).mean()
+    ll = mixture_loss(
+        out, targets["xy_px"], targets["photons"], targets["sample"], photon_scale, window,
+        extra=[(m, sd, targets[t]) for m, sd, t in extra],
+    ).mean()  # fmt: skip
     lb = background_loss(out["bg"], targets["bg"], bg_scale).mean() if "bg" in out else out["p"].new_zeros(())
     total = count_weight * lc + loc_weight * ll + bg_weight * lb
     return total, {"count": float(lc.detach()), "loc": float(ll.detach()), "bg": float(lb.detach())}
