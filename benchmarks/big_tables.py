@@ -177,11 +177,12 @@ def child_napari(path: str, mode: str = "frame") -> dict:
     pts = [la for la in layers if la._type_string == "points"][0]
     nf = int(v.dims.range[0].stop) + 1
     rng = np.random.default_rng(2)
-    steps, drawn, shown = [], [], []
+    steps, cpu, drawn, shown = [], [], [], []
     for i, f in enumerate(rng.integers(0, nf, 120)):
-        t3 = time.perf_counter()
+        t3, c3 = time.perf_counter(), time.process_time()
         v.dims.set_current_step(0, int(f))  # napari re-slices; our handler swaps in that frame's rows
         steps.append(time.perf_counter() - t3)
+        cpu.append(time.process_time() - c3)
         shown.append(int(np.count_nonzero(pts.shown)))
         if i % 4 == 0:
             t3 = time.perf_counter()
@@ -189,7 +190,7 @@ def child_napari(path: str, mode: str = "frame") -> dict:
             v.screenshot(canvas_only=True)  # + the redraw
             drawn.append(time.perf_counter() - t3)
     ms = lambda a: [float(np.median(a) * 1e3), float(np.percentile(a, 99) * 1e3)]  # noqa: E731
-    out = {"open": t1, "first_display": t2, "step_ms": ms(steps), "step_draw_ms": ms(drawn),
+    out = {"open": t1, "first_display": t2, "step_ms": ms(steps), "step_cpu_ms": ms(cpu), "step_draw_ms": ms(drawn),
            "shown_median": float(np.median(shown)), "n_steps": [len(steps), len(drawn)],
            "names": [la.name for la in layers], "base": base, "peak": _peak_mb()}
     v.close()
@@ -237,6 +238,8 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--eager", action="store_true", help="also time the old path (everything in pandas)")
     ap.add_argument("--no-napari", action="store_true")
+    ap.add_argument("--only", choices=("parts", "napari"), default=None,
+                    help="run only the data-path parts (lazy parts, readers, read-back) or only the napari viewer")
     ap.add_argument("--lazy-rows", type=int, default=None,
                     help="the reader's lazy threshold (default its LAZY_ROWS, 1 M): lower it for a quick run on a small table")
     ap.add_argument("--no-readback", action="store_true", help="skip reading all rows back from the points layer")
@@ -278,8 +281,9 @@ def main() -> None:
     def f(v, unit=1.0, d=2):
         return f"{v[0] * unit:.{d}f} | {v[1] * unit:.{d}f}"
 
-    p = med("parts")
-    rs = {m: med(f"reader:{m}") for m in ("frame", "decimated")}
+    data_path = a.only in (None, "parts")
+    p = med("parts") if data_path else None
+    rs = {m: med(f"reader:{m}") for m in ("frame", "decimated")} if data_path else {}
     print(f"| step (lazy reader, {a.rows:,} rows) | wall (s) | CPU (s) |\n|---|---:|---:|")
     if p:
         print(f"| open (YAML + table shape) | {f(p['open'], d=3)} |")
@@ -307,13 +311,13 @@ def main() -> None:
             print(f"| eager (old path): read_picasso_hdf5 {e['read'][0]:.1f} s + points of every row, {e['total'][0]:.1f} s "
                   f"({e['total'][1]:.1f} s CPU) in all "
                   f"| {e['peak']:.0f} | {e['base']:.0f} | {e['peak'] - e['base']:.0f} |")
-    if not a.no_readback:
+    if not a.no_readback and data_path:
         b = med("readback:frame")
         if b:
             print(f"\nReading the table back from the frame-view points layer (`layer_to_localizations`, what Render, "
                   f"Evaluation, post-processing and export get): {b['rows']:,} rows in {b['read_all'][0]:.1f} s wall "
                   f"({b['read_all'][1]:.1f} s CPU); peak RSS {b['peak']:.0f} MB ({b['opened']:.0f} MB before the read).")
-    if not a.no_napari and os.environ.get("DISPLAY"):
+    if not a.no_napari and a.only in (None, "napari") and os.environ.get("DISPLAY"):
         ns = {m: med(f"napari:{m}") for m in ("frame", "decimated")}
         n0 = next((n for n in ns.values() if n), None)
         if n0:
@@ -322,12 +326,13 @@ def main() -> None:
                   f"re-sliced, the frame view swapped in the new frame's rows) and {n0['n_steps'][1]} with a redraw "
                   f"(+ `screenshot`):\n")
             print("| mode (points layer) | open (s) wall / CPU | first display (s) | step median / p99 (ms) "
-                  "| step + redraw median / p99 (ms) | points shown | peak RSS (MB) above empty viewer |")
-            print("|---|---|---:|---:|---:|---:|---:|")
+                  "| step CPU median / p99 (ms) | step + redraw median / p99 (ms) | points shown | peak RSS (MB) above empty viewer |")
+            print("|---|---|---:|---:|---:|---:|---:|---:|")
             for m, n in ns.items():
                 if n:
                     print(f"| {m}: `{n['names'][-1]}` | {n['open'][0]:.2f} / {n['open'][1]:.2f} | {n['first_display'][0]:.2f} "
-                          f"| {n['step_ms'][0]:.1f} / {n['step_ms'][1]:.1f} | {n['step_draw_ms'][0]:.1f} / "
+                          f"| {n['step_ms'][0]:.1f} / {n['step_ms'][1]:.1f} "
+                          f"| {n['step_cpu_ms'][0]:.1f} / {n['step_cpu_ms'][1]:.1f} | {n['step_draw_ms'][0]:.1f} / "
                           f"{n['step_draw_ms'][1]:.1f} | {n['shown_median']:,.0f} | {n['peak']:.0f} ({n['peak'] - n['base']:.0f}) |")
     if not a.keep:
         import shutil

@@ -887,8 +887,8 @@ class RunLayers:
 # post-processing, Training, the writers) gets ALL rows, not the shown ones.
 #
 # How it follows the slider (the napari side): napari readers return layer data and never see the
-# viewer, and a Points layer has no public "re-sliced" event, so the viewer's
-# ``dims.events.current_step`` is the hook. :func:`follow_frame` connects one layer to it (weak
+# viewer, and a Points layer has no public "re-sliced" event, so the viewer's dims events are the
+# hook (``dims.events.current_step``). :func:`follow_frame` connects one layer to it (weak
 # references: a removed or deleted layer is let go); :func:`install_frame_follow` makes a viewer
 # follow every frame-view layer inserted into it (``viewer.layers.events.inserted``) and those
 # already there. The reader calls :func:`install_frame_follow` on ``napari.current_viewer()`` (the
@@ -995,25 +995,50 @@ class FrameView:
     def layer_arrays(self, frame: int = 0) -> tuple[np.ndarray, pd.DataFrame, np.ndarray]:
         """``(coords, features, shown)`` of the layer for ``frame``.
 
-        Frame mode: every row is drawn on ``frame`` (its real frame is the ``frame`` feature), plus
-        two hidden anchors at frames 0 and ``n_frames - 1`` that keep the layer's extent over the
-        whole movie (else napari's slider would shrink to the shown frame).
+        Frame mode: every row is drawn on ``frame`` (its real frame is the ``frame`` feature), then
+        hidden rows (``shown`` False): padding to a power of two, and two anchors at frames 0 and
+        ``n_frames - 1`` (last rows) that keep the layer's extent over the whole movie (else
+        napari's slider would shrink to the shown frame).
         """
         locs = self.shown_table(frame)
-        feats = _features(locs, drop_empty=False).reindex(columns=self.columns)
         if self.mode == "decimated":
-            return _coords(locs), feats.reset_index(drop=True), np.ones(len(locs), bool)
+            return _coords(locs), self._feature_frame(locs, ()), np.ones(len(locs), bool)
         coords = _coords(locs)
         coords[:, 0] = float(int(frame))
         h, w = self.extent_nm or (0.0, 0.0)
         last = max(self.n_frames - 1, 0)
-        anchors = np.array([[0.0, 0.0, 0.0], [float(last), h, w]])
-        afeats = pd.DataFrame({c: [np.nan, np.nan] for c in self.columns}).astype(feats.dtypes.to_dict(), errors="ignore")
-        if "frame" in afeats:
-            afeats["frame"] = [0, last]
-        feats = pd.concat([feats, afeats], ignore_index=True) if len(feats) else afeats.reset_index(drop=True)
-        shown = np.concatenate([np.ones(len(coords), bool), np.zeros(2, bool)])
-        return np.concatenate([coords, anchors]), feats, shown
+        n = len(coords)
+        # hidden rows: padding up to a power of two (napari's Points does O(N) Python work when its
+        # number of points changes; steps between frames of similar size then keep it), then the
+        # two anchors. Padding sits on the first anchor.
+        n_pad = max(16, 1 << int(n + 2 - 1).bit_length()) - n - 2
+        hidden = np.zeros((n_pad + 2, 3))
+        hidden[-1] = (float(last), h, w)
+        shown = np.concatenate([np.ones(n, bool), np.zeros(n_pad + 2, bool)])
+        return np.concatenate([coords, hidden]), self._feature_frame(locs, (0,) * (n_pad + 1) + (last,)), shown
+
+    def _feature_frame(self, locs: Localizations, anchor_frames: tuple) -> pd.DataFrame:
+        """The fixed feature columns of ``locs`` (+ one NaN row per anchor), built once from numpy
+        columns (a slider step should not pay for several DataFrame copies)."""
+        df, n, k = locs.df, len(locs), len(anchor_frames)
+        cols: dict[str, np.ndarray] = {}
+        for c in self.columns:
+            if c in df.columns:
+                v = df[c].to_numpy()
+            elif c == "uncertainty_nm" and "sigma_x_nm" in df.columns and "sigma_y_nm" in df.columns:
+                v = np.sqrt(0.5 * (df["sigma_x_nm"].to_numpy() ** 2 + df["sigma_y_nm"].to_numpy() ** 2))
+            else:
+                v = np.full(n, np.nan)
+            if k:
+                if c == "frame":
+                    pad = np.asarray(anchor_frames, dtype=v.dtype)
+                elif v.dtype.kind == "f":
+                    pad = np.full(k, np.nan, v.dtype)
+                else:
+                    v, pad = v.astype(object), np.full(k, None, object)
+                v = np.concatenate([v, pad])
+            cols[c] = v
+        return pd.DataFrame(cols, copy=False)
 
     def owns(self, data: Any) -> bool:
         """Whether ``data`` is what this view last gave its layer (not edited since)."""
@@ -1157,22 +1182,29 @@ def show_frame(layer: Any, frame: int) -> bool:
     return True
 
 
-def _set_points(raw: Any, fv: FrameView, coords: np.ndarray, feats: pd.DataFrame, shown: np.ndarray) -> None:
-    """Data, features and shown mask of a frame-view layer with one slice of the layer, not three.
+def _set_points(raw: Any, fv: FrameView, coords: np.ndarray, feats: pd.DataFrame, shown: np.ndarray,
+                quiet: bool = True) -> None:
+    """Data, features and shown mask of a frame-view layer, then one re-slice.
 
-    napari re-slices a layer on each of the three setters; its (private) ``_block_refresh``
-    defers that to one :meth:`refresh` at the end (without it: three, same result). The extent
-    is recomputed only when the points leave the anchors' box (the field of view).
+    ``quiet`` (a slider step): the table behind the layer did not change, only the rows shown, so
+    the layer's ``data`` / ``features`` events are blocked (napari's public ``blocker``): nothing
+    that watches a layer's data (the viewer's extent bookkeeping, the Evaluation widget clearing
+    its metrics) reacts to a slider step, and the hidden anchors keep the extent as it was. napari
+    re-slices on each of the three setters; its (private) ``_block_refresh`` defers that to the
+    one :meth:`refresh` at the end (without it: three, same result).
     """
-    old_extent = fv.data is not None and len(fv.data) and len(coords)
-    same_box = bool(old_extent) and np.array_equal(coords.min(0), fv.data.min(0)) and np.array_equal(coords.max(0), fv.data.max(0))
     block = getattr(raw, "_block_refresh", None)
-    with block() if block is not None else contextlib.nullcontext():
+    with contextlib.ExitStack() as stack:
+        if block is not None:
+            stack.enter_context(block())
+        if quiet:
+            stack.enter_context(raw.events.data.blocker())
+            stack.enter_context(raw.events.features.blocker())
         raw.data = coords
         raw.features = feats
         raw.shown = shown
     fv.data = raw.data
-    raw.refresh(extent=not same_box)
+    raw.refresh(extent=not quiet)
 
 
 def set_frame_view_mode(layer: Any, mode: str, window: int | None = None, viewer: Any = None) -> None:
@@ -1195,7 +1227,7 @@ def set_frame_view_mode(layer: Any, mode: str, window: int | None = None, viewer
             raise ValueError(f"frame view window must be >= 0 frames, got {window}")
         fv.window = int(window)
     f = (_layer_frame(_unwrap(viewer), raw) if viewer is not None else None) or 0
-    _set_points(raw, fv, *fv.layer_arrays(f))
+    _set_points(raw, fv, *fv.layer_arrays(f), quiet=False)
     fv.frame = f if mode == "frame" else None
     if raw.name.endswith(old):
         raw.name = raw.name[: -len(old)] + f" ({fv.describe()})"
@@ -1207,6 +1239,8 @@ class _FrameFollower:
     def __init__(self, viewer: Any, layer: Any):
         self.viewer = weakref.ref(viewer)
         self.layer = weakref.ref(layer)
+        # napari calls its own callbacks first (it slices the layers for the new step), then
+        # this one: the rows are swapped and the layer re-sliced once more (O(rows shown)).
         viewer.dims.events.current_step.connect(self.on_step)
         viewer.layers.events.removed.connect(self.on_removed)
 
