@@ -180,6 +180,32 @@ def test_removed_layer_is_let_go_and_other_layers_are_not_followed():
     assert len(plain.data) == 5000
 
 
+def test_live_layer_updated_in_place_becomes_a_frame_view():
+    """The end of a long run: the run's points layer (same object) is turned into a frame view."""
+    from napari.components import ViewerModel
+    from napari.layers import Layer
+
+    from napari_smlm import _layers
+
+    locs = _locs(n=20_000, n_frames=100, sort=False)
+    v = ViewerModel()
+    live = v.add_layer(Layer.create(*_layers.localizations_layer_data(locs.filter(np.arange(3000)), "run")))
+    live.shown = np.arange(3000) % 2 == 0  # e.g. a filter preview had hidden some points
+    v.dims.set_current_step(0, 40)
+    layer = _layers.update_layer(live, _layers.frame_view_points(locs, "run", describe=False))
+    assert layer is live and _layers.follow_frame(v, layer)
+    data, feats = _shown(layer)
+    want = locs.frame_range(40, 41)
+    assert len(data) == len(want) and int(np.count_nonzero(layer.shown)) == len(want)
+    np.testing.assert_array_equal(np.sort(feats["x_nm"].to_numpy()), np.sort(want["x_nm"]))
+    # a slider step changes only the rows shown: no data event (the Evaluation widget would clear its metrics)
+    seen = []
+    layer.events.data.connect(lambda e: seen.append(e))
+    v.dims.set_current_step(0, 41)
+    assert not seen and len(_shown(layer)[0]) == len(locs.frame_range(41, 42))
+    assert len(_layers.layer_to_localizations(layer)) == 20_000
+
+
 # ============================================================================ a real viewer (xvfb): the reader
 pytest.importorskip("pytestqt")
 

@@ -1285,7 +1285,11 @@ def follow_frame(viewer: Any, layer: Any) -> bool:
         return False
     if raw_l not in _FOLLOWERS:
         _FOLLOWERS[raw_l] = _FrameFollower(raw_v, raw_l)
-    _FOLLOWERS[raw_l].on_step()
+    if fv.owns(raw_l.data):  # the whole view state now (a layer updated in place kept its old shown mask)
+        f = _layer_frame(raw_v, raw_l) if fv.mode == "frame" else None
+        f = f if f is not None else (fv.frame or 0)
+        _set_points(raw_l, fv, *fv.layer_arrays(f), quiet=False)
+        fv.frame = f if fv.mode == "frame" else None
     return True
 
 
