@@ -296,3 +296,34 @@ def _all_rows(layer):
     from napari_smlm import _layers
 
     return _layers.layer_to_localizations(layer)
+
+
+def test_streamed_run_file_as_a_frame_view(tmp_path):
+    """StreamOption.frame_view: the end of a streamed run shows the current frame of the file."""
+    from napari.components import ViewerModel
+    from napari.layers import Layer
+
+    from napari_smlm import _layers
+    from napari_smlm.core.io.stream import LocStreamWriter
+    from napari_smlm.widgets._stream_option import StreamOption
+
+    locs = _locs(n=20_000, n_frames=100)
+    path = tmp_path / "run_locs.hdf5"
+    w = LocStreamWriter(path, columns=list(locs.columns), pixel_size_nm=PX, image_shape=(H, W), n_frames=100)
+    for a in range(0, 100, 30):
+        w.append(locs.frame_range(a, a + 30), min(a + 30, 100))
+    w.close()
+
+    class Col:
+        stream_path = str(path)
+
+    assert StreamOption.frame_view(type("NoFile", (), {"stream_path": None})(), "run") is None
+    ldt = StreamOption.frame_view(Col(), "run [decode #1]")
+    assert ldt[1]["name"] == "run [decode #1] (current frame of 20,000)"
+    v = ViewerModel()
+    layer = v.add_layer(Layer.create(*ldt))
+    _layers.follow_frame(v, layer)
+    v.dims.set_current_step(0, 66)
+    want = locs.frame_range(66, 67)
+    np.testing.assert_allclose(np.sort(_shown(layer)[0][:, 2]), np.sort(want["x_nm"]), atol=1e-3)
+    assert len(_layers.layer_to_localizations(layer)) == 20_000
