@@ -217,8 +217,38 @@ def child_readback(path: str, mode: str = "frame") -> dict:
     return {"read_all": t0(), "rows": len(locs), "base": base, "opened": opened, "peak": _peak_mb()}
 
 
+def child_inmemory(path: str, rows: str = "1000000") -> dict:
+    """An in-memory table (a finished live run): ``frame_view_points`` and one step's data path."""
+    import numpy as np
+
+    from napari_smlm import _layers
+    from napari_smlm.core.localizations import Localizations
+
+    n, nf = int(rows), 20_000
+    rng = np.random.default_rng(3)
+    locs = Localizations({"frame": np.sort(rng.integers(0, nf, n)), "x_nm": rng.uniform(0, W * PX, n),
+                          "y_nm": rng.uniform(0, H * PX, n), "photons": rng.gamma(4.0, 500.0, n),
+                          "bg": rng.uniform(20, 60, n), "sigma_x_nm": rng.uniform(5, 30, n),
+                          "sigma_y_nm": rng.uniform(5, 30, n), "prob": rng.uniform(0.5, 1, n)},
+                         {"pixel_size_nm": PX, "image_shape": (H, W), "n_frames": nf})
+    out = {}
+    for kind, tab in (("sorted", locs), ("unsorted", locs.filter(rng.permutation(n)))):
+        t0 = _Clock()
+        ldt = _layers.frame_view_points(tab, "run")
+        out[f"{kind}_make"] = t0()
+        fv = ldt[1]["metadata"][_layers.FRAME_VIEW_KEY]
+        ts = []
+        for f in rng.integers(0, nf, 200):
+            t1 = time.perf_counter()
+            fv.layer_arrays(int(f))
+            ts.append(time.perf_counter() - t1)
+        out[f"{kind}_step_ms"] = [float(np.median(ts) * 1e3), float(np.percentile(ts, 99) * 1e3)]
+    out["rows"] = n
+    return out
+
+
 CHILDREN = {"parts": child_parts, "reader": child_reader, "eager": child_eager, "napari": child_napari,
-            "readback": child_readback}
+            "readback": child_readback, "inmemory": child_inmemory}
 
 
 def _run_child(mode: str, path: Path) -> dict | None:
@@ -311,6 +341,16 @@ def main() -> None:
             print(f"| eager (old path): read_picasso_hdf5 {e['read'][0]:.1f} s + points of every row, {e['total'][0]:.1f} s "
                   f"({e['total'][1]:.1f} s CPU) in all "
                   f"| {e['peak']:.0f} | {e['base']:.0f} | {e['peak'] - e['base']:.0f} |")
+    if data_path:
+        im = med("inmemory")
+        if im:
+            print(f"\nAn in-memory table of {im['rows']:,} rows over 20,000 frames (a finished live run), "
+                  f"`_layers.frame_view_points(locs, name)` (frame index + the first frame's layer data): "
+                  f"{im['sorted_make'][0]:.2f} s wall ({im['sorted_make'][1]:.2f} s CPU) frame-sorted, "
+                  f"{im['unsorted_make'][0]:.2f} s ({im['unsorted_make'][1]:.2f} s CPU) unsorted; one slider step's "
+                  f"data path (`FrameView.layer_arrays`, 200 random frames): median {im['sorted_step_ms'][0]:.2f} ms, "
+                  f"p99 {im['sorted_step_ms'][1]:.2f} ms sorted; {im['unsorted_step_ms'][0]:.2f} / "
+                  f"{im['unsorted_step_ms'][1]:.2f} ms unsorted.")
     if not a.no_readback and data_path:
         b = med("readback:frame")
         if b:

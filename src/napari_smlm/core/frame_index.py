@@ -74,23 +74,30 @@ class FrameIndex:
 
     def __init__(self, frames: np.ndarray | Iterable[np.ndarray], n_frames: int | None = None):
         parts = [np.asarray(frames)] if isinstance(frames, np.ndarray) else [np.asarray(p) for p in frames]
-        n = int(sum(len(p) for p in parts))
-        col = np.empty(n, _index_dtype(max((int(p.max()) for p in parts if len(p)), default=0) + 1))
-        a = 0
+        parts = [p for p in parts if len(p)]
+        # one pass over the chunks: counts per frame and whether the rows are sorted by frame; the
+        # column is joined (and argsorted) only for an unsorted table
+        counts = np.zeros(int(n_frames or 0), np.int64)
+        is_sorted, last = True, None
         for p in parts:
-            col[a:a + len(p)] = p
-            a += len(p)
-        if n and int(col.min()) < 0:
-            raise ValueError(f"frame numbers must be >= 0; found {int(col.min())}")
-        nf = max(int(n_frames or 0), int(col.max()) + 1 if n else 0)
-        self.n_rows = n
-        self.n_frames = nf
+            lo = int(p.min())
+            if lo < 0:
+                raise ValueError(f"frame numbers must be >= 0; found {lo}")
+            if is_sorted and ((last is not None and p[0] < last) or bool(np.any(p[1:] < p[:-1]))):
+                is_sorted = False
+            last = p[-1]
+            c = np.bincount(p)
+            if len(c) > len(counts):
+                counts = np.concatenate([counts, np.zeros(len(c) - len(counts), np.int64)])
+            counts[: len(c)] += c
+        self.n_rows = int(counts.sum())
+        self.n_frames = len(counts)
+        self.offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
         self.order: np.ndarray | None = None
-        if n and np.any(col[1:] < col[:-1]):
-            self.order = np.argsort(col, kind="stable").astype(_index_dtype(n), copy=False)
-            col = col[self.order]
+        if not is_sorted:
+            col = np.concatenate(parts)
+            self.order = np.argsort(col, kind="stable").astype(_index_dtype(self.n_rows), copy=False)
         self.is_sorted = self.order is None
-        self.offsets = np.searchsorted(col, np.arange(nf + 1), side="left").astype(np.int64)
 
     def __repr__(self) -> str:
         return f"FrameIndex(n_rows={self.n_rows}, n_frames={self.n_frames}, sorted={self.is_sorted})"
