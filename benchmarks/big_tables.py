@@ -247,8 +247,50 @@ def child_inmemory(path: str, rows: str = "1000000") -> dict:
     return out
 
 
+def make_shuffled(path: Path) -> Path:
+    """The same rows shuffled (Picasso after filtering / linking is not frame-sorted), written as one
+    contiguous dataset as Picasso writes it, + the YAML. Made in the parent process."""
+    import shutil
+
+    import h5py
+    import numpy as np
+
+    dst = path.with_name(path.stem.replace("_locs", "") + "_shuffled_locs.hdf5")
+    if not dst.exists():
+        with h5py.File(path, "r") as f:
+            rec = f["locs"][: int(f.attrs.get("n_rows", f["locs"].shape[0]))]
+        rec = rec[np.random.default_rng(4).permutation(len(rec))]
+        with h5py.File(dst, "w") as f:
+            f.create_dataset("locs", data=rec)
+        shutil.copy(path.with_suffix(".yaml"), dst.with_suffix(".yaml"))
+    return dst
+
+
+def child_unsorted(path: str) -> dict:
+    """A shuffled table: the frame index (with the stable argsort) and one frame's rows."""
+    import numpy as np
+
+    from napari_smlm.core.io.lazy_table import LazyPicassoTable
+
+    dst = path
+    base = _rss_mb()
+    t = LazyPicassoTable(dst)
+    t0 = _Clock()
+    nf = t.n_frames
+    out = {"index": t0(), "sorted": float(t.frame_index.is_sorted)}
+    rng = np.random.default_rng(1)
+    ts = []
+    for f in rng.integers(0, nf, 100):
+        t1 = time.perf_counter()
+        t.frames(int(f), int(f) + 1)
+        ts.append(time.perf_counter() - t1)
+    out["frame_ms"] = [float(np.median(ts) * 1e3), float(np.percentile(ts, 99) * 1e3)]
+    out["base"], out["peak"] = base, _peak_mb()
+    return out
+
+
 CHILDREN = {"parts": child_parts, "reader": child_reader, "eager": child_eager, "napari": child_napari,
-            "readback": child_readback, "inmemory": child_inmemory}
+            "readback": child_readback, "inmemory": child_inmemory, "unsorted": child_unsorted}
 
 
 def _run_child(mode: str, path: Path) -> dict | None:
@@ -272,6 +314,7 @@ def main() -> None:
                     help="run only the data-path parts (lazy parts, readers, read-back) or only the napari viewer")
     ap.add_argument("--lazy-rows", type=int, default=None,
                     help="the reader's lazy threshold (default its LAZY_ROWS, 1 M): lower it for a quick run on a small table")
+    ap.add_argument("--no-unsorted", action="store_true", help="skip the shuffled (not frame-sorted) copy")
     ap.add_argument("--no-readback", action="store_true", help="skip reading all rows back from the points layer")
     ap.add_argument("--workdir", default=None)
     ap.add_argument("--keep", action="store_true")
@@ -351,6 +394,16 @@ def main() -> None:
                   f"data path (`FrameView.layer_arrays`, 200 random frames): median {im['sorted_step_ms'][0]:.2f} ms, "
                   f"p99 {im['sorted_step_ms'][1]:.2f} ms sorted; {im['unsorted_step_ms'][0]:.2f} / "
                   f"{im['unsorted_step_ms'][1]:.2f} ms unsorted.")
+    if data_path and not a.no_unsorted:
+        shuffled = make_shuffled(path)
+        runs = [r for r in (_run_child("unsorted", shuffled) for _ in range(a.repeats)) if r is not None]
+        u = {k: ([statistics.median(r[k][i] for r in runs) for i in range(2)] if isinstance(runs[0][k], list)
+                 else statistics.median(r[k] for r in runs)) for k in runs[0]} if runs else None
+        if u:
+            print(f"\nThe same rows shuffled (not frame-sorted; contiguous HDF5 as Picasso writes it): frame index with "
+                  f"its stable argsort {u['index'][0]:.2f} s wall ({u['index'][1]:.2f} s CPU), peak RSS {u['peak']:.0f} MB "
+                  f"({u['peak'] - u['base']:.0f} MB above start); one frame's rows (an HDF5 point selection, 100 random "
+                  f"frames) median {u['frame_ms'][0]:.1f} ms, p99 {u['frame_ms'][1]:.1f} ms.")
     if not a.no_readback and data_path:
         b = med("readback:frame")
         if b:
