@@ -33,6 +33,7 @@ from typing import Any
 
 import h5py
 import numpy as np
+import pandas as pd
 
 from ..frame_index import FrameIndex
 from ..localizations import Localizations
@@ -282,8 +283,20 @@ class LazyPicassoTable:
         return list(self._to_locs(self._records(slice(0, 0))).columns)
 
     def read_all(self, chunk_rows: int | None = None) -> Localizations:
-        """The whole table as one :class:`Localizations` (read in chunks; memory ~ the eager reader's)."""
-        parts = list(self.iter_chunks(chunk_rows))
-        out = Localizations.concat(parts) if parts else self._to_locs(self._records(slice(0, 0)))
-        out.meta.update({k: v for k, v in self.meta.items() if k != "picasso_info"})
-        return out
+        """The whole table as one :class:`Localizations`, read in chunks into preallocated columns
+        (peak memory about twice the final table, as the eager reader; no concatenation)."""
+        step = max(int(chunk_rows or self.chunk_rows), 1)
+        cols: dict[str, np.ndarray] | None = None
+        for a in range(0, self.n_rows, step):
+            part = records_to_columns(self._records(slice(a, min(a + step, self.n_rows))), self.path,
+                                      self.pixel_size_nm, self._filled, always_xy_sigma=True)
+            if cols is None:
+                cols = {k: np.empty(self.n_rows, v.dtype) for k, v in part.items()}
+            for k, v in part.items():
+                cols[k][a:a + len(v)] = v
+        if cols is None:
+            return self._to_locs(self._records(slice(0, 0)))
+        meta = {k: v for k, v in self.meta.items() if k != "picasso_info"}
+        df = pd.DataFrame(cols, copy=False)  # one column block each; Localizations makes the one copy
+        del cols
+        return Localizations(df, meta)
