@@ -327,3 +327,27 @@ def test_streamed_run_file_as_a_frame_view(tmp_path):
     want = locs.frame_range(66, 67)
     np.testing.assert_allclose(np.sort(_shown(layer)[0][:, 2]), np.sort(want["x_nm"]), atol=1e-3)
     assert len(_layers.layer_to_localizations(layer)) == 20_000
+
+
+def test_layers_menu_action_switches_the_mode(make_napari_viewer, files, big_reader):
+    """The Layers > Visualize action (npe2 menu napari/layers/visualize), run through napari's app-model."""
+    from napari._app_model import get_app_model
+
+    from napari_smlm import _layers
+
+    viewer = make_napari_viewer()
+    pts = next(la for la in viewer.open(str(files["sorted"]), plugin="napari-smlm") if la._type_string == "points")
+    viewer.layers.selection.active = pts
+    app = get_app_model()
+    assert "napari-smlm.toggle_frame_view" in app.commands
+    menu_ids = {getattr(i, "command", None) and i.command.id for i in app.menus.get_menu("napari/layers/visualize")}
+    assert "napari-smlm.toggle_frame_view" in menu_ids
+    assert app.commands.execute_command("napari-smlm.toggle_frame_view").result() == "decimated"
+    assert pts.name == f"sorted_locs (1 in 13 of {N:,})" and int(np.count_nonzero(pts.shown)) == len(pts.data)
+    viewer.dims.set_current_step(0, 77)
+    assert app.commands.execute_command("napari-smlm.toggle_frame_view").result() == "frame"
+    assert "current frame" in pts.name
+    viewer.dims.set_current_step(0, 78)
+    want = read_picasso_hdf5(files["sorted"]).frame_range(78, 79)
+    assert len(_shown(pts)[0]) == len(want)
+    assert len(_layers.layer_to_localizations(pts)) == N
