@@ -156,6 +156,7 @@ def test_in_memory_frame_view_follows_the_slider_and_reads_back_whole():
     layer.data = layer.data[:4]
     v.dims.set_current_step(0, 9)
     assert len(layer.data) == 4 and _layers.frame_view(layer) is None
+    assert _layers.FRAME_VIEW_KEY not in layer.metadata  # the table is let go (memory)
     assert len(_layers.layer_to_localizations(layer)) == 4
 
 

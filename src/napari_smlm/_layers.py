@@ -1249,6 +1249,11 @@ class _FrameFollower:
         if viewer is None or layer is None:
             self.detach()
             return
+        fv = (layer.metadata or {}).get(FRAME_VIEW_KEY)
+        if isinstance(fv, FrameView) and not fv.owns(layer.data):  # new data from elsewhere: let the table go
+            layer.metadata.pop(FRAME_VIEW_KEY, None)
+            self.detach()
+            return
         f = _layer_frame(viewer, layer)
         if f is not None:
             show_frame(layer, f)
