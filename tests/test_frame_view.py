@@ -352,3 +352,22 @@ def test_layers_menu_action_switches_the_mode(make_napari_viewer, files, big_rea
     want = read_picasso_hdf5(files["sorted"]).frame_range(78, 79)
     assert len(_shown(pts)[0]) == len(want)
     assert len(_layers.layer_to_localizations(pts)) == N
+
+
+def test_moved_frame_view_reads_back_where_it_is_shown():
+    """A layer the user translated (e.g. to align with a movie) exports its rows in world coordinates."""
+    from napari.components import ViewerModel
+    from napari.layers import Layer
+
+    from napari_smlm import _layers
+
+    locs = _locs(n=3000, n_frames=30)
+    v = ViewerModel()
+    layer = v.add_layer(Layer.create(*_layers.frame_view_points(locs, "run")))
+    _layers.follow_frame(v, layer)
+    layer.translate = (0.0, 50.0, -20.0)
+    back = _layers.layer_to_localizations(layer)
+    assert len(back) == 3000
+    np.testing.assert_allclose(back["y_nm"], locs["y_nm"] + 50.0)
+    np.testing.assert_allclose(back["x_nm"], locs["x_nm"] - 20.0)
+    np.testing.assert_array_equal(back.frames, locs.frames)

@@ -1146,9 +1146,9 @@ def _frame_view_table(data: Any, metadata: dict | None, scale: Any = None, trans
     sc = np.ones(3) if scale is None else np.asarray(scale, dtype=np.float64)[-3:]
     tr = np.zeros(3) if translate is None else np.asarray(translate, dtype=np.float64)[-3:]
     if len(sc) == 3 and len(tr) == 3 and not (np.allclose(sc, 1.0) and np.allclose(tr, 0.0)):
-        locs._df["frame"] = np.rint(locs.frames * sc[0] + tr[0]).astype(np.int64)
-        locs._df["y_nm"] = locs["y_nm"] * sc[1] + tr[1]
-        locs._df["x_nm"] = locs["x_nm"] * sc[2] + tr[2]
+        locs["frame"] = np.rint(locs.frames * sc[0] + tr[0]).astype(np.int64)
+        locs["y_nm"] = locs["y_nm"] * sc[1] + tr[1]
+        locs["x_nm"] = locs["x_nm"] * sc[2] + tr[2]
     md = dict(metadata or {})
     for k in ("pixel_size_nm", "image_shape", "n_frames"):
         if md.get(k) is not None:
