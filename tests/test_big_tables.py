@@ -128,14 +128,17 @@ def test_reader_opens_a_big_table_lazily(streamed, big_reader, monkeypatch):
 
     from napari_smlm.core.io.formats import picasso
 
+    from napari_smlm import _layers
+
     eager = read_picasso_hdf5(streamed)
     # the lazy path never reads the whole table into pandas
     monkeypatch.setattr(picasso, "read_picasso_hdf5", lambda *a, **k: pytest.fail("read the whole table"))
+    monkeypatch.setattr(big_reader, "BIG_POINTS_MODE", "decimated")  # the default, "frame": tests/test_frame_view.py
     viewer = ViewerModel()
     layers = viewer.open(str(streamed), plugin="napari-smlm")
     kinds = {la._type_string: la for la in layers}
     pts, img = kinds["points"], kinds["image"]
-    k = pts.metadata["decimation"]
+    k = pts.metadata[_layers.FRAME_VIEW_KEY].decimation()
     assert k == 25 and "1 in 25 of 200,000" in pts.name and pts.metadata["n_rows_total"] == N_ROWS
     assert len(pts.data) == 8_000
     np.testing.assert_array_equal(pts.data[:, 0], eager.frames[::k])
@@ -155,4 +158,4 @@ def test_reader_keeps_small_tables_eager(streamed, big_reader, monkeypatch):
 
     monkeypatch.setattr(big_reader, "LAZY_ROWS", N_ROWS)
     (layer,) = ViewerModel().open(str(streamed), plugin="napari-smlm")
-    assert len(layer.data) == N_ROWS and "decimation" not in layer.metadata
+    assert len(layer.data) == N_ROWS and "frame_view" not in layer.metadata

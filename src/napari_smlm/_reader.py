@@ -21,15 +21,20 @@ Layers
   :mod:`napari_smlm._layers` for the coordinate conventions.
 * A Picasso HDF5 of more than :data:`LAZY_ROWS` localizations (a long streamed run: 10 M rows)
   is opened lazily (:class:`~napari_smlm.core.io.lazy_table.LazyPicassoTable`, never all columns
-  in pandas at once): a points layer with every k-th row, at most :data:`DISPLAY_POINTS` (its name
-  says "1 in k of N"), and a super-resolved image rendered from **all** rows in chunks of
-  a million (:func:`~napari_smlm.core.render.render_chunked`), so memory stays bounded.
+  in pandas at once): a points layer that shows the localizations of the current frame (read
+  from the file at each step of the time slider; its name says "current frame of N") or, with
+  :data:`BIG_POINTS_MODE` / ``NAPARI_SMLM_BIG_POINTS=decimated``, every k-th row, at most
+  :data:`DISPLAY_POINTS` ("1 in k of N"); and a super-resolved image rendered from **all** rows in
+  chunks of a million (:func:`~napari_smlm.core.render.render_chunked`), so memory stays bounded.
+  Tables read back from that points layer (Render, Evaluation, export) hold all N rows
+  (:func:`napari_smlm._layers.frame_view_points`).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import sys
 from pathlib import Path
 from typing import Any, Callable
 
@@ -43,6 +48,11 @@ log = logging.getLogger(__name__)
 LAZY_ROWS = 1_000_000
 #: Most points the layer of a lazily opened table holds (napari stays responsive up to ~10^5).
 DISPLAY_POINTS = 100_000
+#: Points of a lazily opened table: "frame" (the slider's frame) or "decimated" (every k-th row);
+#: None = the environment variable NAPARI_SMLM_BIG_POINTS, else "frame" (see :func:`big_points_mode`).
+BIG_POINTS_MODE: str | None = None
+#: Frame mode: also show this many frames either side of the current one.
+FRAME_WINDOW = 0
 #: Render of a lazily opened table: pixel size (nm), Gaussian blur (nm), most pixels per side.
 BIG_RENDER_PIXEL_NM, BIG_RENDER_SIGMA_NM, BIG_RENDER_MAX_SIDE = 10.0, 15.0, 4096
 
@@ -211,12 +221,49 @@ def _is_ground_truth(path: str, locs) -> bool:
     )
 
 
+def big_points_mode() -> str:
+    """How the points layer of a big table is shown: :data:`BIG_POINTS_MODE`, else the environment
+    variable ``NAPARI_SMLM_BIG_POINTS`` (``frame`` or ``decimated``), else ``"frame"``."""
+    mode = BIG_POINTS_MODE or os.environ.get("NAPARI_SMLM_BIG_POINTS", "").strip().lower() or "frame"
+    if mode not in _layers.FRAME_VIEW_MODES:
+        log.warning("NAPARI_SMLM_BIG_POINTS=%r is not one of %s; showing the current frame", mode, _layers.FRAME_VIEW_MODES)
+        mode = "frame"
+    return mode
+
+
+def _follow_in_current_viewer() -> None:
+    """Let the viewer that is opening the file move the frame view with its slider.
+
+    A reader never sees the viewer; ``napari.current_viewer()`` (public API) is the one whose
+    ``viewer.open`` / File > Open / drop is running. Only looked up when napari's Qt window is
+    loaded (no Qt import otherwise); a headless ``ViewerModel`` caller uses
+    :func:`napari_smlm._layers.install_frame_follow` itself.
+    """
+    if "napari._qt.qt_main_window" not in sys.modules:
+        return
+    try:
+        import napari
+
+        viewer = napari.current_viewer()
+    except Exception:  # noqa: BLE001 - no viewer: the layer still shows frame 0 and reads back whole
+        log.debug("no current viewer", exc_info=True)
+        return
+    if viewer is not None:
+        _layers.install_frame_follow(viewer)
+
+
 def _big_picasso_layers(path: str) -> list[tuple] | None:
     """Layers of a Picasso table of more than :data:`LAZY_ROWS` rows (None for a smaller one).
 
-    Points: every k-th row (at most :data:`DISPLAY_POINTS`), named ``<stem> (1 in k of N)``;
-    on the time slider each frame shows about 1/k of its localizations. Image: all N rows
-    rendered in chunks on the camera field of view.
+    Image: all N rows rendered in chunks on the camera field of view (the same pass reads the
+    ``frame`` column into the table's frame index). Points (:func:`big_points_mode`):
+
+    * ``"frame"``: the localizations of the frame the time slider is on (± :data:`FRAME_WINDOW`),
+      named ``<stem> (current frame of N)``; each slider step reads that frame's rows only;
+    * ``"decimated"``: every k-th row (at most :data:`DISPLAY_POINTS`), named ``<stem> (1 in k of N)``;
+      each frame shows about 1/k of its localizations.
+
+    Either way the layer reads back (Render, Evaluation, export ...) as all N rows.
     """
     from .core.io.lazy_table import LazyPicassoTable
     from .core.render import render_chunked
@@ -226,22 +273,23 @@ def _big_picasso_layers(path: str) -> list[tuple] | None:
     if n <= LAZY_ROWS:
         return None
     stem = Path(path).stem
-    pts = table.decimated(DISPLAY_POINTS)
-    k = int(pts.meta["decimation"])
-    what = f"1 in {k} of {n:,}" if k > 1 else f"all {n:,}"
-    md = {"source": path, "lazy": True, "decimation": k, "n_rows_total": n,
-          "shown": f"{what} localizations (rows 0, {k}, {2 * k}, …); the image renders all of them"}
-    log.info("%s: %d localizations; points layer shows %s, the image renders all", path, n, what)
-    points = _layers.localizations_layer_data(pts, f"{stem} ({what})", metadata=md)
+    mode = big_points_mode()
     px = table.pixel_size_nm
     shape = table.image_shape
-    if shape is None:  # no Height/Width in the YAML: the extent of the decimated set
+    if shape is None:  # no Height/Width in the YAML: the extent of a decimated set
+        pts = table.decimated(DISPLAY_POINTS)
         shape = (int(pts["y_nm"].max() // px) + 1, int(pts["x_nm"].max() // px) + 1) if len(pts) else (1, 1)
     h_nm, w_nm = shape[0] * px, shape[1] * px
     rpx = max(BIG_RENDER_PIXEL_NM, max(h_nm, w_nm) / BIG_RENDER_MAX_SIDE)
     rshape = (max(int(-(-h_nm // rpx)), 1), max(int(-(-w_nm // rpx)), 1))
     img = render_chunked(table.iter_chunks(fields=("x", "y")), rpx, rshape, method="gaussian", sigma_nm=BIG_RENDER_SIGMA_NM)
+    points = _layers.frame_view_points(table, stem, mode=mode, window=FRAME_WINDOW, max_points=DISPLAY_POINTS,
+                                       metadata={"source": path, "lazy": True}, extent_nm=(h_nm, w_nm))
+    log.info("%s: %d localizations; points layer shows %s, the image renders all", path, n,
+             points[1]["metadata"][_layers.FRAME_VIEW_KEY].describe())
     image = _layers.super_resolved_layer_data(
         img.image, rpx, f"{stem} SR (all {n:,})", metadata={"source": path, "n_rendered": img.meta["n_rendered"]},
     )
+    if mode == "frame":
+        _follow_in_current_viewer()
     return [image, points]

@@ -262,7 +262,8 @@ class RenderWidget(SmlmDockWidget):
             locs = _layers.layer_to_localizations(layer)  # snapshot on the GUI thread
             f = settings.color_by
             if f is not None and f not in locs.columns and f in layer.features:
-                locs[f] = layer.features[f].to_numpy()  # a derived feature (uncertainty_nm) the table omits
+                # a derived feature (uncertainty_nm) the table omits; a big table's view holds fewer points than rows
+                locs[f] = (layer.features if len(layer.features) == len(locs) else _layers._features(locs, False))[f].to_numpy()
             check_render_settings(locs.columns, settings)
         except ValueError as exc:
             self.status_label.setText(f"Cannot render: {exc}")

@@ -7,7 +7,9 @@ Checked, a run drains :func:`~napari_smlm.core.runner.iter_predict_streamed` ins
 :class:`~napari_smlm.core.runner.StreamedCollector`), so a long run's memory stays bounded while
 the live layers (points, super-resolved image, network output) update as usual. When the run
 ends, the points layer shows the file's bounded view (every k-th row, said in its name), the
-image already holds every localization, and Export converts the file.
+image already holds every localization, and Export converts the file. :meth:`StreamOption.frame_view`
+gives the other ending: a points layer that shows the current frame's localizations read from the
+file (:func:`napari_smlm._layers.frame_view_points`) and reads back as every row.
 
 The chosen file must not exist (nor its ``.yaml`` or a ``.partial`` run): results are never
 overwritten (:func:`napari_smlm.core.io.safe.check_outputs`).
@@ -105,6 +107,27 @@ class StreamOption(QWidget):
         from ..core.runner import StreamedCollector
 
         return StreamedCollector(keep_rows)
+
+    @staticmethod
+    def frame_view(col: Any, name: str, pixel_size_nm: float | None = None, metadata: dict | None = None,
+                   mode: str = "frame") -> tuple | None:
+        """The streamed file as a frame-view points ``LayerDataTuple`` (None without a file).
+
+        Shows the localizations of the current frame (``mode="frame"``, read from the file at each
+        slider step) or every k-th row (``"decimated"``, at most :data:`VIEW_ROWS`); tables read
+        from the layer (Render, Evaluation, export) hold every row of the file. Pure data (no Qt):
+        may run on a worker. Once the layer is in the viewer, call
+        ``_layers.follow_frame(viewer, layer)`` so that it follows the time slider.
+        """
+        from .. import _layers
+        from ..core.io.lazy_table import LazyPicassoTable
+
+        path = getattr(col, "stream_path", None)
+        if not path or not Path(path).exists():
+            return None
+        table = LazyPicassoTable(path)
+        return _layers.frame_view_points(table, name, mode=mode, max_points=VIEW_ROWS, pixel_size_nm=pixel_size_nm,
+                                         metadata={**(metadata or {}), "source": str(path)})
 
     @staticmethod
     def before_finish(col: Any, run_layers: Any, tell: bool = True) -> None:

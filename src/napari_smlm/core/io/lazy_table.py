@@ -1,10 +1,14 @@
-"""A Picasso HDF5 table read on demand: chunks, one frame, or a decimated subset (issue 12).
+"""A Picasso HDF5 table read on demand: chunks, frames, or a decimated subset (issue 12).
 
 :func:`~napari_smlm.core.io.formats.picasso.read_picasso_hdf5` reads the whole ``/locs``
 table into one DataFrame: fine for a million rows, not for ten million (several GB at peak).
 :class:`LazyPicassoTable` opens the same file without reading it: only the YAML sidecar and the
-dataset's shape at open, the ``frame`` column (4 bytes a row) when a frame is first asked for, and
-otherwise rows in chunks (``iter_chunks``), so memory is bounded by the chunk size.
+dataset's shape at open, the ``frame`` column (4 bytes a row) when a frame is first asked for (or
+during the first full :meth:`~LazyPicassoTable.iter_chunks` pass, which reads it anyway) to build a
+:class:`~napari_smlm.core.frame_index.FrameIndex`, then only the rows of the frames asked for
+(``frames``: one slice of a frame-sorted file), and otherwise rows in chunks (``iter_chunks``), so
+memory is bounded by the chunk size. It follows the frame-table protocol of
+:mod:`napari_smlm.core.frame_index` (``frames``, ``decimated``, ``read_all``).
 
 Every piece comes out as :class:`~napari_smlm.core.localizations.Localizations` in nm with the
 conversions of :data:`~napari_smlm.core.io.formats.picasso.COLUMNS` (``x_nm = (x + 0.5) * px``,
@@ -29,7 +33,9 @@ from typing import Any
 
 import h5py
 import numpy as np
+import pandas as pd
 
+from ..frame_index import FrameIndex
 from ..localizations import Localizations
 from .errors import SMLMFileError
 from .formats import _common as c
@@ -118,8 +124,7 @@ class LazyPicassoTable:
             pass
         meta["picasso_info"] = docs
         self.meta = meta
-        self._offsets: np.ndarray | None = None  # rows of frame f: order[offsets[f]:offsets[f + 1]]
-        self._order: np.ndarray | None = None  # None when the file is sorted by frame
+        self._frame_index: FrameIndex | None = None  # built on first use (or by a full iter_chunks pass)
 
     # ------------------------------------------------------------------ basics
     def __len__(self) -> int:
@@ -172,8 +177,14 @@ class LazyPicassoTable:
         """
         step = max(int(chunk_rows or self.chunk_rows), 1)
         flds = None if fields is None else list(dict.fromkeys(["frame", *fields]))
+        seen = [] if self._frame_index is None else None  # a full pass also builds the frame index
         for a in range(0, self.n_rows, step):
-            yield self._to_locs(self._records(slice(a, min(a + step, self.n_rows)), flds))
+            rec = self._records(slice(a, min(a + step, self.n_rows)), flds)
+            if seen is not None:
+                seen.append(np.asarray(rec["frame"]).astype(np.int64 if rec["frame"].dtype.itemsize > 4 else np.int32))
+            yield self._to_locs(rec)
+        if seen is not None and self._frame_index is None:
+            self._set_index(seen)
 
     # ------------------------------------------------------------------ decimation
     def decimation(self, max_rows: int) -> int:
@@ -198,45 +209,84 @@ class LazyPicassoTable:
         return out
 
     # ------------------------------------------------------------------ frames
-    def _index(self) -> None:
-        """Frame index from the ``frame`` column (read in chunks; 4 bytes a row)."""
-        if self._offsets is not None:
-            return
-        frames = np.empty(self.n_rows, np.int64)
-        for a in range(0, self.n_rows, self.chunk_rows):
-            b = min(a + self.chunk_rows, self.n_rows)
-            frames[a:b] = self._records(slice(a, b), ["frame"])
-        n_frames = max(int(self.meta.get("n_frames", 0)), int(frames.max()) + 1 if len(frames) else 0)
-        if len(frames) and np.any(np.diff(frames) < 0):
-            self._order = np.argsort(frames, kind="stable").astype(np.int64)
-            frames = frames[self._order]
-            log.info("%s: rows are not sorted by frame; built a frame index (%d rows)", self.path, self.n_rows)
-        self._offsets = np.searchsorted(frames, np.arange(n_frames + 1), side="left")
+    def _index(self) -> FrameIndex:
+        """The frame index (:class:`~napari_smlm.core.frame_index.FrameIndex`), built on first use
+        from the ``frame`` column read in chunks (4 bytes a row), or left by a full
+        :meth:`iter_chunks` pass."""
+        if self._frame_index is None:
+            parts = (self._records(slice(a, min(a + self.chunk_rows, self.n_rows)), ["frame"])["frame"]
+                     for a in range(0, self.n_rows, self.chunk_rows))
+            self._set_index(parts)
+        return self._frame_index
+
+    def _set_index(self, frame_chunks) -> None:
+        idx = FrameIndex(frame_chunks, self.meta.get("n_frames"))
+        if not idx.is_sorted:
+            log.info("%s: rows are not sorted by frame; built a frame order (%d rows)", self.path, self.n_rows)
+        self._frame_index = idx
+
+    @property
+    def frame_index(self) -> FrameIndex:
+        """The table's :class:`~napari_smlm.core.frame_index.FrameIndex` (built on first use)."""
+        return self._index()
 
     @property
     def n_frames(self) -> int:
         """Frames covered (the YAML's ``Frames`` or the last frame + 1, whichever is larger)."""
-        self._index()
-        return len(self._offsets) - 1
+        return self._index().n_frames
 
     def frame_counts(self) -> np.ndarray:
         """Localizations per frame (array of length :attr:`n_frames`)."""
-        self._index()
-        return np.diff(self._offsets)
+        return self._index().counts()
+
+    def _read_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Records of the given row numbers (increasing): one slice when they are contiguous or
+        dense, else an HDF5 point selection."""
+        if len(rows) == 0:
+            return self._records(slice(0, 0))
+        a, b = int(rows[0]), int(rows[-1]) + 1
+        if b - a == len(rows):
+            return self._records(slice(a, b))
+        if b - a <= 4 * len(rows) + 4096:  # dense enough: one read, then pick
+            return self._records(slice(a, b))[rows - a]
+        return self._records(rows)
+
+    def frames(self, start: int, stop: int) -> Localizations:
+        """All localizations with ``start <= frame < stop`` (0-based), in file order.
+
+        Reads only those rows (one contiguous slice for a file sorted by frame); the first call
+        builds the frame index. ``meta["rows"]`` holds their row numbers in the file.
+        """
+        rows = self._index().rows(start, stop)
+        return self._to_locs(self._read_rows(rows), rows)
 
     def frame(self, f: int) -> Localizations:
         """All localizations of frame ``f`` (0-based); empty outside the movie.
 
         ``meta["rows"]`` holds their row numbers in the file.
         """
-        self._index()
-        f = int(f)
-        if not 0 <= f < len(self._offsets) - 1:
-            rows = np.zeros(0, np.int64)
-        else:
-            a, b = int(self._offsets[f]), int(self._offsets[f + 1])
-            rows = np.arange(a, b) if self._order is None else np.sort(self._order[a:b])
-        if len(rows) == 0:
-            return self._to_locs(self._records(slice(0, 0)), rows)
-        sel = slice(int(rows[0]), int(rows[-1]) + 1) if self._order is None else rows
-        return self._to_locs(self._records(sel), rows)
+        return self.frames(int(f), int(f) + 1)
+
+    @property
+    def columns(self) -> list[str]:
+        """Columns of the tables this file reads into (nm names)."""
+        return list(self._to_locs(self._records(slice(0, 0))).columns)
+
+    def read_all(self, chunk_rows: int | None = None) -> Localizations:
+        """The whole table as one :class:`Localizations`, read in chunks into preallocated columns
+        (peak memory about twice the final table, as the eager reader; no concatenation)."""
+        step = max(int(chunk_rows or self.chunk_rows), 1)
+        cols: dict[str, np.ndarray] | None = None
+        for a in range(0, self.n_rows, step):
+            part = records_to_columns(self._records(slice(a, min(a + step, self.n_rows))), self.path,
+                                      self.pixel_size_nm, self._filled, always_xy_sigma=True)
+            if cols is None:
+                cols = {k: np.empty(self.n_rows, v.dtype) for k, v in part.items()}
+            for k, v in part.items():
+                cols[k][a:a + len(v)] = v
+        if cols is None:
+            return self._to_locs(self._records(slice(0, 0)))
+        meta = {k: v for k, v in self.meta.items() if k != "picasso_info"}
+        df = pd.DataFrame(cols, copy=False)  # one column block each; Localizations makes the one copy
+        del cols
+        return Localizations(df, meta)
