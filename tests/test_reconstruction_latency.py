@@ -228,3 +228,36 @@ def test_progress_follows_the_batches_while_layer_refreshes_wait(viewer, qtbot, 
     _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
     assert w.status.state is RunState.DONE, w.status.message
     assert w.progress.value() == 12 and len(w.refresh_log) >= 1
+
+
+def test_a_big_finished_run_shows_the_current_frame_and_reads_back_every_row(viewer, qtbot, toy_checkpoint, monkeypatch):
+    """Past FINAL_POINTS_ROWS the run's points layer (same object) becomes a frame view that follows the slider."""
+    from napari_smlm.widgets import _reconstruction
+
+    monkeypatch.setattr(_reconstruction, "FINAL_POINTS_ROWS", 10)
+    frames, _ = simulate(SIM.replace(n_frames=12, seed=8, density=2.0))
+    movie = _add_movie(viewer, frames, name="m")
+    w = _dock(viewer, "Reconstruction")
+    w.movie_picker.value = movie
+    assert w.load_checkpoint_file(toy_checkpoint)
+    w.device.setCurrentText("cpu")
+    w.batch_size.setValue(4)
+    assert w.run()
+    qtbot.waitUntil(lambda: "points" in w.result_layers(), timeout=TIMEOUT_MS)
+    created = _raw(w.result_layers()["points"])
+    _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
+    assert w.status.state is RunState.DONE, w.status.message
+    qtbot.waitUntil(lambda: w._final_flushed, timeout=TIMEOUT_MS)
+    layer = _raw(w.result_layers()["points"])
+    locs = w.localizations()
+    assert layer is created and len(locs) > 10
+    assert _layers.frame_view(layer) is not None and "current frame of" in layer.name
+    for f in (3, 7):
+        viewer.dims.set_current_step(0, f)
+        shown = np.asarray(layer.data)[np.asarray(layer.shown, bool)]
+        want = locs.df[locs.df["frame"] == f]
+        assert len(shown) == len(want) and set(np.rint(shown[:, 0]).astype(int)) <= {f}
+        np.testing.assert_allclose(np.sort(shown[:, -1]), np.sort(want["x_nm"].to_numpy()))
+    back = _layers.layer_to_localizations(layer)  # what Render / Evaluation / export read: every row
+    assert len(back) == len(locs)
+    np.testing.assert_allclose(np.sort(back.df["x_nm"].to_numpy()), np.sort(locs.df["x_nm"].to_numpy()))

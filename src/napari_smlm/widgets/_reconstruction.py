@@ -68,6 +68,10 @@ SNAPSHOT_COPY_BYTES = 512 * 2**20
 #: Localizations the points layer shows while a run goes on (the latest ones); all at the end.
 #: napari's Points layer costs O(N) Python work per data change, so a live layer must stay small.
 LIVE_POINTS = 5000
+#: A finished run with more localizations than this gets a points layer that shows the current
+#: frame's (:func:`~napari_smlm._layers.frame_view_points`; the whole table stays readable from it):
+#: handing napari 650 k points at the end of a 20,000-frame run stalled its event loop ~0.9 s.
+FINAL_POINTS_ROWS = 200_000
 #: The progress bar and status line follow the worker's batches at most this often (ms).
 PROGRESS_MS = 200
 #: An in-memory (eager) movie layer larger than this gets a warning: open it lazily instead.
@@ -137,7 +141,12 @@ def _reconstruction_job(data: Any, ckpt: Any, cfg: Any, camera: Any, points_name
                 frame_range = [int(u.start), int(u.stop)]
                 done = u.localizations
                 locs = Localizations(done.df, {**done.meta, **run_meta, "frame_range": frame_range})
-                yield _FinalPoints(_points_layer_data(locs, points_name, px, run_meta, frame_range))
+                if len(locs) > FINAL_POINTS_ROWS:  # a frame view: napari gets one frame's points, not all
+                    md = {**run_meta, "frame_range": frame_range, "live_points": None}
+                    yield _FinalPoints(_layers.frame_view_points(locs, points_name, mode="frame", frame=int(u.stop) - 1,
+                                                                 pixel_size_nm=px, metadata=md))
+                else:
+                    yield _FinalPoints(_points_layer_data(locs, points_name, px, run_meta, frame_range))
     finally:  # Stop closes this generator: close the inner one now (a streamed file is finished then)
         close = getattr(updates, "close", None)
         if close is not None:
@@ -752,12 +761,17 @@ class ReconstructionWidget(SmlmDockWidget):
         elif running or self._final_points is None:
             locs = col.latest(LIVE_POINTS) if live else self.localizations()
             pts = _layers.localizations_layer_data(locs, name, pixel_size_nm=px, metadata=md)
-        else:  # the end of a completed run: the table the worker built
+        else:  # the end of a completed run: the table the worker built (a frame view if big)
             pts = self._final_points
         if running:  # constant length while running: napari then skips its O(N) resize work
             pts = _layers.pad_points(pts, LIVE_POINTS)
-        if self._put(rl, "points", pts) is not None:
-            rl.rename("points", f"{name} (live)" if live else name)
+        layer = self._put(rl, "points", pts)
+        if layer is not None:
+            if _layers.frame_view(layer) is not None:  # follows the time slider; named for what it shows
+                _layers.follow_frame(self.viewer, layer)
+                rl.rename("points", pts[1]["name"])
+            else:
+                rl.rename("points", f"{name} (live)" if live else name)
         if self.show_output.isChecked():
             yield
             self._create_budget = 1
