@@ -43,6 +43,42 @@ def _box3(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x[:, None], 3, stride=1, padding=1, count_include_pad=True)[:, 0] * 9.0
 
 
+def _agreeing(p, q, dx, dy, radius):
+    """``q`` summed over a pixel and its agreeing 3×3 neighbours; "no agreeing neighbour has a larger
+    ``p``"; and the ``q``-weighted sums of the agreeing pixels' predicted x and y (px − 0.5).
+
+    Two pixels agree when their predicted positions (centre + offset) are at most ``radius`` px
+    apart. Ties (equal ``p``) go to the earlier pixel in raster order, as in :func:`.peaks.local_maxima`.
+    """
+    B, H, W = p.shape
+    ux = torch.arange(W, device=p.device, dtype=p.dtype)[None, None, :] + dx
+    uy = torch.arange(H, device=p.device, dtype=p.dtype)[None, :, None] + dy
+    pad = (1, 1, 1, 1)
+    pp = F.pad(p, pad, value=-1.0)  # outside: never larger, never agreeing (q = 0 there)
+    qp = F.pad(q, pad)
+    uxp = F.pad(ux, pad, value=float("inf"))
+    uyp = F.pad(uy, pad, value=float("inf"))
+    qsum = torch.zeros_like(p)
+    sx = torch.zeros_like(p)
+    sy = torch.zeros_like(p)
+    is_max = torch.ones_like(p, dtype=torch.bool)
+    r2 = radius * radius
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            if di == 0 and dj == 0:
+                continue
+            sl = (slice(None), slice(1 + di, 1 + di + H), slice(1 + dj, 1 + dj + W))
+            agree = (uxp[sl] - ux) ** 2 + (uyp[sl] - uy) ** 2 <= r2
+            w = torch.where(agree, qp[sl], torch.zeros_like(p))
+            qsum += w
+            sx += w * uxp[sl].nan_to_num(posinf=0.0)
+            sy += w * uyp[sl].nan_to_num(posinf=0.0)
+            earlier = di < 0 or (di == 0 and dj < 0)
+            larger = (pp[sl] > q) | ((pp[sl] == q) & earlier)
+            is_max &= ~(agree & larger)
+    return qsum + q, is_max, sx + q * ux, sy + q * uy
+
+
 def spatial_integration(
     out: dict[str, torch.Tensor],
     frame_indices,
@@ -51,6 +87,7 @@ def spatial_integration(
     split_threshold: float = 0.6,
     candidate_threshold: float = 0.1,
     position: str = "max",
+    agree_radius: float | None = None,
 ) -> Localizations:
     """Detections from DECODE-like maps.
 
@@ -71,6 +108,12 @@ def spatial_integration(
         Minimum ``p`` of a local maximum considered as a split emitter.
     position : {"max", "weighted"}
         Offset of the detection pixel, or the weighted mean over its 3×3 neighbourhood.
+    agree_radius : float, optional
+        Pixels (px). When given, a neighbour belongs to a detection only when the two pixels'
+        predicted positions (centre + offset) lie within this distance: only such neighbours add
+        to its score, and a pixel is a split-emitter candidate when no *agreeing* neighbour has
+        a larger ``p`` (two emitters in adjacent pixels whose offsets point apart are two
+        candidates). None: the 3×3 rule above.
 
     Returns
     -------
@@ -84,9 +127,16 @@ def spatial_integration(
     B, H, W = p.shape
     strong = p >= split_threshold
     q = torch.where(strong, torch.zeros_like(p), p)
-    qsum = _box3(q)
+    if agree_radius is None:
+        qsum = _box3(q)
+        is_max = local_maxima(q, 3)
+    else:
+        if not agree_radius > 0:
+            raise ValueError(f"agree_radius must be a positive number of pixels or None, not {agree_radius!r}")
+        qsum, is_max, sx, sy = _agreeing(p, q, out["dx"].detach().float(), out["dy"].detach().float(),
+                                         float(agree_radius))
     score_strong = p + qsum
-    cand = local_maxima(q, 3) & (q >= min(candidate_threshold, threshold)) & ~strong
+    cand = is_max & (q >= min(candidate_threshold, threshold)) & ~strong
     det = (strong & (score_strong >= threshold)) | (cand & (qsum >= threshold))
     score = torch.where(strong, score_strong, qsum)
     b, r, c = torch.nonzero(det, as_tuple=True)
@@ -96,6 +146,11 @@ def spatial_integration(
     if position == "max":
         x_px = c.float() + 0.5 + dx[b, r, c]
         y_px = r.float() + 0.5 + dy[b, r, c]
+    elif agree_radius is not None:
+        extra = (p - q)[b, r, c]  # the centre's own p when it is a strong pixel
+        den = qsum[b, r, c] + extra
+        x_px = (sx[b, r, c] + extra * (c.float() + dx[b, r, c])) / den + 0.5
+        y_px = (sy[b, r, c] + extra * (r.float() + dy[b, r, c])) / den + 0.5
     else:
         cols = torch.arange(W, device=p.device, dtype=p.dtype)[None, None, :] + 0.5 + dx
         rows = torch.arange(H, device=p.device, dtype=p.dtype)[None, :, None] + 0.5 + dy
