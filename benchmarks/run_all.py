@@ -82,7 +82,11 @@ def checkpoint_hashes(models) -> dict[str, dict]:
     for m in models:
         ref = EXTRA.get(m, m)
         path = Path(ref) if Path(ref).suffix in (".pt", ".pth", ".ckpt") else shipped_checkpoint_path(ref)
-        out[m] = {"path": str(path), "sha256": _sha256(path)}
+        try:
+            shown = str(Path(path).resolve().relative_to(ROOT))
+        except ValueError:
+            shown = str(path)
+        out[m] = {"path": shown, "sha256": _sha256(path)}
     return out
 
 
@@ -120,15 +124,16 @@ def accuracy_vs_density(models, densities, n_frames, cameras, structures, with_p
                     m = _metrics(gt, res.localizations, cam, cfg.pixel_size_nm, cfg.psf_sigma_nm)
                     hu = _hungarian(gt, res.localizations, cam, cfg.pixel_size_nm, cfg.psf_sigma_nm)
                     rows.append({**m, "matching": m["method"], "camera": cam_name, "structure": structure, "density": d, "method": model, "frames": n_frames, "frames_per_s": n_frames / dt,
-                                 "seed": cfg.seed, "hungarian": hu, "checkpoint_sha256": hashes[model]["sha256"]})
+                                 "seed": cfg.seed, "hungarian": hu, "checkpoint_sha256": hashes[model]["sha256"],
+                                 "run_date": time.strftime("%Y-%m-%d")})
                     log.info("%s %s %.1f %s JI %.3f RMSE %.1f", cam_name, structure, d, model, m["jaccard"], m["rmse_lateral_nm"])
                 if with_picasso:
                     r = oracle_tuned_picasso(frames, gt, cam, cfg.pixel_size_nm)
                     loc = r.pop("localizations")
                     m = _metrics(gt, loc, cam, cfg.pixel_size_nm, cfg.psf_sigma_nm)
                     rows.append({**m, "matching": m["method"], "camera": cam_name, "structure": structure, "density": d,
-                             "seed": cfg.seed, "hungarian": _hungarian(gt, loc, cam, cfg.pixel_size_nm, cfg.psf_sigma_nm),
-                             "method": "picasso (oracle-tuned)", "frames": n_frames, "frames_per_s": r["frames_per_s"], "min_net_gradient": r["min_net_gradient"],
+                             "seed": cfg.seed,
+                             "method": "picasso (oracle-tuned)", "frames": n_frames, "run_date": time.strftime("%Y-%m-%d"), "frames_per_s": r["frames_per_s"], "min_net_gradient": r["min_net_gradient"],
                              "box": r.get("box"), "hungarian": r.get("hungarian"), "per_box": r.get("per_box")})
     return rows
 
@@ -380,8 +385,35 @@ ACCURACY_START = "<!-- run_all.py accuracy: start (regenerate with `python bench
 ACCURACY_END = "<!-- run_all.py accuracy: end -->"
 
 
+def _accuracy_key(r: dict) -> tuple:
+    return (r["camera"], r["structure"], float(r["density"]), r["method"])
+
+
+def merge_accuracy(new_rows: list[dict], old_rows: list[dict]) -> list[dict]:
+    """``new_rows`` plus the rows of ``old_rows`` that were not re-measured (same camera, structure,
+    density and method), the old ones after the new."""
+    fresh = {_accuracy_key(r) for r in new_rows}
+    return [*new_rows, *(r for r in old_rows if _accuracy_key(r) not in fresh)]
+
+
+def _accuracy_table(rows: list[dict]) -> list[str]:
+    L = ["| camera | structure | density /µm² | method | JI | RMSE | RMSE\\* | CRLB | RMSE\\*/CRLB | E | recall | precision | JI (H) | E (H) |",
+         "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        hu = r.get("hungarian") or {}
+        hj = 100 * hu["jaccard"] if "jaccard" in hu else None
+        L.append(f"| {r['camera']} | {r['structure']} | {r['density']} | {r['method']} | {_fmt(100 * r['jaccard'])} | {_fmt(r['rmse_lateral_nm'])} | "
+                 f"{_fmt(r.get('rmse_full_frame_nm'))} | {_fmt(r.get('crlb_lateral_nm'))} | {_fmt(r.get('crlb_ratio'), 2)} | {_fmt(r['efficiency_lateral'])} | {_fmt(r['recall'], 3)} | {_fmt(r['precision'], 3)} | "
+                 f"{_fmt(hj)} | {_fmt(hu.get('efficiency_lateral'))} |")
+    return L
+
+
 def accuracy_markdown(results: dict) -> list[str]:
-    """The accuracy section's lines, between its markers (empty without accuracy rows)."""
+    """The accuracy section's lines, between its markers (empty without accuracy rows).
+
+    Rows measured by a later (partial) run come first, one table per run date; rows kept from an
+    older run that recorded no date (before the ``run_date`` key existed) follow in their own table.
+    """
     rows = results.get("accuracy", [])
     if not rows:
         return []
@@ -391,19 +423,26 @@ def accuracy_markdown(results: dict) -> list[str]:
          "JI: Jaccard index (%), RMSE: lateral RMSE of all matches (nm), E: SMLM-2016 lateral efficiency (%). "
          "RMSE\\* and CRLB: on the same emitters — the matched ground-truth emitters that were on for the whole frame — their "
          "lateral RMSE and the rms of their lateral Mortensen bound (√2 × per axis; F = 2 for the EMCCD). Matching: greedy, 250 nm; "
-         "JI (H) and E (H): the same with Hungarian matching. Picasso rows: box (5/7/9 px) and net-gradient threshold chosen on the ground truth of the same movie (an upper bound; see the oracle-tuned Picasso section).", ""]
+         "JI (H) and E (H): the same with Hungarian matching. Movie seeds: 1000 + 10 × density. Picasso rows: box (5/7/9 px) and net-gradient threshold chosen on the ground truth of the same movie (an upper bound; see the oracle-tuned Picasso section).", ""]
     hashes = results.get("checkpoints") or {}
     if hashes:
-        L += ["Checkpoints (sha256): " + "; ".join(f"`{k}` {v['sha256'][:16]}…" for k, v in hashes.items()) + " (full hashes in results.json).", ""]
-    L += ["| camera | structure | density /µm² | method | JI | RMSE | RMSE\\* | CRLB | RMSE\\*/CRLB | E | recall | precision | JI (H) | E (H) |",
-          "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
-    for r in rows:
-        hu = r.get("hungarian") or {}
-        hj = 100 * hu["jaccard"] if "jaccard" in hu else None
-        L.append(f"| {r['camera']} | {r['structure']} | {r['density']} | {r['method']} | {_fmt(100 * r['jaccard'])} | {_fmt(r['rmse_lateral_nm'])} | "
-                 f"{_fmt(r.get('rmse_full_frame_nm'))} | {_fmt(r.get('crlb_lateral_nm'))} | {_fmt(r.get('crlb_ratio'), 2)} | {_fmt(r['efficiency_lateral'])} | {_fmt(r['recall'], 3)} | {_fmt(r['precision'], 3)} | "
-                 f"{_fmt(hj)} | {_fmt(hu.get('efficiency_lateral'))} |")
-    L += ["", "![accuracy vs density](benchmarks/accuracy_vs_density.png)", ACCURACY_END, ""]
+        L += ["Checkpoints (sha256): " + "; ".join(f"`{k}` {v['sha256'][:16]}…" for k, v in hashes.items()) + " (full hashes in results.json, and per row).", ""]
+    dates = sorted({r["run_date"] for r in rows if r.get("run_date")}, reverse=True)
+    run = results.get("accuracy_run") or {}
+    for d in dates:
+        if len(dates) > 1 or any(not r.get("run_date") for r in rows):
+            extra = ""
+            if run.get("date") == d:
+                extra = (f" (torch threads {run.get('threads')}, {run.get('wall_s', 0) / 60:.0f} min wall, load average "
+                         f"{', '.join(f'{v:.1f}' for v in run.get('loadavg', []))})")
+            L += [f"**Measured {d}**{extra}:", ""]
+        L += _accuracy_table([r for r in rows if r.get("run_date") == d]) + [""]
+    old = [r for r in rows if not r.get("run_date")]
+    if old:
+        L += ["**Not re-measured** (kept from the last full run, which recorded no date; made before later changes of "
+              "weights, detection thresholds and post-processing — compare with the rows above with care):", ""]
+        L += _accuracy_table(old) + [""]
+    L += ["![accuracy vs density](benchmarks/accuracy_vs_density.png)", ACCURACY_END, ""]
     return L
 
 
@@ -532,7 +571,9 @@ def main(argv=None) -> int:
         cameras = a.cameras.split(",") if a.cameras else (["smlm2016_emccd"] if q else ["smlm2016_emccd", "generic_scmos"])
         structures = a.structures.split(",") if a.structures else (["uniform"] if q else ["uniform", "filaments"])
         t0 = time.perf_counter()
-        results["accuracy"] = accuracy_vs_density(models, densities, 20 if q else a.frames, cameras, structures, with_picasso)
+        rows = accuracy_vs_density(models, densities, 20 if q else a.frames, cameras, structures, with_picasso)
+        # --only / --update: rows of the same movie and method are replaced, the others kept
+        results["accuracy"] = merge_accuracy(rows, results.get("accuracy") or []) if a.update else rows
         results["accuracy_run"] = {"date": time.strftime("%Y-%m-%d"), "threads": a.threads, "wall_s": time.perf_counter() - t0,
                                    "loadavg": list(os.getloadavg()), "densities": densities, "cameras": cameras,
                                    "structures": structures, "frames": 20 if q else a.frames, "picasso": with_picasso}
