@@ -14,10 +14,21 @@ neighbours when the emitter sits near a pixel border. Detections are made in two
    pair gives one maximum) with ``q >= candidate_threshold`` are candidates; their score is the
    3×3 sum of ``q``.
 
+**Position agreement** (``agree_radius``, in px; the shipped decode.pt stores 1.25 with threshold
+0.65, chosen on tuning movies by ``benchmarks/decode_postproc.py --calibrate``). Every pixel predicts
+a position, its centre + offset; two neighbours *agree* when their predictions are at most
+``agree_radius`` apart. Then only agreeing neighbours add to a detection's score, and a non-strong
+pixel is a candidate when no agreeing neighbour has a larger ``p`` (strong ones included). The
+plain rule zeroes strong pixels before looking for maxima, so the weaker neighbours of a confident
+pixel, all pointing at its emitter, became a second "split" detection next to it: at 4 /µm²
+precision 0.93 → 0.99 and lateral RMSE 47 → 40 nm (Hungarian, seed 1040); two emitters in
+adjacent pixels whose offsets point apart become two candidates.
+
 A detection is kept when its score ``>= threshold``; the score becomes ``prob`` (clipped to 1).
 The position is the detection pixel's centre + its predicted offset (``position="max"``),
 or the probability-weighted mean of the 3×3 neighbours' centre + offset (``"weighted"``:
-strong neighbours, which belong to other emitters, are left out). Photons, background and
+strong neighbours, which belong to other emitters, are left out; with ``agree_radius`` only the
+agreeing neighbours). Photons, background and
 uncertainties are those of the detection pixel.
 """
 
