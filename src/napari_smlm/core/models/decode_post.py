@@ -54,40 +54,47 @@ def _box3(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x[:, None], 3, stride=1, padding=1, count_include_pad=True)[:, 0] * 9.0
 
 
-def _agreeing(p, q, dx, dy, radius):
-    """``q`` summed over a pixel and its agreeing 3×3 neighbours; "no agreeing neighbour has a larger
-    ``p``"; and the ``q``-weighted sums of the agreeing pixels' predicted x and y (px − 0.5).
+def _agreeing_at(p, q, dx, dy, radius, b, r, c):
+    """At pixels ``(b, r, c)`` only: ``q`` summed over the pixel and its agreeing 3×3 neighbours; "no
+    agreeing neighbour has a larger ``p``"; the ``q``-weighted sums of the agreeing pixels' predicted
+    x and y (px − 0.5).
 
     Two pixels agree when their predicted positions (centre + offset) are at most ``radius`` px
     apart. Ties (equal ``p``) go to the earlier pixel in raster order, as in :func:`.peaks.local_maxima`.
+    Computed on the few pixels that can become detections (gathered from padded flat maps), not on
+    whole maps: ~5× less CPU time than the dense form on 256×256 frames.
     """
     B, H, W = p.shape
+    Wp = W + 2
+    far = 1e6  # outside the map: a predicted position no pixel agrees with (finite: 0 · far = 0)
     ux = torch.arange(W, device=p.device, dtype=p.dtype)[None, None, :] + dx
     uy = torch.arange(H, device=p.device, dtype=p.dtype)[None, :, None] + dy
     pad = (1, 1, 1, 1)
-    pp = F.pad(p, pad, value=-1.0)  # outside: never larger, never agreeing (q = 0 there)
-    qp = F.pad(q, pad)
-    uxp = F.pad(ux, pad, value=float("inf"))
-    uyp = F.pad(uy, pad, value=float("inf"))
-    qsum = torch.zeros_like(p)
-    sx = torch.zeros_like(p)
-    sy = torch.zeros_like(p)
-    is_max = torch.ones_like(p, dtype=torch.bool)
+    pf = F.pad(p, pad, value=-1.0).reshape(-1)  # outside: never larger
+    qf = F.pad(q, pad).reshape(-1)
+    uxf = F.pad(ux, pad, value=far).reshape(-1)
+    uyf = F.pad(uy, pad, value=far).reshape(-1)
+    base = (b * (H + 2) + r + 1) * Wp + c + 1
+    ux0, uy0, q0 = uxf[base], uyf[base], qf[base]
+    qsum, sx, sy = q0.clone(), q0 * ux0, q0 * uy0
+    is_max = torch.ones_like(q0, dtype=torch.bool)
     r2 = radius * radius
     for di in (-1, 0, 1):
         for dj in (-1, 0, 1):
             if di == 0 and dj == 0:
                 continue
-            sl = (slice(None), slice(1 + di, 1 + di + H), slice(1 + dj, 1 + dj + W))
-            agree = (uxp[sl] - ux) ** 2 + (uyp[sl] - uy) ** 2 <= r2
-            w = torch.where(agree, qp[sl], torch.zeros_like(p))
+            k = base + di * Wp + dj
+            uxn, uyn = uxf[k], uyf[k]
+            agree = (uxn - ux0) ** 2 + (uyn - uy0) ** 2 <= r2
+            w = torch.where(agree, qf[k], torch.zeros_like(q0))
             qsum += w
-            sx += w * uxp[sl].nan_to_num(posinf=0.0)
-            sy += w * uyp[sl].nan_to_num(posinf=0.0)
+            sx += w * uxn
+            sy += w * uyn
+            pn = pf[k]
             earlier = di < 0 or (di == 0 and dj < 0)
-            larger = (pp[sl] > q) | ((pp[sl] == q) & earlier)
+            larger = (pn > q0) | (pn == q0) if earlier else pn > q0
             is_max &= ~(agree & larger)
-    return qsum + q, is_max, sx + q * ux, sy + q * uy
+    return qsum, is_max, sx, sy
 
 
 def spatial_integration(
@@ -138,37 +145,44 @@ def spatial_integration(
     B, H, W = p.shape
     strong = p >= split_threshold
     q = torch.where(strong, torch.zeros_like(p), p)
+    dx = out["dx"].detach().float()
+    dy = out["dy"].detach().float()
     if agree_radius is None:
         qsum = _box3(q)
-        is_max = local_maxima(q, 3)
+        score_strong = p + qsum
+        cand = local_maxima(q, 3) & (q >= min(candidate_threshold, threshold)) & ~strong
+        det = (strong & (score_strong >= threshold)) | (cand & (qsum >= threshold))
+        b, r, c = torch.nonzero(det, as_tuple=True)
+        score = torch.where(strong, score_strong, qsum)[b, r, c]
+        if position == "max":
+            x_px = c.float() + 0.5 + dx[b, r, c]
+            y_px = r.float() + 0.5 + dy[b, r, c]
+        else:
+            cols = torch.arange(W, device=p.device, dtype=p.dtype)[None, None, :] + 0.5 + dx
+            rows = torch.arange(H, device=p.device, dtype=p.dtype)[None, :, None] + 0.5 + dy
+            extra = (p - q)[b, r, c]  # the centre's own p when it is a strong pixel
+            den = qsum[b, r, c] + extra
+            x_px = (_box3(q * cols)[b, r, c] + extra * cols[b, r, c]) / den
+            y_px = (_box3(q * rows)[b, r, c] + extra * rows[b, r, c]) / den
     else:
         if not agree_radius > 0:
             raise ValueError(f"agree_radius must be a positive number of pixels or None, not {agree_radius!r}")
-        qsum, is_max, sx, sy = _agreeing(p, q, out["dx"].detach().float(), out["dy"].detach().float(),
-                                         float(agree_radius))
-    score_strong = p + qsum
-    cand = is_max & (q >= min(candidate_threshold, threshold)) & ~strong
-    det = (strong & (score_strong >= threshold)) | (cand & (qsum >= threshold))
-    score = torch.where(strong, score_strong, qsum)
-    b, r, c = torch.nonzero(det, as_tuple=True)
-
-    dx = out["dx"].detach().float()
-    dy = out["dy"].detach().float()
-    if position == "max":
-        x_px = c.float() + 0.5 + dx[b, r, c]
-        y_px = r.float() + 0.5 + dy[b, r, c]
-    elif agree_radius is not None:
-        extra = (p - q)[b, r, c]  # the centre's own p when it is a strong pixel
-        den = qsum[b, r, c] + extra
-        x_px = (sx[b, r, c] + extra * (c.float() + dx[b, r, c])) / den + 0.5
-        y_px = (sy[b, r, c] + extra * (r.float() + dy[b, r, c])) / den + 0.5
-    else:
-        cols = torch.arange(W, device=p.device, dtype=p.dtype)[None, None, :] + 0.5 + dx
-        rows = torch.arange(H, device=p.device, dtype=p.dtype)[None, :, None] + 0.5 + dy
-        extra = (p - q)[b, r, c]  # the centre's own p when it is a strong pixel
-        den = qsum[b, r, c] + extra
-        x_px = (_box3(q * cols)[b, r, c] + extra * cols[b, r, c]) / den
-        y_px = (_box3(q * rows)[b, r, c] + extra * rows[b, r, c]) / den
+        # only pixels that can be a detection: strong ones and candidates above the lower threshold
+        b, r, c = torch.nonzero(p >= min(candidate_threshold, threshold, split_threshold), as_tuple=True)
+        qsum, is_max, sx, sy = _agreeing_at(p, q, dx, dy, float(agree_radius), b, r, c)
+        st = strong[b, r, c]
+        pc, qc = p[b, r, c], q[b, r, c]
+        score = torch.where(st, pc + qsum, qsum)
+        det = (st & (score >= threshold)) | (~st & is_max & (qc >= min(candidate_threshold, threshold)) & (qsum >= threshold))
+        b, r, c, score = b[det], r[det], c[det], score[det]
+        if position == "max":
+            x_px = c.float() + 0.5 + dx[b, r, c]
+            y_px = r.float() + 0.5 + dy[b, r, c]
+        else:
+            extra = (pc - qc)[det]  # the centre's own p when it is a strong pixel
+            den = qsum[det] + extra
+            x_px = (sx[det] + extra * (c.float() + dx[b, r, c])) / den + 0.5
+            y_px = (sy[det] + extra * (r.float() + dy[b, r, c])) / den + 0.5
 
     fi = np.asarray(frame_indices.cpu() if isinstance(frame_indices, torch.Tensor) else frame_indices)
     fi = np.broadcast_to(fi.astype(np.int64), (B,)) if fi.ndim == 0 else fi.astype(np.int64)
@@ -189,7 +203,7 @@ def spatial_integration(
     ):
         if name in out:
             cols_out[col] = out[name].detach().float()[b, r, c].cpu().double().numpy() * scale
-    cols_out["prob"] = score[b, r, c].clamp(max=1.0).cpu().double().numpy()
+    cols_out["prob"] = score.clamp(max=1.0).cpu().double().numpy()
     return Localizations(cols_out, meta={"pixel_size_nm": float(pixel_size_nm), "image_shape": (H, W)})
 
 
