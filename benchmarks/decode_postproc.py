@@ -130,7 +130,8 @@ def choose(rows: list[dict]) -> dict:
             continue
         ok = all(100 * (c["jaccard"] - before[k]["jaccard"]) >= -MAX_LOSS
                  and c["efficiency_lateral"] - before[k]["efficiency_lateral"] >= -MAX_LOSS for k, c in cells.items())
-        key = (np.mean([c["efficiency_lateral"] for c in cells.values()]), np.mean([c["jaccard"] for c in cells.values()]))
+        key = (np.mean([c["efficiency_lateral"] for c in cells.values()]),
+               np.mean([c["jaccard"] for c in cells.values()]))
         if ok and (best is None or key > best[0]):
             best = (key, name)
     if best is None:
@@ -189,13 +190,13 @@ def run(which: str, n_frames: int, checkpoint: str, names: list[str] | None, ext
 
 
 def table(res: dict) -> str:
-    L = ["| movie | variant | JI % | recall | precision | RMSE nm | RMSE* nm | CRLB nm | RMSE*/CRLB | bias x / y nm | E % |",
-         "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+    L = ["| movie | variant | JI % | recall | precision | RMSE nm | RMSE* nm | CRLB nm | RMSE*/CRLB | bias x / y nm "
+         "| E % |", "|---|---|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
     for r in res["rows"]:
-        L.append(f"| {r['structure']} {r['density']:g}/µm² (seed {r['seed']}) | {r['variant']} | {100 * r['jaccard']:.1f} | "
-                 f"{r['recall']:.3f} | {r['precision']:.3f} | {r['rmse_lateral_nm']:.1f} | {r['rmse_full_frame_nm']:.1f} | "
-                 f"{r['crlb_lateral_nm']:.1f} | {r['crlb_ratio']:.2f} | {r['bias_x_nm']:+.1f} / {r['bias_y_nm']:+.1f} | "
-                 f"{r['efficiency_lateral']:.1f} |")
+        L.append(f"| {r['structure']} {r['density']:g}/µm² (seed {r['seed']}) | {r['variant']} | "
+                 f"{100 * r['jaccard']:.1f} | {r['recall']:.3f} | {r['precision']:.3f} | {r['rmse_lateral_nm']:.1f} | "
+                 f"{r['rmse_full_frame_nm']:.1f} | {r['crlb_lateral_nm']:.1f} | {r['crlb_ratio']:.2f} | "
+                 f"{r['bias_x_nm']:+.1f} / {r['bias_y_nm']:+.1f} | {r['efficiency_lateral']:.1f} |")
     return "\n".join(L)
 
 

@@ -173,7 +173,8 @@ def spatial_integration(
         st = strong[b, r, c]
         pc, qc = p[b, r, c], q[b, r, c]
         score = torch.where(st, pc + qsum, qsum)
-        det = (st & (score >= threshold)) | (~st & is_max & (qc >= min(candidate_threshold, threshold)) & (qsum >= threshold))
+        cand = ~st & is_max & (qc >= min(candidate_threshold, threshold))
+        det = (st & (score >= threshold)) | (cand & (qsum >= threshold))
         b, r, c, score = b[det], r[det], c[det], score[det]
         if position == "max":
             x_px = c.float() + 0.5 + dx[b, r, c]
