@@ -1,7 +1,12 @@
 """decode's post-processing at high density: one network pass per movie, many post-processings (issue 15.3).
 
     PYTHONPATH=src OMP_NUM_THREADS=1 python benchmarks/decode_postproc.py [--seeds report|tune]
-        [--frames 100] [--variants baseline,...] [--json out.json]
+        [--frames 100] [--variants "before (3x3, th 0.7)|checkpoint"] [--json out.json]
+    ... --calibrate [--write]     # choose agree_radius and threshold on the tuning seeds [store them in decode.pt]
+
+Variants: the post-processing before session 4 (plain 3×3 rule, threshold 0.7), the checkpoint's own settings, and
+the calibration grid (agreement radius × threshold). ``--calibrate`` picks the setting with the best mean efficiency
+among those that lose at most 0.5 JI or efficiency points on every tuning movie (:func:`choose`).
 
 The movies are the accuracy benchmark's (``run_all.accuracy_vs_density``: 64×64 px of 100 nm, PSF σ 120 nm,
 2000 ± 500 photons, 50 background photons/px, SMLM-2016 EMCCD) at 0.1, 0.5, 1, 2, 4 /µm² uniform and 2 /µm²
@@ -205,7 +210,7 @@ def main(argv=None) -> None:
     ap.add_argument("--seeds", choices=("report", "tune"), default="report")
     ap.add_argument("--frames", type=int, default=100)
     ap.add_argument("--checkpoint", default="decode")
-    ap.add_argument("--variants", default=None, help="comma-separated variant names (default: all)")
+    ap.add_argument("--variants", default=None, help="'|'-separated variant names (default: all)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--json", default=None)
     ap.add_argument("--calibrate", action="store_true",
