@@ -428,14 +428,14 @@ def accuracy_markdown(results: dict) -> list[str]:
     if hashes:
         L += ["Checkpoints (sha256): " + "; ".join(f"`{k}` {v['sha256'][:16]}…" for k, v in hashes.items()) + " (full hashes in results.json, and per row).", ""]
     dates = sorted({r["run_date"] for r in rows if r.get("run_date")}, reverse=True)
-    run = results.get("accuracy_run") or {}
+    runs = results.get("accuracy_runs") or ([results["accuracy_run"]] if results.get("accuracy_run") else [])
     for d in dates:
         if len(dates) > 1 or any(not r.get("run_date") for r in rows):
-            extra = ""
-            if run.get("date") == d:
-                extra = (f" (torch threads {run.get('threads')}, {run.get('wall_s', 0) / 60:.0f} min wall, load average "
-                         f"{', '.join(f'{v:.1f}' for v in run.get('loadavg', []))})")
-            L += [f"**Measured {d}**{extra}:", ""]
+            extra = "; ".join(
+                f"{', '.join(run.get('cameras', []))}: torch threads {run.get('threads')}, {run.get('wall_s', 0) / 60:.0f} min "
+                f"wall, load average {', '.join(f'{v:.1f}' for v in run.get('loadavg', []))}"
+                for run in runs if run.get("date") == d)
+            L += [f"**Measured {d}**{f' ({extra})' if extra else ''}:", ""]
         L += _accuracy_table([r for r in rows if r.get("run_date") == d]) + [""]
     old = [r for r in rows if not r.get("run_date")]
     if old:
@@ -574,9 +574,13 @@ def main(argv=None) -> int:
         rows = accuracy_vs_density(models, densities, 20 if q else a.frames, cameras, structures, with_picasso)
         # --only / --update: rows of the same movie and method are replaced, the others kept
         results["accuracy"] = merge_accuracy(rows, results.get("accuracy") or []) if a.update else rows
-        results["accuracy_run"] = {"date": time.strftime("%Y-%m-%d"), "threads": a.threads, "wall_s": time.perf_counter() - t0,
-                                   "loadavg": list(os.getloadavg()), "densities": densities, "cameras": cameras,
-                                   "structures": structures, "frames": 20 if q else a.frames, "picasso": with_picasso}
+        run = {"date": time.strftime("%Y-%m-%d"), "threads": a.threads, "wall_s": time.perf_counter() - t0,
+               "loadavg": list(os.getloadavg()), "densities": densities, "cameras": cameras, "models": models,
+               "structures": structures, "frames": 20 if q else a.frames, "picasso": with_picasso}
+        earlier = (results.get("accuracy_runs") or ([results["accuracy_run"]] if results.get("accuracy_run") else [])
+                   if a.update else [])
+        results.pop("accuracy_run", None)
+        results["accuracy_runs"] = [*earlier, run]  # one record per (partial) run whose rows the table shows
     results["checkpoints"] = {**(results.get("checkpoints") or {}), **checkpoint_hashes(epfl_models)}
     if "epfl" not in skip and EPFL_DIR.is_dir():
         results["epfl"] = epfl(epfl_models, with_picasso, n_frames=40 if q else None)

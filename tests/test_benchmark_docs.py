@@ -87,7 +87,7 @@ def test_only_accuracy_run_records_checkpoint_hashes_and_keeps_the_rest(tmp_path
     assert [r["checkpoint_sha256"] for r in results["accuracy"]] == [want]
     assert results["accuracy"][0]["seed"] == 1020 and "hungarian" in results["accuracy"][0]
     assert results["speed"] == [{"method": "x", "frames_per_s": 1.0}]
-    assert results["accuracy_run"]["threads"] == 1
+    assert [r["threads"] for r in results["accuracy_runs"]] == [1]
     out = (tmp_path / "benchmarks.md").read_text()
     assert out.startswith("# Benchmarks\n\nintro\n\n<!-- run_all.py accuracy: start")
     assert out.endswith("<!-- run_all.py accuracy: end -->\n\n## CPU speed\n\nkept 1\n")
