@@ -418,7 +418,9 @@ def accuracy_row_md(r: dict) -> str:
     """One row of docs/benchmarks.md's accuracy table (the columns of run_all.markdown)."""
     return (f"| {r['camera']} | {r['structure']} | {r['density']} | {r['method']} | {_fmt(100 * r['jaccard'])} | "
             f"{_fmt(r['rmse_lateral_nm'])} | {_fmt(r.get('rmse_full_frame_nm'))} | {_fmt(r.get('crlb_lateral_nm'))} | "
-            f"{_fmt(r.get('crlb_ratio'), 2)} | {_fmt(r['efficiency_lateral'])} | {_fmt(r['recall'], 3)} | {_fmt(r['precision'], 3)} |")  # fmt: skip
+            f"{_fmt(r.get('crlb_ratio'), 2)} | {_fmt(r['efficiency_lateral'])} | {_fmt(r['recall'], 3)} | {_fmt(r['precision'], 3)} | "
+            f"{_fmt(100 * (r.get('hungarian') or {}).get('jaccard', float('nan')))} | "
+            f"{_fmt((r.get('hungarian') or {}).get('efficiency_lateral'))} |")  # fmt: skip
 
 
 SECTION = "## Oracle-tuned Picasso reference: box and threshold sweep, greedy and Hungarian (`benchmarks/picasso_ref.py`)"

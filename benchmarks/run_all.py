@@ -2,6 +2,12 @@
 
     python benchmarks/run_all.py            # full mode: writes docs/benchmarks.md, PNG plots, JSON
     python benchmarks/run_all.py --quick    # seconds-to-minutes smoke run (CI-sized), same outputs
+    python benchmarks/run_all.py --only accuracy [--densities 0.1,2 --cameras smlm2016_emccd ...]
+                                            # the accuracy section alone: results.json keeps the other
+                                            # sections, docs/benchmarks.md is rewritten only between the
+                                            # accuracy markers
+
+results.json records the sha256 of every checkpoint measured (``checkpoints``, and per accuracy row).
 
 Everything runs in one process on one machine, so ratios between methods hold even when the
 machine is noisy. Every model with shipped weights is measured; Picasso (``pip install
@@ -58,6 +64,42 @@ def _metrics(gt, pred, camera: Camera, px: float, psf_sigma_nm: float) -> dict:
 EXTRA: dict[str, str] = {}
 
 
+def _sha256(path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def checkpoint_hashes(models) -> dict[str, dict]:
+    """``{label: {"path", "sha256"}}`` of the checkpoint file each model label resolves to."""
+    from napari_smlm.core.checkpoint import shipped_checkpoint_path
+
+    out = {}
+    for m in models:
+        ref = EXTRA.get(m, m)
+        path = Path(ref) if Path(ref).suffix in (".pt", ".pth", ".ckpt") else shipped_checkpoint_path(ref)
+        try:
+            shown = str(Path(path).resolve().relative_to(ROOT))
+        except ValueError:
+            shown = str(path)
+        out[m] = {"path": shown, "sha256": _sha256(path)}
+    return out
+
+
+#: Hungarian-matching metrics stored next to the greedy ones in each accuracy row (``row["hungarian"]``).
+HUNGARIAN_KEYS = ("jaccard", "recall", "precision", "rmse_lateral_nm", "efficiency_lateral", "bias_x_nm", "bias_y_nm",
+                  "rmse_full_frame_nm", "crlb_lateral_nm", "crlb_ratio")
+
+
+def _hungarian(gt, pred, camera: Camera, px: float, psf_sigma_nm: float) -> dict:
+    r = evaluation_report(gt, pred, camera=camera, pixel_size_nm=px, psf_sigma_nm=psf_sigma_nm, method="hungarian").as_dict()
+    return {k: r[k] for k in HUNGARIAN_KEYS}
+
+
 def _run_model(model: str, frames, camera, px, threshold=None) -> tuple:
     t = time.perf_counter()
     res = predict(frames, EXTRA.get(model, model), camera=camera, pixel_size_nm=px, device="cpu", batch_size=32, threshold=threshold)
@@ -67,6 +109,7 @@ def _run_model(model: str, frames, camera, px, threshold=None) -> tuple:
 # ------------------------------------------------------------------------------------ accuracy
 def accuracy_vs_density(models, densities, n_frames, cameras, structures, with_picasso) -> list[dict]:
     rows = []
+    hashes = checkpoint_hashes(models)
     for cam_name in cameras:
         cam = get_camera(cam_name)
         for structure in structures:
@@ -79,13 +122,18 @@ def accuracy_vs_density(models, densities, n_frames, cameras, structures, with_p
                 for model in models:
                     res, dt = _run_model(model, frames, cam, cfg.pixel_size_nm)
                     m = _metrics(gt, res.localizations, cam, cfg.pixel_size_nm, cfg.psf_sigma_nm)
-                    rows.append({**m, "matching": m["method"], "camera": cam_name, "structure": structure, "density": d, "method": model, "frames": n_frames, "frames_per_s": n_frames / dt})
+                    hu = _hungarian(gt, res.localizations, cam, cfg.pixel_size_nm, cfg.psf_sigma_nm)
+                    rows.append({**m, "matching": m["method"], "camera": cam_name, "structure": structure, "density": d, "method": model, "frames": n_frames, "frames_per_s": n_frames / dt,
+                                 "seed": cfg.seed, "hungarian": hu, "checkpoint_sha256": hashes[model]["sha256"],
+                                 "run_date": time.strftime("%Y-%m-%d")})
                     log.info("%s %s %.1f %s JI %.3f RMSE %.1f", cam_name, structure, d, model, m["jaccard"], m["rmse_lateral_nm"])
                 if with_picasso:
                     r = oracle_tuned_picasso(frames, gt, cam, cfg.pixel_size_nm)
-                    m = _metrics(gt, r.pop("localizations"), cam, cfg.pixel_size_nm, cfg.psf_sigma_nm)
+                    loc = r.pop("localizations")
+                    m = _metrics(gt, loc, cam, cfg.pixel_size_nm, cfg.psf_sigma_nm)
                     rows.append({**m, "matching": m["method"], "camera": cam_name, "structure": structure, "density": d,
-                             "method": "picasso (oracle-tuned)", "frames": n_frames, "frames_per_s": r["frames_per_s"], "min_net_gradient": r["min_net_gradient"],
+                             "seed": cfg.seed,
+                             "method": "picasso (oracle-tuned)", "frames": n_frames, "run_date": time.strftime("%Y-%m-%d"), "frames_per_s": r["frames_per_s"], "min_net_gradient": r["min_net_gradient"],
                              "box": r.get("box"), "hungarian": r.get("hungarian"), "per_box": r.get("per_box")})
     return rows
 
@@ -332,6 +380,89 @@ def keep_other_sections(new_md: str, old_md: str | None) -> str:
     return "\n\n".join([new_md.rstrip("\n"), *kept]) if kept else new_md
 
 
+#: docs/benchmarks.md markers around the accuracy section (``--only accuracy`` rewrites only what is between them).
+ACCURACY_START = "<!-- run_all.py accuracy: start (regenerate with `python benchmarks/run_all.py --only accuracy`) -->"
+ACCURACY_END = "<!-- run_all.py accuracy: end -->"
+
+
+def _accuracy_key(r: dict) -> tuple:
+    return (r["camera"], r["structure"], float(r["density"]), r["method"])
+
+
+def merge_accuracy(new_rows: list[dict], old_rows: list[dict]) -> list[dict]:
+    """``new_rows`` plus the rows of ``old_rows`` that were not re-measured (same camera, structure,
+    density and method), the old ones after the new."""
+    fresh = {_accuracy_key(r) for r in new_rows}
+    return [*new_rows, *(r for r in old_rows if _accuracy_key(r) not in fresh)]
+
+
+def _accuracy_table(rows: list[dict]) -> list[str]:
+    L = ["| camera | structure | density /µm² | method | JI | RMSE | RMSE\\* | CRLB | RMSE\\*/CRLB | E | recall | precision | JI (H) | E (H) |",
+         "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        hu = r.get("hungarian") or {}
+        hj = 100 * hu["jaccard"] if "jaccard" in hu else None
+        L.append(f"| {r['camera']} | {r['structure']} | {r['density']} | {r['method']} | {_fmt(100 * r['jaccard'])} | {_fmt(r['rmse_lateral_nm'])} | "
+                 f"{_fmt(r.get('rmse_full_frame_nm'))} | {_fmt(r.get('crlb_lateral_nm'))} | {_fmt(r.get('crlb_ratio'), 2)} | {_fmt(r['efficiency_lateral'])} | {_fmt(r['recall'], 3)} | {_fmt(r['precision'], 3)} | "
+                 f"{_fmt(hj)} | {_fmt(hu.get('efficiency_lateral'))} |")
+    return L
+
+
+def accuracy_markdown(results: dict) -> list[str]:
+    """The accuracy section's lines, between its markers (empty without accuracy rows).
+
+    Rows measured by a later (partial) run come first, one table per run date; rows kept from an
+    older run that recorded no date (before the ``run_date`` key existed) follow in their own table.
+    """
+    rows = results.get("accuracy", [])
+    if not rows:
+        return []
+    n_fr = max((r.get("frames", 0) for r in rows), default=0)
+    L = [ACCURACY_START,
+         f"## Accuracy vs density (simulated 64×64 movies of {n_fr} frames, 100 nm pixels, PSF σ 120 nm, 2000 ± 500 photons, 50 bg photons/px)", "",
+         "JI: Jaccard index (%), RMSE: lateral RMSE of all matches (nm), E: SMLM-2016 lateral efficiency (%). "
+         "RMSE\\* and CRLB: on the same emitters — the matched ground-truth emitters that were on for the whole frame — their "
+         "lateral RMSE and the rms of their lateral Mortensen bound (√2 × per axis; F = 2 for the EMCCD). Matching: greedy, 250 nm; "
+         "JI (H) and E (H): the same with Hungarian matching. Movie seeds: 1000 + 10 × density. Picasso rows: box (5/7/9 px) and net-gradient threshold chosen on the ground truth of the same movie (an upper bound; see the oracle-tuned Picasso section).", ""]
+    hashes = results.get("checkpoints") or {}
+    if hashes:
+        L += ["Checkpoints (sha256): " + "; ".join(f"`{k}` {v['sha256'][:16]}…" for k, v in hashes.items()) + " (full hashes in results.json, and per row).", ""]
+    dates = sorted({r["run_date"] for r in rows if r.get("run_date")}, reverse=True)
+    runs = results.get("accuracy_runs") or ([results["accuracy_run"]] if results.get("accuracy_run") else [])
+    for d in dates:
+        if len(dates) > 1 or any(not r.get("run_date") for r in rows):
+            extra = "; ".join(
+                f"{', '.join(run.get('cameras', []))}: torch threads {run.get('threads')}, {run.get('wall_s', 0) / 60:.0f} min "
+                f"wall, load average {', '.join(f'{v:.1f}' for v in run.get('loadavg', []))}"
+                for run in runs if run.get("date") == d)
+            L += [f"**Measured {d}**{f' ({extra})' if extra else ''}:", ""]
+        L += _accuracy_table([r for r in rows if r.get("run_date") == d]) + [""]
+    old = [r for r in rows if not r.get("run_date")]
+    if old:
+        L += ["**Not re-measured** (kept from the last full run, which recorded no date; made before later changes of "
+              "weights, detection thresholds and post-processing — compare with the rows above with care):", ""]
+        L += _accuracy_table(old) + [""]
+    L += ["![accuracy vs density](benchmarks/accuracy_vs_density.png)", ACCURACY_END, ""]
+    return L
+
+
+def replace_accuracy(md: str, section: list[str]) -> str:
+    """``md`` with its accuracy section replaced by ``section``: between the markers when present, else the
+    "## Accuracy vs density" section (up to the next "## " heading) is replaced and the markers added."""
+    new = "\n".join(section).rstrip("\n")
+    if ACCURACY_START in md and ACCURACY_END in md:
+        a = md.index(ACCURACY_START)
+        b = md.index(ACCURACY_END) + len(ACCURACY_END)
+        return md[:a] + new + md[b:]
+    head = "\n## Accuracy vs density"
+    if head in md:
+        a = md.index(head) + 1
+        nxt = md.find("\n## ", a)
+        b = len(md) if nxt < 0 else nxt + 1
+        return md[:a] + new + "\n\n" + md[b:]
+    return md.rstrip("\n") + "\n\n" + new + "\n"
+
+
 def markdown(results: dict, images: list[str], quick: bool) -> str:
     m = results["machine"]
     L = [
@@ -344,19 +475,7 @@ def markdown(results: dict, images: list[str], quick: bool) -> str:
     ]
     if results.get("notes"):
         L += [f"> {n}" for n in results["notes"]] + [""]
-    rows = results.get("accuracy", [])
-    if rows:
-        n_fr = max((r.get("frames", 0) for r in rows), default=0)
-        L += [f"## Accuracy vs density (simulated 64×64 movies of {n_fr} frames, 100 nm pixels, PSF σ 120 nm, 2000 ± 500 photons, 50 bg photons/px)", "",
-              "JI: Jaccard index (%), RMSE: lateral RMSE of all matches (nm), E: SMLM-2016 lateral efficiency (%). "
-              "RMSE\\* and CRLB: on the same emitters — the matched ground-truth emitters that were on for the whole frame — their "
-              "lateral RMSE and the rms of their lateral Mortensen bound (√2 × per axis; F = 2 for the EMCCD). Matching: greedy, 250 nm. Picasso rows: box (5/7/9 px) and net-gradient threshold chosen on the ground truth of the same movie (an upper bound; see the oracle-tuned Picasso section).", "",
-              "| camera | structure | density /µm² | method | JI | RMSE | RMSE\\* | CRLB | RMSE\\*/CRLB | E | recall | precision |",
-              "|---|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
-        for r in rows:
-            L.append(f"| {r['camera']} | {r['structure']} | {r['density']} | {r['method']} | {_fmt(100 * r['jaccard'])} | {_fmt(r['rmse_lateral_nm'])} | "
-                     f"{_fmt(r.get('rmse_full_frame_nm'))} | {_fmt(r.get('crlb_lateral_nm'))} | {_fmt(r.get('crlb_ratio'), 2)} | {_fmt(r['efficiency_lateral'])} | {_fmt(r['recall'], 3)} | {_fmt(r['precision'], 3)} |")
-        L += ["", "![accuracy vs density](benchmarks/accuracy_vs_density.png)", ""]
+    L += accuracy_markdown(results)
     ep = results.get("epfl")
     if ep:
         L += [f"## EPFL 2013 Bundled Tubes High Density ({ep['frames']} frames, {ep['n_gt']} ground-truth positions; evaluation only)", "",
@@ -413,11 +532,21 @@ def main(argv=None) -> int:
                    help="also benchmark this checkpoint under LABEL (EPFL section only unless --extra-everywhere)")
     p.add_argument("--extra-everywhere", action="store_true")
     p.add_argument("--skip", default="", help="comma-separated sections to skip: accuracy,epfl,speed,memory,foundation,train")
+    p.add_argument("--only", choices=("accuracy",), default=None,
+                   help="recompute only this section (implies --update); docs/benchmarks.md is rewritten only between "
+                        "the section's markers, every other line is kept")
+    p.add_argument("--densities", default=None, help="comma-separated densities (/µm²) of the accuracy section")
+    p.add_argument("--cameras", default=None, help="comma-separated camera presets of the accuracy section")
+    p.add_argument("--structures", default=None, help="comma-separated structures of the accuracy section")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (recorded in results.json)")
     a = p.parse_args(argv)
+    if a.only:
+        a.update = True
+        a.skip = ",".join(s for s in ("accuracy", "epfl", "speed", "memory", "foundation", "train") if s != a.only)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(a.threads)
     models = a.models.split(",") if a.models else shipped_models()
     for item in a.extra:
         label, path = item.split("=", 1)
@@ -438,14 +567,21 @@ def main(argv=None) -> int:
         results["notes"].append("No shipped model weights found: model rows skipped.")
     q = a.quick
     if "accuracy" not in skip:
-        results["accuracy"] = accuracy_vs_density(
-            models,
-            [0.5, 2.0] if q else [0.1, 0.5, 1.0, 2.0, 4.0, 6.0],
-            20 if q else a.frames,
-            ["smlm2016_emccd"] if q else ["smlm2016_emccd", "generic_scmos"],
-            ["uniform"] if q else ["uniform", "filaments"],
-            with_picasso,
-        )
+        densities = [float(v) for v in a.densities.split(",")] if a.densities else ([0.5, 2.0] if q else [0.1, 0.5, 1.0, 2.0, 4.0, 6.0])
+        cameras = a.cameras.split(",") if a.cameras else (["smlm2016_emccd"] if q else ["smlm2016_emccd", "generic_scmos"])
+        structures = a.structures.split(",") if a.structures else (["uniform"] if q else ["uniform", "filaments"])
+        t0 = time.perf_counter()
+        rows = accuracy_vs_density(models, densities, 20 if q else a.frames, cameras, structures, with_picasso)
+        # --only / --update: rows of the same movie and method are replaced, the others kept
+        results["accuracy"] = merge_accuracy(rows, results.get("accuracy") or []) if a.update else rows
+        run = {"date": time.strftime("%Y-%m-%d"), "threads": a.threads, "wall_s": time.perf_counter() - t0,
+               "loadavg": list(os.getloadavg()), "densities": densities, "cameras": cameras, "models": models,
+               "structures": structures, "frames": 20 if q else a.frames, "picasso": with_picasso}
+        earlier = (results.get("accuracy_runs") or ([results["accuracy_run"]] if results.get("accuracy_run") else [])
+                   if a.update else [])
+        results.pop("accuracy_run", None)
+        results["accuracy_runs"] = [*earlier, run]  # one record per (partial) run whose rows the table shows
+    results["checkpoints"] = {**(results.get("checkpoints") or {}), **checkpoint_hashes(epfl_models)}
     if "epfl" not in skip and EPFL_DIR.is_dir():
         results["epfl"] = epfl(epfl_models, with_picasso, n_frames=40 if q else None)
     if "speed" not in skip:
@@ -460,8 +596,17 @@ def main(argv=None) -> int:
         results["time_to_train"] = {mdl: time_to_train(mdl) for mdl in epfl_models}
     bench_dir = a.out / "benchmarks"
     bench_dir.mkdir(parents=True, exist_ok=True)
-    images = plots(results, bench_dir)
     md_path = a.out / "benchmarks.md"
+    if a.only == "accuracy":
+        # the plot shows what was measured by a dated run, not rows kept from an older one
+        plots({"accuracy": [r for r in results.get("accuracy", []) if r.get("run_date")]}, bench_dir)
+        md = replace_accuracy(md_path.read_text() if md_path.exists() else "# Benchmarks\n", accuracy_markdown(results))
+        md_path.write_text(md.rstrip("\n") + "\n")
+        write_json(bench_dir / "results.json", {**results, "epfl": {k: v for k, v in (results.get("epfl") or {}).items() if k != "images"}}
+                   if results.get("epfl") else results, indent=1)
+        print("\n".join(accuracy_markdown(results)))
+        return 0
+    images = plots(results, bench_dir)
     md = keep_other_sections(markdown(results, images, q), md_path.read_text() if md_path.exists() else None)
     md_path.write_text(md + "\n")
     ep = results.get("epfl")

@@ -3,6 +3,7 @@
 
 import csv
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -134,6 +135,30 @@ def test_progress_is_typed_and_ends_with_the_table(sim):
     assert kinds == ["start", "batch", "batch", "row", "done"]
     assert [u.n_done for u in ups if u.kind == "batch"] == [4, 8]
     assert ups[-1].table == [ups[-2].row] and set(ups[-2].row) == set(BENCHMARK_COLUMNS)
+
+
+def test_rows_carry_the_checkpoint_sha256(sim, tmp_path):
+    """Which weights made a row: the sha256 of the checkpoint file (shipped name or a .pt path)."""
+    import hashlib
+    import shutil
+
+    from napari_smlm.core.checkpoint import shipped_checkpoint_path
+
+    movie = open_movie(sim / "movie.tif")
+    gt = read_localizations(sim / "ground_truth.csv")
+    want = hashlib.sha256(Path(shipped_checkpoint_path("decode")).read_bytes()).hexdigest()
+    copy = tmp_path / "mine.pt"
+    shutil.copy(shipped_checkpoint_path("decode"), copy)
+    rows = benchmark(movie, gt, ["decode", str(copy)], "smlm2016_emccd", device="cpu", baseline=None, frames=(0, 2))
+    assert [r["checkpoint_sha256"] for r in rows] == [want, want]
+    import dataclasses
+
+    from napari_smlm.core.checkpoint import load_checkpoint, save_checkpoint
+
+    ck = load_checkpoint(copy)  # the same weights re-saved with another note: another file, another hash
+    save_checkpoint(copy, dataclasses.replace(ck, training={**ck.training, "note": "re-saved by a test"}))
+    (row,) = benchmark(movie, gt, [str(copy)], "smlm2016_emccd", device="cpu", baseline=None, frames=(0, 2))
+    assert row["checkpoint_sha256"] != want
 
 
 def test_cli_writes_strict_json_and_csv_and_refuses_existing_outputs(sim, table, tmp_path, capsys):

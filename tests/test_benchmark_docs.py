@@ -22,3 +22,73 @@ def test_run_all_keeps_the_sections_of_other_benchmark_scripts():
     kept = ra.keep_other_sections("# Benchmarks\n", current)
     for heading in ("## CPU speed", "## Post-processing", "## GUI latency", "## Biases and detection thresholds"):
         assert heading in kept
+
+
+def _run_all_module():
+    spec = importlib.util.spec_from_file_location("run_all", ROOT / "benchmarks" / "run_all.py")
+    ra = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ra)
+    return ra
+
+
+def test_accuracy_section_is_replaced_between_its_markers_only():
+    ra = _run_all_module()
+    sec = [ra.ACCURACY_START, "## Accuracy vs density (new)", "", "new table", ra.ACCURACY_END, ""]
+    # first time: no markers yet, the "## Accuracy vs density" section is replaced and the markers added
+    old = "# Benchmarks\n\nintro\n\n## Accuracy vs density (old)\n\nold table\n\n## EPFL 2013\n\nkept\n"
+    once = ra.replace_accuracy(old, sec)
+    assert "old table" not in once and "new table" in once
+    assert once.startswith("# Benchmarks\n\nintro\n\n" + ra.ACCURACY_START)
+    assert once.endswith(ra.ACCURACY_END + "\n\n## EPFL 2013\n\nkept\n")
+    # then: only what lies between the markers changes, byte for byte
+    sec2 = [ra.ACCURACY_START, "## Accuracy vs density (newer)", "", "newer table", ra.ACCURACY_END, ""]
+    twice = ra.replace_accuracy(once, sec2)
+    a, b = once.index(ra.ACCURACY_START), once.index(ra.ACCURACY_END) + len(ra.ACCURACY_END)
+    a2, b2 = twice.index(ra.ACCURACY_START), twice.index(ra.ACCURACY_END) + len(ra.ACCURACY_END)
+    assert once[:a] == twice[:a2] and once[b:] == twice[b2:] and "newer table" in twice and "new table" not in twice
+
+
+def test_merge_accuracy_replaces_only_the_remeasured_rows():
+    ra = _run_all_module()
+    old = [{"camera": "c", "structure": "uniform", "density": d, "method": m, "jaccard": 0.1}
+           for d in (0.5, 2.0) for m in ("decode", "u-storm")]
+    new = [{"camera": "c", "structure": "uniform", "density": 2.0, "method": "decode", "jaccard": 0.9}]
+    merged = ra.merge_accuracy(new, old)
+    assert len(merged) == 4 and merged[0] is new[0]
+    assert [(r["density"], r["method"]) for r in merged[1:]] == [(0.5, "decode"), (0.5, "u-storm"), (2.0, "u-storm")]
+
+
+def test_only_accuracy_run_records_checkpoint_hashes_and_keeps_the_rest(tmp_path):
+    """A tiny ``run_all.py --only accuracy``: results.json carries the sha256 of the checkpoint it ran
+    (top level and per row), the other sections of results.json and docs are kept."""
+    import hashlib
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from napari_smlm.core.checkpoint import shipped_checkpoint_path
+
+    (tmp_path / "benchmarks").mkdir()
+    md = "# Benchmarks\n\nintro\n\n## Accuracy vs density (old)\n\nold table\n\n## CPU speed\n\nkept 1\n"
+    (tmp_path / "benchmarks.md").write_text(md)
+    (tmp_path / "benchmarks" / "results.json").write_text(json.dumps({"speed": [{"method": "x", "frames_per_s": 1.0}]}))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src"), "OMP_NUM_THREADS": "1"}
+    res = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "run_all.py"), "--only", "accuracy", "--models", "decode",
+         "--densities", "2", "--cameras", "smlm2016_emccd", "--structures", "uniform", "--frames", "4",
+         "--no-picasso", "--threads", "1", "--out", str(tmp_path)],
+        capture_output=True, text=True, timeout=600, env=env,
+    )
+    assert res.returncode == 0, res.stderr[-3000:]
+    results = json.loads((tmp_path / "benchmarks" / "results.json").read_text())
+    want = hashlib.sha256(Path(shipped_checkpoint_path("decode")).read_bytes()).hexdigest()
+    assert results["checkpoints"]["decode"]["sha256"] == want
+    assert [r["checkpoint_sha256"] for r in results["accuracy"]] == [want]
+    assert results["accuracy"][0]["seed"] == 1020 and "hungarian" in results["accuracy"][0]
+    assert results["speed"] == [{"method": "x", "frames_per_s": 1.0}]
+    assert [r["threads"] for r in results["accuracy_runs"]] == [1]
+    out = (tmp_path / "benchmarks.md").read_text()
+    assert out.startswith("# Benchmarks\n\nintro\n\n<!-- run_all.py accuracy: start")
+    assert out.endswith("<!-- run_all.py accuracy: end -->\n\n## CPU speed\n\nkept 1\n")
+    assert "old table" not in out and "| smlm2016_emccd | uniform | 2.0 | decode |" in out

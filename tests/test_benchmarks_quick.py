@@ -115,6 +115,14 @@ def close(a, b, rel=1e-6, abs_=1e-9):
     return a == pytest.approx(b, rel=rel, abs=abs_)
 
 
+def sha256_of_shipped(model: str) -> str:
+    import hashlib
+
+    from napari_smlm.core.checkpoint import shipped_checkpoint_path
+
+    return hashlib.sha256(Path(shipped_checkpoint_path(model)).read_bytes()).hexdigest()
+
+
 def md_rows(md: str, first_cell: str) -> list[list[str]]:
     return [[c.strip() for c in line.strip().strip("|").split("|")] for line in md.splitlines() if line.startswith(f"| {first_cell}")]
 
@@ -176,7 +184,13 @@ def test_quick_accuracy_numbers_match_an_independent_computation(quick_run):
         expect = [f"{100 * ref['jaccard']:.1f}", f"{ref['rmse_lateral_nm']:.1f}", f"{ref['rmse_full_frame_nm']:.1f}",
                   f"{ref['crlb_lateral_nm']:.1f}", f"{ref['rmse_full_frame_nm'] / ref['crlb_lateral_nm']:.2f}",
                   f"{ref['efficiency_lateral']:.1f}", f"{ref['recall']:.3f}", f"{ref['precision']:.3f}"]
-        assert cells[:4] == ["smlm2016_emccd", "uniform", str(d), "decode"] and cells[4:] == expect, (cells, expect)
+        assert cells[:4] == ["smlm2016_emccd", "uniform", str(d), "decode"] and cells[4:12] == expect, (cells, expect)
+        # Hungarian columns: the row's own Hungarian metrics (at most as many matches as pairs within 250 nm)
+        hu = r["hungarian"]
+        assert cells[12:] == [f"{100 * hu['jaccard']:.1f}", f"{hu['efficiency_lateral']:.1f}"], cells
+        assert hu["jaccard"] >= ref["jaccard"] - 1e-12  # Hungarian maximises the number of matches
+        # the checkpoint's hash, as results.json records it
+        assert r["checkpoint_sha256"] == results["checkpoints"]["decode"]["sha256"] == sha256_of_shipped("decode")
 
 
 @pytest.mark.slow

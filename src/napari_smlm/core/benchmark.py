@@ -37,6 +37,7 @@ __all__ = [
     "iter_benchmark",
     "benchmark",
     "resolve_models",
+    "checkpoint_sha256",
     "picasso_available",
     "run_picasso",
 ]
@@ -54,7 +55,7 @@ _PER_MATCHING = (
 
 #: Columns of a benchmark row, in table order (JSON/CSV exports use exactly these keys).
 BENCHMARK_COLUMNS: tuple[str, ...] = (
-    "model", "source", "n_frames", "n_gt", "n_pred",
+    "model", "source", "checkpoint_sha256", "n_frames", "n_gt", "n_pred",
     *(f"{k}_{m}" for m in MATCHINGS for k in _PER_MATCHING),
     "ssim", "nmse", "pearson", "image_pixel_nm",
     "seconds", "frames_per_s", "device", "threads", "tol_lateral_nm", "note",
@@ -141,6 +142,20 @@ def resolve_models(models: str | Sequence[str]) -> list[str]:
             f"checkpoint file (shipped: {', '.join(shipped) or 'none'}; or 'all')"
         )
     return list(dict.fromkeys(items))
+
+
+def checkpoint_sha256(model: str) -> str:
+    """sha256 (hex) of the checkpoint file a model name or ``.pt`` path refers to: which weights made a row."""
+    import hashlib
+
+    from .checkpoint import shipped_checkpoint_path, shipped_models
+
+    path = shipped_checkpoint_path(model) if model in shipped_models() else Path(model)
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _label(model: str) -> str:
@@ -363,7 +378,8 @@ def iter_benchmark(
                 yield BenchmarkUpdate(UpdateKind.BATCH, label, k, n_methods, u.n_done, u.n_total, table=list(table),
                                       elapsed_s=time.perf_counter() - t_start)
         dt = time.perf_counter() - t0
-        row = {"model": label, "source": str(name), "n_frames": hi - lo, "note": ""}
+        row = {"model": label, "source": str(name), "checkpoint_sha256": checkpoint_sha256(name), "n_frames": hi - lo,
+               "note": ""}
         row.update(_score(gt, done.localizations, done.sr_image, done.sr_pixel_size_nm, (lo, hi), tol_lateral_nm,
                           blur_nm))
         row.update(seconds=dt, frames_per_s=(hi - lo) / dt, device=str(done.meta.get("device", device)),

@@ -367,6 +367,10 @@ class DecodeFamily(ModelFamily):
             "split_threshold": 0.6,
             "candidate_threshold": 0.1,
             "position": "max",
+            # px: neighbours belong to a detection only when their predicted positions agree
+            # within this distance (decode_post.spatial_integration); None = plain 3x3 rule.
+            # The shipped decode.pt stores its calibrated value (benchmarks/decode_postproc.py).
+            "agree_radius": None,
         }
 
     @classmethod
@@ -487,6 +491,7 @@ class DecodeFamily(ModelFamily):
             split_threshold=float(self.config["split_threshold"]),
             candidate_threshold=float(self.config["candidate_threshold"]),
             position=str(self.config["position"]),
+            agree_radius=self.config.get("agree_radius"),
         )
         ph = getattr(self, "_photometry", None)
         if ph is not None and len(locs):

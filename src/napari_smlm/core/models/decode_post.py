@@ -14,10 +14,21 @@ neighbours when the emitter sits near a pixel border. Detections are made in two
    pair gives one maximum) with ``q >= candidate_threshold`` are candidates; their score is the
    3×3 sum of ``q``.
 
+**Position agreement** (``agree_radius``, in px; the shipped decode.pt stores 1.25 with threshold
+0.65, chosen on tuning movies by ``benchmarks/decode_postproc.py --calibrate``). Every pixel predicts
+a position, its centre + offset; two neighbours *agree* when their predictions are at most
+``agree_radius`` apart. Then only agreeing neighbours add to a detection's score, and a non-strong
+pixel is a candidate when no agreeing neighbour has a larger ``p`` (strong ones included). The
+plain rule zeroes strong pixels before looking for maxima, so the weaker neighbours of a confident
+pixel, all pointing at its emitter, became a second "split" detection next to it: at 4 /µm²
+precision 0.93 → 0.99 and lateral RMSE 47 → 40 nm (Hungarian, seed 1040); two emitters in
+adjacent pixels whose offsets point apart become two candidates.
+
 A detection is kept when its score ``>= threshold``; the score becomes ``prob`` (clipped to 1).
 The position is the detection pixel's centre + its predicted offset (``position="max"``),
 or the probability-weighted mean of the 3×3 neighbours' centre + offset (``"weighted"``:
-strong neighbours, which belong to other emitters, are left out). Photons, background and
+strong neighbours, which belong to other emitters, are left out; with ``agree_radius`` only the
+agreeing neighbours). Photons, background and
 uncertainties are those of the detection pixel.
 """
 
@@ -43,6 +54,49 @@ def _box3(x: torch.Tensor) -> torch.Tensor:
     return F.avg_pool2d(x[:, None], 3, stride=1, padding=1, count_include_pad=True)[:, 0] * 9.0
 
 
+def _agreeing_at(p, q, dx, dy, radius, b, r, c):
+    """At pixels ``(b, r, c)`` only: ``q`` summed over the pixel and its agreeing 3×3 neighbours; "no
+    agreeing neighbour has a larger ``p``"; the ``q``-weighted sums of the agreeing pixels' predicted
+    x and y (px − 0.5).
+
+    Two pixels agree when their predicted positions (centre + offset) are at most ``radius`` px
+    apart. Ties (equal ``p``) go to the earlier pixel in raster order, as in :func:`.peaks.local_maxima`.
+    Computed on the few pixels that can become detections (gathered from padded flat maps), not on
+    whole maps: ~5× less CPU time than the dense form on 256×256 frames.
+    """
+    B, H, W = p.shape
+    Wp = W + 2
+    far = 1e6  # outside the map: a predicted position no pixel agrees with (finite: 0 · far = 0)
+    ux = torch.arange(W, device=p.device, dtype=p.dtype)[None, None, :] + dx
+    uy = torch.arange(H, device=p.device, dtype=p.dtype)[None, :, None] + dy
+    pad = (1, 1, 1, 1)
+    pf = F.pad(p, pad, value=-1.0).reshape(-1)  # outside: never larger
+    qf = F.pad(q, pad).reshape(-1)
+    uxf = F.pad(ux, pad, value=far).reshape(-1)
+    uyf = F.pad(uy, pad, value=far).reshape(-1)
+    base = (b * (H + 2) + r + 1) * Wp + c + 1
+    ux0, uy0, q0 = uxf[base], uyf[base], qf[base]
+    qsum, sx, sy = q0.clone(), q0 * ux0, q0 * uy0
+    is_max = torch.ones_like(q0, dtype=torch.bool)
+    r2 = radius * radius
+    for di in (-1, 0, 1):
+        for dj in (-1, 0, 1):
+            if di == 0 and dj == 0:
+                continue
+            k = base + di * Wp + dj
+            uxn, uyn = uxf[k], uyf[k]
+            agree = (uxn - ux0) ** 2 + (uyn - uy0) ** 2 <= r2
+            w = torch.where(agree, qf[k], torch.zeros_like(q0))
+            qsum += w
+            sx += w * uxn
+            sy += w * uyn
+            pn = pf[k]
+            earlier = di < 0 or (di == 0 and dj < 0)
+            larger = (pn > q0) | (pn == q0) if earlier else pn > q0
+            is_max &= ~(agree & larger)
+    return qsum, is_max, sx, sy
+
+
 def spatial_integration(
     out: dict[str, torch.Tensor],
     frame_indices,
@@ -51,6 +105,7 @@ def spatial_integration(
     split_threshold: float = 0.6,
     candidate_threshold: float = 0.1,
     position: str = "max",
+    agree_radius: float | None = None,
 ) -> Localizations:
     """Detections from DECODE-like maps.
 
@@ -71,6 +126,12 @@ def spatial_integration(
         Minimum ``p`` of a local maximum considered as a split emitter.
     position : {"max", "weighted"}
         Offset of the detection pixel, or the weighted mean over its 3×3 neighbourhood.
+    agree_radius : float, optional
+        Pixels (px). When given, a neighbour belongs to a detection only when the two pixels'
+        predicted positions (centre + offset) lie within this distance: only such neighbours add
+        to its score, and a pixel is a split-emitter candidate when no *agreeing* neighbour has
+        a larger ``p`` (two emitters in adjacent pixels whose offsets point apart are two
+        candidates). None: the 3×3 rule above.
 
     Returns
     -------
@@ -84,25 +145,45 @@ def spatial_integration(
     B, H, W = p.shape
     strong = p >= split_threshold
     q = torch.where(strong, torch.zeros_like(p), p)
-    qsum = _box3(q)
-    score_strong = p + qsum
-    cand = local_maxima(q, 3) & (q >= min(candidate_threshold, threshold)) & ~strong
-    det = (strong & (score_strong >= threshold)) | (cand & (qsum >= threshold))
-    score = torch.where(strong, score_strong, qsum)
-    b, r, c = torch.nonzero(det, as_tuple=True)
-
     dx = out["dx"].detach().float()
     dy = out["dy"].detach().float()
-    if position == "max":
-        x_px = c.float() + 0.5 + dx[b, r, c]
-        y_px = r.float() + 0.5 + dy[b, r, c]
+    if agree_radius is None:
+        qsum = _box3(q)
+        score_strong = p + qsum
+        cand = local_maxima(q, 3) & (q >= min(candidate_threshold, threshold)) & ~strong
+        det = (strong & (score_strong >= threshold)) | (cand & (qsum >= threshold))
+        b, r, c = torch.nonzero(det, as_tuple=True)
+        score = torch.where(strong, score_strong, qsum)[b, r, c]
+        if position == "max":
+            x_px = c.float() + 0.5 + dx[b, r, c]
+            y_px = r.float() + 0.5 + dy[b, r, c]
+        else:
+            cols = torch.arange(W, device=p.device, dtype=p.dtype)[None, None, :] + 0.5 + dx
+            rows = torch.arange(H, device=p.device, dtype=p.dtype)[None, :, None] + 0.5 + dy
+            extra = (p - q)[b, r, c]  # the centre's own p when it is a strong pixel
+            den = qsum[b, r, c] + extra
+            x_px = (_box3(q * cols)[b, r, c] + extra * cols[b, r, c]) / den
+            y_px = (_box3(q * rows)[b, r, c] + extra * rows[b, r, c]) / den
     else:
-        cols = torch.arange(W, device=p.device, dtype=p.dtype)[None, None, :] + 0.5 + dx
-        rows = torch.arange(H, device=p.device, dtype=p.dtype)[None, :, None] + 0.5 + dy
-        extra = (p - q)[b, r, c]  # the centre's own p when it is a strong pixel
-        den = qsum[b, r, c] + extra
-        x_px = (_box3(q * cols)[b, r, c] + extra * cols[b, r, c]) / den
-        y_px = (_box3(q * rows)[b, r, c] + extra * rows[b, r, c]) / den
+        if not agree_radius > 0:
+            raise ValueError(f"agree_radius must be a positive number of pixels or None, not {agree_radius!r}")
+        # only pixels that can be a detection: strong ones and candidates above the lower threshold
+        b, r, c = torch.nonzero(p >= min(candidate_threshold, threshold, split_threshold), as_tuple=True)
+        qsum, is_max, sx, sy = _agreeing_at(p, q, dx, dy, float(agree_radius), b, r, c)
+        st = strong[b, r, c]
+        pc, qc = p[b, r, c], q[b, r, c]
+        score = torch.where(st, pc + qsum, qsum)
+        cand = ~st & is_max & (qc >= min(candidate_threshold, threshold))
+        det = (st & (score >= threshold)) | (cand & (qsum >= threshold))
+        b, r, c, score = b[det], r[det], c[det], score[det]
+        if position == "max":
+            x_px = c.float() + 0.5 + dx[b, r, c]
+            y_px = r.float() + 0.5 + dy[b, r, c]
+        else:
+            extra = (pc - qc)[det]  # the centre's own p when it is a strong pixel
+            den = qsum[det] + extra
+            x_px = (sx[det] + extra * (c.float() + dx[b, r, c])) / den + 0.5
+            y_px = (sy[det] + extra * (r.float() + dy[b, r, c])) / den + 0.5
 
     fi = np.asarray(frame_indices.cpu() if isinstance(frame_indices, torch.Tensor) else frame_indices)
     fi = np.broadcast_to(fi.astype(np.int64), (B,)) if fi.ndim == 0 else fi.astype(np.int64)
@@ -123,7 +204,7 @@ def spatial_integration(
     ):
         if name in out:
             cols_out[col] = out[name].detach().float()[b, r, c].cpu().double().numpy() * scale
-    cols_out["prob"] = score[b, r, c].clamp(max=1.0).cpu().double().numpy()
+    cols_out["prob"] = score.clamp(max=1.0).cpu().double().numpy()
     return Localizations(cols_out, meta={"pixel_size_nm": float(pixel_size_nm), "image_shape": (H, W)})
 
 
