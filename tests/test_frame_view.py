@@ -371,3 +371,40 @@ def test_moved_frame_view_reads_back_where_it_is_shown():
     np.testing.assert_allclose(back["y_nm"], locs["y_nm"] + 50.0)
     np.testing.assert_allclose(back["x_nm"], locs["x_nm"] - 20.0)
     np.testing.assert_array_equal(back.frames, locs.frames)
+
+
+def test_render_and_postprocessing_read_a_frame_views_table_on_the_worker(make_napari_viewer, qtbot, files, big_reader,
+                                                                          monkeypatch):
+    """Reading a big table's rows (seconds for 10 M) happens in the job, not on the GUI thread."""
+    import threading
+
+    from napari_smlm import _layers
+    from napari_smlm.widgets._state import RunState
+
+    readers = []
+    real = _layers.FrameView.full_table
+
+    def spy(self):
+        readers.append(threading.current_thread())
+        return real(self)
+
+    monkeypatch.setattr(_layers.FrameView, "full_table", spy)
+    viewer = make_napari_viewer()
+    pts = next(la for la in viewer.open(str(files["sorted"]), plugin="napari-smlm") if la._type_string == "points")
+    _, w = viewer.window.add_plugin_dock_widget("napari-smlm", "Render localizations")
+    w.picker.value = viewer.layers[pts.name]
+    assert w.render()
+    viewer.dims.set_current_step(0, 12)  # the slider may move while the worker reads: same table
+    qtbot.waitUntil(lambda: w.status.state in (RunState.DONE, RunState.FAILED, RunState.STOPPED), timeout=30_000)
+    assert w.status.state is RunState.DONE, w.status.message
+    assert w._result is not None and w._result.image.sum() > 0
+    assert readers and all(t is not threading.main_thread() for t in readers)
+    readers.clear()
+    _, pp = viewer.window.add_plugin_dock_widget("napari-smlm", "Post-processing")
+    pp.layer_combo.setCurrentText(pts.name)
+    pp.run()
+    qtbot.waitUntil(lambda: pp.result is not None or pp.error is not None, timeout=60_000)
+    assert pp.error is None, pp.error
+    assert readers and all(t is not threading.main_thread() for t in readers)
+    want = _layers.layer_to_localizations(pts)  # (on the GUI thread here: the test's own reference)
+    assert len(want) == N

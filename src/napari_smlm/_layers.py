@@ -1142,6 +1142,11 @@ def _frame_view_table(data: Any, metadata: dict | None, scale: Any = None, trans
     fv = (metadata or {}).get(FRAME_VIEW_KEY)
     if not isinstance(fv, FrameView) or not fv.owns(data):
         return None
+    return _view_table(fv, metadata, scale, translate)
+
+
+def _view_table(fv: FrameView, metadata: dict | None, scale: Any = None, translate: Any = None) -> Localizations:
+    """Every row of ``fv``'s table in world coordinates (the layer's ``scale`` / ``translate``)."""
     locs = fv.full_table()
     sc = np.ones(3) if scale is None else np.asarray(scale, dtype=np.float64)[-3:]
     tr = np.zeros(3) if translate is None else np.asarray(translate, dtype=np.float64)[-3:]
@@ -1321,4 +1326,27 @@ def install_frame_follow(viewer: Any) -> None:
 
 
 __all__ += ["FRAME_VIEW_KEY", "FrameView", "frame_view_points", "frame_view", "show_frame", "set_frame_view_mode",
-            "follow_frame", "install_frame_follow"]
+            "follow_frame", "install_frame_follow", "deferred_localizations"]
+
+
+def deferred_localizations(layer: Any) -> tuple[Any, list[str], int] | None:
+    """For a frame-view layer: ``(read, columns, n_rows)``, reading its whole table later (on a worker).
+
+    :func:`layer_to_localizations` of a frame-view layer reads every row of the table behind it
+    (10 M rows: seconds of I/O and ~2 GB) — on the GUI thread that freezes napari. This snapshot
+    (taken on the GUI thread: the view, metadata, scale and translate)
+    gives a ``read()`` that returns exactly what :func:`layer_to_localizations` would have at
+    snapshot time (whatever frame the slider shows meanwhile), meant to run inside the job's
+    generator. ``columns`` are the table's feature columns, for
+    checking settings before the job starts. None for any other layer (read it as usual).
+    """
+    fv = frame_view(layer)
+    if fv is None:
+        return None
+    md = dict(layer.metadata)
+    scale, translate = np.asarray(layer.scale, dtype=np.float64), np.asarray(layer.translate, dtype=np.float64)
+
+    def read() -> Localizations:  # the view, not the layer's data: the slider may move meanwhile
+        return _view_table(fv, md, scale, translate)
+
+    return read, list(fv.columns), fv.n_rows

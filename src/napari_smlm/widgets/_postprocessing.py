@@ -340,7 +340,9 @@ class PostprocessingWidget(QWidget):
             return
         try:
             cfg = self.config()
-            locs = _layers.layer_to_localizations(self.viewer.layers[name])  # snapshot on the GUI thread
+            layer = self.viewer.layers[name]
+            deferred = _layers.deferred_localizations(layer)  # a big table's view: its rows are read on the worker
+            locs = _layers.layer_to_localizations(layer) if deferred is None else None  # snapshot on the GUI thread
         except ValueError as exc:
             self._fail(str(exc))
             return
@@ -351,7 +353,7 @@ class PostprocessingWidget(QWidget):
         self.progress.setValue(0)
         self.status.setText("running…")
         self.job = start_job(
-            _guarded(iter_postprocess(locs, cfg)),
+            _guarded(iter_postprocess(locs, cfg) if deferred is None else _postprocess_later(deferred[0], cfg)),
             on_update=self._on_update,
             on_done=self._on_done,
             on_stopped=lambda: self.status.setText("cancelled"),
@@ -443,3 +445,11 @@ class PostprocessingWidget(QWidget):
         if self.job is not None:
             self.job.detach()
         super().closeEvent(event)
+
+
+def _postprocess_later(read: Any, cfg: Any):
+    """Post-processing of a big table's view: its rows are read here, on the worker, then processed."""
+    from ..core.postprocessing import iter_postprocess
+
+    yield from iter_postprocess(read(), cfg)
+

@@ -259,12 +259,15 @@ class RenderWidget(SmlmDockWidget):
             return False
         try:
             settings = self.settings()
-            locs = _layers.layer_to_localizations(layer)  # snapshot on the GUI thread
-            f = settings.color_by
-            if f is not None and f not in locs.columns and f in layer.features:
-                # a derived feature (uncertainty_nm) the table omits; a big table's view holds fewer points than rows
-                locs[f] = (layer.features if len(layer.features) == len(locs) else _layers._features(locs, False))[f].to_numpy()
-            check_render_settings(locs.columns, settings)
+            deferred = _layers.deferred_localizations(layer)  # a big table's view: read on the worker
+            if deferred is None:
+                locs = _with_derived(_layers.layer_to_localizations(layer), settings.color_by, layer.features)
+                check_render_settings(locs.columns, settings)
+                job, n = iter_render(locs, settings), len(locs)
+            else:
+                read, columns, n = deferred
+                check_render_settings(["frame", "x_nm", "y_nm", *columns], settings)
+                job = _render_later(read, settings)
         except ValueError as exc:
             self.status_label.setText(f"Cannot render: {exc}")
             notify_error(f"Render '{layer.name}': {exc}")
@@ -274,7 +277,7 @@ class RenderWidget(SmlmDockWidget):
         # a big table's points layer holds every k-th row only (the reader's lazy view): say so
         self._subset = f"1 in {k} of {int(n_total):,} rows in the file" if k > 1 and n_total else ""
         self._source, self._result, self._dirty, self._t0 = layer, None, False, time.perf_counter()
-        self.start_run(iter_render(locs, settings), self._on_update, f"Rendering {len(locs):,} localizations…")
+        self.start_run(job, self._on_update, f"Rendering {n:,} localizations…")
         return True
 
     def _on_update(self, update: Any) -> None:
@@ -473,3 +476,22 @@ class RenderWidget(SmlmDockWidget):
                 self.status_label.setText(f"z slab: {n_in:,} of {len(l3.data):,} localizations shown in '{l3.name}'.")
             else:
                 self.status_label.setText(self._slab_problem().strip())
+
+
+def _with_derived(locs: Any, feature: str | None, features: Any = None) -> Any:
+    """``locs`` with ``feature`` added when it is a derived column (``uncertainty_nm``) the table omits."""
+    if feature is not None and feature not in locs.columns:
+        feats = features if features is not None and len(features) == len(locs) and feature in features else None
+        if feats is None:
+            feats = _layers._features(locs, False)
+        if feature in feats:
+            locs[feature] = feats[feature].to_numpy()
+    return locs
+
+
+def _render_later(read: Any, settings: Any):
+    """The render job of a big table's view: its rows are read here, on the worker, then rendered."""
+    from ..core.render_color import iter_render
+
+    yield from iter_render(_with_derived(read(), settings.color_by), settings)
+
