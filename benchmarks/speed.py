@@ -162,6 +162,8 @@ def main(argv=None) -> int:
     rows = []
     def env_for(src: Path) -> dict:
         env = dict(os.environ)
+        # like an installed package: modules compiled once (src/**/__pycache__, git-ignored), not at every start
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
         return env
 
