@@ -99,6 +99,11 @@ def test_the_network_built_to_check_a_checkpoint_is_reused_once():
         pytest.skip("decode weights not shipped")
     ck = resolve_checkpoint("decode")
     spare = ck.__dict__["_spare_net"][0]
+    import copy
+    import pickle
+
+    for other in (pickle.loads(pickle.dumps(ck)), copy.deepcopy(ck)):  # copies build their own network
+        assert "_spare_net" not in other.__dict__ and other.model == ck.model and other.state_dict.keys() == ck.state_dict.keys()
     net = ck.build("cpu")
     assert net is spare and not net.training
     again = ck.build("cpu")  # a module of its own, the same weights

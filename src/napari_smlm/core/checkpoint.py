@@ -98,6 +98,12 @@ class Checkpoint:
 
         return get_family(self.model, self.model_config)
 
+    def __getstate__(self) -> dict:
+        """Pickles and copies leave out the network kept from loading (they build their own)."""
+        state = dict(self.__dict__)
+        state.pop("_spare_net", None)
+        return state
+
     def build(self, device: str | torch.device = "cpu") -> torch.nn.Module:
         """The network with these weights, in eval mode, on ``device`` (a module of its own).
 
