@@ -10,8 +10,10 @@ to a temporary TIFF. For each model and precision:
 * **whole process**: wall time of ``python -m napari_smlm.cli localize movie.tif --model M
   --device cpu --precision P -o out.csv`` (interpreter and torch start-up, checkpoint load, TIFF
   read, inference, CSV write), ``--runs`` times; median and min–max in frames/s, the same in
-  frames per CPU-second of the child process, and the frames/s that the CLI prints itself (from
-  the start of inference to the end of writing);
+  frames per CPU-second of the child process, the frames/s that the CLI prints itself (the frames
+  read from the TIFF -> the table on disk) and the seconds the CLI's figure leaves out (start-up
+  and exit); with ``--baseline-src DIR`` the same for another source tree (e.g. main's), runs
+  interleaved with this tree's so that a change of load hits both alike;
 * **in process**: ``predict(open_movie(tif), M, precision=P)`` after one warm-up call,
   ``--runs`` times; median and min–max.
 
@@ -46,38 +48,53 @@ def _stats(v: list[float]) -> tuple[float, float, float]:
     return float(np.median(a)), float(a.min()), float(a.max())
 
 
-def whole_process(tif: Path, model: str, precision: str, runs: int, env: dict, batch: int | None, tmp: Path):
-    """Frames/s of ``runs`` CLI runs: (wall-clock list, CLI-printed list, frames per CPU-second list).
-
-    The CPU time is the child process's own (user + system, all its threads, from
-    ``getrusage(RUSAGE_CHILDREN)``): unlike wall time it does not count the time other jobs on a
-    busy machine take from it.
-    """
+def _one_cli_run(tif: Path, model: str, precision: str, env: dict, batch: int | None, out: Path):
+    """One ``napari-smlm localize`` process: (frames, wall s, child CPU s, frames/s the CLI printed)."""
     import resource
 
-    n = None
-    wall, printed, cpu = [], [], []
+    cmd = [sys.executable, "-m", "napari_smlm.cli", "localize", str(tif), "--model", model, "--device", "cpu",
+           "--precision", precision, "-o", str(out)]
+    if batch:
+        cmd += ["--batch-size", str(batch)]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    dt = time.perf_counter() - t
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    dcpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+    if r.returncode:
+        raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stderr[-2000:]}")
+    m = re.search(r"\((\d+) in (\d+) frames, ([\d.]+) frames/s", r.stdout)
+    if not m:
+        raise RuntimeError(f"{' '.join(cmd)}: no rate in its output:\n{r.stdout[-2000:]}")
+    out.unlink(missing_ok=True)
+    return int(m.group(2)), dt, dcpu, float(m.group(3))
+
+
+def whole_process(tif: Path, model: str, precision: str, runs: int, envs: dict[str, dict], batch: int | None, tmp: Path):
+    """``runs`` CLI runs per code version in ``envs`` (``{label: environment}``), interleaved.
+
+    Run k starts with version ``k % len(envs)`` and goes round the others, so that a change of
+    load hits every version alike. Returns ``{label: {"wall": [...], "printed": [...], "cpu": [...],
+    "overhead": [...]}}``: frames/s of the whole process (wall clock), the frames/s that the CLI
+    printed (frames read from the TIFF -> table on disk), frames per CPU-second of the child
+    (user + system, all its threads, ``getrusage(RUSAGE_CHILDREN)``: unlike wall time it does not
+    count the time other jobs on a busy machine take from it), and the seconds outside the CLI's
+    own figure (interpreter and imports, checkpoint, domain check, exit).
+    """
+    labels = list(envs)
+    res = {k: {"wall": [], "printed": [], "cpu": [], "overhead": []} for k in labels}
     for k in range(runs):
-        out = tmp / f"{model}_{precision}_{k}_{time.monotonic_ns()}.csv"
-        cmd = [sys.executable, "-m", "napari_smlm.cli", "localize", str(tif), "--model", model, "--device", "cpu",
-               "--precision", precision, "-o", str(out)]
-        if batch:
-            cmd += ["--batch-size", str(batch)]
-        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        t = time.perf_counter()
-        r = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        dt = time.perf_counter() - t
-        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
-        dcpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
-        if r.returncode:
-            raise RuntimeError(f"{' '.join(cmd)} failed:\n{r.stderr[-2000:]}")
-        m = re.search(r"\((\d+) in (\d+) frames, ([\d.]+) frames/s", r.stdout)
-        n = int(m.group(2)) if m else n
-        printed.append(float(m.group(3)) if m else float("nan"))
-        wall.append(n / dt)
-        cpu.append(n / dcpu)
-        out.unlink(missing_ok=True)
-    return wall, printed, cpu
+        for j in range(len(labels)):
+            label = labels[(k + j) % len(labels)]
+            out = tmp / f"{model}_{precision}_{k}_{j}_{time.monotonic_ns()}.csv"
+            n, dt, dcpu, printed = _one_cli_run(tif, model, precision, envs[label], batch, out)
+            r = res[label]
+            r["wall"].append(n / dt)
+            r["printed"].append(printed)
+            r["cpu"].append(n / dcpu)
+            r["overhead"].append(dt - n / printed)
+    return res
 
 
 def in_process(tif: Path, model: str, precision: str, runs: int, batch: int | None):
@@ -111,6 +128,10 @@ def main(argv=None) -> int:
     p.add_argument("--skip-cli", action="store_true", help="in-process figures only")
     p.add_argument("--no-picasso", action="store_true")
     p.add_argument("--md", type=Path, default=None, help="replace the '## CPU speed' section of this Markdown file")
+    p.add_argument("--baseline-src", type=Path, default=None,
+                   help="also run the CLI with this source tree (e.g. main's src/ exported to a temporary folder), "
+                   "interleaved with this one's: a 'before' row per model (whole process only)")
+    p.add_argument("--skip-inproc", action="store_true", help="whole-process (CLI) figures only")
     a = p.parse_args(argv)
     if a.threads:
         os.environ["OMP_NUM_THREADS"] = str(a.threads)
@@ -139,23 +160,40 @@ def main(argv=None) -> int:
     cfg = SimulationConfig(n_frames=a.frames, height=64, width=64, density=1.0, seed=5)
     frames, gt = simulate(cfg)
     rows = []
-    env = dict(os.environ)
-    src = Path(__file__).resolve().parents[1] / "src"
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
+    def env_for(src: Path) -> dict:
+        env = dict(os.environ)
+        # like an installed package: modules compiled once (src/**/__pycache__, git-ignored), not at every start
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(src), env.get("PYTHONPATH")]))
+        return env
+
+    envs = {"": env_for(Path(__file__).resolve().parents[1] / "src")}
+    if a.baseline_src:
+        envs["before"] = env_for(a.baseline_src.resolve())
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         tif = write_movie(tmp / "speed.tif", frames, pixel_size_nm=100.0)
         for model in models:
             for prec in precisions:
                 row = {"model": model, "precision": prec}
+                before = None
                 if not a.skip_cli:
-                    wall, printed, cpu = whole_process(tif, model, prec, a.runs, env, a.batch_size, tmp)
-                    row["wall"], row["printed"], row["wall_cpu"] = _stats(wall), _stats(printed), _stats(cpu)
-                ip, ipc, n_locs = in_process(tif, model, prec, a.runs, a.batch_size)
-                row["inproc"], row["inproc_cpu"], row["locs"] = _stats(ip), _stats(ipc), n_locs
+                    res = whole_process(tif, model, prec, a.runs, envs, a.batch_size, tmp)
+                    for label, r in res.items():
+                        dst = row if not label else {"model": f"{model} ({label})", "precision": prec}
+                        dst["wall"], dst["printed"], dst["wall_cpu"] = _stats(r["wall"]), _stats(r["printed"]), _stats(r["cpu"])
+                        dst["overhead"] = _stats(r["overhead"])
+                        if label:
+                            before = dst
+                if not a.skip_inproc:
+                    ip, ipc, n_locs = in_process(tif, model, prec, a.runs, a.batch_size)
+                    row["inproc"], row["inproc_cpu"], row["locs"] = _stats(ip), _stats(ipc), n_locs
                 row["load"] = os.getloadavg()[0]
-                rows.append(row)
-                print(_row_md(row), flush=True)
+                for r in (before, row):
+                    if r is not None:
+                        r["load"] = row["load"]
+                        rows.append(r)
+                        print(_row_md(r), flush=True)
         picasso = None
         if not a.no_picasso:
             from picasso_ref import oracle_tuned_picasso, picasso_available
@@ -169,10 +207,12 @@ def main(argv=None) -> int:
     load1 = os.getloadavg()
     lines = [
         SECTION, "",
-        "Generated by `python benchmarks/speed.py` (a 1000-frame 64×64 movie at 1 emitter/µm², TIFF on disk). "
+        f"Generated by `python benchmarks/speed.py` (a {a.frames}-frame 64×64 movie at 1 emitter/µm², TIFF on disk). "
         "frames/s as median (min–max) of the runs. *Whole process* = wall time of `napari-smlm localize` "
-        "including Python/torch start-up and writing the CSV; *CLI* = the rate the CLI prints (inference + "
-        "writing); *in process* = `predict()` on the open movie after a warm-up. `auto` = bfloat16 on CPUs "
+        "from starting Python to its exit; *CLI printed* = the rate the CLI prints: the frames read from the "
+        "TIFF -> the table on disk (network build, inference, post-processing, CSV write); *outside it* = "
+        "the seconds of the whole process that the CLI's figure leaves out (interpreter, imports, checkpoint, "
+        "domain check, exit); *in process* = `predict()` on the open movie after a warm-up. `auto` = bfloat16 on CPUs "
         "with native bf16, float32 elsewhere (accuracy: `benchmarks/precision_guard.py`). *per CPU-s* = "
         "frames per second of process CPU time (user + system, all threads; for the whole process, the "
         "child's own): less sensitive to other jobs than wall time, and equal to frames/s × threads only "
@@ -181,12 +221,12 @@ def main(argv=None) -> int:
         "", head[0],
         f"Load average (1/5/15 min) at start {load0[0]:.2f}/{load0[1]:.2f}/{load0[2]:.2f}, at end "
         f"{load1[0]:.2f}/{load1[1]:.2f}/{load1[2]:.2f}.", "",
-        "| model | precision | whole process | whole process, per CPU-s | CLI printed | in process | in process, per CPU-s | localizations | load |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| model | precision | whole process | whole process, per CPU-s | CLI printed | outside it (s) | in process | in process, per CPU-s | localizations | load |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
         *[_row_md(r) for r in rows],
     ]
     if picasso:
-        lines.append(f"| picasso (oracle-tuned MLE, in process) | fp64 | – | – | – | {_fmt(picasso)} | – | – | {load1[0]:.1f} |")
+        lines.append(f"| picasso (oracle-tuned MLE, in process) | fp64 | – | – | – | – | {_fmt(picasso)} | – | – | {load1[0]:.1f} |")
     else:
         lines += ["", "Picasso (`picassosr`) is not installed here: no classical reference in this table "
                   "(`pip install 'napari-smlm[bench]'`)."]
@@ -198,13 +238,14 @@ def main(argv=None) -> int:
     return 0
 
 
-def _fmt(s) -> str:
-    return "–" if s is None else f"{s[0]:.1f} ({s[1]:.1f}–{s[2]:.1f})"
+def _fmt(s, digits: int = 1) -> str:
+    return "–" if s is None else f"{s[0]:.{digits}f} ({s[1]:.{digits}f}–{s[2]:.{digits}f})"
 
 
 def _row_md(r: dict) -> str:
     return (f"| {r['model']} | {r['precision']} | {_fmt(r.get('wall'))} | {_fmt(r.get('wall_cpu'))} | "
-            f"{_fmt(r.get('printed'))} | {_fmt(r['inproc'])} | {_fmt(r['inproc_cpu'])} | {r['locs']} | {r['load']:.1f} |")
+            f"{_fmt(r.get('printed'))} | {_fmt(r.get('overhead'), 2)} | {_fmt(r.get('inproc'))} | {_fmt(r.get('inproc_cpu'))} | "
+            f"{r.get('locs', '–')} | {r['load']:.1f} |")
 
 
 BEGIN, END = "<!-- speed.py: begin -->", "<!-- speed.py: end -->"

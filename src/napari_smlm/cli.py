@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
+from . import _cli_process
 from ._cli_camera import CAMERA_HELP, add_camera_parser
 from ._stop import STOP
 from .core.progress import UpdateKind
@@ -498,6 +499,7 @@ def cmd_localize(args) -> int:
 
     if wants_runner(args):
         return cmd_localize_runner(args)
+    _cli_process.pause()  # no cyclic GC while torch, the model and the first batch load (resumed below)
     from .core.io.locs import write_localizations
     from .core.io.safe import companion_files
     from .core.io.tiff import open_movie, write_image
@@ -520,7 +522,7 @@ def cmd_localize(args) -> int:
 
     for w in check_movie(ckpt, movie, camera=cam, pixel_size_nm=args.pixel_size).warnings:
         print(f"warning: {w}", file=sys.stderr)
-    t0 = time.perf_counter()
+    t0 = time.perf_counter()  # the printed rate: frames read from the TIFF -> table on disk (see --help)
     config = InferenceConfig(
         camera=cam, pixel_size_nm=args.pixel_size, device=args.device, batch_size=args.batch_size,
         start=start, stop=stop, threshold=args.threshold, precision=args.precision, threads=args.threads or None,
@@ -529,6 +531,7 @@ def cmd_localize(args) -> int:
     log.info("localizing %s with %s", movie.paths[0] if len(movie.paths) == 1 else f"{len(movie.paths)} files", ckpt.model)
 
     def progress(update) -> None:
+        _cli_process.resume()  # start-up done (modules, network, first batch): see _cli_process
         if update.kind == UpdateKind.BATCH:
             _progress(update.n_done, update.n_total, t0, "localize")
 
@@ -541,7 +544,7 @@ def cmd_localize(args) -> int:
     write_localizations(out, locs)
     n = col.n_done
     el = time.perf_counter() - t0
-    print(f"localizations: {out} ({len(locs)} in {n} frames, {n / el:.1f} frames/s, model {ckpt.model})")
+    print(f"localizations: {out} ({len(locs)} in {n} frames, {n / el:.1f} frames/s from TIFF frames to table on disk, model {ckpt.model})")
     if r is not None:
         px = (done.sr_pixel_size_nm if done else movie.pixel_size_nm or 100.0)
         if args.render_method == "model" and done is not None:
@@ -883,7 +886,13 @@ def build_parser() -> argparse.ArgumentParser:
     _sim_args(t)
     t.set_defaults(func=cmd_train)
 
-    lz = sub.add_parser("localize", help="reconstruct a movie with a model")
+    lz = sub.add_parser(
+        "localize", help="reconstruct a movie with a model",
+        description="Localize every frame of a movie with a model and write the table (and optionally a "
+        "super-resolved image). The frames/s printed at the end cover reading the frames from the TIFF, "
+        "building and running the network, post-processing and writing the table to disk; not the start-up before it (Python, "
+        "torch, reading the checkpoint: ~2-3 s, see docs/benchmarks.md).",
+    )
     lz.add_argument(
         "movie", nargs="+",
         help="TIFF file(s), a folder (its .tif/.tiff files) or a quoted glob; files are sorted naturally within a "
@@ -998,6 +1007,8 @@ def main(argv: list[str] | None = None) -> int:
     from .core.io.errors import SMLMFileError
 
     STOP.keep_handlers = argv is None  # a real process: a late second signal must not turn into a traceback
+    if argv is None:  # a real process: no collector walks over modules at start-up and exit (_cli_process)
+        _cli_process.setup()
     try:
         with STOP:  # SIGINT/SIGTERM: stop at the next batch, keep what is done, exit 130
             return int(args.func(args) or 0)
@@ -1019,6 +1030,8 @@ def main(argv: list[str] | None = None) -> int:
         what = "out of memory" if isinstance(exc, MemoryError) else str(exc)
         print(f"error: {what} (earlier files are left as they were)", file=sys.stderr)
         return 1
+    finally:
+        _cli_process.resume()  # a command that stopped during its start-up: the collector back on
 
 
 if __name__ == "__main__":

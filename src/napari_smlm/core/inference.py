@@ -187,14 +187,28 @@ class PredictUpdate:
 _MALLOC_TUNED = False
 
 
-def _fix_malloc_threshold() -> None:
-    """Pin glibc's mmap threshold at 128 KiB (once per process, Linux/glibc only).
+#: glibc's mmap threshold pinned by :func:`_fix_malloc_threshold`: blocks above it are mapped
+#: and unmapped per call, blocks below come from (and go back to) the heap. 32 MiB is glibc's own
+#: ceiling for its dynamic threshold (64-bit).
+MMAP_THRESHOLD = 32 << 20
+#: Free memory glibc keeps at the top of the heap before giving it back (twice the mmap threshold,
+#: as glibc's dynamic rule would set it).
+TRIM_THRESHOLD = 64 << 20
 
-    glibc raises its mmap threshold after large blocks are freed; afterwards every multi-MB
-    array of a long run (frames, super-resolved snapshots) comes from the heap, which small
-    long-lived objects then pin: resident memory grew by ~5 MB per batch (measured: 0.25 GB
-    movie → 4 GB). With the threshold pinned, large arrays go back to the OS when freed and
-    memory stays flat (same run: 260 MB).
+
+def _fix_malloc_threshold() -> None:
+    """Pin glibc's mmap threshold at :data:`MMAP_THRESHOLD` (once per process, Linux/glibc only).
+
+    Unpinned, glibc raises its mmap threshold whenever a mapped block is freed; a long run then
+    moves more and more multi-MB arrays onto the heap (measured on an earlier version of this loop:
+    resident memory +5 MB per batch, 0.25 GB movie -> 4 GB). That version pinned the threshold at
+    128 KiB, which kept memory flat but made every activation of every batch a fresh mapping: the
+    kernel faulted in and zeroed each page again, 27-40 % of inference CPU time (decode, 1000 and
+    1600 frames, 1 thread: 33.4 vs 23.8 CPU-s, 50.5 vs 36.7; system time 33-37 % of it). Pinned at
+    32 MiB with the heap trimmed above 64 MiB, activations up to 32 MiB (a batch of 16 frames of
+    64x64 at 48 channels is 6-13 MB) reuse heap memory, bigger ones are still mapped, and the
+    threshold cannot drift: resident memory stayed flat over 100 batches of 32 frames of 128x128
+    (``docs/benchmarks.md``, "Session 4: start-up").
     """
     global _MALLOC_TUNED
     if _MALLOC_TUNED:
@@ -207,7 +221,8 @@ def _fix_malloc_threshold() -> None:
         return
     try:
         libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(-3, 128 * 1024)  # M_MMAP_THRESHOLD
+        libc.mallopt(-3, MMAP_THRESHOLD)  # M_MMAP_THRESHOLD
+        libc.mallopt(-1, TRIM_THRESHOLD)  # M_TRIM_THRESHOLD
     except (OSError, AttributeError):  # not glibc (musl, ...)
         log.debug("mallopt not available")
 

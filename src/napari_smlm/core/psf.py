@@ -25,7 +25,6 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 import torch
-from scipy import special
 
 __all__ = ["PSF", "Gaussian2D", "Astigmatic", "integrated_gaussian_1d", "make_psf"]
 
@@ -61,6 +60,8 @@ class PSF(Protocol):
 
 def _erf_image(x_px: Any, y_px: Any, sx_px: Any, sy_px: Any, shape: tuple[int, int]) -> np.ndarray:
     """(n, H, W) float64 pixel-integrated elliptical Gaussian of unit mass."""
+    from scipy import special  # here, not at import: inference (models -> simulate -> psf) never needs scipy
+
     x = np.atleast_1d(np.asarray(x_px, dtype=np.float64))
     y = np.atleast_1d(np.asarray(y_px, dtype=np.float64))
     x, y, sx, sy = np.broadcast_arrays(x, y, np.asarray(sx_px, dtype=np.float64), np.asarray(sy_px, dtype=np.float64))

@@ -28,7 +28,9 @@ How to add a model family
    - ``loss(output, batch)``; ``preprocess(photons)``;
      ``postprocess(output, frame_indices, pixel_size_nm, threshold, want_images)`` returning a
      :class:`PostprocessResult` (use :func:`.peaks.local_maxima` for candidates).
-2. **Register** the module: add its import path to ``_FAMILY_MODULES`` below.
+2. **Register** the module: add ``"<registry name>": "<its import path>"`` for each family it
+   defines to ``_FAMILY_MODULES`` below (loading a checkpoint imports only its family's
+   module; ``tests/test_model_families.py`` checks that the map matches the registry).
 
 Training, streaming inference, checkpoints, the CLI (``napari-smlm models``, ``train --model``)
 and the Training widget's model list all go through the registry, so nothing else changes. Add ``tests/test_<name>.py`` with a
@@ -43,12 +45,24 @@ import logging
 
 from .base import Batch, ModelFamily, PostprocessResult
 
-__all__ = ["Batch", "ModelFamily", "PostprocessResult", "REGISTRY", "register", "get_family", "available_models"]
+__all__ = ["Batch", "ModelFamily", "PostprocessResult", "REGISTRY", "register", "get_family", "family_class", "available_models"]
 
 log = logging.getLogger(__name__)
 
 REGISTRY: dict[str, type[ModelFamily]] = {}
-_FAMILY_MODULES = ("napari_smlm.core.models.density", "napari_smlm.core.models.decode", "napari_smlm.core.models.decode3d")
+#: Registry name -> the module that registers it. :func:`get_family` imports only the module of
+#: the family it is asked for (a ``decode`` checkpoint loads without the density networks, the
+#: 3-D family, the astigmatic calibration and scipy); :func:`available_models` imports them all.
+_FAMILY_MODULES: dict[str, str] = {
+    "deep-storm": "napari_smlm.core.models.density",
+    "srcnn": "napari_smlm.core.models.density",
+    "skip-storm": "napari_smlm.core.models.density",
+    "u-storm": "napari_smlm.core.models.density",
+    "drl-storm": "napari_smlm.core.models.density",
+    "fid-storm": "napari_smlm.core.models.density",
+    "decode": "napari_smlm.core.models.decode",
+    "decode3d": "napari_smlm.core.models.decode3d",
+}
 _loaded = False
 
 
@@ -60,18 +74,42 @@ def register(cls: type[ModelFamily]) -> type[ModelFamily]:
     return cls
 
 
+def _import_family_module(mod: str) -> None:
+    try:
+        importlib.import_module(mod)
+    except ModuleNotFoundError as exc:  # a family not built yet must not break the others
+        if exc.name != mod:
+            raise
+        log.debug("model module %s not present", mod)
+
+
 def _load_all() -> None:
     global _loaded
     if _loaded:
         return
     _loaded = True
-    for mod in _FAMILY_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:  # a family not built yet must not break the others
-            if exc.name != mod:
-                raise
-            log.debug("model module %s not present", mod)
+    for mod in dict.fromkeys(_FAMILY_MODULES.values()):
+        _import_family_module(mod)
+
+
+def family_class(name: str) -> type[ModelFamily]:
+    """The :class:`ModelFamily` subclass registered as ``name``, importing only its module.
+
+    Raises
+    ------
+    ValueError
+        No family of that name (the message lists the known ones).
+    """
+    cls = REGISTRY.get(name)
+    if cls is None and name in _FAMILY_MODULES:
+        _import_family_module(_FAMILY_MODULES[name])
+        cls = REGISTRY.get(name)
+    if cls is None:  # a family outside the map (registered by a plug-in module): look everywhere
+        _load_all()
+        cls = REGISTRY.get(name)
+    if cls is None:
+        raise ValueError(f"unknown model {name!r}; available: {sorted(REGISTRY)}")
+    return cls
 
 
 def available_models() -> dict[str, str]:
@@ -81,10 +119,5 @@ def available_models() -> dict[str, str]:
 
 
 def get_family(name: str, config: dict | None = None) -> ModelFamily:
-    """Instantiate the family registered as ``name`` with ``config``."""
-    _load_all()
-    try:
-        cls = REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"unknown model {name!r}; available: {sorted(REGISTRY)}") from None
-    return cls(config)
+    """Instantiate the family registered as ``name`` with ``config`` (imports only its module)."""
+    return family_class(name)(config)

@@ -399,3 +399,34 @@ class Probe:
     def comment_first(self) -> bool:
         """True when the file starts with ``#`` comment lines."""
         return bool(self.lines) and self.lines[0].lstrip().startswith("#")
+
+
+#: Rows per block of :func:`write_csv_rows` (bounds the text held in memory: ~10 MB per block).
+CSV_BLOCK_ROWS = 100_000
+
+
+def write_csv_rows(fh, table: pd.DataFrame) -> None:
+    """Rows of ``table`` as CSV text, no header, ``\\n`` line ends: the bytes of ``table.to_csv``.
+
+    For integer and float64 columns (localization tables) the cells are written with Python's
+    ``repr`` (the shortest string that reads back to the same float, which is also what pandas
+    writes: numpy's ``astype(str)``; identical on millions of random doubles of every exponent and
+    on the edge cases, see ``tests/test_io_csv_rows.py``) and NaN as an empty cell, ~2x faster
+    than ``to_csv``. Any other column type goes through ``table.to_csv``.
+    """
+    cols = [table[c].to_numpy() for c in table.columns]
+    if not all(a.dtype.kind in "iu" or a.dtype == np.float64 for a in cols):
+        table.to_csv(fh, header=False, index=False, lineterminator="\n")
+        return
+    n = len(table)
+    for a0 in range(0, n, CSV_BLOCK_ROWS):
+        cells = []
+        for a in cols:
+            part = a[a0:a0 + CSV_BLOCK_ROWS]
+            s = list(map(repr, part.tolist()))
+            if part.dtype.kind == "f":
+                for i in np.flatnonzero(np.isnan(part)).tolist():  # pandas' na_rep
+                    s[i] = ""
+            cells.append(s)
+        fh.write("\n".join(map(",".join, zip(*cells))))
+        fh.write("\n")
