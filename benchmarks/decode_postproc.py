@@ -22,7 +22,6 @@ checkpoint's sha256, the seeds, the thread count and the load average.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import time
@@ -32,6 +31,7 @@ import numpy as np
 import torch
 
 from napari_smlm.core.camera import get_camera
+from napari_smlm.core.checkpoint import file_sha256
 from napari_smlm.core.config import SimulationConfig
 from napari_smlm.core.metrics import evaluation_report
 from napari_smlm.core.models.decode_post import spatial_integration
@@ -56,14 +56,6 @@ def movie(structure: str, density: float, seed: int, n_frames: int):
     )
     frames, gt = simulate(cfg)
     return cfg, frames, gt
-
-
-def sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def network_outputs(ckpt, frames: np.ndarray, camera, batch: int = 16) -> dict[str, torch.Tensor]:
@@ -190,7 +182,7 @@ def run(which: str, n_frames: int, checkpoint: str, names: list[str] | None, ext
                 locs = post(locs, out)
             rows.append({"structure": structure, "density": density, "seed": seed, "variant": name,
                          "net_cpu_s": net_s, **score(gt, locs, cfg)})
-    return {"checkpoint": str(checkpoint), "sha256": sha256(path), "seeds": which, "frames": n_frames,
+    return {"checkpoint": str(checkpoint), "sha256": file_sha256(path), "seeds": which, "frames": n_frames,
             "threads": torch.get_num_threads(), "loadavg": os.getloadavg(), "rows": rows}
 
 
@@ -236,7 +228,7 @@ def main(argv=None) -> None:
                       "rule": f"best mean efficiency (Hungarian), no movie losing > {MAX_LOSS} JI or efficiency points "
                               "against the 3x3 rule at threshold 0.7", "sha256_before": res["sha256"], **res["choice"]}
             write_checkpoint(path, res["choice"], record)
-            print(f"wrote {path} (weights bit-identical), sha256 {sha256(path)}")
+            print(f"wrote {path} (weights bit-identical), sha256 {file_sha256(path)}")
     if a.json:
         Path(a.json).write_text(json.dumps(res, indent=1))
 

@@ -14,7 +14,6 @@ the checkpoints' sha256.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import time
 from pathlib import Path
@@ -23,16 +22,8 @@ import numpy as np
 import torch
 
 
-def _sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def main(argv=None) -> None:
-    from napari_smlm.core.checkpoint import shipped_checkpoint_path
+    from napari_smlm.core.checkpoint import file_sha256, shipped_checkpoint_path
     from napari_smlm.core.models.brightness_sweep import SCMOS_ISSUE15, Setting, brightness_sweep
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -60,8 +51,8 @@ def main(argv=None) -> None:
         rows = brightness_sweep(str(path), a.backgrounds, a.signals, settings, n_frames=a.frames, density=a.density,
                                 seed=a.seed)
         cpu = time.process_time() - t0
-        out["results"].append({"checkpoint": str(name), "sha256": _sha256(path), "cpu_s": cpu, "rows": rows})
-        print(f"\n{name} (sha256 {_sha256(path)[:12]}…, {cpu:.0f} s CPU): JI % with the true camera "
+        out["results"].append({"checkpoint": str(name), "sha256": file_sha256(path), "cpu_s": cpu, "rows": rows})
+        print(f"\n{name} (sha256 {file_sha256(path)[:12]}…, {cpu:.0f} s CPU): JI % with the true camera "
               f"[best of the four settings]")
         head = "bg \\ photons"
         print(f"{head:>14} " + " ".join(f"{s:>13g}" for s in a.signals))

@@ -37,7 +37,7 @@ from bench_foundation import bench_big_tiff, bench_simulator, machine, to_markdo
 from picasso_ref import oracle_tuned_picasso, picasso_available  # noqa: E402
 
 from napari_smlm.core.camera import Camera, get_camera  # noqa: E402
-from napari_smlm.core.checkpoint import shipped_models  # noqa: E402
+from napari_smlm.core.checkpoint import file_sha256, shipped_models  # noqa: E402
 from napari_smlm.core.config import SimulationConfig  # noqa: E402
 from napari_smlm.core.inference import predict, resolve_checkpoint  # noqa: E402
 from napari_smlm.core.io.jsonsafe import write_json  # noqa: E402
@@ -64,16 +64,6 @@ def _metrics(gt, pred, camera: Camera, px: float, psf_sigma_nm: float) -> dict:
 EXTRA: dict[str, str] = {}
 
 
-def _sha256(path) -> str:
-    import hashlib
-
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def checkpoint_hashes(models) -> dict[str, dict]:
     """``{label: {"path", "sha256"}}`` of the checkpoint file each model label resolves to."""
     from napari_smlm.core.checkpoint import shipped_checkpoint_path
@@ -86,7 +76,7 @@ def checkpoint_hashes(models) -> dict[str, dict]:
             shown = str(Path(path).resolve().relative_to(ROOT))
         except ValueError:
             shown = str(path)
-        out[m] = {"path": shown, "sha256": _sha256(path)}
+        out[m] = {"path": shown, "sha256": file_sha256(path)}
     return out
 
 

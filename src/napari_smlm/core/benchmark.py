@@ -146,16 +146,9 @@ def resolve_models(models: str | Sequence[str]) -> list[str]:
 
 def checkpoint_sha256(model: str) -> str:
     """sha256 (hex) of the checkpoint file a model name or ``.pt`` path refers to: which weights made a row."""
-    import hashlib
+    from .checkpoint import file_sha256, shipped_checkpoint_path, shipped_models
 
-    from .checkpoint import shipped_checkpoint_path, shipped_models
-
-    path = shipped_checkpoint_path(model) if model in shipped_models() else Path(model)
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return file_sha256(shipped_checkpoint_path(model) if model in shipped_models() else Path(model))
 
 
 def _label(model: str) -> str:

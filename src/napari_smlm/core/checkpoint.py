@@ -32,6 +32,7 @@ __all__ = [
     "save_checkpoint",
     "shipped_checkpoint_path",
     "shipped_models",
+    "file_sha256",
     "weights_dir",
 ]
 
@@ -238,6 +239,17 @@ def _plain(obj: Any) -> Any:
     if hasattr(obj, "item"):
         return obj.item()
     return str(obj)
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 (hex) of a file's bytes, read in 1 MiB blocks: which weights made a result."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def weights_dir() -> Path:
