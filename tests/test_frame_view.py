@@ -408,3 +408,21 @@ def test_render_and_postprocessing_read_a_frame_views_table_on_the_worker(make_n
     assert readers and all(t is not threading.main_thread() for t in readers)
     want = _layers.layer_to_localizations(pts)  # (on the GUI thread here: the test's own reference)
     assert len(want) == N
+
+
+def test_a_frame_view_layer_updated_with_plain_points_shows_them_all():
+    """A re-run that replaces a big run's layer: the old view's hidden rows and table go with it."""
+    from napari.components import ViewerModel
+    from napari.layers import Layer
+
+    from napari_smlm import _layers
+
+    locs = _locs(n=20_000, n_frames=100)
+    v = ViewerModel()
+    layer = v.add_layer(Layer.create(*_layers.frame_view_points(locs, "run", describe=False)))
+    assert _layers.follow_frame(v, layer) and not np.asarray(layer.shown).all()  # hidden padding / anchors
+    n = len(layer.data)
+    plain = _layers.localizations_layer_data(locs.filter(np.arange(n)), "run")  # same length: shown would be kept
+    assert _layers.update_layer(layer, plain) is layer
+    assert np.asarray(layer.shown).all() and _layers.FRAME_VIEW_KEY not in layer.metadata
+    assert len(_layers.layer_to_localizations(layer)) == n

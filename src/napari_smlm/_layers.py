@@ -732,10 +732,18 @@ def update_layer(layer: Any, layer_data: LayerDataTuple, contrast: bool = True) 
     """
     data, kw, layer_type = layer_data
     if layer_type == "points":
+        from ._frame_view import FRAME_VIEW_KEY
+
+        # a big table's view (its hidden rows, its table) does not outlive data that is not its own
+        stale_view = FRAME_VIEW_KEY in layer.metadata and FRAME_VIEW_KEY not in kw.get("metadata", {})
+        if stale_view:
+            layer.metadata.pop(FRAME_VIEW_KEY, None)
         # new points get the layer's current size: the one it was created with, or the user's
         layer.data = data
         feats = kw.get("features")
         layer.features = feats if feats is not None else pd.DataFrame(index=range(len(data)))
+        if stale_view:
+            layer.shown = np.ones(len(data), dtype=bool)
     else:
         if layer.data is data:  # filled in place by the caller: redraw, no data event / extent update
             layer.refresh()
