@@ -39,7 +39,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from ..localizations import Localizations
 
@@ -191,6 +190,8 @@ def _hist(f: np.ndarray, bins: int, w: np.ndarray | None = None) -> np.ndarray:
 
 
 def _chi2_p(f: np.ndarray, bins: int) -> float:
+    from scipy import stats  # lazy: importing the post-processing package stays cheap
+
     if len(f) == 0:
         return float("nan")
     idx = np.minimum((f * bins).astype(np.int64), bins - 1)
@@ -278,6 +279,8 @@ def _region_test(fx: np.ndarray, fy: np.ndarray, xpix: np.ndarray, ypix: np.ndar
     Returns ``(ratio, p)``, ``p`` the chi-square homogeneity p-value of the regions' 8-bin
     histograms (both axes; small = the regions differ beyond sampling noise).
     """
+    from scipy import stats
+
     n = len(fx)
     nan = float("nan")
     if n < 4 * min_per_region:
@@ -424,7 +427,6 @@ def correct_pixel_locking(
         if strict:
             raise ValueError(msg)
         msgs.append(msg)
-        log.warning(msg)
         _warnings.warn(msg, PixelLockingWarning, stacklevel=2)
     k = int(cdf_bins) if cdf_bins is not None else int(np.clip(n_used // 100, 16, 128))
     knots = np.linspace(0.0, 1.0, k + 1)
