@@ -13,9 +13,10 @@ the table (no ground truth, no retraining, default settings). Printed, before �
 * ``dev x/y``: largest ``|density − 1|`` of the 8-bin histogram of the sub-pixel part of x, y
   over all localizations (flat = 0; ``noise`` = 3 standard errors of a bin);
 * ``JI``, ``RMSE``: Hungarian matching at 250 nm against the ground truth (lateral RMSE, nm);
-* ``sys``: the systematic part of the error, the RMS over 8 bins of the true sub-pixel position
-  of the mean error in that bin (x and y combined, sampling noise subtracted, nm), and ``rest`` =
-  ``sqrt(RMSE² − sys²)``; ``sys|pred``: the same with the bins taken on the *predicted*
+* ``sys``: the position-dependent systematic part of the error, the RMS over 8 bins of the true
+  sub-pixel position of the mean error in that bin minus the overall mean (x and y combined,
+  sampling noise subtracted, nm), ``bias`` the overall mean, and ``rest`` =
+  ``sqrt(RMSE² − sys² − bias²)``; ``sys|pred``: the same with the bins taken on the *predicted*
   sub-pixel position (the pull toward the centre of the pixel a localization was assigned to,
   which is what the histogram shows and what a remap of positions can undo);
 * ``axes``: the axes corrected (an axis whose histogram is flat within noise is left alone),
@@ -58,7 +59,11 @@ EPFL_CAMERA = dict(kind="ccd", baseline=100.0, sensitivity=1 / 3.8, em_gain=1.0,
 
 
 def systematic_nm(gt, pred, m, px: float, on: str = "true", bins: int = 8) -> float:
-    """RMS over sub-pixel bins of the mean error per bin (x and y combined, noise subtracted, nm)."""
+    """Position-dependent systematic error (nm): RMS over sub-pixel bins of the bin's mean error minus the overall mean.
+
+    x and y combined; the expected sampling noise of each bin mean is subtracted; the overall
+    mean (the bias) is reported apart.
+    """
     tot = 0.0
     for col, d in (("x_nm", m.dx), ("y_nm", m.dy)):
         src = gt[col][m.gt_index] if on == "true" else pred[col][m.pred_index]
@@ -68,6 +73,7 @@ def systematic_nm(gt, pred, m, px: float, on: str = "true", bins: int = 8) -> fl
         c = np.maximum(cnt, 1)
         mean = s1 / c
         var = s2 / c - mean**2
+        mean = mean - (d.mean() if len(d) else 0.0)
         tot += float(np.sum(cnt * (mean**2 - var / np.maximum(cnt - 1, 1))) / max(cnt.sum(), 1))
     return float(np.sqrt(max(tot, 0.0)))
 
@@ -79,7 +85,8 @@ def scores(gt, pred, px: float) -> dict:
     rmse = float(np.sqrt(np.mean(m.dx**2 + m.dy**2))) if m.tp else float("nan")
     s = systematic_nm(gt, pred, m, px, "true")
     return {
-        "ji": m.tp / (m.n_gt + m.n_pred - m.tp), "rmse": rmse, "sys": s, "rest": float(np.sqrt(max(rmse**2 - s**2, 0))),
+        "ji": m.tp / (m.n_gt + m.n_pred - m.tp), "rmse": rmse, "sys": s,
+        "rest": float(np.sqrt(max(rmse**2 - s**2 - np.mean(m.dx) ** 2 - np.mean(m.dy) ** 2, 0))),
         "sys_pred": systematic_nm(gt, pred, m, px, "pred"), "bias_x": float(np.mean(m.dx)), "bias_y": float(np.mean(m.dy)),
     }
 
