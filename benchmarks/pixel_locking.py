@@ -87,7 +87,8 @@ def scores(gt, pred, px: float) -> dict:
     return {
         "ji": m.tp / (m.n_gt + m.n_pred - m.tp), "rmse": rmse, "sys": s,
         "rest": float(np.sqrt(max(rmse**2 - s**2 - np.mean(m.dx) ** 2 - np.mean(m.dy) ** 2, 0))),
-        "sys_pred": systematic_nm(gt, pred, m, px, "pred"), "bias_x": float(np.mean(m.dx)), "bias_y": float(np.mean(m.dy)),
+        "sys_pred": systematic_nm(gt, pred, m, px, "pred"),
+        "bias_x": float(np.mean(m.dx)), "bias_y": float(np.mean(m.dy)),
     }
 
 
@@ -150,11 +151,14 @@ def fmt_row(c: dict) -> str:
     r, b, a = c["res"], c["before"], c["after"]
     dens = "" if np.isnan(c["density"]) else f"{c['density']:g}"
     ratio = "n/a" if not np.isfinite(r.region_ratio) else f"{r.region_ratio:.2f}"
+    axes = "".join(r.corrected_axes) or "-"
+    warned = " (warned)" if c["warned"] else ""
     return (f"| {c['label']} | {dens} | {c['n']:,} | {r.before.deviation_x:.2f} / {r.before.deviation_y:.2f} → "
-            f"{r.after.deviation_x:.2f} / {r.after.deviation_y:.2f} | {r.before.noise:.2f} | {''.join(r.corrected_axes) or '-'} | "
-            f"{100 * b['ji']:.1f} → {100 * a['ji']:.1f} | {b['rmse']:.2f} → {a['rmse']:.2f} | {b['sys']:.1f} → {a['sys']:.1f} | "
-            f"{b['rest']:.1f} → {a['rest']:.1f} | {b['sys_pred']:.1f} → {a['sys_pred']:.1f} | "
-            f"{b['bias_x']:+.1f}/{b['bias_y']:+.1f} → {a['bias_x']:+.1f}/{a['bias_y']:+.1f} | {ratio}{' (warned)' if c['warned'] else ''} |")
+            f"{r.after.deviation_x:.2f} / {r.after.deviation_y:.2f} | {r.before.noise:.2f} | {axes} | "
+            f"{100 * b['ji']:.1f} → {100 * a['ji']:.1f} | {b['rmse']:.2f} → {a['rmse']:.2f} | "
+            f"{b['sys']:.1f} → {a['sys']:.1f} | {b['rest']:.1f} → {a['rest']:.1f} | "
+            f"{b['sys_pred']:.1f} → {a['sys_pred']:.1f} | "
+            f"{b['bias_x']:+.1f}/{b['bias_y']:+.1f} → {a['bias_x']:+.1f}/{a['bias_y']:+.1f} | {ratio}{warned} |")
 
 
 HEADER = ("| movie | density /µm² | localizations | dev x / y before → after | noise | axes | JI % | RMSE nm | "

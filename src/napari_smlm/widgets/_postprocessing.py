@@ -110,8 +110,9 @@ class PostprocessingWidget(QWidget):
         self.feature_range.setToolTip("Keep localizations with the feature in this range; points outside are hidden")
         self.feature_range.setEdgeLabelMode(QLabeledDoubleRangeSlider.EdgeLabelMode.NoLabel)  # the handles say it
         self.pixel_locking = QCheckBox("Undo pixel locking")
-        self.pixel_locking.setToolTip("Equalise the sub-pixel histogram of x and y (positions pulled toward pixel centres); "
-                                      "needs >= 2000 localizations; assumes the sample is not aligned with the pixel grid")
+        self.pixel_locking.setToolTip("Equalise the sub-pixel histogram of x and y (positions pulled toward pixel "
+                                      "centres); needs >= 2000 localizations; assumes the sample is not aligned "
+                                      "with the pixel grid")
         self.nena = QCheckBox("NeNA precision")
         self.frc = QCheckBox("FRC resolution")
         self.frc_pixel = _dspin(5.0, 0.5, 100.0, 1.0, " nm", "FRC render pixel")
@@ -413,8 +414,9 @@ class PostprocessingWidget(QWidget):
         lines = [f"{len(out)} localizations"]
         if r.pixel_locking is not None:
             b, a = r.pixel_locking.before, r.pixel_locking.after
-            lines.append(f"sub-pixel deviation x {b.deviation_x:.2f} → {a.deviation_x:.2f}, y {b.deviation_y:.2f} → "
-                         f"{a.deviation_y:.2f} (noise {b.noise:.2f})" + "".join("\n" + w for w in r.pixel_locking.warnings))
+            lines.append(f"sub-pixel deviation x {b.deviation_x:.2f} → {a.deviation_x:.2f}, y {b.deviation_y:.2f}"
+                         f" → {a.deviation_y:.2f} (noise {b.noise:.2f})"
+                         + "".join("\n" + w for w in r.pixel_locking.warnings))
         if r.drift is not None:
             peak = float(np.hypot(r.drift.drift_x_nm, r.drift.drift_y_nm).max())
             lines.append(f"drift ({r.drift.method}): up to {peak:.1f} nm")

@@ -130,9 +130,9 @@ class PostprocessConfig:
             raise ValueError(f"fiducial_min_fraction must be in (0, 1], got {self.fiducial_min_fraction}")
         if self.pixel_locking_weight not in ("none", "precision"):
             raise ValueError(f"pixel_locking_weight must be none or precision, not {self.pixel_locking_weight!r}")
-        if self.pixel_locking_pixel_nm is not None and not (
-                isinstance(self.pixel_locking_pixel_nm, (int, float)) and 0 < self.pixel_locking_pixel_nm < float("inf")):
-            raise ValueError(f"pixel_locking_pixel_nm must be a positive number (nm), got {self.pixel_locking_pixel_nm!r}")
+        plx = self.pixel_locking_pixel_nm
+        if plx is not None and not (isinstance(plx, (int, float)) and 0 < plx < float("inf")):
+            raise ValueError(f"pixel_locking_pixel_nm must be a positive number (nm), got {plx!r}")
         if not isinstance(self.pixel_locking_min_localizations, int) or self.pixel_locking_min_localizations < 100:
             raise ValueError(f"pixel_locking_min_localizations must be an integer >= 100, got "
                              f"{self.pixel_locking_min_localizations!r}")

@@ -459,6 +459,7 @@ def correct_pixel_locking(
         k_: v for k_, v in res.as_dict().items() if k_ not in ("cdf_x", "cdf_y")}})
     log.info(
         "pixel locking: deviation x %.3f -> %.3f, y %.3f -> %.3f (noise %.3f, %d localizations, axes %s)",
-        before.deviation_x, after.deviation_x, before.deviation_y, after.deviation_y, before.noise, n_used, axes or "none",
+        before.deviation_x, after.deviation_x, before.deviation_y, after.deviation_y, before.noise, n_used,
+        axes or "none",
     )
     return res
