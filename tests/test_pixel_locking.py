@@ -239,3 +239,24 @@ def test_shipped_decode_off_its_training_microscope(monkeypatch):
     assert abs(a["ji"] - b["ji"]) < 0.005
     matched = bench.run_case("default", 2.0, 100, 11)
     assert matched["after"]["rmse"] < matched["before"]["rmse"] + 0.3
+
+
+def test_held_out_epfl_movie_is_unlocked(external_data):
+    """decode on the EPFL Bundled Tubes movie (another simulator) locks (deviation ≈ 0.45); the correction, which
+    sees only the localizations, flattens it. No ground truth is read here."""
+    from napari_smlm.core.camera import Camera
+    from napari_smlm.core.inference import predict
+    from napari_smlm.core.io import open_movie
+
+    movie = external_data / "EliasNehme_Deep-STORM" / "testStack_SimulatedMicrotubules.tif"
+    if not movie.is_file():
+        pytest.skip(f"{movie} not found")
+    frames = np.asarray(open_movie(movie)[:120])
+    cam = Camera(kind="ccd", baseline=100.0, sensitivity=1 / 3.8, em_gain=1.0, qe=1.0, read_noise=0.0,
+                 spurious_charge=0.0)  # benchmarks/run_all.py EPFL_CAMERA
+    locs = predict(frames, "decode", camera=cam, pixel_size_nm=100.0, device="cpu", batch_size=32).localizations
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", PixelLockingWarning)  # the filaments do not trip the region guard
+        r = correct_pixel_locking(locs, 100.0)
+    assert min(r.before.deviation_x, r.before.deviation_y) > 0.25
+    assert max(r.after.deviation_x, r.after.deviation_y) < r.before.noise
