@@ -742,11 +742,15 @@ def cmd_postprocess(args) -> int:
         kw["frc"] = True
     if args.nena:
         kw["nena"] = True
+    if args.pixel_locking:
+        kw["pixel_locking"] = True
     cfg = PostprocessConfig.from_dict({**base.to_dict(), **kw})
     targets = [(out, "--output"), (report_path, "--report")] + ([(drift_path, "--drift-table")] if cfg.drift != "none" else [])
     for path, what in targets:
         check_output(path, inputs=[src], overwrite=args.overwrite, what=what)
     locs = read_localizations(src, pixel_size_nm=args.camera_pixel_size)
+    if cfg.pixel_locking and cfg.pixel_locking_pixel_nm is None and not locs.meta.get("pixel_size_nm"):
+        raise ValueError(f"{src}: --pixel-locking needs the camera pixel size and the file has none; pass --camera-pixel-size NM")
     t0 = time.perf_counter()
     result = None
     for update in iter_postprocess(locs, cfg):
@@ -771,6 +775,12 @@ def cmd_postprocess(args) -> int:
     if result.drift is not None:
         d = summary["drift"]
         print(f"drift ({d['method']}): largest {d['max_nm']:.1f} nm; table {drift_path}")
+    if result.pixel_locking is not None:
+        b, a = result.pixel_locking.before, result.pixel_locking.after
+        print(f"pixel locking: sub-pixel deviation x {b.deviation_x:.2f} -> {a.deviation_x:.2f}, y {b.deviation_y:.2f} -> "
+              f"{a.deviation_y:.2f} (noise {b.noise:.2f}; axes corrected: {', '.join(result.pixel_locking.corrected_axes) or 'none'})")
+        for w in result.pixel_locking.warnings:
+            print(f"warning: {w}")
     if result.nena is not None:
         print(f"NeNA precision: {result.nena.sigma_nm:.2f} nm")
     if result.frc is not None:
@@ -984,9 +994,13 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--frc-split", choices=["blocks", "random"], default=None,
                     help="how the two FRC halves are drawn: interleaved time blocks or at random (default: blocks)")
     pp.add_argument("--nena", action="store_true", help="NeNA localization precision (before merging)")
+    pp.add_argument("--pixel-locking", action="store_true",
+                    help="remove the pull toward pixel centres: equalise the sub-pixel histogram of x and y (before drift "
+                         "and merging; needs >= 2000 localizations and the camera pixel size; assumes the sample is not "
+                         "aligned with the pixel grid) (default: off)")
     pp.add_argument("--drift-table", default=None, help="per-frame drift CSV (default OUTPUT stem + _drift.csv)")
     pp.add_argument("--report", default=None, help="JSON report (default OUTPUT stem + _postprocess.json)")
-    pp.add_argument("--camera-pixel-size", type=float, default=None, help="camera pixel size, nm, for Picasso files without one (default: from the file)")
+    pp.add_argument("--camera-pixel-size", type=float, default=None, help="camera pixel size, nm, for files without one (Picasso; CSV with --pixel-locking) (default: from the file)")
     pp.add_argument("--overwrite", action="store_true", help="replace existing output files (never the input)")
     pp.set_defaults(func=cmd_postprocess)
     add_camera_parser(sub, _HelpFormatter)  # issue 10.5: camera estimate | show

@@ -109,6 +109,10 @@ class PostprocessingWidget(QWidget):
         self.feature_range = QLabeledDoubleRangeSlider(Qt.Orientation.Horizontal)
         self.feature_range.setToolTip("Keep localizations with the feature in this range; points outside are hidden")
         self.feature_range.setEdgeLabelMode(QLabeledDoubleRangeSlider.EdgeLabelMode.NoLabel)  # the handles say it
+        self.pixel_locking = QCheckBox("Undo pixel locking")
+        self.pixel_locking.setToolTip("Equalise the sub-pixel histogram of x and y (positions pulled toward pixel "
+                                      "centres); needs >= 2000 localizations; assumes the sample is not aligned "
+                                      "with the pixel grid")
         self.nena = QCheckBox("NeNA precision")
         self.frc = QCheckBox("FRC resolution")
         self.frc_pixel = _dspin(5.0, 0.5, 100.0, 1.0, " nm", "FRC render pixel")
@@ -134,6 +138,7 @@ class PostprocessingWidget(QWidget):
 
         form = QFormLayout()
         form.addRow("Localizations", self.layer_combo)
+        form.addRow(self.pixel_locking)
         box_f = QGroupBox("Filter")
         ff = QFormLayout(box_f)
         ff.addRow("Photons ≥", self.photons_min)
@@ -316,6 +321,7 @@ class PostprocessingWidget(QWidget):
             fiducials = [[float(p[-1]), float(p[-2])] for p in world]
         return PostprocessConfig(
             filter_ranges=self._ranges(),
+            pixel_locking=self.pixel_locking.isChecked(),
             drift=method,
             segments=None if self.segments.value() == self.segments.minimum() else self.segments.value(),
             drift_pixel_nm=self.drift_pixel.value(),
@@ -406,6 +412,11 @@ class PostprocessingWidget(QWidget):
         data = _layers.localizations_layer_data(out, name, metadata={"postprocessing": r.summary()})
         _layers.add_or_update_layer(self.viewer, data)
         lines = [f"{len(out)} localizations"]
+        if r.pixel_locking is not None:
+            b, a = r.pixel_locking.before, r.pixel_locking.after
+            lines.append(f"sub-pixel deviation x {b.deviation_x:.2f} → {a.deviation_x:.2f}, y {b.deviation_y:.2f}"
+                         f" → {a.deviation_y:.2f} (noise {b.noise:.2f})"
+                         + "".join("\n" + w for w in r.pixel_locking.warnings))
         if r.drift is not None:
             peak = float(np.hypot(r.drift.drift_x_nm, r.drift.drift_y_nm).max())
             lines.append(f"drift ({r.drift.method}): up to {peak:.1f} nm")

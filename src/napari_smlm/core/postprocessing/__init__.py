@@ -8,6 +8,7 @@ and tests drain the same generators). No torch, no Qt.
 * :mod:`.drift` — RCC (Wang et al. 2014) and fiducial drift correction.
 * :mod:`.linking` — merging a molecule's localizations in consecutive frames.
 * :mod:`.filtering` — column ranges and ROI.
+* :mod:`.pixel_locking` — removing the pull toward pixel centres (sub-pixel histogram equalisation).
 * :mod:`.resolution` — FRC (Nieuwenhuizen et al. 2013) and NeNA (Endesfelder et al. 2014).
 * :mod:`.pipeline` — all of them in order, with one configuration.
 """
@@ -16,6 +17,7 @@ from ._common import Progress, drain
 from .drift import DriftResult, apply_drift, auto_segments, fiducial_drift, find_fiducials, iter_fiducial_drift, iter_rcc, rcc
 from .filtering import filter_localizations, filter_mask, parse_filter_spec
 from .linking import iter_link, link, link_groups, linking_scores, merge_groups, on_events
+from .pixel_locking import PixelLockingResult, PixelLockingWarning, SubpixelDistribution, correct_pixel_locking, subpixel_distribution
 from .pipeline import PostprocessConfig, PostprocessResult, iter_postprocess, postprocess
 from .resolution import FRCResult, NeNAResult, adjacent_frame_distances, frc, frc_halves, nena
 
@@ -39,6 +41,11 @@ __all__ = [
     "merge_groups",
     "linking_scores",
     "on_events",
+    "PixelLockingResult",
+    "PixelLockingWarning",
+    "SubpixelDistribution",
+    "correct_pixel_locking",
+    "subpixel_distribution",
     "PostprocessConfig",
     "PostprocessResult",
     "iter_postprocess",

@@ -20,7 +20,7 @@ class Progress:
     Attributes
     ----------
     step : str
-        ``"filter"``, ``"drift"``, ``"nena"``, ``"link"`` or ``"frc"``.
+        ``"filter"``, ``"pixel_locking"``, ``"drift"``, ``"nena"``, ``"link"`` or ``"frc"``.
     done, total : int
         Work units done / in all within the step (segments, pairs, ...).
     message : str

@@ -1,6 +1,7 @@
-"""One post-processing pipeline: filter → drift → NeNA → merge → FRC, with its configuration.
+"""One post-processing pipeline: filter → pixel locking → drift → NeNA → merge → FRC, with its configuration.
 
-The order is fixed because each step needs the previous one: drift correction before merging
+The order is fixed because each step needs the previous one: the pixel-locking correction works
+in camera coordinates, so before drift correction and merging; drift correction before merging
 (a drifting molecule would not merge), NeNA before merging (it needs the repeats of a molecule
 in consecutive frames), FRC last (the resolution of the final table). Every step is optional.
 The configuration and the results are recorded in the output table's
@@ -23,6 +24,7 @@ from ._common import Progress, drain
 from .drift import DriftResult, apply_drift, iter_fiducial_drift, iter_rcc
 from .filtering import filter_localizations
 from .linking import iter_link
+from .pixel_locking import PixelLockingResult, correct_pixel_locking
 from .resolution import FRCResult, NeNAResult, frc, nena
 
 __all__ = ["PostprocessConfig", "PostprocessResult", "iter_postprocess", "postprocess"]
@@ -41,6 +43,16 @@ class PostprocessConfig:
         :func:`~napari_smlm.core.postprocessing.filtering.filter_localizations`.
     roi_nm : [x0, y0, x1, y1], optional
         Region kept (nm).
+    pixel_locking : bool
+        Equalise the sub-pixel histogram of x and y (removes the pull toward pixel centres),
+        :func:`~napari_smlm.core.postprocessing.pixel_locking.correct_pixel_locking`; needs the
+        camera pixel size (``pixel_locking_pixel_nm`` or the table's ``meta["pixel_size_nm"]``).
+    pixel_locking_pixel_nm : float, optional
+        Camera pixel size (nm) for the correction; default the table's.
+    pixel_locking_min_localizations : int
+        Fewest localizations the correction accepts.
+    pixel_locking_weight : {"none", "precision"}
+        ``"precision"``: localizations count ``1/σ²`` in the map (needs ``sigma_x_nm``/``sigma_y_nm``).
     drift : {"none", "rcc", "fiducials"}
     segments : int or None
         RCC time segments; None (default): one per 1000 localizations, 5 to 40 (``auto_segments``).
@@ -72,6 +84,10 @@ class PostprocessConfig:
 
     filter_ranges: dict = field(default_factory=dict)
     roi_nm: list | None = None
+    pixel_locking: bool = False
+    pixel_locking_pixel_nm: float | None = None
+    pixel_locking_min_localizations: int = 2000
+    pixel_locking_weight: str = "none"
     drift: str = "none"
     segments: int | None = None
     drift_pixel_nm: float = 20.0
@@ -112,6 +128,14 @@ class PostprocessConfig:
                 raise ValueError(f"{name} must be a positive number, got {v!r}")
         if not 0 < self.fiducial_min_fraction <= 1:
             raise ValueError(f"fiducial_min_fraction must be in (0, 1], got {self.fiducial_min_fraction}")
+        if self.pixel_locking_weight not in ("none", "precision"):
+            raise ValueError(f"pixel_locking_weight must be none or precision, not {self.pixel_locking_weight!r}")
+        plx = self.pixel_locking_pixel_nm
+        if plx is not None and not (isinstance(plx, (int, float)) and 0 < plx < float("inf")):
+            raise ValueError(f"pixel_locking_pixel_nm must be a positive number (nm), got {plx!r}")
+        if not isinstance(self.pixel_locking_min_localizations, int) or self.pixel_locking_min_localizations < 100:
+            raise ValueError(f"pixel_locking_min_localizations must be an integer >= 100, got "
+                             f"{self.pixel_locking_min_localizations!r}")
         if not isinstance(self.filter_ranges, dict):
             raise ValueError(f"filter_ranges must map column -> [low, high], got {self.filter_ranges!r}")
 
@@ -152,6 +176,7 @@ class PostprocessResult:
     nena : NeNAResult or None
     frc : FRCResult or None
     config : PostprocessConfig
+    pixel_locking : PixelLockingResult or None
     """
 
     localizations: Localizations
@@ -159,6 +184,7 @@ class PostprocessResult:
     nena: NeNAResult | None
     frc: FRCResult | None
     config: PostprocessConfig
+    pixel_locking: PixelLockingResult | None = None
 
     def summary(self) -> dict:
         """Plain numbers for a report (JSON-safe)."""
@@ -171,6 +197,9 @@ class PostprocessResult:
                 "final_nm": [float(dx[-1]), float(dy[-1])] if len(dx) else [0.0, 0.0],
                 **{k: v for k, v in self.drift.info.items() if isinstance(v, (int, float, str, bool))},
             }
+        if self.pixel_locking is not None:
+            pl = self.pixel_locking
+            out["pixel_locking"] = {k: v for k, v in pl.as_dict().items() if k not in ("cdf_x", "cdf_y")}
         if self.nena is not None:
             out["nena"] = self.nena.as_dict()
         if self.frc is not None:
@@ -190,6 +219,15 @@ def iter_postprocess(locs: Localizations, config: PostprocessConfig) -> Iterator
         if len(cur) == 0:
             raise ValueError(f"filter: no localization passes {cfg.filter_ranges} (roi {cfg.roi_nm})")
         yield Progress("filter", 1, 1, f"{len(locs)} → {len(cur)} localizations")
+    pl_res = None
+    if cfg.pixel_locking:
+        yield Progress("pixel_locking", 0, 1, "pixel-locking correction")
+        pl_res = correct_pixel_locking(cur, cfg.pixel_locking_pixel_nm, weight=cfg.pixel_locking_weight,
+                                       min_localizations=cfg.pixel_locking_min_localizations)
+        cur = pl_res.localizations
+        b, a = pl_res.before, pl_res.after
+        yield Progress("pixel_locking", 1, 1, f"sub-pixel deviation x {b.deviation_x:.2f} → {a.deviation_x:.2f}, "
+                       f"y {b.deviation_y:.2f} → {a.deviation_y:.2f} (noise {b.noise:.2f})")
     drift = None
     if cfg.drift == "rcc":
         gen = iter_rcc(cur, cfg.segments, cfg.drift_pixel_nm, max_drift_nm=cfg.max_drift_nm, n_frames=n_frames)
@@ -229,7 +267,7 @@ def iter_postprocess(locs: Localizations, config: PostprocessConfig) -> Iterator
         cur.meta["postprocessing"].append({"step": "frc", **frc_res.as_dict()})
         yield Progress("frc", 1, 1, f"FRC {frc_res.resolution_nm:.1f} nm")
     cur.meta["postprocessing_config"] = cfg.to_dict()
-    yield PostprocessResult(cur, drift, nena_res, frc_res, cfg)
+    yield PostprocessResult(cur, drift, nena_res, frc_res, cfg, pl_res)
 
 
 def postprocess(locs: Localizations, config: PostprocessConfig | None = None, **kwargs: Any) -> PostprocessResult:
