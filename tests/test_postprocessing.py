@@ -128,7 +128,7 @@ def test_rcc_recovers_simulated_drift(drifting):
 
 
 def test_rcc_rejects_an_outlier_pair(drifting, monkeypatch):
-    from napari_smlm.core.postprocessing import drift as drift_mod
+    from napari_smlm.core.postprocessing import drift_rcc as drift_mod
 
     gt, locs = drifting
     real = drift_mod._solve

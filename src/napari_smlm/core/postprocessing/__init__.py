@@ -5,7 +5,9 @@ the long ones also exist as ``iter_*`` generators that yield
 :class:`~napari_smlm.core.postprocessing._common.Progress` and their result last (CLI, widget
 and tests drain the same generators). No torch, no Qt.
 
-* :mod:`.drift` — RCC (Wang et al. 2014) and fiducial drift correction.
+* :mod:`.drift` — drift correction: the sign convention and every drift name, gathered from
+  :mod:`.drift_table` (the per-frame table, applying it), :mod:`.drift_rcc` (RCC, Wang et al. 2014)
+  and :mod:`.drift_fiducials` (fiducial markers).
 * :mod:`.linking` — merging a molecule's localizations in consecutive frames.
 * :mod:`.filtering` — column ranges and ROI.
 * :mod:`.pixel_locking` — removing the pull toward pixel centres (sub-pixel histogram equalisation).
