@@ -10,7 +10,8 @@ and tests drain the same generators). No torch, no Qt.
   and :mod:`.drift_fiducials` (fiducial markers).
 * :mod:`.linking` — merging a molecule's localizations in consecutive frames.
 * :mod:`.filtering` — column ranges and ROI.
-* :mod:`.pixel_locking` — removing the pull toward pixel centres (sub-pixel histogram equalisation).
+* :mod:`.pixel_locking` — removing the pull toward pixel centres (sub-pixel histogram equalisation);
+  its diagnostic (sub-pixel histograms, flatness test, region guard) is :mod:`.subpixel`.
 * :mod:`.resolution` — FRC (Nieuwenhuizen et al. 2013) and NeNA (Endesfelder et al. 2014).
 * :mod:`.pipeline` — all of them in order, with one configuration.
 """
