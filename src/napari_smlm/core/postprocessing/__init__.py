@@ -18,7 +18,7 @@ and tests drain the same generators). No torch, no Qt.
 
 from ._common import Progress, drain
 from .drift import DriftResult, apply_drift, auto_segments, fiducial_drift, find_fiducials, iter_fiducial_drift, iter_rcc, rcc
-from .filtering import filter_localizations, filter_mask, parse_filter_spec
+from .filtering import filter_localizations, filter_mask, narrow_range, parse_filter_spec
 from .linking import iter_link, link, link_groups, linking_scores, merge_groups, on_events
 from .pixel_locking import PixelLockingResult, PixelLockingWarning, SubpixelDistribution, correct_pixel_locking, subpixel_distribution
 from .pipeline import PostprocessConfig, PostprocessResult, iter_postprocess, postprocess
@@ -37,6 +37,7 @@ __all__ = [
     "find_fiducials",
     "filter_localizations",
     "filter_mask",
+    "narrow_range",
     "parse_filter_spec",
     "iter_link",
     "link",

@@ -46,6 +46,13 @@ class DriftResult:
     def n_frames(self) -> int:
         return len(self.drift_x_nm)
 
+    @property
+    def max_displacement_nm(self) -> float:
+        """Largest distance of the sample from its first-frame position, ``max hypot(dx, dy)`` (nm); 0 if empty."""
+        if self.n_frames == 0:
+            return 0.0
+        return float(np.hypot(self.drift_x_nm, self.drift_y_nm).max())
+
     def table(self) -> pd.DataFrame:
         """``frame``, ``drift_x_nm``, ``drift_y_nm`` — one row per frame."""
         return pd.DataFrame(
