@@ -128,7 +128,7 @@ def test_rcc_recovers_simulated_drift(drifting):
 
 
 def test_rcc_rejects_an_outlier_pair(drifting, monkeypatch):
-    from napari_smlm.core.postprocessing import drift as drift_mod
+    from napari_smlm.core.postprocessing import drift_rcc as drift_mod
 
     gt, locs = drifting
     real = drift_mod._solve
@@ -283,6 +283,17 @@ def test_filter_ranges_roi_and_spec():
         parse_filter_spec("photons>500")
 
 
+def test_narrow_range_is_the_intersection():
+    from napari_smlm.core.postprocessing import narrow_range
+
+    base = {"photons": [500.0, None], "frame": [0, 10]}
+    assert narrow_range(base, "photons", None, 2000.0) == {"photons": [500.0, 2000.0], "frame": [0, 10]}
+    assert narrow_range(base, "photons", 300.0, None)["photons"] == [500.0, None]  # the tighter bound stays
+    assert narrow_range(base, "photons", 800.0, 900.0)["photons"] == [800.0, 900.0]
+    assert narrow_range(base, "prob", 0.5, None)["prob"] == [0.5, None]  # a new column
+    assert base == {"photons": [500.0, None], "frame": [0, 10]}  # not changed in place
+
+
 # ============================================================================ NeNA, FRC
 def _repeated(n_mol, k_each, sigma, seed=0, field_nm=20000.0):
     """Molecules at random positions, each localized in k_each consecutive frames with jitter sigma."""
@@ -416,3 +427,20 @@ def test_rcc_chooses_its_segments_from_the_movie(drifting):
     d = rcc(locs)  # default: automatic
     assert d.info["n_segments"] == auto_segments(int(locs.frames.max() - locs.frames.min() + 1), len(locs))
     assert _residual_rmse(d.drift_x_nm, d.drift_y_nm, gt.meta["drift_nm"]) < 10.0
+
+
+def test_drift_max_displacement_and_the_old_import_paths():
+    from napari_smlm.core.postprocessing import DriftResult, drift, drift_fiducials, drift_rcc, drift_table
+    from napari_smlm.core.postprocessing import pixel_locking, subpixel
+
+    d = DriftResult(np.array([0.0, 3.0, -6.0]), np.array([0.0, 4.0, 8.0]), "rcc")
+    assert d.max_displacement_nm == 10.0
+    assert DriftResult(np.zeros(0), np.zeros(0), "rcc").max_displacement_nm == 0.0
+    # the modules split by concept: every name still imports from where it used to be
+    assert drift.DriftResult is drift_table.DriftResult and drift.apply_drift is drift_table.apply_drift
+    assert drift.iter_rcc is drift_rcc.iter_rcc and drift.auto_segments is drift_rcc.auto_segments
+    assert drift.find_fiducials is drift_fiducials.find_fiducials and drift.fiducial_drift is drift_fiducials.fiducial_drift
+    assert pixel_locking.subpixel_distribution is subpixel.subpixel_distribution
+    assert pixel_locking.SubpixelDistribution is subpixel.SubpixelDistribution
+    for mod in (drift, pixel_locking):
+        assert all(hasattr(mod, n) for n in mod.__all__)

@@ -8,7 +8,8 @@ dock, and adds the corrected table as a points layer ``"<layer> post-processed"`
 metadata records every step. The *feature range* filter shows a histogram of any numeric
 column of the layer with a range slider; moving it hides the points outside it at once (the
 layer's ``shown`` mask, computed by :func:`~napari_smlm.core.postprocessing.filter_mask`) and
-the range becomes part of the filter of the next run. No numerics here.
+the range becomes part of the filter of the next run (that group: :mod:`._feature_filter`; the
+summary and plots of a result: :mod:`._postprocessing_report`). No numerics here.
 """
 
 from __future__ import annotations
@@ -16,22 +17,22 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-import numpy as np
-from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
-    QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
     QLabel,
     QProgressBar,
     QPushButton,
-    QSpinBox,
     QVBoxLayout,
     QWidget,
 )
+
+from ._base import dspin, spin
+from ._feature_filter import FeatureFilterBox
+from ._postprocessing_report import plot_result, summary_text
 
 __all__ = ["PostprocessingWidget"]
 
@@ -43,24 +44,6 @@ DRIFT_CHOICES = {
     "fiducials: automatic": ("fiducials", False),
     "fiducials: points layer": ("fiducials", True),
 }
-
-
-def _dspin(value: float, lo: float, hi: float, step: float, suffix: str = "", tip: str = "") -> QDoubleSpinBox:
-    w = QDoubleSpinBox()
-    w.setRange(lo, hi)
-    w.setSingleStep(step)
-    w.setValue(value)
-    w.setSuffix(suffix)
-    w.setToolTip(tip)
-    return w
-
-
-def _spin(value: int, lo: int, hi: int, tip: str = "") -> QSpinBox:
-    w = QSpinBox()
-    w.setRange(lo, hi)
-    w.setValue(value)
-    w.setToolTip(tip)
-    return w
 
 
 class _Failed:
@@ -94,28 +77,20 @@ class PostprocessingWidget(QWidget):
         self.drift.addItems(list(DRIFT_CHOICES))
         self.fiducial_combo = QComboBox()
         self.fiducial_combo.setToolTip("Points layer marking the fiducials (any frame along their track)")
-        self.segments = _spin(1, 1, 500, "RCC time segments: more follow faster drift, each holds fewer localizations")
+        self.segments = spin(1, 1, 500, tip="RCC time segments: more follow faster drift, each holds fewer "
+                                            "localizations")
         self.segments.setSpecialValueText("auto (1 per 1000 localizations)")  # the minimum, 1, means auto
-        self.drift_pixel = _dspin(20.0, 1.0, 500.0, 5.0, " nm", "RCC render pixel")
+        self.drift_pixel = dspin(20.0, 1.0, 500.0, 5.0, 2, " nm", "RCC render pixel")
         self.link = QCheckBox("Merge on-events")
-        self.link_distance = _dspin(0.0, 0.0, 5000.0, 5.0, " nm", "Link distance; 0 = 3× the combined uncertainty")
-        self.link_dark = _spin(1, 0, 100, "Frames a molecule may be missed within one on-event")
-        self.photons_min = _dspin(0.0, 0.0, 1e9, 50.0, " ph", "Keep at least this many photons (0 = off)")
-        self.uncertainty_max = _dspin(0.0, 0.0, 1e4, 1.0, " nm", "Keep at most this uncertainty (0 = off)")
-        from superqt import QLabeledDoubleRangeSlider
-
-        self.feature = QComboBox()
-        self.feature.setToolTip("Numeric column of the layer to filter by range")
-        self.feature_range = QLabeledDoubleRangeSlider(Qt.Orientation.Horizontal)
-        self.feature_range.setToolTip("Keep localizations with the feature in this range; points outside are hidden")
-        self.feature_range.setEdgeLabelMode(QLabeledDoubleRangeSlider.EdgeLabelMode.NoLabel)  # the handles say it
+        self.link_distance = dspin(0.0, 0.0, 5000.0, 5.0, 2, " nm", "Link distance; 0 = 3× the combined uncertainty")
+        self.link_dark = spin(1, 0, 100, tip="Frames a molecule may be missed within one on-event")
         self.pixel_locking = QCheckBox("Undo pixel locking")
         self.pixel_locking.setToolTip("Equalise the sub-pixel histogram of x and y (positions pulled toward pixel "
                                       "centres); needs >= 2000 localizations; assumes the sample is not aligned "
                                       "with the pixel grid")
         self.nena = QCheckBox("NeNA precision")
         self.frc = QCheckBox("FRC resolution")
-        self.frc_pixel = _dspin(5.0, 0.5, 100.0, 1.0, " nm", "FRC render pixel")
+        self.frc_pixel = dspin(5.0, 0.5, 100.0, 1.0, 2, " nm", "FRC render pixel")
         self.run_button = QPushButton("Run")
         self.cancel_button = QPushButton("Cancel")
         self.cancel_button.setEnabled(False)
@@ -125,6 +100,11 @@ class PostprocessingWidget(QWidget):
         self.status.setWordWrap(True)
         self.summary = QLabel("")
         self.summary.setWordWrap(True)
+        self.filter_box = FeatureFilterBox(self._layer, self.status.setText)
+        fb = self.filter_box  # its controls, also reachable from here (tests, scripts)
+        self.photons_min, self.uncertainty_max = fb.photons_min, fb.uncertainty_max
+        self.feature, self.feature_range = fb.feature, fb.feature_range
+        self.hist_figure, self.hist_canvas = fb.hist_figure, fb.hist_canvas
 
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
@@ -132,20 +112,10 @@ class PostprocessingWidget(QWidget):
         self.figure = Figure(figsize=(4, 3.2), dpi=80, tight_layout=True)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(220)
-        self.hist_figure = Figure(figsize=(4, 1.2), dpi=80, tight_layout=True)
-        self.hist_canvas = FigureCanvasQTAgg(self.hist_figure)
-        self.hist_canvas.setFixedHeight(90)
 
         form = QFormLayout()
         form.addRow("Localizations", self.layer_combo)
         form.addRow(self.pixel_locking)
-        box_f = QGroupBox("Filter")
-        ff = QFormLayout(box_f)
-        ff.addRow("Photons ≥", self.photons_min)
-        ff.addRow("Uncertainty ≤", self.uncertainty_max)
-        ff.addRow("Feature", self.feature)
-        ff.addRow(self.hist_canvas)
-        ff.addRow(self.feature_range)
         box_d = QGroupBox("Drift")
         fd = QFormLayout(box_d)
         fd.addRow("Method", self.drift)
@@ -167,7 +137,7 @@ class PostprocessingWidget(QWidget):
         buttons.addWidget(self.cancel_button)
         lay = QVBoxLayout(self)
         lay.addLayout(form)
-        for b in (box_f, box_d, box_l, box_r):
+        for b in (self.filter_box, box_d, box_l, box_r):
             lay.addWidget(b)
         lay.addLayout(buttons)
         lay.addWidget(self.progress)
@@ -180,13 +150,9 @@ class PostprocessingWidget(QWidget):
         self.cancel_button.clicked.connect(self.cancel)
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
-        self.layer_combo.currentTextChanged.connect(self._on_layer_changed)
-        self.feature.currentTextChanged.connect(self._on_feature_changed)
-        self.feature_range.valueChanged.connect(self._on_range_changed)
-        self.photons_min.valueChanged.connect(self._on_range_changed)
-        self.uncertainty_max.valueChanged.connect(self._on_range_changed)
+        self.layer_combo.currentTextChanged.connect(self.filter_box.refresh)
         self._refresh_layers()
-        self._on_layer_changed()
+        self.filter_box.refresh()
 
     # ---------------------------------------------------------------- layers
     def _points_layers(self) -> list:
@@ -213,98 +179,14 @@ class PostprocessingWidget(QWidget):
     def reset_choices(self, *_: Any) -> None:
         self._refresh_layers()
 
-    # ---------------------------------------------------------------- feature range filter
     def _layer(self):
         name = self.layer_combo.currentText()
         return self.viewer.layers[name] if name and name in self.viewer.layers else None
 
-    def _on_layer_changed(self, *_: Any) -> None:
-        la = self._layer()
-        cols = []
-        if la is not None and la.features is not None:
-            cols = [c for c in la.features.columns if la.features[c].dtype.kind in "iuf"]
-        self.feature.blockSignals(True)
-        self.feature.clear()
-        self.feature.addItems(cols)
-        self.feature.blockSignals(False)
-        if "photons" in cols:
-            self.feature.setCurrentText("photons")
-        self._on_feature_changed()
-
-    def _feature_values(self) -> np.ndarray | None:
-        la, col = self._layer(), self.feature.currentText()
-        if la is None or not col or col not in la.features:
-            return None
-        return np.asarray(la.features[col], dtype=np.float64)
-
-    def _on_feature_changed(self, *_: Any) -> None:
-        v = self._feature_values()
-        finite = v[np.isfinite(v)] if v is not None else np.zeros(0)
-        lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
-        hi = hi if hi > lo else lo + 1.0
-        self.feature_range.blockSignals(True)
-        self.feature_range.setRange(lo, hi)
-        self.feature_range.setValue((lo, hi))
-        self.feature_range.blockSignals(False)
-        self._on_range_changed()
-
-    def _ranges(self) -> dict:
-        """Filter ranges set by the controls (column -> [low, high], None = open)."""
-        ranges: dict = {}
-        if self.photons_min.value() > 0:
-            ranges["photons"] = [self.photons_min.value(), None]
-        if self.uncertainty_max.value() > 0:
-            ranges["uncertainty_nm"] = [None, self.uncertainty_max.value()]
-        col = self.feature.currentText()
-        if col and self._feature_values() is not None:
-            lo, hi = self.feature_range.value()
-            full_lo, full_hi = self.feature_range.minimum(), self.feature_range.maximum()
-            if lo > full_lo or hi < full_hi:
-                old = ranges.get(col, [None, None])
-                lo2 = lo if lo > full_lo else None
-                hi2 = hi if hi < full_hi else None
-                if old[0] is not None:
-                    lo2 = old[0] if lo2 is None else max(lo2, old[0])
-                if old[1] is not None:
-                    hi2 = old[1] if hi2 is None else min(hi2, old[1])
-                ranges[col] = [lo2, hi2]
-        return ranges
-
-    def _on_range_changed(self, *_: Any) -> None:
-        """Hide the points outside the filter (live) and redraw the histogram."""
-        from ..core.localizations import Localizations
-        from ..core.postprocessing import filter_mask
-
-        la = self._layer()
-        if la is None or la.features is None or len(la.features) != len(la.data):
-            return
-        feats = la.features
-        cols = {c: feats[c].to_numpy() for c in feats.columns if feats[c].dtype.kind in "iuf"}
-        for c in ("frame", "x_nm", "y_nm"):
-            cols.setdefault(c, np.zeros(len(feats)))
-        table = Localizations(cols)
-        try:
-            la.shown = filter_mask(table, self._ranges())
-        except ValueError as exc:  # e.g. uncertainty asked of a layer without it
-            self.status.setText(f"filter: {exc}")
-            la.shown = np.ones(len(la.data), dtype=bool)
-        self._draw_histogram()
-
-    def _draw_histogram(self) -> None:
-        self.hist_figure.clear()
-        v = self._feature_values()
-        if v is not None and np.isfinite(v).any():
-            ax = self.hist_figure.add_subplot(1, 1, 1)
-            ax.hist(v[np.isfinite(v)], bins=60, color="0.6")
-            lo, hi = self.feature_range.value()
-            ax.axvspan(lo, hi, color="C0", alpha=0.25)
-            ax.set_yticks([])
-            ax.tick_params(labelsize=7)
-        self.hist_canvas.draw_idle()
-
     # ---------------------------------------------------------------- config
     def config(self):
         """The :class:`PostprocessConfig` the controls describe (GUI thread)."""
+        from .. import _layers
         from ..core.postprocessing import PostprocessConfig
 
         method, from_layer = DRIFT_CHOICES[self.drift.currentText()]
@@ -314,13 +196,12 @@ class PostprocessingWidget(QWidget):
             if not name or name == self.layer_combo.currentText():
                 raise ValueError("Choose a points layer marking the fiducials (not the localization layer).")
             la = self.viewer.layers[name]
-            d = la.data.shape[1]
-            world = np.asarray(la.data, dtype=np.float64) * np.asarray(la.scale)[-d:] + np.asarray(la.translate)[-d:]
-            if len(world) == 0:
+            marks = _layers.points_to_localizations(la.data, scale=la.scale, translate=la.translate)  # world, nm
+            if len(marks) == 0:
                 raise ValueError(f"The fiducials layer {name!r} has no points.")
-            fiducials = [[float(p[-1]), float(p[-2])] for p in world]
+            fiducials = [[float(x), float(y)] for x, y in zip(marks["x_nm"], marks["y_nm"])]
         return PostprocessConfig(
-            filter_ranges=self._ranges(),
+            filter_ranges=self.filter_box.ranges(),
             pixel_locking=self.pixel_locking.isChecked(),
             drift=method,
             segments=None if self.segments.value() == self.segments.minimum() else self.segments.value(),
@@ -411,45 +292,9 @@ class PostprocessingWidget(QWidget):
         name = f"{self._source} post-processed"
         data = _layers.localizations_layer_data(out, name, metadata={"postprocessing": r.summary()})
         _layers.add_or_update_layer(self.viewer, data)
-        lines = [f"{len(out)} localizations"]
-        if r.pixel_locking is not None:
-            b, a = r.pixel_locking.before, r.pixel_locking.after
-            lines.append(f"sub-pixel deviation x {b.deviation_x:.2f} → {a.deviation_x:.2f}, y {b.deviation_y:.2f}"
-                         f" → {a.deviation_y:.2f} (noise {b.noise:.2f})"
-                         + "".join("\n" + w for w in r.pixel_locking.warnings))
-        if r.drift is not None:
-            peak = float(np.hypot(r.drift.drift_x_nm, r.drift.drift_y_nm).max())
-            lines.append(f"drift ({r.drift.method}): up to {peak:.1f} nm")
-        if r.nena is not None:
-            lines.append(f"NeNA precision: {r.nena.sigma_nm:.1f} nm")
-        if r.frc is not None:
-            lines.append(f"FRC resolution: {r.frc.resolution_nm:.1f} nm")
-        self.summary.setText("\n".join(lines))
+        self.summary.setText(summary_text(r))
         self.status.setText("done")
-        self._plot(r)
-
-    def _plot(self, r: Any) -> None:
-        self.figure.clear()
-        panels = [p for p in (r.drift, r.frc) if p is not None]
-        for k, p in enumerate(panels):
-            ax = self.figure.add_subplot(len(panels), 1, k + 1)
-            if p is r.drift:
-                f = np.arange(p.n_frames)
-                ax.plot(f, p.drift_x_nm, label="x")
-                ax.plot(f, p.drift_y_nm, label="y")
-                if len(p.segment_frames):
-                    ax.plot(p.segment_frames, p.segment_drift_nm[:, 0], "o", ms=3, color="C0")
-                    ax.plot(p.segment_frames, p.segment_drift_nm[:, 1], "o", ms=3, color="C1")
-                ax.set_xlabel("frame")
-                ax.set_ylabel("drift (nm)")
-                ax.legend(frameon=False, fontsize=8)
-            else:
-                ax.plot(p.frequency_per_nm * 1000, p.frc, color="0.7", lw=0.8)
-                ax.plot(p.frequency_per_nm * 1000, p.frc_smooth, color="C3")
-                ax.axhline(p.threshold, color="k", lw=0.6, ls="--")
-                ax.set_xlabel("spatial frequency (1/µm)")
-                ax.set_ylabel("FRC")
-                ax.set_title(f"{p.resolution_nm:.1f} nm", fontsize=9)
+        plot_result(self.figure, r)
         self.canvas.draw_idle()
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API

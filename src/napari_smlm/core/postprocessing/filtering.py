@@ -16,7 +16,7 @@ import numpy as np
 from ..localizations import Localizations
 from ._common import uncertainty_nm
 
-__all__ = ["filter_mask", "filter_localizations", "parse_filter_spec", "Range"]
+__all__ = ["filter_mask", "filter_localizations", "parse_filter_spec", "narrow_range", "Range"]
 
 Range = tuple  # (low or None, high or None)
 
@@ -110,3 +110,22 @@ def parse_filter_spec(spec: str) -> tuple[str, tuple[float | None, float | None]
         return v
 
     return parts[0].strip(), (num(parts[1]), num(parts[2]))
+
+
+def narrow_range(
+    ranges: Mapping[str, Sequence[float | None]], column: str, low: float | None, high: float | None
+) -> dict:
+    """``ranges`` with ``column`` limited to ``[low, high]`` as well (a copy; ``None`` bounds are open).
+
+    A bound already set for ``column`` is kept where it is the tighter one: the result is the
+    intersection, e.g. ``{"photons": [500, None]}`` narrowed to ``[None, 2000]`` is
+    ``{"photons": [500, 2000]}``, and to ``[300, None]`` stays ``[500, None]``. Units: the column's.
+    """
+    out = {k: list(v) for k, v in ranges.items()}
+    old_lo, old_hi = out.get(column, [None, None])
+    if old_lo is not None:
+        low = old_lo if low is None else max(low, old_lo)
+    if old_hi is not None:
+        high = old_hi if high is None else min(high, old_hi)
+    out[column] = [low, high]
+    return out
