@@ -364,6 +364,9 @@ def run_case(
             "load_avg": os.getloadavg()[0],
             # how the blocked time splits: stalls over 50 / 100 / 250 / 500 ms (count, sum ms)
             "stall_bins": {str(b): (int((stalls > b).sum()), round(float(stalls[stalls > b].sum()))) for b in (50, 100, 250, 500)},
+            # where the blocked time is, by stall size: {"lo-hi ms": (count, sum ms)}
+            "stall_hist": {f"{lo:g}-{hi:g}": (int(((stalls > lo) & (stalls <= hi)).sum()), round(float(stalls[(stalls > lo) & (stalls <= hi)].sum()), 1))
+                           for lo, hi in ((0, 2), (2, 5), (5, 10), (10, 25), (25, 50), (50, 100), (100, 250), (250, 1e9))},
             "idle_max_stall_ms": float(idle_stalls.max()) if idle_stalls.size else float("nan"),
             "idle_p99_stall_ms": float(np.percentile(idle_stalls, 99)) if idle_stalls.size else float("nan"),
             "idle_blocked_pct": 100.0 * float(idle_stalls.sum()) / 1000.0 / idle_s,

@@ -53,6 +53,7 @@ from ._base import (
     LayerPicker, SmlmDockWidget, dspin, error_reason, notify_error, notify_info, notify_warning, spin, wrap_label,
 )
 from ._forms import CameraForm, ModelChooser, estimate_baseline_adu, sample_frames
+from ._quiet_progress import set_progress
 from ._state import RunState
 from ._stream_option import StreamOption
 from ..core.progress import UpdateKind
@@ -624,7 +625,7 @@ class ReconstructionWidget(SmlmDockWidget):
         if col is None or (not force and now - self._progress_t < PROGRESS_MS / 1000.0):
             return
         self._progress_t = now
-        self.progress.setValue(col.n_done)
+        set_progress(self.progress, col.n_done)  # one window flush with the status line, not two
         if not self.status.running:
             return
         el = max(now - self._t0, 1e-9)
@@ -665,12 +666,14 @@ class ReconstructionWidget(SmlmDockWidget):
 
     # ---------------------------------------------------------------- refreshes (GUI thread)
     def _flush(self, then: Any = None) -> None:
-        """One refresh of the result layers, in steps, each in its own event-loop turn.
+        """One refresh of the result layers: usually one event-loop turn, more when it creates a layer.
 
-        The steps (:meth:`_refresh_steps`: super-resolved image; points; network output and time
-        slider) each cost napari tens of ms; between them the event loop handles input and
-        repaints. A refresh that is still going on is not restarted: it reschedules itself at
-        its end if more updates came. ``then`` runs after the last step.
+        The updates of :meth:`_refresh_steps` (super-resolved image, points, network output, time
+        slider) share one turn, hence one repaint of the canvas (each repaint costs the event loop
+        ~30-40 ms with software OpenGL: three turns cost more than the one they were cut from);
+        only a step that had to create a layer (napari: ~0.1 s) ends its turn. A refresh that is
+        still going on is not restarted: it reschedules itself at its end if more updates came.
+        ``then`` runs after the last step.
         """
         if self._steps is not None or self._final_flushed:
             return
@@ -752,8 +755,8 @@ class ReconstructionWidget(SmlmDockWidget):
                 self._sr_buf[...] = u.sr_image
             sr = _layers.super_resolved_layer_data(self._sr_buf, float(u.sr_pixel_size_nm), rl.names["sr"], metadata=md)
             self._put(rl, "sr", sr)
-            yield
-        self._create_budget = 1
+            if self._created_now():
+                yield
         name = rl.names["points"]
         if running and self._live_rows >= min(col.n_found, LIVE_POINTS):
             # the newest LIVE_POINTS rows from the arrays the worker made: concatenation only
@@ -772,13 +775,20 @@ class ReconstructionWidget(SmlmDockWidget):
                 rl.rename("points", pts[1]["name"])
             else:
                 rl.rename("points", f"{name} (live)" if live else name)
+        if self._created_now():
+            yield
         if self.show_output.isChecked():
-            yield
-            self._create_budget = 1
             self._flush_network_output(rl, md)
+            if self._created_now():
+                yield
         if running and self.follow.isChecked() and self._run_meta["n_frames"] > 1 and self.viewer.dims.ndim >= 3:
-            yield
             self.viewer.dims.set_current_step(0, self._last_frame)
+
+    def _created_now(self) -> bool:
+        """Whether the refresh step just done created a layer (its turn ends then); the next step may create one."""
+        created = self._create_budget <= 0
+        self._create_budget = 1
+        return created
 
     def _put(self, rl: _layers.RunLayers, key: str, layer_data: Any) -> Any:
         """Update the run's layer ``key`` in place, or create it if this refresh may still create one."""
