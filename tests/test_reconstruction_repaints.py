@@ -134,3 +134,18 @@ def test_a_live_refresh_without_creation_is_one_event_loop_turn(viewer, qtbot, t
     _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
     assert w.status.state is RunState.DONE, w.status.message
     assert np.asarray(layers["points"].data).shape[0] == len(w.localizations())
+
+
+def test_reconstruction_refreshes_are_paced_by_its_own_duty(viewer, qtbot):
+    """A refresh costing c delays the next one by REFRESH_DUTY * c; other widgets keep the base's FLUSH_DUTY."""
+    import time
+
+    from napari_smlm.widgets import _reconstruction
+
+    assert _reconstruction.REFRESH_DUTY > _base.FLUSH_DUTY
+    w = _dock(viewer, "Reconstruction")
+    assert w.flush_duty == _reconstruction.REFRESH_DUTY
+    w._flush_settled(time.perf_counter() - 0.02)  # a refresh that took >= 20 ms
+    assert w._flush_timer.interval() >= min(_base.FLUSH_MAX_MS, int(_reconstruction.REFRESH_DUTY * 20))
+    other = _dock(viewer, "Simulation")
+    assert other.flush_duty == _base.FLUSH_DUTY
