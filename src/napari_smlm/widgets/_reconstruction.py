@@ -174,6 +174,7 @@ class ReconstructionWidget(SmlmDockWidget):
         self._run_meta: dict = {}
         self._stack: np.ndarray | None = None
         self._sr_buf: np.ndarray | None = None
+        self._sr_grid: tuple | None = None
         self._latest_display: np.ndarray | None = None
         self._keep_stack = False
         self._final_points: tuple | None = None
@@ -496,6 +497,7 @@ class ReconstructionWidget(SmlmDockWidget):
         self._align_movie_layer(layer, px)
 
         self._run_layers, run_k = self._new_run_layers(layer.name, ckpt.model)
+        self._sr_grid = self._expected_sr_grid(ckpt, cfg, tuple(int(v) for v in data.shape[-2:]), px)
         self._streaming = stream_path is not None
         self._col = self.stream.collector(LIVE_POINTS) if self._streaming else PredictionCollector()
         self._stack = None
@@ -558,7 +560,12 @@ class ReconstructionWidget(SmlmDockWidget):
                 from ..core.localizations import Localizations
 
                 ldt = _points_layer_data(Localizations.empty(), rl.names[key], px, self._run_meta, md["frame_range"])
-            else:  # an invisible 1x1 placeholder (additive blending of 0); the first batch sets the grid
+            elif self._sr_grid is not None:  # on its final grid, zeros (additive blending: invisible until filled)
+                shape, sr_px = self._sr_grid
+                self._sr_buf = np.zeros(shape, np.float32)  # the refreshes fill it in place: no extent change
+                ldt = _layers.super_resolved_layer_data(self._sr_buf, sr_px, rl.names[key], metadata=md,
+                                                        contrast_limits=(0.0, 1.0))
+            else:  # an invisible 1x1 placeholder; the first batch sets the grid
                 ldt = _layers.super_resolved_layer_data(np.zeros((1, 1), np.float32), px, rl.names[key], metadata=md,
                                                         contrast_limits=(0.0, 1.0))
             ldt[1]["visible"] = False
@@ -573,6 +580,21 @@ class ReconstructionWidget(SmlmDockWidget):
             layer.visible = True
         if self._to_create and not self._closed:
             QTimer.singleShot(0, self._create_next_layer)
+
+    @staticmethod
+    def _expected_sr_grid(ckpt: Any, cfg: Any, image_shape: tuple[int, int], px: float) -> tuple | None:
+        """The running super-resolved image's ``(shape, pixel size)``, known at Run; None if it cannot be told.
+
+        The image layer is then created on it: its first result fills it in place, where a 1x1
+        placeholder growing to the real grid made napari update the dims and re-slice every layer.
+        """
+        from ..core.sr_grid import sr_grid
+
+        try:
+            return sr_grid(ckpt, cfg, image_shape, px)
+        except Exception as exc:  # noqa: BLE001 - an unknown family: the first result sets the grid
+            log.debug("super-resolved grid not known before the run: %s", exc)
+            return None
 
     @staticmethod
     def _predict_gen(data: Any, ckpt: Any, cfg: Any):
