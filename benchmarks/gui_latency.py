@@ -40,8 +40,11 @@ Goals (issue 10): max stall ≤ 250 ms, p99 ≤ 50 ms, blocked ≤ 5 %, no growt
 Diagnosis: ``GUI_LATENCY_PROFILE=1`` prints a cProfile of the GUI thread from Run to the end;
 ``GUI_LATENCY_SAMPLE=1`` breaks the longest stalls down by the functions on the GUI thread's stack;
 ``GUI_LATENCY_NOFLUSH=1`` skips the refreshes while running (what the worker alone costs the GUI
-thread: GIL contention). The JSON output (``--json``) lists the five longest stalls and every
-refresh (time, frames done, cost).
+thread: GIL contention). The JSON output (``--json``) lists the five longest stalls, every
+refresh (time, frames done, cost) and ``stall_hist``: count and sum of the stalls by size
+(0-2, 2-5, 5-10, 10-25 ... ms), which tells many small stalls (progress repaints, waiting for a
+CPU) from a few large ones (layer creations, refreshes). What one step of a run costs napari
+(creating a layer, its first draw, a refresh) is broken down by ``benchmarks/gui_layer_costs.py``.
 
 The machine this runs on matters a lot (a shared 2-core box makes every figure noisier): the
 script prints the torch thread count, the CPU count and the load average with the table.

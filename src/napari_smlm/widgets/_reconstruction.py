@@ -12,7 +12,8 @@ coordinates so that a rendered peak and its point coincide:
 Earlier runs stay until the user removes them ("Replace previous results" reuses the last run's
 layers instead). Layers are created once and then updated **in place** (same objects; the
 user's colormap, contrast and point style are kept). Refreshes are throttled by their own cost
-(at most 1/20 of the GUI thread, see :class:`._base.SmlmDockWidget`), and cost O(batch), not
+(at most 1/:data:`REFRESH_DUTY` of the GUI thread, see :class:`._base.SmlmDockWidget`), are one
+event-loop turn each (one canvas repaint) unless they create a layer, and cost O(batch), not
 O(run): while running, the points layer shows the latest :data:`LIVE_POINTS` localizations
 (its name says "(live)"); all of them arrive once the run ends. Cancel stops after the current
 batch and keeps everything found; Export writes what was found.
@@ -20,7 +21,9 @@ batch and keeps everything found; Export writes what was found.
 What stays off the GUI thread (it would stall napari): the out-of-distribution check of the movie
 (reads frames) and the final points table (coordinates + features of every localization) are
 computed by the worker (:func:`_reconstruction_job`); the result layers are created right after
-Run, one per event-loop turn, so no refresh pays for a layer's creation.
+Run, one per event-loop turn, so no refresh pays for a layer's creation; the super-resolved layer
+is created on the run's final grid (:func:`~napari_smlm.core.sr_grid.sr_grid`), so its results fill
+it in place.
 """
 
 from __future__ import annotations
