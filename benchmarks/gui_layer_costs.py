@@ -12,7 +12,8 @@ table — then, in a **fresh** viewer with the same movie, replays what a run do
 step at a time, exactly as the widget does it (:class:`napari_smlm._layers.RunLayers`):
 
 1. create the points layer hidden; 2. show it (its first draw); 3. create the super-resolved
-   layer hidden (a 1×1 placeholder, or ``--presized``: its final grid); 4. show it;
+   layer hidden (a 1×1 placeholder); 4. show it (``--presized``: laid out on its final grid in
+   the same turn, as the widget does, so that results fill it in place);
 5. the first live refresh (image, 5,000 live points, time slider) in one event-loop turn;
 6. a later live refresh (the same, the image filled in place); 7. the final refresh (the whole
    image; every localization in the points layer).
@@ -145,11 +146,17 @@ def replay(results, rows: dict, prof: dict | None, presized: bool) -> None:
         ldt[1]["visible"] = False
         pts_layer = _step("1 create points layer (hidden)", lambda: rl.update("points", ldt), rows, prof)
         _step("2 show points layer (first draw)", lambda: setattr(pts_layer, "visible", True), rows, prof)
-        buf = np.zeros_like(sr) if presized else np.zeros((1, 1), np.float32)
-        ldt = _layers.super_resolved_layer_data(buf, sr_px if presized else px, "R SR", metadata=md, contrast_limits=(0.0, 1.0))
+        ldt = _layers.super_resolved_layer_data(np.zeros((1, 1), np.float32), px, "R SR", metadata=md, contrast_limits=(0.0, 1.0))
         ldt[1]["visible"] = False
-        sr_layer = _step("3 create SR layer (hidden)", lambda: rl.update("sr", ldt), rows, prof)
-        _step("4 show SR layer (first draw)", lambda: setattr(sr_layer, "visible", True), rows, prof)
+        sr_layer = _step("3 create SR layer (hidden, 1x1)", lambda: rl.update("sr", ldt), rows, prof)
+
+        def lay_out_and_show():
+            if presized:  # as the widget does (ReconstructionWidget._lay_out_sr): zeros on the final grid
+                grid = _layers.super_resolved_layer_data(np.zeros_like(sr), sr_px, "R SR", metadata=md, contrast_limits=(0.0, 1.0))
+                rl.update("sr", grid)
+            sr_layer.visible = True
+
+        _step("4 " + ("lay out on its grid + " if presized else "") + "show SR layer (first draw)", lay_out_and_show, rows, prof)
 
         def refresh(img, parts, frame):
             if presized and sr_layer.data.shape == img.shape:
@@ -179,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="decode", help="shipped model of the unmeasured run (default %(default)s)")
     p.add_argument("--repeat", type=int, default=3, help="fresh viewers to replay in (default %(default)s)")
-    p.add_argument("--presized", action="store_true", help="create the SR layer on its final grid, not a 1x1 placeholder")
+    p.add_argument("--presized", action="store_true", help="lay the SR layer out on its final grid when it is shown (as the widget does)")
     p.add_argument("--profile", action="store_true", help="also break each step down with cProfile (inflated times)")
     a = p.parse_args(argv)
     import napari

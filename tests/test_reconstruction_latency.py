@@ -84,7 +84,8 @@ def test_result_layers_exist_at_run_start_unselected_and_end_with_the_worker_bui
     qtbot.waitUntil(lambda: set(w.result_layers()) == {"points", "sr"}, timeout=TIMEOUT_MS)
     layers = {k: _raw(la) for k, la in w.result_layers().items()}
     assert w._n_done == 0 and len(layers["points"].data) == 0
-    # the image layer is laid out on the run's final grid at once (zeros; its results fill it in place)
+    # when shown, the image layer is laid out on the run's final grid (zeros; its results fill it in place)
+    qtbot.waitUntil(lambda: all(la.visible for la in layers.values()), timeout=TIMEOUT_MS)
     grid = w._sr_grid
     assert grid is not None and layers["sr"].data.shape == grid[0] and grid[0][0] > 1
     assert not np.any(layers["sr"].data) and layers["sr"].data is w._sr_buf

@@ -563,12 +563,7 @@ class ReconstructionWidget(SmlmDockWidget):
                 from ..core.localizations import Localizations
 
                 ldt = _points_layer_data(Localizations.empty(), rl.names[key], px, self._run_meta, md["frame_range"])
-            elif self._sr_grid is not None:  # on its final grid, zeros (additive blending: invisible until filled)
-                shape, sr_px = self._sr_grid
-                self._sr_buf = np.zeros(shape, np.float32)  # the refreshes fill it in place: no extent change
-                ldt = _layers.super_resolved_layer_data(self._sr_buf, sr_px, rl.names[key], metadata=md,
-                                                        contrast_limits=(0.0, 1.0))
-            else:  # an invisible 1x1 placeholder; the first batch sets the grid
+            else:  # an invisible 1x1 placeholder; laid out on the run's grid when shown (_lay_out_sr)
                 ldt = _layers.super_resolved_layer_data(np.zeros((1, 1), np.float32), px, rl.names[key], metadata=md,
                                                         contrast_limits=(0.0, 1.0))
             ldt[1]["visible"] = False
@@ -580,9 +575,28 @@ class ReconstructionWidget(SmlmDockWidget):
     def _show_created(self, layer: Any) -> None:
         """Show a result layer created hidden by :meth:`_create_next_layer`; then create the next one."""
         if layer is not None and not self._closed:
+            self._lay_out_sr(layer)
             layer.visible = True
         if self._to_create and not self._closed:
             QTimer.singleShot(0, self._create_next_layer)
+
+    def _lay_out_sr(self, layer: Any) -> None:
+        """Put the super-resolved layer on the run's final grid (zeros), in the turn that first draws it.
+
+        Its results then fill that buffer in place (no data event, no extent change). Laying it out
+        makes napari update the dims (the finer grid) and re-slice every layer: at creation that
+        made the largest stall of a run larger, at the first result it made the first refresh
+        cost ~1/3 more; the first draw is the cheapest of the creation steps and its repaint is
+        shared. Not when the grid is unknown or a result already set the image.
+        """
+        rl = self._run_layers
+        if rl is None or self._sr_grid is None or self._sr_buf is not None or not _layers.same_layer(layer, rl.get("sr")):
+            return
+        shape, sr_px = self._sr_grid
+        self._sr_buf = np.zeros(shape, np.float32)
+        md = {**self._run_meta, "frame_range": [self._start, self._start]}
+        rl.update("sr", _layers.super_resolved_layer_data(self._sr_buf, sr_px, rl.names["sr"], metadata=md,
+                                                          contrast_limits=(0.0, 1.0)))
 
     @staticmethod
     def _expected_sr_grid(ckpt: Any, cfg: Any, image_shape: tuple[int, int], px: float) -> tuple | None:
