@@ -25,6 +25,8 @@ shared machine than wall time), medians over
 ``--repeat`` fresh viewers; ``--profile`` adds a cProfile of each step (time inflated by the
 profiler) summed over the functions that make it up: napari's layer model, the vispy visual,
 the layer-controls widget, dims/slicing, thumbnail, canvas draw, shader build, texture upload.
+``--fill 38280,100000,200000`` measures instead what giving a live points layer all of a run's
+localizations at once costs (the final refresh; O(n) in napari).
 """
 
 from __future__ import annotations
@@ -182,12 +184,60 @@ def replay(results, rows: dict, prof: dict | None, presized: bool) -> None:
         _drain()
 
 
+def fill_costs(sizes: list[int], repeat: int) -> list[tuple[int, float, float]]:
+    """``(n, wall s, process CPU s)``: a live points layer (5,000 rows) given ``n`` localizations at once.
+
+    What the final refresh of a run costs napari for its points (O(n): per-point symbols, sizes,
+    colours); ``FINAL_POINTS_ROWS`` of the Reconstruction widget bounds it (a frame view beyond).
+    """
+    import gui_latency as gl
+    import napari
+    from napari.layers import Layer
+    from qtpy.QtWidgets import QApplication
+
+    from napari_smlm import _layers
+    from napari_smlm.core.localizations import Localizations
+
+    rng = np.random.default_rng(0)
+
+    def table(n: int) -> Localizations:
+        cols = {"frame": rng.integers(0, 361, n), "x_nm": rng.uniform(0, 6400, n), "y_nm": rng.uniform(0, 6400, n)}
+        cols.update({c: rng.uniform(1, 100, n) for c in ("photons", "bg", "prob", "sigma_x_nm", "sigma_y_nm")})
+        return Localizations(cols, {"pixel_size_nm": 100.0})
+
+    viewer = napari.Viewer(show=True)
+    out = []
+    try:
+        viewer.open(str(gl.EPFL_MOVIE), plugin=gl.PLUGIN)
+        for n in sizes:
+            res = []
+            for _ in range(repeat):
+                live = _layers.pad_points(_layers.localizations_layer_data(table(4000), "L", pixel_size_nm=100.0), 5000)
+                layer = viewer.add_layer(Layer.create(*live))
+                _drain(0.3)
+                final = _layers.localizations_layer_data(table(n), "L", pixel_size_nm=100.0)
+                c, t = time.process_time(), time.perf_counter()
+                _layers.update_layer(layer, final)
+                for _ in range(2):
+                    QApplication.processEvents()
+                res.append((time.perf_counter() - t, time.process_time() - c))
+                viewer.layers.remove(layer)
+                _drain(0.3)
+            out.append((n, float(np.median([r[0] for r in res])), float(np.median([r[1] for r in res]))))
+    finally:
+        viewer.close()
+        _drain()
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", default="decode", help="shipped model of the unmeasured run (default %(default)s)")
     p.add_argument("--repeat", type=int, default=3, help="fresh viewers to replay in (default %(default)s)")
     p.add_argument("--presized", action="store_true", help="lay the SR layer out on its final grid when it is shown (as the widget does)")
     p.add_argument("--profile", action="store_true", help="also break each step down with cProfile (inflated times)")
+    p.add_argument("--fill", default="", help="only measure the final fill of a points layer with these numbers "
+                   "of localizations (comma-separated, e.g. 38280,100000,200000)")
     a = p.parse_args(argv)
     import napari
     import torch
@@ -196,6 +246,12 @@ def main(argv: list[str] | None = None) -> int:
     from qtpy.QtWidgets import QApplication
 
     QApplication.instance() or napari.qt.get_qapp()
+    if a.fill:
+        rows = fill_costs([int(v) for v in a.fill.split(",")], a.repeat)
+        print(f"load average {os.getloadavg()[0]:.2f}; medians of {a.repeat}\n\n| localizations | wall ms | process CPU ms |\n|---:|---:|---:|")
+        for n, wall, cpu in rows:
+            print(f"| {n:,} | {1000 * wall:.0f} | {1000 * cpu:.0f} |")
+        return 0
     results = _real_results(a.model)
     rows: dict = {}
     prof: dict | None = {} if a.profile else None

@@ -149,3 +149,15 @@ def test_reconstruction_refreshes_are_paced_by_its_own_duty(viewer, qtbot):
     assert w._flush_timer.interval() >= min(_base.FLUSH_MAX_MS, int(_reconstruction.REFRESH_DUTY * 20))
     other = _dock(viewer, "Simulation")
     assert other.flush_duty == _base.FLUSH_DUTY
+
+
+def test_the_final_fill_of_the_points_layer_is_bounded_below_the_stall_goal():
+    """Past FINAL_POINTS_ROWS a finished run shows a frame view instead of handing napari every point.
+
+    napari's fill costs ~60 ms + ~0.9 µs per point of CPU (``gui_layer_costs.py --fill``); the
+    bound keeps the final refresh (fill + image + repaint) under the 250 ms goal. That a run past
+    the bound ends on a frame view is tested in test_reconstruction_latency.py.
+    """
+    from napari_smlm.widgets import _reconstruction
+
+    assert _reconstruction.LIVE_POINTS < _reconstruction.FINAL_POINTS_ROWS <= 120_000

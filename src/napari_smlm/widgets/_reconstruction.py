@@ -75,7 +75,9 @@ LIVE_POINTS = 5000
 #: A finished run with more localizations than this gets a points layer that shows the current
 #: frame's (:func:`~napari_smlm._layers.frame_view_points`; the whole table stays readable from it):
 #: handing napari 650 k points at the end of a 20,000-frame run stalled its event loop ~0.9 s.
-FINAL_POINTS_ROWS = 200_000
+#: Filling a points layer costs napari ~60 ms + ~0.9 µs per point of CPU (``benchmarks/gui_layer_costs.py
+#: --fill``: 166 ms for 120 k, 235 ms for 200 k): 120 k keeps the final refresh under the 250 ms goal.
+FINAL_POINTS_ROWS = 120_000
 #: The progress bar and status line follow the worker's batches at most this often (ms).
 PROGRESS_MS = 200
 #: Live layer refreshes take at most 1/REFRESH_DUTY of the event loop (the base's FLUSH_DUTY is 40).
