@@ -5,8 +5,9 @@ value changes what the bar shows. In a napari window, whose canvas is an OpenGL 
 such repaint composes and flushes the whole window by itself (with software OpenGL, as under
 xvfb, ~7 ms of the event loop on the 2-core benchmark machine); a status label changed in the
 same turn then costs a second one. A run updates its progress several times a second for
-minutes (``benchmarks/gui_latency.py`` found these repaints to be the largest single item of the
-event loop's work in a long run), so :func:`set_progress` queues the bar's repaint instead
+minutes (a GUI-thread profile of a long run, ``GUI_LATENCY_PROFILE=1 benchmarks/gui_latency.py``,
+found these repaints to be the largest item of the widget's own work), so :func:`set_progress`
+queues the bar's repaint instead
 (``QWidget.update``): Qt merges it with every other widget changed in that event-loop turn into
 one flush.
 """
