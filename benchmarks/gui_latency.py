@@ -40,8 +40,11 @@ Goals (issue 10): max stall ≤ 250 ms, p99 ≤ 50 ms, blocked ≤ 5 %, no growt
 Diagnosis: ``GUI_LATENCY_PROFILE=1`` prints a cProfile of the GUI thread from Run to the end;
 ``GUI_LATENCY_SAMPLE=1`` breaks the longest stalls down by the functions on the GUI thread's stack;
 ``GUI_LATENCY_NOFLUSH=1`` skips the refreshes while running (what the worker alone costs the GUI
-thread: GIL contention). The JSON output (``--json``) lists the five longest stalls and every
-refresh (time, frames done, cost).
+thread: GIL contention). The JSON output (``--json``) lists the five longest stalls, every
+refresh (time, frames done, cost) and ``stall_hist``: count and sum of the stalls by size
+(0-2, 2-5, 5-10, 10-25 ... ms), which tells many small stalls (progress repaints, waiting for a
+CPU) from a few large ones (layer creations, refreshes). What one step of a run costs napari
+(creating a layer, its first draw, a refresh) is broken down by ``benchmarks/gui_layer_costs.py``.
 
 The machine this runs on matters a lot (a shared 2-core box makes every figure noisier): the
 script prints the torch thread count, the CPU count and the load average with the table.
@@ -364,6 +367,9 @@ def run_case(
             "load_avg": os.getloadavg()[0],
             # how the blocked time splits: stalls over 50 / 100 / 250 / 500 ms (count, sum ms)
             "stall_bins": {str(b): (int((stalls > b).sum()), round(float(stalls[stalls > b].sum()))) for b in (50, 100, 250, 500)},
+            # where the blocked time is, by stall size: {"lo-hi ms": (count, sum ms)}
+            "stall_hist": {f"{lo:g}-{hi:g}": (int(((stalls > lo) & (stalls <= hi)).sum()), round(float(stalls[(stalls > lo) & (stalls <= hi)].sum()), 1))
+                           for lo, hi in ((0, 2), (2, 5), (5, 10), (10, 25), (25, 50), (50, 100), (100, 250), (250, 1e9))},
             "idle_max_stall_ms": float(idle_stalls.max()) if idle_stalls.size else float("nan"),
             "idle_p99_stall_ms": float(np.percentile(idle_stalls, 99)) if idle_stalls.size else float("nan"),
             "idle_blocked_pct": 100.0 * float(idle_stalls.sum()) / 1000.0 / idle_s,

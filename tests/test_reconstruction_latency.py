@@ -84,8 +84,15 @@ def test_result_layers_exist_at_run_start_unselected_and_end_with_the_worker_bui
     qtbot.waitUntil(lambda: set(w.result_layers()) == {"points", "sr"}, timeout=TIMEOUT_MS)
     layers = {k: _raw(la) for k, la in w.result_layers().items()}
     assert w._n_done == 0 and len(layers["points"].data) == 0
-    assert layers["sr"].data.shape == (1, 1)
+    # when shown, the image layer is laid out on the run's final grid (zeros; its results fill it in place)
+    qtbot.waitUntil(lambda: all(la.visible for la in layers.values()), timeout=TIMEOUT_MS)
+    grid = w._sr_grid
+    assert grid is not None and layers["sr"].data.shape == grid[0] and grid[0][0] > 1
+    assert not np.any(layers["sr"].data) and layers["sr"].data is w._sr_buf
+    np.testing.assert_allclose(layers["sr"].scale[-1], grid[1])
     assert _raw(viewer.layers.selection.active) is _raw(movie)  # the user's selection stays
+    sr_data_events = []
+    layers["sr"].events.data.connect(lambda e: sr_data_events.append(e))
     gate.set()
     _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
     assert w.status.state is RunState.DONE, w.status.message
@@ -104,7 +111,9 @@ def test_result_layers_exist_at_run_start_unselected_and_end_with_the_worker_bui
     np.testing.assert_array_equal(pts.features.to_numpy(), expected[1]["features"].to_numpy())
     assert pts.metadata["frame_range"] == locs.meta["frame_range"] == [0, 12]
     assert pts.metadata["localizations_meta"]["model"] == "toy-test"
-    assert layers["sr"].data.shape[0] > 1  # the placeholder became the rendered image
+    assert layers["sr"].data.shape == grid[0] and np.any(layers["sr"].data)  # filled in place, same grid
+    assert grid == (w._col.last.sr_image.shape, w._col.last.sr_pixel_size_nm)  # the grid iter_predict used
+    assert sr_data_events == []  # no refresh replaced the image (no extent change, no re-slicing)
     assert w._stack is None  # the network output is not shown: no per-frame stack was kept
 
 

@@ -254,6 +254,7 @@ class SmlmDockWidget(QWidget):
     """
 
     job_started = Signal(object)
+    flush_duty: float = FLUSH_DUTY  #: a subclass whose refreshes may be sparser sets its own
 
     def __init__(self, viewer: Any, parent: QWidget | None = None):
         super().__init__(parent)
@@ -321,7 +322,7 @@ class SmlmDockWidget(QWidget):
             return
         self.last_flush_s = time.perf_counter() - t
         self.refresh_log.append((t, self.last_flush_s))
-        ms = int(min(FLUSH_MAX_MS, max(FLUSH_MIN_MS, FLUSH_DUTY * 1000.0 * self.last_flush_s)))
+        ms = int(min(FLUSH_MAX_MS, max(FLUSH_MIN_MS, self.flush_duty * 1000.0 * self.last_flush_s)))
         self._flush_timer.setInterval(ms)
 
     def schedule_flush(self) -> None:

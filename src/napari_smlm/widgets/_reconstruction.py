@@ -12,7 +12,8 @@ coordinates so that a rendered peak and its point coincide:
 Earlier runs stay until the user removes them ("Replace previous results" reuses the last run's
 layers instead). Layers are created once and then updated **in place** (same objects; the
 user's colormap, contrast and point style are kept). Refreshes are throttled by their own cost
-(at most 1/20 of the GUI thread, see :class:`._base.SmlmDockWidget`), and cost O(batch), not
+(at most 1/:data:`REFRESH_DUTY` of the GUI thread, see :class:`._base.SmlmDockWidget`), are one
+event-loop turn each (one canvas repaint) unless they create a layer, and cost O(batch), not
 O(run): while running, the points layer shows the latest :data:`LIVE_POINTS` localizations
 (its name says "(live)"); all of them arrive once the run ends. Cancel stops after the current
 batch and keeps everything found; Export writes what was found.
@@ -20,7 +21,9 @@ batch and keeps everything found; Export writes what was found.
 What stays off the GUI thread (it would stall napari): the out-of-distribution check of the movie
 (reads frames) and the final points table (coordinates + features of every localization) are
 computed by the worker (:func:`_reconstruction_job`); the result layers are created right after
-Run, one per event-loop turn, so no refresh pays for a layer's creation.
+Run, one per event-loop turn, so no refresh pays for a layer's creation; the super-resolved layer
+is created on the run's final grid (:func:`~napari_smlm.core.sr_grid.sr_grid`), so its results fill
+it in place.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from ._base import (
     LayerPicker, SmlmDockWidget, dspin, error_reason, notify_error, notify_info, notify_warning, spin, wrap_label,
 )
 from ._forms import CameraForm, ModelChooser, estimate_baseline_adu, sample_frames
+from ._quiet_progress import set_progress
 from ._state import RunState
 from ._stream_option import StreamOption
 from ..core.progress import UpdateKind
@@ -71,9 +75,15 @@ LIVE_POINTS = 5000
 #: A finished run with more localizations than this gets a points layer that shows the current
 #: frame's (:func:`~napari_smlm._layers.frame_view_points`; the whole table stays readable from it):
 #: handing napari 650 k points at the end of a 20,000-frame run stalled its event loop ~0.9 s.
-FINAL_POINTS_ROWS = 200_000
+#: Filling a points layer costs napari ~60 ms + ~0.9 µs per point of CPU (``benchmarks/gui_layer_costs.py
+#: --fill``: 166 ms for 120 k, 235 ms for 200 k): 120 k keeps the final refresh under the 250 ms goal.
+FINAL_POINTS_ROWS = 120_000
 #: The progress bar and status line follow the worker's batches at most this often (ms).
 PROGRESS_MS = 200
+#: Live layer refreshes take at most 1/REFRESH_DUTY of the event loop (the base's FLUSH_DUTY is 40).
+#: A refresh is one event-loop turn since session 5 (~40-60 ms, half its former cost), so 80 keeps
+#: the pace users saw before (one refresh every ~3-4 s) and halves its share of the event loop.
+REFRESH_DUTY = 80
 #: An in-memory (eager) movie layer larger than this gets a warning: open it lazily instead.
 EAGER_WARN_BYTES = 1 * 2**30
 #: File patterns "Use napari-smlm for …" assigns to this plugin in napari's reader preferences.
@@ -156,6 +166,8 @@ def _reconstruction_job(data: Any, ckpt: Any, cfg: Any, camera: Any, points_name
 class ReconstructionWidget(SmlmDockWidget):
     """Reconstruct a movie layer with a deep-learning model (napari-smlm.reconstruct_movie)."""
 
+    flush_duty = REFRESH_DUTY
+
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
         super().__init__(napari_viewer, parent)
         from napari.layers import Image
@@ -167,6 +179,7 @@ class ReconstructionWidget(SmlmDockWidget):
         self._run_meta: dict = {}
         self._stack: np.ndarray | None = None
         self._sr_buf: np.ndarray | None = None
+        self._sr_grid: tuple | None = None
         self._latest_display: np.ndarray | None = None
         self._keep_stack = False
         self._final_points: tuple | None = None
@@ -489,6 +502,7 @@ class ReconstructionWidget(SmlmDockWidget):
         self._align_movie_layer(layer, px)
 
         self._run_layers, run_k = self._new_run_layers(layer.name, ckpt.model)
+        self._sr_grid = self._expected_sr_grid(ckpt, cfg, tuple(int(v) for v in data.shape[-2:]), px)
         self._streaming = stream_path is not None
         self._col = self.stream.collector(LIVE_POINTS) if self._streaming else PredictionCollector()
         self._stack = None
@@ -551,7 +565,7 @@ class ReconstructionWidget(SmlmDockWidget):
                 from ..core.localizations import Localizations
 
                 ldt = _points_layer_data(Localizations.empty(), rl.names[key], px, self._run_meta, md["frame_range"])
-            else:  # an invisible 1x1 placeholder (additive blending of 0); the first batch sets the grid
+            else:  # an invisible 1x1 placeholder; laid out on the run's grid when shown (_lay_out_sr)
                 ldt = _layers.super_resolved_layer_data(np.zeros((1, 1), np.float32), px, rl.names[key], metadata=md,
                                                         contrast_limits=(0.0, 1.0))
             ldt[1]["visible"] = False
@@ -563,9 +577,43 @@ class ReconstructionWidget(SmlmDockWidget):
     def _show_created(self, layer: Any) -> None:
         """Show a result layer created hidden by :meth:`_create_next_layer`; then create the next one."""
         if layer is not None and not self._closed:
+            self._lay_out_sr(layer)
             layer.visible = True
         if self._to_create and not self._closed:
             QTimer.singleShot(0, self._create_next_layer)
+
+    def _lay_out_sr(self, layer: Any) -> None:
+        """Put the super-resolved layer on the run's final grid (zeros), in the turn that first draws it.
+
+        Its results then fill that buffer in place (no data event, no extent change). Laying it out
+        makes napari update the dims (the finer grid) and re-slice every layer: at creation that
+        made the largest stall of a run larger, at the first result it made the first refresh
+        cost ~1/3 more; the first draw is the cheapest of the creation steps and its repaint is
+        shared. Not when the grid is unknown or a result already set the image.
+        """
+        rl = self._run_layers
+        if rl is None or self._sr_grid is None or self._sr_buf is not None or not _layers.same_layer(layer, rl.get("sr")):
+            return
+        shape, sr_px = self._sr_grid
+        self._sr_buf = np.zeros(shape, np.float32)
+        md = {**self._run_meta, "frame_range": [self._start, self._start]}
+        rl.update("sr", _layers.super_resolved_layer_data(self._sr_buf, sr_px, rl.names["sr"], metadata=md,
+                                                          contrast_limits=(0.0, 1.0)))
+
+    @staticmethod
+    def _expected_sr_grid(ckpt: Any, cfg: Any, image_shape: tuple[int, int], px: float) -> tuple | None:
+        """The running super-resolved image's ``(shape, pixel size)``, known at Run; None if it cannot be told.
+
+        The image layer is then created on it: its first result fills it in place, where a 1x1
+        placeholder growing to the real grid made napari update the dims and re-slice every layer.
+        """
+        from ..core.sr_grid import sr_grid
+
+        try:
+            return sr_grid(ckpt, cfg, image_shape, px)
+        except Exception as exc:  # noqa: BLE001 - an unknown family: the first result sets the grid
+            log.debug("super-resolved grid not known before the run: %s", exc)
+            return None
 
     @staticmethod
     def _predict_gen(data: Any, ckpt: Any, cfg: Any):
@@ -624,7 +672,7 @@ class ReconstructionWidget(SmlmDockWidget):
         if col is None or (not force and now - self._progress_t < PROGRESS_MS / 1000.0):
             return
         self._progress_t = now
-        self.progress.setValue(col.n_done)
+        set_progress(self.progress, col.n_done)  # one window flush with the status line, not two
         if not self.status.running:
             return
         el = max(now - self._t0, 1e-9)
@@ -665,12 +713,14 @@ class ReconstructionWidget(SmlmDockWidget):
 
     # ---------------------------------------------------------------- refreshes (GUI thread)
     def _flush(self, then: Any = None) -> None:
-        """One refresh of the result layers, in steps, each in its own event-loop turn.
+        """One refresh of the result layers: usually one event-loop turn, more when it creates a layer.
 
-        The steps (:meth:`_refresh_steps`: super-resolved image; points; network output and time
-        slider) each cost napari tens of ms; between them the event loop handles input and
-        repaints. A refresh that is still going on is not restarted: it reschedules itself at
-        its end if more updates came. ``then`` runs after the last step.
+        The updates of :meth:`_refresh_steps` (super-resolved image, points, network output, time
+        slider) share one turn, hence one repaint of the canvas (each repaint costs the event loop
+        ~30-40 ms with software OpenGL: three turns cost more than the one they were cut from);
+        only a step that had to create a layer (napari: ~0.1 s) ends its turn. A refresh that is
+        still going on is not restarted: it reschedules itself at its end if more updates came.
+        ``then`` runs after the last step.
         """
         if self._steps is not None or self._final_flushed:
             return
@@ -752,8 +802,8 @@ class ReconstructionWidget(SmlmDockWidget):
                 self._sr_buf[...] = u.sr_image
             sr = _layers.super_resolved_layer_data(self._sr_buf, float(u.sr_pixel_size_nm), rl.names["sr"], metadata=md)
             self._put(rl, "sr", sr)
-            yield
-        self._create_budget = 1
+            if self._created_now():
+                yield
         name = rl.names["points"]
         if running and self._live_rows >= min(col.n_found, LIVE_POINTS):
             # the newest LIVE_POINTS rows from the arrays the worker made: concatenation only
@@ -772,13 +822,20 @@ class ReconstructionWidget(SmlmDockWidget):
                 rl.rename("points", pts[1]["name"])
             else:
                 rl.rename("points", f"{name} (live)" if live else name)
+        if self._created_now():
+            yield
         if self.show_output.isChecked():
-            yield
-            self._create_budget = 1
             self._flush_network_output(rl, md)
+            if self._created_now():
+                yield
         if running and self.follow.isChecked() and self._run_meta["n_frames"] > 1 and self.viewer.dims.ndim >= 3:
-            yield
             self.viewer.dims.set_current_step(0, self._last_frame)
+
+    def _created_now(self) -> bool:
+        """Whether the refresh step just done created a layer (its turn ends then); the next step may create one."""
+        created = self._create_budget <= 0
+        self._create_budget = 1
+        return created
 
     def _put(self, rl: _layers.RunLayers, key: str, layer_data: Any) -> Any:
         """Update the run's layer ``key`` in place, or create it if this refresh may still create one."""
