@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -27,6 +29,7 @@ from .checkpoint import Checkpoint, checkpoint_camera, resolve_checkpoint
 from .device import cpu_has_fast_bf16, default_threads, resolve_device
 from .progress import UpdateKind
 from .localizations import Localizations
+from .models.base import PostprocessResult
 from .tiling import _bin, plan_inference, run_tiled
 
 __all__ = [
@@ -43,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: Accepted values of :attr:`InferenceConfig.precision`.
 PRECISIONS = ("auto", "fp32", "bf16")
+#: Accepted values of :attr:`InferenceConfig.parallel`.
+PARALLEL = ("auto", "batches", "ops")
 
 #: Models that ``precision="auto"`` keeps in float32 on CPU: ``benchmarks/precision_guard.py``
 #: found their bfloat16 results outside the bounds (|ΔJI| <= 0.5 points, |ΔRMSE| <= 0.5 nm) on
@@ -100,6 +105,13 @@ class InferenceConfig:
     tile_px : int, optional
         Always tile, with tile cores of this side (camera pixels, rounded up to a multiple of
         16); default (None): tile only frames over ``max_activation_mb``.
+    parallel : {"auto", "batches", "ops"}
+        How ``threads`` CPU threads share the work. ``"batches"``: each thread computes whole
+        batches on its own (network and post-processing, one torch thread each), several batches
+        at once, results in order; ``"ops"``: every batch in turn, each operation split over the
+        threads. ``"auto"``: ``"batches"`` on CPU with >= 2 threads when the batches in flight fit
+        in ``max_activation_mb`` and frames are not tiled, else ``"ops"``. Same localizations
+        either way (the arithmetic of a batch does not depend on it).
     """
 
     camera: Camera | str | dict | None = None
@@ -116,10 +128,13 @@ class InferenceConfig:
     threads: int | None = None
     max_activation_mb: float = 4608.0
     tile_px: int | None = None
+    parallel: str = "auto"
 
     def __post_init__(self) -> None:
         if str(self.precision).lower() not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if str(self.parallel).lower() not in PARALLEL:
+            raise ValueError(f"parallel must be one of {PARALLEL}, got {self.parallel!r}")
         if self.threads is not None and int(self.threads) < 1:
             raise ValueError(f"threads must be >= 1 (or None for the machine's default), got {self.threads}")
         if int(self.batch_size) < 1:
@@ -333,6 +348,24 @@ def _inference_network(ckpt: Checkpoint, dev: torch.device) -> torch.nn.Module:
     return net
 
 
+def _batch_workers(parallel: str, dev: torch.device, threads: int, n_batches: int, plan, batch_size: int) -> int:
+    """How many batches run at once (each on ``threads // workers`` torch threads); 1 = the ops-parallel loop.
+
+    Batch-parallel on CPU (``parallel="auto"``/``"batches"``): the threads never wait for each
+    other inside a batch, and one thread's post-processing (Python, single-threaded) overlaps the
+    other's network. Measured (decode, 64×64 frames, 2 threads; ``docs/benchmarks.md``, "Session 5")
+    against one batch at a time on both threads. Not for tiled frames, GPUs, a single batch, or
+    when ``workers`` batches of activations would exceed the memory budget.
+    """
+    p = str(parallel).lower()
+    if p == "ops" or dev.type != "cpu" or threads < 2 or n_batches < 2 or plan.tiles is not None:
+        return 1
+    workers = threads
+    if p == "auto" and plan.frame_bytes * batch_size * workers > plan.budget_bytes:
+        return 1
+    return workers
+
+
 #: Super-pixels per forward pass of a model on an upsampled grid (the batch is capped to fit).
 #: (Batches of 4, 8 and 16 frames of 64×64 px at ×4 gave the same frames per CPU-second end to
 #: end, interleaved, on the loaded machine; the network alone ran faster on 4-8 while it was quiet.)
@@ -445,7 +478,6 @@ def iter_predict(
     }
     if plan.tiles is not None:
         meta["tiles"] = len(plan.tiles)
-    autocast = torch.autocast(dev.type, dtype=cast) if cast is not None else nullcontext()
     threads_before = torch.get_num_threads()
     threads = int(cfg.threads) if cfg.threads is not None else min(threads_before, default_threads())
     meta["threads"] = threads
@@ -453,33 +485,64 @@ def iter_predict(
     bounds = [(a, min(a + batch_size, stop)) for a in range(start, stop, batch_size)]
     channels_last = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
     sr_flat = sr.reshape(-1)
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-smlm-read")
-    try:
-        if threads != threads_before:
-            torch.set_num_threads(threads)
-        nxt = pool.submit(_read_photons, movie, *bounds[0], c, cam)
-        for k, (a, b) in enumerate(bounds):
-            photons = torch.from_numpy(nxt.result()).to(dev)
-            if k + 1 < len(bounds):  # read and convert the next batch while this one computes
-                nxt = pool.submit(_read_photons, movie, *bounds[k + 1], c, cam)
+    # CPU: each thread runs whole batches on its own (see _batch_workers) or all threads share each batch
+    workers = _batch_workers(cfg.parallel, dev, threads, len(bounds), plan, batch_size)
+    meta["parallel"] = "batches" if workers > 1 else "ops"
+    families = queue.SimpleQueue()  # one family per batch in flight: preprocess keeps per-batch state
+    families.put(family)
+    for _ in range(workers - 1):
+        families.put(ckpt.family())
+
+    def compute(read, a: int, b: int) -> PostprocessResult:
+        """Network + post-processing of frames ``a..b`` (any thread; inference mode and autocast are per thread)."""
+        photons = torch.from_numpy(read.result()).to(dev)
+        fam = families.get()
+        try:
             # (B, 2c+1, H, W) windows of consecutive frames
             win = photons.unfold(0, 2 * c + 1, 1).permute(0, 3, 1, 2) if c else photons[:, None]
+            ac = torch.autocast(dev.type, dtype=cast) if cast is not None else nullcontext()
             with torch.inference_mode():
                 # one copy: the windows straight into the network's memory layout
-                inp = family.preprocess(win.contiguous(memory_format=channels_last))
+                inp = fam.preprocess(win.contiguous(memory_format=channels_last))
                 if dev.type == "cpu":
                     inp = inp.contiguous(memory_format=torch.channels_last)
                 if plan.tiles is not None:
-                    pp = run_tiled(net, family, inp, plan.tiles, torch.arange(a, b), pixel_size_nm, threshold,
-                                   autocast, max(u_model // u, 1), per_frame_outputs)
-                else:
-                    with autocast:
-                        out = net(inp)
-                    # post-processing in float32, on plain (B, C, H, W) planes
-                    out = out.to(dtype=torch.float32, memory_format=torch.contiguous_format)
-                    pp = family.postprocess(
-                        out, torch.arange(a, b), pixel_size_nm, threshold=threshold, want_images=True
-                    )
+                    return run_tiled(net, fam, inp, plan.tiles, torch.arange(a, b), pixel_size_nm, threshold,
+                                     ac, max(u_model // u, 1), per_frame_outputs)
+                with ac:
+                    out = net(inp)
+                # post-processing in float32, on plain (B, C, H, W) planes
+                out = out.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+                return fam.postprocess(out, torch.arange(a, b), pixel_size_nm, threshold=threshold, want_images=True)
+        finally:
+            families.put(fam)
+
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-smlm-read")
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="napari-smlm-batch") if workers > 1 else None
+    pending: deque = deque()
+
+    def submit(k: int) -> None:
+        read = reader.submit(_read_photons, movie, *bounds[k], c, cam)
+        pending.append(pool.submit(compute, read, *bounds[k]) if pool is not None else read)
+
+    try:
+        if workers > 1:
+            torch.set_num_threads(max(threads // workers, 1))  # per batch; every worker thread picks it up
+        elif threads != threads_before:
+            torch.set_num_threads(threads)
+        # read ahead one batch (and, with batch workers, keep one batch queued behind the running ones)
+        for k in range(min(workers + 1 if pool is not None else 1, len(bounds))):
+            submit(k)
+        for k, (a, b) in enumerate(bounds):
+            job = pending.popleft()
+            if pool is None:
+                if k + 1 < len(bounds):  # read and convert the next batch while this one computes
+                    submit(k + 1)
+                pp = compute(job, a, b)
+            else:
+                if k + len(pending) + 1 < len(bounds):
+                    submit(k + len(pending) + 1)
+                pp = job.result()
             locs = pp.localizations
             if len(locs):  # positions past the frame's edge (e.g. saturated input) are not in the sample
                 inside = (locs["x_nm"] >= 0) & (locs["x_nm"] < W * pixel_size_nm) & (locs["y_nm"] >= 0) & (locs["y_nm"] < H * pixel_size_nm)
@@ -503,7 +566,11 @@ def iter_predict(
                 UpdateKind.BATCH, b - start, stop - start, a, b, locs, sr.copy(), sr_px, disp, time.perf_counter() - t0, meta
             )
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for job in pending:
+            job.cancel()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        reader.shutdown(wait=True, cancel_futures=True)
         if torch.get_num_threads() != threads_before:
             torch.set_num_threads(threads_before)
     allocs = Localizations.concat(found, meta=meta)
