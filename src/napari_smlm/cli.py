@@ -556,6 +556,7 @@ def cmd_localize(args) -> int:
             method = "gaussian" if args.render_method == "model" else args.render_method  # interrupted: no model image
             _render_and_save(locs, r, r.with_suffix(".png"), method, args.render_pixel_size, args.render_sigma, (H * cam_px, W * cam_px), title=Path(movie.paths[0]).name)
         print(f"super-resolved image: {r} (+ {r.with_suffix('.png')})")
+    _cli_process.outputs_done()  # everything written, closed and renamed (atomic_path)
     return _interrupted_rc(f"{len(locs)} localizations of the frames done kept in {out}")
 
 
@@ -1011,7 +1012,9 @@ def main(argv: list[str] | None = None) -> int:
         _cli_process.setup()
     try:
         with STOP:  # SIGINT/SIGTERM: stop at the next batch, keep what is done, exit 130
-            return int(args.func(args) or 0)
+            rc = int(args.func(args) or 0)
+        _cli_process.finish(rc)  # a real process whose outputs are all written: exit without teardown
+        return rc
     except KeyboardInterrupt:
         log.debug("interrupted", exc_info=True)
         print("interrupted: nothing was written (existing files are untouched)", file=sys.stderr)
