@@ -191,3 +191,27 @@ def test_localize_process_exits_without_teardown_once_its_outputs_are_written(tm
         full = run(str(tmp_path / name), **kw)
         assert full.returncode == 0 and "RETURNED 0" in full.stdout and "ATEXIT RAN" in full.stdout, (kw, full.stderr[-2000:])
         assert (tmp_path / name).read_bytes() == (tmp_path / "ref.csv").read_bytes()
+
+
+def test_checkpoint_weight_check_names_the_bad_tensor_in_one_pass(tmp_path):
+    """The NaN/inf check over all weights at once still names a bad tensor, and a large finite
+    float64 weight is not mistaken for inf (no rounding to float32)."""
+    import torch
+
+    from napari_smlm.core.checkpoint import CheckpointError, load_checkpoint, shipped_checkpoint_path
+
+    if "decode" not in set(shipped_models()):
+        pytest.skip("decode weights not shipped")
+    payload = torch.load(shipped_checkpoint_path("decode"), map_location="cpu", weights_only=True)
+    keys = [k for k, v in payload["state_dict"].items() if v.is_floating_point() and v.numel() > 1]
+    bad = dict(payload, state_dict=dict(payload["state_dict"]))
+    bad["state_dict"][keys[3]] = bad["state_dict"][keys[3]].clone().index_fill_(0, torch.tensor([0]), float("inf"))
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=f"1 weight tensor.*{keys[3]}"):
+        load_checkpoint(tmp_path / "bad.pt")
+    big = dict(payload, state_dict=dict(payload["state_dict"]))
+    big["state_dict"]["extra_float64"] = torch.tensor([1e300], dtype=torch.float64)  # finite, over float32's range
+    torch.save(big, tmp_path / "big.pt")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(tmp_path / "big.pt")
+    assert "NaN or inf" not in str(err.value)  # refused for the unexpected key, not as non-finite

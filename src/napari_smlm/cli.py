@@ -518,9 +518,12 @@ def cmd_localize(args) -> int:
     ckpt = resolve_checkpoint(args.checkpoint or args.model)
     cam = _camera_from_args(args, ckpt)
     start, stop = (args.frames if args.frames else (0, None))
+    from .core.device import torch_threads
     from .core.models.domain import check_movie
 
-    for w in check_movie(ckpt, movie, camera=cam, pixel_size_nm=args.pixel_size).warnings:
+    with torch_threads(1):  # a few small operations on 8 frames: no waiting for a second thread
+        domain = check_movie(ckpt, movie, camera=cam, pixel_size_nm=args.pixel_size)
+    for w in domain.warnings:
         print(f"warning: {w}", file=sys.stderr)
     t0 = time.perf_counter()  # the printed rate: frames read from the TIFF -> table on disk (see --help)
     config = InferenceConfig(

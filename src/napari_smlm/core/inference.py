@@ -26,7 +26,7 @@ import torch
 
 from .camera import Camera, get_camera
 from .checkpoint import Checkpoint, checkpoint_camera, resolve_checkpoint
-from .device import cpu_has_fast_bf16, default_threads, resolve_device
+from .device import cpu_has_fast_bf16, default_threads, resolve_device, torch_threads
 from .progress import UpdateKind
 from .localizations import Localizations
 from .models.base import PostprocessResult
@@ -329,22 +329,16 @@ def _inference_network(ckpt: Checkpoint, dev: torch.device) -> torch.nn.Module:
     (Building on the meta device instead would skip the initialisation but imports
     torch._dynamo: ~1 CPU-s.)
     """
-    before = torch.get_num_threads()
-    try:
-        if before != 1:
-            torch.set_num_threads(1)
+    with torch_threads(1):  # many small operations (also the folding and the re-layout below)
         net = ckpt.build(dev)
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
-    for p in net.parameters():
-        p.requires_grad_(False)
-    net.eval()
-    # density networks: the same function computed on the camera grid (models/density_fast.py)
-    fast = net.camera_grid_form() if hasattr(net, "camera_grid_form") else None
-    net = _fold_batchnorm(fast if fast is not None else net).eval()
-    if dev.type == "cpu":
-        net = net.to(memory_format=torch.channels_last)
+        for p in net.parameters():
+            p.requires_grad_(False)
+        net.eval()
+        # density networks: the same function computed on the camera grid (models/density_fast.py)
+        fast = net.camera_grid_form() if hasattr(net, "camera_grid_form") else None
+        net = _fold_batchnorm(fast if fast is not None else net).eval()
+        if dev.type == "cpu":
+            net = net.to(memory_format=torch.channels_last)
     return net
 
 
