@@ -72,7 +72,9 @@ class InferenceConfig:
     device : str
         ``auto | cpu | cuda | mps``.
     batch_size : int
-        Frames per forward pass (models on an upsampled grid cap it to bound memory).
+        Frames per forward pass (models on an upsampled grid cap it to bound memory). Default 32:
+        decode's network needed ~6 % less CPU per frame than with 16 on the test machine (AVX-512
+        BF16, 2 cores; ``docs/benchmarks.md``, "Session 5").
     start, stop : int
         Frame range (0-based, ``stop`` exclusive; None = to the end).
     threshold : float, optional
@@ -117,7 +119,7 @@ class InferenceConfig:
     camera: Camera | str | dict | None = None
     pixel_size_nm: float | None = None
     device: str = "auto"
-    batch_size: int = 16
+    batch_size: int = 32
     start: int = 0
     stop: int | None = None
     threshold: float | None = None
