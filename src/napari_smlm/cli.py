@@ -539,6 +539,7 @@ def cmd_localize(args) -> int:
     config = InferenceConfig(
         camera=cam, pixel_size_nm=args.pixel_size, device=args.device, batch_size=args.batch_size,
         start=start, stop=stop, threshold=args.threshold, precision=args.precision, threads=args.threads or None,
+        parallel=getattr(args, "parallel", "auto"),
     )
     STOP.poll()
     log.info("localizing %s with %s", movie.paths[0] if len(movie.paths) == 1 else f"{len(movie.paths)} files", ckpt.model)
@@ -936,6 +937,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"frames per batch (default: {LOCALIZE_BATCH}; {STREAM_BATCH} for .hdf5 output, --resume and Dask runs, "
                     "whose batches a resume must match)")
     lz.add_argument("--threads", type=arg("threads"), default=0, help="torch CPU threads (0 = the cores this process may use: affinity mask, cgroup quota)")
+    lz.add_argument("--parallel", default="auto", choices=["auto", "batches", "ops"],
+                    help="how CPU threads share the work: batches = each thread its own batches (several at once), "
+                    "ops = every operation split over the threads; auto = batches when they fit in memory (same table either way)")
     lz.add_argument("--threshold", type=arg("threshold"), default=None, help="detection threshold in [0, 1] (default: the model's)")
     lz.add_argument("--frames", type=arg("frame"), nargs=2, default=None, metavar=("START", "STOP"), help="only frames START <= frame < STOP, 0-based (default: all)")
     lz.add_argument(
