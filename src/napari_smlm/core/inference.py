@@ -108,10 +108,10 @@ class InferenceConfig:
         Always tile, with tile cores of this side (camera pixels, rounded up to a multiple of
         16); default (None): tile only frames over ``max_activation_mb``.
     parallel : {"auto", "batches", "ops"}
-        How ``threads`` CPU threads share the work. ``"batches"``: each thread computes whole
-        batches on its own (network and post-processing, one torch thread each), several batches
-        at once, results in order; ``"ops"``: every batch in turn, each operation split over the
-        threads. ``"auto"``: ``"batches"`` on CPU with >= 2 threads when the batches in flight fit
+        How ``threads`` CPU threads share the work. ``"batches"``: several whole batches at once
+        (network and post-processing; up to :data:`MAX_BATCH_WORKERS`, sharing the threads evenly:
+        with 2 threads, two batches on one thread each), results in order; ``"ops"``: every batch
+        in turn, each operation split over the threads. ``"auto"``: ``"batches"`` on CPU with >= 2 threads when the batches in flight fit
         in ``max_activation_mb`` and frames are not tiled, else ``"ops"``. Same localizations
         either way (the arithmetic of a batch does not depend on it).
     """
@@ -356,10 +356,16 @@ def _batch_workers(parallel: str, dev: torch.device, threads: int, n_batches: in
     p = str(parallel).lower()
     if p == "ops" or dev.type != "cpu" or threads < 2 or n_batches < 2 or plan.tiles is not None:
         return 1
-    workers = threads
+    # up to MAX_BATCH_WORKERS batches at once, sharing the threads evenly (measured only with 2 threads)
+    workers = next((w for w in range(min(threads, MAX_BATCH_WORKERS), 1, -1) if threads % w == 0), min(threads, MAX_BATCH_WORKERS))
     if p == "auto" and plan.frame_bytes * batch_size * workers > plan.budget_bytes:
         return 1
     return workers
+
+
+#: Most batches computed at once by the batch-parallel CPU loop (more threads are shared among them:
+#: each batch's operations then run on ``threads // workers`` threads). Only 2 was measured.
+MAX_BATCH_WORKERS = 4
 
 
 #: Super-pixels per forward pass of a model on an upsampled grid (the batch is capped to fit).
@@ -514,7 +520,10 @@ def iter_predict(
             families.put(fam)
 
     reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-smlm-read")
-    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="napari-smlm-batch") if workers > 1 else None
+    per_worker = max(threads // workers, 1)
+    pool = ThreadPoolExecutor(  # each worker thread sets its own OpenMP thread count (a per-thread setting)
+        max_workers=workers, thread_name_prefix="napari-smlm-batch", initializer=torch.set_num_threads, initargs=(per_worker,)
+    ) if workers > 1 else None
     pending: deque = deque()
 
     def submit(k: int) -> None:
@@ -523,7 +532,7 @@ def iter_predict(
 
     try:
         if workers > 1:
-            torch.set_num_threads(max(threads // workers, 1))  # per batch; every worker thread picks it up
+            torch.set_num_threads(per_worker)  # the process-wide count too (torch's own worker threads start from it)
         elif threads != threads_before:
             torch.set_num_threads(threads)
         # read ahead one batch (and, with batch workers, keep one batch queued behind the running ones)
