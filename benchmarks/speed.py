@@ -48,12 +48,12 @@ def _stats(v: list[float]) -> tuple[float, float, float]:
     return float(np.median(a)), float(a.min()), float(a.max())
 
 
-def _one_cli_run(tif: Path, model: str, precision: str, env: dict, batch: int | None, out: Path):
+def _one_cli_run(tif: Path, model: str, precision: str, env: dict, batch: int | None, out: Path, extra: list[str] = ()):
     """One ``napari-smlm localize`` process: (frames, wall s, child CPU s, frames/s the CLI printed)."""
     import resource
 
     cmd = [sys.executable, "-m", "napari_smlm.cli", "localize", str(tif), "--model", model, "--device", "cpu",
-           "--precision", precision, "-o", str(out)]
+           "--precision", precision, "-o", str(out), *extra]
     if batch:
         cmd += ["--batch-size", str(batch)]
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -71,7 +71,8 @@ def _one_cli_run(tif: Path, model: str, precision: str, env: dict, batch: int | 
     return int(m.group(2)), dt, dcpu, float(m.group(3))
 
 
-def whole_process(tif: Path, model: str, precision: str, runs: int, envs: dict[str, dict], batch: int | None, tmp: Path):
+def whole_process(tif: Path, model: str, precision: str, runs: int, envs: dict[str, dict], batch: int | None, tmp: Path,
+                  extra: dict[str, list[str]] | None = None):
     """``runs`` CLI runs per code version in ``envs`` (``{label: environment}``), interleaved.
 
     Run k starts with version ``k % len(envs)`` and goes round the others, so that a change of
@@ -88,7 +89,7 @@ def whole_process(tif: Path, model: str, precision: str, runs: int, envs: dict[s
         for j in range(len(labels)):
             label = labels[(k + j) % len(labels)]
             out = tmp / f"{model}_{precision}_{k}_{j}_{time.monotonic_ns()}.csv"
-            n, dt, dcpu, printed = _one_cli_run(tif, model, precision, envs[label], batch, out)
+            n, dt, dcpu, printed = _one_cli_run(tif, model, precision, envs[label], batch, out, (extra or {}).get(label, []))
             r = res[label]
             r["wall"].append(n / dt)
             r["printed"].append(printed)
@@ -97,12 +98,14 @@ def whole_process(tif: Path, model: str, precision: str, runs: int, envs: dict[s
     return res
 
 
-def in_process(tif: Path, model: str, precision: str, runs: int, batch: int | None):
+def in_process(tif: Path, model: str, precision: str, runs: int, batch: int | None, parallel: str | None = None):
     """Frames/s (wall) and frames per CPU-second of ``runs`` in-process runs, and the localization count."""
     from napari_smlm.core.inference import predict
     from napari_smlm.core.io import open_movie
 
     kw = {"device": "cpu", "precision": precision}
+    if parallel:
+        kw["parallel"] = parallel
     if batch:
         kw["batch_size"] = batch
     movie = open_movie(tif)
@@ -132,6 +135,9 @@ def main(argv=None) -> int:
                    help="also run the CLI with this source tree (e.g. main's src/ exported to a temporary folder), "
                    "interleaved with this one's: a 'before' row per model (whole process only)")
     p.add_argument("--skip-inproc", action="store_true", help="whole-process (CLI) figures only")
+    p.add_argument("--parallel", default=None, choices=["auto", "batches", "ops"],
+                   help="this tree's `localize --parallel` / predict(parallel=...) (default: its own default; "
+                   "never passed to --baseline-src)")
     a = p.parse_args(argv)
     if a.threads:
         os.environ["OMP_NUM_THREADS"] = str(a.threads)
@@ -153,7 +159,7 @@ def main(argv=None) -> int:
     head = [
         f"Machine: {mach['cpu']}, {mach['cores']} CPUs; flags: {cpu_flags_summary()} (native bf16: {cpu_has_fast_bf16()}); "
         f"torch {mach['torch']}, {torch.get_num_threads()} threads; {a.runs} runs each; "
-        f"batch {a.batch_size or 'default'}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"batch {a.batch_size or 'default'}; parallel {a.parallel or 'default'}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
     ]
     print(head[0], flush=True)
     print(f"load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}", flush=True)
@@ -178,7 +184,8 @@ def main(argv=None) -> int:
                 row = {"model": model, "precision": prec}
                 before = None
                 if not a.skip_cli:
-                    res = whole_process(tif, model, prec, a.runs, envs, a.batch_size, tmp)
+                    res = whole_process(tif, model, prec, a.runs, envs, a.batch_size, tmp,
+                                        {"": ["--parallel", a.parallel]} if a.parallel else None)
                     for label, r in res.items():
                         dst = row if not label else {"model": f"{model} ({label})", "precision": prec}
                         dst["wall"], dst["printed"], dst["wall_cpu"] = _stats(r["wall"]), _stats(r["printed"]), _stats(r["cpu"])
@@ -186,7 +193,7 @@ def main(argv=None) -> int:
                         if label:
                             before = dst
                 if not a.skip_inproc:
-                    ip, ipc, n_locs = in_process(tif, model, prec, a.runs, a.batch_size)
+                    ip, ipc, n_locs = in_process(tif, model, prec, a.runs, a.batch_size, a.parallel)
                     row["inproc"], row["inproc_cpu"], row["locs"] = _stats(ip), _stats(ipc), n_locs
                 row["load"] = os.getloadavg()[0]
                 for r in (before, row):

@@ -165,3 +165,58 @@ def test_speed_and_guard_scripts_run(tmp_path):
     )
     assert out.returncode in (0, 1), out.stderr[-3000:]
     assert "verdict: bf16" in out.stdout
+
+
+@pytest.mark.parametrize("model", ["decode", "fid-storm"])
+def test_batch_parallel_gives_the_same_localizations(movie, model):
+    """Two threads on two batches at once (parallel="batches") = both threads on each batch in turn.
+
+    The frame and the arithmetic of each batch do not depend on how the threads share the work, so
+    the tables are identical, in the same order, and so is the running super-resolved image.
+    """
+    if model not in SHIPPED:
+        pytest.skip(f"{model} weights not shipped")
+    frames, _ = movie
+    before = torch.get_num_threads()
+    kw = dict(device="cpu", batch_size=3, threads=2)  # 6 batches of the 16 frames, the last one short
+    ops = predict(frames, model, parallel="ops", **kw)
+    par = predict(frames, model, parallel="batches", **kw)
+    auto = predict(frames, model, **kw)
+    assert ops.meta["parallel"] == "ops" and par.meta["parallel"] == "batches" == auto.meta["parallel"]
+    assert len(ops.localizations) > 50
+    for res in (par, auto):
+        assert list(res.localizations.columns) == list(ops.localizations.columns)
+        for col in ops.localizations.columns:
+            np.testing.assert_array_equal(np.asarray(res.localizations[col]), np.asarray(ops.localizations[col]), err_msg=col)
+        np.testing.assert_array_equal(res.sr_image, ops.sr_image)
+    assert torch.get_num_threads() == before
+    # one thread, a single batch, or activations of two batches over the budget: one batch at a time
+    assert predict(frames, model, device="cpu", threads=1, batch_size=3).meta["parallel"] == "ops"
+    assert predict(frames, model, device="cpu", threads=2, batch_size=16).meta["parallel"] == "ops"
+    from napari_smlm.core.tiling import activation_bytes
+
+    one_batch_mb = activation_bytes(model, resolve_checkpoint(model).family().upsampling, 64, 64) * 3 / 2**20
+    tight = predict(frames, model, parallel="auto", max_activation_mb=1.5 * one_batch_mb, **kw)
+    assert tight.meta["parallel"] == "ops"
+    with pytest.raises(ValueError, match="parallel"):
+        InferenceConfig(parallel="threads")
+
+
+def test_batch_parallel_stop_keeps_what_was_yielded(movie):
+    """Closing the generator with batches in flight: the yielded batches stay valid, threads are joined."""
+    from napari_smlm.core.inference import collect_predictions, iter_predict
+
+    if "decode" not in SHIPPED:
+        pytest.skip("decode weights not shipped")
+    frames, _ = movie
+    before = torch.get_num_threads()
+    gen = iter_predict(frames, "decode", device="cpu", batch_size=2, threads=2, parallel="batches")
+    seen = []
+    col = collect_predictions(gen, on_update=seen.append, should_stop=lambda: len(seen) >= 2)
+    assert col.interrupted and col.n_done == 4 and gen.gi_frame is None
+    assert len(col.localizations()) == sum(len(u.localizations) for u in seen)
+    assert col.localizations().frames.max() < 4
+    assert torch.get_num_threads() == before
+    import threading
+
+    assert not [t for t in threading.enumerate() if t.name.startswith("napari-smlm-batch")]

@@ -130,7 +130,8 @@ def test_localize_process_loads_one_family_no_scipy_and_restores_the_collector(t
         pytest.skip("decode weights not shipped")
     tif = write_movie(tmp_path / "m.tif", simulate(SimulationConfig(n_frames=20, height=32, width=32, seed=1))[0], pixel_size_nm=100.0)
     code = (
-        "import gc, sys\n"
+        "import gc, os, sys\n"
+        "os.environ['NAPARI_SMLM_FULL_EXIT'] = '1'  # main() returns (see the fast-exit test below)\n"
         "from napari_smlm.cli import main\n"
         f"sys.argv = ['napari-smlm', 'localize', {str(tif)!r}, '--model', 'decode', '--device', 'cpu', '-o', {str(tmp_path / 'p.csv')!r}]\n"
         "rc = main()\n"
@@ -142,3 +143,75 @@ def test_localize_process_loads_one_family_no_scipy_and_restores_the_collector(t
     assert main(["localize", str(tif), "--model", "decode", "--device", "cpu", "-o", str(tmp_path / "q.csv")]) == 0
     assert (tmp_path / "p.csv").read_bytes() == (tmp_path / "q.csv").read_bytes()
     assert np.loadtxt(tmp_path / "p.csv", delimiter=",", skiprows=1).shape[0] > 0
+
+
+def test_localize_process_exits_without_teardown_once_its_outputs_are_written(tmp_path):
+    """A real `localize` process ends with os._exit after writing everything (issue 16): no atexit
+    handlers, same return code, stdout flushed into a pipe, the same table as in process; other
+    commands, errors, ``NAPARI_SMLM_FULL_EXIT`` and a live non-daemon thread get the usual shutdown."""
+    import os
+
+    from napari_smlm.cli import main
+    from napari_smlm.core.config import SimulationConfig
+    from napari_smlm.core.io import write_movie
+    from napari_smlm.core.simulate import simulate
+
+    if "decode" not in set(shipped_models()):
+        pytest.skip("decode weights not shipped")
+    tif = write_movie(tmp_path / "m.tif", simulate(SimulationConfig(n_frames=20, height=32, width=32, seed=1))[0], pixel_size_nm=100.0)
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONUNBUFFERED", "NAPARI_SMLM_FULL_EXIT")}
+
+    def run(out: str, *, thread: bool = False, env_extra: dict | None = None, args: tuple = ()):
+        code = (
+            "import atexit, sys, threading\n"
+            "atexit.register(lambda: print('ATEXIT RAN', flush=True))\n"
+            "ev = threading.Event()\n"
+            + ("threading.Thread(target=ev.wait).start()  # still working when main() ends\n" if thread else "")
+            + "from napari_smlm.cli import main\n"
+            f"sys.argv = ['napari-smlm', 'localize', {str(tif)!r}, '--model', 'decode', '--device', 'cpu', '-o', {out!r}, *{args!r}]\n"
+            "rc = main()\n"
+            "print('RETURNED', rc)\n"
+            "ev.set()\n"
+            "sys.exit(rc)\n"
+        )
+        return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, env={**env, **(env_extra or {})})
+
+    fast = run(str(tmp_path / "fast.csv"))
+    assert fast.returncode == 0, fast.stderr[-3000:]
+    assert "localizations:" in fast.stdout and "in 20 frames" in fast.stdout  # flushed into the pipe
+    assert "RETURNED" not in fast.stdout and "ATEXIT RAN" not in fast.stdout  # no teardown
+    assert main(["localize", str(tif), "--model", "decode", "--device", "cpu", "-o", str(tmp_path / "ref.csv")]) == 0
+    assert (tmp_path / "fast.csv").read_bytes() == (tmp_path / "ref.csv").read_bytes()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fast.csv", "m.tif", "ref.csv"]  # no .part left
+    # an error (the output exists): the usual return and shutdown, rc 2
+    err = run(str(tmp_path / "fast.csv"))
+    assert err.returncode == 2 and "RETURNED 2" in err.stdout and "ATEXIT RAN" in err.stdout and "exists" in err.stderr
+    # asked for the full shutdown, or a thread still working: main() returns, atexit runs
+    for kw, name in (({"env_extra": {"NAPARI_SMLM_FULL_EXIT": "1"}}, "full.csv"), ({"thread": True}, "thread.csv")):
+        full = run(str(tmp_path / name), **kw)
+        assert full.returncode == 0 and "RETURNED 0" in full.stdout and "ATEXIT RAN" in full.stdout, (kw, full.stderr[-2000:])
+        assert (tmp_path / name).read_bytes() == (tmp_path / "ref.csv").read_bytes()
+
+
+def test_checkpoint_weight_check_names_the_bad_tensor_in_one_pass(tmp_path):
+    """The NaN/inf check over all weights at once still names a bad tensor, and a large finite
+    float64 weight is not mistaken for inf (no rounding to float32)."""
+    import torch
+
+    from napari_smlm.core.checkpoint import CheckpointError, load_checkpoint, shipped_checkpoint_path
+
+    if "decode" not in set(shipped_models()):
+        pytest.skip("decode weights not shipped")
+    payload = torch.load(shipped_checkpoint_path("decode"), map_location="cpu", weights_only=True)
+    keys = [k for k, v in payload["state_dict"].items() if v.is_floating_point() and v.numel() > 1]
+    bad = dict(payload, state_dict=dict(payload["state_dict"]))
+    bad["state_dict"][keys[3]] = bad["state_dict"][keys[3]].clone().index_fill_(0, torch.tensor([0]), float("inf"))
+    torch.save(bad, tmp_path / "bad.pt")
+    with pytest.raises(CheckpointError, match=f"1 weight tensor.*{keys[3]}"):
+        load_checkpoint(tmp_path / "bad.pt")
+    big = dict(payload, state_dict=dict(payload["state_dict"]))
+    big["state_dict"]["extra_float64"] = torch.tensor([1e300], dtype=torch.float64)  # finite, over float32's range
+    torch.save(big, tmp_path / "big.pt")
+    with pytest.raises(CheckpointError) as err:
+        load_checkpoint(tmp_path / "big.pt")
+    assert "NaN or inf" not in str(err.value)  # refused for the unexpected key, not as non-finite

@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import time
+from collections import deque
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
@@ -24,9 +26,10 @@ import torch
 
 from .camera import Camera, get_camera
 from .checkpoint import Checkpoint, checkpoint_camera, resolve_checkpoint
-from .device import cpu_has_fast_bf16, default_threads, resolve_device
+from .device import cpu_has_fast_bf16, default_threads, resolve_device, torch_threads
 from .progress import UpdateKind
 from .localizations import Localizations
+from .models.base import PostprocessResult
 from .tiling import _bin, plan_inference, run_tiled
 
 __all__ = [
@@ -43,6 +46,8 @@ log = logging.getLogger(__name__)
 
 #: Accepted values of :attr:`InferenceConfig.precision`.
 PRECISIONS = ("auto", "fp32", "bf16")
+#: Accepted values of :attr:`InferenceConfig.parallel`.
+PARALLEL = ("auto", "batches", "ops")
 
 #: Models that ``precision="auto"`` keeps in float32 on CPU: ``benchmarks/precision_guard.py``
 #: found their bfloat16 results outside the bounds (|ΔJI| <= 0.5 points, |ΔRMSE| <= 0.5 nm) on
@@ -67,7 +72,9 @@ class InferenceConfig:
     device : str
         ``auto | cpu | cuda | mps``.
     batch_size : int
-        Frames per forward pass (models on an upsampled grid cap it to bound memory).
+        Frames per forward pass (models on an upsampled grid cap it to bound memory). Default 32:
+        decode's network needed ~6 % less CPU per frame than with 16 on the test machine (AVX-512
+        BF16, 2 cores; ``docs/benchmarks.md``, "Session 5").
     start, stop : int
         Frame range (0-based, ``stop`` exclusive; None = to the end).
     threshold : float, optional
@@ -100,12 +107,19 @@ class InferenceConfig:
     tile_px : int, optional
         Always tile, with tile cores of this side (camera pixels, rounded up to a multiple of
         16); default (None): tile only frames over ``max_activation_mb``.
+    parallel : {"auto", "batches", "ops"}
+        How ``threads`` CPU threads share the work. ``"batches"``: several whole batches at once
+        (network and post-processing; up to :data:`MAX_BATCH_WORKERS`, sharing the threads evenly:
+        with 2 threads, two batches on one thread each), results in order; ``"ops"``: every batch
+        in turn, each operation split over the threads. ``"auto"``: ``"batches"`` on CPU with >= 2 threads when the batches in flight fit
+        in ``max_activation_mb`` and frames are not tiled, else ``"ops"``. Same localizations
+        either way (the arithmetic of a batch does not depend on it).
     """
 
     camera: Camera | str | dict | None = None
     pixel_size_nm: float | None = None
     device: str = "auto"
-    batch_size: int = 16
+    batch_size: int = 32
     start: int = 0
     stop: int | None = None
     threshold: float | None = None
@@ -116,10 +130,13 @@ class InferenceConfig:
     threads: int | None = None
     max_activation_mb: float = 4608.0
     tile_px: int | None = None
+    parallel: str = "auto"
 
     def __post_init__(self) -> None:
         if str(self.precision).lower() not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
+        if str(self.parallel).lower() not in PARALLEL:
+            raise ValueError(f"parallel must be one of {PARALLEL}, got {self.parallel!r}")
         if self.threads is not None and int(self.threads) < 1:
             raise ValueError(f"threads must be >= 1 (or None for the machine's default), got {self.threads}")
         if int(self.batch_size) < 1:
@@ -314,23 +331,41 @@ def _inference_network(ckpt: Checkpoint, dev: torch.device) -> torch.nn.Module:
     (Building on the meta device instead would skip the initialisation but imports
     torch._dynamo: ~1 CPU-s.)
     """
-    before = torch.get_num_threads()
-    try:
-        if before != 1:
-            torch.set_num_threads(1)
+    with torch_threads(1):  # many small operations (also the folding and the re-layout below)
         net = ckpt.build(dev)
-    finally:
-        if torch.get_num_threads() != before:
-            torch.set_num_threads(before)
-    for p in net.parameters():
-        p.requires_grad_(False)
-    net.eval()
-    # density networks: the same function computed on the camera grid (models/density_fast.py)
-    fast = net.camera_grid_form() if hasattr(net, "camera_grid_form") else None
-    net = _fold_batchnorm(fast if fast is not None else net).eval()
-    if dev.type == "cpu":
-        net = net.to(memory_format=torch.channels_last)
+        for p in net.parameters():
+            p.requires_grad_(False)
+        net.eval()
+        # density networks: the same function computed on the camera grid (models/density_fast.py)
+        fast = net.camera_grid_form() if hasattr(net, "camera_grid_form") else None
+        net = _fold_batchnorm(fast if fast is not None else net).eval()
+        if dev.type == "cpu":
+            net = net.to(memory_format=torch.channels_last)
     return net
+
+
+def _batch_workers(parallel: str, dev: torch.device, threads: int, n_batches: int, plan, batch_size: int) -> int:
+    """How many batches run at once (each on ``threads // workers`` torch threads); 1 = the ops-parallel loop.
+
+    Batch-parallel on CPU (``parallel="auto"``/``"batches"``): the threads never wait for each
+    other inside a batch, and one thread's post-processing (Python, single-threaded) overlaps the
+    other's network. Measured (decode, 64×64 frames, 2 threads; ``docs/benchmarks.md``, "Session 5")
+    against one batch at a time on both threads. Not for tiled frames, GPUs, a single batch, or
+    when ``workers`` batches of activations would exceed the memory budget.
+    """
+    p = str(parallel).lower()
+    if p == "ops" or dev.type != "cpu" or threads < 2 or n_batches < 2 or plan.tiles is not None:
+        return 1
+    # up to MAX_BATCH_WORKERS batches at once, sharing the threads evenly (measured only with 2 threads)
+    workers = next((w for w in range(min(threads, MAX_BATCH_WORKERS), 1, -1) if threads % w == 0), min(threads, MAX_BATCH_WORKERS))
+    if p == "auto" and plan.frame_bytes * batch_size * workers > plan.budget_bytes:
+        return 1
+    return workers
+
+
+#: Most batches computed at once by the batch-parallel CPU loop (more threads are shared among them:
+#: each batch's operations then run on ``threads // workers`` threads). Only 2 was measured.
+MAX_BATCH_WORKERS = 4
 
 
 #: Super-pixels per forward pass of a model on an upsampled grid (the batch is capped to fit).
@@ -445,7 +480,6 @@ def iter_predict(
     }
     if plan.tiles is not None:
         meta["tiles"] = len(plan.tiles)
-    autocast = torch.autocast(dev.type, dtype=cast) if cast is not None else nullcontext()
     threads_before = torch.get_num_threads()
     threads = int(cfg.threads) if cfg.threads is not None else min(threads_before, default_threads())
     meta["threads"] = threads
@@ -453,33 +487,67 @@ def iter_predict(
     bounds = [(a, min(a + batch_size, stop)) for a in range(start, stop, batch_size)]
     channels_last = torch.channels_last if dev.type == "cpu" else torch.contiguous_format
     sr_flat = sr.reshape(-1)
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-smlm-read")
-    try:
-        if threads != threads_before:
-            torch.set_num_threads(threads)
-        nxt = pool.submit(_read_photons, movie, *bounds[0], c, cam)
-        for k, (a, b) in enumerate(bounds):
-            photons = torch.from_numpy(nxt.result()).to(dev)
-            if k + 1 < len(bounds):  # read and convert the next batch while this one computes
-                nxt = pool.submit(_read_photons, movie, *bounds[k + 1], c, cam)
+    # CPU: each thread runs whole batches on its own (see _batch_workers) or all threads share each batch
+    workers = _batch_workers(cfg.parallel, dev, threads, len(bounds), plan, batch_size)
+    meta["parallel"] = "batches" if workers > 1 else "ops"
+    families = queue.SimpleQueue()  # one family per batch in flight: preprocess keeps per-batch state
+    families.put(family)
+    for _ in range(workers - 1):
+        families.put(ckpt.family())
+
+    def compute(read, a: int, b: int) -> PostprocessResult:
+        """Network + post-processing of frames ``a..b`` (any thread; inference mode and autocast are per thread)."""
+        photons = torch.from_numpy(read.result()).to(dev)
+        fam = families.get()
+        try:
             # (B, 2c+1, H, W) windows of consecutive frames
             win = photons.unfold(0, 2 * c + 1, 1).permute(0, 3, 1, 2) if c else photons[:, None]
+            ac = torch.autocast(dev.type, dtype=cast) if cast is not None else nullcontext()
             with torch.inference_mode():
                 # one copy: the windows straight into the network's memory layout
-                inp = family.preprocess(win.contiguous(memory_format=channels_last))
+                inp = fam.preprocess(win.contiguous(memory_format=channels_last))
                 if dev.type == "cpu":
                     inp = inp.contiguous(memory_format=torch.channels_last)
                 if plan.tiles is not None:
-                    pp = run_tiled(net, family, inp, plan.tiles, torch.arange(a, b), pixel_size_nm, threshold,
-                                   autocast, max(u_model // u, 1), per_frame_outputs)
-                else:
-                    with autocast:
-                        out = net(inp)
-                    # post-processing in float32, on plain (B, C, H, W) planes
-                    out = out.to(dtype=torch.float32, memory_format=torch.contiguous_format)
-                    pp = family.postprocess(
-                        out, torch.arange(a, b), pixel_size_nm, threshold=threshold, want_images=True
-                    )
+                    return run_tiled(net, fam, inp, plan.tiles, torch.arange(a, b), pixel_size_nm, threshold,
+                                     ac, max(u_model // u, 1), per_frame_outputs)
+                with ac:
+                    out = net(inp)
+                # post-processing in float32, on plain (B, C, H, W) planes
+                out = out.to(dtype=torch.float32, memory_format=torch.contiguous_format)
+                return fam.postprocess(out, torch.arange(a, b), pixel_size_nm, threshold=threshold, want_images=True)
+        finally:
+            families.put(fam)
+
+    reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="napari-smlm-read")
+    per_worker = max(threads // workers, 1)
+    pool = ThreadPoolExecutor(  # each worker thread sets its own OpenMP thread count (a per-thread setting)
+        max_workers=workers, thread_name_prefix="napari-smlm-batch", initializer=torch.set_num_threads, initargs=(per_worker,)
+    ) if workers > 1 else None
+    pending: deque = deque()
+
+    def submit(k: int) -> None:
+        read = reader.submit(_read_photons, movie, *bounds[k], c, cam)
+        pending.append(pool.submit(compute, read, *bounds[k]) if pool is not None else read)
+
+    try:
+        if workers > 1:
+            torch.set_num_threads(per_worker)  # the process-wide count too (torch's own worker threads start from it)
+        elif threads != threads_before:
+            torch.set_num_threads(threads)
+        # read ahead one batch (and, with batch workers, keep one batch queued behind the running ones)
+        for k in range(min(workers + 1 if pool is not None else 1, len(bounds))):
+            submit(k)
+        for k, (a, b) in enumerate(bounds):
+            job = pending.popleft()
+            if pool is None:
+                if k + 1 < len(bounds):  # read and convert the next batch while this one computes
+                    submit(k + 1)
+                pp = compute(job, a, b)
+            else:
+                if k + len(pending) + 1 < len(bounds):
+                    submit(k + len(pending) + 1)
+                pp = job.result()
             locs = pp.localizations
             if len(locs):  # positions past the frame's edge (e.g. saturated input) are not in the sample
                 inside = (locs["x_nm"] >= 0) & (locs["x_nm"] < W * pixel_size_nm) & (locs["y_nm"] >= 0) & (locs["y_nm"] < H * pixel_size_nm)
@@ -503,7 +571,11 @@ def iter_predict(
                 UpdateKind.BATCH, b - start, stop - start, a, b, locs, sr.copy(), sr_px, disp, time.perf_counter() - t0, meta
             )
     finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+        for job in pending:
+            job.cancel()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        reader.shutdown(wait=True, cancel_futures=True)
         if torch.get_num_threads() != threads_before:
             torch.set_num_threads(threads_before)
     allocs = Localizations.concat(found, meta=meta)
