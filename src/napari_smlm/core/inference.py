@@ -369,9 +369,11 @@ MAX_BATCH_WORKERS = 4
 
 
 #: Super-pixels per forward pass of a model on an upsampled grid (the batch is capped to fit).
-#: (Batches of 4, 8 and 16 frames of 64×64 px at ×4 gave the same frames per CPU-second end to
-#: end, interleaved, on the loaded machine; the network alone ran faster on 4-8 while it was quiet.)
-DENSITY_BATCH_SUPERPIXELS = 1 << 22
+#: 2**19 = 8 frames of 64×64 px at ×4: on a quiet 2-core machine deep-storm's ``predict`` ran 84
+#: frames/s at 8 frames per batch against 55-65 at 16 and 32 (its activations then fall out of
+#: cache), u-storm 36-37 against 29-31 (session 5, benchmarks/speed.py; a 512×512 frame at ×4 is
+#: still one batch, only smaller batches are affected).
+DENSITY_BATCH_SUPERPIXELS = 1 << 19
 
 #: Pixels of the running super-resolved image beyond which its grid is made coarser (float32:
 #: 256 MB; 1024×1024 frames keep ×8 for localization models, ×4 for the density models up to 2048×2048).
