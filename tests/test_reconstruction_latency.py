@@ -9,6 +9,7 @@ run that fails before its first result leaves no empty layers behind.
 
 import gc
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -270,3 +271,56 @@ def test_a_big_finished_run_shows_the_current_frame_and_reads_back_every_row(vie
     back = _layers.layer_to_localizations(layer)  # what Render / Evaluation / export read: every row
     assert len(back) == len(locs)
     np.testing.assert_allclose(np.sort(back.df["x_nm"].to_numpy()), np.sort(locs.df["x_nm"].to_numpy()))
+
+
+def test_the_event_loop_runs_between_the_layer_creation_steps(viewer, qtbot, toy_checkpoint, monkeypatch):
+    """Creating and first showing the two result layers are four steps of ~50-100 ms of GUI thread
+    each; a timer (the user's input, a heartbeat) must get a turn between any two of them, or two
+    steps make one stall. With zero-delay timers (CREATE_GAP_MS = 0) this failed: heartbeat ticks
+    between the steps [1, 0, 1] (showing the points and creating the image ran back to back).
+    """
+    from qtpy.QtCore import Qt, QTimer
+
+    frames, _ = simulate(SIM.replace(n_frames=12, seed=8, density=1.0))
+    movie = _add_movie(viewer, frames, name="m")
+    w = _dock(viewer, "Reconstruction")
+    gate = _gate_worker(w)
+    w.movie_picker.value = movie
+    assert w.load_checkpoint_file(toy_checkpoint)
+    w.device.setCurrentText("cpu")
+    ticks = [0]
+    hb = QTimer()
+    hb.setTimerType(Qt.TimerType.PreciseTimer)
+    hb.setInterval(1)
+    hb.timeout.connect(lambda: ticks.__setitem__(0, ticks[0] + 1))
+    steps = []
+    create, show = w._create_next_layer, w._show_created
+
+    def slow_create():
+        steps.append(("create", ticks[0]))
+        create()
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.03:  # a creation takes ≥ 30 ms: the heartbeat is due after it
+            pass
+
+    def slow_show(layer):
+        steps.append(("show", ticks[0]))
+        show(layer)
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.03:
+            pass
+
+    monkeypatch.setattr(w, "_create_next_layer", slow_create)
+    monkeypatch.setattr(w, "_show_created", slow_show)
+    hb.start()
+    try:
+        assert w.run()
+        qtbot.waitUntil(lambda: len(steps) == 4 and all(la.visible for la in w.result_layers().values()), timeout=TIMEOUT_MS)
+    finally:
+        hb.stop()
+        gate.set()
+        _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
+    assert [s for s, _ in steps] == ["create", "show", "create", "show"]
+    counts = [c for _, c in steps]
+    between = [b - a for a, b in zip(counts, counts[1:])]
+    assert min(between) >= 1, f"heartbeat ticks between the creation steps: {between}"

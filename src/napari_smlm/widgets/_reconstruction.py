@@ -84,6 +84,10 @@ PROGRESS_MS = 200
 #: A refresh is one event-loop turn since session 5 (~40-60 ms, half its former cost), so 80 keeps
 #: the pace users saw before (one refresh every ~3-4 s) and halves its share of the event loop.
 REFRESH_DUTY = 80
+#: Gap between the steps that create and first show the result layers (ms; each step is ~50-100 ms
+#: of GUI thread). With zero-delay timers two steps could run in one event-loop pass and make one
+#: stall of ~250 ms; with a gap, pending input, paints and timers are served between them.
+CREATE_GAP_MS = 10
 #: An in-memory (eager) movie layer larger than this gets a warning: open it lazily instead.
 EAGER_WARN_BYTES = 1 * 2**30
 #: File patterns "Use napari-smlm for …" assigns to this plugin in napari's reader preferences.
@@ -543,7 +547,7 @@ class ReconstructionWidget(SmlmDockWidget):
         # GUI thread here: vispy visual, layer controls): the heartbeat and clicks get in between,
         # and no live refresh pays for a creation.
         self._to_create = ["points", "sr"]
-        QTimer.singleShot(0, self._create_next_layer)
+        QTimer.singleShot(CREATE_GAP_MS, self._create_next_layer)
         return True
 
     def _create_next_layer(self) -> None:
@@ -572,7 +576,7 @@ class ReconstructionWidget(SmlmDockWidget):
             t = time.perf_counter()
             layer = rl.update(key, ldt)
             self.creation_log.append((t, time.perf_counter() - t))
-        QTimer.singleShot(0, lambda: self._show_created(layer))
+        QTimer.singleShot(CREATE_GAP_MS, lambda: self._show_created(layer))
 
     def _show_created(self, layer: Any) -> None:
         """Show a result layer created hidden by :meth:`_create_next_layer`; then create the next one."""
@@ -580,7 +584,7 @@ class ReconstructionWidget(SmlmDockWidget):
             self._lay_out_sr(layer)
             layer.visible = True
         if self._to_create and not self._closed:
-            QTimer.singleShot(0, self._create_next_layer)
+            QTimer.singleShot(CREATE_GAP_MS, self._create_next_layer)
 
     def _lay_out_sr(self, layer: Any) -> None:
         """Put the super-resolved layer on the run's final grid (zeros), in the turn that first draws it.
