@@ -59,6 +59,22 @@ def _gate_worker(w):
     return gate
 
 
+def _hold_after_frame(w, stop):
+    """Hold the worker after the batch ending at frame ``stop`` until the returned event is set."""
+    from qtpy.QtCore import Qt
+
+    from napari_smlm.core.progress import UpdateKind
+
+    hold = threading.Event()
+
+    def worker_side(u):  # worker thread
+        if getattr(u, "kind", None) == UpdateKind.BATCH and int(u.stop) == stop:
+            hold.wait(10)
+
+    w.job_started.connect(lambda worker: worker.yielded.connect(worker_side, Qt.ConnectionType.DirectConnection))
+    return hold
+
+
 def test_result_layers_exist_at_run_start_unselected_and_end_with_the_worker_built_table(viewer, qtbot, toy_checkpoint, monkeypatch):
     from napari_smlm.core.models import domain
 
@@ -206,9 +222,6 @@ def test_worker_threads_run_at_a_lower_os_priority_than_the_gui_thread(qtbot):
 
 def test_progress_follows_the_batches_while_layer_refreshes_wait(viewer, qtbot, toy_checkpoint, monkeypatch):
     """The progress bar and status line move with each batch; the (costly) layer refresh is separate."""
-    from qtpy.QtCore import Qt
-
-    from napari_smlm.core.progress import UpdateKind
     from napari_smlm.widgets import _reconstruction
 
     monkeypatch.setattr(_base, "FLUSH_MIN_MS", 10**6)  # no live layer refresh during the run
@@ -216,13 +229,7 @@ def test_progress_follows_the_batches_while_layer_refreshes_wait(viewer, qtbot, 
     frames, _ = simulate(SIM.replace(n_frames=12, seed=8, density=1.0))
     movie = _add_movie(viewer, frames, name="m")
     w = _dock(viewer, "Reconstruction")
-    hold = threading.Event()
-
-    def worker_side(u):  # worker thread: stop after the batch ending at frame 8 until released
-        if getattr(u, "kind", None) == UpdateKind.BATCH and int(u.stop) == 8:
-            hold.wait(10)
-
-    w.job_started.connect(lambda worker: worker.yielded.connect(worker_side, Qt.ConnectionType.DirectConnection))
+    hold = _hold_after_frame(w, 8)
     w.movie_picker.value = movie
     assert w.load_checkpoint_file(toy_checkpoint)
     w.device.setCurrentText("cpu")

@@ -6,7 +6,6 @@ check the behaviour that saves them: the progress bar queues its repaint instead
 once, and a live refresh that creates no layer updates every result layer in one event-loop turn.
 """
 
-import threading
 
 import numpy as np
 import pytest
@@ -24,6 +23,8 @@ from test_widgets import (  # noqa: E402  (helpers and fixtures of the widget te
     toy_checkpoint,  # noqa: F401 - fixture
     viewer,  # noqa: F401 - fixture
 )
+
+from test_reconstruction_latency import _hold_after_frame  # noqa: E402
 
 from napari_smlm.core.simulate import simulate  # noqa: E402
 from napari_smlm.widgets import _base  # noqa: E402
@@ -96,22 +97,13 @@ def test_reconstruction_progress_goes_through_set_progress(viewer, qtbot, toy_ch
 
 def test_a_live_refresh_without_creation_is_one_event_loop_turn(viewer, qtbot, toy_checkpoint, monkeypatch):
     """Image, points and time slider change inside one call of ``_flush``: one repaint, not three."""
-    from qtpy.QtCore import Qt
-
-    from napari_smlm.core.progress import UpdateKind
     from napari_smlm.widgets import _reconstruction
 
     monkeypatch.setattr(_base, "FLUSH_MIN_MS", 10**6)  # no timed refresh: the test calls it
     frames, _ = simulate(SIM.replace(n_frames=12, seed=8, density=1.0))
     movie = _add_movie(viewer, frames, name="m")
     w = _dock(viewer, "Reconstruction")
-    hold = threading.Event()
-
-    def worker_side(u):  # worker thread: wait after the batch ending at frame 8 until released
-        if getattr(u, "kind", None) == UpdateKind.BATCH and int(u.stop) == 8:
-            hold.wait(10)
-
-    w.job_started.connect(lambda worker: worker.yielded.connect(worker_side, Qt.ConnectionType.DirectConnection))
+    hold = _hold_after_frame(w, 8)
     w.movie_picker.value = movie
     assert w.load_checkpoint_file(toy_checkpoint)
     w.device.setCurrentText("cpu")
