@@ -75,6 +75,20 @@ def _hold_after_frame(w, stop):
     return hold
 
 
+def _toy_run_held_at(viewer, toy_checkpoint, frame):
+    """A Reconstruction widget set up for a toy run of 12 frames in batches of 4 whose worker waits
+    after the batch ending at ``frame`` until the returned event is set (call ``w.run()`` to start)."""
+    frames, _ = simulate(SIM.replace(n_frames=12, seed=8, density=1.0))
+    movie = _add_movie(viewer, frames, name="m")
+    w = _dock(viewer, "Reconstruction")
+    hold = _hold_after_frame(w, frame)
+    w.movie_picker.value = movie
+    assert w.load_checkpoint_file(toy_checkpoint)
+    w.device.setCurrentText("cpu")
+    w.batch_size.setValue(4)
+    return w, hold
+
+
 def test_result_layers_exist_at_run_start_unselected_and_end_with_the_worker_built_table(viewer, qtbot, toy_checkpoint, monkeypatch):
     from napari_smlm.core.models import domain
 
@@ -226,14 +240,7 @@ def test_progress_follows_the_batches_while_layer_refreshes_wait(viewer, qtbot, 
 
     monkeypatch.setattr(_base, "FLUSH_MIN_MS", 10**6)  # no live layer refresh during the run
     monkeypatch.setattr(_reconstruction, "PROGRESS_MS", 0)
-    frames, _ = simulate(SIM.replace(n_frames=12, seed=8, density=1.0))
-    movie = _add_movie(viewer, frames, name="m")
-    w = _dock(viewer, "Reconstruction")
-    hold = _hold_after_frame(w, 8)
-    w.movie_picker.value = movie
-    assert w.load_checkpoint_file(toy_checkpoint)
-    w.device.setCurrentText("cpu")
-    w.batch_size.setValue(4)
+    w, hold = _toy_run_held_at(viewer, toy_checkpoint, 8)
     assert w.run()
     try:
         qtbot.waitUntil(lambda: w.progress.value() == 8, timeout=TIMEOUT_MS)
@@ -288,13 +295,7 @@ def test_the_event_loop_runs_between_the_layer_creation_steps(viewer, qtbot, toy
     """
     from qtpy.QtCore import Qt, QTimer
 
-    frames, _ = simulate(SIM.replace(n_frames=12, seed=8, density=1.0))
-    movie = _add_movie(viewer, frames, name="m")
-    w = _dock(viewer, "Reconstruction")
-    gate = _gate_worker(w)
-    w.movie_picker.value = movie
-    assert w.load_checkpoint_file(toy_checkpoint)
-    w.device.setCurrentText("cpu")
+    w, hold = _toy_run_held_at(viewer, toy_checkpoint, 4)
     ticks = [0]
     hb = QTimer()
     hb.setTimerType(Qt.TimerType.PreciseTimer)
@@ -325,7 +326,7 @@ def test_the_event_loop_runs_between_the_layer_creation_steps(viewer, qtbot, toy
         qtbot.waitUntil(lambda: len(steps) == 4 and all(la.visible for la in w.result_layers().values()), timeout=TIMEOUT_MS)
     finally:
         hb.stop()
-        gate.set()
+        hold.set()
         _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
     assert [s for s, _ in steps] == ["create", "show", "create", "show"]
     counts = [c for _, c in steps]

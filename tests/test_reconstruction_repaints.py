@@ -24,7 +24,7 @@ from test_widgets import (  # noqa: E402  (helpers and fixtures of the widget te
     viewer,  # noqa: F401 - fixture
 )
 
-from test_reconstruction_latency import _hold_after_frame  # noqa: E402
+from test_reconstruction_latency import _toy_run_held_at  # noqa: E402
 
 from napari_smlm.core.simulate import simulate  # noqa: E402
 from napari_smlm.widgets import _base  # noqa: E402
@@ -100,14 +100,7 @@ def test_a_live_refresh_without_creation_is_one_event_loop_turn(viewer, qtbot, t
     from napari_smlm.widgets import _reconstruction
 
     monkeypatch.setattr(_base, "FLUSH_MIN_MS", 10**6)  # no timed refresh: the test calls it
-    frames, _ = simulate(SIM.replace(n_frames=12, seed=8, density=1.0))
-    movie = _add_movie(viewer, frames, name="m")
-    w = _dock(viewer, "Reconstruction")
-    hold = _hold_after_frame(w, 8)
-    w.movie_picker.value = movie
-    assert w.load_checkpoint_file(toy_checkpoint)
-    w.device.setCurrentText("cpu")
-    w.batch_size.setValue(4)
+    w, hold = _toy_run_held_at(viewer, toy_checkpoint, 8)
     assert w.follow.isChecked()
     assert w.run()
     try:
