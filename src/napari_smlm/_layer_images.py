@@ -14,18 +14,6 @@ from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "LayerDataTuple",
-    "movie_scale_translate",
-    "robust_contrast_limits",
-    "image_contrast_limits",
-    "movie_layer_data",
-    "super_resolved_layer_data",
-    "network_output_layer_data",
-    "image_grid",
-    "layer_pixel_size_nm",
-    "validate_movie_layer",
-]
 
 log = logging.getLogger(__name__)
 

@@ -15,17 +15,6 @@ import pandas as pd
 from ._layer_images import LayerDataTuple, _plain_meta, _units
 from .core.localizations import Localizations
 
-__all__ = [
-    "DEFAULT_POINT_SIZE_NM",
-    "POINT_COLORS",
-    "localizations_layer_data",
-    "pad_points",
-    "points_part",
-    "live_points_layer_data",
-    "points_to_localizations",
-    "layer_to_localizations",
-]
-
 
 #: Point diameter (nm) when the camera pixel size is unknown.
 DEFAULT_POINT_SIZE_NM = 75.0

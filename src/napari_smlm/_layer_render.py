@@ -16,8 +16,6 @@ from ._layer_points import _META_KEYS, POINT_COLORS, _feature_descriptions, _fea
 from ._layer_viewer import AUTO_CONTRAST_KEY, _in_viewer, _unwrap, is_layer_type, update_layer
 from .core.localizations import Localizations
 
-__all__ = ["localizations_3d_layer_data", "show_points_3d", "thick_frame_slice", "colored_render_layer_data", "set_output_layer"]
-
 
 # ============================================================================ renders and 3-D points (Render widget)
 def localizations_3d_layer_data(

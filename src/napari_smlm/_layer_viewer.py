@@ -19,16 +19,6 @@ from ._layer_images import LayerDataTuple
 if TYPE_CHECKING:  # pragma: no cover
     import napari
 
-__all__ = [
-    "AUTO_CONTRAST_KEY",
-    "add_or_update_layer",
-    "update_layer",
-    "is_layer_type",
-    "same_layer",
-    "RunLayers",
-    "show_scale_bar",
-    "label_axes",
-]
 
 log = logging.getLogger(__name__)
 
