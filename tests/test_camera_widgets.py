@@ -109,3 +109,16 @@ def test_training_match_movie_uses_the_estimator(viewer, qtbot, movie, tmp_path)
     assert w.form.camera_form.save_profile(tmp_path / "t.yaml") is not None
     assert read_camera_profile(tmp_path / "t.yaml").camera == cam
     assert np.isfinite(w.form.camera_form.last_estimate.baseline_sd)
+
+
+def test_the_shared_forms_still_import_from_forms():
+    """_forms.py split by concept (the camera form in _camera_form.py, the model chooser in
+    _model_chooser.py): every name still imports from widgets._forms, as the same object."""
+    from napari_smlm.widgets import _camera_form, _forms, _model_chooser
+
+    assert all(hasattr(_forms, n) for n in _forms.__all__)
+    for name in ("CameraForm", "estimate_baseline_adu", "sample_frames"):
+        assert getattr(_forms, name) is getattr(_camera_form, name), name
+    assert _forms.ModelChooser is _model_chooser.ModelChooser
+    frames = _forms.sample_frames(np.arange(5 * 4 * 3).reshape(5, 4, 3), n=3)
+    assert frames.shape == (3, 4, 3) and frames[-1, 0, 0] == 48

@@ -42,6 +42,23 @@ def test_registered_and_configured():
     assert c["input_scale"] == pytest.approx(2000 / (2 * math.pi))
 
 
+def test_the_old_import_paths_of_the_split_decode_module():
+    """decode.py split by concept (network, input adaptation, training data): every name it held
+    still imports from it, and the family is the one class with all three parts."""
+    from napari_smlm.core.models import decode, decode_adapt, decode_data, decode_net
+
+    for name in ("DecodeNet", "UNet", "HEADS", "output_channels", "_act", "_Block", "_SIGMA_MAX_PX", "_SIGMA_MIN_PX",
+                 "_head_p", "_head_xy", "_head_photons", "_head_sigma_xy", "_head_sigma_photons", "_head_bg"):
+        assert getattr(decode, name) is getattr(decode_net, name), name
+    assert decode._camera_noise_photons is decode_adapt._camera_noise_photons
+    assert decode._log_uniform is decode_data._log_uniform
+    assert all(hasattr(decode, n) for n in decode.__all__)
+    fam = DecodeFamily
+    assert fam.preprocess is decode_adapt.DecodeInputAdaptation.preprocess
+    assert fam.batch_from_data is decode_data.DecodeTrainingData.batch_from_data
+    assert fam.context == decode_net.CONTEXT and _tiny().build().n_frames == 2 * fam.context + 1
+
+
 def test_forward_shapes_and_ranges():
     torch.manual_seed(0)
     fam = _tiny()

@@ -182,3 +182,15 @@ def test_density_model_features_explained_and_nan_photons_hidden(viewer, qtbot):
     assert not w.render()
     assert "per-localization σ needs" in w.status_label.text() and "uncertainty_nm" in w.status_label.text()
     assert "deep-storm [render]" not in viewer.layers
+
+
+def test_the_render_widget_split_keeps_its_names():
+    """_render.py split by concept (the 3-D view and z slab in _render_3d.py): the old names
+    still import from widgets._render, and the widget is the one class with both parts."""
+    from napari_smlm.widgets import _render, _render_3d
+
+    assert _render._raw is _render_3d._raw
+    for name in ("RenderWidget", "METHODS", "NO_COLOR", "COLORMAPS", "_axis_label", "_with_derived", "_render_later"):
+        assert hasattr(_render, name), name
+    for name in ("show_3d", "_apply_slab", "_on_slab_changed", "_on_ndisplay", "_hide_flat_points", "_restore_flat_points"):
+        assert getattr(_render.RenderWidget, name) is getattr(_render_3d.Render3DView, name), name

@@ -64,72 +64,28 @@ movie and localization file), :mod:`.decode_loss` and :mod:`.decode_post`.
 
 from __future__ import annotations
 
-import logging
 import math
-from collections.abc import Callable
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
-from torch.nn import functional as F
 
 from ..config import SimulationConfig
-from ..localizations import Localizations
-from ..simulate import simulate_crops
 from . import register
-from .base import Batch, ModelFamily, PostprocessResult, in_crop_mask
+from .base import Batch, ModelFamily, PostprocessResult
+from .decode_adapt import DecodeInputAdaptation, _camera_noise_photons
+from .decode_data import DecodeTrainingData
 from .decode_loss import decode_loss
+from .decode_net import CONTEXT, HEADS, DecodeNet, UNet, output_channels
 from .decode_post import spatial_integration
 
+# The network (decode_net), the input normalisation (decode_adapt) and the training data
+# (decode_data) have modules of their own; what this module held stays importable from here.
+from .decode_data import _log_uniform  # noqa: F401  (re-exported)
+from .decode_net import _SIGMA_MAX_PX, _SIGMA_MIN_PX, _act, _Block  # noqa: F401  (re-exported)
+from .decode_net import _head_bg, _head_p, _head_photons, _head_sigma_photons, _head_sigma_xy, _head_xy  # noqa: F401
+
 __all__ = ["DecodeNet", "DecodeFamily", "HEADS", "split_output", "UNet"]
-
-log = logging.getLogger(__name__)
-
-_SIGMA_MAX_PX = 3.0
-_SIGMA_MIN_PX = 0.01
-
-
-# --------------------------------------------------------------------------- heads
-def _head_p(x, cfg):
-    return torch.sigmoid(x)
-
-
-def _head_xy(x, cfg):
-    return torch.tanh(x)
-
-
-def _head_photons(x, cfg):
-    return torch.sigmoid(x) * cfg["photon_scale"]
-
-
-def _head_sigma_xy(x, cfg):
-    return torch.sigmoid(x) * _SIGMA_MAX_PX + _SIGMA_MIN_PX
-
-
-def _head_sigma_photons(x, cfg):
-    return (torch.sigmoid(x) + 1e-3) * cfg["photon_scale"]
-
-
-def _head_bg(x, cfg):
-    return F.softplus(x) * cfg["bg_scale"]
-
-
-#: Available heads: name -> (output channel names, activation(raw, config), initial bias).
-#: A future ``z`` head adds an entry here (e.g. ``("z",)``, tanh·z_range) and to ``config["heads"]``.
-HEADS: dict[str, tuple[tuple[str, ...], Callable[[torch.Tensor, dict], torch.Tensor], float]] = {
-    "p": (("p",), _head_p, -4.0),  # prior p ≈ 0.02 per pixel: a few emitters per crop at start
-    "xy": (("dx", "dy"), _head_xy, 0.0),
-    "photons": (("photons",), _head_photons, -1.0),
-    "sigma_xy": (("sigma_x", "sigma_y"), _head_sigma_xy, -2.0),
-    "sigma_photons": (("sigma_photons",), _head_sigma_photons, -2.0),
-    "bg": (("bg",), _head_bg, 0.5),
-}
-
-
-def output_channels(heads) -> list[str]:
-    """Channel names of the network output, in order, for a list of head names."""
-    return [c for h in heads for c in HEADS[h][0]]
 
 
 def split_output(output: torch.Tensor, heads=None) -> dict[str, torch.Tensor]:
@@ -153,165 +109,14 @@ def split_output(output: torch.Tensor, heads=None) -> dict[str, torch.Tensor]:
     return {n: output[:, k] for k, n in enumerate(names)}
 
 
-# --------------------------------------------------------------------------- network
-def _act(name: str) -> nn.Module:
-    try:
-        return {"elu": nn.ELU, "relu": nn.ReLU, "silu": nn.SiLU}[name](inplace=True)
-    except KeyError:
-        raise ValueError(f"activation must be elu, relu or silu, not {name!r}") from None
-
-
-class _Block(nn.Sequential):
-    def __init__(self, cin: int, cout: int, act: str):
-        super().__init__(
-            nn.Conv2d(cin, cout, 3, padding=1), _act(act), nn.Conv2d(cout, cout, 3, padding=1), _act(act)
-        )
-
-
-class UNet(nn.Module):
-    """Plain U-Net: two 3×3 convs per level, max-pool down, nearest-upsample + 1×1 conv up.
-
-    Parameters
-    ----------
-    in_channels : int
-    features : list of int
-        Channels per level, finest first; ``len(features)`` levels (``2**(len-1)``
-        must divide the input size; :class:`DecodeNet` pads to ensure it).
-    act : {"elu", "relu", "silu"}
-    """
-
-    def __init__(self, in_channels: int, features: list[int], act: str = "elu"):
-        super().__init__()
-        feats = [int(f) for f in features]
-        self.down = nn.ModuleList()
-        cin = in_channels
-        for f in feats:
-            self.down.append(_Block(cin, f, act))
-            cin = f
-        self.up_proj = nn.ModuleList()
-        self.up = nn.ModuleList()
-        for lvl in range(len(feats) - 1, 0, -1):
-            self.up_proj.append(nn.Conv2d(feats[lvl], feats[lvl - 1], 1))
-            self.up.append(_Block(2 * feats[lvl - 1], feats[lvl - 1], act))
-        self.out_channels = feats[0]
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        skips = []
-        for k, blk in enumerate(self.down):
-            if k:
-                x = F.max_pool2d(x, 2)
-            x = blk(x)
-            skips.append(x)
-        skips.pop()
-        for proj, blk in zip(self.up_proj, self.up):
-            x = F.interpolate(proj(x), scale_factor=2.0, mode="nearest")
-            x = blk(torch.cat([x, skips.pop()], dim=1))
-        return x
-
-
-class DecodeNet(nn.Module):
-    """Frame-analysis U-Net (shared over the 3 frames) → temporal-context U-Net → heads.
-
-    Parameters
-    ----------
-    config : dict
-        A :class:`DecodeFamily` configuration (``frame_features``, ``context_features``,
-        ``head_features``, ``activation``, ``heads``, ``photon_scale``, ``bg_scale``).
-
-    Notes
-    -----
-    Input ``(B, 3, H, W)`` preprocessed frames ``t-1, t, t+1``; output ``(B, C, H, W)`` with
-    the channels of :func:`output_channels` in physical units (see the module docstring).
-    Any ``H, W`` works: the input is padded (replicate) to a multiple of the coarsest
-    level's stride and the output cropped back.
-    """
-
-    def __init__(self, config: dict):
-        super().__init__()
-        self.cfg = {k: config[k] for k in ("photon_scale", "bg_scale")}
-        self.heads_order = list(config["heads"])
-        self.n_frames = 2 * DecodeFamily.context + 1
-        act = config["activation"]
-        self.frame_net = UNet(1, config["frame_features"], act)
-        self.context_net = UNet(self.n_frames * self.frame_net.out_channels, config["context_features"], act)
-        hf = int(config["head_features"])
-        self.trunk = nn.Sequential(nn.Conv2d(self.context_net.out_channels, hf, 3, padding=1), _act(act))
-        self.heads = nn.ModuleDict()
-        for h in self.heads_order:
-            names, _, bias = HEADS[h]
-            conv = nn.Conv2d(hf, len(names), 1)
-            nn.init.constant_(conv.bias, bias)
-            self.heads[h] = conv
-        self._init_weights(act)
-        self.stride = 2 ** (max(len(config["frame_features"]), len(config["context_features"])) - 1)
-        self.frame_sharing = True
-        self.channels = output_channels(self.heads_order)
-
-    def _init_weights(self, act: str) -> None:
-        # He initialisation keeps the activation scale through the ~20 stacked convolutions
-        # (PyTorch's default shrinks it by ~2.5x per ReLU layer), which speeds early training.
-        heads = {id(m) for m in self.heads.values()}
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d) and id(m) not in heads:
-                nn.init.kaiming_normal_(m.weight, nonlinearity="relu" if act == "relu" else "leaky_relu")
-                nn.init.zeros_(m.bias)
-
-    def _frame_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(B, 3·F, H, W) features of the three frames of every window."""
-        B, T, H, W = x.shape
-        if (
-            not self.training
-            and self.frame_sharing
-            and B > 1
-            and T == 3
-            and torch.equal(x[1:, 0], x[:-1, 1])
-            and torch.equal(x[1:, 1], x[:-1, 2])
-        ):
-            # Consecutive windows of one movie: B + 2 distinct frames instead of 3·B.
-            frames = torch.cat([x[:, 0], x[-1:, 1], x[-1:, 2]], dim=0)[:, None]
-            f = self.frame_net(frames)
-            return torch.cat([f[0:B], f[1 : B + 1], f[2 : B + 2]], dim=1)
-        f = self.frame_net(x.reshape(B * T, 1, H, W))
-        return f.reshape(B, T * f.shape[1], H, W)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        H, W = x.shape[-2:]
-        s = self.stride
-        ph, pw = (-H) % s, (-W) % s
-        if ph or pw:
-            x = F.pad(x, (0, pw, 0, ph), mode="replicate")
-        feats = self.context_net(self._frame_features(x))
-        t = self.trunk(feats)
-        outs = [HEADS[h][1](self.heads[h](t), self.cfg) for h in self.heads_order]
-        out = torch.cat(outs, dim=1)
-        if ph or pw:
-            out = out[..., :H, :W]
-        return out
-
-
-# --------------------------------------------------------------------------- family
-def _camera_noise_photons(camera, bg_photons: float) -> float:
-    """Noise σ (photons/px) of ``camera`` at a background of ``bg_photons``: shot noise with the
-    EM excess factor plus read noise, referred to the input."""
-    from ..camera import get_camera
-
-    cam = get_camera(camera)
-    qe = max(float(cam.qe), 1e-6)
-    read = float(cam.read_noise) / (max(float(cam.em_gain), 1.0) * qe)
-    return math.sqrt(cam.excess_noise * max(float(bg_photons), 0.0) / qe + read * read)
-
-
-def _log_uniform(rng: np.random.Generator, lo: float, hi: float) -> float:
-    return float(math.exp(rng.uniform(math.log(lo), math.log(hi))))
-
 
 @register
-class DecodeFamily(ModelFamily):
+class DecodeFamily(DecodeTrainingData, DecodeInputAdaptation, ModelFamily):
     """DECODE-like model: 3-frame context, per-pixel p / offsets / photons / σ / background."""
 
     name = "decode"
     description = "DECODE-like: 3-frame temporal context, per-pixel detection + sub-pixel offsets + uncertainties"
-    context = 1
+    context = CONTEXT
 
     @classmethod
     def default_config(cls) -> dict[str, Any]:
@@ -412,62 +217,6 @@ class DecodeFamily(ModelFamily):
         return split_output(output, self.config["heads"])
 
     # ------------------------------------------------------------------ inference
-    def _adaptation(self, photons: torch.Tensor, per_sample: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Background ``b̂`` and noise ratio ``k = σ̂/σ0`` (≥ ``adapt_min_gain``) of the central frames.
-
-        One value for the whole batch, or (``per_sample``) one per sample; (B, 1, 1, 1) tensors.
-        """
-        c = self.config
-        b0 = float(c["input_offset"])
-        centre = photons[:, photons.shape[1] // 2]
-        z = 0.6744897501960817 * math.sqrt(2.0)  # median |difference| of two N(0, σ²) = z·σ
-        if per_sample:
-            d = (centre[..., :, 1:] - centre[..., :, :-1]).abs()
-            b_hat = centre.flatten(1).median(1).values
-            s_hat = d.flatten(1).median(1).values / z
-        else:
-            # every k-th image row, ~65k pixels: the medians of a big batch at a fraction of the cost
-            rows = centre.reshape(-1, centre.shape[-1])
-            rows = rows[:: max(1, rows.numel() // 65536)]
-            b_hat = rows.median().reshape(1).expand(photons.shape[0])
-            s_hat = ((rows[:, 1:] - rows[:, :-1]).abs().median() / z).reshape(1).expand(photons.shape[0])
-        s0 = float(c["input_noise"]) if c.get("input_noise") else math.sqrt(2.0 * max(b0, 0.0) / 0.9)
-        self._noise = float(s_hat.flatten()[0])  # the (first sample's) measured noise, photons/px
-        k = (s_hat / max(s0, 1e-12)).clamp_min(float(c.get("adapt_min_gain") or 0.0))
-        k = torch.where(k > 0, k, torch.ones_like(k))
-        return b_hat.reshape(-1, 1, 1, 1), k.reshape(-1, 1, 1, 1)
-
-    def preprocess(self, photons: torch.Tensor) -> torch.Tensor:
-        """``(photons − input_offset) / input_scale`` for (B, 3, H, W) frames in photons.
-
-        With ``input_adapt`` ("auto": only for a batch whose background is far outside the
-        trained range; "always": every batch) the frames are first mapped to the training
-        background and noise at the same SNR (module docstring); :meth:`postprocess` maps the
-        photometry back.
-        """
-        c = self.config
-        b0 = float(c["input_offset"])
-        self._photometry = None
-        mode = str(c.get("input_adapt", "off"))
-        if mode != "off" and photons.numel():
-            lo, hi = b0 * float(c["bg_range"][0]) / 2.0, b0 * float(c["bg_range"][1]) * 2.0
-            b_hat, k = self._adaptation(photons, per_sample=False)
-            b_med = float(b_hat.flatten()[0])
-            adapt = mode == "always" or not lo <= b_med <= hi
-            tol = c.get("adapt_noise_tolerance")
-            if not adapt and tol:
-                # noise of the training camera at this background (shot noise scales as √b)
-                s0 = float(c["input_noise"]) if c.get("input_noise") else math.sqrt(2.0 * max(b0, 0.0) / 0.9)
-                s_exp = s0 * math.sqrt(max(b_med, 1e-6) / max(b0, 1e-6))
-                s_hat = self._noise
-                adapt = not s_exp / float(tol) <= s_hat <= s_exp * float(tol)
-            if adapt:
-                photons = b0 + (photons - b_hat) / k
-                self._photometry = (float(b_hat.flatten()[0]), float(k.flatten()[0]))
-                log.debug("decode: batch background %.4g photons/px (trained %.4g-%.4g): adapted at equal SNR "
-                          "(noise ratio %.4g)", b_med, lo, hi, self._photometry[1])
-        return (photons - b0) / float(c["input_scale"])
-
     def postprocess(
         self,
         output: torch.Tensor,
@@ -535,182 +284,6 @@ class DecodeFamily(ModelFamily):
         )
         return total
 
-    def training_factors(self) -> dict[str, tuple[float, float]]:
-        """``photons_range``, ``bg_range`` and PSF σ × (1 ± ``psf_sigma_jitter``) (see :meth:`sample_simulation`)."""
-        c = self.config
-        j = float(c["psf_sigma_jitter"])
-        return {"photons": tuple(c["photons_range"]), "bg": tuple(c["bg_range"]), "psf_sigma": (1.0 - j, 1.0 + j)}
-
-    def sample_simulation(
-        self, sim: SimulationConfig, rng: np.random.Generator, randomize: bool
-    ) -> tuple[SimulationConfig, float]:
-        """One training sample's simulation config (3 frames) and its gain factor.
-
-        With ``randomize``: density log-uniform in ``density_range`` (or 0 with ``p_empty``),
-        photons and background log-uniform factors, PSF σ × U(1 ± jitter), filaments with
-        probability ``p_filaments``, gain factor U(1 ± gain_jitter). Otherwise ``sim`` itself.
-        """
-        c = self.config
-        seed = int(rng.integers(0, 2**31 - 1))
-        if not randomize:
-            return sim.replace(n_frames=3, seed=seed), 1.0
-        dens = 0.0 if rng.random() < c["p_empty"] else _log_uniform(rng, *c["density_range"])
-        fp = _log_uniform(rng, *c["photons_range"])
-        fb = _log_uniform(rng, *c["bg_range"])
-        fs = 1.0 + rng.uniform(-c["psf_sigma_jitter"], c["psf_sigma_jitter"])
-        structure = "filaments" if rng.random() < c["p_filaments"] else "uniform"
-        gain = 1.0 + rng.uniform(-c["gain_jitter"], c["gain_jitter"])
-        cfg = sim.replace(
-            n_frames=3,
-            density=dens,
-            photons_mean=sim.photons_mean * fp,
-            photons_std=sim.photons_std * fp,
-            photons_min=sim.photons_min * fp,
-            bg_photons=sim.bg_photons * fb,
-            bg_variation=sim.bg_variation * rng.uniform(0.0, 1.5),
-            psf_sigma_nm=sim.psf_sigma_nm * fs,
-            psf_sigma_std_nm=sim.psf_sigma_std_nm * fs,
-            structure=structure,
-            n_filaments=int(rng.integers(1, 7)),
-            t_on=sim.t_on * _log_uniform(rng, 0.5, 2.0),
-            seed=seed,
-        )
-        return cfg, gain
-
-    def simulate_batch(
-        self,
-        sim: SimulationConfig,
-        batch_size: int,
-        rng: np.random.Generator,
-        device: torch.device | str = "cpu",
-        randomize: bool = True,
-    ) -> Batch:
-        """A batch of 3-frame crops of ``sim.height × sim.width`` px.
-
-        Each sample draws its own simulation (:meth:`sample_simulation`); the crops are made by
-        :func:`~napari_smlm.core.simulate.simulate_crops` (the simulator's own pipeline per
-        sample, so a sample's ground truth equals ``simulate(cfg_i, include_outside=True)``'s,
-        with PSF rendering and camera noise batched), then multiplied by the sample's gain
-        factor after the camera model (a miscalibrated gain). Fluorophores in the margin around
-        the crop shine into it but are not targets. Inputs and targets are made by
-        :meth:`batch_from_data`, as for training on a user's data.
-
-        Returns
-        -------
-        Batch
-            ``inputs`` (B, 3, H, W) preprocessed; ``targets``: ``xy_px`` (E, 2) central-frame
-            in-crop emitter positions (px from the top-left edge), ``photons`` (E,),
-            ``sample`` (E,) int64, ``count`` (B,), ``bg`` (B, H, W) photons/px;
-            ``ground_truth``: the same emitters in nm with ``frame`` = sample index.
-        """
-        device = torch.device(device)
-        px = float(sim.pixel_size_nm)
-        default_share = float(self.config.get("microscopes_default_fraction") or 0.0)
-        if randomize and self.config.get("microscopes") and (default_share <= 0 or rng.random() >= default_share):
-            from ..microscopes import MicroscopeRanges, simulate_microscopes
-
-            ranges = MicroscopeRanges.from_dict(self.config["microscopes"])
-            px = float(ranges.pixel_size_nm)
-            photons, crops, _ = simulate_microscopes(ranges, int(batch_size), rng, int(sim.height), int(sim.width),
-                                                     2 * self.context + 1, device)
-        else:
-            drawn = [self.sample_simulation(sim, rng, randomize) for _ in range(int(batch_size))]
-            crops = simulate_crops([c for c, _ in drawn], rng=rng, device=device, include_outside=True)
-            gains = torch.tensor([g for _, g in drawn], dtype=torch.float32, device=device)
-            photons = sim.camera.adu_to_photons(crops.frames) * gains[:, None, None, None]
-        g = crops.ground_truth
-        central = g.filter(g["frame"] == self.context)  # targets: the central frame's emitters
-        cols = {k: (central[k] if k in central else np.zeros(len(central))) for k in self.target_columns}
-        meta = {"pixel_size_nm": px, "image_shape": (int(sim.height), int(sim.width)), "source": "simulate_batch"}
-        gt = Localizations({"frame": central["sample"], **cols}, meta=meta)
-        return self.batch_from_data(photons, gt, px, crops.background)
-
-    def batch_from_data(
-        self,
-        photons: torch.Tensor,
-        ground_truth: Localizations,
-        pixel_size_nm: float,
-        bg: torch.Tensor | None = None,
-    ) -> Batch:
-        """DECODE targets for 3-frame windows with known central-frame emitters.
-
-        The one target-making path: :meth:`simulate_batch` and training from a user's movie +
-        localizations (:class:`~napari_smlm.core.pairs.PairSampler`) both end here.
-
-        Parameters
-        ----------
-        photons : torch.Tensor
-            (B, 3, h, w) frames ``t-1, t, t+1`` in photons.
-        ground_truth : Localizations
-            Emitters of each sample's central frame (``frame`` = sample index, nm from the crop's
-            top-left edge). Only those inside the crop (:func:`~.base.in_crop_mask`) are
-            targets: an emitter centred in the margin shines into the crop but is not counted,
-            as in simulation. ``photons`` is optional: without it the photon dimension is left
-            out of the mixture term (the photon head then gets no training signal).
-        pixel_size_nm : float
-            Camera pixel size (nm).
-        bg : torch.Tensor, optional
-            (B, h, w) true background, photons per pixel. When it is None the **background term
-            of the loss is dropped** for the batch (no ``"bg"`` target) rather than estimated: a
-            robust statistic of the frame (median, low percentile) is biased by the emitters
-            themselves at the densities where training on data matters (on the bundled
-            ThunderSTORM pair the median frame value is several times the true background),
-            and a biased target would teach the background head a wrong level. Localization
-            does not use the background head.
-
-        Returns
-        -------
-        Batch
-            ``inputs`` (B, 3, h, w) preprocessed; ``targets``: ``xy_px`` (E, 2) positions in px
-            from the top-left edge, ``photons`` (E,), ``sample`` (E,) int64, ``count`` (B,),
-            ``has_photons`` (bool) and, when ``bg`` is given, ``bg`` (B, h, w) photons/px;
-            ``ground_truth``: the in-crop emitters in nm (a ``bg`` column = ``bg`` at their
-            pixel when ``bg`` is given).
-        """
-        T = 2 * self.context + 1
-        if photons.ndim != 4 or photons.shape[1] != T:
-            raise ValueError(f"{self.name}: expected (B, {T}, h, w) frames, got {tuple(photons.shape)}")
-        B, _, H, W = (int(v) for v in photons.shape)
-        device = photons.device
-        px = float(pixel_size_nm)
-        gt = ground_truth.filter(in_crop_mask(ground_truth, (H, W), px)) if len(ground_truth) else ground_truth.copy()
-        gt.meta.update({"pixel_size_nm": px, "image_shape": (H, W)})
-        samp = gt["frame"].astype(np.int64)
-        if samp.size and (samp.min() < 0 or samp.max() >= B):
-            raise ValueError(f"ground-truth frame (sample index) outside 0..{B - 1}")
-        has_photons = "photons" in gt and bool(np.all(np.isfinite(gt["photons"])))
-        gn = gt["photons"] if has_photons else np.zeros(len(gt))
-        targets: dict[str, Any] = {
-            "xy_px": torch.from_numpy(np.stack([gt["x_nm"] / px, gt["y_nm"] / px], axis=1)).float().to(device),
-            # torch.tensor copies: table columns may be read-only views (from_numpy would warn).
-            "photons": torch.tensor(np.asarray(gn, dtype=np.float32), device=device),
-            "sample": torch.from_numpy(samp).to(device),
-            "count": torch.from_numpy(np.bincount(samp, minlength=B)).float().to(device),
-            "has_photons": has_photons,
-        }
-        if bg is not None:
-            bgt = torch.as_tensor(bg, dtype=torch.float32, device=device)
-            if bgt.shape != (B, H, W):
-                raise ValueError(f"bg must be (B, h, w) = {(B, H, W)}, got {tuple(bgt.shape)}")
-            targets["bg"] = bgt
-            if len(gt):
-                col = np.clip((gt["x_nm"] / px).astype(np.int64), 0, W - 1)
-                row = np.clip((gt["y_nm"] / px).astype(np.int64), 0, H - 1)
-                gt["bg"] = bgt.cpu().numpy()[samp, row, col].astype(np.float64)
-        if str(self.config.get("input_adapt")) == "always" and B:
-            # Every sample is mapped to the training background / noise on its own (inference
-            # maps each batch of one movie), and its photometric targets with it.
-            b_hat, k = self._adaptation(photons, per_sample=True)
-            b0 = float(self.config["input_offset"])
-            photons = b0 + (photons - b_hat) / k
-            targets["photons"] = targets["photons"] / k.flatten()[targets["sample"]]
-            if "bg" in targets:
-                targets["bg"] = b0 + (targets["bg"] - b_hat[:, 0]) / k[:, 0]
-            self._photometry = None
-            inputs = (photons - b0) / float(self.config["input_scale"])
-        else:
-            inputs = self.preprocess(photons)
-        return Batch(inputs=inputs, targets=targets, ground_truth=gt)
 
     def recorded_training_ranges(self, sim: SimulationConfig) -> dict | None:
         """What a checkpoint trained on randomised microscopes records as its training ranges

@@ -1,0 +1,91 @@
+"""Input normalisation of the DECODE-like family, with the out-of-range adaptation.
+
+:class:`DecodeInputAdaptation` holds :class:`~.decode.DecodeFamily`'s ``preprocess`` (a fixed
+affine map of photons to O(1) inputs) and the adaptation of out-of-range movies to the training
+background and noise at equal SNR ("Input normalisation" in the :mod:`.decode` module docstring).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import torch
+
+__all__ = ["DecodeInputAdaptation"]
+
+log = logging.getLogger(__name__)
+
+
+def _camera_noise_photons(camera, bg_photons: float) -> float:
+    """Noise σ (photons/px) of ``camera`` at a background of ``bg_photons``: shot noise with the
+    EM excess factor plus read noise, referred to the input."""
+    from ..camera import get_camera
+
+    cam = get_camera(camera)
+    qe = max(float(cam.qe), 1e-6)
+    read = float(cam.read_noise) / (max(float(cam.em_gain), 1.0) * qe)
+    return math.sqrt(cam.excess_noise * max(float(bg_photons), 0.0) / qe + read * read)
+
+
+
+class DecodeInputAdaptation:
+    """``preprocess`` and the out-of-range input adaptation of :class:`~.decode.DecodeFamily`
+    (a mixin: uses the family's ``config``; :meth:`~.decode.DecodeFamily.postprocess` maps the
+    photometry back)."""
+
+    def _adaptation(self, photons: torch.Tensor, per_sample: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        """Background ``b̂`` and noise ratio ``k = σ̂/σ0`` (≥ ``adapt_min_gain``) of the central frames.
+
+        One value for the whole batch, or (``per_sample``) one per sample; (B, 1, 1, 1) tensors.
+        """
+        c = self.config
+        b0 = float(c["input_offset"])
+        centre = photons[:, photons.shape[1] // 2]
+        z = 0.6744897501960817 * math.sqrt(2.0)  # median |difference| of two N(0, σ²) = z·σ
+        if per_sample:
+            d = (centre[..., :, 1:] - centre[..., :, :-1]).abs()
+            b_hat = centre.flatten(1).median(1).values
+            s_hat = d.flatten(1).median(1).values / z
+        else:
+            # every k-th image row, ~65k pixels: the medians of a big batch at a fraction of the cost
+            rows = centre.reshape(-1, centre.shape[-1])
+            rows = rows[:: max(1, rows.numel() // 65536)]
+            b_hat = rows.median().reshape(1).expand(photons.shape[0])
+            s_hat = ((rows[:, 1:] - rows[:, :-1]).abs().median() / z).reshape(1).expand(photons.shape[0])
+        s0 = float(c["input_noise"]) if c.get("input_noise") else math.sqrt(2.0 * max(b0, 0.0) / 0.9)
+        self._noise = float(s_hat.flatten()[0])  # the (first sample's) measured noise, photons/px
+        k = (s_hat / max(s0, 1e-12)).clamp_min(float(c.get("adapt_min_gain") or 0.0))
+        k = torch.where(k > 0, k, torch.ones_like(k))
+        return b_hat.reshape(-1, 1, 1, 1), k.reshape(-1, 1, 1, 1)
+
+    def preprocess(self, photons: torch.Tensor) -> torch.Tensor:
+        """``(photons − input_offset) / input_scale`` for (B, 3, H, W) frames in photons.
+
+        With ``input_adapt`` ("auto": only for a batch whose background is far outside the
+        trained range; "always": every batch) the frames are first mapped to the training
+        background and noise at the same SNR (module docstring); :meth:`postprocess` maps the
+        photometry back.
+        """
+        c = self.config
+        b0 = float(c["input_offset"])
+        self._photometry = None
+        mode = str(c.get("input_adapt", "off"))
+        if mode != "off" and photons.numel():
+            lo, hi = b0 * float(c["bg_range"][0]) / 2.0, b0 * float(c["bg_range"][1]) * 2.0
+            b_hat, k = self._adaptation(photons, per_sample=False)
+            b_med = float(b_hat.flatten()[0])
+            adapt = mode == "always" or not lo <= b_med <= hi
+            tol = c.get("adapt_noise_tolerance")
+            if not adapt and tol:
+                # noise of the training camera at this background (shot noise scales as √b)
+                s0 = float(c["input_noise"]) if c.get("input_noise") else math.sqrt(2.0 * max(b0, 0.0) / 0.9)
+                s_exp = s0 * math.sqrt(max(b_med, 1e-6) / max(b0, 1e-6))
+                s_hat = self._noise
+                adapt = not s_exp / float(tol) <= s_hat <= s_exp * float(tol)
+            if adapt:
+                photons = b0 + (photons - b_hat) / k
+                self._photometry = (float(b_hat.flatten()[0]), float(k.flatten()[0]))
+                log.debug("decode: batch background %.4g photons/px (trained %.4g-%.4g): adapted at equal SNR "
+                          "(noise ratio %.4g)", b_med, lo, hi, self._photometry[1])
+        return (photons - b0) / float(c["input_scale"])
