@@ -166,3 +166,19 @@ def test_run_tiled_puts_every_pixel_once_at_its_frame_position():
     pp2 = run_tiled(lambda x: x, _PixelFamily(), inp, tiles, torch.arange(2), px, None, nullcontext(), 2, False)
     np.testing.assert_array_equal(pp2.images[0].numpy(), 4 * frame[:, 0].sum(0))
     assert pp2.display is None
+
+
+def test_batches_are_capped_by_pixels_for_both_grids_and_the_stream_plans_with_the_same_cap():
+    """Large frames get smaller batches (two batches are in flight on CPU): 256×256 decode frames go
+    8 to a batch, 64×64 ones keep what was asked; the streamed runner's chunk grid uses the same cap."""
+    from napari_smlm.core.inference import capped_batch_size, resolve_checkpoint
+    from napari_smlm.core.runner import effective_batch_size
+
+    assert capped_batch_size(1, 256, 256, 16) == 8
+    assert capped_batch_size(1, 64, 64, 32) == 32
+    assert capped_batch_size(1, 2048, 2048, 16) == 1
+    assert capped_batch_size(4, 64, 64, 16) == 8
+    assert capped_batch_size(4, 512, 512, 16) == 1
+    ckpt = resolve_checkpoint("decode")
+    assert effective_batch_size(ckpt, (256, 256), 16) == 8
+    assert effective_batch_size(ckpt, (64, 64), 16) == 16

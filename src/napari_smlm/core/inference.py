@@ -376,6 +376,37 @@ MAX_BATCH_WORKERS = 4
 #: still one batch, only smaller batches are affected).
 DENSITY_BATCH_SUPERPIXELS = 1 << 19
 
+#: Camera pixels per forward pass of a model on the camera grid (DECODE-like). 2**19 = 8 frames of
+#: 256×256 px; 64×64 frames are not affected (128 frames). With the batch-parallel loop two batches
+#: are in flight: at 256×256 px, decode at 16 frames per batch peaked at ~1.0 GB of process memory
+#: (RssAnon) against ~0.8 GB at 8, and 8 was not slower (benchmarks/stream_memory.py, issue 12).
+LOCALIZATION_BATCH_PIXELS = 1 << 19
+
+
+def capped_batch_size(upsampling: int, height: int, width: int, batch_size: int) -> int:
+    """Frames per forward pass for frames of ``height × width`` camera pixels (the one home of the caps).
+
+    Parameters
+    ----------
+    upsampling : int
+        The model family's output grid factor (1: camera grid).
+    height, width : int
+        Frame size (camera pixels).
+    batch_size : int
+        Requested frames per batch.
+
+    Returns
+    -------
+    int
+        ``batch_size`` capped at :data:`DENSITY_BATCH_SUPERPIXELS` super-pixels (models on an
+        upsampled grid: memory ∝ frames · H · W · u²; a 512×512 frame at ×4 is one batch) or
+        :data:`LOCALIZATION_BATCH_PIXELS` camera pixels (the others); at least 1.
+    """
+    u = max(int(upsampling), 1)
+    cap = DENSITY_BATCH_SUPERPIXELS if u > 1 else LOCALIZATION_BATCH_PIXELS
+    return max(1, min(int(batch_size), cap // max(int(height) * int(width) * u * u, 1)))
+
+
 #: Pixels of the running super-resolved image beyond which its grid is made coarser (float32:
 #: 256 MB; 1024×1024 frames keep ×8 for localization models, ×4 for the density models up to 2048×2048).
 MAX_SR_PIXELS = 1 << 26
@@ -463,10 +494,7 @@ def iter_predict(
     u = _sr_upsampling(u, u_model, H, W)
     sr_px = pixel_size_nm / u
     sr = np.zeros((H * u, W * u), dtype=np.float32)
-    if u_model > 1:
-        # Models that work on the upsampled grid need memory ∝ frames · H · W · u²: cap the batch
-        # at DENSITY_BATCH_SUPERPIXELS per forward pass (a 512×512 frame at ×4 is one batch).
-        batch_size = max(1, min(int(batch_size), DENSITY_BATCH_SUPERPIXELS // max(H * W * u_model * u_model, 1)))
+    batch_size = capped_batch_size(u_model, H, W, batch_size)
     # activation memory estimated before allocating: batch capped, huge frames tiled
     plan = plan_inference(ckpt.model, u_model, H, W, batch_size, cfg.max_activation_mb, cfg.tile_px)
     batch_size = min(batch_size, plan.batch_size)

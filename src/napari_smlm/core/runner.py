@@ -69,11 +69,10 @@ def plan_chunks(start: int, stop: int, chunk_frames: int, batch_size: int, first
 
 def effective_batch_size(ckpt, image_shape: tuple[int, int], batch_size: int) -> int:
     """The batch :func:`~napari_smlm.core.inference.iter_predict` really uses (it caps upsampling models)."""
+    from .inference import capped_batch_size
+
     H, W = image_shape
-    u = ckpt.family().upsampling
-    if u > 1:
-        return max(1, min(int(batch_size), (1 << 22) // max(H * W * u * u, 1)))
-    return int(batch_size)
+    return capped_batch_size(ckpt.family().upsampling, H, W, batch_size)
 
 
 @dataclass
