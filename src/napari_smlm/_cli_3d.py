@@ -80,10 +80,12 @@ def cmd_fit3d(args) -> int:
     from .core.astigmatic_fit import iter_localize_astigmatic
     from .core.camera import get_camera
     from .core.io.locs import write_localizations
-    from .core.io.safe import check_output
+    from .core.io.safe import check_output, companion_files
     from .core.io.tiff import open_movie
 
     out = check_output(args.output, inputs=[args.movie, args.psf], overwrite=args.overwrite, what="--output")
+    for c in companion_files(out):  # Picasso's .yaml beside an .hdf5 output
+        check_output(c, inputs=[args.movie, args.psf], overwrite=args.overwrite, what="the --output sidecar")
     movie = open_movie(args.movie, pixel_size_nm=args.pixel_size)
     px = movie.pixel_size_nm
     if not px:

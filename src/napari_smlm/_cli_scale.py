@@ -71,14 +71,15 @@ def cmd_localize_runner(args) -> int:
     movie = open_movie(args.movie, pixel_size_nm=args.pixel_size)
     out = Path(args.output)
     _guard(args, out, [*movie.paths, args.checkpoint])
-    from .core.inference import resolve_checkpoint
     from .core.runner import iter_localize_stream
 
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    ckpt = resolve_checkpoint(args.checkpoint or args.model)
+    from .cli import _resolve_model
+
+    ckpt = _resolve_model(args)
     start, stop = (args.frames if args.frames else (0, None))
     t0 = time.perf_counter()
     STOP.poll()

@@ -146,6 +146,23 @@ def _camera_from_args(args, ckpt=None):
     return base.replace(**kw) if kw else base
 
 
+def _resolve_model(args):
+    """The checkpoint of ``--checkpoint``, else of ``--model``; an unknown model name names the option."""
+    from .core.checkpoint import resolve_checkpoint, shipped_models
+
+    if args.checkpoint:
+        if not Path(args.checkpoint).is_file():
+            raise ValueError(f"--checkpoint {args.checkpoint}: no such file")
+        return resolve_checkpoint(args.checkpoint)
+    name = str(args.model)
+    p = Path(name)
+    if not (p.suffix in (".pt", ".pth", ".ckpt") or p.exists()) and name not in shipped_models():
+        raise ValueError(f"--model {name}: no such model with shipped weights (choose one of "
+                         f"{', '.join(shipped_models())}; `napari-smlm models` lists them) - or pass a checkpoint "
+                         "file with --checkpoint FILE.pt")
+    return resolve_checkpoint(name)
+
+
 #: ``localize --batch-size`` default of the in-memory path (issue 16: decode's network ran ~6 % less CPU
 #: per frame on 32-frame batches than on 16 on the AVX-512 BF16 test machine; same table) and of the
 #: streamed path (unchanged: a ``--resume`` must use the batch grid of the run it continues).
@@ -175,9 +192,9 @@ def cmd_localize(args) -> int:
             (r, "--render"), (r.with_suffix(".png") if r else None, "the --render PNG")],
         [*movie.paths, args.checkpoint],
     )
-    from .core.inference import InferenceConfig, collect_predictions, iter_predict, resolve_checkpoint
+    from .core.inference import InferenceConfig, collect_predictions, iter_predict
 
-    ckpt = resolve_checkpoint(args.checkpoint or args.model)
+    ckpt = _resolve_model(args)
     cam = _camera_from_args(args, ckpt)
     start, stop = (args.frames if args.frames else (0, None))
     from .core.device import torch_threads
@@ -229,7 +246,7 @@ def cmd_localize(args) -> int:
 def cmd_postprocess(args) -> int:
     """Filter, undrift, merge and measure the resolution of a localization file."""
     from .core.io import read_localizations, write_localizations
-    from .core.io.safe import atomic_path, check_output
+    from .core.io.safe import atomic_path, companion_files
     from .core.postprocessing import PostprocessConfig, Progress, iter_postprocess, parse_filter_spec
 
     src = Path(args.locs)
@@ -271,10 +288,15 @@ def cmd_postprocess(args) -> int:
     if args.pixel_locking:
         kw["pixel_locking"] = True
     cfg = PostprocessConfig.from_dict({**base.to_dict(), **kw})
-    targets = [(out, "--output"), (report_path, "--report")] + ([(drift_path, "--drift-table")] if cfg.drift != "none" else [])
-    for path, what in targets:
-        check_output(path, inputs=[src], overwrite=args.overwrite, what=what)
+    targets = [(out, "--output"), *[(c, "the --output sidecar") for c in companion_files(out)], (report_path, "--report")]
+    targets += [(drift_path, "--drift-table")] if cfg.drift != "none" else []
+    # Picasso's .yaml beside an .hdf5 output is written too (never over an existing one), and an
+    # .hdf5 input's .yaml is an input: `postprocess a.hdf5 -o a.h5` must not replace it
+    _check_outputs(args, targets, [src, *companion_files(src)])
     locs = read_localizations(src, pixel_size_nm=args.camera_pixel_size)
+    if companion_files(out) and not locs.meta.get("pixel_size_nm"):  # refused now, not after the work
+        raise ValueError(f"{out}: --output is a Picasso file (positions in camera pixels) but {src.name} does not "
+                         "give the camera pixel size; pass --camera-pixel-size NM (or write a .csv)")
     if cfg.pixel_locking and cfg.pixel_locking_pixel_nm is None and not locs.meta.get("pixel_size_nm"):
         raise ValueError(f"{src}: --pixel-locking needs the camera pixel size and the file has none; pass --camera-pixel-size NM")
     t0 = time.perf_counter()
@@ -315,6 +337,21 @@ def cmd_postprocess(args) -> int:
     return 0
 
 
+def _os_error_text(exc: OSError) -> str:
+    """``exc`` in words naming the file the user asked for, not ``atomic_path``'s temporary one."""
+    import re
+
+    name = exc.filename
+    if name is None:
+        return str(exc)
+    p = Path(str(name))
+    m = re.fullmatch(r"\.(.+)\.[^.]+\.part(\.[^.]*)?", p.name)  # .<target>.<random>.part<suffix>
+    if m:
+        p = p.with_name(m.group(1))
+    reason = exc.strerror or str(exc)
+    return f"{p}: cannot write: {reason}" if m else f"{p}: {reason}"
+
+
 # --------------------------------------------------------------------------- parser
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Adds "(default: X)" to every option's help unless it already says its default."""
@@ -327,8 +364,24 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
         return super()._get_help_string(action)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistyped option is one short message, not 20 lines of usage above it."""
+
+    def error(self, message: str):  # noqa: D102 - argparse API
+        usage = self.format_usage()
+        if usage.count("\n") > 3:  # localize, train, ...: the full usage would bury the error
+            parts = []
+            for a in self._actions:
+                if a.option_strings:
+                    continue
+                name = a.metavar or (("{" + ",".join(a.choices) + "}") if a.choices else a.dest)
+                parts.append({"+": f"{name} [{name} ...]", "*": f"[{name} ...]", "?": f"[{name}]"}.get(a.nargs, name))
+            usage = f"usage: {self.prog} [options] {' '.join(parts)}\n"
+        self.exit(2, f"{usage}{self.prog}: error: {message}\n(`{self.prog} --help` lists every option with its default)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="napari-smlm", description="Deep-learning SMLM: simulate, train, localize, render, evaluate.")
+    p = _Parser(prog="napari-smlm", description="Deep-learning SMLM: simulate, train, localize, render, evaluate.")
     p.add_argument("--version", action="version", version=f"napari-smlm {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress and show tracebacks of errors")
     sub = p.add_subparsers(dest="command", required=True)
@@ -438,9 +491,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _command_parser(p: argparse.ArgumentParser, args) -> argparse.ArgumentParser:
+    """The (sub-)parser of the command in ``args`` (``camera estimate`` included), else ``p``."""
+    for key in ("command", "camera_command"):
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, key, None)
+        if not subs or name not in subs[0].choices:
+            break
+        p = subs[0].choices[name]
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
-    args = p.parse_args(argv)
+    args, extra = p.parse_known_args(argv)
+    if extra:  # say which command does not know the option (argparse would blame the top-level parser)
+        _command_parser(p, args).error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from .core.io.errors import SMLMFileError
 
@@ -467,8 +533,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (OSError, MemoryError) as exc:  # disk full, permissions, out of memory: files are left as they were
         log.debug("failed", exc_info=True)
-        what = "out of memory" if isinstance(exc, MemoryError) else str(exc)
-        print(f"error: {what} (earlier files are left as they were)", file=sys.stderr)
+        what = "out of memory" if isinstance(exc, MemoryError) else _os_error_text(exc)
+        print(f"error: {what} (files that existed before are untouched)", file=sys.stderr)
         return 1
     finally:
         _cli_process.resume()  # a command that stopped during its start-up: the collector back on
