@@ -1,0 +1,155 @@
+"""Papercuts met using the CLI as a microscopist would (session 6, helper "ux").
+
+Each test reproduces one problem seen on real data: what the user typed, what went wrong.
+"""
+
+from __future__ import annotations
+
+import errno
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+import tifffile
+
+from napari_smlm.cli import main
+from napari_smlm.core.io.errors import SMLMFileError
+from napari_smlm.core.io.safe import check_output
+
+
+@pytest.fixture
+def locs_csv(tmp_path):
+    """A small ThunderSTORM CSV, as `localize -o locs.csv` writes (no pixel size in the file)."""
+    rng = np.random.default_rng(0)
+    n = 400
+    df = pd.DataFrame({
+        "id": np.arange(1, n + 1),
+        "frame": rng.integers(1, 50, n),
+        "x [nm]": rng.uniform(500, 5500, n),
+        "y [nm]": rng.uniform(500, 5500, n),
+        "intensity [photon]": rng.uniform(500, 3000, n),
+        "offset [photon]": rng.uniform(20, 40, n),
+        "uncertainty_xy [nm]": rng.uniform(5, 20, n),
+    })
+    p = tmp_path / "locs.csv"
+    df.to_csv(p, index=False)
+    return p
+
+
+# ----------------------------------------------------------------------------- postprocess -> Picasso
+def test_postprocess_never_writes_over_an_existing_picasso_yaml(locs_csv, tmp_path, capsys):
+    """`postprocess locs.csv -o keep.hdf5` replaced an existing keep.yaml without --overwrite."""
+    yaml = tmp_path / "keep.yaml"
+    yaml.write_text("precious: 1\n")
+    rc = main(["postprocess", str(locs_csv), "-o", str(tmp_path / "keep.hdf5"), "--camera-pixel-size", "100"])
+    assert rc == 2
+    assert yaml.read_text() == "precious: 1\n"
+    assert not (tmp_path / "keep.hdf5").exists() and not (tmp_path / "keep_postprocess.json").exists()
+    err = capsys.readouterr().err
+    assert "keep.yaml" in err and "--overwrite" in err and "Traceback" not in err
+    # with --overwrite it is replaced (the user asked), and Picasso's YAML is complete
+    assert main(["postprocess", str(locs_csv), "-o", str(tmp_path / "keep.hdf5"), "--camera-pixel-size", "100",
+                 "--overwrite"]) == 0
+    assert "Pixelsize: 100.0" in yaml.read_text()
+
+
+def test_postprocess_keeps_the_yaml_of_a_picasso_input(locs_csv, tmp_path):
+    """`postprocess a.hdf5 -o a.h5`: the output's sidecar a.yaml is the input's own YAML."""
+    a = tmp_path / "a.hdf5"
+    assert main(["postprocess", str(locs_csv), "-o", str(a), "--camera-pixel-size", "100"]) == 0
+    before = (tmp_path / "a.yaml").read_bytes()
+    assert main(["postprocess", str(a), "-o", str(tmp_path / "a.h5"), "--overwrite"]) == 2
+    assert (tmp_path / "a.yaml").read_bytes() == before and not (tmp_path / "a.h5").exists()
+
+
+def test_postprocess_to_picasso_without_pixel_size_is_refused_before_the_work(locs_csv, tmp_path, capsys):
+    """It used to run every step, then fail with "pass pixel_size_nm" (a Python name, not the option)."""
+    out = tmp_path / "p.hdf5"
+    assert main(["postprocess", str(locs_csv), "-o", str(out), "--nena", "--frc"]) == 2
+    err = capsys.readouterr().err
+    assert "--camera-pixel-size" in err and "pixel_size_nm" not in err and "p.hdf5" in err
+    assert list(tmp_path.iterdir()) == [locs_csv]  # nothing written
+
+
+def test_postprocess_refuses_two_outputs_with_one_name(locs_csv, tmp_path, capsys):
+    out = tmp_path / "p.csv"
+    assert main(["postprocess", str(locs_csv), "-o", str(out), "--report", str(out)]) == 2
+    assert "same file" in capsys.readouterr().err and not out.exists()
+
+
+# ----------------------------------------------------------------------------- unwritable folders
+def test_output_under_a_file_is_refused_naming_the_option(locs_csv, tmp_path, capsys):
+    assert main(["render", str(locs_csv), "-o", str(locs_csv / "sr.tif")]) == 2
+    err = capsys.readouterr().err
+    assert "--output" in err and "is a file, not a folder" in err and "Traceback" not in err
+
+
+def test_read_only_folder_is_refused_before_any_work(tmp_path, monkeypatch):
+    """A read-only folder used to fail only when the result was written (after the whole run)."""
+    import os
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode, **kw: False if os.fspath(p) == os.fspath(ro) else real_access(p, mode, **kw))
+    with pytest.raises(SMLMFileError, match=r"--render: cannot write in folder .*ro: read-only"):
+        check_output(ro / "sr.tif", what="--render")
+    with pytest.raises(SMLMFileError, match=r"to create a/b in it"):
+        check_output(ro / "a" / "b" / "sim.tif", what="--output")
+    assert check_output(tmp_path / "new" / "x.csv", what="--output") == tmp_path / "new" / "x.csv"
+
+
+def test_os_error_names_the_target_not_the_temporary_file():
+    from napari_smlm.cli import _os_error_text
+
+    exc = OSError(errno.EROFS, "Read-only file system", "/data/run/.sr.tif.0g53mad2.part.tif")
+    assert _os_error_text(exc) == "/data/run/sr.tif: cannot write: Read-only file system"
+    exc = OSError(errno.EACCES, "Permission denied", "/data/run/sim")
+    assert _os_error_text(exc) == "/data/run/sim: Permission denied"
+
+
+# ----------------------------------------------------------------------------- corrupt TIFF
+def test_truncated_tiff_is_one_clear_error_without_tifffile_log_lines(tmp_path, caplog):
+    from napari_smlm.core.io.tiff import open_movie
+
+    good = tmp_path / "good.tif"
+    tifffile.imwrite(good, np.random.default_rng(1).integers(90, 200, (40, 32, 32), dtype=np.uint16), imagej=True)
+    bad = tmp_path / "trunc.tif"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    with caplog.at_level(logging.WARNING), pytest.raises(SMLMFileError) as e:
+        open_movie(bad)
+    assert "trunc.tif" in str(e.value) and "truncated or corrupt" in str(e.value)
+    assert "<tifffile." not in str(e.value)  # not tifffile's object repr
+    assert not [r for r in caplog.records if r.name.startswith("tifffile")]  # no "ERROR tifffile: ..." on the console
+    assert logging.getLogger("tifffile").propagate  # restored
+    assert open_movie(good).shape == (40, 32, 32)
+
+
+# ----------------------------------------------------------------------------- argparse
+def test_a_bad_option_value_is_a_short_message(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["localize", "m.tif", "-o", str(tmp_path / "x.csv"), "--threshold", "2"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) <= 3, err  # was ~20 lines of usage above the error
+    assert err[0] == "usage: napari-smlm localize [options] movie [movie ...]"
+    assert "--threshold" in err[1] and "[0, 1]" in err[1]
+
+
+def test_an_unknown_option_names_its_command(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["postprocess", "l.csv", "-o", str(tmp_path / "x.csv"), "--drift-pxl", "20"])
+    err = capsys.readouterr().err
+    assert "napari-smlm postprocess: error: unrecognized arguments: --drift-pxl" in err
+
+
+def test_unknown_model_names_the_option(tmp_path, capsys):
+    movie = tmp_path / "m.tif"
+    tifffile.imwrite(movie, np.full((6, 16, 16), 100, np.uint16))
+    assert main(["localize", str(movie), "-o", str(tmp_path / "x.csv"), "--model", "decod"]) == 2
+    err = capsys.readouterr().err
+    assert "--model decod" in err and "napari-smlm models" in err
+    assert main(["localize", str(movie), "-o", str(tmp_path / "x.csv"), "--checkpoint", str(tmp_path / "no.pt")]) == 2
+    assert "--checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "x.csv").exists()
