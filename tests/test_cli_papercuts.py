@@ -153,3 +153,49 @@ def test_unknown_model_names_the_option(tmp_path, capsys):
     assert main(["localize", str(movie), "-o", str(tmp_path / "x.csv"), "--checkpoint", str(tmp_path / "no.pt")]) == 2
     assert "--checkpoint" in capsys.readouterr().err
     assert not (tmp_path / "x.csv").exists()
+
+
+# ----------------------------------------------------------------------------- --help
+def _command_parsers():
+    import argparse
+
+    from napari_smlm.cli import build_parser
+
+    out, todo = {}, [("", build_parser())]
+    while todo:
+        name, p = todo.pop()
+        for a in p._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub, sp in a.choices.items():
+                    out[f"{name} {sub}".strip()] = sp
+                    todo.append((f"{name} {sub}".strip(), sp))
+    return out
+
+
+def test_help_gives_each_default_once_and_says_switches_are_off():
+    """`calibrate --help` said "px (7) (default: 7)"; `--frc`, `--nena`, `--crlb` gave no default."""
+    import argparse
+    import re
+
+    doubled, silent = [], []
+    for name, sp in _command_parsers().items():
+        fmt = sp._get_formatter()
+        for a in sp._actions:
+            if isinstance(a, (argparse._HelpAction, argparse._SubParsersAction)) or not a.option_strings:
+                continue
+            h = fmt._expand_help(a)  # the text --help prints
+            if re.search(r"\(([^()]+)\) \(default: \1\)", h) or h.count("(default") > 1:
+                doubled.append(f"{name} {a.option_strings[-1]}: {h}")
+            if isinstance(a, argparse._StoreTrueAction) and "default" not in h:
+                silent.append(f"{name} {a.option_strings[-1]}")
+    assert not doubled, doubled
+    assert not silent, silent
+
+
+def test_calibrate_takes_pixel_size_like_every_other_command():
+    from napari_smlm.cli import build_parser
+
+    p = build_parser()
+    a = p.parse_args(["calibrate", "beads.tif", "-o", "cal.yaml", "--pixel-size", "110"])
+    assert a.pixel_size_nm == 110.0
+    assert p.parse_args(["calibrate", "beads.tif", "-o", "cal.yaml", "--pixel-size-nm", "90"]).pixel_size_nm == 90.0

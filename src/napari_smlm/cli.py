@@ -358,8 +358,11 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
     def _get_help_string(self, action):
         h = action.help or ""
-        if "default" in h or action.default is None or action.default is False or action.default == argparse.SUPPRESS \
-                or not action.option_strings:
+        if "default" in h or not action.option_strings:
+            return h
+        if isinstance(action, argparse._StoreTrueAction):  # a switch: say it is off unless given
+            return f"{h} (default: off)"
+        if action.default is None or action.default is False or action.default == argparse.SUPPRESS:
             return h
         return super()._get_help_string(action)
 
