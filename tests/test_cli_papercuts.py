@@ -191,11 +191,3 @@ def test_help_gives_each_default_once_and_says_switches_are_off():
     assert not doubled, doubled
     assert not silent, silent
 
-
-def test_calibrate_takes_pixel_size_like_every_other_command():
-    from napari_smlm.cli import build_parser
-
-    p = build_parser()
-    a = p.parse_args(["calibrate", "beads.tif", "-o", "cal.yaml", "--pixel-size", "110"])
-    assert a.pixel_size_nm == 110.0
-    assert p.parse_args(["calibrate", "beads.tif", "-o", "cal.yaml", "--pixel-size-nm", "90"]).pixel_size_nm == 90.0
