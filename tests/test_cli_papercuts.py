@@ -191,3 +191,43 @@ def test_help_gives_each_default_once_and_says_switches_are_off():
     assert not doubled, doubled
     assert not silent, silent
 
+
+
+def test_localize_says_when_it_assumes_the_pixel_size(tmp_path, capsys):
+    """Locan's images.tif (no pixel size in the file) was localized at an assumed 100 nm without a word."""
+    from napari_smlm.core.checkpoint import shipped_models
+
+    if "decode" not in shipped_models():
+        pytest.skip("no shipped decode weights")
+    movie = tmp_path / "nopx.tif"
+    tifffile.imwrite(movie, np.random.default_rng(2).integers(95, 110, (6, 24, 24), dtype=np.uint16))
+    assert main(["localize", str(movie), "-o", str(tmp_path / "a.csv"), "--device", "cpu"]) == 0
+    err = capsys.readouterr().err
+    assert "nopx.tif: the file gives no pixel size; assuming 100 nm" in err and "--pixel-size" in err
+    assert main(["localize", str(movie), "-o", str(tmp_path / "b.csv"), "--device", "cpu", "--pixel-size", "133"]) == 0
+    assert "no pixel size" not in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- RCC on small tables
+def test_rcc_auto_segments_fit_a_small_table(external_data, tmp_path, capsys):
+    """Picasso's 564-row test table: `--drift rcc` (segments automatic) failed with
+    "segment 0 holds 87 localizations ... use at most 5 segments" - it had chosen 5 itself."""
+    src = external_data / "jungmannlab_picasso" / "testdata_locs.hdf5"
+    assert main(["postprocess", str(src), "-o", str(tmp_path / "p.hdf5"), "--drift", "rcc"]) == 0
+    assert (tmp_path / "p_drift.csv").exists()
+    # too many segments asked: the advice is a number that works
+    assert main(["postprocess", str(src), "-o", str(tmp_path / "q.hdf5"), "--drift", "rcc", "--segments", "8"]) == 2
+    err = capsys.readouterr().err
+    assert "of the 8 asked" in err and "--segments 4" in err
+    assert main(["postprocess", str(src), "-o", str(tmp_path / "q.hdf5"), "--drift", "rcc", "--segments", "4"]) == 0
+
+
+def test_rcc_on_too_few_localizations_says_so():
+    from napari_smlm.core.localizations import Localizations
+    from napari_smlm.core.postprocessing import rcc
+
+    rng = np.random.default_rng(3)
+    locs = Localizations({"frame": np.sort(rng.integers(0, 200, 150)), "x_nm": rng.uniform(0, 5000, 150),
+                          "y_nm": rng.uniform(0, 5000, 150)})
+    with pytest.raises(ValueError, match=r"150 localizations are too few for drift correction.*fiducials"):
+        rcc(locs)

@@ -77,9 +77,10 @@ def cmd_localize_runner(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from .cli import _resolve_model
+    from .cli import _resolve_model, _warn_assumed_pixel_size
 
     ckpt = _resolve_model(args)
+    _warn_assumed_pixel_size(args, movie, ckpt)
     start, stop = (args.frames if args.frames else (0, None))
     t0 = time.perf_counter()
     STOP.poll()

@@ -163,6 +163,16 @@ def _resolve_model(args):
     return resolve_checkpoint(name)
 
 
+def _warn_assumed_pixel_size(args, movie, ckpt) -> None:
+    """Say so when neither ``--pixel-size`` nor the file gives the pixel size (every nm depends on it)."""
+    if args.pixel_size is not None or getattr(movie, "pixel_size_nm", None):
+        return
+    px = (ckpt.simulation or {}).get("pixel_size_nm") or 100.0
+    name = Path(movie.paths[0]).name if len(movie.paths) == 1 else f"{len(movie.paths)} files"
+    print(f"warning: {name}: the file gives no pixel size; assuming {float(px):g} nm (the model's training pixel "
+          "size) for every position in nm: pass --pixel-size NM", file=sys.stderr)
+
+
 #: ``localize --batch-size`` default of the in-memory path (issue 16: decode's network ran ~6 % less CPU
 #: per frame on 32-frame batches than on 16 on the AVX-512 BF16 test machine; same table) and of the
 #: streamed path (unchanged: a ``--resume`` must use the batch grid of the run it continues).
@@ -195,6 +205,7 @@ def cmd_localize(args) -> int:
     from .core.inference import InferenceConfig, collect_predictions, iter_predict
 
     ckpt = _resolve_model(args)
+    _warn_assumed_pixel_size(args, movie, ckpt)
     cam = _camera_from_args(args, ckpt)
     start, stop = (args.frames if args.frames else (0, None))
     from .core.device import torch_threads
