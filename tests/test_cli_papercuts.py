@@ -231,3 +231,33 @@ def test_rcc_on_too_few_localizations_says_so():
                           "y_nm": rng.uniform(0, 5000, 150)})
     with pytest.raises(ValueError, match=r"150 localizations are too few for drift correction.*fiducials"):
         rcc(locs)
+
+
+def test_png_of_a_thin_strip_is_written_without_a_matplotlib_warning(tmp_path):
+    """`render decode_dstorm_data.h5` (a 1644×28 px render) printed matplotlib's tight-layout UserWarning."""
+    import warnings
+
+    from PIL import Image
+
+    from napari_smlm.cli import _save_png
+
+    img = np.zeros((28, 1644))
+    img[10:14, 100:1500] = 1.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        _save_png(tmp_path / "strip.png", img, title="decode_dstorm_data.h5", pixel_size_nm=10.0)
+    w, h = Image.open(tmp_path / "strip.png").size
+    assert h >= 200  # room for the title and the axis labels
+
+
+def test_a_non_tiff_movie_gets_a_way_forward(tmp_path, capsys):
+    """Picasso's testdata.raw: "not a readable TIFF file (TiffFileError: ...)" said nothing of what to do."""
+    raw = tmp_path / "testdata.raw"
+    raw.write_bytes(np.arange(4 * 16 * 16, dtype="<u2").tobytes())
+    assert main(["localize", str(raw), "-o", str(tmp_path / "x.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "testdata.raw: not a TIFF movie (.raw file)" in err and "Fiji" in err and "TiffFileError" not in err
+    smlm = tmp_path / "data.smlm"
+    smlm.write_bytes(b"PK\x03\x04")
+    assert main(["render", str(smlm), "-o", str(tmp_path / "x.tif")]) == 2
+    assert "(supported: .csv, .h5, .hdf5)" in capsys.readouterr().err

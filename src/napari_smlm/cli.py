@@ -86,7 +86,8 @@ def _save_png(path: Path, image: np.ndarray, title: str | None = None, pixel_siz
 
     vmax = np.percentile(image[image > 0], 99.5) if np.any(image > 0) else 1.0
     h, w = image.shape
-    fig, ax = plt.subplots(figsize=(6, 6 * h / max(w, 1)), dpi=120)
+    # a thin strip (e.g. a table along one filament) still gets room for its title and axis labels
+    fig, ax = plt.subplots(figsize=(6, min(max(6 * h / max(w, 1), 2.0), 12.0)), dpi=120)
     extent = None
     if pixel_size_nm:
         extent = (0, w * pixel_size_nm / 1000, h * pixel_size_nm / 1000, 0)
@@ -95,7 +96,11 @@ def _save_png(path: Path, image: np.ndarray, title: str | None = None, pixel_siz
     ax.imshow(image, cmap="hot", vmin=0, vmax=vmax, extent=extent, interpolation="nearest")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
+    import warnings
+
+    with warnings.catch_warnings():  # "Tight layout not applied" on odd shapes: the PNG is still fine
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 

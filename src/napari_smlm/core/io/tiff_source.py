@@ -130,6 +130,13 @@ class _TiffSource:
             try:
                 tif = tifffile.TiffFile(path, _multifile=False)
             except Exception as exc:
+                ext = os.path.splitext(path)[1].lower()
+                if ext not in (".tif", ".tiff", ".btf", ".tf8", ".tf2"):  # e.g. Picasso's .raw, .nd2, .czi
+                    raise SMLMFileError(
+                        path, f"not a TIFF movie ({ext or 'no suffix'} file): napari-smlm reads TIFF / OME-TIFF stacks; "
+                        "save it as one first (e.g. Fiji: File > Import > Raw... with the width, height and pixel type "
+                        "of its .yaml / .inf, or Bio-Formats; then File > Save As > Tiff...)"
+                    ) from exc
                 raise SMLMFileError(path, f"not a readable TIFF file ({type(exc).__name__}: {exc})") from exc
             try:
                 series = tif.series
