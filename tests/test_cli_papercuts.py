@@ -261,3 +261,20 @@ def test_a_non_tiff_movie_gets_a_way_forward(tmp_path, capsys):
     smlm.write_bytes(b"PK\x03\x04")
     assert main(["render", str(smlm), "-o", str(tmp_path / "x.tif")]) == 2
     assert "(supported: .csv, .h5, .hdf5)" in capsys.readouterr().err
+
+
+def test_napari_reader_checks_a_truncated_tiff_quietly(tmp_path, caplog):
+    """Opening trunc.tif in napari printed tifffile's "<tifffile.TiffFile 'trunc.tif'> ImageJ series
+    metadata invalid ..." lines on the terminal before the plugin's own (clear) error."""
+    from napari_smlm import _reader
+
+    good = tmp_path / "good.tif"
+    tifffile.imwrite(good, np.random.default_rng(1).integers(90, 200, (40, 32, 32), dtype=np.uint16), imagej=True)
+    bad = tmp_path / "trunc.tif"
+    bad.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    with caplog.at_level(logging.WARNING):
+        reader = _reader.get_movie_reader(str(bad))
+        assert reader is not None
+        with pytest.raises(SMLMFileError, match="trunc.tif: truncated or corrupt TIFF"):
+            reader(str(bad))
+    assert not [r for r in caplog.records if r.name.startswith("tifffile")]  # (a terminal shows these)
