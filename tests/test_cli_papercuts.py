@@ -278,3 +278,35 @@ def test_napari_reader_checks_a_truncated_tiff_quietly(tmp_path, caplog):
         with pytest.raises(SMLMFileError, match="trunc.tif: truncated or corrupt TIFF"):
             reader(str(bad))
     assert not [r for r in caplog.records if r.name.startswith("tifffile")]  # (a terminal shows these)
+
+
+# ----------------------------------------------------------------------------- postprocess option errors
+@pytest.mark.parametrize("opts, said", [
+    (["--drift", "rcc", "--segments", "1"], "--segments: must be >= 2, got 1"),
+    (["--drift", "rcc", "--drift-pixel", "-5"], "--drift-pixel: must be a positive number"),
+    (["--link-distance", "30", "--link-dark", "-1"], "--link-dark: must be >= 0"),
+    (["--frc", "--frc-pixel", "0"], "--frc-pixel: must be a positive number"),
+    (["--filter", "photons"], "--filter: filter 'photons': expected COLUMN:LOW:HIGH"),
+])
+def test_postprocess_errors_name_the_option_typed(locs_csv, tmp_path, capsys, opts, said):
+    """They named PostprocessConfig's fields ("drift_pixel_nm must be ..."), not the options."""
+    assert main(["postprocess", str(locs_csv), "-o", str(tmp_path / "p.csv"), *opts]) == 2
+    assert said in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_postprocess_refuses_a_negative_camera_pixel_size(locs_csv, tmp_path, capsys):
+    """`--camera-pixel-size -100` was accepted (and written into the outputs)."""
+    with pytest.raises(SystemExit):
+        main(["postprocess", str(locs_csv), "-o", str(tmp_path / "p.csv"), "--camera-pixel-size", "-100"])
+    assert "--camera-pixel-size: -100: must be" in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_postprocess_config_file_errors_name_the_file(locs_csv, tmp_path, capsys):
+    cfg = tmp_path / "pp.yaml"
+    cfg.write_text("drift: rcc\nsegments: 1\n")
+    assert main(["postprocess", str(locs_csv), "-o", str(tmp_path / "p.csv"), "--config", str(cfg)]) == 2
+    assert f"{cfg}: segments must be >= 2" in capsys.readouterr().err
+    assert main(["postprocess", str(locs_csv), "-o", str(tmp_path / "p.csv"), "--config", str(tmp_path / "no.yaml")]) == 2
+    assert "--config" in capsys.readouterr().err

@@ -259,6 +259,15 @@ def cmd_localize(args) -> int:
     return _interrupted_rc(f"{len(locs)} localizations of the frames done kept in {out}")
 
 
+#: PostprocessConfig fields whose option is not simply ``--<field>`` (errors name the option typed).
+_POSTPROCESS_FLAGS = {
+    "segments": "--segments", "drift_pixel_nm": "--drift-pixel", "max_drift_nm": "--max-drift",
+    "fiducial_radius_nm": "--fiducial-radius", "fiducials_nm": "--fiducial", "link_dark_frames": "--link-dark",
+    "link_n_sigma": "--link-sigmas", "link_distance_nm": "--link-distance", "link_weighting": "--link-weighting",
+    "frc_pixel_nm": "--frc-pixel", "frc_split": "--frc-split", "filter_ranges": "--filter",
+}
+
+
 def cmd_postprocess(args) -> int:
     """Filter, undrift, merge and measure the resolution of a localization file."""
     from .core.io import read_localizations, write_localizations
@@ -271,7 +280,12 @@ def cmd_postprocess(args) -> int:
     drift_path = Path(args.drift_table) if args.drift_table else Path(f"{stem}_drift.csv")
     report_path = Path(args.report) if args.report else Path(f"{stem}_postprocess.json")
     if args.config:
-        base = PostprocessConfig.from_yaml(args.config)
+        if not Path(args.config).is_file():
+            raise ValueError(f"--config {args.config}: no such file")
+        try:
+            base = PostprocessConfig.from_yaml(args.config)
+        except ValueError as exc:
+            raise ValueError(f"{args.config}: {exc}" if str(args.config) not in str(exc) else str(exc)) from None
     else:
         base = PostprocessConfig()
     kw: dict = {"drift": args.drift} if args.drift != "none" or not args.config else {}
@@ -296,14 +310,27 @@ def cmd_postprocess(args) -> int:
             except ValueError:
                 raise ValueError(f"--link-distance: expected a distance in nm or 'sigma', got {args.link_distance!r}") from None
     if args.filter:
-        kw["filter_ranges"] = {**base.filter_ranges, **dict(parse_filter_spec(f) for f in args.filter)}
+        try:
+            kw["filter_ranges"] = {**base.filter_ranges, **dict(parse_filter_spec(f) for f in args.filter)}
+        except ValueError as exc:
+            raise ValueError(f"--filter: {exc}") from None
     if args.frc:
         kw["frc"] = True
     if args.nena:
         kw["nena"] = True
     if args.pixel_locking:
         kw["pixel_locking"] = True
-    cfg = PostprocessConfig.from_dict({**base.to_dict(), **kw})
+    try:
+        cfg = PostprocessConfig.from_dict({**base.to_dict(), **kw})
+    except ValueError as exc:  # the config's field name -> the option the user typed (or the --config file)
+        msg = str(exc)
+        field = msg.split(" ", 1)[0]
+        if field in kw:
+            flag = _POSTPROCESS_FLAGS.get(field, "--" + field.replace("_", "-"))
+            raise ValueError(f"{flag}: {msg[len(field) + 1:]}") from None
+        if args.config and field in base.to_dict():
+            raise ValueError(f"{args.config}: {msg}") from None
+        raise
     targets = [(out, "--output"), *[(c, "the --output sidecar") for c in companion_files(out)], (report_path, "--report")]
     targets += [(drift_path, "--drift-table")] if cfg.drift != "none" else []
     # Picasso's .yaml beside an .hdf5 output is written too (never over an existing one), and an
@@ -496,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "aligned with the pixel grid) (default: off)")
     pp.add_argument("--drift-table", default=None, help="per-frame drift CSV (default OUTPUT stem + _drift.csv)")
     pp.add_argument("--report", default=None, help="JSON report (default OUTPUT stem + _postprocess.json)")
-    pp.add_argument("--camera-pixel-size", type=float, default=None, help="camera pixel size, nm, for files without one (Picasso; CSV with --pixel-locking) (default: from the file)")
+    pp.add_argument("--camera-pixel-size", type=arg("camera_pixel_size"), default=None, help="camera pixel size, nm, for files without one (Picasso; CSV with --pixel-locking) (default: from the file)")
     pp.add_argument("--overwrite", action="store_true", help="replace existing output files (never the input)")
     pp.set_defaults(func=cmd_postprocess)
     add_camera_parser(sub, _HelpFormatter)  # issue 10.5: camera estimate | show
