@@ -498,7 +498,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("-o", "--output", required=True, help="corrected localizations (.csv ThunderSTORM, .hdf5 Picasso)")
     pp.add_argument("--config", default=None, help="PostprocessConfig YAML (command-line values override it) (default: none)")
     pp.add_argument("--drift", choices=["none", "rcc", "fiducials"], default="none", help="drift correction")
-    pp.add_argument("--segments", type=int, default=None, help="RCC time segments (default: one per 1000 localizations, 5 to 40)")
+    pp.add_argument("--segments", type=int, default=None, help="RCC time segments (default: one per 1000 localizations, 5 to 40; fewer below 1000 localizations, >= 2)")
     pp.add_argument("--drift-pixel", type=float, default=None, help="RCC render pixel, nm (default: 20)")
     pp.add_argument("--max-drift", type=float, default=None, help="RCC: largest drift between segments, nm (default: 1000)")
     pp.add_argument("--fiducial", type=float, nargs=2, action="append", metavar=("X_NM", "Y_NM"),

@@ -146,7 +146,8 @@ def iter_rcc(
         ``frame``, ``x_nm``, ``y_nm``.
     n_segments : int or None
         Number of time segments (≥ 2). More segments follow faster drift but each holds fewer
-        localizations. None (default): :func:`auto_segments` (one per 1000 localizations, 5 to 40).
+        localizations. None (default): :func:`auto_segments` (one per 1000 localizations, 5 to 40),
+        capped at one per ``2 * min_locs_per_segment`` localizations (at least 2) for small tables.
     pixel_size_nm : float
         Pixel of the rendered segment images (nm).
     blur_px : float
