@@ -310,3 +310,25 @@ def test_postprocess_config_file_errors_name_the_file(locs_csv, tmp_path, capsys
     assert f"{cfg}: segments must be >= 2" in capsys.readouterr().err
     assert main(["postprocess", str(locs_csv), "-o", str(tmp_path / "p.csv"), "--config", str(tmp_path / "no.yaml")]) == 2
     assert "--config" in capsys.readouterr().err
+
+
+# ----------------------------------------------------------------------------- merged tables in ThunderSTORM CSV
+def test_merged_last_frame_is_one_based_in_thunderstorm_csv(tmp_path):
+    """`postprocess --link-distance ... -o x.csv`: on disk "frame" was 1-based and "last_frame" 0-based
+    (a single-frame event read frame 1, last_frame 0)."""
+    from napari_smlm.core.io import read_localizations, write_localizations
+    from napari_smlm.core.localizations import Localizations
+
+    locs = Localizations({"frame": np.array([0, 0, 3]), "x_nm": [10.0, 500.0, 900.0], "y_nm": [5.0, 5.0, 5.0],
+                          "last_frame": np.array([0.0, 2.0, 3.0]), "n_merged": np.array([1.0, 3.0, 1.0])})
+    out = tmp_path / "merged.csv"
+    write_localizations(out, locs)
+    disk = pd.read_csv(out)
+    assert list(disk["frame"]) == [1, 1, 4] and list(disk["last_frame"]) == [1, 3, 4]
+    back = read_localizations(out)
+    np.testing.assert_array_equal(back["last_frame"], [0, 2, 3])
+    np.testing.assert_array_equal(back["frame"], [0, 0, 3])
+    # a file of the earlier writer (last_frame 0-based on disk) is read as it was
+    old = tmp_path / "old.csv"
+    old.write_text('"id","frame","x [nm]","y [nm]","last_frame","n_merged"\n1,1,10,5,0.0,1.0\n2,1,500,5,2.0,3.0\n')
+    np.testing.assert_array_equal(read_localizations(old)["last_frame"], [0, 2])
