@@ -332,3 +332,14 @@ def test_merged_last_frame_is_one_based_in_thunderstorm_csv(tmp_path):
     old = tmp_path / "old.csv"
     old.write_text('"id","frame","x [nm]","y [nm]","last_frame","n_merged"\n1,1,10,5,0.0,1.0\n2,1,500,5,2.0,3.0\n')
     np.testing.assert_array_equal(read_localizations(old)["last_frame"], [0, 2])
+
+
+def test_frames_past_the_end_name_the_option_and_the_movie(tmp_path, capsys):
+    """`localize demo1.tif --frames 30 40` on a 20-frame movie: "empty frame range 30:20 for a movie of
+    20 frames" (no option, no file, and a range the user never typed)."""
+    movie = tmp_path / "twenty.tif"
+    tifffile.imwrite(movie, np.full((20, 16, 16), 100, np.uint16))
+    for out in ("a.csv", "a.hdf5"):  # the in-memory and the streamed path
+        assert main(["localize", str(movie), "-o", str(tmp_path / out), "--frames", "30", "40"]) == 2
+        assert "--frames 30 40: twenty.tif has 20 frames (0 to 19)" in capsys.readouterr().err
+        assert not (tmp_path / out).exists()

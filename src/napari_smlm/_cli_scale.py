@@ -69,6 +69,9 @@ def cmd_localize_runner(args) -> int:
     from .core.io.tiff import open_movie
 
     movie = open_movie(args.movie, pixel_size_nm=args.pixel_size)
+    from .cli import _check_frames_in_movie
+
+    _check_frames_in_movie(args.frames, movie)
     out = Path(args.output)
     _guard(args, out, [*movie.paths, args.checkpoint])
     from .core.runner import iter_localize_stream

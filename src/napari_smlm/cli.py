@@ -69,6 +69,20 @@ def _check_frame_range(frames) -> None:
         check_frame_range(*frames, name="--frames")
 
 
+def _check_frames_in_movie(frames, movie) -> None:
+    """``--frames START STOP`` against the movie's length: an error when nothing is left, a note when cut."""
+    if not frames:
+        return
+    start, stop = int(frames[0]), int(frames[1])
+    n = int(movie.shape[0])
+    name = Path(movie.paths[0]).name if len(movie.paths) == 1 else f"the {len(movie.paths)} files"
+    if start >= n:
+        raise ValueError(f"--frames {start} {stop}: {name} has {n} frames (0 to {n - 1}); nothing to localize")
+    if stop > n:
+        print(f"note: --frames {start} {stop}: {name} has {n} frames; localizing frames {start} to {n - 1}",
+              file=sys.stderr)
+
+
 def _interrupted_rc(what: str) -> int:
     """0, or 130 (and a line saying what was kept) when SIGINT/SIGTERM stopped the command."""
     if STOP.requested:
@@ -200,6 +214,7 @@ def cmd_localize(args) -> int:
 
     _check_frame_range(args.frames)
     movie = open_movie(args.movie, pixel_size_nm=args.pixel_size)
+    _check_frames_in_movie(args.frames, movie)
     out = Path(args.output)
     r = Path(args.render) if args.render else None
     _check_outputs(  # before torch and the model are loaded: a refused output costs nothing
