@@ -80,10 +80,12 @@ def cmd_fit3d(args) -> int:
     from .core.astigmatic_fit import iter_localize_astigmatic
     from .core.camera import get_camera
     from .core.io.locs import write_localizations
-    from .core.io.safe import check_output
+    from .core.io.safe import check_output, companion_files
     from .core.io.tiff import open_movie
 
     out = check_output(args.output, inputs=[args.movie, args.psf], overwrite=args.overwrite, what="--output")
+    for c in companion_files(out):  # Picasso's .yaml beside an .hdf5 output
+        check_output(c, inputs=[args.movie, args.psf], overwrite=args.overwrite, what="the --output sidecar")
     movie = open_movie(args.movie, pixel_size_nm=args.pixel_size)
     px = movie.pixel_size_nm
     if not px:
@@ -111,9 +113,9 @@ def add_calibrate_parser(sub) -> None:
     cal.add_argument("stack", type=Path, help="TIFF z-stack of beads (slices, rows, columns)")
     cal.add_argument("-o", "--output", required=True, type=Path, help="calibration YAML to write")
     cal.add_argument("--step-nm", type=float, default=None, help="z step between slices, nm (default: from the file's metadata)")
-    cal.add_argument("--pixel-size-nm", type=float, default=None, help="camera pixel size, nm (default: from the file's metadata)")
-    cal.add_argument("--roi-radius", type=int, default=7, help="half-width of each bead's fitted ROI, px (7)")
-    cal.add_argument("--threshold", type=float, default=8.0, help="bead detection threshold, robust SDs above background (8)")
+    cal.add_argument("--pixel-size", "--pixel-size-nm", dest="pixel_size_nm", metavar="NM", type=float, default=None, help="camera pixel size, nm (default: from the file's metadata)")
+    cal.add_argument("--roi-radius", type=int, default=7, help="half-width of each bead's fitted ROI, px")
+    cal.add_argument("--threshold", type=float, default=8.0, help="bead detection threshold, robust SDs above background")
     cal.add_argument("--plot", type=Path, default=None, help="PNG of σx, σy vs z with fit residuals (default: no plot)")
     cal.add_argument("--overwrite", action="store_true", help="replace existing output files")
     cal.set_defaults(func=cmd_calibrate)
@@ -127,7 +129,7 @@ def add_fit3d_parser(sub) -> None:
     f3.add_argument("-o", "--output", required=True, type=Path, help="localization file (.csv ThunderSTORM with z [nm], ...)")
     f3.add_argument("--pixel-size", type=float, default=None, help="camera pixel size, nm (default: the movie's metadata)")
     f3.add_argument("--camera", default=None, help=f"{CAMERA_HELP} (default: recorded in the movie, else smlm2016_emccd)")
-    f3.add_argument("--threshold", type=float, default=5.0, help="detection threshold, robust SDs of the band-passed frame (5)")
-    f3.add_argument("--roi-radius", type=int, default=5, help="fitted ROI half-width, px (5)")
+    f3.add_argument("--threshold", type=float, default=5.0, help="detection threshold, robust SDs of the band-passed frame")
+    f3.add_argument("--roi-radius", type=int, default=5, help="fitted ROI half-width, px")
     f3.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     f3.set_defaults(func=cmd_fit3d)

@@ -69,16 +69,21 @@ def cmd_localize_runner(args) -> int:
     from .core.io.tiff import open_movie
 
     movie = open_movie(args.movie, pixel_size_nm=args.pixel_size)
+    from .cli import _check_frames_in_movie
+
+    _check_frames_in_movie(args.frames, movie)
     out = Path(args.output)
     _guard(args, out, [*movie.paths, args.checkpoint])
-    from .core.inference import resolve_checkpoint
     from .core.runner import iter_localize_stream
 
     if args.threads:
         import torch
 
         torch.set_num_threads(args.threads)
-    ckpt = resolve_checkpoint(args.checkpoint or args.model)
+    from .cli import _resolve_model, _warn_assumed_pixel_size
+
+    ckpt = _resolve_model(args)
+    _warn_assumed_pixel_size(args, movie, ckpt)
     start, stop = (args.frames if args.frames else (0, None))
     t0 = time.perf_counter()
     STOP.poll()

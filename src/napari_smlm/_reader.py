@@ -93,7 +93,9 @@ def _is_colour_tiff(p: str) -> bool:
     try:
         import tifffile
 
-        with tifffile.TiffFile(p, _multifile=False) as tif:
+        from .core.io.tiff_source import _LogCapture  # a corrupt file: read_movie explains, tifffile stays quiet
+
+        with _LogCapture(), tifffile.TiffFile(p, _multifile=False) as tif:
             page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
             return int(page.samplesperpixel) > 1
     except Exception:  # noqa: BLE001 - unreadable: ours, read_movie explains
@@ -135,7 +137,9 @@ def _tiff_dtype_kind(path: str) -> str | None:
     try:
         import tifffile
 
-        with tifffile.TiffFile(path) as tif:
+        from .core.io.tiff_source import _LogCapture
+
+        with _LogCapture(), tifffile.TiffFile(path) as tif:
             return tif.series[0].dtype.kind
     except Exception:  # noqa: BLE001 - open_movie reports the real problem
         return None

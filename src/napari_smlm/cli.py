@@ -69,6 +69,20 @@ def _check_frame_range(frames) -> None:
         check_frame_range(*frames, name="--frames")
 
 
+def _check_frames_in_movie(frames, movie) -> None:
+    """``--frames START STOP`` against the movie's length: an error when nothing is left, a note when cut."""
+    if not frames:
+        return
+    start, stop = int(frames[0]), int(frames[1])
+    n = int(movie.shape[0])
+    name = Path(movie.paths[0]).name if len(movie.paths) == 1 else f"the {len(movie.paths)} files"
+    if start >= n:
+        raise ValueError(f"--frames {start} {stop}: {name} has {n} frames (0 to {n - 1}); nothing to localize")
+    if stop > n:
+        print(f"note: --frames {start} {stop}: {name} has {n} frames; localizing frames {start} to {n - 1}",
+              file=sys.stderr)
+
+
 def _interrupted_rc(what: str) -> int:
     """0, or 130 (and a line saying what was kept) when SIGINT/SIGTERM stopped the command."""
     if STOP.requested:
@@ -86,7 +100,8 @@ def _save_png(path: Path, image: np.ndarray, title: str | None = None, pixel_siz
 
     vmax = np.percentile(image[image > 0], 99.5) if np.any(image > 0) else 1.0
     h, w = image.shape
-    fig, ax = plt.subplots(figsize=(6, 6 * h / max(w, 1)), dpi=120)
+    # a thin strip (e.g. a table along one filament) still gets room for its title and axis labels
+    fig, ax = plt.subplots(figsize=(6, min(max(6 * h / max(w, 1), 2.0), 12.0)), dpi=120)
     extent = None
     if pixel_size_nm:
         extent = (0, w * pixel_size_nm / 1000, h * pixel_size_nm / 1000, 0)
@@ -95,7 +110,11 @@ def _save_png(path: Path, image: np.ndarray, title: str | None = None, pixel_siz
     ax.imshow(image, cmap="hot", vmin=0, vmax=vmax, extent=extent, interpolation="nearest")
     if title:
         ax.set_title(title)
-    fig.tight_layout()
+    import warnings
+
+    with warnings.catch_warnings():  # "Tight layout not applied" on odd shapes: the PNG is still fine
+        warnings.simplefilter("ignore", UserWarning)
+        fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
 
@@ -146,6 +165,33 @@ def _camera_from_args(args, ckpt=None):
     return base.replace(**kw) if kw else base
 
 
+def _resolve_model(args):
+    """The checkpoint of ``--checkpoint``, else of ``--model``; an unknown model name names the option."""
+    from .core.checkpoint import resolve_checkpoint, shipped_models
+
+    if args.checkpoint:
+        if not Path(args.checkpoint).is_file():
+            raise ValueError(f"--checkpoint {args.checkpoint}: no such file")
+        return resolve_checkpoint(args.checkpoint)
+    name = str(args.model)
+    p = Path(name)
+    if not (p.suffix in (".pt", ".pth", ".ckpt") or p.exists()) and name not in shipped_models():
+        raise ValueError(f"--model {name}: no such model with shipped weights (choose one of "
+                         f"{', '.join(shipped_models())}; `napari-smlm models` lists them) - or pass a checkpoint "
+                         "file with --checkpoint FILE.pt")
+    return resolve_checkpoint(name)
+
+
+def _warn_assumed_pixel_size(args, movie, ckpt) -> None:
+    """Say so when neither ``--pixel-size`` nor the file gives the pixel size (every nm depends on it)."""
+    if args.pixel_size is not None or getattr(movie, "pixel_size_nm", None):
+        return
+    px = (ckpt.simulation or {}).get("pixel_size_nm") or 100.0
+    name = Path(movie.paths[0]).name if len(movie.paths) == 1 else f"{len(movie.paths)} files"
+    print(f"warning: {name}: the file gives no pixel size; assuming {float(px):g} nm (the model's training pixel "
+          "size) for every position in nm: pass --pixel-size NM", file=sys.stderr)
+
+
 #: ``localize --batch-size`` default of the in-memory path (issue 16: decode's network ran ~6 % less CPU
 #: per frame on 32-frame batches than on 16 on the AVX-512 BF16 test machine; same table) and of the
 #: streamed path (unchanged: a ``--resume`` must use the batch grid of the run it continues).
@@ -168,6 +214,7 @@ def cmd_localize(args) -> int:
 
     _check_frame_range(args.frames)
     movie = open_movie(args.movie, pixel_size_nm=args.pixel_size)
+    _check_frames_in_movie(args.frames, movie)
     out = Path(args.output)
     r = Path(args.render) if args.render else None
     _check_outputs(  # before torch and the model are loaded: a refused output costs nothing
@@ -175,9 +222,10 @@ def cmd_localize(args) -> int:
             (r, "--render"), (r.with_suffix(".png") if r else None, "the --render PNG")],
         [*movie.paths, args.checkpoint],
     )
-    from .core.inference import InferenceConfig, collect_predictions, iter_predict, resolve_checkpoint
+    from .core.inference import InferenceConfig, collect_predictions, iter_predict
 
-    ckpt = resolve_checkpoint(args.checkpoint or args.model)
+    ckpt = _resolve_model(args)
+    _warn_assumed_pixel_size(args, movie, ckpt)
     cam = _camera_from_args(args, ckpt)
     start, stop = (args.frames if args.frames else (0, None))
     from .core.device import torch_threads
@@ -226,10 +274,19 @@ def cmd_localize(args) -> int:
     return _interrupted_rc(f"{len(locs)} localizations of the frames done kept in {out}")
 
 
+#: PostprocessConfig fields whose option is not simply ``--<field>`` (errors name the option typed).
+_POSTPROCESS_FLAGS = {
+    "segments": "--segments", "drift_pixel_nm": "--drift-pixel", "max_drift_nm": "--max-drift",
+    "fiducial_radius_nm": "--fiducial-radius", "fiducials_nm": "--fiducial", "link_dark_frames": "--link-dark",
+    "link_n_sigma": "--link-sigmas", "link_distance_nm": "--link-distance", "link_weighting": "--link-weighting",
+    "frc_pixel_nm": "--frc-pixel", "frc_split": "--frc-split", "filter_ranges": "--filter",
+}
+
+
 def cmd_postprocess(args) -> int:
     """Filter, undrift, merge and measure the resolution of a localization file."""
     from .core.io import read_localizations, write_localizations
-    from .core.io.safe import atomic_path, check_output
+    from .core.io.safe import atomic_path, companion_files
     from .core.postprocessing import PostprocessConfig, Progress, iter_postprocess, parse_filter_spec
 
     src = Path(args.locs)
@@ -238,7 +295,12 @@ def cmd_postprocess(args) -> int:
     drift_path = Path(args.drift_table) if args.drift_table else Path(f"{stem}_drift.csv")
     report_path = Path(args.report) if args.report else Path(f"{stem}_postprocess.json")
     if args.config:
-        base = PostprocessConfig.from_yaml(args.config)
+        if not Path(args.config).is_file():
+            raise ValueError(f"--config {args.config}: no such file")
+        try:
+            base = PostprocessConfig.from_yaml(args.config)
+        except ValueError as exc:
+            raise ValueError(f"{args.config}: {exc}" if str(args.config) not in str(exc) else str(exc)) from None
     else:
         base = PostprocessConfig()
     kw: dict = {"drift": args.drift} if args.drift != "none" or not args.config else {}
@@ -263,18 +325,36 @@ def cmd_postprocess(args) -> int:
             except ValueError:
                 raise ValueError(f"--link-distance: expected a distance in nm or 'sigma', got {args.link_distance!r}") from None
     if args.filter:
-        kw["filter_ranges"] = {**base.filter_ranges, **dict(parse_filter_spec(f) for f in args.filter)}
+        try:
+            kw["filter_ranges"] = {**base.filter_ranges, **dict(parse_filter_spec(f) for f in args.filter)}
+        except ValueError as exc:
+            raise ValueError(f"--filter: {exc}") from None
     if args.frc:
         kw["frc"] = True
     if args.nena:
         kw["nena"] = True
     if args.pixel_locking:
         kw["pixel_locking"] = True
-    cfg = PostprocessConfig.from_dict({**base.to_dict(), **kw})
-    targets = [(out, "--output"), (report_path, "--report")] + ([(drift_path, "--drift-table")] if cfg.drift != "none" else [])
-    for path, what in targets:
-        check_output(path, inputs=[src], overwrite=args.overwrite, what=what)
+    try:
+        cfg = PostprocessConfig.from_dict({**base.to_dict(), **kw})
+    except ValueError as exc:  # the config's field name -> the option the user typed (or the --config file)
+        msg = str(exc)
+        field = msg.split(" ", 1)[0]
+        if field in kw:
+            flag = _POSTPROCESS_FLAGS.get(field, "--" + field.replace("_", "-"))
+            raise ValueError(f"{flag}: {msg[len(field) + 1:]}") from None
+        if args.config and field in base.to_dict():
+            raise ValueError(f"{args.config}: {msg}") from None
+        raise
+    targets = [(out, "--output"), *[(c, "the --output sidecar") for c in companion_files(out)], (report_path, "--report")]
+    targets += [(drift_path, "--drift-table")] if cfg.drift != "none" else []
+    # Picasso's .yaml beside an .hdf5 output is written too (never over an existing one), and an
+    # .hdf5 input's .yaml is an input: `postprocess a.hdf5 -o a.h5` must not replace it
+    _check_outputs(args, targets, [src, *companion_files(src)])
     locs = read_localizations(src, pixel_size_nm=args.camera_pixel_size)
+    if companion_files(out) and not locs.meta.get("pixel_size_nm"):  # refused now, not after the work
+        raise ValueError(f"{out}: --output is a Picasso file (positions in camera pixels) but {src.name} does not "
+                         "give the camera pixel size; pass --camera-pixel-size NM (or write a .csv)")
     if cfg.pixel_locking and cfg.pixel_locking_pixel_nm is None and not locs.meta.get("pixel_size_nm"):
         raise ValueError(f"{src}: --pixel-locking needs the camera pixel size and the file has none; pass --camera-pixel-size NM")
     t0 = time.perf_counter()
@@ -315,20 +395,54 @@ def cmd_postprocess(args) -> int:
     return 0
 
 
+def _os_error_text(exc: OSError) -> str:
+    """``exc`` in words naming the file the user asked for, not ``atomic_path``'s temporary one."""
+    import re
+
+    name = exc.filename
+    if name is None:
+        return str(exc)
+    p = Path(str(name))
+    m = re.fullmatch(r"\.(.+)\.[^.]+\.part(\.[^.]*)?", p.name)  # .<target>.<random>.part<suffix>
+    if m:
+        p = p.with_name(m.group(1))
+    reason = exc.strerror or str(exc)
+    return f"{p}: cannot write: {reason}" if m else f"{p}: {reason}"
+
+
 # --------------------------------------------------------------------------- parser
 class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
     """Adds "(default: X)" to every option's help unless it already says its default."""
 
     def _get_help_string(self, action):
         h = action.help or ""
-        if "default" in h or action.default is None or action.default is False or action.default == argparse.SUPPRESS \
-                or not action.option_strings:
+        if "default" in h or not action.option_strings:
+            return h
+        if isinstance(action, argparse._StoreTrueAction):  # a switch: say it is off unless given
+            return f"{h} (default: off)"
+        if action.default is None or action.default is False or action.default == argparse.SUPPRESS:
             return h
         return super()._get_help_string(action)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistyped option is one short message, not 20 lines of usage above it."""
+
+    def error(self, message: str):  # noqa: D102 - argparse API
+        usage = self.format_usage()
+        if usage.count("\n") > 3:  # localize, train, ...: the full usage would bury the error
+            parts = []
+            for a in self._actions:
+                if a.option_strings:
+                    continue
+                name = a.metavar or (("{" + ",".join(a.choices) + "}") if a.choices else a.dest)
+                parts.append({"+": f"{name} [{name} ...]", "*": f"[{name} ...]", "?": f"[{name}]"}.get(a.nargs, name))
+            usage = f"usage: {self.prog} [options] {' '.join(parts)}\n"
+        self.exit(2, f"{usage}{self.prog}: error: {message}\n(`{self.prog} --help` lists every option with its default)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="napari-smlm", description="Deep-learning SMLM: simulate, train, localize, render, evaluate.")
+    p = _Parser(prog="napari-smlm", description="Deep-learning SMLM: simulate, train, localize, render, evaluate.")
     p.add_argument("--version", action="version", version=f"napari-smlm {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress and show tracebacks of errors")
     sub = p.add_subparsers(dest="command", required=True)
@@ -399,7 +513,7 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("-o", "--output", required=True, help="corrected localizations (.csv ThunderSTORM, .hdf5 Picasso)")
     pp.add_argument("--config", default=None, help="PostprocessConfig YAML (command-line values override it) (default: none)")
     pp.add_argument("--drift", choices=["none", "rcc", "fiducials"], default="none", help="drift correction")
-    pp.add_argument("--segments", type=int, default=None, help="RCC time segments (default: one per 1000 localizations, 5 to 40)")
+    pp.add_argument("--segments", type=int, default=None, help="RCC time segments (default: one per 1000 localizations, 5 to 40; fewer below 1000 localizations, >= 2)")
     pp.add_argument("--drift-pixel", type=float, default=None, help="RCC render pixel, nm (default: 20)")
     pp.add_argument("--max-drift", type=float, default=None, help="RCC: largest drift between segments, nm (default: 1000)")
     pp.add_argument("--fiducial", type=float, nargs=2, action="append", metavar=("X_NM", "Y_NM"),
@@ -424,7 +538,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "aligned with the pixel grid) (default: off)")
     pp.add_argument("--drift-table", default=None, help="per-frame drift CSV (default OUTPUT stem + _drift.csv)")
     pp.add_argument("--report", default=None, help="JSON report (default OUTPUT stem + _postprocess.json)")
-    pp.add_argument("--camera-pixel-size", type=float, default=None, help="camera pixel size, nm, for files without one (Picasso; CSV with --pixel-locking) (default: from the file)")
+    pp.add_argument("--camera-pixel-size", type=arg("camera_pixel_size"), default=None, help="camera pixel size, nm, for files without one (Picasso; CSV with --pixel-locking) (default: from the file)")
     pp.add_argument("--overwrite", action="store_true", help="replace existing output files (never the input)")
     pp.set_defaults(func=cmd_postprocess)
     add_camera_parser(sub, _HelpFormatter)  # issue 10.5: camera estimate | show
@@ -438,9 +552,22 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _command_parser(p: argparse.ArgumentParser, args) -> argparse.ArgumentParser:
+    """The (sub-)parser of the command in ``args`` (``camera estimate`` included), else ``p``."""
+    for key in ("command", "camera_command"):
+        subs = [a for a in p._actions if isinstance(a, argparse._SubParsersAction)]
+        name = getattr(args, key, None)
+        if not subs or name not in subs[0].choices:
+            break
+        p = subs[0].choices[name]
+    return p
+
+
 def main(argv: list[str] | None = None) -> int:
     p = build_parser()
-    args = p.parse_args(argv)
+    args, extra = p.parse_known_args(argv)
+    if extra:  # say which command does not know the option (argparse would blame the top-level parser)
+        _command_parser(p, args).error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     from .core.io.errors import SMLMFileError
 
@@ -467,8 +594,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except (OSError, MemoryError) as exc:  # disk full, permissions, out of memory: files are left as they were
         log.debug("failed", exc_info=True)
-        what = "out of memory" if isinstance(exc, MemoryError) else str(exc)
-        print(f"error: {what} (earlier files are left as they were)", file=sys.stderr)
+        what = "out of memory" if isinstance(exc, MemoryError) else _os_error_text(exc)
+        print(f"error: {what} (files that existed before are untouched)", file=sys.stderr)
         return 1
     finally:
         _cli_process.resume()  # a command that stopped during its start-up: the collector back on

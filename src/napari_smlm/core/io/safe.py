@@ -66,6 +66,9 @@ def check_output(
     OutputExistsError
         ``path`` is one of ``inputs``, is an existing directory, or exists and
         ``overwrite`` is false.
+    SMLMFileError
+        The folder ``path`` would be written in cannot be written (read-only, no
+        permission, or a file stands where a folder is needed): refused before any work.
     """
     p = Path(path)
     for inp in inputs:
@@ -77,7 +80,30 @@ def check_output(
         raise OutputExistsError(p, f"{what} is an existing folder, not a file")
     if p.exists() and not overwrite:
         raise OutputExistsError(p, f"{what} already exists; choose another name or pass --overwrite")
+    _check_writable_folder(p, what)
     return p
+
+
+def _check_writable_folder(p: Path, what: str) -> None:
+    """Refuse ``p`` when its folder (or the nearest one that exists) cannot take a new file.
+
+    Checked before any work so that an hour-long run does not end in "read-only file system".
+    ``os.access`` honours read-only mounts even for root; a folder still to be created needs its
+    nearest existing ancestor to be a writable folder.
+    """
+    parent = p.parent if str(p.parent) else Path(".")
+    missing = []
+    while not parent.exists():
+        missing.append(parent.name)
+        if parent.parent == parent:
+            break
+        parent = parent.parent
+    if parent.exists() and not parent.is_dir():
+        raise SMLMFileError(p, f"{what}: {parent} is a file, not a folder")
+    if parent.exists() and not os.access(parent, os.W_OK | os.X_OK):
+        where = f"folder {parent}" + (f" (to create {'/'.join(reversed(missing))} in it)" if missing else "")
+        raise SMLMFileError(p, f"{what}: cannot write in {where}: read-only or no permission; "
+                               "choose another folder")
 
 
 def companion_files(path: str | os.PathLike) -> list[Path]:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import os
+import re
 import threading
 from typing import Any
 
@@ -36,8 +37,20 @@ _CORRUPTION_MARKERS = (
 )
 
 
+_TIFFFILE_OBJECT = re.compile(r"^<tifffile\.\w+ [^>]*>\s*")  # "<tifffile.TiffFile 'a.tif'> " / "<tifffile.TiffPages @8> "
+_capture_lock = threading.Lock()
+_capture_depth = 0
+
+
 class _LogCapture(logging.Handler):
-    """Collect tifffile's warnings while one file is inspected."""
+    """Collect tifffile's warnings while one file is inspected.
+
+    They are not passed on to the root logger meanwhile: a corrupt file becomes one
+    :class:`SMLMFileError` naming the file, not that plus tifffile's own "ERROR tifffile: ..."
+    lines on the console; other messages are logged at INFO under this package's logger.
+    """
+
+    _saved_propagate = True
 
     def __init__(self) -> None:
         super().__init__(logging.WARNING)
@@ -45,16 +58,32 @@ class _LogCapture(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            self.messages.append(record.getMessage())
+            self.messages.append(_TIFFFILE_OBJECT.sub("", record.getMessage()))
         except Exception:  # noqa: BLE001 - a bad log record must not break reading
             pass
 
     def __enter__(self) -> _LogCapture:
-        logging.getLogger("tifffile").addHandler(self)
+        global _capture_depth
+        tl = logging.getLogger("tifffile")
+        tl.addHandler(self)
+        with _capture_lock:  # several threads may inspect files at once: restore once, by the last
+            if _capture_depth == 0:
+                _LogCapture._saved_propagate = tl.propagate
+            _capture_depth += 1
+            tl.propagate = False
         return self
 
     def __exit__(self, *exc: Any) -> None:
-        logging.getLogger("tifffile").removeHandler(self)
+        global _capture_depth
+        tl = logging.getLogger("tifffile")
+        tl.removeHandler(self)
+        with _capture_lock:
+            _capture_depth -= 1
+            if _capture_depth == 0:
+                tl.propagate = _LogCapture._saved_propagate
+        if self.corruption() is None:
+            for m in self.messages:
+                logger.info("tifffile: %s", m)
 
     def corruption(self) -> str | None:
         for m in self.messages:
@@ -101,6 +130,13 @@ class _TiffSource:
             try:
                 tif = tifffile.TiffFile(path, _multifile=False)
             except Exception as exc:
+                ext = os.path.splitext(path)[1].lower()
+                if ext not in (".tif", ".tiff", ".btf", ".tf8", ".tf2"):  # e.g. Picasso's .raw, .nd2, .czi
+                    raise SMLMFileError(
+                        path, f"not a TIFF movie ({ext or 'no suffix'} file): napari-smlm reads TIFF / OME-TIFF stacks; "
+                        "save it as one first (e.g. Fiji: File > Import > Raw... with the width, height and pixel type "
+                        "of its .yaml / .inf, or Bio-Formats; then File > Save As > Tiff...)"
+                    ) from exc
                 raise SMLMFileError(path, f"not a readable TIFF file ({type(exc).__name__}: {exc})") from exc
             try:
                 series = tif.series

@@ -100,6 +100,16 @@ def _solve(
     return d, keep, rms
 
 
+def _segment_of(frames: np.ndarray, f_lo: int, f_hi: int, n_segments: int) -> np.ndarray:
+    """Segment index of each frame: ``n_segments`` equal time spans over frames ``f_lo..f_hi``."""
+    bounds = np.linspace(f_lo, f_hi + 1, n_segments + 1)
+    return np.clip(np.searchsorted(bounds, frames, side="right") - 1, 0, n_segments - 1)
+
+
+def _segment_counts(frames: np.ndarray, f_lo: int, f_hi: int, n_segments: int) -> np.ndarray:
+    return np.bincount(_segment_of(frames, f_lo, f_hi, n_segments), minlength=n_segments)
+
+
 #: Localizations per RCC segment aimed at when the number of segments is chosen automatically.
 LOCS_PER_SEGMENT = 1000
 
@@ -136,7 +146,8 @@ def iter_rcc(
         ``frame``, ``x_nm``, ``y_nm``.
     n_segments : int or None
         Number of time segments (≥ 2). More segments follow faster drift but each holds fewer
-        localizations. None (default): :func:`auto_segments` (one per 1000 localizations, 5 to 40).
+        localizations. None (default): :func:`auto_segments` (one per 1000 localizations, 5 to 40),
+        capped at one per ``2 * min_locs_per_segment`` localizations (at least 2) for small tables.
     pixel_size_nm : float
         Pixel of the rendered segment images (nm).
     blur_px : float
@@ -181,21 +192,31 @@ def iter_rcc(
     if len(locs) == 0:
         raise ValueError("RCC: the table is empty")
     f_lo, f_hi = int(frames.min()), int(frames.max())
-    if n_segments is None:
-        n_segments = auto_segments(f_hi - f_lo + 1, len(locs))
+    auto = n_segments is None
+    if auto:
+        # a small table: fewer segments, each with ~2x the minimum on average (5 segments of a
+        # 564-row Picasso table left one with 87 rows: an error for a choice the user never made)
+        n_segments = min(auto_segments(f_hi - f_lo + 1, len(locs)), max(2, len(locs) // (2 * min_locs_per_segment)))
         log.info("RCC: %d segments for %d frames and %d localizations", n_segments, f_hi - f_lo + 1, len(locs))
     if f_hi - f_lo + 1 < n_segments:
         raise ValueError(
             f"RCC: {f_hi - f_lo + 1} frames cannot make {n_segments} segments; use fewer segments or fiducials"
         )
-    bounds = np.linspace(f_lo, f_hi + 1, n_segments + 1)
-    seg = np.clip(np.searchsorted(bounds, frames, side="right") - 1, 0, n_segments - 1)
+    seg = _segment_of(frames, f_lo, f_hi, n_segments)
     counts = np.bincount(seg, minlength=n_segments)
     if counts.min() < min_locs_per_segment:
+        fewer = next((k for k in range(min(n_segments - 1, len(locs) // min_locs_per_segment), 1, -1)
+                      if _segment_counts(frames, f_lo, f_hi, k).min() >= min_locs_per_segment), 0)
+        if fewer < 2:
+            raise ValueError(
+                f"RCC: {len(locs)} localizations are too few for drift correction by cross-correlation "
+                f"(2 time segments of >= {min_locs_per_segment} each; the {n_segments} segments hold "
+                f"{', '.join(str(int(c)) for c in counts)}); use fiducials (--drift fiducials) or no drift correction"
+            )
+        how = "chosen automatically" if auto else "asked"
         raise ValueError(
-            f"RCC: segment {int(np.argmin(counts))} holds {int(counts.min())} localizations "
-            f"(< {min_locs_per_segment}); with {len(locs)} localizations use at most "
-            f"{max(len(locs) // min_locs_per_segment, 1)} segments (--segments), or fiducials (--drift fiducials)"
+            f"RCC: segment {int(np.argmin(counts))} of the {n_segments} {how} holds {int(counts.min())} localizations "
+            f"(< {min_locs_per_segment}); use at most {fewer} segments (--segments {fewer}), or fiducials (--drift fiducials)"
         )
     max_residual_nm = float(pixel_size_nm if max_residual_nm is None else max_residual_nm)
 

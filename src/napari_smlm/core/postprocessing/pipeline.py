@@ -55,7 +55,8 @@ class PostprocessConfig:
         ``"precision"``: localizations count ``1/σ²`` in the map (needs ``sigma_x_nm``/``sigma_y_nm``).
     drift : {"none", "rcc", "fiducials"}
     segments : int or None
-        RCC time segments; None (default): one per 1000 localizations, 5 to 40 (``auto_segments``).
+        RCC time segments; None (default): one per 1000 localizations, 5 to 40 (``auto_segments``),
+        fewer (at least 2) below 1000 localizations.
     drift_pixel_nm : float
         RCC render pixel (nm).
     max_drift_nm : float

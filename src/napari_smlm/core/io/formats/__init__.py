@@ -99,7 +99,7 @@ _LOCALIZATION_WORDS = {
 
 def _probe(p: Path) -> Probe:
     if p.suffix.lower() not in LOCALIZATION_SUFFIXES:
-        raise SMLMFileError(p, f"unsupported localization file suffix {p.suffix.lower()!r} (supported: {LOCALIZATION_SUFFIXES})")
+        raise SMLMFileError(p, f"unsupported localization file suffix {p.suffix.lower()!r} (supported: {', '.join(LOCALIZATION_SUFFIXES)})")
     return Probe.of(p)
 
 

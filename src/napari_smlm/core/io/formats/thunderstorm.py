@@ -145,11 +145,29 @@ def read_thunderstorm_csv(path: str | os.PathLike, pixel_size_nm: float | None =
     if unc is not None:
         cols.setdefault("sigma_x_nm", unc)
         cols.setdefault("sigma_y_nm", unc.copy())
+    _last_frame_to_zero_based(cols, frame_base)
     meta = {"source": str(p), "format": "thunderstorm", "frame_base": frame_base}
     if pixel_size_nm is not None:
         meta["pixel_size_nm"] = float(pixel_size_nm)
     c.logger.debug("read %d ThunderSTORM localizations from %s", len(df), p)
     return Localizations(cols, meta)
+
+
+def _last_frame_to_zero_based(cols: dict[str, np.ndarray], frame_base: int) -> None:
+    """``last_frame`` (merged on-events) counts frames like ``frame`` in the file: make it 0-based too.
+
+    Earlier versions of the writer stored it 0-based beside a 1-based ``frame``; in such a file
+    some rows have ``last_frame < frame`` on disk (impossible in a consistent file), and the
+    column is taken as it is.
+    """
+    last = cols.get("last_frame")
+    if last is None or "frame" not in cols or not frame_base:
+        return
+    last = np.asarray(last, dtype=np.float64)
+    on_disk_frame = cols["frame"] + frame_base
+    ok = np.isfinite(last)
+    if np.all(last[ok] >= on_disk_frame[ok]):
+        cols["last_frame"] = last - frame_base
 
 
 def write_thunderstorm_csv(path: str | os.PathLike, locs: Localizations) -> Path:
@@ -160,7 +178,7 @@ def write_thunderstorm_csv(path: str | os.PathLike, locs: Localizations) -> Path
     (``psf_sigma_nm``), ``sigma1/2 [nm]``, ``intensity [photon]`` (``photons``),
     ``offset [photon]`` (``bg``), ``bkgstd [photon]``, ``chi2``, ``uncertainty_xy [nm]``
     (RMS of ``sigma_x_nm`` and ``sigma_y_nm``), ``uncertainty_z [nm]``; then every other
-    column under its own name.
+    column under its own name (``last_frame`` of merged on-events 1-based, like ``frame``).
 
     Parameters
     ----------
@@ -197,6 +215,9 @@ def write_thunderstorm_csv(path: str | os.PathLike, locs: Localizations) -> Path
     for name in df.columns:
         if name not in done and name not in out:
             out[name] = df[name].to_numpy()
+    if "last_frame" in out:  # a frame number: 1-based like ``frame`` (whole numbers when all are known)
+        last = np.asarray(out["last_frame"], dtype=np.float64) + 1
+        out["last_frame"] = last.astype(np.int64) if np.all(np.isfinite(last)) else last
     table = pd.DataFrame(out)
     with c.open_text_for_writing(p) as fh:
         fh.write(",".join(f'"{h}"' for h in table.columns) + "\n")
