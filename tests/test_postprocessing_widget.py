@@ -40,6 +40,10 @@ def test_postprocessing_widget_end_to_end(viewer, qtbot):
     viewer.add_points(np.array([[0.0, 100.0, 100.0]]), name="marks")  # another points layer: not preselected
     _, w = viewer.window.add_plugin_dock_widget("napari-smlm", "Post-processing")
     assert w.layer_combo.currentText() == "locs"
+    # zeros that mean "off"/"auto" say so, and there is no empty plot box before a result
+    assert w.photons_min.text() == "off" and w.uncertainty_max.text() == "off"
+    assert w.link_distance.text().startswith("auto")
+    assert not w.canvas.isVisibleTo(w)
     w.drift.setCurrentText("RCC (no fiducials)")
     w.segments.setValue(8)
     w.link.setChecked(True)
@@ -60,6 +64,7 @@ def test_postprocessing_widget_end_to_end(viewer, qtbot):
     assert layer.metadata["postprocessing"]["drift"]["method"] == "rcc"
     assert [s["step"] for s in layer.metadata["localizations_meta"]["postprocessing"]] == ["drift", "nena", "link", "frc"]
     assert len(w.figure.axes) == 2 and len(w.figure.axes[0].lines) >= 2
+    assert w.canvas.isVisibleTo(w)
     assert "NeNA" in w.summary.text() and "FRC" in w.summary.text()
     assert w.run_button.isEnabled()
 
@@ -126,6 +131,12 @@ def test_postprocessing_widget_feature_range_hides_points_live_and_filters(viewe
     lo, hi = float(np.percentile(ph, 25)), float(np.percentile(ph, 90))
     w.feature_range.setValue((lo, hi))
     lo, hi = w.feature_range.value()  # as the slider rounds them
+    # the low/high values sit in boxes at the ends, wide enough for the largest value (not cut at the edge)
+    from qtpy.QtGui import QFontMetrics
+
+    top = w.feature_range._max_label
+    assert top.isVisibleTo(w) and float(top.text()) == pytest.approx(hi, abs=0.01)
+    assert top.width() >= QFontMetrics(top.font()).horizontalAdvance(f"{float(ph.max()):.2f}")
     inside = (ph >= lo) & (ph <= hi)
     np.testing.assert_array_equal(layer.shown, inside)
     assert len(w.hist_figure.axes) == 1

@@ -38,13 +38,18 @@ class FeatureFilterBox(QGroupBox):
         self._report = report
         self.photons_min = dspin(0.0, 0.0, 1e9, 50.0, 2, " ph", "Keep at least this many photons (0 = off)")
         self.uncertainty_max = dspin(0.0, 0.0, 1e4, 1.0, 2, " nm", "Keep at most this uncertainty (0 = off)")
+        for box in (self.photons_min, self.uncertainty_max):
+            box.setSpecialValueText("off")  # 0 means no filter: say so instead of "0.00"
         from superqt import QLabeledDoubleRangeSlider
 
         self.feature = QComboBox()
         self.feature.setToolTip("Numeric column of the layer to filter by range")
         self.feature_range = QLabeledDoubleRangeSlider(Qt.Orientation.Horizontal)
         self.feature_range.setToolTip("Keep localizations with the feature in this range; points outside are hidden")
-        self.feature_range.setEdgeLabelMode(QLabeledDoubleRangeSlider.EdgeLabelMode.NoLabel)  # the handles say it
+        # the values in editable boxes at the two ends: labels riding on the handles were cut at the widget's
+        # edge ("2054" for 20544)
+        self.feature_range.setHandleLabelPosition(QLabeledDoubleRangeSlider.LabelPosition.NoLabel)
+        self.feature_range.setEdgeLabelMode(QLabeledDoubleRangeSlider.EdgeLabelMode.LabelIsValue)
 
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure

@@ -83,6 +83,7 @@ class PostprocessingWidget(QWidget):
         self.drift_pixel = dspin(20.0, 1.0, 500.0, 5.0, 2, " nm", "RCC render pixel")
         self.link = QCheckBox("Merge on-events")
         self.link_distance = dspin(0.0, 0.0, 5000.0, 5.0, 2, " nm", "Link distance; 0 = 3× the combined uncertainty")
+        self.link_distance.setSpecialValueText("auto (3× uncertainty)")  # 0 means automatic: say so
         self.link_dark = spin(1, 0, 100, tip="Frames a molecule may be missed within one on-event")
         self.pixel_locking = QCheckBox("Undo pixel locking")
         self.pixel_locking.setToolTip("Equalise the sub-pixel histogram of x and y (positions pulled toward pixel "
@@ -112,6 +113,7 @@ class PostprocessingWidget(QWidget):
         self.figure = Figure(figsize=(4, 3.2), dpi=80, tight_layout=True)
         self.canvas = FigureCanvasQTAgg(self.figure)
         self.canvas.setMinimumHeight(220)
+        self.canvas.setVisible(False)  # no empty plot box before there is a result to plot
 
         form = QFormLayout()
         form.addRow("Localizations", self.layer_combo)
@@ -295,6 +297,7 @@ class PostprocessingWidget(QWidget):
         self.summary.setText(summary_text(r))
         self.status.setText("done")
         plot_result(self.figure, r)
+        self.canvas.setVisible(True)
         self.canvas.draw_idle()
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
