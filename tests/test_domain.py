@@ -71,6 +71,20 @@ def test_check_movie_warns_only_outside_the_training_range():
 
 
 @needs_decode
+@pytest.mark.parametrize("camera", ["smlm2016_emccd", SCMOS])
+def test_check_movie_warns_when_the_noise_says_the_camera_is_wrong(camera):
+    """Right camera: no noise warning from 3 to 1,000 background photons/px. The same movie with its
+    offset 2,000 ADU above the camera's baseline (the offset then reads as background) warns."""
+    for bg in (3.0, 30.0, 1000.0):
+        frames, _, cfg = _movie(bg_photons=bg, camera=camera)
+        assert not [w for w in check_movie("decode", frames, camera=cfg.camera).warnings if "pixel noise" in w], bg
+    frames, _, cfg = _movie(camera=camera)
+    # EMCCD: ~330 false background photons/px; this sCMOS (read-noise dominated): 2,000
+    w = check_movie("decode", frames.astype(np.float32) + 2000.0, camera=cfg.camera).warnings
+    assert any("pixel noise" in s and "baseline or gain" in s for s in w), w
+
+
+@needs_decode
 def test_cli_localize_prints_the_warning(tmp_path, capsys):
     from napari_smlm.cli import main
     from napari_smlm.core.io.tiff import write_movie

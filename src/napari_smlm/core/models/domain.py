@@ -48,6 +48,13 @@ _Z_50_10 = 1.2815515655446004
 TOLERANCE = 1.5
 #: The same for the PSF width in pixels, which is computed from given numbers, not estimated.
 PSF_TOLERANCE = 1.1
+#: A movie whose pixel noise is below this fraction of what the camera implies at its background
+#: (shot noise with the excess factor + read noise) is not converted right: a baseline set too low
+#: turns the camera offset into "background", a gain too high inflates the photons. Only the low side
+#: is checked: sample structure and uneven illumination widen the percentile spread, never narrow it.
+#: Measured: right camera 1.1 (simulated EMCCD movie), the simulated movie with its offset 334 ADU above
+#: the camera's 0.77, Locan's images.tif with the default EMCCD camera (dark level ~434 ADU) 0.28.
+NOISE_RATIO_MIN = 0.5
 
 
 @dataclass(frozen=True)
@@ -264,6 +271,17 @@ def check_movie(
     _out("bg", st.bg_photons, *rng["bg_photons"], "photons/px", "background")
     if st.n_spots >= 5:
         _out("photons", st.spot_photons, *rng["photons"], "photons", "median spot brightness")
+    from .decode_adapt import _camera_noise_photons
+
+    expected = _camera_noise_photons(cam, st.bg_photons)
+    # below ~3 photons/px the percentile estimate of a skewed (EM) distribution is biased low: not used
+    if st.bg_photons >= 3 and math.isfinite(st.noise_photons) and expected > 0 and st.noise_photons < NOISE_RATIO_MIN * expected:
+        warn.append(
+            f"pixel noise {st.noise_photons:.3g} photons is {st.noise_photons / expected:.2f}× what the camera implies "
+            f"at the movie's background of {st.bg_photons:.4g} photons/px ({expected:.3g} photons): the camera's "
+            f"baseline or gain probably does not match this movie; estimate them with `napari-smlm camera estimate` "
+            f"(or 'Estimate from movie' in the Reconstruction widget)"
+        )
     # The PSF width in pixels is known (not estimated): a tighter margin.
     _out("psf", sig_nm / px, *rng["psf_sigma_px"], "px", f"PSF σ at {px:g} nm pixels", PSF_TOLERANCE)
     if warn:
