@@ -336,3 +336,17 @@ def test_picasso_in_memory_locs_use_the_same_convention_as_the_file_reader():
         np.testing.assert_allclose(out["sigma_x_nm"], [10.0, 20.0], rtol=1e-6)
         np.testing.assert_array_equal(out["frame"], [0, 5])
         np.testing.assert_allclose(out["net_gradient"], [5e3, 7e3])
+
+
+def test_picasso_keeps_integer_columns_integer(tmp_path):
+    """A merged table's frame counts (last_frame, n_merged) stay integers in the HDF5, as Picasso's len / n."""
+    locs = Localizations(dict(frame=np.array([0, 3, 9]), x_nm=np.array([100.0, 250.0, 400.0]),
+                              y_nm=np.array([120.0, 300.0, 90.0]), photons=np.array([900.0, 1500.0, 700.0]),
+                              last_frame=np.array([2, 3, 12]), n_merged=np.array([3, 1, 4])),
+                         meta={"pixel_size_nm": 100.0})
+    p = write_picasso_hdf5(tmp_path / "m_locs.hdf5", locs)
+    with h5py.File(p, "r") as f:
+        rec = f["locs"][...]
+    assert rec.dtype["last_frame"].kind == "i" and rec.dtype["n_merged"].kind == "i"
+    np.testing.assert_array_equal(rec["last_frame"], [2, 3, 12])
+    assert rec.dtype["photons"] == np.dtype("<f4")

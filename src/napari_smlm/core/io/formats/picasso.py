@@ -62,6 +62,8 @@ _PICASSO_3D = (("z", "<f4"), ("lpz", "<f4"))
 _PICASSO_CORE = (("frame", "<u4"), ("x", "<f4"), ("y", "<f4"), ("photons", "<f4"), ("sx", "<f4"),
                  ("sy", "<f4"), ("bg", "<f4"), ("lpx", "<f4"), ("lpy", "<f4"))
 _PICASSO_INT_FIELDS = {"group": "<i4", "len": "<i4", "n": "<i4", "iterations": "<i4", "n_events": "<i4"}
+# Our integer-valued extra columns (written as int32 when every value is whole).
+_INTEGER_COLUMNS = {"last_frame", "n_merged"}
 # Columns the writer filled with placeholders are listed in the YAML under this key.
 _PICASSO_FILLED_KEY = "napari-smlm filled columns"
 
@@ -357,7 +359,11 @@ def write_picasso_hdf5(
             c.logger.info("write_picasso_hdf5: skipping non-numeric column %r", col)
             continue
         name = c.unique(str(col), taken)
-        fields.append((name, _PICASSO_INT_FIELDS.get(name, "<f4")))
+        # frame numbers and counts (a merged table's last_frame, n_merged) are integers, as Picasso's len / n;
+        # the table keeps every column but frame as float64, so they are known by name and must be whole
+        integer = name in _INTEGER_COLUMNS and (v.size == 0 or (np.all(np.isfinite(v)) and np.all(v == np.round(v))
+                                                              and v.min() >= -2**31 and v.max() < 2**31))
+        fields.append((name, _PICASSO_INT_FIELDS.get(name, "<i4" if integer else "<f4")))
         values[name] = v
     rec = np.empty(n, dtype=fields)
     for name, _ in fields:
