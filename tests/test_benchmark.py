@@ -206,6 +206,19 @@ def test_all_means_every_shipped_model_and_paths_are_accepted(tmp_path):
     assert resolve_models(["decode", str(ck), "decode"]) == ["decode", str(ck)]
 
 
+def test_all_leaves_the_3d_models_out_on_a_2d_ground_truth(sim, monkeypatch, caplog):
+    if "decode3d" not in shipped_models():
+        pytest.skip("no shipped decode3d")
+    movie = open_movie(sim / "movie.tif")
+    gt = read_localizations(sim / "ground_truth.csv")
+    assert "z_nm" not in gt
+    monkeypatch.setattr(bm, "resolve_models", lambda models: ["decode3d", "decode"])  # "all", kept short
+    with caplog.at_level("INFO", logger="napari_smlm.core.benchmark"):
+        rows = benchmark(movie, gt, "all", "smlm2016_emccd", device="cpu", baseline=None)
+    assert [r["model"] for r in rows] == ["decode"]
+    assert any("decode3d left out" in r.getMessage() for r in caplog.records)
+
+
 def test_missing_picasso_skips_the_row_with_a_message(sim, monkeypatch):
     monkeypatch.setattr(bm, "picasso_available", lambda: False)
     movie = open_movie(sim / "movie.tif")[:2]

@@ -344,6 +344,13 @@ def iter_benchmark(
         raise ValueError(f"baseline must be 'auto', 'picasso' or None, got {baseline!r}")
     names = resolve_models(models)
     ckpts = [resolve_checkpoint(m) for m in names]
+    if isinstance(models, str) and models.strip() == "all" and "z_nm" not in ground_truth:
+        # "all" on a 2-D ground truth: the 3-D models (they predict z) have nothing to be scored on
+        keep = [i for i, c in enumerate(ckpts) if "z_nm" not in getattr(c.family(), "target_columns", ())]
+        skipped = [names[i] for i in range(len(names)) if i not in keep]
+        if skipped:
+            log.info("benchmark: %s left out of 'all' (3-D models; the ground truth has no z_nm)", ", ".join(skipped))
+        names, ckpts = [names[i] for i in keep], [ckpts[i] for i in keep]
     if len(movie.shape) == 2:  # one frame
         movie = np.asarray(movie)[None]
     n_movie = int(movie.shape[0])
