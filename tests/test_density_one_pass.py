@@ -21,7 +21,7 @@ from napari_smlm.core.checkpoint import load_checkpoint, resolve_checkpoint, sav
 from napari_smlm.core.models.density_fast import _Fast
 
 #: Shipped density models that run one pass (the others keep the 180° average).
-ONE_PASS = ["u-storm", "srcnn"]
+ONE_PASS = ["deep-storm", "u-storm", "drl-storm", "srcnn"]
 SHIPPED = set(shipped_models())
 
 
