@@ -4,7 +4,7 @@ The grid (:func:`symmetric_grid_movie`) visits every sub-pixel offset and every 
 modulo 4 equally often, symmetrically about the pixel centre, so the mean error is the model's
 bias. Measured with ``benchmarks/bias.py`` (3,136 emitters): every shipped model within 0.7 nm
 in x and y; before the 180° test-time average, deep-storm was at −6.4 nm in x and drl-storm at
-−5.9 nm in y. Here 16 frames of 40×40 px (256 emitters, standard error ≤ 0.8 nm for the least
+−5.9 nm in y (both now run one pass of fine-tuned weights, issue 16.3). Here 16 frames of 40×40 px (256 emitters, standard error ≤ 0.8 nm for the least
 precise model), so a 5 nm bias is ≥ 2.5 standard errors beyond the 3 nm bound (the issue's goal).
 """
 
@@ -46,8 +46,10 @@ def test_the_bias_test_sees_a_five_nm_bias(grid):
     if "fid-storm" not in shipped_models():
         pytest.skip("no shipped fid-storm")
     frames, gt, cam = grid
+    r0 = measure_bias("fid-storm", frames, gt, cam)
     r = measure_bias("fid-storm", frames, gt.shift(dx_nm=5.0), cam)
-    assert r["bias_x_nm"] < -BOUND_NM - 1.0, r["bias_x_nm"]
+    assert abs(r["bias_x_nm"] - r0["bias_x_nm"] + 5.0) < 0.5, (r0["bias_x_nm"], r["bias_x_nm"])  # seen in full
+    assert abs(r["bias_x_nm"]) > BOUND_NM, r["bias_x_nm"]  # and the bound catches it
     assert abs(r["bias_y_nm"]) <= BOUND_NM
 
 
