@@ -3,6 +3,7 @@
     python scripts/density_one_pass.py eval deep-storm u-storm [--checkpoint deep-storm=runs/ds.pt]
     python scripts/density_one_pass.py finetune deep-storm --minutes 12 -o runs/deep-storm_1pass.pt
     python scripts/density_one_pass.py one-pass src/napari_smlm/weights/u-storm.pt --note "..."
+    python scripts/density_one_pass.py movies deep-storm --before deep-storm=OLD.pt   # 64×64 accuracy movies
 
 The density networks average their map with that of the 180°-rotated frame at inference
 (``symmetrize``, :class:`~napari_smlm.core.models.density_nets.DensityNet`), which cancels learned
@@ -209,6 +210,36 @@ def cmd_one_pass(a) -> int:
     return 0
 
 
+def cmd_movies(a) -> int:
+    """The accuracy benchmark's 64×64 movies: a before checkpoint (as it ran) against the shipped one."""
+    sys.path.insert(0, str(HERE.parent / "benchmarks"))
+    from precision_guard import accuracy_movie
+
+    from napari_smlm.core.camera import get_camera
+    from napari_smlm.core.inference import predict
+    from napari_smlm.core.metrics import LocalizationMetrics, match_localizations
+
+    before = dict(s.split("=", 1) for s in a.before)
+    print(f"{'model':<11} {'camera':<15} {'dens':>4} | {'JI bef':>6} {'JI now':>6} {'ΔJI':>6} | {'RMSE bef':>8} "
+          f"{'RMSE now':>8} {'ΔRMSE':>6} | {'bias bef (x, y)':>16} {'bias now (x, y)':>16}")
+    for cam_name in a.cameras.split(","):
+        cam = get_camera(cam_name)
+        for d in (float(v) for v in a.densities.split(",")):
+            frames, gt, cfg = accuracy_movie(d, cam_name, "uniform", a.frames)
+            for m in a.models:
+                r = {}
+                for label, src in (("bef", before.get(m, m)), ("now", m)):
+                    ck = resolve_checkpoint(src)
+                    res = predict(frames, ck, camera=cam, pixel_size_nm=cfg.pixel_size_nm, device="cpu", threads=1)
+                    r[label] = LocalizationMetrics.from_matching(match_localizations(gt, res.localizations))
+                b, n = r["bef"], r["now"]
+                print(f"{m:<11} {cam_name:<15} {d:4.1f} | {100 * b.jaccard:6.2f} {100 * n.jaccard:6.2f} "
+                      f"{100 * (n.jaccard - b.jaccard):+6.2f} | {b.rmse_lateral_nm:8.2f} {n.rmse_lateral_nm:8.2f} "
+                      f"{n.rmse_lateral_nm - b.rmse_lateral_nm:+6.2f} | {b.bias_x_nm:+7.2f} {b.bias_y_nm:+7.2f}  "
+                      f"{n.bias_x_nm:+7.2f} {n.bias_y_nm:+7.2f}", flush=True)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -232,9 +263,15 @@ def main(argv=None) -> int:
     o.add_argument("checkpoint", type=Path)
     o.add_argument("--note", default="", help="why (the eval figures), stored in training['one_pass']")
     o.add_argument("-o", "--output", type=Path, default=None, help="default: rewrite the file in place")
+    mv = sub.add_parser("movies", help="accuracy benchmark movies: --before MODEL=PATH against the shipped model")
+    mv.add_argument("models", nargs="+")
+    mv.add_argument("--before", action="append", default=[], help="MODEL=PATH of the checkpoint before")
+    mv.add_argument("--densities", default="0.5,1,2,4")
+    mv.add_argument("--cameras", default="smlm2016_emccd")
+    mv.add_argument("--frames", type=int, default=50)
     a = p.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    return {"eval": cmd_eval, "finetune": cmd_finetune, "one-pass": cmd_one_pass}[a.cmd](a)
+    return {"eval": cmd_eval, "finetune": cmd_finetune, "one-pass": cmd_one_pass, "movies": cmd_movies}[a.cmd](a)
 
 
 if __name__ == "__main__":
