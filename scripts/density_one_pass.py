@@ -220,6 +220,7 @@ def cmd_movies(a) -> int:
     from napari_smlm.core.metrics import LocalizationMetrics, match_localizations
 
     before = dict(s.split("=", 1) for s in a.before)
+    now = dict(s.split("=", 1) for s in a.now)
     print(f"{'model':<11} {'camera':<15} {'dens':>4} | {'JI bef':>6} {'JI now':>6} {'ΔJI':>6} | {'RMSE bef':>8} "
           f"{'RMSE now':>8} {'ΔRMSE':>6} | {'bias bef (x, y)':>16} {'bias now (x, y)':>16}")
     for cam_name in a.cameras.split(","):
@@ -228,7 +229,7 @@ def cmd_movies(a) -> int:
             frames, gt, cfg = accuracy_movie(d, cam_name, "uniform", a.frames)
             for m in a.models:
                 r = {}
-                for label, src in (("bef", before.get(m, m)), ("now", m)):
+                for label, src in (("bef", before.get(m, m)), ("now", now.get(m, m))):
                     ck = resolve_checkpoint(src)
                     res = predict(frames, ck, camera=cam, pixel_size_nm=cfg.pixel_size_nm, device="cpu", threads=1)
                     r[label] = LocalizationMetrics.from_matching(match_localizations(gt, res.localizations))
@@ -266,6 +267,7 @@ def main(argv=None) -> int:
     mv = sub.add_parser("movies", help="accuracy benchmark movies: --before MODEL=PATH against the shipped model")
     mv.add_argument("models", nargs="+")
     mv.add_argument("--before", action="append", default=[], help="MODEL=PATH of the checkpoint before")
+    mv.add_argument("--now", action="append", default=[], help="MODEL=PATH instead of the shipped checkpoint")
     mv.add_argument("--densities", default="0.5,1,2,4")
     mv.add_argument("--cameras", default="smlm2016_emccd")
     mv.add_argument("--frames", type=int, default=50)
