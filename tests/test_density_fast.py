@@ -150,3 +150,18 @@ def test_window_max_equals_max_pool(r):
     if r:
         peaks = local_maxima(maps, 2 * r + 1)
         assert peaks[2, 3:6, 4:8].sum() == 1 and bool(peaks[2, 3, 4])  # one per plateau, the first in raster order
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(2, 16, 8, 12), (1, 1, 6, 4), (3, 5, 7, 6)])
+@pytest.mark.parametrize("channels_last", [True, False])
+def test_fast_max_pool_equals_max_pool2d(dtype, shape, channels_last):
+    from napari_smlm.core.models.density_fast import _max_pool2
+
+    x = torch.randn(*shape, generator=torch.Generator().manual_seed(sum(shape))).to(dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    out = _max_pool2(x)
+    ref = F.max_pool2d(x, 2)
+    assert out.shape == ref.shape and out.dtype == ref.dtype
+    assert torch.equal(out, ref)

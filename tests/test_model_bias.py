@@ -4,13 +4,11 @@ The grid (:func:`symmetric_grid_movie`) visits every sub-pixel offset and every 
 modulo 4 equally often, symmetrically about the pixel centre, so the mean error is the model's
 bias. Measured with ``benchmarks/bias.py`` (3,136 emitters): every shipped model within 0.7 nm
 in x and y; before the 180° test-time average, deep-storm was at −6.4 nm in x and drl-storm at
-−5.9 nm in y. Here 16 frames of 40×40 px (256 emitters, standard error ≤ 0.8 nm for the least
+−5.9 nm in y (both now run one pass of fine-tuned weights, issue 16.3). Here 16 frames of 40×40 px (256 emitters, standard error ≤ 0.8 nm for the least
 precise model), so a 5 nm bias is ≥ 2.5 standard errors beyond the 3 nm bound (the issue's goal).
 """
 
 from __future__ import annotations
-
-import dataclasses
 
 import numpy as np
 import pytest
@@ -40,14 +38,19 @@ def test_shipped_model_has_no_position_bias(grid, model):
 
 
 def test_the_bias_test_sees_a_five_nm_bias(grid):
-    """The shipped deep-storm without its symmetrisation has the issue's x bias: the test sees it."""
-    if "deep-storm" not in shipped_models():
-        pytest.skip("no shipped deep-storm")
+    """A model off by 5 nm fails the bound: the shipped fid-storm against a grid moved by 5 nm in x.
+
+    (Until issue 16.3 this used the shipped deep-storm without its 180° average, −6.4 nm in x; its
+    one-pass fine-tune has no such bias any more, see ``docs/weights.md``.)
+    """
+    if "fid-storm" not in shipped_models():
+        pytest.skip("no shipped fid-storm")
     frames, gt, cam = grid
-    ck = resolve_checkpoint("deep-storm")
-    ck = dataclasses.replace(ck, model_config={**ck.model_config, "symmetrize": False})
-    r = measure_bias(ck, frames, gt, cam)
-    assert r["bias_x_nm"] < -BOUND_NM - 1.0, r["bias_x_nm"]  # measured −6.4 nm on 3,136 emitters
+    r0 = measure_bias("fid-storm", frames, gt, cam)
+    r = measure_bias("fid-storm", frames, gt.shift(dx_nm=5.0), cam)
+    assert abs(r["bias_x_nm"] - r0["bias_x_nm"] + 5.0) < 0.5, (r0["bias_x_nm"], r["bias_x_nm"])  # seen in full
+    assert abs(r["bias_x_nm"]) > BOUND_NM, r["bias_x_nm"]  # and the bound catches it
+    assert abs(r["bias_y_nm"]) <= BOUND_NM
 
 
 def test_density_targets_and_postprocessing_share_one_pixel_convention(grid):

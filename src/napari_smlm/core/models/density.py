@@ -248,7 +248,8 @@ class DensityFamily(ModelFamily):
     symmetrize : bool
         In eval mode, average the network's map with that of the 180°-rotated frame (rotated
         back): cancels learned position biases, twice the arithmetic (see
-        :class:`~.density_nets.DensityNet`). Default True.
+        :class:`~.density_nets.DensityNet`). Default True; checkpoints whose single pass is
+        unbiased set it False (``scripts/density_one_pass.py``; see ``docs/weights.md``).
     movie_frames : int
         Frames per simulated movie in :meth:`simulate_batch` (each movie draws its own
         parameters and structure; fewer frames per movie = more diverse batches, slower).

@@ -159,6 +159,24 @@ def _cbr_up(block: nn.Sequential, s: int) -> SubPixelConv:
     return SubPixelConv(*_fold(block[0], block[1]), s=s, relu=True)
 
 
+def _max_pool2(x: torch.Tensor) -> torch.Tensor:
+    """``F.max_pool2d(x, 2)`` (same values), faster for channels-last maps of even size.
+
+    On a channels-last tensor the 2×2 maximum is two element-wise maxima of views: first of
+    consecutive rows (contiguous runs of ``W·C`` elements), then of neighbouring pixels (runs of
+    ``C``). torch's pooling kernel on channels-last maps of few channels measured 3-5× slower on
+    CPU (bf16 and fp32: 16 channels at 256×256 px, 8 frames: 13-23 ms against 5 ms), which was
+    ~10 % of Deep-STORM's pass. Other layouts and odd sizes go to ``max_pool2d``.
+    """
+    if x.dim() != 4 or x.shape[-2] % 2 or x.shape[-1] % 2 or not x.is_contiguous(memory_format=torch.channels_last):
+        return F.max_pool2d(x, 2)
+    B, C, H, W = x.shape
+    m = x.permute(0, 2, 3, 1).reshape(B, H // 2, 2, W * C)  # (B, H, W, C) memory, row pairs
+    m = torch.maximum(m[:, :, 0], m[:, :, 1]).reshape(B, H // 2, W // 2, 2 * C)
+    m = torch.maximum(m[..., :C], m[..., C:])
+    return m.permute(0, 3, 1, 2)
+
+
 def _pad_coarse(x: torch.Tensor, u: int, m: int) -> tuple[torch.Tensor, tuple[int, int]]:
     """The reference's replicate padding of the ×u grid to a multiple of ``m``, done on ``x``'s grid.
 
@@ -223,9 +241,9 @@ class DeepSTORMFast(_Fast):
     def _fast(self, x: torch.Tensor) -> torch.Tensor:
         xp, (H, W) = _pad_coarse(x, self.u, self.m)
         f = self.enc1(xp)
-        f = self.enc2(F.max_pool2d(f, 2))
-        f = self.enc3(F.max_pool2d(f, 2))
-        f = self.enc4(F.max_pool2d(f, 2))
+        f = self.enc2(_max_pool2(f))
+        f = self.enc3(_max_pool2(f))
+        f = self.enc4(_max_pool2(f))
         f = self.dec3(self.dec2(self.dec1(f)))
         y = F.conv2d(f, self.out_w)
         if self.skip:
@@ -263,7 +281,7 @@ class UNetSTORMFast(_Fast):
         f = self.first2(self.first(xp))
         skips = [f]
         for block in self.down:
-            f = block(F.max_pool2d(f, 2))
+            f = block(_max_pool2(f))
             skips.append(f)
         for k in range(self.depth):
             y = self.up_f[k](f)
@@ -305,7 +323,7 @@ class ResidualSTORMFast(_Fast):
         xp, (H, W) = _pad_coarse(x, self.u, self.m)
         f = self.enc[0](self.stem(xp))
         for block in self.enc[1:]:
-            f = block(F.max_pool2d(f, 2))
+            f = block(_max_pool2(f))
         for block in self.dec:
             f = block(f)
         return F.conv2d(f, self.out_w)[..., :H, :W]

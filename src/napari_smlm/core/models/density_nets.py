@@ -16,6 +16,11 @@ Test-time symmetrisation (:class:`DensityNet`, ``symmetrize``)
     cancels it (measured residual ≤ 0.5 nm) and averages two predictions (lateral RMSE 12.9 →
     10.1 nm for deep-storm on the symmetric grid), at twice the arithmetic. Both passes run one
     after the other, so peak memory is that of one pass. Training (``net.train()``) is unchanged.
+    A checkpoint whose single pass needs no correction says ``symmetrize: false`` in its config
+    and runs one pass (half the arithmetic): the shipped srcnn as trained (one-pass bias within
+    ±1.5 nm), deep-storm, drl-storm and u-storm after a short fine-tune of the single pass
+    towards the two-pass average of the original weights (bias now within ±2 nm); skip-storm and
+    fid-storm keep both passes (issue 16.3, ``scripts/density_one_pass.py``, ``docs/weights.md``).
 """
 
 from __future__ import annotations

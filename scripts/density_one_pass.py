@@ -1,0 +1,280 @@
+"""One forward pass instead of two for the density-map models: measure, and fine-tune where needed.
+
+    python scripts/density_one_pass.py eval deep-storm u-storm [--checkpoint deep-storm=runs/ds.pt]
+    python scripts/density_one_pass.py finetune deep-storm --minutes 12 -o runs/deep-storm_1pass.pt
+    python scripts/density_one_pass.py one-pass src/napari_smlm/weights/u-storm.pt --note "..."
+    python scripts/density_one_pass.py movies deep-storm --before deep-storm=OLD.pt   # 64×64 accuracy movies
+
+The density networks average their map with that of the 180°-rotated frame at inference
+(``symmetrize``, :class:`~napari_smlm.core.models.density_nets.DensityNet`), which cancels learned
+position biases at twice the arithmetic. A checkpoint whose config says ``symmetrize: false`` runs
+one pass.
+
+``eval`` prints, for each model, the shipped training script's fixed validation set
+(``scripts/train_shipped.py``: seed 0, 8 batches of 16 randomised 24×24 px crops; the validation
+JI / RMSE of ``docs/weights.md``) and the position bias on the symmetric grid of
+``benchmarks/bias.py`` (36 sub-pixel offsets × 3 frames of 64×64 px), with one pass and with two.
+
+``finetune`` starts from a model's shipped weights and trains the *single* pass to reproduce the
+symmetrised pass of the starting network (a frozen copy) on simulated crops, next to its usual
+loss: ``L1L2(ŷ, T) + MSE(G⊛ŷ, G⊛ȳ)`` with ``ȳ = (f₀(x) + R f₀(R x))/2`` (the starting network,
+both passes) and ``G`` the loss's Gaussian. The second term pulls the one-pass output to the
+bias-free average. Of the states at each validation, the one with the lowest validation loss among
+those within the issue's bounds of the shipped two-pass model (JI at most 0.5 point lower, RMSE at
+most 0.5 nm higher, on the same validation set) is written, with ``symmetrize: false`` in its config. Same simulator, microscope, crops, batch and seeds as
+``scripts/train_shipped.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import dataclasses
+import logging
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+
+from train_shipped import DEFAULT_SIM  # noqa: E402
+
+from napari_smlm.core.checkpoint import Checkpoint, resolve_checkpoint, save_checkpoint  # noqa: E402
+from napari_smlm.core.config import SimulationConfig  # noqa: E402
+from napari_smlm.core.models.density import CPU_PRESETS  # noqa: E402
+from napari_smlm.core.models.density_targets import gaussian_kernel  # noqa: E402
+from napari_smlm.core.training import _validation_metrics  # noqa: E402
+
+log = logging.getLogger("density_one_pass")
+
+
+def _sim(model: str, seed: int = 0) -> SimulationConfig:
+    p = CPU_PRESETS[model]["patch_px"]
+    return SimulationConfig(height=p, width=p, n_frames=1, seed=seed, **DEFAULT_SIM)
+
+
+def validation_set(family, model: str, seed: int = 0, n_batches: int = 8):
+    """train_shipped.py's fixed validation batches (iter_train's seeding)."""
+    rng = np.random.default_rng(seed + 1_000_003)
+    sim = _sim(model, seed)
+    bs = CPU_PRESETS[model]["batch_size"]
+    return [family.simulate_batch(sim, bs, rng, torch.device("cpu"), randomize=True) for _ in range(n_batches)], sim
+
+
+def _with_symmetrize(ck: Checkpoint, on: bool) -> Checkpoint:
+    return dataclasses.replace(ck, model_config={**ck.model_config, "symmetrize": bool(on)})
+
+
+def validate(ck: Checkpoint, val, pixel_size_nm: float) -> dict:
+    fam = ck.family()
+    net = ck.build("cpu").eval()
+    losses, ms = [], []
+    with torch.no_grad():
+        for vb in val:
+            out = net(vb.inputs)
+            losses.append(float(fam.loss(out, vb)))
+            ms.append(_validation_metrics(fam, out, vb, pixel_size_nm))
+    res = {k: float(np.nanmean([m[k] for m in ms])) for k in ms[0]}
+    res["val_loss"] = float(np.mean(losses))
+    return res
+
+
+def cmd_eval(a) -> int:
+    from napari_smlm.core.models.validation import measure_bias, symmetric_grid_movie
+
+    files = dict(s.split("=", 1) for s in a.checkpoint)
+    frames, gt, cam = symmetric_grid_movie(n_frames=36 * 3, photons=2000.0, bg_photons=50.0, seed=0, hold=3)
+    print(f"{'model':<12} {'passes':>6} {'val loss':>9} {'val JI %':>9} {'val RMSE nm':>11} {'bias x nm':>12} "
+          f"{'bias y nm':>12} {'grid RMSE nm':>12}  checkpoint")
+    for m in a.models:
+        src = files.get(m, m)
+        ck0 = resolve_checkpoint(src)
+        val, sim = validation_set(ck0.family(), m)
+        for on in (True, False):
+            ck = _with_symmetrize(ck0, on)
+            v = validate(ck, val, sim.pixel_size_nm)
+            b = measure_bias(ck, frames, gt, cam, hold=3)
+            print(f"{m:<12} {2 if on else 1:>6} {v['val_loss']:9.4f} {100 * v['jaccard']:9.2f} {v['rmse_lateral_nm']:11.2f} "
+                  f"{b['bias_x_nm']:+7.2f}±{b['se_x_nm']:.2f} {b['bias_y_nm']:+7.2f}±{b['se_y_nm']:.2f} "
+                  f"{b['rmse_lateral_nm']:12.2f}  {src}", flush=True)
+    return 0
+
+
+def cmd_finetune(a) -> int:
+    torch.set_num_threads(a.threads)
+    m = a.model
+    shipped = resolve_checkpoint(m)
+    ck0 = resolve_checkpoint(a.init) if a.init else shipped
+    # the teacher is always the shipped network with its two passes (the accuracy to keep)
+    teacher = _with_symmetrize(shipped, True).build("cpu").eval()
+    for p in teacher.parameters():
+        p.requires_grad_(False)
+    fam = _with_symmetrize(ck0, False).family()
+    torch.manual_seed(a.seed)
+    net = fam.build()
+    net.load_state_dict(ck0.state_dict)
+    val, sim = validation_set(fam, m, a.seed)
+    bs = CPU_PRESETS[m]["batch_size"]
+    c = fam.config
+    g = gaussian_kernel(int(c["kernel_size"]), float(c["kernel_sigma"])) * float(c["loss_kernel_scale"])
+    g = g[None, None]
+    pad = g.shape[-1] // 2
+
+    def blur(y):
+        return F.conv2d(y, g, padding=pad)
+
+    def score(model):
+        model.eval()
+        ls, ms = [], []
+        with torch.no_grad():
+            for vb in val:
+                out = model(vb.inputs)
+                ls.append(float(fam.loss(out, vb)))
+                ms.append(_validation_metrics(fam, out, vb, sim.pixel_size_nm))
+        return float(np.mean(ls)), {k: float(np.nanmean([x[k] for x in ms])) for k in ms[0]}
+
+    ref_loss, ref_m = score(teacher)
+    log.info("%s shipped, two passes: val loss %.4f %s", m, ref_loss, {k: round(v, 4) for k, v in ref_m.items()})
+
+    def acceptable(vm) -> bool:
+        """Within the issue's bounds of the shipped two-pass model on this validation set."""
+        return (vm["jaccard"] >= ref_m["jaccard"] - a.max_ji_drop / 100
+                and vm["rmse_lateral_nm"] <= ref_m["rmse_lateral_nm"] + a.max_rmse_rise)
+
+    opt = torch.optim.Adam(net.parameters(), lr=a.lr)
+    rng = np.random.default_rng(a.seed + 17)  # not train_shipped's training stream: new crops
+    t0 = time.perf_counter()
+    vl, vm = score(net)
+    log.info("%s start (one pass): val loss %.4f %s ok %s", m, vl, {k: round(v, 4) for k, v in vm.items()}, acceptable(vm))
+    history = [{"step": 0, "val_loss": vl, **vm}]
+    states = [(0, vl, vm, copy.deepcopy(net.state_dict()))]
+    step = 0
+    while time.perf_counter() - t0 < 60 * a.minutes:
+        net.train()
+        batch = fam.simulate_batch(sim, bs, rng, torch.device("cpu"), randomize=True)
+        with torch.no_grad():
+            ybar = teacher(batch.inputs)
+        out = net(batch.inputs)
+        loss = a.task_weight * fam.loss(out, batch) + a.distill_weight * F.mse_loss(blur(out), blur(ybar))
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        if step % a.steps_per_epoch == 0:
+            vl, vm = score(net)
+            history.append({"step": step, "minutes": (time.perf_counter() - t0) / 60, "val_loss": vl, **vm})
+            log.info("%s step %d val loss %.4f %s ok %s %.1f min", m, step, vl, {k: round(v, 4) for k, v in vm.items()},
+                     acceptable(vm), (time.perf_counter() - t0) / 60)
+            states.append((step, vl, vm, copy.deepcopy(net.state_dict())))
+    # the lowest validation loss among the fine-tuned states within the bounds (else the lowest overall)
+    ok = [st for st in states[1:] if acceptable(st[2])]
+    best_step, best_loss, best_m, best_state = min(ok or states[1:] or states, key=lambda st: st[1])
+    log.info("%s: %d of %d epochs within the bounds", m, len(ok), len(states) - 1)
+    training = dict(ck0.training)
+    training.update({
+        "total_steps": int(ck0.training.get("total_steps", 0)) + best_step,
+        "one_pass_finetune": {
+            "script": "scripts/density_one_pass.py finetune",
+            "from": a.init or f"shipped {m}.pt",
+            "teacher": f"shipped {m}.pt, two passes (val loss {ref_loss:.4f}, {ref_m})",
+            "steps": best_step, "steps_run": step, "minutes": (time.perf_counter() - t0) / 60,
+            "lr": a.lr, "distill_weight": a.distill_weight, "task_weight": a.task_weight, "seed": a.seed,
+            "threads": a.threads, "within_bounds": bool(ok), "history": history,
+        },
+        "best_val_loss": best_loss, "val_loss": best_loss, "metrics": best_m,
+    })
+    out_ck = Checkpoint(model=m, model_config=fam.config, state_dict=best_state, simulation=ck0.simulation,
+                        training=training)
+    save_checkpoint(a.output, out_ck)
+    log.info("%s: chosen step %d, val loss %.4f %s -> %s", m, best_step, best_loss, best_m, a.output)
+    return 0
+
+
+def cmd_one_pass(a) -> int:
+    """Rewrite a checkpoint with ``symmetrize: false`` (weights untouched), noting why in its training record."""
+    from napari_smlm.core.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(a.checkpoint)
+    training = dict(ck.training)
+    training["one_pass"] = {"script": "scripts/density_one_pass.py one-pass", "note": a.note}
+    out = Checkpoint(model=ck.model, model_config={**ck.model_config, "symmetrize": False}, state_dict=ck.state_dict,
+                     simulation=ck.simulation, training=training, version=ck.version)
+    save_checkpoint(a.output or a.checkpoint, out)
+    log.info("%s: symmetrize off -> %s", ck.model, a.output or a.checkpoint)
+    return 0
+
+
+def cmd_movies(a) -> int:
+    """The accuracy benchmark's 64×64 movies: a before checkpoint (as it ran) against the shipped one."""
+    sys.path.insert(0, str(HERE.parent / "benchmarks"))
+    from precision_guard import accuracy_movie
+
+    from napari_smlm.core.camera import get_camera
+    from napari_smlm.core.inference import predict
+    from napari_smlm.core.metrics import LocalizationMetrics, match_localizations
+
+    before = dict(s.split("=", 1) for s in a.before)
+    now = dict(s.split("=", 1) for s in a.now)
+    print(f"{'model':<11} {'camera':<15} {'dens':>4} | {'JI bef':>6} {'JI now':>6} {'ΔJI':>6} | {'RMSE bef':>8} "
+          f"{'RMSE now':>8} {'ΔRMSE':>6} | {'bias bef (x, y)':>16} {'bias now (x, y)':>16}")
+    for cam_name in a.cameras.split(","):
+        cam = get_camera(cam_name)
+        for d in (float(v) for v in a.densities.split(",")):
+            frames, gt, cfg = accuracy_movie(d, cam_name, "uniform", a.frames)
+            for m in a.models:
+                r = {}
+                for label, src in (("bef", before.get(m, m)), ("now", now.get(m, m))):
+                    ck = resolve_checkpoint(src)
+                    res = predict(frames, ck, camera=cam, pixel_size_nm=cfg.pixel_size_nm, device="cpu", threads=1)
+                    r[label] = LocalizationMetrics.from_matching(match_localizations(gt, res.localizations))
+                b, n = r["bef"], r["now"]
+                print(f"{m:<11} {cam_name:<15} {d:4.1f} | {100 * b.jaccard:6.2f} {100 * n.jaccard:6.2f} "
+                      f"{100 * (n.jaccard - b.jaccard):+6.2f} | {b.rmse_lateral_nm:8.2f} {n.rmse_lateral_nm:8.2f} "
+                      f"{n.rmse_lateral_nm - b.rmse_lateral_nm:+6.2f} | {b.bias_x_nm:+7.2f} {b.bias_y_nm:+7.2f}  "
+                      f"{n.bias_x_nm:+7.2f} {n.bias_y_nm:+7.2f}", flush=True)
+    return 0
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("eval")
+    e.add_argument("models", nargs="+")
+    e.add_argument("--checkpoint", action="append", default=[], help="MODEL=PATH instead of the shipped weights")
+    f = sub.add_parser("finetune")
+    f.add_argument("model")
+    f.add_argument("--init", default=None, help="start from this checkpoint (default: the shipped one)")
+    f.add_argument("--minutes", type=float, default=12.0)
+    f.add_argument("--threads", type=int, default=1)
+    f.add_argument("--seed", type=int, default=0)
+    f.add_argument("--lr", type=float, default=2e-4)
+    f.add_argument("--distill-weight", type=float, default=1.0, help="weight of MSE(G⊛ŷ, G⊛ȳ)")
+    f.add_argument("--task-weight", type=float, default=1.0, help="weight of the usual L1L2 loss")
+    f.add_argument("--max-ji-drop", type=float, default=0.5, help="points; epochs within the bounds are preferred")
+    f.add_argument("--max-rmse-rise", type=float, default=0.5, help="nm")
+    f.add_argument("--steps-per-epoch", type=int, default=50)
+    f.add_argument("-o", "--output", type=Path, required=True)
+    o = sub.add_parser("one-pass", help="set symmetrize: false in a checkpoint (weights unchanged)")
+    o.add_argument("checkpoint", type=Path)
+    o.add_argument("--note", default="", help="why (the eval figures), stored in training['one_pass']")
+    o.add_argument("-o", "--output", type=Path, default=None, help="default: rewrite the file in place")
+    mv = sub.add_parser("movies", help="accuracy benchmark movies: --before MODEL=PATH against the shipped model")
+    mv.add_argument("models", nargs="+")
+    mv.add_argument("--before", action="append", default=[], help="MODEL=PATH of the checkpoint before")
+    mv.add_argument("--now", action="append", default=[], help="MODEL=PATH instead of the shipped checkpoint")
+    mv.add_argument("--densities", default="0.5,1,2,4")
+    mv.add_argument("--cameras", default="smlm2016_emccd")
+    mv.add_argument("--frames", type=int, default=50)
+    a = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    return {"eval": cmd_eval, "finetune": cmd_finetune, "one-pass": cmd_one_pass, "movies": cmd_movies}[a.cmd](a)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,99 @@
+"""Density models whose checkpoint says ``symmetrize: false`` run one forward pass (issue 16.3).
+
+The 180° test-time average (``DensityNet.symmetrize``) doubles the network's arithmetic; the shipped
+checkpoints that do not need it (their single pass has no position bias beyond 3 nm and the same
+validation JI / RMSE within 0.5 point / 0.5 nm: ``scripts/density_one_pass.py eval``, figures in
+``docs/weights.md``) turn it off. Their bias is checked by ``tests/test_model_bias.py``, which runs
+the shipped configuration. Nothing here is timed (speed: ``benchmarks/speed.py``).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from napari_smlm.core import inference
+from napari_smlm.core.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint, shipped_models
+from napari_smlm.core.models.density_fast import _Fast
+
+#: Shipped density models that run one pass (the others keep the 180° average).
+ONE_PASS = ["deep-storm", "u-storm", "drl-storm", "srcnn"]
+SHIPPED = set(shipped_models())
+
+
+def _count_network_passes(net: torch.nn.Module, x: torch.Tensor) -> int:
+    """Forward passes of the density network inside ``net`` for one call (fast form or reference)."""
+    calls = []
+    target = net if isinstance(net, _Fast) else None
+    if target is not None:
+        orig = target._fast
+        target._fast = lambda t: (calls.append(1), orig(t))[1]
+        try:
+            with torch.inference_mode():
+                net(x)
+        finally:
+            del target._fast
+    else:
+        orig = net._forward
+        net._forward = lambda t: (calls.append(1), orig(t))[1]
+        try:
+            with torch.inference_mode():
+                net(x)
+        finally:
+            del net._forward
+    return len(calls)
+
+
+@pytest.mark.parametrize("model", ONE_PASS)
+def test_shipped_one_pass_models_run_one_forward_pass(model):
+    if model not in SHIPPED:
+        pytest.skip(f"no shipped {model}")
+    ck = resolve_checkpoint(model)
+    assert ck.model_config["symmetrize"] is False
+    assert ck.build().symmetrize is False
+    net = inference._inference_network(ck, torch.device("cpu"))  # what predict() runs
+    x = torch.randn(2, 1, 16, 16).contiguous(memory_format=torch.channels_last)
+    assert _count_network_passes(net, x) == 1
+
+
+def test_symmetrized_models_still_run_two_passes():
+    """The switch is per checkpoint: a model whose config keeps the average still runs both passes."""
+    model = "fid-storm"
+    if model not in SHIPPED:
+        pytest.skip(f"no shipped {model}")
+    ck = resolve_checkpoint(model)
+    assert ck.model_config.get("symmetrize", True) is True
+    net = inference._inference_network(ck, torch.device("cpu"))
+    assert _count_network_passes(net, torch.randn(1, 1, 16, 16)) == 2
+
+
+def _script():
+    path = Path(__file__).resolve().parents[1] / "scripts" / "density_one_pass.py"
+    spec = importlib.util.spec_from_file_location("density_one_pass", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_one_pass_rewrite_keeps_the_weights_and_records_why(tmp_path):
+    if "fid-storm" not in SHIPPED:
+        pytest.skip("no shipped fid-storm")
+    src = tmp_path / "m.pt"
+    save_checkpoint(src, resolve_checkpoint("fid-storm"))
+    out = tmp_path / "m_1pass.pt"
+    assert _script().main(["one-pass", str(src), "--note", "measured", "-o", str(out)]) == 0
+    a, b = load_checkpoint(src), load_checkpoint(out)
+    assert a.model_config.get("symmetrize", True) is True and b.model_config["symmetrize"] is False
+    assert b.training["one_pass"]["note"] == "measured"
+    assert a.state_dict.keys() == b.state_dict.keys()
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+    # one pass of the rewritten checkpoint = the first of the original's two passes
+    x = torch.randn(1, 1, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.inference_mode():
+        ya = a.build()._forward(x)
+        yb = b.build()(x)
+    np.testing.assert_array_equal(ya.numpy(), yb.numpy())
