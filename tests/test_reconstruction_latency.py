@@ -332,3 +332,60 @@ def test_the_event_loop_runs_between_the_layer_creation_steps(viewer, qtbot, toy
     counts = [c for _, c in steps]
     between = [b - a for a, b in zip(counts, counts[1:])]
     assert min(between) >= 1, f"heartbeat ticks between the creation steps: {between}"
+
+
+def test_the_worker_starts_once_the_result_layers_are_created_and_shown(viewer, qtbot, toy_checkpoint, monkeypatch):
+    """Creating and first drawing the result layers (~0.1 s of Python each) must not share the GIL
+    with the worker's start (domain check, model set-up): the worker starts held and asks its
+    generator for nothing until both layers exist and are shown. With the hold off
+    (HOLD_WORKER_WHILE_CREATING = False) this failed: the worker began before any layer existed.
+    """
+    from napari_smlm.widgets import _reconstruction
+
+    seen = []
+    real_job = _reconstruction._reconstruction_job
+
+    def spy_job(*args, **kwargs):
+        inner = real_job(*args, **kwargs)
+
+        def gen():  # the worker's first request: what does the GUI thread have by then?
+            rl = w._run_layers
+            seen.append((sorted(rl.layers), [bool(la.visible) for la in list(rl.layers.values())], list(w._to_create)))
+            yield from inner
+
+        return gen()
+
+    monkeypatch.setattr(_reconstruction, "_reconstruction_job", spy_job)
+    w, release = _toy_run_held_at(viewer, toy_checkpoint, 4)
+    release.set()
+    assert w.run()
+    _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
+    assert w.status.state is RunState.DONE, w.status.message
+    assert len(seen) == 1
+    layers, visible, pending = seen[0]
+    assert layers == ["points", "sr"] and all(visible) and pending == []
+
+
+def test_a_held_job_waits_and_stop_lets_it_go(qtbot):
+    """Job.hold: the worker asks its generator for nothing until release (or stop, or HOLD_MAX_S)."""
+    from napari_smlm._workers import start_job
+
+    pulled = []
+
+    def gen():
+        for i in range(3):
+            pulled.append(i)
+            yield i
+
+    done = []
+    job = start_job(gen(), held=True, on_done=lambda: done.append("done"), on_stopped=lambda: done.append("stopped"))
+    assert job.held
+    qtbot.wait(200)
+    assert pulled == [] and job.running
+    job.release()
+    qtbot.waitUntil(lambda: bool(done), timeout=TIMEOUT_MS)
+    assert pulled == [0, 1, 2] and done == ["done"]
+    job2 = start_job(gen(), held=True, on_done=lambda: done.append("done2"), on_stopped=lambda: done.append("stopped2"))
+    job2.stop()  # a held job that is stopped does not wait for its hold to end
+    qtbot.waitUntil(lambda: len(done) == 2, timeout=2000)
+    assert not job2.held

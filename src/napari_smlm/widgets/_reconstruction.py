@@ -88,6 +88,9 @@ REFRESH_DUTY = 80
 #: of GUI thread). With zero-delay timers two steps could run in one event-loop pass and make one
 #: stall of ~250 ms; with a gap, pending input, paints and timers are served between them.
 CREATE_GAP_MS = 10
+#: Hold the worker at Run until the result layers are created and first drawn (~0.3-0.4 s of GUI
+#: thread): both threads running Python at once made those steps take ~2x their CPU time (GIL).
+HOLD_WORKER_WHILE_CREATING = True
 #: An in-memory (eager) movie layer larger than this gets a warning: open it lazily instead.
 EAGER_WARN_BYTES = 1 * 2**30
 #: File patterns "Use napari-smlm for …" assigns to this plugin in napari's reader preferences.
@@ -542,10 +545,13 @@ class ReconstructionWidget(SmlmDockWidget):
         inner = self.stream.job(data, ckpt, cfg, stream_path) if self._streaming else None
         job = _reconstruction_job(data, ckpt, cfg, camera, self._run_layers.names["points"], dict(self._run_meta),
                                   inner=inner)
-        self.start_run(job, self._on_update, f"Reconstructing {self._n_total} frames with {entry.label}…")
-        # The result layers now, one per event-loop turn (creating a napari layer costs 0.1-0.5 s of
-        # GUI thread here: vispy visual, layer controls): the heartbeat and clicks get in between,
-        # and no live refresh pays for a creation.
+        # The worker starts held: the result layers are created first, one step per event-loop turn
+        # (creating and first drawing a napari layer costs ~0.1 s of GUI thread each: vispy visual,
+        # shaders, layer controls), the heartbeat and clicks get in between, and no live refresh
+        # pays for a creation. Held, the worker's start (domain check, model set-up: Python) does
+        # not share the GIL and the CPUs with these steps, which took ~2x their CPU time then.
+        self.start_run(job, self._on_update, f"Reconstructing {self._n_total} frames with {entry.label}…",
+                       held=HOLD_WORKER_WHILE_CREATING)
         self._to_create = ["points", "sr"]
         QTimer.singleShot(CREATE_GAP_MS, self._create_next_layer)
         return True
@@ -559,6 +565,7 @@ class ReconstructionWidget(SmlmDockWidget):
         """
         rl = self._run_layers
         if self._closed or rl is None or not self._to_create:
+            self._release_worker()
             return
         key = self._to_create.pop(0)
         layer = None
@@ -585,6 +592,14 @@ class ReconstructionWidget(SmlmDockWidget):
             layer.visible = True
         if self._to_create and not self._closed:
             QTimer.singleShot(CREATE_GAP_MS, self._create_next_layer)
+        else:
+            self._release_worker()
+
+    def _release_worker(self) -> None:
+        """The result layers are there: the worker, held at Run, starts its work."""
+        job = self._job
+        if job is not None and hasattr(job, "release"):
+            job.release()
 
     def _lay_out_sr(self, layer: Any) -> None:
         """Put the super-resolved layer on the run's final grid (zeros), in the turn that first draws it.
