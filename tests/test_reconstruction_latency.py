@@ -389,3 +389,33 @@ def test_a_held_job_waits_and_stop_lets_it_go(qtbot):
     job2.stop()  # a held job that is stopped does not wait for its hold to end
     qtbot.waitUntil(lambda: len(done) == 2, timeout=2000)
     assert not job2.held
+
+
+@pytest.mark.parametrize("eta_s", [None, 0.0])
+def test_a_run_about_to_end_gets_no_live_refresh_only_its_final_one(viewer, qtbot, toy_checkpoint, monkeypatch, eta_s):
+    """A live refresh is one ~50-100 ms stall; a run that ends within SKIP_LIVE_REFRESH_ETA_S at its
+    rate so far shows its results with the final refresh only (the progress bar still moves).
+    With SKIP_LIVE_REFRESH_ETA_S = 0 (the contrast; the behaviour before) a live refresh came mid-run.
+    """
+    from napari_smlm.widgets import _reconstruction
+
+    if eta_s is not None:
+        monkeypatch.setattr(_reconstruction, "SKIP_LIVE_REFRESH_ETA_S", eta_s)
+    w, hold = _toy_run_held_at(viewer, toy_checkpoint, 8)
+    assert w.run()
+    try:
+        qtbot.waitUntil(lambda: w._n_done == 8, timeout=TIMEOUT_MS)
+        points = _raw(w.result_layers()["points"])
+        if eta_s is None:
+            assert w.ends_soon()  # 4 frames left at the toy model's rate: well under 5 s
+            qtbot.wait(4 * _base.FLUSH_MIN_MS)  # the refresh timer fires (it was scheduled) and skips
+            assert not w.refresh_log and len(points.data) == 0
+        else:
+            assert not w.ends_soon()
+            qtbot.waitUntil(lambda: len(w.refresh_log) >= 1, timeout=TIMEOUT_MS)
+            assert w.status.running and len(points.data) > 0
+    finally:
+        hold.set()
+    _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
+    assert w.status.state is RunState.DONE, w.status.message
+    assert len(_raw(w.result_layers()["points"]).data) == len(w.localizations()) > 0

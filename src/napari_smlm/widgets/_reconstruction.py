@@ -88,6 +88,11 @@ REFRESH_DUTY = 80
 #: of GUI thread). With zero-delay timers two steps could run in one event-loop pass and make one
 #: stall of ~250 ms; with a gap, pending input, paints and timers are served between them.
 CREATE_GAP_MS = 10
+#: No live refresh of the result layers when the run is expected to end within this many seconds
+#: (at the rate of its batches so far): its final refresh shows everything then. A live refresh costs
+#: the event loop ~50-100 ms (one stall); a run of a few seconds had one or two of them and was
+#: over before the next. The progress bar and status line still follow every batch.
+SKIP_LIVE_REFRESH_ETA_S = 5.0
 #: Hold the worker at Run until the result layers are created and first drawn (~0.3-0.4 s of GUI
 #: thread): both threads running Python at once made those steps take ~2x their CPU time (GIL).
 HOLD_WORKER_WHILE_CREATING = True
@@ -193,6 +198,7 @@ class ReconstructionWidget(SmlmDockWidget):
         self._to_create: list[str] = []
         self._live_parts: deque = deque()
         self._live_rows = 0
+        self._first_batch: tuple[float, int] | None = None  # (time, frames done) at the run's first batch
         self._steps: Any = None  # the refresh in progress (a generator of steps), or None
         #: ``(start, seconds)`` of each result layer this widget created (napari's cost; benchmarks)
         self.creation_log: deque = deque(maxlen=256)
@@ -519,6 +525,7 @@ class ReconstructionWidget(SmlmDockWidget):
         self._final_points = None
         self._live_parts = deque()
         self._live_rows = 0
+        self._first_batch = None
         self._steps = None
         self._final_flushed = False
         self._display_max = 0.0
@@ -673,6 +680,8 @@ class ReconstructionWidget(SmlmDockWidget):
             return
         self._col.add(u)  # O(batch): the batch is kept, nothing is re-joined
         if u.kind == UpdateKind.BATCH:
+            if self._first_batch is None:
+                self._first_batch = (time.perf_counter(), self._col.n_done)
             self._last_frame = int(u.stop) - 1
             if u.display is not None:
                 self._store_display(u.display, int(u.start))
@@ -731,6 +740,25 @@ class ReconstructionWidget(SmlmDockWidget):
         return locs
 
     # ---------------------------------------------------------------- refreshes (GUI thread)
+    def ends_soon(self) -> bool:
+        """Whether the running run should end within :data:`SKIP_LIVE_REFRESH_ETA_S` at its rate so far.
+
+        The rate counts from the first batch (model set-up excluded); with one batch only, from Run.
+        """
+        col, first = self._col, self._first_batch
+        if col is None or first is None or not self.status.running:
+            return False
+        now, done = time.perf_counter(), col.n_done
+        t, n = first if done > first[1] else (self._t0, 0)
+        rate = (done - n) / max(now - t, 1e-9)
+        return rate > 0 and (self._n_total - done) / rate < SKIP_LIVE_REFRESH_ETA_S
+
+    def _run_flush(self) -> None:
+        """The paced live refresh; none when the run ends soon (its final refresh comes then)."""
+        if self.ends_soon():
+            return  # the next batch asks again (schedule_flush); the end of the run refreshes
+        super()._run_flush()
+
     def _flush(self, then: Any = None) -> None:
         """One refresh of the result layers: usually one event-loop turn, more when it creates a layer.
 
