@@ -419,3 +419,45 @@ def test_a_run_about_to_end_gets_no_live_refresh_only_its_final_one(viewer, qtbo
     _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
     assert w.status.state is RunState.DONE, w.status.message
     assert len(_raw(w.result_layers()["points"]).data) == len(w.localizations()) > 0
+
+
+def test_what_waited_during_a_creation_steps_deferred_work_runs_before_the_next_step(viewer, qtbot, toy_checkpoint, monkeypatch):
+    """A creation step's costly part may come after it (the repaint that first draws the layer,
+    napari's queued events). Whatever waited during that deferred work (a click, a heartbeat) must
+    run before the next step, or the two make one stall. Here each step defers 30 ms of work
+    (a zero-delay timer, like a queued repaint) and, at its end, queues a marker; the marker must
+    run before the next step. With one CREATE_GAP_MS timer between the steps this failed: the
+    next step was already due when the deferred work ended and ran in the same event-loop pass.
+    """
+    from qtpy.QtCore import QTimer
+
+    w, hold = _toy_run_held_at(viewer, toy_checkpoint, 4)
+    events = []
+    create, show = w._create_next_layer, w._show_created
+
+    def deferred(tag):
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.03:  # the step's repaint
+            pass
+        QTimer.singleShot(0, lambda: events.append(f"waited after {tag}"))  # input that came during it
+
+    def step_create():
+        events.append("create")
+        create()
+        QTimer.singleShot(0, lambda: deferred("create"))
+
+    def step_show(layer):
+        events.append("show")
+        show(layer)
+        QTimer.singleShot(0, lambda: deferred("show"))
+
+    monkeypatch.setattr(w, "_create_next_layer", step_create)
+    monkeypatch.setattr(w, "_show_created", step_show)
+    try:
+        assert w.run()
+        qtbot.waitUntil(lambda: events.count("waited after show") == 2, timeout=TIMEOUT_MS)
+    finally:
+        hold.set()
+        _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
+    # between two steps: the input that waited during the first one's deferred work
+    assert events == ["create", "waited after create", "show", "waited after show"] * 2

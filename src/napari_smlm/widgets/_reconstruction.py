@@ -560,7 +560,7 @@ class ReconstructionWidget(SmlmDockWidget):
         self.start_run(job, self._on_update, f"Reconstructing {self._n_total} frames with {entry.label}…",
                        held=HOLD_WORKER_WHILE_CREATING)
         self._to_create = ["points", "sr"]
-        QTimer.singleShot(CREATE_GAP_MS, self._create_next_layer)
+        _after_a_turn(self._create_next_layer)  # after what the click queued (status, buttons)
         return True
 
     def _create_next_layer(self) -> None:
@@ -590,7 +590,7 @@ class ReconstructionWidget(SmlmDockWidget):
             t = time.perf_counter()
             layer = rl.update(key, ldt)
             self.creation_log.append((t, time.perf_counter() - t))
-        QTimer.singleShot(CREATE_GAP_MS, lambda: self._show_created(layer))
+        _after_a_turn(lambda: self._show_created(layer))
 
     def _show_created(self, layer: Any) -> None:
         """Show a result layer created hidden by :meth:`_create_next_layer`; then create the next one."""
@@ -598,7 +598,7 @@ class ReconstructionWidget(SmlmDockWidget):
             self._lay_out_sr(layer)
             layer.visible = True
         if self._to_create and not self._closed:
-            QTimer.singleShot(CREATE_GAP_MS, self._create_next_layer)
+            _after_a_turn(self._create_next_layer)
         else:
             self._release_worker()
 
@@ -970,6 +970,18 @@ class ReconstructionWidget(SmlmDockWidget):
             return None
         notify_info(f"Exported {len(locs)} localizations to {out}")
         return Path(out)
+
+
+def _after_a_turn(fn: Any) -> None:
+    """Call ``fn`` in a later event-loop pass than whatever the current step queued (its repaint).
+
+    Two hops of :data:`CREATE_GAP_MS`: a step's deferred work (napari's queued layer-list and
+    layer-controls events, the canvas repaint that first draws a layer: ~40-100 ms) runs after the
+    step; a single timer started at the step's end is already due when that work ends and fired in
+    the same pass, before the input and timers that waited (one stall of both). The first hop runs
+    after that work; the second is due :data:`CREATE_GAP_MS` later, after what waited.
+    """
+    QTimer.singleShot(CREATE_GAP_MS, lambda: QTimer.singleShot(CREATE_GAP_MS, fn))
 
 
 def _run_names(movie: str, model: str, k: int) -> dict[str, str]:
