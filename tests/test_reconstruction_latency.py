@@ -236,10 +236,10 @@ def test_worker_threads_run_at_a_lower_os_priority_than_the_gui_thread(qtbot):
 
 def test_progress_follows_the_batches_while_layer_refreshes_wait(viewer, qtbot, toy_checkpoint, monkeypatch):
     """The progress bar and status line move with each batch; the (costly) layer refresh is separate."""
-    from napari_smlm.widgets import _reconstruction
+    from napari_smlm.widgets import _reconstruction_live
 
     monkeypatch.setattr(_base, "FLUSH_MIN_MS", 10**6)  # no live layer refresh during the run
-    monkeypatch.setattr(_reconstruction, "PROGRESS_MS", 0)
+    monkeypatch.setattr(_reconstruction_live, "PROGRESS_MS", 0)
     w, hold = _toy_run_held_at(viewer, toy_checkpoint, 8)
     assert w.run()
     try:
@@ -256,9 +256,9 @@ def test_progress_follows_the_batches_while_layer_refreshes_wait(viewer, qtbot, 
 
 def test_a_big_finished_run_shows_the_current_frame_and_reads_back_every_row(viewer, qtbot, toy_checkpoint, monkeypatch):
     """Past FINAL_POINTS_ROWS the run's points layer (same object) becomes a frame view that follows the slider."""
-    from napari_smlm.widgets import _reconstruction
+    from napari_smlm.widgets import _reconstruction_job
 
-    monkeypatch.setattr(_reconstruction, "FINAL_POINTS_ROWS", 10)
+    monkeypatch.setattr(_reconstruction_job, "FINAL_POINTS_ROWS", 10)
     frames, _ = simulate(SIM.replace(n_frames=12, seed=8, density=2.0))
     movie = _add_movie(viewer, frames, name="m")
     w = _dock(viewer, "Reconstruction")
@@ -397,10 +397,10 @@ def test_a_run_about_to_end_gets_no_live_refresh_only_its_final_one(viewer, qtbo
     rate so far shows its results with the final refresh only (the progress bar still moves).
     With SKIP_LIVE_REFRESH_ETA_S = 0 (the contrast; the behaviour before) a live refresh came mid-run.
     """
-    from napari_smlm.widgets import _reconstruction
+    from napari_smlm.widgets import _reconstruction_live
 
     if eta_s is not None:
-        monkeypatch.setattr(_reconstruction, "SKIP_LIVE_REFRESH_ETA_S", eta_s)
+        monkeypatch.setattr(_reconstruction_live, "SKIP_LIVE_REFRESH_ETA_S", eta_s)
     w, hold = _toy_run_held_at(viewer, toy_checkpoint, 8)
     assert w.run()
     try:
