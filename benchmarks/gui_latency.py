@@ -320,7 +320,7 @@ def run_case(
         tracer = _Tracer(w)
         if os.environ.get("GUI_LATENCY_WORKER_ONLY"):  # diagnosis: the worker with no GUI work at all
             w._on_update = lambda u: None  # updates reach the GUI thread (queued signals) and are dropped
-            w._create_next_layer = lambda: None  # no result layers
+            w._create_next_layer = lambda: getattr(w, "_release_worker", lambda: None)()  # no result layers
         if not hasattr(w, "_run_flush"):  # older widgets: the timer was connected to the bound method
             w._flush_timer.timeout.disconnect()
             w._flush_timer.timeout.connect(timed_flush)

@@ -461,3 +461,14 @@ def test_what_waited_during_a_creation_steps_deferred_work_runs_before_the_next_
         _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
     # between two steps: the input that waited during the first one's deferred work
     assert events == ["create", "waited after create", "show", "waited after show"] * 2
+
+
+def test_a_hold_never_released_ends_by_itself_once(qtbot, monkeypatch):
+    """A job held by mistake waits HOLD_MAX_S once, then goes on released (not HOLD_MAX_S per item)."""
+    from napari_smlm import _workers
+
+    monkeypatch.setattr(_workers, "HOLD_MAX_S", 0.05)
+    done = []
+    job = _workers.start_job(iter(range(5)), held=True, on_done=lambda: done.append(True))
+    qtbot.waitUntil(lambda: bool(done), timeout=TIMEOUT_MS)
+    assert not job.held

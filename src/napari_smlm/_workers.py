@@ -80,7 +80,8 @@ def lower_worker_priority(delta: int | None = None) -> int | None:
         return None
 
 
-#: Longest a held job waits before it goes on by itself (s): a hold can delay a run, never stop it.
+#: Longest a held job waits before it goes on by itself (s; then it is released for good): a hold
+#: can delay a run, never stop it.
 HOLD_MAX_S = 5.0
 
 
@@ -93,8 +94,8 @@ def _drive(gen: Iterator, gate: Any = None) -> Iterator:
     lower_worker_priority()
     try:
         while True:
-            if gate is not None and not gate.is_set():
-                gate.wait(HOLD_MAX_S)
+            if gate is not None and not gate.is_set() and not gate.wait(HOLD_MAX_S):
+                gate.set()  # never released: go on, and wait no more
             try:
                 item = next(gen)
             except StopIteration as stop:
