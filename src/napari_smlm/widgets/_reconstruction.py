@@ -21,7 +21,9 @@ batch and keeps everything found; Export writes what was found.
 What stays off the GUI thread (it would stall napari): the out-of-distribution check of the movie
 (reads frames) and the final points table (coordinates + features of every localization) are
 computed by the worker (:func:`_reconstruction_job`); the result layers are created right after
-Run, one per event-loop turn, so no refresh pays for a layer's creation; the super-resolved layer
+Run, one step per event-loop turn while the worker waits (held), so no refresh pays for a layer's
+creation and the worker's start does not slow the creation down; a run about to end gets no live
+refresh, only its final one; the super-resolved layer
 is created on the run's final grid (:func:`~napari_smlm.core.sr_grid.sr_grid`), so its results fill
 it in place.
 
