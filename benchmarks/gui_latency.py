@@ -39,8 +39,10 @@ Goals (issue 10): max stall ≤ 250 ms, p99 ≤ 50 ms, blocked ≤ 5 %, no growt
 
 Diagnosis: ``GUI_LATENCY_PROFILE=1`` prints a cProfile of the GUI thread from Run to the end;
 ``GUI_LATENCY_SAMPLE=1`` breaks the longest stalls down by the functions on the GUI thread's stack;
-``GUI_LATENCY_NOFLUSH=1`` skips the refreshes while running (what the worker alone costs the GUI
-thread: GIL contention). The JSON output (``--json``) lists the five longest stalls, every
+``GUI_LATENCY_NOFLUSH=1`` skips the refreshes while running; ``GUI_LATENCY_WORKER_ONLY=1`` runs
+the worker with no GUI work at all (its updates are dropped on arrival, no result layers): what
+the worker alone costs the GUI thread (GIL contention, CPU). ``blocked_by_ms`` in the JSON line
+splits the blocked time by what the widget did in each heartbeat interval (``_Tracer``). The JSON output (``--json``) lists the five longest stalls, every
 refresh (time, frames done, cost) and ``stall_hist``: count and sum of the stalls by size
 (0-2, 2-5, 5-10, 10-25 ... ms), which tells many small stalls (progress repaints, waiting for a
 CPU) from a few large ones (layer creations, refreshes). What one step of a run costs napari
@@ -190,6 +192,56 @@ class Heartbeat:
         return np.maximum(gaps - self.period_s, 0.0) * 1000.0
 
 
+class _Tracer:
+    """Records when the widget's own GUI-thread steps ran, to tell what each stall was made of.
+
+    Wraps (on the instance) the handler of worker updates (``update``: progress, buffers), the steps
+    of a live refresh (``refresh``), the steps that create and first show the result layers
+    (``create``), and the steps of the last refresh after the run ended (``final``). A heartbeat
+    interval is attributed to the first of create > run (the click on Run) > final > refresh > update
+    that ran in it;
+    ``other`` is what is left: Qt and napari work we did not start in that interval (repaints queued
+    earlier, the Run click), and waiting for the GIL or a CPU while a worker runs.
+    """
+
+    ORDER = ("create", "run", "final", "refresh", "update")
+
+    def __init__(self, w) -> None:
+        self.spans: list[tuple[float, float, str]] = []
+        self.ended = False
+        for attr, label in (("_on_update", "update"), ("_advance", "refresh"), ("_create_next_layer", "create"),
+                            ("_show_created", "create"), ("_end_run", "final")):
+            fn = getattr(w, attr, None)
+            if fn is not None:
+                setattr(w, attr, self._wrap(fn, label))
+
+    def _wrap(self, fn, label: str):
+        def wrapped(*args, **kwargs):
+            if label == "final":
+                self.ended = True
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                self.spans.append((t, time.perf_counter(), "final" if (self.ended and label == "refresh") else label))
+
+        return wrapped
+
+    def blocked_by(self, ticks: np.ndarray, stalls: np.ndarray) -> dict[str, float]:
+        out = dict.fromkeys((*self.ORDER, "other"), 0.0)
+        if not len(stalls):
+            return out
+        labels = np.full(len(stalls), len(self.ORDER))
+        for t0, t1, label in self.spans:
+            rank = self.ORDER.index(label)
+            i0 = max(int(np.searchsorted(ticks, t0)) - 1, 0)
+            i1 = min(int(np.searchsorted(ticks, t1)) - 1, len(stalls) - 1)
+            labels[i0 : i1 + 1] = np.minimum(labels[i0 : i1 + 1], rank)
+        for k, name in enumerate((*self.ORDER, "other")):
+            out[name] = round(float(stalls[labels == k].sum()), 1)
+        return out
+
+
 def _run_unmeasured(w, timeout_s: float) -> None:
     """Click Run and spin the event loop until the run ends (the ``--rerun`` warm-up run)."""
     from qtpy.QtWidgets import QApplication
@@ -265,6 +317,10 @@ def run_case(
             if not stepwise:
                 refreshes.append((t, starts[-1][1], time.perf_counter() - t))
 
+        tracer = _Tracer(w)
+        if os.environ.get("GUI_LATENCY_WORKER_ONLY"):  # diagnosis: the worker with no GUI work at all
+            w._on_update = lambda u: None  # updates reach the GUI thread (queued signals) and are dropped
+            w._create_next_layer = lambda: getattr(w, "_release_worker", lambda: None)()  # no result layers
         if not hasattr(w, "_run_flush"):  # older widgets: the timer was connected to the bound method
             w._flush_timer.timeout.disconnect()
             w._flush_timer.timeout.connect(timed_flush)
@@ -294,6 +350,7 @@ def run_case(
         if prof is not None:
             prof.enable()
         w.run_button.click()
+        tracer.spans.append((t0, time.perf_counter(), "run"))
         if w.status.running:
             loop.exec()
         if prof is not None:
@@ -333,6 +390,7 @@ def run_case(
             i = int(np.searchsorted(ticks, t)) - 1
             if 0 <= i < len(stalls):
                 in_creation[i] = True
+        blocked_by = tracer.blocked_by(ticks, stalls)
         worst = np.argsort(stalls)[::-1][:5]
         in_refresh = [
             max((r[2] for r in refreshes if ticks[i] - 0.005 <= r[0] <= ticks[i + 1]), default=0.0) * 1000.0 for i in worst
@@ -380,6 +438,8 @@ def run_case(
             "creation_ms": 1000.0 * float(sum(d for _t, d in created)),
             "blocked_excl_creation_pct": 100.0 * float(stalls[~in_creation].sum()) / 1000.0 / max(wall, 1e-9),
             "max_stall_excl_creation_ms": float(stalls[~in_creation].max()) if (~in_creation).any() else float("nan"),
+            # Σ stall ms of the heartbeat intervals, by what the widget did in them (see _Tracer)
+            "blocked_by_ms": blocked_by,
             "refreshes": len(ref),
             "refresh_first_ms": 1000.0 * float(np.median(first)) if first.size else float("nan"),
             "refresh_last_ms": 1000.0 * float(np.median(last)) if last.size else float("nan"),

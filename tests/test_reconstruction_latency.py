@@ -236,10 +236,10 @@ def test_worker_threads_run_at_a_lower_os_priority_than_the_gui_thread(qtbot):
 
 def test_progress_follows_the_batches_while_layer_refreshes_wait(viewer, qtbot, toy_checkpoint, monkeypatch):
     """The progress bar and status line move with each batch; the (costly) layer refresh is separate."""
-    from napari_smlm.widgets import _reconstruction
+    from napari_smlm.widgets import _reconstruction_live
 
     monkeypatch.setattr(_base, "FLUSH_MIN_MS", 10**6)  # no live layer refresh during the run
-    monkeypatch.setattr(_reconstruction, "PROGRESS_MS", 0)
+    monkeypatch.setattr(_reconstruction_live, "PROGRESS_MS", 0)
     w, hold = _toy_run_held_at(viewer, toy_checkpoint, 8)
     assert w.run()
     try:
@@ -256,9 +256,9 @@ def test_progress_follows_the_batches_while_layer_refreshes_wait(viewer, qtbot, 
 
 def test_a_big_finished_run_shows_the_current_frame_and_reads_back_every_row(viewer, qtbot, toy_checkpoint, monkeypatch):
     """Past FINAL_POINTS_ROWS the run's points layer (same object) becomes a frame view that follows the slider."""
-    from napari_smlm.widgets import _reconstruction
+    from napari_smlm.widgets import _reconstruction_job
 
-    monkeypatch.setattr(_reconstruction, "FINAL_POINTS_ROWS", 10)
+    monkeypatch.setattr(_reconstruction_job, "FINAL_POINTS_ROWS", 10)
     frames, _ = simulate(SIM.replace(n_frames=12, seed=8, density=2.0))
     movie = _add_movie(viewer, frames, name="m")
     w = _dock(viewer, "Reconstruction")
@@ -332,3 +332,143 @@ def test_the_event_loop_runs_between_the_layer_creation_steps(viewer, qtbot, toy
     counts = [c for _, c in steps]
     between = [b - a for a, b in zip(counts, counts[1:])]
     assert min(between) >= 1, f"heartbeat ticks between the creation steps: {between}"
+
+
+def test_the_worker_starts_once_the_result_layers_are_created_and_shown(viewer, qtbot, toy_checkpoint, monkeypatch):
+    """Creating and first drawing the result layers (~0.1 s of Python each) must not share the GIL
+    with the worker's start (domain check, model set-up): the worker starts held and asks its
+    generator for nothing until both layers exist and are shown. With the hold off
+    (HOLD_WORKER_WHILE_CREATING = False) this failed: the worker began before any layer existed.
+    """
+    from napari_smlm.widgets import _reconstruction
+
+    seen = []
+    real_job = _reconstruction._reconstruction_job
+
+    def spy_job(*args, **kwargs):
+        inner = real_job(*args, **kwargs)
+
+        def gen():  # the worker's first request: what does the GUI thread have by then?
+            rl = w._run_layers
+            seen.append((sorted(rl.layers), [bool(la.visible) for la in list(rl.layers.values())], list(w._to_create)))
+            yield from inner
+
+        return gen()
+
+    monkeypatch.setattr(_reconstruction, "_reconstruction_job", spy_job)
+    w, release = _toy_run_held_at(viewer, toy_checkpoint, 4)
+    release.set()
+    assert w.run()
+    _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
+    assert w.status.state is RunState.DONE, w.status.message
+    assert len(seen) == 1
+    layers, visible, pending = seen[0]
+    assert layers == ["points", "sr"] and all(visible) and pending == []
+
+
+def test_a_held_job_waits_and_stop_lets_it_go(qtbot):
+    """Job.hold: the worker asks its generator for nothing until release (or stop, or HOLD_MAX_S)."""
+    from napari_smlm._workers import start_job
+
+    pulled = []
+
+    def gen():
+        for i in range(3):
+            pulled.append(i)
+            yield i
+
+    done = []
+    job = start_job(gen(), held=True, on_done=lambda: done.append("done"), on_stopped=lambda: done.append("stopped"))
+    assert job.held
+    qtbot.wait(200)
+    assert pulled == [] and job.running
+    job.release()
+    qtbot.waitUntil(lambda: bool(done), timeout=TIMEOUT_MS)
+    assert pulled == [0, 1, 2] and done == ["done"]
+    job2 = start_job(gen(), held=True, on_done=lambda: done.append("done2"), on_stopped=lambda: done.append("stopped2"))
+    job2.stop()  # a held job that is stopped does not wait for its hold to end
+    qtbot.waitUntil(lambda: len(done) == 2, timeout=2000)
+    assert not job2.held
+
+
+@pytest.mark.parametrize("eta_s", [None, 0.0])
+def test_a_run_about_to_end_gets_no_live_refresh_only_its_final_one(viewer, qtbot, toy_checkpoint, monkeypatch, eta_s):
+    """A live refresh is one ~50-100 ms stall; a run that ends within SKIP_LIVE_REFRESH_ETA_S at its
+    rate so far shows its results with the final refresh only (the progress bar still moves).
+    With SKIP_LIVE_REFRESH_ETA_S = 0 (the contrast; the behaviour before) a live refresh came mid-run.
+    """
+    from napari_smlm.widgets import _reconstruction_live
+
+    if eta_s is not None:
+        monkeypatch.setattr(_reconstruction_live, "SKIP_LIVE_REFRESH_ETA_S", eta_s)
+    w, hold = _toy_run_held_at(viewer, toy_checkpoint, 8)
+    assert w.run()
+    try:
+        qtbot.waitUntil(lambda: w._n_done == 8, timeout=TIMEOUT_MS)
+        points = _raw(w.result_layers()["points"])
+        if eta_s is None:
+            assert w.ends_soon()  # 4 frames left at the toy model's rate: well under 5 s
+            qtbot.wait(4 * _base.FLUSH_MIN_MS)  # the refresh timer fires (it was scheduled) and skips
+            assert not w.refresh_log and len(points.data) == 0
+        else:
+            assert not w.ends_soon()
+            qtbot.waitUntil(lambda: len(w.refresh_log) >= 1, timeout=TIMEOUT_MS)
+            assert w.status.running and len(points.data) > 0
+    finally:
+        hold.set()
+    _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
+    assert w.status.state is RunState.DONE, w.status.message
+    assert len(_raw(w.result_layers()["points"]).data) == len(w.localizations()) > 0
+
+
+def test_what_waited_during_a_creation_steps_deferred_work_runs_before_the_next_step(viewer, qtbot, toy_checkpoint, monkeypatch):
+    """A creation step's costly part may come after it (the repaint that first draws the layer,
+    napari's queued events). Whatever waited during that deferred work (a click, a heartbeat) must
+    run before the next step, or the two make one stall. Here each step defers 30 ms of work
+    (a zero-delay timer, like a queued repaint) and, at its end, queues a marker; the marker must
+    run before the next step. With one CREATE_GAP_MS timer between the steps this failed: the
+    next step was already due when the deferred work ended and ran in the same event-loop pass.
+    """
+    from qtpy.QtCore import QTimer
+
+    w, hold = _toy_run_held_at(viewer, toy_checkpoint, 4)
+    events = []
+    create, show = w._create_next_layer, w._show_created
+
+    def deferred(tag):
+        t = time.perf_counter()
+        while time.perf_counter() - t < 0.03:  # the step's repaint
+            pass
+        QTimer.singleShot(0, lambda: events.append(f"waited after {tag}"))  # input that came during it
+
+    def step_create():
+        events.append("create")
+        create()
+        QTimer.singleShot(0, lambda: deferred("create"))
+
+    def step_show(layer):
+        events.append("show")
+        show(layer)
+        QTimer.singleShot(0, lambda: deferred("show"))
+
+    monkeypatch.setattr(w, "_create_next_layer", step_create)
+    monkeypatch.setattr(w, "_show_created", step_show)
+    try:
+        assert w.run()
+        qtbot.waitUntil(lambda: events.count("waited after show") == 2, timeout=TIMEOUT_MS)
+    finally:
+        hold.set()
+        _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
+    # between two steps: the input that waited during the first one's deferred work
+    assert events == ["create", "waited after create", "show", "waited after show"] * 2
+
+
+def test_a_hold_never_released_ends_by_itself_once(qtbot, monkeypatch):
+    """A job held by mistake waits HOLD_MAX_S once, then goes on released (not HOLD_MAX_S per item)."""
+    from napari_smlm import _workers
+
+    monkeypatch.setattr(_workers, "HOLD_MAX_S", 0.05)
+    done = []
+    job = _workers.start_job(iter(range(5)), held=True, on_done=lambda: done.append(True))
+    qtbot.waitUntil(lambda: bool(done), timeout=TIMEOUT_MS)
+    assert not job.held

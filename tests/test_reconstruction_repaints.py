@@ -77,11 +77,11 @@ def test_set_progress_queues_the_repaint_that_setvalue_does_at_once(qtbot):
 
 
 def test_reconstruction_progress_goes_through_set_progress(viewer, qtbot, toy_checkpoint, monkeypatch):
-    from napari_smlm.widgets import _reconstruction
+    from napari_smlm.widgets import _reconstruction_live
 
     calls = []
-    real = _reconstruction.set_progress
-    monkeypatch.setattr(_reconstruction, "set_progress", lambda bar, v: (calls.append(v), real(bar, v)))
+    real = _reconstruction_live.set_progress
+    monkeypatch.setattr(_reconstruction_live, "set_progress", lambda bar, v: (calls.append(v), real(bar, v)))
     frames, _ = simulate(SIM.replace(n_frames=8, seed=8, density=1.0))
     movie = _add_movie(viewer, frames, name="m")
     w = _dock(viewer, "Reconstruction")

@@ -19,7 +19,7 @@ from test_widgets import (  # noqa: E402,F401  (fixtures and helpers shared with
 from napari_smlm.core.io.locs import read_localizations  # noqa: E402
 from napari_smlm.core.io.stream import read_progress  # noqa: E402
 from napari_smlm.core.simulate import simulate  # noqa: E402
-from napari_smlm.widgets import _reconstruction, _stream_option  # noqa: E402
+from napari_smlm.widgets import _reconstruction_live, _stream_option  # noqa: E402
 from napari_smlm.widgets._state import RunState  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def _hold_batches(gate):
 def test_streamed_run_writes_the_table_and_keeps_memory_bounded(viewer, qtbot, toy_checkpoint, tmp_path, monkeypatch):
     from napari.utils._proxies import PublicOnlyProxy
 
-    monkeypatch.setattr(_reconstruction, "LIVE_POINTS", 15)  # rows the widget keeps while running
+    monkeypatch.setattr(_reconstruction_live, "LIVE_POINTS", 15)  # rows the widget keeps while running
     monkeypatch.setattr(_stream_option, "VIEW_ROWS", 20)  # rows the points layer shows at the end
     w = _setup(viewer, toy_checkpoint)
     assert isinstance(w.viewer, PublicOnlyProxy)

@@ -80,11 +80,27 @@ def lower_worker_priority(delta: int | None = None) -> int | None:
         return None
 
 
-def _drive(gen: Iterator) -> Iterator:
-    """The worker's generator function: forwards ``gen``'s updates (napari needs a generator function)."""
+#: Longest a held job waits before it goes on by itself (s; then it is released for good): a hold
+#: can delay a run, never stop it.
+HOLD_MAX_S = 5.0
+
+
+def _drive(gen: Iterator, gate: Any = None) -> Iterator:
+    """The worker's generator function: forwards ``gen``'s updates (napari needs a generator function).
+
+    ``gate`` (a ``threading.Event``): before asking ``gen`` for its next item the worker waits
+    until it is set (at most :data:`HOLD_MAX_S`; see :meth:`Job.hold`).
+    """
     lower_worker_priority()
     try:
-        yield from gen
+        while True:
+            if gate is not None and not gate.is_set() and not gate.wait(HOLD_MAX_S):
+                gate.set()  # never released: go on, and wait no more
+            try:
+                item = next(gen)
+            except StopIteration as stop:
+                return stop.value
+            yield item
     except RuntimeError as exc:
         raise JobError(exc) from exc
 
@@ -102,9 +118,13 @@ class Job:
         on_finished: Callable[[], None] | None = None,
         name: str = "napari-smlm job",
     ) -> None:
+        import threading
+
         from napari.qt.threading import create_worker
 
         self.name = name
+        self._gate = threading.Event()  # set: the worker may go on (see hold)
+        self._gate.set()
         self._gen = gen
         self._callbacks = {
             "update": on_update,
@@ -115,7 +135,7 @@ class Job:
         }
         self._outcome: str | None = None
         self.error: BaseException | None = None
-        self.worker = create_worker(_drive, gen, _start_thread=False)
+        self.worker = create_worker(_drive, gen, self._gate, _start_thread=False)
         self.worker.yielded.connect(self._on_yielded)
         self.worker.returned.connect(self._on_returned)
         self.worker.aborted.connect(self._on_aborted)
@@ -129,8 +149,26 @@ class Job:
 
     def stop(self) -> None:
         """Ask the worker to stop at the next yield (no-op when it is not running)."""
+        self.release()
         if self.worker.is_running:
             self.worker.quit()
+
+    def hold(self) -> None:
+        """Hold the worker before it asks the core generator for its next item, until :meth:`release`.
+
+        For short GUI work that must not share the GIL and the CPUs with the worker (Python on
+        both threads halves the GUI thread's speed): e.g. creating the result layers before a run
+        begins. The worker finishes the item it is computing; it waits at most :data:`HOLD_MAX_S`.
+        """
+        self._gate.clear()
+
+    def release(self) -> None:
+        """Let a held worker go on (no-op when it is not held)."""
+        self._gate.set()
+
+    @property
+    def held(self) -> bool:
+        return not self._gate.is_set()
 
     def detach(self) -> None:
         """Stop and forget every callback (the owner is being closed)."""
@@ -182,13 +220,17 @@ class Job:
         self._call("finished")
 
 
-def start_job(gen: Iterator, *, before_start: Callable[[Any], None] | None = None, **callbacks: Any) -> Job:
+def start_job(gen: Iterator, *, before_start: Callable[[Any], None] | None = None, held: bool = False,
+              **callbacks: Any) -> Job:
     """Wrap ``gen`` in a :class:`Job` and start it.
 
     ``before_start(worker)`` is called before the thread starts (a hook for tests and
-    progress widgets that must connect to the worker's signals first).
+    progress widgets that must connect to the worker's signals first). ``held``: the worker
+    starts held (it asks ``gen`` for nothing until :meth:`Job.release`).
     """
     job = Job(gen, **callbacks)
+    if held:
+        job.hold()
     if before_start is not None:
         before_start(job.worker)
     return job.start()

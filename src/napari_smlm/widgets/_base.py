@@ -330,8 +330,11 @@ class SmlmDockWidget(QWidget):
             self._flush_timer.start()
 
     # -- run cycle
-    def start_run(self, gen: Any, on_update: Callable[[Any], None], message: str) -> Any:
-        """Set RUNNING, show ``message`` and drain ``gen`` on a worker (updates to ``on_update``)."""
+    def start_run(self, gen: Any, on_update: Callable[[Any], None], message: str, held: bool = False) -> Any:
+        """Set RUNNING, show ``message`` and drain ``gen`` on a worker (updates to ``on_update``).
+
+        ``held``: the worker waits until ``self._job.release()`` (see :meth:`napari_smlm._workers.Job.hold`).
+        """
         from ._state import RunState
 
         self._flush_timer.setInterval(FLUSH_MIN_MS)
@@ -343,6 +346,7 @@ class SmlmDockWidget(QWidget):
             on_done=lambda: self._end_run(RunState.DONE),
             on_stopped=lambda: self._end_run(RunState.STOPPED),
             on_error=lambda exc: self._end_run(RunState.FAILED, exc),
+            held=held,
         )
         return self._job
 

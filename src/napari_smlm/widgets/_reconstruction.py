@@ -21,9 +21,15 @@ batch and keeps everything found; Export writes what was found.
 What stays off the GUI thread (it would stall napari): the out-of-distribution check of the movie
 (reads frames) and the final points table (coordinates + features of every localization) are
 computed by the worker (:func:`_reconstruction_job`); the result layers are created right after
-Run, one per event-loop turn, so no refresh pays for a layer's creation; the super-resolved layer
+Run, one step per event-loop turn while the worker waits (held), so no refresh pays for a layer's
+creation and the worker's start does not slow the creation down; a run about to end gets no live
+refresh, only its final one; the super-resolved layer
 is created on the run's final grid (:func:`~napari_smlm.core.sr_grid.sr_grid`), so its results fill
 it in place.
+
+Three modules: this one (the widget: inputs, Run, export), :mod:`._reconstruction_live` (the
+result layers' creation and paced refreshes, a mixin of the widget) and :mod:`._reconstruction_job`
+(the worker's generator). Their names stay importable from here.
 """
 
 from __future__ import annotations
@@ -36,7 +42,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -53,41 +58,39 @@ from qtpy.QtWidgets import (
 from .. import _layers
 from .._layers import validate_movie_layer
 from ._base import (
-    LayerPicker, SmlmDockWidget, dspin, error_reason, notify_error, notify_info, notify_warning, spin, wrap_label,
+    LayerPicker, SmlmDockWidget, dspin, error_reason, notify_error, notify_info, spin, wrap_label,
 )
 from ._forms import CameraForm, ModelChooser, estimate_baseline_adu, sample_frames
-from ._quiet_progress import set_progress
+from . import _reconstruction_live as _live
+from ._quiet_progress import set_progress  # noqa: F401 - its old home (tests, scripts)
+from ._reconstruction_job import (  # noqa: F401 - the worker side; old names kept importable from here
+    FINAL_POINTS_ROWS,
+    _DomainWarnings,
+    _FinalPoints,
+    _LivePart,
+    _points_layer_data,
+    _reconstruction_job,
+)
+from ._reconstruction_live import (  # noqa: F401 - the live result layers; old names kept importable from here
+    CREATE_GAP_MS,
+    HOLD_WORKER_WHILE_CREATING,
+    LIVE_POINTS,
+    NETWORK_OUTPUT_BUDGET_BYTES,
+    PROGRESS_MS,
+    REFRESH_DUTY,
+    SKIP_LIVE_REFRESH_ETA_S,
+    LiveResults,
+    _after_a_turn,
+)
 from ._state import RunState
 from ._stream_option import StreamOption
-from ..core.progress import UpdateKind
 
 __all__ = ["ReconstructionWidget", "estimate_baseline_adu", "validate_movie_layer"]
 
 log = logging.getLogger(__name__)
 
-#: Largest per-frame network-output stack kept for browsing; beyond it only the latest frame.
-NETWORK_OUTPUT_BUDGET_BYTES = 256 * 2**20
 #: Largest numpy movie copied as a snapshot at Run; larger ones are referenced (read-only use).
 SNAPSHOT_COPY_BYTES = 512 * 2**20
-#: Localizations the points layer shows while a run goes on (the latest ones); all at the end.
-#: napari's Points layer costs O(N) Python work per data change, so a live layer must stay small.
-LIVE_POINTS = 5000
-#: A finished run with more localizations than this gets a points layer that shows the current
-#: frame's (:func:`~napari_smlm._layers.frame_view_points`; the whole table stays readable from it):
-#: handing napari 650 k points at the end of a 20,000-frame run stalled its event loop ~0.9 s.
-#: Filling a points layer costs napari ~60 ms + ~0.9 µs per point of CPU (``benchmarks/gui_layer_costs.py
-#: --fill``: 166 ms for 120 k, 235 ms for 200 k): 120 k keeps the final refresh under the 250 ms goal.
-FINAL_POINTS_ROWS = 120_000
-#: The progress bar and status line follow the worker's batches at most this often (ms).
-PROGRESS_MS = 200
-#: Live layer refreshes take at most 1/REFRESH_DUTY of the event loop (the base's FLUSH_DUTY is 40).
-#: A refresh is one event-loop turn since session 5 (~40-60 ms, half its former cost), so 80 keeps
-#: the pace users saw before (one refresh every ~3-4 s) and halves its share of the event loop.
-REFRESH_DUTY = 80
-#: Gap between the steps that create and first show the result layers (ms; each step is ~50-100 ms
-#: of GUI thread). With zero-delay timers two steps could run in one event-loop pass and make one
-#: stall of ~250 ms; with a gap, pending input, paints and timers are served between them.
-CREATE_GAP_MS = 10
 #: An in-memory (eager) movie layer larger than this gets a warning: open it lazily instead.
 EAGER_WARN_BYTES = 1 * 2**30
 #: File patterns "Use napari-smlm for …" assigns to this plugin in napari's reader preferences.
@@ -97,77 +100,7 @@ CAMERA_FROM_MODEL = "model's camera"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
-@dataclass(frozen=True)
-class _DomainWarnings:
-    """First item of a reconstruction job: the movie's out-of-distribution warnings (worker side)."""
-
-    warnings: tuple[str, ...]
-
-
-@dataclass(frozen=True)
-class _LivePart:
-    """Item after each ``"batch"`` update: that batch's points as plain arrays (worker side)."""
-
-    part: tuple
-
-
-@dataclass(frozen=True)
-class _FinalPoints:
-    """Item after the ``"done"`` update: the points layer data of every localization (worker side)."""
-
-    layer_data: tuple
-
-
-def _points_layer_data(locs: Any, name: str, px: float, run_meta: dict, frame_range: Any) -> tuple:
-    """The points layer tuple of ``locs`` with the run's metadata (``localizations_meta`` included)."""
-    md = {**run_meta, "frame_range": frame_range, "live_points": None}
-    return _layers.localizations_layer_data(locs, name, pixel_size_nm=px, metadata=md)
-
-
-def _reconstruction_job(data: Any, ckpt: Any, cfg: Any, camera: Any, points_name: str, run_meta: dict,
-                        inner: Any = None):
-    """The worker's generator: domain check, ``iter_predict``'s updates, then the final points data.
-
-    Yields a :class:`_DomainWarnings` first, then every update of
-    :func:`~napari_smlm._workers.predict_job`, and after a ``"done"`` update a
-    :class:`_FinalPoints` (coordinates and features of all localizations: O(run) work that would
-    otherwise stall the GUI thread at the end of the run). ``inner``: the updates to drain instead
-    of ``predict_job``'s (the streamed job); its final table is the file's bounded view, which
-    the widget reads itself (no :class:`_FinalPoints`).
-    """
-    from ..core.localizations import Localizations
-    from ..core.models.domain import check_movie
-
-    px = float(run_meta["pixel_size_nm"])
-    try:
-        warnings = tuple(check_movie(ckpt, data, camera=camera, pixel_size_nm=px).warnings)
-    except Exception as exc:  # noqa: BLE001 - a failed estimate must not stop the run
-        log.debug("out-of-distribution check failed: %s", exc)
-        warnings = ()
-    yield _DomainWarnings(warnings)
-    updates = ReconstructionWidget._predict_gen(data, ckpt, cfg) if inner is None else inner
-    try:
-        for u in updates:
-            yield u
-            if u.kind == UpdateKind.BATCH:
-                yield _LivePart(_layers.points_part(u.localizations))
-            elif u.kind == UpdateKind.DONE and inner is None:
-                frame_range = [int(u.start), int(u.stop)]
-                done = u.localizations
-                locs = Localizations(done.df, {**done.meta, **run_meta, "frame_range": frame_range})
-                if len(locs) > FINAL_POINTS_ROWS:  # a frame view: napari gets one frame's points, not all
-                    md = {**run_meta, "frame_range": frame_range, "live_points": None}
-                    yield _FinalPoints(_layers.frame_view_points(locs, points_name, mode="frame", frame=int(u.stop) - 1,
-                                                                 pixel_size_nm=px, metadata=md))
-                else:
-                    yield _FinalPoints(_points_layer_data(locs, points_name, px, run_meta, frame_range))
-    finally:  # Stop closes this generator: close the inner one now (a streamed file is finished then)
-        close = getattr(updates, "close", None)
-        if close is not None:
-            close()
-
-
-class ReconstructionWidget(SmlmDockWidget):
+class ReconstructionWidget(LiveResults, SmlmDockWidget):
     """Reconstruct a movie layer with a deep-learning model (napari-smlm.reconstruct_movie)."""
 
     flush_duty = REFRESH_DUTY
@@ -190,6 +123,7 @@ class ReconstructionWidget(SmlmDockWidget):
         self._to_create: list[str] = []
         self._live_parts: deque = deque()
         self._live_rows = 0
+        self._first_batch: tuple[float, int] | None = None  # (time, frames done) at the run's first batch
         self._steps: Any = None  # the refresh in progress (a generator of steps), or None
         #: ``(start, seconds)`` of each result layer this widget created (napari's cost; benchmarks)
         self.creation_log: deque = deque(maxlen=256)
@@ -508,7 +442,7 @@ class ReconstructionWidget(SmlmDockWidget):
         self._run_layers, run_k = self._new_run_layers(layer.name, ckpt.model)
         self._sr_grid = self._expected_sr_grid(ckpt, cfg, tuple(int(v) for v in data.shape[-2:]), px)
         self._streaming = stream_path is not None
-        self._col = self.stream.collector(LIVE_POINTS) if self._streaming else PredictionCollector()
+        self._col = self.stream.collector(_live.LIVE_POINTS) if self._streaming else PredictionCollector()
         self._stack = None
         self._sr_buf = None
         self._latest_display = None
@@ -516,6 +450,7 @@ class ReconstructionWidget(SmlmDockWidget):
         self._final_points = None
         self._live_parts = deque()
         self._live_rows = 0
+        self._first_batch = None
         self._steps = None
         self._final_flushed = False
         self._display_max = 0.0
@@ -541,83 +476,18 @@ class ReconstructionWidget(SmlmDockWidget):
             self._run_meta["stream_path"] = str(stream_path)
         inner = self.stream.job(data, ckpt, cfg, stream_path) if self._streaming else None
         job = _reconstruction_job(data, ckpt, cfg, camera, self._run_layers.names["points"], dict(self._run_meta),
-                                  inner=inner)
-        self.start_run(job, self._on_update, f"Reconstructing {self._n_total} frames with {entry.label}…")
-        # The result layers now, one per event-loop turn (creating a napari layer costs 0.1-0.5 s of
-        # GUI thread here: vispy visual, layer controls): the heartbeat and clicks get in between,
-        # and no live refresh pays for a creation.
+                                  inner=inner, predict=self._predict_gen)
+        # The worker starts held: the result layers are created first, one step per event-loop turn
+        # (creating and first drawing a napari layer costs ~0.1 s of GUI thread each: vispy visual,
+        # shaders, layer controls), the heartbeat and clicks get in between, and no live refresh
+        # pays for a creation. Held, the worker's start (domain check, model set-up: Python) does
+        # not share the GIL and the CPUs with these steps, which took ~2x their CPU time then.
+        self.start_run(job, self._on_update, f"Reconstructing {self._n_total} frames with {entry.label}…",
+                       held=_live.HOLD_WORKER_WHILE_CREATING)
         self._to_create = ["points", "sr"]
-        QTimer.singleShot(CREATE_GAP_MS, self._create_next_layer)
+        _after_a_turn(self._create_next_layer)  # after what the click queued (status, buttons)
         return True
 
-    def _create_next_layer(self) -> None:
-        """Create one result layer of the current run, empty and hidden; it is shown one turn later.
-
-        Hidden at first, shown by :meth:`_show_created`: napari's part of a creation (vispy visual,
-        layer controls) and vispy's first draw of the new visual (shader compile) are then two
-        shorter stalls instead of one. A layer adopted from the previous run is left as it is.
-        """
-        rl = self._run_layers
-        if self._closed or rl is None or not self._to_create:
-            return
-        key = self._to_create.pop(0)
-        layer = None
-        if key not in rl.layers:
-            px = self._run_meta["pixel_size_nm"]
-            md = {**self._run_meta, "frame_range": [self._start, self._start]}
-            if key == "points":
-                from ..core.localizations import Localizations
-
-                ldt = _points_layer_data(Localizations.empty(), rl.names[key], px, self._run_meta, md["frame_range"])
-            else:  # an invisible 1x1 placeholder; laid out on the run's grid when shown (_lay_out_sr)
-                ldt = _layers.super_resolved_layer_data(np.zeros((1, 1), np.float32), px, rl.names[key], metadata=md,
-                                                        contrast_limits=(0.0, 1.0))
-            ldt[1]["visible"] = False
-            t = time.perf_counter()
-            layer = rl.update(key, ldt)
-            self.creation_log.append((t, time.perf_counter() - t))
-        QTimer.singleShot(CREATE_GAP_MS, lambda: self._show_created(layer))
-
-    def _show_created(self, layer: Any) -> None:
-        """Show a result layer created hidden by :meth:`_create_next_layer`; then create the next one."""
-        if layer is not None and not self._closed:
-            self._lay_out_sr(layer)
-            layer.visible = True
-        if self._to_create and not self._closed:
-            QTimer.singleShot(CREATE_GAP_MS, self._create_next_layer)
-
-    def _lay_out_sr(self, layer: Any) -> None:
-        """Put the super-resolved layer on the run's final grid (zeros), in the turn that first draws it.
-
-        Its results then fill that buffer in place (no data event, no extent change). Laying it out
-        makes napari update the dims (the finer grid) and re-slice every layer: at creation that
-        made the largest stall of a run larger, at the first result it made the first refresh
-        cost ~1/3 more; the first draw is the cheapest of the creation steps and its repaint is
-        shared. Not when the grid is unknown or a result already set the image.
-        """
-        rl = self._run_layers
-        if rl is None or self._sr_grid is None or self._sr_buf is not None or not _layers.same_layer(layer, rl.get("sr")):
-            return
-        shape, sr_px = self._sr_grid
-        self._sr_buf = np.zeros(shape, np.float32)
-        md = {**self._run_meta, "frame_range": [self._start, self._start]}
-        rl.update("sr", _layers.super_resolved_layer_data(self._sr_buf, sr_px, rl.names["sr"], metadata=md,
-                                                          contrast_limits=(0.0, 1.0)))
-
-    @staticmethod
-    def _expected_sr_grid(ckpt: Any, cfg: Any, image_shape: tuple[int, int], px: float) -> tuple | None:
-        """The running super-resolved image's ``(shape, pixel size)``, known at Run; None if it cannot be told.
-
-        The image layer is then created on it: its first result fills it in place, where a 1x1
-        placeholder growing to the real grid made napari update the dims and re-slice every layer.
-        """
-        from ..core.sr_grid import sr_grid
-
-        try:
-            return sr_grid(ckpt, cfg, image_shape, px)
-        except Exception as exc:  # noqa: BLE001 - an unknown family: the first result sets the grid
-            log.debug("super-resolved grid not known before the run: %s", exc)
-            return None
 
     @staticmethod
     def _predict_gen(data: Any, ckpt: Any, cfg: Any):
@@ -639,70 +509,6 @@ class ReconstructionWidget(SmlmDockWidget):
         """Stop after the current batch; what was found stays (layers and Export)."""
         self.stop_run("Stopping after the current batch…")
 
-    # ---------------------------------------------------------------- worker updates (GUI thread)
-    def _on_update(self, u: Any) -> None:
-        if isinstance(u, _DomainWarnings):  # the worker's first item
-            self.domain_warnings = list(u.warnings)
-            if u.warnings:
-                notify_warning(" ".join(u.warnings))
-            return
-        if isinstance(u, _FinalPoints):  # after "done": every localization, ready for the points layer
-            self._final_points = u.layer_data
-            return
-        if isinstance(u, _LivePart):  # keep the newest parts that cover LIVE_POINTS rows
-            parts = self._live_parts
-            parts.append(u.part)
-            self._live_rows += len(u.part[0])
-            while len(parts) > 1 and self._live_rows - len(parts[0][0]) >= LIVE_POINTS:
-                self._live_rows -= len(parts.popleft()[0])
-            return
-        self._col.add(u)  # O(batch): the batch is kept, nothing is re-joined
-        if u.kind == UpdateKind.BATCH:
-            self._last_frame = int(u.stop) - 1
-            if u.display is not None:
-                self._store_display(u.display, int(u.start))
-            self._show_progress()
-        self._dirty = True
-        self.schedule_flush()
-
-    def _show_progress(self, force: bool = False) -> None:
-        """Progress bar and status line: cheap Qt widgets, so they follow the run closely.
-
-        At most every :data:`PROGRESS_MS` (``force``: now). The result layers are refreshed far
-        less often (napari work; see :meth:`_flush`), so the progress shown does not wait for them.
-        """
-        col = self._col
-        now = time.perf_counter()
-        if col is None or (not force and now - self._progress_t < PROGRESS_MS / 1000.0):
-            return
-        self._progress_t = now
-        set_progress(self.progress, col.n_done)  # one window flush with the status line, not two
-        if not self.status.running:
-            return
-        el = max(now - self._t0, 1e-9)
-        live = col.n_found > LIVE_POINTS
-        self.status_label.setText(
-            f"{col.n_done}/{col.n_total} frames, {col.n_found} localizations ({col.n_done / el:.1f} frames/s)"
-            + (f"; the points layer shows the latest {LIVE_POINTS:,} until the end" if live else "")
-        )
-
-    def _store_display(self, disp: np.ndarray, first: int) -> None:
-        if not self._keep_stack:  # output not shown at Run: keep a reference to the latest frame only
-            self._latest_display = disp
-            return
-        disp = np.asarray(disp, dtype=np.float32)
-        if disp.ndim == 2:
-            disp = disp[None]
-        self._display_max = max(self._display_max, float(np.nanmax(disp)) if disp.size else 0.0)
-        if self._stack is None and self._latest_display is None:
-            nbytes = self._n_total * disp.shape[1] * disp.shape[2] * 4
-            if nbytes <= NETWORK_OUTPUT_BUDGET_BYTES:
-                self._stack = np.zeros((self._n_total, *disp.shape[1:]), np.float32)
-        if self._stack is not None and self._stack.shape[1:] == disp.shape[1:]:
-            a = first - self._start
-            self._stack[a : a + len(disp)] = disp
-        else:
-            self._latest_display = disp[-1]
 
     def localizations(self):
         """All localizations found so far (a :class:`Localizations`; partial after Cancel)."""
@@ -715,162 +521,6 @@ class ReconstructionWidget(SmlmDockWidget):
         locs.meta["frame_range"] = self._col.frame_range or [self._start, self._start]
         return locs
 
-    # ---------------------------------------------------------------- refreshes (GUI thread)
-    def _flush(self, then: Any = None) -> None:
-        """One refresh of the result layers: usually one event-loop turn, more when it creates a layer.
-
-        The updates of :meth:`_refresh_steps` (super-resolved image, points, network output, time
-        slider) share one turn, hence one repaint of the canvas (each repaint costs the event loop
-        ~30-40 ms with software OpenGL: three turns cost more than the one they were cut from);
-        only a step that had to create a layer (napari: ~0.1 s) ends its turn. A refresh that is
-        still going on is not restarted: it reschedules itself at its end if more updates came.
-        ``then`` runs after the last step.
-        """
-        if self._steps is not None or self._final_flushed:
-            return
-        steps = self._refresh_steps()
-        self._steps = steps
-        self._advance(steps, then)
-
-    def _advance(self, steps: Any, then: Any) -> None:
-        if self._steps is not steps:  # dropped (the run ended, or the widget closed)
-            return
-        try:
-            next(steps)
-        except StopIteration:
-            self._steps = None
-            if self._settle_t is not None:  # the refresh's cost counts every step and its repaint
-                t, self._settle_t = self._settle_t, None
-                QTimer.singleShot(0, lambda: SmlmDockWidget._flush_settled(self, t))
-            if then is not None:
-                then()
-            elif self._dirty:
-                self.schedule_flush()
-            return
-        if self._closed:  # the widget is going away: no more steps, but a run still ends
-            self._steps = None
-            if then is not None:
-                then()
-            return
-        QTimer.singleShot(0, lambda: self._advance(steps, then))
-
-    def _flush_settled(self, t: float) -> None:
-        if self._steps is not None:  # still stepping: measured when the last step is done
-            if self._settle_t is None:
-                self._settle_t = t
-            return
-        super()._flush_settled(t)
-
-    def _end_run(self, state: Any, exc: BaseException | None = None) -> None:
-        """The last refresh (all localizations) in steps too; then the run ends (state, summary)."""
-        self._flush_timer.stop()
-        self._steps = None  # an unfinished live refresh: the final one redoes everything
-        self._settle_t = None
-        self._dirty = True
-        t0 = time.perf_counter()
-
-        def finish() -> None:
-            self.refresh_log.append((t0, time.perf_counter() - t0))
-            self._final_flushed = True  # the base's own final _flush() is then a no-op
-            SmlmDockWidget._end_run(self, state, exc)
-
-        if self._streaming:  # before the last refresh: the points layer shows the file's bounded view, named so
-            self.stream.before_finish(self._col, self._run_layers, state is not RunState.FAILED)
-        if self._closed:
-            finish()
-        else:
-            self._flush(then=finish)
-
-    def _refresh_steps(self):
-        """The steps of one refresh (a generator; see :meth:`_flush`)."""
-        col, rl = self._col, self._run_layers
-        if not self._dirty or self._closed or col is None or rl is None or col.last is None:
-            return
-        self._dirty = False
-        running = self.status.running and self._job is not None and self._job.running
-        self._show_progress(force=True)
-        md = {**self._run_meta, "frame_range": col.frame_range}
-        px = self._run_meta["pixel_size_nm"]
-        # points: the latest LIVE_POINTS while running (O(batch) per refresh), everything at the end
-        live = running and col.n_found > LIVE_POINTS
-        md["live_points"] = None
-        # Layers are created at Run (_create_next_layer); one missing here (the user removed it, or
-        # the first refresh came first) is created by at most one refresh step.
-        self._create_budget = 1
-        u = col.last
-        if u.sr_image is not None:
-            # one buffer for the whole run, filled in place: the layer only redraws (no data event)
-            if self._sr_buf is None or self._sr_buf.shape != u.sr_image.shape:
-                self._sr_buf = np.array(u.sr_image, dtype=np.float32)
-            else:
-                self._sr_buf[...] = u.sr_image
-            sr = _layers.super_resolved_layer_data(self._sr_buf, float(u.sr_pixel_size_nm), rl.names["sr"], metadata=md)
-            self._put(rl, "sr", sr)
-            if self._created_now():
-                yield
-        name = rl.names["points"]
-        if running and self._live_rows >= min(col.n_found, LIVE_POINTS):
-            # the newest LIVE_POINTS rows from the arrays the worker made: concatenation only
-            pts = _layers.live_points_layer_data(self._live_parts, LIVE_POINTS, name, pixel_size_nm=px, metadata=md)
-        elif running or self._final_points is None:
-            locs = col.latest(LIVE_POINTS) if live else self.localizations()
-            pts = _layers.localizations_layer_data(locs, name, pixel_size_nm=px, metadata=md)
-        else:  # the end of a completed run: the table the worker built (a frame view if big)
-            pts = self._final_points
-        if running:  # constant length while running: napari then skips its O(N) resize work
-            pts = _layers.pad_points(pts, LIVE_POINTS)
-        layer = self._put(rl, "points", pts)
-        if layer is not None:
-            if _layers.frame_view(layer) is not None:  # follows the time slider; named for what it shows
-                _layers.follow_frame(self.viewer, layer)
-                rl.rename("points", pts[1]["name"])
-            else:
-                rl.rename("points", f"{name} (live)" if live else name)
-        if self._created_now():
-            yield
-        if self.show_output.isChecked():
-            self._flush_network_output(rl, md)
-            if self._created_now():
-                yield
-        if running and self.follow.isChecked() and self._run_meta["n_frames"] > 1 and self.viewer.dims.ndim >= 3:
-            self.viewer.dims.set_current_step(0, self._last_frame)
-
-    def _created_now(self) -> bool:
-        """Whether the refresh step just done created a layer (its turn ends then); the next step may create one."""
-        created = self._create_budget <= 0
-        self._create_budget = 1
-        return created
-
-    def _put(self, rl: _layers.RunLayers, key: str, layer_data: Any) -> Any:
-        """Update the run's layer ``key`` in place, or create it if this refresh may still create one."""
-        if key in rl.layers:
-            return rl.update(key, layer_data)
-        if self._create_budget <= 0:
-            self._dirty = True  # create it at the next refresh
-            self.schedule_flush()
-            return None
-        self._create_budget -= 1
-        return rl.update(key, layer_data)
-
-    def _flush_network_output(self, rl: _layers.RunLayers, md: dict) -> None:
-        px = self._run_meta["pixel_size_nm"]
-        layer = rl.get("output")
-        if self._stack is not None:
-            clim = (0.0, max(self._display_max, 1e-6))
-            if layer is not None and layer.data is self._stack:  # the stack fills in place: redraw only
-                _layers.update_layer(layer, (self._stack, {"contrast_limits": clim, "metadata": md}, "image"))
-                return
-            ldt = _layers.network_output_layer_data(self._stack, px, self._image_shape, rl.names["output"], self._start, md)
-        elif self._latest_display is not None:
-            latest = np.asarray(self._latest_display, dtype=np.float32)
-            latest = latest[-1] if latest.ndim == 3 else latest
-            self._display_max = max(self._display_max, float(np.nanmax(latest)) if latest.size else 0.0)
-            clim = (0.0, max(self._display_max, 1e-6))
-            ldt = _layers.network_output_layer_data(latest, px, self._image_shape, rl.names["output"], 0, md)
-        else:
-            return
-        ldt[1]["contrast_limits"] = clim
-        self._put(rl, "output", ldt)
 
     def before_finish(self, state: RunState) -> None:
         """A run that ended before its first result leaves no empty result layers behind."""
