@@ -100,7 +100,13 @@ def _drive(gen: Iterator, gate: Any = None) -> Iterator:
                 item = next(gen)
             except StopIteration as stop:
                 return stop.value
-            yield item
+            try:
+                yield item
+            except GeneratorExit:  # the worker was quit: close the core generator now, as `yield from` did
+                close = getattr(gen, "close", None)
+                if close is not None:
+                    close()
+                raise
     except RuntimeError as exc:
         raise JobError(exc) from exc
 
