@@ -67,6 +67,14 @@ class Camera:
         """Excess noise factor F used in the CRLB: 2 with EM gain, 1 otherwise."""
         return 2.0 if self.em_gain > 1 else 1.0
 
+    def noise_photons(self, bg_photons: float) -> float:
+        """Pixel noise σ (photons) at a background of ``bg_photons`` per pixel: shot noise with the
+        excess factor plus read noise, referred to the input (what decode's input adaptation and the
+        out-of-distribution check compare a movie's measured noise with)."""
+        qe = max(float(self.qe), 1e-6)
+        read = float(self.read_noise) / (max(float(self.em_gain), 1.0) * qe)
+        return math.sqrt(self.excess_noise * max(float(bg_photons), 0.0) / qe + read * read)
+
     @property
     def adu_per_photon(self) -> float:
         """Mean ADU per detected photon (QE · gain / sensitivity)."""

@@ -22,10 +22,7 @@ def _camera_noise_photons(camera, bg_photons: float) -> float:
     EM excess factor plus read noise, referred to the input."""
     from ..camera import get_camera
 
-    cam = get_camera(camera)
-    qe = max(float(cam.qe), 1e-6)
-    read = float(cam.read_noise) / (max(float(cam.em_gain), 1.0) * qe)
-    return math.sqrt(cam.excess_noise * max(float(bg_photons), 0.0) / qe + read * read)
+    return get_camera(camera).noise_photons(bg_photons)
 
 
 

@@ -271,9 +271,7 @@ def check_movie(
     _out("bg", st.bg_photons, *rng["bg_photons"], "photons/px", "background")
     if st.n_spots >= 5:
         _out("photons", st.spot_photons, *rng["photons"], "photons", "median spot brightness")
-    from .decode_adapt import _camera_noise_photons
-
-    expected = _camera_noise_photons(cam, st.bg_photons)
+    expected = cam.noise_photons(st.bg_photons)
     # below ~3 photons/px the percentile estimate of a skewed (EM) distribution is biased low: not used
     if st.bg_photons >= 3 and math.isfinite(st.noise_photons) and expected > 0 and st.noise_photons < NOISE_RATIO_MIN * expected:
         warn.append(
