@@ -343,3 +343,14 @@ def test_frames_past_the_end_name_the_option_and_the_movie(tmp_path, capsys):
         assert main(["localize", str(movie), "-o", str(tmp_path / out), "--frames", "30", "40"]) == 2
         assert "--frames 30 40: twenty.tif has 20 frames (0 to 19)" in capsys.readouterr().err
         assert not (tmp_path / out).exists()
+
+
+def test_localize_render_to_a_png_name_says_it_wants_a_tiff(tmp_path, capsys):
+    """``--render x.png`` used to say "the --render PNG and --render are the same file"."""
+    movie = tmp_path / "m.tif"
+    tifffile.imwrite(movie, np.full((4, 16, 16), 100, dtype=np.uint16), photometric="minisblack")
+    rc = main(["localize", str(movie), "-o", str(tmp_path / "l.csv"), "--render", str(tmp_path / "sr.png")])
+    err = capsys.readouterr().err
+    assert rc != 0
+    assert "--render" in err and "give a .tif name" in err and "sr.tif" in err
+    assert not (tmp_path / "l.csv").exists()

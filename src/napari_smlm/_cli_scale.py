@@ -26,7 +26,7 @@ def wants_runner(args) -> bool:
 
 def _guard(args, out: Path, inputs) -> None:
     """Output checks of the streamed path: a partial file needs --resume (or --overwrite to start over)."""
-    from .cli import _check_outputs
+    from .cli import _check_outputs, _render_outputs
     from .core.io.errors import SMLMFileError
     from .core.io.safe import OutputExistsError, companion_files
     from .core.io.stream import partial_path, read_progress
@@ -46,9 +46,8 @@ def _guard(args, out: Path, inputs) -> None:
         return
     if part.exists() and not getattr(args, "overwrite", False):
         raise OutputExistsError(part, "a partial run of this output exists; pass --resume to continue it or --overwrite to start over")
-    r = Path(args.render) if args.render else None
     _check_outputs(args, [(out, "--output"), *[(c, "the --output sidecar") for c in companion_files(out)],
-                       (r, "--render"), (r.with_suffix(".png") if r else None, "the --render PNG")], inputs)
+                          *_render_outputs(args)], inputs)
 
 
 def _predict_options(args, ckpt) -> dict:

@@ -55,6 +55,17 @@ def _write_json(path: Path, obj) -> None:
     write_json(path, obj)  # strict JSON: NaN / inf -> null; atomic: a crash never leaves half a file
 
 
+def _render_outputs(args) -> list:
+    """``localize --render``'s two outputs (the TIFF and the PNG written beside it), for :func:`_check_outputs`."""
+    if not args.render:
+        return []
+    r = Path(args.render)
+    if r.suffix.lower() not in (".tif", ".tiff"):
+        raise ValueError(f"--render {args.render}: names the super-resolved TIFF (a PNG preview is written beside it, "
+                         f"as {r.with_suffix('.png').name}); give a .tif name, e.g. {r.with_suffix('.tif').name}")
+    return [(r, "--render"), (r.with_suffix(".png"), "the --render PNG")]
+
+
 def _check_outputs(args, outputs, inputs=()) -> None:
     """Refuse, before any work, outputs that are inputs, clash, or exist (unless --overwrite)."""
     from .core.io.safe import check_outputs
@@ -216,12 +227,11 @@ def cmd_localize(args) -> int:
     movie = open_movie(args.movie, pixel_size_nm=args.pixel_size)
     _check_frames_in_movie(args.frames, movie)
     out = Path(args.output)
-    r = Path(args.render) if args.render else None
     _check_outputs(  # before torch and the model are loaded: a refused output costs nothing
-        args, [(out, "--output"), *[(c, "the --output sidecar") for c in companion_files(out)],
-            (r, "--render"), (r.with_suffix(".png") if r else None, "the --render PNG")],
+        args, [(out, "--output"), *[(c, "the --output sidecar") for c in companion_files(out)], *_render_outputs(args)],
         [*movie.paths, args.checkpoint],
     )
+    r = Path(args.render) if args.render else None
     from .core.inference import InferenceConfig, collect_predictions, iter_predict
 
     ckpt = _resolve_model(args)
