@@ -8,6 +8,9 @@
 * The best checkpoint is written at every validation improvement and appears **at once** in
   the Reconstruction widget's model list (shared per-viewer :class:`ModelRegistry`). Stop keeps
   the last good checkpoint.
+
+This file is the layout and wiring; the data box (form, layers, preview) is ``_training_data.py``,
+the run's setup, job and texts ``_training_job.py``, the plots ``_training_plots.py``.
 """
 
 from __future__ import annotations
@@ -17,9 +20,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from qtpy.QtWidgets import (
-    QCheckBox,
     QComboBox,
     QFileDialog,
     QFormLayout,
@@ -28,16 +29,15 @@ from qtpy.QtWidgets import (
     QLineEdit,
     QProgressBar,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
-from ._base import LayerPicker, SmlmDockWidget, dspin, notify_error, spin, wrap_label
-from ._forms import SimulationForm
+from ._base import SmlmDockWidget, dspin, notify_error, spin, wrap_label
 from ._state import RunState
 from . import _training_job as _job
-from ._training_job import SetupError, TrainingPlan, default_checkpoint_dir  # noqa: F401 - importable from here
-from ._training_plots import LossPlot, draw_preview, figure
+from ._training_job import SetupError, default_checkpoint_dir
+from ._training_data import TrainingDataBox
+from ._training_plots import LossPlot
 from ..core.progress import UpdateKind
 
 __all__ = ["TrainingWidget", "default_checkpoint_dir"]
@@ -52,8 +52,6 @@ class TrainingWidget(SmlmDockWidget):
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
         super().__init__(napari_viewer, parent)
-        from napari.layers import Image, Points
-
         from ..core.models import available_models
 
         self.status = self.session.training
@@ -71,31 +69,12 @@ class TrainingWidget(SmlmDockWidget):
         self.init_combo.setToolTip("Fine-tune from a checkpoint of the same model, or start from random weights")
 
         # ---------------------------------------------------------------- simulation + preview
-        self.form = SimulationForm(movie=False)
-        self.crop = spin(40, 8, 512, 8, " px", "Training crop size (camera pixels)")
-        self.movie_picker = LayerPicker(napari_viewer, (Image,), optional=True)
-        self.gt_picker = LayerPicker(napari_viewer, (Points,), optional=True)
-        self.gt_picker.setToolTip("Ground-truth localizations of the movie (frame, y, x in nm), e.g. a simulation's")
-        self.psf_edit = QLineEdit()
-        self.psf_edit.setPlaceholderText("none: 2-D, or the 3-D model's own PSF")
-        self.psf_edit.setToolTip(
-            "Astigmatic PSF calibration (YAML from `napari-smlm calibrate`) for a 3-D model (decode3d): "
-            "simulate with it, and when starting from a checkpoint, fine-tune the model to it"
-        )
-        self.psf_button = QPushButton("…")
-        self.psf_button.setFixedWidth(30)
-        self.use_pairs = QCheckBox("Train on this movie + ground truth (not on simulated data)")
-        self.use_pairs.setToolTip(
-            "Random crops of the movie with their ground-truth emitters; the last 20 % of the frames are held out for "
-            "validation. The camera and pixel size are the form's."
-        )
-        self.preview_button = QPushButton("Preview")
-        self.match_button = QPushButton("Match movie")
-        self.match_button.setToolTip(
-            "Take the pixel size from the movie, and estimate its camera (offset, ADU per photo-electron) and background "
-            "from its noise (docs/camera.md)"
-        )
-        self.preview_fig, self.preview_axes, self.preview_canvas = figure(4.2, 2.0, 2)
+        self.data = TrainingDataBox(napari_viewer)
+        d = self.data  # its controls, under the names they had here
+        self.form, self.crop, self.movie_picker, self.gt_picker = d.form, d.crop, d.movie_picker, d.gt_picker
+        self.psf_edit, self.psf_button, self.use_pairs = d.psf_edit, d.psf_button, d.use_pairs
+        self.preview_button, self.match_button = d.preview_button, d.match_button
+        self.preview_fig, self.preview_axes, self.preview_canvas = d.preview_fig, d.preview_axes, d.preview_canvas
 
         # ---------------------------------------------------------------- training
         self.steps = spin(1000, 1, 10_000_000, 100, tip="Optimiser steps")
@@ -124,25 +103,6 @@ class TrainingWidget(SmlmDockWidget):
         top.addRow("Model", self.model_combo)
         top.addRow("Start from", self.init_combo)
 
-        sim = QGroupBox("Simulated training data")
-        sl = QVBoxLayout(sim)
-        sl.addWidget(self.form)
-        crop_form = QFormLayout()
-        crop_form.addRow("Crop size", self.crop)
-        crop_form.addRow("Movie", self.movie_picker)
-        crop_form.addRow("Ground truth", self.gt_picker)
-        psf_row = QHBoxLayout()
-        psf_row.addWidget(self.psf_edit, 1)
-        psf_row.addWidget(self.psf_button)
-        crop_form.addRow("PSF calibration", psf_row)
-        crop_form.addRow(self.use_pairs)
-        sl.addLayout(crop_form)
-        prow = QHBoxLayout()
-        prow.addWidget(self.preview_button)
-        prow.addWidget(self.match_button)
-        sl.addLayout(prow)
-        sl.addWidget(self.preview_canvas)
-
         tr = QGroupBox("Training")
         tf = QFormLayout(tr)
         tf.addRow("Steps", self.steps)
@@ -162,7 +122,7 @@ class TrainingWidget(SmlmDockWidget):
 
         lay = self.body_layout()
         lay.addLayout(top)
-        lay.addWidget(sim)
+        lay.addWidget(self.data)
         lay.addWidget(tr)
         lay.addLayout(buttons)
         lay.addWidget(self.progress)
@@ -174,10 +134,7 @@ class TrainingWidget(SmlmDockWidget):
         # ---------------------------------------------------------------- wiring
         self.model_combo.currentIndexChanged.connect(self._refresh_init_choices)
         self.models.changed.connect(self._refresh_init_choices)
-        self.preview_button.clicked.connect(self.preview)
-        self.match_button.clicked.connect(self.match_movie)
         self.browse_button.clicked.connect(self._on_browse)
-        self.psf_button.clicked.connect(self._on_browse_psf)
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
         self.save_button.clicked.connect(self._on_save_as)
@@ -207,56 +164,22 @@ class TrainingWidget(SmlmDockWidget):
         if path:
             self.checkpoint_edit.setText(path if path.endswith(".pt") else path + ".pt")
 
-    def _on_browse_psf(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "PSF calibration", "", "Calibrations (*.yaml *.yml)")
-        if path:
-            self.psf_edit.setText(path)
-
-    # ================================================================ preview
+    # ================================================================ data (TrainingDataBox)
     def sim_config(self):
         """The training :class:`SimulationConfig` (crop-sized frames)."""
-        return self.form.config(height=self.crop.value(), width=self.crop.value())
-
-    def _movie_frame(self) -> np.ndarray | None:
-        layer = self.movie_picker.value
-        if layer is None:
-            return None
-        data = layer.data
-        if layer.rgb or len(data.shape) not in (2, 3):
-            notify_error(f"Layer '{layer.name}' is not a single-channel movie (shape {tuple(data.shape)}); cannot compare.")
-            return None
-        frame = data[int(data.shape[0]) // 2] if len(data.shape) == 3 else data
-        return np.asarray(frame, dtype=np.float32)
+        return self.data.sim_config()
 
     def preview(self) -> None:
         """Simulate one frame (the movie's size, at most 128 px) and show it next to a movie frame."""
-        from ..core.simulate import simulate
-
-        real = self._movie_frame()
-        h, w = (min(real.shape[0], 128), min(real.shape[1], 128)) if real is not None else (self.crop.value(),) * 2
-        try:
-            cfg = self.form.config(n_frames=1, height=h, width=w, seed=int(time.time()) % 100000)
-            sim, _ = simulate(cfg)
-        except ValueError as exc:
-            notify_error(f"Invalid simulation parameters: {exc}")
-            return
-        draw_preview(self.preview_axes, self.preview_canvas, sim[0].astype(np.float32), real)
+        self.data.preview()
 
     def match_movie(self) -> None:
         """Pixel size from the movie layer; camera and background estimated from the movie (docs/camera.md)."""
-        from .. import _layers
+        self.data.match_movie()
 
-        layer = self.movie_picker.value
-        if layer is None:
-            notify_error("Choose a movie to match first.")
-            return
-        px = _layers.layer_pixel_size_nm(layer)
-        if px:
-            self.form.pixel_size.setValue(px)
-        est = self.form.camera_form.estimate_from(layer.data, layer.name)
-        if est is not None:
-            self.form.bg.setValue(est.background_photons)
-        self.preview()
+    def training_pairs(self, model: str):
+        """A :class:`~napari_smlm.core.pairs.PairSampler` over the chosen movie and ground-truth layers."""
+        return self.data.training_pairs(model)
 
     # ================================================================ training
     def _reset_history(self) -> None:
@@ -275,17 +198,6 @@ class TrainingWidget(SmlmDockWidget):
 
     def checkpoint_path(self, model: str) -> Path:
         return _job.checkpoint_path(self.checkpoint_edit.text(), model)
-
-    def training_pairs(self, model: str):
-        """A :class:`~napari_smlm.core.pairs.PairSampler` over the chosen movie and ground-truth layers.
-
-        Snapshots both on the GUI thread (the worker never sees a layer); ``ValueError`` names
-        what is missing or wrong.
-        """
-        return _job.training_pairs(
-            self.movie_picker.value, self.gt_picker.value, model,
-            camera=self.form.camera(), pixel_size_nm=self.form.pixel_size.value(), crop=self.crop.value(),
-        )
 
     def train_config(self):
         from ..core.training import TrainConfig
@@ -317,7 +229,7 @@ class TrainingWidget(SmlmDockWidget):
             plan = _job.plan_training(
                 self.models, model, sim, cfg, self.checkpoint_path(model),
                 init_key=self.init_combo.currentData(),
-                psf=self.psf_edit.text().strip(),
+                psf=self.data.psf_path,
                 pairs=self.training_pairs if self.use_pairs.isChecked() else None,
             )
         except SetupError as exc:
@@ -331,7 +243,7 @@ class TrainingWidget(SmlmDockWidget):
         self.progress.setRange(0, cfg.steps)
         self.progress.setValue(0)
         if plan.pairs is not None:
-            source = f"on '{self.movie_picker.value.name}' + '{self.gt_picker.value.name}'"
+            source = f"on {self.data.pairs_text()}"
         else:
             source = "simulating data on the fly"
         self.start_run(plan.job(), self._on_update, f"Training {model} for {cfg.steps} steps ({source})…")

@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ._notify import error_reason, notify_error, notify_info
 from ._state import RunState
 
@@ -25,7 +23,6 @@ __all__ = [
     "TrainingPlan",
     "default_checkpoint_dir",
     "checkpoint_path",
-    "training_pairs",
     "plan_training",
     "progress_text",
     "run_summary",
@@ -48,33 +45,6 @@ def checkpoint_path(text: str, model: str) -> Path:
     if text:
         return Path(text).expanduser()
     return default_checkpoint_dir() / f"{model}-{time.strftime('%Y%m%d-%H%M%S')}.pt"
-
-
-def training_pairs(movie: Any, gt: Any, model: str, camera: Any, pixel_size_nm: float, crop: int):
-    """A :class:`~napari_smlm.core.pairs.PairSampler` over a movie layer and its ground-truth points layer.
-
-    Snapshots both (call on the GUI thread: the worker never sees a layer); ``ValueError``
-    names what is missing or wrong.
-    """
-    from .. import _layers
-    from ..core.models import get_family
-    from ..core.pairs import PairSampler
-
-    if movie is None or gt is None:
-        raise ValueError("choose both a movie layer and its ground-truth points layer")
-    data = movie.data
-    if movie.rgb or len(data.shape) != 3:
-        raise ValueError(f"layer '{movie.name}' is not a (frames, rows, columns) movie (shape {tuple(data.shape)})")
-    locs = _layers.layer_to_localizations(gt)
-    if not len(locs):
-        raise ValueError(f"ground-truth layer '{gt.name}' has no points")
-    px = float(pixel_size_nm)
-    H, W = (int(v) for v in data.shape[-2:])
-    crop = min(int(crop), H, W)
-    context = type(get_family(model)).context
-    if isinstance(data, np.ndarray):
-        data = data.copy()
-    return PairSampler(data, locs, camera=camera, pixel_size_nm=px, crop=crop, context=context)
 
 
 @dataclass
