@@ -1,14 +1,25 @@
-"""Small input controls the widgets share: spin boxes, a wrapping label, a layer picker."""
+"""Small input controls the widgets share: spin boxes, a wrapping label, a file-path field, a layer picker."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from qtpy.QtCore import Qt, Signal
-from qtpy.QtWidgets import QComboBox, QDoubleSpinBox, QLabel, QSizePolicy, QSpinBox, QWidget
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSizePolicy,
+    QSpinBox,
+    QWidget,
+)
 
-__all__ = ["LayerPicker", "spin", "dspin", "wrap_label"]
+__all__ = ["LayerPicker", "PathField", "PSF_FILES", "spin", "dspin", "wrap_label"]
 
 
 def _bounded(w: Any, value: float, lo: float, hi: float, step: float, suffix: str, tip: str) -> Any:
@@ -40,6 +51,51 @@ def wrap_label(text: str = "") -> QLabel:
     lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
     lab.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
     return lab
+
+
+#: The file dialog's filter for PSF calibrations (YAML from ``napari-smlm calibrate``).
+PSF_FILES = "Calibrations (*.yaml *.yml)"
+
+
+class PathField(QWidget):
+    """A file path: a line edit and a "…" button that fills it from a file dialog.
+
+    ``choose(parent)`` opens the dialog and returns the chosen path or ``""`` (cancelled);
+    by default an open-file dialog titled ``title`` with filter ``filter``.
+    """
+
+    def __init__(
+        self,
+        placeholder: str = "",
+        tip: str = "",
+        title: str = "Open",
+        filter: str = "",
+        choose: Callable[[QWidget], str] | None = None,
+        parent: QWidget | None = None,
+    ):
+        super().__init__(parent)
+        self.edit = QLineEdit()
+        self.edit.setPlaceholderText(placeholder)
+        if tip:
+            self.edit.setToolTip(tip)
+        self.button = QPushButton("…")
+        self.button.setFixedWidth(30)
+        self._choose = choose or (lambda w: QFileDialog.getOpenFileName(w, title, "", filter)[0])
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.edit, 1)
+        row.addWidget(self.button)
+        self.button.clicked.connect(self.browse)
+
+    @property
+    def path(self) -> str:
+        """The text, stripped (``""``: none)."""
+        return self.edit.text().strip()
+
+    def browse(self) -> None:
+        path = self._choose(self)
+        if path:
+            self.edit.setText(path)
 
 
 class LayerPicker(QComboBox):

@@ -26,13 +26,13 @@ from qtpy.QtWidgets import (
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
-    QLineEdit,
     QProgressBar,
     QPushButton,
     QWidget,
 )
 
 from ._base import SmlmDockWidget, dspin, notify_error, spin, wrap_label
+from ._controls import PathField
 from ._state import RunState
 from . import _training_job as _job
 from ._training_job import SetupError, default_checkpoint_dir
@@ -84,10 +84,8 @@ class TrainingWidget(SmlmDockWidget):
         self.val_batches = spin(4, 1, 1000, tip="Fixed validation batches")
         self.device = QComboBox()
         self.device.addItems(["auto", "cpu", "cuda", "mps"])
-        self.checkpoint_edit = QLineEdit()
-        self.checkpoint_edit.setPlaceholderText(f"{default_checkpoint_dir()}/<model>-<time>.pt")
-        self.browse_button = QPushButton("…")
-        self.browse_button.setFixedWidth(30)
+        self.checkpoint = PathField(f"{default_checkpoint_dir()}/<model>-<time>.pt", choose=self._choose_checkpoint)
+        self.checkpoint_edit, self.browse_button = self.checkpoint.edit, self.checkpoint.button
         self.start_button = QPushButton("Start")
         self.stop_button = QPushButton("Stop")
         self.save_button = QPushButton("Save checkpoint as…")
@@ -111,10 +109,7 @@ class TrainingWidget(SmlmDockWidget):
         tf.addRow("Learning rate", self.lr)
         tf.addRow("Validation batches", self.val_batches)
         tf.addRow("Device", self.device)
-        crow = QHBoxLayout()
-        crow.addWidget(self.checkpoint_edit, 1)
-        crow.addWidget(self.browse_button)
-        tf.addRow("Checkpoint", crow)
+        tf.addRow("Checkpoint", self.checkpoint)
 
         buttons = QHBoxLayout()
         buttons.addWidget(self.start_button)
@@ -134,7 +129,6 @@ class TrainingWidget(SmlmDockWidget):
         # ---------------------------------------------------------------- wiring
         self.model_combo.currentIndexChanged.connect(self._refresh_init_choices)
         self.models.changed.connect(self._refresh_init_choices)
-        self.browse_button.clicked.connect(self._on_browse)
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
         self.save_button.clicked.connect(self._on_save_as)
@@ -159,10 +153,10 @@ class TrainingWidget(SmlmDockWidget):
         finally:
             self.init_combo.blockSignals(False)
 
-    def _on_browse(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Checkpoint file", str(default_checkpoint_dir()), "Checkpoints (*.pt)")
-        if path:
-            self.checkpoint_edit.setText(path if path.endswith(".pt") else path + ".pt")
+    @staticmethod
+    def _choose_checkpoint(parent: QWidget) -> str:
+        path, _ = QFileDialog.getSaveFileName(parent, "Checkpoint file", str(default_checkpoint_dir()), "Checkpoints (*.pt)")
+        return path if not path or path.endswith(".pt") else path + ".pt"
 
     # ================================================================ data (TrainingDataBox)
     def sim_config(self):

@@ -11,9 +11,9 @@ import time
 from typing import Any
 
 import numpy as np
-from qtpy.QtWidgets import QCheckBox, QFileDialog, QFormLayout, QGroupBox, QHBoxLayout, QLineEdit, QPushButton, QVBoxLayout
+from qtpy.QtWidgets import QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QPushButton, QVBoxLayout
 
-from ._controls import LayerPicker, spin
+from ._controls import PSF_FILES, LayerPicker, PathField, spin
 from ._forms import SimulationForm
 from ._notify import notify_error
 from ._training_plots import draw_preview, figure
@@ -33,14 +33,13 @@ class TrainingDataBox(QGroupBox):
         self.movie_picker = LayerPicker(viewer, (Image,), optional=True)
         self.gt_picker = LayerPicker(viewer, (Points,), optional=True)
         self.gt_picker.setToolTip("Ground-truth localizations of the movie (frame, y, x in nm), e.g. a simulation's")
-        self.psf_edit = QLineEdit()
-        self.psf_edit.setPlaceholderText("none: 2-D, or the 3-D model's own PSF")
-        self.psf_edit.setToolTip(
+        self.psf = PathField(
+            "none: 2-D, or the 3-D model's own PSF",
             "Astigmatic PSF calibration (YAML from `napari-smlm calibrate`) for a 3-D model (decode3d): "
-            "simulate with it, and when starting from a checkpoint, fine-tune the model to it"
+            "simulate with it, and when starting from a checkpoint, fine-tune the model to it",
+            "PSF calibration", PSF_FILES,
         )
-        self.psf_button = QPushButton("…")
-        self.psf_button.setFixedWidth(30)
+        self.psf_edit, self.psf_button = self.psf.edit, self.psf.button
         self.use_pairs = QCheckBox("Train on this movie + ground truth (not on simulated data)")
         self.use_pairs.setToolTip(
             "Random crops of the movie with their ground-truth emitters; the last 20 % of the frames are held out for "
@@ -60,10 +59,7 @@ class TrainingDataBox(QGroupBox):
         crop_form.addRow("Crop size", self.crop)
         crop_form.addRow("Movie", self.movie_picker)
         crop_form.addRow("Ground truth", self.gt_picker)
-        psf_row = QHBoxLayout()
-        psf_row.addWidget(self.psf_edit, 1)
-        psf_row.addWidget(self.psf_button)
-        crop_form.addRow("PSF calibration", psf_row)
+        crop_form.addRow("PSF calibration", self.psf)
         crop_form.addRow(self.use_pairs)
         sl.addLayout(crop_form)
         prow = QHBoxLayout()
@@ -74,17 +70,11 @@ class TrainingDataBox(QGroupBox):
 
         self.preview_button.clicked.connect(self.preview)
         self.match_button.clicked.connect(self.match_movie)
-        self.psf_button.clicked.connect(self._on_browse_psf)
 
     @property
     def psf_path(self) -> str:
         """The PSF calibration file, or ``""``."""
-        return self.psf_edit.text().strip()
-
-    def _on_browse_psf(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "PSF calibration", "", "Calibrations (*.yaml *.yml)")
-        if path:
-            self.psf_edit.setText(path)
+        return self.psf.path
 
     def sim_config(self):
         """The training :class:`SimulationConfig` (crop-sized frames)."""
