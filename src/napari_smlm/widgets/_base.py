@@ -1,6 +1,7 @@
-"""What every dock widget shares: the base class with its run cycle, a layer picker, small Qt helpers.
+"""What every dock widget shares: the base class with its run cycle, refresh pacing and job handling.
 
-Nothing here imports torch at module level.
+The small input controls live in ``_controls.py``, the notifications in ``_notify.py``; their
+names stay importable from here. Nothing here imports torch at module level.
 """
 
 from __future__ import annotations
@@ -8,21 +9,14 @@ from __future__ import annotations
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import Any
 
 from qtpy.QtCore import QEvent, QSize, Qt, QTimer, Signal
-from qtpy.QtWidgets import (
-    QComboBox,
-    QDoubleSpinBox,
-    QFrame,
-    QLabel,
-    QScrollArea,
-    QSizePolicy,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
+
+from ._controls import LayerPicker, dspin, spin, wrap_label
+from ._notify import error_reason, notify_error, notify_info, notify_warning
 
 __all__ = [
     "LayerPicker",
@@ -83,148 +77,6 @@ def _job_ended(key: int) -> None:
         if _switch["frozen"]:
             gc.unfreeze()
             _switch["frozen"] = False
-
-
-# ============================================================================ notifications
-def notify_error(message: str) -> None:
-    """A napari error notification (and a log line)."""
-    from napari.utils.notifications import show_error
-
-    log.warning("%s", message)
-    show_error(message)
-
-
-def notify_info(message: str) -> None:
-    from napari.utils.notifications import show_info
-
-    log.info("%s", message)
-    show_info(message)
-
-
-def notify_warning(message: str) -> None:
-    from napari.utils.notifications import show_warning
-
-    log.warning("%s", message)
-    show_warning(message)
-
-
-def error_reason(exc: BaseException | None) -> str:
-    """The reason of an error first, then where: ``"<problem> (<file>)"`` for file/checkpoint errors."""
-    if exc is None:
-        return "unknown error"
-    problem = getattr(exc, "problem", None)
-    path = getattr(exc, "path", None)
-    if problem:
-        return f"{problem} ({path})" if path else str(problem)
-    return str(exc) or type(exc).__name__
-
-
-# ============================================================================ inputs
-def spin(value: int, lo: int, hi: int, step: int = 1, suffix: str = "", tip: str = "") -> QSpinBox:
-    w = QSpinBox()
-    w.setRange(lo, hi)
-    w.setSingleStep(step)
-    w.setValue(value)
-    if suffix:
-        w.setSuffix(suffix)
-    if tip:
-        w.setToolTip(tip)
-    return w
-
-
-def dspin(
-    value: float, lo: float, hi: float, step: float = 1.0, decimals: int = 1, suffix: str = "", tip: str = ""
-) -> QDoubleSpinBox:
-    w = QDoubleSpinBox()
-    w.setDecimals(decimals)
-    w.setRange(lo, hi)
-    w.setSingleStep(step)
-    w.setValue(value)
-    if suffix:
-        w.setSuffix(suffix)
-    if tip:
-        w.setToolTip(tip)
-    return w
-
-
-def wrap_label(text: str = "") -> QLabel:
-    lab = QLabel(text)
-    lab.setWordWrap(True)
-    lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-    lab.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
-    return lab
-
-
-class LayerPicker(QComboBox):
-    """A combo box of the viewer's layers of some types, kept in sync with the layer list.
-
-    ``value`` is the selected layer or None. napari also calls :meth:`reset_choices` when
-    layers are inserted or removed (it does so for any dock widget that has the method).
-    """
-
-    layer_changed = Signal(object)
-
-    def __init__(self, viewer: Any, layer_types: Sequence[type], optional: bool = False, parent: QWidget | None = None):
-        super().__init__(parent)
-        self._viewer = viewer
-        self._types = tuple(layer_types)
-        self._optional = optional
-        self._layers: list[Any] = []
-        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
-        self.setMinimumContentsLength(12)
-        self.currentIndexChanged.connect(self._emit)
-        ev = viewer.layers.events
-        ev.inserted.connect(self._on_layers_changed)
-        ev.removed.connect(self._on_layers_changed)
-        ev.moved.connect(self._on_layers_changed)
-        for layer in viewer.layers:
-            layer.events.name.connect(self._on_layers_changed)
-        self.reset_choices()
-
-    def _on_layers_changed(self, event: Any = None) -> None:
-        value = getattr(event, "value", None)
-        if getattr(event, "type", "") == "inserted" and value is not None:
-            value.events.name.connect(self._on_layers_changed)
-        self.reset_choices()
-
-    def reset_choices(self, *_: Any) -> None:
-        current = self.value
-        layers = [la for la in reversed(list(self._viewer.layers)) if isinstance(la, self._types)]
-        self.blockSignals(True)
-        try:
-            self.clear()
-            self._layers = ([None] if self._optional else []) + layers
-            if self._optional:
-                self.addItem("(none)")
-            for la in layers:
-                self.addItem(la.name)
-            if current is not None and current in self._layers:
-                self.setCurrentIndex(self._layers.index(current))
-        finally:
-            self.blockSignals(False)
-        if self.value is not current:
-            self._emit()
-
-    def _emit(self, *_: Any) -> None:
-        self.layer_changed.emit(self.value)
-
-    @property
-    def value(self) -> Any:
-        i = self.currentIndex()
-        return self._layers[i] if 0 <= i < len(self._layers) else None
-
-    @value.setter
-    def value(self, layer: Any) -> None:
-        if layer not in self._layers:
-            raise ValueError(f"{getattr(layer, 'name', layer)!r} is not one of the choices")
-        self.setCurrentIndex(self._layers.index(layer))
-
-    def disconnect_viewer(self) -> None:
-        ev = self._viewer.layers.events
-        for e in (ev.inserted, ev.removed, ev.moved):
-            e.disconnect(self._on_layers_changed)
-        for layer in self._viewer.layers:
-            layer.events.name.disconnect(self._on_layers_changed)
 
 
 # ============================================================================ base dock widget

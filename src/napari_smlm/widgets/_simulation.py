@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 from qtpy.QtWidgets import (
-    QFileDialog,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
@@ -27,6 +26,7 @@ from qtpy.QtWidgets import (
 
 from .. import _layers
 from ._base import SmlmDockWidget, error_reason, notify_error, wrap_label
+from ._controls import PSF_FILES, PathField
 from ._forms import SimulationForm
 from ._state import RunState
 
@@ -46,15 +46,14 @@ class SimulationWidget(SmlmDockWidget):
         self.status = self.session.simulation
         self.form = SimulationForm(movie=True)
         self.name_edit = QLineEdit("simulated")
-        self.psf_edit = QLineEdit()
-        self.psf_edit.setPlaceholderText("none: 2-D Gaussian PSF")
-        self.psf_edit.setToolTip(
+        self.psf = PathField(
+            "none: 2-D Gaussian PSF",
             "Astigmatic PSF calibration (YAML from `napari-smlm calibrate` or the PSF calibration widget): "
             "simulate in 3-D, emitters over the calibrated z range; the ground truth gets z_nm. "
-            "The PSF σ above is then not used."
+            "The PSF σ above is then not used.",
+            "PSF calibration", PSF_FILES,
         )
-        self.psf_button = QPushButton("…")
-        self.psf_button.setFixedWidth(30)
+        self.psf_edit, self.psf_button = self.psf.edit, self.psf.button
         self.run_button = QPushButton("Simulate")
         self.stop_button = QPushButton("Stop")
         self.progress = QProgressBar()
@@ -68,10 +67,7 @@ class SimulationWidget(SmlmDockWidget):
         lay.addWidget(box)
         form = QFormLayout()
         form.addRow("Layer name", self.name_edit)
-        psf_row = QHBoxLayout()
-        psf_row.addWidget(self.psf_edit, 1)
-        psf_row.addWidget(self.psf_button)
-        form.addRow("PSF calibration (3-D)", psf_row)
+        form.addRow("PSF calibration (3-D)", self.psf)
         lay.addLayout(form)
         row = QHBoxLayout()
         row.addWidget(self.run_button)
@@ -82,7 +78,6 @@ class SimulationWidget(SmlmDockWidget):
         lay.addStretch(1)
 
         self.run_button.clicked.connect(self.run)
-        self.psf_button.clicked.connect(self._on_browse_psf)
         self.stop_button.clicked.connect(self.stop)
         self.status.changed.connect(self._on_state_changed)
         self._on_state_changed(self.status.state)
@@ -90,7 +85,7 @@ class SimulationWidget(SmlmDockWidget):
     def run(self) -> bool:
         if self.status.running:
             return False
-        psf = self.psf_edit.text().strip()
+        psf = self.psf.path
         try:
             cfg = self.form.config(**({"psf_calibration": psf} if psf else {}))
         except ValueError as exc:
@@ -125,11 +120,6 @@ class SimulationWidget(SmlmDockWidget):
 
     def stop(self) -> None:
         self.stop_run()
-
-    def _on_browse_psf(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "PSF calibration", "", "Calibrations (*.yaml *.yml)")
-        if path:
-            self.psf_edit.setText(path)
 
     def _on_update(self, ch: Any) -> None:
         self._frames[ch.start : ch.start + len(ch.frames)] = ch.frames

@@ -1,0 +1,170 @@
+"""Small input controls the widgets share: spin boxes, a wrapping label, a file-path field, a layer picker."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSizePolicy,
+    QSpinBox,
+    QWidget,
+)
+
+__all__ = ["LayerPicker", "PathField", "PSF_FILES", "spin", "dspin", "wrap_label"]
+
+
+def _bounded(w: Any, value: float, lo: float, hi: float, step: float, suffix: str, tip: str) -> Any:
+    w.setRange(lo, hi)
+    w.setSingleStep(step)
+    w.setValue(value)
+    if suffix:
+        w.setSuffix(suffix)
+    if tip:
+        w.setToolTip(tip)
+    return w
+
+
+def spin(value: int, lo: int, hi: int, step: int = 1, suffix: str = "", tip: str = "") -> QSpinBox:
+    return _bounded(QSpinBox(), value, lo, hi, step, suffix, tip)
+
+
+def dspin(
+    value: float, lo: float, hi: float, step: float = 1.0, decimals: int = 1, suffix: str = "", tip: str = ""
+) -> QDoubleSpinBox:
+    w = QDoubleSpinBox()
+    w.setDecimals(decimals)  # before the range and value, which it rounds
+    return _bounded(w, value, lo, hi, step, suffix, tip)
+
+
+def wrap_label(text: str = "") -> QLabel:
+    lab = QLabel(text)
+    lab.setWordWrap(True)
+    lab.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    lab.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+    return lab
+
+
+#: The file dialog's filter for PSF calibrations (YAML from ``napari-smlm calibrate``).
+PSF_FILES = "Calibrations (*.yaml *.yml)"
+
+
+class PathField(QWidget):
+    """A file path: a line edit and a "…" button that fills it from a file dialog.
+
+    ``choose(parent)`` opens the dialog and returns the chosen path or ``""`` (cancelled);
+    by default an open-file dialog titled ``title`` with filter ``filter``.
+    """
+
+    def __init__(
+        self,
+        placeholder: str = "",
+        tip: str = "",
+        title: str = "Open",
+        filter: str = "",
+        choose: Callable[[QWidget], str] | None = None,
+        parent: QWidget | None = None,
+    ):
+        super().__init__(parent)
+        self.edit = QLineEdit()
+        self.edit.setPlaceholderText(placeholder)
+        if tip:
+            self.edit.setToolTip(tip)
+        self.button = QPushButton("…")
+        self.button.setFixedWidth(30)
+        self._choose = choose or (lambda w: QFileDialog.getOpenFileName(w, title, "", filter)[0])
+        row = QHBoxLayout(self)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.edit, 1)
+        row.addWidget(self.button)
+        self.button.clicked.connect(self.browse)
+
+    @property
+    def path(self) -> str:
+        """The text, stripped (``""``: none)."""
+        return self.edit.text().strip()
+
+    def browse(self) -> None:
+        path = self._choose(self)
+        if path:
+            self.edit.setText(path)
+
+
+class LayerPicker(QComboBox):
+    """A combo box of the viewer's layers of some types, kept in sync with the layer list.
+
+    ``value`` is the selected layer or None. napari also calls :meth:`reset_choices` when
+    layers are inserted or removed (it does so for any dock widget that has the method).
+    """
+
+    layer_changed = Signal(object)
+
+    def __init__(self, viewer: Any, layer_types: Sequence[type], optional: bool = False, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._viewer = viewer
+        self._types = tuple(layer_types)
+        self._optional = optional
+        self._layers: list[Any] = []
+        self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.setMinimumContentsLength(12)
+        self.currentIndexChanged.connect(self._emit)
+        ev = viewer.layers.events
+        ev.inserted.connect(self._on_layers_changed)
+        ev.removed.connect(self._on_layers_changed)
+        ev.moved.connect(self._on_layers_changed)
+        for layer in viewer.layers:
+            layer.events.name.connect(self._on_layers_changed)
+        self.reset_choices()
+
+    def _on_layers_changed(self, event: Any = None) -> None:
+        value = getattr(event, "value", None)
+        if getattr(event, "type", "") == "inserted" and value is not None:
+            value.events.name.connect(self._on_layers_changed)
+        self.reset_choices()
+
+    def reset_choices(self, *_: Any) -> None:
+        current = self.value
+        layers = [la for la in reversed(list(self._viewer.layers)) if isinstance(la, self._types)]
+        self.blockSignals(True)
+        try:
+            self.clear()
+            self._layers = ([None] if self._optional else []) + layers
+            if self._optional:
+                self.addItem("(none)")
+            for la in layers:
+                self.addItem(la.name)
+            if current is not None and current in self._layers:
+                self.setCurrentIndex(self._layers.index(current))
+        finally:
+            self.blockSignals(False)
+        if self.value is not current:
+            self._emit()
+
+    def _emit(self, *_: Any) -> None:
+        self.layer_changed.emit(self.value)
+
+    @property
+    def value(self) -> Any:
+        i = self.currentIndex()
+        return self._layers[i] if 0 <= i < len(self._layers) else None
+
+    @value.setter
+    def value(self, layer: Any) -> None:
+        if layer not in self._layers:
+            raise ValueError(f"{getattr(layer, 'name', layer)!r} is not one of the choices")
+        self.setCurrentIndex(self._layers.index(layer))
+
+    def disconnect_viewer(self) -> None:
+        ev = self._viewer.layers.events
+        for e in (ev.inserted, ev.removed, ev.moved):
+            e.disconnect(self._on_layers_changed)
+        for layer in self._viewer.layers:
+            layer.events.name.disconnect(self._on_layers_changed)
