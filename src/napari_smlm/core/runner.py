@@ -512,6 +512,7 @@ def localize_many(
     retries: int = 2,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    dashboard: Callable[[str], None] | None = None,
     **predict_kwargs,
 ) -> list[MovieReport]:
     """Localize many movies on a ``dask.distributed`` cluster; one Picasso HDF5 per movie.
@@ -541,15 +542,21 @@ def localize_many(
     render : bool
         Accumulate the model's super-resolved image in each output (``/napari_smlm_sr``).
     retries : int
-        Times a task is retried after its worker died. A task is pure (returns its chunk's table)
-        and the client writes each chunk once, in frame order: a retry never duplicates rows.
+        Times a task that raised is retried. A task whose worker died is rescheduled by the
+        scheduler (up to ``distributed.scheduler.allowed-failures`` times). Either way a task is
+        pure (returns its chunk's table) and the client writes each chunk once, in frame order: a
+        retry never duplicates rows.
     progress : callable, optional
         ``progress(frames_done, frames_total)`` after every chunk written.
     should_stop : callable, optional
         Polled after every chunk; when true, pending tasks are cancelled and every output keeps its
         completed chunks (resumable).
+    dashboard : callable, optional
+        Called once with the cluster's Dask dashboard address (``http://host:port/status``) before
+        any task is submitted (it is also logged at INFO).
     **predict_kwargs
-        ``threshold``, ``batch_size``, ``camera``, ``pixel_size_nm``, ``device`` ...
+        ``threshold``, ``batch_size``, ``camera``, ``pixel_size_nm``, ``device`` ... (``threads``,
+        if given, must equal ``threads_per_worker``).
 
     Returns
     -------
@@ -572,6 +579,10 @@ def localize_many(
         raise ValueError(f"localize_many: {len(specs)} movies but {len(outs)} outputs")
     if len({o.resolve() for o in outs}) != len(outs):
         raise ValueError("localize_many: two movies would write the same output; pass distinct outputs")
+    threads = predict_kwargs.pop("threads", None)  # torch threads of a single-process run: a worker's are threads_per_worker
+    if threads and int(threads) != int(threads_per_worker):
+        raise ValueError(f"localize_many: threads={threads} conflicts with threads_per_worker={threads_per_worker} "
+                         "(each worker runs threads_per_worker torch threads)")
     ckpt = _cached_checkpoint(model) if isinstance(model, (str, os.PathLike)) else model
     predict_kwargs.setdefault("batch_size", 16)
     fam = ckpt.family()
@@ -585,6 +596,8 @@ def localize_many(
                                    dashboard_address=":0", silence_logs=logging.WARNING)
             client = Client(cluster)
     log.info("dask dashboard: %s", client.dashboard_link)
+    if dashboard is not None:
+        dashboard(client.dashboard_link)
     writers: list[LocStreamWriter] = []
     plans: list[list[tuple[int, int]]] = []
     total = 0
