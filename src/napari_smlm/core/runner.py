@@ -31,7 +31,7 @@ import numpy as np
 from .localizations import Localizations
 
 __all__ = ["StreamUpdate", "default_outputs", "plan_chunks", "iter_localize_stream", "iter_predict_streamed", "StreamedCollector",
-           "stream_view", "localize_chunk", "localize_many", "MovieReport"]
+           "stream_view", "localize_chunk", "localize_many", "MovieReport", "worker_device"]
 
 log = logging.getLogger(__name__)
 
@@ -431,6 +431,45 @@ def _cached_movie(paths: tuple[str, ...], pixel_size_nm):
     return open_movie(list(paths), pixel_size_nm=pixel_size_nm)
 
 
+def worker_device(device: str | None, worker_name: Any, n_gpus: int) -> str | None:
+    """The device a Dask worker runs on: one worker per GPU when a machine has several.
+
+    Parameters
+    ----------
+    device : str or None
+        The run's device (``"auto"``, ``"cuda"``, ``"cuda:1"``, ``"cpu"`` ...).
+    worker_name : int or str
+        The worker's name (a LocalCluster names its workers 0, 1, ...).
+    n_gpus : int
+        CUDA devices this worker sees (a ``dask-cuda`` worker sees one: it is left alone).
+
+    Returns
+    -------
+    str or None
+        ``"cuda:k"`` with ``k = worker index mod n_gpus`` for ``"auto"``/``"cuda"``/None on a machine
+        with several GPUs; otherwise ``device`` unchanged (an explicit ``cuda:N`` or ``cpu`` is kept).
+    """
+    if n_gpus < 2 or device not in (None, "auto", "cuda"):
+        return device
+    try:
+        k = int(worker_name)
+    except (TypeError, ValueError):
+        import zlib
+
+        k = zlib.crc32(str(worker_name).encode())
+    return f"cuda:{k % n_gpus}"
+
+
+def _dask_worker_name():
+    """This process's Dask worker name, or None outside a worker."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().name
+    except (ImportError, ValueError):
+        return None
+
+
 def localize_chunk(
     movie: str | Sequence[str],
     start: int,
@@ -467,6 +506,12 @@ def localize_chunk(
 
         if torch.get_num_threads() != int(threads):
             torch.set_num_threads(int(threads))
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 1:  # several GPUs: one per worker
+        name = _dask_worker_name()
+        if name is not None:
+            predict_kwargs["device"] = worker_device(predict_kwargs.get("device"), name, torch.cuda.device_count())
     paths = (str(movie),) if isinstance(movie, (str, os.PathLike)) else tuple(str(p) for p in movie)
     mv = _cached_movie(paths, predict_kwargs.get("pixel_size_nm"))
     ckpt = _cached_checkpoint(model) if isinstance(model, (str, os.PathLike)) else model
