@@ -78,8 +78,8 @@ def end_to_end(n_frames: int, device: str, model: str, workdir: Path) -> dict:
         raise SystemExit(f"end-to-end run failed ({proc.returncode}): {proc.stderr[-2000:]}")
     cli = re.search(r"([\d.]+) frames/s", proc.stdout)
     n_locs = re.search(r"\((\d+) in", proc.stdout)
-    return {"frames": n_frames, "gb": gb, "wall": wall, "fps_wall": n_frames / wall, "fps_cli": float(cli.group(1)) if cli else float("nan"),
-            "n_locs": int(n_locs.group(1)) if n_locs else -1}
+    return {"frames": n_frames, "gb": gb, "wall": wall, "fps_wall": n_frames / wall,
+            "fps_cli": float(cli.group(1)) if cli else float("nan"), "n_locs": int(n_locs.group(1)) if n_locs else -1}
 
 
 def header(device: str) -> str:

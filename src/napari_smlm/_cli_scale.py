@@ -156,6 +156,11 @@ def _localize_many(args) -> int:
     outs = default_outputs([[f] for f in files], out_dir)
     if len({o.name for o in outs}) != len(outs):
         raise SMLMFileError(out_dir, "two movies have the same file name; their outputs would collide")
+    if args.threads and args.threads != args.threads_per_worker:
+        from .core.validate import ParameterError
+
+        raise ParameterError("--threads", args.threads, f"0 or --threads-per-worker ({args.threads_per_worker}) with "
+                             "--workers/--scheduler: each Dask worker runs --threads-per-worker torch threads")
 
     class _A:  # per-output guard with the command's flags
         pass
@@ -170,7 +175,8 @@ def _localize_many(args) -> int:
         done = [(f, o) for f, o in zip(files, outs) if complete(o)]
         for f, o in done:
             print(f"localizations: {o} (already complete, kept)")
-        files, outs = [f for f, o in zip(files, outs) if (f, o) not in done], [o for f, o in zip(files, outs) if (f, o) not in done]
+        todo = [(f, o) for f, o in zip(files, outs) if (f, o) not in done]
+        files, outs = [f for f, _ in todo], [o for _, o in todo]
         if not files:
             print(f"{len(done)} movies, every output already complete: nothing to resume")
             return 0
@@ -178,11 +184,6 @@ def _localize_many(args) -> int:
         g = _A()
         g.resume, g.overwrite, g.render = args.resume, getattr(args, "overwrite", False), None
         _guard(g, o, [*files, args.checkpoint])
-    if args.threads and args.threads != args.threads_per_worker:
-        from .core.validate import ParameterError
-
-        raise ParameterError("--threads", args.threads, f"0 or --threads-per-worker ({args.threads_per_worker}) with "
-                             "--workers/--scheduler: each Dask worker runs --threads-per-worker torch threads")
     ckpt = _cached_checkpoint(args.checkpoint or args.model)
     options = _predict_options(args, ckpt)
     options.pop("threads")  # a worker's torch threads are --threads-per-worker
