@@ -136,6 +136,14 @@ def _render(args, out: Path, movie, last, model: str) -> None:
     print(f"super-resolved image: {r} (+ {r.with_suffix('.png')})")
 
 
+def _print_dashboard(link: str) -> None:
+    """The Dask dashboard's address on stderr (dask serves only an install hint there without bokeh)."""
+    import importlib.util
+
+    hint = "" if importlib.util.find_spec("bokeh") else ' (its pages need bokeh: pip install "napari-smlm[distributed]")'
+    print(f"dask dashboard: {link}{hint}", file=sys.stderr, flush=True)
+
+
 def _localize_many(args) -> int:
     """--workers / --scheduler: every input file is one movie; -o is a folder of <stem>_locs.hdf5."""
     from .cli import _interrupted_rc, _progress
@@ -197,7 +205,7 @@ def _localize_many(args) -> int:
         files, args.checkpoint or args.model, outs, scheduler=args.scheduler, n_workers=args.workers or 1,
         threads_per_worker=args.threads_per_worker, chunk_frames=args.chunk_frames, resume=args.resume,
         progress=lambda d, n: _progress(d, n, t0, "localize"), should_stop=lambda: STOP.requested,
-        dashboard=lambda link: print(f"dask dashboard: {link}", file=sys.stderr, flush=True),
+        dashboard=_print_dashboard,
         **options,
     )
     STOP.finishing()
