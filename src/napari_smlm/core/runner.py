@@ -21,6 +21,7 @@ import functools
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -558,6 +559,7 @@ def localize_many(
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
     dashboard: Callable[[str], None] | None = None,
+    max_pending: int | None = None,
     **predict_kwargs,
 ) -> list[MovieReport]:
     """Localize many movies on a ``dask.distributed`` cluster; one Picasso HDF5 per movie.
@@ -599,6 +601,11 @@ def localize_many(
     dashboard : callable, optional
         Called once with the cluster's Dask dashboard address (``http://host:port/status``) before
         any task is submitted (it is also logged at INFO).
+    max_pending : int, optional
+        Most chunks submitted and not yet written (default: 4 per worker thread of the cluster, at
+        least 8; re-read as workers join). Chunks are submitted movie by movie in frame order and
+        written in that order, so a slow or retried chunk holds back only this many finished ones
+        in the client's memory, whatever the number of movies and frames.
     **predict_kwargs
         ``threshold``, ``batch_size``, ``camera``, ``pixel_size_nm``, ``device`` ... (``threads``,
         if given, must equal ``threads_per_worker``).
@@ -669,15 +676,30 @@ def localize_many(
             plans.append(plan)
             total += n
         model_arg = str(model) if isinstance(model, (str, os.PathLike)) else ckpt
+        todo = deque((i, a, b) for i, plan in enumerate(plans) for a, b in plan)  # movie by movie, in frame order
         futures = {}
-        for i, (spec, plan) in enumerate(zip(specs, plans)):
-            for a, b in plan:
-                f = client.submit(localize_chunk, spec, a, b, model_arg, threads=threads_per_worker, with_sr=render,
+        held = 0  # chunks submitted and not yet written: running, or done and waiting for an earlier chunk
+
+        def window() -> int:
+            return int(max_pending) if max_pending else max(8, 4 * sum(client.nthreads().values()))
+
+        def top_up() -> None:
+            nonlocal held
+            room = window() - held
+            while todo and room > 0:
+                i, a, b = todo.popleft()
+                f = client.submit(localize_chunk, specs[i], a, b, model_arg, threads=threads_per_worker, with_sr=render,
                                   retries=retries, pure=True, **predict_kwargs)
                 futures[f] = (i, a, b)
+                done_iter.add(f)
+                held += 1
+                room -= 1
+
+        done_iter = as_completed()
+        top_up()
         pending: list[dict[int, tuple]] = [{} for _ in specs]
         stopped = False
-        for fut in as_completed(list(futures)):
+        for fut in done_iter:
             i, a, b = futures.pop(fut)
             pending[i][a] = (b, *fut.result())
             fut.release()
@@ -685,6 +707,7 @@ def localize_many(
             while w.frames_done in pending[i]:  # write in frame order, each chunk once
                 b2, locs, sr = pending[i].pop(w.frames_done)
                 w.append(locs, b2, sr)
+                held -= 1
             if progress is not None:
                 progress(sum(w.frames_done for w in writers), total)
             if should_stop is not None and should_stop():
@@ -692,6 +715,7 @@ def localize_many(
                 for f in futures:
                     f.cancel()
                 break
+            top_up()  # chunks are submitted in order, so every held chunk waits only for one that is running
         if stopped:
             log.warning("stopped: each output keeps its completed chunks (resume with resume=True)")
     finally:
