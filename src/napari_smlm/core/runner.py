@@ -680,8 +680,14 @@ def localize_many(
         futures = {}
         held = 0  # chunks submitted and not yet written: running, or done and waiting for an earlier chunk
 
+        size = {"n": 0, "t": -1.0}
+
         def window() -> int:
-            return int(max_pending) if max_pending else max(8, 4 * sum(client.nthreads().values()))
+            if max_pending:
+                return int(max_pending)
+            if time.perf_counter() - size["t"] > 1.0:  # workers may join (a jobqueue cluster scaling up): re-read, ~1/s
+                size["n"], size["t"] = max(8, 4 * sum(client.nthreads().values())), time.perf_counter()
+            return size["n"]
 
         def top_up() -> None:
             nonlocal held
