@@ -142,12 +142,18 @@ MAX_GPU_BATCH = 1024
 
 
 def free_memory_bytes(device: str | torch.device) -> int | None:
-    """Free memory of an accelerator (bytes, ``torch.cuda.mem_get_info``); None for CPU and MPS."""
+    """Memory a run may still use on an accelerator (bytes); None for CPU and MPS.
+
+    The device's free memory (``torch.cuda.mem_get_info``) plus what torch's caching allocator
+    holds in this process without using it (reserved − allocated: an earlier run's batches), so a
+    second run in the same process gets the same batch as the first.
+    """
     dev = torch.device(device)
     if dev.type != "cuda":
         return None
     free, _total = torch.cuda.mem_get_info(dev)
-    return int(free)
+    cached = torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
+    return int(free) + max(int(cached), 0)
 
 
 def gpu_activation_budget_mb(free_bytes: int, fraction: float = GPU_MEMORY_FRACTION) -> float:
