@@ -24,3 +24,17 @@ def _few_threads():
 
     torch.set_num_threads(int(os.environ.get("NAPARI_SMLM_TEST_THREADS", "2")))
     yield
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``gpu`` run only where CUDA is present (CI has none): skipped, never errors."""
+    gpu = [item for item in items if item.get_closest_marker("gpu") is not None]
+    if not gpu:
+        return
+    import torch
+
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (torch.cuda.is_available() is False)")
+    for item in gpu:
+        item.add_marker(skip)

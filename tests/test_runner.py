@@ -109,3 +109,31 @@ def test_localize_many_two_processes_equals_serial(movies, tmp_path, one_thread)
 
     with h5py.File(rep[0].output, "r") as f, h5py.File(tmp_path / "serial0_locs.hdf5", "r") as g:
         np.testing.assert_allclose(f["napari_smlm_sr"][()], g["napari_smlm_sr"][()], rtol=1e-5, atol=1e-4)
+
+
+def test_localize_many_holds_a_bounded_number_of_chunks(movies, tmp_path, one_thread):
+    """At most max_pending chunks are submitted and not yet written, whatever the number of chunks."""
+    from distributed import Client, LocalCluster
+
+    class Counting:  # the client, recording each chunk submitted
+        def __init__(self, client):
+            self.client, self.submitted = client, []
+
+        def __getattr__(self, name):
+            return getattr(self.client, name)
+
+        def submit(self, fn, spec, a, b, *args, **kw):
+            self.submitted.append(b - a)
+            return self.client.submit(fn, spec, a, b, *args, **kw)
+
+    ref = _serial(movies, tmp_path)
+    with LocalCluster(n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0") as cl, Client(cl) as client:
+        counting, outstanding = Counting(client), []
+        rep = localize_many(movies, "decode", tmp_path / "bounded", client=counting, chunk_frames=4, device="cpu", batch_size=4,
+                            threads_per_worker=1, max_pending=2,
+                            progress=lambda done, total: outstanding.append(sum(counting.submitted) - done))
+    assert len(counting.submitted) == 10 + 7 + 9  # every chunk of 4 frames of the 40 + 27 + 33 frames, once
+    assert max(outstanding) <= 2 * 4  # frames submitted but not written: at most 2 chunks of 4
+    assert all(r.complete for r in rep)
+    for r, want in zip(rep, ref):
+        assert read_localizations(r.output).df.equals(want)

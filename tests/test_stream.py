@@ -173,3 +173,36 @@ def test_resume_of_a_complete_run_changes_nothing(movie_path, ckpt, reference, t
     ups = _run(movie_path, ckpt, out, resume=True)
     assert [u.kind for u in ups] == ["done"] and ups[0].n_localizations == len(reference[0])
     assert read_localizations(out).df.equals(reference[0].df) and not partial_path(out).exists()
+
+
+class _FailingMovie:
+    """A movie whose reads past frame ``fail_at`` raise (a disk or network-share error mid-run)."""
+
+    def __init__(self, movie, fail_at):
+        self.movie, self.fail_at = movie, fail_at
+        self.shape, self.dtype, self.pixel_size_nm = movie.shape, movie.dtype, movie.pixel_size_nm
+
+    def __len__(self):
+        return len(self.movie)
+
+    def __getitem__(self, key):
+        stop = key.stop if isinstance(key, slice) else int(key) + 1
+        if stop is not None and stop > self.fail_at:
+            raise OSError(f"read error past frame {self.fail_at} (simulated)")
+        return self.movie[key]
+
+
+def test_crash_mid_run_keeps_completed_chunks_and_resume_equals_uninterrupted(movie_path, ckpt, reference, tmp_path):
+    """An exception inside the run (here a read error at frame 41): every completed chunk is on disk, resumable."""
+    out = tmp_path / "crash_locs.hdf5"
+    with pytest.raises(OSError, match="simulated"):
+        list(iter_localize_stream(_FailingMovie(open_movie(movie_path), 41), ckpt, out, chunk_frames=16, device="cpu", batch_size=8))
+    part = partial_path(out)
+    assert part.exists() and not out.exists()  # not given the final name: the run did not end
+    prog = read_progress(part)
+    assert prog["last_frame_done"] == 32 and not prog.complete  # chunks 0-16 and 16-32 done, 32-48 lost
+    ref, _ = reference
+    assert read_localizations(part).df.equals(ref.df[ref.df["frame"] < 32].reset_index(drop=True))
+    ups = _run(movie_path, ckpt, out, resume=True)
+    assert ups[-1].kind == "done" and ups[0].frames_done > 32
+    assert read_localizations(out).df.equals(ref.df)

@@ -8,6 +8,7 @@ do not collide.
 from __future__ import annotations
 
 import logging
+import sys
 import time
 from pathlib import Path
 
@@ -135,6 +136,14 @@ def _render(args, out: Path, movie, last, model: str) -> None:
     print(f"super-resolved image: {r} (+ {r.with_suffix('.png')})")
 
 
+def _print_dashboard(link: str) -> None:
+    """The Dask dashboard's address on stderr (dask serves only an install hint there without bokeh)."""
+    import importlib.util
+
+    hint = "" if importlib.util.find_spec("bokeh") else ' (its pages need bokeh: pip install "napari-smlm[distributed]")'
+    print(f"dask dashboard: {link}{hint}", file=sys.stderr, flush=True)
+
+
 def _localize_many(args) -> int:
     """--workers / --scheduler: every input file is one movie; -o is a folder of <stem>_locs.hdf5."""
     from .cli import _interrupted_rc, _progress
@@ -155,22 +164,49 @@ def _localize_many(args) -> int:
     outs = default_outputs([[f] for f in files], out_dir)
     if len({o.name for o in outs}) != len(outs):
         raise SMLMFileError(out_dir, "two movies have the same file name; their outputs would collide")
+    if args.threads and args.threads != args.threads_per_worker:
+        from .core.validate import ParameterError
+
+        raise ParameterError("--threads", args.threads, f"0 or --threads-per-worker ({args.threads_per_worker}) with "
+                             "--workers/--scheduler: each Dask worker runs --threads-per-worker torch threads")
 
     class _A:  # per-output guard with the command's flags
         pass
 
+    if args.resume:  # a crash after some movies finished: those are kept as they are, the others continue
+        from .core.io.stream import partial_path, read_progress
+
+        def complete(o: Path) -> bool:
+            prog = read_progress(o)
+            return not partial_path(o).exists() and prog is not None and prog.complete
+
+        done = [(f, o) for f, o in zip(files, outs) if complete(o)]
+        for f, o in done:
+            print(f"localizations: {o} (already complete, kept)")
+        todo = [(f, o) for f, o in zip(files, outs) if (f, o) not in done]
+        files, outs = [f for f, _ in todo], [o for _, o in todo]
+        if not files:
+            print(f"{len(done)} movies, every output already complete: nothing to resume")
+            return 0
     for o in outs:
         g = _A()
         g.resume, g.overwrite, g.render = args.resume, getattr(args, "overwrite", False), None
         _guard(g, o, [*files, args.checkpoint])
     ckpt = _cached_checkpoint(args.checkpoint or args.model)
+    options = _predict_options(args, ckpt)
+    options.pop("threads")  # a worker's torch threads are --threads-per-worker
+    if not getattr(args, "verbose", False):  # importing dask sets its loggers to INFO: ~30 lines of cluster start/stop
+        import distributed  # noqa: F401  (first, or its import would undo the next line)
+
+        logging.getLogger("distributed").setLevel(logging.WARNING)
     t0 = time.perf_counter()
     STOP.poll()
     reports = localize_many(
         files, args.checkpoint or args.model, outs, scheduler=args.scheduler, n_workers=args.workers or 1,
         threads_per_worker=args.threads_per_worker, chunk_frames=args.chunk_frames, resume=args.resume,
         progress=lambda d, n: _progress(d, n, t0, "localize"), should_stop=lambda: STOP.requested,
-        **_predict_options(args, ckpt),
+        dashboard=_print_dashboard,
+        **options,
     )
     STOP.finishing()
     el = time.perf_counter() - t0

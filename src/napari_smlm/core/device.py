@@ -7,7 +7,8 @@ from collections.abc import Iterator
 
 import torch
 
-__all__ = ["resolve_device", "available_devices", "cpu_has_fast_bf16", "cpu_flags_summary", "default_threads", "torch_threads"]
+__all__ = ["resolve_device", "available_devices", "cpu_has_fast_bf16", "cpu_flags_summary", "default_threads", "torch_threads",
+           "free_memory_bytes", "gpu_activation_budget_mb", "GPU_MEMORY_FRACTION", "MAX_GPU_BATCH"]
 
 
 def available_devices() -> list[str]:
@@ -128,3 +129,48 @@ def torch_threads(n: int = 1) -> Iterator[None]:
     finally:
         if torch.get_num_threads() != before:
             torch.set_num_threads(before)
+
+
+#: Share of a GPU's free memory that one run's activations may take: the rest is left for the
+#: weights, cuDNN workspaces, the caching allocator's slack, the read-ahead batch and other processes
+#: sharing the GPU (labs share GPU nodes).
+GPU_MEMORY_FRACTION = 0.5
+
+#: Largest batch automatic sizing picks on a GPU (past a few hundred 64×64 frames a batch is no
+#: faster; a larger one only delays the first update).
+MAX_GPU_BATCH = 1024
+
+
+def free_memory_bytes(device: str | torch.device) -> int | None:
+    """Memory a run may still use on an accelerator (bytes); None for CPU and MPS.
+
+    The device's free memory (``torch.cuda.mem_get_info``) plus what torch's caching allocator
+    holds in this process without using it (reserved − allocated: an earlier run's batches), so a
+    second run in the same process gets the same batch as the first.
+    """
+    dev = torch.device(device)
+    if dev.type != "cuda":
+        return None
+    free, _total = torch.cuda.mem_get_info(dev)
+    cached = torch.cuda.memory_reserved(dev) - torch.cuda.memory_allocated(dev)
+    return int(free) + max(int(cached), 0)
+
+
+def gpu_activation_budget_mb(free_bytes: int, fraction: float = GPU_MEMORY_FRACTION) -> float:
+    """Activation budget (MB = 2**20 bytes) of a GPU run from the device's free memory.
+
+    Parameters
+    ----------
+    free_bytes : int
+        Free device memory (bytes), e.g. from :func:`free_memory_bytes`.
+    fraction : float
+        Share of it the network's activations may take (default :data:`GPU_MEMORY_FRACTION`).
+
+    Returns
+    -------
+    float
+        MB, at least 64 (a nearly full GPU still runs, with small batches or tiles).
+    """
+    if not (0.0 < float(fraction) <= 1.0):
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    return max(64.0, float(free_bytes) * float(fraction) / 2**20)

@@ -26,11 +26,13 @@ import torch
 
 from .camera import Camera, get_camera
 from .checkpoint import Checkpoint, checkpoint_camera, resolve_checkpoint
-from .device import cpu_has_fast_bf16, default_threads, resolve_device, torch_threads
+from .device import (
+    MAX_GPU_BATCH, cpu_has_fast_bf16, default_threads, free_memory_bytes, gpu_activation_budget_mb, resolve_device, torch_threads,
+)
 from .progress import UpdateKind
 from .localizations import Localizations
 from .models.base import PostprocessResult
-from .tiling import _bin, plan_inference, run_tiled
+from .tiling import _bin, activation_bytes, plan_inference, run_tiled
 from .prediction_collector import PredictionCollector, collect_predictions  # noqa: F401 - re-exported (their home)
 
 __all__ = [
@@ -38,6 +40,7 @@ __all__ = [
     "PredictUpdate",
     "PredictionCollector",
     "collect_predictions",
+    "gpu_batch_plan",
     "iter_predict",
     "predict",
     "resolve_checkpoint",
@@ -115,6 +118,10 @@ class InferenceConfig:
         in turn, each operation split over the threads. ``"auto"``: ``"batches"`` on CPU with >= 2 threads when the batches in flight fit
         in ``max_activation_mb`` and frames are not tiled, else ``"ops"``. Same localizations
         either way (the arithmetic of a batch does not depend on it).
+    auto_batch : bool
+        On a CUDA device, size the batch and the activation budget from the GPU's free memory
+        (:func:`gpu_batch_plan`: half of it, up to :data:`~napari_smlm.core.device.MAX_GPU_BATCH`
+        frames) instead of ``batch_size`` and ``max_activation_mb``. Ignored on CPU and MPS.
     """
 
     camera: Camera | str | dict | None = None
@@ -132,6 +139,7 @@ class InferenceConfig:
     max_activation_mb: float = 4608.0
     tile_px: int | None = None
     parallel: str = "auto"
+    auto_batch: bool = True
 
     def __post_init__(self) -> None:
         if str(self.precision).lower() not in PRECISIONS:
@@ -264,6 +272,50 @@ def _read_photons(movie, a: int, b: int, c: int, cam: Camera) -> np.ndarray:
     numpy releases the GIL for the arithmetic, so the conversion overlaps the network's work.
     """
     return cam.adu_to_photons(_read_window(movie, a, b, c))
+
+
+def _read_photons_pinned(movie, a: int, b: int, c: int, cam: Camera) -> torch.Tensor:
+    """:func:`_read_photons` into page-locked (pinned) host memory, in the read-ahead thread.
+
+    A copy from pinned memory to a GPU is asynchronous (``non_blocking=True``), so the next batch
+    crosses the bus while the current one computes, and it runs at full PCIe bandwidth.
+    """
+    return torch.from_numpy(_read_photons(movie, a, b, c, cam)).pin_memory()
+
+
+def _to_device(block: np.ndarray | torch.Tensor, dev: torch.device) -> torch.Tensor:
+    """A read-ahead block on the run's device (asynchronous copy when the block is pinned)."""
+    t = torch.from_numpy(block) if isinstance(block, np.ndarray) else block
+    return t.to(dev, non_blocking=t.is_pinned()) if dev.type != "cpu" else t
+
+
+def gpu_batch_plan(model: str, upsampling: int, height: int, width: int, free_bytes: int,
+                   max_batch: int = MAX_GPU_BATCH) -> tuple[int, float]:
+    """Batch size and activation budget of a GPU run, from the device's free memory.
+
+    Parameters
+    ----------
+    model : str
+        Model name (selects the activation estimate, :func:`~napari_smlm.core.tiling.activation_bytes`).
+    upsampling : int
+        The family's output grid factor.
+    height, width : int
+        Frame size (camera pixels).
+    free_bytes : int
+        Free device memory (bytes), e.g. ``torch.cuda.mem_get_info()[0]``.
+    max_batch : int
+        Largest batch returned.
+
+    Returns
+    -------
+    (int, float)
+        Frames per batch (at least 1; a frame too big for the budget is tiled by
+        :func:`~napari_smlm.core.tiling.plan_inference`) and the budget in MB
+        (:func:`~napari_smlm.core.device.gpu_activation_budget_mb`).
+    """
+    budget_mb = gpu_activation_budget_mb(free_bytes)
+    frame = activation_bytes(model, upsampling, height, width)
+    return max(1, min(int(max_batch), int(budget_mb * 2**20 // max(frame, 1.0)))), budget_mb
 
 
 def _autocast_dtype(precision: str, amp: bool, dev: torch.device, model: str = "") -> torch.dtype | None:
@@ -494,9 +546,14 @@ def iter_predict(
     u = _sr_upsampling(u, u_model, H, W)
     sr_px = pixel_size_nm / u
     sr = np.zeros((H * u, W * u), dtype=np.float32)
-    batch_size = capped_batch_size(u_model, H, W, batch_size)
+    budget_mb = float(cfg.max_activation_mb)
+    if dev.type == "cuda" and cfg.auto_batch:  # the batch that fits in the GPU's free memory
+        batch_size, budget_mb = gpu_batch_plan(ckpt.model, u_model, H, W, free_memory_bytes(dev))
+        log.info("%s: batch of %d frames from free GPU memory (activation budget %.0f MB)", dev, batch_size, budget_mb)
+    else:
+        batch_size = capped_batch_size(u_model, H, W, batch_size)
     # activation memory estimated before allocating: batch capped, huge frames tiled
-    plan = plan_inference(ckpt.model, u_model, H, W, batch_size, cfg.max_activation_mb, cfg.tile_px)
+    plan = plan_inference(ckpt.model, u_model, H, W, batch_size, budget_mb, cfg.tile_px)
     batch_size = min(batch_size, plan.batch_size)
     meta = {
         "model": ckpt.model,
@@ -508,6 +565,7 @@ def iter_predict(
         "precision": _PRECISION_NAMES.get(cast, str(cast)),
         "threshold": family.default_threshold() if threshold is None else float(threshold),
         "source": "napari-smlm localize",
+        "batch_size": int(batch_size),
     }
     if plan.tiles is not None:
         meta["tiles"] = len(plan.tiles)
@@ -528,7 +586,7 @@ def iter_predict(
 
     def compute(read, a: int, b: int) -> PostprocessResult:
         """Network + post-processing of frames ``a..b`` (any thread; inference mode and autocast are per thread)."""
-        photons = torch.from_numpy(read.result()).to(dev)
+        photons = _to_device(read.result(), dev)
         fam = families.get()
         try:
             # (B, 2c+1, H, W) windows of consecutive frames
@@ -558,7 +616,7 @@ def iter_predict(
     pending: deque = deque()
 
     def submit(k: int) -> None:
-        read = reader.submit(_read_photons, movie, *bounds[k], c, cam)
+        read = reader.submit(_read_photons_pinned if dev.type == "cuda" else _read_photons, movie, *bounds[k], c, cam)
         pending.append(pool.submit(compute, read, *bounds[k]) if pool is not None else read)
 
     try:

@@ -21,6 +21,7 @@ import functools
 import logging
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,7 +32,7 @@ import numpy as np
 from .localizations import Localizations
 
 __all__ = ["StreamUpdate", "default_outputs", "plan_chunks", "iter_localize_stream", "iter_predict_streamed", "StreamedCollector",
-           "stream_view", "localize_chunk", "localize_many", "MovieReport"]
+           "stream_view", "localize_chunk", "localize_many", "MovieReport", "worker_device"]
 
 log = logging.getLogger(__name__)
 
@@ -431,6 +432,45 @@ def _cached_movie(paths: tuple[str, ...], pixel_size_nm):
     return open_movie(list(paths), pixel_size_nm=pixel_size_nm)
 
 
+def worker_device(device: str | None, worker_name: Any, n_gpus: int) -> str | None:
+    """The device a Dask worker runs on: one worker per GPU when a machine has several.
+
+    Parameters
+    ----------
+    device : str or None
+        The run's device (``"auto"``, ``"cuda"``, ``"cuda:1"``, ``"cpu"`` ...).
+    worker_name : int or str
+        The worker's name (a LocalCluster names its workers 0, 1, ...).
+    n_gpus : int
+        CUDA devices this worker sees (a ``dask-cuda`` worker sees one: it is left alone).
+
+    Returns
+    -------
+    str or None
+        ``"cuda:k"`` with ``k = worker index mod n_gpus`` for ``"auto"``/``"cuda"``/None on a machine
+        with several GPUs; otherwise ``device`` unchanged (an explicit ``cuda:N`` or ``cpu`` is kept).
+    """
+    if n_gpus < 2 or device not in (None, "auto", "cuda"):
+        return device
+    try:
+        k = int(worker_name)
+    except (TypeError, ValueError):
+        import zlib
+
+        k = zlib.crc32(str(worker_name).encode())
+    return f"cuda:{k % n_gpus}"
+
+
+def _dask_worker_name():
+    """This process's Dask worker name, or None outside a worker."""
+    try:
+        from distributed import get_worker
+
+        return get_worker().name
+    except (ImportError, ValueError):
+        return None
+
+
 def localize_chunk(
     movie: str | Sequence[str],
     start: int,
@@ -467,6 +507,12 @@ def localize_chunk(
 
         if torch.get_num_threads() != int(threads):
             torch.set_num_threads(int(threads))
+    import torch
+
+    if torch.cuda.is_available() and torch.cuda.device_count() > 1:  # several GPUs: one per worker
+        name = _dask_worker_name()
+        if name is not None:
+            predict_kwargs["device"] = worker_device(predict_kwargs.get("device"), name, torch.cuda.device_count())
     paths = (str(movie),) if isinstance(movie, (str, os.PathLike)) else tuple(str(p) for p in movie)
     mv = _cached_movie(paths, predict_kwargs.get("pixel_size_nm"))
     ckpt = _cached_checkpoint(model) if isinstance(model, (str, os.PathLike)) else model
@@ -512,6 +558,8 @@ def localize_many(
     retries: int = 2,
     progress: Callable[[int, int], None] | None = None,
     should_stop: Callable[[], bool] | None = None,
+    dashboard: Callable[[str], None] | None = None,
+    max_pending: int | None = None,
     **predict_kwargs,
 ) -> list[MovieReport]:
     """Localize many movies on a ``dask.distributed`` cluster; one Picasso HDF5 per movie.
@@ -541,15 +589,26 @@ def localize_many(
     render : bool
         Accumulate the model's super-resolved image in each output (``/napari_smlm_sr``).
     retries : int
-        Times a task is retried after its worker died. A task is pure (returns its chunk's table)
-        and the client writes each chunk once, in frame order: a retry never duplicates rows.
+        Times a task that raised is retried. A task whose worker died is rescheduled by the
+        scheduler (up to ``distributed.scheduler.allowed-failures`` times). Either way a task is
+        pure (returns its chunk's table) and the client writes each chunk once, in frame order: a
+        retry never duplicates rows.
     progress : callable, optional
         ``progress(frames_done, frames_total)`` after every chunk written.
     should_stop : callable, optional
         Polled after every chunk; when true, pending tasks are cancelled and every output keeps its
         completed chunks (resumable).
+    dashboard : callable, optional
+        Called once with the cluster's Dask dashboard address (``http://host:port/status``) before
+        any task is submitted (it is also logged at INFO).
+    max_pending : int, optional
+        Most chunks submitted and not yet written (default: 4 per worker thread of the cluster, at
+        least 8; re-read as workers join). Chunks are submitted movie by movie in frame order and
+        written in that order, so a slow or retried chunk holds back only this many finished ones
+        in the client's memory, whatever the number of movies and frames.
     **predict_kwargs
-        ``threshold``, ``batch_size``, ``camera``, ``pixel_size_nm``, ``device`` ...
+        ``threshold``, ``batch_size``, ``camera``, ``pixel_size_nm``, ``device`` ... (``threads``,
+        if given, must equal ``threads_per_worker``).
 
     Returns
     -------
@@ -572,6 +631,10 @@ def localize_many(
         raise ValueError(f"localize_many: {len(specs)} movies but {len(outs)} outputs")
     if len({o.resolve() for o in outs}) != len(outs):
         raise ValueError("localize_many: two movies would write the same output; pass distinct outputs")
+    threads = predict_kwargs.pop("threads", None)  # torch threads of a single-process run: a worker's are threads_per_worker
+    if threads and int(threads) != int(threads_per_worker):
+        raise ValueError(f"localize_many: threads={threads} conflicts with threads_per_worker={threads_per_worker} "
+                         "(each worker runs threads_per_worker torch threads)")
     ckpt = _cached_checkpoint(model) if isinstance(model, (str, os.PathLike)) else model
     predict_kwargs.setdefault("batch_size", 16)
     fam = ckpt.family()
@@ -585,6 +648,8 @@ def localize_many(
                                    dashboard_address=":0", silence_logs=logging.WARNING)
             client = Client(cluster)
     log.info("dask dashboard: %s", client.dashboard_link)
+    if dashboard is not None:
+        dashboard(client.dashboard_link)
     writers: list[LocStreamWriter] = []
     plans: list[list[tuple[int, int]]] = []
     total = 0
@@ -611,15 +676,36 @@ def localize_many(
             plans.append(plan)
             total += n
         model_arg = str(model) if isinstance(model, (str, os.PathLike)) else ckpt
+        todo = deque((i, a, b) for i, plan in enumerate(plans) for a, b in plan)  # movie by movie, in frame order
         futures = {}
-        for i, (spec, plan) in enumerate(zip(specs, plans)):
-            for a, b in plan:
-                f = client.submit(localize_chunk, spec, a, b, model_arg, threads=threads_per_worker, with_sr=render,
+        held = 0  # chunks submitted and not yet written: running, or done and waiting for an earlier chunk
+
+        size = {"n": 0, "t": -1.0}
+
+        def window() -> int:
+            if max_pending:
+                return int(max_pending)
+            if time.perf_counter() - size["t"] > 1.0:  # workers may join (a jobqueue cluster scaling up): re-read, ~1/s
+                size["n"], size["t"] = max(8, 4 * sum(client.nthreads().values())), time.perf_counter()
+            return size["n"]
+
+        def top_up() -> None:
+            nonlocal held
+            room = window() - held
+            while todo and room > 0:
+                i, a, b = todo.popleft()
+                f = client.submit(localize_chunk, specs[i], a, b, model_arg, threads=threads_per_worker, with_sr=render,
                                   retries=retries, pure=True, **predict_kwargs)
                 futures[f] = (i, a, b)
+                done_iter.add(f)
+                held += 1
+                room -= 1
+
+        done_iter = as_completed()
+        top_up()
         pending: list[dict[int, tuple]] = [{} for _ in specs]
         stopped = False
-        for fut in as_completed(list(futures)):
+        for fut in done_iter:
             i, a, b = futures.pop(fut)
             pending[i][a] = (b, *fut.result())
             fut.release()
@@ -627,6 +713,7 @@ def localize_many(
             while w.frames_done in pending[i]:  # write in frame order, each chunk once
                 b2, locs, sr = pending[i].pop(w.frames_done)
                 w.append(locs, b2, sr)
+                held -= 1
             if progress is not None:
                 progress(sum(w.frames_done for w in writers), total)
             if should_stop is not None and should_stop():
@@ -634,6 +721,7 @@ def localize_many(
                 for f in futures:
                     f.cancel()
                 break
+            top_up()  # chunks are submitted in order, so every held chunk waits only for one that is running
         if stopped:
             log.warning("stopped: each output keeps its completed chunks (resume with resume=True)")
     finally:
