@@ -66,6 +66,11 @@ _PICASSO_INT_FIELDS = {"group": "<i4", "len": "<i4", "n": "<i4", "iterations": "
 _INTEGER_COLUMNS = {"last_frame", "n_merged"}
 # Columns the writer filled with placeholders are listed in the YAML under this key.
 _PICASSO_FILLED_KEY = "napari-smlm filled columns"
+#: ``meta`` keys that say what made a table (model, camera, threshold, post-processing steps): the writer
+#: records them in the YAML under :data:`PROVENANCE_KEY` (in the one document it writes, so that a plain
+#: ``yaml.safe_load`` still reads the file) and the reader puts them back in ``meta``: a re-export keeps them.
+PROVENANCE_FIELDS = ("model", "checkpoint_version", "camera", "threshold", "precision", "device", "postprocessing")
+PROVENANCE_KEY = "napari-smlm provenance"
 
 
 def _to_nm(v: np.ndarray, conv: str, px: float) -> np.ndarray:
@@ -197,6 +202,23 @@ def _filled_columns(docs: list[dict]) -> set[str]:
     return filled
 
 
+def provenance_entry(meta: dict) -> dict:
+    """``{PROVENANCE_KEY: {...}}``: :data:`PROVENANCE_FIELDS` of ``meta`` as plain YAML values ({} when none)."""
+    from ..jsonsafe import to_jsonable
+
+    rec = {k: to_jsonable(meta[k]) for k in PROVENANCE_FIELDS if meta.get(k) is not None}
+    return {PROVENANCE_KEY: rec} if rec else {}
+
+
+def _provenance(docs: list[dict]) -> dict:
+    """The last napari-smlm provenance record of the YAML documents ({} when none)."""
+    for d in reversed(docs):
+        v = d.get(PROVENANCE_KEY)
+        if isinstance(v, dict):
+            return {k: v[k] for k in PROVENANCE_FIELDS if k in v}
+    return {}
+
+
 def picasso_yaml_path(hdf5_path: str | os.PathLike) -> Path:
     """The sidecar YAML of a Picasso HDF5: same folder, same stem, ``.yaml``."""
     return Path(hdf5_path).with_suffix(".yaml")
@@ -222,8 +244,9 @@ def read_picasso_hdf5(path: str | os.PathLike, pixel_size_nm: float | None = Non
         ``z_nm`` and ``sigma_z_nm`` (Picasso's ``z`` and ``lpz``, already in nm: see the
         module docstring); other fields (``d_zcalib``, ``net_gradient`` ...) kept as free
         columns.
-        ``meta`` has ``pixel_size_nm``, ``image_shape`` (Height, Width), ``n_frames`` and
-        ``picasso_info`` (the YAML documents).
+        ``meta`` has ``pixel_size_nm``, ``image_shape`` (Height, Width), ``n_frames``,
+        ``picasso_info`` (the YAML documents) and what made the table when napari-smlm wrote it
+        (:data:`PROVENANCE_FIELDS`: model, camera, threshold, post-processing steps ...).
     """
     p = c.check_file(path)
     docs = _load_picasso_yaml(picasso_yaml_path(p), p)
@@ -260,6 +283,7 @@ def read_picasso_hdf5(path: str | os.PathLike, pixel_size_nm: float | None = Non
         except (TypeError, ValueError):
             pass
     meta["picasso_info"] = docs
+    meta.update({k: v for k, v in _provenance(docs).items() if k not in meta})
     return Localizations(cols, meta)
 
 
@@ -279,6 +303,8 @@ def write_picasso_hdf5(
     Columns the table lacks are filled with placeholders (photons/bg 0, sx/sy 1 px,
     lpx/lpy ``sx / sqrt(photons)`` or 0.1 px) and listed in the YAML under
     ``napari-smlm filled columns`` so that :func:`read_picasso_hdf5` drops them again.
+    What made the table (``meta``'s model, camera, threshold, post-processing steps ...) is
+    recorded in the YAML under ``napari-smlm provenance`` (:func:`provenance_entry`).
 
     Parameters
     ----------
@@ -391,7 +417,8 @@ def write_picasso_hdf5(
             with h5py.File(tmp_h5, "w") as f:
                 f.create_dataset("locs", data=rec)
             with open(tmp_yaml, "w", encoding="utf-8") as fh:
-                yaml.safe_dump_all([info], fh, default_flow_style=False, sort_keys=False, allow_unicode=True)
+                yaml.safe_dump_all([{**info, **provenance_entry(locs.meta)}], fh, default_flow_style=False, sort_keys=False,
+                                   allow_unicode=True)
     except OSError as exc:
         raise SMLMFileError(p, f"cannot write: {exc}") from exc
     c.logger.info("wrote %d localizations to %s (+ %s)", n, p, yaml_path.name)
