@@ -79,3 +79,18 @@ def test_streamed_localize_yaml_records_the_model_and_camera(tmp_path):
     rec = yaml.safe_load((tmp_path / "s.yaml").read_text())["napari-smlm provenance"]
     assert rec["model"] == "decode" and rec["camera"] == CAMERA and "threshold" not in rec  # None: the model's default
     assert read_localizations(tmp_path / "s.hdf5").meta["model"] == "decode"
+
+
+# ----------------------------------------------------------------------------- postprocess
+@pytest.mark.parametrize("suffix, first", [(".csv", 1), (".hdf5", 0)])
+def test_drift_table_numbers_frames_as_the_table_beside_it(locs_csv, tmp_path, suffix, first):
+    """Symptom: `postprocess locs.csv -o post.csv --drift rcc` wrote post_drift.csv with frames from 0 beside a
+    ThunderSTORM CSV whose frames start at 1: joining the two on `frame` shifted the drift by one frame."""
+    out = tmp_path / f"post{suffix}"
+    assert main(["postprocess", str(locs_csv), "-o", str(out), "--drift", "rcc", "--segments", "3",
+                 "--camera-pixel-size", "100"]) == 0
+    drift = pd.read_csv(tmp_path / "post_drift.csv")
+    assert drift["frame"].iloc[0] == first
+    locs = pd.read_csv(locs_csv)
+    if suffix == ".csv":  # the file's own frame numbers, first to last
+        assert drift["frame"].iloc[-1] == locs["frame"].max()

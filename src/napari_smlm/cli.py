@@ -381,8 +381,11 @@ def cmd_postprocess(args) -> int:
     summary = {"input": str(src), "output": str(out), "napari_smlm_version": __version__, "n_input": len(locs),
                **result.summary(), "steps": final.meta.get("postprocessing", []), "elapsed_s": time.perf_counter() - t0}
     if result.drift is not None:
+        table = result.drift.table()
+        if not companion_files(out):  # frames numbered as in the table beside it: a ThunderSTORM CSV's are 1-based
+            table["frame"] += 1
         with atomic_path(drift_path) as tmp:
-            result.drift.table().to_csv(tmp, index=False)
+            table.to_csv(tmp, index=False)
         summary["drift_table"] = str(drift_path)
     if result.frc is not None:
         summary["frc_curve"] = {"frequency_per_nm": result.frc.frequency_per_nm, "frc_smooth": result.frc.frc_smooth}
@@ -546,7 +549,8 @@ def build_parser() -> argparse.ArgumentParser:
                     help="remove the pull toward pixel centres: equalise the sub-pixel histogram of x and y (before drift "
                          "and merging; needs >= 2000 localizations and the camera pixel size; assumes the sample is not "
                          "aligned with the pixel grid) (default: off)")
-    pp.add_argument("--drift-table", default=None, help="per-frame drift CSV (default OUTPUT stem + _drift.csv)")
+    pp.add_argument("--drift-table", default=None, help="per-frame drift CSV, frames numbered as in OUTPUT (1-based for .csv, "
+                    "0-based for .hdf5) (default OUTPUT stem + _drift.csv)")
     pp.add_argument("--report", default=None, help="JSON report (default OUTPUT stem + _postprocess.json)")
     pp.add_argument("--camera-pixel-size", type=arg("camera_pixel_size"), default=None, help="camera pixel size, nm, for files without one (Picasso; CSV with --pixel-locking) (default: from the file)")
     pp.add_argument("--overwrite", action="store_true", help="replace existing output files (never the input)")
