@@ -94,3 +94,22 @@ def test_drift_table_numbers_frames_as_the_table_beside_it(locs_csv, tmp_path, s
     locs = pd.read_csv(locs_csv)
     if suffix == ".csv":  # the file's own frame numbers, first to last
         assert drift["frame"].iloc[-1] == locs["frame"].max()
+
+
+def test_a_misspelt_filter_column_names_the_option_the_file_and_the_likely_column(locs_csv, tmp_path, capsys):
+    """Symptom: `--filter uncertainty::20` said "filter: no column 'uncertainty'; the table has [...]" listing
+    neither uncertainty_nm (which --help's own example uses, and which works) nor the option or the file."""
+    assert main(["postprocess", str(locs_csv), "-o", str(tmp_path / "p.csv"), "--filter", "uncertainty::20"]) == 2
+    err = capsys.readouterr().err
+    assert "--filter" in err and "locs.csv" in err and "did you mean 'uncertainty_nm'" in err
+    assert main(["postprocess", str(locs_csv), "-o", str(tmp_path / "p.csv"), "--filter", "photns:100:"]) == 2
+    assert "did you mean 'photons'" in capsys.readouterr().err
+    assert not (tmp_path / "p.csv").exists()
+
+
+def test_fiducial_drift_failure_names_options_that_exist(locs_csv, tmp_path, capsys):
+    """Symptom: `--drift fiducials` on a table without beads said "lower min_fraction" — no such option."""
+    assert main(["postprocess", str(locs_csv), "-o", str(tmp_path / "p.csv"), "--drift", "fiducials"]) == 2
+    err = capsys.readouterr().err
+    assert "--fiducial X_NM Y_NM" in err and "fiducial_min_fraction" in err and "lower min_fraction" not in err
+    assert "locs.csv" in err

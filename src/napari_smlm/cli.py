@@ -369,12 +369,21 @@ def cmd_postprocess(args) -> int:
         raise ValueError(f"{src}: --pixel-locking needs the camera pixel size and the file has none; pass --camera-pixel-size NM")
     t0 = time.perf_counter()
     result = None
-    for update in iter_postprocess(locs, cfg):
-        if isinstance(update, Progress):
-            log.info("%s: %s", update.step, update.message)
-            _progress(update.done, update.total, t0, update.step)
-        else:
-            result = update
+    try:
+        for update in iter_postprocess(locs, cfg):
+            if isinstance(update, Progress):
+                log.info("%s: %s", update.step, update.message)
+                _progress(update.done, update.total, t0, update.step)
+            else:
+                result = update
+    except ValueError as exc:  # the core's words -> the option typed, the file and the options that help
+        msg = str(exc)
+        if msg.startswith("filter: "):
+            raise ValueError(f"--filter: {src}: {msg[len('filter: '):]}") from None
+        if msg.startswith("fiducial drift: "):
+            raise ValueError(f"--drift fiducials: {src}: {msg[len('fiducial drift: '):]} (here: --fiducial X_NM Y_NM, "
+                             "fiducial_min_fraction in a --config YAML, or --drift rcc)") from None
+        raise
     final = result.localizations
     final.meta["napari_smlm_version"] = __version__
     write_localizations(out, final)
