@@ -278,8 +278,12 @@ class EvaluationWidget(SmlmDockWidget):
         m["frames"] = f"{rng[0]}–{rng[1] - 1}" if rng else "all"
         self.metrics = m
         self._fill_table()
+        from ..core.postprocessing.linking import merged_events_note
+
+        merged = merged_events_note(pred)  # a post-processed (merged) table scored per frame: say why it scores low
         self.note.setText(
-            "Per-frame matching within the tolerance; JI = TP/(TP+FP+FN); efficiency = 100 − √((100 − JI%)² + RMSE²). "
+            (f"Warning: {merged}. " if merged else "")
+            + "Per-frame matching within the tolerance; JI = TP/(TP+FP+FN); efficiency = 100 − √((100 − JI%)² + RMSE²). "
             "CRLB: Mortensen bound (needs photons; √2 × per axis) of the found emitters that were on for the whole frame, "
             "next to their RMSE."
         )
