@@ -170,3 +170,20 @@ def test_crlb_without_photons_names_the_options_and_the_file(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "gt.csv"), str(tmp_path / "gt.csv"), "--crlb"]) == 2
     err = capsys.readouterr().err
     assert "--crlb" in err and "gt.csv" in err and "--bg" in err and "or bg)" not in err
+
+
+# ----------------------------------------------------------------------------- napari export
+def test_picasso_export_of_a_csv_layer_says_how_to_give_the_pixel_size(tmp_path):
+    """Symptom: saving the post-processed layer of a loaded ThunderSTORM CSV as Picasso said "set
+    layer.metadata['pixel_size_nm']" — which layer, and where would a microscopist type that?"""
+    from napari_smlm import _layers
+    from napari_smlm._writer import write_picasso_hdf5
+    from napari_smlm.core.io.errors import SMLMFileError
+
+    locs = _table(20)
+    locs.meta.pop("pixel_size_nm")
+    data, attrs, _ = _layers.localizations_layer_data(locs, "bt post-processed")
+    with pytest.raises(SMLMFileError) as err:
+        write_picasso_hdf5(str(tmp_path / "p.hdf5"), data, attrs)
+    assert "viewer.layers['bt post-processed'].metadata['pixel_size_nm']" in str(err.value)
+    assert "console" in str(err.value) and not (tmp_path / "p.hdf5").exists()
