@@ -402,7 +402,8 @@ def cmd_postprocess(args) -> int:
     print(f"localizations: {out} ({len(locs)} -> {len(final)})")
     if result.drift is not None:
         d = summary["drift"]
-        print(f"drift ({d['method']}): largest {d['max_nm']:.1f} nm; table {drift_path}")
+        # the sample's largest distance from its first-frame position, as the Post-processing widget shows it
+        print(f"drift ({d['method']}): largest displacement {result.drift.max_displacement_nm:.1f} nm; table {drift_path}")
     if result.pixel_locking is not None:
         b, a = result.pixel_locking.before, result.pixel_locking.after
         print(f"pixel locking: sub-pixel deviation x {b.deviation_x:.2f} -> {a.deviation_x:.2f}, y {b.deviation_y:.2f} -> "
