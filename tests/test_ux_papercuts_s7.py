@@ -198,3 +198,14 @@ def test_postprocess_prints_the_largest_drift_as_the_widget_does(locs_csv, tmp_p
     line = next(s for s in out.splitlines() if s.startswith("drift"))
     t = pd.read_csv(tmp_path / "p_drift.csv")
     assert f"largest displacement {np.hypot(t['drift_x_nm'], t['drift_y_nm']).max():.1f} nm" in line
+
+
+def test_merged_counts_are_whole_numbers_in_thunderstorm_csv(tmp_path):
+    """Symptom: a merged table's CSV read `...,1,2.0` — `n_merged` (a count) written as a float."""
+    from napari_smlm.core.io import read_localizations, write_thunderstorm_csv
+
+    _, merged = _merged_pair()
+    p = write_thunderstorm_csv(tmp_path / "m.csv", merged)
+    df = pd.read_csv(p)
+    assert df["n_merged"].dtype.kind == "i" and set(df["n_merged"]) == {3}
+    assert (read_localizations(p)["n_merged"] == 3).all()
