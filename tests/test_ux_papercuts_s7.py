@@ -209,3 +209,30 @@ def test_merged_counts_are_whole_numbers_in_thunderstorm_csv(tmp_path):
     df = pd.read_csv(p)
     assert df["n_merged"].dtype.kind == "i" and set(df["n_merged"]) == {3}
     assert (read_localizations(p)["n_merged"] == 3).all()
+
+
+# ----------------------------------------------------------------------------- Post-processing widget
+def test_postprocessing_widget_live_controls_and_counts(make_napari_viewer, qtbot):
+    """Symptoms (Bundled Tubes, drift: none): 'Fiducials layer' offered the localization layer itself and
+    Segments / Render pixel looked live for every method; the summary said '12500 localizations' without
+    'from how many' (the CLI says 38280 -> 12299)."""
+    from napari.layers import Layer
+
+    from napari_smlm import _layers
+
+    viewer = make_napari_viewer()
+    viewer.add_layer(Layer.create(*_layers.localizations_layer_data(_table(600), "locs")))
+    viewer.add_points(np.array([[0.0, 1000.0, 1000.0]]), name="beads")
+    _, w = viewer.window.add_plugin_dock_widget("napari-smlm", "Post-processing")
+    assert w.layer_combo.currentText() == "locs" and w.fiducial_combo.currentText() == "beads"
+    assert not w.fiducial_combo.isEnabled() and not w.segments.isEnabled() and not w.drift_pixel.isEnabled()
+    w.drift.setCurrentText("RCC (no fiducials)")
+    assert w.segments.isEnabled() and w.drift_pixel.isEnabled() and not w.fiducial_combo.isEnabled()
+    w.drift.setCurrentText("fiducials: points layer")
+    assert w.fiducial_combo.isEnabled() and not w.segments.isEnabled()
+    w.drift.setCurrentText("none")
+    w.photons_min.setValue(1500)
+    w.run()
+    qtbot.waitUntil(lambda: w.job is not None and not w.job.running, timeout=30_000)
+    n_out = len(viewer.layers["locs post-processed"].data)
+    assert 0 < n_out < 600 and w.summary.text().startswith(f"600 → {n_out} localizations")
