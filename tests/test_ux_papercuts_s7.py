@@ -236,3 +236,15 @@ def test_postprocessing_widget_live_controls_and_counts(make_napari_viewer, qtbo
     qtbot.waitUntil(lambda: w.job is not None and not w.job.running, timeout=30_000)
     n_out = len(viewer.layers["locs post-processed"].data)
     assert 0 < n_out < 600 and w.summary.text().startswith(f"600 → {n_out} localizations")
+
+
+def test_nena_on_too_short_a_movie_names_the_option_and_what_helps(tmp_path, capsys):
+    """Symptom: 5 experimental dSTORM frames (Locan's images.tif) -> `postprocess --nena` said "(run it before
+    merging)" although the pipeline does; nor did it name --nena, the file, or how many it needs."""
+    from napari_smlm.core.io import write_thunderstorm_csv
+
+    p = tmp_path / "short.csv"
+    write_thunderstorm_csv(p, _table(30, seed=2))  # 30 molecules in 40 frames: hardly any neighbour in the next frame
+    assert main(["postprocess", str(p), "-o", str(tmp_path / "o.csv"), "--nena"]) == 2
+    err = capsys.readouterr().err
+    assert "--nena" in err and "short.csv" in err and "at least 20" in err and "run it before merging" not in err

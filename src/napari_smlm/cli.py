@@ -380,6 +380,8 @@ def cmd_postprocess(args) -> int:
         msg = str(exc)
         if msg.startswith("filter: "):
             raise ValueError(f"--filter: {src}: {msg[len('filter: '):]}") from None
+        if msg.startswith("NeNA: "):
+            raise ValueError(f"--nena: {src}: {msg[len('NeNA: '):]}; leave out --nena to post-process without it") from None
         if msg.startswith("fiducial drift: "):
             raise ValueError(f"--drift fiducials: {src}: {msg[len('fiducial drift: '):]} (here: --fiducial X_NM Y_NM, "
                              "fiducial_min_fraction in a --config YAML, or --drift rcc)") from None

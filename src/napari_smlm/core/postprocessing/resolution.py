@@ -273,8 +273,9 @@ def nena(locs: Localizations, max_distance_nm: float = 200.0) -> NeNAResult:
     d = d[d > 0]
     if len(d) < 20:
         raise ValueError(
-            f"NeNA: only {len(d)} localizations have a neighbour in the next frame within {max_distance_nm:g} nm; "
-            "NeNA needs molecules seen in consecutive frames (run it before merging)"
+            f"NeNA: only {len(d)} of {len(locs)} localizations have a neighbour in the next frame within "
+            f"{max_distance_nm:g} nm; NeNA needs at least 20: molecules seen in consecutive frames (a longer movie, "
+            "or the table before merging)"
         )
     R = float(max_distance_nm)
     s0 = max(float(np.median(d)) / (1.1774 * math.sqrt(2)), 1e-3)
