@@ -248,3 +248,18 @@ def test_nena_on_too_short_a_movie_names_the_option_and_what_helps(tmp_path, cap
     assert main(["postprocess", str(p), "-o", str(tmp_path / "o.csv"), "--nena"]) == 2
     err = capsys.readouterr().err
     assert "--nena" in err and "short.csv" in err and "at least 20" in err and "run it before merging" not in err
+
+
+def test_frc_is_shown_with_its_halves_and_a_nan_in_words(tmp_path, capsys):
+    """Symptoms: 5 dSTORM frames merged to 10 localizations gave "FRC resolution: 838.0 nm" with no hint that it
+    rests on halves of 8 and 2 localizations; Bundled Tubes with --frc-pixel 30 printed "FRC resolution: nan nm"."""
+    from napari_smlm.core.io import write_thunderstorm_csv
+    from napari_smlm.core.postprocessing import FRCResult
+
+    p = tmp_path / "few.csv"
+    write_thunderstorm_csv(p, _table(12, seed=3))
+    assert main(["postprocess", str(p), "-o", str(tmp_path / "o.csv"), "--frc"]) == 0
+    line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("FRC"))
+    assert "threshold 1/7; halves of" in line and line.endswith("localizations)")
+    nan = FRCResult(np.zeros(3), np.ones(3), np.ones(3), 1 / 7, float("nan"), 30.0, (100, 90), "blocks")
+    assert nan.describe().startswith("finer than 60 nm") and "nan" not in nan.describe()

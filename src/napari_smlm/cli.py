@@ -415,7 +415,7 @@ def cmd_postprocess(args) -> int:
     if result.nena is not None:
         print(f"NeNA precision: {result.nena.sigma_nm:.2f} nm")
     if result.frc is not None:
-        print(f"FRC resolution: {result.frc.resolution_nm:.1f} nm (threshold 1/7)")
+        print(f"FRC resolution: {result.frc.describe()}")
     print(f"report: {report_path}")
     return 0
 

@@ -27,7 +27,7 @@ def summary_text(r: Any) -> str:
     if r.nena is not None:
         lines.append(f"NeNA precision: {r.nena.sigma_nm:.1f} nm")
     if r.frc is not None:
-        lines.append(f"FRC resolution: {r.frc.resolution_nm:.1f} nm")
+        lines.append(f"FRC resolution: {r.frc.describe()}")
     return "\n".join(lines)
 
 

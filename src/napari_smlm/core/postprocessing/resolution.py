@@ -74,6 +74,17 @@ class FRCResult:
     n_halves: tuple
     split: str
 
+    def describe(self) -> str:
+        """The resolution in words with what it rests on, e.g. ``"32.1 nm (threshold 1/7; halves of 6250 and
+        6250 localizations)"``; a curve that never crosses the threshold is said so, not printed as ``nan nm``."""
+        a, b = (int(v) for v in self.n_halves)
+        thr = "1/7" if abs(self.threshold - 1 / 7) < 1e-9 else f"{self.threshold:g}"
+        basis = f"threshold {thr}; halves of {a} and {b} localizations"
+        if not math.isfinite(self.resolution_nm):
+            return (f"finer than {2 * self.pixel_size_nm:g} nm, the smallest this render pixel can show "
+                    f"(the curve stays above the threshold; use a smaller FRC pixel) ({basis})")
+        return f"{self.resolution_nm:.1f} nm ({basis})"
+
     def as_dict(self) -> dict:
         return {
             "resolution_nm": self.resolution_nm,
