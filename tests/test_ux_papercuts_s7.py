@@ -263,3 +263,23 @@ def test_frc_is_shown_with_its_halves_and_a_nan_in_words(tmp_path, capsys):
     assert "threshold 1/7; halves of" in line and line.endswith("localizations)")
     nan = FRCResult(np.zeros(3), np.ones(3), np.ones(3), 1 / 7, float("nan"), 30.0, (100, 90), "blocks")
     assert nan.describe().startswith("finer than 60 nm") and "nan" not in nan.describe()
+
+
+# ----------------------------------------------------------------------------- localize -> CSV
+def test_localize_to_csv_records_the_run_beside_the_table(tmp_path, capsys):
+    """Symptom: `localize movie.tif -o locs.csv` kept no trace of the model, camera, pixel size or threshold
+    that made the table (a ThunderSTORM CSV has no place for them); a month later nobody knows."""
+    import json
+    from importlib.resources import files
+
+    tif = files("napari_smlm") / "data" / "ArtificialDataset_demo1.tif"
+    out = tmp_path / "locs.csv"
+    assert main(["localize", str(tif), "-o", str(out), "--device", "cpu", "--frames", "0", "4", "--threshold", "0.5"]) == 0
+    rec = json.loads((tmp_path / "locs_localize.json").read_text())
+    assert rec["model"] == "decode" and rec["threshold"] == 0.5 and rec["pixel_size_nm"] == 100.0
+    assert rec["camera"]["kind"] and rec["frames_done"] == [0, 4] and rec["napari_smlm_version"]
+    assert rec["n_localizations"] == len(pd.read_csv(out)) and "locs_localize.json" in capsys.readouterr().out
+    # the record is an output like the others: never replaced without --overwrite, checked before any work
+    out.unlink()
+    assert main(["localize", str(tif), "-o", str(out), "--device", "cpu", "--frames", "0", "4"]) == 2
+    assert "--record" in capsys.readouterr().err and not out.exists()

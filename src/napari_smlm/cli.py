@@ -227,8 +227,11 @@ def cmd_localize(args) -> int:
     movie = open_movie(args.movie, pixel_size_nm=args.pixel_size)
     _check_frames_in_movie(args.frames, movie)
     out = Path(args.output)
+    # a ThunderSTORM CSV has no room for what made it: the run is recorded beside it (Picasso: in its YAML)
+    record = None if companion_files(out) else Path(args.record or f"{out.with_suffix('')}_localize.json")
     _check_outputs(  # before torch and the model are loaded: a refused output costs nothing
-        args, [(out, "--output"), *[(c, "the --output sidecar") for c in companion_files(out)], *_render_outputs(args)],
+        args, [(out, "--output"), *[(c, "the --output sidecar") for c in companion_files(out)], *_render_outputs(args),
+               (record, "--record")],
         [*movie.paths, args.checkpoint],
     )
     r = Path(args.render) if args.render else None
@@ -280,6 +283,13 @@ def cmd_localize(args) -> int:
             method = "gaussian" if args.render_method == "model" else args.render_method  # interrupted: no model image
             _render_and_save(locs, r, r.with_suffix(".png"), method, args.render_pixel_size, args.render_sigma, (H * cam_px, W * cam_px), title=Path(movie.paths[0]).name)
         print(f"super-resolved image: {r} (+ {r.with_suffix('.png')})")
+    if record is not None:
+        _write_json(record, {
+            "command": "localize", "movie": [str(p) for p in movie.paths], "output": str(out),
+            "checkpoint": args.checkpoint, "frames_done": [start, start + n], "n_localizations": len(locs),
+            "render": str(r) if r is not None else None, "elapsed_s": el, **locs.meta,
+        })
+        print(f"record: {record}")
     _cli_process.outputs_done()  # everything written, closed and renamed (atomic_path)
     return _interrupted_rc(f"{len(locs)} localizations of the frames done kept in {out}")
 
@@ -494,6 +504,10 @@ def build_parser() -> argparse.ArgumentParser:
     lz.add_argument("--model", default="decode", help="shipped model to use (see `napari-smlm models`)")
     lz.add_argument("--checkpoint", default=None, help="checkpoint file (.pt) instead of a shipped model (default: none)")
     lz.add_argument("-o", "--output", required=True, help="localizations (.csv ThunderSTORM, .hdf5 Picasso)")
+    lz.add_argument("--record", default=None,
+                    help="JSON record of the run (model, camera, pixel size, threshold, frames, version) for a .csv "
+                    "output, whose format has no place for it (.hdf5: in the Picasso YAML) (default OUTPUT stem + "
+                    "_localize.json)")
     lz.add_argument("--render", default=None, help="also write a super-resolved TIFF here, and a PNG beside it (default: none)")
     lz.add_argument("--render-method", default="model", choices=["model", "gaussian", "histogram", "gaussian_per_loc"], help="'model': the network's own image; else a render of the localizations")
     lz.add_argument("--render-pixel-size", type=arg("render_pixel_size"), default=10.0, help="render pixel size, nm (methods other than 'model')")
