@@ -283,3 +283,24 @@ def test_localize_to_csv_records_the_run_beside_the_table(tmp_path, capsys):
     out.unlink()
     assert main(["localize", str(tif), "-o", str(out), "--device", "cpu", "--frames", "0", "4"]) == 2
     assert "--record" in capsys.readouterr().err and not out.exists()
+
+
+def test_feature_histogram_says_what_and_which_unit(make_napari_viewer):
+    """Symptom: the feature range showed '44.50 … 3888.00' under an unlabelled histogram (photons? nm?), and
+    an uncertainty filter on a layer without uncertainties said 'filter: filter: no column …'."""
+    from napari.layers import Layer
+
+    from napari_smlm import _layers
+
+    viewer = make_napari_viewer()
+    t = _table(200)
+    viewer.add_layer(Layer.create(*_layers.localizations_layer_data(t, "locs")))
+    bare = Localizations({k: t[k] for k in ("frame", "x_nm", "y_nm", "photons")}, {"pixel_size_nm": 100.0})
+    viewer.add_layer(Layer.create(*_layers.localizations_layer_data(bare, "bare")))
+    _, w = viewer.window.add_plugin_dock_widget("napari-smlm", "Post-processing")
+    w.layer_combo.setCurrentText("locs")
+    w.feature.setCurrentText("bg")
+    assert w.hist_figure.axes[0].get_xlabel() == "background (photons per camera pixel)"
+    w.layer_combo.setCurrentText("bare")
+    w.uncertainty_max.setValue(15.0)
+    assert "uncertainty_nm" in w.status.text() and "filter: filter:" not in w.status.text()
