@@ -328,3 +328,13 @@ def test_postprocessed_picasso_file_keeps_picassos_own_yaml_documents(tmp_path):
     assert main(["postprocess", str(tmp_path / "post_locs.hdf5"), "-o", str(tmp_path / "again_locs.hdf5")]) == 0
     again = list(yaml.safe_load_all((tmp_path / "again_locs.yaml").read_text()))
     assert again[:2] == [camera, loc] and len(again) == 3
+
+
+def test_postprocess_report_carries_the_localize_record_of_its_input(locs_csv, tmp_path):
+    """The post-processed CSV's report says what made the table it started from (model, camera ...)."""
+    import json
+
+    (tmp_path / "locs_localize.json").write_text(json.dumps({"model": "decode", "threshold": 0.5}))
+    assert main(["postprocess", str(locs_csv), "-o", str(tmp_path / "post.csv")]) == 0
+    rep = json.loads((tmp_path / "post_postprocess.json").read_text())
+    assert rep["input_localize_record"] == {"model": "decode", "threshold": 0.5}

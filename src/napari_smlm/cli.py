@@ -401,6 +401,14 @@ def cmd_postprocess(args) -> int:
     write_localizations(out, final)
     summary = {"input": str(src), "output": str(out), "napari_smlm_version": __version__, "n_input": len(locs),
                **result.summary(), "steps": final.meta.get("postprocessing", []), "elapsed_s": time.perf_counter() - t0}
+    made_by = Path(f"{src.with_suffix('')}_localize.json")  # the input CSV's run record (localize): carried on
+    if made_by.is_file():
+        import json
+
+        try:
+            summary["input_localize_record"] = json.loads(made_by.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("%s: not read (%s)", made_by, exc)
     if result.drift is not None:
         table = result.drift.table()
         if not companion_files(out):  # frames numbered as in the table beside it: a ThunderSTORM CSV's are 1-based
