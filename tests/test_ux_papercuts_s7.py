@@ -338,3 +338,13 @@ def test_postprocess_report_carries_the_localize_record_of_its_input(locs_csv, t
     assert main(["postprocess", str(locs_csv), "-o", str(tmp_path / "post.csv")]) == 0
     rep = json.loads((tmp_path / "post_postprocess.json").read_text())
     assert rep["input_localize_record"] == {"model": "decode", "threshold": 0.5}
+
+
+def test_filter_help_says_frames_count_from_zero_as_the_filter_does(locs_csv, tmp_path, capsys):
+    """Symptom: `--filter frame:1:10` on a ThunderSTORM CSV (frames from 1 in the file) keeps file frames 2..11;
+    --help did not say which numbering the filter uses."""
+    with pytest.raises(SystemExit):
+        main(["postprocess", "--help"])
+    assert "frame from 0" in " ".join(capsys.readouterr().out.split())
+    assert main(["postprocess", str(locs_csv), "-o", str(tmp_path / "p.csv"), "--filter", "frame:0:0"]) == 0
+    assert set(pd.read_csv(tmp_path / "p.csv")["frame"]) == {1}  # the file's first frame

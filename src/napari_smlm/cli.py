@@ -573,7 +573,8 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--link-weighting", choices=["photons", "precision", "uniform"], default=None,
                     help="how merged positions are averaged (default: photons)")
     pp.add_argument("--filter", action="append", metavar="COLUMN:LOW:HIGH",
-                    help="keep rows with LOW <= COLUMN <= HIGH (repeat; empty bound = open), e.g. photons:500: uncertainty_nm::20 (default: no filter)")
+                    help="keep rows with LOW <= COLUMN <= HIGH (repeat; empty bound = open), e.g. photons:500: uncertainty_nm::20; "
+                    "columns as read, in nm and photons, frame from 0 (a ThunderSTORM CSV's frame 1 is 0) (default: no filter)")
     pp.add_argument("--frc", action="store_true", help="Fourier ring correlation resolution of the result")
     pp.add_argument("--frc-pixel", type=float, default=None, help="FRC render pixel, nm (default: 5)")
     pp.add_argument("--frc-split", choices=["blocks", "random"], default=None,
