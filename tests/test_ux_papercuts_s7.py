@@ -55,7 +55,8 @@ def test_picasso_export_records_model_camera_and_steps_and_reads_them_back(tmp_p
     assert info["Pixelsize"] == 100.0
     rec = info["napari-smlm provenance"]
     assert rec["model"] == "decode" and rec["threshold"] == 0.4 and rec["camera"] == CAMERA
-    assert [s["step"] for s in rec["postprocessing"]] == ["drift", "link"] and rec["postprocessing"][0]["n_segments"] == 5
+    assert [s["step"] for s in rec["postprocessing"]] == ["drift", "link"]
+    assert rec["postprocessing"][0]["n_segments"] == 5
     back = read_localizations(out)
     assert back.meta["model"] == "decode" and back.meta["camera"] == CAMERA and len(back.meta["postprocessing"]) == 2
     again = write_localizations(tmp_path / "again_locs.hdf5", back)  # a re-export keeps them
@@ -122,8 +123,9 @@ def _merged_pair():
 
     rng = np.random.default_rng(1)
     xy = rng.uniform(500, 5000, (30, 2))
-    gt = Localizations({"frame": np.repeat(np.arange(3), 30), "x_nm": np.tile(xy[:, 0], 3), "y_nm": np.tile(xy[:, 1], 3),
-                        "sigma_x_nm": np.full(90, 10.0), "sigma_y_nm": np.full(90, 10.0), "photons": np.full(90, 1000.0)},
+    gt = Localizations({"frame": np.repeat(np.arange(3), 30), "x_nm": np.tile(xy[:, 0], 3),
+                        "y_nm": np.tile(xy[:, 1], 3), "sigma_x_nm": np.full(90, 10.0), "sigma_y_nm": np.full(90, 10.0),
+                        "photons": np.full(90, 1000.0)},
                        {"pixel_size_nm": 100.0})
     return gt, link(gt, 50.0)
 
@@ -274,14 +276,15 @@ def test_localize_to_csv_records_the_run_beside_the_table(tmp_path, capsys):
 
     tif = files("napari_smlm") / "data" / "ArtificialDataset_demo1.tif"
     out = tmp_path / "locs.csv"
-    assert main(["localize", str(tif), "-o", str(out), "--device", "cpu", "--frames", "0", "4", "--threshold", "0.5"]) == 0
+    args = ["localize", str(tif), "-o", str(out), "--device", "cpu", "--frames", "0", "4"]
+    assert main([*args, "--threshold", "0.5"]) == 0
     rec = json.loads((tmp_path / "locs_localize.json").read_text())
     assert rec["model"] == "decode" and rec["threshold"] == 0.5 and rec["pixel_size_nm"] == 100.0
     assert rec["camera"]["kind"] and rec["frames_done"] == [0, 4] and rec["napari_smlm_version"]
     assert rec["n_localizations"] == len(pd.read_csv(out)) and "locs_localize.json" in capsys.readouterr().out
     # the record is an output like the others: never replaced without --overwrite, checked before any work
     out.unlink()
-    assert main(["localize", str(tif), "-o", str(out), "--device", "cpu", "--frames", "0", "4"]) == 2
+    assert main(args) == 2
     assert "--record" in capsys.readouterr().err and not out.exists()
 
 

@@ -108,8 +108,8 @@ def cmd_evaluate(args) -> int:
     if note:
         print(f"warning: {args.localizations}: {note}", file=sys.stderr)
     if args.json:
-        _write_json(Path(args.json), {"ground_truth": str(args.ground_truth), "localizations": str(args.localizations), **m,
-                                      **({"warning": note} if note else {})})
+        _write_json(Path(args.json), {"ground_truth": str(args.ground_truth), "localizations": str(args.localizations),
+                                      **m, **({"warning": note} if note else {})})
         print(f"metrics: {args.json}")
     return 0
 

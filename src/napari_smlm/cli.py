@@ -391,7 +391,8 @@ def cmd_postprocess(args) -> int:
         if msg.startswith("filter: "):
             raise ValueError(f"--filter: {src}: {msg[len('filter: '):]}") from None
         if msg.startswith("NeNA: "):
-            raise ValueError(f"--nena: {src}: {msg[len('NeNA: '):]}; leave out --nena to post-process without it") from None
+            raise ValueError(f"--nena: {src}: {msg[len('NeNA: '):]}; leave out --nena to post-process without it") \
+                from None
         if msg.startswith("fiducial drift: "):
             raise ValueError(f"--drift fiducials: {src}: {msg[len('fiducial drift: '):]} (here: --fiducial X_NM Y_NM, "
                              "fiducial_min_fraction in a --config YAML, or --drift rcc)") from None
@@ -423,7 +424,8 @@ def cmd_postprocess(args) -> int:
     if result.drift is not None:
         d = summary["drift"]
         # the sample's largest distance from its first-frame position, as the Post-processing widget shows it
-        print(f"drift ({d['method']}): largest displacement {result.drift.max_displacement_nm:.1f} nm; table {drift_path}")
+        largest = result.drift.max_displacement_nm
+        print(f"drift ({d['method']}): largest displacement {largest:.1f} nm; table {drift_path}")
     if result.pixel_locking is not None:
         b, a = result.pixel_locking.before, result.pixel_locking.after
         print(f"pixel locking: sub-pixel deviation x {b.deviation_x:.2f} -> {a.deviation_x:.2f}, y {b.deviation_y:.2f} -> "
@@ -573,8 +575,9 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--link-weighting", choices=["photons", "precision", "uniform"], default=None,
                     help="how merged positions are averaged (default: photons)")
     pp.add_argument("--filter", action="append", metavar="COLUMN:LOW:HIGH",
-                    help="keep rows with LOW <= COLUMN <= HIGH (repeat; empty bound = open), e.g. photons:500: uncertainty_nm::20; "
-                    "columns as read, in nm and photons, frame from 0 (a ThunderSTORM CSV's frame 1 is 0) (default: no filter)")
+                    help="keep rows with LOW <= COLUMN <= HIGH (repeat; empty bound = open), e.g. photons:500: "
+                    "uncertainty_nm::20; columns as read, in nm and photons, frame from 0 (a ThunderSTORM CSV's "
+                    "frame 1 is 0) (default: no filter)")
     pp.add_argument("--frc", action="store_true", help="Fourier ring correlation resolution of the result")
     pp.add_argument("--frc-pixel", type=float, default=None, help="FRC render pixel, nm (default: 5)")
     pp.add_argument("--frc-split", choices=["blocks", "random"], default=None,
@@ -584,8 +587,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="remove the pull toward pixel centres: equalise the sub-pixel histogram of x and y (before drift "
                          "and merging; needs >= 2000 localizations and the camera pixel size; assumes the sample is not "
                          "aligned with the pixel grid) (default: off)")
-    pp.add_argument("--drift-table", default=None, help="per-frame drift CSV, frames numbered as in OUTPUT (1-based for .csv, "
-                    "0-based for .hdf5) (default OUTPUT stem + _drift.csv)")
+    pp.add_argument("--drift-table", default=None,
+                    help="per-frame drift CSV, frames numbered as in OUTPUT (1-based for .csv, 0-based for .hdf5) "
+                    "(default OUTPUT stem + _drift.csv)")
     pp.add_argument("--report", default=None, help="JSON report (default OUTPUT stem + _postprocess.json)")
     pp.add_argument("--camera-pixel-size", type=arg("camera_pixel_size"), default=None, help="camera pixel size, nm, for files without one (Picasso; CSV with --pixel-locking) (default: from the file)")
     pp.add_argument("--overwrite", action="store_true", help="replace existing output files (never the input)")

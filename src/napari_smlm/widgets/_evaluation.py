@@ -283,7 +283,8 @@ class EvaluationWidget(SmlmDockWidget):
         merged = merged_events_note(pred)  # a post-processed (merged) table scored per frame: say why it scores low
         self.note.setText(
             (f"Warning: {merged}. " if merged else "")
-            + "Per-frame matching within the tolerance; JI = TP/(TP+FP+FN); efficiency = 100 − √((100 − JI%)² + RMSE²). "
+            + "Per-frame matching within the tolerance; JI = TP/(TP+FP+FN); "
+            "efficiency = 100 − √((100 − JI%)² + RMSE²). "
             "CRLB: Mortensen bound (needs photons; √2 × per axis) of the found emitters that were on for the whole frame, "
             "next to their RMSE."
         )

@@ -16,7 +16,8 @@ __all__ = ["summary_text", "plot_result"]
 def summary_text(r: Any) -> str:
     """One line per step that ran: localizations left, sub-pixel deviation, drift, NeNA, FRC."""
     n_in = getattr(r, "n_input", None)
-    lines = [(f"{n_in} → " if n_in is not None and n_in != len(r.localizations) else "") + f"{len(r.localizations)} localizations"]
+    n = len(r.localizations)
+    lines = [(f"{n_in} → " if n_in is not None and n_in != n else "") + f"{n} localizations"]
     if r.pixel_locking is not None:
         b, a = r.pixel_locking.before, r.pixel_locking.after
         lines.append(f"sub-pixel deviation x {b.deviation_x:.2f} → {a.deviation_x:.2f}, y {b.deviation_y:.2f}"
