@@ -351,3 +351,14 @@ def test_filter_help_says_frames_count_from_zero_as_the_filter_does(locs_csv, tm
     assert "frame from 0" in " ".join(capsys.readouterr().out.split())
     assert main(["postprocess", str(locs_csv), "-o", str(tmp_path / "p.csv"), "--filter", "frame:0:0"]) == 0
     assert set(pd.read_csv(tmp_path / "p.csv")["frame"]) == {1}  # the file's first frame
+
+
+def test_record_with_a_picasso_output_is_said_not_ignored(tmp_path, capsys):
+    from importlib.resources import files
+
+    tif = files("napari_smlm") / "data" / "ArtificialDataset_demo1.tif"
+    out = tmp_path / "s.hdf5"
+    assert main(["localize", str(tif), "-o", str(out), "--device", "cpu", "--frames", "0", "2",
+                 "--record", str(tmp_path / "r.json")]) == 0
+    assert "--record" in capsys.readouterr().err and not (tmp_path / "r.json").exists()
+    assert yaml.safe_load((tmp_path / "s.yaml").read_text())["napari-smlm provenance"]["model"] == "decode"

@@ -213,6 +213,9 @@ def cmd_localize(args) -> int:
     from ._cli_scale import cmd_localize_runner, wants_runner  # issue 12: streamed HDF5 / --resume / Dask
 
     if wants_runner(args):
+        if getattr(args, "record", None):  # said, not silently ignored
+            print(f"note: --record {args.record} is not written: the run is recorded in the Picasso .yaml beside "
+                  f"{args.output} (--record is for .csv outputs)", file=sys.stderr)
         if getattr(args, "batch_size", None) is None:
             args.batch_size = STREAM_BATCH
         return cmd_localize_runner(args)
