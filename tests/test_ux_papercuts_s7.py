@@ -145,7 +145,11 @@ def test_evaluating_a_merged_table_says_why_it_scores_low(tmp_path, capsys):
     assert "merged" not in capsys.readouterr().err
 
 
-def test_evaluation_widget_warns_about_a_merged_table(make_napari_viewer):
+def test_evaluation_widget_warns_about_a_merged_table(make_napari_viewer, caplog):
+    """Also: the warning is a notification (the note sits under the metrics table, out of sight), and no empty
+    model-comparison table pushes the metrics down before a comparison ran."""
+    import logging
+
     from napari.layers import Layer
 
     from napari_smlm import _layers
@@ -157,8 +161,11 @@ def test_evaluation_widget_warns_about_a_merged_table(make_napari_viewer):
     _, ew = viewer.window.add_plugin_dock_widget("napari-smlm", "Evaluation")
     ew.gt_picker.value = viewer.layers["gt"]
     ew.pred_picker.value = viewer.layers["gt post-processed"]
-    assert ew.evaluate()["n_pred"] == 30
+    assert not ew.benchmark_table.isVisibleTo(ew)
+    with caplog.at_level(logging.WARNING):
+        assert ew.evaluate()["n_pred"] == 30
     assert ew.note.text().startswith("Warning: 30 of 30 localizations are merged on-events")
+    assert any("gt post-processed: 30 of 30" in r.getMessage() for r in caplog.records)
     ew.pred_picker.value = viewer.layers["gt"]
     ew.gt_picker.value = viewer.layers["gt post-processed"]
     ew.evaluate()
