@@ -68,6 +68,7 @@ def _one_cli_run(tif: Path, model: str, precision: str, env: dict, batch: int | 
     if not m:
         raise RuntimeError(f"{' '.join(cmd)}: no rate in its output:\n{r.stdout[-2000:]}")
     out.unlink(missing_ok=True)
+    out.with_name(f"{out.stem}_localize.json").unlink(missing_ok=True)  # the run record beside a .csv
     return int(m.group(2)), dt, dcpu, float(m.group(3))
 
 

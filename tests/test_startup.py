@@ -182,7 +182,8 @@ def test_localize_process_exits_without_teardown_once_its_outputs_are_written(tm
     assert "RETURNED" not in fast.stdout and "ATEXIT RAN" not in fast.stdout  # no teardown
     assert main(["localize", str(tif), "--model", "decode", "--device", "cpu", "-o", str(tmp_path / "ref.csv")]) == 0
     assert (tmp_path / "fast.csv").read_bytes() == (tmp_path / "ref.csv").read_bytes()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["fast.csv", "m.tif", "ref.csv"]  # no .part left
+    assert sorted(p.name for p in tmp_path.iterdir()) == [  # no .part left
+        "fast.csv", "fast_localize.json", "m.tif", "ref.csv", "ref_localize.json"]
     # an error (the output exists): the usual return and shutdown, rc 2
     err = run(str(tmp_path / "fast.csv"))
     assert err.returncode == 2 and "RETURNED 2" in err.stdout and "ATEXIT RAN" in err.stdout and "exists" in err.stderr

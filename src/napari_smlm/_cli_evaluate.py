@@ -87,16 +87,29 @@ def cmd_evaluate(args) -> int:
     n_gt = len(gt.frame_range(*args.frames)) if args.frames else len(gt)
     if n_gt == 0:  # metrics of nothing are NaN: say so instead of printing a table of NaN
         raise ValueError(f"{args.ground_truth}: no ground-truth localizations" + (f" in frames {args.frames[0]}..{args.frames[1] - 1}" if args.frames else ""))
-    report = evaluation_report(
-        gt, pred, tol_lateral_nm=args.tolerance, method=args.method, frames=args.frames,
-        # with --crlb: RMSE next to the CRLB on the same emitters (found, on for the whole frame when known)
-        crlb=bool(args.crlb), pixel_size_nm=args.camera_pixel_size or gt.meta.get("pixel_size_nm") or 100.0,
-        psf_sigma_nm=args.psf_sigma, bg=args.bg, excess_noise=args.excess_noise, qe=args.qe,
-    )
+    try:
+        report = evaluation_report(
+            gt, pred, tol_lateral_nm=args.tolerance, method=args.method, frames=args.frames,
+            # with --crlb: RMSE next to the CRLB on the same emitters (found, on for the whole frame when known)
+            crlb=bool(args.crlb), pixel_size_nm=args.camera_pixel_size or gt.meta.get("pixel_size_nm") or 100.0,
+            psf_sigma_nm=args.psf_sigma, bg=args.bg, excess_noise=args.excess_noise, qe=args.qe,
+        )
+    except ValueError as exc:  # the core names its parameters: name the options and the file instead
+        msg = str(exc)
+        if not msg.startswith("no CRLB"):
+            raise
+        msg = msg.replace("or psf_sigma_nm)", "or --psf-sigma)").replace("or bg)", "or --bg)")
+        raise ValueError(f"--crlb: {args.ground_truth}: {msg}; or leave out --crlb") from None
     m = report.as_dict()
     print(_metrics_table(m))
+    from .core.postprocessing.linking import merged_events_note
+
+    note = merged_events_note(pred)
+    if note:
+        print(f"warning: {args.localizations}: {note}", file=sys.stderr)
     if args.json:
-        _write_json(Path(args.json), {"ground_truth": str(args.ground_truth), "localizations": str(args.localizations), **m})
+        _write_json(Path(args.json), {"ground_truth": str(args.ground_truth), "localizations": str(args.localizations),
+                                      **m, **({"warning": note} if note else {})})
         print(f"metrics: {args.json}")
     return 0
 

@@ -75,9 +75,11 @@ def write_picasso_hdf5(path: str, data: Any, attributes: dict) -> list[str]:
     p = _with_suffix(path, _suffixes("picasso"))
     locs = _locs(data, attributes)
     if locs.pixel_size_nm is None:
+        name = attributes.get("name") or "<layer>"
         raise SMLMFileError(
-            p, "the points layer has no camera pixel size (metadata 'pixel_size_nm'); Picasso needs it — "
-            "save as ThunderSTORM CSV instead, or set layer.metadata['pixel_size_nm']"
+            p, f"the points layer {name!r} has no camera pixel size (a ThunderSTORM CSV does not record it); "
+            "Picasso stores positions in camera pixels and needs it — save as ThunderSTORM CSV instead, or set it "
+            f"in napari's console (the >_ button, bottom left): viewer.layers[{name!r}].metadata['pixel_size_nm'] = 100"
         )
     out = _write(p, locs)
     return [str(out), str(picasso_yaml_path(out))]

@@ -213,6 +213,9 @@ def cmd_localize(args) -> int:
     from ._cli_scale import cmd_localize_runner, wants_runner  # issue 12: streamed HDF5 / --resume / Dask
 
     if wants_runner(args):
+        if getattr(args, "record", None):  # said, not silently ignored
+            print(f"note: --record {args.record} is not written: the run is recorded in the Picasso .yaml beside "
+                  f"{args.output} (--record is for .csv outputs)", file=sys.stderr)
         if getattr(args, "batch_size", None) is None:
             args.batch_size = STREAM_BATCH
         return cmd_localize_runner(args)
@@ -227,8 +230,11 @@ def cmd_localize(args) -> int:
     movie = open_movie(args.movie, pixel_size_nm=args.pixel_size)
     _check_frames_in_movie(args.frames, movie)
     out = Path(args.output)
+    # a ThunderSTORM CSV has no room for what made it: the run is recorded beside it (Picasso: in its YAML)
+    record = None if companion_files(out) else Path(args.record or f"{out.with_suffix('')}_localize.json")
     _check_outputs(  # before torch and the model are loaded: a refused output costs nothing
-        args, [(out, "--output"), *[(c, "the --output sidecar") for c in companion_files(out)], *_render_outputs(args)],
+        args, [(out, "--output"), *[(c, "the --output sidecar") for c in companion_files(out)], *_render_outputs(args),
+               (record, "--record")],
         [*movie.paths, args.checkpoint],
     )
     r = Path(args.render) if args.render else None
@@ -280,6 +286,13 @@ def cmd_localize(args) -> int:
             method = "gaussian" if args.render_method == "model" else args.render_method  # interrupted: no model image
             _render_and_save(locs, r, r.with_suffix(".png"), method, args.render_pixel_size, args.render_sigma, (H * cam_px, W * cam_px), title=Path(movie.paths[0]).name)
         print(f"super-resolved image: {r} (+ {r.with_suffix('.png')})")
+    if record is not None:
+        _write_json(record, {
+            "command": "localize", "movie": [str(p) for p in movie.paths], "output": str(out),
+            "checkpoint": args.checkpoint, "frames_done": [start, start + n], "n_localizations": len(locs),
+            "render": str(r) if r is not None else None, "elapsed_s": el, **locs.meta,
+        })
+        print(f"record: {record}")
     _cli_process.outputs_done()  # everything written, closed and renamed (atomic_path)
     return _interrupted_rc(f"{len(locs)} localizations of the frames done kept in {out}")
 
@@ -369,20 +382,43 @@ def cmd_postprocess(args) -> int:
         raise ValueError(f"{src}: --pixel-locking needs the camera pixel size and the file has none; pass --camera-pixel-size NM")
     t0 = time.perf_counter()
     result = None
-    for update in iter_postprocess(locs, cfg):
-        if isinstance(update, Progress):
-            log.info("%s: %s", update.step, update.message)
-            _progress(update.done, update.total, t0, update.step)
-        else:
-            result = update
+    try:
+        for update in iter_postprocess(locs, cfg):
+            if isinstance(update, Progress):
+                log.info("%s: %s", update.step, update.message)
+                _progress(update.done, update.total, t0, update.step)
+            else:
+                result = update
+    except ValueError as exc:  # the core's words -> the option typed, the file and the options that help
+        msg = str(exc)
+        if msg.startswith("filter: "):
+            raise ValueError(f"--filter: {src}: {msg[len('filter: '):]}") from None
+        if msg.startswith("NeNA: "):
+            raise ValueError(f"--nena: {src}: {msg[len('NeNA: '):]}; leave out --nena to post-process without it") \
+                from None
+        if msg.startswith("fiducial drift: "):
+            raise ValueError(f"--drift fiducials: {src}: {msg[len('fiducial drift: '):]} (here: --fiducial X_NM Y_NM, "
+                             "fiducial_min_fraction in a --config YAML, or --drift rcc)") from None
+        raise
     final = result.localizations
     final.meta["napari_smlm_version"] = __version__
     write_localizations(out, final)
     summary = {"input": str(src), "output": str(out), "napari_smlm_version": __version__, "n_input": len(locs),
                **result.summary(), "steps": final.meta.get("postprocessing", []), "elapsed_s": time.perf_counter() - t0}
+    made_by = Path(f"{src.with_suffix('')}_localize.json")  # the input CSV's run record (localize): carried on
+    if made_by.is_file():
+        import json
+
+        try:
+            summary["input_localize_record"] = json.loads(made_by.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            log.warning("%s: not read (%s)", made_by, exc)
     if result.drift is not None:
+        table = result.drift.table()
+        if not companion_files(out):  # frames numbered as in the table beside it: a ThunderSTORM CSV's are 1-based
+            table["frame"] += 1
         with atomic_path(drift_path) as tmp:
-            result.drift.table().to_csv(tmp, index=False)
+            table.to_csv(tmp, index=False)
         summary["drift_table"] = str(drift_path)
     if result.frc is not None:
         summary["frc_curve"] = {"frequency_per_nm": result.frc.frequency_per_nm, "frc_smooth": result.frc.frc_smooth}
@@ -390,7 +426,9 @@ def cmd_postprocess(args) -> int:
     print(f"localizations: {out} ({len(locs)} -> {len(final)})")
     if result.drift is not None:
         d = summary["drift"]
-        print(f"drift ({d['method']}): largest {d['max_nm']:.1f} nm; table {drift_path}")
+        # the sample's largest distance from its first-frame position, as the Post-processing widget shows it
+        largest = result.drift.max_displacement_nm
+        print(f"drift ({d['method']}): largest displacement {largest:.1f} nm; table {drift_path}")
     if result.pixel_locking is not None:
         b, a = result.pixel_locking.before, result.pixel_locking.after
         print(f"pixel locking: sub-pixel deviation x {b.deviation_x:.2f} -> {a.deviation_x:.2f}, y {b.deviation_y:.2f} -> "
@@ -400,7 +438,7 @@ def cmd_postprocess(args) -> int:
     if result.nena is not None:
         print(f"NeNA precision: {result.nena.sigma_nm:.2f} nm")
     if result.frc is not None:
-        print(f"FRC resolution: {result.frc.resolution_nm:.1f} nm (threshold 1/7)")
+        print(f"FRC resolution: {result.frc.describe()}")
     print(f"report: {report_path}")
     return 0
 
@@ -479,6 +517,10 @@ def build_parser() -> argparse.ArgumentParser:
     lz.add_argument("--model", default="decode", help="shipped model to use (see `napari-smlm models`)")
     lz.add_argument("--checkpoint", default=None, help="checkpoint file (.pt) instead of a shipped model (default: none)")
     lz.add_argument("-o", "--output", required=True, help="localizations (.csv ThunderSTORM, .hdf5 Picasso)")
+    lz.add_argument("--record", default=None,
+                    help="JSON record of the run (model, camera, pixel size, threshold, frames, version) for a .csv "
+                    "output, whose format has no place for it (.hdf5: in the Picasso YAML) (default OUTPUT stem + "
+                    "_localize.json)")
     lz.add_argument("--render", default=None, help="also write a super-resolved TIFF here, and a PNG beside it (default: none)")
     lz.add_argument("--render-method", default="model", choices=["model", "gaussian", "histogram", "gaussian_per_loc"], help="'model': the network's own image; else a render of the localizations")
     lz.add_argument("--render-pixel-size", type=arg("render_pixel_size"), default=10.0, help="render pixel size, nm (methods other than 'model')")
@@ -536,7 +578,9 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--link-weighting", choices=["photons", "precision", "uniform"], default=None,
                     help="how merged positions are averaged (default: photons)")
     pp.add_argument("--filter", action="append", metavar="COLUMN:LOW:HIGH",
-                    help="keep rows with LOW <= COLUMN <= HIGH (repeat; empty bound = open), e.g. photons:500: uncertainty_nm::20 (default: no filter)")
+                    help="keep rows with LOW <= COLUMN <= HIGH (repeat; empty bound = open), e.g. photons:500: "
+                    "uncertainty_nm::20; columns as read, in nm and photons, frame from 0 (a ThunderSTORM CSV's "
+                    "frame 1 is 0) (default: no filter)")
     pp.add_argument("--frc", action="store_true", help="Fourier ring correlation resolution of the result")
     pp.add_argument("--frc-pixel", type=float, default=None, help="FRC render pixel, nm (default: 5)")
     pp.add_argument("--frc-split", choices=["blocks", "random"], default=None,
@@ -546,7 +590,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="remove the pull toward pixel centres: equalise the sub-pixel histogram of x and y (before drift "
                          "and merging; needs >= 2000 localizations and the camera pixel size; assumes the sample is not "
                          "aligned with the pixel grid) (default: off)")
-    pp.add_argument("--drift-table", default=None, help="per-frame drift CSV (default OUTPUT stem + _drift.csv)")
+    pp.add_argument("--drift-table", default=None,
+                    help="per-frame drift CSV, frames numbered as in OUTPUT (1-based for .csv, 0-based for .hdf5) "
+                    "(default OUTPUT stem + _drift.csv)")
     pp.add_argument("--report", default=None, help="JSON report (default OUTPUT stem + _postprocess.json)")
     pp.add_argument("--camera-pixel-size", type=arg("camera_pixel_size"), default=None, help="camera pixel size, nm, for files without one (Picasso; CSV with --pixel-locking) (default: from the file)")
     pp.add_argument("--overwrite", action="store_true", help="replace existing output files (never the input)")

@@ -34,7 +34,7 @@ from qtpy.QtWidgets import (
 
 from .. import _layers
 from ..core.progress import UpdateKind
-from ._base import LayerPicker, SmlmDockWidget, dspin, notify_error, wrap_label
+from ._base import LayerPicker, SmlmDockWidget, dspin, notify_error, notify_warning, wrap_label
 from ._state import TaskStatus
 
 __all__ = ["EvaluationWidget"]
@@ -92,6 +92,7 @@ class EvaluationWidget(SmlmDockWidget):
         self.benchmark_table = QTableWidget(0, len(BENCH_SHOWN))
         self.benchmark_table.setHorizontalHeaderLabels([h for h, _, _ in BENCH_SHOWN])
         self.benchmark_table.verticalHeader().setVisible(False)
+        self.benchmark_table.setVisible(False)  # no empty box pushing the metrics down before a comparison ran
         self.benchmark_rows: list[dict] = []
 
         self.table = QTableWidget(0, 2)
@@ -239,6 +240,7 @@ class EvaluationWidget(SmlmDockWidget):
 
     def _fill_benchmark_table(self) -> None:
         t = self.benchmark_table
+        t.setVisible(bool(self.benchmark_rows) or self.status.running)
         t.setRowCount(len(self.benchmark_rows))
         for i, row in enumerate(self.benchmark_rows):
             for j, (_, key, digits) in enumerate(BENCH_SHOWN):
@@ -278,8 +280,15 @@ class EvaluationWidget(SmlmDockWidget):
         m["frames"] = f"{rng[0]}–{rng[1] - 1}" if rng else "all"
         self.metrics = m
         self._fill_table()
+        from ..core.postprocessing.linking import merged_events_note
+
+        merged = merged_events_note(pred)  # a post-processed (merged) table scored per frame: say why it scores low
+        if merged:  # also where it is seen: the note sits under the table
+            notify_warning(f"{self.pred_picker.value.name}: {merged}")
         self.note.setText(
-            "Per-frame matching within the tolerance; JI = TP/(TP+FP+FN); efficiency = 100 − √((100 − JI%)² + RMSE²). "
+            (f"Warning: {merged}. " if merged else "")
+            + "Per-frame matching within the tolerance; JI = TP/(TP+FP+FN); "
+            "efficiency = 100 − √((100 − JI%)² + RMSE²). "
             "CRLB: Mortensen bound (needs photons; √2 × per axis) of the found emitters that were on for the whole frame, "
             "next to their RMSE."
         )

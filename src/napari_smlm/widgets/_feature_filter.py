@@ -56,7 +56,7 @@ class FeatureFilterBox(QGroupBox):
 
         self.hist_figure = Figure(figsize=(4, 1.2), dpi=80, tight_layout=True)
         self.hist_canvas = FigureCanvasQTAgg(self.hist_figure)
-        self.hist_canvas.setFixedHeight(90)
+        self.hist_canvas.setFixedHeight(105)  # room for the axis label: what the feature is, in which unit
 
         ff = QFormLayout(self)
         ff.addRow("Photons ≥", self.photons_min)
@@ -134,7 +134,7 @@ class FeatureFilterBox(QGroupBox):
         try:
             la.shown = filter_mask(table, self.ranges())
         except ValueError as exc:  # e.g. uncertainty asked of a layer without it
-            self._report(f"filter: {exc}")
+            self._report(str(exc))  # the core's message already starts "filter: "
             la.shown = np.ones(len(la.data), dtype=bool)
         self._draw_histogram()
 
@@ -148,4 +148,8 @@ class FeatureFilterBox(QGroupBox):
             ax.axvspan(lo, hi, color="C0", alpha=0.25)
             ax.set_yticks([])
             ax.tick_params(labelsize=7)
+            from ..core.localizations import COLUMN_DESCRIPTIONS
+
+            col = self.feature.currentText()
+            ax.set_xlabel(COLUMN_DESCRIPTIONS.get(col, col), fontsize=7)  # e.g. "background (photons per camera pixel)"
         self.hist_canvas.draw_idle()

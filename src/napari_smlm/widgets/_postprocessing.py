@@ -153,7 +153,9 @@ class PostprocessingWidget(QWidget):
         self.viewer.layers.events.inserted.connect(self._refresh_layers)
         self.viewer.layers.events.removed.connect(self._refresh_layers)
         self.layer_combo.currentTextChanged.connect(self.filter_box.refresh)
+        self.drift.currentTextChanged.connect(self._on_drift_changed)
         self._refresh_layers()
+        self._on_drift_changed()
         self.filter_box.refresh()
 
     # ---------------------------------------------------------------- layers
@@ -167,7 +169,9 @@ class PostprocessingWidget(QWidget):
         names = [la.name for la in layers]
         # by default, a layer of localizations rather than ground truth or fiducial marks
         preferred = next((la.name for la in layers if la.metadata.get("smlm_kind") == "localizations"), None)
-        for combo, default in ((self.layer_combo, preferred), (self.fiducial_combo, None)):
+        # fiducial marks: a points layer that is neither localizations nor ground truth (one the user added)
+        marks = next((la.name for la in reversed(layers) if la.metadata.get("smlm_kind") is None), None)
+        for combo, default in ((self.layer_combo, preferred), (self.fiducial_combo, marks)):
             current = combo.currentText()
             combo.blockSignals(True)
             combo.clear()
@@ -177,6 +181,13 @@ class PostprocessingWidget(QWidget):
             elif default is not None:
                 combo.setCurrentText(default)
             combo.blockSignals(False)
+
+    def _on_drift_changed(self, *_: Any) -> None:
+        """Only the controls of the chosen drift method are live (the others would do nothing)."""
+        method, from_layer = DRIFT_CHOICES[self.drift.currentText()]
+        self.fiducial_combo.setEnabled(from_layer)
+        self.segments.setEnabled(method == "rcc")
+        self.drift_pixel.setEnabled(method == "rcc")
 
     def reset_choices(self, *_: Any) -> None:
         self._refresh_layers()

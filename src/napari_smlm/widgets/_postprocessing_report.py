@@ -15,7 +15,9 @@ __all__ = ["summary_text", "plot_result"]
 
 def summary_text(r: Any) -> str:
     """One line per step that ran: localizations left, sub-pixel deviation, drift, NeNA, FRC."""
-    lines = [f"{len(r.localizations)} localizations"]
+    n_in = getattr(r, "n_input", None)
+    n = len(r.localizations)
+    lines = [(f"{n_in} → " if n_in is not None and n_in != n else "") + f"{n} localizations"]
     if r.pixel_locking is not None:
         b, a = r.pixel_locking.before, r.pixel_locking.after
         lines.append(f"sub-pixel deviation x {b.deviation_x:.2f} → {a.deviation_x:.2f}, y {b.deviation_y:.2f}"
@@ -26,7 +28,7 @@ def summary_text(r: Any) -> str:
     if r.nena is not None:
         lines.append(f"NeNA precision: {r.nena.sigma_nm:.1f} nm")
     if r.frc is not None:
-        lines.append(f"FRC resolution: {r.frc.resolution_nm:.1f} nm")
+        lines.append(f"FRC resolution: {r.frc.describe()}")
     return "\n".join(lines)
 
 

@@ -44,6 +44,7 @@ from .formats.picasso import (
     _first,
     _load_picasso_yaml,
     _pixel_size,
+    _provenance,
     picasso_yaml_path,
     records_to_columns,
 )
@@ -123,6 +124,7 @@ class LazyPicassoTable:
         except (TypeError, ValueError):
             pass
         meta["picasso_info"] = docs
+        meta.update({k: v for k, v in _provenance(docs).items() if k not in meta})  # as read_picasso_hdf5
         self.meta = meta
         self._frame_index: FrameIndex | None = None  # built on first use (or by a full iter_chunks pass)
 

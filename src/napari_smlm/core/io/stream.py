@@ -46,6 +46,7 @@ from .errors import SMLMFileError
 from .formats import _common as c
 from .formats.picasso import (
     _PICASSO_3D, _PICASSO_CORE, _PICASSO_FILLED_KEY, _PICASSO_INT_FIELDS, COLUMNS, _from_nm, picasso_yaml_path,
+    provenance_entry,
 )
 from .safe import atomic_path
 
@@ -327,6 +328,7 @@ class LocStreamWriter:
             info["Source"] = self.source
         if self.filled:
             info[_PICASSO_FILLED_KEY] = list(self.filled)
+        info.update(provenance_entry(self.run))  # model, camera, threshold ...
         with atomic_path(picasso_yaml_path(path or self.partial)) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             yaml.safe_dump_all([info], fh, default_flow_style=False, sort_keys=False, allow_unicode=True)
 

@@ -147,7 +147,7 @@ def iter_fiducial_drift(
         if not tracks:
             raise ValueError(
                 f"fiducial drift: no emitter is on in at least {min_fraction:.0%} of the {n_frames} frames; "
-                "lower min_fraction, give fiducial positions, or use RCC (--drift rcc)"
+                "give the fiducials' positions, lower fiducial_min_fraction (PostprocessConfig), or use RCC"
             )
     else:
         pos = np.asarray(positions_nm, dtype=np.float64).reshape(-1, 2)

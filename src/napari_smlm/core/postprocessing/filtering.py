@@ -28,8 +28,13 @@ def _column(locs: Localizations, name: str) -> np.ndarray:
         u = uncertainty_nm(locs)
         if u is not None:
             return u
-    raise ValueError(f"filter: no column {name!r}; the table has {locs.columns}" + (
-        " (uncertainty_nm needs sigma_x_nm/sigma_y_nm)" if name == "uncertainty_nm" else ""))
+    import difflib
+
+    names = list(locs.columns) + (["uncertainty_nm"] if uncertainty_nm(locs) is not None else [])
+    close = difflib.get_close_matches(name, names, n=1, cutoff=0.6) or [n for n in names if n.startswith(name)][:1]
+    raise ValueError(f"filter: no column {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
+                     + f"; the table has {', '.join(names)}"
+                     + (" (uncertainty_nm needs sigma_x_nm/sigma_y_nm)" if name == "uncertainty_nm" else ""))
 
 
 def filter_mask(

@@ -30,7 +30,7 @@ import numpy as np
 from ..localizations import Localizations
 from ._common import Progress, drain, uncertainty_nm
 
-__all__ = ["link_groups", "merge_groups", "iter_link", "link", "linking_scores", "on_events"]
+__all__ = ["link_groups", "merge_groups", "iter_link", "link", "linking_scores", "on_events", "merged_events_note"]
 
 log = logging.getLogger(__name__)
 
@@ -318,3 +318,19 @@ def linking_scores(emitter_id: np.ndarray, frames: np.ndarray, groups: np.ndarra
         "groups_mixed": float((emitters_per_group[multi] > 1).mean()) if multi.any() else 0.0,
         "events_split": float((groups_per_event[multi_ev] > 1).mean()) if multi_ev.any() else 0.0,
     }
+
+
+def merged_events_note(locs: Localizations) -> str | None:
+    """Why matching ``locs`` against per-frame ground truth misleads, when rows are merged on-events (else None).
+
+    A merged row (``n_merged`` > 1, from :func:`link`) stands for several frames but sits in its first one,
+    so per-frame matching counts the other frames' ground truth as missed.
+    """
+    if "n_merged" not in locs:
+        return None
+    k = int(np.count_nonzero(np.asarray(locs["n_merged"], dtype=np.float64) > 1))
+    if k == 0:
+        return None
+    return (f"{k} of {len(locs)} localizations are merged on-events (n_merged > 1): each is matched in its first "
+            "frame only, so recall, Jaccard index and efficiency come out lower than the localizer's; "
+            "score the table before merging")

@@ -178,6 +178,8 @@ class PostprocessResult:
     frc : FRCResult or None
     config : PostprocessConfig
     pixel_locking : PixelLockingResult or None
+    n_input : int or None
+        Localizations in the table given (before filtering and merging).
     """
 
     localizations: Localizations
@@ -186,6 +188,7 @@ class PostprocessResult:
     frc: FRCResult | None
     config: PostprocessConfig
     pixel_locking: PixelLockingResult | None = None
+    n_input: int | None = None
 
     def summary(self) -> dict:
         """Plain numbers for a report (JSON-safe)."""
@@ -268,7 +271,7 @@ def iter_postprocess(locs: Localizations, config: PostprocessConfig) -> Iterator
         cur.meta["postprocessing"].append({"step": "frc", **frc_res.as_dict()})
         yield Progress("frc", 1, 1, f"FRC {frc_res.resolution_nm:.1f} nm")
     cur.meta["postprocessing_config"] = cfg.to_dict()
-    yield PostprocessResult(cur, drift, nena_res, frc_res, cfg, pl_res)
+    yield PostprocessResult(cur, drift, nena_res, frc_res, cfg, pl_res, n_input=len(locs))
 
 
 def postprocess(locs: Localizations, config: PostprocessConfig | None = None, **kwargs: Any) -> PostprocessResult:

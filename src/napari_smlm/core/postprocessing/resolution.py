@@ -74,6 +74,17 @@ class FRCResult:
     n_halves: tuple
     split: str
 
+    def describe(self) -> str:
+        """The resolution in words with what it rests on, e.g. ``"32.1 nm (threshold 1/7; halves of 6250 and
+        6250 localizations)"``; a curve that never crosses the threshold is said so, not printed as ``nan nm``."""
+        a, b = (int(v) for v in self.n_halves)
+        thr = "1/7" if abs(self.threshold - 1 / 7) < 1e-9 else f"{self.threshold:g}"
+        basis = f"threshold {thr}; halves of {a} and {b} localizations"
+        if not math.isfinite(self.resolution_nm):
+            return (f"finer than {2 * self.pixel_size_nm:g} nm, the smallest this render pixel can show "
+                    f"(the curve stays above the threshold; use a smaller FRC pixel) ({basis})")
+        return f"{self.resolution_nm:.1f} nm ({basis})"
+
     def as_dict(self) -> dict:
         return {
             "resolution_nm": self.resolution_nm,
@@ -273,8 +284,9 @@ def nena(locs: Localizations, max_distance_nm: float = 200.0) -> NeNAResult:
     d = d[d > 0]
     if len(d) < 20:
         raise ValueError(
-            f"NeNA: only {len(d)} localizations have a neighbour in the next frame within {max_distance_nm:g} nm; "
-            "NeNA needs molecules seen in consecutive frames (run it before merging)"
+            f"NeNA: only {len(d)} of {len(locs)} localizations have a neighbour in the next frame within "
+            f"{max_distance_nm:g} nm; NeNA needs at least 20: molecules seen in consecutive frames (a longer movie, "
+            "or the table before merging)"
         )
     R = float(max_distance_nm)
     s0 = max(float(np.median(d)) / (1.1774 * math.sqrt(2)), 1e-3)

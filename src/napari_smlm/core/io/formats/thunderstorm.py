@@ -218,6 +218,10 @@ def write_thunderstorm_csv(path: str | os.PathLike, locs: Localizations) -> Path
     if "last_frame" in out:  # a frame number: 1-based like ``frame`` (whole numbers when all are known)
         last = np.asarray(out["last_frame"], dtype=np.float64) + 1
         out["last_frame"] = last.astype(np.int64) if np.all(np.isfinite(last)) else last
+    if "n_merged" in out:  # a count (merged on-events): written as whole numbers, as Picasso's n
+        k = np.asarray(out["n_merged"], dtype=np.float64)
+        if np.all(np.isfinite(k)) and np.all(k == np.round(k)):
+            out["n_merged"] = k.astype(np.int64)
     table = pd.DataFrame(out)
     with c.open_text_for_writing(p) as fh:
         fh.write(",".join(f'"{h}"' for h in table.columns) + "\n")
