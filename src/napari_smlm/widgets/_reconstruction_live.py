@@ -22,6 +22,7 @@ import numpy as np
 from qtpy.QtCore import QTimer
 
 from .. import _layers
+from .._vispy_warmup import warm_up_steps
 from ..core.progress import UpdateKind
 from ._base import SmlmDockWidget, notify_warning
 from ._quiet_progress import set_progress
@@ -53,6 +54,12 @@ SKIP_LIVE_REFRESH_ETA_S = 5.0
 #: Hold the worker at Run until the result layers are created and first drawn (~0.3-0.4 s of GUI
 #: thread): both threads running Python at once made those steps take ~2x their CPU time (GIL).
 HOLD_WORKER_WHILE_CREATING = True
+#: Prepare a hidden result layer's first draw in steps before showing it: each vispy shader program
+#: built (GLSL generated in Python) in its own event-loop turn, then compiled by the GL driver, so that
+#: the repaint that shows the layer only draws (:func:`napari_smlm._vispy_warmup.warm_up_steps`).
+#: The first draw of the points layer was one stall of ~75-100 ms of GUI CPU; its largest piece
+#: now is the text program's build, ~40 ms.
+WARM_UP_FIRST_DRAW = True
 
 
 class LiveResults:
@@ -85,7 +92,27 @@ class LiveResults:
             t = time.perf_counter()
             layer = rl.update(key, ldt)
             self.creation_log.append((t, time.perf_counter() - t))
-        _after_a_turn(lambda: self._show_created(layer))
+        steps: list = []
+        if layer is not None and WARM_UP_FIRST_DRAW and key == "points":
+            # Not the super-resolved image: napari gives a hidden layer's visual no data (it slices
+            # visible layers only), so vispy cannot build its program before it is shown; it is
+            # cheap (~10 ms) where the points' text and markers programs are ~50 ms.
+            steps = warm_up_steps(self.viewer, layer)
+        self.warm_up_log.append(len(steps))
+        _after_a_turn(lambda: self._warm_next(layer, steps))
+
+    def _warm_next(self, layer: Any, steps: list) -> None:
+        """One step that prepares the first draw of a hidden result layer (:mod:`napari_smlm._vispy_warmup`).
+
+        One shader program built (or the GL compile) per event-loop turn; when none is left, the
+        layer is shown (:meth:`_show_created`), and that repaint only draws. ``steps``: ``(call,
+        timer hops after it)``; the super-resolved layer's first step lays it out on its grid.
+        """
+        if self._closed or not steps:
+            self._show_created(layer)
+            return
+        steps.pop(0)()
+        _after_a_turn(lambda: self._warm_next(layer, steps), hops=1)
 
     def _show_created(self, layer: Any) -> None:
         """Show a result layer created hidden by :meth:`_create_next_layer`; then create the next one."""
@@ -380,7 +407,7 @@ class LiveResults:
         self._put(rl, "output", ldt)
 
 
-def _after_a_turn(fn: Any) -> None:
+def _after_a_turn(fn: Any, hops: int = 2) -> None:
     """Call ``fn`` in a later event-loop pass than whatever the current step queued (its repaint).
 
     Two hops of :data:`CREATE_GAP_MS`: a step's deferred work (napari's queued layer-list and
@@ -388,5 +415,9 @@ def _after_a_turn(fn: Any) -> None:
     step; a single timer started at the step's end is already due when that work ends and fired in
     the same pass, before the input and timers that waited (one stall of both). The first hop runs
     after that work; the second is due :data:`CREATE_GAP_MS` later, after what waited.
+    ``hops=1``: one timer hop, for a step that queues no deferred work (a warm-up step draws nothing).
     """
+    if hops <= 1:
+        QTimer.singleShot(CREATE_GAP_MS, fn)
+        return
     QTimer.singleShot(CREATE_GAP_MS, lambda: QTimer.singleShot(CREATE_GAP_MS, fn))
