@@ -60,6 +60,10 @@ HOLD_WORKER_WHILE_CREATING = True
 #: The first draw of the points layer was one stall of ~75-100 ms of GUI CPU; its largest piece
 #: now is the text program's build, ~40 ms.
 WARM_UP_FIRST_DRAW = True
+#: Lay the super-resolved layer out on its grid (napari: dims update, every layer re-sliced, a repaint)
+#: in a turn of its own before its first draw; with the first draws prepared, the two together were
+#: the longest creation step (~70 ms).
+LAY_OUT_APART = True
 
 
 class LiveResults:
@@ -97,8 +101,11 @@ class LiveResults:
             # Not the super-resolved image: napari gives a hidden layer's visual no data (it slices
             # visible layers only), so vispy cannot build its program before it is shown; it is
             # cheap (~10 ms) where the points' text and markers programs are ~50 ms.
-            steps = warm_up_steps(self.viewer, layer)
+            steps = [(fn, 1) for fn in warm_up_steps(self.viewer, layer)]
         self.warm_up_log.append(len(steps))
+        if layer is not None and LAY_OUT_APART and key == "sr":
+            # its own turn (2 hops: the dims update queues a repaint), before the first draw
+            steps.append((lambda: self._lay_out_sr(layer), 2))
         _after_a_turn(lambda: self._warm_next(layer, steps))
 
     def _warm_next(self, layer: Any, steps: list) -> None:
@@ -111,8 +118,9 @@ class LiveResults:
         if self._closed or not steps:
             self._show_created(layer)
             return
-        steps.pop(0)()
-        _after_a_turn(lambda: self._warm_next(layer, steps), hops=1)
+        fn, hops = steps.pop(0)
+        fn()
+        _after_a_turn(lambda: self._warm_next(layer, steps), hops=hops)
 
     def _show_created(self, layer: Any) -> None:
         """Show a result layer created hidden by :meth:`_create_next_layer`; then create the next one."""
