@@ -15,8 +15,8 @@ step at a time, exactly as the widget does it (:class:`napari_smlm._layers.RunLa
    layer hidden (a 1×1 placeholder); 4. show it (``--presized``: laid out on its final grid in
    the same turn, as the widget does, so that results fill it in place);
 (``--warm-up``, as the widget does since session 7: 1.1 … prepare the points' first draw, one
-vispy program built per step, then their GL compile; 3.1 lay the SR layer out on its grid while
-hidden; step 4 then only shows it);
+vispy program built per step, then their GL compile; and, with the widget's ``LAY_OUT_APART``, 3.1 lay the SR
+layer out on its grid while hidden, step 4 then only showing it);
 5. the first live refresh (image, 5,000 live points, time slider) in one event-loop turn;
 6. a later live refresh (the same, the image filled in place); 7. the final refresh (the whole
    image; every localization in the points layer).
@@ -160,17 +160,20 @@ def replay(results, rows: dict, prof: dict | None, presized: bool, warm_up: bool
         ldt[1]["visible"] = False
         sr_layer = _step("3 create SR layer (hidden, 1x1)", lambda: rl.update("sr", ldt), rows, prof)
 
-        if presized and warm_up:  # as the widget does (LAY_OUT_APART): laid out in a turn of its own
+        from napari_smlm.widgets._reconstruction_live import LAY_OUT_APART
+
+        apart = presized and warm_up and LAY_OUT_APART
+        if apart:  # as the widget does with LAY_OUT_APART: laid out in a turn of its own
             grid = _layers.super_resolved_layer_data(np.zeros_like(sr), sr_px, "R SR", metadata=md, contrast_limits=(0.0, 1.0))
             _step("3.1 lay out SR layer on its grid (hidden)", lambda: rl.update("sr", grid), rows, prof)
 
         def lay_out_and_show():
-            if presized and not warm_up:  # as the widget does (ReconstructionWidget._lay_out_sr): zeros on the final grid
+            if presized and not apart:  # as the widget does (ReconstructionWidget._lay_out_sr): zeros on the final grid
                 grid = _layers.super_resolved_layer_data(np.zeros_like(sr), sr_px, "R SR", metadata=md, contrast_limits=(0.0, 1.0))
                 rl.update("sr", grid)
             sr_layer.visible = True
 
-        _step("4 " + ("lay out on its grid + " if presized and not warm_up else "") + "show SR layer (first draw)", lay_out_and_show, rows, prof)
+        _step("4 " + ("lay out on its grid + " if presized and not apart else "") + "show SR layer (first draw)", lay_out_and_show, rows, prof)
 
         def refresh(img, parts, frame):
             if presized and sr_layer.data.shape == img.shape:

@@ -61,9 +61,11 @@ HOLD_WORKER_WHILE_CREATING = True
 #: now is the text program's build, ~40 ms.
 WARM_UP_FIRST_DRAW = True
 #: Lay the super-resolved layer out on its grid (napari: dims update, every layer re-sliced, a repaint)
-#: in a turn of its own before its first draw; with the first draws prepared, the two together were
-#: the longest creation step (~70 ms).
-LAY_OUT_APART = True
+#: in a turn of its own before its first draw, instead of in the turn that first draws it. Off: tried
+#: in session 7, the two turns cost ~43 + 43 ms of CPU where the one cost ~72 (``gui_layer_costs.py
+#: --warm-up``: a repaint more), and the run's blocked time did not go down; the longest stalls of a
+#: run are the two layer creations (~80-90 ms each), so the shorter steps did not lower its p99 either.
+LAY_OUT_APART = False
 
 
 class LiveResults:
