@@ -5,7 +5,8 @@ holds the run's state): the GUI-thread side of a run once Run is clicked —
 
 * **creation** (:meth:`LiveResults._create_next_layer`): the result layers are created hidden and
   shown one step per event-loop turn, two timer hops apart (:func:`_after_a_turn`), while the
-  worker is held (:data:`HOLD_WORKER_WHILE_CREATING`);
+  worker is held (:data:`HOLD_WORKER_WHILE_CREATING`); between creating and showing the points
+  layer, its first draw is prepared one vispy program per turn (:data:`WARM_UP_FIRST_DRAW`);
 * **worker updates** (:meth:`LiveResults._on_update`): O(batch) bookkeeping and the progress bar;
 * **refreshes** (:meth:`LiveResults._flush`): paced at 1/:data:`REFRESH_DUTY` of the event loop,
   one event-loop turn each, none when the run is about to end (:data:`SKIP_LIVE_REFRESH_ETA_S`),
