@@ -116,7 +116,7 @@ class LiveResults:
 
         One shader program built (or the GL compile) per event-loop turn; when none is left, the
         layer is shown (:meth:`_show_created`), and that repaint only draws. ``steps``: ``(call,
-        timer hops after it)``; the super-resolved layer's first step lays it out on its grid.
+        timer hops after it)``; with :data:`LAY_OUT_APART`, the super-resolved layer's one step lays it out.
         """
         if self._closed or not steps:
             self._show_created(layer)
