@@ -250,8 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="decode", help="shipped model of the unmeasured run (default %(default)s)")
     p.add_argument("--repeat", type=int, default=3, help="fresh viewers to replay in (default %(default)s)")
     p.add_argument("--presized", action="store_true", help="lay the SR layer out on its final grid when it is shown (as the widget does)")
-    p.add_argument("--warm-up", action="store_true", help="prepare the points layer's first draw in steps and lay the SR "
-                   "layer out in a turn of its own before showing them (as the widget does since session 7)")
+    p.add_argument("--warm-up", action="store_true",
+                   help="prepare the points layer's first draw in steps before showing it (as the widget does)")
     p.add_argument("--profile", action="store_true", help="also break each step down with cProfile (inflated times)")
     p.add_argument("--fill", default="", help="only measure the final fill of a points layer with these numbers "
                    "of localizations (comma-separated, e.g. 38280,100000,200000)")

@@ -522,7 +522,8 @@ def test_the_points_layers_first_draw_is_prepared_in_steps_before_it_is_shown(vi
         _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
     points = w.result_layers()["points"]
     assert points.visible
-    programs = {id(v._program) for v in _vispy_warmup._drawn_visuals(_vispy_warmup._scene_canvas_and_node(viewer, points)[1])}
+    node = _vispy_warmup._scene_canvas_and_node(viewer, points)[1]
+    programs = {id(v._program) for v in _vispy_warmup._drawn_visuals(node)}
     by_phase = {p: {i for q, i in built if q == p} for p in ("warm", "show", "first draw")}
     n_steps = list(w.warm_up_log)
     assert n_steps[0] >= 3, n_steps  # the points: ≥ 2 programs and the GL compile
