@@ -210,7 +210,7 @@ class _Tracer:
         self.spans: list[tuple[float, float, str]] = []
         self.ended = False
         for attr, label in (("_on_update", "update"), ("_advance", "refresh"), ("_create_next_layer", "create"),
-                            ("_show_created", "create"), ("_end_run", "final")):
+                            ("_show_created", "create"), ("_warm_next", "create"), ("_end_run", "final")):
             fn = getattr(w, attr, None)
             if fn is not None:
                 setattr(w, attr, self._wrap(fn, label))

@@ -14,6 +14,9 @@ step at a time, exactly as the widget does it (:class:`napari_smlm._layers.RunLa
 1. create the points layer hidden; 2. show it (its first draw); 3. create the super-resolved
    layer hidden (a 1×1 placeholder); 4. show it (``--presized``: laid out on its final grid in
    the same turn, as the widget does, so that results fill it in place);
+(``--warm-up``, as the widget does since session 7: 1.1 … prepare the points' first draw, one
+vispy program built per step, then their GL compile; and, with the widget's ``LAY_OUT_APART``, 3.1 lay the SR
+layer out on its grid while hidden, step 4 then only showing it);
 5. the first live refresh (image, 5,000 live points, time slider) in one event-loop turn;
 6. a later live refresh (the same, the image filled in place); 7. the final refresh (the whole
    image; every localization in the points layer).
@@ -125,7 +128,7 @@ def _real_results(model: str):
         _drain()
 
 
-def replay(results, rows: dict, prof: dict | None, presized: bool) -> None:
+def replay(results, rows: dict, prof: dict | None, presized: bool, warm_up: bool = False) -> None:
     """The steps of a run, in a fresh viewer with the movie and the docked widget."""
     import gui_latency as gl
     import napari
@@ -147,18 +150,30 @@ def replay(results, rows: dict, prof: dict | None, presized: bool) -> None:
         ldt = _points_layer_data(Localizations.empty(), "R", px, meta, [0, 0])
         ldt[1]["visible"] = False
         pts_layer = _step("1 create points layer (hidden)", lambda: rl.update("points", ldt), rows, prof)
+        if warm_up:  # as the widget does (WARM_UP_FIRST_DRAW): its programs built and compiled, one per turn
+            from napari_smlm._vispy_warmup import warm_up_steps
+
+            for i, fn in enumerate(warm_up_steps(v, pts_layer)):
+                _step(f"1.{i + 1} prepare its first draw: step {i + 1}", fn, rows, prof)
         _step("2 show points layer (first draw)", lambda: setattr(pts_layer, "visible", True), rows, prof)
         ldt = _layers.super_resolved_layer_data(np.zeros((1, 1), np.float32), px, "R SR", metadata=md, contrast_limits=(0.0, 1.0))
         ldt[1]["visible"] = False
         sr_layer = _step("3 create SR layer (hidden, 1x1)", lambda: rl.update("sr", ldt), rows, prof)
 
+        from napari_smlm.widgets._reconstruction_live import LAY_OUT_APART
+
+        apart = presized and warm_up and LAY_OUT_APART
+        if apart:  # as the widget does with LAY_OUT_APART: laid out in a turn of its own
+            grid = _layers.super_resolved_layer_data(np.zeros_like(sr), sr_px, "R SR", metadata=md, contrast_limits=(0.0, 1.0))
+            _step("3.1 lay out SR layer on its grid (hidden)", lambda: rl.update("sr", grid), rows, prof)
+
         def lay_out_and_show():
-            if presized:  # as the widget does (ReconstructionWidget._lay_out_sr): zeros on the final grid
+            if presized and not apart:  # as the widget does (ReconstructionWidget._lay_out_sr): zeros on the final grid
                 grid = _layers.super_resolved_layer_data(np.zeros_like(sr), sr_px, "R SR", metadata=md, contrast_limits=(0.0, 1.0))
                 rl.update("sr", grid)
             sr_layer.visible = True
 
-        _step("4 " + ("lay out on its grid + " if presized else "") + "show SR layer (first draw)", lay_out_and_show, rows, prof)
+        _step("4 " + ("lay out on its grid + " if presized and not apart else "") + "show SR layer (first draw)", lay_out_and_show, rows, prof)
 
         def refresh(img, parts, frame):
             if presized and sr_layer.data.shape == img.shape:
@@ -235,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", default="decode", help="shipped model of the unmeasured run (default %(default)s)")
     p.add_argument("--repeat", type=int, default=3, help="fresh viewers to replay in (default %(default)s)")
     p.add_argument("--presized", action="store_true", help="lay the SR layer out on its final grid when it is shown (as the widget does)")
+    p.add_argument("--warm-up", action="store_true",
+                   help="prepare the points layer's first draw in steps before showing it (as the widget does)")
     p.add_argument("--profile", action="store_true", help="also break each step down with cProfile (inflated times)")
     p.add_argument("--fill", default="", help="only measure the final fill of a points layer with these numbers "
                    "of localizations (comma-separated, e.g. 38280,100000,200000)")
@@ -256,7 +273,7 @@ def main(argv: list[str] | None = None) -> int:
     rows: dict = {}
     prof: dict | None = {} if a.profile else None
     for _ in range(a.repeat):
-        replay(results, rows, prof, a.presized)
+        replay(results, rows, prof, a.presized, a.warm_up)
     print(f"napari {napari.__version__}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}; "
           f"SR image {results[0].shape}; medians of {a.repeat} fresh viewers (ms)\n")
     print("| step | call | + queued events (repaint) | total | process CPU |\n|---|---:|---:|---:|---:|")

@@ -472,3 +472,60 @@ def test_a_hold_never_released_ends_by_itself_once(qtbot, monkeypatch):
     job = _workers.start_job(iter(range(5)), held=True, on_done=lambda: done.append(True))
     qtbot.waitUntil(lambda: bool(done), timeout=TIMEOUT_MS)
     assert not job.held
+
+
+def test_the_points_layers_first_draw_is_prepared_in_steps_before_it_is_shown(viewer, qtbot, toy_checkpoint, monkeypatch):
+    """The shader programs the hidden points layer's first draw needs are built one per event-loop
+    turn before it is shown (``_vispy_warmup``): the repaint that shows the layer then builds none
+    of them. With WARM_UP_FIRST_DRAW = False this failed: they were all built in that repaint.
+    """
+    from vispy.visuals.shaders.program import ModularProgram
+
+    from napari_smlm import _vispy_warmup
+
+    viewer.window._qt_window.show()  # a GL context, as in a user's window
+    w, hold = _toy_run_held_at(viewer, toy_checkpoint, 4)
+    built, phase = [], ["-"]
+    real_build = ModularProgram._build
+
+    def counting_build(self):
+        built.append((phase[0], id(self)))
+        return real_build(self)
+
+    monkeypatch.setattr(ModularProgram, "_build", counting_build)
+    show, warm = w._show_created, w._warm_next
+    events = []
+
+    def in_phase(name, fn):
+        def wrapped(*args):
+            phase[0] = name
+            events.append(name)
+            try:
+                return fn(*args)
+            finally:
+                phase[0] = "-"
+                if name == "show":  # the repaint that first draws the layer comes after the call
+                    phase[0] = "first draw"
+                    qtbot.wait(50)
+                    phase[0] = "-"
+
+        return wrapped
+
+    monkeypatch.setattr(w, "_show_created", in_phase("show", show))
+    monkeypatch.setattr(w, "_warm_next", in_phase("warm", warm))
+    try:
+        assert w.run()
+        qtbot.waitUntil(lambda: events.count("show") == 2, timeout=TIMEOUT_MS)
+        qtbot.wait(100)
+    finally:
+        hold.set()
+        _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
+    points = w.result_layers()["points"]
+    assert points.visible
+    node = _vispy_warmup._scene_canvas_and_node(viewer, points)[1]
+    programs = {id(v._program) for v in _vispy_warmup._drawn_visuals(node)}
+    by_phase = {p: {i for q, i in built if q == p} for p in ("warm", "show", "first draw")}
+    n_steps = list(w.warm_up_log)
+    assert n_steps[0] >= 3, n_steps  # the points: ≥ 2 programs and the GL compile
+    assert len(programs & by_phase["warm"]) >= 2  # markers and text at least
+    assert not programs & (by_phase["show"] | by_phase["first draw"])

@@ -127,6 +127,7 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
         self._steps: Any = None  # the refresh in progress (a generator of steps), or None
         #: ``(start, seconds)`` of each result layer this widget created (napari's cost; benchmarks)
         self.creation_log: deque = deque(maxlen=256)
+        self.warm_up_log: deque = deque(maxlen=256)  # warm-up steps made per created layer (_vispy_warmup)
         self._progress_t = 0.0
         self._settle_t: float | None = None
         self._final_flushed = False

@@ -5,7 +5,8 @@ holds the run's state): the GUI-thread side of a run once Run is clicked —
 
 * **creation** (:meth:`LiveResults._create_next_layer`): the result layers are created hidden and
   shown one step per event-loop turn, two timer hops apart (:func:`_after_a_turn`), while the
-  worker is held (:data:`HOLD_WORKER_WHILE_CREATING`);
+  worker is held (:data:`HOLD_WORKER_WHILE_CREATING`); between creating and showing the points
+  layer, its first draw is prepared one vispy program per turn (:data:`WARM_UP_FIRST_DRAW`);
 * **worker updates** (:meth:`LiveResults._on_update`): O(batch) bookkeeping and the progress bar;
 * **refreshes** (:meth:`LiveResults._flush`): paced at 1/:data:`REFRESH_DUTY` of the event loop,
   one event-loop turn each, none when the run is about to end (:data:`SKIP_LIVE_REFRESH_ETA_S`),
@@ -22,6 +23,7 @@ import numpy as np
 from qtpy.QtCore import QTimer
 
 from .. import _layers
+from .._vispy_warmup import warm_up_steps
 from ..core.progress import UpdateKind
 from ._base import SmlmDockWidget, notify_warning
 from ._quiet_progress import set_progress
@@ -53,6 +55,18 @@ SKIP_LIVE_REFRESH_ETA_S = 5.0
 #: Hold the worker at Run until the result layers are created and first drawn (~0.3-0.4 s of GUI
 #: thread): both threads running Python at once made those steps take ~2x their CPU time (GIL).
 HOLD_WORKER_WHILE_CREATING = True
+#: Prepare a hidden result layer's first draw in steps before showing it: each vispy shader program
+#: built (GLSL generated in Python) in its own event-loop turn, then compiled by the GL driver, so that
+#: the repaint that shows the layer only draws (:func:`napari_smlm._vispy_warmup.warm_up_steps`).
+#: The first draw of the points layer was one stall of ~75-100 ms of GUI CPU; its largest piece
+#: now is the text program's build, ~40 ms.
+WARM_UP_FIRST_DRAW = True
+#: Lay the super-resolved layer out on its grid (napari: dims update, every layer re-sliced, a repaint)
+#: in a turn of its own before its first draw, instead of in the turn that first draws it. Off: tried
+#: in session 7, the two turns cost ~43 + 43 ms of CPU where the one cost ~72 (``gui_layer_costs.py
+#: --warm-up``: a repaint more), and the run's blocked time did not go down; the longest stalls of a
+#: run are the two layer creations (~80-90 ms each), so the shorter steps did not lower its p99 either.
+LAY_OUT_APART = False
 
 
 class LiveResults:
@@ -85,7 +99,31 @@ class LiveResults:
             t = time.perf_counter()
             layer = rl.update(key, ldt)
             self.creation_log.append((t, time.perf_counter() - t))
-        _after_a_turn(lambda: self._show_created(layer))
+        steps: list = []
+        if layer is not None and WARM_UP_FIRST_DRAW and key == "points":
+            # Not the super-resolved image: napari gives a hidden layer's visual no data (it slices
+            # visible layers only), so vispy cannot build its program before it is shown; it is
+            # cheap (~10 ms) where the points' text and markers programs are ~50 ms.
+            steps = [(fn, 1) for fn in warm_up_steps(self.viewer, layer)]
+        self.warm_up_log.append(len(steps))
+        if layer is not None and LAY_OUT_APART and key == "sr":
+            # its own turn (2 hops: the dims update queues a repaint), before the first draw
+            steps.append((lambda: self._lay_out_sr(layer), 2))
+        _after_a_turn(lambda: self._warm_next(layer, steps))
+
+    def _warm_next(self, layer: Any, steps: list) -> None:
+        """One step that prepares the first draw of a hidden result layer (:mod:`napari_smlm._vispy_warmup`).
+
+        One shader program built (or the GL compile) per event-loop turn; when none is left, the
+        layer is shown (:meth:`_show_created`), and that repaint only draws. ``steps``: ``(call,
+        timer hops after it)``; with :data:`LAY_OUT_APART`, the super-resolved layer's one step lays it out.
+        """
+        if self._closed or not steps:
+            self._show_created(layer)
+            return
+        fn, hops = steps.pop(0)
+        fn()
+        _after_a_turn(lambda: self._warm_next(layer, steps), hops=hops)
 
     def _show_created(self, layer: Any) -> None:
         """Show a result layer created hidden by :meth:`_create_next_layer`; then create the next one."""
@@ -380,7 +418,7 @@ class LiveResults:
         self._put(rl, "output", ldt)
 
 
-def _after_a_turn(fn: Any) -> None:
+def _after_a_turn(fn: Any, hops: int = 2) -> None:
     """Call ``fn`` in a later event-loop pass than whatever the current step queued (its repaint).
 
     Two hops of :data:`CREATE_GAP_MS`: a step's deferred work (napari's queued layer-list and
@@ -388,5 +426,9 @@ def _after_a_turn(fn: Any) -> None:
     step; a single timer started at the step's end is already due when that work ends and fired in
     the same pass, before the input and timers that waited (one stall of both). The first hop runs
     after that work; the second is due :data:`CREATE_GAP_MS` later, after what waited.
+    ``hops=1``: one timer hop, for a step that queues no deferred work (a warm-up step draws nothing).
     """
+    if hops <= 1:
+        QTimer.singleShot(CREATE_GAP_MS, fn)
+        return
     QTimer.singleShot(CREATE_GAP_MS, lambda: QTimer.singleShot(CREATE_GAP_MS, fn))
