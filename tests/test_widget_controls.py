@@ -54,3 +54,30 @@ def test_plan_training_refuses_an_uncreatable_folder_and_a_bad_psf_file(tmp_path
         _training_job.plan_training(None, "decode3d", SimulationConfig(), None, tmp_path / "m.pt", psf=str(tmp_path / "no.yaml"))
     plan = _training_job.plan_training(None, "decode", SimulationConfig(), None, tmp_path / "ok" / "m.pt")
     assert plan.path.parent.is_dir() and plan.init is None and plan.pairs is None and plan.model_config is None
+
+
+def test_save_checkpoint_as_never_replaces_a_file_unless_told(tmp_path, monkeypatch):
+    """'Save checkpoint as' keeps a file the user already has (and the training checkpoint itself)."""
+    errors = []
+    monkeypatch.setattr(_training_job, "notify_error", errors.append)
+    monkeypatch.setattr(_training_job, "notify_info", lambda msg: None)
+
+    class Models:
+        added = []
+
+        def add_checkpoint(self, path, source):
+            self.added.append(path)
+
+    models = Models()
+    src = tmp_path / "run.pt"
+    src.write_bytes(b"trained")
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes(b"the user's own model")
+    assert _training_job.save_checkpoint_as(models, str(src), mine) is None
+    assert mine.read_bytes() == b"the user's own model" and "mine.pt" in errors[-1]
+    assert _training_job.save_checkpoint_as(models, str(src), src, overwrite=True) is None
+    assert src.read_bytes() == b"trained"
+    out = _training_job.save_checkpoint_as(models, str(src), mine, overwrite=True)
+    assert out == mine and mine.read_bytes() == b"trained" and models.added == [mine]
+    new = _training_job.save_checkpoint_as(models, str(src), tmp_path / "sub" / "new.pt")
+    assert new.read_bytes() == b"trained" and len(models.added) == 2

@@ -298,9 +298,9 @@ class TrainingWidget(SmlmDockWidget):
     # ================================================================ save
     def _on_save_as(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save checkpoint as", str(default_checkpoint_dir()), "Checkpoints (*.pt)")
-        if path:
-            self.save_checkpoint_as(path)
+        if path:  # the dialog itself asked before choosing an existing file
+            self.save_checkpoint_as(path, overwrite=True)
 
-    def save_checkpoint_as(self, path: str | Path) -> Path | None:
-        """Copy the best checkpoint so far to ``path`` and add it to the model list."""
-        return _job.save_checkpoint_as(self.models, self._ckpt_path, path)
+    def save_checkpoint_as(self, path: str | Path, *, overwrite: bool = False) -> Path | None:
+        """Copy the best checkpoint so far to ``path`` and add it to the model list (never over a file unless ``overwrite``)."""
+        return _job.save_checkpoint_as(self.models, self._ckpt_path, path, overwrite=overwrite)

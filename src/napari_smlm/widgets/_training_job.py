@@ -137,17 +137,25 @@ def run_summary(state: RunState, exc: BaseException | None, history: dict[str, l
     return f"{'Done' if state is RunState.DONE else 'Stopped'} after {n} steps.{saved}"
 
 
-def save_checkpoint_as(models: Any, src: str | None, path: str | Path) -> Path | None:
-    """Copy the checkpoint ``src`` to ``path`` and add it to the model list (a notification either way)."""
+def save_checkpoint_as(models: Any, src: str | None, path: str | Path, *, overwrite: bool = False) -> Path | None:
+    """Copy the checkpoint ``src`` to ``path`` and add it to the model list (a notification either way).
+
+    An existing file at ``path`` is kept unless ``overwrite`` (the widget passes it only after
+    the save dialog's own "replace?" question); the copy is atomic, so a failed save leaves
+    ``path`` as it was.
+    """
+    from napari_smlm.core.io.safe import atomic_path, check_output
+    from napari_smlm.core.io.errors import SMLMFileError
+
     if not src or not Path(src).is_file():
         notify_error("No checkpoint to save yet: train until the first validation.")
         return None
-    dst = Path(path)
     try:
-        dst.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(src, dst)
-    except OSError as exc:
-        notify_error(f"Cannot save the checkpoint to {dst}: {exc}")
+        dst = check_output(path, inputs=[src], overwrite=overwrite, what="checkpoint")
+        with atomic_path(dst) as tmp:
+            shutil.copyfile(src, tmp)
+    except (OSError, SMLMFileError) as exc:
+        notify_error(f"Cannot save the checkpoint to {Path(path)}: {error_reason(exc)}")
         return None
     models.add_checkpoint(dst, source="session")
     notify_info(f"Saved checkpoint to {dst}")
