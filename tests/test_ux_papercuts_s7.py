@@ -272,6 +272,8 @@ def test_frc_is_shown_with_its_halves_and_a_nan_in_words(tmp_path, capsys):
     assert "threshold 1/7; halves of" in line and line.endswith("localizations)")
     nan = FRCResult(np.zeros(3), np.ones(3), np.ones(3), 1 / 7, float("nan"), 30.0, (100, 90), "blocks")
     assert nan.describe().startswith("finer than 60 nm") and "nan" not in nan.describe()
+    inf = FRCResult(np.zeros(3), np.zeros(3), np.zeros(3), 1 / 7, float("inf"), 30.0, (100, 90), "blocks")
+    assert inf.describe().startswith("none:") and "finer" not in inf.describe()  # nothing resolved, not "very fine"
 
 
 # ----------------------------------------------------------------------------- localize -> CSV

@@ -80,7 +80,10 @@ class FRCResult:
         a, b = (int(v) for v in self.n_halves)
         thr = "1/7" if abs(self.threshold - 1 / 7) < 1e-9 else f"{self.threshold:g}"
         basis = f"threshold {thr}; halves of {a} and {b} localizations"
-        if not math.isfinite(self.resolution_nm):
+        if math.isinf(self.resolution_nm):  # below the threshold from the first ring on: nothing resolved
+            return (f"none: the curve is below the threshold from the lowest frequency on (too few or "
+                    f"uncorrelated localizations) ({basis})")
+        if math.isnan(self.resolution_nm):
             return (f"finer than {2 * self.pixel_size_nm:g} nm, the smallest this render pixel can show "
                     f"(the curve stays above the threshold; use a smaller FRC pixel) ({basis})")
         return f"{self.resolution_nm:.1f} nm ({basis})"
