@@ -27,7 +27,7 @@ def _noop(x):
 
 
 def _warm(_):
-    from napari_smlm.core.runner import _cached_checkpoint
+    from napari_smlm.core.distributed import _cached_checkpoint
 
     _cached_checkpoint("decode")
     return os.getpid()

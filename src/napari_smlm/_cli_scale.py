@@ -149,7 +149,7 @@ def _localize_many(args) -> int:
     from .cli import _interrupted_rc, _progress
     from .core.io.errors import SMLMFileError
     from .core.io.tiff import _resolve_paths
-    from .core.runner import _cached_checkpoint, default_outputs, localize_many
+    from .core.distributed import _cached_checkpoint, default_outputs, localize_many
 
     files: list[str] = []
     for m in args.movie:
