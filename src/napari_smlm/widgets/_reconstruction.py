@@ -121,6 +121,7 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
         self._keep_stack = False
         self._final_points: tuple | None = None
         self._to_create: list[str] = []
+        self._deferred_show: list = []  # result layers created hidden, shown with the next one (_show_deferred)
         self._live_parts: deque = deque()
         self._live_rows = 0
         self._first_batch: tuple[float, int] | None = None  # (time, frames done) at the run's first batch
@@ -526,6 +527,7 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
     def before_finish(self, state: RunState) -> None:
         """A run that ended before its first result leaves no empty result layers behind."""
         self._to_create = []
+        self._show_deferred()  # a result layer waiting to be shown with the next one is shown now
         if self._run_layers is not None and (self._col is None or self._col.last is None):
             self._run_layers.remove_created()
 

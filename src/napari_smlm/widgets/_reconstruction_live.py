@@ -23,7 +23,7 @@ import numpy as np
 from qtpy.QtCore import QTimer
 
 from .. import _layers
-from .._vispy_warmup import warm_up_steps
+from .._vispy_warmup import no_redraw_for_hidden_layer, warm_up_steps
 from ..core.progress import UpdateKind
 from ._base import SmlmDockWidget, notify_warning
 from ._quiet_progress import set_progress
@@ -67,6 +67,15 @@ WARM_UP_FIRST_DRAW = True
 #: --warm-up``: a repaint more), and the run's blocked time did not go down; the longest stalls of a
 #: run are the two layer creations (~80-90 ms each), so the shorter steps did not lower its p99 either.
 LAY_OUT_APART = False
+#: Add a result layer (created hidden) without vispy redrawing the canvas for it: its picture does
+#: not change until the layer is shown (:func:`napari_smlm._vispy_warmup.no_redraw_for_hidden_layer`).
+#: The redraw napari's add asked for was ~15-20 ms of process CPU per layer (a render of the movie
+#: with software OpenGL) in the event-loop pass after the add; the layer list and controls still repaint.
+NO_REDRAW_FOR_HIDDEN_ADD = True
+#: Show the (still empty) points layer in the turn that shows the super-resolved layer, not in a turn
+#: of its own: an empty points layer adds nothing to the picture, but showing it cost a canvas
+#: redraw and window repaint of its own (~40 ms of process CPU); the image's first draw repaints anyway.
+SHOW_POINTS_WITH_SR = True
 
 
 class LiveResults:
@@ -81,6 +90,7 @@ class LiveResults:
         """
         rl = self._run_layers
         if self._closed or rl is None or not self._to_create:
+            self._show_deferred()
             self._release_worker()
             return
         key = self._to_create.pop(0)
@@ -97,7 +107,11 @@ class LiveResults:
                                                         contrast_limits=(0.0, 1.0))
             ldt[1]["visible"] = False
             t = time.perf_counter()
-            layer = rl.update(key, ldt)
+            if NO_REDRAW_FOR_HIDDEN_ADD:
+                with no_redraw_for_hidden_layer(self.viewer):
+                    layer = rl.update(key, ldt)
+            else:
+                layer = rl.update(key, ldt)
             self.creation_log.append((t, time.perf_counter() - t))
         steps: list = []
         if layer is not None and WARM_UP_FIRST_DRAW and key == "points":
@@ -126,14 +140,37 @@ class LiveResults:
         _after_a_turn(lambda: self._warm_next(layer, steps), hops=hops)
 
     def _show_created(self, layer: Any) -> None:
-        """Show a result layer created hidden by :meth:`_create_next_layer`; then create the next one."""
+        """Show a result layer created hidden by :meth:`_create_next_layer`; then create the next one.
+
+        With :data:`SHOW_POINTS_WITH_SR`, the points layer (empty at this point) is shown later, in
+        the turn that shows the super-resolved layer (:meth:`_show_deferred`): one repaint for both.
+        """
+        rl = self._run_layers
+        if (SHOW_POINTS_WITH_SR and layer is not None and rl is not None and "sr" in self._to_create
+                and _layers.same_layer(layer, rl.get("points"))):
+            self._deferred_show.append(layer)
+            layer = None
         if layer is not None and not self._closed:
             self._lay_out_sr(layer)
             layer.visible = True
+        if layer is not None or not self._to_create:
+            self._show_deferred()
         if self._to_create and not self._closed:
             _after_a_turn(self._create_next_layer)
         else:
             self._release_worker()
+
+    def _show_deferred(self) -> None:
+        """Show the result layers whose showing waited for another one's (:data:`SHOW_POINTS_WITH_SR`).
+
+        Also called when the creation steps end early (the run ended, the widget closed): a result
+        layer is never left hidden by them.
+        """
+        waiting = getattr(self, "_deferred_show", None)
+        while waiting:
+            la = waiting.pop(0)
+            if not self._closed and not la.visible:
+                la.visible = True
 
     def _release_worker(self) -> None:
         """The result layers are there: the worker, held at Run, starts its work."""
