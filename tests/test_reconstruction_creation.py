@@ -20,6 +20,7 @@ from test_widgets import (  # noqa: E402  (helpers and fixtures of the widget te
     SIM,
     TIMEOUT_MS,
     _add_movie,
+    _dock,
     _raw,
     _wait_state,
     toy_checkpoint,  # noqa: F401 - fixture
@@ -193,3 +194,38 @@ def test_a_points_layer_waiting_to_be_shown_is_shown_when_the_creation_steps_end
     assert w.status.state is RunState.DONE, w.status.message
     assert len(_raw(w.result_layers()["points"]).data) == len(w.localizations()) > 0
     assert _layers.same_layer(w.result_layers()["points"], points)
+
+
+@pytest.mark.parametrize("slow_ms", [500, 200])
+def test_the_progress_of_a_long_run_is_shown_twice_a_second(viewer, qtbot, monkeypatch, slow_ms):
+    """The progress bar and status line follow the batches every PROGRESS_MS (200 ms) for the first
+    PROGRESS_FAST_S of a run, then every PROGRESS_SLOW_MS (500 ms): each update repaints the window.
+    Driven by a fake clock (batches every 50 ms for 20 s). With PROGRESS_SLOW_MS = 200 (the contrast;
+    the pace before) a long run's progress was shown 5 times a second throughout."""
+    from types import SimpleNamespace
+
+    from napari_smlm.widgets import _reconstruction_live
+
+    monkeypatch.setattr(_reconstruction_live, "PROGRESS_SLOW_MS", slow_ms)
+    w = _dock(viewer, "Reconstruction")
+    clock = [1000.0]
+    monkeypatch.setattr(_reconstruction_live, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    shown = []
+    monkeypatch.setattr(_reconstruction_live, "set_progress", lambda bar, value: shown.append((clock[0], value)))
+    col = SimpleNamespace(n_done=0, n_total=400, n_found=0)
+    w._col, w._t0, w._progress_t = col, clock[0], 0.0
+    for i in range(400):  # a batch every 50 ms
+        clock[0] += 0.05
+        col.n_done = i + 1
+        w._show_progress()
+    t = np.array([c - 1000.0 for c, _ in shown])
+    gaps = np.diff(t)
+    early, late = gaps[t[1:] <= 5.0], gaps[t[1:] > 5.5]
+    assert np.all(early >= 0.2 - 1e-9) and np.median(early) < 0.26  # 5 a second at first
+    if slow_ms == 500:
+        assert np.all(late >= 0.5 - 1e-9) and len(late) <= 30  # then twice a second
+    else:
+        assert np.median(late) < 0.26 and len(late) > 50
+    w._show_progress(force=True)  # a refresh shows the progress now, whatever the pace
+    assert shown[-1][0] == clock[0]
+    w._col = None

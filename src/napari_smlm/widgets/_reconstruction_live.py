@@ -37,8 +37,15 @@ NETWORK_OUTPUT_BUDGET_BYTES = 256 * 2**20
 #: Localizations the points layer shows while a run goes on (the latest ones); all at the end.
 #: napari's Points layer costs O(N) Python work per data change, so a live layer must stay small.
 LIVE_POINTS = 5000
-#: The progress bar and status line follow the worker's batches at most this often (ms).
+#: The progress bar and status line follow the worker's batches at most this often (ms) ...
 PROGRESS_MS = 200
+#: ... for the first PROGRESS_FAST_S seconds of a run, then at most every PROGRESS_SLOW_MS (twice a
+#: second). Each update repaints the window (the bar and the status line share one flush: with an
+#: OpenGL canvas in the window, ~5-7 ms of stall each with software OpenGL); at 5 a second these were
+#: the largest item of a long run's blocked time (20,000 frames: ~2.6 s of ~6.4 s over 2 minutes).
+#: Short runs (the EPFL movie: 2.5-6 s) keep the 200 ms pace.
+PROGRESS_FAST_S = 5.0
+PROGRESS_SLOW_MS = 500
 #: Live layer refreshes take at most 1/REFRESH_DUTY of the event loop (the base's FLUSH_DUTY is 40).
 #: A refresh is one event-loop turn since session 5 (~40-60 ms, half its former cost), so 80 keeps
 #: the pace users saw before (one refresh every ~3-4 s) and halves its share of the event loop.
@@ -242,12 +249,14 @@ class LiveResults:
     def _show_progress(self, force: bool = False) -> None:
         """Progress bar and status line: cheap Qt widgets, so they follow the run closely.
 
-        At most every :data:`PROGRESS_MS` (``force``: now). The result layers are refreshed far
-        less often (napari work; see :meth:`_flush`), so the progress shown does not wait for them.
+        At most every :data:`PROGRESS_MS` (``force``: now), every :data:`PROGRESS_SLOW_MS` once the
+        run has gone on for :data:`PROGRESS_FAST_S`. The result layers are refreshed far less often
+        (napari work; see :meth:`_flush`), so the progress shown does not wait for them.
         """
         col = self._col
         now = time.perf_counter()
-        if col is None or (not force and now - self._progress_t < PROGRESS_MS / 1000.0):
+        every_ms = PROGRESS_MS if now - self._t0 < PROGRESS_FAST_S else max(PROGRESS_MS, PROGRESS_SLOW_MS)
+        if col is None or (not force and now - self._progress_t < every_ms / 1000.0):
             return
         self._progress_t = now
         set_progress(self.progress, col.n_done)  # one window flush with the status line, not two
