@@ -17,6 +17,10 @@ step at a time, exactly as the widget does it (:class:`napari_smlm._layers.RunLa
 (``--warm-up``, as the widget does since session 7: 1.1 … prepare the points' first draw, one
 vispy program built per step, then their GL compile; and, with the widget's ``LAY_OUT_APART``, 3.1 lay the SR
 layer out on its grid while hidden, step 4 then only showing it);
+Since session 8, as the widget does: the hidden layers of steps 1 and 3 are added without a canvas
+redraw (``NO_REDRAW_FOR_HIDDEN_ADD``), and step 2 is folded into step 4 — the (empty) points layer
+is shown in the turn that shows the SR layer (``SHOW_POINTS_WITH_SR``); ``--round7`` replays the
+steps as they were before (both off), for a before/after on the same machine and load.
 5. the first live refresh (image, 5,000 live points, time slider) in one event-loop turn;
 6. a later live refresh (the same, the image filled in place); 7. the final refresh (the whole
    image; every localization in the points layer).
@@ -28,6 +32,9 @@ shared machine than wall time), medians over
 ``--repeat`` fresh viewers; ``--profile`` adds a cProfile of each step (time inflated by the
 profiler) summed over the functions that make it up: napari's layer model, the vispy visual,
 the layer-controls widget, dims/slicing, thumbnail, canvas draw, shader build, texture upload.
+``--callbacks`` breaks ``viewer.add_layer`` of each result layer down by the callbacks napari runs
+on ``layers.events.inserted`` (the vispy layer, the layer-controls widget, the viewer model's dims
+update, the layer list's Qt model: GUI-thread CPU, unprofiled).
 ``--fill 38280,100000,200000`` measures instead what giving a live points layer all of a run's
 localizations at once costs (the final refresh; O(n) in napari).
 """

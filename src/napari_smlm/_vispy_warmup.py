@@ -13,6 +13,9 @@ the layer's visuals (``_prepare_draw``, ``ModularProgram.build_if_needed``, the 
 flush). They use napari's private canvas (``window._qt_viewer.canvas.layer_to_visual``): with a
 napari that has no such thing, or any step that fails, there are no steps (or that step is skipped)
 and the first draw does the work as before. GUI thread only (vispy and OpenGL are not thread-safe).
+
+:func:`no_redraw_for_hidden_layer` (session 8): adding a hidden layer without vispy redrawing the
+canvas for it (its picture does not change; the canvas redraws when the layer is shown).
 """
 
 from __future__ import annotations
@@ -137,8 +140,8 @@ def no_redraw_for_hidden_layer(viewer: Any) -> Iterator[bool]:
     try:
         sc = _unwrap(viewer).window._qt_viewer.canvas._scene_canvas
         if getattr(sc, "_update_pending", None) is False and callable(getattr(sc, "update", None)):
-            scene_canvas = sc
             before = _view_state(viewer)
+            scene_canvas = sc
     except Exception as exc:  # noqa: BLE001 - another napari/vispy: the canvas redraws as before
         log.debug("canvas redraws not held back (napari internals differ): %s", exc)
     if scene_canvas is None:
