@@ -17,6 +17,10 @@ step at a time, exactly as the widget does it (:class:`napari_smlm._layers.RunLa
 (``--warm-up``, as the widget does since session 7: 1.1 … prepare the points' first draw, one
 vispy program built per step, then their GL compile; and, with the widget's ``LAY_OUT_APART``, 3.1 lay the SR
 layer out on its grid while hidden, step 4 then only showing it);
+Since session 8, as the widget does: the hidden layers of steps 1 and 3 are added without a canvas
+redraw (``NO_REDRAW_FOR_HIDDEN_ADD``), and step 2 is folded into step 4 — the (empty) points layer
+is shown in the turn that shows the SR layer (``SHOW_POINTS_WITH_SR``); ``--round7`` replays the
+steps as they were before (both off), for a before/after on the same machine and load.
 5. the first live refresh (image, 5,000 live points, time slider) in one event-loop turn;
 6. a later live refresh (the same, the image filled in place); 7. the final refresh (the whole
    image; every localization in the points layer).
@@ -28,6 +32,9 @@ shared machine than wall time), medians over
 ``--repeat`` fresh viewers; ``--profile`` adds a cProfile of each step (time inflated by the
 profiler) summed over the functions that make it up: napari's layer model, the vispy visual,
 the layer-controls widget, dims/slicing, thumbnail, canvas draw, shader build, texture upload.
+``--callbacks`` breaks ``viewer.add_layer`` of each result layer down by the callbacks napari runs
+on ``layers.events.inserted`` (the vispy layer, the layer-controls widget, the viewer model's dims
+update, the layer list's Qt model: GUI-thread CPU, unprofiled).
 ``--fill 38280,100000,200000`` measures instead what giving a live points layer all of a run's
 localizations at once costs (the final refresh; O(n) in napari).
 """
@@ -128,41 +135,102 @@ def _real_results(model: str):
         _drain()
 
 
-def replay(results, rows: dict, prof: dict | None, presized: bool, warm_up: bool = False) -> None:
-    """The steps of a run, in a fresh viewer with the movie and the docked widget."""
+def _inserted_callback_timer(viewer) -> dict:
+    """Time every callback napari runs on ``layers.events.inserted`` (GUI-thread CPU, seconds per call).
+
+    ``viewer.add_layer`` is one napari call; its work is done by these callbacks (the vispy layer,
+    the layer-controls widget, the viewer model's dims update, the layer list's Qt model ...). Each
+    is wrapped in place (this viewer only); the returned dict fills as layers are added.
+    """
+    import functools
+
+    times: dict = {}
+    em = viewer.layers.events.inserted
+    for cb in list(em.callbacks):
+        if isinstance(cb, tuple):
+            obj, meth = cb
+            obj = obj() if callable(obj) and not hasattr(obj, meth) else obj
+            fn = getattr(obj, meth, None)
+            name = f"{type(obj).__name__}.{meth}"
+        else:
+            fn, name = cb, getattr(cb, "__qualname__", repr(cb))
+        if fn is None:
+            continue
+
+        def timed(*a, _fn=fn, _name=name, **k):
+            c = time.thread_time()
+            try:
+                return _fn(*a, **k)
+            finally:
+                times.setdefault(_name, []).append(time.thread_time() - c)
+
+        functools.update_wrapper(timed, fn)
+        em.disconnect(cb)
+        em.connect(timed)
+    return times
+
+
+def replay(results, rows: dict, prof: dict | None, presized: bool, warm_up: bool = False,
+           callbacks: dict | None = None) -> None:
+    """The steps of a run, in a fresh viewer with the movie and the docked widget.
+
+    As the widget does (``widgets/_reconstruction_live``): the hidden layers are added without a canvas
+    redraw when ``NO_REDRAW_FOR_HIDDEN_ADD``, and the points layer is shown with the SR layer when
+    ``SHOW_POINTS_WITH_SR`` (``--round7`` sets both off: the creation of session 7).
+    """
+    import contextlib
+
     import gui_latency as gl
     import napari
 
     from napari_smlm import _layers
+    from napari_smlm._vispy_warmup import no_redraw_for_hidden_layer
     from napari_smlm.core.localizations import Localizations
+    from napari_smlm.widgets import _reconstruction_live as live
     from napari_smlm.widgets._reconstruction import LIVE_POINTS, _points_layer_data
 
-    sr, sr_px, live, final, meta = results
+    sr, sr_px, live_parts, final, meta = results
     viewer = napari.Viewer(show=True)
     try:
         viewer.open(str(gl.EPFL_MOVIE), plugin=gl.PLUGIN)
         _, w = viewer.window.add_plugin_dock_widget(gl.PLUGIN, "Reconstruction")
         _drain(0.8, 2.0)
         v = w.viewer  # napari's PublicOnlyProxy, as the widget uses it
+        timers = _inserted_callback_timer(viewer) if callbacks is not None else {}
+
+        def collect(kind):  # what the add of one layer spent in each callback
+            for k, t in timers.items():
+                callbacks.setdefault((kind, k), []).append(sum(t))
+            timers.clear()
         rl = _layers.RunLayers(v, {"points": "R", "sr": "R SR", "output": "R output"})
         px = meta["pixel_size_nm"]
         md = {**meta, "frame_range": [0, 0]}
+
+        def add_hidden(key, ldt):
+            quiet = no_redraw_for_hidden_layer(v) if live.NO_REDRAW_FOR_HIDDEN_ADD else contextlib.nullcontext()
+            with quiet:
+                return rl.update(key, ldt)
+
         ldt = _points_layer_data(Localizations.empty(), "R", px, meta, [0, 0])
         ldt[1]["visible"] = False
-        pts_layer = _step("1 create points layer (hidden)", lambda: rl.update("points", ldt), rows, prof)
+        pts_layer = _step("1 create points layer (hidden)", lambda: add_hidden("points", ldt), rows, prof)
+        if callbacks is not None:
+            collect("points")
         if warm_up:  # as the widget does (WARM_UP_FIRST_DRAW): its programs built and compiled, one per turn
             from napari_smlm._vispy_warmup import warm_up_steps
 
             for i, fn in enumerate(warm_up_steps(v, pts_layer)):
                 _step(f"1.{i + 1} prepare its first draw: step {i + 1}", fn, rows, prof)
-        _step("2 show points layer (first draw)", lambda: setattr(pts_layer, "visible", True), rows, prof)
+        together = live.SHOW_POINTS_WITH_SR
+        if not together:
+            _step("2 show points layer (first draw)", lambda: setattr(pts_layer, "visible", True), rows, prof)
         ldt = _layers.super_resolved_layer_data(np.zeros((1, 1), np.float32), px, "R SR", metadata=md, contrast_limits=(0.0, 1.0))
         ldt[1]["visible"] = False
-        sr_layer = _step("3 create SR layer (hidden, 1x1)", lambda: rl.update("sr", ldt), rows, prof)
+        sr_layer = _step("3 create SR layer (hidden, 1x1)", lambda: add_hidden("sr", ldt), rows, prof)
+        if callbacks is not None:
+            collect("SR image")
 
-        from napari_smlm.widgets._reconstruction_live import LAY_OUT_APART
-
-        apart = presized and warm_up and LAY_OUT_APART
+        apart = presized and warm_up and live.LAY_OUT_APART
         if apart:  # as the widget does with LAY_OUT_APART: laid out in a turn of its own
             grid = _layers.super_resolved_layer_data(np.zeros_like(sr), sr_px, "R SR", metadata=md, contrast_limits=(0.0, 1.0))
             _step("3.1 lay out SR layer on its grid (hidden)", lambda: rl.update("sr", grid), rows, prof)
@@ -172,8 +240,11 @@ def replay(results, rows: dict, prof: dict | None, presized: bool, warm_up: bool
                 grid = _layers.super_resolved_layer_data(np.zeros_like(sr), sr_px, "R SR", metadata=md, contrast_limits=(0.0, 1.0))
                 rl.update("sr", grid)
             sr_layer.visible = True
+            if together:
+                pts_layer.visible = True
 
-        _step("4 " + ("lay out on its grid + " if presized and not apart else "") + "show SR layer (first draw)", lay_out_and_show, rows, prof)
+        _step("4 " + ("lay out on its grid + " if presized and not apart else "") + "show SR layer"
+              + (" + points layer" if together else "") + " (first draw)", lay_out_and_show, rows, prof)
 
         def refresh(img, parts, frame):
             if presized and sr_layer.data.shape == img.shape:
@@ -186,8 +257,8 @@ def replay(results, rows: dict, prof: dict | None, presized: bool, warm_up: bool
             rl.update("points", _layers.pad_points(pts, LIVE_POINTS))
             v.dims.set_current_step(0, frame)
 
-        _step("5 first live refresh (one turn)", lambda: refresh(0.1 * sr, live, 40), rows, prof)
-        _step("6 later live refresh (one turn)", lambda: refresh(0.5 * sr, live[::-1], 200), rows, prof)
+        _step("5 first live refresh (one turn)", lambda: refresh(0.1 * sr, live_parts, 40), rows, prof)
+        _step("6 later live refresh (one turn)", lambda: refresh(0.5 * sr, live_parts[::-1], 200), rows, prof)
 
         def final_refresh():
             rl.update("sr", _layers.super_resolved_layer_data(sr.copy(), sr_px, "R SR", metadata=md))
@@ -252,6 +323,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--presized", action="store_true", help="lay the SR layer out on its final grid when it is shown (as the widget does)")
     p.add_argument("--warm-up", action="store_true",
                    help="prepare the points layer's first draw in steps before showing it (as the widget does)")
+    p.add_argument("--callbacks", action="store_true",
+                   help="break viewer.add_layer down by napari's layers.events.inserted callbacks (GUI-thread CPU, not profiled)")
+    p.add_argument("--round7", action="store_true",
+                   help="replay the creation steps of session 7 (canvas redraw at each hidden add, points shown in a turn of their own)")
     p.add_argument("--profile", action="store_true", help="also break each step down with cProfile (inflated times)")
     p.add_argument("--fill", default="", help="only measure the final fill of a points layer with these numbers "
                    "of localizations (comma-separated, e.g. 38280,100000,200000)")
@@ -272,14 +347,25 @@ def main(argv: list[str] | None = None) -> int:
     results = _real_results(a.model)
     rows: dict = {}
     prof: dict | None = {} if a.profile else None
+    callbacks: dict | None = {} if a.callbacks else None
+    if a.round7:  # the creation of session 7: a canvas redraw at each hidden add, the points shown on their own
+        from napari_smlm.widgets import _reconstruction_live as live
+
+        live.NO_REDRAW_FOR_HIDDEN_ADD = live.SHOW_POINTS_WITH_SR = False
     for _ in range(a.repeat):
-        replay(results, rows, prof, a.presized, a.warm_up)
+        replay(results, rows, prof, a.presized, a.warm_up, callbacks)
     print(f"napari {napari.__version__}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}; "
           f"SR image {results[0].shape}; medians of {a.repeat} fresh viewers (ms)\n")
     print("| step | call | + queued events (repaint) | total | process CPU |\n|---|---:|---:|---:|---:|")
     for name, r in rows.items():
         c, e, cpu = (np.median([x[i] for x in r]) * 1000 for i in range(3))
         print(f"| {name} | {c:.0f} | {e:.0f} | {c + e:.0f} | {cpu:.0f} |")
+    if callbacks:
+        print("\nviewer.add_layer of each result layer, by napari's layers.events.inserted callbacks "
+              "(GUI-thread CPU ms, median; unprofiled):\n\n| layer | callback | ms |\n|---|---|---:|")
+        for (kind, name), t in sorted(callbacks.items(), key=lambda kv: (kv[0][0], -np.median(kv[1]))):
+            if np.median(t) >= 0.0005:
+                print(f"| {kind} | {name} | {1000 * np.median(t):.1f} |")
     if prof is not None:
         print("\ncProfile, cumulative ms per step (median; the profiler inflates Python-heavy parts ~2x):")
         for name, parts in prof.items():

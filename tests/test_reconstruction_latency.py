@@ -240,6 +240,7 @@ def test_progress_follows_the_batches_while_layer_refreshes_wait(viewer, qtbot, 
 
     monkeypatch.setattr(_base, "FLUSH_MIN_MS", 10**6)  # no live layer refresh during the run
     monkeypatch.setattr(_reconstruction_live, "PROGRESS_MS", 0)
+    monkeypatch.setattr(_reconstruction_live, "PROGRESS_SLOW_MS", 0)
     w, hold = _toy_run_held_at(viewer, toy_checkpoint, 8)
     assert w.run()
     try:

@@ -13,12 +13,16 @@ the layer's visuals (``_prepare_draw``, ``ModularProgram.build_if_needed``, the 
 flush). They use napari's private canvas (``window._qt_viewer.canvas.layer_to_visual``): with a
 napari that has no such thing, or any step that fails, there are no steps (or that step is skipped)
 and the first draw does the work as before. GUI thread only (vispy and OpenGL are not thread-safe).
+
+:func:`no_redraw_for_hidden_layer` (session 8): adding a hidden layer without vispy redrawing the
+canvas for it (its picture does not change; the canvas redraws when the layer is shown).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable
+from contextlib import contextmanager
+from typing import Any, Callable, Iterator
 
 from ._layer_viewer import _unwrap
 
@@ -105,3 +109,52 @@ def programs_to_build(viewer: Any, layer: Any) -> int | None:
     if found is None:
         return None
     return sum(1 for v in _drawn_visuals(found[1]) if v._program._need_build)
+
+
+def _view_state(viewer: Any) -> tuple:
+    """What decides the picture of the layers already shown: the slice (world position on the axes not
+    displayed), the displayed axes, and the camera. Not the dims' steps or ranges: a hidden layer on a
+    finer grid changes those (the slider's step) without changing what is shown."""
+    dims, cam = viewer.dims, viewer.camera
+    point = tuple(dims.point)
+    return (int(dims.ndisplay), tuple(dims.order), tuple(round(float(point[i]), 9) for i in dims.not_displayed),
+            tuple(cam.center), float(cam.zoom), tuple(cam.angles))
+
+
+@contextmanager
+def no_redraw_for_hidden_layer(viewer: Any) -> Iterator[bool]:
+    """Around adding a **hidden** layer: the canvas is not redrawn for it (its picture does not change).
+
+    napari re-parents the new layer's vispy node into the scene, and vispy asks Qt to redraw the
+    canvas although the layer is hidden: a render of every shown layer with software OpenGL,
+    ~15-20 ms of process CPU in the event-loop pass after the add (``benchmarks/gui_layer_costs.py
+    --callbacks``), with nothing new to see. While this context is open, vispy's redraw requests are
+    dropped (its own ``SceneCanvas._update_pending`` flag set, as if a redraw were already queued);
+    the layer list row, the layer controls and the rest of the window repaint as usual, and the
+    canvas redraws when the layer is shown. If the add changed the dims or the camera (the shown
+    layers' picture may change), a redraw is asked for at the end as usual. Yields whether redraws
+    were held back: False (nothing done) when napari's canvas cannot be reached, or when a redraw
+    was already queued (that one draws everything anyway). GUI thread only.
+    """
+    scene_canvas = None
+    try:
+        sc = _unwrap(viewer).window._qt_viewer.canvas._scene_canvas
+        if getattr(sc, "_update_pending", None) is False and callable(getattr(sc, "update", None)):
+            before = _view_state(viewer)
+            scene_canvas = sc
+    except Exception as exc:  # noqa: BLE001 - another napari/vispy: the canvas redraws as before
+        log.debug("canvas redraws not held back (napari internals differ): %s", exc)
+    if scene_canvas is None:
+        yield False
+        return
+    scene_canvas._update_pending = True
+    try:
+        yield True
+    finally:
+        scene_canvas._update_pending = False
+        try:
+            changed = _view_state(viewer) != before
+        except Exception:  # noqa: BLE001 - cannot tell: redraw to be safe
+            changed = True
+        if changed:
+            scene_canvas.update()

@@ -55,11 +55,33 @@ def _suffixes(fmt: str) -> tuple[str, ...]:
 
 
 def write_thunderstorm_csv(path: str, data: Any, attributes: dict) -> list[str]:
-    """Write a points layer as a ThunderSTORM CSV (1-based frames, nm)."""
-    from .core.io.formats.thunderstorm import write_thunderstorm_csv as _write
+    """Write a points layer as a ThunderSTORM CSV (1-based frames, nm).
 
-    out = _write(_with_suffix(path, _suffixes("thunderstorm")), _locs(data, attributes))
-    return [str(out)]
+    A layer that holds a model's localizations (``metadata["model"]``: a Reconstruction run) also
+    gets the run's record beside the CSV, ``<stem>_localize.json``, as ``napari-smlm localize``
+    writes (:mod:`napari_smlm.core.io.localize_record`): model, checkpoint, camera, pixel size,
+    frame size, frames done — what a CSV has no room for. napari's save dialog asked before the CSV
+    was replaced; the record replaces only that CSV's own record: any other file there refuses the
+    save before anything is written.
+    """
+    from .core.io.formats.thunderstorm import write_thunderstorm_csv as _write
+    from .core.io.localize_record import check_localize_record, localize_record, localize_record_path, write_localize_record
+
+    p = _with_suffix(path, _suffixes("thunderstorm"))
+    md = attributes.get("metadata") or {}
+    record = localize_record_path(p) if md.get("model") and md.get("smlm_kind", "localizations") == "localizations" else None
+    if record is not None:
+        check_localize_record(record, p, overwrite=True)
+    locs = _locs(data, attributes)
+    out = _write(p, locs)
+    if record is None:
+        return [str(out)]
+    for k in ("model", "camera", "checkpoint", "source_layer", "run"):  # the run's, when the table's meta lacks them
+        if md.get(k) is not None:
+            locs.meta.setdefault(k, md[k])
+    write_localize_record(record, localize_record(locs, out, checkpoint=md.get("checkpoint"), frames_done=md.get("frame_range"),
+                                                  written_by="napari-smlm writer (napari: Save Selected Layers)"))
+    return [str(out), str(record)]
 
 
 def write_picasso_hdf5(path: str, data: Any, attributes: dict) -> list[str]:

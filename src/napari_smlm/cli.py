@@ -231,7 +231,9 @@ def cmd_localize(args) -> int:
     _check_frames_in_movie(args.frames, movie)
     out = Path(args.output)
     # a ThunderSTORM CSV has no room for what made it: the run is recorded beside it (Picasso: in its YAML)
-    record = None if companion_files(out) else Path(args.record or f"{out.with_suffix('')}_localize.json")
+    from .core.io.localize_record import localize_record, localize_record_path
+
+    record = localize_record_path(out, args.record)
     _check_outputs(  # before torch and the model are loaded: a refused output costs nothing
         args, [(out, "--output"), *[(c, "the --output sidecar") for c in companion_files(out)], *_render_outputs(args),
                (record, "--record")],
@@ -287,11 +289,8 @@ def cmd_localize(args) -> int:
             _render_and_save(locs, r, r.with_suffix(".png"), method, args.render_pixel_size, args.render_sigma, (H * cam_px, W * cam_px), title=Path(movie.paths[0]).name)
         print(f"super-resolved image: {r} (+ {r.with_suffix('.png')})")
     if record is not None:
-        _write_json(record, {
-            "command": "localize", "movie": [str(p) for p in movie.paths], "output": str(out),
-            "checkpoint": args.checkpoint, "frames_done": [start, start + n], "n_localizations": len(locs),
-            "render": str(r) if r is not None else None, "elapsed_s": el, **locs.meta,
-        })
+        _write_json(record, localize_record(locs, out, movie=movie.paths, checkpoint=args.checkpoint,
+                                            frames_done=(start, start + n), render=r, elapsed_s=el))
         print(f"record: {record}")
     _cli_process.outputs_done()  # everything written, closed and renamed (atomic_path)
     return _interrupted_rc(f"{len(locs)} localizations of the frames done kept in {out}")

@@ -121,6 +121,7 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
         self._keep_stack = False
         self._final_points: tuple | None = None
         self._to_create: list[str] = []
+        self._deferred_show: list = []  # result layers created hidden, shown with the next one (_show_deferred)
         self._live_parts: deque = deque()
         self._live_rows = 0
         self._first_batch: tuple[float, int] | None = None  # (time, frames done) at the run's first batch
@@ -457,6 +458,7 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
         self._display_max = 0.0
         self._last_frame = start
         self._movie_name = layer.name
+        self._movie_path = getattr(getattr(layer, "source", None), "path", None)  # for the export's run record
         self._image_shape = tuple(int(v) for v in data.shape[-2:])
         self._start, self._stop, self._n_total = start, stop, stop - start
         self._run_meta = {
@@ -526,6 +528,7 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
     def before_finish(self, state: RunState) -> None:
         """A run that ended before its first result leaves no empty result layers behind."""
         self._to_create = []
+        self._show_deferred()  # a result layer waiting to be shown with the next one is shown now
         if self._run_layers is not None and (self._col is None or self._col.last is None):
             self._run_layers.remove_created()
 
@@ -553,15 +556,34 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
             "ThunderSTORM CSV (*.csv);;Picasso HDF5 + YAML (*.hdf5)",
         )
         if path:
-            self.export_localizations(path)
+            self.export_localizations(path, overwrite=True)  # the save dialog asked before replacing a file
 
-    def export_localizations(self, path: str | Path) -> Path | None:
-        """Write the localizations found (ThunderSTORM ``.csv`` or Picasso ``.hdf5`` by suffix)."""
+    def export_localizations(self, path: str | Path, *, overwrite: bool = False) -> Path | None:
+        """Write the localizations found (ThunderSTORM ``.csv`` or Picasso ``.hdf5`` by suffix).
+
+        A CSV gets the run's record beside it (``<stem>_localize.json``: model, checkpoint, camera,
+        pixel size, frame size, frames done), as ``napari-smlm localize`` writes
+        (:mod:`napari_smlm.core.io.localize_record`); a Picasso HDF5 records the run in its ``.yaml``.
+        An existing file is replaced only with ``overwrite`` (the save dialog asked), and then the
+        record only if it is that table's own; anything else there refuses the export before
+        anything is written.
+        """
         from .. import __version__
+        from ..core.io.localize_record import check_localize_record, localize_record, localize_record_path, write_localize_record
         from ..core.io.locs import write_localizations
+        from ..core.io.safe import check_output, companion_files
 
         if self._n_found == 0:
             notify_error("Nothing to export yet: run a reconstruction first.")
+            return None
+        record = localize_record_path(path)
+        try:
+            for p in (Path(path), *companion_files(path)):
+                check_output(p, overwrite=overwrite, what="the export file")
+            if record is not None:
+                check_localize_record(record, path, overwrite=overwrite)
+        except Exception as exc:  # noqa: BLE001 - OutputExistsError / SMLMFileError: tell the user, write nothing
+            notify_error(f"Export refused: {error_reason(exc)}")
             return None
         if self._streaming:  # the file holds every row; the widget only a bounded view
             from ..core.io.locs import read_localizations
@@ -573,10 +595,14 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
         locs.meta["napari_smlm_version"] = __version__
         try:
             out = write_localizations(path, locs)
+            if record is not None:
+                write_localize_record(record, localize_record(
+                    locs, out, movie=getattr(self, "_movie_path", None), checkpoint=self._run_meta.get("checkpoint"),
+                    written_by="napari-smlm Reconstruction widget"))
         except Exception as exc:  # noqa: BLE001 - SMLMFileError / OSError: tell the user
             notify_error(f"Export failed: {error_reason(exc)}")
             return None
-        notify_info(f"Exported {len(locs)} localizations to {out}")
+        notify_info(f"Exported {len(locs)} localizations to {out}" + (f" (run record: {record.name})" if record else ""))
         return Path(out)
 
 

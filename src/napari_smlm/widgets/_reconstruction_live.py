@@ -23,7 +23,7 @@ import numpy as np
 from qtpy.QtCore import QTimer
 
 from .. import _layers
-from .._vispy_warmup import warm_up_steps
+from .._vispy_warmup import no_redraw_for_hidden_layer, warm_up_steps
 from ..core.progress import UpdateKind
 from ._base import SmlmDockWidget, notify_warning
 from ._quiet_progress import set_progress
@@ -37,8 +37,15 @@ NETWORK_OUTPUT_BUDGET_BYTES = 256 * 2**20
 #: Localizations the points layer shows while a run goes on (the latest ones); all at the end.
 #: napari's Points layer costs O(N) Python work per data change, so a live layer must stay small.
 LIVE_POINTS = 5000
-#: The progress bar and status line follow the worker's batches at most this often (ms).
+#: The progress bar and status line follow the worker's batches at most this often (ms) ...
 PROGRESS_MS = 200
+#: ... for the first PROGRESS_FAST_S seconds of a run, then at most every PROGRESS_SLOW_MS (twice a
+#: second). Each update repaints the window (the bar and the status line share one flush: with an
+#: OpenGL canvas in the window, ~5-7 ms of stall each with software OpenGL); at 5 a second these were
+#: the largest item of a long run's blocked time (20,000 frames: ~2.6 s of ~6.4 s over 2 minutes).
+#: Short runs (the EPFL movie: 2.5-6 s) keep the 200 ms pace.
+PROGRESS_FAST_S = 5.0
+PROGRESS_SLOW_MS = 500
 #: Live layer refreshes take at most 1/REFRESH_DUTY of the event loop (the base's FLUSH_DUTY is 40).
 #: A refresh is one event-loop turn since session 5 (~40-60 ms, half its former cost), so 80 keeps
 #: the pace users saw before (one refresh every ~3-4 s) and halves its share of the event loop.
@@ -67,6 +74,15 @@ WARM_UP_FIRST_DRAW = True
 #: --warm-up``: a repaint more), and the run's blocked time did not go down; the longest stalls of a
 #: run are the two layer creations (~80-90 ms each), so the shorter steps did not lower its p99 either.
 LAY_OUT_APART = False
+#: Add a result layer (created hidden) without vispy redrawing the canvas for it: its picture does
+#: not change until the layer is shown (:func:`napari_smlm._vispy_warmup.no_redraw_for_hidden_layer`).
+#: The redraw napari's add asked for was ~15-20 ms of process CPU per layer (a render of the movie
+#: with software OpenGL) in the event-loop pass after the add; the layer list and controls still repaint.
+NO_REDRAW_FOR_HIDDEN_ADD = True
+#: Show the (still empty) points layer in the turn that shows the super-resolved layer, not in a turn
+#: of its own: an empty points layer adds nothing to the picture, but showing it cost a canvas
+#: redraw and window repaint of its own (~40 ms of process CPU); the image's first draw repaints anyway.
+SHOW_POINTS_WITH_SR = True
 
 
 class LiveResults:
@@ -81,6 +97,7 @@ class LiveResults:
         """
         rl = self._run_layers
         if self._closed or rl is None or not self._to_create:
+            self._show_deferred()
             self._release_worker()
             return
         key = self._to_create.pop(0)
@@ -97,7 +114,11 @@ class LiveResults:
                                                         contrast_limits=(0.0, 1.0))
             ldt[1]["visible"] = False
             t = time.perf_counter()
-            layer = rl.update(key, ldt)
+            if NO_REDRAW_FOR_HIDDEN_ADD:
+                with no_redraw_for_hidden_layer(self.viewer):
+                    layer = rl.update(key, ldt)
+            else:
+                layer = rl.update(key, ldt)
             self.creation_log.append((t, time.perf_counter() - t))
         steps: list = []
         if layer is not None and WARM_UP_FIRST_DRAW and key == "points":
@@ -126,14 +147,37 @@ class LiveResults:
         _after_a_turn(lambda: self._warm_next(layer, steps), hops=hops)
 
     def _show_created(self, layer: Any) -> None:
-        """Show a result layer created hidden by :meth:`_create_next_layer`; then create the next one."""
+        """Show a result layer created hidden by :meth:`_create_next_layer`; then create the next one.
+
+        With :data:`SHOW_POINTS_WITH_SR`, the points layer (empty at this point) is shown later, in
+        the turn that shows the super-resolved layer (:meth:`_show_deferred`): one repaint for both.
+        """
+        rl = self._run_layers
+        if (SHOW_POINTS_WITH_SR and layer is not None and rl is not None and "sr" in self._to_create
+                and _layers.same_layer(layer, rl.get("points"))):
+            self._deferred_show.append(layer)
+            layer = None
         if layer is not None and not self._closed:
             self._lay_out_sr(layer)
             layer.visible = True
+        if layer is not None or not self._to_create:
+            self._show_deferred()
         if self._to_create and not self._closed:
             _after_a_turn(self._create_next_layer)
         else:
             self._release_worker()
+
+    def _show_deferred(self) -> None:
+        """Show the result layers whose showing waited for another one's (:data:`SHOW_POINTS_WITH_SR`).
+
+        Also called when the creation steps end early (the run ended, the widget closed): a result
+        layer is never left hidden by them.
+        """
+        waiting = getattr(self, "_deferred_show", None)
+        while waiting:
+            la = waiting.pop(0)
+            if not self._closed and not la.visible:
+                la.visible = True
 
     def _release_worker(self) -> None:
         """The result layers are there: the worker, held at Run, starts its work."""
@@ -205,12 +249,14 @@ class LiveResults:
     def _show_progress(self, force: bool = False) -> None:
         """Progress bar and status line: cheap Qt widgets, so they follow the run closely.
 
-        At most every :data:`PROGRESS_MS` (``force``: now). The result layers are refreshed far
-        less often (napari work; see :meth:`_flush`), so the progress shown does not wait for them.
+        At most every :data:`PROGRESS_MS` (``force``: now), every :data:`PROGRESS_SLOW_MS` once the
+        run has gone on for :data:`PROGRESS_FAST_S`. The result layers are refreshed far less often
+        (napari work; see :meth:`_flush`), so the progress shown does not wait for them.
         """
         col = self._col
         now = time.perf_counter()
-        if col is None or (not force and now - self._progress_t < PROGRESS_MS / 1000.0):
+        every_ms = PROGRESS_MS if now - self._t0 < PROGRESS_FAST_S else max(PROGRESS_MS, PROGRESS_SLOW_MS)
+        if col is None or (not force and now - self._progress_t < every_ms / 1000.0):
             return
         self._progress_t = now
         set_progress(self.progress, col.n_done)  # one window flush with the status line, not two

@@ -1,0 +1,127 @@
+"""The run record beside an exported CSV (issue 10): the Reconstruction widget's Export and napari's
+"Save Selected Layers" through our writer write ``<stem>_localize.json`` as ``napari-smlm localize``
+does (one builder: ``core/io/localize_record.py``), and never replace a file the user did not ask to."""
+
+import json
+
+import numpy as np
+import pytest
+
+from napari_smlm.core.io.errors import SMLMFileError
+from napari_smlm.core.io.localize_record import check_localize_record, localize_record, localize_record_path
+from napari_smlm.core.io.safe import OutputExistsError
+from napari_smlm.core.localizations import Localizations
+
+
+def _locs(n=5):
+    rng = np.random.default_rng(1)
+    return Localizations({"frame": np.arange(n), "x_nm": rng.uniform(0, 500, n), "y_nm": rng.uniform(0, 500, n)},
+                         {"pixel_size_nm": 100.0, "image_shape": (8, 8), "model": "toy", "frame_range": [2, 7]})
+
+
+def test_where_the_record_goes_and_what_it_says(tmp_path):
+    assert localize_record_path(tmp_path / "a.csv") == tmp_path / "a_localize.json"
+    assert localize_record_path(tmp_path / "a.hdf5") is None  # Picasso: the run is in its .yaml
+    assert localize_record_path(tmp_path / "a.csv", tmp_path / "mine.json") == tmp_path / "mine.json"
+    rec = localize_record(_locs(), tmp_path / "a.csv", movie=tmp_path / "m.tif", checkpoint="shipped:decode")
+    assert rec["command"] == "localize" and rec["output"] == str(tmp_path / "a.csv")
+    assert rec["movie"] == [str(tmp_path / "m.tif")] and rec["checkpoint"] == "shipped:decode"
+    assert rec["frames_done"] == [2, 7] and rec["n_localizations"] == 5  # frames done from meta frame_range
+    assert rec["pixel_size_nm"] == 100.0 and rec["image_shape"] == (8, 8) and rec["model"] == "toy"
+
+
+def test_a_record_replaces_only_the_record_of_the_table_being_replaced(tmp_path):
+    csv = tmp_path / "a.csv"
+    rec = tmp_path / "a_localize.json"
+    assert check_localize_record(rec, csv) == rec  # nothing there
+    rec.write_text(json.dumps({"output": str(csv), "model": "old"}))
+    with pytest.raises(OutputExistsError, match="already exists"):
+        check_localize_record(rec, csv)  # not asked to replace
+    assert check_localize_record(rec, csv, overwrite=True) == rec  # the table's own record, replacement asked
+    rec.write_text(json.dumps({"output": str(tmp_path / "other.csv")}))
+    with pytest.raises(OutputExistsError, match="is not the run record of a.csv"):
+        check_localize_record(rec, csv, overwrite=True)  # another table's record
+    rec.write_text("my own notes, not JSON")
+    with pytest.raises(OutputExistsError) as e:
+        check_localize_record(rec, csv, overwrite=True)
+    assert str(rec) in str(e.value)
+    assert rec.read_text() == "my own notes, not JSON"
+
+
+# ------------------------------------------------------------------ napari's Save Selected Layers (our writer)
+def _points_attributes(**md):
+    from napari_smlm import _layers
+
+    data, kw, _ = _layers.localizations_layer_data(_locs(), "run", pixel_size_nm=100.0, metadata=md)
+    return data, kw
+
+
+def test_saving_a_runs_points_layer_as_csv_writes_its_run_record(tmp_path):
+    from napari_smlm._writer import write_thunderstorm_csv
+
+    data, kw = _points_attributes(model="toy", checkpoint="/x/toy.pt", camera={"kind": "emccd"}, frame_range=[0, 5])
+    out = write_thunderstorm_csv(str(tmp_path / "run.csv"), data, kw)
+    assert out == [str(tmp_path / "run.csv"), str(tmp_path / "run_localize.json")]
+    rec = json.loads((tmp_path / "run_localize.json").read_text())
+    assert rec["output"] == str(tmp_path / "run.csv") and rec["model"] == "toy" and rec["checkpoint"] == "/x/toy.pt"
+    assert rec["frames_done"] == [0, 5] and rec["n_localizations"] == 5 and rec["pixel_size_nm"] == 100.0
+    assert rec["camera"] == {"kind": "emccd"}
+    # saved again over itself (napari's dialog asked): the CSV and its own record are replaced
+    assert len(write_thunderstorm_csv(str(tmp_path / "run.csv"), data, kw)) == 2
+    # a points layer that no model made (hand-placed, a plain table) gets no record
+    plain, pkw = _points_attributes()
+    pkw["metadata"].pop("model", None)
+    assert write_thunderstorm_csv(str(tmp_path / "plain.csv"), plain, pkw) == [str(tmp_path / "plain.csv")]
+    assert not (tmp_path / "plain_localize.json").exists()
+
+
+def test_saving_refuses_before_writing_when_the_record_name_holds_another_file(tmp_path):
+    from napari_smlm._writer import write_thunderstorm_csv
+
+    (tmp_path / "run_localize.json").write_text("the user's own file")
+    data, kw = _points_attributes(model="toy")
+    with pytest.raises(SMLMFileError, match="run_localize.json"):
+        write_thunderstorm_csv(str(tmp_path / "run.csv"), data, kw)
+    assert not (tmp_path / "run.csv").exists()
+    assert (tmp_path / "run_localize.json").read_text() == "the user's own file"
+
+
+# ------------------------------------------------------------------ the Reconstruction widget's Export
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from test_widgets import _add_movie, _dock, _reconstruct, sim_movie, toy_checkpoint, viewer  # noqa: E402,F401
+
+
+def test_the_reconstruction_widgets_csv_export_carries_the_run_record(viewer, qtbot, sim_movie, toy_checkpoint, tmp_path, monkeypatch):
+    from napari_smlm.core.io.locs import read_localizations
+    from napari_smlm.widgets import _reconstruction
+
+    errors = []
+    monkeypatch.setattr(_reconstruction, "notify_error", lambda msg: errors.append(msg))
+    frames, _gt = sim_movie
+    movie = _add_movie(viewer, frames)
+    w = _dock(viewer, "Reconstruction")
+    _reconstruct(qtbot, w, movie, toy_checkpoint)
+    csv = tmp_path / "locs.csv"
+    assert w.export_localizations(csv) == csv
+    rec = json.loads((tmp_path / "locs_localize.json").read_text())
+    n = len(w.localizations())
+    assert rec["output"] == str(csv) and rec["n_localizations"] == n == len(read_localizations(csv)) > 0
+    assert rec["model"] == "toy-test" and rec["checkpoint"] == str(toy_checkpoint)
+    assert rec["frames_done"] == [0, frames.shape[0]] and rec["pixel_size_nm"] > 0 and len(rec["image_shape"]) == 2
+    assert rec["camera"] and rec["written_by"] == "napari-smlm Reconstruction widget" and rec["napari_smlm_version"]
+    # an existing table is not replaced unless asked (the save dialog asks, then passes overwrite=True)
+    before = csv.read_bytes()
+    assert w.export_localizations(csv) is None and "already exists" in errors[-1] and csv.read_bytes() == before
+    assert w.export_localizations(csv, overwrite=True) == csv
+    # a file of the user's at the record's name: the export is refused before anything is written
+    other = tmp_path / "b.csv"
+    (tmp_path / "b_localize.json").write_text("mine")
+    assert w.export_localizations(other, overwrite=True) is None
+    assert errors[-1].startswith("Export refused") and "b_localize.json" in errors[-1]
+    assert not other.exists() and (tmp_path / "b_localize.json").read_text() == "mine"
+    # Picasso HDF5: the run is recorded in its .yaml, no JSON record
+    assert w.export_localizations(tmp_path / "locs.hdf5") is not None
+    assert not (tmp_path / "locs.hdf5_localize.json").exists() and not list(tmp_path.glob("locs_localize.json.*"))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b_localize.json", "locs.csv", "locs.hdf5", "locs.yaml", "locs_localize.json"]
