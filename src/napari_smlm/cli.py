@@ -203,9 +203,12 @@ def _warn_assumed_pixel_size(args, movie, ckpt) -> None:
           "size) for every position in nm: pass --pixel-size NM", file=sys.stderr)
 
 
-#: ``localize --batch-size`` default of the in-memory path (issue 16: decode's network ran ~6 % less CPU
-#: per frame on 32-frame batches than on 16 on the AVX-512 BF16 test machine; same table) and of the
-#: streamed path (unchanged: a ``--resume`` must use the batch grid of the run it continues).
+#: ``localize --batch-size`` default of the in-memory path off CUDA (issue 16: decode's network ran ~6 % less CPU
+#: per frame on 32-frame batches than on 16 on the AVX-512 BF16 test machine; same table;
+#: ``core.inference.DEFAULT_BATCH``) and of the streamed path (``core.runner.STREAM_BATCH``, unchanged:
+#: a ``--resume`` must use the batch grid of the run it continues). Said in the help only: the option
+#: stays None unless given, so that on CUDA the batch is sized from the GPU's free memory, and a
+#: given ``--batch-size`` always wins.
 LOCALIZE_BATCH, STREAM_BATCH = 32, 16
 
 
@@ -216,11 +219,7 @@ def cmd_localize(args) -> int:
         if getattr(args, "record", None):  # said, not silently ignored
             print(f"note: --record {args.record} is not written: the run is recorded in the Picasso .yaml beside "
                   f"{args.output} (--record is for .csv outputs)", file=sys.stderr)
-        if getattr(args, "batch_size", None) is None:
-            args.batch_size = STREAM_BATCH
-        return cmd_localize_runner(args)
-    if getattr(args, "batch_size", None) is None:
-        args.batch_size = LOCALIZE_BATCH
+        return cmd_localize_runner(args)  # --batch-size None: core.runner.stream_batch decides
     _cli_process.pause()  # no cyclic GC while torch, the model and the first batch load (resumed below)
     from .core.io.locs import write_localizations
     from .core.io.safe import companion_files
@@ -539,7 +538,10 @@ def build_parser() -> argparse.ArgumentParser:
     lz.add_argument("--qe", type=arg("qe"), default=None, help="quantum efficiency in (0, 1] (default: the camera's)")
     lz.add_argument("--device", type=device_arg, default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     lz.add_argument("--batch-size", type=arg("batch_size"), default=None,
-                    help=f"frames per batch (default: {LOCALIZE_BATCH}; {STREAM_BATCH} for .hdf5 output, --resume and Dask runs, "
+                    help=f"frames per forward pass; a value given here is used on every device (lowered only where its "
+                    "activations would not fit the memory budget, with a warning) (default: automatic: on CUDA the most "
+                    "frames whose activations fit half the GPU's free memory, shared by the Dask workers on that GPU, "
+                    f"up to 1024; elsewhere {LOCALIZE_BATCH}, or {STREAM_BATCH} for .hdf5 output, --resume and Dask runs, "
                     "whose batches a resume must match)")
     lz.add_argument("--threads", type=arg("threads"), default=0, help="torch CPU threads (0 = the cores this process may use: affinity mask, cgroup quota)")
     lz.add_argument("--parallel", default="auto", choices=["auto", "batches", "ops"],
