@@ -185,7 +185,7 @@ def cmd_benchmark(args) -> int:
         for update in gen:
             table = update.table
             if update.kind == UpdateKind.BATCH:
-                _progress(update.n_done, update.n_total, t0, f"benchmark {update.model}")
+                _progress(update.n_done, update.n_total, t0, f"benchmark {update.model}", "frames")
             elif update.kind == UpdateKind.SKIPPED:
                 print(update.message, file=sys.stderr)
     except KeyboardInterrupt:

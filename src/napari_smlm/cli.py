@@ -39,14 +39,48 @@ log = logging.getLogger("napari_smlm")
 
 
 # --------------------------------------------------------------------------- helpers
-def _progress(done: int, total: int, t0: float, what: str) -> None:
-    if not sys.stderr.isatty():
+#: Progress on a stream that is not a terminal (a SLURM/nohup/CI log): a plain line at most every
+#: PROGRESS_EVERY_S seconds or every PROGRESS_EVERY_FRACTION of the work, whichever comes first, and at the end.
+PROGRESS_EVERY_S, PROGRESS_EVERY_FRACTION = 10.0, 0.1
+#: ``-q/--quiet``: no progress at all (set by :func:`main`); last line written per task (non-tty).
+_PROGRESS: dict = {"quiet": False, "last": {}}
+
+
+def _progress(done: int, total: int, t0: float, what: str, unit: str = "", extra: str = "") -> None:
+    """Progress of a long command on stderr: a rewritten line on a terminal, plain lines in a log.
+
+    ``unit`` names what is counted (``"frames"``); ``extra`` is appended (``"1234 localizations"``).
+    Off a terminal a line is written when :data:`PROGRESS_EVERY_S` seconds or
+    :data:`PROGRESS_EVERY_FRACTION` of ``total`` have passed since the last one, and when done.
+    """
+    if _PROGRESS["quiet"]:
         return
-    rate = done / max(time.perf_counter() - t0, 1e-9)
-    sys.stderr.write(f"\r{what}: {done}/{total} ({rate:.1f}/s)   ")
-    if done >= total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
+    now = time.perf_counter()
+    el = max(now - t0, 1e-9)
+    rate = done / el
+    u = f" {unit}" if unit else ""
+    tail = f", {extra}" if extra else ""
+    stream = sys.stderr
+    if stream.isatty():
+        stream.write(f"\r{what}: {done}/{total}{u} ({rate:.1f}{u}/s{tail})   ")
+        if done >= total:
+            stream.write("\n")
+        stream.flush()
+        return
+    key = (what, t0)
+    last = _PROGRESS["last"].get(key)  # (time, done) of the last line written
+    finished = done >= total
+    if last is not None and not finished:
+        if now - last[0] < PROGRESS_EVERY_S and done - last[1] < PROGRESS_EVERY_FRACTION * max(total, 1):
+            return
+    if last is not None and finished and last[1] >= total:
+        return  # the final line is written once
+    if last is None and done == 0:
+        return
+    _PROGRESS["last"][key] = (now, done)
+    pct = 100.0 * done / max(total, 1)
+    stream.write(f"{what}: {done}/{total}{u} ({pct:.0f} %), {rate:.1f}{u}/s, {el:.0f} s elapsed{tail}\n")
+    stream.flush()
 
 
 def _write_json(path: Path, obj) -> None:
@@ -259,10 +293,13 @@ def cmd_localize(args) -> int:
     STOP.poll()
     log.info("localizing %s with %s", movie.paths[0] if len(movie.paths) == 1 else f"{len(movie.paths)} files", ckpt.model)
 
+    found = [0]
+
     def progress(update) -> None:
         _cli_process.resume()  # start-up done (modules, network, first batch): see _cli_process
         if update.kind == UpdateKind.BATCH:
-            _progress(update.n_done, update.n_total, t0, "localize")
+            found[0] += len(update.localizations)
+            _progress(update.n_done, update.n_total, t0, "localize", "frames", f"{found[0]} localizations")
 
     # SIGINT/SIGTERM: stop after the current batch and keep what was found (the shared collector)
     col = collect_predictions(iter_predict(movie, ckpt, config), on_update=progress, should_stop=lambda: STOP.requested)
@@ -492,6 +529,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="napari-smlm", description="Deep-learning SMLM: simulate, train, localize, render, evaluate.")
     p.add_argument("--version", action="version", version=f"napari-smlm {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress and show tracebacks of errors")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress lines (on a terminal a rewritten line; in a log, e.g. SLURM or nohup, a line every "
+                   f"{PROGRESS_EVERY_S:g} s or {PROGRESS_EVERY_FRACTION:.0%} of the work); results, warnings and errors still print")
     sub = p.add_subparsers(dest="command", required=True)
 
     add_simulate_parser(sub)  # the parser of each command lives beside its body (_cli_*.py)
@@ -600,7 +640,17 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--overwrite", action="store_true", help="replace existing output files (never the input)")
     pp.set_defaults(func=cmd_postprocess)
     add_camera_parser(sub, _HelpFormatter)  # issue 10.5: camera estimate | show
+    def _global_flags(parser: argparse.ArgumentParser) -> None:
+        """``-q``/``-v`` also after the command (``napari-smlm localize ... -q``), as users type them."""
+        parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress lines (see napari-smlm --help)")
+        parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress and show tracebacks of errors")
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for child in a.choices.values():
+                    _global_flags(child)
+
     for name, cmd in sub.choices.items():
+        _global_flags(cmd)
         cmd.formatter_class = _HelpFormatter  # every option shows its default
         if name in ("simulate", "render", "evaluate", "train", "localize", "demo"):
             cmd.add_argument(
@@ -627,6 +677,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra:  # say which command does not know the option (argparse would blame the top-level parser)
         _command_parser(p, args).error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _PROGRESS["quiet"] = bool(getattr(args, "quiet", False))
     from .core.io.errors import SMLMFileError
 
     STOP.keep_handlers = argv is None  # a real process: a late second signal must not turn into a traceback
