@@ -104,7 +104,7 @@ def cmd_evaluate(args) -> int:
     print(_metrics_table(m))
     from .core.postprocessing.linking import merged_events_note
 
-    note = merged_events_note(pred)
+    note = merged_events_note(pred, tuple(args.frames) if args.frames else None)  # what was scored, not the whole table
     if note:
         print(f"warning: {args.localizations}: {note}", file=sys.stderr)
     if args.json:
