@@ -84,3 +84,19 @@ def test_localize_log_shows_progress_and_q_silences_it(tmp_path, capsys):
     assert "localize:" not in capsys.readouterr().err
     assert cli.main(["-q", "localize", str(movie), "-o", str(tmp_path / "c.csv"), "--device", "cpu"]) == 0
     assert "localize:" not in capsys.readouterr().err
+
+
+def test_top_level_help_prints(capsys):
+    """The -q help names its rate with a literal % (argparse formats help strings with %)."""
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--help"])
+    assert e.value.code == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "-q, --quiet" in out and "every 10 s or 10 % of the work" in out
+
+
+def test_steps_without_a_unit_have_no_rate(log_stream):
+    stream, clock = log_stream
+    clock.t += 2
+    cli._progress(1, 1, clock.t - 2, "nena")
+    assert stream.getvalue() == "nena: 1/1 (100 %), 2 s elapsed\n"

@@ -79,7 +79,8 @@ def _progress(done: int, total: int, t0: float, what: str, unit: str = "", extra
         return
     _PROGRESS["last"][key] = (now, done)
     pct = 100.0 * done / max(total, 1)
-    stream.write(f"{what}: {done}/{total}{u} ({pct:.0f} %), {rate:.1f}{u}/s, {el:.0f} s elapsed{tail}\n")
+    speed = f", {rate:.1f}{u}/s" if unit else ""  # a rate of steps of different kinds (postprocess) says nothing
+    stream.write(f"{what}: {done}/{total}{u} ({pct:.0f} %){speed}, {el:.0f} s elapsed{tail}\n")
     stream.flush()
 
 
@@ -531,7 +532,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="log progress and show tracebacks of errors")
     p.add_argument("-q", "--quiet", action="store_true",
                    help="no progress lines (on a terminal a rewritten line; in a log, e.g. SLURM or nohup, a line every "
-                   f"{PROGRESS_EVERY_S:g} s or {PROGRESS_EVERY_FRACTION:.0%} of the work); results, warnings and errors still print")
+                   f"{PROGRESS_EVERY_S:g} s or {100 * PROGRESS_EVERY_FRACTION:g} %% of the work); results, warnings and errors still print")
     sub = p.add_subparsers(dest="command", required=True)
 
     add_simulate_parser(sub)  # the parser of each command lives beside its body (_cli_*.py)
