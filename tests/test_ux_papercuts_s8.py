@@ -40,3 +40,70 @@ def test_merged_events_note_counts_the_frames_scored(tmp_path, capsys):
     assert "20 of 20 localizations in the frames scored (10 to 12, 0-based) are merged on-events" in err
     assert main(["evaluate", str(tmp_path / "gt.csv"), str(tmp_path / "post.csv")]) == 0
     assert "50 of 50 localizations are merged on-events" in capsys.readouterr().err
+
+
+def _movie(tmp_path, frames=6, size=24):
+    from napari_smlm.core.io.tiff import write_movie
+
+    rng = np.random.default_rng(0)
+    img = rng.poisson(20, (frames, size, size)).astype(np.uint16) + 100
+    img[:, 10:13, 10:13] += 2000  # one bright emitter
+    p = tmp_path / "m.tif"
+    write_movie(p, img, 100.0)
+    return p
+
+
+def test_a_csv_from_localize_exports_to_picasso_without_the_pixel_size_option(tmp_path, capsys):
+    """Symptom: `localize m.tif -o locs.csv` then `postprocess locs.csv -o locs.hdf5` failed: 'locs.csv does not
+    give the camera pixel size; pass --camera-pixel-size' — while locs_localize.json beside it says 100 nm."""
+    import yaml
+
+    from napari_smlm.core.io import read_localizations
+
+    movie = _movie(tmp_path)
+    csv = tmp_path / "locs.csv"
+    assert main(["-q", "localize", str(movie), "-o", str(csv), "--device", "cpu"]) == 0
+    locs = read_localizations(csv)
+    assert locs.meta["pixel_size_nm"] == 100.0 and tuple(locs.meta["image_shape"]) == (24, 24)
+    assert locs.meta["run_record"].endswith("locs_localize.json")
+    capsys.readouterr()
+    assert main(["postprocess", str(csv), "-o", str(tmp_path / "locs.hdf5")]) == 0
+    err = capsys.readouterr().err
+    assert "camera pixel size 100 nm from locs_localize.json" in err
+    meta = next(d for d in yaml.safe_load_all((tmp_path / "locs.yaml").read_text()) if d and "Width" in d)
+    assert (meta["Width"], meta["Height"]) == (24, 24)
+    # a render of the CSV covers the whole camera field (24 px of 100 nm = 240 px of 10 nm), not the table's extent
+    assert main(["render", str(csv), "-o", str(tmp_path / "r.tif")]) == 0
+    assert "240×240 px of 10.0 nm" in capsys.readouterr().out
+    # --camera-pixel-size still wins, and then nothing is said about the record
+    assert main(["render", str(csv), "-o", str(tmp_path / "r2.tif"), "--pixel-size", "20"]) == 0
+
+
+def test_a_run_record_of_another_output_is_not_used(tmp_path):
+    from napari_smlm.core.io import read_localizations, write_thunderstorm_csv
+
+    csv = tmp_path / "a.csv"
+    write_thunderstorm_csv(csv, Localizations({"frame": [0], "x_nm": [50.0], "y_nm": [60.0]}))
+    (tmp_path / "a_localize.json").write_text('{"output": "other.csv", "pixel_size_nm": 160.0}')
+    assert read_localizations(csv).meta.get("pixel_size_nm") is None
+    (tmp_path / "a_localize.json").write_text("{not json")
+    assert read_localizations(csv).meta.get("pixel_size_nm") is None  # unreadable: ignored, not an error
+    (tmp_path / "a_localize.json").write_text('{"output": "sub/a.csv", "pixel_size_nm": 160.0, "image_shape": [32, 40]}')
+    locs = read_localizations(csv)
+    assert locs.meta["pixel_size_nm"] == 160.0 and locs.meta["image_shape"] == (32, 40)
+    assert read_localizations(csv, pixel_size_nm=100.0).meta["pixel_size_nm"] == 100.0  # the caller's value wins
+
+
+def test_converting_a_postprocessed_csv_beside_itself(tmp_path, capsys):
+    """Symptom: `postprocess post.csv -o post.hdf5` (a format conversion) refused: 'post_postprocess.json: --report
+    already exists' — the default report was the input's own; and the pixel size is carried through the chain."""
+    movie = _movie(tmp_path)
+    assert main(["-q", "localize", str(movie), "-o", str(tmp_path / "locs.csv"), "--device", "cpu"]) == 0
+    assert main(["-q", "postprocess", str(tmp_path / "locs.csv"), "-o", str(tmp_path / "post.csv")]) == 0
+    before = (tmp_path / "post_postprocess.json").read_bytes()
+    capsys.readouterr()
+    assert main(["postprocess", str(tmp_path / "post.csv"), "-o", str(tmp_path / "post.hdf5")]) == 0
+    out = capsys.readouterr()
+    assert "camera pixel size 100 nm from post_postprocess.json" in out.err
+    assert (tmp_path / "post_hdf5_postprocess.json").is_file() and "post_hdf5_postprocess.json" in out.out
+    assert (tmp_path / "post_postprocess.json").read_bytes() == before  # the input's report untouched

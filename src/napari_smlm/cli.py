@@ -169,7 +169,17 @@ def _save_png(path: Path, image: np.ndarray, title: str | None = None, pixel_siz
 def _read_locs(path, pixel_size_nm=None):
     from .core.io.locs import read_localizations
 
-    return read_localizations(path, pixel_size_nm=pixel_size_nm)
+    locs = read_localizations(path, pixel_size_nm=pixel_size_nm)
+    _say_run_record(path, locs)
+    return locs
+
+
+def _say_run_record(path, locs) -> None:
+    """Say where a CSV's camera pixel size came from when it was its run record (core.io.run_record)."""
+    rec = locs.meta.get("run_record")
+    if rec and "pixel_size_nm" in locs.meta.get("from_run_record", ()):
+        print(f"note: {Path(path).name}: camera pixel size {float(locs.meta['pixel_size_nm']):g} nm from {Path(rec).name} "
+              "(the run that wrote it); --camera-pixel-size overrides it", file=sys.stderr)
 
 
 def _render_and_save(locs, out_tif: Path, png: Path | None, method: str, px: float, sigma: float, shape_nm=None, title=None):
@@ -352,6 +362,11 @@ def cmd_postprocess(args) -> int:
     src = Path(args.locs)
     out = Path(args.output)
     stem = out.with_suffix("")
+    if stem.name == src.with_suffix("").name and (src.with_name(f"{stem.name}_postprocess.json").exists()
+                                                  or src.with_name(f"{stem.name}_drift.csv").exists()):
+        # a format conversion beside its input (post.csv -> post.hdf5): the default report and drift table
+        # would be the input's own; they take the output's suffix instead (post_hdf5_postprocess.json)
+        stem = out.with_name(f"{stem.name}_{out.suffix.lstrip('.').lower() or 'out'}")
     drift_path = Path(args.drift_table) if args.drift_table else Path(f"{stem}_drift.csv")
     report_path = Path(args.report) if args.report else Path(f"{stem}_postprocess.json")
     if args.config:
@@ -412,6 +427,7 @@ def cmd_postprocess(args) -> int:
     # .hdf5 input's .yaml is an input: `postprocess a.hdf5 -o a.h5` must not replace it
     _check_outputs(args, targets, [src, *companion_files(src)])
     locs = read_localizations(src, pixel_size_nm=args.camera_pixel_size)
+    _say_run_record(src, locs)
     if companion_files(out) and not locs.meta.get("pixel_size_nm"):  # refused now, not after the work
         raise ValueError(f"{out}: --output is a Picasso file (positions in camera pixels) but {src.name} does not "
                          "give the camera pixel size; pass --camera-pixel-size NM (or write a .csv)")
@@ -441,6 +457,8 @@ def cmd_postprocess(args) -> int:
     final.meta["napari_smlm_version"] = __version__
     write_localizations(out, final)
     summary = {"input": str(src), "output": str(out), "napari_smlm_version": __version__, "n_input": len(locs),
+               # what the output CSV has no room for (read back by core.io.run_record)
+               **{k: locs.meta[k] for k in ("pixel_size_nm", "image_shape") if locs.meta.get(k) is not None},
                **result.summary(), "steps": final.meta.get("postprocessing", []), "elapsed_s": time.perf_counter() - t0}
     made_by = Path(f"{src.with_suffix('')}_localize.json")  # the input CSV's run record (localize): carried on
     if made_by.is_file():
@@ -636,8 +654,10 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--drift-table", default=None,
                     help="per-frame drift CSV, frames numbered as in OUTPUT (1-based for .csv, 0-based for .hdf5) "
                     "(default OUTPUT stem + _drift.csv)")
-    pp.add_argument("--report", default=None, help="JSON report (default OUTPUT stem + _postprocess.json)")
-    pp.add_argument("--camera-pixel-size", type=arg("camera_pixel_size"), default=None, help="camera pixel size, nm, for files without one (Picasso; CSV with --pixel-locking) (default: from the file)")
+    pp.add_argument("--report", default=None, help="JSON report (default OUTPUT stem + _postprocess.json; OUTPUT stem + "
+                    "_hdf5_postprocess.json when the input's own report has that name, e.g. post.csv -> post.hdf5)")
+    pp.add_argument("--camera-pixel-size", type=arg("camera_pixel_size"), default=None, help="camera pixel size, nm, for files without one (Picasso; CSV with --pixel-locking) (default: from the file, "
+                    "or from the run record napari-smlm wrote beside its CSV, e.g. locs_localize.json)")
     pp.add_argument("--overwrite", action="store_true", help="replace existing output files (never the input)")
     pp.set_defaults(func=cmd_postprocess)
     add_camera_parser(sub, _HelpFormatter)  # issue 10.5: camera estimate | show
