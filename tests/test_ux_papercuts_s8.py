@@ -107,3 +107,20 @@ def test_converting_a_postprocessed_csv_beside_itself(tmp_path, capsys):
     assert "camera pixel size 100 nm from post_postprocess.json" in out.err
     assert (tmp_path / "post_hdf5_postprocess.json").is_file() and "post_hdf5_postprocess.json" in out.out
     assert (tmp_path / "post_postprocess.json").read_bytes() == before  # the input's report untouched
+
+
+def test_filter_on_a_header_as_written_in_the_csv_names_the_column_to_use(tmp_path, capsys):
+    """Symptom: `--filter intensity:500:` (the CSV's header reads "intensity [photon]") answered only
+    "no column 'intensity'" and a list of names: which one is it?"""
+    import pytest
+
+    from napari_smlm.core.postprocessing import filter_localizations
+
+    locs = Localizations({"frame": [0, 1], "x_nm": [1.0, 2.0], "y_nm": [1.0, 2.0], "photons": [100.0, 900.0],
+                          "sigma_photons": [5.0, 50.0], "sigma_x_nm": [5.0, 9.0], "sigma_y_nm": [5.0, 9.0]})
+    for typed, ours in (("intensity", "photons"), ("intensity [photon]", "photons"),
+                        ("uncertainty_intensity [photon]", "sigma_photons"), ("uncertainty_xy [nm]", "uncertainty_nm")):
+        with pytest.raises(ValueError, match=rf"is read as '{ours}'; use '{ours}'"):
+            filter_localizations(locs, {typed: (500, None)})
+    with pytest.raises(ValueError, match=r"did you mean 'photons'"):
+        filter_localizations(locs, {"photon": (500, None)})
