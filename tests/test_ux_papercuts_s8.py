@@ -124,3 +124,13 @@ def test_filter_on_a_header_as_written_in_the_csv_names_the_column_to_use(tmp_pa
             filter_localizations(locs, {typed: (500, None)})
     with pytest.raises(ValueError, match=r"did you mean 'photons'"):
         filter_localizations(locs, {"photon": (500, None)})
+
+
+def test_render_colour_choices_leave_out_ids_and_constant_columns():
+    """Symptom: the Render widget offered 'Colour by: id' (the file's row numbering) and, for a DECODE file,
+    columns with one value in every row: a one-colour render with a degenerate colour bar."""
+    from napari_smlm.core.render_color import colorable_columns
+
+    locs = Localizations({"frame": [0, 1, 2], "x_nm": [1.0, 2.0, 3.0], "y_nm": [1.0, 2.0, 3.0], "id": [1, 2, 3],
+                          "photons": [100.0, 200.0, 300.0], "flag": [-1.0, -1.0, -1.0], "prob": [1.0, np.nan, 1.0]})
+    assert colorable_columns(locs) == ["frame", "photons"]
