@@ -285,14 +285,20 @@ class EvaluationWidget(SmlmDockWidget):
         merged = merged_events_note(pred)  # a post-processed (merged) table scored per frame: say why it scores low
         if merged:  # also where it is seen: the note sits under the table
             notify_warning(f"{self.pred_picker.value.name}: {merged}")
-        self.note.setText(
+        self._locs_note = (
             (f"Warning: {merged}. " if merged else "")
             + "Per-frame matching within the tolerance; JI = TP/(TP+FP+FN); "
             "efficiency = 100 − √((100 − JI%)² + RMSE²). "
             "CRLB: Mortensen bound (needs photons; √2 × per axis) of the found emitters that were on for the whole frame, "
             "next to their RMSE."
         )
+        self._show_notes()
         return m
+
+    def _show_notes(self) -> None:
+        """The note under the table: what the localization and the image metrics shown mean."""
+        parts = [getattr(self, "_locs_note", "") if self.metrics else "", getattr(self, "_image_note", "") if self.image_metrics else ""]
+        self.note.setText(" ".join(p for p in parts if p))
 
     # ================================================================ images
     def compare_images(self) -> dict | None:
@@ -315,6 +321,13 @@ class EvaluationWidget(SmlmDockWidget):
             notify_error(str(exc))
             return None
         self._fill_table()
+        self._image_note = (
+            f"Images: the ground truth is rendered on the image's {self.image_metrics['image_pixel_nm']:g} nm grid"
+            + (f" (frames {rng[0]}–{rng[1] - 1})" if rng else "")
+            + f"; both are blurred by a {self.blur.value():g} nm Gaussian. SSIM 1 and NMSE 0 = identical images; "
+            "Pearson r 1 = perfectly correlated."
+        )
+        self._show_notes()
         return self.image_metrics
 
     # ================================================================ table
@@ -341,7 +354,8 @@ class EvaluationWidget(SmlmDockWidget):
                     ("efficiency axial (%)", _fmt(m.get("efficiency_axial"), 4)),
                 ]
         if im:
-            rows += [("SSIM (image)", _fmt(im["ssim"])), ("NMSE (image)", _fmt(im["nmse"]))]
+            rows += [("SSIM (image)", _fmt(im["ssim"])), ("NMSE (image)", _fmt(im["nmse"])),
+                     ("Pearson r (image)", _fmt(im.get("pearson")))]
         self.table.setRowCount(len(rows))
         for i, (k, v) in enumerate(rows):
             self.table.setItem(i, 0, QTableWidgetItem(k))
