@@ -176,3 +176,17 @@ def test_pixel_locking_on_too_few_localizations_says_what_a_user_can_do():
         list(iter_postprocess(locs, PostprocessConfig(pixel_locking=True)))
     msg = str(err.value)
     assert "leave pixel locking off" in msg and "pixel_locking_min_localizations" in msg and "--config" in msg
+
+
+def test_render_to_a_png_name_says_where_the_picture_goes(tmp_path, capsys):
+    """Symptom: `render locs.csv -o sr.png` answered 'sr.png: --png and --output are the same file'."""
+    from napari_smlm.core.io import write_thunderstorm_csv
+
+    csv = tmp_path / "l.csv"
+    write_thunderstorm_csv(csv, _blinks([0], 5))
+    assert main(["render", str(csv), "-o", str(tmp_path / "sr.png")]) == 2
+    err = capsys.readouterr().err
+    assert "--output" in err and "super-resolved TIFF" in err and "sr.tif" in err
+    assert not list(tmp_path.glob("sr*"))
+    assert main(["render", str(csv), "-o", str(tmp_path / "sr.tif")]) == 0
+    assert (tmp_path / "sr.png").is_file()

@@ -64,6 +64,9 @@ def cmd_render(args) -> int:
     from .core.io.safe import companion_files
 
     out = Path(args.output)
+    if out.suffix.lower() not in (".tif", ".tiff"):  # `-o x.png` wants a picture: say where it goes
+        raise ValueError(f"--output {args.output}: names the super-resolved TIFF (a PNG preview is written beside it, "
+                         f"or at --png); give a .tif name, e.g. {out.with_suffix('.tif').name}")
     png = Path(args.png) if args.png else out.with_suffix(".png")
     _check_outputs(args, [(out, "--output"), (png, "--png")], [args.locs, *companion_files(args.locs)])
     locs = _read_locs(args.locs, args.camera_pixel_size)
@@ -262,7 +265,7 @@ def add_render_parser(sub) -> None:
     """The ``render`` command on the main parser's subparsers ``sub``."""
     r = sub.add_parser("render", help="render a localization file to a super-resolved TIFF + PNG")
     r.add_argument("locs", help="localization file (ThunderSTORM/SMLM-2016 CSV, Picasso HDF5, DECODE ...)")
-    r.add_argument("-o", "--output", required=True, help="super-resolved TIFF path")
+    r.add_argument("-o", "--output", required=True, help="super-resolved TIFF path (.tif; a PNG preview is written beside it)")
     r.add_argument("--png", default=None, help="PNG path (default: next to the TIFF)")
     r.add_argument("--method", default="gaussian", choices=["histogram", "gaussian", "gaussian_per_loc"], help="render method")
     r.add_argument("--pixel-size", type=arg("render_pixel_size"), default=10.0, help="render pixel size, nm")
