@@ -120,7 +120,7 @@ def test_filter_on_a_header_as_written_in_the_csv_names_the_column_to_use(tmp_pa
                           "sigma_photons": [5.0, 50.0], "sigma_x_nm": [5.0, 9.0], "sigma_y_nm": [5.0, 9.0]})
     for typed, ours in (("intensity", "photons"), ("intensity [photon]", "photons"),
                         ("uncertainty_intensity [photon]", "sigma_photons"), ("uncertainty_xy [nm]", "uncertainty_nm")):
-        with pytest.raises(ValueError, match=rf"is read as '{ours}'; use '{ours}'"):
+        with pytest.raises(ValueError, match=rf"did you mean '{ours}'\? a ThunderSTORM CSV's .* column is read as '{ours}'"):
             filter_localizations(locs, {typed: (500, None)})
     with pytest.raises(ValueError, match=r"did you mean 'photons'"):
         filter_localizations(locs, {"photon": (500, None)})
@@ -190,3 +190,37 @@ def test_render_to_a_png_name_says_where_the_picture_goes(tmp_path, capsys):
     assert not list(tmp_path.glob("sr*"))
     assert main(["render", str(csv), "-o", str(tmp_path / "sr.tif")]) == 0
     assert (tmp_path / "sr.png").is_file()
+
+
+def test_evaluate_scores_the_frames_the_localizer_processed(tmp_path, capsys):
+    """Symptom: `localize m.tif -o l.csv --frames 2 4` then `evaluate gt.csv l.csv` counted every emitter of the
+    frames never localized as a miss (recall of the whole movie), with no word about it."""
+    from napari_smlm.core.io import read_localizations, write_thunderstorm_csv
+
+    movie = _movie(tmp_path)
+    gt = Localizations({"frame": np.arange(6), "x_nm": np.full(6, 1150.0), "y_nm": np.full(6, 1150.0)},
+                       {"pixel_size_nm": 100.0})
+    write_thunderstorm_csv(tmp_path / "gt.csv", gt)
+    csv = tmp_path / "l.csv"
+    assert main(["-q", "localize", str(movie), "-o", str(csv), "--device", "cpu", "--frames", "2", "4"]) == 0
+    assert read_localizations(csv).meta["frame_range"] == (2, 4)
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "gt.csv"), str(csv), "--json", str(tmp_path / "m.json")]) == 0
+    out = capsys.readouterr()
+    assert "l.csv covers frames 2 to 3 (0-based; l_localize.json): only those are scored" in out.err
+    import json
+
+    m = json.loads((tmp_path / "m.json").read_text())
+    assert m["n_gt"] == 2
+    assert main(["evaluate", str(tmp_path / "gt.csv"), str(csv), "--frames", "0", "6"]) == 0  # --frames wins
+    assert "ground truth            6" in capsys.readouterr().out
+
+
+def test_the_evaluation_widget_scores_the_frames_of_a_loaded_csv(make_napari_viewer, tmp_path):
+    """The same in napari: the layer of a CSV from `localize --frames` carries its frame range."""
+    movie = _movie(tmp_path)
+    csv = tmp_path / "l.csv"
+    assert main(["-q", "localize", str(movie), "-o", str(csv), "--device", "cpu", "--frames", "2", "4"]) == 0
+    viewer = make_napari_viewer()
+    (layer,) = viewer.open(str(csv), plugin="napari-smlm")
+    assert tuple(layer.metadata["frame_range"]) == (2, 4)

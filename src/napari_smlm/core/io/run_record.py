@@ -59,15 +59,16 @@ def find_run_record(path: str | Path) -> tuple[Path, dict] | None:
         if not isinstance(rec, dict) or Path(str(rec.get("output", ""))).name != p.name:
             continue
         facts = dict(rec.get("input_localize_record") or {}) if suffix == "_postprocess.json" else {}
-        facts.update({k: rec[k] for k in ("pixel_size_nm", "image_shape") if rec.get(k) is not None})
+        facts.update({k: rec[k] for k in ("pixel_size_nm", "image_shape", "frames_done") if rec.get(k) is not None})
         return rec_path, facts
     return None
 
 
 def fill_from_run_record(path: str | Path, locs: Localizations) -> Path | None:
-    """Set the camera pixel size (nm) and frame size (px) of ``locs`` from the run record beside ``path``.
+    """Set the camera pixel size (nm), frame size (px) and frames processed of ``locs`` from the run record beside ``path``.
 
-    Only keys ``locs.meta`` lacks are set (``pixel_size_nm``, ``image_shape``); the record's path is
+    Only keys ``locs.meta`` lacks are set (``pixel_size_nm``, ``image_shape``, ``frame_range`` =
+    the localizer's ``frames_done``, 0-based ``(start, stop)``); the record's path is
     stored as ``meta["run_record"]`` and the keys it gave as ``meta["from_run_record"]``.
 
     Returns
@@ -75,7 +76,7 @@ def fill_from_run_record(path: str | Path, locs: Localizations) -> Path | None:
     pathlib.Path or None
         The record used, or None when none was found or it gave nothing missing.
     """
-    if locs.meta.get("pixel_size_nm") is not None and locs.meta.get("image_shape") is not None:
+    if all(locs.meta.get(k) is not None for k in ("pixel_size_nm", "image_shape", "frame_range")):
         return None
     found = find_run_record(path)
     if found is None:
@@ -91,6 +92,15 @@ def fill_from_run_record(path: str | Path, locs: Localizations) -> Path | None:
             and all(_positive(v) for v in shape):
         locs.meta["image_shape"] = (int(shape[0]), int(shape[1]))
         used.append("image_shape")
+    done = facts.get("frames_done")  # frames the localizer processed ([start, stop), 0-based): scored by evaluate
+    if locs.meta.get("frame_range") is None and isinstance(done, (list, tuple)) and len(done) == 2:
+        try:
+            a, b = int(done[0]), int(done[1])
+        except (TypeError, ValueError):
+            a, b = 0, 0
+        if 0 <= a < b:
+            locs.meta["frame_range"] = (a, b)
+            used.append("frame_range")
     if not used:
         return None
     locs.meta["run_record"] = str(rec_path)

@@ -33,8 +33,8 @@ def _column(locs: Localizations, name: str) -> np.ndarray:
     names = list(locs.columns) + (["uncertainty_nm"] if uncertainty_nm(locs) is not None else [])
     read_as = _file_header_read_as(name)
     if read_as in names:  # a header as it stands in a ThunderSTORM CSV ("intensity [photon]"): the name it is read as
-        raise ValueError(f"filter: no column {name!r}: a ThunderSTORM CSV's {name!r} column is read as {read_as!r}; "
-                         f"use {read_as!r}; the table has {', '.join(names)}")
+        raise ValueError(f"filter: no column {name!r} (did you mean {read_as!r}? a ThunderSTORM CSV's {name!r} column "
+                         f"is read as {read_as!r}); the table has {', '.join(names)}")
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6) or [n for n in names if n.startswith(name)][:1]
     raise ValueError(f"filter: no column {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                      + f"; the table has {', '.join(names)}"
