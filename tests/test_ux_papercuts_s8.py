@@ -224,3 +224,21 @@ def test_the_evaluation_widget_scores_the_frames_of_a_loaded_csv(make_napari_vie
     viewer = make_napari_viewer()
     (layer,) = viewer.open(str(csv), plugin="napari-smlm")
     assert tuple(layer.metadata["frame_range"]) == (2, 4)
+
+
+def test_evaluate_a_streamed_picasso_run_of_some_frames(tmp_path, capsys):
+    """The same for `localize m.tif -o l.hdf5 --frames 2 4` (streamed; its YAML says 'napari-smlm frames done')."""
+    from napari_smlm.core.io import read_localizations, write_thunderstorm_csv
+
+    movie = _movie(tmp_path)
+    gt = Localizations({"frame": np.arange(6), "x_nm": np.full(6, 1150.0), "y_nm": np.full(6, 1150.0)},
+                       {"pixel_size_nm": 100.0})
+    write_thunderstorm_csv(tmp_path / "gt.csv", gt)
+    out = tmp_path / "l.hdf5"
+    assert main(["-q", "localize", str(movie), "-o", str(out), "--device", "cpu", "--frames", "2", "4"]) == 0
+    assert read_localizations(out).meta["frame_range"] == (2, 4)
+    capsys.readouterr()
+    assert main(["evaluate", str(tmp_path / "gt.csv"), str(out)]) == 0
+    captured = capsys.readouterr()
+    assert "l.hdf5 covers frames 2 to 3 (0-based; l.yaml)" in captured.err
+    assert "ground truth            2" in captured.out

@@ -87,12 +87,16 @@ def cmd_evaluate(args) -> int:
     _check_frame_range(args.frames)
     gt = _read_locs(args.ground_truth, args.camera_pixel_size)
     pred = _read_locs(args.localizations, args.camera_pixel_size)
-    done = pred.meta.get("frame_range") if "frame_range" in pred.meta.get("from_run_record", ()) else None
+    done = pred.meta.get("frame_range")  # the frames the localizer processed (run record / Picasso YAML)
     if args.frames is None and done is not None and len(gt.frame_range(*done)) < len(gt):
         # `localize --frames 5 15` then `evaluate`: the frames the localizer never saw are not misses
         args.frames = [int(done[0]), int(done[1])]
+        from .core.io.formats.picasso import picasso_yaml_path
+
+        said_by = (Path(pred.meta["run_record"]).name if "frame_range" in pred.meta.get("from_run_record", ())
+                   else picasso_yaml_path(args.localizations).name)
         print(f"note: {Path(args.localizations).name} covers frames {done[0]} to {done[1] - 1} (0-based; "
-              f"{Path(pred.meta['run_record']).name}): only those are scored; --frames overrides", file=sys.stderr)
+              f"{said_by}): only those are scored; --frames overrides", file=sys.stderr)
     n_gt = len(gt.frame_range(*args.frames)) if args.frames else len(gt)
     if n_gt == 0:  # metrics of nothing are NaN: say so instead of printing a table of NaN
         raise ValueError(f"{args.ground_truth}: no ground-truth localizations" + (f" in frames {args.frames[0]}..{args.frames[1] - 1}" if args.frames else ""))
