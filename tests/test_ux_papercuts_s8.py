@@ -242,3 +242,17 @@ def test_evaluate_a_streamed_picasso_run_of_some_frames(tmp_path, capsys):
     captured = capsys.readouterr()
     assert "l.hdf5 covers frames 2 to 3 (0-based; l.yaml)" in captured.err
     assert "ground truth            2" in captured.out
+
+
+def test_export_is_not_a_command_but_the_error_says_how(capsys):
+    """Symptom: `napari-smlm export locs.csv -o locs.hdf5` listed the commands; none says it converts files."""
+    import pytest
+
+    with pytest.raises(SystemExit) as e:
+        main(["export", "locs.csv", "-o", "locs.hdf5"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "napari-smlm postprocess IN -o OUT" in err and "Picasso" in err
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    assert "with no option, convert between formats" in " ".join(capsys.readouterr().out.split())

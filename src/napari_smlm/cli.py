@@ -541,6 +541,9 @@ class _Parser(argparse.ArgumentParser):
                 name = a.metavar or (("{" + ",".join(a.choices) + "}") if a.choices else a.dest)
                 parts.append({"+": f"{name} [{name} ...]", "*": f"[{name} ...]", "?": f"[{name}]"}.get(a.nargs, name))
             usage = f"usage: {self.prog} [options] {' '.join(parts)}\n"
+        if any(f"invalid choice: '{w}'" in message for w in ("export", "convert")):  # the verbs users try first
+            message += ("\n(to convert or export a localization file: `napari-smlm postprocess IN -o OUT` with no other "
+                        "option; .csv = ThunderSTORM, .hdf5 = Picasso)")
         self.exit(2, f"{usage}{self.prog}: error: {message}\n(`{self.prog} --help` lists every option with its default)\n")
 
 
@@ -621,7 +624,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_demo_parser(sub)
 
-    pp = sub.add_parser("postprocess", help="filter, drift-correct, merge, and measure resolution (FRC, NeNA) of localizations")
+    pp = sub.add_parser("postprocess", help="filter, drift-correct, merge, and measure resolution (FRC, NeNA) of localizations; "
+                        "with no option, convert between formats (.csv ThunderSTORM, .hdf5 Picasso)")
     pp.add_argument("locs", help="localization file (ThunderSTORM/SMLM-2016/DECODE CSV, Picasso HDF5)")
     pp.add_argument("-o", "--output", required=True, help="corrected localizations (.csv ThunderSTORM, .hdf5 Picasso)")
     pp.add_argument("--config", default=None, help="PostprocessConfig YAML (command-line values override it) (default: none)")
