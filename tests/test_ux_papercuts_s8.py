@@ -256,3 +256,16 @@ def test_export_is_not_a_command_but_the_error_says_how(capsys):
     with pytest.raises(SystemExit):
         main(["--help"])
     assert "with no option, convert between formats" in " ".join(capsys.readouterr().out.split())
+
+
+def test_the_demo_table_exports_to_picasso(tmp_path, capsys):
+    """Symptom: `napari-smlm demo` then `postprocess demo/localizations.csv -o x.hdf5` asked for
+    --camera-pixel-size: the demo wrote no run record beside its CSV, unlike `localize`."""
+    import yaml
+
+    out = tmp_path / "demo"
+    assert main(["-q", "demo", "-o", str(out), "--frames", "6", "--device", "cpu"]) == 0
+    assert (out / "localizations_localize.json").is_file()
+    assert main(["-q", "postprocess", str(out / "localizations.csv"), "-o", str(tmp_path / "x.hdf5")]) == 0
+    meta = next(d for d in yaml.safe_load_all((tmp_path / "x.yaml").read_text()) if d and "Width" in d)
+    assert (meta["Width"], meta["Height"], meta["Pixelsize"]) == (64, 64, 100.0)

@@ -234,7 +234,8 @@ def cmd_demo(args) -> int:
     from .core.simulate import simulate
 
     out = Path(args.output)
-    names = ["sample_movie.tif", "sample_ground_truth.csv", "localizations.csv", "super_resolved.tif", "super_resolved.png", "metrics.json"]
+    names = ["sample_movie.tif", "sample_ground_truth.csv", "localizations.csv", "localizations_localize.json",
+             "super_resolved.tif", "super_resolved.png", "metrics.json"]
     _check_outputs(args, [(out / n, f"{n} in --output") for n in names])
     out.mkdir(parents=True, exist_ok=True)
     cfg = SimulationConfig(n_frames=args.frames, height=64, width=64, density=args.density, structure="filaments", seed=7)
@@ -254,6 +255,12 @@ def cmd_demo(args) -> int:
         locs = res.localizations
     locs_path = out / "localizations.csv"
     write_localizations(locs_path, locs)
+    # the run record a ThunderSTORM CSV has no room for (as `localize` writes it): read back by core.io.run_record
+    _write_json(out / "localizations_localize.json", {
+        **{k: v for k, v in locs.meta.items() if k not in ("source",)}, "command": "demo",
+        "movie": [str(out / "sample_movie.tif")], "output": locs_path.name, "frames_done": [0, int(len(frames))],
+        "n_localizations": len(locs), "pixel_size_nm": float(cfg.pixel_size_nm), "image_shape": [cfg.height, cfg.width],
+    })
     img = render(locs, method="gaussian", pixel_size_nm=10.0, sigma_nm=15.0, shape=(640, 640))
     write_image(out / "super_resolved.tif", img.image, 10.0)
     _save_png(out / "super_resolved.png", img.image, title=f"demo: {model or 'ground truth'}", pixel_size_nm=10.0)
@@ -264,7 +271,7 @@ def cmd_demo(args) -> int:
     print(_metrics_table(m))
     print(f"movie:                {out / 'sample_movie.tif'}")
     print(f"ground truth:         {out / 'sample_ground_truth.csv'}")
-    print(f"localization table:   {locs_path}")
+    print(f"localization table:   {locs_path} (+ {locs_path.stem}_localize.json: model, camera, pixel size)")
     print(f"super-resolved image: {out / 'super_resolved.tif'} and {out / 'super_resolved.png'}")
     print(f"metrics:              {out / 'metrics.json'}")
     return 0
