@@ -269,3 +269,17 @@ def test_the_demo_table_exports_to_picasso(tmp_path, capsys):
     assert main(["-q", "postprocess", str(out / "localizations.csv"), "-o", str(tmp_path / "x.hdf5")]) == 0
     meta = next(d for d in yaml.safe_load_all((tmp_path / "x.yaml").read_text()) if d and "Width" in d)
     assert (meta["Width"], meta["Height"], meta["Pixelsize"]) == (64, 64, 100.0)
+
+
+def test_model_comparison_preselects_the_movie_not_a_render(make_napari_viewer):
+    """Symptom: 'Compare models' offered the render on top of the layer list as its Movie."""
+    from napari.layers import Layer
+
+    from napari_smlm import _layers
+
+    viewer = make_napari_viewer()
+    movie = np.zeros((4, 16, 16), np.uint16)
+    viewer.add_image(movie, name="raw", metadata={"smlm_kind": "movie", "pixel_size_nm": 100.0})
+    viewer.add_layer(Layer.create(*_layers.super_resolved_layer_data(np.zeros((64, 64), np.float32), 25.0, "raw [render]")))
+    _, ew = viewer.window.add_plugin_dock_widget("napari-smlm", "Evaluation")
+    assert ew.movie_picker.value.name == "raw" and ew.sr_picker.value.name == "raw [render]"

@@ -178,6 +178,10 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
         sr = next((la for la in self.sr_picker._layers if la.metadata.get("smlm_kind") == "super_resolved"), None)
         if sr is not None:
             self.sr_picker.value = sr
+        # "Movie" of the model comparison: a raw movie, not the render on top of the layer list
+        movie = next((la for la in self.movie_picker._layers if la.metadata.get("smlm_kind") == "movie"), None)
+        if movie is not None:
+            self.movie_picker.value = movie
 
     def reset_choices(self, *_: Any) -> None:
         for p in (self.gt_picker, self.pred_picker, self.sr_picker, self.movie_picker):
