@@ -79,14 +79,17 @@ def workers_per_gpu(workers_on_host: int, n_gpus: int) -> int:
     workers_on_host : int
         Workers running on the machine.
     n_gpus : int
-        CUDA devices each of them sees (one for a ``dask-cuda`` worker pinned to its device).
+        CUDA devices each of them sees (``torch.cuda.device_count()`` in the worker).
 
     Returns
     -------
     int
         ``ceil(workers_on_host / n_gpus)``, at least 1: the most workers :func:`worker_device`
         puts on one device, each of which then sizes its automatic batch from that share of the
-        GPU's free memory instead of taking what a lone run would.
+        GPU's free memory instead of taking what a lone run would. Conservative where workers
+        are pinned to one GPU each by ``CUDA_VISIBLE_DEVICES`` (each sees one device, so it is
+        counted as sharing it with every worker of the machine): smaller batches than would
+        fit, never larger. ``dask-cuda`` workers see every GPU (rotated), so they count right.
     """
     return max(1, -(-max(int(workers_on_host), 1) // max(int(n_gpus), 1)))
 
