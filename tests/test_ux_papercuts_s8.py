@@ -283,3 +283,24 @@ def test_model_comparison_preselects_the_movie_not_a_render(make_napari_viewer):
     viewer.add_layer(Layer.create(*_layers.super_resolved_layer_data(np.zeros((64, 64), np.float32), 25.0, "raw [render]")))
     _, ew = viewer.window.add_plugin_dock_widget("napari-smlm", "Evaluation")
     assert ew.movie_picker.value.name == "raw" and ew.sr_picker.value.name == "raw [render]"
+
+
+def test_evaluate_crlb_uses_the_simulated_pixel_size(tmp_path, capsys):
+    """Symptom: `simulate --pixel-size 160` then `evaluate sim/ground_truth.csv locs.csv --crlb` computed the CRLB for
+    100 nm pixels (the fallback): the CSV has no pixel size, and simulation.json beside it was not read."""
+    import json
+
+    from napari_smlm.core.io import read_localizations
+
+    sim = tmp_path / "sim"
+    assert main(["-q", "simulate", "-o", str(sim), "--frames", "6", "--size", "24", "24", "--pixel-size", "160",
+                 "--density", "1"]) == 0
+    gt = read_localizations(sim / "ground_truth.csv")
+    assert gt.meta["pixel_size_nm"] == 160.0 and gt.meta["image_shape"] == (24, 24)
+    args = ["evaluate", str(sim / "ground_truth.csv"), str(sim / "ground_truth.csv"), "--crlb"]
+    assert main([*args, "--json", str(tmp_path / "auto.json")]) == 0
+    assert "camera pixel size 160 nm from simulation.json" in capsys.readouterr().err
+    assert main([*args, "--json", str(tmp_path / "given.json"), "--camera-pixel-size", "160"]) == 0
+    assert main([*args, "--json", str(tmp_path / "wrong.json"), "--camera-pixel-size", "100"]) == 0
+    crlb = {k: json.loads((tmp_path / f"{k}.json").read_text())["crlb_lateral_nm"] for k in ("auto", "given", "wrong")}
+    assert crlb["auto"] == crlb["given"] != crlb["wrong"]

@@ -104,7 +104,8 @@ def cmd_evaluate(args) -> int:
         report = evaluation_report(
             gt, pred, tol_lateral_nm=args.tolerance, method=args.method, frames=args.frames,
             # with --crlb: RMSE next to the CRLB on the same emitters (found, on for the whole frame when known)
-            crlb=bool(args.crlb), pixel_size_nm=args.camera_pixel_size or gt.meta.get("pixel_size_nm") or 100.0,
+            crlb=bool(args.crlb),
+            pixel_size_nm=args.camera_pixel_size or gt.meta.get("pixel_size_nm") or pred.meta.get("pixel_size_nm") or 100.0,
             psf_sigma_nm=args.psf_sigma, bg=args.bg, excess_noise=args.excess_noise, qe=args.qe,
         )
     except ValueError as exc:  # the core names its parameters: name the options and the file instead
@@ -300,7 +301,8 @@ def add_evaluate_parser(sub) -> None:
     e.add_argument("--method", default="greedy", choices=["greedy", "hungarian"], help="matching of localizations to ground truth")
     e.add_argument("--frames", type=arg("frame"), nargs=2, default=None, metavar=("START", "STOP"), help="only frames START <= frame < STOP, 0-based (default: all)")
     e.add_argument("--json", default=None, help="also write the metrics to this JSON file (default: none)")
-    e.add_argument("--camera-pixel-size", type=arg("camera_pixel_size"), default=None, help="camera pixel size, nm, for files without one (default: from the files)")
+    e.add_argument("--camera-pixel-size", type=arg("camera_pixel_size"), default=None, help="camera pixel size, nm, for files without one; sets the CRLB's pixel (default: from the files, or the "
+                   "records napari-smlm writes beside them: _localize.json, simulation.json; else 100)")
     e.add_argument("--crlb", action="store_true", help="also report the mean CRLB of the ground truth (needs photons)")
     e.add_argument("--psf-sigma", type=arg("psf_sigma_nm"), default=120.0, help="PSF sigma for the CRLB, nm")
     e.add_argument("--bg", type=arg("bg_photons"), default=None, help="background photons/px if the ground truth lacks a bg column (default: from the file)")

@@ -2,7 +2,8 @@
 
 ``napari-smlm localize -o locs.csv`` writes ``locs_localize.json`` beside the table (model, camera,
 camera pixel size, frame size ...); ``postprocess -o post.csv`` writes ``post_postprocess.json``,
-which carries the input's record on. A ThunderSTORM CSV itself holds positions in nm but not the
+which carries the input's record on; ``simulate -o sim/`` writes ``sim/simulation.json`` beside
+``sim/ground_truth.csv``. A ThunderSTORM CSV itself holds positions in nm but not the
 camera pixel size nor the frame size, which a Picasso export (positions in camera pixels) and a
 render of the whole camera field need. :func:`fill_from_run_record` takes them from the record
 when the table does not give them.
@@ -24,6 +25,8 @@ logger = logging.getLogger(__name__)
 
 #: Records written beside a table, by the command that wrote it (stem + suffix).
 RECORD_SUFFIXES = ("_localize.json", "_postprocess.json")
+#: ``napari-smlm simulate``'s folder: the ground truth and the record of the simulation, fixed names.
+SIMULATION_GROUND_TRUTH, SIMULATION_RECORD = "ground_truth.csv", "simulation.json"
 
 
 def _positive(v: Any) -> float | None:
@@ -61,7 +64,27 @@ def find_run_record(path: str | Path) -> tuple[Path, dict] | None:
         facts = dict(rec.get("input_localize_record") or {}) if suffix == "_postprocess.json" else {}
         facts.update({k: rec[k] for k in ("pixel_size_nm", "image_shape", "frames_done") if rec.get(k) is not None})
         return rec_path, facts
-    return None
+    return _simulation_record(p)
+
+
+def _simulation_record(p: Path) -> tuple[Path, dict] | None:
+    """``napari-smlm simulate``'s ``simulation.json`` beside the ``ground_truth.csv`` it wrote (fixed names)."""
+    rec_path = p.with_name(SIMULATION_RECORD)
+    if p.name != SIMULATION_GROUND_TRUTH or not rec_path.is_file():
+        return None
+    try:
+        rec = json.loads(rec_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        logger.info("%s: simulation record not read (%s)", rec_path, exc)
+        return None
+    sim = rec.get("simulation") if isinstance(rec, dict) else None
+    if not isinstance(sim, dict):
+        return None
+    facts: dict = {"pixel_size_nm": sim.get("pixel_size_nm"), "image_shape": [sim.get("height"), sim.get("width")]}
+    n = rec.get("n_frames_written", sim.get("n_frames"))
+    if n is not None:
+        facts["frames_done"] = [0, n]
+    return rec_path, facts
 
 
 def fill_from_run_record(path: str | Path, locs: Localizations) -> Path | None:
