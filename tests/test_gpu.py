@@ -114,11 +114,12 @@ def sim64():
 @pytest.mark.gpu
 def test_cuda_batch_comes_from_free_memory(sim64):
     frames, _ = sim64
-    done = predict(frames, "decode", device="cuda", batch_size=4)
+    done = predict(frames, "decode", device="cuda")
     free = free_memory_bytes("cuda")
     assert done.meta["device"].startswith("cuda")
-    assert done.meta["batch_size"] > 4  # the requested 4 is replaced by what fits
+    assert done.meta["batch_size"] > 32  # no batch_size given: what fits, not the CPU default
     assert done.meta["batch_size"] <= gpu_batch_plan("decode", 1, 64, 64, free + 4 * GiB)[0]
+    assert predict(frames, "decode", device="cuda", batch_size=4).meta["batch_size"] == 4  # a given one wins
 
 
 @pytest.mark.gpu

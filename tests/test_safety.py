@@ -232,5 +232,5 @@ def test_every_option_has_help_with_its_default():
     assert not missing, f"options without help: {missing}"
     assert not no_default, f"options whose help does not give the default: {no_default}"
     lz = " ".join(_subparsers(p)["localize"].format_help().split())
-    assert "--threads" in lz and "--overwrite" in lz and "frames per batch (default: 32;" in lz
+    assert "--threads" in lz and "--overwrite" in lz and "(default: automatic: on CUDA" in lz and "elsewhere 32" in lz
     assert "--threads" in _subparsers(p)["train"].format_help()

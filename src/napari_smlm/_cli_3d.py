@@ -97,7 +97,7 @@ def cmd_fit3d(args) -> int:
     t0 = time.perf_counter()
     last = None
     for last in iter_localize_astigmatic(movie, args.psf, px, camera=cam, threshold=args.threshold, roi_radius=args.roi_radius):
-        _progress(last.done, last.total, t0, "fit3d")
+        _progress(last.done, last.total, t0, "fit3d", "frames")
     locs = last.localizations
     locs.meta["napari_smlm_version"] = __version__
     write_localizations(out, locs)

@@ -64,6 +64,9 @@ def cmd_render(args) -> int:
     from .core.io.safe import companion_files
 
     out = Path(args.output)
+    if out.suffix.lower() not in (".tif", ".tiff"):  # `-o x.png` wants a picture: say where it goes
+        raise ValueError(f"--output {args.output}: names the super-resolved TIFF (a PNG preview is written beside it, "
+                         f"or at --png); give a .tif name, e.g. {out.with_suffix('.tif').name}")
     png = Path(args.png) if args.png else out.with_suffix(".png")
     _check_outputs(args, [(out, "--output"), (png, "--png")], [args.locs, *companion_files(args.locs)])
     locs = _read_locs(args.locs, args.camera_pixel_size)
@@ -84,6 +87,16 @@ def cmd_evaluate(args) -> int:
     _check_frame_range(args.frames)
     gt = _read_locs(args.ground_truth, args.camera_pixel_size)
     pred = _read_locs(args.localizations, args.camera_pixel_size)
+    done = pred.meta.get("frame_range")  # the frames the localizer processed (run record / Picasso YAML)
+    if args.frames is None and done is not None and len(gt.frame_range(*done)) < len(gt):
+        # `localize --frames 5 15` then `evaluate`: the frames the localizer never saw are not misses
+        args.frames = [int(done[0]), int(done[1])]
+        from .core.io.formats.picasso import picasso_yaml_path
+
+        said_by = (Path(pred.meta["run_record"]).name if "frame_range" in pred.meta.get("from_run_record", ())
+                   else picasso_yaml_path(args.localizations).name)
+        print(f"note: {Path(args.localizations).name} covers frames {done[0]} to {done[1] - 1} (0-based; "
+              f"{said_by}): only those are scored; --frames overrides", file=sys.stderr)
     n_gt = len(gt.frame_range(*args.frames)) if args.frames else len(gt)
     if n_gt == 0:  # metrics of nothing are NaN: say so instead of printing a table of NaN
         raise ValueError(f"{args.ground_truth}: no ground-truth localizations" + (f" in frames {args.frames[0]}..{args.frames[1] - 1}" if args.frames else ""))
@@ -91,7 +104,8 @@ def cmd_evaluate(args) -> int:
         report = evaluation_report(
             gt, pred, tol_lateral_nm=args.tolerance, method=args.method, frames=args.frames,
             # with --crlb: RMSE next to the CRLB on the same emitters (found, on for the whole frame when known)
-            crlb=bool(args.crlb), pixel_size_nm=args.camera_pixel_size or gt.meta.get("pixel_size_nm") or 100.0,
+            crlb=bool(args.crlb),
+            pixel_size_nm=args.camera_pixel_size or gt.meta.get("pixel_size_nm") or pred.meta.get("pixel_size_nm") or 100.0,
             psf_sigma_nm=args.psf_sigma, bg=args.bg, excess_noise=args.excess_noise, qe=args.qe,
         )
     except ValueError as exc:  # the core names its parameters: name the options and the file instead
@@ -104,7 +118,7 @@ def cmd_evaluate(args) -> int:
     print(_metrics_table(m))
     from .core.postprocessing.linking import merged_events_note
 
-    note = merged_events_note(pred)
+    note = merged_events_note(pred, tuple(args.frames) if args.frames else None)  # what was scored, not the whole table
     if note:
         print(f"warning: {args.localizations}: {note}", file=sys.stderr)
     if args.json:
@@ -185,7 +199,7 @@ def cmd_benchmark(args) -> int:
         for update in gen:
             table = update.table
             if update.kind == UpdateKind.BATCH:
-                _progress(update.n_done, update.n_total, t0, f"benchmark {update.model}")
+                _progress(update.n_done, update.n_total, t0, f"benchmark {update.model}", "frames")
             elif update.kind == UpdateKind.SKIPPED:
                 print(update.message, file=sys.stderr)
     except KeyboardInterrupt:
@@ -221,7 +235,8 @@ def cmd_demo(args) -> int:
     from .core.simulate import simulate
 
     out = Path(args.output)
-    names = ["sample_movie.tif", "sample_ground_truth.csv", "localizations.csv", "super_resolved.tif", "super_resolved.png", "metrics.json"]
+    names = ["sample_movie.tif", "sample_ground_truth.csv", "localizations.csv", "localizations_localize.json",
+             "super_resolved.tif", "super_resolved.png", "metrics.json"]
     _check_outputs(args, [(out / n, f"{n} in --output") for n in names])
     out.mkdir(parents=True, exist_ok=True)
     cfg = SimulationConfig(n_frames=args.frames, height=64, width=64, density=args.density, structure="filaments", seed=7)
@@ -241,6 +256,12 @@ def cmd_demo(args) -> int:
         locs = res.localizations
     locs_path = out / "localizations.csv"
     write_localizations(locs_path, locs)
+    # the run record a ThunderSTORM CSV has no room for (as `localize` writes it): read back by core.io.run_record
+    _write_json(out / "localizations_localize.json", {
+        **{k: v for k, v in locs.meta.items() if k not in ("source",)}, "command": "demo",
+        "movie": [str(out / "sample_movie.tif")], "output": locs_path.name, "frames_done": [0, int(len(frames))],
+        "n_localizations": len(locs), "pixel_size_nm": float(cfg.pixel_size_nm), "image_shape": [cfg.height, cfg.width],
+    })
     img = render(locs, method="gaussian", pixel_size_nm=10.0, sigma_nm=15.0, shape=(640, 640))
     write_image(out / "super_resolved.tif", img.image, 10.0)
     _save_png(out / "super_resolved.png", img.image, title=f"demo: {model or 'ground truth'}", pixel_size_nm=10.0)
@@ -251,7 +272,7 @@ def cmd_demo(args) -> int:
     print(_metrics_table(m))
     print(f"movie:                {out / 'sample_movie.tif'}")
     print(f"ground truth:         {out / 'sample_ground_truth.csv'}")
-    print(f"localization table:   {locs_path}")
+    print(f"localization table:   {locs_path} (+ {locs_path.stem}_localize.json: model, camera, pixel size)")
     print(f"super-resolved image: {out / 'super_resolved.tif'} and {out / 'super_resolved.png'}")
     print(f"metrics:              {out / 'metrics.json'}")
     return 0
@@ -262,7 +283,7 @@ def add_render_parser(sub) -> None:
     """The ``render`` command on the main parser's subparsers ``sub``."""
     r = sub.add_parser("render", help="render a localization file to a super-resolved TIFF + PNG")
     r.add_argument("locs", help="localization file (ThunderSTORM/SMLM-2016 CSV, Picasso HDF5, DECODE ...)")
-    r.add_argument("-o", "--output", required=True, help="super-resolved TIFF path")
+    r.add_argument("-o", "--output", required=True, help="super-resolved TIFF path (.tif; a PNG preview is written beside it)")
     r.add_argument("--png", default=None, help="PNG path (default: next to the TIFF)")
     r.add_argument("--method", default="gaussian", choices=["histogram", "gaussian", "gaussian_per_loc"], help="render method")
     r.add_argument("--pixel-size", type=arg("render_pixel_size"), default=10.0, help="render pixel size, nm")
@@ -280,7 +301,8 @@ def add_evaluate_parser(sub) -> None:
     e.add_argument("--method", default="greedy", choices=["greedy", "hungarian"], help="matching of localizations to ground truth")
     e.add_argument("--frames", type=arg("frame"), nargs=2, default=None, metavar=("START", "STOP"), help="only frames START <= frame < STOP, 0-based (default: all)")
     e.add_argument("--json", default=None, help="also write the metrics to this JSON file (default: none)")
-    e.add_argument("--camera-pixel-size", type=arg("camera_pixel_size"), default=None, help="camera pixel size, nm, for files without one (default: from the files)")
+    e.add_argument("--camera-pixel-size", type=arg("camera_pixel_size"), default=None, help="camera pixel size, nm, for files without one; sets the CRLB's pixel (default: from the files, or the "
+                   "records napari-smlm writes beside them: _localize.json, simulation.json; else 100)")
     e.add_argument("--crlb", action="store_true", help="also report the mean CRLB of the ground truth (needs photons)")
     e.add_argument("--psf-sigma", type=arg("psf_sigma_nm"), default=120.0, help="PSF sigma for the CRLB, nm")
     e.add_argument("--bg", type=arg("bg_photons"), default=None, help="background photons/px if the ground truth lacks a bg column (default: from the file)")

@@ -95,7 +95,7 @@ def cmd_localize_runner(args) -> int:
     try:
         for last in gen:
             if last.kind == "batch":
-                _progress(last.n_done, last.n_total, t0, "localize")
+                _progress(last.n_done, last.n_total, t0, "localize", "frames", f"{last.n_localizations} localizations")
     except KeyboardInterrupt:  # second signal: the partial file keeps every completed chunk
         gen.close()
         log.warning("interrupted: %s keeps every completed chunk; continue with --resume", out)
@@ -204,7 +204,7 @@ def _localize_many(args) -> int:
     reports = localize_many(
         files, args.checkpoint or args.model, outs, scheduler=args.scheduler, n_workers=args.workers or 1,
         threads_per_worker=args.threads_per_worker, chunk_frames=args.chunk_frames, resume=args.resume,
-        progress=lambda d, n: _progress(d, n, t0, "localize"), should_stop=lambda: STOP.requested,
+        progress=lambda d, n: _progress(d, n, t0, "localize", "frames"), should_stop=lambda: STOP.requested,
         dashboard=_print_dashboard,
         **options,
     )

@@ -119,7 +119,7 @@ def cmd_simulate(args) -> int:
         nonlocal n_done
         for ch in iter_simulate(cfg, chunk_frames=args.chunk, device=args.device, density_image=_density_image(args)):
             gts.append(ch.ground_truth)
-            _progress(ch.n_done, ch.n_total, t0, "simulate")
+            _progress(ch.n_done, ch.n_total, t0, "simulate", "frames")
             n_done = ch.n_done
             yield ch.frames
             if STOP.requested:  # SIGINT/SIGTERM: keep the frames simulated so far
@@ -212,7 +212,7 @@ def cmd_train(args) -> int:
             extra = " ".join(f"{k}={v:.3g}" for k, v in update.metrics.items())
             print(f"epoch {update.epoch:3d} step {update.step:6d} loss {update.loss:.4g} val {update.val_loss:.4g} lr {update.lr:.2g} {extra} [{update.elapsed_s / 60:.1f} min]")
         elif update.kind == UpdateKind.STEP:
-            _progress(update.step, update.total_steps, t0, "train")
+            _progress(update.step, update.total_steps, t0, "train", "steps")
     if STOP.requested:
         saved = Path(args.output).is_file()
         return _interrupted_rc(

@@ -21,7 +21,8 @@ DEFAULT_POINT_SIZE_NM = 75.0
 #: Colours of the two kinds of points layer.
 POINT_COLORS = {"localizations": "#00e5ff", "ground_truth": "#ffd400"}
 #: Keys of Localizations.meta that are plain and useful enough to copy to layer metadata.
-_META_KEYS = ("pixel_size_nm", "image_shape", "n_frames", "source", "format", "model", "camera", "device", "threshold")
+_META_KEYS = ("pixel_size_nm", "image_shape", "n_frames", "source", "format", "model", "camera", "device", "threshold",
+              "frame_range")
 
 
 # ============================================================================ points

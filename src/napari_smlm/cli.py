@@ -39,14 +39,49 @@ log = logging.getLogger("napari_smlm")
 
 
 # --------------------------------------------------------------------------- helpers
-def _progress(done: int, total: int, t0: float, what: str) -> None:
-    if not sys.stderr.isatty():
+#: Progress on a stream that is not a terminal (a SLURM/nohup/CI log): a plain line at most every
+#: PROGRESS_EVERY_S seconds or every PROGRESS_EVERY_FRACTION of the work, whichever comes first, and at the end.
+PROGRESS_EVERY_S, PROGRESS_EVERY_FRACTION = 10.0, 0.1
+#: ``-q/--quiet``: no progress at all (set by :func:`main`); last line written per task (non-tty).
+_PROGRESS: dict = {"quiet": False, "last": {}}
+
+
+def _progress(done: int, total: int, t0: float, what: str, unit: str = "", extra: str = "") -> None:
+    """Progress of a long command on stderr: a rewritten line on a terminal, plain lines in a log.
+
+    ``unit`` names what is counted (``"frames"``); ``extra`` is appended (``"1234 localizations"``).
+    Off a terminal a line is written when :data:`PROGRESS_EVERY_S` seconds or
+    :data:`PROGRESS_EVERY_FRACTION` of ``total`` have passed since the last one, and when done.
+    """
+    if _PROGRESS["quiet"]:
         return
-    rate = done / max(time.perf_counter() - t0, 1e-9)
-    sys.stderr.write(f"\r{what}: {done}/{total} ({rate:.1f}/s)   ")
-    if done >= total:
-        sys.stderr.write("\n")
-    sys.stderr.flush()
+    now = time.perf_counter()
+    el = max(now - t0, 1e-9)
+    rate = done / el
+    u = f" {unit}" if unit else ""
+    tail = f", {extra}" if extra else ""
+    stream = sys.stderr
+    if stream.isatty():
+        stream.write(f"\r{what}: {done}/{total}{u} ({rate:.1f}{u}/s{tail})   ")
+        if done >= total:
+            stream.write("\n")
+        stream.flush()
+        return
+    key = (what, t0)
+    last = _PROGRESS["last"].get(key)  # (time, done) of the last line written
+    finished = done >= total
+    if last is not None and not finished:
+        if now - last[0] < PROGRESS_EVERY_S and done - last[1] < PROGRESS_EVERY_FRACTION * max(total, 1):
+            return
+    if last is not None and finished and last[1] >= total:
+        return  # the final line is written once
+    if last is None and done == 0:
+        return
+    _PROGRESS["last"][key] = (now, done)
+    pct = 100.0 * done / max(total, 1)
+    speed = f", {rate:.1f}{u}/s" if unit else ""  # a rate of steps of different kinds (postprocess) says nothing
+    stream.write(f"{what}: {done}/{total}{u} ({pct:.0f} %){speed}, {el:.0f} s elapsed{tail}\n")
+    stream.flush()
 
 
 def _write_json(path: Path, obj) -> None:
@@ -134,7 +169,17 @@ def _save_png(path: Path, image: np.ndarray, title: str | None = None, pixel_siz
 def _read_locs(path, pixel_size_nm=None):
     from .core.io.locs import read_localizations
 
-    return read_localizations(path, pixel_size_nm=pixel_size_nm)
+    locs = read_localizations(path, pixel_size_nm=pixel_size_nm)
+    _say_run_record(path, locs)
+    return locs
+
+
+def _say_run_record(path, locs) -> None:
+    """Say where a CSV's camera pixel size came from when it was its run record (core.io.run_record)."""
+    rec = locs.meta.get("run_record")
+    if rec and "pixel_size_nm" in locs.meta.get("from_run_record", ()):
+        print(f"note: {Path(path).name}: camera pixel size {float(locs.meta['pixel_size_nm']):g} nm from {Path(rec).name} "
+              "(the run that wrote it); --camera-pixel-size overrides it", file=sys.stderr)
 
 
 def _render_and_save(locs, out_tif: Path, png: Path | None, method: str, px: float, sigma: float, shape_nm=None, title=None):
@@ -203,9 +248,12 @@ def _warn_assumed_pixel_size(args, movie, ckpt) -> None:
           "size) for every position in nm: pass --pixel-size NM", file=sys.stderr)
 
 
-#: ``localize --batch-size`` default of the in-memory path (issue 16: decode's network ran ~6 % less CPU
-#: per frame on 32-frame batches than on 16 on the AVX-512 BF16 test machine; same table) and of the
-#: streamed path (unchanged: a ``--resume`` must use the batch grid of the run it continues).
+#: ``localize --batch-size`` default of the in-memory path off CUDA (issue 16: decode's network ran ~6 % less CPU
+#: per frame on 32-frame batches than on 16 on the AVX-512 BF16 test machine; same table;
+#: ``core.inference.DEFAULT_BATCH``) and of the streamed path (``core.runner.STREAM_BATCH``, unchanged:
+#: a ``--resume`` must use the batch grid of the run it continues). Said in the help only: the option
+#: stays None unless given, so that on CUDA the batch is sized from the GPU's free memory, and a
+#: given ``--batch-size`` always wins.
 LOCALIZE_BATCH, STREAM_BATCH = 32, 16
 
 
@@ -216,11 +264,7 @@ def cmd_localize(args) -> int:
         if getattr(args, "record", None):  # said, not silently ignored
             print(f"note: --record {args.record} is not written: the run is recorded in the Picasso .yaml beside "
                   f"{args.output} (--record is for .csv outputs)", file=sys.stderr)
-        if getattr(args, "batch_size", None) is None:
-            args.batch_size = STREAM_BATCH
-        return cmd_localize_runner(args)
-    if getattr(args, "batch_size", None) is None:
-        args.batch_size = LOCALIZE_BATCH
+        return cmd_localize_runner(args)  # --batch-size None: core.runner.stream_batch decides
     _cli_process.pause()  # no cyclic GC while torch, the model and the first batch load (resumed below)
     from .core.io.locs import write_localizations
     from .core.io.safe import companion_files
@@ -262,10 +306,13 @@ def cmd_localize(args) -> int:
     STOP.poll()
     log.info("localizing %s with %s", movie.paths[0] if len(movie.paths) == 1 else f"{len(movie.paths)} files", ckpt.model)
 
+    found = [0]
+
     def progress(update) -> None:
         _cli_process.resume()  # start-up done (modules, network, first batch): see _cli_process
         if update.kind == UpdateKind.BATCH:
-            _progress(update.n_done, update.n_total, t0, "localize")
+            found[0] += len(update.localizations)
+            _progress(update.n_done, update.n_total, t0, "localize", "frames", f"{found[0]} localizations")
 
     # SIGINT/SIGTERM: stop after the current batch and keep what was found (the shared collector)
     col = collect_predictions(iter_predict(movie, ckpt, config), on_update=progress, should_stop=lambda: STOP.requested)
@@ -314,6 +361,11 @@ def cmd_postprocess(args) -> int:
     src = Path(args.locs)
     out = Path(args.output)
     stem = out.with_suffix("")
+    if stem.name == src.with_suffix("").name and (src.with_name(f"{stem.name}_postprocess.json").exists()
+                                                  or src.with_name(f"{stem.name}_drift.csv").exists()):
+        # a format conversion beside its input (post.csv -> post.hdf5): the default report and drift table
+        # would be the input's own; they take the output's suffix instead (post_hdf5_postprocess.json)
+        stem = out.with_name(f"{stem.name}_{out.suffix.lstrip('.').lower() or 'out'}")
     drift_path = Path(args.drift_table) if args.drift_table else Path(f"{stem}_drift.csv")
     report_path = Path(args.report) if args.report else Path(f"{stem}_postprocess.json")
     if args.config:
@@ -374,6 +426,7 @@ def cmd_postprocess(args) -> int:
     # .hdf5 input's .yaml is an input: `postprocess a.hdf5 -o a.h5` must not replace it
     _check_outputs(args, targets, [src, *companion_files(src)])
     locs = read_localizations(src, pixel_size_nm=args.camera_pixel_size)
+    _say_run_record(src, locs)
     if companion_files(out) and not locs.meta.get("pixel_size_nm"):  # refused now, not after the work
         raise ValueError(f"{out}: --output is a Picasso file (positions in camera pixels) but {src.name} does not "
                          "give the camera pixel size; pass --camera-pixel-size NM (or write a .csv)")
@@ -403,6 +456,8 @@ def cmd_postprocess(args) -> int:
     final.meta["napari_smlm_version"] = __version__
     write_localizations(out, final)
     summary = {"input": str(src), "output": str(out), "napari_smlm_version": __version__, "n_input": len(locs),
+               # what the output CSV has no room for (read back by core.io.run_record)
+               **{k: locs.meta[k] for k in ("pixel_size_nm", "image_shape") if locs.meta.get(k) is not None},
                **result.summary(), "steps": final.meta.get("postprocessing", []), "elapsed_s": time.perf_counter() - t0}
     made_by = Path(f"{src.with_suffix('')}_localize.json")  # the input CSV's run record (localize): carried on
     if made_by.is_file():
@@ -485,6 +540,9 @@ class _Parser(argparse.ArgumentParser):
                 name = a.metavar or (("{" + ",".join(a.choices) + "}") if a.choices else a.dest)
                 parts.append({"+": f"{name} [{name} ...]", "*": f"[{name} ...]", "?": f"[{name}]"}.get(a.nargs, name))
             usage = f"usage: {self.prog} [options] {' '.join(parts)}\n"
+        if any(f"invalid choice: '{w}'" in message for w in ("export", "convert")):  # the verbs users try first
+            message += ("\n(to convert or export a localization file: `napari-smlm postprocess IN -o OUT` with no other "
+                        "option; .csv = ThunderSTORM, .hdf5 = Picasso)")
         self.exit(2, f"{usage}{self.prog}: error: {message}\n(`{self.prog} --help` lists every option with its default)\n")
 
 
@@ -492,6 +550,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="napari-smlm", description="Deep-learning SMLM: simulate, train, localize, render, evaluate.")
     p.add_argument("--version", action="version", version=f"napari-smlm {__version__}")
     p.add_argument("-v", "--verbose", action="store_true", help="log progress and show tracebacks of errors")
+    p.add_argument("-q", "--quiet", action="store_true",
+                   help="no progress lines (on a terminal a rewritten line; in a log, e.g. SLURM or nohup, a line every "
+                   f"{PROGRESS_EVERY_S:g} s or {100 * PROGRESS_EVERY_FRACTION:g} %% of the work); results, warnings and errors still print")
     sub = p.add_subparsers(dest="command", required=True)
 
     add_simulate_parser(sub)  # the parser of each command lives beside its body (_cli_*.py)
@@ -538,7 +599,10 @@ def build_parser() -> argparse.ArgumentParser:
     lz.add_argument("--qe", type=arg("qe"), default=None, help="quantum efficiency in (0, 1] (default: the camera's)")
     lz.add_argument("--device", type=device_arg, default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     lz.add_argument("--batch-size", type=arg("batch_size"), default=None,
-                    help=f"frames per batch (default: {LOCALIZE_BATCH}; {STREAM_BATCH} for .hdf5 output, --resume and Dask runs, "
+                    help=f"frames per forward pass; a value given here is used on every device (lowered only where its "
+                    "activations would not fit the memory budget, with a warning) (default: automatic: on CUDA the most "
+                    "frames whose activations fit half the GPU's free memory, shared by the Dask workers on that GPU, "
+                    f"up to 1024; elsewhere {LOCALIZE_BATCH}, or {STREAM_BATCH} for .hdf5 output, --resume and Dask runs, "
                     "whose batches a resume must match)")
     lz.add_argument("--threads", type=arg("threads"), default=0, help="torch CPU threads (0 = the cores this process may use: affinity mask, cgroup quota)")
     lz.add_argument("--parallel", default="auto", choices=["auto", "batches", "ops"],
@@ -559,7 +623,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_demo_parser(sub)
 
-    pp = sub.add_parser("postprocess", help="filter, drift-correct, merge, and measure resolution (FRC, NeNA) of localizations")
+    pp = sub.add_parser("postprocess", help="filter, drift-correct, merge, and measure resolution (FRC, NeNA) of localizations; "
+                        "with no option, convert between formats (.csv ThunderSTORM, .hdf5 Picasso)")
     pp.add_argument("locs", help="localization file (ThunderSTORM/SMLM-2016/DECODE CSV, Picasso HDF5)")
     pp.add_argument("-o", "--output", required=True, help="corrected localizations (.csv ThunderSTORM, .hdf5 Picasso)")
     pp.add_argument("--config", default=None, help="PostprocessConfig YAML (command-line values override it) (default: none)")
@@ -592,12 +657,24 @@ def build_parser() -> argparse.ArgumentParser:
     pp.add_argument("--drift-table", default=None,
                     help="per-frame drift CSV, frames numbered as in OUTPUT (1-based for .csv, 0-based for .hdf5) "
                     "(default OUTPUT stem + _drift.csv)")
-    pp.add_argument("--report", default=None, help="JSON report (default OUTPUT stem + _postprocess.json)")
-    pp.add_argument("--camera-pixel-size", type=arg("camera_pixel_size"), default=None, help="camera pixel size, nm, for files without one (Picasso; CSV with --pixel-locking) (default: from the file)")
+    pp.add_argument("--report", default=None, help="JSON report (default OUTPUT stem + _postprocess.json; OUTPUT stem + "
+                    "_hdf5_postprocess.json when the input's own report has that name, e.g. post.csv -> post.hdf5)")
+    pp.add_argument("--camera-pixel-size", type=arg("camera_pixel_size"), default=None, help="camera pixel size, nm, for files without one (Picasso; CSV with --pixel-locking) (default: from the file, "
+                    "or from the run record napari-smlm wrote beside its CSV, e.g. locs_localize.json)")
     pp.add_argument("--overwrite", action="store_true", help="replace existing output files (never the input)")
     pp.set_defaults(func=cmd_postprocess)
     add_camera_parser(sub, _HelpFormatter)  # issue 10.5: camera estimate | show
+    def _global_flags(parser: argparse.ArgumentParser) -> None:
+        """``-q``/``-v`` also after the command (``napari-smlm localize ... -q``), as users type them."""
+        parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS, help="no progress lines (see napari-smlm --help)")
+        parser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log progress and show tracebacks of errors")
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for child in a.choices.values():
+                    _global_flags(child)
+
     for name, cmd in sub.choices.items():
+        _global_flags(cmd)
         cmd.formatter_class = _HelpFormatter  # every option shows its default
         if name in ("simulate", "render", "evaluate", "train", "localize", "demo"):
             cmd.add_argument(
@@ -624,6 +701,7 @@ def main(argv: list[str] | None = None) -> int:
     if extra:  # say which command does not know the option (argparse would blame the top-level parser)
         _command_parser(p, args).error(f"unrecognized arguments: {' '.join(extra)}")
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    _PROGRESS["quiet"] = bool(getattr(args, "quiet", False))
     from .core.io.errors import SMLMFileError
 
     STOP.keep_handlers = argv is None  # a real process: a late second signal must not turn into a traceback

@@ -22,9 +22,9 @@ from typing import Any
 import numpy as np
 
 from .localizations import Localizations
-from .runner import DEFAULT_CHUNK_FRAMES, _run_params, effective_batch_size, plan_chunks
+from .runner import DEFAULT_CHUNK_FRAMES, STREAM_BATCH, _chunk_batch, _run_params, effective_batch_size, plan_chunks
 
-__all__ = ["localize_chunk", "localize_many", "MovieReport", "default_outputs", "worker_device"]
+__all__ = ["localize_chunk", "localize_many", "MovieReport", "default_outputs", "worker_device", "workers_per_gpu"]
 
 log = logging.getLogger(__name__)
 
@@ -71,6 +71,40 @@ def worker_device(device: str | None, worker_name: Any, n_gpus: int) -> str | No
     return f"cuda:{k % n_gpus}"
 
 
+def workers_per_gpu(workers_on_host: int, n_gpus: int) -> int:
+    """Dask workers that share one GPU of a machine (the ``gpu_share`` of their runs).
+
+    Parameters
+    ----------
+    workers_on_host : int
+        Workers running on the machine.
+    n_gpus : int
+        CUDA devices each of them sees (``torch.cuda.device_count()`` in the worker).
+
+    Returns
+    -------
+    int
+        ``ceil(workers_on_host / n_gpus)``, at least 1: the most workers :func:`worker_device`
+        puts on one device, each of which then sizes its automatic batch from that share of the
+        GPU's free memory instead of taking what a lone run would. Conservative where workers
+        are pinned to one GPU each by ``CUDA_VISIBLE_DEVICES`` (each sees one device, so it is
+        counted as sharing it with every worker of the machine): smaller batches than would
+        fit, never larger. ``dask-cuda`` workers see every GPU (rotated), so they count right.
+    """
+    return max(1, -(-max(int(workers_on_host), 1) // max(int(n_gpus), 1)))
+
+
+def _workers_on_host(client) -> int:
+    """The most Dask workers on one machine of ``client``'s cluster (1 if unknown)."""
+    from collections import Counter
+
+    try:
+        info = client.scheduler_info().get("workers", {})
+    except Exception:  # noqa: BLE001 - an old or unusual scheduler: no sharing information
+        return 1
+    return max(Counter(w.get("host") for w in info.values()).values(), default=1)
+
+
 def _dask_worker_name():
     """This process's Dask worker name, or None outside a worker."""
     try:
@@ -89,6 +123,7 @@ def localize_chunk(
     *,
     threads: int | None = None,
     with_sr: bool = False,
+    workers_on_host: int = 1,
     **predict_kwargs,
 ) -> tuple[Localizations, np.ndarray | None]:
     """Localize frames ``start .. stop`` of a movie file: the pure task of :func:`localize_many`.
@@ -105,6 +140,9 @@ def localize_chunk(
         torch CPU threads in this worker.
     with_sr : bool
         Also return this chunk's super-resolved image (sum over its frames).
+    workers_on_host : int
+        Dask workers on this machine: on CUDA those sharing one device (:func:`workers_per_gpu`)
+        split the free memory an automatic batch is sized from (``gpu_share``).
 
     Returns
     -------
@@ -119,10 +157,16 @@ def localize_chunk(
             torch.set_num_threads(int(threads))
     import torch
 
-    if torch.cuda.is_available() and torch.cuda.device_count() > 1:  # several GPUs: one per worker
-        name = _dask_worker_name()
-        if name is not None:
-            predict_kwargs["device"] = worker_device(predict_kwargs.get("device"), name, torch.cuda.device_count())
+    if torch.cuda.is_available():
+        n_gpus = torch.cuda.device_count()
+        if n_gpus > 1:  # several GPUs: one per worker
+            name = _dask_worker_name()
+            if name is not None:
+                predict_kwargs["device"] = worker_device(predict_kwargs.get("device"), name, n_gpus)
+        # workers on one device split its free memory instead of each taking a lone run's share
+        predict_kwargs.setdefault("gpu_share", workers_per_gpu(workers_on_host, n_gpus))
+    if predict_kwargs.get("batch_size") is None:  # none given: the stream grid on CPU, the GPU's own plan on CUDA
+        predict_kwargs["batch_size"] = _chunk_batch(predict_kwargs)
     paths = (str(movie),) if isinstance(movie, (str, os.PathLike)) else tuple(str(p) for p in movie)
     mv = _cached_movie(paths, predict_kwargs.get("pixel_size_nm"))
     ckpt = _cached_checkpoint(model) if isinstance(model, (str, os.PathLike)) else model
@@ -246,7 +290,7 @@ def localize_many(
         raise ValueError(f"localize_many: threads={threads} conflicts with threads_per_worker={threads_per_worker} "
                          "(each worker runs threads_per_worker torch threads)")
     ckpt = _cached_checkpoint(model) if isinstance(model, (str, os.PathLike)) else model
-    predict_kwargs.setdefault("batch_size", 16)
+    grid = int(predict_kwargs.get("batch_size") or STREAM_BATCH)  # None: each worker decides (localize_chunk)
     fam = ckpt.family()
     owns_cluster = client is None
     cluster = None
@@ -258,6 +302,7 @@ def localize_many(
                                    dashboard_address=":0", silence_logs=logging.WARNING)
             client = Client(cluster)
     log.info("dask dashboard: %s", client.dashboard_link)
+    workers_on_host = _workers_on_host(client)
     if dashboard is not None:
         dashboard(client.dashboard_link)
     writers: list[LocStreamWriter] = []
@@ -276,7 +321,7 @@ def localize_many(
                     if prog is not None:
                         first = prog["last_frame_done"]
                         break
-            batch = effective_batch_size(ckpt, (H, W), predict_kwargs["batch_size"])
+            batch = effective_batch_size(ckpt, (H, W), grid)
             plan = plan_chunks(0, n, chunk_frames, batch, first=first)
             cols = _model_columns(ckpt)
             w = LocStreamWriter(out, columns=cols, pixel_size_nm=float(px), image_shape=(H, W), n_frames=n, start=0, stop=n,
@@ -305,7 +350,7 @@ def localize_many(
             while todo and room > 0:
                 i, a, b = todo.popleft()
                 f = client.submit(localize_chunk, specs[i], a, b, model_arg, threads=threads_per_worker, with_sr=render,
-                                  retries=retries, pure=True, **predict_kwargs)
+                                  workers_on_host=workers_on_host, retries=retries, pure=True, **predict_kwargs)
                 futures[f] = (i, a, b)
                 done_iter.add(f)
                 held += 1

@@ -27,7 +27,7 @@ import torch
 from .camera import Camera, get_camera
 from .checkpoint import Checkpoint, checkpoint_camera, resolve_checkpoint
 from .device import (
-    MAX_GPU_BATCH, cpu_has_fast_bf16, default_threads, free_memory_bytes, gpu_activation_budget_mb, resolve_device, torch_threads,
+    GPU_MEMORY_FRACTION, MAX_GPU_BATCH, cpu_has_fast_bf16, default_threads, free_memory_bytes, gpu_activation_budget_mb, resolve_device, torch_threads,
 )
 from .progress import UpdateKind
 from .localizations import Localizations
@@ -40,6 +40,7 @@ __all__ = [
     "PredictUpdate",
     "PredictionCollector",
     "collect_predictions",
+    "choose_batch",
     "gpu_batch_plan",
     "iter_predict",
     "predict",
@@ -75,10 +76,15 @@ class InferenceConfig:
         else the model's simulation pixel size, else 100 nm.
     device : str
         ``auto | cpu | cuda | mps``.
-    batch_size : int
-        Frames per forward pass (models on an upsampled grid cap it to bound memory). Default 32:
-        decode's network needed ~6 % less CPU per frame than with 16 on the test machine (AVX-512
-        BF16, 2 cores; ``docs/benchmarks.md``, "Session 5").
+    batch_size : int, optional
+        Frames per forward pass. Default (None): automatic — on a CUDA device (with ``auto_batch``)
+        the most frames whose activations fit a share of the GPU's free memory
+        (:func:`gpu_batch_plan`), elsewhere :data:`DEFAULT_BATCH` (32: decode's network needed
+        ~6 % less CPU per frame than with 16 on the test machine, AVX-512 BF16, 2 cores;
+        ``docs/benchmarks.md``, "Session 5"). A number given here always replaces the automatic
+        plan; it is only lowered where its activations would not fit the memory budget (said in
+        the log) and, on CPU and MPS, for models on an upsampled grid
+        (:func:`capped_batch_size`).
     start, stop : int
         Frame range (0-based, ``stop`` exclusive; None = to the end).
     threshold : float, optional
@@ -119,15 +125,20 @@ class InferenceConfig:
         in ``max_activation_mb`` and frames are not tiled, else ``"ops"``. Same localizations
         either way (the arithmetic of a batch does not depend on it).
     auto_batch : bool
-        On a CUDA device, size the batch and the activation budget from the GPU's free memory
-        (:func:`gpu_batch_plan`: half of it, up to :data:`~napari_smlm.core.device.MAX_GPU_BATCH`
-        frames) instead of ``batch_size`` and ``max_activation_mb``. Ignored on CPU and MPS.
+        On a CUDA device, size the activation budget from the GPU's free memory
+        (:func:`gpu_batch_plan`: half of it, shared by ``gpu_share`` processes) instead of
+        ``max_activation_mb``, and, when ``batch_size`` is None, the batch too (up to
+        :data:`~napari_smlm.core.device.MAX_GPU_BATCH` frames). Ignored on CPU and MPS.
+    gpu_share : int
+        Processes running on the same GPU at once (e.g. Dask workers on one device): each sizes
+        its automatic batch and budget from ``1 / gpu_share`` of the share of free memory a lone
+        run would take, so together they take no more than one run. Default 1.
     """
 
     camera: Camera | str | dict | None = None
     pixel_size_nm: float | None = None
     device: str = "auto"
-    batch_size: int = 32
+    batch_size: int | None = None
     start: int = 0
     stop: int | None = None
     threshold: float | None = None
@@ -140,6 +151,7 @@ class InferenceConfig:
     tile_px: int | None = None
     parallel: str = "auto"
     auto_batch: bool = True
+    gpu_share: int = 1
 
     def __post_init__(self) -> None:
         if str(self.precision).lower() not in PRECISIONS:
@@ -148,8 +160,10 @@ class InferenceConfig:
             raise ValueError(f"parallel must be one of {PARALLEL}, got {self.parallel!r}")
         if self.threads is not None and int(self.threads) < 1:
             raise ValueError(f"threads must be >= 1 (or None for the machine's default), got {self.threads}")
-        if int(self.batch_size) < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+        if self.batch_size is not None and int(self.batch_size) < 1:
+            raise ValueError(f"batch_size must be >= 1 (or None: automatic), got {self.batch_size}")
+        if int(self.gpu_share) < 1:
+            raise ValueError(f"gpu_share must be >= 1 (processes sharing the GPU), got {self.gpu_share}")
         if int(self.sr_upsampling) < 1:
             raise ValueError(f"sr_upsampling must be >= 1, got {self.sr_upsampling}")
         if self.pixel_size_nm is not None and not float(self.pixel_size_nm) > 0:
@@ -290,7 +304,7 @@ def _to_device(block: np.ndarray | torch.Tensor, dev: torch.device) -> torch.Ten
 
 
 def gpu_batch_plan(model: str, upsampling: int, height: int, width: int, free_bytes: int,
-                   max_batch: int = MAX_GPU_BATCH) -> tuple[int, float]:
+                   max_batch: int = MAX_GPU_BATCH, share: int = 1) -> tuple[int, float]:
     """Batch size and activation budget of a GPU run, from the device's free memory.
 
     Parameters
@@ -305,6 +319,9 @@ def gpu_batch_plan(model: str, upsampling: int, height: int, width: int, free_by
         Free device memory (bytes), e.g. ``torch.cuda.mem_get_info()[0]``.
     max_batch : int
         Largest batch returned.
+    share : int
+        Processes sizing their batches from the same GPU at once (Dask workers on one device):
+        each gets ``1 / share`` of the budget, so together they stay within one run's share.
 
     Returns
     -------
@@ -313,9 +330,64 @@ def gpu_batch_plan(model: str, upsampling: int, height: int, width: int, free_by
         :func:`~napari_smlm.core.tiling.plan_inference`) and the budget in MB
         (:func:`~napari_smlm.core.device.gpu_activation_budget_mb`).
     """
-    budget_mb = gpu_activation_budget_mb(free_bytes)
+    if int(share) < 1:
+        raise ValueError(f"share must be >= 1 (processes sharing the GPU), got {share}")
+    budget_mb = gpu_activation_budget_mb(free_bytes, GPU_MEMORY_FRACTION / int(share))
     frame = activation_bytes(model, upsampling, height, width)
     return max(1, min(int(max_batch), int(budget_mb * 2**20 // max(frame, 1.0)))), budget_mb
+
+
+#: Frames per forward pass when none is asked for and the GPU's free memory does not decide
+#: (CPU, MPS, CUDA with ``auto_batch=False``); see :attr:`InferenceConfig.batch_size`.
+DEFAULT_BATCH = 32
+
+
+def choose_batch(model: str, upsampling: int, height: int, width: int, *, device_type: str,
+                 batch_size: int | None, auto_batch: bool, free_bytes: int | None,
+                 max_activation_mb: float, gpu_share: int = 1) -> tuple[int, float, str]:
+    """Batch size and activation budget of a run, before the tiling plan caps them to fit.
+
+    Parameters
+    ----------
+    model : str
+        Model name (activation estimate).
+    upsampling : int
+        The family's output grid factor.
+    height, width : int
+        Frame size (camera pixels).
+    device_type : str
+        ``"cpu"``, ``"cuda"`` or ``"mps"``.
+    batch_size : int or None
+        Frames per batch asked for; None: automatic.
+    auto_batch : bool
+        :attr:`InferenceConfig.auto_batch`.
+    free_bytes : int or None
+        Free memory of a CUDA device (bytes), from
+        :func:`~napari_smlm.core.device.free_memory_bytes`.
+    max_activation_mb : float
+        Budget (MB) when the GPU's free memory does not set it.
+    gpu_share : int
+        Processes sharing the GPU (:attr:`InferenceConfig.gpu_share`).
+
+    Returns
+    -------
+    (int, float, str)
+        Frames per batch, activation budget (MB) and where the batch came from: ``"given"``
+        (``batch_size``, which always wins over the automatic plan), ``"gpu"`` (from free GPU
+        memory) or ``"default"`` (:data:`DEFAULT_BATCH`).
+    """
+    on_gpu = device_type == "cuda" and auto_batch and free_bytes is not None
+    if on_gpu:
+        auto, budget_mb = gpu_batch_plan(model, upsampling, height, width, int(free_bytes), share=gpu_share)
+    else:
+        auto, budget_mb = DEFAULT_BATCH, float(max_activation_mb)
+    if batch_size is not None:
+        b, how = int(batch_size), "given"
+    else:
+        b, how = auto, ("gpu" if on_gpu else "default")
+    if device_type != "cuda":  # the CPU cache cap (a GPU's batch is bounded by its memory budget alone)
+        b = capped_batch_size(upsampling, height, width, b)
+    return b, budget_mb, how
 
 
 def _autocast_dtype(precision: str, amp: bool, dev: torch.device, model: str = "") -> torch.dtype | None:
@@ -511,7 +583,7 @@ def iter_predict(
         what was found when the run is stopped early.
     """
     cfg = (config or InferenceConfig()).replace(**overrides) if overrides else (config or InferenceConfig())
-    camera, pixel_size_nm, device, batch_size = cfg.camera, cfg.pixel_size_nm, cfg.device, int(cfg.batch_size)
+    camera, pixel_size_nm, device, batch_size = cfg.camera, cfg.pixel_size_nm, cfg.device, cfg.batch_size
     start, stop, threshold = cfg.start, cfg.stop, cfg.threshold
     per_frame_outputs, sr_upsampling, amp = cfg.per_frame_outputs, cfg.sr_upsampling, cfg.amp
     t0 = time.perf_counter()
@@ -520,7 +592,8 @@ def iter_predict(
     if hasattr(movie, "shape"):
         check_frames_array(movie)  # 1-D / 4-D / empty / NaN frames: a clear error, not a traceback
     check("threshold", threshold)
-    check("batch_size", batch_size)
+    if batch_size is not None:
+        batch_size = check("batch_size", batch_size)
     _fix_malloc_threshold()
     ckpt = resolve_checkpoint(model)
     family = ckpt.family()
@@ -546,14 +619,19 @@ def iter_predict(
     u = _sr_upsampling(u, u_model, H, W)
     sr_px = pixel_size_nm / u
     sr = np.zeros((H * u, W * u), dtype=np.float32)
-    budget_mb = float(cfg.max_activation_mb)
-    if dev.type == "cuda" and cfg.auto_batch:  # the batch that fits in the GPU's free memory
-        batch_size, budget_mb = gpu_batch_plan(ckpt.model, u_model, H, W, free_memory_bytes(dev))
+    # an explicit batch_size wins; None: from the GPU's free memory on CUDA, else DEFAULT_BATCH
+    batch_size, budget_mb, how = choose_batch(
+        ckpt.model, u_model, H, W, device_type=dev.type, batch_size=batch_size, auto_batch=cfg.auto_batch,
+        free_bytes=free_memory_bytes(dev) if dev.type == "cuda" else None, max_activation_mb=cfg.max_activation_mb,
+        gpu_share=cfg.gpu_share,
+    )
+    if how == "gpu":
         log.info("%s: batch of %d frames from free GPU memory (activation budget %.0f MB)", dev, batch_size, budget_mb)
-    else:
-        batch_size = capped_batch_size(u_model, H, W, batch_size)
     # activation memory estimated before allocating: batch capped, huge frames tiled
     plan = plan_inference(ckpt.model, u_model, H, W, batch_size, budget_mb, cfg.tile_px)
+    if how == "given" and plan.batch_size < batch_size:
+        log.warning("batch_size %d: the activations of %d frames of %dx%d px do not fit the %.0f MB budget; "
+                    "running batches of %d", batch_size, batch_size, H, W, budget_mb, plan.batch_size)
     batch_size = min(batch_size, plan.batch_size)
     meta = {
         "model": ckpt.model,

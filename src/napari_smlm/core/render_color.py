@@ -147,17 +147,20 @@ def map_to_colors(values: Any, value_range: Sequence[float], colormap: str = "tu
 
 
 def colorable_columns(table: Localizations | pd.DataFrame) -> list[str]:
-    """Numeric columns a render can be coloured by: not x/y, and not NaN everywhere.
+    """Numeric columns a render can be coloured by: not x/y, not a row id, and not one value everywhere.
 
     A column that is NaN in every row (``photons`` of a density-map model, which has no
-    photometry) says nothing and is left out.
+    photometry), the row ``id`` (a file's numbering) or a column holding one value in every
+    row of a table of several (a DECODE file's ``id`` of -1) says nothing and is left out.
     """
     df = table.df if isinstance(table, Localizations) else table
     out = []
     for c in df.columns:
-        if c in _POSITION_COLUMNS or df[c].dtype.kind not in "iuf":
+        if c in _POSITION_COLUMNS or c == "id" or df[c].dtype.kind not in "iuf":
             continue
         if len(df) and df[c].isna().all():
+            continue
+        if len(df) > 1 and df[c].nunique(dropna=True) <= 1:
             continue
         out.append(str(c))
     return out

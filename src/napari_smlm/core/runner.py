@@ -29,7 +29,7 @@ import numpy as np
 
 from .localizations import Localizations
 
-__all__ = ["StreamUpdate", "default_outputs", "plan_chunks", "iter_localize_stream", "iter_predict_streamed", "StreamedCollector",
+__all__ = ["StreamUpdate", "default_outputs", "plan_chunks", "stream_batch", "iter_localize_stream", "iter_predict_streamed", "StreamedCollector",
            "stream_view", "localize_chunk", "localize_many", "MovieReport", "worker_device"]
 
 log = logging.getLogger(__name__)
@@ -64,6 +64,33 @@ def plan_chunks(start: int, stop: int, chunk_frames: int, batch_size: int, first
         bounds.append((a, b))
         a = b
     return bounds
+
+
+#: Batch grid of a streamed or Dask run when no ``batch_size`` is given (unchanged since the first
+#: streamed runs: a ``--resume`` must use the batch grid of the run it continues).
+STREAM_BATCH = 16
+
+
+def stream_batch(predict_kwargs: dict) -> int:
+    """The batch grid of a streamed run; sets ``predict_kwargs["batch_size"]`` to what each chunk's run gets.
+
+    A given ``batch_size`` is kept (it wins everywhere). None or absent: the grid is
+    :data:`STREAM_BATCH`, and each chunk runs batches of that size too, except on a CUDA device
+    sized from its free memory (``batch_size`` stays None: the automatic GPU plan).
+    """
+    b = predict_kwargs.get("batch_size")
+    if b is not None:
+        return int(b)
+    predict_kwargs["batch_size"] = _chunk_batch(predict_kwargs)
+    return STREAM_BATCH
+
+
+def _chunk_batch(predict_kwargs: dict) -> int | None:
+    """``batch_size`` of a chunk's run when none was given: None (automatic) on CUDA, else :data:`STREAM_BATCH`."""
+    from .device import resolve_device
+
+    cuda = resolve_device(predict_kwargs.get("device") or "auto").type == "cuda"
+    return None if cuda and predict_kwargs.get("auto_batch", True) else STREAM_BATCH
 
 
 def effective_batch_size(ckpt, image_shape: tuple[int, int], batch_size: int) -> int:
@@ -123,7 +150,7 @@ def _run_params(ckpt, movie, kw: dict) -> dict:
         "n_frames": int(movie.shape[0]),
         "image_shape": [int(movie.shape[1]), int(movie.shape[2])],
         "threshold": kw.get("threshold"),
-        "batch_size": int(kw.get("batch_size", 16)),
+        "batch_size": int(kw.get("batch_size") or STREAM_BATCH),
         "pixel_size_nm": kw.get("pixel_size_nm"),
         "camera": cam.to_dict() if hasattr(cam, "to_dict") else cam,
         "precision": kw.get("precision"),
@@ -188,8 +215,7 @@ def iter_localize_stream(
     start = max(int(start), 0)
     if stop <= start:
         raise ValueError(f"empty frame range {start}:{stop} for a movie of {n_frames} frames")
-    predict_kwargs.setdefault("batch_size", 16)
-    batch = effective_batch_size(ckpt, (H, W), predict_kwargs["batch_size"])
+    batch = effective_batch_size(ckpt, (H, W), stream_batch(predict_kwargs))
     # the first batch tells the columns and the SR grid; it is also the first chunk's first batch
     px = predict_kwargs.get("pixel_size_nm") or getattr(movie, "pixel_size_nm", None) or (ckpt.simulation or {}).get("pixel_size_nm") or 100.0
     fam = ckpt.family()

@@ -9,6 +9,8 @@ a ground-truth render.
 * Images: the ground truth is rendered on the SR layer's own grid (pixel size, origin, shape);
   both images are blurred by the same Gaussian (σ in nm) so that they are compared at the same
   resolution, then SSIM (max-normalised) and NMSE (sum-normalised).
+* Models (:mod:`._evaluation_models`): every chosen model run on a movie layer and scored against
+  the ground truth (``core.benchmark``), on a worker.
 
 Matching ~10⁵ positions takes a fraction of a second, so it runs on the GUI thread.
 """
@@ -33,8 +35,8 @@ from qtpy.QtWidgets import (
 )
 
 from .. import _layers
-from ..core.progress import UpdateKind
 from ._base import LayerPicker, SmlmDockWidget, dspin, notify_error, notify_warning, wrap_label
+from ._evaluation_models import BENCH_SHOWN, ModelComparison, _fmt  # noqa: F401 - BENCH_SHOWN, _fmt: old import paths
 from ._state import TaskStatus
 
 __all__ = ["EvaluationWidget"]
@@ -44,20 +46,7 @@ log = logging.getLogger(__name__)
 F_CHOICES = {"EMCCD (F = 2)": 2.0, "sCMOS / CCD (F = 1)": 1.0}
 
 
-def _fmt(v: Any, digits: int = 3) -> str:
-    if isinstance(v, float):
-        return "n/a" if not math.isfinite(v) else f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:.0f}"
-    return str(v)
-
-
-#: Columns of the model comparison shown in the dock: (header, benchmark column, significant digits).
-BENCH_SHOWN = (
-    ("model", "model", None), ("JI %", "jaccard_percent_greedy", 3), ("RMSE nm", "rmse_lateral_nm_greedy", 3),
-    ("eff. %", "efficiency_lateral_greedy", 3), ("SSIM", "ssim", 3), ("frames/s", "frames_per_s", 3),
-)
-
-
-class EvaluationWidget(SmlmDockWidget):
+class EvaluationWidget(ModelComparison, SmlmDockWidget):
     """Evaluate localizations and SR images against ground truth (napari-smlm.evaluate_localizations)."""
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
@@ -189,64 +178,14 @@ class EvaluationWidget(SmlmDockWidget):
         sr = next((la for la in self.sr_picker._layers if la.metadata.get("smlm_kind") == "super_resolved"), None)
         if sr is not None:
             self.sr_picker.value = sr
+        # "Movie" of the model comparison: a raw movie, not the render on top of the layer list
+        movie = next((la for la in self.movie_picker._layers if la.metadata.get("smlm_kind") == "movie"), None)
+        if movie is not None:
+            self.movie_picker.value = movie
 
     def reset_choices(self, *_: Any) -> None:
         for p in (self.gt_picker, self.pred_picker, self.sr_picker, self.movie_picker):
             p.reset_choices()
-
-    # ================================================================ models
-    def compare_models(self) -> bool:
-        """Run the chosen models on the movie layer and score each (``core.benchmark``) on a worker."""
-        from ..core.benchmark import iter_benchmark
-
-        movie, gt_layer = self.movie_picker.value, self.gt_picker.value
-        if self.status.running:
-            return False
-        if movie is None or gt_layer is None or movie.rgb or movie.data.ndim not in (2, 3):
-            notify_error("Choose a raw movie (image layer, frames × height × width) and a ground-truth points layer.")
-            return False
-        gt = _layers.layer_to_localizations(gt_layer)
-        px = movie.metadata.get("pixel_size_nm") or gt.meta.get("pixel_size_nm")
-        try:  # models are checked before the worker starts: a typo is a message, not a failed run
-            gen = iter_benchmark(movie.data, gt, self.models_edit.text().strip() or "all",
-                                 pixel_size_nm=px, tol_lateral_nm=self.tolerance.value(), baseline="auto")
-            first = next(gen)
-        except (ValueError, KeyError) as exc:
-            notify_error(str(exc))
-            return False
-        self.benchmark_rows = []
-        self._fill_benchmark_table()
-
-        def updates():
-            yield first
-            yield from gen
-
-        self.start_run(updates(), self._on_benchmark_update, f"Comparing models on '{movie.name}'…")
-        return True
-
-    def _on_state_changed(self, state: Any) -> None:
-        running = self.status.running
-        self.benchmark_button.setEnabled(not running)
-        self.benchmark_stop.setEnabled(running)
-
-    def _on_benchmark_update(self, u: Any) -> None:
-        if u.kind == UpdateKind.ROW:
-            self.benchmark_rows.append(u.row)
-            self._fill_benchmark_table()
-        elif u.kind == UpdateKind.SKIPPED:
-            self.status_label.setText(u.message)
-        elif u.kind == UpdateKind.START:
-            self.status_label.setText(f"Running {u.model} ({u.index + 1}/{u.n_models})…")
-
-    def _fill_benchmark_table(self) -> None:
-        t = self.benchmark_table
-        t.setVisible(bool(self.benchmark_rows) or self.status.running)
-        t.setRowCount(len(self.benchmark_rows))
-        for i, row in enumerate(self.benchmark_rows):
-            for j, (_, key, digits) in enumerate(BENCH_SHOWN):
-                v = row.get(key)
-                t.setItem(i, j, QTableWidgetItem(str(v) if digits is None else _fmt(v, digits)))
-        t.resizeColumnsToContents()
 
     # ================================================================ localizations
     def _tables(self):
@@ -285,14 +224,20 @@ class EvaluationWidget(SmlmDockWidget):
         merged = merged_events_note(pred)  # a post-processed (merged) table scored per frame: say why it scores low
         if merged:  # also where it is seen: the note sits under the table
             notify_warning(f"{self.pred_picker.value.name}: {merged}")
-        self.note.setText(
+        self._locs_note = (
             (f"Warning: {merged}. " if merged else "")
             + "Per-frame matching within the tolerance; JI = TP/(TP+FP+FN); "
             "efficiency = 100 − √((100 − JI%)² + RMSE²). "
             "CRLB: Mortensen bound (needs photons; √2 × per axis) of the found emitters that were on for the whole frame, "
             "next to their RMSE."
         )
+        self._show_notes()
         return m
+
+    def _show_notes(self) -> None:
+        """The note under the table: what the localization and the image metrics shown mean."""
+        parts = [getattr(self, "_locs_note", "") if self.metrics else "", getattr(self, "_image_note", "") if self.image_metrics else ""]
+        self.note.setText(" ".join(p for p in parts if p))
 
     # ================================================================ images
     def compare_images(self) -> dict | None:
@@ -315,6 +260,13 @@ class EvaluationWidget(SmlmDockWidget):
             notify_error(str(exc))
             return None
         self._fill_table()
+        self._image_note = (
+            f"Images: the ground truth is rendered on the image's {self.image_metrics['image_pixel_nm']:g} nm grid"
+            + (f" (frames {rng[0]}–{rng[1] - 1})" if rng else "")
+            + f"; both are blurred by a {self.blur.value():g} nm Gaussian. SSIM 1 and NMSE 0 = identical images; "
+            "Pearson r 1 = perfectly correlated."
+        )
+        self._show_notes()
         return self.image_metrics
 
     # ================================================================ table
@@ -341,7 +293,8 @@ class EvaluationWidget(SmlmDockWidget):
                     ("efficiency axial (%)", _fmt(m.get("efficiency_axial"), 4)),
                 ]
         if im:
-            rows += [("SSIM (image)", _fmt(im["ssim"])), ("NMSE (image)", _fmt(im["nmse"]))]
+            rows += [("SSIM (image)", _fmt(im["ssim"])), ("NMSE (image)", _fmt(im["nmse"])),
+                     ("Pearson r (image)", _fmt(im.get("pearson")))]
         self.table.setRowCount(len(rows))
         for i, (k, v) in enumerate(rows):
             self.table.setItem(i, 0, QTableWidgetItem(k))

@@ -7,18 +7,16 @@ cycle), and writes the result into ``"<points> [render]"`` — the same layer ob
 re-render (:func:`napari_smlm._layers.set_output_layer`). Colour by any numeric feature (frame,
 photons, uncertainty, z ...) gives an RGB render (brightness = density, colour = the feature's
 mean per pixel) with a colour bar in the dock; tables with ``z_nm`` also get a z-slab filter and
-a 3-D point cloud ``"<points> [3D]"`` for napari's 3-D view (:mod:`._render_3d`). No numerics here.
+a 3-D point cloud ``"<points> [3D]"`` for napari's 3-D view (:mod:`._render_3d`). The colour-by
+choices and the colour bar live in :mod:`._render_color_by`. No numerics here.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import time
 from typing import Any
 
-import numpy as np
-from qtpy.QtCore import Qt
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -32,6 +30,7 @@ from qtpy.QtWidgets import (
 from .. import _layers
 from ._base import LayerPicker, SmlmDockWidget, dspin, error_reason, notify_error, wrap_label
 from ._render_3d import Render3DView, _raw
+from ._render_color_by import COLORMAPS, NO_COLOR, ColorByControls, _axis_label  # noqa: F401 - _axis_label: old import path
 from ._state import RunState, TaskStatus
 
 __all__ = ["RenderWidget", "METHODS", "NO_COLOR"]
@@ -44,20 +43,9 @@ METHODS = {
     "Gaussian (fixed σ)": "gaussian",
     "Gaussian (per-localization σ)": "gaussian_per_loc",
 }
-NO_COLOR = "none (density)"
-_TIP = Qt.ItemDataRole.ToolTipRole
-COLORMAPS = ("turbo", "viridis", "plasma", "magma", "cividis", "twilight_shifted")
 
 
-def _axis_label(feature: str) -> str:
-    """``"z (nm)"`` for ``z_nm``, ``"bg (photons/px)"`` for ``bg`` ..."""
-    if feature.endswith("_nm"):
-        return f"{feature[:-3]} (nm)"
-    unit = {"photons": "photons", "bg": "photons/px"}.get(feature)
-    return f"{feature} ({unit})" if unit and unit != feature else feature
-
-
-class RenderWidget(SmlmDockWidget, Render3DView):
+class RenderWidget(ColorByControls, SmlmDockWidget, Render3DView):
     """Render a localization layer: method, pixel size, σ, colour by feature, contrast, z slab (napari-smlm.render_localizations)."""
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
@@ -159,58 +147,6 @@ class RenderWidget(SmlmDockWidget, Render3DView):
         self.status.changed.connect(self._on_state_changed)
         self._on_auto_range(True)
         self._on_layer_changed(self.picker.value)
-
-    # ------------------------------------------------------------------ choices
-    def feature_choices(self) -> list[str]:
-        """The colour-by entries after ``none``: the layer's numeric features with something in them."""
-        return [self.color_by.itemText(i) for i in range(1, self.color_by.count())]
-
-    def _on_layer_changed(self, layer: Any = None) -> None:
-        from ..core.localizations import COLUMN_DESCRIPTIONS
-        from ..core.render_color import colorable_columns
-
-        current = self.color_by.currentText()
-        feats = layer.features if layer is not None else None
-        cols = colorable_columns(feats) if feats is not None else []
-        desc = {**COLUMN_DESCRIPTIONS, **((layer.metadata or {}).get("feature_descriptions") or {})} if layer is not None else {}
-        self.color_by.blockSignals(True)
-        try:
-            self.color_by.clear()
-            self.color_by.addItem(NO_COLOR)
-            self.color_by.setItemData(0, "Brightness = localizations per pixel, one colormap", _TIP)
-            for c in cols:
-                self.color_by.addItem(c)
-                if c in desc:
-                    self.color_by.setItemData(self.color_by.count() - 1, desc[c], _TIP)
-            pick = current if current in cols else ("z_nm" if "z_nm" in cols and current != NO_COLOR else NO_COLOR)
-            self.color_by.setCurrentText(pick)
-        finally:
-            self.color_by.blockSignals(False)
-        self._descriptions = desc
-        has_z = feats is not None and "z_nm" in cols
-        self.slab.setEnabled(has_z)
-        self.points3d_button.setEnabled(has_z)
-        self.slab.setToolTip("" if has_z else "The layer has no z_nm feature (a 2-D table)")
-        if has_z:
-            z = np.asarray(feats["z_nm"], dtype=float)
-            z = z[np.isfinite(z)]
-            if z.size:
-                self.z_min.setValue(math.floor(z.min()))
-                self.z_max.setValue(math.ceil(z.max()))
-        self._on_color_by_changed()
-
-    def _on_color_by_changed(self, *_: Any) -> None:
-        f = self.color_by.currentText()
-        if f == NO_COLOR or not f:
-            self.feature_info.setText("Brightness = localizations per pixel.")
-        else:
-            d = getattr(self, "_descriptions", {}).get(f)
-            self.feature_info.setText(f"{f}: {d}" if d else f)
-        self.colormap.setEnabled(f != NO_COLOR)
-
-    def _on_auto_range(self, auto: bool) -> None:
-        self.vmin.setEnabled(not auto)
-        self.vmax.setEnabled(not auto)
 
     def _on_state_changed(self, state: RunState) -> None:
         self.render_button.setEnabled(state is not RunState.RUNNING)
@@ -329,26 +265,6 @@ class RenderWidget(SmlmDockWidget, Render3DView):
             text += (f" Only the points layer's rows: {self._subset} (the reader's view of a big table; "
                      "its 'SR (all …)' image has every localization).")
         return text
-
-    def _draw_colorbar(self, meta: dict) -> None:
-        fig = self.colorbar_figure
-        fig.clear()
-        if "value_range" not in meta:
-            self.colorbar_canvas.setVisible(False)
-            return
-        from ..core.render_color import colormap_lut
-
-        lo, hi = meta["value_range"]
-        ink = self.palette().color(self.foregroundRole()).name()  # readable on napari's dark and light themes
-        ax = fig.add_axes((0.06, 0.55, 0.88, 0.3))
-        ax.imshow(colormap_lut(meta.get("colormap", "turbo"))[None], aspect="auto", extent=(lo, hi, 0, 1))
-        ax.set_yticks([])
-        ax.tick_params(labelsize=8, colors=ink)
-        for spine in ax.spines.values():
-            spine.set_color(ink)
-        ax.set_xlabel(_axis_label(meta.get("color_by", "")), fontsize=8, labelpad=1, color=ink)
-        self.colorbar_canvas.setVisible(True)
-        self.colorbar_canvas.draw_idle()
 
     def shutdown(self) -> None:
         if not self._closed:

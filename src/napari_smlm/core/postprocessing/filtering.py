@@ -31,10 +31,26 @@ def _column(locs: Localizations, name: str) -> np.ndarray:
     import difflib
 
     names = list(locs.columns) + (["uncertainty_nm"] if uncertainty_nm(locs) is not None else [])
+    read_as = _file_header_read_as(name)
+    if read_as in names:  # a header as it stands in a ThunderSTORM CSV ("intensity [photon]"): the name it is read as
+        raise ValueError(f"filter: no column {name!r} (did you mean {read_as!r}? a ThunderSTORM CSV's {name!r} column "
+                         f"is read as {read_as!r}); the table has {', '.join(names)}")
     close = difflib.get_close_matches(name, names, n=1, cutoff=0.6) or [n for n in names if n.startswith(name)][:1]
     raise ValueError(f"filter: no column {name!r}" + (f" (did you mean {close[0]!r}?)" if close else "")
                      + f"; the table has {', '.join(names)}"
                      + (" (uncertainty_nm needs sigma_x_nm/sigma_y_nm)" if name == "uncertainty_nm" else ""))
+
+
+def _file_header_read_as(name: str) -> str | None:
+    """The column a ThunderSTORM CSV header (``"intensity [photon]"``, ``"intensity"``) is read into, or None."""
+    from ..io.formats._common import parse_name
+    from ..io.formats.thunderstorm import COLUMNS
+
+    base, unit = parse_name(name)
+    col = next((c for c in COLUMNS if c.matches(base, unit if unit is not None else c.unit)), None)
+    if col is None:
+        return None
+    return "uncertainty_nm" if col.ours == "sigma_xy_nm" else col.ours
 
 
 def filter_mask(

@@ -320,17 +320,30 @@ def linking_scores(emitter_id: np.ndarray, frames: np.ndarray, groups: np.ndarra
     }
 
 
-def merged_events_note(locs: Localizations) -> str | None:
+def merged_events_note(locs: Localizations, frames: tuple[int, int] | None = None) -> str | None:
     """Why matching ``locs`` against per-frame ground truth misleads, when rows are merged on-events (else None).
 
     A merged row (``n_merged`` > 1, from :func:`link`) stands for several frames but sits in its first one,
     so per-frame matching counts the other frames' ground truth as missed.
+
+    Parameters
+    ----------
+    locs : Localizations
+        The scored table.
+    frames : (int, int), optional
+        The frames scored (``start <= frame < stop``, 0-based): only the rows there are counted, and
+        the note says so. Default: the whole table.
     """
     if "n_merged" not in locs:
         return None
+    where = ""
+    if frames is not None:
+        a, b = int(frames[0]), int(frames[1])
+        locs = locs.frame_range(a, b)
+        where = f" in the frames scored ({a} to {b - 1}, 0-based)"
     k = int(np.count_nonzero(np.asarray(locs["n_merged"], dtype=np.float64) > 1))
     if k == 0:
         return None
-    return (f"{k} of {len(locs)} localizations are merged on-events (n_merged > 1): each is matched in its first "
-            "frame only, so recall, Jaccard index and efficiency come out lower than the localizer's; "
+    return (f"{k} of {len(locs)} localizations{where} are merged on-events (n_merged > 1): each is matched in "
+            "its first frame only, so recall, Jaccard index and efficiency come out lower than the localizer's; "
             "score the table before merging")

@@ -252,8 +252,9 @@ def correct_pixel_locking(
     n_used = int(ok.sum())
     if n_used < min_localizations:
         raise ValueError(
-            f"pixel locking: {n_used} usable localizations (min_localizations={min_localizations}); too few for a "
-            "reliable sub-pixel map — correct a longer movie or lower min_localizations knowingly"
+            f"pixel locking: {n_used} usable localizations, fewer than the {min_localizations} a reliable sub-pixel "
+            "map needs: correct a longer movie, or leave pixel locking off (the bound, set knowingly: "
+            "min_localizations=, or pixel_locking_min_localizations in a PostprocessConfig / postprocess --config YAML)"
         )
     xp, yp = x[ok] / px, y[ok] / px
     fx, fy = np.mod(xp, 1.0), np.mod(yp, 1.0)

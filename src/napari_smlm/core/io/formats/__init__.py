@@ -200,7 +200,9 @@ def read_localizations(
     pixel_size_nm : float, optional
         Camera pixel size (nm), passed to every reader (Picasso, DECODE and storm-analysis
         use it; ThunderSTORM for ``[px]`` columns); stored in ``meta`` when the file does
-        not give one.
+        not give one. A ThunderSTORM CSV written by ``napari-smlm localize``/``postprocess``
+        otherwise takes it, and the frame size, from the run record beside it
+        (:mod:`~napari_smlm.core.io.run_record`; ``meta["run_record"]``).
     fmt : str, optional
         A :data:`FORMATS` key, skipping detection.
 
@@ -221,6 +223,10 @@ def read_localizations(
     locs = FORMATS[name].read(p, pixel_size_nm=pixel_size_nm)
     if pixel_size_nm is not None and locs.meta.get("pixel_size_nm") is None:
         locs.meta["pixel_size_nm"] = float(pixel_size_nm)
+    if name == "thunderstorm":  # a CSV written by napari-smlm: its run record knows the camera pixel and frame size
+        from ..run_record import fill_from_run_record
+
+        fill_from_run_record(p, locs)
     if len(locs):
         finite = np.isfinite(locs["x_nm"]) & np.isfinite(locs["y_nm"])
         if not finite.all():  # dropped with a count, never silently carried into renders and metrics

@@ -267,6 +267,7 @@ def read_picasso_hdf5(path: str | os.PathLike, pixel_size_nm: float | None = Non
         module docstring); other fields (``d_zcalib``, ``net_gradient`` ...) kept as free
         columns.
         ``meta`` has ``pixel_size_nm``, ``image_shape`` (Height, Width), ``n_frames``,
+        ``frame_range`` (0-based ``(start, stop)`` of a streamed napari-smlm run: ``napari-smlm frames done``),
         ``picasso_info`` (the YAML documents) and what made the table when napari-smlm wrote it
         (:data:`PROVENANCE_FIELDS`: model, camera, threshold, post-processing steps ...).
     """
@@ -304,6 +305,14 @@ def read_picasso_hdf5(path: str | os.PathLike, pixel_size_nm: float | None = Non
             meta["n_frames"] = int(nf)
         except (TypeError, ValueError):
             pass
+    done = _first(docs, "napari-smlm frames done")  # a streamed napari-smlm run: the frames it processed
+    if isinstance(done, (list, tuple)) and len(done) == 2:
+        try:
+            a, b = int(done[0]), int(done[1])
+        except (TypeError, ValueError):
+            a, b = 0, 0
+        if 0 <= a < b:
+            meta["frame_range"] = (a, b)
     meta["picasso_info"] = docs
     meta.update({k: v for k, v in _provenance(docs).items() if k not in meta})
     return Localizations(cols, meta)

@@ -75,7 +75,25 @@ COLUMNS: tuple[Column, ...] = (
     Column("chi2", "chi2"),
     Column("uncertainty_xy", "sigma_xy_nm", "nm", length=True, aliases=("uncertainty",)),
     Column("uncertainty_z", "sigma_z_nm", "nm", length=True),
+    # the standard error of ``intensity``, named like ThunderSTORM's uncertainty_xy/_z (earlier files: "sigma_photons")
+    Column("uncertainty_intensity", "sigma_photons", "photon", unit_optional=True, aliases=("sigma_photons",)),
 )
+#: Base names a file's columns may take on read (a free ``<name>_nm`` column is not written under one of them).
+_MAPPED_BASES = frozenset(b for col in COLUMNS for b in (col.name, *col.aliases))
+
+
+def _free_header(name: str) -> str:
+    """Header of a column not in :data:`COLUMNS`: ``drift_x_nm`` -> ``drift_x [nm]`` (ThunderSTORM's unit style).
+
+    Read back, ``drift_x [nm]`` is ``drift_x_nm`` again (:func:`~._common.sanitize`). Names whose
+    base is one the reader maps (``uncertainty_nm`` would read as ``uncertainty [nm]``, the old
+    ``uncertainty_xy``) keep their own name.
+    """
+    if name.endswith("_nm") and len(name) > 3:
+        base = name[:-3]
+        if base not in _MAPPED_BASES and c.sanitize(f"{base} [nm]") == name:
+            return f"{base} [nm]"
+    return name
 _REQUIRED = ("frame", "x", "y")
 _MISSING_NAMES = {"x": "x [nm]", "y": "y [nm]"}
 
@@ -177,8 +195,10 @@ def write_thunderstorm_csv(path: str | os.PathLike, locs: Localizations) -> Path
     ``id`` column exists), ``frame``, ``x [nm]``, ``y [nm]``, ``z [nm]``, ``sigma [nm]``
     (``psf_sigma_nm``), ``sigma1/2 [nm]``, ``intensity [photon]`` (``photons``),
     ``offset [photon]`` (``bg``), ``bkgstd [photon]``, ``chi2``, ``uncertainty_xy [nm]``
-    (RMS of ``sigma_x_nm`` and ``sigma_y_nm``), ``uncertainty_z [nm]``; then every other
-    column under its own name (``last_frame`` of merged on-events 1-based, like ``frame``).
+    (RMS of ``sigma_x_nm`` and ``sigma_y_nm``), ``uncertainty_z [nm]``, ``uncertainty_intensity
+    [photon]`` (``sigma_photons``); then every other column under its own name, a ``<name>_nm``
+    one as ``<name> [nm]`` (read back as ``<name>_nm``) (``last_frame`` of merged on-events 1-based,
+    like ``frame``).
 
     Parameters
     ----------
@@ -214,7 +234,7 @@ def write_thunderstorm_csv(path: str | os.PathLike, locs: Localizations) -> Path
         done.add(col.ours)
     for name in df.columns:
         if name not in done and name not in out:
-            out[name] = df[name].to_numpy()
+            out[_free_header(name)] = df[name].to_numpy()
     if "last_frame" in out:  # a frame number: 1-based like ``frame`` (whole numbers when all are known)
         last = np.asarray(out["last_frame"], dtype=np.float64) + 1
         out["last_frame"] = last.astype(np.int64) if np.all(np.isfinite(last)) else last
