@@ -1,6 +1,6 @@
 """The run record beside an exported CSV (issue 10): the Reconstruction widget's Export and napari's
 "Save Selected Layers" through our writer write ``<stem>_localize.json`` as ``napari-smlm localize``
-does (one builder: ``core/io/localize_record.py``), and never replace a file the user did not ask to."""
+does (one builder: ``core/io/run_record.py``), and never replace a file the user did not ask to."""
 
 import json
 
@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from napari_smlm.core.io.errors import SMLMFileError
-from napari_smlm.core.io.localize_record import check_localize_record, localize_record, localize_record_path
+from napari_smlm.core.io.run_record import check_localize_record, localize_record, localize_record_path
 from napari_smlm.core.io.safe import OutputExistsError
 from napari_smlm.core.localizations import Localizations
 

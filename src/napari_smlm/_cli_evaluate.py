@@ -256,12 +256,14 @@ def cmd_demo(args) -> int:
         locs = res.localizations
     locs_path = out / "localizations.csv"
     write_localizations(locs_path, locs)
-    # the run record a ThunderSTORM CSV has no room for (as `localize` writes it): read back by core.io.run_record
-    _write_json(out / "localizations_localize.json", {
-        **{k: v for k, v in locs.meta.items() if k not in ("source",)}, "command": "demo",
-        "movie": [str(out / "sample_movie.tif")], "output": locs_path.name, "frames_done": [0, int(len(frames))],
-        "n_localizations": len(locs), "pixel_size_nm": float(cfg.pixel_size_nm), "image_shape": [cfg.height, cfg.width],
-    })
+    # the run record a ThunderSTORM CSV has no room for (the builder `localize` uses): read back by core.io.run_record
+    from .core.io.run_record import localize_record
+
+    record = localize_record(locs, locs_path, movie=out / "sample_movie.tif", frames_done=(0, len(frames)),
+                             written_by="napari-smlm demo")
+    record.pop("source", None)
+    record.update(command="demo", pixel_size_nm=float(cfg.pixel_size_nm), image_shape=[cfg.height, cfg.width])
+    _write_json(out / "localizations_localize.json", record)
     img = render(locs, method="gaussian", pixel_size_nm=10.0, sigma_nm=15.0, shape=(640, 640))
     write_image(out / "super_resolved.tif", img.image, 10.0)
     _save_png(out / "super_resolved.png", img.image, title=f"demo: {model or 'ground truth'}", pixel_size_nm=10.0)

@@ -59,13 +59,13 @@ def write_thunderstorm_csv(path: str, data: Any, attributes: dict) -> list[str]:
 
     A layer that holds a model's localizations (``metadata["model"]``: a Reconstruction run) also
     gets the run's record beside the CSV, ``<stem>_localize.json``, as ``napari-smlm localize``
-    writes (:mod:`napari_smlm.core.io.localize_record`): model, checkpoint, camera, pixel size,
+    writes (:mod:`napari_smlm.core.io.run_record`): model, checkpoint, camera, pixel size,
     frame size, frames done — what a CSV has no room for. napari's save dialog asked before the CSV
     was replaced; the record replaces only that CSV's own record: any other file there refuses the
     save before anything is written.
     """
     from .core.io.formats.thunderstorm import write_thunderstorm_csv as _write
-    from .core.io.localize_record import check_localize_record, localize_record, localize_record_path, write_localize_record
+    from .core.io.run_record import check_localize_record, localize_record, localize_record_path, write_localize_record
 
     p = _with_suffix(path, _suffixes("thunderstorm"))
     md = attributes.get("metadata") or {}

@@ -275,7 +275,7 @@ def cmd_localize(args) -> int:
     _check_frames_in_movie(args.frames, movie)
     out = Path(args.output)
     # a ThunderSTORM CSV has no room for what made it: the run is recorded beside it (Picasso: in its YAML)
-    from .core.io.localize_record import localize_record, localize_record_path
+    from .core.io.run_record import localize_record, localize_record_path
 
     record = localize_record_path(out, args.record)
     _check_outputs(  # before torch and the model are loaded: a refused output costs nothing

@@ -563,13 +563,13 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
 
         A CSV gets the run's record beside it (``<stem>_localize.json``: model, checkpoint, camera,
         pixel size, frame size, frames done), as ``napari-smlm localize`` writes
-        (:mod:`napari_smlm.core.io.localize_record`); a Picasso HDF5 records the run in its ``.yaml``.
+        (:mod:`napari_smlm.core.io.run_record`); a Picasso HDF5 records the run in its ``.yaml``.
         An existing file is replaced only with ``overwrite`` (the save dialog asked), and then the
         record only if it is that table's own; anything else there refuses the export before
         anything is written.
         """
         from .. import __version__
-        from ..core.io.localize_record import check_localize_record, localize_record, localize_record_path, write_localize_record
+        from ..core.io.run_record import check_localize_record, localize_record, localize_record_path, write_localize_record
         from ..core.io.locs import write_localizations
         from ..core.io.safe import check_output, companion_files
 
