@@ -99,6 +99,10 @@ PLUGIN_NAME = "napari-smlm"
 CAMERA_FROM_MODEL = "model's camera"
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
+#: Frames per forward pass when the batch spin box says ``auto`` and the device is not CUDA: small
+#: enough that the live layers update several times a second on a CPU.
+WIDGET_CPU_BATCH = 16
+
 
 class ReconstructionWidget(LiveResults, SmlmDockWidget):
     """Reconstruct a movie layer with a deep-learning model (napari-smlm.reconstruct_movie)."""
@@ -163,7 +167,9 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
         self.stop_frame = spin(1, 1, 1, tip="Stop before this frame")
         self.threshold = dspin(0.0, 0.0, 1.0, 0.05, 2, "", "Detection threshold")
         self.threshold.setSpecialValueText("model default")
-        self.batch_size = spin(16, 1, 1024, tip="Frames per forward pass")
+        self.batch_size = spin(0, 0, 1024, tip="Frames per forward pass. auto: sized from free GPU memory on CUDA, "
+                               f"{WIDGET_CPU_BATCH} frames elsewhere (frequent live updates); a number always wins")
+        self.batch_size.setSpecialValueText("auto")
         self.device = QComboBox()
         self.device.addItems(DEVICES)
         self.follow = QCheckBox("Follow progress on the time slider")
@@ -424,7 +430,7 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
         thr = self.threshold.value()
         try:
             cfg = InferenceConfig(
-                camera=camera, pixel_size_nm=px, device=self.device.currentText(), batch_size=int(self.batch_size.value()),
+                camera=camera, pixel_size_nm=px, device=self.device.currentText(), batch_size=self._batch_size(),
                 start=start, stop=stop, threshold=None if thr <= self.threshold.minimum() else float(thr),
             )
         except ValueError as exc:
@@ -508,6 +514,19 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
             notify_info(f"Movie '{layer.name}' now shown with {px:g} nm pixels so that results overlay it.")
         layer.metadata["pixel_size_nm"] = px
 
+
+    def _batch_size(self) -> int | None:
+        """The spin box's batch; ``auto`` (0): None on CUDA (the GPU plan sizes it), else :data:`WIDGET_CPU_BATCH`."""
+        n = int(self.batch_size.value())
+        if n:
+            return n
+        from ..core.device import resolve_device  # torch is loaded by the run anyway
+
+        try:
+            cuda = resolve_device(self.device.currentText()).type == "cuda"
+        except Exception:  # noqa: BLE001 - an unavailable device is reported by the run itself
+            cuda = False
+        return None if cuda else WIDGET_CPU_BATCH
     def cancel(self) -> None:
         """Stop after the current batch; what was found stays (layers and Export)."""
         self.stop_run("Stopping after the current batch…")
