@@ -80,14 +80,16 @@ def find_run_record(path: str | Path) -> tuple[Path, dict] | None:
         (a postprocess record's ``"input_localize_record"`` for the camera facts).
     """
     p = Path(path)
-    for suffix in RECORD_SUFFIXES:
+    # postprocess's report of a conversion beside its input (post.hdf5 -> post.csv) takes the output's suffix
+    converted = f"_{p.suffix.lstrip('.').lower() or 'out'}_postprocess.json"
+    for suffix in (*RECORD_SUFFIXES, converted):
         rec_path = p.with_name(p.stem + suffix)
         if not rec_path.is_file():
             continue
         rec = _read_record_of(rec_path, p)
         if rec is None:
             continue
-        facts = dict(rec.get("input_localize_record") or {}) if suffix == "_postprocess.json" else {}
+        facts = dict(rec.get("input_localize_record") or {}) if suffix.endswith("_postprocess.json") else {}
         facts.update({k: rec[k] for k in ("pixel_size_nm", "image_shape", "frames_done") if rec.get(k) is not None})
         return rec_path, facts
     return _simulation_record(p)
