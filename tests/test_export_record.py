@@ -37,6 +37,9 @@ def test_a_record_replaces_only_the_record_of_the_table_being_replaced(tmp_path)
     rec.write_text(json.dumps({"output": str(csv), "model": "old"}))
     with pytest.raises(OutputExistsError, match="already exists"):
         check_localize_record(rec, csv)  # not asked to replace
+    with pytest.raises(OutputExistsError, match="a.csv is not there to replace"):
+        check_localize_record(rec, csv, overwrite=True)  # its table gone: nothing is being replaced, no one asked
+    csv.write_text("the table being replaced")
     assert check_localize_record(rec, csv, overwrite=True) == rec  # the table's own record, replacement asked
     rec.write_text(json.dumps({"output": str(tmp_path / "other.csv")}))
     with pytest.raises(OutputExistsError, match="is not the run record of a.csv"):
@@ -84,6 +87,18 @@ def test_saving_refuses_before_writing_when_the_record_name_holds_another_file(t
         write_thunderstorm_csv(str(tmp_path / "run.csv"), data, kw)
     assert not (tmp_path / "run.csv").exists()
     assert (tmp_path / "run_localize.json").read_text() == "the user's own file"
+
+
+def test_saving_a_new_table_keeps_the_record_left_by_a_table_no_longer_there(tmp_path):
+    """napari's dialog asked nothing (no run.csv there): the record of an earlier run.csv is not replaced."""
+    from napari_smlm._writer import write_thunderstorm_csv
+
+    old = json.dumps({"output": str(tmp_path / "run.csv"), "model": "earlier run", "pixel_size_nm": 160.0})
+    (tmp_path / "run_localize.json").write_text(old)
+    data, kw = _points_attributes(model="toy")
+    with pytest.raises(SMLMFileError, match="run_localize.json"):
+        write_thunderstorm_csv(str(tmp_path / "run.csv"), data, kw)
+    assert not (tmp_path / "run.csv").exists() and (tmp_path / "run_localize.json").read_text() == old
 
 
 # ------------------------------------------------------------------ the Reconstruction widget's Export

@@ -330,7 +330,8 @@ def add_benchmark_parser(sub) -> None:
     b.add_argument("--em-gain", type=arg("em_gain"), default=None, help="EM gain, >= 1 (1 for sCMOS) (default: the camera's)")
     b.add_argument("--qe", type=arg("qe"), default=None, help="quantum efficiency in (0, 1] (default: the camera's)")
     b.add_argument("--device", type=device_arg, default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
-    b.add_argument("--batch-size", type=arg("batch_size"), default=16, help="frames per batch")
+    b.add_argument("--batch-size", type=arg("batch_size"), default=None,
+                   help="frames per batch (default: automatic: on CUDA sized from the GPU's free memory, as localize; elsewhere 16)")
     b.add_argument("--json", default=None, help="write the table and its settings as JSON (default: none; never over an existing file)")
     b.add_argument("--csv", default=None, help="write the table as CSV (default: none; never over an existing file)")
     b.add_argument("--overwrite", action="store_true", help="allow replacing existing --json/--csv files (never an input)")

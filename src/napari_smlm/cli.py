@@ -55,12 +55,22 @@ def _progress(done: int, total: int, t0: float, what: str, unit: str = "", extra
     """
     if _PROGRESS["quiet"]:
         return
+    try:
+        _progress_line(done, total, t0, what, unit, extra)
+    except (OSError, ValueError) as exc:  # stderr closed or its reader gone (`2>&1 | head`): the run goes on
+        _PROGRESS["quiet"] = True
+        log.debug("progress lines stopped: stderr cannot be written (%s)", exc)
+
+
+def _progress_line(done: int, total: int, t0: float, what: str, unit: str, extra: str) -> None:
     now = time.perf_counter()
     el = max(now - t0, 1e-9)
     rate = done / el
     u = f" {unit}" if unit else ""
     tail = f", {extra}" if extra else ""
     stream = sys.stderr
+    if stream is None:  # started with stderr closed (`2>&-`): Python sets sys.stderr to None
+        return
     if stream.isatty():
         stream.write(f"\r{what}: {done}/{total}{u} ({rate:.1f}{u}/s{tail})   ")
         if done >= total:

@@ -275,6 +275,10 @@ def run_picasso(
     )
 
 
+#: Frames per batch of a benchmark off CUDA when none is given (the figures of earlier tables).
+BENCHMARK_CPU_BATCH = 16
+
+
 def iter_benchmark(
     movie,
     ground_truth: Localizations,
@@ -285,7 +289,7 @@ def iter_benchmark(
     frames: Sequence[int] | None = None,
     tol_lateral_nm: float = 250.0,
     device: str = "auto",
-    batch_size: int = 16,
+    batch_size: int | None = None,
     sr_upsampling: int = 8,
     blur_nm: float = 20.0,
     baseline: str | None = "auto",
@@ -311,7 +315,9 @@ def iter_benchmark(
     tol_lateral_nm : float
         Matching radius (nm), the same for both matchings.
     device, batch_size, sr_upsampling
-        Passed to :func:`~napari_smlm.core.inference.iter_predict`.
+        Passed to :func:`~napari_smlm.core.inference.iter_predict`. ``batch_size`` None (default):
+        on CUDA the automatic GPU plan (as ``localize``; a given number wins over it), elsewhere
+        :data:`BENCHMARK_CPU_BATCH` frames.
     blur_nm : float
         Gaussian sigma (nm) applied to the super-resolved image and the ground-truth render
         before SSIM / NMSE (see :func:`~napari_smlm.core.metrics.compare_images`).
@@ -359,6 +365,10 @@ def iter_benchmark(
         raise ValueError(f"frames: empty or negative range {lo}:{hi} for a movie of {n_movie} frames")
     px = float(pixel_size_nm or getattr(movie, "pixel_size_nm", None) or ground_truth.pixel_size_nm or 100.0)
     cam = get_camera(camera) if camera is not None else None
+    if batch_size is None:  # a given batch wins over the GPU plan (iter_predict): give none on CUDA
+        from .device import resolve_device
+
+        batch_size = None if resolve_device(device).type == "cuda" else BENCHMARK_CPU_BATCH
     run_baseline = baseline == "picasso" or (baseline == "auto" and picasso_available())
     n_methods = len(names) + (1 if baseline else 0)
     gt = ground_truth.frame_range(lo, hi)

@@ -80,14 +80,16 @@ def find_run_record(path: str | Path) -> tuple[Path, dict] | None:
         (a postprocess record's ``"input_localize_record"`` for the camera facts).
     """
     p = Path(path)
-    for suffix in RECORD_SUFFIXES:
+    # postprocess's report of a conversion beside its input (post.hdf5 -> post.csv) takes the output's suffix
+    converted = f"_{p.suffix.lstrip('.').lower() or 'out'}_postprocess.json"
+    for suffix in (*RECORD_SUFFIXES, converted):
         rec_path = p.with_name(p.stem + suffix)
         if not rec_path.is_file():
             continue
         rec = _read_record_of(rec_path, p)
         if rec is None:
             continue
-        facts = dict(rec.get("input_localize_record") or {}) if suffix == "_postprocess.json" else {}
+        facts = dict(rec.get("input_localize_record") or {}) if suffix.endswith("_postprocess.json") else {}
         facts.update({k: rec[k] for k in ("pixel_size_nm", "image_shape", "frames_done") if rec.get(k) is not None})
         return rec_path, facts
     return _simulation_record(p)
@@ -244,8 +246,9 @@ def check_localize_record(
 ) -> Path:
     """Refuse a record path that holds a file the user did not ask to replace; call before writing the table.
 
-    Allowed: no file there; or, with ``overwrite`` (the table's own overwrite was asked for), the
-    record of that very table (a JSON record whose ``"output"`` names it). Refused: any other file
+    Allowed: no file there; or, with ``overwrite`` (the table's own overwrite was asked for) and the
+    table there, the record of that very table (a JSON record whose ``"output"`` names it). Refused: a
+    record whose table is not there (no replacement was asked for), any other file
     (the user's own ``*_localize.json``, another table's record, unreadable JSON), an input, a folder.
 
     Raises
@@ -254,10 +257,12 @@ def check_localize_record(
         Naming the record, with the reason first.
     """
     p = Path(record_path)
-    allowed = overwrite and p.is_file() and _read_record_of(p, output) is not None
+    # the table must be there: with no table to replace, no one was asked (a save dialog asks only about it)
+    replacing = overwrite and Path(output).is_file()
+    allowed = replacing and p.is_file() and _read_record_of(p, output) is not None
     if p.exists() and not p.is_dir() and not allowed:
-        how = ("is not the run record of " + Path(output).name + ", so it is kept"
-               if overwrite else "already exists")
+        how = ("is not the run record of " + Path(output).name + ", so it is kept" if replacing
+               else f"is kept ({Path(output).name} is not there to replace)" if overwrite else "already exists")
         raise OutputExistsError(p, f"{what} of {Path(output).name} would go here, but this file {how}; "
                                    "choose another name for the table, or move that file")
     return check_output(p, inputs=[i for i in inputs if i is not None], overwrite=allowed, what=what)
