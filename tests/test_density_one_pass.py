@@ -97,3 +97,30 @@ def test_one_pass_rewrite_keeps_the_weights_and_records_why(tmp_path):
         ya = a.build()._forward(x)
         yb = b.build()(x)
     np.testing.assert_array_equal(ya.numpy(), yb.numpy())
+
+
+def test_select_thresholds_by_filtering_one_low_threshold_run():
+    """``select`` runs each candidate once at its lowest threshold and filters by window mass; that must be
+    what ``predict`` returns at the higher threshold, or the chosen threshold would not be the one measured."""
+    if "deep-storm" not in SHIPPED:
+        pytest.skip("no shipped deep-storm")
+    from napari_smlm.core.inference import predict
+
+    mod = _script()
+    frames, gt, cfg = mod.tuning_movie(2.0, "smlm2016_emccd", 4, seed_base=8000)
+    ck = resolve_checkpoint("deep-storm")
+    low = predict(frames, ck, camera=cfg.camera, pixel_size_nm=cfg.pixel_size_nm, device="cpu", threads=1,
+                  threshold=0.45).localizations
+    for t in (0.5, 0.575, 0.65):
+        direct = predict(frames, ck, camera=cfg.camera, pixel_size_nm=cfg.pixel_size_nm, device="cpu", threads=1,
+                         threshold=t).localizations
+        filtered = low.filter(low["count"] > t)
+        assert len(direct) == len(filtered) > 0
+        np.testing.assert_allclose(np.sort(direct["x_nm"]), np.sort(filtered["x_nm"]), atol=1e-3)
+    assert mod._movie_scores(ck, [(frames, gt, cfg)], [0.5, 0.65], 0.45)[0][0][0] > 0
+
+
+def test_select_refuses_the_test_movies_seeds():
+    with pytest.raises(SystemExit, match="test movies"):
+        _script().main(["select", "deep-storm", "--teacher", "deep-storm", "--candidates", "deep-storm",
+                        "--seed-base", "1000"])
