@@ -173,6 +173,10 @@ def cmd_finetune(a) -> int:
         a.keep_states.mkdir(parents=True, exist_ok=True)
     while time.perf_counter() - t0 < 60 * a.minutes:
         net.train()
+        if a.freeze_bn:  # batch-norm layers keep (and use) their running statistics: batches of another
+            for mod in net.modules():  # density mix than the original training's must not move them
+                if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                    mod.eval()
         sim_b = sim
         if lo_hi:  # each batch's base density log-uniform in [lo, hi] (then the usual randomisation)
             sim_b = sim.replace(density=float(math.exp(rng.uniform(math.log(lo_hi[0]), math.log(lo_hi[1])))))
@@ -197,7 +201,7 @@ def cmd_finetune(a) -> int:
                     training={**ck0.training, "one_pass_finetune_state": {
                         "step": step, "val_loss": vl, "metrics": vm, "lr": a.lr, "seed": a.seed,
                         "distill_weight": a.distill_weight, "task_weight": a.task_weight,
-                        "density_range": a.density_range, "from": a.init or f"shipped {m}.pt"}}))
+                        "density_range": a.density_range, "freeze_bn": a.freeze_bn, "from": a.init or f"shipped {m}.pt"}}))
     # the lowest validation loss among the fine-tuned states within the bounds (else the lowest overall)
     ok = [st for st in states[1:] if acceptable(st[2])]
     best_step, best_loss, best_m, best_state = min(ok or states[1:] or states, key=lambda st: st[1])
@@ -212,7 +216,7 @@ def cmd_finetune(a) -> int:
             "steps": best_step, "steps_run": step, "minutes": (time.perf_counter() - t0) / 60,
             "lr": a.lr, "distill_weight": a.distill_weight, "task_weight": a.task_weight, "seed": a.seed,
             "threads": a.threads, "within_bounds": bool(ok), "history": history,
-            "density_range": a.density_range,
+            "density_range": a.density_range, "freeze_bn": a.freeze_bn,
         },
         "best_val_loss": best_loss, "val_loss": best_loss, "metrics": best_m,
     })
@@ -410,6 +414,7 @@ def main(argv=None) -> int:
     f.add_argument("--steps-per-epoch", type=int, default=50)
     f.add_argument("--teacher", default=None, help="checkpoint whose two passes to distil (default: the shipped one)")
     f.add_argument("--density-range", default=None, help="LO,HI (/µm²): each batch's base density, log-uniform")
+    f.add_argument("--freeze-bn", action="store_true", help="batch norm in eval mode while fine-tuning")
     f.add_argument("--keep-states", type=Path, default=None, help="write each validated state here")
     f.add_argument("-o", "--output", type=Path, required=True)
     o = sub.add_parser("one-pass", help="set symmetrize: false in a checkpoint (weights unchanged)")
