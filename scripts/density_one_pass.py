@@ -394,6 +394,36 @@ def cmd_select(a) -> int:
     return 0
 
 
+def cmd_adopt(a) -> int:
+    """Write a picked fine-tune state as a one-pass checkpoint with its threshold and the selection's record."""
+    import json
+
+    from napari_smlm.core.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(a.state)
+    sel = json.loads(a.select_json.read_text())
+    pick = sel["pick"]
+    if Path(pick["candidate"]).resolve() != a.state.resolve() or abs(pick["threshold"] - a.threshold) > 1e-9:
+        raise SystemExit(f"{a.state} at {a.threshold:g} is not the pick of {a.select_json} "
+                         f"({pick['candidate']} at {pick['threshold']:g})")
+    training = dict(ck.training)
+    state = training.pop("one_pass_finetune_state", {})
+    training["whole_frame_selection"] = {
+        "script": "scripts/density_one_pass.py finetune + select", "state": state, "threshold": a.threshold,
+        "rule": "most tuning movies with dJI >= -0.5 pt and dRMSE <= +0.5 nm vs the two-pass teacher, then the "
+                "smallest summed shortfall; sparse precision lower bound >= 0.9",
+        "tuning_movies": sel["labels"], "teacher_ji_rmse": sel["teacher"],
+        "pick": {k: pick[k] for k in ("within", "shortfall", "sparse_precision_lb", "dji", "drmse")},
+        "note": a.note,
+    }
+    training["total_steps"] = int(training.get("total_steps", 0)) + int(state.get("step", 0))
+    out = Checkpoint(model=ck.model, model_config={**ck.model_config, "symmetrize": False, "threshold": a.threshold},
+                     state_dict=ck.state_dict, simulation=ck.simulation, training=training, version=ck.version)
+    save_checkpoint(a.output, out)
+    log.info("%s: step %s, threshold %g -> %s", ck.model, state.get("step"), a.threshold, a.output)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -440,12 +470,18 @@ def main(argv=None) -> int:
     sl.add_argument("--cache", type=Path, default=None, help="JSON cache of per-candidate scores")
     sl.add_argument("--show", type=int, default=15)
     sl.add_argument("--json", type=Path, default=None)
+    ad = sub.add_parser("adopt", help="write select's pick as a one-pass checkpoint with its threshold")
+    ad.add_argument("state", type=Path)
+    ad.add_argument("--threshold", type=float, required=True)
+    ad.add_argument("--select-json", type=Path, required=True)
+    ad.add_argument("--note", default="")
+    ad.add_argument("-o", "--output", type=Path, required=True)
     a = p.parse_args(argv)
     if a.cmd == "select" and a.seed_base == 1000:
         raise SystemExit("select: --seed-base 1000 are the accuracy benchmark's test movies; tune on other seeds")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     return {"eval": cmd_eval, "finetune": cmd_finetune, "one-pass": cmd_one_pass, "movies": cmd_movies,
-            "select": cmd_select}[a.cmd](a)
+            "select": cmd_select, "adopt": cmd_adopt}[a.cmd](a)
 
 
 if __name__ == "__main__":
