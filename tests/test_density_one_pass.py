@@ -124,3 +124,25 @@ def test_select_refuses_the_test_movies_seeds():
     with pytest.raises(SystemExit, match="test movies"):
         _script().main(["select", "deep-storm", "--teacher", "deep-storm", "--candidates", "deep-storm",
                         "--seed-base", "1000"])
+
+
+def test_adopt_writes_only_selects_pick_with_its_threshold(tmp_path):
+    import json
+
+    if "srcnn" not in SHIPPED:
+        pytest.skip("no shipped srcnn")
+    state = tmp_path / "srcnn_step00080.pt"
+    save_checkpoint(state, resolve_checkpoint("srcnn"))
+    pick = {"candidate": str(state), "threshold": 0.6, "within": 12, "shortfall": 0.0, "sparse_precision_lb": 0.94,
+            "dji": [0.1], "drmse": [-0.2]}
+    sel = tmp_path / "select.json"
+    sel.write_text(json.dumps({"pick": pick, "labels": ["emccd 0.1"], "teacher": [[80.0, 22.0]], "results": [pick]}))
+    out = tmp_path / "adopted.pt"
+    with pytest.raises(SystemExit, match="not the pick"):
+        _script().main(["adopt", str(state), "--threshold", "0.55", "--select-json", str(sel), "-o", str(out)])
+    assert not out.exists()
+    assert _script().main(["adopt", str(state), "--threshold", "0.6", "--select-json", str(sel), "-o", str(out)]) == 0
+    a, b = load_checkpoint(state), load_checkpoint(out)
+    assert b.model_config["threshold"] == 0.6 and b.model_config["symmetrize"] is False
+    assert b.training["whole_frame_selection"]["pick"]["within"] == 12
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
