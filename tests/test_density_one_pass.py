@@ -4,7 +4,9 @@ The 180° test-time average (``DensityNet.symmetrize``) doubles the network's ar
 checkpoints that do not need it (their single pass has no position bias beyond 3 nm and the same
 validation JI / RMSE within 0.5 point / 0.5 nm: ``scripts/density_one_pass.py eval``, figures in
 ``docs/weights.md``) turn it off. Their bias is checked by ``tests/test_model_bias.py``, which runs
-the shipped configuration. Nothing here is timed (speed: ``benchmarks/speed.py``).
+the shipped configuration. deep-storm's one-pass weights were re-picked in session 8 on whole 64×64 tuning
+movies (``density_one_pass.py finetune`` + ``select`` + ``adopt``; the threshold-by-filtering shortcut
+``select`` relies on is tested below). Nothing here is timed (speed: ``benchmarks/speed.py``).
 """
 
 from __future__ import annotations
