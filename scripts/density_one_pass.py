@@ -4,6 +4,8 @@
     python scripts/density_one_pass.py finetune deep-storm --minutes 12 -o runs/deep-storm_1pass.pt
     python scripts/density_one_pass.py one-pass src/napari_smlm/weights/u-storm.pt --note "..."
     python scripts/density_one_pass.py movies deep-storm --before deep-storm=OLD.pt   # 64×64 accuracy movies
+    python scripts/density_one_pass.py finetune deep-storm --density-range 0.1,6 --keep-states runs/ds_states ...
+    python scripts/density_one_pass.py select deep-storm --teacher OLD.pt --candidates runs/ds_states/*.pt
 
 The density networks average their map with that of the 180°-rotated frame at inference
 (``symmetrize``, :class:`~napari_smlm.core.models.density_nets.DensityNet`), which cancels learned
@@ -22,7 +24,17 @@ both passes) and ``G`` the loss's Gaussian. The second term pulls the one-pass o
 bias-free average. Of the states at each validation, the one with the lowest validation loss among
 those within the issue's bounds of the shipped two-pass model (JI at most 0.5 point lower, RMSE at
 most 0.5 nm higher, on the same validation set) is written, with ``symmetrize: false`` in its config. Same simulator, microscope, crops, batch and seeds as
-``scripts/train_shipped.py``.
+``scripts/train_shipped.py``. ``--density-range LO,HI`` draws each batch's base density log-uniformly
+in that range (then the usual randomisation) instead of the training microscope's 2 /µm²;
+``--keep-states DIR`` writes every validated state as a one-pass checkpoint for ``select``.
+
+``select`` picks one (checkpoint, threshold) on whole 64×64 *tuning* movies — the accuracy benchmark's
+design (both cameras, 0.1–6 /µm², uniform) with other seeds (``--seed-base``, default 8000; the test
+movies use 1000) — by agreement with a two-pass teacher: the most movies with ΔJI ≥ −0.5 points and
+ΔRMSE ≤ +0.5 nm, ties broken by the smallest summed shortfall, among those with precision ≥ 90 % (95 %
+one-sided) on the two sparse calibration movies of ``validation_configs`` (seeds 7000, 7001). Each
+candidate runs once at the lowest threshold; higher ones filter by window mass (``count``), as
+:func:`~napari_smlm.core.models.validation.sweep_thresholds` does.
 """
 
 from __future__ import annotations
@@ -111,8 +123,9 @@ def cmd_finetune(a) -> int:
     m = a.model
     shipped = resolve_checkpoint(m)
     ck0 = resolve_checkpoint(a.init) if a.init else shipped
-    # the teacher is always the shipped network with its two passes (the accuracy to keep)
-    teacher = _with_symmetrize(shipped, True).build("cpu").eval()
+    # the teacher: the shipped network with its two passes (the accuracy to keep), or --teacher (e.g. the
+    # two-pass weights a one-pass fine-tune replaced: the shipped file may already be a one-pass student)
+    teacher = _with_symmetrize(resolve_checkpoint(a.teacher) if a.teacher else shipped, True).build("cpu").eval()
     for p in teacher.parameters():
         p.requires_grad_(False)
     fam = _with_symmetrize(ck0, False).family()
@@ -155,9 +168,19 @@ def cmd_finetune(a) -> int:
     history = [{"step": 0, "val_loss": vl, **vm}]
     states = [(0, vl, vm, copy.deepcopy(net.state_dict()))]
     step = 0
+    lo_hi = [float(v) for v in a.density_range.split(",")] if a.density_range else None
+    if a.keep_states:
+        a.keep_states.mkdir(parents=True, exist_ok=True)
     while time.perf_counter() - t0 < 60 * a.minutes:
         net.train()
-        batch = fam.simulate_batch(sim, bs, rng, torch.device("cpu"), randomize=True)
+        if a.freeze_bn:  # batch-norm layers keep (and use) their running statistics: batches of another
+            for mod in net.modules():  # density mix than the original training's must not move them
+                if isinstance(mod, torch.nn.modules.batchnorm._BatchNorm):
+                    mod.eval()
+        sim_b = sim
+        if lo_hi:  # each batch's base density log-uniform in [lo, hi] (then the usual randomisation)
+            sim_b = sim.replace(density=float(math.exp(rng.uniform(math.log(lo_hi[0]), math.log(lo_hi[1])))))
+        batch = fam.simulate_batch(sim_b, bs, rng, torch.device("cpu"), randomize=True)
         with torch.no_grad():
             ybar = teacher(batch.inputs)
         out = net(batch.inputs)
@@ -172,6 +195,13 @@ def cmd_finetune(a) -> int:
             log.info("%s step %d val loss %.4f %s ok %s %.1f min", m, step, vl, {k: round(v, 4) for k, v in vm.items()},
                      acceptable(vm), (time.perf_counter() - t0) / 60)
             states.append((step, vl, vm, copy.deepcopy(net.state_dict())))
+            if a.keep_states:
+                save_checkpoint(a.keep_states / f"{m}_step{step:05d}.pt", Checkpoint(
+                    model=m, model_config=fam.config, state_dict=states[-1][3], simulation=ck0.simulation,
+                    training={**ck0.training, "one_pass_finetune_state": {
+                        "step": step, "val_loss": vl, "metrics": vm, "lr": a.lr, "seed": a.seed,
+                        "distill_weight": a.distill_weight, "task_weight": a.task_weight,
+                        "density_range": a.density_range, "freeze_bn": a.freeze_bn, "from": a.init or f"shipped {m}.pt"}}))
     # the lowest validation loss among the fine-tuned states within the bounds (else the lowest overall)
     ok = [st for st in states[1:] if acceptable(st[2])]
     best_step, best_loss, best_m, best_state = min(ok or states[1:] or states, key=lambda st: st[1])
@@ -182,10 +212,11 @@ def cmd_finetune(a) -> int:
         "one_pass_finetune": {
             "script": "scripts/density_one_pass.py finetune",
             "from": a.init or f"shipped {m}.pt",
-            "teacher": f"shipped {m}.pt, two passes (val loss {ref_loss:.4f}, {ref_m})",
+            "teacher": f"{a.teacher or f'shipped {m}.pt'}, two passes (val loss {ref_loss:.4f}, {ref_m})",
             "steps": best_step, "steps_run": step, "minutes": (time.perf_counter() - t0) / 60,
             "lr": a.lr, "distill_weight": a.distill_weight, "task_weight": a.task_weight, "seed": a.seed,
             "threads": a.threads, "within_bounds": bool(ok), "history": history,
+            "density_range": a.density_range, "freeze_bn": a.freeze_bn,
         },
         "best_val_loss": best_loss, "val_loss": best_loss, "metrics": best_m,
     })
@@ -241,6 +272,158 @@ def cmd_movies(a) -> int:
     return 0
 
 
+TUNING_FRAMES = {0.1: 400, 0.5: 200, 1.0: 100, 2.0: 60, 4.0: 40, 6.0: 30}
+
+
+def tuning_movie(density: float, camera: str, n_frames: int, seed_base: int = 8000):
+    """The accuracy benchmark's movie design (``precision_guard.accuracy_movie``) with seed ``seed_base + 10·density``."""
+    from napari_smlm.core.simulate import simulate
+
+    cfg = SimulationConfig(
+        n_frames=n_frames, height=64, width=64, density=density, structure="uniform", camera=camera,
+        psf_sigma_nm=120.0, photons_mean=2000, photons_std=500, bg_photons=50, seed=seed_base + int(density * 10),
+    )
+    frames, gt = simulate(cfg)
+    return frames, gt, cfg
+
+
+def _sha(path) -> str:
+    import hashlib
+
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def _movie_scores(ck, movies, thresholds, floor):
+    """Per movie and threshold: JI (%), RMSE (nm) with greedy 250 nm matching (as ``movies``)."""
+    from napari_smlm.core.inference import predict
+    from napari_smlm.core.metrics import LocalizationMetrics, match_localizations
+
+    out = []
+    for frames, gt, cfg in movies:
+        res = predict(frames, ck, camera=cfg.camera, pixel_size_nm=cfg.pixel_size_nm, device="cpu", threads=1,
+                      threshold=floor)
+        locs = res.localizations
+        row = []
+        for t in thresholds:
+            mt = LocalizationMetrics.from_matching(match_localizations(gt, locs.filter(locs["count"] > t)))
+            row.append((100 * mt.jaccard, mt.rmse_lateral_nm))
+        out.append(row)
+    return out  # [movie][threshold] -> (ji, rmse)
+
+
+def _sparse_precision(ck, sparse, thresholds, floor, z=1.645):
+    """Worst 95 % lower bound of the precision over the sparse calibration movies, per threshold."""
+    from napari_smlm.core.inference import predict
+    from napari_smlm.core.metrics import match_localizations
+
+    worst = np.ones(len(thresholds))
+    for frames, gt, cfg in sparse:
+        res = predict(frames, ck, camera=cfg.camera, pixel_size_nm=cfg.pixel_size_nm, device="cpu", threads=1,
+                      threshold=floor)
+        locs = res.localizations
+        for k, t in enumerate(thresholds):
+            mt = match_localizations(gt, locs.filter(locs["count"] > t), method="hungarian")
+            n = max(mt.tp + mt.fp, 1)
+            p = mt.tp / n
+            worst[k] = min(worst[k], p - z * math.sqrt(p * (1 - p) / n))
+    return worst.tolist()
+
+
+def cmd_select(a) -> int:
+    """Pick one (checkpoint, threshold) by whole-frame agreement with a two-pass teacher on tuning movies."""
+    import json
+
+    from napari_smlm.core.models.validation import validation_configs
+    from napari_smlm.core.simulate import simulate
+
+    thresholds = [round(float(t), 4) for t in np.arange(a.t_min, a.t_max + 1e-9, a.t_step)]
+    floor = min(thresholds) - 1e-6
+    movies, labels = [], []
+    for cam in a.cameras.split(","):
+        for d, n in TUNING_FRAMES.items():
+            movies.append(tuning_movie(d, cam, n, a.seed_base))
+            labels.append(f"{cam} {d:g}")
+    teacher = resolve_checkpoint(a.teacher)
+    sparse = []
+    for _, cfg in validation_configs(teacher.simulation_config)[:2]:
+        f, gt = simulate(cfg)
+        sparse.append((f, gt, cfg))
+    cache_path = a.cache
+    cache = json.loads(cache_path.read_text()) if cache_path and cache_path.exists() else {}
+
+    def cached(key, fn):
+        if key not in cache:
+            cache[key] = fn()
+            if cache_path:
+                cache_path.write_text(json.dumps(cache))
+        return cache[key]
+
+    t_thr = float(teacher.model_config.get("threshold", teacher.family().config["threshold"]))
+    tag = f"{a.seed_base}:{a.cameras}:{sorted(TUNING_FRAMES.items())}"
+    tkey = f"teacher:{_sha(a.teacher)}:{tag}:{t_thr}"
+    ref = [r[0] for r in cached(tkey, lambda: _movie_scores(teacher, movies, [t_thr], t_thr - 1e-6))]
+    log.info("teacher %s (threshold %g): %s", a.teacher, t_thr,
+             ", ".join(f"{lab}: JI {ji:.2f} RMSE {r:.2f}" for lab, (ji, r) in zip(labels, ref)))
+    results = []
+    for cand in a.candidates:
+        ck = _with_symmetrize(resolve_checkpoint(cand), False)
+        key = f"{_sha(cand)}:{tag}:{thresholds}"
+        sc = cached("movies:" + key, lambda: _movie_scores(ck, movies, thresholds, floor))
+        prec = cached("sparse:" + key, lambda: _sparse_precision(ck, sparse, thresholds, floor))
+        for k, t in enumerate(thresholds):
+            dji = [sc[i][k][0] - ref[i][0] for i in range(len(movies))]
+            drm = [sc[i][k][1] - ref[i][1] for i in range(len(movies))]
+            short = [max(0.0, -x - 0.5, y - 0.5) for x, y in zip(dji, drm)]
+            results.append({"candidate": str(cand), "threshold": t, "within": sum(s_ == 0 for s_ in short),
+                            "shortfall": float(sum(short)), "sparse_precision_lb": prec[k], "dji": dji, "drmse": drm})
+    ok = [r for r in results if r["sparse_precision_lb"] >= 0.9]
+    ok.sort(key=lambda r: (-r["within"], r["shortfall"]))
+    print(f"tuning movies (seeds {a.seed_base}+10·density): {', '.join(labels)}")
+    print(f"{'candidate':<48} {'thr':>6} {'within':>6} {'shortfall':>9} {'sparse P lb':>11}  ΔJI / ΔRMSE per movie")
+    for r in sorted(results, key=lambda r: (-r["within"], r["shortfall"]))[: a.show]:
+        print(f"{Path(r['candidate']).name:<48} {r['threshold']:6.3f} {r['within']:6d} {r['shortfall']:9.2f} "
+              f"{r['sparse_precision_lb']:11.3f}  " + " ".join(f"{x:+.2f}/{y:+.2f}" for x, y in zip(r["dji"], r["drmse"])))
+    if not ok:
+        print("no candidate meets the sparse precision floor")
+        return 1
+    best = ok[0]
+    print(f"PICK: {best['candidate']} threshold {best['threshold']:g} (within {best['within']}/{len(movies)}, "
+          f"shortfall {best['shortfall']:.2f}, sparse precision lower bound {best['sparse_precision_lb']:.3f})")
+    if a.json:
+        a.json.write_text(json.dumps({"pick": best, "labels": labels, "teacher": ref, "results": results}, indent=1))
+    return 0
+
+
+def cmd_adopt(a) -> int:
+    """Write a picked fine-tune state as a one-pass checkpoint with its threshold and the selection's record."""
+    import json
+
+    from napari_smlm.core.checkpoint import load_checkpoint
+
+    ck = load_checkpoint(a.state)
+    sel = json.loads(a.select_json.read_text())
+    pick = sel["pick"]
+    if Path(pick["candidate"]).resolve() != a.state.resolve() or abs(pick["threshold"] - a.threshold) > 1e-9:
+        raise SystemExit(f"{a.state} at {a.threshold:g} is not the pick of {a.select_json} "
+                         f"({pick['candidate']} at {pick['threshold']:g})")
+    training = dict(ck.training)
+    state = training.pop("one_pass_finetune_state", {})
+    training["whole_frame_selection"] = {
+        "script": "scripts/density_one_pass.py finetune + select", "state": state, "threshold": a.threshold,
+        "rule": "most tuning movies with dJI >= -0.5 pt and dRMSE <= +0.5 nm vs the two-pass teacher, then the "
+                "smallest summed shortfall; sparse precision lower bound >= 0.9",
+        "tuning_movies": sel["labels"], "teacher_ji_rmse": sel["teacher"],
+        "pick": {k: pick[k] for k in ("within", "shortfall", "sparse_precision_lb", "dji", "drmse")},
+        "note": a.note,
+    }
+    training["total_steps"] = int(training.get("total_steps", 0)) + int(state.get("step", 0))
+    out = Checkpoint(model=ck.model, model_config={**ck.model_config, "symmetrize": False, "threshold": a.threshold},
+                     state_dict=ck.state_dict, simulation=ck.simulation, training=training, version=ck.version)
+    save_checkpoint(a.output, out)
+    log.info("%s: step %s, threshold %g -> %s", ck.model, state.get("step"), a.threshold, a.output)
+    return 0
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -259,6 +442,10 @@ def main(argv=None) -> int:
     f.add_argument("--max-ji-drop", type=float, default=0.5, help="points; epochs within the bounds are preferred")
     f.add_argument("--max-rmse-rise", type=float, default=0.5, help="nm")
     f.add_argument("--steps-per-epoch", type=int, default=50)
+    f.add_argument("--teacher", default=None, help="checkpoint whose two passes to distil (default: the shipped one)")
+    f.add_argument("--density-range", default=None, help="LO,HI (/µm²): each batch's base density, log-uniform")
+    f.add_argument("--freeze-bn", action="store_true", help="batch norm in eval mode while fine-tuning")
+    f.add_argument("--keep-states", type=Path, default=None, help="write each validated state here")
     f.add_argument("-o", "--output", type=Path, required=True)
     o = sub.add_parser("one-pass", help="set symmetrize: false in a checkpoint (weights unchanged)")
     o.add_argument("checkpoint", type=Path)
@@ -271,9 +458,30 @@ def main(argv=None) -> int:
     mv.add_argument("--densities", default="0.5,1,2,4")
     mv.add_argument("--cameras", default="smlm2016_emccd")
     mv.add_argument("--frames", type=int, default=50)
+    sl = sub.add_parser("select", help="pick (checkpoint, threshold) on whole-frame tuning movies vs a teacher")
+    sl.add_argument("model")
+    sl.add_argument("--teacher", required=True, help="two-pass checkpoint to agree with (its own threshold)")
+    sl.add_argument("--candidates", nargs="+", required=True)
+    sl.add_argument("--seed-base", type=int, default=8000, help="movie seed = this + 10·density (test: 1000)")
+    sl.add_argument("--cameras", default="smlm2016_emccd,generic_scmos")
+    sl.add_argument("--t-min", type=float, default=0.45)
+    sl.add_argument("--t-max", type=float, default=0.65)
+    sl.add_argument("--t-step", type=float, default=0.025)
+    sl.add_argument("--cache", type=Path, default=None, help="JSON cache of per-candidate scores")
+    sl.add_argument("--show", type=int, default=15)
+    sl.add_argument("--json", type=Path, default=None)
+    ad = sub.add_parser("adopt", help="write select's pick as a one-pass checkpoint with its threshold")
+    ad.add_argument("state", type=Path)
+    ad.add_argument("--threshold", type=float, required=True)
+    ad.add_argument("--select-json", type=Path, required=True)
+    ad.add_argument("--note", default="")
+    ad.add_argument("-o", "--output", type=Path, required=True)
     a = p.parse_args(argv)
+    if a.cmd == "select" and a.seed_base == 1000:
+        raise SystemExit("select: --seed-base 1000 are the accuracy benchmark's test movies; tune on other seeds")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    return {"eval": cmd_eval, "finetune": cmd_finetune, "one-pass": cmd_one_pass, "movies": cmd_movies}[a.cmd](a)
+    return {"eval": cmd_eval, "finetune": cmd_finetune, "one-pass": cmd_one_pass, "movies": cmd_movies,
+            "select": cmd_select, "adopt": cmd_adopt}[a.cmd](a)
 
 
 if __name__ == "__main__":

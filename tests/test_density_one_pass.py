@@ -4,7 +4,9 @@ The 180° test-time average (``DensityNet.symmetrize``) doubles the network's ar
 checkpoints that do not need it (their single pass has no position bias beyond 3 nm and the same
 validation JI / RMSE within 0.5 point / 0.5 nm: ``scripts/density_one_pass.py eval``, figures in
 ``docs/weights.md``) turn it off. Their bias is checked by ``tests/test_model_bias.py``, which runs
-the shipped configuration. Nothing here is timed (speed: ``benchmarks/speed.py``).
+the shipped configuration. deep-storm's one-pass weights were re-picked in session 8 on whole 64×64 tuning
+movies (``density_one_pass.py finetune`` + ``select`` + ``adopt``; the threshold-by-filtering shortcut
+``select`` relies on is tested below). Nothing here is timed (speed: ``benchmarks/speed.py``).
 """
 
 from __future__ import annotations
@@ -97,3 +99,52 @@ def test_one_pass_rewrite_keeps_the_weights_and_records_why(tmp_path):
         ya = a.build()._forward(x)
         yb = b.build()(x)
     np.testing.assert_array_equal(ya.numpy(), yb.numpy())
+
+
+def test_select_thresholds_by_filtering_one_low_threshold_run():
+    """``select`` runs each candidate once at its lowest threshold and filters by window mass; that must be
+    what ``predict`` returns at the higher threshold, or the chosen threshold would not be the one measured."""
+    if "deep-storm" not in SHIPPED:
+        pytest.skip("no shipped deep-storm")
+    from napari_smlm.core.inference import predict
+
+    mod = _script()
+    frames, gt, cfg = mod.tuning_movie(2.0, "smlm2016_emccd", 4, seed_base=8000)
+    ck = resolve_checkpoint("deep-storm")
+    low = predict(frames, ck, camera=cfg.camera, pixel_size_nm=cfg.pixel_size_nm, device="cpu", threads=1,
+                  threshold=0.45).localizations
+    for t in (0.5, 0.575, 0.65):
+        direct = predict(frames, ck, camera=cfg.camera, pixel_size_nm=cfg.pixel_size_nm, device="cpu", threads=1,
+                         threshold=t).localizations
+        filtered = low.filter(low["count"] > t)
+        assert len(direct) == len(filtered) > 0
+        np.testing.assert_allclose(np.sort(direct["x_nm"]), np.sort(filtered["x_nm"]), atol=1e-3)
+    assert mod._movie_scores(ck, [(frames, gt, cfg)], [0.5, 0.65], 0.45)[0][0][0] > 0
+
+
+def test_select_refuses_the_test_movies_seeds():
+    with pytest.raises(SystemExit, match="test movies"):
+        _script().main(["select", "deep-storm", "--teacher", "deep-storm", "--candidates", "deep-storm",
+                        "--seed-base", "1000"])
+
+
+def test_adopt_writes_only_selects_pick_with_its_threshold(tmp_path):
+    import json
+
+    if "srcnn" not in SHIPPED:
+        pytest.skip("no shipped srcnn")
+    state = tmp_path / "srcnn_step00080.pt"
+    save_checkpoint(state, resolve_checkpoint("srcnn"))
+    pick = {"candidate": str(state), "threshold": 0.6, "within": 12, "shortfall": 0.0, "sparse_precision_lb": 0.94,
+            "dji": [0.1], "drmse": [-0.2]}
+    sel = tmp_path / "select.json"
+    sel.write_text(json.dumps({"pick": pick, "labels": ["emccd 0.1"], "teacher": [[80.0, 22.0]], "results": [pick]}))
+    out = tmp_path / "adopted.pt"
+    with pytest.raises(SystemExit, match="not the pick"):
+        _script().main(["adopt", str(state), "--threshold", "0.55", "--select-json", str(sel), "-o", str(out)])
+    assert not out.exists()
+    assert _script().main(["adopt", str(state), "--threshold", "0.6", "--select-json", str(sel), "-o", str(out)]) == 0
+    a, b = load_checkpoint(state), load_checkpoint(out)
+    assert b.model_config["threshold"] == 0.6 and b.model_config["symmetrize"] is False
+    assert b.training["whole_frame_selection"]["pick"]["within"] == 12
+    assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
