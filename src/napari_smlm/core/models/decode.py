@@ -160,6 +160,8 @@ class DecodeFamily(DecodeTrainingData, DecodeInputAdaptation, ModelFamily):
             "psf_sigma_jitter": 0.15,
             "gain_jitter": 0.05,
             "p_filaments": 0.3,
+            # clusters (Gaussian blobs, structure "image") among the default microscope's samples
+            "p_clusters": 0.0,
             # randomised microscopes (core/microscopes.py MicroscopeRanges.to_dict()): when set,
             # training samples come from simulate_microscopes instead of the factors above
             "microscopes": None,
@@ -167,6 +169,10 @@ class DecodeFamily(DecodeTrainingData, DecodeInputAdaptation, ModelFamily):
             # microscope (the factors above) instead, so the wide distribution does not cost the
             # microscope the model was first trained for
             "microscopes_default_fraction": 0.0,
+            # training-time input adaptation with input_adapt="auto": None = none (only "always"
+            # adapts training samples); "auto" = each sample as inference's "auto" rule would
+            # treat a movie like it (out-of-range background or noise mapped, the rest as is)
+            "train_adapt": None,
             # post-processing
             "threshold": 0.5,
             "split_threshold": 0.6,

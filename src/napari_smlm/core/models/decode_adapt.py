@@ -56,6 +56,30 @@ class DecodeInputAdaptation:
         k = torch.where(k > 0, k, torch.ones_like(k))
         return b_hat.reshape(-1, 1, 1, 1), k.reshape(-1, 1, 1, 1)
 
+    def _auto_adaptation_per_sample(self, photons: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``input_adapt="auto"``'s rule applied to each sample on its own (training, ``train_adapt="auto"``).
+
+        Returns (B, 1, 1, 1) ``b̂`` and ``k`` with ``b̂ = input_offset``, ``k = 1`` (no change) for the
+        samples whose background and noise :meth:`preprocess` would leave untouched, so that
+        ``input_offset + (photons − b̂) / k`` maps only the out-of-range ones.
+        """
+        c = self.config
+        b0 = float(c["input_offset"])
+        b_hat, k = self._adaptation(photons, per_sample=True)
+        centre = photons[:, photons.shape[1] // 2]
+        z = 0.6744897501960817 * math.sqrt(2.0)
+        s_hat = (centre[..., :, 1:] - centre[..., :, :-1]).abs().flatten(1).median(1).values / z
+        b = b_hat.flatten()
+        lo, hi = b0 * float(c["bg_range"][0]) / 2.0, b0 * float(c["bg_range"][1]) * 2.0
+        adapt = (b < lo) | (b > hi)
+        tol = c.get("adapt_noise_tolerance")
+        if tol:
+            s0 = float(c["input_noise"]) if c.get("input_noise") else math.sqrt(2.0 * max(b0, 0.0) / 0.9)
+            s_exp = s0 * torch.sqrt(b.clamp_min(1e-6) / max(b0, 1e-6))
+            adapt = adapt | (s_hat < s_exp / float(tol)) | (s_hat > s_exp * float(tol))
+        adapt = adapt.reshape(-1, 1, 1, 1)
+        return torch.where(adapt, b_hat, torch.full_like(b_hat, b0)), torch.where(adapt, k, torch.ones_like(k))
+
     def preprocess(self, photons: torch.Tensor) -> torch.Tensor:
         """``(photons − input_offset) / input_scale`` for (B, 3, H, W) frames in photons.
 
