@@ -77,7 +77,7 @@ def test_default_microscope_clusters():
     assert torch.isfinite(batch.inputs).all() and batch.targets["count"].sum() > 0
 
 
-def test_train_adapt_auto_maps_only_out_of_range_samples():
+def test_train_adapt_auto_maps_only_out_of_range_randomised_samples():
     fam = get_family("decode", {**TINY, "input_adapt": "auto", "train_adapt": "auto"})
     fam.configure_for(SIM)  # input_offset 50 photons/px, the EMCCD's noise there
     b0 = float(fam.config["input_offset"])
@@ -89,11 +89,24 @@ def test_train_adapt_auto_maps_only_out_of_range_samples():
 
     gt = Localizations({"frame": np.array([0, 1]), "x_nm": np.array([800.0, 800.0]), "y_nm": np.array([800.0, 800.0]),
                         "photons": np.array([3000.0, 3000.0])})
-    batch = fam.batch_from_data(photons, gt, 100.0, bg=torch.stack([torch.full((16, 16), b0), torch.full((16, 16), 600.0)]))
-    raw = fam.preprocess(photons[:1])
-    torch.testing.assert_close(batch.inputs[:1], raw)  # the in-range sample goes in as it is
-    # the bright one is mapped to the training background (inputs centred near 0) and its targets with it
+    bg = torch.stack([torch.full((16, 16), b0), torch.full((16, 16), 600.0)])
     off = get_family("decode", {**fam.config, "input_adapt": "off"})
+    # default-microscope samples and a user's data are never mapped in training
+    plain = fam.batch_from_data(photons, gt, 100.0, bg=bg)
+    torch.testing.assert_close(plain.inputs, off.preprocess(photons))
+    # randomised-microscope samples (simulate_batch's randomised branch sets the flag): only the out-of-range one
+    fam._randomized_batch = True
+    batch = fam.batch_from_data(photons, gt, 100.0, bg=bg)
+    fam._randomized_batch = False
+    torch.testing.assert_close(batch.inputs[:1], off.preprocess(photons[:1]))  # the in-range sample goes in as it is
+    # the bright one is mapped to the training background (inputs centred near 0) and its targets with it
     assert abs(float(batch.inputs[1].median())) < 0.05 < abs(float(off.preprocess(photons[1:]).median()))
     assert float(batch.targets["photons"][1]) < 3000.0 and float(batch.targets["photons"][0]) == 3000.0
     assert float(batch.targets["bg"][1].mean()) == pytest.approx(b0, abs=5.0)
+    # simulate_batch: randomised batches go through the flag and leave it down
+    from napari_smlm.core.microscopes import MicroscopeRanges
+
+    rfam = get_family("decode", {**fam.config, "microscopes": MicroscopeRanges().to_dict(),
+                                 "microscopes_default_fraction": 0.0})
+    rb = rfam.simulate_batch(SIM, 4, np.random.default_rng(1), "cpu", randomize=True)
+    assert torch.isfinite(rb.inputs).all() and not rfam._randomized_batch

@@ -170,8 +170,9 @@ class DecodeFamily(DecodeTrainingData, DecodeInputAdaptation, ModelFamily):
             # microscope the model was first trained for
             "microscopes_default_fraction": 0.0,
             # training-time input adaptation with input_adapt="auto": None = none (only "always"
-            # adapts training samples); "auto" = each sample as inference's "auto" rule would
-            # treat a movie like it (out-of-range background or noise mapped, the rest as is)
+            # adapts training samples); "auto" = each randomised-microscope sample as inference's
+            # "auto" rule would treat a movie like it (out-of-range background or noise mapped, the
+            # rest as is); default-microscope samples are never mapped
             "train_adapt": None,
             # post-processing
             "threshold": 0.5,

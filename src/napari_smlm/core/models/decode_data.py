@@ -125,6 +125,16 @@ class DecodeTrainingData:
             px = float(ranges.pixel_size_nm)
             photons, crops, _ = simulate_microscopes(ranges, int(batch_size), rng, int(sim.height), int(sim.width),
                                                      2 * self.context + 1, device)
+            g = crops.ground_truth
+            central = g.filter(g["frame"] == self.context)
+            cols = {k: (central[k] if k in central else np.zeros(len(central))) for k in self.target_columns}
+            meta = {"pixel_size_nm": px, "image_shape": (int(sim.height), int(sim.width)), "source": "simulate_batch"}
+            gt = Localizations({"frame": central["sample"], **cols}, meta=meta)
+            self._randomized_batch = True  # train_adapt="auto": these samples may be mapped (batch_from_data)
+            try:
+                return self.batch_from_data(photons, gt, px, crops.background)
+            finally:
+                self._randomized_batch = False
         else:
             drawn = [self._draw_simulation(sim, rng, randomize) for _ in range(int(batch_size))]
             images = [im for _, _, im in drawn]
@@ -211,12 +221,16 @@ class DecodeTrainingData:
                 col = np.clip((gt["x_nm"] / px).astype(np.int64), 0, W - 1)
                 row = np.clip((gt["y_nm"] / px).astype(np.int64), 0, H - 1)
                 gt["bg"] = bgt.cpu().numpy()[samp, row, col].astype(np.float64)
-        per_sample_auto = str(self.config.get("input_adapt")) == "auto" and self.config.get("train_adapt") == "auto"
+        per_sample_auto = (str(self.config.get("input_adapt")) == "auto" and self.config.get("train_adapt") == "auto"
+                           and getattr(self, "_randomized_batch", False))
         if (str(self.config.get("input_adapt")) == "always" or per_sample_auto) and B:
             # Every sample is mapped to the training background / noise on its own (inference
             # maps each batch of one movie), and its photometric targets with it. With
-            # train_adapt="auto" only the samples that inference's "auto" rule would adapt are
-            # mapped (the others go in as they are, like an in-range movie).
+            # train_adapt="auto" only the randomised-microscope samples that inference's "auto" rule
+            # would adapt are mapped (the others go in as they are, like an in-range movie); the
+            # default microscope's samples are in range by construction and never mapped: on a
+            # 40x40 crop at 4-8 /um^2 the spots inflate the per-sample noise estimate and the rule
+            # would wrongly compress half of them, which inference never does to such a movie.
             if per_sample_auto:
                 b_hat, k = self._auto_adaptation_per_sample(photons)
             else:
