@@ -62,6 +62,10 @@ def measure(checkpoints: dict[str, str], densities, cameras, structures, frames:
                                 "subpixel_max_dev": h.max_deviation, "subpixel_noise": h.expected_noise})
             log.info("EPFL %s JI %.3f (Hungarian %.3f) RMSE %.1f E %.1f", label, m["jaccard"], hu["jaccard"],
                      m["rmse_lateral_nm"], m["efficiency_lateral"])
+        # the docs/benchmarks.md EPFL table's columns (run_all.epfl itself: SSIM / NMSE / Pearson on its grids)
+        ep = run_all.epfl(labels, with_picasso=False)
+        for row, full in zip(out["epfl"], ep["methods"]):
+            row.update({k: full[k] for k in ("ssim", "nmse", "pearson_vs_authors")})
     out["wall_s"] = time.perf_counter() - t0
     out["loadavg"] = list(os.getloadavg())
     return out
@@ -105,6 +109,14 @@ def compare(old: dict, new: dict) -> str:
     return "\n".join(L)
 
 
+def epfl_table_rows(res: dict) -> str:
+    """The EPFL rows in the docs/benchmarks.md EPFL table's format (greedy matching, as that table)."""
+    return "\n".join(
+        f"| {r['method']} | {100 * r['jaccard']:.1f} | {r['rmse_lateral_nm']:.1f} | {r['efficiency_lateral']:.1f} | "
+        f"{r['ssim']:.3f} | {r['nmse']:.3f} | {r['pearson_vs_authors']:.3f} | {r['frames_per_s']:.1f} |"
+        for r in res.get("epfl", []) if "ssim" in r)
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--checkpoints", nargs="*", default=["decode"],
@@ -120,7 +132,11 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     if a.compare:
-        print(compare(*(json.loads(p.read_text()) for p in a.compare)))
+        old, new = (json.loads(p.read_text()) for p in a.compare)
+        print(compare(old, new))
+        print()
+        print(epfl_table_rows(old))
+        print(epfl_table_rows(new))
         return 0
     import torch
 
