@@ -48,7 +48,8 @@ Input normalisation (``preprocess``)
     need nothing. Measured (issue 15's held-out low-SNR case: sCMOS, 500 photons/px background,
     3000-photon emitters, 1.3 /µm², true camera given): JI 13.5 % → 70.4 %, precision 13.6 % →
     92.4 % with the same weights (``benchmarks/camera_adapt.py``). Movies inside the trained
-    range are untouched. "auto" also adapts a batch whose noise is more than
+    range are untouched. "auto" also adapts a batch whose noise (of its background pixels, those at or
+    below the lower quartile: the spots of a dense movie must not count as noise) is more than
     ``adapt_noise_tolerance`` (1.5×) off the training camera's at the batch's background (a
     read-noise-dominated sCMOS at 10 photons/px: JI 60.7 → 73.7 % at 2,000 photons), and
     ``k = σ̂/σ0`` is never below ``adapt_min_gain`` (1): a movie quieter than the training camera
