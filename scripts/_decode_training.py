@@ -2,7 +2,7 @@
 
 Both scripts train a DECODE-like family through :func:`napari_smlm.core.training.iter_train`
 with the same command-line options (their defaults differ), the same :class:`TrainConfig`
-(ReduceLROnPlateau ×0.5, patience 3, floor 2e-5; CPU) and the same logged loop over the
+(ReduceLROnPlateau ×0.5, patience 3, floor 2e-5, or a cosine decay with ``--schedule cosine``; CPU) and the same logged loop over the
 updates; only the epoch's metrics, the simulation and the model set-up are their own.
 """
 
@@ -35,6 +35,11 @@ def add_training_arguments(ap: argparse.ArgumentParser, *, minutes: float, threa
     ap.add_argument("--val-batches", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--log-every", type=int, default=50)
+    ap.add_argument("--schedule", choices=("plateau", "cosine"), default="plateau",
+                    help="learning rate: ReduceLROnPlateau on the validation loss, or a cosine decay from --lr to "
+                         "--min-lr over the budget (--minutes / --max-steps)")
+    ap.add_argument("--min-lr", type=float, default=2e-5)
+    ap.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up (steps)")
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -46,13 +51,15 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         lr=args.lr,
         lr_factor=0.5,
         lr_patience=3,
-        min_lr=2e-5,
+        min_lr=args.min_lr,
         val_batches=args.val_batches,
         grad_clip=args.grad_clip,
         seed=args.seed,
         device="cpu",
         threads=args.threads,
         max_minutes=args.minutes,
+        schedule=args.schedule,
+        warmup_steps=args.warmup_steps,
     )
 
 
@@ -66,6 +73,7 @@ def run_training(
     init_checkpoint: Any = None,
     model_config: dict | None = None,
     history_every_epoch: bool = False,
+    val_set: list | None = None,
 ) -> list[dict]:
     """Drain ``iter_train`` with the scripts' logging; write the epoch history to ``args.history``.
 
@@ -85,6 +93,8 @@ def run_training(
         Passed to ``iter_train``.
     history_every_epoch : bool
         Also write the history after every epoch (not only at the end).
+    val_set : list of Batch, optional
+        Passed to ``iter_train`` (a fixed validation set instead of the seeded simulated one).
 
     Returns
     -------
@@ -99,7 +109,7 @@ def run_training(
     history: list[dict] = []
     t0 = time.perf_counter()
     for up in iter_train(family, sim, cfg, checkpoint_path=args.out, init_checkpoint=init_checkpoint,
-                         model_config=model_config):  # fmt: skip
+                         model_config=model_config, val_set=val_set):  # fmt: skip
         if up.kind == "step" and up.step % args.log_every == 0:
             log.info("step %d loss %.4f lr %.2g %.1f min", up.step, up.loss, up.lr, up.elapsed_s / 60)
         elif up.kind == "epoch":

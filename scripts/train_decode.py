@@ -90,17 +90,42 @@ def train(args) -> None:
     sim = training_simulation(args.crop)
     init, model_config = _init_checkpoint(args)
     if args.randomize:
-        # the randomised-microscope distribution; every sample (and every inference batch) is
-        # mapped to the training background / noise at equal SNR, so absolute brightness is
-        # normalised away (DecodeFamily.batch_from_data / preprocess, input_adapt="always")
-        model_config.update({"microscopes": MicroscopeRanges().to_dict(), "input_adapt": "always",
+        # the randomised-microscope distribution; with --train-adapt always every sample (and every
+        # inference batch) is mapped to the training background / noise at equal SNR, so absolute
+        # brightness is normalised away (DecodeFamily.batch_from_data / preprocess,
+        # input_adapt="always"); with --train-adapt auto inference keeps input_adapt="auto" and each
+        # training sample is mapped only when that rule would map a movie like it
+        adapt = ({"input_adapt": "always"} if args.train_adapt == "always"
+                 else {"input_adapt": "auto", "train_adapt": "auto"})
+        model_config.update({"microscopes": MicroscopeRanges().to_dict(), **adapt,
                              "microscopes_default_fraction": float(args.default_fraction)})
+    # the default microscope's per-sample randomisation (DecodeTrainingData._draw_simulation)
+    if args.density_range:
+        model_config["density_range"] = [float(v) for v in args.density_range]
+    if args.p_filaments is not None:
+        model_config["p_filaments"] = float(args.p_filaments)
+    if args.p_clusters is not None:
+        model_config["p_clusters"] = float(args.p_clusters)
     cfg = train_config(args)
+    val_set = None
+    if args.val_density_range:
+        # validate (and choose the checkpoint) on the default microscope only, at these densities,
+        # whatever the training batches mix in: a fixed seeded set made with the training config
+        from napari_smlm.core.models import get_family
+
+        base = init.model_config if init else DecodeFamily().configure_for(sim).config
+        vfam = get_family("decode", {**base, **model_config, "microscopes": None,
+                                     "density_range": [float(v) for v in args.val_density_range]})
+        vrng = np.random.default_rng(args.seed + 1_000_003)
+        val_set = [vfam.simulate_batch(sim, cfg.batch_size, vrng, "cpu", randomize=True) for _ in range(cfg.val_batches)]
+        log.info("validation: %d batches of %d default-microscope crops, density %s /um2", cfg.val_batches,
+                 cfg.batch_size, args.val_density_range)
     # iter_train configures the new model for `sim` (normalisation, photon / background scales)
     log.info("model config %s", {**(init.model_config if init else DecodeFamily().configure_for(sim).config),
                                  **model_config})
     log.info("train config %s", cfg.to_dict())
-    run_training(log, "decode", sim, cfg, args, EPOCH_METRICS, init_checkpoint=init, model_config=model_config or None)
+    run_training(log, "decode", sim, cfg, args, EPOCH_METRICS, init_checkpoint=init, model_config=model_config or None,
+                 history_every_epoch=True, val_set=val_set)
 
 
 def evaluate_checkpoint(args) -> None:
@@ -165,6 +190,17 @@ def main() -> None:
                     help="train on randomised microscopes (core/microscopes.py) with per-sample input adaptation")
     ap.add_argument("--default-fraction", type=float, default=0.0,
                     help="with --randomize: share of training batches from the default microscope (0-1; default 0)")
+    ap.add_argument("--train-adapt", choices=("always", "auto"), default="always",
+                    help="with --randomize: 'always' maps every sample (and, at inference, every batch) to the "
+                         "training background/noise; 'auto' keeps inference's 'auto' rule and maps only the training "
+                         "samples that rule would map")
+    ap.add_argument("--density-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                    help="default-microscope samples: density log-uniform in LO-HI emitters/um^2")
+    ap.add_argument("--p-filaments", type=float, default=None, help="default-microscope samples: share of filaments")
+    ap.add_argument("--p-clusters", type=float, default=None, help="default-microscope samples: share of clusters")
+    ap.add_argument("--val-density-range", type=float, nargs=2, default=None, metavar=("LO", "HI"),
+                    help="validate on the default microscope only, density log-uniform in LO-HI /um^2 (with the "
+                         "training's structure shares); default: the training distribution")
     ap.add_argument("--init", default=None, help="fine-tune these weights (a path, or 'decode' = the shipped ones)")
     ap.add_argument("--photon-scale", type=float, default=None, help="new photon head scale when fine-tuning")
     ap.add_argument("--no-eval", action="store_true")

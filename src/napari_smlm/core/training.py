@@ -33,7 +33,7 @@ from .validate import check, check_device, check_fields, check_model_size
 if TYPE_CHECKING:
     from .pairs import PairSampler
 
-__all__ = ["TrainConfig", "TrainUpdate", "iter_train", "train"]
+__all__ = ["TrainConfig", "TrainUpdate", "iter_train", "scheduled_lr", "train"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +67,14 @@ class TrainConfig(ConfigMixin):
         CPU threads for torch (0 = leave as is).
     max_minutes : float
         Wall-clock budget; 0 = none.
+    schedule : {"plateau", "cosine"}
+        Learning-rate schedule. ``"plateau"``: ReduceLROnPlateau (``lr_factor``, ``lr_patience``,
+        ``min_lr``). ``"cosine"``: after ``warmup_steps`` the rate falls from ``lr`` to ``min_lr``
+        along a half cosine of the run's progress, the larger of ``step / steps`` and
+        ``elapsed / max_minutes`` (so a wall-clock-bounded run ends at ``min_lr`` whatever its speed).
+    warmup_steps : int
+        Linear warm-up from ``lr / warmup_steps`` to ``lr`` over the first steps (both schedules;
+        a fine-tune starts with a fresh Adam state).
     """
 
     steps: int = 2000
@@ -83,9 +91,15 @@ class TrainConfig(ConfigMixin):
     device: str = "auto"
     threads: int = 0
     max_minutes: float = 0.0
+    schedule: str = "plateau"
+    warmup_steps: int = 0
 
     def __post_init__(self):
         check_fields(self, where="TrainConfig")  # ranges and finiteness, named (core/validate.py)
+        if self.schedule not in ("plateau", "cosine"):
+            raise ValueError(f"TrainConfig.schedule must be 'plateau' or 'cosine', not {self.schedule!r}")
+        if not (isinstance(self.warmup_steps, int) and self.warmup_steps >= 0):
+            raise ValueError(f"TrainConfig.warmup_steps must be an integer >= 0, not {self.warmup_steps!r}")
         object.__setattr__(self, "device", check_device(self.device, "TrainConfig.device"))
 
 
@@ -133,6 +147,22 @@ def _validation_metrics(family: ModelFamily, out, batch, pixel_size_nm: float) -
     return {k: m[k] for k in keys if k in m}
 
 
+def scheduled_lr(cfg: TrainConfig, step: int, elapsed_s: float) -> float | None:
+    """The learning rate of step ``step + 1`` under ``cfg``'s warm-up and cosine schedule.
+
+    None when neither applies (plateau schedule past its warm-up: ReduceLROnPlateau owns the rate).
+    """
+    if cfg.warmup_steps and step < cfg.warmup_steps:
+        return cfg.lr * (step + 1) / cfg.warmup_steps
+    if cfg.schedule != "cosine":
+        return None
+    t = (step - cfg.warmup_steps) / max(cfg.steps - cfg.warmup_steps, 1)
+    if cfg.max_minutes > 0:
+        t = max(t, elapsed_s / (60.0 * cfg.max_minutes))
+    t = min(max(t, 0.0), 1.0)
+    return cfg.min_lr + (cfg.lr - cfg.min_lr) * 0.5 * (1.0 + math.cos(math.pi * t))
+
+
 def iter_train(
     model: str | ModelFamily,
     sim: SimulationConfig | None,
@@ -142,6 +172,7 @@ def iter_train(
     model_config: dict | None = None,
     pairs: PairSampler | tuple[PairSampler, PairSampler] | None = None,
     val_fraction: float = 0.2,
+    val_set: list | None = None,
 ) -> Iterator[TrainUpdate]:
     """Train a model on simulated data, or on crops of a user's movie + ground truth, yielding progress.
 
@@ -178,6 +209,9 @@ def iter_train(
         Fraction of the frames held out for validation when ``pairs`` is one sampler. With 0 the
         validation crops come from the training frames, so the validation loss measures fit,
         not generalisation.
+    val_set : list of Batch, optional
+        A fixed validation set made by the caller (e.g. only the default microscope, at high
+        density, while training mixes in randomised microscopes); it replaces the seeded one.
 
     Yields
     ------
@@ -228,7 +262,13 @@ def iter_train(
     )
     rng = np.random.default_rng(cfg.seed)
     val_rng = np.random.default_rng(cfg.seed + 1_000_003)
-    if train_pairs is not None:
+    if val_set is not None:
+        val_set = list(val_set)
+        if not val_set:
+            raise ValueError("iter_train: val_set is empty")
+        if train_pairs is not None:
+            log.info("training on data pairs: train %r (validation set given)", train_pairs)
+    elif train_pairs is not None:
         log.info("training on data pairs: train %r, validation %r", train_pairs, val_pairs)
         val_set = [
             family.batch_from_data(*val_pairs.sample(cfg.batch_size, val_rng, device)) for _ in range(cfg.val_batches)
@@ -305,6 +345,10 @@ def iter_train(
             batch = family.batch_from_data(*train_pairs.sample(cfg.batch_size, rng, device))
         else:
             batch = family.simulate_batch(sim, cfg.batch_size, rng, device, randomize=True)
+        lr_now = scheduled_lr(cfg, step, time.perf_counter() - t0)
+        if lr_now is not None:
+            for group in opt.param_groups:
+                group["lr"] = lr_now
         out = net(batch.inputs)
         loss = family.loss(out, batch)
         if not torch.isfinite(loss):
@@ -328,7 +372,8 @@ def iter_train(
         if step % cfg.steps_per_epoch == 0 or step == cfg.steps or out_of_time:
             epoch += 1
             val_loss, metrics = validate()
-            sched.step(val_loss)
+            if cfg.schedule == "plateau" and step >= cfg.warmup_steps:
+                sched.step(val_loss)
             history.append(
                 {
                     "step": prior_steps + step,

@@ -48,7 +48,8 @@ Input normalisation (``preprocess``)
     need nothing. Measured (issue 15's held-out low-SNR case: sCMOS, 500 photons/px background,
     3000-photon emitters, 1.3 /µm², true camera given): JI 13.5 % → 70.4 %, precision 13.6 % →
     92.4 % with the same weights (``benchmarks/camera_adapt.py``). Movies inside the trained
-    range are untouched. "auto" also adapts a batch whose noise is more than
+    range are untouched. "auto" also adapts a batch whose noise (of its background pixels, those at or
+    below the lower quartile: the spots of a dense movie must not count as noise) is more than
     ``adapt_noise_tolerance`` (1.5×) off the training camera's at the batch's background (a
     read-noise-dominated sCMOS at 10 photons/px: JI 60.7 → 73.7 % at 2,000 photons), and
     ``k = σ̂/σ0`` is never below ``adapt_min_gain`` (1): a movie quieter than the training camera
@@ -160,6 +161,8 @@ class DecodeFamily(DecodeTrainingData, DecodeInputAdaptation, ModelFamily):
             "psf_sigma_jitter": 0.15,
             "gain_jitter": 0.05,
             "p_filaments": 0.3,
+            # clusters (Gaussian blobs, structure "image") among the default microscope's samples
+            "p_clusters": 0.0,
             # randomised microscopes (core/microscopes.py MicroscopeRanges.to_dict()): when set,
             # training samples come from simulate_microscopes instead of the factors above
             "microscopes": None,
@@ -167,6 +170,11 @@ class DecodeFamily(DecodeTrainingData, DecodeInputAdaptation, ModelFamily):
             # microscope (the factors above) instead, so the wide distribution does not cost the
             # microscope the model was first trained for
             "microscopes_default_fraction": 0.0,
+            # training-time input adaptation with input_adapt="auto": None = none (only "always"
+            # adapts training samples); "auto" = each randomised-microscope sample as inference's
+            # "auto" rule would treat a movie like it (out-of-range background or noise mapped, the
+            # rest as is); default-microscope samples are never mapped
+            "train_adapt": None,
             # post-processing
             "threshold": 0.5,
             "split_threshold": 0.6,

@@ -26,6 +26,13 @@ def _camera_noise_photons(camera, bg_photons: float) -> float:
 
 
 
+#: Pixels at or below this quantile of the central frames are taken as background by the noise trigger.
+_BACKGROUND_QUANTILE = 0.25
+#: Median |x₁ − x₂| of two independent N(0, σ²) values that both lie at or below the 25 % quantile, in units
+#: of σ (numerically, 8·10⁶ pairs): the scale of :meth:`DecodeInputAdaptation._background_noise`.
+_LOWER_QUARTILE_MAD = 0.4083
+
+
 class DecodeInputAdaptation:
     """``preprocess`` and the out-of-range input adaptation of :class:`~.decode.DecodeFamily`
     (a mixin: uses the family's ``config``; :meth:`~.decode.DecodeFamily.postprocess` maps the
@@ -56,6 +63,52 @@ class DecodeInputAdaptation:
         k = torch.where(k > 0, k, torch.ones_like(k))
         return b_hat.reshape(-1, 1, 1, 1), k.reshape(-1, 1, 1, 1)
 
+    def _auto_adaptation_per_sample(self, photons: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``input_adapt="auto"``'s rule applied to each sample on its own (training, ``train_adapt="auto"``).
+
+        Returns (B, 1, 1, 1) ``b̂`` and ``k`` with ``b̂ = input_offset``, ``k = 1`` (no change) for the
+        samples whose background and noise :meth:`preprocess` would leave untouched, so that
+        ``input_offset + (photons − b̂) / k`` maps only the out-of-range ones.
+        """
+        c = self.config
+        b0 = float(c["input_offset"])
+        b_hat, k = self._adaptation(photons, per_sample=True)
+        centre = photons[:, photons.shape[1] // 2]
+        z = 0.6744897501960817 * math.sqrt(2.0)
+        s_hat = (centre[..., :, 1:] - centre[..., :, :-1]).abs().flatten(1).median(1).values / z
+        b = b_hat.flatten()
+        lo, hi = b0 * float(c["bg_range"][0]) / 2.0, b0 * float(c["bg_range"][1]) * 2.0
+        adapt = (b < lo) | (b > hi)
+        tol = c.get("adapt_noise_tolerance")
+        if tol:
+            s0 = float(c["input_noise"]) if c.get("input_noise") else math.sqrt(2.0 * max(b0, 0.0) / 0.9)
+            s_exp = s0 * torch.sqrt(b.clamp_min(1e-6) / max(b0, 1e-6))
+            adapt = adapt | (s_hat < s_exp / float(tol)) | (s_hat > s_exp * float(tol))
+        adapt = adapt.reshape(-1, 1, 1, 1)
+        return torch.where(adapt, b_hat, torch.full_like(b_hat, b0)), torch.where(adapt, k, torch.ones_like(k))
+
+    def _background_noise(self, photons: torch.Tensor, b_med: float) -> float:
+        """Noise σ (photons/px) of the batch's background pixels, for the noise trigger of ``"auto"``.
+
+        The median |difference| of horizontally adjacent pixels of the central frames counting only the
+        pairs whose two pixels both lie at or below the frames' lower quartile, scaled for pure noise
+        (:data:`_LOWER_QUARTILE_MAD`). The plain estimate (all pairs, ``self._noise``) is inflated by the
+        emitters' spots on dense movies: on the training microscope's own movies at 4–10 /µm² it read
+        1.6–2.5× the camera's noise, so the trigger adapted (compressed) movies the network was trained
+        on and cost 4–6 JI points at 4–6 /µm² (docs/weights.md, session 8); the pixels below the median
+        still hold spot tails there, those below the lower quartile hardly. ``b_med`` is unused (kept
+        for the signature). Falls back to ``self._noise`` when fewer than 100 pairs qualify.
+        """
+        centre = photons[:, photons.shape[1] // 2]
+        rows = centre.reshape(-1, centre.shape[-1])
+        rows = rows[:: max(1, rows.numel() // 65536)]
+        a, b = rows[:, 1:], rows[:, :-1]
+        q = float(torch.quantile(rows.flatten().float(), _BACKGROUND_QUANTILE))
+        keep = (a <= q) & (b <= q)
+        if int(keep.sum()) < 100:
+            return float(self._noise)
+        return float((a - b).abs()[keep].median()) / _LOWER_QUARTILE_MAD
+
     def preprocess(self, photons: torch.Tensor) -> torch.Tensor:
         """``(photons − input_offset) / input_scale`` for (B, 3, H, W) frames in photons.
 
@@ -78,7 +131,7 @@ class DecodeInputAdaptation:
                 # noise of the training camera at this background (shot noise scales as √b)
                 s0 = float(c["input_noise"]) if c.get("input_noise") else math.sqrt(2.0 * max(b0, 0.0) / 0.9)
                 s_exp = s0 * math.sqrt(max(b_med, 1e-6) / max(b0, 1e-6))
-                s_hat = self._noise
+                s_hat = self._background_noise(photons, b_med)
                 adapt = not s_exp / float(tol) <= s_hat <= s_exp * float(tol)
             if adapt:
                 photons = b0 + (photons - b_hat) / k

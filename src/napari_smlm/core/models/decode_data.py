@@ -39,21 +39,33 @@ class DecodeTrainingData:
     def sample_simulation(
         self, sim: SimulationConfig, rng: np.random.Generator, randomize: bool
     ) -> tuple[SimulationConfig, float]:
-        """One training sample's simulation config (3 frames) and its gain factor.
+        """One training sample's simulation config (3 frames) and its gain factor (see :meth:`_draw_simulation`)."""
+        cfg, gain, _ = self._draw_simulation(sim, rng, randomize)
+        return cfg, gain
+
+    def _draw_simulation(
+        self, sim: SimulationConfig, rng: np.random.Generator, randomize: bool
+    ) -> tuple[SimulationConfig, float, np.ndarray | None]:
+        """One training sample's simulation config (3 frames), its gain factor and density image.
 
         With ``randomize``: density log-uniform in ``density_range`` (or 0 with ``p_empty``),
         photons and background log-uniform factors, PSF σ × U(1 ± jitter), filaments with
-        probability ``p_filaments``, gain factor U(1 ± gain_jitter). Otherwise ``sim`` itself.
+        probability ``p_filaments``, clusters (Gaussian blobs of 30–150 nm,
+        :func:`~napari_smlm.core.microscopes._cluster_image`; the config's structure is
+        ``"image"`` and the image is returned) with probability ``p_clusters``, gain factor
+        U(1 ± gain_jitter). Otherwise ``sim`` itself. The image is None unless clusters.
         """
         c = self.config
         seed = int(rng.integers(0, 2**31 - 1))
         if not randomize:
-            return sim.replace(n_frames=3, seed=seed), 1.0
+            return sim.replace(n_frames=3, seed=seed), 1.0, None
         dens = 0.0 if rng.random() < c["p_empty"] else _log_uniform(rng, *c["density_range"])
         fp = _log_uniform(rng, *c["photons_range"])
         fb = _log_uniform(rng, *c["bg_range"])
         fs = 1.0 + rng.uniform(-c["psf_sigma_jitter"], c["psf_sigma_jitter"])
-        structure = "filaments" if rng.random() < c["p_filaments"] else "uniform"
+        u = rng.random()
+        p_clusters = float(c.get("p_clusters") or 0.0)
+        structure = "filaments" if u < c["p_filaments"] else "clusters" if u < c["p_filaments"] + p_clusters else "uniform"
         gain = 1.0 + rng.uniform(-c["gain_jitter"], c["gain_jitter"])
         cfg = sim.replace(
             n_frames=3,
@@ -65,12 +77,17 @@ class DecodeTrainingData:
             bg_variation=sim.bg_variation * rng.uniform(0.0, 1.5),
             psf_sigma_nm=sim.psf_sigma_nm * fs,
             psf_sigma_std_nm=sim.psf_sigma_std_nm * fs,
-            structure=structure,
+            structure="image" if structure == "clusters" else structure,
             n_filaments=int(rng.integers(1, 7)),
             t_on=sim.t_on * _log_uniform(rng, 0.5, 2.0),
             seed=seed,
         )
-        return cfg, gain
+        image = None
+        if structure == "clusters":
+            from ..microscopes import _cluster_image
+
+            image = _cluster_image(rng, int(sim.height), int(sim.width), float(sim.pixel_size_nm))
+        return cfg, gain, image
 
     def simulate_batch(
         self,
@@ -108,10 +125,22 @@ class DecodeTrainingData:
             px = float(ranges.pixel_size_nm)
             photons, crops, _ = simulate_microscopes(ranges, int(batch_size), rng, int(sim.height), int(sim.width),
                                                      2 * self.context + 1, device)
+            g = crops.ground_truth
+            central = g.filter(g["frame"] == self.context)
+            cols = {k: (central[k] if k in central else np.zeros(len(central))) for k in self.target_columns}
+            meta = {"pixel_size_nm": px, "image_shape": (int(sim.height), int(sim.width)), "source": "simulate_batch"}
+            gt = Localizations({"frame": central["sample"], **cols}, meta=meta)
+            self._randomized_batch = True  # train_adapt="auto": these samples may be mapped (batch_from_data)
+            try:
+                return self.batch_from_data(photons, gt, px, crops.background)
+            finally:
+                self._randomized_batch = False
         else:
-            drawn = [self.sample_simulation(sim, rng, randomize) for _ in range(int(batch_size))]
-            crops = simulate_crops([c for c, _ in drawn], rng=rng, device=device, include_outside=True)
-            gains = torch.tensor([g for _, g in drawn], dtype=torch.float32, device=device)
+            drawn = [self._draw_simulation(sim, rng, randomize) for _ in range(int(batch_size))]
+            images = [im for _, _, im in drawn]
+            crops = simulate_crops([c for c, _, _ in drawn], rng=rng, device=device, include_outside=True,
+                                   density_image=images if any(im is not None for im in images) else None)
+            gains = torch.tensor([g for _, g, _ in drawn], dtype=torch.float32, device=device)
             photons = sim.camera.adu_to_photons(crops.frames) * gains[:, None, None, None]
         g = crops.ground_truth
         central = g.filter(g["frame"] == self.context)  # targets: the central frame's emitters
@@ -192,10 +221,20 @@ class DecodeTrainingData:
                 col = np.clip((gt["x_nm"] / px).astype(np.int64), 0, W - 1)
                 row = np.clip((gt["y_nm"] / px).astype(np.int64), 0, H - 1)
                 gt["bg"] = bgt.cpu().numpy()[samp, row, col].astype(np.float64)
-        if str(self.config.get("input_adapt")) == "always" and B:
+        per_sample_auto = (str(self.config.get("input_adapt")) == "auto" and self.config.get("train_adapt") == "auto"
+                           and getattr(self, "_randomized_batch", False))
+        if (str(self.config.get("input_adapt")) == "always" or per_sample_auto) and B:
             # Every sample is mapped to the training background / noise on its own (inference
-            # maps each batch of one movie), and its photometric targets with it.
-            b_hat, k = self._adaptation(photons, per_sample=True)
+            # maps each batch of one movie), and its photometric targets with it. With
+            # train_adapt="auto" only the randomised-microscope samples that inference's "auto" rule
+            # would adapt are mapped (the others go in as they are, like an in-range movie); the
+            # default microscope's samples are in range by construction and never mapped: on a
+            # 40x40 crop at 4-8 /um^2 the spots inflate the per-sample noise estimate and the rule
+            # would wrongly compress half of them, which inference never does to such a movie.
+            if per_sample_auto:
+                b_hat, k = self._auto_adaptation_per_sample(photons)
+            else:
+                b_hat, k = self._adaptation(photons, per_sample=True)
             b0 = float(self.config["input_offset"])
             photons = b0 + (photons - b_hat) / k
             targets["photons"] = targets["photons"] / k.flatten()[targets["sample"]]
