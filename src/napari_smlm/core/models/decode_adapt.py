@@ -76,6 +76,14 @@ class DecodeInputAdaptation:
         centre = photons[:, photons.shape[1] // 2]
         z = 0.6744897501960817 * math.sqrt(2.0)
         s_hat = (centre[..., :, 1:] - centre[..., :, :-1]).abs().flatten(1).median(1).values / z
+        # the trigger reads each sample's background-pixel noise, as preprocess reads a batch's
+        # (_background_noise; the all-pairs s_hat above is its fallback for too few pairs)
+        s_plain, s_bg = s_hat, []
+        for i in range(photons.shape[0]):
+            self._noise = float(s_plain[i])
+            s_bg.append(self._background_noise(photons[i : i + 1], 0.0))
+        self._noise = float(s_plain[0]) if len(s_plain) else self._noise
+        s_hat = torch.tensor(s_bg, dtype=s_plain.dtype, device=s_plain.device)
         b = b_hat.flatten()
         lo, hi = b0 * float(c["bg_range"][0]) / 2.0, b0 * float(c["bg_range"][1]) * 2.0
         adapt = (b < lo) | (b > hi)
