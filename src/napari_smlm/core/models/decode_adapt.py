@@ -105,7 +105,8 @@ class DecodeInputAdaptation:
         1.6–2.5× the camera's noise, so the trigger adapted (compressed) movies the network was trained
         on and cost 4–6 JI points at 4–6 /µm² (docs/weights.md, session 8); the pixels below the median
         still hold spot tails there, those below the lower quartile hardly. ``b_med`` is unused (kept
-        for the signature). Falls back to ``self._noise`` when fewer than 100 pairs qualify.
+        for the signature). When fewer than 100 pairs qualify (a few small frames) the vertical pairs count too,
+        and it falls back to ``self._noise`` below 30.
         """
         centre = photons[:, photons.shape[1] // 2]
         rows = centre.reshape(-1, centre.shape[-1])
@@ -114,7 +115,15 @@ class DecodeInputAdaptation:
         q = float(torch.quantile(rows.flatten().float(), _BACKGROUND_QUANTILE))
         keep = (a <= q) & (b <= q)
         if int(keep.sum()) < 100:
-            return float(self._noise)
+            # a few small frames (a 24x24 frame has ~35 such pairs): the vertical pairs too; the all-pairs
+            # fallback reads the spots of a dense frame as noise and compressed it, unlike the same frames
+            # in a bigger batch
+            va, vb = centre[..., 1:, :], centre[..., :-1, :]
+            vkeep = (va <= q) & (vb <= q)
+            d = torch.cat([(a - b).abs()[keep], (va - vb).abs()[vkeep]])
+            if d.numel() < 30:
+                return float(self._noise)
+            return float(d.median()) / _LOWER_QUARTILE_MAD
         return float((a - b).abs()[keep].median()) / _LOWER_QUARTILE_MAD
 
     def preprocess(self, photons: torch.Tensor) -> torch.Tensor:
