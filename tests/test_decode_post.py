@@ -119,11 +119,7 @@ def _movie(density, seed, frames=20):
 
 def test_shipped_decode_at_high_density_beats_the_plain_rule():
     """4 /µm², 20 frames of 48×48 px (seed 4242, neither a tuning nor a reported seed): the stored
-    post-processing against the plain 3×3 rule at 0.7 on the same network output.
-
-    Margins re-based in session 8: the 'auto' noise trigger no longer compresses this dense movie (9293f97),
-    and on the network's uncompressed output the stored rule gains +2.1 precision points, +0.6 JI points and
-    +1.9 efficiency points over the plain rule (it was >= 3 and >= 2 on the compressed output)."""
+    post-processing against the plain 3×3 rule at 0.7 on the same network output."""
     import sys
 
     sys.path.insert(0, str(ROOT / "benchmarks"))
@@ -142,9 +138,9 @@ def test_shipped_decode_at_high_density_beats_the_plain_rule():
         locs = spatial_integration(out, idx, 100.0, **kw)
         res[name] = evaluation_report(gt, locs, method="hungarian", crlb=False).metrics
     b, a = res["before"], res["after"]
-    assert a.precision >= b.precision + 0.015, (b.precision, a.precision)
+    assert a.precision >= b.precision + 0.03, (b.precision, a.precision)
     assert a.jaccard >= b.jaccard, (b.jaccard, a.jaccard)
-    assert a.efficiency_lateral >= b.efficiency_lateral + 1.0, (b.efficiency_lateral, a.efficiency_lateral)
+    assert a.efficiency_lateral >= b.efficiency_lateral + 2.0, (b.efficiency_lateral, a.efficiency_lateral)
 
 
 def test_shipped_decode_one_isolated_emitter_gives_one_localization():
