@@ -47,3 +47,52 @@ def test_read_noise_dominated_scmos_at_low_background_is_still_adapted():
                            photons_std=200, bg_photons=10, camera=cam, seed=3)
     fam.preprocess(_windows(cfg, cam))
     assert fam._photometry is not None
+
+
+def test_training_auto_adaptation_decides_each_sample_as_inference_decides_that_frame():
+    """train_adapt="auto" maps a training sample only when inference's "auto" rule would map a movie like
+    it; the per-sample rule read the all-pairs noise (inflated by the spots), so it compressed 24 of 32 in-range
+    40x40 crops at 4 /µm² (k up to 2.1) that preprocess leaves alone."""
+    fam = get_family("decode", {"input_adapt": "auto", "train_adapt": "auto"})
+    for density in (1.0, 4.0, 6.0):
+        cfg = SimulationConfig(n_frames=34, height=40, width=40, density=density, structure="uniform",
+                               psf_sigma_nm=120.0, photons_mean=2000, photons_std=500, bg_photons=50,
+                               seed=77 + int(density))
+        win = _windows(cfg, cfg.camera)
+        b_hat, k = fam._auto_adaptation_per_sample(win)
+        mapped = ((k.flatten() != 1) | (b_hat.flatten() != fam.config["input_offset"])).tolist()
+        inference = []
+        for i in range(len(win)):
+            fam.preprocess(win[i : i + 1])
+            inference.append(fam._photometry is not None)
+        assert mapped == inference, (density, sum(mapped), sum(inference))
+        if density == 4.0:
+            assert not any(mapped)
+
+
+def test_single_small_dense_frames_are_judged_like_a_batch_of_them():
+    """A batch of one 24x24 frame has ~35 background pairs, under the 100 the horizontal estimate needs; the
+    all-pairs fallback read the spots as noise and compressed 45 of 64 such frames at 4 /µm² (59 at 6) that
+    the same frames in one batch are not (the last batch of a small movie, a one-frame preview). The
+    fallback now adds the vertical pairs; the read-noise sCMOS frames are still adapted one at a time."""
+    fam = get_family("decode", {"input_adapt": "auto"})
+    for density in (4.0, 6.0):
+        cfg = SimulationConfig(n_frames=34, height=24, width=24, density=density, structure="uniform",
+                               psf_sigma_nm=120.0, photons_mean=2000, photons_std=500, bg_photons=50,
+                               seed=91 + int(density))
+        win = _windows(cfg, cfg.camera)
+        fam.preprocess(win)
+        assert fam._photometry is None
+        adapted = 0
+        for i in range(len(win)):
+            fam.preprocess(win[i : i + 1])
+            adapted += fam._photometry is not None
+        assert adapted <= {4.0: 3, 6.0: 8}[density], (density, adapted, len(win))  # all-pairs fallback: 20, 27
+    cam = Camera(kind="scmos", baseline=500.0, sensitivity=1.0, em_gain=1.0, qe=1.0, read_noise=300**0.5,
+                 spurious_charge=0.0)
+    cfg = SimulationConfig(n_frames=10, height=24, width=24, density=1.0, psf_sigma_nm=120.0, photons_mean=2000,
+                           photons_std=200, bg_photons=10, camera=cam, seed=3)
+    win = _windows(cfg, cam)
+    for i in range(len(win)):
+        fam.preprocess(win[i : i + 1])
+        assert fam._photometry is not None, i

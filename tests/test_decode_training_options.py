@@ -82,7 +82,9 @@ def test_train_adapt_auto_maps_only_out_of_range_randomised_samples():
     fam.configure_for(SIM)  # input_offset 50 photons/px, the EMCCD's noise there
     b0 = float(fam.config["input_offset"])
     g = torch.Generator().manual_seed(0)
-    in_range = torch.poisson(torch.full((1, 3, 16, 16), b0), generator=g)
+    # the training camera's noise (EMCCD, excess factor √2): a Poisson sample's sqrt(b0) is 0.67x it, at the
+    # noise trigger's lower edge (1/1.5), so whether it was 'in range' depended on the estimator's luck
+    in_range = b0 + float(fam.config["input_noise"]) * torch.randn((1, 3, 16, 16), generator=g)
     bright = 600.0 + 60.0 * torch.randn((1, 3, 16, 16), generator=g)  # background 600 photons/px
     photons = torch.cat([in_range, bright])
     from napari_smlm.core.localizations import Localizations
@@ -91,9 +93,12 @@ def test_train_adapt_auto_maps_only_out_of_range_randomised_samples():
                         "photons": np.array([3000.0, 3000.0])})
     bg = torch.stack([torch.full((16, 16), b0), torch.full((16, 16), 600.0)])
     off = get_family("decode", {**fam.config, "input_adapt": "off"})
-    # default-microscope samples and a user's data are never mapped in training
+    # default-microscope samples and a user's data are never mapped per sample in training: the batch goes
+    # through preprocess's batch rule, as a movie at inference (whether that fires on this artificial
+    # 50 + 600 photons/px batch is up to the rule, not this test)
     plain = fam.batch_from_data(photons, gt, 100.0, bg=bg)
-    torch.testing.assert_close(plain.inputs, off.preprocess(photons))
+    torch.testing.assert_close(plain.inputs, get_family("decode", dict(fam.config)).preprocess(photons))
+    assert float(plain.targets["photons"][1]) == 3000.0
     # randomised-microscope samples (simulate_batch's randomised branch sets the flag): only the out-of-range one
     fam._randomized_batch = True
     batch = fam.batch_from_data(photons, gt, 100.0, bg=bg)
@@ -110,3 +115,29 @@ def test_train_adapt_auto_maps_only_out_of_range_randomised_samples():
                                  "microscopes_default_fraction": 0.0})
     rb = rfam.simulate_batch(SIM, 4, np.random.default_rng(1), "cpu", randomize=True)
     assert torch.isfinite(rb.inputs).all() and not rfam._randomized_batch
+
+
+def test_a_batch_the_auto_rule_adapts_has_its_targets_mapped_too():
+    """Fine-tuning on data pairs of a movie outside the trained range: batch_from_data's preprocess maps the
+    inputs to the training background/noise (input_adapt="auto"), so the photon and background targets
+    must be mapped with them (postprocess maps the outputs back at inference). They were left raw — the
+    network was taught 3000 photons / 500 photons/px from inputs showing 3000/k and 50 — and the batch's
+    (b̂, k) stayed on the family for the next postprocess (the validation's)."""
+    fam = get_family("decode", {**TINY, "input_adapt": "auto"})
+    fam.configure_for(SIM)  # input_offset 50 photons/px
+    b0 = float(fam.config["input_offset"])
+    g = torch.Generator().manual_seed(1)
+    photons = 500.0 + 40.0 * torch.randn((2, 3, 16, 16), generator=g)  # background 500 photons/px: out of range
+    from napari_smlm.core.localizations import Localizations
+
+    gt = Localizations({"frame": np.array([0, 1]), "x_nm": np.array([800.0, 700.0]), "y_nm": np.array([800.0, 900.0]),
+                        "photons": np.array([3000.0, 3000.0])})
+    bg = torch.full((2, 16, 16), 500.0)
+    ref = get_family("decode", dict(fam.config))
+    ref.preprocess(photons)
+    assert ref._photometry is not None
+    b_hat, k = ref._photometry
+    batch = fam.batch_from_data(photons, gt, 100.0, bg=bg)
+    assert fam._photometry is None
+    torch.testing.assert_close(batch.targets["photons"], torch.full((2,), 3000.0 / k))
+    torch.testing.assert_close(batch.targets["bg"], torch.full((2, 16, 16), b0 + (500.0 - b_hat) / k))

@@ -76,6 +76,14 @@ class DecodeInputAdaptation:
         centre = photons[:, photons.shape[1] // 2]
         z = 0.6744897501960817 * math.sqrt(2.0)
         s_hat = (centre[..., :, 1:] - centre[..., :, :-1]).abs().flatten(1).median(1).values / z
+        # the trigger reads each sample's background-pixel noise, as preprocess reads a batch's
+        # (_background_noise; the all-pairs s_hat above is its fallback for too few pairs)
+        s_plain, s_bg = s_hat, []
+        for i in range(photons.shape[0]):
+            self._noise = float(s_plain[i])
+            s_bg.append(self._background_noise(photons[i : i + 1], 0.0))
+        self._noise = float(s_plain[0]) if len(s_plain) else self._noise
+        s_hat = torch.tensor(s_bg, dtype=s_plain.dtype, device=s_plain.device)
         b = b_hat.flatten()
         lo, hi = b0 * float(c["bg_range"][0]) / 2.0, b0 * float(c["bg_range"][1]) * 2.0
         adapt = (b < lo) | (b > hi)
@@ -97,7 +105,8 @@ class DecodeInputAdaptation:
         1.6–2.5× the camera's noise, so the trigger adapted (compressed) movies the network was trained
         on and cost 4–6 JI points at 4–6 /µm² (docs/weights.md, session 8); the pixels below the median
         still hold spot tails there, those below the lower quartile hardly. ``b_med`` is unused (kept
-        for the signature). Falls back to ``self._noise`` when fewer than 100 pairs qualify.
+        for the signature). When fewer than 100 pairs qualify (a few small frames) the vertical pairs count too,
+        and it falls back to ``self._noise`` below 30.
         """
         centre = photons[:, photons.shape[1] // 2]
         rows = centre.reshape(-1, centre.shape[-1])
@@ -106,7 +115,15 @@ class DecodeInputAdaptation:
         q = float(torch.quantile(rows.flatten().float(), _BACKGROUND_QUANTILE))
         keep = (a <= q) & (b <= q)
         if int(keep.sum()) < 100:
-            return float(self._noise)
+            # a few small frames (a 24x24 frame has ~35 such pairs): the vertical pairs too; the all-pairs
+            # fallback reads the spots of a dense frame as noise and compressed it, unlike the same frames
+            # in a bigger batch
+            va, vb = centre[..., 1:, :], centre[..., :-1, :]
+            vkeep = (va <= q) & (vb <= q)
+            d = torch.cat([(a - b).abs()[keep], (va - vb).abs()[vkeep]])
+            if d.numel() < 30:
+                return float(self._noise)
+            return float(d.median()) / _LOWER_QUARTILE_MAD
         return float((a - b).abs()[keep].median()) / _LOWER_QUARTILE_MAD
 
     def preprocess(self, photons: torch.Tensor) -> torch.Tensor:

@@ -244,4 +244,13 @@ class DecodeTrainingData:
             inputs = (photons - b0) / float(self.config["input_scale"])
         else:
             inputs = self.preprocess(photons)
+            if self._photometry is not None:
+                # the batch rule adapted the batch (e.g. a user's out-of-range movie when fine-tuning on
+                # data pairs): its photometric targets with it, as above, and no state left for postprocess
+                b_hat_b, k_b = self._photometry
+                b0 = float(self.config["input_offset"])
+                targets["photons"] = targets["photons"] / k_b
+                if "bg" in targets:
+                    targets["bg"] = b0 + (targets["bg"] - b_hat_b) / k_b
+                self._photometry = None
         return Batch(inputs=inputs, targets=targets, ground_truth=gt)
