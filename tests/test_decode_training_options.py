@@ -141,3 +141,14 @@ def test_a_batch_the_auto_rule_adapts_has_its_targets_mapped_too():
     assert fam._photometry is None
     torch.testing.assert_close(batch.targets["photons"], torch.full((2,), 3000.0 / k))
     torch.testing.assert_close(batch.targets["bg"], torch.full((2, 16, 16), b0 + (500.0 - b_hat) / k))
+
+
+def test_structure_shares_must_leave_room_for_each_other():
+    """p_filaments + p_clusters > 1 would silently never draw a cluster (the filaments share wins first)."""
+    from napari_smlm.core.models.decode import DecodeFamily
+
+    with pytest.raises(ValueError, match="p_filaments.*p_clusters.*sum at most 1"):
+        DecodeFamily({"p_filaments": 0.7, "p_clusters": 0.5})
+    with pytest.raises(ValueError, match="each must be in"):
+        DecodeFamily({"p_clusters": -0.1})
+    assert DecodeFamily({"p_filaments": 0.6, "p_clusters": 0.4}).config["p_clusters"] == 0.4

@@ -186,6 +186,17 @@ class DecodeFamily(DecodeTrainingData, DecodeInputAdaptation, ModelFamily):
             "agree_radius": None,
         }
 
+    def __init__(self, config: dict | None = None):
+        super().__init__(config)
+        pf, pc = self.config.get("p_filaments"), self.config.get("p_clusters")
+        pf = 0.0 if pf is None else float(pf)
+        pc = 0.0 if pc is None else float(pc)
+        if not (0.0 <= pf <= 1.0 and 0.0 <= pc <= 1.0 and pf + pc <= 1.0 + 1e-9):
+            raise ValueError(
+                f"{self.name}: p_filaments ({pf}) and p_clusters ({pc}) are the shares of training samples drawn as "
+                "filaments and as clusters (the rest uniform): each must be in [0, 1] and their sum at most 1"
+            )
+
     @classmethod
     def config_for_simulation(cls, sim: SimulationConfig) -> dict[str, float]:
         """Normalisation and output scales suited to a microscope.
