@@ -12,15 +12,8 @@ from napari_smlm.core.models import get_family
 from napari_smlm.core.training import TrainConfig, iter_train, scheduled_lr
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from test_decode import TINY, _one_thread  # noqa: E402,F401  (the tiny net; autouse one-thread fixture)
 
-
-TINY = {"frame_features": [8, 8], "context_features": [8, 8, 8], "head_features": 8}
 SIM = SimulationConfig(height=16, width=16, density=2.0, photons_mean=3000, bg_photons=50)
 
 

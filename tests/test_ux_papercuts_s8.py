@@ -192,15 +192,22 @@ def test_render_to_a_png_name_says_where_the_picture_goes(tmp_path, capsys):
     assert (tmp_path / "sr.png").is_file()
 
 
-def test_evaluate_scores_the_frames_the_localizer_processed(tmp_path, capsys):
-    """Symptom: `localize m.tif -o l.csv --frames 2 4` then `evaluate gt.csv l.csv` counted every emitter of the
-    frames never localized as a miss (recall of the whole movie), with no word about it."""
-    from napari_smlm.core.io import read_localizations, write_thunderstorm_csv
+def _one_emitter_per_frame_gt(tmp_path):
+    """gt.csv beside the 6-frame movie of :func:`_movie`: one emitter per frame at (1150, 1150) nm."""
+    from napari_smlm.core.io import write_thunderstorm_csv
 
-    movie = _movie(tmp_path)
     gt = Localizations({"frame": np.arange(6), "x_nm": np.full(6, 1150.0), "y_nm": np.full(6, 1150.0)},
                        {"pixel_size_nm": 100.0})
     write_thunderstorm_csv(tmp_path / "gt.csv", gt)
+
+
+def test_evaluate_scores_the_frames_the_localizer_processed(tmp_path, capsys):
+    """Symptom: `localize m.tif -o l.csv --frames 2 4` then `evaluate gt.csv l.csv` counted every emitter of the
+    frames never localized as a miss (recall of the whole movie), with no word about it."""
+    from napari_smlm.core.io import read_localizations
+
+    movie = _movie(tmp_path)
+    _one_emitter_per_frame_gt(tmp_path)
     csv = tmp_path / "l.csv"
     assert main(["-q", "localize", str(movie), "-o", str(csv), "--device", "cpu", "--frames", "2", "4"]) == 0
     assert read_localizations(csv).meta["frame_range"] == (2, 4)
@@ -228,12 +235,10 @@ def test_the_evaluation_widget_scores_the_frames_of_a_loaded_csv(make_napari_vie
 
 def test_evaluate_a_streamed_picasso_run_of_some_frames(tmp_path, capsys):
     """The same for `localize m.tif -o l.hdf5 --frames 2 4` (streamed; its YAML says 'napari-smlm frames done')."""
-    from napari_smlm.core.io import read_localizations, write_thunderstorm_csv
+    from napari_smlm.core.io import read_localizations
 
     movie = _movie(tmp_path)
-    gt = Localizations({"frame": np.arange(6), "x_nm": np.full(6, 1150.0), "y_nm": np.full(6, 1150.0)},
-                       {"pixel_size_nm": 100.0})
-    write_thunderstorm_csv(tmp_path / "gt.csv", gt)
+    _one_emitter_per_frame_gt(tmp_path)
     out = tmp_path / "l.hdf5"
     assert main(["-q", "localize", str(movie), "-o", str(out), "--device", "cpu", "--frames", "2", "4"]) == 0
     assert read_localizations(out).meta["frame_range"] == (2, 4)
