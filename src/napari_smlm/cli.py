@@ -185,7 +185,10 @@ def _read_locs(path, pixel_size_nm=None):
 
 
 def _say_run_record(path, locs) -> None:
-    """Say where a CSV's camera pixel size came from when it was its run record (core.io.run_record)."""
+    """Say where a CSV's camera pixel size came from when it was its run record (core.io.run_record), or why a
+    record beside it that names it was not used."""
+    if locs.meta.get("run_record_refused"):
+        print(f"warning: {locs.meta['run_record_refused']}", file=sys.stderr)
     rec = locs.meta.get("run_record")
     if rec and "pixel_size_nm" in locs.meta.get("from_run_record", ()):
         print(f"note: {Path(path).name}: camera pixel size {float(locs.meta['pixel_size_nm']):g} nm from {Path(rec).name} "
@@ -465,10 +468,13 @@ def cmd_postprocess(args) -> int:
     final = result.localizations
     final.meta["napari_smlm_version"] = __version__
     write_localizations(out, final)
+    from .core.io.run_record import table_identity
+
     summary = {"input": str(src), "output": str(out), "napari_smlm_version": __version__, "n_input": len(locs),
                # what the output CSV has no room for (read back by core.io.run_record)
                **{k: locs.meta[k] for k in ("pixel_size_nm", "image_shape") if locs.meta.get(k) is not None},
-               **result.summary(), "steps": final.meta.get("postprocessing", []), "elapsed_s": time.perf_counter() - t0}
+               **result.summary(), "steps": final.meta.get("postprocessing", []), "elapsed_s": time.perf_counter() - t0,
+               **table_identity(out)}  # which table this is, beyond its name (core.io.run_record)
     made_by = Path(f"{src.with_suffix('')}_localize.json")  # the input CSV's run record (localize): carried on
     if made_by.is_file():
         import json
