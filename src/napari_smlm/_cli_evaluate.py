@@ -168,7 +168,8 @@ def _write_csv(path: Path, rows: list[dict], columns) -> None:
 
 
 def cmd_benchmark(args) -> int:
-    from .cli import _camera_from_args, _progress, _read_locs, _write_json
+    from ._cli_localize import _camera_from_args
+    from .cli import _progress, _read_locs, _write_json
     from .core.benchmark import BENCHMARK_COLUMNS, iter_benchmark, resolve_models
     from .core.io.safe import check_output
     from .core.io.tiff import open_movie

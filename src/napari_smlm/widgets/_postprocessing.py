@@ -26,11 +26,10 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
-from ._base import dspin, spin
+from ._base import ScrollingDock, dspin, spin
 from ._feature_filter import FeatureFilterBox
 from ._postprocessing_report import plot_result, summary_text
 
@@ -61,7 +60,7 @@ def _guarded(gen: Any):
         yield _Failed(exc)
 
 
-class PostprocessingWidget(QWidget):
+class PostprocessingWidget(ScrollingDock):
     """Drift / merge / filter / FRC + NeNA of a localization layer (napari-smlm.postprocess_localizations)."""
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
@@ -137,7 +136,7 @@ class PostprocessingWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
-        lay = QVBoxLayout(self)
+        lay = self.body_layout()  # in a scroll area: the result's plot and text never squeeze the controls
         lay.addLayout(form)
         for b in (self.filter_box, box_d, box_l, box_r):
             lay.addWidget(b)
