@@ -13,6 +13,12 @@ Sign convention: :mod:`.drift`.
    ``Σ d = 0``) is solved by least squares; the pair with the largest residual is dropped
    while it exceeds ``max_residual_nm`` and the remaining pairs still connect all segments,
    then the system is solved again.
+   **Checked before it is applied** (rule written before it was measured, session 9): the residual
+   checks something only while the kept pairs are more than a spanning tree (``n`` segments: at
+   least ``n`` pairs; any ``n − 1`` connecting shifts fit with zero residual). With 3 or more
+   segments and no redundant pair left, the cross-correlations disagree: an error, no drift
+   applied (a table without structure that persists over time gave 390–590 nm of "drift" from
+   noise). With 2 segments nothing can check the one shift: the result carries a warning.
 5. Segment drifts (at each segment's mean frame) are interpolated to every frame with a cubic
    spline (as Picasso does), held constant before the first and after the last localized
    frame, and shifted so that the first localized frame has zero drift.
