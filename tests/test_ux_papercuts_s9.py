@@ -63,3 +63,44 @@ def test_every_dock_widget_scrolls_instead_of_squeezing(make_napari_viewer, name
         w.canvas.setVisible(True)  # as after a run: the result's plot appears
         w.summary.setText("3198 → 2094 localizations\nNeNA precision: 20.5 nm\nFRC resolution: …")
     assert w.minimumSizeHint().height() <= 200  # a short dock scrolls; its rows are never drawn over each other
+
+
+def _table(structured: bool, n_frames=40, per_frame=100, drift_nm=(0.0, 0.0), seed=0):
+    rng = np.random.default_rng(seed)
+    sites = rng.uniform(500, 6000, (per_frame, 2))
+    cols = {"frame": [], "x_nm": [], "y_nm": []}
+    for f in range(n_frames):
+        xy = sites if structured else rng.uniform(500, 6000, (per_frame, 2))  # new places in every frame
+        xy = xy + rng.normal(0, 10, xy.shape) + np.array(drift_nm) * f / (n_frames - 1)
+        cols["frame"].append(np.full(per_frame, f))
+        cols["x_nm"].append(xy[:, 0])
+        cols["y_nm"].append(xy[:, 1])
+    return Localizations({k: np.concatenate(v) for k, v in cols.items()}, {"pixel_size_nm": 100.0})
+
+
+def test_rcc_on_a_table_without_lasting_structure_is_refused_not_applied():
+    """Symptom: `postprocess positions_demo1.csv --drift rcc --segments 3` (ThunderSTORM demo ground truth: no drift,
+    emitters at new places in every frame) applied 390-590 nm of 'drift' found in noise; the pair rejection had left
+    a spanning tree, whose residual is 0 by construction ('2/3 pairs kept, residual 0.00 nm')."""
+    from napari_smlm.core.postprocessing import rcc
+
+    for n in (3, 4):
+        with pytest.raises(ValueError, match=r"RCC: the cross-correlations of the \d time segments disagree"):
+            rcc(_table(structured=False), n_segments=n)
+    two = rcc(_table(structured=False), n_segments=2)  # one pair: nothing to check it with, so said
+    assert "nothing can check" in two.info["warning"]
+    # a table with lasting structure and a real drift: found, checked, no warning
+    res = rcc(_table(structured=True, drift_nm=(150.0, -80.0)), n_segments=4)
+    assert "warning" not in res.info and res.info["n_pairs_rejected"] == 0
+    assert abs(res.drift_x_nm[-1] - 150.0) < 15 and abs(res.drift_y_nm[-1] + 80.0) < 15
+
+
+def test_cli_rcc_refusal_names_the_option_and_the_file(tmp_path, capsys):
+    from napari_smlm.core.io import write_thunderstorm_csv
+
+    write_thunderstorm_csv(tmp_path / "random.csv", _table(structured=False))
+    assert main(["postprocess", str(tmp_path / "random.csv"), "-o", str(tmp_path / "out.csv"), "--drift", "rcc",
+                 "--segments", "4"]) == 2
+    err = capsys.readouterr().err
+    assert f"error: --drift rcc: {tmp_path / 'random.csv'}: the cross-correlations" in err and "no drift is applied" in err
+    assert not (tmp_path / "out.csv").exists()

@@ -310,6 +310,8 @@ def cmd_postprocess(args) -> int:
         if msg.startswith("NeNA: "):
             raise ValueError(f"--nena: {src}: {msg[len('NeNA: '):]}; leave out --nena to post-process without it") \
                 from None
+        if msg.startswith("RCC: "):
+            raise ValueError(f"--drift rcc: {src}: {msg[len('RCC: '):]}") from None
         if msg.startswith("fiducial drift: "):
             raise ValueError(f"--drift fiducials: {src}: {msg[len('fiducial drift: '):]} (here: --fiducial X_NM Y_NM, "
                              "fiducial_min_fraction in a --config YAML, or --drift rcc)") from None
@@ -348,6 +350,8 @@ def cmd_postprocess(args) -> int:
         # the sample's largest distance from its first-frame position, as the Post-processing widget shows it
         largest = result.drift.max_displacement_nm
         print(f"drift ({d['method']}): largest displacement {largest:.1f} nm; table {drift_path}")
+        if d.get("warning"):
+            print(f"warning: {d['warning']}", file=sys.stderr)
     if result.pixel_locking is not None:
         b, a = result.pixel_locking.before, result.pixel_locking.after
         print(f"pixel locking: sub-pixel deviation x {b.deviation_x:.2f} -> {a.deviation_x:.2f}, y {b.deviation_y:.2f} -> "
