@@ -104,3 +104,27 @@ def test_cli_rcc_refusal_names_the_option_and_the_file(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"error: --drift rcc: {tmp_path / 'random.csv'}: the cross-correlations" in err and "no drift is applied" in err
     assert not (tmp_path / "out.csv").exists()
+
+
+def test_postprocessing_widget_failure_does_not_show_the_last_runs_result(make_napari_viewer, qtbot):
+    """Symptom: after a good run, a run that failed (RCC refused) showed 'error: …' under the progress bar at
+    100 % and, below it, the previous run's summary and plots, as if they were this run's."""
+    from napari.layers import Layer
+
+    from napari_smlm import _layers
+
+    viewer = make_napari_viewer()
+    viewer.add_layer(Layer.create(*_layers.localizations_layer_data(_table(structured=False), "random")))
+    _, w = viewer.window.add_plugin_dock_widget("napari-smlm", "Post-processing")
+    w.layer_combo.setCurrentText("random")
+    w.frc.setChecked(True)
+    w.run()
+    qtbot.waitUntil(lambda: w.job is not None and not w.job.running, timeout=60_000)
+    assert w.error is None and "FRC" in w.summary.text() and w.canvas.isVisibleTo(w)
+    w.frc.setChecked(False)
+    w.drift.setCurrentText("RCC (no fiducials)")
+    w.segments.setValue(4)
+    w.run()
+    qtbot.waitUntil(lambda: w.job is not None and not w.job.running, timeout=60_000)
+    assert w.error is not None and w.status.text().startswith("error: RCC")
+    assert w.summary.text() == "" and not w.canvas.isVisibleTo(w) and w.progress.value() == 0

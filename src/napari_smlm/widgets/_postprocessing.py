@@ -251,6 +251,8 @@ class PostprocessingWidget(ScrollingDock):
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
         self.status.setText("running…")
+        self.summary.setText("")  # the last run's summary and plots would read as this run's if it fails
+        self.canvas.setVisible(False)
         self.job = start_job(
             _guarded(iter_postprocess(locs, cfg) if deferred is None else _postprocess_later(deferred[0], cfg)),
             on_update=self._on_update,
@@ -281,6 +283,7 @@ class PostprocessingWidget(ScrollingDock):
             self.status.setText(f"{u.step}: {u.message}")
         elif isinstance(u, _Failed):
             self.error = u.exc
+            self.progress.setValue(0)  # not "100 %" beside an error
             self._fail(str(u.exc))
         else:
             self.result = u
