@@ -128,3 +128,18 @@ def test_postprocessing_widget_failure_does_not_show_the_last_runs_result(make_n
     qtbot.waitUntil(lambda: w.job is not None and not w.job.running, timeout=60_000)
     assert w.error is not None and w.status.text().startswith("error: RCC")
     assert w.summary.text() == "" and not w.canvas.isVisibleTo(w) and w.progress.value() == 0
+
+
+def test_reconstruction_domain_warnings_are_one_per_line(make_napari_viewer, monkeypatch):
+    """Symptom: on Locan's images.tif the notification read '... or train/fine-tune for this microscope pixel noise
+    3.51 photons is 0.28x ...': three warnings, each without a final stop, joined by spaces into one run-on line."""
+    from napari_smlm.widgets import _reconstruction_live as live
+    from napari_smlm.widgets._reconstruction_job import _DomainWarnings
+
+    said = []
+    monkeypatch.setattr(live, "notify_warning", said.append)
+    viewer = make_napari_viewer()
+    _, w = viewer.window.add_plugin_dock_widget("napari-smlm", "Reconstruction")
+    w._on_update(_DomainWarnings(("spots are dim; expect degraded results", "the PSF is narrow")))
+    assert said == ["spots are dim; expect degraded results.\nthe PSF is narrow."]
+    assert w.domain_warnings == ["spots are dim; expect degraded results", "the PSF is narrow"]
