@@ -106,11 +106,10 @@ def cmd_localize(args) -> int:
                   f"{args.output} (--record is for .csv outputs)", file=sys.stderr)
         return cmd_localize_runner(args)  # --batch-size None: core.runner.stream_batch decides
     _cli_process.pause()  # no cyclic GC while torch, the model and the first batch load (resumed below)
+    from .core.io.formats import writer_format
     from .core.io.locs import write_localizations
     from .core.io.safe import companion_files
     from .core.io.tiff import open_movie, write_image
-
-    from .core.io.formats import writer_format
 
     _check_frame_range(args.frames)
     writer_format(args.output, "--output")  # a name that cannot be written: refused now, not after the run
