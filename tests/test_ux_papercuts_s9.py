@@ -143,3 +143,29 @@ def test_reconstruction_domain_warnings_are_one_per_line(make_napari_viewer, mon
     w._on_update(_DomainWarnings(("spots are dim; expect degraded results", "the PSF is narrow")))
     assert said == ["spots are dim; expect degraded results.\nthe PSF is narrow."]
     assert w.domain_warnings == ["spots are dim; expect degraded results", "the PSF is narrow"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["localize", "m.tif", "-o", "l.csv"], ["simulate", "-o", "sim"], ["benchmark", "m.tif", "gt.csv"],
+    ["fit3d", "m.tif", "--psf", "c.yaml", "-o", "l.csv"],
+])
+def test_a_bad_camera_names_the_option(tmp_path, capsys, argv):
+    """Symptom: `localize ... --camera nonexist.yaml` said 'error: nonexist.yaml: no such camera profile file' (no
+    option named), and only after opening the movie; a typo'd preset 'unknown camera preset' likewise."""
+    from napari_smlm.cli import build_parser
+
+    bad = str(tmp_path / "nope.yaml")
+    with pytest.raises(SystemExit) as exc:
+        build_parser().parse_args([*argv, "--camera", bad])
+    assert exc.value.code == 2
+    assert f"argument --camera: {bad}: no such camera profile file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        build_parser().parse_args([*argv, "--camera", "emcdd"])
+    assert "argument --camera: unknown camera preset 'emcdd'" in capsys.readouterr().err
+    assert build_parser().parse_args([*argv, "--camera", "emccd"]).camera == "emccd"  # as typed
+
+
+def test_train_still_takes_camera_fit():
+    from napari_smlm.cli import build_parser
+
+    assert build_parser().parse_args(["train", "--model", "decode", "-o", "m.pt", "--camera", "fit"]).camera == "fit"

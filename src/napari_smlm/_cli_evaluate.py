@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from ._cli_camera import CAMERA_HELP
+from ._cli_camera import CAMERA_HELP, camera_arg
 from .core.progress import UpdateKind
 from .core.validate import arg, device_arg
 
@@ -325,7 +325,7 @@ def add_benchmark_parser(sub) -> None:
     b.add_argument("--tolerance", type=arg("tolerance"), default=250.0, help="lateral matching radius, nm")
     b.add_argument("--frames", type=arg("frame"), nargs=2, default=None, metavar=("START", "STOP"), help="only frames START <= frame < STOP, 0-based (default: all)")
     b.add_argument("--pixel-size", type=arg("pixel_size_nm"), default=None, help="camera pixel size, nm (default: from the file, else 100)")
-    b.add_argument("--camera", default=None, help=f"{CAMERA_HELP}, for every model (default: each model's own)")
+    b.add_argument("--camera", type=camera_arg(), default=None, help=f"{CAMERA_HELP}, for every model (default: each model's own)")
     b.add_argument("--baseline", type=arg("baseline"), default=None, help="camera offset, ADU (default: the camera's)")
     b.add_argument("--sensitivity", type=arg("sensitivity"), default=None, help="e-/ADU before EM gain (default: the camera's)")
     b.add_argument("--em-gain", type=arg("em_gain"), default=None, help="EM gain, >= 1 (1 for sCMOS) (default: the camera's)")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from . import _cli_process
-from ._cli_camera import CAMERA_HELP
+from ._cli_camera import CAMERA_HELP, camera_arg
 from ._stop import STOP
 from .core.progress import UpdateKind
 from .core.validate import arg, device_arg
@@ -217,7 +217,7 @@ def add_localize_parser(sub):
     lz.add_argument("--threads-per-worker", type=arg("threads"), default=1, help="torch threads per Dask worker")
     lz.add_argument("--scheduler", default=None, help="address of a running Dask scheduler, e.g. tcp://host:8786 (default: none, local)")
     lz.add_argument("--pixel-size", type=arg("pixel_size_nm"), default=None, help="camera pixel size, nm (default: from the file)")
-    lz.add_argument("--camera", default=None, help=f"{CAMERA_HELP} (default: the model's)")
+    lz.add_argument("--camera", type=camera_arg(), default=None, help=f"{CAMERA_HELP} (default: the model's)")
     lz.add_argument("--baseline", type=arg("baseline"), default=None, help="camera offset, ADU (default: the camera's)")
     lz.add_argument("--sensitivity", type=arg("sensitivity"), default=None, help="e-/ADU before EM gain (default: the camera's)")
     lz.add_argument("--em-gain", type=arg("em_gain"), default=None, help="EM gain, >= 1 (1 for sCMOS) (default: the camera's)")
