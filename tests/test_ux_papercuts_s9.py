@@ -169,3 +169,14 @@ def test_train_still_takes_camera_fit():
     from napari_smlm.cli import build_parser
 
     assert build_parser().parse_args(["train", "--model", "decode", "-o", "m.pt", "--camera", "fit"]).camera == "fit"
+
+
+def test_render_of_an_empty_table_is_refused(tmp_path, capsys):
+    """Symptom: `render header_only.csv -o h.tif` wrote a 1×1 px black TIFF and PNG and exited 0."""
+    from napari_smlm.core.io import write_thunderstorm_csv
+
+    write_thunderstorm_csv(tmp_path / "empty.csv", Localizations({"frame": np.zeros(0, int), "x_nm": np.zeros(0),
+                                                                  "y_nm": np.zeros(0)}, {}))
+    assert main(["render", str(tmp_path / "empty.csv"), "-o", str(tmp_path / "h.tif")]) == 2
+    assert "empty.csv: no localizations to render" in capsys.readouterr().err
+    assert not list(tmp_path.glob("h.*"))

@@ -70,6 +70,8 @@ def cmd_render(args) -> int:
     png = Path(args.png) if args.png else out.with_suffix(".png")
     _check_outputs(args, [(out, "--output"), (png, "--png")], [args.locs, *companion_files(args.locs)])
     locs = _read_locs(args.locs, args.camera_pixel_size)
+    if len(locs) == 0:  # a 1×1 px black image (and PNG) said nothing about why
+        raise ValueError(f"{args.locs}: no localizations to render (the table has no rows with finite x and y)")
     img = _render_and_save(locs, out, png, args.method, args.pixel_size, args.sigma, _field_nm(locs), title=Path(args.locs).name)
     print(f"image: {out} ({img.image.shape[1]}×{img.image.shape[0]} px of {args.pixel_size} nm)")
     print(f"png:   {png}")
