@@ -370,6 +370,30 @@ def keep_other_sections(new_md: str, old_md: str | None) -> str:
     return "\n\n".join([new_md.rstrip("\n"), *kept]) if kept else new_md
 
 
+#: The EPFL figures of the current weights: ``napari-smlm benchmark``'s JSON, the source of the table of
+#: docs/public_benchmarks.md (re-measured there with its date and checkpoints). The EPFL section of
+#: docs/benchmarks.md repeats its main columns (``tests/test_benchmark_docs.py`` checks the two pages agree).
+EPFL_CURRENT_JSON = Path(__file__).resolve().parents[1] / "docs" / "benchmarks" / "epfl_bundled_tubes_benchmark.json"
+
+
+def epfl_current_markdown(path: Path = EPFL_CURRENT_JSON) -> list[str]:
+    """Lines of the EPFL section that give the current figures (from ``path``) and say where they come from."""
+    if not Path(path).is_file():
+        return []
+    rows = json.loads(Path(path).read_text(encoding="utf-8"))["rows"]
+    L = ["**Current figures** — copied from [public_benchmarks.md](public_benchmarks.md#the-shared-epfl-bundled-tubes-high-density-movie) "
+         "(`napari-smlm benchmark`, greedy matching, 250 nm; its date, checkpoints, machine and threads are stated there; "
+         "raw: `docs/benchmarks/epfl_bundled_tubes_benchmark.json`). The table after it is `run_all.py`'s own run "
+         "(the date at the top of this page): where the dates differ, the later one used the current weights.", "",
+         "| method | JI | RMSE | E | SSIM | NMSE | frames/s | threads |", "|---|---:|---:|---:|---:|---:|---:|---:|"]
+    for r in rows:
+        name = r["model"] + (" (fixed threshold, earlier run)" if r["model"] == "picasso" else "")
+        L.append(f"| {name} | {_fmt(r['jaccard_percent_greedy'])} | {_fmt(r['rmse_lateral_nm_greedy'])} | "
+                 f"{_fmt(r['efficiency_lateral_greedy'])} | {_fmt(r['ssim'], 3)} | {_fmt(r['nmse'], 3)} | "
+                 f"{_fmt(r['frames_per_s'])} | {r.get('threads', '–')} |")
+    return L + [""]
+
+
 #: docs/benchmarks.md markers around the accuracy section (``--only accuracy`` rewrites only what is between them).
 ACCURACY_START = "<!-- run_all.py accuracy: start (regenerate with `python benchmarks/run_all.py --only accuracy`) -->"
 ACCURACY_END = "<!-- run_all.py accuracy: end -->"
@@ -468,7 +492,9 @@ def markdown(results: dict, images: list[str], quick: bool) -> str:
     L += accuracy_markdown(results)
     ep = results.get("epfl")
     if ep:
-        L += [f"## EPFL 2013 Bundled Tubes High Density ({ep['frames']} frames, {ep['n_gt']} ground-truth positions; evaluation only)", "",
+        L += [f"## EPFL 2013 Bundled Tubes High Density ({ep['frames']} frames, {ep['n_gt']} ground-truth positions; evaluation only)", ""]
+        L += epfl_current_markdown()
+        L += ["**This run** (`run_all.py`, the date at the top of this page). "
               "Camera as read from the movie (see `EPFL_CAMERA` in run_all.py). SSIM / NMSE: the method's image on the 12.5 nm grid vs the "
               "ground truth rendered there (both normalised); Pearson: vs Deep-STORM's own reconstruction (`Recovery_SimulatedMicrotubules.mat`).", "",
               "| method | JI | RMSE | E | SSIM | NMSE | Pearson vs authors | frames/s |", "|---|---:|---:|---:|---:|---:|---:|---:|"]

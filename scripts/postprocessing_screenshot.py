@@ -68,6 +68,11 @@ def main() -> int:
     for _ in range(50):
         QApplication.processEvents()
         time.sleep(0.02)
+    bar = w._scroll.verticalScrollBar()  # the dock scrolls (ScrollingDock): show the result's summary and plots
+    bar.setValue(bar.maximum())
+    for _ in range(20):
+        QApplication.processEvents()
+        time.sleep(0.02)
     OUT.parent.mkdir(parents=True, exist_ok=True)
     viewer.screenshot(str(OUT), canvas_only=False)
     print(f"screenshot: {OUT}; {w.summary.text()!r}")

@@ -1,7 +1,21 @@
-"""Summarise the shipped checkpoints into docs/weights.md (model, size, training settings, curve).
+"""Summarise the shipped checkpoints for docs/weights.md (model, size, training settings, curves).
 
-    python scripts/weights_report.py
+    python scripts/weights_report.py            # rewrite the marked blocks of docs/weights.md
+    python scripts/weights_report.py --check    # exit 1 when a marked block is out of date; writes nothing
+    python scripts/weights_report.py --print    # every generated block on stdout; writes nothing
+
+docs/weights.md is mostly hand-written (fine-tunes, decisions, evaluations). The script owns only the
+blocks marked in it::
+
+    <!-- weights_report:NAME begin -->
+    ...generated, replaced on every run...
+    <!-- weights_report:NAME end -->
+
+with NAME one of ``table`` (the summary table and notes), ``decode-eval``, ``curve:<model>``. Text outside
+the markers is never touched; a generated block with no markers in the file is not written (listed on
+stderr); a file without any marker, or with unbalanced markers, is refused and left as it was.
 """
+
 
 from __future__ import annotations
 
@@ -22,10 +36,13 @@ def _sim_summary(sim: dict) -> str:
     )
 
 
-def main() -> int:
+BEGIN, END = "<!-- weights_report:{} begin -->", "<!-- weights_report:{} end -->"
+
+
+def render_blocks() -> dict[str, str]:
+    """Every generated block, by name (``table``, ``decode-eval``, ``curve:<model>``), as Markdown (no headings)."""
+    blocks: dict[str, str] = {}
     lines = [
-        "# Shipped weights",
-        "",
         "Made by `scripts/train_shipped.py MODEL --minutes M --threads 1` (density-map models, CPU presets) and "
         "`scripts/train_decode.py` (DECODE-like model), from seed 0, on simulated data only, on this project's "
         "development machine (2 CPU cores, no GPU). The training randomises density, photons, background and PSF "
@@ -35,7 +52,6 @@ def main() -> int:
         "| model | file size | parameters | config | total steps | minutes (last run) | best val loss | val JI (%) | val RMSE (nm) | microscope |",
         "|---|---:|---:|---|---:|---:|---:|---:|---:|---|",
     ]
-    curves = []
     notes: list[str] = []
     for name in shipped_models():
         path = weights_dir() / f"{name}.pt"
@@ -55,40 +71,129 @@ def main() -> int:
         if tr.get("note"):
             notes.append(f"- **{name}**: {tr['note']}")
         if hist:
-            curves.append((name, hist))
+            curve = ["| step | minutes | val loss | JI (%) | RMSE (nm) | efficiency (%) |", "|---:|---:|---:|---:|---:|---:|"]
+            for h in hist:
+                curve.append(
+                    f"| {h['step']} | {h.get('minutes', float('nan')):.1f} | {h['val_loss']:.4g} | "
+                    f"{100 * h.get('jaccard', float('nan')):.1f} | {h.get('rmse_lateral_nm', float('nan')):.1f} | "
+                    f"{h.get('efficiency_lateral', float('nan')):.1f} |"
+                )
+            blocks[f"curve:{name}"] = "\n".join(curve)
     if notes:
         lines += ["", "How the checkpoints were made, where it differs from the script defaults:", ""] + notes
+    blocks = {"table": "\n".join(lines), **blocks}
     ev = ROOT / "docs" / "benchmarks" / "decode_eval.json"
     if ev.exists():
         import json
 
         rows = json.loads(ev.read_text())
-        lines += ["", "## decode: evaluation on fresh simulated 64×64 movies",
-                  "", "Made by `scripts/train_decode.py --eval-only --eval-json docs/benchmarks/decode_eval.json` "
-                  "(SMLM-2016 EMCCD, 100 nm pixels, σ_PSF 120 nm). RMSE\\*/CRLB: the matched emitters that were on for the "
-                  "whole frame, their lateral RMSE and rms lateral Mortensen bound (F = 2). Sub-pixel: largest deviation of the "
-                  "frac(x/px) histogram from flat, next to the deviation expected from counting noise.", "",
-                  "| density /µm² | threshold | JI (%) | recall | precision | RMSE (nm) | RMSE\\* (nm) | CRLB (nm) | E (%) | sub-pixel dev (noise) | frames/s |",
-                  "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
+        lines = ["Made by `scripts/train_decode.py --eval-only --eval-json docs/benchmarks/decode_eval.json` "
+                 "(SMLM-2016 EMCCD, 100 nm pixels, σ_PSF 120 nm). RMSE\\*/CRLB: the matched emitters that were on for the "
+                 "whole frame, their lateral RMSE and rms lateral Mortensen bound (F = 2). Sub-pixel: largest deviation of the "
+                 "frac(x/px) histogram from flat, next to the deviation expected from counting noise.", "",
+                 "| density /µm² | threshold | JI (%) | recall | precision | RMSE (nm) | RMSE\\* (nm) | CRLB (nm) | E (%) | sub-pixel dev (noise) | frames/s |",
+                 "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|"]
         for r in rows:
             lines.append(
                 f"| {r['density']} | {r['threshold']} | {100 * r['jaccard']:.1f} | {r['recall']:.3f} | {r['precision']:.3f} | "
                 f"{r['rmse_lateral_nm']:.1f} | {r['rmse_full_frame_nm']:.1f} | {r['crlb_full_frame_nm']:.1f} | "
                 f"{r['efficiency_lateral']:.1f} | {r['subpixel_max_dev']:.2f} ({r['subpixel_noise']:.2f}) | {r['frames_per_s']:.0f} |"
             )
-    extra = ROOT / "docs" / "benchmarks" / "decode_randomized.md"
-    if extra.exists():  # the randomised-microscope fine-tune of decode: script, figures, decision (hand-written)
-        lines += ["", extra.read_text().rstrip()]
-    for name, hist in curves:
-        lines += ["", f"## {name}: validation curve", "", "| step | minutes | val loss | JI (%) | RMSE (nm) | efficiency (%) |", "|---:|---:|---:|---:|---:|---:|"]
-        for h in hist:
-            lines.append(
-                f"| {h['step']} | {h.get('minutes', float('nan')):.1f} | {h['val_loss']:.4g} | {100 * h.get('jaccard', float('nan')):.1f} | "
-                f"{h.get('rmse_lateral_nm', float('nan')):.1f} | {h.get('efficiency_lateral', float('nan')):.1f} |"
-            )
-    out = ROOT / "docs" / "weights.md"
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+        blocks["decode-eval"] = "\n".join(lines)
+    return blocks
+
+
+def marked_blocks(text: str, where: str = "the file") -> dict[str, tuple[int, int]]:
+    """``{name: (start, stop)}`` of the text between each block's begin and end markers in ``text``.
+
+    Raises
+    ------
+    ValueError
+        No marker at all, a begin without its end (or the other way round), a block marked twice, or
+        blocks that overlap: naming ``where`` and the block.
+    """
+    import re
+
+    found: dict[str, tuple[int, int]] = {}
+    marks = list(re.finditer(r"<!-- weights_report:(\S+) (begin|end) -->", text))
+    if not marks:
+        raise ValueError(f"{where}: no '<!-- weights_report:NAME begin -->' marker: the script writes only inside "
+                         "its marked blocks, and this file has none, so nothing is rewritten (its text is hand-written)")
+    open_name, open_end = None, 0
+    for m in marks:
+        name, kind = m.group(1), m.group(2)
+        if kind == "begin":
+            if open_name is not None:
+                raise ValueError(f"{where}: block {open_name!r} has no end marker before block {name!r} begins")
+            if name in found:
+                raise ValueError(f"{where}: block {name!r} is marked twice")
+            open_name, open_end = name, m.end()
+        else:
+            if name != open_name:
+                raise ValueError(f"{where}: end marker of block {name!r} without its begin marker")
+            found[name] = (open_end, m.start())
+            open_name = None
+    if open_name is not None:
+        raise ValueError(f"{where}: block {open_name!r} has no end marker")
+    return found
+
+
+def update_marked(text: str, blocks: dict[str, str], where: str = "the file") -> tuple[str, list[str], list[str]]:
+    """``text`` with each marked block's content replaced by ``blocks[name]``; text outside the markers is kept.
+
+    Returns
+    -------
+    (str, list of str, list of str)
+        The new text, the blocks rewritten, the generated blocks the text has no markers for (not written).
+
+    Raises
+    ------
+    ValueError
+        Bad markers (:func:`marked_blocks`), or a marked block the script does not generate.
+    """
+    spans = marked_blocks(text, where)
+    unknown = sorted(set(spans) - set(blocks))
+    if unknown:
+        raise ValueError(f"{where}: marked block(s) {unknown} are not generated by this script (it makes {sorted(blocks)})")
+    out, pos = [], 0
+    for name, (a, b) in sorted(spans.items(), key=lambda kv: kv[1][0]):
+        out += [text[pos:a], "\n", blocks[name].strip("\n"), "\n"]
+        pos = b
+    out.append(text[pos:])
+    return "".join(out), sorted(spans), sorted(set(blocks) - set(spans))
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--output", type=Path, default=ROOT / "docs" / "weights.md", help="Markdown file with marked blocks")
+    p.add_argument("--check", action="store_true", help="exit 1 when a marked block is out of date; write nothing")
+    p.add_argument("--print", action="store_true", help="print every generated block; write nothing")
+    a = p.parse_args(argv)
+    if a.print:
+        for name, body in render_blocks().items():
+            print(f"{BEGIN.format(name)}\n{body}\n{END.format(name)}\n")
+        return 0
+    try:
+        text = a.output.read_text(encoding="utf-8")
+        marked_blocks(text, str(a.output))  # refused before the checkpoints are loaded
+        new, written, unmarked = update_marked(text, render_blocks(), str(a.output))
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    if unmarked:
+        print(f"note: not written (no markers in {a.output}): {', '.join(unmarked)}", file=sys.stderr)
+    if a.check:
+        stale = new != text
+        print(f"{a.output}: {'out of date' if stale else 'up to date'} ({', '.join(written)})")
+        return int(stale)
+    if new != text:
+        from napari_smlm.core.io.safe import atomic_path
+
+        with atomic_path(a.output) as tmp:
+            Path(tmp).write_text(new, encoding="utf-8")
+    print(f"{a.output}: rewrote {', '.join(written)}" + ("" if new != text else " (no change)"))
     return 0
 
 

@@ -92,3 +92,32 @@ def test_only_accuracy_run_records_checkpoint_hashes_and_keeps_the_rest(tmp_path
     assert out.startswith("# Benchmarks\n\nintro\n\n<!-- run_all.py accuracy: start")
     assert out.endswith("<!-- run_all.py accuracy: end -->\n\n## CPU speed\n\nkept 1\n")
     assert "old table" not in out and "| smlm2016_emccd | uniform | 2.0 | decode |" in out
+
+
+def test_epfl_figures_of_benchmarks_md_agree_with_public_benchmarks_md():
+    """docs/benchmarks.md's EPFL section gives the current figures of docs/public_benchmarks.md (same JSON), not
+    only its older run_all.py table (which had drifted: u-storm 46.0 vs 42.6 % JI, decode 44.7 vs 47.1 %)."""
+    ra = _run_all_module()
+    block = ra.epfl_current_markdown()
+    assert block, "docs/benchmarks/epfl_bundled_tubes_benchmark.json is missing"
+    bench = (ROOT / "docs" / "benchmarks.md").read_text(encoding="utf-8")
+    assert "\n".join(block) in bench  # regenerated from the JSON, word for word
+    public = (ROOT / "docs" / "public_benchmarks.md").read_text(encoding="utf-8")
+    rows = {}
+    for line in public.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) == 10 and " / " in cells[1] and cells[0] not in ("model",):
+            rows[cells[0]] = cells
+    checked = 0
+    for line in block:
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if len(cells) != 8 or cells[0] in ("method",) or cells[1].startswith("-"):
+            continue
+        model = cells[0].split(" (")[0]
+        pub = rows[model]
+        # JI, RMSE, efficiency (greedy: the first of "g / H"), SSIM, NMSE, frames/s
+        assert cells[1] == pub[1].split(" / ")[0] and f"{float(pub[4].split(' / ')[0]):.1f}" == cells[2], model
+        assert f"{float(pub[5].split(' / ')[0]):.1f}" == cells[3] and cells[4] == pub[7] and cells[5] == pub[8], model
+        assert cells[6] == pub[9], model
+        checked += 1
+    assert checked == len(rows) >= 8

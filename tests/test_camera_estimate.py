@@ -137,6 +137,23 @@ def test_too_few_frames_and_constant_movie_are_clear_errors():
 
 
 # ----------------------------------------------------------------------------- profiles
+def test_a_coarse_adu_camera_is_refused_with_the_reason():
+    """An sCMOS writing 8 e⁻ per ADU at 10 background photons/px: the noise (~0.4 ADU) is below the 1-ADU steps.
+    The estimator used to return 0.000 ADU/e⁻ and ~800,000 photons/px of background (offset 400, prior 100);
+    at 20 e⁻/ADU it said "100 % under emitters". Now: refused, naming the movie and the coarse steps."""
+    for sens in (8.0, 20.0):
+        cam = get_camera("generic_scmos").replace(baseline=400.0, sensitivity=sens)
+        movie = _movie(cam, seed=1, frames=100, bg=10.0)
+        with pytest.raises(CameraEstimateError, match="1-ADU steps") as exc:
+            estimate_camera(movie, prior="scmos", kind="scmos", name="coarse.tif")
+        assert str(exc.value).startswith("coarse.tif: its quietest pixels vary by only")
+        assert "sensitivity (e⁻/ADU)" in str(exc.value)
+    # 2 e⁻/ADU (0.5 ADU/e⁻, the benchmark's coarsest sCMOS) at the same background is still measured
+    cam = get_camera("generic_scmos").replace(baseline=400.0, sensitivity=2.0)
+    est = estimate_camera(_movie(cam, seed=1, frames=100, bg=10.0), prior="scmos", kind="scmos")
+    assert abs(est.adu_per_electron / _g(cam) - 1) <= 0.25 and abs(est.baseline - 400.0) <= TOL_OFFSET_ADU
+
+
 def test_profile_round_trip_and_never_overwrites(tmp_path, emccd_movie):
     est = estimate_camera(emccd_movie, prior="emccd")
     p = save_camera_profile(est.camera(), tmp_path / "scope.yaml", guessed=est.guessed, estimate=est.to_dict())

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from ._cli_camera import CAMERA_HELP
+from ._cli_camera import CAMERA_HELP, camera_arg
 
 log = logging.getLogger("napari_smlm")
 
@@ -128,7 +128,7 @@ def add_fit3d_parser(sub) -> None:
     f3.add_argument("--psf", required=True, type=Path, help="astigmatic calibration YAML (from `calibrate`)")
     f3.add_argument("-o", "--output", required=True, type=Path, help="localization file (.csv ThunderSTORM with z [nm], ...)")
     f3.add_argument("--pixel-size", type=float, default=None, help="camera pixel size, nm (default: the movie's metadata)")
-    f3.add_argument("--camera", default=None, help=f"{CAMERA_HELP} (default: recorded in the movie, else smlm2016_emccd)")
+    f3.add_argument("--camera", type=camera_arg(), default=None, help=f"{CAMERA_HELP} (default: recorded in the movie, else smlm2016_emccd)")
     f3.add_argument("--threshold", type=float, default=5.0, help="detection threshold, robust SDs of the band-passed frame")
     f3.add_argument("--roi-radius", type=int, default=5, help="fitted ROI half-width, px")
     f3.add_argument("--overwrite", action="store_true", help="replace an existing output file")

@@ -15,13 +15,36 @@ from pathlib import Path
 
 from .core.validate import arg
 
-__all__ = ["add_camera_parser", "CAMERA_HELP"]
+__all__ = ["add_camera_parser", "CAMERA_HELP", "camera_arg"]
 
 #: Help of every --camera option.
 CAMERA_HELP = (
     "camera preset: smlm2016_emccd (emccd), generic_scmos (scmos), ideal; or a camera profile .yaml "
     "(from `napari-smlm camera estimate`)"
 )
+
+
+def camera_arg(*allowed: str):
+    """An argparse ``type`` for ``--camera``: a preset name or a readable, valid camera profile, checked at parsing.
+
+    A bad value is then refused before any work, with the option named (``argument --camera: nonexist.yaml: no such
+    camera profile file``); ``allowed`` are other words a command accepts (``train``'s ``fit``). The value is kept
+    as typed (the command resolves it as before).
+    """
+
+    def check(value: str) -> str:
+        if value in allowed:
+            return value
+        from .core.camera import get_camera  # imports torch: only when --camera is given
+
+        try:
+            get_camera(value)
+        except (ValueError, OSError) as exc:  # SMLMFileError is a ValueError
+            raise argparse.ArgumentTypeError(str(exc)) from None
+        return value
+
+    check.__name__ = "camera"  # argparse's "invalid camera value" wording, if it ever shows
+    return check
 
 
 def _print_rows(rows: list[tuple[str, str]]) -> None:
@@ -109,7 +132,7 @@ def add_camera_parser(sub, formatter_class=argparse.HelpFormatter) -> None:
     e.add_argument("-o", "--output", type=Path, default=None, help="camera profile .yaml to write (default: only print the estimate)")
     e.add_argument("--kind", choices=["emccd", "scmos", "ccd"], default=None,
                    help="camera kind: sets the excess-noise factor F² (2 EMCCD, 1 sCMOS/CCD) (default: the --like camera's)")
-    e.add_argument("--like", default=None,
+    e.add_argument("--like", type=camera_arg(), default=None,
                    help="preset or profile that supplies what a movie cannot tell: QE, EM gain, read noise (default: the "
                    "--kind's preset, else smlm2016_emccd)")
     e.add_argument("--max-frames", type=arg("n_frames"), default=400, help="most frames read, in blocks spread over the movie")

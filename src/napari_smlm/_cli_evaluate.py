@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from ._cli_camera import CAMERA_HELP
+from ._cli_camera import CAMERA_HELP, camera_arg
 from .core.progress import UpdateKind
 from .core.validate import arg, device_arg
 
@@ -70,6 +70,8 @@ def cmd_render(args) -> int:
     png = Path(args.png) if args.png else out.with_suffix(".png")
     _check_outputs(args, [(out, "--output"), (png, "--png")], [args.locs, *companion_files(args.locs)])
     locs = _read_locs(args.locs, args.camera_pixel_size)
+    if len(locs) == 0:  # a 1×1 px black image (and PNG) said nothing about why
+        raise ValueError(f"{args.locs}: no localizations to render (the table has no rows with finite x and y)")
     img = _render_and_save(locs, out, png, args.method, args.pixel_size, args.sigma, _field_nm(locs), title=Path(args.locs).name)
     print(f"image: {out} ({img.image.shape[1]}×{img.image.shape[0]} px of {args.pixel_size} nm)")
     print(f"png:   {png}")
@@ -168,7 +170,8 @@ def _write_csv(path: Path, rows: list[dict], columns) -> None:
 
 
 def cmd_benchmark(args) -> int:
-    from .cli import _camera_from_args, _progress, _read_locs, _write_json
+    from ._cli_localize import _camera_from_args
+    from .cli import _progress, _read_locs, _write_json
     from .core.benchmark import BENCHMARK_COLUMNS, iter_benchmark, resolve_models
     from .core.io.safe import check_output
     from .core.io.tiff import open_movie
@@ -324,7 +327,7 @@ def add_benchmark_parser(sub) -> None:
     b.add_argument("--tolerance", type=arg("tolerance"), default=250.0, help="lateral matching radius, nm")
     b.add_argument("--frames", type=arg("frame"), nargs=2, default=None, metavar=("START", "STOP"), help="only frames START <= frame < STOP, 0-based (default: all)")
     b.add_argument("--pixel-size", type=arg("pixel_size_nm"), default=None, help="camera pixel size, nm (default: from the file, else 100)")
-    b.add_argument("--camera", default=None, help=f"{CAMERA_HELP}, for every model (default: each model's own)")
+    b.add_argument("--camera", type=camera_arg(), default=None, help=f"{CAMERA_HELP}, for every model (default: each model's own)")
     b.add_argument("--baseline", type=arg("baseline"), default=None, help="camera offset, ADU (default: the camera's)")
     b.add_argument("--sensitivity", type=arg("sensitivity"), default=None, help="e-/ADU before EM gain (default: the camera's)")
     b.add_argument("--em-gain", type=arg("em_gain"), default=None, help="EM gain, >= 1 (1 for sCMOS) (default: the camera's)")

@@ -1,6 +1,6 @@
 """``napari-smlm localize`` streamed to HDF5 (resumable) and over many movies on Dask (issue 12).
 
-Called from :func:`napari_smlm.cli.cmd_localize` when the output is a Picasso ``.hdf5`` or any of
+Called from :func:`napari_smlm._cli_localize.cmd_localize` when the output is a Picasso ``.hdf5`` or any of
 ``--resume``, ``--workers``, ``--scheduler`` is given. Kept apart from ``cli.py`` so the two paths
 do not collide.
 """
@@ -27,7 +27,8 @@ def wants_runner(args) -> bool:
 
 def _guard(args, out: Path, inputs) -> None:
     """Output checks of the streamed path: a partial file needs --resume (or --overwrite to start over)."""
-    from .cli import _check_outputs, _render_outputs
+    from ._cli_localize import _render_outputs
+    from .cli import _check_outputs
     from .core.io.errors import SMLMFileError
     from .core.io.safe import OutputExistsError, companion_files
     from .core.io.stream import partial_path, read_progress
@@ -53,7 +54,7 @@ def _guard(args, out: Path, inputs) -> None:
 
 def _predict_options(args, ckpt) -> dict:
     """The iter_predict options of the command line (the same camera rule as the in-memory path)."""
-    from .cli import _camera_from_args
+    from ._cli_localize import _camera_from_args
 
     return {"camera": _camera_from_args(args, ckpt), "pixel_size_nm": args.pixel_size, "device": args.device,
             "batch_size": args.batch_size, "threshold": args.threshold, "precision": args.precision,
@@ -69,7 +70,7 @@ def cmd_localize_runner(args) -> int:
     from .core.io.tiff import open_movie
 
     movie = open_movie(args.movie, pixel_size_nm=args.pixel_size)
-    from .cli import _check_frames_in_movie
+    from ._cli_localize import _check_frames_in_movie
 
     _check_frames_in_movie(args.frames, movie)
     out = Path(args.output)
@@ -80,7 +81,7 @@ def cmd_localize_runner(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from .cli import _resolve_model, _warn_assumed_pixel_size
+    from ._cli_localize import _resolve_model, _warn_assumed_pixel_size
 
     ckpt = _resolve_model(args)
     _warn_assumed_pixel_size(args, movie, ckpt)

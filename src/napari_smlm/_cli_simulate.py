@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from ._cli_camera import CAMERA_HELP
+from ._cli_camera import CAMERA_HELP, camera_arg
 from ._stop import STOP
 from .core.progress import UpdateKind
 from .core.validate import arg, device_arg
@@ -44,7 +44,7 @@ def _sim_args(p: argparse.ArgumentParser, frames: int = 100, size: int = 64) -> 
     g.add_argument("--t-on", type=arg("t_on"), default=None, help="mean on-time, frames (default: 1.5)")
     g.add_argument("--t-off", type=arg("t_off"), default=None, help="mean off-time, frames (default: 300)")
     g.add_argument("--t-bleach", type=arg("t_bleach"), default=None, help="mean on-time before bleaching, frames (default: none)")
-    g.add_argument("--camera", default=None, help=f"{CAMERA_HELP} (default: smlm2016_emccd)")
+    g.add_argument("--camera", type=camera_arg("fit"), default=None, help=f"{CAMERA_HELP} (default: smlm2016_emccd)")
     g.add_argument("--seed", type=arg("seed"), default=None, help="random seed: the same seed gives the same movie (default: 0)")
 
 

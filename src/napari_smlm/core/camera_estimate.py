@@ -76,6 +76,14 @@ TILE = 8
 #: ``DENSE`` it is refused when the offset cannot be fitted (the fallback needs quiet pixels: a
 #: 20-frame stack at 6 emitters/µm², 89 % masked, gave 25x the true gain).
 MAX_MASKED, DENSE = 0.9, 0.8
+#: Refuse an integer (ADU) movie whose quietest pixels vary by less than this variance over time
+#: (ADU², rounding included): 1/3 = 0.5² + 1/12, a noise SD of 0.5 ADU before rounding. Below it the
+#: rounding to whole ADU is not the independent 1/12 ADU² the model adds (Sheppard's correction fails:
+#: its error term grows as exp(−2π²σ²), ~2 % of the variance at σ = 0.5 ADU, ~20 % at 0.4), so the
+#: variance no longer follows the photon noise: a coarse camera (many e⁻ per ADU, e.g. an sCMOS at
+#: 8 e⁻/ADU and 10 photons/px gave 0.000 ADU/e⁻ and 800,000 photons/px of background; at 20 e⁻/ADU
+#: "100 % under emitters"). Decided from the theory before measuring the cases.
+MIN_QUIET_VAR = 0.5**2 + 1.0 / 12.0
 #: Refuse when the gain's bootstrap SD exceeds this fraction of it (a sea of emitters can hide
 #: from the mask: at 20 emitters/µm² only 29 % was masked and the fit was noise).
 MAX_REL_SD = 0.25
@@ -403,7 +411,8 @@ def estimate_camera(
     Raises
     ------
     CameraEstimateError
-        Too few frames, a constant movie, too few emitter-free pixels, or a movie too dense for
+        Too few frames, a constant movie, a noise too small next to the 1-ADU steps (a coarse
+        camera, :data:`MIN_QUIET_VAR`), too few emitter-free pixels, or a movie too dense for
         the noise to follow one photon-transfer line; the message names the movie.
     ValueError
         An unknown ``kind``.
@@ -433,9 +442,12 @@ def estimate_camera(
 
     sums, lengths, masked, n_read = [], [], 0.0, 0
     lo, hi = math.inf, -math.inf
+    quiet_var, integer = [], True  # the coarse-ADU check (MIN_QUIET_VAR), on the raw frames, before any mask
     for start, stop in blocks:
         x = _read_block(movie, start, stop)
         lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
+        quiet_var.append(float(np.percentile(np.var(x, axis=0, ddof=1), 25)))
+        integer = integer and bool(np.all(x == np.rint(x)))
         n, s1, s2, k3, mk = _block_sums(x)
         sums.append((n, s1, s2, k3))
         lengths.append(stop - start)
@@ -444,6 +456,15 @@ def estimate_camera(
     if hi <= lo:
         raise CameraEstimateError(
             label, f"every pixel of the {n_read} frames read is {lo:g} ADU: a constant movie has no noise to estimate a camera from"
+        )
+    qv = float(np.median(quiet_var))
+    if integer and qv < MIN_QUIET_VAR:
+        p5, p95 = np.percentile(x, [5, 95])
+        raise CameraEstimateError(
+            label, f"its quietest pixels vary by only {math.sqrt(qv):.2f} ADU (SD over time; pixel values take "
+            f"{int(p95 - p5) + 1} whole-ADU levels between the 5th and 95th percentile): the camera's 1-ADU steps, not the "
+            "photon noise, set the noise, so the gain cannot be measured from it (a coarse camera: many e⁻ per ADU, "
+            "or a very low background). Give the camera's offset and sensitivity (e⁻/ADU) from its data sheet, or a profile"
         )
     masked_fraction = float(masked / n_read)
     if masked_fraction > MAX_MASKED:

@@ -20,6 +20,7 @@ from ._notify import error_reason, notify_error, notify_info, notify_warning
 
 __all__ = [
     "LayerPicker",
+    "ScrollingDock",
     "SmlmDockWidget",
     "spin",
     "dspin",
@@ -80,7 +81,46 @@ def _job_ended(key: int) -> None:
 
 
 # ============================================================================ base dock widget
-class SmlmDockWidget(QWidget):
+class ScrollingDock(QWidget):
+    """A dock widget whose controls sit in a vertical scroll area (:meth:`body_layout`).
+
+    A long form (or a result plot that appears after a run) then scrolls instead of forcing the
+    napari window taller than the screen, or being squeezed below its minimum size, where Qt draws
+    rows over each other (the Post-processing filter's range values over its histogram, session 9).
+    """
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._body = QWidget()
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        scroll.setWidget(self._body)
+        self._scroll = scroll
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+
+    # A scroll area reports a small size hint; ask for the controls' width (so nothing is clipped
+    # horizontally) and let the height scroll.
+    def _scrollbar_width(self) -> int:
+        return self._scroll.verticalScrollBar().sizeHint().width()
+
+    def sizeHint(self) -> QSize:
+        hint = self._body.sizeHint()
+        return QSize(hint.width() + self._scrollbar_width(), min(hint.height(), 900))
+
+    def minimumSizeHint(self) -> QSize:
+        return QSize(self._body.minimumSizeHint().width() + self._scrollbar_width(), 120)
+
+    def body_layout(self) -> QVBoxLayout:
+        """The vertical layout (inside the scroll area) for the subclass's controls."""
+        lay = self._body.layout()
+        return lay if lay is not None else QVBoxLayout(self._body)
+
+
+class SmlmDockWidget(ScrollingDock):
     """Base of the dock widgets: the run cycle, throttled refreshes, and cleanup when it goes away.
 
     Run cycle (shared by every widget that runs a core generator): a subclass sets ``status``
@@ -127,33 +167,6 @@ class SmlmDockWidget(QWidget):
         self.refresh_log: deque = deque(maxlen=4096)
         jobs = self._jobs  # the list, not self: safe to use while the C++ object is being deleted
         self.destroyed.connect(lambda *_: _detach_all(jobs))
-        self._body = QWidget()
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-        scroll.setWidget(self._body)
-        self._scroll = scroll
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
-
-    # A scroll area reports a small size hint; ask for the controls' width (so nothing is clipped
-    # horizontally) and let the height scroll.
-    def _scrollbar_width(self) -> int:
-        return self._scroll.verticalScrollBar().sizeHint().width()
-
-    def sizeHint(self) -> QSize:
-        hint = self._body.sizeHint()
-        return QSize(hint.width() + self._scrollbar_width(), min(hint.height(), 900))
-
-    def minimumSizeHint(self) -> QSize:
-        return QSize(self._body.minimumSizeHint().width() + self._scrollbar_width(), 120)
-
-    def body_layout(self) -> QVBoxLayout:
-        """The vertical layout (inside the scroll area) for the subclass's controls."""
-        lay = self._body.layout()
-        return lay if lay is not None else QVBoxLayout(self._body)
 
     # -- subclasses
     def _flush(self) -> None:

@@ -26,11 +26,10 @@ from qtpy.QtWidgets import (
     QLabel,
     QProgressBar,
     QPushButton,
-    QVBoxLayout,
     QWidget,
 )
 
-from ._base import dspin, spin
+from ._base import ScrollingDock, dspin, spin
 from ._feature_filter import FeatureFilterBox
 from ._postprocessing_report import plot_result, summary_text
 
@@ -61,7 +60,7 @@ def _guarded(gen: Any):
         yield _Failed(exc)
 
 
-class PostprocessingWidget(QWidget):
+class PostprocessingWidget(ScrollingDock):
     """Drift / merge / filter / FRC + NeNA of a localization layer (napari-smlm.postprocess_localizations)."""
 
     def __init__(self, napari_viewer: Any, parent: QWidget | None = None):
@@ -137,7 +136,7 @@ class PostprocessingWidget(QWidget):
         buttons = QHBoxLayout()
         buttons.addWidget(self.run_button)
         buttons.addWidget(self.cancel_button)
-        lay = QVBoxLayout(self)
+        lay = self.body_layout()  # in a scroll area: the result's plot and text never squeeze the controls
         lay.addLayout(form)
         for b in (self.filter_box, box_d, box_l, box_r):
             lay.addWidget(b)
@@ -252,6 +251,8 @@ class PostprocessingWidget(QWidget):
         self.cancel_button.setEnabled(True)
         self.progress.setValue(0)
         self.status.setText("running…")
+        self.summary.setText("")  # the last run's summary and plots would read as this run's if it fails
+        self.canvas.setVisible(False)
         self.job = start_job(
             _guarded(iter_postprocess(locs, cfg) if deferred is None else _postprocess_later(deferred[0], cfg)),
             on_update=self._on_update,
@@ -282,6 +283,7 @@ class PostprocessingWidget(QWidget):
             self.status.setText(f"{u.step}: {u.message}")
         elif isinstance(u, _Failed):
             self.error = u.exc
+            self.progress.setValue(0)  # not "100 %" beside an error
             self._fail(str(u.exc))
         else:
             self.result = u

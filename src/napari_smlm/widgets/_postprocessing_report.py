@@ -25,6 +25,8 @@ def summary_text(r: Any) -> str:
                      + "".join("\n" + w for w in r.pixel_locking.warnings))
     if r.drift is not None:
         lines.append(f"drift ({r.drift.method}): up to {r.drift.max_displacement_nm:.1f} nm")
+        if r.drift.info.get("warning"):
+            lines.append(f"warning: {r.drift.info['warning']}")
     if r.nena is not None:
         lines.append(f"NeNA precision: {r.nena.sigma_nm:.1f} nm")
     if r.frc is not None:

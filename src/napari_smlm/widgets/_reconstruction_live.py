@@ -223,7 +223,8 @@ class LiveResults:
         if isinstance(u, _DomainWarnings):  # the worker's first item
             self.domain_warnings = list(u.warnings)
             if u.warnings:
-                notify_warning(" ".join(u.warnings))
+                # one per line: each is a sentence without a final stop ("... this microscope pixel noise ..." when joined by spaces)
+                notify_warning("\n".join(f"{w}." if not w.endswith(".") else w for w in u.warnings))
             return
         if isinstance(u, _FinalPoints):  # after "done": every localization, ready for the points layer
             self._final_points = u.layer_data

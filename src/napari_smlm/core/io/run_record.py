@@ -18,11 +18,18 @@ replace: a record is written where no file is, or over the record **of the table
 when the table's own overwrite was asked for (the CLI's ``--overwrite``, a save dialog's
 confirmation) — never over any other file.
 
+A record also says which table it describes beyond the name: the table file's size and SHA-256
+(``table_bytes``, ``table_sha256``, :func:`table_identity`) and its row count (``n_localizations``).
+A record whose table was since replaced by another of the same name (another run, another tool) is
+not applied: the reader says why and the caller must give the pixel size itself. Records written
+before the hash only have the row count, and are checked on it.
+
 No torch, no Qt.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -35,7 +42,7 @@ from ..localizations import Localizations
 from .safe import OutputExistsError, check_output, companion_files
 
 __all__ = [
-    "RECORD_SUFFIXES", "find_run_record", "fill_from_run_record",
+    "RECORD_SUFFIXES", "find_run_record", "fill_from_run_record", "table_identity", "record_mismatch",
     "RECORD_SUFFIX", "localize_record_path", "localize_record", "check_localize_record", "write_localize_record",
 ]
 
@@ -67,21 +74,49 @@ def _read_record_of(record_path: Path, output: str | os.PathLike) -> dict | None
     return rec
 
 
-def find_run_record(path: str | Path) -> tuple[Path, dict] | None:
-    """The record a napari-smlm command wrote beside ``path``, or None.
+def table_identity(path: str | os.PathLike) -> dict[str, Any]:
+    """``{"table_bytes": size, "table_sha256": hex digest}`` of the table file ``path``, for its record.
 
-    Only a record that names ``path`` (its ``"output"``, same file name) counts: a record left by an
-    earlier run under another output name, or an unreadable one, is ignored (logged).
-
-    Returns
-    -------
-    (pathlib.Path, dict) or None
-        The record file and the part of it describing the run that made the table
-        (a postprocess record's ``"input_localize_record"`` for the camera facts).
+    Reading the file once costs far less than parsing it (SHA-256 runs at ~1 GB/s).
     """
     p = Path(path)
+    h = hashlib.sha256()
+    with open(p, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return {"table_bytes": p.stat().st_size, "table_sha256": h.hexdigest()}
+
+
+def record_mismatch(rec: dict, path: str | os.PathLike, n_rows: int | None = None) -> str | None:
+    """Why the record ``rec`` is not the record of the table ``path`` (a sentence), or None when it is.
+
+    Checked: the file's size and SHA-256 when the record has them; else (records written before the
+    hash) its row count ``n_localizations`` against ``n_rows``, when both are known. A record with
+    neither is taken on its name, as before.
+    """
+    p = Path(path)
+    if rec.get("table_sha256"):
+        try:
+            size = p.stat().st_size
+        except OSError as exc:
+            return f"{p.name} cannot be read ({exc})"
+        want = rec.get("table_bytes")
+        if want is not None and int(want) != size:
+            return f"the record's table had {int(want)} bytes, {p.name} has {size}"
+        if table_identity(p)["table_sha256"] != rec["table_sha256"]:
+            return f"{p.name}'s content differs from the table the record was written for (SHA-256)"
+        return None
+    n = rec.get("n_localizations")
+    if n_rows is not None and isinstance(n, (int, float)) and int(n) != int(n_rows):
+        return f"the record's table had {int(n)} localizations, {p.name} has {int(n_rows)}"
+    return None
+
+
+def _find(p: Path, n_rows: int | None) -> tuple[tuple[Path, dict] | None, str | None]:
+    """(record path, facts) of the record of ``p`` or None, and why a record naming ``p`` was not used."""
     # postprocess's report of a conversion beside its input (post.hdf5 -> post.csv) takes the output's suffix
     converted = f"_{p.suffix.lstrip('.').lower() or 'out'}_postprocess.json"
+    refused = None
     for suffix in (*RECORD_SUFFIXES, converted):
         rec_path = p.with_name(p.stem + suffix)
         if not rec_path.is_file():
@@ -89,10 +124,34 @@ def find_run_record(path: str | Path) -> tuple[Path, dict] | None:
         rec = _read_record_of(rec_path, p)
         if rec is None:
             continue
+        why = record_mismatch(rec, p, n_rows)
+        if why is not None:
+            refused = refused or (f"{rec_path.name} names {p.name} but is not its record: {why}; its camera pixel "
+                                  "size, frame size and frames were not used (give them yourself, e.g. "
+                                  "--camera-pixel-size)")
+            logger.warning("%s", refused)
+            continue
         facts = dict(rec.get("input_localize_record") or {}) if suffix.endswith("_postprocess.json") else {}
         facts.update({k: rec[k] for k in ("pixel_size_nm", "image_shape", "frames_done") if rec.get(k) is not None})
-        return rec_path, facts
-    return _simulation_record(p)
+        return (rec_path, facts), refused
+    return _simulation_record(p), refused
+
+
+def find_run_record(path: str | Path, n_rows: int | None = None) -> tuple[Path, dict] | None:
+    """The record a napari-smlm command wrote beside ``path``, or None.
+
+    Only a record that names ``path`` (its ``"output"``, same file name) and describes that very
+    table (:func:`record_mismatch`: size and SHA-256, or the row count ``n_rows`` for older records)
+    counts: a record left by an earlier run under another output name, a record of another table
+    since written under this name, or an unreadable one, is ignored (logged).
+
+    Returns
+    -------
+    (pathlib.Path, dict) or None
+        The record file and the part of it describing the run that made the table
+        (a postprocess record's ``"input_localize_record"`` for the camera facts).
+    """
+    return _find(Path(path), n_rows)[0]
 
 
 def _simulation_record(p: Path) -> tuple[Path, dict] | None:
@@ -120,7 +179,8 @@ def fill_from_run_record(path: str | Path, locs: Localizations) -> Path | None:
 
     Only keys ``locs.meta`` lacks are set (``pixel_size_nm``, ``image_shape``, ``frame_range`` =
     the localizer's ``frames_done``, 0-based ``(start, stop)``); the record's path is
-    stored as ``meta["run_record"]`` and the keys it gave as ``meta["from_run_record"]``.
+    stored as ``meta["run_record"]`` and the keys it gave as ``meta["from_run_record"]``. A record
+    that names ``path`` but describes another table is not used; why is in ``meta["run_record_refused"]``.
 
     Returns
     -------
@@ -129,7 +189,9 @@ def fill_from_run_record(path: str | Path, locs: Localizations) -> Path | None:
     """
     if all(locs.meta.get(k) is not None for k in ("pixel_size_nm", "image_shape", "frame_range")):
         return None
-    found = find_run_record(path)
+    found, refused = _find(Path(path), len(locs))
+    if refused is not None:  # said by the CLI and the reader (core.io.run_record docstring)
+        locs.meta["run_record_refused"] = refused
     if found is None:
         return None
     rec_path, facts = found
@@ -233,6 +295,8 @@ def localize_record(
         "render": str(render) if render is not None else None,
         "elapsed_s": elapsed_s,
         **locs.meta,
+        # which table this is, beyond its name (checked when read back); the table is written first
+        **(table_identity(output) if Path(output).is_file() else {}),
     }
 
 

@@ -58,6 +58,7 @@ __all__ = [
     "claims_file",
     "read_localizations",
     "write_localizations",
+    "writer_format",
 ]
 
 # Registration: format modules in detection order (specific before generic).
@@ -237,6 +238,34 @@ def read_localizations(
     return locs
 
 
+def writer_format(path: str | os.PathLike, what: str | None = None) -> str:
+    """The format name that :func:`write_localizations` would write ``path`` in, by its suffix.
+
+    Call it before long work (a localization run, post-processing), so that an output name that
+    cannot be written is refused first, not after.
+
+    Parameters
+    ----------
+    path : path-like
+        The output file.
+    what : str, optional
+        How the caller names it (``"--output"``), put in the message.
+
+    Raises
+    ------
+    SMLMFileError
+        The suffix is not one of :data:`WRITER_SUFFIXES`, naming the file, ``what`` and the choices.
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    fmt = WRITER_SUFFIXES.get(suffix)
+    if fmt is None:
+        choices = ", ".join(f"{s} ({FORMATS[n].description})" for s, n in WRITER_SUFFIXES.items())
+        said = f"{suffix!r}" if suffix else "a name without a suffix"
+        raise SMLMFileError(p, f"{what + ': ' if what else ''}cannot write localizations as {said}: use {choices}")
+    return fmt
+
+
 def write_localizations(path: str | os.PathLike, locs: Localizations, fmt: str | None = None, **kw: Any) -> Path:
     """Write localizations; the format follows the suffix (:data:`WRITER_SUFFIXES`) unless ``fmt`` is given.
 
@@ -250,11 +279,7 @@ def write_localizations(path: str | os.PathLike, locs: Localizations, fmt: str |
     """
     p = Path(path)
     if fmt is None:
-        suffix = p.suffix.lower()
-        fmt = WRITER_SUFFIXES.get(suffix)
-        if fmt is None:
-            choices = ", ".join(f"{s} ({FORMATS[n].description})" for s, n in WRITER_SUFFIXES.items())
-            raise SMLMFileError(p, f"cannot write localizations as {suffix!r}: use {choices}")
+        fmt = writer_format(p)
     f = FORMATS.get(fmt)
     if f is None or f.write is None:
         writable = [k for k, v in FORMATS.items() if v.write is not None]
