@@ -180,9 +180,11 @@ def test_quick_accuracy_numbers_match_an_independent_computation(quick_run):
         for k, v in ref.items():
             assert close(r[k], v, rel=1e-5), (d, k, r[k], v)
         assert r["crlb_ratio"] == pytest.approx(ref["rmse_full_frame_nm"] / ref["crlb_lateral_nm"], rel=1e-5)
+        assert 0 < r["crlb_ratio_se"] < 0.5 * r["crlb_ratio"]  # its error bar (issue 15.5)
         # the Markdown table shows the same numbers
         expect = [f"{100 * ref['jaccard']:.1f}", f"{ref['rmse_lateral_nm']:.1f}", f"{ref['rmse_full_frame_nm']:.1f}",
-                  f"{ref['crlb_lateral_nm']:.1f}", f"{ref['rmse_full_frame_nm'] / ref['crlb_lateral_nm']:.2f}",
+                  f"{ref['crlb_lateral_nm']:.1f}",
+                  f"{ref['rmse_full_frame_nm'] / ref['crlb_lateral_nm']:.2f} ± {r['crlb_ratio_se']:.2f}",
                   f"{ref['efficiency_lateral']:.1f}", f"{ref['recall']:.3f}", f"{ref['precision']:.3f}"]
         assert cells[:4] == ["smlm2016_emccd", "uniform", str(d), "decode"] and cells[4:12] == expect, (cells, expect)
         # Hungarian columns: the row's own Hungarian metrics (at most as many matches as pairs within 250 nm)

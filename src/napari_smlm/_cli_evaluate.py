@@ -47,6 +47,7 @@ def _metrics_table(m: dict) -> str:
     if np.isfinite(m.get("crlb_lateral_nm", np.nan)):
         rows.append(("RMSE of full-frame emitters (nm)", num(m["rmse_full_frame_nm"], ".2f")))
         rows.append(("CRLB of the same emitters, rms (nm)", num(m["crlb_lateral_nm"], ".2f")))
+        rows.append(("RMSE / CRLB (± standard error)", f"{num(m['crlb_ratio'], '.2f')} ± {num(m.get('crlb_ratio_se', np.nan), '.2f')}"))
     width = max(len(r[0]) for r in rows)
     return "\n".join(f"{k:<{width}}  {v}" for k, v in rows)
 

@@ -286,6 +286,7 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
                 ("efficiency lateral (%)", _fmt(m["efficiency_lateral"], 4)),
                 ("RMSE of full-frame emitters (nm)", _fmt(m["rmse_full_frame_nm"], 4)),
                 ("CRLB of the same emitters, rms (nm)", _fmt(m["crlb_lateral_nm"], 4)),
+                ("RMSE / CRLB (± standard error)", f"{_fmt(m.get('crlb_ratio'), 3)} ± {_fmt(m.get('crlb_ratio_se'), 2)}"),
             ]
             if _is_finite(m.get("rmse_axial_nm")):  # both tables have z: 3-D matching (500 nm axial gate)
                 rows += [

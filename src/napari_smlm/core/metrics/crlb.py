@@ -226,16 +226,44 @@ def rmse_vs_crlb(
     Returns
     -------
     dict
-        ``n``, ``rmse_lateral_nm``, ``crlb_lateral_nm`` and their ``ratio`` (NaN when empty).
+        ``n``, ``rmse_lateral_nm``, ``crlb_lateral_nm``, their ``ratio`` (NaN when empty) and
+        ``ratio_se``: its standard error over the emitters (delta method on the ratio of the two
+        means of squares, :func:`ratio_standard_error`; NaN below 2 emitters).
     """
     gi = np.asarray(matching.gt_index)
     keep = np.ones(len(gi), dtype=bool)
     if "on_fraction" in ground_truth and len(gi):
         keep = ground_truth["on_fraction"][gi] >= min_on_fraction
     if not keep.any():
-        return {"n": 0, "rmse_lateral_nm": float("nan"), "crlb_lateral_nm": float("nan"), "ratio": float("nan")}
+        return {"n": 0, "rmse_lateral_nm": float("nan"), "crlb_lateral_nm": float("nan"), "ratio": float("nan"),
+                "ratio_se": float("nan")}
     dx, dy = np.asarray(matching.dx)[keep], np.asarray(matching.dy)[keep]
-    rmse = float(np.sqrt(np.mean(dx**2 + dy**2)))
+    err2 = dx**2 + dy**2
+    rmse = float(np.sqrt(np.mean(err2)))
     sig = crlb_for_localizations(ground_truth.filter(gi[keep]), **crlb_kwargs)
-    crlb = float(np.sqrt(2.0 * np.mean(sig**2)))
-    return {"n": int(keep.sum()), "rmse_lateral_nm": rmse, "crlb_lateral_nm": crlb, "ratio": rmse / crlb}
+    bound2 = 2.0 * np.asarray(sig, dtype=np.float64) ** 2
+    crlb = float(np.sqrt(np.mean(bound2)))
+    return {"n": int(keep.sum()), "rmse_lateral_nm": rmse, "crlb_lateral_nm": crlb, "ratio": rmse / crlb,
+            "ratio_se": ratio_standard_error(err2, bound2)}
+
+
+def ratio_standard_error(err2: np.ndarray, bound2: np.ndarray) -> float:
+    """Standard error of ``R = sqrt(mean(err2) / mean(bound2))`` over the emitters (delta method).
+
+    ``err2`` are the emitters' squared lateral errors and ``bound2`` their squared lateral bounds
+    (paired). With ``A``, ``B`` the two means, ``Q = A / B = R²`` has
+    ``Var Q ≈ (Var a / B² + A² Var b / B⁴ − 2 A Cov(a, b) / B³) / n``, and ``SE(R) = SE(Q) / (2 R)``.
+    It measures how much the ratio would move with another draw of the same number of emitters
+    (the movie's sampling noise), not any systematic error. NaN below 2 emitters.
+    """
+    a = np.asarray(err2, dtype=np.float64).ravel()
+    b = np.asarray(bound2, dtype=np.float64).ravel()
+    n = a.size
+    if n < 2 or b.size != n:
+        return float("nan")
+    A, B = float(a.mean()), float(b.mean())
+    if not (A > 0 and B > 0):
+        return float("nan")
+    cov = np.cov(a, b, ddof=1)
+    var_q = (cov[0, 0] / B**2 + A**2 * cov[1, 1] / B**4 - 2.0 * A * cov[0, 1] / B**3) / n
+    return float(np.sqrt(max(var_q, 0.0)) / (2.0 * np.sqrt(A / B)))

@@ -51,6 +51,9 @@ class EvaluationReport:
         Lateral RMSE (nm) of those same emitters; NaN when not computed.
     n_full_frame : int
         Number of those emitters (0 when not computed).
+    crlb_ratio_se : float
+        Standard error of :attr:`crlb_ratio` over those emitters (sampling noise of the movie,
+        delta method; NaN when not computed).
     frames : (int, int) or None
         ``[start, stop)`` frame range evaluated, ``None`` for all frames.
     excess_noise, qe : float
@@ -64,6 +67,7 @@ class EvaluationReport:
     crlb_lateral_nm: float = float("nan")
     rmse_full_frame_nm: float = float("nan")
     n_full_frame: int = 0
+    crlb_ratio_se: float = float("nan")
     frames: tuple[int, int] | None = None
     excess_noise: float = float("nan")
     qe: float = float("nan")
@@ -88,6 +92,7 @@ class EvaluationReport:
             "rmse_full_frame_nm": float(self.rmse_full_frame_nm),
             "n_full_frame": int(self.n_full_frame),
             "crlb_ratio": float(self.crlb_ratio),
+            "crlb_ratio_se": float(self.crlb_ratio_se),
             "crlb_excess_noise": float(self.excess_noise),
             "crlb_qe": float(self.qe),
             "frames": list(self.frames) if self.frames is not None else None,
@@ -208,7 +213,7 @@ def evaluation_report(
     note = "" if r["n"] else "no CRLB: no matched emitter on for the whole frame"
     return EvaluationReport(
         metrics, matching, crlb_lateral_nm=float(r["crlb_lateral_nm"]), rmse_full_frame_nm=float(r["rmse_lateral_nm"]),
-        n_full_frame=int(r["n"]), frames=rng, excess_noise=f, qe=q, crlb_note=note,
+        n_full_frame=int(r["n"]), crlb_ratio_se=float(r["ratio_se"]), frames=rng, excess_noise=f, qe=q, crlb_note=note,
     )
 
 
