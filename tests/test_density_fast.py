@@ -12,7 +12,7 @@ from napari_smlm.core import inference
 from napari_smlm.core.checkpoint import checkpoint_camera, resolve_checkpoint, shipped_models
 from napari_smlm.core.config import SimulationConfig
 from napari_smlm.core.inference import predict
-from napari_smlm.core.models.density_fast import SubPixelConv, _Fast, camera_grid_network, subpixel_weights
+from napari_smlm.core.models.density_fast import SubPixelConv, _Fast, camera_grid_network, phase_weights, subpixel_weights
 from napari_smlm.core.models.density_nets import (
     DeepSTORMNet,
     FIDSTORMNet,
@@ -41,6 +41,20 @@ def test_subpixel_conv_is_conv_after_nearest_upsampling(s, k):
     # every tap lands in the transposed kernel once: same total weight
     wt, _, _ = subpixel_weights(w, s)
     torch.testing.assert_close(wt.sum(dim=(2, 3)), w.sum(dim=(2, 3)).T * s * s, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("s", [1, 2, 3, 4])
+@pytest.mark.parametrize("k", [1, 3, 5, 9])
+def test_phase_weights_give_every_phase_of_the_upsampled_convolution(s, k):
+    g = torch.Generator().manual_seed(100 * s + k)
+    w = torch.randn(5, 2, k, k, generator=g, dtype=torch.float64)
+    x = torch.randn(2, 2, 7, 6, generator=g, dtype=torch.float64)
+    ref = F.conv2d(F.interpolate(x, scale_factor=s, mode="nearest"), w, padding=k // 2)  # (2, 5, 7s, 6s)
+    wp, (lo, hi) = phase_weights(w, s)
+    y = F.conv2d(F.pad(x, (lo, hi, lo, hi)), wp)  # (2, s²·5, 7, 6), channel (a·s + b)·5 + c
+    assert y.shape == (2, s * s * 5, 7, 6)
+    fine = y.reshape(2, s, s, 5, 7, 6).permute(0, 3, 4, 1, 5, 2).reshape(2, 5, 7 * s, 6 * s)
+    torch.testing.assert_close(fine, ref, rtol=1e-12, atol=1e-12)
 
 
 def _randomize_bn(net: torch.nn.Module, seed: int) -> None:

@@ -43,7 +43,7 @@ from .density_nets import (
     _ResBlock,
 )
 
-__all__ = ["SubPixelConv", "camera_grid_network", "subpixel_weights"]
+__all__ = ["SubPixelConv", "camera_grid_network", "phase_weights", "subpixel_weights"]
 
 
 # =============================================================================== the identity
@@ -92,6 +92,37 @@ def subpixel_weights(weight: torch.Tensor, s: int) -> tuple[torch.Tensor, int, i
     if not 0 <= op < s:  # cannot happen for odd k (kept as a guard for future kernels)
         raise ValueError(f"no transposed convolution for k={k}, s={s}")
     return wt.to(weight.dtype), p, op
+
+
+def phase_weights(weight: torch.Tensor, s: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """A camera-grid convolution giving every phase of a 'same' convolution after ×s nearest upsampling.
+
+    Output channel ``(a·s + b)·C_out + c`` at camera pixel ``(i, j)`` is channel ``c`` of the fine
+    pixel ``(s·i + a, s·j + b)``; its kernel sums the taps that land on the same source pixel (as in
+    :func:`subpixel_weights`, laid out as an ordinary convolution).
+
+    Returns
+    -------
+    weight : torch.Tensor
+        (s²·C_out, C_in, D, D) kernel, applied without padding to the input padded by
+    pads : (int, int)
+        zeros before and after, on each axis.
+    """
+    cout, cin, k, k2 = weight.shape
+    if k != k2 or k % 2 == 0:
+        raise ValueError(f"expected a square kernel of odd side, got {tuple(weight.shape)}")
+    r = k // 2
+    dlo, dhi = math.floor(-r / s), math.floor((s - 1 + r) / s)
+    D = dhi - dlo + 1
+    w = weight.new_zeros(s, s, cout, cin, D, D, dtype=torch.float64)
+    src = weight.to(torch.float64)
+    for a in range(s):
+        for ty in range(k):
+            dy = math.floor((a + ty - r) / s) - dlo
+            for b in range(s):
+                for tx in range(k):
+                    w[a, b, :, :, dy, math.floor((b + tx - r) / s) - dlo] += src[:, :, ty, tx]
+    return w.reshape(s * s * cout, cin, D, D).to(weight.dtype), (-dlo, dhi)
 
 
 class SubPixelConv(nn.Module):
@@ -340,14 +371,15 @@ class SRCNNFast(_Fast):
 
     The published 9-1-5 form (a 1×1 middle layer, one output channel) runs in row blocks of one
     frame (:attr:`block_pixels` camera pixels each, so that a block's 64-channel fine-grid features
-    stay in the CPU's L2 cache): the sub-pixel convolution of the block's rows plus one halo row on
-    each side, the 1×1 layer as one matrix product written straight into the frame's 32-channel
-    fine-grid map; then the last k×k convolution with its single output channel as a matrix
-    product with the k² taps (32 → 25 per pixel) and :func:`torch.nn.functional.fold`, which adds
-    the taps' shifted planes. oneDNN's convolution with one output channel ran at ~3 GMAC/s here
-    and was half of the network's time; the 64-channel maps of a whole batch fell out of the cache
-    (session 9, ``docs/benchmarks.md``). Same outputs to float32 rounding (summation order);
-    other kernel shapes run the plain layers.
+    stay in the CPU's L2 cache): the first layer as one convolution on the camera grid whose
+    s²·64 output channels are the phases of every fine pixel (:func:`phase_weights`; the strided
+    transposed convolution cost ~6× more on blocks of a few rows), the 1×1 layer as one matrix
+    product, copied into the frame's 32-channel fine-grid map; then the last k×k convolution with
+    its single output channel as a matrix product with the k² taps (32 → 25 per pixel) and
+    :func:`torch.nn.functional.fold`, which adds the taps' shifted planes. oneDNN's convolution with
+    one output channel ran at ~3 GMAC/s here and was half of the network's time; the 64-channel
+    maps of a whole batch fell out of the cache (session 9, ``docs/benchmarks.md``). Same outputs
+    to float32 rounding (summation order); other kernel shapes run the plain layers.
     """
 
     #: Camera pixels per row block: 4 rows of 64 px at ×4 = 64-channel float32 features of 1 MB.
@@ -362,9 +394,11 @@ class SRCNNFast(_Fast):
         if self.blocked:
             c1, c2 = conv1.out_channels, conv2.out_channels
             self.k3 = int(conv3.kernel_size[0])
-            # rows of the sub-pixel convolution's output that read a source row beyond the block
-            r, s = conv1.kernel_size[0] // 2, self.u
-            self.halo = max(-math.floor(-r / s), math.floor((s - 1 + r) / s))
+            # the first layer as one convolution on the camera grid with s²·c1 outputs (phase-major)
+            w1p, self.pads = phase_weights(conv1.weight.detach(), self.u)
+            b1 = conv1.bias.detach() if conv1.bias is not None else torch.zeros(c1)
+            self.w1p = nn.Parameter(w1p, requires_grad=False)
+            self.b1p = nn.Parameter(b1.repeat(self.u * self.u).clone(), requires_grad=False)
             self.w2 = nn.Parameter(conv2.weight.detach()[:, :, 0, 0].t().contiguous(), requires_grad=False)  # (c1, c2)
             b2 = conv2.bias.detach() if conv2.bias is not None else torch.zeros(c2)
             self.b2 = nn.Parameter(b2.clone(), requires_grad=False)
@@ -378,26 +412,27 @@ class SRCNNFast(_Fast):
         if not self.blocked or x.dim() != 4 or x.shape[1] != 1:
             return self.rest(self.first(x))
         B, _, H, W = x.shape
-        s, h, k = self.u, self.halo, self.k3
+        s, k, (lo, hi) = self.u, self.k3, self.pads
         Hf, Wf = H * s, W * s
         rows = max(1, self.block_pixels // max(W, 1))
+        xp = F.pad(x, (lo, hi, lo, hi))  # the fine grid's zero padding, on the camera grid
         feat = out = w2 = b2 = w3t = None
         for b in range(B):
             for r0 in range(0, H, rows):
                 r1 = min(r0 + rows, H)
-                lo, hi = max(r0 - h, 0), min(r1 + h, H)
-                y = self.first(x[b:b + 1, :, lo:hi])  # (1, c1, s·(hi − lo), Wf), ReLU applied (autocast's dtype)
-                y = y[:, :, s * (r0 - lo):s * (r1 - lo)].permute(0, 2, 3, 1).reshape(-1, self.c1)
-                if feat is None:  # one frame's fine-grid features (Hf·Wf, c2), in the dtype of the first layer
+                # (1, s²·c1, r1 − r0, W): every phase of every fine pixel of these rows (autocast's dtype)
+                y = F.relu(F.conv2d(xp[b:b + 1, :, r0:r1 + lo + hi], self.w1p, self.b1p), inplace=True)
+                y = y.permute(0, 2, 3, 1).reshape(-1, self.c1)  # (rows·W·s², c1), order (row, col, a, b)
+                if feat is None:  # one frame's fine-grid features (Hf, Wf, c2), in the dtype of the first layer
                     dt = y.dtype
-                    feat = torch.empty(Hf * Wf, self.c2, dtype=dt, device=x.device)
+                    feat = torch.empty(H, s, W, s, self.c2, dtype=dt, device=x.device)
                     w2, b2, w3t = self.w2.to(dt), self.b2.to(dt), self.w3t.to(dt)
-                with torch.autocast(x.device.type, enabled=False):  # explicit dtypes (out= below)
-                    blk = feat[s * r0 * Wf:s * r1 * Wf]
-                    torch.addmm(b2, y.to(dt), w2, out=blk)
-                    blk.relu_()
+                with torch.autocast(x.device.type, enabled=False):  # explicit dtypes
+                    z = torch.addmm(b2, y.to(dt), w2).relu_()
+                    # (row, col, a, b) -> fine-grid order (row, a, col, b)
+                    feat[r0:r1].copy_(z.view(r1 - r0, W, s, s, self.c2).permute(0, 2, 1, 3, 4))
             with torch.autocast(x.device.type, enabled=False):
-                cols = torch.mm(w3t, feat.t())  # (k², Hf·Wf): each pixel's contribution to each tap
+                cols = torch.mm(w3t, feat.view(Hf * Wf, self.c2).t())  # (k², Hf·Wf): each pixel's share of each tap
                 o = F.fold(cols[None], (Hf, Wf), k, padding=k // 2)  # (1, 1, Hf, Wf): the taps' shifted sum
                 if out is None:
                     out = torch.empty(B, 1, Hf, Wf, dtype=o.dtype, device=x.device)
