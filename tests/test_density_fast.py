@@ -126,6 +126,11 @@ def test_srcnn_row_blocks_equal_the_reference(u, kernels):
                     out = fast(x)
                     assert out.shape == ref.shape
                     torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5 * max(1.0, float(ref.abs().max())))
+    # under bf16 autocast (precision="bf16") the blocks run in bf16: close to the float32 reference
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fast(x)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, rtol=0.05, atol=0.05 * max(1.0, float(ref.abs().max())))
     # another middle kernel: the plain layers
     other = camera_grid_network(SRCNNNet(2, 0.25, (5, 3, 3)).eval())
     assert not other.blocked
