@@ -13,7 +13,12 @@ to a temporary TIFF. For each model and precision:
   frames per CPU-second of the child process, the frames/s that the CLI prints itself (the frames
   read from the TIFF -> the table on disk) and the seconds the CLI's figure leaves out (start-up
   and exit); with ``--baseline-src DIR`` the same for another source tree (e.g. main's), runs
-  interleaved with this tree's so that a change of load hits both alike;
+  interleaved with this tree's so that a change of load hits both alike (``--baseline-runs`` of
+  them; a tree whose CLI has no ``--precision``, e.g. the code of issue 16's filing, 67ada6d, runs
+  without it, i.e. in float32, and its row says so);
+* ``--checkpoint LABEL=FILE`` (repeatable): a checkpoint file run like a model under the name LABEL
+  (``localize --checkpoint FILE``, ``predict(movie, FILE)``), this tree only — e.g. a model's
+  weights with another config (srcnn with ``symmetrize: true``, two passes);
 * **in process**: ``predict(open_movie(tif), M, precision=P)`` after one warm-up call,
   ``--runs`` times; median and min–max.
 
@@ -52,8 +57,8 @@ def _one_cli_run(tif: Path, model: str, precision: str, env: dict, batch: int | 
     """One ``napari-smlm localize`` process: (frames, wall s, child CPU s, frames/s the CLI printed)."""
     import resource
 
-    cmd = [sys.executable, "-m", "napari_smlm.cli", "localize", str(tif), "--model", model, "--device", "cpu",
-           "--precision", precision, "-o", str(out), *extra]
+    cmd = [sys.executable, "-m", "napari_smlm.cli", "localize", str(tif), *_model_args(model), "--device", "cpu",
+           *(["--precision", precision] if precision else []), "-o", str(out), *extra]
     if batch:
         cmd += ["--batch-size", str(batch)]
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
@@ -72,12 +77,42 @@ def _one_cli_run(tif: Path, model: str, precision: str, env: dict, batch: int | 
     return int(m.group(2)), dt, dcpu, float(m.group(3))
 
 
-def whole_process(tif: Path, model: str, precision: str, runs: int, envs: dict[str, dict], batch: int | None, tmp: Path,
-                  extra: dict[str, list[str]] | None = None):
+def _model_args(model: str) -> list[str]:
+    """``localize`` arguments for a model name, or for a checkpoint file (``--checkpoint``)."""
+    return ["--checkpoint", model] if Path(model).suffix in (".pt", ".pth", ".ckpt") else ["--model", model]
+
+
+def cli_options(env: dict) -> set[str]:
+    """The long options of ``napari-smlm localize`` in the source tree that ``env`` points at (its ``--help``)."""
+    r = subprocess.run([sys.executable, "-m", "napari_smlm.cli", "localize", "--help"], capture_output=True, text=True, env=env)
+    if r.returncode:
+        raise RuntimeError(f"`napari_smlm.cli localize --help` failed with PYTHONPATH={env.get('PYTHONPATH')}:\n{r.stderr[-2000:]}")
+    return set(re.findall(r"(?<![\w-])(--[a-z][\w-]*)", r.stdout))
+
+
+def interleaved(runs: dict[str, int]) -> list[tuple[int, str]]:
+    """The order of ``(run index, label)`` for ``runs[label]`` runs of each version.
+
+    Round k starts with version ``k % len(runs)`` and goes round the others, skipping a version
+    whose runs are done, so that a change of load hits every version alike while all have runs left.
+    """
+    labels = list(runs)
+    order = []
+    for k in range(max(runs.values(), default=0)):
+        for j in range(len(labels)):
+            label = labels[(k + j) % len(labels)]
+            if k < runs[label]:
+                order.append((k, label))
+    return order
+
+
+def whole_process(tif: Path, model: str, precision: str, runs: int | dict[str, int], envs: dict[str, dict], batch: int | None,
+                  tmp: Path, extra: dict[str, list[str]] | None = None, precisions: dict[str, str | None] | None = None):
     """``runs`` CLI runs per code version in ``envs`` (``{label: environment}``), interleaved.
 
-    Run k starts with version ``k % len(envs)`` and goes round the others, so that a change of
-    load hits every version alike. Returns ``{label: {"wall": [...], "printed": [...], "cpu": [...],
+    ``runs`` is one count for every version or ``{label: count}``; the order is :func:`interleaved`.
+    ``precisions`` overrides ``precision`` per label (``None``: no ``--precision``, for a CLI without
+    it). Returns ``{label: {"wall": [...], "printed": [...], "cpu": [...],
     "overhead": [...]}}``: frames/s of the whole process (wall clock), the frames/s that the CLI
     printed (frames read from the TIFF -> table on disk), frames per CPU-second of the child
     (user + system, all its threads, ``getrusage(RUSAGE_CHILDREN)``: unlike wall time it does not
@@ -85,17 +120,17 @@ def whole_process(tif: Path, model: str, precision: str, runs: int, envs: dict[s
     own figure (interpreter and imports, checkpoint, domain check, exit).
     """
     labels = list(envs)
+    counts = runs if isinstance(runs, dict) else {k: runs for k in labels}
     res = {k: {"wall": [], "printed": [], "cpu": [], "overhead": []} for k in labels}
-    for k in range(runs):
-        for j in range(len(labels)):
-            label = labels[(k + j) % len(labels)]
-            out = tmp / f"{model}_{precision}_{k}_{j}_{time.monotonic_ns()}.csv"
-            n, dt, dcpu, printed = _one_cli_run(tif, model, precision, envs[label], batch, out, (extra or {}).get(label, []))
-            r = res[label]
-            r["wall"].append(n / dt)
-            r["printed"].append(printed)
-            r["cpu"].append(n / dcpu)
-            r["overhead"].append(dt - n / printed)
+    for k, label in interleaved({k: counts[k] for k in labels}):
+        out = tmp / f"{Path(model).stem}_{precision}_{k}_{labels.index(label)}_{time.monotonic_ns()}.csv"
+        prec = (precisions or {}).get(label, precision)
+        n, dt, dcpu, printed = _one_cli_run(tif, model, prec, envs[label], batch, out, (extra or {}).get(label, []))
+        r = res[label]
+        r["wall"].append(n / dt)
+        r["printed"].append(printed)
+        r["cpu"].append(n / dcpu)
+        r["overhead"].append(dt - n / printed)
     return res
 
 
@@ -123,7 +158,7 @@ def in_process(tif: Path, model: str, precision: str, runs: int, batch: int | No
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    p.add_argument("--models", default=None, help="comma-separated (default: every shipped model)")
+    p.add_argument("--models", default=None, help="comma-separated (default: every shipped model; '' for none, e.g. with --checkpoint)")
     p.add_argument("--precisions", default="fp32,auto", help="comma-separated: fp32, auto, bf16")
     p.add_argument("--runs", type=int, default=5, help="repeats of each measurement (median, min–max)")
     p.add_argument("--frames", type=int, default=1000)
@@ -135,6 +170,9 @@ def main(argv=None) -> int:
     p.add_argument("--baseline-src", type=Path, default=None,
                    help="also run the CLI with this source tree (e.g. main's src/ exported to a temporary folder), "
                    "interleaved with this one's: a 'before' row per model (whole process only)")
+    p.add_argument("--baseline-runs", type=int, default=None, help="runs of --baseline-src (default: --runs)")
+    p.add_argument("--checkpoint", action="append", default=[], metavar="LABEL=FILE",
+                   help="also a checkpoint file, run like a model under LABEL (this tree only; repeatable)")
     p.add_argument("--skip-inproc", action="store_true", help="whole-process (CLI) figures only")
     p.add_argument("--parallel", default=None, choices=["auto", "batches", "ops"],
                    help="this tree's `localize --parallel` / predict(parallel=...) (default: its own default; "
@@ -153,7 +191,8 @@ def main(argv=None) -> int:
     from napari_smlm.core.io import write_movie
     from napari_smlm.core.simulate import simulate
 
-    models = a.models.split(",") if a.models else sorted(shipped_models())
+    models = [m for m in a.models.split(",") if m] if a.models is not None else sorted(shipped_models())
+    files = parse_checkpoints(a.checkpoint)
     precisions = a.precisions.split(",")
     mach = machine()
     load0 = os.getloadavg()
@@ -175,26 +214,35 @@ def main(argv=None) -> int:
         return env
 
     envs = {"": env_for(Path(__file__).resolve().parents[1] / "src")}
+    base_prec = {}
     if a.baseline_src:
         envs["before"] = env_for(a.baseline_src.resolve())
+        if "--precision" not in cli_options(envs["before"]):
+            base_prec["before"] = None  # an old CLI: float32, no option
+            print("--baseline-src: its CLI has no --precision (float32)", flush=True)
+    runs = {"": a.runs, "before": a.baseline_runs or a.runs}
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         tif = write_movie(tmp / "speed.tif", frames, pixel_size_nm=100.0)
-        for model in models:
+        for model in [*models, *files]:
+            ref = files.get(model, model)
             for prec in precisions:
                 row = {"model": model, "precision": prec}
                 before = None
                 if not a.skip_cli:
-                    res = whole_process(tif, model, prec, a.runs, envs, a.batch_size, tmp,
-                                        {"": ["--parallel", a.parallel]} if a.parallel else None)
+                    env_m = envs if model not in files else {"": envs[""]}
+                    res = whole_process(tif, ref, prec, {k: runs[k] for k in env_m}, env_m, a.batch_size, tmp,
+                                        {"": ["--parallel", a.parallel]} if a.parallel else None, base_prec)
                     for label, r in res.items():
-                        dst = row if not label else {"model": f"{model} ({label})", "precision": prec}
+                        dst = row if not label else {
+                            "model": f"{model} ({label})",
+                            "precision": prec if base_prec.get(label, prec) else "fp32 (no --precision)"}
                         dst["wall"], dst["printed"], dst["wall_cpu"] = _stats(r["wall"]), _stats(r["printed"]), _stats(r["cpu"])
                         dst["overhead"] = _stats(r["overhead"])
                         if label:
                             before = dst
                 if not a.skip_inproc:
-                    ip, ipc, n_locs = in_process(tif, model, prec, a.runs, a.batch_size, a.parallel)
+                    ip, ipc, n_locs = in_process(tif, ref, prec, a.runs, a.batch_size, a.parallel)
                     row["inproc"], row["inproc_cpu"], row["locs"] = _stats(ip), _stats(ipc), n_locs
                 row["load"] = os.getloadavg()[0]
                 for r in (before, row):
@@ -244,6 +292,21 @@ def main(argv=None) -> int:
     if a.md:
         _replace_section(a.md, md)
     return 0
+
+
+def parse_checkpoints(items: list[str]) -> dict[str, str]:
+    """``["LABEL=FILE", ...]`` -> ``{LABEL: FILE}``; a clear error for a bad item or a missing file."""
+    out = {}
+    for item in items:
+        label, sep, file = item.partition("=")
+        if not sep or not label or not file:
+            raise SystemExit(f"--checkpoint {item!r}: expected LABEL=FILE")
+        if not Path(file).is_file():
+            raise SystemExit(f"--checkpoint {item!r}: no such file: {file}")
+        if Path(file).suffix not in (".pt", ".pth", ".ckpt"):
+            raise SystemExit(f"--checkpoint {item!r}: {file} is not a .pt/.pth/.ckpt checkpoint")
+        out[label] = str(Path(file).resolve())
+    return out
 
 
 def _fmt(s, digits: int = 1) -> str:

@@ -12,7 +12,7 @@ from napari_smlm.core import inference
 from napari_smlm.core.checkpoint import checkpoint_camera, resolve_checkpoint, shipped_models
 from napari_smlm.core.config import SimulationConfig
 from napari_smlm.core.inference import predict
-from napari_smlm.core.models.density_fast import SubPixelConv, camera_grid_network, subpixel_weights
+from napari_smlm.core.models.density_fast import SubPixelConv, _Fast, camera_grid_network, phase_weights, subpixel_weights
 from napari_smlm.core.models.density_nets import (
     DeepSTORMNet,
     FIDSTORMNet,
@@ -23,7 +23,7 @@ from napari_smlm.core.models.density_nets import (
 from napari_smlm.core.simulate import simulate
 
 SHIPPED = set(shipped_models())
-DENSITY = ["deep-storm", "skip-storm", "u-storm", "drl-storm", "srcnn"]
+DENSITY = ["deep-storm", "skip-storm", "u-storm", "drl-storm", "srcnn", "fid-storm"]
 
 
 @pytest.mark.parametrize("s", [1, 2, 3, 4, 8])
@@ -41,6 +41,20 @@ def test_subpixel_conv_is_conv_after_nearest_upsampling(s, k):
     # every tap lands in the transposed kernel once: same total weight
     wt, _, _ = subpixel_weights(w, s)
     torch.testing.assert_close(wt.sum(dim=(2, 3)), w.sum(dim=(2, 3)).T * s * s, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("s", [1, 2, 3, 4])
+@pytest.mark.parametrize("k", [1, 3, 5, 9])
+def test_phase_weights_give_every_phase_of_the_upsampled_convolution(s, k):
+    g = torch.Generator().manual_seed(100 * s + k)
+    w = torch.randn(5, 2, k, k, generator=g, dtype=torch.float64)
+    x = torch.randn(2, 2, 7, 6, generator=g, dtype=torch.float64)
+    ref = F.conv2d(F.interpolate(x, scale_factor=s, mode="nearest"), w, padding=k // 2)  # (2, 5, 7s, 6s)
+    wp, (lo, hi) = phase_weights(w, s)
+    y = F.conv2d(F.pad(x, (lo, hi, lo, hi)), wp)  # (2, s²·5, 7, 6), channel (a·s + b)·5 + c
+    assert y.shape == (2, s * s * 5, 7, 6)
+    fine = y.reshape(2, s, s, 5, 7, 6).permute(0, 3, 4, 1, 5, 2).reshape(2, 5, 7 * s, 6 * s)
+    torch.testing.assert_close(fine, ref, rtol=1e-12, atol=1e-12)
 
 
 def _randomize_bn(net: torch.nn.Module, seed: int) -> None:
@@ -62,8 +76,9 @@ def _randomize_bn(net: torch.nn.Module, seed: int) -> None:
         lambda u: UNetSTORMNet(u, 0.25, base=16, depth=2),
         lambda u: ResidualSTORMNet(u, 0.25),
         lambda u: SRCNNNet(u, 0.25, (5, 1, 3)),
+        lambda u: FIDSTORMNet(u, 0.25, n_blocks=2),
     ],
-    ids=["deep-storm", "skip-storm", "u-storm", "drl-storm", "srcnn"],
+    ids=["deep-storm", "skip-storm", "u-storm", "drl-storm", "srcnn", "fid-storm"],
 )
 @pytest.mark.parametrize("u", [2, 3, 4])
 @pytest.mark.parametrize("symmetrize", [False, True])
@@ -83,8 +98,45 @@ def test_untrained_architectures_equal_their_fast_form(make, u, symmetrize):
         torch.testing.assert_close(b, a, rtol=1e-4, atol=1e-5 * max(1.0, float(a.abs().max())))
 
 
-def test_networks_already_on_the_camera_grid_have_no_fast_form():
-    assert camera_grid_network(FIDSTORMNet(4, 0.25)) is None
+@pytest.mark.parametrize("u", [2, 3, 4])
+@pytest.mark.parametrize("kernels", [(9, 1, 5), (5, 1, 3), (7, 1, 1)])
+def test_srcnn_row_blocks_equal_the_reference(u, kernels):
+    """SRCNN's blocked path (row blocks with halo rows, 1×1 layer as a matrix product, last layer by fold).
+
+    Blocks of one row up to the whole frame, frames whose height is not a multiple of the block,
+    both symmetrisation settings: the output equals the reference network's to float32 rounding.
+    """
+    torch.manual_seed(u)
+    net = SRCNNNet(u, 0.25, kernels).eval()
+    g = torch.Generator().manual_seed(u + 7)
+    with torch.no_grad():  # biases too (the initialisation leaves them at zero)
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d):
+                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+    fast = camera_grid_network(net)
+    assert fast.blocked
+    for sym in (False, True):
+        net.symmetrize = fast.symmetrize = sym
+        for shape in [(3, 1, 11, 9), (1, 1, 5, 16)]:
+            x = torch.randn(*shape, generator=g).contiguous(memory_format=torch.channels_last)
+            with torch.inference_mode():
+                ref = net(x)
+                for rows in (1, 2, 3, 4, shape[2], 100):
+                    fast.block_pixels = rows * shape[3]
+                    out = fast(x)
+                    assert out.shape == ref.shape
+                    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5 * max(1.0, float(ref.abs().max())))
+    # under bf16 autocast (precision="bf16") the blocks run in bf16: close to the float32 reference
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fast(x)
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out.float(), ref, rtol=0.05, atol=0.05 * max(1.0, float(ref.abs().max())))
+    # another middle kernel: the plain layers
+    other = camera_grid_network(SRCNNNet(2, 0.25, (5, 3, 3)).eval())
+    assert not other.blocked
+
+
+def test_networks_without_a_fast_form():
     assert camera_grid_network(SRCNNNet(4, 0.25, interpolation="bicubic")) is None
     assert camera_grid_network(torch.nn.Conv2d(1, 1, 3)) is None
 
@@ -98,7 +150,9 @@ def test_shipped_density_models_fast_form_equals_reference(model):
     ref = ckpt.build("cpu").eval()
     fast = inference._inference_network(ckpt, torch.device("cpu"))
     assert not any(isinstance(m, torch.nn.Upsample) for m in fast.modules())
-    assert any(isinstance(m, SubPixelConv) for m in fast.modules())  # the fast form is what runs
+    assert isinstance(fast, _Fast)  # the fast form is what runs
+    if model != "fid-storm":  # FID-STORM works on the camera grid already (its fast form folds a BatchNorm)
+        assert any(isinstance(m, SubPixelConv) for m in fast.modules())
     x = 3 * torch.randn(2, 1, 24, 20, generator=torch.Generator().manual_seed(0))
     with torch.inference_mode():
         a = ref(x)

@@ -18,6 +18,11 @@ convolutions here) into such a module: the outputs equal the original network's 
 rounding (tests: ``tests/test_density_fast.py``). Training is untouched: these modules are built
 by the inference loop from the checkpoint's network, never saved. The 180° symmetrisation of
 :class:`~.density_nets.DensityNet` is kept (two passes, see :class:`_Fast`).
+
+Two forms do more than that (session 9, issue 16): SRCNN runs in row blocks of a frame with its
+1×1 layer as a matrix product and its one-channel last layer as a matrix product plus ``fold``
+(:class:`SRCNNFast`); FID-STORM, already on the camera grid, gets the BatchNorm after its pixel
+shuffle folded and a cheaper shuffle (:class:`FIDSTORMFast`).
 """
 
 from __future__ import annotations
@@ -31,13 +36,14 @@ from torch import nn
 from .density_nets import (
     DeepSTORMNet,
     DensityNet,
+    FIDSTORMNet,
     ResidualSTORMNet,
     SRCNNNet,
     UNetSTORMNet,
     _ResBlock,
 )
 
-__all__ = ["SubPixelConv", "camera_grid_network", "subpixel_weights"]
+__all__ = ["SubPixelConv", "camera_grid_network", "phase_weights", "subpixel_weights"]
 
 
 # =============================================================================== the identity
@@ -86,6 +92,37 @@ def subpixel_weights(weight: torch.Tensor, s: int) -> tuple[torch.Tensor, int, i
     if not 0 <= op < s:  # cannot happen for odd k (kept as a guard for future kernels)
         raise ValueError(f"no transposed convolution for k={k}, s={s}")
     return wt.to(weight.dtype), p, op
+
+
+def phase_weights(weight: torch.Tensor, s: int) -> tuple[torch.Tensor, tuple[int, int]]:
+    """A camera-grid convolution giving every phase of a 'same' convolution after ×s nearest upsampling.
+
+    Output channel ``(a·s + b)·C_out + c`` at camera pixel ``(i, j)`` is channel ``c`` of the fine
+    pixel ``(s·i + a, s·j + b)``; its kernel sums the taps that land on the same source pixel (as in
+    :func:`subpixel_weights`, laid out as an ordinary convolution).
+
+    Returns
+    -------
+    weight : torch.Tensor
+        (s²·C_out, C_in, D, D) kernel, applied without padding to the input padded by
+    pads : (int, int)
+        zeros before and after, on each axis.
+    """
+    cout, cin, k, k2 = weight.shape
+    if k != k2 or k % 2 == 0:
+        raise ValueError(f"expected a square kernel of odd side, got {tuple(weight.shape)}")
+    r = k // 2
+    dlo, dhi = math.floor(-r / s), math.floor((s - 1 + r) / s)
+    D = dhi - dlo + 1
+    w = weight.new_zeros(s, s, cout, cin, D, D, dtype=torch.float64)
+    src = weight.to(torch.float64)
+    for a in range(s):
+        for ty in range(k):
+            dy = math.floor((a + ty - r) / s) - dlo
+            for b in range(s):
+                for tx in range(k):
+                    w[a, b, :, :, dy, math.floor((b + tx - r) / s) - dlo] += src[:, :, ty, tx]
+    return w.reshape(s * s * cout, cin, D, D).to(weight.dtype), (-dlo, dhi)
 
 
 class SubPixelConv(nn.Module):
@@ -330,16 +367,131 @@ class ResidualSTORMFast(_Fast):
 
 
 class SRCNNFast(_Fast):
-    """:class:`SRCNNNet` with nearest input upsampling: its first (9×9) convolution as a 3×3 sub-pixel convolution."""
+    """:class:`SRCNNNet` with nearest input upsampling: its first (9×9) convolution as a 3×3 sub-pixel convolution.
+
+    The published 9-1-5 form (a 1×1 middle layer, one output channel) runs in row blocks of one
+    frame (:attr:`block_pixels` camera pixels each, so that a block's 64-channel fine-grid features
+    stay in the CPU's L2 cache): the first layer as one convolution on the camera grid whose
+    s²·64 output channels are the phases of every fine pixel (:func:`phase_weights`; the strided
+    transposed convolution cost ~6× more on blocks of a few rows), the 1×1 layer as one matrix
+    product, copied into the frame's 32-channel fine-grid map; then the last k×k convolution with
+    its single output channel as a matrix product with the k² taps (32 → 25 per pixel) and
+    :func:`torch.nn.functional.fold`, which adds the taps' shifted planes. oneDNN's convolution with
+    one output channel ran at ~3 GMAC/s here and was half of the network's time; the 64-channel
+    maps of a whole batch fell out of the cache (session 9, ``docs/benchmarks.md``). Same outputs
+    to float32 rounding (summation order); other kernel shapes run the plain layers.
+    """
+
+    #: Camera pixels per row block: 4 rows of 64 px at ×4 = 64-channel float32 features of 1 MB.
+    block_pixels = 256
 
     def __init__(self, ref: SRCNNNet):
         super().__init__(ref, 1)
-        conv1 = ref.body[0]
+        conv1, conv2, conv3 = ref.body[0], ref.body[2], ref.body[4]
         self.first = SubPixelConv(conv1.weight.detach(), None if conv1.bias is None else conv1.bias.detach(), self.u, relu=True)
         self.rest = ref.body[2:]
+        self.blocked = tuple(conv2.kernel_size) == (1, 1) and conv3.out_channels == 1
+        if self.blocked:
+            c1, c2 = conv1.out_channels, conv2.out_channels
+            self.k3 = int(conv3.kernel_size[0])
+            # the first layer as one convolution on the camera grid with s²·c1 outputs (phase-major)
+            w1p, self.pads = phase_weights(conv1.weight.detach(), self.u)
+            b1 = conv1.bias.detach() if conv1.bias is not None else torch.zeros(c1)
+            self.w1p = nn.Parameter(w1p, requires_grad=False)
+            self.b1p = nn.Parameter(b1.repeat(self.u * self.u).clone(), requires_grad=False)
+            self.w2 = nn.Parameter(conv2.weight.detach()[:, :, 0, 0].t().contiguous(), requires_grad=False)  # (c1, c2)
+            b2 = conv2.bias.detach() if conv2.bias is not None else torch.zeros(c2)
+            self.b2 = nn.Parameter(b2.clone(), requires_grad=False)
+            # taps reversed: fold adds cols[t, l] at output l + t, the convolution reads input l + t
+            w3 = conv3.weight.detach()[0].flip(-2, -1).reshape(c2, self.k3 * self.k3)
+            self.w3t = nn.Parameter(w3.t().contiguous(), requires_grad=False)  # (k², c2)
+            self.b3 = float(conv3.bias.detach()[0]) if conv3.bias is not None else 0.0
+            self.c1, self.c2 = c1, c2
 
     def _fast(self, x: torch.Tensor) -> torch.Tensor:
-        return self.rest(self.first(x))
+        if not self.blocked or x.dim() != 4 or x.shape[1] != 1:
+            return self.rest(self.first(x))
+        B, _, H, W = x.shape
+        s, k, (lo, hi) = self.u, self.k3, self.pads
+        Hf, Wf = H * s, W * s
+        rows = max(1, self.block_pixels // max(W, 1))
+        xp = F.pad(x, (lo, hi, lo, hi))  # the fine grid's zero padding, on the camera grid
+        feat = out = w2 = b2 = w3t = None
+        for b in range(B):
+            for r0 in range(0, H, rows):
+                r1 = min(r0 + rows, H)
+                # (1, s²·c1, r1 − r0, W): every phase of every fine pixel of these rows (autocast's dtype)
+                y = F.relu(F.conv2d(xp[b:b + 1, :, r0:r1 + lo + hi], self.w1p, self.b1p), inplace=True)
+                y = y.permute(0, 2, 3, 1).reshape(-1, self.c1)  # (rows·W·s², c1), order (row, col, a, b)
+                if feat is None:  # one frame's fine-grid features (Hf, Wf, c2), in the dtype of the first layer
+                    dt = y.dtype
+                    feat = torch.empty(H, s, W, s, self.c2, dtype=dt, device=x.device)
+                    w2, b2, w3t = self.w2.to(dt), self.b2.to(dt), self.w3t.to(dt)
+                with torch.autocast(x.device.type, enabled=False):  # explicit dtypes
+                    z = torch.addmm(b2, y.to(dt), w2).relu_()
+                    # (row, col, a, b) -> fine-grid order (row, a, col, b)
+                    feat[r0:r1].copy_(z.view(r1 - r0, W, s, s, self.c2).permute(0, 2, 1, 3, 4))
+            with torch.autocast(x.device.type, enabled=False):
+                cols = torch.mm(w3t, feat.view(Hf * Wf, self.c2).t())  # (k², Hf·Wf): each pixel's share of each tap
+                o = F.fold(cols[None], (Hf, Wf), k, padding=k // 2)  # (1, 1, Hf, Wf): the taps' shifted sum
+                if out is None:
+                    out = torch.empty(B, 1, Hf, Wf, dtype=o.dtype, device=x.device)
+                torch.add(o, self.b3, out=out[b:b + 1])
+        return out
+
+
+def _phase_major(weight: torch.Tensor, bias: torch.Tensor, s: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A convolution's output channels reordered from pixel-shuffle order ``c·s² + i·s + j`` to ``(i·s + j)·C + c``."""
+    C = weight.shape[0] // (s * s)
+    order = torch.arange(C * s * s).reshape(C, s * s).t().reshape(-1)  # new channel (p, c) <- old c·s² + p
+    return weight[order], bias[order]
+
+
+def _shuffle_phase_major(x: torch.Tensor, s: int) -> torch.Tensor:
+    """Pixel shuffle of a channels-last map whose channels are in phase-major order (:func:`_phase_major`).
+
+    Memory (B, H, W, i, j, C) → (B, H, i, W, j, C): one copy whose contiguous runs are ``s·C``
+    values (a phase row of a pixel), not ``C`` as for torch's ``pixel_shuffle`` of a channels-last
+    map. Returns a channels-last (B, C, s·H, s·W) map.
+    """
+    B, Cs, H, W = x.shape
+    C = Cs // (s * s)
+    m = x.permute(0, 2, 3, 1).reshape(B, H, W, s, s * C).transpose(2, 3)
+    return m.reshape(B, H * s, W * s, C).permute(0, 3, 1, 2)
+
+
+class FIDSTORMFast(_Fast):
+    """:class:`FIDSTORMNet` with every BatchNorm folded, the one after the pixel shuffle too.
+
+    ``refine`` starts with BatchNorm + ReLU on the shuffled map: both act per channel and pixel, so
+    they are applied before the shuffle, the BatchNorm folded into ``to_sub`` (output channel
+    ``c·u² + p`` is shuffled channel ``c``) and the ReLU on the camera grid; ``to_sub``'s output
+    channels are put in phase-major order so that the shuffle copies runs of ``u·c`` values
+    (:func:`_shuffle_phase_major`). Before, that BatchNorm (a separate pass over
+    the fine grid) and the shuffle were ~18 % of the network's time in bf16 (session 9). The
+    network already works on the camera grid; nothing else changes.
+    """
+
+    def __init__(self, ref: FIDSTORMNet):
+        super().__init__(ref, 1)
+        self.stem = _cbr(ref.stem)
+        self.body = nn.Sequential(*[_ResFold(b) for b in ref.body])
+        bn = ref.refine[0]
+        w = ref.to_sub.weight.detach()
+        b = ref.to_sub.bias.detach() if ref.to_sub.bias is not None else torch.zeros(w.shape[0])
+        scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+        shift = bn.bias.detach() - bn.running_mean * scale
+        u2 = self.u * self.u
+        scale, shift = scale.repeat_interleave(u2), shift.repeat_interleave(u2)
+        self.to_sub = _Conv(*_phase_major(w * scale[:, None, None, None], b * scale + shift, self.u), relu=True)
+        self.refine = _cbr(ref.refine[2])
+        self.out_w = nn.Parameter(ref.out.weight.detach().clone(), requires_grad=False)
+        self.out_b = None if ref.out.bias is None else nn.Parameter(ref.out.bias.detach().clone(), requires_grad=False)
+
+    def _fast(self, x: torch.Tensor) -> torch.Tensor:
+        f = self.to_sub(self.body(self.stem(x))).contiguous(memory_format=torch.channels_last)
+        f = _shuffle_phase_major(f, self.u)
+        return F.conv2d(self.refine(f), self.out_w, self.out_b)
 
 
 def camera_grid_network(net: nn.Module) -> nn.Module | None:
@@ -355,8 +507,9 @@ def camera_grid_network(net: nn.Module) -> nn.Module | None:
     -------
     torch.nn.Module or None
         A module in eval mode whose output equals ``net.eval()(x)`` up to float32 rounding, for
-        Deep-STORM / Skip-STORM, U-STORM, DRL-STORM and SRCNN (nearest input upsampling); None for
-        networks that already work on the camera grid (FID-STORM) or are not density networks.
+        Deep-STORM / Skip-STORM, U-STORM, DRL-STORM, SRCNN (nearest input upsampling) and
+        FID-STORM (which works on the camera grid already: its form folds the BatchNorm after the
+        pixel shuffle); None for SRCNN with bicubic input and networks that are not density networks.
     """
     fast: _Fast | None = None
     if isinstance(net, DeepSTORMNet):
@@ -367,4 +520,6 @@ def camera_grid_network(net: nn.Module) -> nn.Module | None:
         fast = ResidualSTORMFast(net)
     elif isinstance(net, SRCNNNet) and (net.interpolation == "nearest" or net.upsampling == 1):
         fast = SRCNNFast(net)
+    elif isinstance(net, FIDSTORMNet):
+        fast = FIDSTORMFast(net)
     return None if fast is None else fast.eval()
