@@ -171,7 +171,8 @@ def cmd_finetune(a) -> int:
     lo_hi = [float(v) for v in a.density_range.split(",")] if a.density_range else None
     if a.keep_states:
         a.keep_states.mkdir(parents=True, exist_ok=True)
-    while time.perf_counter() - t0 < 60 * a.minutes:
+    # a step budget (--steps) does not depend on the machine's load or on pauses (quiet.sh); else --minutes
+    while (step < a.steps) if a.steps else (time.perf_counter() - t0 < 60 * a.minutes):
         net.train()
         if a.freeze_bn:  # batch-norm layers keep (and use) their running statistics: batches of another
             for mod in net.modules():  # density mix than the original training's must not move them
@@ -213,7 +214,7 @@ def cmd_finetune(a) -> int:
             "script": "scripts/density_one_pass.py finetune",
             "from": a.init or f"shipped {m}.pt",
             "teacher": f"{a.teacher or f'shipped {m}.pt'}, two passes (val loss {ref_loss:.4f}, {ref_m})",
-            "steps": best_step, "steps_run": step, "minutes": (time.perf_counter() - t0) / 60,
+            "steps": best_step, "steps_run": step, "step_budget": a.steps, "minutes": (time.perf_counter() - t0) / 60,
             "lr": a.lr, "distill_weight": a.distill_weight, "task_weight": a.task_weight, "seed": a.seed,
             "threads": a.threads, "within_bounds": bool(ok), "history": history,
             "density_range": a.density_range, "freeze_bn": a.freeze_bn,
@@ -433,7 +434,8 @@ def main(argv=None) -> int:
     f = sub.add_parser("finetune")
     f.add_argument("model")
     f.add_argument("--init", default=None, help="start from this checkpoint (default: the shipped one)")
-    f.add_argument("--minutes", type=float, default=12.0)
+    f.add_argument("--minutes", type=float, default=12.0, help="wall-time budget (ignored with --steps)")
+    f.add_argument("--steps", type=int, default=None, help="step budget instead of --minutes")
     f.add_argument("--threads", type=int, default=1)
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--lr", type=float, default=2e-4)
