@@ -30,7 +30,8 @@ in that range (then the usual randomisation) instead of the training microscope'
 
 ``select`` picks one (checkpoint, threshold) on whole 64×64 *tuning* movies — the accuracy benchmark's
 design (both cameras, 0.1–6 /µm², uniform) with other seeds (``--seed-base``, default 8000; the test
-movies use 1000) — by agreement with a two-pass teacher: the most movies with ΔJI ≥ −0.5 points and
+movies use 1000; select refuses any seed in 1001–1060, and ``adopt`` refuses a selection whose recorded
+seeds are not tuning seeds) — by agreement with a two-pass teacher: the most movies with ΔJI ≥ −0.5 points and
 ΔRMSE ≤ +0.5 nm, ties broken by the smallest summed shortfall, among those with precision ≥ 90 % (95 %
 one-sided) on the two sparse calibration movies of ``validation_configs`` (seeds 7000, 7001). Each
 candidate runs once at the lowest threshold; higher ones filter by window mass (``count``), as
@@ -171,7 +172,8 @@ def cmd_finetune(a) -> int:
     lo_hi = [float(v) for v in a.density_range.split(",")] if a.density_range else None
     if a.keep_states:
         a.keep_states.mkdir(parents=True, exist_ok=True)
-    while time.perf_counter() - t0 < 60 * a.minutes:
+    # a step budget (--steps) does not depend on the machine's load or on pauses (quiet.sh); else --minutes
+    while (step < a.steps) if a.steps else (time.perf_counter() - t0 < 60 * a.minutes):
         net.train()
         if a.freeze_bn:  # batch-norm layers keep (and use) their running statistics: batches of another
             for mod in net.modules():  # density mix than the original training's must not move them
@@ -213,7 +215,7 @@ def cmd_finetune(a) -> int:
             "script": "scripts/density_one_pass.py finetune",
             "from": a.init or f"shipped {m}.pt",
             "teacher": f"{a.teacher or f'shipped {m}.pt'}, two passes (val loss {ref_loss:.4f}, {ref_m})",
-            "steps": best_step, "steps_run": step, "minutes": (time.perf_counter() - t0) / 60,
+            "steps": best_step, "steps_run": step, "step_budget": a.steps, "minutes": (time.perf_counter() - t0) / 60,
             "lr": a.lr, "distill_weight": a.distill_weight, "task_weight": a.task_weight, "seed": a.seed,
             "threads": a.threads, "within_bounds": bool(ok), "history": history,
             "density_range": a.density_range, "freeze_bn": a.freeze_bn,
@@ -273,6 +275,23 @@ def cmd_movies(a) -> int:
 
 
 TUNING_FRAMES = {0.1: 400, 0.5: 200, 1.0: 100, 2.0: 60, 4.0: 40, 6.0: 30}
+
+
+#: The accuracy benchmark's test movies use seeds 1000 + 10·density (``precision_guard.accuracy_movie``), i.e. 1001–1060;
+#: nothing may be chosen on them.
+TEST_SEEDS = range(1001, 1061)
+
+
+def tuning_seeds(seed_base: int) -> list[int]:
+    """The movie seeds ``select`` uses with this ``--seed-base`` (one per density of ``TUNING_FRAMES``)."""
+    return [seed_base + int(d * 10) for d in TUNING_FRAMES]
+
+
+def refuse_test_seeds(seeds, what: str) -> None:
+    """SystemExit when any of ``seeds`` is one of the accuracy benchmark's test-movie seeds."""
+    bad = sorted({int(s_) for s_ in seeds} & set(TEST_SEEDS))
+    if bad:
+        raise SystemExit(f"{what}: seeds {bad} are the accuracy benchmark's test movies (1001–1060); tune on other seeds")
 
 
 def tuning_movie(density: float, camera: str, n_frames: int, seed_base: int = 8000):
@@ -390,7 +409,8 @@ def cmd_select(a) -> int:
     print(f"PICK: {best['candidate']} threshold {best['threshold']:g} (within {best['within']}/{len(movies)}, "
           f"shortfall {best['shortfall']:.2f}, sparse precision lower bound {best['sparse_precision_lb']:.3f})")
     if a.json:
-        a.json.write_text(json.dumps({"pick": best, "labels": labels, "teacher": ref, "results": results}, indent=1))
+        a.json.write_text(json.dumps({"pick": best, "labels": labels, "teacher": ref, "results": results,
+                                      "seed_base": a.seed_base, "tuning_seeds": tuning_seeds(a.seed_base)}, indent=1))
     return 0
 
 
@@ -403,6 +423,14 @@ def cmd_adopt(a) -> int:
     ck = load_checkpoint(a.state)
     sel = json.loads(a.select_json.read_text())
     pick = sel["pick"]
+    # the selection must have been made on tuning movies: adopting one made on the test movies would be choosing on them
+    if "tuning_seeds" not in sel:
+        raise SystemExit(f"{a.select_json} does not record the movie seeds its selection was made on "
+                         "(tuning_seeds; written by select since session 9): run select again")
+    if sel["tuning_seeds"] != tuning_seeds(int(sel.get("seed_base", -1))):
+        raise SystemExit(f"{a.select_json}: tuning_seeds {sel['tuning_seeds']} do not follow from its seed_base "
+                         f"{sel.get('seed_base')}")
+    refuse_test_seeds(sel["tuning_seeds"], f"adopt: the selection in {a.select_json}")
     if Path(pick["candidate"]).resolve() != a.state.resolve() or abs(pick["threshold"] - a.threshold) > 1e-9:
         raise SystemExit(f"{a.state} at {a.threshold:g} is not the pick of {a.select_json} "
                          f"({pick['candidate']} at {pick['threshold']:g})")
@@ -412,7 +440,7 @@ def cmd_adopt(a) -> int:
         "script": "scripts/density_one_pass.py finetune + select", "state": state, "threshold": a.threshold,
         "rule": "most tuning movies with dJI >= -0.5 pt and dRMSE <= +0.5 nm vs the two-pass teacher, then the "
                 "smallest summed shortfall; sparse precision lower bound >= 0.9",
-        "tuning_movies": sel["labels"], "teacher_ji_rmse": sel["teacher"],
+        "tuning_movies": sel["labels"], "tuning_seeds": sel["tuning_seeds"], "teacher_ji_rmse": sel["teacher"],
         "pick": {k: pick[k] for k in ("within", "shortfall", "sparse_precision_lb", "dji", "drmse")},
         "note": a.note,
     }
@@ -433,7 +461,8 @@ def main(argv=None) -> int:
     f = sub.add_parser("finetune")
     f.add_argument("model")
     f.add_argument("--init", default=None, help="start from this checkpoint (default: the shipped one)")
-    f.add_argument("--minutes", type=float, default=12.0)
+    f.add_argument("--minutes", type=float, default=12.0, help="wall-time budget (ignored with --steps)")
+    f.add_argument("--steps", type=int, default=None, help="step budget instead of --minutes")
     f.add_argument("--threads", type=int, default=1)
     f.add_argument("--seed", type=int, default=0)
     f.add_argument("--lr", type=float, default=2e-4)
@@ -462,7 +491,8 @@ def main(argv=None) -> int:
     sl.add_argument("model")
     sl.add_argument("--teacher", required=True, help="two-pass checkpoint to agree with (its own threshold)")
     sl.add_argument("--candidates", nargs="+", required=True)
-    sl.add_argument("--seed-base", type=int, default=8000, help="movie seed = this + 10·density (test: 1000)")
+    sl.add_argument("--seed-base", type=int, default=8000,
+                    help="movie seed = this + 10·density; refused where that meets the test seeds 1001–1060")
     sl.add_argument("--cameras", default="smlm2016_emccd,generic_scmos")
     sl.add_argument("--t-min", type=float, default=0.45)
     sl.add_argument("--t-max", type=float, default=0.65)
@@ -477,8 +507,8 @@ def main(argv=None) -> int:
     ad.add_argument("--note", default="")
     ad.add_argument("-o", "--output", type=Path, required=True)
     a = p.parse_args(argv)
-    if a.cmd == "select" and a.seed_base == 1000:
-        raise SystemExit("select: --seed-base 1000 are the accuracy benchmark's test movies; tune on other seeds")
+    if a.cmd == "select":
+        refuse_test_seeds(tuning_seeds(a.seed_base), f"select --seed-base {a.seed_base}")
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     return {"eval": cmd_eval, "finetune": cmd_finetune, "one-pass": cmd_one_pass, "movies": cmd_movies,
             "select": cmd_select, "adopt": cmd_adopt}[a.cmd](a)

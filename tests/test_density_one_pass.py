@@ -122,10 +122,19 @@ def test_select_thresholds_by_filtering_one_low_threshold_run():
     assert mod._movie_scores(ck, [(frames, gt, cfg)], [0.5, 0.65], 0.45)[0][0][0] > 0
 
 
-def test_select_refuses_the_test_movies_seeds():
+@pytest.mark.parametrize("seed_base", [1000, 995, 1041])
+def test_select_refuses_the_test_movies_seeds(seed_base):
+    """Any --seed-base whose movies would use one of the test seeds 1001–1060 (not only 1000 itself)."""
     with pytest.raises(SystemExit, match="test movies"):
         _script().main(["select", "deep-storm", "--teacher", "deep-storm", "--candidates", "deep-storm",
-                        "--seed-base", "1000"])
+                        "--seed-base", str(seed_base)])
+
+
+def test_tuning_seeds_of_the_default_base_are_not_test_seeds():
+    mod = _script()
+    assert mod.tuning_seeds(8000) == [8001, 8005, 8010, 8020, 8040, 8060]
+    mod.refuse_test_seeds(mod.tuning_seeds(8000), "x")  # no exception
+    assert mod.tuning_seeds(1000) == [1001, 1005, 1010, 1020, 1040, 1060]  # the test movies' seeds
 
 
 def test_adopt_writes_only_selects_pick_with_its_threshold(tmp_path):
@@ -138,7 +147,9 @@ def test_adopt_writes_only_selects_pick_with_its_threshold(tmp_path):
     pick = {"candidate": str(state), "threshold": 0.6, "within": 12, "shortfall": 0.0, "sparse_precision_lb": 0.94,
             "dji": [0.1], "drmse": [-0.2]}
     sel = tmp_path / "select.json"
-    sel.write_text(json.dumps({"pick": pick, "labels": ["emccd 0.1"], "teacher": [[80.0, 22.0]], "results": [pick]}))
+    seeds = _script().tuning_seeds(8000)
+    sel.write_text(json.dumps({"pick": pick, "labels": ["emccd 0.1"], "teacher": [[80.0, 22.0]], "results": [pick],
+                               "seed_base": 8000, "tuning_seeds": seeds}))
     out = tmp_path / "adopted.pt"
     with pytest.raises(SystemExit, match="not the pick"):
         _script().main(["adopt", str(state), "--threshold", "0.55", "--select-json", str(sel), "-o", str(out)])
@@ -147,4 +158,32 @@ def test_adopt_writes_only_selects_pick_with_its_threshold(tmp_path):
     a, b = load_checkpoint(state), load_checkpoint(out)
     assert b.model_config["threshold"] == 0.6 and b.model_config["symmetrize"] is False
     assert b.training["whole_frame_selection"]["pick"]["within"] == 12
+    assert b.training["whole_frame_selection"]["tuning_seeds"] == seeds
     assert all(torch.equal(a.state_dict[k], b.state_dict[k]) for k in a.state_dict)
+
+
+def test_adopt_refuses_a_selection_made_on_the_test_movies(tmp_path):
+    """adopt re-checks the seeds the selection was made on: a pick from the test movies (or from a record that does
+    not say its seeds, or whose seeds contradict its seed base) is not written."""
+    import json
+
+    if "srcnn" not in SHIPPED:
+        pytest.skip("no shipped srcnn")
+    mod = _script()
+    state = tmp_path / "srcnn_step00080.pt"
+    save_checkpoint(state, resolve_checkpoint("srcnn"))
+    pick = {"candidate": str(state), "threshold": 0.6, "within": 12, "shortfall": 0.0, "sparse_precision_lb": 0.94,
+            "dji": [0.1], "drmse": [-0.2]}
+    base = {"pick": pick, "labels": ["emccd 0.1"], "teacher": [[80.0, 22.0]], "results": [pick]}
+    out = tmp_path / "adopted.pt"
+    cases = {
+        "test.json": ({**base, "seed_base": 1000, "tuning_seeds": mod.tuning_seeds(1000)}, "test movies"),
+        "none.json": (base, "does not record the movie seeds"),
+        "forged.json": ({**base, "seed_base": 1000, "tuning_seeds": mod.tuning_seeds(8000)}, "do not follow"),
+    }
+    for name, (record, message) in cases.items():
+        sel = tmp_path / name
+        sel.write_text(json.dumps(record))
+        with pytest.raises(SystemExit, match=message):
+            mod.main(["adopt", str(state), "--threshold", "0.6", "--select-json", str(sel), "-o", str(out)])
+        assert not out.exists()
