@@ -312,7 +312,8 @@ def parse_checkpoints(items: list[str], models: list[str] | tuple = ()) -> dict[
         if label in out:
             raise SystemExit(f"--checkpoint {item!r}: label {label!r} given twice")
         if label in models:
-            raise SystemExit(f"--checkpoint {item!r}: label {label!r} is also a model measured by name (--models); pick another label")
+            raise SystemExit(f"--checkpoint {item!r}: label {label!r} is also a model measured by name (--models); "
+                             "pick another label")
         if not Path(file).is_file():
             raise SystemExit(f"--checkpoint {item!r}: no such file: {file}")
         if Path(file).suffix not in (".pt", ".pth", ".ckpt"):

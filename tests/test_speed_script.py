@@ -126,6 +126,6 @@ def test_checkpoint_labels_cannot_hide_a_model_or_another_file(speed, tmp_path):
 
 @pytest.mark.parametrize("args", [["--runs", "0"], ["--baseline-runs", "0"], ["--baseline-runs", "-2"]])
 def test_run_counts_below_one_are_refused(speed, args):
-    """``--baseline-runs 0`` used to fall back to ``--runs`` silently (``or``); a negative count gave empty statistics."""
+    """``--baseline-runs 0`` fell back to ``--runs`` silently (``or``); a negative count gave empty statistics."""
     with pytest.raises(SystemExit, match="at least 1 run"):
         speed.main(["--models", "", *args, "--skip-inproc", "--no-picasso"])

@@ -418,7 +418,7 @@ class SRCNNFast(_Fast):
         return self._blocks(x)
 
     def _blocks(self, x: torch.Tensor) -> torch.Tensor:
-        """The blocked path (CPU): row blocks of one frame at a time, 1×1 layer as a matrix product, last layer by fold."""
+        """The blocked path (CPU): row blocks of one frame at a time, 1×1 layer as a product, last layer by fold."""
         B, _, H, W = x.shape
         s, k, (lo, hi) = self.u, self.k3, self.pads
         Hf, Wf = H * s, W * s
