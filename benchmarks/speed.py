@@ -192,13 +192,17 @@ def main(argv=None) -> int:
     from napari_smlm.core.simulate import simulate
 
     models = [m for m in a.models.split(",") if m] if a.models is not None else sorted(shipped_models())
-    files = parse_checkpoints(a.checkpoint)
+    files = parse_checkpoints(a.checkpoint, models)
+    for opt, n in (("--runs", a.runs), ("--baseline-runs", a.baseline_runs)):
+        if n is not None and n < 1:
+            raise SystemExit(f"{opt} {n}: expected at least 1 run")
     precisions = a.precisions.split(",")
     mach = machine()
     load0 = os.getloadavg()
     head = [
         f"Machine: {mach['cpu']}, {mach['cores']} CPUs; flags: {cpu_flags_summary()} (native bf16: {cpu_has_fast_bf16()}); "
-        f"torch {mach['torch']}, {torch.get_num_threads()} threads; {a.runs} runs each; "
+        f"torch {mach['torch']}, {torch.get_num_threads()} threads; {a.runs} runs each"
+        f"{f' ({a.baseline_runs} of --baseline-src)' if a.baseline_src and a.baseline_runs else ''}; "
         f"batch {a.batch_size or 'default'}; parallel {a.parallel or 'default'}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
     ]
     print(head[0], flush=True)
@@ -294,13 +298,22 @@ def main(argv=None) -> int:
     return 0
 
 
-def parse_checkpoints(items: list[str]) -> dict[str, str]:
-    """``["LABEL=FILE", ...]`` -> ``{LABEL: FILE}``; a clear error for a bad item or a missing file."""
+def parse_checkpoints(items: list[str], models: list[str] | tuple = ()) -> dict[str, str]:
+    """``["LABEL=FILE", ...]`` -> ``{LABEL: FILE}``; a clear error for a bad item or a missing file.
+
+    A label used twice, or equal to one of ``models`` (the models measured by name), is refused:
+    rows are keyed by it, so the other file or the shipped model would silently not be measured.
+    """
     out = {}
     for item in items:
         label, sep, file = item.partition("=")
         if not sep or not label or not file:
             raise SystemExit(f"--checkpoint {item!r}: expected LABEL=FILE")
+        if label in out:
+            raise SystemExit(f"--checkpoint {item!r}: label {label!r} given twice")
+        if label in models:
+            raise SystemExit(f"--checkpoint {item!r}: label {label!r} is also a model measured by name (--models); "
+                             "pick another label")
         if not Path(file).is_file():
             raise SystemExit(f"--checkpoint {item!r}: no such file: {file}")
         if Path(file).suffix not in (".pt", ".pth", ".ckpt"):

@@ -136,6 +136,33 @@ def test_srcnn_row_blocks_equal_the_reference(u, kernels):
     assert not other.blocked
 
 
+def test_srcnn_row_blocks_only_on_the_cpu(monkeypatch):
+    """The row blocks (a few kernels per block of a few rows, frame by frame) are a CPU cache layout.
+
+    On another device (here the meta device, which has no CPU) the whole batch goes through the
+    plain layers, as before the blocks: no ``fold`` call, the reference's output shape.
+    """
+    import copy
+
+    from napari_smlm.core.models import density_fast
+
+    net = SRCNNNet(4, 0.25).eval()
+    fast = camera_grid_network(net)
+    assert fast.blocked
+    calls = []
+    real_fold = density_fast.F.fold
+    monkeypatch.setattr(density_fast.F, "fold", lambda *a, **k: calls.append(a[0].device.type) or real_fold(*a, **k))
+    x = torch.randn(2, 1, 9, 6)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), net(x), rtol=1e-4, atol=1e-5 * max(1.0, float(net(x).abs().max())))
+    assert calls == ["cpu", "cpu"]  # the CPU runs the blocks (one fold per frame)
+    meta = copy.deepcopy(fast).to("meta")
+    with torch.inference_mode():
+        out = meta(torch.empty(2, 1, 9, 6, device="meta"))
+    assert out.shape == (2, 1, 36, 24) and out.device.type == "meta"
+    assert calls == ["cpu", "cpu"]  # no blocks off the CPU
+
+
 def test_networks_without_a_fast_form():
     assert camera_grid_network(SRCNNNet(4, 0.25, interpolation="bicubic")) is None
     assert camera_grid_network(torch.nn.Conv2d(1, 1, 3)) is None

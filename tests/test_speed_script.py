@@ -109,3 +109,23 @@ def test_one_cli_run_omits_precision_for_an_old_cli(speed, tmp_path, monkeypatch
     assert cmd[cmd.index("--precision") + 1] == "auto" and cmd[cmd.index("--checkpoint") + 1] == str(tmp_path / "c.pt")
     assert cmd[cmd.index("--batch-size") + 1] == "8" and "--model" not in cmd
     assert cmd[:3] == [sys.executable, "-m", "napari_smlm.cli"]
+
+
+def test_checkpoint_labels_cannot_hide_a_model_or_another_file(speed, tmp_path):
+    """Rows and runs are keyed by the label: a repeated label or a model's name would drop a measurement."""
+    f, g = tmp_path / "a.pt", tmp_path / "b.pt"
+    f.write_bytes(b"x")
+    g.write_bytes(b"x")
+    with pytest.raises(SystemExit, match="given twice"):
+        speed.parse_checkpoints([f"x={f}", f"x={g}"])
+    with pytest.raises(SystemExit, match="also a model"):
+        speed.parse_checkpoints([f"srcnn={f}"], ["deep-storm", "srcnn"])
+    assert speed.parse_checkpoints([f"srcnn-2pass={f}", f"y={g}"], ["srcnn"]) == {
+        "srcnn-2pass": str(f.resolve()), "y": str(g.resolve())}
+
+
+@pytest.mark.parametrize("args", [["--runs", "0"], ["--baseline-runs", "0"], ["--baseline-runs", "-2"]])
+def test_run_counts_below_one_are_refused(speed, args):
+    """``--baseline-runs 0`` fell back to ``--runs`` silently (``or``); a negative count gave empty statistics."""
+    with pytest.raises(SystemExit, match="at least 1 run"):
+        speed.main(["--models", "", *args, "--skip-inproc", "--no-picasso"])

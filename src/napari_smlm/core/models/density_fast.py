@@ -379,7 +379,8 @@ class SRCNNFast(_Fast):
     :func:`torch.nn.functional.fold`, which adds the taps' shifted planes. oneDNN's convolution with
     one output channel ran at ~3 GMAC/s here and was half of the network's time; the 64-channel
     maps of a whole batch fell out of the cache (session 9, ``docs/benchmarks.md``). Same outputs
-    to float32 rounding (summation order); other kernel shapes run the plain layers.
+    to float32 rounding (summation order); other kernel shapes, and devices other than the CPU (where
+    the per-block kernel launches would cost more than the cache saves), run the plain layers.
     """
 
     #: Camera pixels per row block: 4 rows of 64 px at ×4 = 64-channel float32 features of 1 MB.
@@ -409,8 +410,15 @@ class SRCNNFast(_Fast):
             self.c1, self.c2 = c1, c2
 
     def _fast(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.blocked or x.dim() != 4 or x.shape[1] != 1:
+        # the row blocks are for a CPU's cache: on a GPU each block is a handful of kernel launches
+        # (a 512×512 frame: 512 one-row blocks, ~6 launches each, per frame; not measured on a GPU), so
+        # other devices run the whole batch through the plain layers, as before session 9
+        if not self.blocked or x.device.type != "cpu" or x.dim() != 4 or x.shape[1] != 1:
             return self.rest(self.first(x))
+        return self._blocks(x)
+
+    def _blocks(self, x: torch.Tensor) -> torch.Tensor:
+        """The blocked path (CPU): row blocks of one frame at a time, 1×1 layer as a product, last layer by fold."""
         B, _, H, W = x.shape
         s, k, (lo, hi) = self.u, self.k3, self.pads
         Hf, Wf = H * s, W * s
