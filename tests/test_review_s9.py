@@ -42,3 +42,22 @@ def test_postprocess_still_carries_the_record_of_its_input(tmp_path):
     rep = json.loads((tmp_path / "post_postprocess.json").read_text())
     assert rep["input_localize_record"]["model"] == "toy"
     assert read_localizations(out).meta["pixel_size_nm"] == 130.0
+
+
+def test_camera_estimate_is_not_refused_as_coarse_for_a_black_border():
+    """A movie whose left third never changes (a black border of a registered or cropped movie: 30 % of the
+    pixels at 0 ADU) was refused as 'its quietest pixels vary by only 0.00 ADU' (a coarse camera), though its
+    other pixels measure the gain as well as without the border."""
+    from napari_smlm.core.camera import get_camera
+    from napari_smlm.core.camera_estimate import estimate_camera
+    from napari_smlm.core.config import SimulationConfig
+    from napari_smlm.core.simulate import simulate
+
+    cam = get_camera("generic_scmos")
+    cfg = SimulationConfig(n_frames=200, height=64, width=64, bg_photons=20.0, density=0.5, structure="filaments",
+                           n_filaments=8, camera=cam, seed=3)
+    movie = np.array(simulate(cfg)[0])
+    movie[:, :, :20] = 0
+    est = estimate_camera(movie, prior="generic_scmos", kind="scmos")
+    assert abs(est.adu_per_electron / (cam.em_gain / cam.sensitivity) - 1) <= 0.25
+    assert abs(est.baseline - cam.baseline) <= 10
