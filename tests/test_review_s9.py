@@ -61,3 +61,23 @@ def test_camera_estimate_is_not_refused_as_coarse_for_a_black_border():
     est = estimate_camera(movie, prior="generic_scmos", kind="scmos")
     assert abs(est.adu_per_electron / (cam.em_gain / cam.sensitivity) - 1) <= 0.25
     assert abs(est.baseline - cam.baseline) <= 10
+
+
+def test_a_stale_record_beside_a_valid_one_is_not_reported_as_unused(tmp_path, capsys):
+    """`localize -o p.csv` then `postprocess other.csv -o p.csv --overwrite`: p_localize.json is stale, p_postprocess.json
+    is p.csv's record and its pixel size is applied; the CLI still said 'its camera pixel size ... were not used (give
+    them yourself, e.g. --camera-pixel-size)' next to 'camera pixel size 130 nm from p_postprocess.json'."""
+    p = tmp_path / "p.csv"
+    write_localizations(p, _locs(12))
+    write_localize_record(tmp_path / "p_localize.json", localize_record(_locs(12), p))
+    other = tmp_path / "other.csv"
+    write_localizations(other, _locs(9, seed=4))
+    write_localize_record(tmp_path / "other_localize.json", localize_record(_locs(9, seed=4), other))
+    assert main(["postprocess", str(other), "-o", str(p), "--overwrite", "-q"]) == 0
+    capsys.readouterr()
+    locs = read_localizations(p)
+    assert locs.meta["pixel_size_nm"] == 130.0 and locs.meta["run_record"].endswith("p_postprocess.json")
+    assert "run_record_refused" not in locs.meta
+    assert main(["render", str(p), "-o", str(tmp_path / "r.tif")]) == 0
+    err = capsys.readouterr().err
+    assert "not used" not in err and "from p_postprocess.json" in err
