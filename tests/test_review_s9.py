@@ -81,3 +81,15 @@ def test_a_stale_record_beside_a_valid_one_is_not_reported_as_unused(tmp_path, c
     assert main(["render", str(p), "-o", str(tmp_path / "r.tif")]) == 0
     err = capsys.readouterr().err
     assert "not used" not in err and "from p_postprocess.json" in err
+
+
+def test_postprocess_does_not_carry_the_record_of_another_table(tmp_path):
+    """locs_localize.json names old.csv (written with --record, or renamed): not locs.csv's record, not carried."""
+    csv = tmp_path / "locs.csv"
+    write_localizations(csv, _locs(12))
+    rec = localize_record(_locs(12), tmp_path / "old.csv")
+    (tmp_path / "locs_localize.json").write_text(json.dumps(rec))
+    assert main(["postprocess", str(csv), "-o", str(tmp_path / "post.csv"), "-q"]) == 0
+    rep = json.loads((tmp_path / "post_postprocess.json").read_text())
+    assert "input_localize_record" not in rep
+    assert read_localizations(tmp_path / "post.csv").meta.get("pixel_size_nm") is None
