@@ -330,10 +330,23 @@ def cmd_postprocess(args) -> int:
     if made_by.is_file():
         import json
 
+        from .core.io.run_record import record_mismatch
+
         try:
-            summary["input_localize_record"] = json.loads(made_by.read_text(encoding="utf-8"))
+            rec = json.loads(made_by.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
+            rec = None
             log.warning("%s: not read (%s)", made_by, exc)
+        if isinstance(rec, dict):
+            # not a record of another table (its name, size and SHA-256, or row count): a stale record the reader
+            # refused would otherwise reach the output's record, and its pixel size the output table
+            named = rec.get("output")
+            why = (f"it names {Path(str(named)).name}" if named is not None and Path(str(named)).name != src.name
+                   else record_mismatch(rec, src, len(locs)))
+            if why is None:
+                summary["input_localize_record"] = rec
+            else:
+                log.warning("%s: not carried into the report: not the run record of %s (%s)", made_by, src.name, why)
     if result.drift is not None:
         table = result.drift.table()
         if not companion_files(out):  # frames numbered as in the table beside it: a ThunderSTORM CSV's are 1-based

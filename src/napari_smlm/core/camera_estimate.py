@@ -442,11 +442,16 @@ def estimate_camera(
 
     sums, lengths, masked, n_read = [], [], 0.0, 0
     lo, hi = math.inf, -math.inf
-    quiet_var, integer = [], True  # the coarse-ADU check (MIN_QUIET_VAR), on the raw frames, before any mask
+    # the coarse-ADU check (MIN_QUIET_VAR), on the raw frames, before any mask; pixels that never change over the
+    # frames read (a black border of a registered/cropped movie, a masked region) are no camera noise: left out
+    var_maps, integer, pmin, pmax = [], True, None, None
     for start, stop in blocks:
         x = _read_block(movie, start, stop)
         lo, hi = min(lo, float(x.min())), max(hi, float(x.max()))
-        quiet_var.append(float(np.percentile(np.var(x, axis=0, ddof=1), 25)))
+        var_maps.append(np.var(x, axis=0, ddof=1).astype(np.float32))
+        bmin, bmax = x.min(axis=0), x.max(axis=0)
+        pmin = bmin if pmin is None else np.minimum(pmin, bmin)
+        pmax = bmax if pmax is None else np.maximum(pmax, bmax)
         integer = integer and bool(np.all(x == np.rint(x)))
         n, s1, s2, k3, mk = _block_sums(x)
         sums.append((n, s1, s2, k3))
@@ -457,7 +462,9 @@ def estimate_camera(
         raise CameraEstimateError(
             label, f"every pixel of the {n_read} frames read is {lo:g} ADU: a constant movie has no noise to estimate a camera from"
         )
-    qv = float(np.median(quiet_var))
+    varying = pmax > pmin  # not empty: the movie is not constant (above)
+    qv = float(np.median([np.percentile(v[varying], 25) for v in var_maps]))
+    del var_maps
     if integer and qv < MIN_QUIET_VAR:
         p5, p95 = np.percentile(x, [5, 95])
         raise CameraEstimateError(

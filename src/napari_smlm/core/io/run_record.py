@@ -129,12 +129,20 @@ def _find(p: Path, n_rows: int | None) -> tuple[tuple[Path, dict] | None, str | 
             refused = refused or (f"{rec_path.name} names {p.name} but is not its record: {why}; its camera pixel "
                                   "size, frame size and frames were not used (give them yourself, e.g. "
                                   "--camera-pixel-size)")
-            logger.warning("%s", refused)
             continue
         facts = dict(rec.get("input_localize_record") or {}) if suffix.endswith("_postprocess.json") else {}
         facts.update({k: rec[k] for k in ("pixel_size_nm", "image_shape", "frames_done") if rec.get(k) is not None})
-        return (rec_path, facts), refused
-    return _simulation_record(p), refused
+        if refused is not None:  # another record of this very table was found: nothing to give by hand
+            logger.info("%s; %s is used", refused.split("; its camera")[0], rec_path.name)
+        return (rec_path, facts), None
+    found = _simulation_record(p)
+    if refused is not None:
+        if found is None:
+            logger.warning("%s", refused)
+        else:
+            logger.info("%s; %s is used", refused.split("; its camera")[0], found[0].name)
+            refused = None
+    return found, refused
 
 
 def find_run_record(path: str | Path, n_rows: int | None = None) -> tuple[Path, dict] | None:
@@ -180,7 +188,8 @@ def fill_from_run_record(path: str | Path, locs: Localizations) -> Path | None:
     Only keys ``locs.meta`` lacks are set (``pixel_size_nm``, ``image_shape``, ``frame_range`` =
     the localizer's ``frames_done``, 0-based ``(start, stop)``); the record's path is
     stored as ``meta["run_record"]`` and the keys it gave as ``meta["from_run_record"]``. A record
-    that names ``path`` but describes another table is not used; why is in ``meta["run_record_refused"]``.
+    that names ``path`` but describes another table is not used; why is in ``meta["run_record_refused"]`` when no
+    other record of the table was found (none was applied).
 
     Returns
     -------
