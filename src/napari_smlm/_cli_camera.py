@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .core.validate import arg
 
-__all__ = ["add_camera_parser", "CAMERA_HELP", "camera_arg"]
+__all__ = ["add_camera_parser", "add_camera_overrides", "CAMERA_HELP", "camera_arg"]
 
 #: Help of every --camera option.
 CAMERA_HELP = (
@@ -116,6 +116,15 @@ def cmd_camera_show(args) -> int:
         rows = [("preset", args.camera), *_camera_rows(get_camera(args.camera))]
     _print_rows(rows)
     return 0
+
+
+def add_camera_overrides(p: argparse.ArgumentParser) -> None:
+    """``--baseline``, ``--sensitivity``, ``--em-gain``, ``--qe``: per-value changes to the camera a
+    command uses (``localize``, ``benchmark``); each defaults to that camera's own value."""
+    p.add_argument("--baseline", type=arg("baseline"), default=None, help="camera offset, ADU (default: the camera's)")
+    p.add_argument("--sensitivity", type=arg("sensitivity"), default=None, help="e-/ADU before EM gain (default: the camera's)")
+    p.add_argument("--em-gain", type=arg("em_gain"), default=None, help="EM gain, >= 1 (1 for sCMOS) (default: the camera's)")
+    p.add_argument("--qe", type=arg("qe"), default=None, help="quantum efficiency in (0, 1] (default: the camera's)")
 
 
 def add_camera_parser(sub, formatter_class=argparse.HelpFormatter) -> None:

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from . import __version__
-from ._cli_camera import CAMERA_HELP, camera_arg
+from ._cli_camera import CAMERA_HELP, add_camera_overrides, camera_arg
 from .core.progress import UpdateKind
 from .core.validate import arg, device_arg
 
@@ -329,10 +329,7 @@ def add_benchmark_parser(sub) -> None:
     b.add_argument("--frames", type=arg("frame"), nargs=2, default=None, metavar=("START", "STOP"), help="only frames START <= frame < STOP, 0-based (default: all)")
     b.add_argument("--pixel-size", type=arg("pixel_size_nm"), default=None, help="camera pixel size, nm (default: from the file, else 100)")
     b.add_argument("--camera", type=camera_arg(), default=None, help=f"{CAMERA_HELP}, for every model (default: each model's own)")
-    b.add_argument("--baseline", type=arg("baseline"), default=None, help="camera offset, ADU (default: the camera's)")
-    b.add_argument("--sensitivity", type=arg("sensitivity"), default=None, help="e-/ADU before EM gain (default: the camera's)")
-    b.add_argument("--em-gain", type=arg("em_gain"), default=None, help="EM gain, >= 1 (1 for sCMOS) (default: the camera's)")
-    b.add_argument("--qe", type=arg("qe"), default=None, help="quantum efficiency in (0, 1] (default: the camera's)")
+    add_camera_overrides(b)
     b.add_argument("--device", type=device_arg, default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     b.add_argument("--batch-size", type=arg("batch_size"), default=None,
                    help="frames per batch (default: automatic: on CUDA sized from the GPU's free memory, as localize; elsewhere 16)")

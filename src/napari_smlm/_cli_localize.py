@@ -16,7 +16,7 @@ from pathlib import Path
 
 from . import __version__
 from . import _cli_process
-from ._cli_camera import CAMERA_HELP, camera_arg
+from ._cli_camera import CAMERA_HELP, add_camera_overrides, camera_arg
 from ._stop import STOP
 from .core.progress import UpdateKind
 from .core.validate import arg, device_arg
@@ -218,10 +218,7 @@ def add_localize_parser(sub):
     lz.add_argument("--scheduler", default=None, help="address of a running Dask scheduler, e.g. tcp://host:8786 (default: none, local)")
     lz.add_argument("--pixel-size", type=arg("pixel_size_nm"), default=None, help="camera pixel size, nm (default: from the file)")
     lz.add_argument("--camera", type=camera_arg(), default=None, help=f"{CAMERA_HELP} (default: the model's)")
-    lz.add_argument("--baseline", type=arg("baseline"), default=None, help="camera offset, ADU (default: the camera's)")
-    lz.add_argument("--sensitivity", type=arg("sensitivity"), default=None, help="e-/ADU before EM gain (default: the camera's)")
-    lz.add_argument("--em-gain", type=arg("em_gain"), default=None, help="EM gain, >= 1 (1 for sCMOS) (default: the camera's)")
-    lz.add_argument("--qe", type=arg("qe"), default=None, help="quantum efficiency in (0, 1] (default: the camera's)")
+    add_camera_overrides(lz)
     lz.add_argument("--device", type=device_arg, default="auto", help="auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     lz.add_argument("--batch-size", type=arg("batch_size"), default=None,
                     help=f"frames per forward pass; a value given here is used on every device (lowered only where its "
