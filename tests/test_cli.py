@@ -28,6 +28,23 @@ def test_simulate_writes_movie_truth_and_parameters(sim_dir):
     assert meta["simulation"]["camera"]["em_gain"] == 300
 
 
+@pytest.mark.parametrize("name", ["sim.tif", "truth.CSV"])
+def test_simulate_refuses_an_output_that_reads_like_a_file_name(tmp_path, name):
+    with pytest.raises(SystemExit) as e:
+        main(["simulate", "-o", str(tmp_path / name), "--frames", "2", "--size", "16", "16"])
+    msg = str(e.value)
+    assert name in msg and "--output" in msg and "folder" in msg
+    assert not (tmp_path / name).exists()  # no folder called sim.tif was made
+
+
+def test_simulate_refuses_an_output_that_is_an_existing_file(tmp_path):
+    f = tmp_path / "notes"
+    f.write_text("mine")
+    with pytest.raises(SystemExit, match="existing file"):
+        main(["simulate", "-o", str(f), "--frames", "2", "--size", "16", "16"])
+    assert f.read_text() == "mine"
+
+
 def test_evaluate_truth_against_itself(sim_dir, tmp_path, capsys):
     gt = sim_dir / "ground_truth.csv"
     out = tmp_path / "m.json"

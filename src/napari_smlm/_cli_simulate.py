@@ -95,6 +95,24 @@ def _apply_psf_args(args, cfg):
     return cfg.replace(**kw) if kw else cfg
 
 
+#: Suffixes that make ``simulate --output`` look like a file name rather than the folder it is.
+_FILE_SUFFIXES = (".tif", ".tiff", ".csv", ".json", ".h5", ".hdf5", ".yaml", ".yml", ".png")
+
+
+def _check_output_folder(out: Path) -> None:
+    """Refuse an ``--output`` that is an existing file or reads like a file name (``-o sim.tif``).
+
+    ``simulate`` writes a *folder* (movie.tif, ground_truth.csv, simulation.json); ``-o sim.tif``
+    used to create a folder called ``sim.tif``, which napari and other tools then fail to open.
+    """
+    if out.exists() and not out.is_dir():
+        raise SystemExit(f"error: {out}: --output is an existing file; simulate writes a folder "
+                         "(movie.tif, ground_truth.csv, simulation.json): choose a folder name")
+    if not out.exists() and out.suffix.lower() in _FILE_SUFFIXES:
+        raise SystemExit(f"error: {out}: --output looks like a file name ({out.suffix}); simulate writes a folder "
+                         f"(movie.tif, ground_truth.csv, simulation.json): pass e.g. -o {out.with_suffix('')}")
+
+
 def cmd_simulate(args) -> int:
     from .cli import _check_outputs, _interrupted_rc, _progress, _write_json
     from .core.io.locs import write_thunderstorm_csv
@@ -104,6 +122,7 @@ def cmd_simulate(args) -> int:
 
     cfg = _apply_psf_args(args, _sim_config(args))
     out = Path(args.output)
+    _check_output_folder(out)
     _check_outputs(
         args, [(out / "movie.tif", "movie.tif in --output"), (out / "ground_truth.csv", "ground_truth.csv in --output"),
             (out / "simulation.json", "simulation.json in --output")],

@@ -221,7 +221,8 @@ class CalibrationWidget(SmlmDockWidget):
             notify_error("PSF calibration: nothing to save yet; press Run first.")
             return None
         try:
-            out = self.result.save(check_output(path, what="calibration file"))
+            out = self.result.save(check_output(
+                path, what="calibration file", remedy="choose another name (an existing calibration is never replaced)"))
         except (ValueError, OSError) as exc:
             self.status_label.setText(f"Not saved: {error_reason(exc)}")
             notify_error(f"PSF calibration: {error_reason(exc)}")

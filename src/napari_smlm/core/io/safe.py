@@ -47,6 +47,7 @@ def check_output(
     inputs: Iterable[str | os.PathLike] = (),
     overwrite: bool = False,
     what: str = "output",
+    remedy: str = "choose another name or pass --overwrite",
 ) -> Path:
     """Refuse an output that would destroy data; return it as a :class:`Path`.
 
@@ -60,6 +61,9 @@ def check_output(
         Allow replacing an existing file that is not an input.
     what : str
         The parameter name shown in the error (e.g. ``"--output"``).
+    remedy : str
+        What the message tells the user to do about an existing file: the CLI's default names
+        ``--overwrite``; a widget (which has no such option) says what to do in the GUI.
 
     Raises
     ------
@@ -79,7 +83,7 @@ def check_output(
     if p.is_dir():
         raise OutputExistsError(p, f"{what} is an existing folder, not a file")
     if p.exists() and not overwrite:
-        raise OutputExistsError(p, f"{what} already exists; choose another name or pass --overwrite")
+        raise OutputExistsError(p, f"{what} already exists; {remedy}")
     _check_writable_folder(p, what)
     return p
 
