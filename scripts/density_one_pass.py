@@ -484,9 +484,11 @@ def main(argv=None) -> int:
     mv.add_argument("models", nargs="+")
     mv.add_argument("--before", action="append", default=[], help="MODEL=PATH of the checkpoint before")
     mv.add_argument("--now", action="append", default=[], help="MODEL=PATH instead of the shipped checkpoint")
-    mv.add_argument("--densities", default="0.5,1,2,4")
-    mv.add_argument("--cameras", default="smlm2016_emccd")
-    mv.add_argument("--frames", type=int, default=50)
+    # defaults = the test design the one-pass rules in docs/weights.md refer to (12 movies, 100 frames);
+    # before session 10 they were a 4-movie, 50-frame subset, which a bare invocation silently ran
+    mv.add_argument("--densities", default="0.1,0.5,1,2,4,6", help="/µm², comma-separated (default: the test design)")
+    mv.add_argument("--cameras", default="smlm2016_emccd,generic_scmos", help="comma-separated (default: both)")
+    mv.add_argument("--frames", type=int, default=100, help="frames per movie (default 100)")
     sl = sub.add_parser("select", help="pick (checkpoint, threshold) on whole-frame tuning movies vs a teacher")
     sl.add_argument("model")
     sl.add_argument("--teacher", required=True, help="two-pass checkpoint to agree with (its own threshold)")

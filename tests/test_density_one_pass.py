@@ -187,3 +187,14 @@ def test_adopt_refuses_a_selection_made_on_the_test_movies(tmp_path):
         with pytest.raises(SystemExit, match=message):
             mod.main(["adopt", str(state), "--threshold", "0.6", "--select-json", str(sel), "-o", str(out)])
         assert not out.exists()
+
+
+def test_movies_defaults_are_the_test_design_the_rules_name(monkeypatch):
+    """A bare ``movies`` runs the twelve 100-frame test movies of docs/weights.md (it once ran a 4-movie, 50-frame subset)."""
+    mod = _script()
+    seen = {}
+    monkeypatch.setattr(mod, "cmd_movies", lambda a: seen.update(vars(a)) or 0)
+    assert mod.main(["movies", "fid-storm"]) == 0
+    assert [float(d) for d in seen["densities"].split(",")] == [0.1, 0.5, 1, 2, 4, 6]
+    assert seen["cameras"].split(",") == ["smlm2016_emccd", "generic_scmos"]
+    assert seen["frames"] == 100
