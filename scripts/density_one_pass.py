@@ -243,8 +243,44 @@ def cmd_one_pass(a) -> int:
     return 0
 
 
+def _block_scores(m, gt_frames: np.ndarray, pred_frames: np.ndarray, n_blocks: int, n_frames: int):
+    """Per leave-one-block-out subset of frames: (JI, lateral RMSE) of a frame-by-frame matching ``m``."""
+    blk = lambda f: (np.asarray(f, dtype=np.int64) * n_blocks) // max(n_frames, 1)  # noqa: E731
+    g_blk, p_blk = blk(gt_frames), blk(pred_frames)
+    pair_blk = g_blk[m.gt_index]  # a pair's frame is its ground truth's (matching is per frame)
+    out = []
+    for j in range(n_blocks):
+        keep = pair_blk != j
+        tp = int(keep.sum())
+        n_gt, n_pred = int((g_blk != j).sum()), int((p_blk != j).sum())
+        ji = tp / max(n_gt + n_pred - tp, 1)
+        rmse = float(np.sqrt(np.mean(m.dx[keep] ** 2 + m.dy[keep] ** 2))) if tp else float("nan")
+        out.append((ji, rmse))
+    return np.array(out)
+
+
+def paired_jackknife_se(m_bef, m_now, gt_frames, pred_frames_bef, pred_frames_now, n_frames: int, n_blocks: int = 10):
+    """Block-jackknife standard errors (JI points, nm) of ΔJI and ΔRMSE between two runs on the same movie.
+
+    The frames are cut into ``n_blocks`` consecutive blocks; each is left out in turn and the
+    difference now − before recomputed on the rest (the same frames for both runs, so what the two
+    share cancels). SE = sqrt((k−1)/k · Σ(Δ_j − mean Δ)²). It says how far a difference measured on a
+    movie of this size can move with the movie's frames; it decides nothing in the rules.
+    """
+    b = _block_scores(m_bef, gt_frames, pred_frames_bef, n_blocks, n_frames)
+    n = _block_scores(m_now, gt_frames, pred_frames_now, n_blocks, n_frames)
+    d = n - b
+    k = len(d)
+    se = np.sqrt((k - 1) / k * np.nansum((d - np.nanmean(d, axis=0)) ** 2, axis=0))
+    return 100.0 * float(se[0]), float(se[1])
+
+
 def cmd_movies(a) -> int:
-    """The accuracy benchmark's 64×64 movies: a before checkpoint (as it ran) against the shipped one."""
+    """The accuracy benchmark's 64×64 movies: a before checkpoint (as it ran) against the shipped one.
+
+    The last two columns are the block-jackknife standard errors of ΔJI and ΔRMSE
+    (:func:`paired_jackknife_se`): how much of a difference the movie's size leaves to chance.
+    """
     sys.path.insert(0, str(HERE.parent / "benchmarks"))
     from precision_guard import accuracy_movie
 
@@ -255,22 +291,25 @@ def cmd_movies(a) -> int:
     before = dict(s.split("=", 1) for s in a.before)
     now = dict(s.split("=", 1) for s in a.now)
     print(f"{'model':<11} {'camera':<15} {'dens':>4} | {'JI bef':>6} {'JI now':>6} {'ΔJI':>6} | {'RMSE bef':>8} "
-          f"{'RMSE now':>8} {'ΔRMSE':>6} | {'bias bef (x, y)':>16} {'bias now (x, y)':>16}")
+          f"{'RMSE now':>8} {'ΔRMSE':>6} | {'bias bef (x, y)':>16} {'bias now (x, y)':>16} | {'se ΔJI':>6} {'se ΔRMSE':>8}")
     for cam_name in a.cameras.split(","):
         cam = get_camera(cam_name)
         for d in (float(v) for v in a.densities.split(",")):
             frames, gt, cfg = accuracy_movie(d, cam_name, "uniform", a.frames)
             for m in a.models:
-                r = {}
+                r, mt, pf = {}, {}, {}
                 for label, src in (("bef", before.get(m, m)), ("now", now.get(m, m))):
                     ck = resolve_checkpoint(src)
                     res = predict(frames, ck, camera=cam, pixel_size_nm=cfg.pixel_size_nm, device="cpu", threads=1)
-                    r[label] = LocalizationMetrics.from_matching(match_localizations(gt, res.localizations))
+                    mt[label] = match_localizations(gt, res.localizations)
+                    pf[label] = res.localizations.frames
+                    r[label] = LocalizationMetrics.from_matching(mt[label])
                 b, n = r["bef"], r["now"]
+                se_ji, se_rmse = paired_jackknife_se(mt["bef"], mt["now"], gt.frames, pf["bef"], pf["now"], len(frames))
                 print(f"{m:<11} {cam_name:<15} {d:4.1f} | {100 * b.jaccard:6.2f} {100 * n.jaccard:6.2f} "
                       f"{100 * (n.jaccard - b.jaccard):+6.2f} | {b.rmse_lateral_nm:8.2f} {n.rmse_lateral_nm:8.2f} "
                       f"{n.rmse_lateral_nm - b.rmse_lateral_nm:+6.2f} | {b.bias_x_nm:+7.2f} {b.bias_y_nm:+7.2f}  "
-                      f"{n.bias_x_nm:+7.2f} {n.bias_y_nm:+7.2f}", flush=True)
+                      f"{n.bias_x_nm:+7.2f} {n.bias_y_nm:+7.2f} | {se_ji:6.2f} {se_rmse:8.2f}", flush=True)
     return 0
 
 

@@ -198,3 +198,26 @@ def test_movies_defaults_are_the_test_design_the_rules_name(monkeypatch):
     assert [float(d) for d in seen["densities"].split(",")] == [0.1, 0.5, 1, 2, 4, 6]
     assert seen["cameras"].split(",") == ["smlm2016_emccd", "generic_scmos"]
     assert seen["frames"] == 100
+
+
+def test_paired_jackknife_se_is_zero_for_identical_runs_and_grows_with_a_local_difference():
+    """The standard errors ``movies`` prints next to ΔJI / ΔRMSE (block jackknife over frames)."""
+    from napari_smlm.core.localizations import Localizations
+    from napari_smlm.core.metrics import match_localizations
+
+    mod = _script()
+    rng = np.random.default_rng(3)
+    n_frames, per = 40, 5
+    f = np.repeat(np.arange(n_frames), per)
+    gt = Localizations({"frame": f, "x_nm": rng.uniform(0, 6000, f.size), "y_nm": rng.uniform(0, 6000, f.size)})
+    noisy = lambda s: Localizations({"frame": f, "x_nm": gt["x_nm"] + rng.normal(0, s, f.size),  # noqa: E731
+                                     "y_nm": gt["y_nm"] + rng.normal(0, s, f.size)})
+    a = noisy(20.0)
+    m_a = match_localizations(gt, a)
+    assert mod.paired_jackknife_se(m_a, m_a, gt.frames, a.frames, a.frames, n_frames) == (0.0, 0.0)
+    # "now" misses every emitter of the first 4 frames (one block) and is a little worse elsewhere
+    b_df = noisy(20.0)
+    keep = b_df.frames >= 4
+    b = Localizations({k: b_df[k][keep] for k in ("frame", "x_nm", "y_nm")})
+    se_ji, se_rmse = mod.paired_jackknife_se(m_a, match_localizations(gt, b), gt.frames, a.frames, b.frames, n_frames)
+    assert se_ji > 0.5 and se_rmse > 0  # a JI loss concentrated in one block: not a chance-free difference
