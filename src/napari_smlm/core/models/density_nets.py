@@ -18,9 +18,10 @@ Test-time symmetrisation (:class:`DensityNet`, ``symmetrize``)
     after the other, so peak memory is that of one pass. Training (``net.train()``) is unchanged.
     A checkpoint whose single pass needs no correction says ``symmetrize: false`` in its config
     and runs one pass (half the arithmetic): the shipped srcnn as trained (one-pass bias within
-    ±1.5 nm), deep-storm, drl-storm and u-storm after a short fine-tune of the single pass
-    towards the two-pass average of the original weights (bias now within ±2 nm); skip-storm and
-    fid-storm keep both passes (issue 16.3, ``scripts/density_one_pass.py``, ``docs/weights.md``).
+    ±1.5 nm), drl-storm and u-storm after a short fine-tune of the single pass towards the
+    two-pass average of the original weights (bias now within ±2 nm); skip-storm, fid-storm and
+    (again since session 10, when both passes reached ×3 of the filing-time speed) deep-storm keep
+    both passes (issue 16.3, ``scripts/density_one_pass.py``, ``docs/weights.md``).
 """
 
 from __future__ import annotations
