@@ -20,7 +20,8 @@ to a temporary TIFF. For each model and precision:
   (``localize --checkpoint FILE``, ``predict(movie, FILE)``), this tree only — e.g. a model's
   weights with another config (srcnn with ``symmetrize: true``, two passes);
 * **in process**: ``predict(open_movie(tif), M, precision=P)`` after one warm-up call,
-  ``--runs`` times; median and min–max.
+  ``--runs`` times; median and min–max. With ``--baseline-src`` the other tree does the same in a
+  child process (``--baseline-runs`` times; without ``precision`` when its CLI has no ``--precision``).
 
 Oracle-tuned Picasso (identify + MLE fit, ``benchmarks/picasso_ref.py``) runs in process on the
 same movie when ``picassosr`` is installed, otherwise the table says so. The header prints the
@@ -32,6 +33,7 @@ quoting them. With ``--md FILE`` the table replaces the "CPU speed" section of F
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import subprocess
@@ -156,6 +158,41 @@ def in_process(tif: Path, model: str, precision: str, runs: int, batch: int | No
     return rates, cpu_rates, n_locs
 
 
+#: What :func:`in_process` does, as a program for another source tree (``--baseline-src``): argv = tif, model,
+#: runs, precision ('' = none: an old ``predict`` without it), batch ('' = default). Prints one JSON line.
+_INPROC_PROGRAM = r"""
+import json, sys, time
+from napari_smlm.core.inference import predict
+from napari_smlm.core.io import open_movie
+tif, model, runs, prec, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
+kw = {"device": "cpu"}
+if prec:
+    kw["precision"] = prec
+if batch:
+    kw["batch_size"] = int(batch)
+movie = open_movie(tif)
+predict(movie, model, stop=32, **kw)
+rates, cpu_rates, n = [], [], 0
+for _ in range(runs):
+    t, c = time.perf_counter(), time.process_time()
+    res = predict(movie, model, **kw)
+    rates.append(len(movie) / (time.perf_counter() - t))
+    cpu_rates.append(len(movie) / (time.process_time() - c))
+    n = len(res.localizations)
+print(json.dumps({"rates": rates, "cpu_rates": cpu_rates, "n_locs": n}))
+"""
+
+
+def in_process_elsewhere(tif: Path, model: str, precision: str | None, runs: int, batch: int | None, env: dict):
+    """:func:`in_process` run by another source tree (``env``'s PYTHONPATH) in a child process: same warm-up and timing."""
+    out = subprocess.run([sys.executable, "-c", _INPROC_PROGRAM, str(tif), model, str(runs), precision or "",
+                          str(batch or "")], env=env, capture_output=True, text=True, check=False)
+    if out.returncode != 0:
+        raise SystemExit(f"--baseline-src in process, {model}: the child failed:\n{out.stderr[-2000:]}")
+    r = json.loads(out.stdout.strip().splitlines()[-1])
+    return r["rates"], r["cpu_rates"], r["n_locs"]
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--models", default=None, help="comma-separated (default: every shipped model; '' for none, e.g. with --checkpoint)")
@@ -169,7 +206,8 @@ def main(argv=None) -> int:
     p.add_argument("--md", type=Path, default=None, help="replace the '## CPU speed' section of this Markdown file")
     p.add_argument("--baseline-src", type=Path, default=None,
                    help="also run the CLI with this source tree (e.g. main's src/ exported to a temporary folder), "
-                   "interleaved with this one's: a 'before' row per model (whole process only)")
+                   "interleaved with this one's: a 'before' row per model (whole process; in process too, in a child "
+                   "process, unless --skip-inproc)")
     p.add_argument("--baseline-runs", type=int, default=None, help="runs of --baseline-src (default: --runs)")
     p.add_argument("--checkpoint", action="append", default=[], metavar="LABEL=FILE",
                    help="also a checkpoint file, run like a model under LABEL (this tree only; repeatable)")
@@ -248,6 +286,13 @@ def main(argv=None) -> int:
                 if not a.skip_inproc:
                     ip, ipc, n_locs = in_process(tif, ref, prec, a.runs, a.batch_size, a.parallel)
                     row["inproc"], row["inproc_cpu"], row["locs"] = _stats(ip), _stats(ipc), n_locs
+                    if "before" in envs and model not in files:  # the baseline tree in process too (a child process)
+                        if before is None:
+                            before = {"model": f"{model} (before)",
+                                      "precision": prec if base_prec.get("before", prec) else "fp32 (no --precision)"}
+                        bp = prec if base_prec.get("before", prec) else None
+                        ip, ipc, n_locs = in_process_elsewhere(tif, ref, bp, runs["before"], a.batch_size, envs["before"])
+                        before["inproc"], before["inproc_cpu"], before["locs"] = _stats(ip), _stats(ipc), n_locs
                 row["load"] = os.getloadavg()[0]
                 for r in (before, row):
                     if r is not None:

@@ -129,3 +129,26 @@ def test_run_counts_below_one_are_refused(speed, args):
     """``--baseline-runs 0`` fell back to ``--runs`` silently (``or``); a negative count gave empty statistics."""
     with pytest.raises(SystemExit, match="at least 1 run"):
         speed.main(["--models", "", *args, "--skip-inproc", "--no-picasso"])
+
+
+def _fake_tree(root: Path) -> Path:
+    """A source tree whose ``predict`` has no ``precision`` (like the filing-time code) and returns 3 localizations."""
+    pkg = root / "napari_smlm"
+    (pkg / "core" / "io").mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "core" / "__init__.py").write_text("")
+    (pkg / "core" / "io" / "__init__.py").write_text("def open_movie(path):\n    return list(range(10))\n")
+    (pkg / "core" / "inference.py").write_text(
+        "class _R:\n    localizations = [1, 2, 3]\n"
+        "def predict(movie, model, stop=None, device='cpu', batch_size=16):\n    return _R()\n")
+    return root
+
+
+def test_baseline_tree_in_process_runs_its_own_predict_without_precision(speed, tmp_path):
+    """--baseline-src's in-process figures come from the other tree's ``predict`` (a child process)."""
+    env = _env(_fake_tree(tmp_path / "old"))
+    rates, cpu_rates, n = speed.in_process_elsewhere(tmp_path / "m.tif", "decode", None, 2, None, env)
+    assert len(rates) == len(cpu_rates) == 2 and n == 3 and all(r > 0 for r in rates)
+    # a precision the old predict does not take: the child fails, and the error says which run
+    with pytest.raises(SystemExit, match="--baseline-src in process, decode"):
+        speed.in_process_elsewhere(tmp_path / "m.tif", "decode", "bf16", 1, None, env)
