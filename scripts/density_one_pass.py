@@ -270,8 +270,13 @@ def paired_jackknife_se(m_bef, m_now, gt_frames, pred_frames_bef, pred_frames_no
     b = _block_scores(m_bef, gt_frames, pred_frames_bef, n_blocks, n_frames)
     n = _block_scores(m_now, gt_frames, pred_frames_now, n_blocks, n_frames)
     d = n - b
-    k = len(d)
-    se = np.sqrt((k - 1) / k * np.nansum((d - np.nanmean(d, axis=0)) ** 2, axis=0))
+    # a left-out-block subset with no match has no RMSE: jackknife over the blocks that have one (k per
+    # column); with fewer than two the SE is unknown (NaN), not 0 (which would read "no chance at all")
+    se = []
+    for col in d.T:
+        x = col[np.isfinite(col)]
+        k = len(x)
+        se.append(float(np.sqrt((k - 1) / k * np.sum((x - x.mean()) ** 2))) if k >= 2 else float("nan"))
     return 100.0 * float(se[0]), float(se[1])
 
 

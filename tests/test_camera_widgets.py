@@ -122,3 +122,28 @@ def test_the_shared_forms_still_import_from_forms():
     assert _forms.ModelChooser is _model_chooser.ModelChooser
     frames = _forms.sample_frames(np.arange(5 * 4 * 3).reshape(5, 4, 3), n=3)
     assert frames.shape == (3, 4, 3) and frames[-1, 0, 0] == 48
+
+
+def test_save_profile_dialog_never_replaces_a_file_it_did_not_ask_about(viewer, qtbot, tmp_path, monkeypatch):
+    """The dialog asks about the name typed; a ".yaml" added to a bare name is a file it never asked about.
+
+    Such a file is kept, and the refusal says what to do in the GUI (it has no ``--overwrite``).
+    """
+    from napari_smlm.widgets import _camera_form
+
+    _, w = viewer.window.add_plugin_dock_widget(PLUGIN, "Reconstruction")
+    form = w.camera_form
+    mine = tmp_path / "cam.yaml"
+    mine.write_text("mine: 1\n")
+    errors = []
+    monkeypatch.setattr(_camera_form, "notify_error", errors.append)
+    chosen = {"path": str(tmp_path / "cam")}  # typed without the suffix: the dialog saw no existing "cam"
+    monkeypatch.setattr(_camera_form.QFileDialog, "getSaveFileName", staticmethod(lambda *a, **k: (chosen["path"], "")))
+    qtbot.mouseClick(form.save_profile_button, Qt.MouseButton.LeftButton)
+    assert mine.read_text() == "mine: 1\n"
+    assert len(errors) == 1 and "already exists" in errors[0] and "--overwrite" not in errors[0]
+    assert "cam.yaml" in errors[0]
+    # the dialog's own name, after its "replace?" question: replaced
+    chosen["path"] = str(mine)
+    qtbot.mouseClick(form.save_profile_button, Qt.MouseButton.LeftButton)
+    assert len(errors) == 1 and read_camera_profile(mine).camera == form.camera()

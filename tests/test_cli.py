@@ -28,12 +28,13 @@ def test_simulate_writes_movie_truth_and_parameters(sim_dir):
     assert meta["simulation"]["camera"]["em_gain"] == 300
 
 
-@pytest.mark.parametrize("name", ["sim.tif", "truth.CSV"])
-def test_simulate_refuses_an_output_that_reads_like_a_file_name(tmp_path, name):
+@pytest.mark.parametrize(("name", "folder"), [("sim.tif", "sim"), ("truth.CSV", "truth"), ("sim.ome.tif", "sim")])
+def test_simulate_refuses_an_output_that_reads_like_a_file_name(tmp_path, name, folder):
     with pytest.raises(SystemExit) as e:
         main(["simulate", "-o", str(tmp_path / name), "--frames", "2", "--size", "16", "16"])
     msg = str(e.value)
     assert name in msg and "--output" in msg and "folder" in msg
+    assert msg.endswith(f"-o {tmp_path / folder}")  # the suggested folder name has no file suffix left
     assert not (tmp_path / name).exists()  # no folder called sim.tif was made
 
 

@@ -222,3 +222,59 @@ def test_paired_jackknife_se_is_zero_for_identical_runs_and_grows_with_a_local_d
     b = Localizations({k: b_df[k][keep] for k in ("frame", "x_nm", "y_nm")})
     se_ji, se_rmse = mod.paired_jackknife_se(m_a, match_localizations(gt, b), gt.frames, a.frames, b.frames, n_frames)
     assert se_ji > 0.5 and se_rmse > 0  # a JI loss concentrated in one block: not a chance-free difference
+
+
+def test_paired_jackknife_se_equals_rematching_with_each_block_left_out():
+    """The SE from one matching equals the textbook delete-a-block jackknife done the slow way.
+
+    37 frames in 10 blocks (not divisible), misses and false positives in both runs: every block's
+    subset is cut from both tables, matched again and scored with LocalizationMetrics.
+    """
+    from napari_smlm.core.localizations import Localizations
+    from napari_smlm.core.metrics import LocalizationMetrics, match_localizations
+
+    mod = _script()
+    rng = np.random.default_rng(5)
+    n_frames, k = 37, 10
+    f = np.sort(rng.integers(0, n_frames, 300))
+    gt = Localizations({"frame": f, "x_nm": rng.uniform(0, 6000, f.size), "y_nm": rng.uniform(0, 6000, f.size)})
+
+    def run(sigma, miss):
+        keep = rng.random(f.size) > miss
+        n_fp = 20
+        return Localizations({"frame": np.r_[f[keep], rng.integers(0, n_frames, n_fp)],
+                              "x_nm": np.r_[gt["x_nm"][keep] + rng.normal(0, sigma, keep.sum()), rng.uniform(0, 6000, n_fp)],
+                              "y_nm": np.r_[gt["y_nm"][keep] + rng.normal(0, sigma, keep.sum()), rng.uniform(0, 6000, n_fp)]})
+
+    a, b = run(20.0, 0.1), run(30.0, 0.25)
+    block = lambda t: (np.asarray(t.frames) * k) // n_frames  # noqa: E731
+    d = []
+    for j in range(k):
+        cut = lambda t: Localizations({c: np.asarray(t[c])[block(t) != j] for c in ("frame", "x_nm", "y_nm")})  # noqa: E731,B023
+        ma = LocalizationMetrics.from_matching(match_localizations(cut(gt), cut(a)))
+        mb = LocalizationMetrics.from_matching(match_localizations(cut(gt), cut(b)))
+        d.append((100 * (mb.jaccard - ma.jaccard), mb.rmse_lateral_nm - ma.rmse_lateral_nm))
+    d = np.array(d)
+    expected = np.sqrt((k - 1) / k * ((d - d.mean(axis=0)) ** 2).sum(axis=0))
+    got = mod.paired_jackknife_se(match_localizations(gt, a), match_localizations(gt, b), gt.frames, a.frames, b.frames,
+                                  n_frames, k)
+    assert got == pytest.approx(tuple(expected), rel=1e-9)
+    assert min(got) > 0
+
+
+def test_paired_jackknife_se_of_rmse_is_unknown_when_a_run_matches_nothing():
+    """No match at all: ΔRMSE has no jackknife (NaN, never a reassuring 0); ΔJI still has one."""
+    from napari_smlm.core.localizations import Localizations
+    from napari_smlm.core.metrics import match_localizations
+
+    mod = _script()
+    rng = np.random.default_rng(8)
+    n_frames = 20
+    f = np.repeat(np.arange(n_frames), 4)
+    gt = Localizations({"frame": f, "x_nm": rng.uniform(0, 6000, f.size), "y_nm": rng.uniform(0, 6000, f.size)})
+    good = Localizations({"frame": f, "x_nm": gt["x_nm"] + 10.0, "y_nm": gt["y_nm"]})
+    far = Localizations({"frame": f, "x_nm": gt["x_nm"] + 5000.0, "y_nm": gt["y_nm"] + 5000.0})
+    m_far = match_localizations(gt, far)
+    assert m_far.tp == 0
+    se_ji, se_rmse = mod.paired_jackknife_se(match_localizations(gt, good), m_far, gt.frames, good.frames, far.frames, n_frames)
+    assert np.isnan(se_rmse) and np.isfinite(se_ji)

@@ -101,6 +101,21 @@ def test_saving_a_new_table_keeps_the_record_left_by_a_table_no_longer_there(tmp
     assert not (tmp_path / "run.csv").exists() and (tmp_path / "run_localize.json").read_text() == old
 
 
+def test_saving_as_picasso_keeps_a_yaml_the_dialog_did_not_ask_about(tmp_path):
+    """napari's dialog asked about run.hdf5 (not there): the user's run.yaml beside it is kept; replacing
+    run.hdf5 itself (the dialog asked) replaces its own sidecar."""
+    from napari_smlm._writer import write_picasso_hdf5
+
+    data, kw = _points_attributes(model="toy")
+    (tmp_path / "run.yaml").write_text("mine: 1\n")
+    with pytest.raises(SMLMFileError, match="run.yaml") as e:
+        write_picasso_hdf5(str(tmp_path / "run.hdf5"), data, kw)
+    assert "--overwrite" not in str(e.value)
+    assert not (tmp_path / "run.hdf5").exists() and (tmp_path / "run.yaml").read_text() == "mine: 1\n"
+    assert write_picasso_hdf5(str(tmp_path / "new.hdf5"), data, kw) == [str(tmp_path / "new.hdf5"), str(tmp_path / "new.yaml")]
+    assert len(write_picasso_hdf5(str(tmp_path / "new.hdf5"), data, kw)) == 2  # over itself: table and sidecar
+
+
 # ------------------------------------------------------------------ the Reconstruction widget's Export
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
@@ -140,3 +155,12 @@ def test_the_reconstruction_widgets_csv_export_carries_the_run_record(viewer, qt
     assert w.export_localizations(tmp_path / "locs.hdf5") is not None
     assert not (tmp_path / "locs.hdf5_localize.json").exists() and not list(tmp_path.glob("locs_localize.json.*"))
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b_localize.json", "locs.csv", "locs.hdf5", "locs.yaml", "locs_localize.json"]
+    # the dialog asked about c.hdf5 (not there), never about the user's c.yaml beside it: kept, in GUI words
+    (tmp_path / "c.yaml").write_text("mine: 1\n")
+    assert w.export_localizations(tmp_path / "c.hdf5", overwrite=True) is None
+    assert "c.yaml" in errors[-1] and "already exists" in errors[-1] and "--overwrite" not in errors[-1]
+    assert (tmp_path / "c.yaml").read_text() == "mine: 1\n" and not (tmp_path / "c.hdf5").exists()
+    # a table the dialog agreed to replace takes its own sidecar with it
+    assert w.export_localizations(tmp_path / "locs.hdf5", overwrite=True) is not None
+    # no GUI refusal names the CLI's option
+    assert w.export_localizations(tmp_path / "locs.hdf5") is None and "--overwrite" not in errors[-1]

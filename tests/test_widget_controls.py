@@ -56,6 +56,22 @@ def test_plan_training_refuses_an_uncreatable_folder_and_a_bad_psf_file(tmp_path
     assert plan.path.parent.is_dir() and plan.init is None and plan.pairs is None and plan.model_config is None
 
 
+def test_plan_training_keeps_an_existing_checkpoint_file(tmp_path):
+    """Training writes its checkpoint at the first validation: a file already there is refused before the run
+    (as ``train`` does without ``--overwrite``), in GUI words."""
+    from napari_smlm.core.config import SimulationConfig
+
+    mine = tmp_path / "mine.pt"
+    mine.write_bytes(b"not yours")
+    with pytest.raises(_training_job.SetupError) as e:
+        _training_job.plan_training(None, "decode", SimulationConfig(), None, mine)
+    msg = str(e.value)
+    assert "mine.pt" in msg and "already exists" in msg and "--overwrite" not in msg
+    assert mine.read_bytes() == b"not yours"
+    with pytest.raises(_training_job.SetupError, match="folder"):
+        _training_job.plan_training(None, "decode", SimulationConfig(), None, tmp_path)
+
+
 def test_save_checkpoint_as_never_replaces_a_file_unless_told(tmp_path, monkeypatch):
     """'Save checkpoint as' keeps a file the user already has (and the training checkpoint itself)."""
     errors = []

@@ -109,8 +109,11 @@ def _check_output_folder(out: Path) -> None:
         raise SystemExit(f"error: {out}: --output is an existing file; simulate writes a folder "
                          "(movie.tif, ground_truth.csv, simulation.json): choose a folder name")
     if not out.exists() and out.suffix.lower() in _FILE_SUFFIXES:
+        folder = out
+        while folder.suffix.lower() in (*_FILE_SUFFIXES, ".ome") and folder.stem:  # sim.ome.tif -> sim, not sim.ome
+            folder = folder.with_suffix("")
         raise SystemExit(f"error: {out}: --output looks like a file name ({out.suffix}); simulate writes a folder "
-                         f"(movie.tif, ground_truth.csv, simulation.json): pass e.g. -o {out.with_suffix('')}")
+                         f"(movie.tif, ground_truth.csv, simulation.json): pass e.g. -o {folder}")
 
 
 def cmd_simulate(args) -> int:

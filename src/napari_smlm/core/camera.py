@@ -385,6 +385,7 @@ def save_camera_profile(
     notes: str = "",
     overwrite: bool = False,
     inputs: tuple = (),
+    remedy: str = "choose another name or pass --overwrite",
 ) -> Path:
     """Write a camera profile YAML that :func:`read_camera_profile` reads back to the same Camera.
 
@@ -406,6 +407,9 @@ def save_camera_profile(
     overwrite : bool
     inputs : tuple of path-like
         Files the caller read (e.g. the movie): never written over.
+    remedy : str
+        What the refusal of an existing file tells the user to do (the CLI's default names
+        ``--overwrite``; the GUI, which has no such option, says what to do there).
 
     Returns
     -------
@@ -419,7 +423,7 @@ def save_camera_profile(
     p = Path(path).expanduser()
     if p.suffix.lower() not in PROFILE_SUFFIXES:
         raise _profile_error(p, "a camera profile file name ends in .yaml or .yml")
-    check_output(p, inputs=inputs, overwrite=overwrite, what="camera profile")
+    check_output(p, inputs=inputs, overwrite=overwrite, what="camera profile", remedy=remedy)
     cam = get_camera(camera)
     doc = {
         PROFILE_KEY: PROFILE_VERSION,

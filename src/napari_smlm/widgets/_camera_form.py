@@ -238,15 +238,17 @@ class CameraForm(QWidget):
 
     def _on_save_profile_clicked(self) -> None:
         path, _ = QFileDialog.getSaveFileName(self, "Save the camera profile", "camera.yaml", "Camera profiles (*.yaml *.yml)")
-        if path:  # the dialog asked before replacing a file
-            self.save_profile(path if path.lower().endswith((".yaml", ".yml")) else path + ".yaml", overwrite=True)
+        if path:  # the dialog asked before replacing that file, not the ".yaml" added to a bare name
+            named = path.lower().endswith((".yaml", ".yml"))
+            self.save_profile(path if named else path + ".yaml", overwrite=named)
 
     def save_profile(self, path: str | Path, overwrite: bool = False) -> Path | None:
         """Write the form's camera as a profile YAML; None (and a notification) on error."""
         from ..core.camera import save_camera_profile
 
         try:
-            out = save_camera_profile(self.camera(), path, guessed=self._guessed, estimate=self._estimate, overwrite=overwrite)
+            out = save_camera_profile(self.camera(), path, guessed=self._guessed, estimate=self._estimate, overwrite=overwrite,
+                                      remedy="choose another name (Save profile…); an existing profile is kept")
         except (ValueError, OSError) as exc:
             notify_error(f"{getattr(exc, 'problem', exc)} — cannot save camera profile {Path(path).name}")
             return None

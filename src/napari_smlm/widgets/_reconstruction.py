@@ -597,8 +597,11 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
             return None
         record = localize_record_path(path)
         try:
-            for p in (Path(path), *companion_files(path)):
-                check_output(p, overwrite=overwrite, what="the export file")
+            check_output(path, overwrite=overwrite, what="the export file", remedy="choose another name (Export…)")
+            replacing = overwrite and Path(path).is_file()  # the dialog asked about the table, not its sidecar
+            for p in companion_files(path):  # Picasso's .yaml: replaced only with the table it belongs to
+                check_output(p, overwrite=replacing, what=f"the sidecar of {Path(path).name}",
+                             remedy="choose another name for the table, or move that file")
             if record is not None:
                 check_localize_record(record, path, overwrite=overwrite)
         except Exception as exc:  # noqa: BLE001 - OutputExistsError / SMLMFileError: tell the user, write nothing

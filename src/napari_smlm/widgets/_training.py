@@ -155,7 +155,10 @@ class TrainingWidget(SmlmDockWidget):
 
     @staticmethod
     def _choose_checkpoint(parent: QWidget) -> str:
-        path, _ = QFileDialog.getSaveFileName(parent, "Checkpoint file", str(default_checkpoint_dir()), "Checkpoints (*.pt)")
+        path, _ = QFileDialog.getSaveFileName(
+            parent, "Checkpoint file", str(default_checkpoint_dir()), "Checkpoints (*.pt)",
+            options=QFileDialog.Option.DontConfirmOverwrite,  # Start refuses an existing file (plan_training)
+        )  # fmt: skip
         return path if not path or path.endswith(".pt") else path + ".pt"
 
     # ================================================================ data (TrainingDataBox)

@@ -83,7 +83,8 @@ def plan_training(
 
     ``init_key``: a model-list entry to fine-tune from; ``psf``: a PSF calibration file;
     ``pairs``: called with the model to train on the user's movie + ground truth instead of
-    simulated data. Creates the checkpoint's folder.
+    simulated data. Creates the checkpoint's folder; refuses a checkpoint file that already exists
+    (the CLI's ``train`` does the same without ``--overwrite``).
     """
     init = None
     if init_key is not None:
@@ -115,6 +116,15 @@ def plan_training(
         except (ValueError, KeyError) as exc:
             raise SetupError(f"Cannot train on the movie: {error_reason(exc)}") from exc
         sim = sampler.simulation_config(sim)
+    from ..core.io.errors import SMLMFileError
+    from ..core.io.safe import check_output
+
+    # last, before any work: the run writes the file at its first validation; an existing one (the init too) is kept
+    try:
+        check_output(path, what="the checkpoint file", remedy="choose another file name, or leave the field empty for "
+                     "a new one; an existing checkpoint is never replaced")
+    except SMLMFileError as exc:
+        raise SetupError(f"Cannot train into {path.name}: {error_reason(exc)}") from exc
     return TrainingPlan(model, sim, cfg, path, init=init, model_config=model_config, pairs=sampler)
 
 
