@@ -345,6 +345,24 @@ def test_frc_matches_theory_and_threshold_matters():
     assert frc(_frc_table(K, 20.0), pixel_size_nm=4.0, n_blocks=2 * K).resolution_nm > 1.7 * r.resolution_nm
 
 
+def test_frc_warns_when_the_table_has_no_structure_beyond_its_null():
+    """Uniform noise still crosses 1/7 (the halves share the field's outline); describe() must say so, real
+    structure must not get the caution, and the check can be turned off."""
+    rng = np.random.default_rng(1)
+    n = 20000
+    noise = Localizations({"frame": rng.integers(0, 1000, n), "x_nm": rng.uniform(0, 6400, n),
+                           "y_nm": rng.uniform(0, 6400, n)})
+    r = frc(noise, pixel_size_nm=10.0)
+    assert math.isfinite(r.resolution_nm) and math.isfinite(r.null_resolution_nm)
+    assert r.looks_like_noise and "caution" in r.describe() and r.as_dict()["looks_like_noise"] is True
+    structured = frc(_frc_table(10, 10.0), pixel_size_nm=4.0, n_blocks=20)
+    assert structured.resolution_nm < 0.5 * structured.null_resolution_nm
+    assert not structured.looks_like_noise and "caution" not in structured.describe()
+    off = frc(noise, pixel_size_nm=10.0, null_check=False)
+    assert math.isnan(off.null_resolution_nm) and not off.looks_like_noise
+    assert off.resolution_nm == r.resolution_nm  # the measured curve does not depend on the check
+
+
 # ============================================================================ pipeline, CLI
 def test_pipeline_and_config_round_trip(drifting):
     gt, locs = drifting
