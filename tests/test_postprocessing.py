@@ -5,6 +5,7 @@ fails), hand-built on-events (an off-by-one in the dark-frame rule fails), an an
 resolution (threshold 1/7 vs 0.5 fails), a known localization precision (NeNA).
 """
 
+import dataclasses
 import json
 import math
 
@@ -361,6 +362,28 @@ def test_frc_warns_when_the_table_has_no_structure_beyond_its_null():
     off = frc(noise, pixel_size_nm=10.0, null_check=False)
     assert math.isnan(off.null_resolution_nm) and not off.looks_like_noise
     assert off.resolution_nm == r.resolution_nm  # the measured curve does not depend on the check
+
+
+def test_frc_null_that_never_crosses_still_cautions_and_a_line_does_not_crash():
+    """Uniform noise on a line (height 0): the null is uniform over the same zero-height rectangle, and both
+    curves stay above 1/7 (NaN). The null check must then caution ("finer than 10 nm" is what noise gives too),
+    not print "nan nm", and must not confuse a null that never crosses with one that was not computed."""
+    rng = np.random.default_rng(4)
+    n = 3000
+    line = Localizations({"frame": rng.integers(0, 500, n), "x_nm": rng.uniform(0, 5000, n), "y_nm": np.full(n, 7.0)})
+    r = frc(line, pixel_size_nm=5.0)
+    assert math.isnan(r.resolution_nm) and math.isnan(r.null_resolution_nm) and r.null_checked
+    assert r.looks_like_noise and "caution" in r.describe() and "nan" not in r.describe()
+    assert r.describe().startswith("finer than 10 nm")
+    off = frc(line, pixel_size_nm=5.0, null_check=False)
+    assert not off.null_checked and not off.looks_like_noise and "caution" not in off.describe()
+    # a measured crossing coarser than a null that never crosses: not finer than the null
+    mixed = dataclasses.replace(r, resolution_nm=80.0)
+    assert mixed.looks_like_noise and "nan" not in mixed.describe() and "caution" in mixed.describe()
+    assert not dataclasses.replace(r, resolution_nm=float("inf")).looks_like_noise  # "none:" says it already
+    from napari_smlm.core.io.jsonsafe import to_jsonable
+
+    assert json.loads(json.dumps(to_jsonable(r.as_dict()), allow_nan=False))["null_resolution_nm"] is None
 
 
 # ============================================================================ pipeline, CLI

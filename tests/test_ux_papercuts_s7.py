@@ -284,7 +284,8 @@ def test_frc_is_shown_with_its_halves_and_a_nan_in_words(tmp_path, capsys):
     write_thunderstorm_csv(p, _table(12, seed=3))
     assert main(["postprocess", str(p), "-o", str(tmp_path / "o.csv"), "--frc"]) == 0
     line = next(s for s in capsys.readouterr().out.splitlines() if s.startswith("FRC"))
-    assert "threshold 1/7; halves of" in line and line.endswith("localizations)")
+    assert "threshold 1/7; halves of" in line and line.split(" — caution")[0].endswith("localizations)")
+    assert "caution" in line  # 12 random localizations: no finer than as many spread uniformly (the FRC null check)
     nan = FRCResult(np.zeros(3), np.ones(3), np.ones(3), 1 / 7, float("nan"), 30.0, (100, 90), "blocks")
     assert nan.describe().startswith("finer than 60 nm") and "nan" not in nan.describe()
     inf = FRCResult(np.zeros(3), np.zeros(3), np.zeros(3), 1 / 7, float("inf"), 30.0, (100, 90), "blocks")

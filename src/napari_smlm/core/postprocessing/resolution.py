@@ -76,7 +76,10 @@ class FRCResult:
     split : str
     null_resolution_nm : float
         Resolution of the null table (same count, uniform over the same rectangle, same frames);
-        NaN when not computed (``null_check=False``).
+        NaN when not computed (``null_check=False``) or when the null's curve never crosses the
+        threshold either (finer than 2 pixels; ``null_checked`` tells the two apart).
+    null_checked : bool
+        Whether the null table was computed.
     """
 
     frequency_per_nm: np.ndarray
@@ -88,14 +91,31 @@ class FRCResult:
     n_halves: tuple
     split: str
     null_resolution_nm: float = float("nan")
+    null_checked: bool = False
 
     @property
     def looks_like_noise(self) -> bool:
-        """True when the resolution is not :data:`NULL_FACTOR` times finer than the null table's."""
+        """True when the resolution is not :data:`NULL_FACTOR` times finer than the null table's.
+
+        A NaN resolution (measured or null) means "finer than 2 pixels": a null that never crosses
+        the threshold is at least as fine as any measured figure, so the measured one is then not
+        finer than the null's (e.g. noise on a line: both curves stay above the threshold). An inf
+        measured resolution (nothing resolved) is said so by :meth:`describe`, not flagged here.
+        """
+        if not self.null_checked:
+            return False
         r, n = self.resolution_nm, self.null_resolution_nm
+        if math.isnan(n):
+            return not math.isinf(r)
         if not (math.isfinite(r) and math.isfinite(n)):
             return False
         return r > NULL_FACTOR * n
+
+    def _null_words(self) -> str:
+        n = self.null_resolution_nm
+        if math.isnan(n):
+            return f"stay above the threshold too (finer than {2 * self.pixel_size_nm:g} nm)"
+        return f"give {n:.0f} nm"
 
     def describe(self) -> str:
         """The resolution in words with what it rests on, e.g. ``"32.1 nm (threshold 1/7; halves of 6250 and
@@ -106,13 +126,14 @@ class FRCResult:
         if math.isinf(self.resolution_nm):  # below the threshold from the first ring on: nothing resolved
             return (f"none: the curve is below the threshold from the lowest frequency on (too few or "
                     f"uncorrelated localizations) ({basis})")
+        caution = (f" — caution: as many localizations spread uniformly over the same field {self._null_words()}, so "
+                   f"this figure may reflect the field's outline and the number of localizations rather than structure"
+                   if self.looks_like_noise else "")
         if math.isnan(self.resolution_nm):
             return (f"finer than {2 * self.pixel_size_nm:g} nm, the smallest this render pixel can show "
-                    f"(the curve stays above the threshold; use a smaller FRC pixel) ({basis})")
-        if self.looks_like_noise:
-            return (f"{self.resolution_nm:.1f} nm ({basis}) — caution: as many localizations spread uniformly over the "
-                    f"same field give {self.null_resolution_nm:.0f} nm, so this figure may reflect the field's outline and "
-                    f"the number of localizations rather than structure")
+                    f"(the curve stays above the threshold; use a smaller FRC pixel) ({basis}){caution}")
+        if caution:
+            return f"{self.resolution_nm:.1f} nm ({basis}){caution}"
         return f"{self.resolution_nm:.1f} nm ({basis})"
 
     def as_dict(self) -> dict:
@@ -213,7 +234,7 @@ def frc(
         rng = np.random.default_rng(seed + 7919)
         w, h = float(x.max()) - x0, float(y.max()) - y0
         null = _frc_curve(rng.uniform(0.0, w, x.size), rng.uniform(0.0, h, y.size), a, px, L, threshold, smooth)[3]
-    return FRCResult(q, curve, smooth_curve, float(threshold), res, px, (na, nb), split, null)
+    return FRCResult(q, curve, smooth_curve, float(threshold), res, px, (na, nb), split, null, bool(null_check))
 
 
 def _frc_curve(x: np.ndarray, y: np.ndarray, a: np.ndarray, px: float, L: int, threshold: float,
