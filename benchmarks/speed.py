@@ -189,8 +189,13 @@ def in_process_elsewhere(tif: Path, model: str, precision: str | None, runs: int
                           str(batch or "")], env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"--baseline-src in process, {model}: the child failed:\n{out.stderr[-2000:]}")
-    r = json.loads(out.stdout.strip().splitlines()[-1])
-    return r["rates"], r["cpu_rates"], r["n_locs"]
+    lines = out.stdout.strip().splitlines()
+    try:
+        r = json.loads(lines[-1])
+        return r["rates"], r["cpu_rates"], r["n_locs"]
+    except (IndexError, ValueError, KeyError, TypeError) as exc:
+        raise SystemExit(f"--baseline-src in process, {model}: the child printed no result line "
+                         f"({exc!r}); its output ended with:\n{out.stdout[-500:]}{out.stderr[-1500:]}") from None
 
 
 def main(argv=None) -> int:

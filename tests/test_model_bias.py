@@ -4,7 +4,8 @@ The grid (:func:`symmetric_grid_movie`) visits every sub-pixel offset and every 
 modulo 4 equally often, symmetrically about the pixel centre, so the mean error is the model's
 bias. Measured with ``benchmarks/bias.py`` (3,136 emitters): every shipped model within 0.7 nm
 in x and y; before the 180° test-time average, deep-storm was at −6.4 nm in x and drl-storm at
-−5.9 nm in y (both now run one pass of fine-tuned weights, issue 16.3). Here 16 frames of 40×40 px (256 emitters, standard error ≤ 0.8 nm for the least
+−5.9 nm in y (drl-storm now runs one pass of fine-tuned weights, issue 16.3; deep-storm ran one pass in
+sessions 6–9 and runs its two-pass original again since session 10). Here 16 frames of 40×40 px (256 emitters, standard error ≤ 0.8 nm for the least
 precise model), so a 5 nm bias is ≥ 2.5 standard errors beyond the 3 nm bound (the issue's goal).
 """
 
@@ -40,8 +41,8 @@ def test_shipped_model_has_no_position_bias(grid, model):
 def test_the_bias_test_sees_a_five_nm_bias(grid):
     """A model off by 5 nm fails the bound: the shipped fid-storm against a grid moved by 5 nm in x.
 
-    (Until issue 16.3 this used the shipped deep-storm without its 180° average, −6.4 nm in x; its
-    one-pass fine-tune has no such bias any more, see ``docs/weights.md``.)
+    (Until issue 16.3 this used the shipped deep-storm without its 180° average, −6.4 nm in x; a fixed
+    5 nm shift of a model that is itself unbiased keeps the test independent of which weights ship.)
     """
     if "fid-storm" not in shipped_models():
         pytest.skip("no shipped fid-storm")

@@ -152,3 +152,11 @@ def test_baseline_tree_in_process_runs_its_own_predict_without_precision(speed, 
     # a precision the old predict does not take: the child fails, and the error says which run
     with pytest.raises(SystemExit, match="--baseline-src in process, decode"):
         speed.in_process_elsewhere(tmp_path / "m.tif", "decode", "bf16", 1, None, env)
+
+
+def test_baseline_tree_in_process_that_prints_no_result_is_a_clear_error(speed, tmp_path):
+    root = _fake_tree(tmp_path / "old")
+    (root / "napari_smlm" / "core" / "io" / "__init__.py").write_text(
+        "import sys\ndef open_movie(path):\n    sys.exit(0)\n")  # exits cleanly before printing anything
+    with pytest.raises(SystemExit, match="printed no result line"):
+        speed.in_process_elsewhere(tmp_path / "m.tif", "decode", None, 1, None, _env(root))
