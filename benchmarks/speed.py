@@ -136,12 +136,14 @@ def whole_process(tif: Path, model: str, precision: str, runs: int | dict[str, i
     return res
 
 
-def in_process(tif: Path, model: str, precision: str, runs: int, batch: int | None, parallel: str | None = None):
+def in_process(tif: Path, model: str, precision: str | None, runs: int, batch: int | None, parallel: str | None = None):
     """Frames/s (wall) and frames per CPU-second of ``runs`` in-process runs, and the localization count."""
     from napari_smlm.core.inference import predict
     from napari_smlm.core.io import open_movie
 
-    kw = {"device": "cpu", "precision": precision}
+    kw = {"device": "cpu"}
+    if precision:  # None: an old predict() without the option (in_process_elsewhere)
+        kw["precision"] = precision
     if parallel:
         kw["parallel"] = parallel
     if batch:
@@ -158,35 +160,25 @@ def in_process(tif: Path, model: str, precision: str, runs: int, batch: int | No
     return rates, cpu_rates, n_locs
 
 
-#: What :func:`in_process` does, as a program for another source tree (``--baseline-src``): argv = tif, model,
-#: runs, precision ('' = none: an old ``predict`` without it), batch ('' = default). Prints one JSON line.
+#: :func:`in_process` run by another source tree (``--baseline-src``): this file is loaded in a child process whose
+#: PYTHONPATH starts with that tree, so its lazy ``napari_smlm`` imports are the other tree's. argv = this file, tif,
+#: model, runs, precision ('' = none: an old ``predict`` without it), batch ('' = default). Prints one JSON line.
 _INPROC_PROGRAM = r"""
-import json, sys, time
-from napari_smlm.core.inference import predict
-from napari_smlm.core.io import open_movie
-tif, model, runs, prec, batch = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5]
-kw = {"device": "cpu"}
-if prec:
-    kw["precision"] = prec
-if batch:
-    kw["batch_size"] = int(batch)
-movie = open_movie(tif)
-predict(movie, model, stop=32, **kw)
-rates, cpu_rates, n = [], [], 0
-for _ in range(runs):
-    t, c = time.perf_counter(), time.process_time()
-    res = predict(movie, model, **kw)
-    rates.append(len(movie) / (time.perf_counter() - t))
-    cpu_rates.append(len(movie) / (time.process_time() - c))
-    n = len(res.localizations)
+import importlib.util, json, sys
+from pathlib import Path
+spec = importlib.util.spec_from_file_location("speed_child", sys.argv[1])
+mod = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(mod)
+tif, model, runs, prec, batch = sys.argv[2:7]
+rates, cpu_rates, n = mod.in_process(Path(tif), model, prec or None, int(runs), int(batch) if batch else None)
 print(json.dumps({"rates": rates, "cpu_rates": cpu_rates, "n_locs": n}))
 """
 
 
 def in_process_elsewhere(tif: Path, model: str, precision: str | None, runs: int, batch: int | None, env: dict):
     """:func:`in_process` run by another source tree (``env``'s PYTHONPATH) in a child process: same warm-up and timing."""
-    out = subprocess.run([sys.executable, "-c", _INPROC_PROGRAM, str(tif), model, str(runs), precision or "",
-                          str(batch or "")], env=env, capture_output=True, text=True, check=False)
+    out = subprocess.run([sys.executable, "-c", _INPROC_PROGRAM, str(Path(__file__).resolve()), str(tif), model, str(runs),
+                          precision or "", str(batch or "")], env=env, capture_output=True, text=True, check=False)
     if out.returncode != 0:
         raise SystemExit(f"--baseline-src in process, {model}: the child failed:\n{out.stderr[-2000:]}")
     lines = out.stdout.strip().splitlines()

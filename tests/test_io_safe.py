@@ -35,3 +35,19 @@ def test_check_output_refuses_inputs_existing_and_folders(tmp_path):
         check_output(tmp_path, overwrite=True)
     assert check_output(movie, overwrite=True) == movie
     assert check_output(tmp_path / "new.csv", inputs=[movie]) == tmp_path / "new.csv"
+
+
+def test_check_table_output_replaces_a_sidecar_only_with_its_table(tmp_path):
+    """The dialog asked about the table: a Picasso .yaml at the sidecar's name is kept unless its table is replaced."""
+    from napari_smlm.core.io.safe import check_table_output
+
+    new, old = tmp_path / "new.hdf5", tmp_path / "old.hdf5"
+    (tmp_path / "new.yaml").write_text("mine: 1\n")  # the user's own file, no table beside it
+    with pytest.raises(OutputExistsError, match="sidecar of new.hdf5"):
+        check_table_output(new, overwrite=True)
+    old.write_bytes(b"x")
+    (tmp_path / "old.yaml").write_text("picasso: 1\n")
+    assert check_table_output(old, overwrite=True) == old  # replacing the table: its sidecar goes with it
+    with pytest.raises(OutputExistsError, match="already exists; choose another name"):
+        check_table_output(old, overwrite=False)
+    assert check_table_output(tmp_path / "t.csv") == tmp_path / "t.csv"  # no sidecar

@@ -103,11 +103,10 @@ def write_picasso_hdf5(path: str, data: Any, attributes: dict) -> list[str]:
             "Picasso stores positions in camera pixels and needs it — save as ThunderSTORM CSV instead, or set it "
             f"in napari's console (the >_ button, bottom left): viewer.layers[{name!r}].metadata['pixel_size_nm'] = 100"
         )
-    from .core.io.safe import check_output
+    from .core.io.safe import check_table_output
 
-    # napari's save dialog asked about the .hdf5 only: its .yaml is replaced only along with that table
-    check_output(picasso_yaml_path(p), overwrite=p.is_file(), what=f"the sidecar of {p.name}",
-                 remedy="choose another name for the table, or move that file")
+    # napari's save dialog asked about the .hdf5 (so it may be replaced); its .yaml only along with it
+    check_table_output(p, overwrite=True, what="the Picasso table")
     out = _write(p, locs)
     return [str(out), str(picasso_yaml_path(out))]
 

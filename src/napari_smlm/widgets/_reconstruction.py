@@ -590,18 +590,14 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
         from .. import __version__
         from ..core.io.run_record import check_localize_record, localize_record, localize_record_path, write_localize_record
         from ..core.io.locs import write_localizations
-        from ..core.io.safe import check_output, companion_files
+        from ..core.io.safe import check_table_output
 
         if self._n_found == 0:
             notify_error("Nothing to export yet: run a reconstruction first.")
             return None
         record = localize_record_path(path)
         try:
-            check_output(path, overwrite=overwrite, what="the export file", remedy="choose another name (Export…)")
-            replacing = overwrite and Path(path).is_file()  # the dialog asked about the table, not its sidecar
-            for p in companion_files(path):  # Picasso's .yaml: replaced only with the table it belongs to
-                check_output(p, overwrite=replacing, what=f"the sidecar of {Path(path).name}",
-                             remedy="choose another name for the table, or move that file")
+            check_table_output(path, overwrite=overwrite, what="the export file", remedy="choose another name (Export…)")
             if record is not None:
                 check_localize_record(record, path, overwrite=overwrite)
         except Exception as exc:  # noqa: BLE001 - OutputExistsError / SMLMFileError: tell the user, write nothing

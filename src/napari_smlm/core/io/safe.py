@@ -23,7 +23,9 @@ from pathlib import Path
 
 from .errors import SMLMFileError
 
-__all__ = ["OutputExistsError", "atomic_path", "check_output", "check_outputs", "companion_files", "same_file"]
+__all__ = [
+    "OutputExistsError", "atomic_path", "check_output", "check_outputs", "check_table_output", "companion_files", "same_file",
+]
 
 
 class OutputExistsError(SMLMFileError):
@@ -114,6 +116,28 @@ def companion_files(path: str | os.PathLike) -> list[Path]:
     """Files a localization writer creates beside ``path`` (Picasso's ``.yaml`` next to ``.hdf5``)."""
     p = Path(path)
     return [p.with_suffix(".yaml")] if p.suffix.lower() in (".hdf5", ".h5") else []
+
+
+def check_table_output(
+    path: str | os.PathLike,
+    *,
+    overwrite: bool = False,
+    what: str = "the table",
+    remedy: str = "choose another name",
+) -> Path:
+    """:func:`check_output` for a localization table a save dialog asked about, and for its sidecars.
+
+    A dialog asks about the table only, so a sidecar (:func:`companion_files`: Picasso's ``.yaml``)
+    is replaced only together with the existing table it belongs to (``overwrite`` and the table is
+    there); any other file at the sidecar's name is refused, as the CSV run record's rule
+    (:func:`~napari_smlm.core.io.run_record.check_localize_record`).
+    """
+    p = check_output(path, overwrite=overwrite, what=what, remedy=remedy)
+    replacing = overwrite and p.is_file()
+    for c in companion_files(p):
+        check_output(c, overwrite=replacing, what=f"the sidecar of {p.name}",
+                     remedy="choose another name for the table, or move that file")
+    return p
 
 
 def check_outputs(
