@@ -370,17 +370,27 @@ class SRCNNFast(_Fast):
     """:class:`SRCNNNet` with nearest input upsampling: its first (9×9) convolution as a 3×3 sub-pixel convolution.
 
     The published 9-1-5 form (a 1×1 middle layer, one output channel) runs in row blocks of one
-    frame (:attr:`block_pixels` camera pixels each, so that a block's 64-channel fine-grid features
-    stay in the CPU's L2 cache): the first layer as one convolution on the camera grid whose
-    s²·64 output channels are the phases of every fine pixel (:func:`phase_weights`; the strided
-    transposed convolution cost ~6× more on blocks of a few rows), the 1×1 layer as one matrix
-    product, copied into the frame's 32-channel fine-grid map; then the last k×k convolution with
-    its single output channel as a matrix product with the k² taps (32 → 25 per pixel) and
-    :func:`torch.nn.functional.fold`, which adds the taps' shifted planes. oneDNN's convolution with
-    one output channel ran at ~3 GMAC/s here and was half of the network's time; the 64-channel
-    maps of a whole batch fell out of the cache (session 9, ``docs/benchmarks.md``). Same outputs
-    to float32 rounding (summation order); other kernel shapes, and devices other than the CPU (where
-    the per-block kernel launches would cost more than the cache saves), run the plain layers.
+    frame (:attr:`block_pixels` camera pixels each, so that a block's fine-grid features stay in the
+    CPU's cache): the first layer as one matrix product on the camera grid whose s²·64 output
+    columns are the phases of every fine pixel (:func:`phase_weights`; patches by ``unfold``, the
+    bias as a row of ones), the 1×1 layer as one matrix product, copied into the block's
+    fine-grid map; then the last k×k convolution with its single output channel as a matrix
+    product with the k² taps (32 → 25 per pixel) and :func:`torch.nn.functional.fold`, which adds
+    the taps' shifted planes into the frame's output (a block adds its k // 2 halo rows to its
+    neighbours'). oneDNN's convolution with one output channel ran at ~3 GMAC/s here and was half
+    of the network's time (session 9, ``docs/benchmarks.md``); the products write into buffers
+    allocated once per call (a fresh 2 MB result per block cost page faults as large as the product).
+
+    **Two passes as one (session 11).** With zero 'same' padding, ``R conv_w(R x) = conv_{R w}(x)``
+    for the 180° rotation ``R``, and nearest upsampling commutes with ``R``; so the symmetrised
+    output ``(f(x) + R f(R x)) / 2`` is the mean of srcnn and srcnn with every kernel rotated. The
+    blocks compute both networks side by side from the same patches: the first layer's columns
+    hold both networks' phases (order: phase, network, channel), the 1×1 layer (the same weights
+    in both) is one product over the rows of both, and the last layer is one product over both
+    networks' 2·32 channels (halved kernels) and one ``fold``: no rotated copies of frame or map,
+    one ``fold`` instead of two. Same outputs to float32 rounding (summation order); other kernel
+    shapes, and devices other than the CPU (where the per-block kernel launches would cost more
+    than the cache saves), run the plain layers (and two passes, by :class:`_Fast`).
     """
 
     #: Camera pixels per row block: 4 rows of 64 px at ×4 = 64-channel float32 features of 1 MB.
@@ -393,58 +403,88 @@ class SRCNNFast(_Fast):
         self.rest = ref.body[2:]
         self.blocked = tuple(conv2.kernel_size) == (1, 1) and conv3.out_channels == 1
         if self.blocked:
+            s = self.u
             c1, c2 = conv1.out_channels, conv2.out_channels
             self.k3 = int(conv3.kernel_size[0])
-            # the first layer as one convolution on the camera grid with s²·c1 outputs (phase-major)
-            w1p, self.pads = phase_weights(conv1.weight.detach(), self.u)
             b1 = conv1.bias.detach() if conv1.bias is not None else torch.zeros(c1)
-            self.w1p = nn.Parameter(w1p, requires_grad=False)
-            self.b1p = nn.Parameter(b1.repeat(self.u * self.u).clone(), requires_grad=False)
+            w1 = conv1.weight.detach()
+            for n_nets, kernels in ((1, [w1]), (2, [w1, w1.flip(-2, -1)])):
+                # the first layer as (patch taps + 1) × (phase, network, channel): the last row is the bias
+                phases = []
+                for w in kernels:
+                    wp, self.pads = phase_weights(w, s)  # (s²·c1, 1, D, D), phase-major
+                    phases.append(wp.reshape(s * s, c1, -1))
+                wp = torch.stack(phases, 1)  # (s², n_nets, c1, D²)
+                wmat = wp.permute(3, 0, 1, 2).reshape(wp.shape[-1], -1)
+                bias = b1.expand(s * s, n_nets, c1).reshape(1, -1)
+                self.register_buffer(f"w1_{n_nets}", torch.cat([wmat, bias], 0).contiguous(), persistent=False)
             self.w2 = nn.Parameter(conv2.weight.detach()[:, :, 0, 0].t().contiguous(), requires_grad=False)  # (c1, c2)
             b2 = conv2.bias.detach() if conv2.bias is not None else torch.zeros(c2)
             self.b2 = nn.Parameter(b2.clone(), requires_grad=False)
-            # taps reversed: fold adds cols[t, l] at output l + t, the convolution reads input l + t
-            w3 = conv3.weight.detach()[0].flip(-2, -1).reshape(c2, self.k3 * self.k3)
-            self.w3t = nn.Parameter(w3.t().contiguous(), requires_grad=False)  # (k², c2)
+            # taps reversed: fold adds cols[t, l] at output l + t, the convolution reads input l + t;
+            # the rotated network's kernel reversed is the kernel itself; the mean halves both
+            w3 = conv3.weight.detach()[0]
+            self.register_buffer("w3t_1", w3.flip(-2, -1).reshape(c2, -1).t().contiguous(), persistent=False)
+            w3_2 = 0.5 * torch.cat([w3.flip(-2, -1).reshape(c2, -1), w3.reshape(c2, -1)], 0)
+            self.register_buffer("w3t_2", w3_2.t().contiguous(), persistent=False)  # (k², 2·c2)
             self.b3 = float(conv3.bias.detach()[0]) if conv3.bias is not None else 0.0
             self.c1, self.c2 = c1, c2
 
-    def _fast(self, x: torch.Tensor) -> torch.Tensor:
+    def _use_blocks(self, x: torch.Tensor) -> bool:
         # the row blocks are for a CPU's cache: on a GPU each block is a handful of kernel launches
         # (a 512×512 frame: 512 one-row blocks, ~6 launches each, per frame; not measured on a GPU), so
         # other devices run the whole batch through the plain layers, as before session 9
-        if not self.blocked or x.device.type != "cpu" or x.dim() != 4 or x.shape[1] != 1:
-            return self.rest(self.first(x))
-        return self._blocks(x)
+        return self.blocked and x.device.type == "cpu" and x.dim() == 4 and x.shape[1] == 1
 
-    def _blocks(self, x: torch.Tensor) -> torch.Tensor:
-        """The blocked path (CPU): row blocks of one frame at a time, 1×1 layer as a product, last layer by fold."""
+    def _fast(self, x: torch.Tensor) -> torch.Tensor:
+        return self.rest(self.first(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self._use_blocks(x):
+            return self._blocks(x, 2 if self.symmetrize else 1)
+        return super().forward(x)
+
+    def _blocks(self, x: torch.Tensor, n_nets: int) -> torch.Tensor:
+        """The blocked path (CPU): row blocks of one frame at a time, ``n_nets`` = 2 for the symmetrised mean."""
         B, _, H, W = x.shape
         s, k, (lo, hi) = self.u, self.k3, self.pads
+        r = k // 2
         Hf, Wf = H * s, W * s
+        D = lo + hi + 1
         rows = max(1, self.block_pixels // max(W, 1))
-        xp = F.pad(x, (lo, hi, lo, hi))  # the fine grid's zero padding, on the camera grid
-        feat = out = w2 = b2 = w3t = None
-        for b in range(B):
-            for r0 in range(0, H, rows):
-                r1 = min(r0 + rows, H)
-                # (1, s²·c1, r1 − r0, W): every phase of every fine pixel of these rows (autocast's dtype)
-                y = F.relu(F.conv2d(xp[b:b + 1, :, r0:r1 + lo + hi], self.w1p, self.b1p), inplace=True)
-                y = y.permute(0, 2, 3, 1).reshape(-1, self.c1)  # (rows·W·s², c1), order (row, col, a, b)
-                if feat is None:  # one frame's fine-grid features (Hf, Wf, c2), in the dtype of the first layer
-                    dt = y.dtype
-                    feat = torch.empty(H, s, W, s, self.c2, dtype=dt, device=x.device)
-                    w2, b2, w3t = self.w2.to(dt), self.b2.to(dt), self.w3t.to(dt)
-                with torch.autocast(x.device.type, enabled=False):  # explicit dtypes
-                    z = torch.addmm(b2, y.to(dt), w2).relu_()
-                    # (row, col, a, b) -> fine-grid order (row, a, col, b)
-                    feat[r0:r1].copy_(z.view(r1 - r0, W, s, s, self.c2).permute(0, 2, 1, 3, 4))
-            with torch.autocast(x.device.type, enabled=False):
-                cols = torch.mm(w3t, feat.view(Hf * Wf, self.c2).t())  # (k², Hf·Wf): each pixel's share of each tap
-                o = F.fold(cols[None], (Hf, Wf), k, padding=k // 2)  # (1, 1, Hf, Wf): the taps' shifted sum
-                if out is None:
-                    out = torch.empty(B, 1, Hf, Wf, dtype=o.dtype, device=x.device)
-                torch.add(o, self.b3, out=out[b:b + 1])
+        # the arithmetic's dtype: autocast's (precision="bf16") or the input's; explicit from here on
+        dt = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+        w1 = getattr(self, f"w1_{n_nets}").to(dt)
+        w2, b2 = self.w2.to(dt), self.b2.to(dt)
+        w3t = getattr(self, f"w3t_{n_nets}").to(dt)
+        c1, c2, cw = self.c1, self.c2, w1.shape[1]
+        with torch.autocast("cpu", enabled=False):
+            xp = F.pad(x.to(dt), (lo, hi, lo, hi))  # the fine grid's zero padding, on the camera grid
+            # buffers for one block, reused by every block of every frame of this call
+            pat = torch.ones(D * D + 1, rows * W, dtype=dt)  # last row: ones (the bias)
+            y_buf = torch.empty(rows * W, cw, dtype=dt)
+            z_buf = torch.empty(rows * W * s * s * n_nets, c2, dtype=dt)
+            feat_buf = torch.empty(rows, s, W, s, n_nets * c2, dtype=dt)
+            cols_buf = torch.empty(k * k, rows * s * Wf, dtype=dt)
+            canvas = torch.empty(Hf + 2 * r, Wf + 2 * r, dtype=dt)  # the output with its halo
+            out = torch.empty(B, 1, Hf, Wf, dtype=dt)
+            for b in range(B):
+                canvas.zero_()
+                for r0 in range(0, H, rows):
+                    r1 = min(r0 + rows, H)
+                    n = r1 - r0
+                    p = pat[:, : n * W]
+                    p[: D * D] = F.unfold(xp[b : b + 1, :, r0 : r1 + lo + hi], D)[0]
+                    # (n·W, s²·n_nets·c1): every phase of every fine pixel of these rows, both networks
+                    y = torch.mm(p.t(), w1, out=y_buf[: n * W]).relu_()
+                    # rows (row, col, a, b, network) × c2: the 1×1 layer of both networks at once
+                    z = torch.addmm(b2, y.view(-1, c1), w2, out=z_buf[: n * W * s * s * n_nets]).relu_()
+                    feat = feat_buf[:n]  # fine-grid order (row, a, col, b), channels (network, c2)
+                    feat.copy_(z.view(n, W, s, s, n_nets * c2).permute(0, 2, 1, 3, 4))
+                    cols = torch.mm(w3t, feat.view(n * s * Wf, n_nets * c2).t(), out=cols_buf[:, : n * s * Wf])
+                    # the taps' shifted sum over these fine rows and their halo (no padding: canvas coordinates)
+                    canvas[r0 * s : r1 * s + 2 * r] += F.fold(cols[None], (n * s + 2 * r, Wf + 2 * r), k)[0, 0]
+                torch.add(canvas[r : r + Hf, r : r + Wf], self.b3, out=out[b, 0])
         return out
 
 
