@@ -27,6 +27,9 @@ most 0.5 nm higher, on the same validation set) is written, with ``symmetrize: f
 ``scripts/train_shipped.py``. ``--density-range LO,HI`` draws each batch's base density log-uniformly
 in that range (then the usual randomisation) instead of the training microscope's 2 /µm²;
 ``--keep-states DIR`` writes every validated state as a one-pass checkpoint for ``select``.
+``--equivariant`` keeps the weights on the 180°-equivariant subspace (projected at the start and after
+every step, :func:`~napari_smlm.core.models.density_nets.project_rotation_equivariant`): the single
+pass then equals its own two-pass average exactly, so it has no position bias to learn away.
 
 ``select`` picks one (checkpoint, threshold) on whole 64×64 *tuning* movies — the accuracy benchmark's
 design (both cameras, 0.1–6 /µm², uniform) with other seeds (``--seed-base``, default 8000; the test
@@ -61,6 +64,7 @@ from train_shipped import DEFAULT_SIM  # noqa: E402
 from napari_smlm.core.checkpoint import Checkpoint, resolve_checkpoint, save_checkpoint  # noqa: E402
 from napari_smlm.core.config import SimulationConfig  # noqa: E402
 from napari_smlm.core.models.density import CPU_PRESETS  # noqa: E402
+from napari_smlm.core.models.density_nets import project_rotation_equivariant  # noqa: E402
 from napari_smlm.core.models.density_targets import gaussian_kernel  # noqa: E402
 from napari_smlm.core.training import _validation_metrics  # noqa: E402
 
@@ -133,6 +137,8 @@ def cmd_finetune(a) -> int:
     torch.manual_seed(a.seed)
     net = fam.build()
     net.load_state_dict(ck0.state_dict)
+    if a.equivariant:  # one pass = its own two-pass average (see project_rotation_equivariant)
+        project_rotation_equivariant(net)
     val, sim = validation_set(fam, m, a.seed)
     bs = CPU_PRESETS[m]["batch_size"]
     c = fam.config
@@ -190,6 +196,8 @@ def cmd_finetune(a) -> int:
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        if a.equivariant:
+            project_rotation_equivariant(net)
         step += 1
         if step % a.steps_per_epoch == 0:
             vl, vm = score(net)
@@ -203,7 +211,8 @@ def cmd_finetune(a) -> int:
                     training={**ck0.training, "one_pass_finetune_state": {
                         "step": step, "val_loss": vl, "metrics": vm, "lr": a.lr, "seed": a.seed,
                         "distill_weight": a.distill_weight, "task_weight": a.task_weight,
-                        "density_range": a.density_range, "freeze_bn": a.freeze_bn, "from": a.init or f"shipped {m}.pt"}}))
+                        "density_range": a.density_range, "freeze_bn": a.freeze_bn, "equivariant": a.equivariant,
+                        "from": a.init or f"shipped {m}.pt"}}))
     # the lowest validation loss among the fine-tuned states within the bounds (else the lowest overall)
     ok = [st for st in states[1:] if acceptable(st[2])]
     best_step, best_loss, best_m, best_state = min(ok or states[1:] or states, key=lambda st: st[1])
@@ -218,7 +227,7 @@ def cmd_finetune(a) -> int:
             "steps": best_step, "steps_run": step, "step_budget": a.steps, "minutes": (time.perf_counter() - t0) / 60,
             "lr": a.lr, "distill_weight": a.distill_weight, "task_weight": a.task_weight, "seed": a.seed,
             "threads": a.threads, "within_bounds": bool(ok), "history": history,
-            "density_range": a.density_range, "freeze_bn": a.freeze_bn,
+            "density_range": a.density_range, "freeze_bn": a.freeze_bn, "equivariant": a.equivariant,
         },
         "best_val_loss": best_loss, "val_loss": best_loss, "metrics": best_m,
     })
@@ -519,6 +528,9 @@ def main(argv=None) -> int:
     f.add_argument("--density-range", default=None, help="LO,HI (/µm²): each batch's base density, log-uniform")
     f.add_argument("--freeze-bn", action="store_true", help="batch norm in eval mode while fine-tuning")
     f.add_argument("--keep-states", type=Path, default=None, help="write each validated state here")
+    f.add_argument("--equivariant", action="store_true",
+                   help="keep the weights 180°-equivariant (projected at the start and after every step): "
+                        "the single pass then equals its own two-pass average")
     f.add_argument("-o", "--output", type=Path, required=True)
     o = sub.add_parser("one-pass", help="set symmetrize: false in a checkpoint (weights unchanged)")
     o.add_argument("checkpoint", type=Path)

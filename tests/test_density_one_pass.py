@@ -22,6 +22,7 @@ import torch
 from napari_smlm.core import inference
 from napari_smlm.core.checkpoint import load_checkpoint, resolve_checkpoint, save_checkpoint, shipped_models
 from napari_smlm.core.models.density_fast import _Fast
+from napari_smlm.core.models.density_nets import FIDSTORMNet, SRCNNNet, project_rotation_equivariant
 
 #: Shipped density models that run one pass (the others keep the 180° average).
 ONE_PASS = ["u-storm", "drl-storm", "srcnn"]  # deep-storm: two passes again since session 10 (docs/weights.md)
@@ -278,3 +279,45 @@ def test_paired_jackknife_se_of_rmse_is_unknown_when_a_run_matches_nothing():
     assert m_far.tp == 0
     se_ji, se_rmse = mod.paired_jackknife_se(match_localizations(gt, good), m_far, gt.frames, good.frames, far.frames, n_frames)
     assert np.isnan(se_rmse) and np.isfinite(se_ji)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [lambda: SRCNNNet(4, 0.25, (9, 1, 5)), lambda: FIDSTORMNet(4, 0.25, n_blocks=2), lambda: FIDSTORMNet(3, 0.25, n_blocks=1)],
+    ids=["srcnn", "fid-storm-u4", "fid-storm-u3"],
+)
+def test_rotation_equivariant_projection_makes_one_pass_equal_its_two(make):
+    """After the projection a single pass commutes with the 180° rotation, so it equals the two-pass average.
+
+    Before it (random weights) the two differ by far more than rounding: the test can fail.
+    """
+    torch.manual_seed(3)
+    net = make().eval()
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():  # biases and batch-norm statistics too, so that nothing is trivially symmetric
+        for m in net.modules():
+            if isinstance(m, torch.nn.Conv2d) and m.bias is not None:
+                m.bias.copy_(0.1 * torch.randn(m.bias.shape, generator=g))
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.copy_(0.2 * torch.randn(m.num_features, generator=g))
+                m.running_var.copy_(0.5 + torch.rand(m.num_features, generator=g))
+    x = torch.rand(2, 1, 10, 14, generator=g)
+
+    def gap(model):
+        with torch.inference_mode():
+            model.symmetrize = False
+            one = model(x)
+            model.symmetrize = True
+            two = model(x)
+        return float((one - two).abs().max()), float(two.abs().max())
+
+    before, scale = gap(net)
+    assert before > 1e-3 * scale
+    project_rotation_equivariant(net)
+    after, scale = gap(net)
+    assert after <= 1e-5 * max(1.0, scale)
+    # the projection is idempotent: projecting again changes nothing
+    w0 = [p.detach().clone() for p in net.parameters()]
+    project_rotation_equivariant(net)
+    for a, b in zip(w0, net.parameters()):
+        torch.testing.assert_close(a, b.detach())

@@ -30,7 +30,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["DensityNet", "DeepSTORMNet", "SRCNNNet", "UNetSTORMNet", "ResidualSTORMNet", "FIDSTORMNet"]
+__all__ = [
+    "DensityNet", "DeepSTORMNet", "SRCNNNet", "UNetSTORMNet", "ResidualSTORMNet", "FIDSTORMNet",
+    "project_rotation_equivariant",
+]
 
 
 # =============================================================================== building blocks
@@ -300,3 +303,32 @@ class FIDSTORMNet(DensityNet):
         f = self.body(self.stem(x))
         f = self.shuffle(self.to_sub(f))
         return self.out(self.refine(f))
+
+
+# =============================================================================== 180° equivariance
+def project_rotation_equivariant(net: nn.Module) -> None:
+    """Project a density network's weights (in place) onto those that commute with the 180° rotation.
+
+    With every convolution kernel symmetric under the rotation ``R`` (``w = R w``), a 'same'
+    zero-padded convolution, ReLU, BatchNorm, nearest upsampling and 2×2 max-pooling of even maps
+    all commute with ``R``, so the network satisfies ``f(R x) = R f(x)`` and its single pass *is*
+    its symmetrised average ``(f(x) + R f(R x)) / 2``: one pass, no learned position bias.
+    FID-STORM's sub-pixel convolution feeds a pixel shuffle, under which ``R`` also swaps the
+    phases ``(i, j) ↔ (u−1−i, u−1−j)``; its kernel is projected onto ``w[o] = R w[P o]`` with
+    ``P`` that swap of output channels. The projection is ``w ← (w + T w) / 2`` with ``T`` the
+    (involutive) map above: the nearest such weights. Used by ``scripts/density_one_pass.py
+    finetune --equivariant`` after every optimiser step. Networks that pad their upsampled input
+    to a multiple of 8 (Deep-STORM, U-STORM, DRL-STORM) are equivariant only on sizes that need
+    no padding.
+    """
+    shuffled = {id(net.to_sub): int(net.upsampling)} if isinstance(net, FIDSTORMNet) else {}
+    with torch.no_grad():
+        for mod in net.modules():
+            if not isinstance(mod, nn.Conv2d):
+                continue
+            w = mod.weight
+            t = w.flip(-2, -1)
+            u = shuffled.get(id(mod))
+            if u:  # output channel c·u² + p (pixel-shuffle order) ↔ c·u² + (u² − 1 − p)
+                t = t.reshape(w.shape[0] // (u * u), u * u, *w.shape[1:]).flip(1).reshape(w.shape)
+            w.copy_(0.5 * (w + t))
