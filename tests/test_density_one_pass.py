@@ -33,7 +33,16 @@ def _count_network_passes(net: torch.nn.Module, x: torch.Tensor) -> int:
     """Forward passes of the density network inside ``net`` for one call (fast form or reference)."""
     calls = []
     target = net if isinstance(net, _Fast) else None
-    if target is not None:
+    if target is not None and hasattr(target, "_blocks") and target._use_blocks(x):
+        # SRCNN's CPU blocks compute n_nets networks side by side (2: the two passes as one computation)
+        orig = target._blocks
+        target._blocks = lambda t, n_nets: (calls.extend([1] * n_nets), orig(t, n_nets))[1]
+        try:
+            with torch.inference_mode():
+                net(x)
+        finally:
+            del target._blocks
+    elif target is not None:
         orig = target._fast
         target._fast = lambda t: (calls.append(1), orig(t))[1]
         try:
