@@ -17,7 +17,8 @@ the reference on CPU: the interleaving copies cost more than the saved arithmeti
 convolutions here) into such a module: the outputs equal the original network's to float32
 rounding (tests: ``tests/test_density_fast.py``). Training is untouched: these modules are built
 by the inference loop from the checkpoint's network, never saved. The 180° symmetrisation of
-:class:`~.density_nets.DensityNet` is kept (two passes, see :class:`_Fast`).
+:class:`~.density_nets.DensityNet` is kept (two passes, see :class:`_Fast`; SRCNN's CPU blocks compute
+the rotated pass as the network with rotated kernels, side by side with the first, see :class:`SRCNNFast`).
 
 Two forms do more than that (session 9, issue 16): SRCNN runs in row blocks of a frame with its
 1×1 layer as a matrix product and its one-channel last layer as a matrix product plus ``fold``

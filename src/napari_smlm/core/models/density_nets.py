@@ -15,7 +15,11 @@ Test-time symmetrisation (:class:`DensityNet`, ``symmetrize``)
     quarter of a super-pixel. The rotation flips the sign of any such bias, so the average
     cancels it (measured residual ≤ 0.5 nm) and averages two predictions (lateral RMSE 12.9 →
     10.1 nm for deep-storm on the symmetric grid), at twice the arithmetic. Both passes run one
-    after the other, so peak memory is that of one pass. Training (``net.train()``) is unchanged.
+    after the other, so peak memory is that of one pass (SRCNN's CPU form computes the rotated pass
+    as the network with rotated kernels, side by side with the first; :mod:`.density_fast`).
+    Training (``net.train()``) is unchanged. A network whose kernels are themselves symmetric under
+    the rotation (:func:`project_rotation_equivariant`) needs no second pass: its single pass equals
+    the average.
     A checkpoint whose single pass needs no correction says ``symmetrize: false`` in its config
     and runs one pass (half the arithmetic): the shipped srcnn as trained (one-pass bias within
     ±1.5 nm), drl-storm and u-storm after a short fine-tune of the single pass towards the
