@@ -405,7 +405,7 @@ class SRCNNFast(_Fast):
     than the cache saves), run the plain layers (and two passes, by :class:`_Fast`).
     """
 
-    #: Camera pixels per row block: 4 rows of 64 px at ×4 = 64-channel float32 features of 1 MB.
+    #: Camera pixels per row block: 4 rows of 64 px at ×4 = 64-channel float32 features of 1 MB (two passes: 2 MB).
     block_pixels = 256
 
     def __init__(self, ref: SRCNNNet):
