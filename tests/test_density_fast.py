@@ -163,6 +163,45 @@ def test_srcnn_row_blocks_only_on_the_cpu(monkeypatch):
     assert calls == ["cpu", "cpu"]  # no blocks off the CPU
 
 
+def test_srcnn_row_blocks_on_torch_before_2_4(monkeypatch):
+    """pyproject allows torch >= 2.1: the blocks must not need the device-type autocast queries of torch 2.4.
+
+    Before 2.4 ``torch.get_autocast_dtype`` did not exist and ``torch.is_autocast_enabled()`` took no
+    argument (and answered for CUDA); the CPU's state was ``is_autocast_cpu_enabled`` /
+    ``get_autocast_cpu_dtype``. That older API is simulated here.
+    """
+    torch.manual_seed(0)
+    net = SRCNNNet(2, 0.25, (5, 1, 3)).eval()
+    net.symmetrize = True
+    fast = camera_grid_network(net)
+    assert fast.blocked
+    x = torch.randn(2, 1, 7, 6, generator=torch.Generator().manual_seed(2))
+    with torch.inference_mode():
+        ref = net(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            ref_bf16 = fast(x)
+    from napari_smlm.core.models import density_fast
+
+    class Torch23:
+        """``torch`` as density_fast sees it, with torch 2.3's autocast queries (torch's own code keeps 2.13's)."""
+
+        def __getattr__(self, name):
+            if name == "get_autocast_dtype":
+                raise AttributeError(name)
+            if name == "is_autocast_enabled":
+                return lambda: torch.is_autocast_enabled("cuda")  # no device type: CUDA's state
+            return getattr(torch, name)
+
+    monkeypatch.setattr(density_fast, "torch", Torch23())
+    with torch.inference_mode():
+        out = fast(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            out_bf16 = fast(x)
+    assert out.dtype == torch.float32 and out_bf16.dtype == torch.bfloat16
+    torch.testing.assert_close(out, ref, rtol=1e-4, atol=1e-5 * max(1.0, float(ref.abs().max())))
+    assert torch.equal(out_bf16, ref_bf16)
+
+
 def test_networks_without_a_fast_form():
     assert camera_grid_network(SRCNNNet(4, 0.25, interpolation="bicubic")) is None
     assert camera_grid_network(torch.nn.Conv2d(1, 1, 3)) is None

@@ -367,6 +367,17 @@ class ResidualSTORMFast(_Fast):
         return F.conv2d(f, self.out_w)[..., :H, :W]
 
 
+def _cpu_autocast_dtype() -> torch.dtype | None:
+    """The CPU autocast dtype in effect, or None when CPU autocast is off.
+
+    ``torch.get_autocast_dtype(device)`` and ``torch.is_autocast_enabled(device)`` are torch >= 2.4;
+    pyproject allows torch >= 2.1, whose CPU queries are ``get_autocast_cpu_dtype`` / ``is_autocast_cpu_enabled``.
+    """
+    if hasattr(torch, "get_autocast_dtype"):
+        return torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else None
+    return torch.get_autocast_cpu_dtype() if torch.is_autocast_cpu_enabled() else None
+
+
 class SRCNNFast(_Fast):
     """:class:`SRCNNNet` with nearest input upsampling: its first (9×9) convolution as a 3×3 sub-pixel convolution.
 
@@ -394,7 +405,7 @@ class SRCNNFast(_Fast):
     than the cache saves), run the plain layers (and two passes, by :class:`_Fast`).
     """
 
-    #: Camera pixels per row block: 4 rows of 64 px at ×4 = 64-channel float32 features of 1 MB.
+    #: Camera pixels per row block: 4 rows of 64 px at ×4 = 64-channel float32 features of 1 MB (two passes: 2 MB).
     block_pixels = 256
 
     def __init__(self, ref: SRCNNNet):
@@ -454,7 +465,7 @@ class SRCNNFast(_Fast):
         D = lo + hi + 1
         rows = max(1, self.block_pixels // max(W, 1))
         # the arithmetic's dtype: autocast's (precision="bf16") or the input's; explicit from here on
-        dt = torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu") else x.dtype
+        dt = _cpu_autocast_dtype() or x.dtype
         w1 = getattr(self, f"w1_{n_nets}").to(dt)
         w2, b2 = self.w2.to(dt), self.b2.to(dt)
         w3t = getattr(self, f"w3t_{n_nets}").to(dt)

@@ -322,8 +322,10 @@ def project_rotation_equivariant(net: nn.Module) -> None:
     ``P`` that swap of output channels. The projection is ``w ← (w + T w) / 2`` with ``T`` the
     (involutive) map above: the nearest such weights. Used by ``scripts/density_one_pass.py
     finetune --equivariant`` after every optimiser step. Networks that pad their upsampled input
-    to a multiple of 8 (Deep-STORM, U-STORM, DRL-STORM) are equivariant only on sizes that need
-    no padding.
+    bottom/right to a multiple of 8 (Deep-STORM, DRL-STORM) or ``2**depth`` (U-STORM) are
+    equivariant only on sizes that need no padding. Biases are left as they are: a per-channel bias
+    commutes with ``R``, and FID-STORM's sub-pixel convolution (the one whose channels ``P`` swaps)
+    has none.
     """
     shuffled = {id(net.to_sub): int(net.upsampling)} if isinstance(net, FIDSTORMNet) else {}
     with torch.no_grad():
