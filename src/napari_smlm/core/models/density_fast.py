@@ -463,7 +463,7 @@ class SRCNNFast(_Fast):
         r = k // 2
         Hf, Wf = H * s, W * s
         D = lo + hi + 1
-        rows = max(1, self.block_pixels // max(W, 1))
+        rows = max(1, min(H, self.block_pixels // max(W, 1)))  # buffers no taller than the frame
         # the arithmetic's dtype: autocast's (precision="bf16") or the input's; explicit from here on
         dt = _cpu_autocast_dtype() or x.dtype
         w1 = getattr(self, f"w1_{n_nets}").to(dt)
