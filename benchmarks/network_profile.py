@@ -5,7 +5,8 @@
     python benchmarks/network_profile.py --checkpoint runs/srcnn_2pass.pt --passes 2
 
 Builds the network exactly as :func:`~napari_smlm.core.inference.predict` runs it
-(``_inference_network``: the coarse-grid form, BatchNorm folded, channels-last) and feeds it
+(``_inference_network``: the coarse-grid form, BatchNorm folded, channels-last; glibc's mmap threshold
+pinned as ``predict`` pins it) and feeds it
 batches of seeded random 64×64 frames (``--batch`` frames, default 8, the density models' batch on
 64×64 movies). Prints the median and spread of the per-frame time over ``--repeats`` timed
 batches (after a warm-up), then ``torch.profiler``'s table of one batch: self CPU time per
@@ -39,8 +40,9 @@ def main(argv=None) -> int:
     a = p.parse_args(argv)
 
     from napari_smlm.core.checkpoint import resolve_checkpoint
-    from napari_smlm.core.inference import _inference_network
+    from napari_smlm.core.inference import _fix_malloc_threshold, _inference_network
 
+    _fix_malloc_threshold()  # glibc's mmap threshold as predict() pins it (activations reuse heap memory)
     torch.set_num_threads(a.threads)
     src = a.checkpoint or a.model
     ck = resolve_checkpoint(src)

@@ -391,7 +391,8 @@ class SRCNNFast(_Fast):
     the taps' shifted planes into the frame's output (a block adds its k // 2 halo rows to its
     neighbours'). oneDNN's convolution with one output channel ran at ~3 GMAC/s here and was half
     of the network's time (session 9, ``docs/benchmarks.md``); the products write into buffers
-    allocated once per call (a fresh 2 MB result per block cost page faults as large as the product).
+    allocated once per call (outside ``predict``, whose pinned mmap threshold keeps such blocks on the
+    heap, a fresh 2 MB result per block cost page faults as large as the product).
 
     **Two passes as one (session 11).** With zero 'same' padding, ``R conv_w(R x) = conv_{R w}(x)``
     for the 180° rotation ``R``, and nearest upsampling commutes with ``R``; so the symmetrised
