@@ -138,6 +138,9 @@ def cmd_finetune(a) -> int:
     net = fam.build()
     net.load_state_dict(ck0.state_dict)
     if a.equivariant:  # one pass = its own two-pass average (see project_rotation_equivariant)
+        if m not in ("srcnn", "fid-storm"):
+            log.warning("--equivariant: %s pads its upsampled input to a multiple of the pooling; its single pass "
+                        "equals the two-pass average only on frames that need no padding", m)
         project_rotation_equivariant(net)
     val, sim = validation_set(fam, m, a.seed)
     bs = CPU_PRESETS[m]["batch_size"]
