@@ -259,6 +259,9 @@ def writer_format(path: str | os.PathLike, what: str | None = None) -> str:
     p = Path(path)
     suffix = p.suffix.lower()
     fmt = WRITER_SUFFIXES.get(suffix)
+    if p.is_dir():  # `-o results/` (an existing folder): name a file in it
+        example = p / f"{p.name or 'localizations'}.csv"
+        raise SMLMFileError(p, f"{what + ': ' if what else ''}is a folder; name a localization file in it, e.g. {example}")
     if fmt is None:
         choices = ", ".join(f"{s} ({FORMATS[n].description})" for s, n in WRITER_SUFFIXES.items())
         said = f"{suffix!r}" if suffix else "a name without a suffix"
