@@ -1,0 +1,42 @@
+"""Papercuts from the session 11 walk-through of the widgets in a headless napari (xvfb)."""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from napari_smlm import _layers  # noqa: E402
+from napari_smlm.core.localizations import Localizations  # noqa: E402
+
+
+def _add(viewer, locs, name, **kw):
+    from napari.layers import Layer
+
+    viewer.add_layer(Layer.create(*_layers.localizations_layer_data(locs, name, **kw)))
+    return viewer.layers[name]
+
+
+def _table_row(w, label):
+    for i in range(w.table.rowCount()):
+        if w.table.item(i, 0).text() == label:
+            return w.table.item(i, 1).text()
+    raise AssertionError(f"no row {label!r}")
+
+
+def test_evaluation_without_photons_says_why_the_crlb_rows_are_empty(make_napari_viewer):
+    """The EPFL ground truth (frame, x, y only): the table read 'n/a' and 'n/a ± n/a' with no reason."""
+    viewer = make_napari_viewer()
+    rng = np.random.default_rng(3)
+    n = 120
+    gt = Localizations({"frame": np.arange(n) % 10, "x_nm": rng.uniform(200, 3000, n), "y_nm": rng.uniform(200, 3000, n)},
+                       {"pixel_size_nm": 100.0, "image_shape": (32, 32)})
+    _add(viewer, gt, "truth", kind="ground_truth")
+    _add(viewer, gt.shift(dx_nm=10.0), "found")
+    _, w = viewer.window.add_plugin_dock_widget("napari-smlm", "Evaluation")
+    w.gt_picker.value = viewer.layers["truth"]
+    w.pred_picker.value = viewer.layers["found"]
+    assert w.evaluate() is not None
+    assert _table_row(w, "RMSE / CRLB (± standard error)") == "n/a"
+    assert "no photons" in _table_row(w, "CRLB of the same emitters, rms (nm)")
+    assert _table_row(w, "Jaccard index (%)") == "100"
