@@ -106,13 +106,13 @@ def _check_output_folder(out: Path) -> None:
     used to create a folder called ``sim.tif``, which napari and other tools then fail to open.
     """
     if out.exists() and not out.is_dir():
-        raise SystemExit(f"error: {out}: --output is an existing file; simulate writes a folder "
+        raise ValueError(f"{out}: --output is an existing file; simulate writes a folder "
                          "(movie.tif, ground_truth.csv, simulation.json): choose a folder name")
     if not out.exists() and out.suffix.lower() in _FILE_SUFFIXES:
         folder = out
         while folder.suffix.lower() in (*_FILE_SUFFIXES, ".ome") and folder.stem:  # sim.ome.tif -> sim, not sim.ome
             folder = folder.with_suffix("")
-        raise SystemExit(f"error: {out}: --output looks like a file name ({out.suffix}); simulate writes a folder "
+        raise ValueError(f"{out}: --output looks like a file name ({out.suffix}); simulate writes a folder "
                          f"(movie.tif, ground_truth.csv, simulation.json): pass e.g. -o {folder}")
 
 
@@ -251,7 +251,7 @@ def _train_psf(args, sim, model_config):
     try:
         return setup_psf_training(args.model, sim, args.psf, fine_tune=bool(args.init), model_config=model_config)
     except ValueError as exc:
-        raise SystemExit(f"error: --psf {args.psf}: {exc}") from None
+        raise ValueError(f"--psf {args.psf}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- parser
