@@ -120,3 +120,23 @@ def test_python_dash_m_cli_honours_quiet(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "simulate:" not in r.stderr, r.stderr
     del movie
+
+
+@pytest.mark.parametrize(("argv", "option"), [
+    (["train", "--model", "nope", "--steps", "1"], "--model nope"),
+    (["train", "--model", "decode", "--init", "nope", "--steps", "1"], "--init nope"),
+])
+def test_train_names_the_option_of_an_unknown_model(tmp_path, capsys, argv, option):
+    """`train --model nope` said "unknown model 'nope'" and `--init nope` "nope: neither ...": no option named."""
+    assert main([*argv, "-o", str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {option}:") and "decode" in err
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_fit3d_names_the_psf_option_of_a_missing_calibration(tmp_path, capsys):
+    movie = _movie(tmp_path / "m.tif")
+    assert main(["-q", "fit3d", str(movie), "--psf", str(tmp_path / "cal.yaml"), "-o", str(tmp_path / "f.csv")]) == 2
+    err = capsys.readouterr().err
+    assert f"--psf {tmp_path / 'cal.yaml'}: calibration file not found" in err
+    assert "assuming" not in err  # the camera note came first, before the real problem

@@ -167,10 +167,21 @@ def cmd_train(args) -> int:
     from .cli import _check_outputs, _interrupted_rc, _progress
     from .core.training import TrainConfig, iter_train
 
+    from .core.models import available_models
+
+    if args.model not in available_models():  # named with its option, before any work
+        raise ValueError(f"--model {args.model}: unknown model (choose one of {', '.join(available_models())}; "
+                         "`napari-smlm models` lists them)")
     init_file = Path(args.init) if args.init and Path(args.init).is_file() else None
+    if args.init and init_file is None:
+        from .core.checkpoint import shipped_models
+
+        if Path(args.init).is_dir() or args.init not in shipped_models():
+            raise ValueError(f"--init {args.init}: neither a checkpoint file nor a model with shipped weights "
+                             f"(shipped: {', '.join(shipped_models())})")
     if init_file is not None and not args.overwrite and Path(args.output).exists() and os.path.samefile(init_file, args.output):
-        raise SystemExit(
-            f"error: {args.output}: --output is the starting checkpoint (--init); choose another name, or pass "
+        raise ValueError(
+            f"{args.output}: --output is the starting checkpoint (--init); choose another name, or pass "
             "--overwrite to replace it (it is replaced only by a model that scores better on validation)"
         )
     _check_outputs(
