@@ -40,3 +40,20 @@ def test_evaluation_without_photons_says_why_the_crlb_rows_are_empty(make_napari
     assert _table_row(w, "RMSE / CRLB (± standard error)") == "n/a"
     assert "no photons" in _table_row(w, "CRLB of the same emitters, rms (nm)")
     assert _table_row(w, "Jaccard index (%)") == "100"
+
+
+def test_simulation_camera_note_does_not_call_the_simulated_camera_a_guess(make_napari_viewer):
+    """The Simulation dock said '“smlm2016_emccd”: preset values, not measured on this movie — a guess.':
+    there is no movie yet, the preset IS the camera being simulated. Training keeps its note (there the
+    simulated camera should match the user's movie)."""
+    viewer = make_napari_viewer()
+    _, sim = viewer.window.add_plugin_dock_widget("napari-smlm", "Simulation")
+    cf = sim.form.camera_form
+    text = cf.source_label.text()
+    assert "guess" not in text and "not measured" not in text and "simulated" in text
+    assert cf.guessed == ()
+    cf.preset.setCurrentText("generic_scmos")
+    assert "guess" not in cf.source_label.text() and "generic_scmos" in cf.source_label.text()
+    _, tw = viewer.window.add_plugin_dock_widget("napari-smlm", "Training")
+    tcf = tw.data.form.camera_form
+    assert "guess" in tcf.source_label.text()
