@@ -140,3 +140,13 @@ def test_fit3d_names_the_psf_option_of_a_missing_calibration(tmp_path, capsys):
     err = capsys.readouterr().err
     assert f"--psf {tmp_path / 'cal.yaml'}: calibration file not found" in err
     assert "assuming" not in err  # the camera note came first, before the real problem
+
+
+def test_a_movie_given_where_a_table_belongs_says_localize_it_first(tmp_path, capsys):
+    from napari_smlm.core.io.locs import write_localizations
+
+    gt = write_localizations(tmp_path / "gt.csv", _locs())
+    movie = _movie(tmp_path / "movie.tif")
+    assert main(["evaluate", str(gt), str(movie)]) == 2
+    err = capsys.readouterr().err
+    assert str(movie) in err and "'.tif'" in err and "localize it first" in err

@@ -100,7 +100,11 @@ _LOCALIZATION_WORDS = {
 
 def _probe(p: Path) -> Probe:
     if p.suffix.lower() not in LOCALIZATION_SUFFIXES:
-        raise SMLMFileError(p, f"unsupported localization file suffix {p.suffix.lower()!r} (supported: {', '.join(LOCALIZATION_SUFFIXES)})")
+        # a movie where a table belongs (`evaluate truth.csv movie.tif`): say what to do with it
+        hint = ("; it is an image or movie: localize it first (napari-smlm localize MOVIE -o locs.csv)"
+                if p.suffix.lower() in (".tif", ".tiff", ".raw", ".ome") else "")
+        raise SMLMFileError(p, f"unsupported localization file suffix {p.suffix.lower()!r} "
+                               f"(supported: {', '.join(LOCALIZATION_SUFFIXES)}){hint}")
     return Probe.of(p)
 
 
