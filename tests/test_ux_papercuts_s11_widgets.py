@@ -57,3 +57,16 @@ def test_simulation_camera_note_does_not_call_the_simulated_camera_a_guess(make_
     _, tw = viewer.window.add_plugin_dock_widget("napari-smlm", "Training")
     tcf = tw.data.form.camera_form
     assert "guess" in tcf.source_label.text()
+
+
+def test_psf_calibration_offers_only_stacks_not_a_2d_render(make_napari_viewer):
+    """With a movie reconstructed, the PSF calibration dock picked the 2-D super-resolved render
+    ('... SR', 12.5 nm pixels) as its bead z-stack: the layer on top."""
+    viewer = make_napari_viewer()
+    stack = viewer.add_image(np.zeros((9, 16, 16), np.uint16), name="beads")
+    viewer.add_image(np.zeros((64, 64), np.float32), name="movie SR", scale=(12.5, 12.5))
+    _, w = viewer.window.add_plugin_dock_widget("napari-smlm", "PSF calibration (3-D)")
+    names = [w.picker.itemText(i) for i in range(w.picker.count())]
+    assert names == ["beads"] and w.picker.value.name == stack.name
+    viewer.add_image(np.zeros((32, 32), np.float32), name="another render")
+    assert [w.picker.itemText(i) for i in range(w.picker.count())] == ["beads"]

@@ -107,10 +107,12 @@ class LayerPicker(QComboBox):
 
     layer_changed = Signal(object)
 
-    def __init__(self, viewer: Any, layer_types: Sequence[type], optional: bool = False, parent: QWidget | None = None):
+    def __init__(self, viewer: Any, layer_types: Sequence[type], optional: bool = False, parent: QWidget | None = None,
+                 accept: Callable[[Any], bool] | None = None):
         super().__init__(parent)
         self._viewer = viewer
         self._types = tuple(layer_types)
+        self._accept = accept  # a further test of a layer of those types (e.g. a z-stack: ndim >= 3)
         self._optional = optional
         self._layers: list[Any] = []
         self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -132,7 +134,8 @@ class LayerPicker(QComboBox):
 
     def reset_choices(self, *_: Any) -> None:
         current = self.value
-        layers = [la for la in reversed(list(self._viewer.layers)) if isinstance(la, self._types)]
+        layers = [la for la in reversed(list(self._viewer.layers))
+                  if isinstance(la, self._types) and (self._accept is None or self._accept(la))]
         self.blockSignals(True)
         try:
             self.clear()
