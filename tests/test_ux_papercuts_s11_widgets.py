@@ -70,3 +70,19 @@ def test_psf_calibration_offers_only_stacks_not_a_2d_render(make_napari_viewer):
     assert names == ["beads"] and w.picker.value.name == stack.name
     viewer.add_image(np.zeros((32, 32), np.float32), name="another render")
     assert [w.picker.itemText(i) for i in range(w.picker.count())] == ["beads"]
+
+
+def test_reconstruction_reopened_after_a_run_picks_the_movie_not_its_render(make_napari_viewer):
+    """Closing and reopening the Reconstruction dock after a run picked the '... SR' render (the top
+    layer) as the movie: '1 frames of 512×512 px, 12.5 nm'."""
+    viewer = make_napari_viewer()
+    from napari.layers import Layer
+
+    frames = np.random.default_rng(0).poisson(110, (4, 16, 16)).astype(np.uint16)
+    viewer.add_layer(Layer.create(*_layers.movie_layer_data(frames, 100.0, "movie")))
+    viewer.add_layer(Layer.create(*_layers.super_resolved_layer_data(np.ones((128, 128), np.float32), 12.5, "movie SR")))
+    _, w = viewer.window.add_plugin_dock_widget("napari-smlm", "Reconstruction")
+    assert w.movie_picker.value.name == "movie"
+    assert [w.movie_picker.itemText(i) for i in range(w.movie_picker.count())] == ["movie"]
+    viewer.add_image(np.zeros((3, 8, 8), np.uint16), name="other reader's stack")  # no kind: still a movie
+    assert "other reader's stack" in [w.movie_picker.itemText(i) for i in range(w.movie_picker.count())]

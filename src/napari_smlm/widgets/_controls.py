@@ -98,6 +98,19 @@ class PathField(QWidget):
             self.edit.setText(path)
 
 
+#: Image layers this plugin makes that are never a camera movie (a render, the network's output).
+_NOT_A_MOVIE = frozenset({"super_resolved", "super_resolved_rgb", "network_output"})
+
+
+def may_be_movie(layer: Any) -> bool:
+    """Whether an image layer may be a raw camera movie: not one of this plugin's renders or outputs.
+
+    A picker of movies that offered a ``... SR`` render picked it when it was the top layer
+    ("1 frames of 512×512 px, 12.5 nm"); layers of other readers carry no kind and stay offered.
+    """
+    return (getattr(layer, "metadata", None) or {}).get("smlm_kind") not in _NOT_A_MOVIE
+
+
 class LayerPicker(QComboBox):
     """A combo box of the viewer's layers of some types, kept in sync with the layer list.
 
