@@ -29,20 +29,21 @@ def test_simulate_writes_movie_truth_and_parameters(sim_dir):
 
 
 @pytest.mark.parametrize(("name", "folder"), [("sim.tif", "sim"), ("truth.CSV", "truth"), ("sim.ome.tif", "sim")])
-def test_simulate_refuses_an_output_that_reads_like_a_file_name(tmp_path, name, folder):
-    with pytest.raises(SystemExit) as e:
-        main(["simulate", "-o", str(tmp_path / name), "--frames", "2", "--size", "16", "16"])
-    msg = str(e.value)
+def test_simulate_refuses_an_output_that_reads_like_a_file_name(tmp_path, name, folder, capsys):
+    # a user's mistake: status 2 and one "error:" line, like every other bad input (was status 1)
+    assert main(["simulate", "-o", str(tmp_path / name), "--frames", "2", "--size", "16", "16"]) == 2
+    msg = capsys.readouterr().err.strip()
+    assert msg.startswith("error: ") and msg.count("\n") == 0
     assert name in msg and "--output" in msg and "folder" in msg
     assert msg.endswith(f"-o {tmp_path / folder}")  # the suggested folder name has no file suffix left
     assert not (tmp_path / name).exists()  # no folder called sim.tif was made
 
 
-def test_simulate_refuses_an_output_that_is_an_existing_file(tmp_path):
+def test_simulate_refuses_an_output_that_is_an_existing_file(tmp_path, capsys):
     f = tmp_path / "notes"
     f.write_text("mine")
-    with pytest.raises(SystemExit, match="existing file"):
-        main(["simulate", "-o", str(f), "--frames", "2", "--size", "16", "16"])
+    assert main(["simulate", "-o", str(f), "--frames", "2", "--size", "16", "16"]) == 2
+    assert "existing file" in capsys.readouterr().err
     assert f.read_text() == "mine"
 
 

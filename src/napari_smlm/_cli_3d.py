@@ -83,6 +83,9 @@ def cmd_fit3d(args) -> int:
     from .core.io.safe import check_output, companion_files
     from .core.io.tiff import open_movie
 
+    if not Path(args.psf).is_file():  # before the camera note and the movie: the option and its file
+        raise ValueError(f"--psf {args.psf}: " + ("is a folder; give the calibration .yaml (from `calibrate`)"
+                                                  if Path(args.psf).is_dir() else "calibration file not found"))
     out = check_output(args.output, inputs=[args.movie, args.psf], overwrite=args.overwrite, what="--output")
     for c in companion_files(out):  # Picasso's .yaml beside an .hdf5 output
         check_output(c, inputs=[args.movie, args.psf], overwrite=args.overwrite, what="the --output sidecar")

@@ -79,6 +79,26 @@ def cmd_render(args) -> int:
     return 0
 
 
+def _warn_frames_beyond_ground_truth(args, gt, pred) -> None:
+    """Say so when localizations lie in frames after the ground truth's last one: likely another movie's truth.
+
+    Each such localization is scored as a false positive (the EPFL ground truth of 20 frames against a
+    361-frame table scored JI 3 % without a word). Frames are printed 1-based, as in the CSV files.
+    """
+    if len(gt) == 0 or len(pred) == 0:
+        return
+    n_gt = int(gt.meta.get("n_frames") or 0)
+    last = max(int(gt.frames.max()) + 1, n_gt)  # frames 0 .. last-1 have (or may have) ground truth
+    lo, hi = (int(args.frames[0]), int(args.frames[1])) if args.frames else (0, None)
+    f = pred.frames
+    beyond = int(np.count_nonzero((f >= max(last, lo)) & (f < hi if hi is not None else True)))
+    if beyond == 0:
+        return
+    print(f"warning: {args.ground_truth} has ground truth in frames 1 to {last} but {args.localizations} has "
+          f"localizations up to frame {int(f.max()) + 1}: the {beyond} localizations after frame {last} count as "
+          f"false positives (wrong ground-truth file? --frames 0 {last} scores only its frames)", file=sys.stderr)
+
+
 def cmd_evaluate(args) -> int:
     from .cli import _check_frame_range, _check_outputs, _read_locs, _write_json
     from .core.io.safe import companion_files
@@ -100,6 +120,7 @@ def cmd_evaluate(args) -> int:
                    else picasso_yaml_path(args.localizations).name)
         print(f"note: {Path(args.localizations).name} covers frames {done[0]} to {done[1] - 1} (0-based; "
               f"{said_by}): only those are scored; --frames overrides", file=sys.stderr)
+    _warn_frames_beyond_ground_truth(args, gt, pred)
     n_gt = len(gt.frame_range(*args.frames)) if args.frames else len(gt)
     if n_gt == 0:  # metrics of nothing are NaN: say so instead of printing a table of NaN
         raise ValueError(f"{args.ground_truth}: no ground-truth localizations" + (f" in frames {args.frames[0]}..{args.frames[1] - 1}" if args.frames else ""))

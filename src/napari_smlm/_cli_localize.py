@@ -65,8 +65,14 @@ def _resolve_model(args):
 
     if args.checkpoint:
         if not Path(args.checkpoint).is_file():
-            raise ValueError(f"--checkpoint {args.checkpoint}: no such file")
-        return resolve_checkpoint(args.checkpoint)
+            problem = "is a folder; give the checkpoint file (.pt)" if Path(args.checkpoint).is_dir() else "no such file"
+            raise ValueError(f"--checkpoint {args.checkpoint}: {problem}")
+        from .core.checkpoint import CheckpointError
+
+        try:
+            return resolve_checkpoint(args.checkpoint)
+        except CheckpointError as exc:  # name the option too: the file alone does not say which input it was
+            raise ValueError(f"--checkpoint {exc}") from None
     name = str(args.model)
     p = Path(name)
     if not (p.suffix in (".pt", ".pth", ".ckpt") or p.exists()) and name not in shipped_models():

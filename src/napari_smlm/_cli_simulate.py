@@ -106,13 +106,13 @@ def _check_output_folder(out: Path) -> None:
     used to create a folder called ``sim.tif``, which napari and other tools then fail to open.
     """
     if out.exists() and not out.is_dir():
-        raise SystemExit(f"error: {out}: --output is an existing file; simulate writes a folder "
+        raise ValueError(f"{out}: --output is an existing file; simulate writes a folder "
                          "(movie.tif, ground_truth.csv, simulation.json): choose a folder name")
     if not out.exists() and out.suffix.lower() in _FILE_SUFFIXES:
         folder = out
         while folder.suffix.lower() in (*_FILE_SUFFIXES, ".ome") and folder.stem:  # sim.ome.tif -> sim, not sim.ome
             folder = folder.with_suffix("")
-        raise SystemExit(f"error: {out}: --output looks like a file name ({out.suffix}); simulate writes a folder "
+        raise ValueError(f"{out}: --output looks like a file name ({out.suffix}); simulate writes a folder "
                          f"(movie.tif, ground_truth.csv, simulation.json): pass e.g. -o {folder}")
 
 
@@ -167,10 +167,21 @@ def cmd_train(args) -> int:
     from .cli import _check_outputs, _interrupted_rc, _progress
     from .core.training import TrainConfig, iter_train
 
+    from .core.models import available_models
+
+    if args.model not in available_models():  # named with its option, before any work
+        raise ValueError(f"--model {args.model}: unknown model (choose one of {', '.join(available_models())}; "
+                         "`napari-smlm models` lists them)")
     init_file = Path(args.init) if args.init and Path(args.init).is_file() else None
+    if args.init and init_file is None:
+        from .core.checkpoint import shipped_models
+
+        if Path(args.init).is_dir() or args.init not in shipped_models():
+            raise ValueError(f"--init {args.init}: neither a checkpoint file nor a model with shipped weights "
+                             f"(shipped: {', '.join(shipped_models())})")
     if init_file is not None and not args.overwrite and Path(args.output).exists() and os.path.samefile(init_file, args.output):
-        raise SystemExit(
-            f"error: {args.output}: --output is the starting checkpoint (--init); choose another name, or pass "
+        raise ValueError(
+            f"{args.output}: --output is the starting checkpoint (--init); choose another name, or pass "
             "--overwrite to replace it (it is replaced only by a model that scores better on validation)"
         )
     _check_outputs(
@@ -251,7 +262,7 @@ def _train_psf(args, sim, model_config):
     try:
         return setup_psf_training(args.model, sim, args.psf, fine_tune=bool(args.init), model_config=model_config)
     except ValueError as exc:
-        raise SystemExit(f"error: --psf {args.psf}: {exc}") from None
+        raise ValueError(f"--psf {args.psf}: {exc}") from None
 
 
 # --------------------------------------------------------------------------- parser

@@ -563,4 +563,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m napari_smlm.cli`: run the importable module's main, not this __main__ copy: the command
+    # modules import napari_smlm.cli, and its -q flag and progress state must be the ones main() sets
+    from napari_smlm.cli import main as _main
+
+    sys.exit(_main())

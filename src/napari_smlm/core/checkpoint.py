@@ -166,12 +166,20 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     """
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(path, "file not found")
+        raise CheckpointError(path, "is a folder, not a checkpoint file" if path.is_dir() else "file not found")
+    with open(path, "rb") as fh:
+        head = fh.read(4)
+    # torch.save writes a zip archive (PK..); older torch a pickle (protocol byte 0x80). Anything else
+    # (a TIFF, a CSV) would reach torch's unpickler, whose message advises weights_only=False: code execution.
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):
+        raise CheckpointError(path, "not a PyTorch checkpoint (a .pt file written by napari-smlm train)")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        log.debug("%s: torch.load(weights_only=True) refused it: %s", path, exc)
         raise CheckpointError(
-            path, f"refused to load: the file contains objects other than tensors and plain data ({exc})"
+            path, "refused to load: the file holds Python objects other than tensors and plain data, which could "
+            "run code when loaded; use a checkpoint written by napari-smlm train"
         ) from exc
     except Exception as exc:  # zip errors, truncated files, random bytes
         raise CheckpointError(path, f"not a readable PyTorch checkpoint ({type(exc).__name__}: {exc})") from exc

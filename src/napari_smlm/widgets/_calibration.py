@@ -58,7 +58,8 @@ class CalibrationWidget(SmlmDockWidget):
         from napari.layers import Image
 
         self.status = TaskStatus()
-        self.picker = LayerPicker(self.viewer, (Image,))
+        # a bead z-stack has slices: 2-D images (a super-resolved render) are not offered, nor picked by default
+        self.picker = LayerPicker(self.viewer, (Image,), accept=lambda la: la.ndim >= 3)
         self.picker.setToolTip("A bead z-stack: an image layer (slices, rows, columns) of beads stepped through focus")
         self.step = dspin(0.0, 0.0, 1e5, 5.0, 1, " nm", "z step between slices; prefilled from the file's metadata")
         self.step.setSpecialValueText(NO_STEP)

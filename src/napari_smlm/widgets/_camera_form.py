@@ -50,14 +50,18 @@ class CameraForm(QWidget):
         the movie; the caller then calls :meth:`estimate_from`).
     inline : bool
         Make no layout of its own: the caller puts the fields in its form with :meth:`add_rows`.
+    simulated : bool
+        The camera a movie is simulated with (Simulation widget): a preset is then what is
+        simulated, not a guess about the user's movie, and the note says so.
     """
 
     #: Combo entries this form adds (estimates, loaded profiles) start with these.
     ESTIMATED, PROFILE = "estimated: ", "profile: "
 
     def __init__(self, extra_presets: dict[str, Callable[[], Any]] | None = None, estimate: bool = False,
-                 inline: bool = False, parent: QWidget | None = None):
+                 inline: bool = False, simulated: bool = False, parent: QWidget | None = None):
         super().__init__(parent)
+        self._simulated = simulated  # the camera a movie is simulated with: its preset values are no guess
         from ..core.camera import CAMERA_PRESETS  # torch is fine here (widget construction)
 
         self._extra = dict(extra_presets or {})
@@ -128,7 +132,10 @@ class CameraForm(QWidget):
             return
         self.set_camera(cam)
         name = self.preset.currentText()
-        if name not in self._custom:
+        if name not in self._custom and self._simulated:
+            self._set_source(f"“{name}”: the simulated camera (preset values; edit them or load a profile of yours).",
+                             tip="The movie is simulated with these values.")
+        elif name not in self._custom:
             self._set_source(
                 f"“{name}”: preset values, not measured on this movie — a guess.", guessed=("baseline", "sensitivity", "em_gain", "qe"),
                 tip="Press “Estimate from movie” (Reconstruction) or “Match movie” (Training), or load a profile of your camera.",

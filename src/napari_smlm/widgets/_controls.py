@@ -98,6 +98,19 @@ class PathField(QWidget):
             self.edit.setText(path)
 
 
+#: Image layers this plugin makes that are never a camera movie (a render, the network's output).
+_NOT_A_MOVIE = frozenset({"super_resolved", "super_resolved_rgb", "network_output"})
+
+
+def may_be_movie(layer: Any) -> bool:
+    """Whether an image layer may be a raw camera movie: not one of this plugin's renders or outputs.
+
+    A picker of movies that offered a ``... SR`` render picked it when it was the top layer
+    ("1 frames of 512×512 px, 12.5 nm"); layers of other readers carry no kind and stay offered.
+    """
+    return (getattr(layer, "metadata", None) or {}).get("smlm_kind") not in _NOT_A_MOVIE
+
+
 class LayerPicker(QComboBox):
     """A combo box of the viewer's layers of some types, kept in sync with the layer list.
 
@@ -107,10 +120,12 @@ class LayerPicker(QComboBox):
 
     layer_changed = Signal(object)
 
-    def __init__(self, viewer: Any, layer_types: Sequence[type], optional: bool = False, parent: QWidget | None = None):
+    def __init__(self, viewer: Any, layer_types: Sequence[type], optional: bool = False, parent: QWidget | None = None,
+                 accept: Callable[[Any], bool] | None = None):
         super().__init__(parent)
         self._viewer = viewer
         self._types = tuple(layer_types)
+        self._accept = accept  # a further test of a layer of those types (e.g. a z-stack: ndim >= 3)
         self._optional = optional
         self._layers: list[Any] = []
         self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
@@ -132,7 +147,8 @@ class LayerPicker(QComboBox):
 
     def reset_choices(self, *_: Any) -> None:
         current = self.value
-        layers = [la for la in reversed(list(self._viewer.layers)) if isinstance(la, self._types)]
+        layers = [la for la in reversed(list(self._viewer.layers))
+                  if isinstance(la, self._types) and (self._accept is None or self._accept(la))]
         self.blockSignals(True)
         try:
             self.clear()

@@ -217,6 +217,8 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
             psf_sigma_nm=self.psf_sigma.value(), bg=self.bg.value(), excess_noise=F_CHOICES[self.excess.currentText()],
         ).as_dict()
         m["frames"] = f"{rng[0]}–{rng[1] - 1}" if rng else "all"
+        # why the CRLB rows are empty, said in the table (the EPFL and ThunderSTORM truths have no photons)
+        self._crlb_reason = "" if "photons" in gt.columns else "n/a: the ground truth has no photons"
         self.metrics = m
         self._fill_table()
         from ..core.postprocessing.linking import merged_events_note
@@ -285,8 +287,12 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
                 ("bias x / y (nm)", f"{_fmt(m['bias_x_nm'])} / {_fmt(m['bias_y_nm'])}"),
                 ("efficiency lateral (%)", _fmt(m["efficiency_lateral"], 4)),
                 ("RMSE of full-frame emitters (nm)", _fmt(m["rmse_full_frame_nm"], 4)),
-                ("CRLB of the same emitters, rms (nm)", _fmt(m["crlb_lateral_nm"], 4)),
-                ("RMSE / CRLB (± standard error)", f"{_fmt(m.get('crlb_ratio'), 3)} ± {_fmt(m.get('crlb_ratio_se'), 2)}"),
+                ("CRLB of the same emitters, rms (nm)",
+                 _fmt(m["crlb_lateral_nm"], 4) if _is_finite(m.get("crlb_lateral_nm")) or not getattr(self, "_crlb_reason", "")
+                 else self._crlb_reason),
+                ("RMSE / CRLB (± standard error)",  # "n/a ± n/a" said nothing twice
+                 f"{_fmt(m.get('crlb_ratio'), 3)} ± {_fmt(m.get('crlb_ratio_se'), 2)}" if _is_finite(m.get("crlb_ratio"))
+                 else "n/a"),
             ]
             if _is_finite(m.get("rmse_axial_nm")):  # both tables have z: 3-D matching (500 nm axial gate)
                 rows += [

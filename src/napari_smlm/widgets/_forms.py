@@ -49,7 +49,8 @@ class SimulationForm(QWidget):
         self.structure = QComboBox()
         self.structure.addItems(["filaments", "uniform"])
         self.seed = spin(0, 0, 2**31 - 1, tip="Random seed: the same parameters and seed give the same movie")
-        self.camera_form = CameraForm(inline=True)
+        # Simulation: the camera simulated; Training: it should match the user's movie (a preset is a guess)
+        self.camera_form = CameraForm(inline=True, simulated=movie)
         # the camera fields stay reachable under their old names (tests, scripts)
         self.camera_combo = self.camera_form.preset
         self.baseline = self.camera_form.baseline

@@ -82,6 +82,7 @@ from ._reconstruction_live import (  # noqa: F401 - the live result layers; old 
     LiveResults,
     _after_a_turn,
 )
+from ._controls import may_be_movie
 from ._state import RunState
 from ._stream_option import StreamOption
 
@@ -140,7 +141,7 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
         self.domain_warnings: list[str] = []
 
         # ---------------------------------------------------------------- inputs
-        self.movie_picker = LayerPicker(napari_viewer, (Image,))
+        self.movie_picker = LayerPicker(napari_viewer, (Image,), accept=may_be_movie)  # not its own SR renders
         self.open_button = QPushButton("Open movie…")
         self.open_button.setToolTip("Open a TIFF movie with napari-smlm's lazy reader (frames read on demand, pixel size in nm)")
         self.movie_info = wrap_label()

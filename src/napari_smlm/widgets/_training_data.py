@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from qtpy.QtWidgets import QCheckBox, QFormLayout, QGroupBox, QHBoxLayout, QPushButton, QVBoxLayout
 
-from ._controls import PSF_FILES, LayerPicker, PathField, spin
+from ._controls import PSF_FILES, LayerPicker, PathField, may_be_movie, spin
 from ._forms import SimulationForm
 from ._notify import notify_error
 from ._training_plots import draw_preview, figure
@@ -30,7 +30,7 @@ class TrainingDataBox(QGroupBox):
 
         self.form = SimulationForm(movie=False)
         self.crop = spin(40, 8, 512, 8, " px", "Training crop size (camera pixels)")
-        self.movie_picker = LayerPicker(viewer, (Image,), optional=True)
+        self.movie_picker = LayerPicker(viewer, (Image,), optional=True, accept=may_be_movie)
         self.gt_picker = LayerPicker(viewer, (Points,), optional=True)
         self.gt_picker.setToolTip("Ground-truth localizations of the movie (frame, y, x in nm), e.g. a simulation's")
         self.psf = PathField(

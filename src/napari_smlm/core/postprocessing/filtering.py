@@ -112,6 +112,32 @@ def filter_localizations(
     return out
 
 
+def empty_filter_message(
+    locs: Localizations,
+    ranges: Mapping[str, Sequence[float | None]] | None = None,
+    roi_nm: Sequence[float] | None = None,
+) -> str:
+    """Why no row of ``locs`` passes: each bound in words and the values the table holds.
+
+    E.g. ``no localization passes photons >= 1e+09 (photons in the table: 54 to 3920)``.
+    """
+    parts, seen = [], []
+    for name, (lo, hi) in (ranges or {}).items():
+        bounds = [f"{name} >= {lo:g}" if lo is not None else "", f"{name} <= {hi:g}" if hi is not None else ""]
+        parts.append(" and ".join(b for b in bounds if b) or f"{name} (no bound)")
+        try:
+            v = _column(locs, name)
+            v = v[np.isfinite(v)]
+            seen.append(f"{name} in the table: {v.min():.4g} to {v.max():.4g}" if v.size else f"{name}: no finite value")
+        except (KeyError, ValueError):
+            pass
+    if roi_nm is not None:
+        x0, y0, x1, y1 = (float(v) for v in roi_nm)
+        parts.append(f"x in [{x0:g}, {x1:g}] nm and y in [{y0:g}, {y1:g}] nm")
+    tail = f" ({'; '.join(seen)})" if seen else ""
+    return f"no localization passes {' and '.join(parts) or 'the filter'}{tail}"
+
+
 def parse_filter_spec(spec: str) -> tuple[str, tuple[float | None, float | None]]:
     """``"photons:500:"`` -> ``("photons", (500.0, None))``; ``COLUMN:LOW:HIGH``, empty or inf = open."""
     parts = spec.split(":")

@@ -219,9 +219,12 @@ def iter_postprocess(locs: Localizations, config: PostprocessConfig) -> Iterator
     cur.meta.setdefault("postprocessing", [])
     if cfg.filter_ranges or cfg.roi_nm is not None:
         yield Progress("filter", 0, 1, "filtering")
+        before = cur
         cur = filter_localizations(cur, cfg.filter_ranges, cfg.roi_nm)
         if len(cur) == 0:
-            raise ValueError(f"filter: no localization passes {cfg.filter_ranges} (roi {cfg.roi_nm})")
+            from .filtering import empty_filter_message
+
+            raise ValueError(f"filter: {empty_filter_message(before, cfg.filter_ranges, cfg.roi_nm)}")
         yield Progress("filter", 1, 1, f"{len(locs)} → {len(cur)} localizations")
     pl_res = None
     if cfg.pixel_locking:

@@ -100,7 +100,11 @@ _LOCALIZATION_WORDS = {
 
 def _probe(p: Path) -> Probe:
     if p.suffix.lower() not in LOCALIZATION_SUFFIXES:
-        raise SMLMFileError(p, f"unsupported localization file suffix {p.suffix.lower()!r} (supported: {', '.join(LOCALIZATION_SUFFIXES)})")
+        # a movie where a table belongs (`evaluate truth.csv movie.tif`): say what to do with it
+        hint = ("; it is an image or movie: localize it first (napari-smlm localize MOVIE -o locs.csv)"
+                if p.suffix.lower() in (".tif", ".tiff", ".raw", ".ome") else "")
+        raise SMLMFileError(p, f"unsupported localization file suffix {p.suffix.lower()!r} "
+                               f"(supported: {', '.join(LOCALIZATION_SUFFIXES)}){hint}")
     return Probe.of(p)
 
 
@@ -259,6 +263,9 @@ def writer_format(path: str | os.PathLike, what: str | None = None) -> str:
     p = Path(path)
     suffix = p.suffix.lower()
     fmt = WRITER_SUFFIXES.get(suffix)
+    if p.is_dir():  # `-o results/` (an existing folder): name a file in it
+        example = p / f"{p.name or 'localizations'}.csv"
+        raise SMLMFileError(p, f"{what + ': ' if what else ''}is a folder; name a localization file in it, e.g. {example}")
     if fmt is None:
         choices = ", ".join(f"{s} ({FORMATS[n].description})" for s, n in WRITER_SUFFIXES.items())
         said = f"{suffix!r}" if suffix else "a name without a suffix"
