@@ -150,3 +150,16 @@ def test_a_movie_given_where_a_table_belongs_says_localize_it_first(tmp_path, ca
     assert main(["evaluate", str(gt), str(movie)]) == 2
     err = capsys.readouterr().err
     assert str(movie) in err and "'.tif'" in err and "localize it first" in err
+
+
+@pytest.mark.parametrize("given", ["--movie", "--ground-truth"])
+def test_train_movie_without_its_ground_truth_is_a_bad_input_with_status_2(tmp_path, capsys, given):
+    """`train --movie m.tif` alone still raised SystemExit: exit status 1 and no 'error:' prefix (review of h11-ux)."""
+    from napari_smlm.core.io.locs import write_localizations
+
+    path = _movie(tmp_path / "m.tif") if given == "--movie" else write_localizations(tmp_path / "gt.csv", _locs())
+    assert main(["-q", "train", "--model", "decode", given, str(path), "--steps", "1", "-o", str(tmp_path / "x.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "--movie" in err and "--ground-truth" in err
+    assert not (tmp_path / "x.pt").exists()

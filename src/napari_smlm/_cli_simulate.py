@@ -172,6 +172,10 @@ def cmd_train(args) -> int:
     if args.model not in available_models():  # named with its option, before any work
         raise ValueError(f"--model {args.model}: unknown model (choose one of {', '.join(available_models())}; "
                          "`napari-smlm models` lists them)")
+    if bool(args.movie) != bool(args.ground_truth):  # a bad input like the others: status 2, one 'error:' line
+        given, missing = ("--movie", "--ground-truth") if args.movie else ("--ground-truth", "--movie")
+        raise ValueError(f"{given} {args.movie or args.ground_truth}: {missing} is missing; --movie and "
+                         "--ground-truth go together (a movie and its ground truth), or leave out both")
     init_file = Path(args.init) if args.init and Path(args.init).is_file() else None
     if args.init and init_file is None:
         from .core.checkpoint import shipped_models
@@ -211,8 +215,6 @@ def cmd_train(args) -> int:
     if getattr(args, "psf", None) is not None:
         sim, model_config = _train_psf(args, sim, model_config)
     pairs = None
-    if bool(args.movie) != bool(args.ground_truth):
-        raise SystemExit("train: --movie and --ground-truth go together")
     if args.movie:
         from .core.models import get_family
         from .core.pairs import PairSampler
