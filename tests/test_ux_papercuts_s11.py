@@ -163,3 +163,21 @@ def test_train_movie_without_its_ground_truth_is_a_bad_input_with_status_2(tmp_p
     assert err.startswith("error: ") and err.count("\n") == 1
     assert "--movie" in err and "--ground-truth" in err
     assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_filter_from_a_yaml_config_that_keeps_nothing_still_says_why(tmp_path, capsys):
+    """PyYAML reads ``1e9`` (no dot) as the string '1e9'; the filter accepts it (float('1e9')), but the
+    message of an empty result formatted it with ``:g`` and said only "Unknown format code 'g' for
+    object of type 'str'" (review of h11-ux)."""
+    from napari_smlm.core.io.locs import write_localizations
+    from napari_smlm.core.postprocessing.pipeline import PostprocessConfig, postprocess
+
+    cfg = PostprocessConfig.from_yaml("drift: none\nfilter_ranges:\n  photons: [1e9, null]\n")
+    assert cfg.filter_ranges["photons"][0] == "1e9"  # what PyYAML gives: a string
+    with pytest.raises(ValueError, match=r"photons >= 1e\+09 \(photons in the table: "):
+        postprocess(_locs(), cfg)
+    src = write_localizations(tmp_path / "locs.csv", _locs())
+    (tmp_path / "pp.yaml").write_text("drift: none\nfilter_ranges:\n  photons: [null, 1e1]\n")
+    assert main(["-q", "postprocess", str(src), "-o", str(tmp_path / "out.csv"), "--config", str(tmp_path / "pp.yaml")]) == 2
+    err = capsys.readouterr().err
+    assert "photons <= 10 (photons in the table:" in err and "format code" not in err
