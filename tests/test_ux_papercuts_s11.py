@@ -181,3 +181,26 @@ def test_a_filter_from_a_yaml_config_that_keeps_nothing_still_says_why(tmp_path,
     assert main(["-q", "postprocess", str(src), "-o", str(tmp_path / "out.csv"), "--config", str(tmp_path / "pp.yaml")]) == 2
     err = capsys.readouterr().err
     assert "photons <= 10 (photons in the table:" in err and "format code" not in err
+
+
+def test_a_folder_named_like_a_shipped_model_does_not_hide_the_model(tmp_path, monkeypatch, capsys):
+    """A results folder called ``decode`` in the working directory: ``--init decode`` said "--init decode: neither
+    a checkpoint file nor a model with shipped weights (shipped: decode, ...)", and resolve_checkpoint('decode')
+    tried to load the folder. A folder is never a checkpoint: the shipped model is meant (review of h11-ux)."""
+    from napari_smlm.core.checkpoint import CheckpointError, resolve_checkpoint, shipped_models
+
+    assert "decode" in shipped_models()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "decode").mkdir()
+    (tmp_path / "results").mkdir()
+    assert resolve_checkpoint("decode").model == "decode"
+    with pytest.raises(CheckpointError, match="is a folder"):
+        resolve_checkpoint("results")  # a folder that names no shipped model is still refused as a folder
+    (tmp_path / "x.pt").write_bytes(b"mine")  # stops train at the --output check, after the --init check
+    assert main(["-q", "train", "--model", "decode", "--init", "decode", "--steps", "1", "-o", "x.pt"]) == 2
+    err = capsys.readouterr().err
+    assert "--init" not in err.split("\n")[0] and "x.pt" in err
+    assert main(["-q", "train", "--model", "decode", "--init", "results", "--steps", "1", "-o", "y.pt"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --init results:") and "folder" in err
+    assert (tmp_path / "x.pt").read_bytes() == b"mine"

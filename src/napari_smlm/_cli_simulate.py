@@ -180,8 +180,9 @@ def cmd_train(args) -> int:
     if args.init and init_file is None:
         from .core.checkpoint import shipped_models
 
-        if Path(args.init).is_dir() or args.init not in shipped_models():
-            raise ValueError(f"--init {args.init}: neither a checkpoint file nor a model with shipped weights "
+        if args.init not in shipped_models():  # a folder named like a shipped model means the model
+            problem = "is a folder, not a checkpoint file; " if Path(args.init).is_dir() else ""
+            raise ValueError(f"--init {args.init}: {problem}neither a checkpoint file nor a model with shipped weights "
                              f"(shipped: {', '.join(shipped_models())})")
     if init_file is not None and not args.overwrite and Path(args.output).exists() and os.path.samefile(init_file, args.output):
         raise ValueError(
