@@ -265,7 +265,8 @@ def _train_psf(args, sim, model_config):
     try:
         return setup_psf_training(args.model, sim, args.psf, fine_tune=bool(args.init), model_config=model_config)
     except ValueError as exc:
-        raise ValueError(f"--psf {args.psf}: {exc}") from None
+        msg = str(exc)  # a message that starts with the file already names it: "--psf FILE: FILE: ..." said it twice
+        raise ValueError(f"--psf {msg}" if msg.startswith(f"{args.psf}:") else f"--psf {args.psf}: {msg}") from None
 
 
 # --------------------------------------------------------------------------- parser
