@@ -204,3 +204,19 @@ def test_a_folder_named_like_a_shipped_model_does_not_hide_the_model(tmp_path, m
     err = capsys.readouterr().err
     assert err.startswith("error: --init results:") and "folder" in err
     assert (tmp_path / "x.pt").read_bytes() == b"mine"
+
+
+def test_evaluate_does_not_blame_the_ground_truth_for_one_false_positive_after_its_last_emitter(tmp_path, capsys):
+    """A CSV ground truth records no frame count: when its last frames hold no emitter, one false positive there
+    warned "wrong ground-truth file? --frames 0 98 scores only its frames", advice that drops a real false
+    positive from the score. Warned only when a real share of the localizations lies after the truth (review)."""
+    from napari_smlm.core.io.locs import write_localizations
+
+    truth = _locs(n=400, frames=98, seed=4)  # frames 0..97 hold emitters; 98 and 99 of the movie are empty
+    found = Localizations.concat([truth.shift(dx_nm=5.0), Localizations(
+        {"frame": np.array([99]), "x_nm": np.array([500.0]), "y_nm": np.array([500.0]), "photons": np.array([800.0])},
+        dict(truth.meta))])
+    gt = write_localizations(tmp_path / "gt.csv", truth)
+    pred = write_localizations(tmp_path / "pred.csv", found)
+    assert main(["evaluate", str(gt), str(pred)]) == 0
+    assert "wrong ground-truth" not in capsys.readouterr().err
