@@ -158,7 +158,8 @@ def test_train_movie_without_its_ground_truth_is_a_bad_input_with_status_2(tmp_p
     from napari_smlm.core.io.locs import write_localizations
 
     path = _movie(tmp_path / "m.tif") if given == "--movie" else write_localizations(tmp_path / "gt.csv", _locs())
-    assert main(["-q", "train", "--model", "decode", given, str(path), "--steps", "1", "-o", str(tmp_path / "x.pt")]) == 2
+    argv = ["-q", "train", "--model", "decode", given, str(path), "--steps", "1", "-o", str(tmp_path / "x.pt")]
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: ") and err.count("\n") == 1
     assert "--movie" in err and "--ground-truth" in err
@@ -178,7 +179,8 @@ def test_a_filter_from_a_yaml_config_that_keeps_nothing_still_says_why(tmp_path,
         postprocess(_locs(), cfg)
     src = write_localizations(tmp_path / "locs.csv", _locs())
     (tmp_path / "pp.yaml").write_text("drift: none\nfilter_ranges:\n  photons: [null, 1e1]\n")
-    assert main(["-q", "postprocess", str(src), "-o", str(tmp_path / "out.csv"), "--config", str(tmp_path / "pp.yaml")]) == 2
+    argv = ["-q", "postprocess", str(src), "-o", str(tmp_path / "out.csv"), "--config", str(tmp_path / "pp.yaml")]
+    assert main(argv) == 2
     err = capsys.readouterr().err
     assert "photons <= 10 (photons in the table:" in err and "format code" not in err
 

@@ -80,7 +80,8 @@ def cmd_render(args) -> int:
 
 
 #: Share of the scored localizations after the ground truth's last frame above which evaluate warns (the
-#: walk-through's 20-frame truth against a 361-frame table: ~94 %; one false positive in the empty last frames of a right pairing: < 1 %).
+#: walk-through's 20-frame truth against a 361-frame table: ~94 %; one false positive in the empty last
+#: frames of a right pairing: < 1 %).
 _BEYOND_TRUTH_SHARE = 0.1
 
 
