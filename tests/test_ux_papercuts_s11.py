@@ -222,3 +222,18 @@ def test_evaluate_does_not_blame_the_ground_truth_for_one_false_positive_after_i
     pred = write_localizations(tmp_path / "pred.csv", found)
     assert main(["evaluate", str(gt), str(pred)]) == 0
     assert "wrong ground-truth" not in capsys.readouterr().err
+
+
+def test_a_checkpoint_in_torch_s_legacy_pickle_format_still_loads(tmp_path):
+    """The first-bytes check before torch.load (zip 'PK..' or pickle 0x80) must keep the legacy, non-zip format
+    of torch.save(..., _use_new_zipfile_serialization=False), which weights_only loading reads (review of h11-ux)."""
+    import torch
+
+    from napari_smlm.core.checkpoint import load_checkpoint, shipped_checkpoint_path
+
+    payload = torch.load(shipped_checkpoint_path("decode"), map_location="cpu", weights_only=True)
+    legacy = tmp_path / "legacy.pt"
+    torch.save(payload, legacy, _use_new_zipfile_serialization=False)
+    assert legacy.read_bytes()[:2] == b"\x80\x02"  # not a zip archive
+    ck = load_checkpoint(legacy)
+    assert ck.model == "decode" and set(ck.state_dict) == set(payload["state_dict"])
