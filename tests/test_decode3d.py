@@ -141,7 +141,7 @@ def test_checkpoint_keeps_the_calibration_and_fine_tuning_retargets_it(tmp_path)
         setup_psf_training("decode", SIM, OTHER, fine_tune=False)
 
 
-def test_cli_train_psf(tmp_path):
+def test_cli_train_psf(tmp_path, capsys):
     import json
 
     from napari_smlm.cli import main
@@ -152,10 +152,15 @@ def test_cli_train_psf(tmp_path):
     rc = main(["train", "--model", "decode3d", "--psf", str(cal), "-o", str(out), "--steps", "1", "--steps-per-epoch", "1",
                "--batch-size", "2", "--crop", "16", "--device", "cpu", "--model-config", json.dumps(TINY)])  # fmt: skip
     assert rc == 0 and load_checkpoint(out).model_config["psf_calibration"] == OTHER.to_dict()
-    with pytest.raises(SystemExit, match="3-D model"):
-        main(["train", "--model", "decode", "--psf", str(cal), "-o", str(tmp_path / "x.pt"), "--steps", "1"])
-    with pytest.raises(SystemExit, match="not found"):
-        main(["train", "--model", "decode3d", "--psf", str(tmp_path / "missing.yaml"), "-o", str(tmp_path / "y.pt")])
+    # bad input: status 2 and one "error:" line naming --psf (session 11; was SystemExit, status 1)
+    capsys.readouterr()
+    assert main(["train", "--model", "decode", "--psf", str(cal), "-o", str(tmp_path / "x.pt"), "--steps", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --psf {cal}: ") and "3-D model" in err and not (tmp_path / "x.pt").exists()
+    missing = tmp_path / "missing.yaml"
+    assert main(["train", "--model", "decode3d", "--psf", str(missing), "-o", str(tmp_path / "y.pt")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: --psf {missing}: ") and "not found" in err and err.count(str(missing)) == 1
 
 
 # ----------------------------------------------------------------------------- the shipped weights

@@ -150,3 +150,90 @@ def test_a_movie_given_where_a_table_belongs_says_localize_it_first(tmp_path, ca
     assert main(["evaluate", str(gt), str(movie)]) == 2
     err = capsys.readouterr().err
     assert str(movie) in err and "'.tif'" in err and "localize it first" in err
+
+
+@pytest.mark.parametrize("given", ["--movie", "--ground-truth"])
+def test_train_movie_without_its_ground_truth_is_a_bad_input_with_status_2(tmp_path, capsys, given):
+    """`train --movie m.tif` alone still raised SystemExit: exit status 1 and no 'error:' prefix (review of h11-ux)."""
+    from napari_smlm.core.io.locs import write_localizations
+
+    path = _movie(tmp_path / "m.tif") if given == "--movie" else write_localizations(tmp_path / "gt.csv", _locs())
+    argv = ["-q", "train", "--model", "decode", given, str(path), "--steps", "1", "-o", str(tmp_path / "x.pt")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1
+    assert "--movie" in err and "--ground-truth" in err
+    assert not (tmp_path / "x.pt").exists()
+
+
+def test_a_filter_from_a_yaml_config_that_keeps_nothing_still_says_why(tmp_path, capsys):
+    """PyYAML reads ``1e9`` (no dot) as the string '1e9'; the filter accepts it (float('1e9')), but the
+    message of an empty result formatted it with ``:g`` and said only "Unknown format code 'g' for
+    object of type 'str'" (review of h11-ux)."""
+    from napari_smlm.core.io.locs import write_localizations
+    from napari_smlm.core.postprocessing.pipeline import PostprocessConfig, postprocess
+
+    cfg = PostprocessConfig.from_yaml("drift: none\nfilter_ranges:\n  photons: [1e9, null]\n")
+    assert cfg.filter_ranges["photons"][0] == "1e9"  # what PyYAML gives: a string
+    with pytest.raises(ValueError, match=r"photons >= 1e\+09 \(photons in the table: "):
+        postprocess(_locs(), cfg)
+    src = write_localizations(tmp_path / "locs.csv", _locs())
+    (tmp_path / "pp.yaml").write_text("drift: none\nfilter_ranges:\n  photons: [null, 1e1]\n")
+    argv = ["-q", "postprocess", str(src), "-o", str(tmp_path / "out.csv"), "--config", str(tmp_path / "pp.yaml")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "photons <= 10 (photons in the table:" in err and "format code" not in err
+
+
+def test_a_folder_named_like_a_shipped_model_does_not_hide_the_model(tmp_path, monkeypatch, capsys):
+    """A results folder called ``decode`` in the working directory: ``--init decode`` said "--init decode: neither
+    a checkpoint file nor a model with shipped weights (shipped: decode, ...)", and resolve_checkpoint('decode')
+    tried to load the folder. A folder is never a checkpoint: the shipped model is meant (review of h11-ux)."""
+    from napari_smlm.core.checkpoint import CheckpointError, resolve_checkpoint, shipped_models
+
+    assert "decode" in shipped_models()
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "decode").mkdir()
+    (tmp_path / "results").mkdir()
+    assert resolve_checkpoint("decode").model == "decode"
+    with pytest.raises(CheckpointError, match="is a folder"):
+        resolve_checkpoint("results")  # a folder that names no shipped model is still refused as a folder
+    (tmp_path / "x.pt").write_bytes(b"mine")  # stops train at the --output check, after the --init check
+    assert main(["-q", "train", "--model", "decode", "--init", "decode", "--steps", "1", "-o", "x.pt"]) == 2
+    err = capsys.readouterr().err
+    assert "--init" not in err.split("\n")[0] and "x.pt" in err
+    assert main(["-q", "train", "--model", "decode", "--init", "results", "--steps", "1", "-o", "y.pt"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --init results:") and "folder" in err
+    assert (tmp_path / "x.pt").read_bytes() == b"mine"
+
+
+def test_evaluate_does_not_blame_the_ground_truth_for_one_false_positive_after_its_last_emitter(tmp_path, capsys):
+    """A CSV ground truth records no frame count: when its last frames hold no emitter, one false positive there
+    warned "wrong ground-truth file? --frames 0 98 scores only its frames", advice that drops a real false
+    positive from the score. Warned only when a real share of the localizations lies after the truth (review)."""
+    from napari_smlm.core.io.locs import write_localizations
+
+    truth = _locs(n=400, frames=98, seed=4)  # frames 0..97 hold emitters; 98 and 99 of the movie are empty
+    found = Localizations.concat([truth.shift(dx_nm=5.0), Localizations(
+        {"frame": np.array([99]), "x_nm": np.array([500.0]), "y_nm": np.array([500.0]), "photons": np.array([800.0])},
+        dict(truth.meta))])
+    gt = write_localizations(tmp_path / "gt.csv", truth)
+    pred = write_localizations(tmp_path / "pred.csv", found)
+    assert main(["evaluate", str(gt), str(pred)]) == 0
+    assert "wrong ground-truth" not in capsys.readouterr().err
+
+
+def test_a_checkpoint_in_torch_s_legacy_pickle_format_still_loads(tmp_path):
+    """The first-bytes check before torch.load (zip 'PK..' or pickle 0x80) must keep the legacy, non-zip format
+    of torch.save(..., _use_new_zipfile_serialization=False), which weights_only loading reads (review of h11-ux)."""
+    import torch
+
+    from napari_smlm.core.checkpoint import load_checkpoint, shipped_checkpoint_path
+
+    payload = torch.load(shipped_checkpoint_path("decode"), map_location="cpu", weights_only=True)
+    legacy = tmp_path / "legacy.pt"
+    torch.save(payload, legacy, _use_new_zipfile_serialization=False)
+    assert legacy.read_bytes()[:2] == b"\x80\x02"  # not a zip archive
+    ck = load_checkpoint(legacy)
+    assert ck.model == "decode" and set(ck.state_dict) == set(payload["state_dict"])

@@ -172,12 +172,17 @@ def cmd_train(args) -> int:
     if args.model not in available_models():  # named with its option, before any work
         raise ValueError(f"--model {args.model}: unknown model (choose one of {', '.join(available_models())}; "
                          "`napari-smlm models` lists them)")
+    if bool(args.movie) != bool(args.ground_truth):  # a bad input like the others: status 2, one 'error:' line
+        given, missing = ("--movie", "--ground-truth") if args.movie else ("--ground-truth", "--movie")
+        raise ValueError(f"{given} {args.movie or args.ground_truth}: {missing} is missing; --movie and "
+                         "--ground-truth go together (a movie and its ground truth), or leave out both")
     init_file = Path(args.init) if args.init and Path(args.init).is_file() else None
     if args.init and init_file is None:
         from .core.checkpoint import shipped_models
 
-        if Path(args.init).is_dir() or args.init not in shipped_models():
-            raise ValueError(f"--init {args.init}: neither a checkpoint file nor a model with shipped weights "
+        if args.init not in shipped_models():  # a folder named like a shipped model means the model
+            problem = "is a folder, not a checkpoint file; " if Path(args.init).is_dir() else ""
+            raise ValueError(f"--init {args.init}: {problem}neither a checkpoint file nor a model with shipped weights "
                              f"(shipped: {', '.join(shipped_models())})")
     if init_file is not None and not args.overwrite and Path(args.output).exists() and os.path.samefile(init_file, args.output):
         raise ValueError(
@@ -211,8 +216,6 @@ def cmd_train(args) -> int:
     if getattr(args, "psf", None) is not None:
         sim, model_config = _train_psf(args, sim, model_config)
     pairs = None
-    if bool(args.movie) != bool(args.ground_truth):
-        raise SystemExit("train: --movie and --ground-truth go together")
     if args.movie:
         from .core.models import get_family
         from .core.pairs import PairSampler
@@ -262,7 +265,8 @@ def _train_psf(args, sim, model_config):
     try:
         return setup_psf_training(args.model, sim, args.psf, fine_tune=bool(args.init), model_config=model_config)
     except ValueError as exc:
-        raise ValueError(f"--psf {args.psf}: {exc}") from None
+        msg = str(exc)  # a message that starts with the file already names it: "--psf FILE: FILE: ..." said it twice
+        raise ValueError(f"--psf {msg}" if msg.startswith(f"{args.psf}:") else f"--psf {args.psf}: {msg}") from None
 
 
 # --------------------------------------------------------------------------- parser

@@ -274,9 +274,10 @@ def resolve_checkpoint(model_or_path: str | Path | Checkpoint) -> Checkpoint:
     if isinstance(model_or_path, Checkpoint):
         return model_or_path
     p = Path(model_or_path)
-    if p.suffix in (".pt", ".pth", ".ckpt") or p.exists():
-        return load_checkpoint(p)
     name = str(model_or_path)
+    # a folder is never a checkpoint: one named like a shipped model (a results folder `decode/`) means that model
+    if p.suffix in (".pt", ".pth", ".ckpt") or (p.exists() and not (p.is_dir() and name in shipped_models())):
+        return load_checkpoint(p)
     if name not in shipped_models():
         raise CheckpointError(name, f"neither a checkpoint file nor a model with shipped weights (shipped: {shipped_models()})")
     return load_checkpoint(shipped_checkpoint_path(name))

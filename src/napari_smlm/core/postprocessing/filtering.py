@@ -123,7 +123,9 @@ def empty_filter_message(
     """
     parts, seen = [], []
     for name, (lo, hi) in (ranges or {}).items():
-        bounds = [f"{name} >= {lo:g}" if lo is not None else "", f"{name} <= {hi:g}" if hi is not None else ""]
+        # float(): bounds as filter_mask reads them (PyYAML gives '1e9', without a dot, as a string)
+        bounds = [f"{name} >= {float(lo):g}" if lo is not None else "",
+                  f"{name} <= {float(hi):g}" if hi is not None else ""]
         parts.append(" and ".join(b for b in bounds if b) or f"{name} (no bound)")
         try:
             v = _column(locs, name)
