@@ -212,13 +212,14 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
             notify_error(str(exc))
             return None
         # the camera the ground truth records wins; the F choice is the fallback
-        m = evaluation_report(
+        report = evaluation_report(
             gt, pred, tol_lateral_nm=self.tolerance.value(), method=self.method.currentText(),
             psf_sigma_nm=self.psf_sigma.value(), bg=self.bg.value(), excess_noise=F_CHOICES[self.excess.currentText()],
-        ).as_dict()
+        )
+        m = report.as_dict()
         m["frames"] = f"{rng[0]}–{rng[1] - 1}" if rng else "all"
-        # why the CRLB rows are empty, said in the table (the EPFL and ThunderSTORM truths have no photons)
-        self._crlb_reason = "" if "photons" in gt.columns else "n/a: the ground truth has no photons"
+        # why the CRLB rows are empty, in the core's words (the EPFL and ThunderSTORM truths have no photons)
+        self._crlb_reason = f"n/a ({report.crlb_note})" if report.crlb_note else ""
         self.metrics = m
         self._fill_table()
         from ..core.postprocessing.linking import merged_events_note
