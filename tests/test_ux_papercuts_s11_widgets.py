@@ -72,6 +72,16 @@ def test_psf_calibration_offers_only_stacks_not_a_2d_render(make_napari_viewer):
     assert [w.picker.itemText(i) for i in range(w.picker.count())] == ["beads"]
 
 
+
+def test_psf_calibration_with_only_2d_images_says_why_none_is_offered(make_napari_viewer):
+    """Only 2-D images in the viewer: the picker is empty, and Run says that 2-D images are left out."""
+    viewer = make_napari_viewer()
+    viewer.add_image(np.zeros((64, 64), np.float32), name="a single frame")
+    _, w = viewer.window.add_plugin_dock_widget("napari-smlm", "PSF calibration (3-D)")
+    assert w.picker.count() == 0 or w.picker.value is None
+    assert w.run() is False
+    assert "2-D images are not offered" in w.status_label.text()
+
 def test_reconstruction_reopened_after_a_run_picks_the_movie_not_its_render(make_napari_viewer):
     """Closing and reopening the Reconstruction dock after a run picked the '... SR' render (the top
     layer) as the movie: '1 frames of 512×512 px, 12.5 nm'."""

@@ -134,8 +134,13 @@ class CalibrationWidget(SmlmDockWidget):
             return False
         layer = self.picker.value
         if layer is None:
-            self.status_label.setText("Choose an image layer holding a bead z-stack first.")
-            notify_error("PSF calibration: choose an image layer holding a bead z-stack first.")
+            # 2-D images are not offered (a z-stack has slices): say so when they are all the viewer has
+            from napari.layers import Image
+
+            flat = any(isinstance(la, Image) and la.ndim < 3 for la in self.viewer.layers)
+            hint = " (2-D images are not offered: a z-stack has slices)" if flat else ""
+            self.status_label.setText(f"Choose an image layer holding a bead z-stack first{hint}.")
+            notify_error(f"PSF calibration: choose an image layer holding a bead z-stack first{hint}.")
             return False
         stack = np.asarray(layer.data)  # snapshot on the GUI thread
         step = self.step.value() or None  # 0 = not known: core says what is missing
