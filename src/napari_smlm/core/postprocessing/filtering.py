@@ -135,7 +135,7 @@ def empty_filter_message(
             pass
     if roi_nm is not None:
         x0, y0, x1, y1 = (float(v) for v in roi_nm)
-        parts.append(f"x in [{x0:g}, {x1:g}] nm and y in [{y0:g}, {y1:g}] nm")
+        parts.append(f"x in [{x0:g}, {x1:g}) nm and y in [{y0:g}, {y1:g}) nm")  # the ROI leaves out its upper edges
     tail = f" ({'; '.join(seen)})" if seen else ""
     return f"no localization passes {' and '.join(parts) or 'the filter'}{tail}"
 
