@@ -63,14 +63,11 @@ def _resolve_model(args):
     """The checkpoint of ``--checkpoint``, else of ``--model``; an unknown model name names the option."""
     from .core.checkpoint import resolve_checkpoint, shipped_models
 
-    if args.checkpoint:
-        if not Path(args.checkpoint).is_file():
-            problem = "is a folder; give the checkpoint file (.pt)" if Path(args.checkpoint).is_dir() else "no such file"
-            raise ValueError(f"--checkpoint {args.checkpoint}: {problem}")
-        from .core.checkpoint import CheckpointError
+    if args.checkpoint:  # a file (load_checkpoint refuses a folder or a missing file with the reason)
+        from .core.checkpoint import CheckpointError, load_checkpoint
 
         try:
-            return resolve_checkpoint(args.checkpoint)
+            return load_checkpoint(args.checkpoint)
         except CheckpointError as exc:  # name the option too: the file alone does not say which input it was
             raise ValueError(f"--checkpoint {exc}") from None
     name = str(args.model)

@@ -176,14 +176,14 @@ def cmd_train(args) -> int:
         given, missing = ("--movie", "--ground-truth") if args.movie else ("--ground-truth", "--movie")
         raise ValueError(f"{given} {args.movie or args.ground_truth}: {missing} is missing; --movie and "
                          "--ground-truth go together (a movie and its ground truth), or leave out both")
-    init_file = Path(args.init) if args.init and Path(args.init).is_file() else None
-    if args.init and init_file is None:
-        from .core.checkpoint import shipped_models
+    init_file = None
+    if args.init:  # the file training will start from (a shipped model's too), checked before any work
+        from .core.checkpoint import CheckpointError, checkpoint_file
 
-        if args.init not in shipped_models():  # a folder named like a shipped model means the model
-            problem = "is a folder, not a checkpoint file; " if Path(args.init).is_dir() else ""
-            raise ValueError(f"--init {args.init}: {problem}neither a checkpoint file nor a model with shipped weights "
-                             f"(shipped: {', '.join(shipped_models())})")
+        try:
+            init_file = checkpoint_file(args.init)
+        except CheckpointError as exc:
+            raise ValueError(f"--init {exc}") from None
     if init_file is not None and not args.overwrite and Path(args.output).exists() and os.path.samefile(init_file, args.output):
         raise ValueError(
             f"{args.output}: --output is the starting checkpoint (--init); choose another name, or pass "

@@ -164,9 +164,7 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         Missing file, not a torch file, a pickle that needs code (rejected by
         ``weights_only=True``), or a torch file that is not a napari-smlm checkpoint.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(path, "is a folder, not a checkpoint file" if path.is_dir() else "file not found")
+    path = _require_file(Path(path))
     with open(path, "rb") as fh:
         head = fh.read(4)
     # torch.save writes a zip archive (PK..); older torch a pickle (protocol byte 0x80). Anything else
@@ -269,15 +267,30 @@ def shipped_models() -> list[str]:
     return sorted(p.stem for p in weights_dir().glob("*.pt"))
 
 
+def _require_file(path: Path) -> Path:
+    if not path.is_file():
+        raise CheckpointError(path, "is a folder, not a checkpoint file" if path.is_dir() else "file not found")
+    return path
+
+
+def checkpoint_file(model_or_path: str | Path) -> Path:
+    """The file :func:`resolve_checkpoint` loads for a file path or a shipped model's name, without loading it.
+
+    Raises :class:`CheckpointError` for a missing file, a folder, or a name that is neither. A folder
+    is never a checkpoint: one named like a shipped model (a results folder ``decode/`` in the working
+    directory) means that model.
+    """
+    p = Path(model_or_path)
+    name = str(model_or_path)
+    if p.suffix in (".pt", ".pth", ".ckpt") or (p.exists() and not (p.is_dir() and name in shipped_models())):
+        return _require_file(p)
+    if name not in shipped_models():
+        raise CheckpointError(name, f"neither a checkpoint file nor a model with shipped weights (shipped: {shipped_models()})")
+    return shipped_checkpoint_path(name)
+
+
 def resolve_checkpoint(model_or_path: str | Path | Checkpoint) -> Checkpoint:
     """A checkpoint from an object, a file path or the name of a model with shipped weights."""
     if isinstance(model_or_path, Checkpoint):
         return model_or_path
-    p = Path(model_or_path)
-    name = str(model_or_path)
-    # a folder is never a checkpoint: one named like a shipped model (a results folder `decode/`) means that model
-    if p.suffix in (".pt", ".pth", ".ckpt") or (p.exists() and not (p.is_dir() and name in shipped_models())):
-        return load_checkpoint(p)
-    if name not in shipped_models():
-        raise CheckpointError(name, f"neither a checkpoint file nor a model with shipped weights (shipped: {shipped_models()})")
-    return load_checkpoint(shipped_checkpoint_path(name))
+    return load_checkpoint(checkpoint_file(model_or_path))
