@@ -285,7 +285,7 @@ def checkpoint_file(model_or_path: str | Path) -> Path:
     if p.suffix in (".pt", ".pth", ".ckpt") or (p.exists() and not (p.is_dir() and name in shipped_models())):
         return _require_file(p)
     if name not in shipped_models():
-        raise CheckpointError(name, f"neither a checkpoint file nor a model with shipped weights (shipped: {shipped_models()})")
+        raise CheckpointError(name, f"neither a checkpoint file nor a model with shipped weights (shipped: {', '.join(shipped_models())})")
     return shipped_checkpoint_path(name)
 
 
