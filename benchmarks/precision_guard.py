@@ -35,11 +35,14 @@ MAX_DJI_POINTS = 0.5
 MAX_DRMSE_NM = 0.5
 
 
-def accuracy_movie(density: float, camera: str, structure: str, n_frames: int):
-    """The accuracy benchmark's movie for one grid point (same parameters and seed as run_all.py)."""
+def accuracy_movie(density: float, camera: str, structure: str, n_frames: int, seed_base: int = 1000):
+    """The accuracy benchmark's movie for one grid point (same parameters and seed as run_all.py).
+
+    ``seed_base`` other than 1000: the same design with seed ``seed_base + 10·density`` (other movies).
+    """
     cfg = SimulationConfig(
         n_frames=n_frames, height=64, width=64, density=density, structure=structure, camera=camera,
-        psf_sigma_nm=120.0, photons_mean=2000, photons_std=500, bg_photons=50, seed=1000 + int(density * 10),
+        psf_sigma_nm=120.0, photons_mean=2000, photons_std=500, bg_photons=50, seed=seed_base + int(density * 10),
     )
     frames, gt = simulate(cfg)
     return frames, gt, cfg

@@ -330,3 +330,31 @@ def test_rotation_equivariant_projection_makes_one_pass_equal_its_two(make):
     project_rotation_equivariant(net)
     for a, b in zip(w0, net.parameters()):
         torch.testing.assert_close(a, b.detach())
+
+
+def test_movies_long_design_uses_other_seeds_and_longer_sparse_movies(monkeypatch):
+    """``movies --design long --seed-base B``: seeds B + 10·density, frames from LONG_TEST_FRAMES; tuning seeds refused."""
+    mod = _script()
+    monkeypatch.syspath_prepend(str(Path(mod.__file__).resolve().parent.parent / "benchmarks"))
+    import precision_guard
+
+    seen = []
+
+    class _Stop(Exception):
+        pass
+
+    def fake_movie(d, cam, structure, n_frames, seed_base=1000):
+        seen.append((d, n_frames, seed_base + int(d * 10)))
+        raise _Stop
+
+    monkeypatch.setattr(precision_guard, "accuracy_movie", fake_movie)
+    with pytest.raises(_Stop):
+        mod.main(["movies", "srcnn", "--design", "long", "--seed-base", "4000", "--densities", "0.1"])
+    assert seen == [(0.1, mod.LONG_TEST_FRAMES[0.1], 4001)]
+    assert mod.LONG_TEST_FRAMES[0.1] >= 1000
+    with pytest.raises(SystemExit, match="tuning/calibration seeds"):
+        mod.main(["movies", "srcnn", "--seed-base", "8000"])
+    seen.clear()
+    with pytest.raises(_Stop):  # the default stays the accuracy benchmark's 100-frame test movies
+        mod.main(["movies", "srcnn", "--densities", "0.5"])
+    assert seen == [(0.5, 100, 1005)]
