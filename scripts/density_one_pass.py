@@ -348,6 +348,11 @@ def cmd_movies(a) -> int:
 #: The one-pass rules' bounds (docs/weights.md): a single pass may lose at most this against its two passes, per movie.
 MAX_JI_DROP, MAX_RMSE_RISE = 0.5, 0.5
 
+def worst_margin(dji, drmse) -> float:
+    """The worst movie's distance to the one-pass bounds: min over movies of ΔJI + 0.5 and 0.5 − ΔRMSE (< 0: outside)."""
+    return float(min(min(x + MAX_JI_DROP, MAX_RMSE_RISE - y) for x, y in zip(dji, drmse)))
+
+
 #: ``movies --design long`` (session 12): frames per density, so that every movie holds ≳ 6,400 emitter
 #: appearances (41 µm² frames); the 100-frame design left ΔRMSE standard errors of 0.3–1.0 nm on the sparse
 #: movies (session 10), the size of the 0.5 nm bound itself.
@@ -438,8 +443,9 @@ def cmd_select(a) -> int:
     thresholds = [round(float(t), 4) for t in np.arange(a.t_min, a.t_max + 1e-9, a.t_step)]
     floor = min(thresholds) - 1e-6
     movies, labels = [], []
+    design = LONG_TEST_FRAMES if a.design == "long" else TUNING_FRAMES
     for cam in a.cameras.split(","):
-        for d, n in TUNING_FRAMES.items():
+        for d, n in design.items():
             movies.append(tuning_movie(d, cam, n, a.seed_base))
             labels.append(f"{cam} {d:g}")
     teacher = resolve_checkpoint(a.teacher)
@@ -458,7 +464,7 @@ def cmd_select(a) -> int:
         return cache[key]
 
     t_thr = float(teacher.model_config.get("threshold", teacher.family().config["threshold"]))
-    tag = f"{a.seed_base}:{a.cameras}:{sorted(TUNING_FRAMES.items())}"
+    tag = f"{a.seed_base}:{a.cameras}:{sorted(design.items())}"
     tkey = f"teacher:{_sha(a.teacher)}:{tag}:{t_thr}"
     ref = [r[0] for r in cached(tkey, lambda: _movie_scores(teacher, movies, [t_thr], t_thr - 1e-6))]
     log.info("teacher %s (threshold %g): %s", a.teacher, t_thr,
@@ -472,25 +478,37 @@ def cmd_select(a) -> int:
         for k, t in enumerate(thresholds):
             dji = [sc[i][k][0] - ref[i][0] for i in range(len(movies))]
             drm = [sc[i][k][1] - ref[i][1] for i in range(len(movies))]
-            short = [max(0.0, -x - 0.5, y - 0.5) for x, y in zip(dji, drm)]
+            short = [max(0.0, -x - MAX_JI_DROP, y - MAX_RMSE_RISE) for x, y in zip(dji, drm)]
+            # the worst movie's distance to the bounds (negative: outside on at least one movie)
+            margin = worst_margin(dji, drm)
             results.append({"candidate": str(cand), "threshold": t, "within": sum(s_ == 0 for s_ in short),
-                            "shortfall": float(sum(short)), "sparse_precision_lb": prec[k], "dji": dji, "drmse": drm})
+                            "shortfall": float(sum(short)), "margin": float(margin),
+                            "sparse_precision_lb": prec[k], "dji": dji, "drmse": drm})
     ok = [r for r in results if r["sparse_precision_lb"] >= 0.9]
-    ok.sort(key=lambda r: (-r["within"], r["shortfall"]))
+    if a.rank == "margin":  # session 12: the candidate farthest inside the bounds on its worst movie
+        ok.sort(key=lambda r: -r["margin"])
+    else:  # sessions 8–11: the most movies within, then the smallest summed shortfall
+        ok.sort(key=lambda r: (-r["within"], r["shortfall"]))
     print(f"tuning movies (seeds {a.seed_base}+10·density): {', '.join(labels)}")
-    print(f"{'candidate':<48} {'thr':>6} {'within':>6} {'shortfall':>9} {'sparse P lb':>11}  ΔJI / ΔRMSE per movie")
-    for r in sorted(results, key=lambda r: (-r["within"], r["shortfall"]))[: a.show]:
+    print(f"{'candidate':<48} {'thr':>6} {'within':>6} {'shortfall':>9} {'margin':>7} {'sparse P lb':>11}  "
+          "ΔJI / ΔRMSE per movie")
+    shown = sorted(results, key=lambda r: -r["margin"]) if a.rank == "margin" else \
+        sorted(results, key=lambda r: (-r["within"], r["shortfall"]))
+    for r in shown[: a.show]:
         print(f"{Path(r['candidate']).name:<48} {r['threshold']:6.3f} {r['within']:6d} {r['shortfall']:9.2f} "
-              f"{r['sparse_precision_lb']:11.3f}  " + " ".join(f"{x:+.2f}/{y:+.2f}" for x, y in zip(r["dji"], r["drmse"])))
+              f"{r['margin']:+7.2f} {r['sparse_precision_lb']:11.3f}  "
+              + " ".join(f"{x:+.2f}/{y:+.2f}" for x, y in zip(r["dji"], r["drmse"])))
     if not ok:
         print("no candidate meets the sparse precision floor")
         return 1
     best = ok[0]
     print(f"PICK: {best['candidate']} threshold {best['threshold']:g} (within {best['within']}/{len(movies)}, "
-          f"shortfall {best['shortfall']:.2f}, sparse precision lower bound {best['sparse_precision_lb']:.3f})")
+          f"shortfall {best['shortfall']:.2f}, margin {best['margin']:+.2f}, sparse precision lower bound "
+          f"{best['sparse_precision_lb']:.3f}; ranked by {a.rank}, {a.design} tuning movies)")
     if a.json:
         a.json.write_text(json.dumps({"pick": best, "labels": labels, "teacher": ref, "results": results,
-                                      "seed_base": a.seed_base, "tuning_seeds": tuning_seeds(a.seed_base)}, indent=1))
+                                      "seed_base": a.seed_base, "tuning_seeds": tuning_seeds(a.seed_base),
+                                      "design": {f"{d:g}": n for d, n in design.items()}, "rank": a.rank}, indent=1))
     return 0
 
 
@@ -518,10 +536,13 @@ def cmd_adopt(a) -> int:
     state = training.pop("one_pass_finetune_state", {})
     training["whole_frame_selection"] = {
         "script": "scripts/density_one_pass.py finetune + select", "state": state, "threshold": a.threshold,
-        "rule": "most tuning movies with dJI >= -0.5 pt and dRMSE <= +0.5 nm vs the two-pass teacher, then the "
-                "smallest summed shortfall; sparse precision lower bound >= 0.9",
+        "rule": ("the largest worst-movie margin to dJI >= -0.5 pt and dRMSE <= +0.5 nm vs the two-pass teacher"
+                 if sel.get("rank") == "margin" else
+                 "most tuning movies with dJI >= -0.5 pt and dRMSE <= +0.5 nm vs the two-pass teacher, then the "
+                 "smallest summed shortfall") + "; sparse precision lower bound >= 0.9",
+        "tuning_frames": sel.get("design"),
         "tuning_movies": sel["labels"], "tuning_seeds": sel["tuning_seeds"], "teacher_ji_rmse": sel["teacher"],
-        "pick": {k: pick[k] for k in ("within", "shortfall", "sparse_precision_lb", "dji", "drmse")},
+        "pick": {k: pick[k] for k in ("within", "shortfall", "margin", "sparse_precision_lb", "dji", "drmse") if k in pick},
         "note": a.note,
     }
     training["total_steps"] = int(training.get("total_steps", 0)) + int(state.get("step", 0))
@@ -586,6 +607,11 @@ def main(argv=None) -> int:
     sl.add_argument("--t-min", type=float, default=0.45)
     sl.add_argument("--t-max", type=float, default=0.65)
     sl.add_argument("--t-step", type=float, default=0.025)
+    sl.add_argument("--design", choices=("short", "long"), default="short",
+                    help="tuning movies' frames: short = TUNING_FRAMES (sessions 8–11), long = LONG_TEST_FRAMES")
+    sl.add_argument("--rank", choices=("within", "margin"), default="within",
+                    help="within: most movies within, then the smallest shortfall; margin: the largest worst-movie "
+                         "margin to the bounds")
     sl.add_argument("--cache", type=Path, default=None, help="JSON cache of per-candidate scores")
     sl.add_argument("--show", type=int, default=15)
     sl.add_argument("--json", type=Path, default=None)

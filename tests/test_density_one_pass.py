@@ -358,3 +358,11 @@ def test_movies_long_design_uses_other_seeds_and_longer_sparse_movies(monkeypatc
     with pytest.raises(_Stop):  # the default stays the accuracy benchmark's 100-frame test movies
         mod.main(["movies", "srcnn", "--densities", "0.5"])
     assert seen == [(0.5, 100, 1005)]
+
+
+def test_worst_margin_is_the_closest_approach_to_either_bound():
+    """select --rank margin: the candidate whose worst movie is farthest inside ΔJI ≥ −0.5 and ΔRMSE ≤ +0.5."""
+    mod = _script()
+    assert mod.worst_margin([0.3, -0.2], [0.1, 0.2]) == pytest.approx(0.3)  # second movie: 0.5 − 0.2 and −0.2 + 0.5
+    assert mod.worst_margin([0.0, 0.0], [0.52, -1.0]) == pytest.approx(-0.02)  # outside on RMSE
+    assert mod.worst_margin([-0.7, 0.0], [0.0, 0.0]) == pytest.approx(-0.2)  # outside on JI
