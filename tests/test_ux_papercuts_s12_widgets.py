@@ -82,3 +82,26 @@ def test_postprocessing_pickers_follow_renames_and_keep_their_defaults(viewer):
     locs.name = "renamed locs"
     assert w.layer_combo.currentText() == "renamed locs" and w._layer() is locs
     assert w.config().drift == "none"
+
+
+def test_postprocessing_result_is_scrolled_into_view(make_napari_viewer, qtbot):
+    """Walk-through (1000-px screen, a second dock open): the summary of a run was below the fold."""
+    viewer = make_napari_viewer(show=True)
+    _add(viewer, _table(600), "locs")
+    viewer.window.add_plugin_dock_widget("napari-smlm", "Reconstruction")  # napari stacks the docks
+    _, w = viewer.window.add_plugin_dock_widget("napari-smlm", "Post-processing")
+    w.nena.setChecked(True)
+    bar = w._scroll.verticalScrollBar()
+    # laid out: the summary's place is below the fold of the (stacked, so short) dock
+    qtbot.waitUntil(lambda: 0 < w._scroll.viewport().height() < w.summary.y(), timeout=5000)
+    assert bar.value() == 0
+    w.run()
+    qtbot.waitUntil(lambda: w.job is not None and not w.job.running and w.result is not None, timeout=30_000)
+    qtbot.waitUntil(lambda: "NeNA" in w.summary.text(), timeout=5000)
+
+    def top_in_view():
+        region = w.summary.visibleRegion()
+        return not region.isEmpty() and region.boundingRect().top() == 0
+
+    qtbot.waitUntil(top_in_view, timeout=5000)
+    assert bar.value() > 0  # scrolled there: the dock still scrolls

@@ -87,6 +87,7 @@ class ScrollingDock(QWidget):
     A long form (or a result plot that appears after a run) then scrolls instead of forcing the
     napari window taller than the screen, or being squeezed below its minimum size, where Qt draws
     rows over each other (the Post-processing filter's range values over its histogram, session 9).
+    A result below the fold is scrolled into view with :meth:`reveal`.
 
     The dock is going away when napari removes it (the widget is re-parented to None) or when it
     is closed: :meth:`going_away` then runs (its layer pickers let go of the viewer's events).
@@ -122,6 +123,23 @@ class ScrollingDock(QWidget):
         """The vertical layout (inside the scroll area) for the subclass's controls."""
         lay = self._body.layout()
         return lay if lay is not None else QVBoxLayout(self._body)
+
+    def reveal(self, first: QWidget, *more: QWidget) -> None:
+        """Scroll so that ``first`` is in view (its top, if it does not fit), then as much of ``more`` as fits.
+
+        For a result that appears below the controls (a summary, its plots): the user sees it where the
+        dock is, without scrolling. Done after the layout has placed widgets just shown or grown.
+        """
+        def scroll() -> None:
+            lay = self._body.layout()
+            if lay is not None:
+                lay.activate()  # the geometry of what was just shown or filled
+            for w in (*reversed(more), first):  # the last call wins: ``first`` is in view whatever fits of the rest
+                if w.isVisible():
+                    self._scroll.ensureWidgetVisible(w, 0, 0)
+
+        scroll()
+        QTimer.singleShot(0, scroll)  # again once the scroll area has taken the body's new size
 
     # -- going away
     def going_away(self) -> None:

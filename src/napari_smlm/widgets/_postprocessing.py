@@ -246,6 +246,7 @@ class PostprocessingWidget(ScrollingDock):
 
     def _fail(self, message: str) -> None:
         self.status.setText(f"error: {message}")
+        self.reveal(self.status)
         try:
             from napari.utils.notifications import show_error
 
@@ -290,6 +291,7 @@ class PostprocessingWidget(ScrollingDock):
         plot_result(self.figure, r)
         self.canvas.setVisible(True)
         self.canvas.draw_idle()
+        self.reveal(self.status, self.summary, self.canvas)  # the result, not the form, is what the user looks for now
 
     def going_away(self) -> None:
         """Removed or closed: a running job calls back no more; the pickers let go of the viewer."""
