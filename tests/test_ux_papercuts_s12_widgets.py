@@ -9,11 +9,19 @@ import pytest
 pytest.importorskip("napari")
 pytest.importorskip("pytestqt")
 
-from test_widgets import viewer  # noqa: E402,F401 - fixture
+from test_widgets import (  # noqa: E402  (helpers and fixtures of the widget tests)
+    _wait_state,
+    toy_checkpoint,  # noqa: F401 - fixture
+    viewer,  # noqa: F401 - fixture
+)
+
+from test_reconstruction_latency import _toy_run_held_at  # noqa: E402
 
 from napari_smlm import _layers  # noqa: E402
 from napari_smlm.core.localizations import Localizations  # noqa: E402
+from napari_smlm.widgets import _base  # noqa: E402
 from napari_smlm.widgets._controls import LayerPicker  # noqa: E402
+from napari_smlm.widgets._state import RunState  # noqa: E402
 
 #: Two run names of one long movie name: they differ only near the end (``_run_names``).
 PREFIX = "cell03_647nm_10ms_EMgain100_2026-12-01_run1"
@@ -105,3 +113,37 @@ def test_postprocessing_result_is_scrolled_into_view(make_napari_viewer, qtbot):
 
     qtbot.waitUntil(top_in_view, timeout=5000)
     assert bar.value() > 0  # scrolled there: the dock still scrolls
+
+
+def _ready(viewer, qtbot, w):
+    qtbot.waitUntil(lambda: viewer.dims.ndim >= 3, timeout=5000)
+    viewer.dims.set_current_step(0, 0)
+
+
+@pytest.mark.parametrize("follow", [True, False])
+def test_reconstruction_run_ends_with_the_slider_on_its_last_frame(viewer, qtbot, toy_checkpoint, monkeypatch, follow):
+    """Walk-through: a short run had no live refresh, and the final one did not move the slider (it stayed on frame 0)."""
+    monkeypatch.setattr(_base, "FLUSH_MIN_MS", 10**6)  # no timed live refresh: only the run's final one
+    w, hold = _toy_run_held_at(viewer, toy_checkpoint, 99)  # 12 frames in batches of 4; never held
+    hold.set()
+    w.follow.setChecked(follow)
+    _ready(viewer, qtbot, w)
+    assert w.run()
+    _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
+    assert w.status.state is RunState.DONE, w.status.message
+    assert viewer.dims.current_step[0] == (11 if follow else 0)
+
+
+def test_a_stopped_run_ends_with_the_slider_on_its_last_frame_done(viewer, qtbot, toy_checkpoint, monkeypatch):
+    monkeypatch.setattr(_base, "FLUSH_MIN_MS", 10**6)
+    w, hold = _toy_run_held_at(viewer, toy_checkpoint, 8)  # the worker waits after frames 0-7
+    _ready(viewer, qtbot, w)
+    assert w.run()
+    try:
+        qtbot.waitUntil(lambda: w._last_frame == 7, timeout=30_000)
+        w.stop_run()
+    finally:
+        hold.set()
+    _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
+    assert w.status.state is RunState.STOPPED, w.status.message
+    assert viewer.dims.current_step[0] == 7
