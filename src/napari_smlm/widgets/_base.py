@@ -87,10 +87,15 @@ class ScrollingDock(QWidget):
     A long form (or a result plot that appears after a run) then scrolls instead of forcing the
     napari window taller than the screen, or being squeezed below its minimum size, where Qt draws
     rows over each other (the Post-processing filter's range values over its histogram, session 9).
+    A result below the fold is scrolled into view with :meth:`reveal`.
+
+    The dock is going away when napari removes it (the widget is re-parented to None) or when it
+    is closed: :meth:`going_away` then runs (its layer pickers let go of the viewer's events).
     """
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
+        self._docked = False
         self._body = QWidget()
         scroll = QScrollArea()
         scroll.setWidgetResizable(True)
@@ -118,6 +123,44 @@ class ScrollingDock(QWidget):
         """The vertical layout (inside the scroll area) for the subclass's controls."""
         lay = self._body.layout()
         return lay if lay is not None else QVBoxLayout(self._body)
+
+    def reveal(self, first: QWidget, *more: QWidget) -> None:
+        """Scroll so that ``first`` is in view (its top, if it does not fit), then as much of ``more`` as fits.
+
+        For a result that appears below the controls (a summary, its plots): the user sees it where the
+        dock is, without scrolling. Done after the layout has placed widgets just shown or grown.
+        """
+        def scroll() -> None:
+            lay = self._body.layout()
+            if lay is not None:
+                lay.activate()  # the geometry of what was just shown or filled
+            for w in (*reversed(more), first):  # the last call wins: ``first`` is in view whatever fits of the rest
+                if w.isVisible():
+                    self._scroll.ensureWidgetVisible(w, 0, 0)
+
+        scroll()
+        QTimer.singleShot(0, scroll)  # again once the scroll area has taken the body's new size
+
+    # -- going away
+    def going_away(self) -> None:
+        """The dock is removed or closed: its layer pickers stop following the viewer (idempotent)."""
+        for picker in self.findChildren(LayerPicker):
+            try:
+                picker.disconnect_viewer()
+            except Exception:  # noqa: BLE001 - viewer already gone
+                pass
+
+    def event(self, e: QEvent) -> bool:
+        if e.type() == QEvent.Type.ParentChange:
+            if self.parent() is not None:
+                self._docked = True
+            elif self._docked:  # napari's remove_dock_widget re-parents us to None
+                self.going_away()
+        return super().event(e)
+
+    def closeEvent(self, e: Any) -> None:
+        self.going_away()
+        super().closeEvent(e)
 
 
 class SmlmDockWidget(ScrollingDock):
@@ -155,7 +198,6 @@ class SmlmDockWidget(ScrollingDock):
         self.viewer = viewer
         self.session = session_for(viewer)
         self._jobs: list[Any] = []
-        self._docked = False
         self._closed = False
         self._flush_timer = QTimer(self)
         self._flush_timer.setSingleShot(True)
@@ -290,24 +332,10 @@ class SmlmDockWidget(ScrollingDock):
                     status.changed.disconnect(slot)
                 except Exception:  # noqa: BLE001 - not connected
                     pass
-        for picker in self.findChildren(LayerPicker):
-            try:
-                picker.disconnect_viewer()
-            except Exception:  # noqa: BLE001 - viewer already gone
-                pass
+        super().going_away()
 
-    # -- lifecycle hooks
-    def event(self, e: QEvent) -> bool:
-        if e.type() == QEvent.Type.ParentChange:
-            if self.parent() is not None:
-                self._docked = True
-            elif self._docked:  # napari's remove_dock_widget re-parents us to None
-                self.shutdown()
-        return super().event(e)
-
-    def closeEvent(self, e: Any) -> None:
+    def going_away(self) -> None:
         self.shutdown()
-        super().closeEvent(e)
 
 
 def _detach_all(jobs: list) -> None:

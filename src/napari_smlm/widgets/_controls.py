@@ -16,6 +16,9 @@ from qtpy.QtWidgets import (
     QPushButton,
     QSizePolicy,
     QSpinBox,
+    QStyle,
+    QStyleOptionComboBox,
+    QStylePainter,
     QWidget,
 )
 
@@ -116,21 +119,34 @@ class LayerPicker(QComboBox):
 
     ``value`` is the selected layer or None. napari also calls :meth:`reset_choices` when
     layers are inserted or removed (it does so for any dock widget that has the method).
+
+    Long names: the box shows the chosen name elided in the middle (:meth:`shown_text`), so
+    that two names with a long common prefix (``<movie> [decode #1]`` and ``#2``) still look
+    different; the list opens as wide as the longest name, and the tooltips of the box and of
+    each item hold the whole name (the box's own tooltip, :meth:`setToolTip`, follows it).
+
+    ``prefer``: when the chosen layer goes away (or at first), the topmost layer it accepts is
+    chosen, else the topmost layer.
     """
 
     layer_changed = Signal(object)
 
     def __init__(self, viewer: Any, layer_types: Sequence[type], optional: bool = False, parent: QWidget | None = None,
-                 accept: Callable[[Any], bool] | None = None):
+                 accept: Callable[[Any], bool] | None = None, prefer: Callable[[Any], bool] | None = None):
         super().__init__(parent)
         self._viewer = viewer
         self._types = tuple(layer_types)
         self._accept = accept  # a further test of a layer of those types (e.g. a z-stack: ndim >= 3)
+        self._prefer = prefer
         self._optional = optional
         self._layers: list[Any] = []
+        self._description = ""
+        self._following = True  # connected to the viewer's layer events (disconnect_viewer)
         self.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
         self.setMinimumContentsLength(12)
+        self.view().setTextElideMode(Qt.TextElideMode.ElideMiddle)
         self.currentIndexChanged.connect(self._emit)
+        self.currentIndexChanged.connect(self._update_tooltip)
         ev = viewer.layers.events
         ev.inserted.connect(self._on_layers_changed)
         ev.removed.connect(self._on_layers_changed)
@@ -157,12 +173,48 @@ class LayerPicker(QComboBox):
                 self.addItem("(none)")
             for la in layers:
                 self.addItem(la.name)
+                self.setItemData(self.count() - 1, la.name, Qt.ItemDataRole.ToolTipRole)
             if current is not None and current in self._layers:
                 self.setCurrentIndex(self._layers.index(current))
+            elif self._prefer is not None:
+                preferred = next((la for la in layers if self._prefer(la)), None)
+                if preferred is not None:
+                    self.setCurrentIndex(self._layers.index(preferred))
+            fm = self.view().fontMetrics()
+            widest = max((fm.horizontalAdvance(la.name) for la in layers), default=0)
+            self.view().setMinimumWidth(widest + 4 * fm.averageCharWidth())  # the list shows whole names
         finally:
             self.blockSignals(False)
+        self._update_tooltip()
         if self.value is not current:
             self._emit()
+
+    # -- long names
+    def shown_text(self) -> str:
+        """The chosen name as the box shows it: elided in the middle to the box's text field."""
+        opt = QStyleOptionComboBox()
+        self.initStyleOption(opt)
+        field = self.style().subControlRect(QStyle.ComplexControl.CC_ComboBox, opt,
+                                            QStyle.SubControl.SC_ComboBoxEditField, self)
+        return self.fontMetrics().elidedText(opt.currentText, Qt.TextElideMode.ElideMiddle, max(field.width(), 0))
+
+    def paintEvent(self, event: Any) -> None:  # Qt API
+        # QComboBox elides on the right: "<long prefix>…" for every layer that shares the prefix
+        painter = QStylePainter(self)
+        opt = QStyleOptionComboBox()
+        self.initStyleOption(opt)
+        painter.drawComplexControl(QStyle.ComplexControl.CC_ComboBox, opt)
+        opt.currentText = self.shown_text()
+        painter.drawControl(QStyle.ControlElement.CE_ComboBoxLabel, opt)
+
+    def setToolTip(self, text: str | None) -> None:  # Qt API
+        """The picker's description; the tooltip shows it under the chosen layer's whole name."""
+        self._description = text or ""
+        self._update_tooltip()
+
+    def _update_tooltip(self, *_: Any) -> None:
+        name = self.value.name if self.value is not None else ""
+        super().setToolTip("\n".join(t for t in (name, self._description) if t))
 
     def _emit(self, *_: Any) -> None:
         self.layer_changed.emit(self.value)
@@ -179,8 +231,13 @@ class LayerPicker(QComboBox):
         self.setCurrentIndex(self._layers.index(layer))
 
     def disconnect_viewer(self) -> None:
-        ev = self._viewer.layers.events
+        """Stop following the viewer's layer list (the dock goes away); idempotent."""
+        if not self._following:
+            return
+        self._following = False
+        viewer = self._viewer
+        ev = viewer.layers.events
         for e in (ev.inserted, ev.removed, ev.moved):
             e.disconnect(self._on_layers_changed)
-        for layer in self._viewer.layers:
+        for layer in viewer.layers:
             layer.events.name.disconnect(self._on_layers_changed)

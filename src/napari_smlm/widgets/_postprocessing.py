@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from ._base import ScrollingDock, dspin, spin
+from ._base import LayerPicker, ScrollingDock, dspin, spin
 from ._feature_filter import FeatureFilterBox
 from ._postprocessing_report import plot_result, summary_text
 
@@ -70,11 +70,15 @@ class PostprocessingWidget(ScrollingDock):
         self.result = None
         self.error: BaseException | None = None
 
-        self.layer_combo = QComboBox()
+        from napari.layers import Points
+
+        # by default a layer of localizations, rather than ground truth or fiducial marks; fiducial
+        # marks: a points layer that is neither (one the user added)
+        self.layer_combo = LayerPicker(napari_viewer, (Points,), prefer=lambda la: _kind(la) == "localizations")
         self.layer_combo.setToolTip("Points layer of localizations (frame, y, x in nm)")
         self.drift = QComboBox()
         self.drift.addItems(list(DRIFT_CHOICES))
-        self.fiducial_combo = QComboBox()
+        self.fiducial_combo = LayerPicker(napari_viewer, (Points,), prefer=lambda la: _kind(la) is None)
         self.fiducial_combo.setToolTip("Points layer marking the fiducials (any frame along their track)")
         self.segments = spin(1, 1, 500, tip="RCC time segments: more follow faster drift, each holds fewer "
                                             "localizations")
@@ -149,38 +153,12 @@ class PostprocessingWidget(ScrollingDock):
 
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
-        self.viewer.layers.events.inserted.connect(self._refresh_layers)
-        self.viewer.layers.events.removed.connect(self._refresh_layers)
-        self.layer_combo.currentTextChanged.connect(self.filter_box.refresh)
+        self.layer_combo.layer_changed.connect(self.filter_box.refresh)
         self.drift.currentTextChanged.connect(self._on_drift_changed)
-        self._refresh_layers()
         self._on_drift_changed()
         self.filter_box.refresh()
 
     # ---------------------------------------------------------------- layers
-    def _points_layers(self) -> list:
-        from napari.layers import Points
-
-        return [la for la in self.viewer.layers if isinstance(la, Points)]
-
-    def _refresh_layers(self, *_: Any) -> None:
-        layers = self._points_layers()
-        names = [la.name for la in layers]
-        # by default, a layer of localizations rather than ground truth or fiducial marks
-        preferred = next((la.name for la in layers if la.metadata.get("smlm_kind") == "localizations"), None)
-        # fiducial marks: a points layer that is neither localizations nor ground truth (one the user added)
-        marks = next((la.name for la in reversed(layers) if la.metadata.get("smlm_kind") is None), None)
-        for combo, default in ((self.layer_combo, preferred), (self.fiducial_combo, marks)):
-            current = combo.currentText()
-            combo.blockSignals(True)
-            combo.clear()
-            combo.addItems(names)
-            if current in names:
-                combo.setCurrentText(current)
-            elif default is not None:
-                combo.setCurrentText(default)
-            combo.blockSignals(False)
-
     def _on_drift_changed(self, *_: Any) -> None:
         """Only the controls of the chosen drift method are live (the others would do nothing)."""
         method, from_layer = DRIFT_CHOICES[self.drift.currentText()]
@@ -189,11 +167,11 @@ class PostprocessingWidget(ScrollingDock):
         self.drift_pixel.setEnabled(method == "rcc")
 
     def reset_choices(self, *_: Any) -> None:
-        self._refresh_layers()
+        self.layer_combo.reset_choices()
+        self.fiducial_combo.reset_choices()
 
     def _layer(self):
-        name = self.layer_combo.currentText()
-        return self.viewer.layers[name] if name and name in self.viewer.layers else None
+        return self.layer_combo.value
 
     # ---------------------------------------------------------------- config
     def config(self):
@@ -204,10 +182,10 @@ class PostprocessingWidget(ScrollingDock):
         method, from_layer = DRIFT_CHOICES[self.drift.currentText()]
         fiducials = None
         if from_layer:
-            name = self.fiducial_combo.currentText()
-            if not name or name == self.layer_combo.currentText():
+            la = self.fiducial_combo.value
+            if la is None or la is self.layer_combo.value:
                 raise ValueError("Choose a points layer marking the fiducials (not the localization layer).")
-            la = self.viewer.layers[name]
+            name = la.name
             marks = _layers.points_to_localizations(la.data, scale=la.scale, translate=la.translate)  # world, nm
             if len(marks) == 0:
                 raise ValueError(f"The fiducials layer {name!r} has no points.")
@@ -233,13 +211,13 @@ class PostprocessingWidget(ScrollingDock):
         from .._workers import start_job
         from ..core.postprocessing import iter_postprocess
 
-        name = self.layer_combo.currentText()
-        if not name or name not in self.viewer.layers:
+        layer = self.layer_combo.value
+        if layer is None:
             self._fail("Choose a points layer of localizations.")
             return
+        name = layer.name
         try:
             cfg = self.config()
-            layer = self.viewer.layers[name]
             deferred = _layers.deferred_localizations(layer)  # a big table's view: its rows are read on the worker
             locs = _layers.layer_to_localizations(layer) if deferred is None else None  # snapshot on the GUI thread
         except ValueError as exc:
@@ -268,6 +246,7 @@ class PostprocessingWidget(ScrollingDock):
 
     def _fail(self, message: str) -> None:
         self.status.setText(f"error: {message}")
+        self.reveal(self.status)
         try:
             from napari.utils.notifications import show_error
 
@@ -312,11 +291,17 @@ class PostprocessingWidget(ScrollingDock):
         plot_result(self.figure, r)
         self.canvas.setVisible(True)
         self.canvas.draw_idle()
+        self.reveal(self.status, self.summary, self.canvas)  # the result, not the form, is what the user looks for now
 
-    def closeEvent(self, event: Any) -> None:  # noqa: N802 - Qt API
+    def going_away(self) -> None:
+        """Removed or closed: a running job calls back no more; the pickers let go of the viewer."""
         if self.job is not None:
             self.job.detach()
-        super().closeEvent(event)
+        super().going_away()
+
+
+def _kind(layer: Any) -> Any:
+    return (layer.metadata or {}).get("smlm_kind")
 
 
 def _postprocess_later(read: Any, cfg: Any):

@@ -424,7 +424,9 @@ class LiveResults:
             self._flush_network_output(rl, md)
             if self._created_now():
                 yield
-        if running and self.follow.isChecked() and self._run_meta["n_frames"] > 1 and self.viewer.dims.ndim >= 3:
+        # the time slider on the last frame done: at every refresh, and at the run's final one (a short
+        # run has no live refresh, ends_soon; a run ends on its last frame, not on the one of its last live refresh)
+        if self.follow.isChecked() and self._run_meta["n_frames"] > 1 and self.viewer.dims.ndim >= 3:
             self.viewer.dims.set_current_step(0, self._last_frame)
 
     def _created_now(self) -> bool:
