@@ -83,7 +83,9 @@ def _warn_assumed_pixel_size(args, movie, ckpt) -> None:
     """Say so when neither ``--pixel-size`` nor the file gives the pixel size (every nm depends on it)."""
     if args.pixel_size is not None or getattr(movie, "pixel_size_nm", None):
         return
-    px = (ckpt.simulation or {}).get("pixel_size_nm") or 100.0
+    from .core.io.tiff import DEFAULT_PIXEL_SIZE_NM
+
+    px = (ckpt.simulation or {}).get("pixel_size_nm") or DEFAULT_PIXEL_SIZE_NM
     name = Path(movie.paths[0]).name if len(movie.paths) == 1 else f"{len(movie.paths)} files"
     print(f"warning: {name}: the file gives no pixel size; assuming {float(px):g} nm (the model's training pixel "
           "size) for every position in nm: pass --pixel-size NM", file=sys.stderr)
@@ -112,7 +114,7 @@ def cmd_localize(args) -> int:
     from .core.io.formats import writer_format
     from .core.io.locs import write_localizations
     from .core.io.safe import companion_files
-    from .core.io.tiff import open_movie, write_image
+    from .core.io.tiff import DEFAULT_PIXEL_SIZE_NM, open_movie, write_image
 
     _check_frame_range(args.frames)
     writer_format(args.output, "--output")  # a name that cannot be written: refused now, not after the run
@@ -170,7 +172,7 @@ def cmd_localize(args) -> int:
     el = time.perf_counter() - t0
     print(f"localizations: {out} ({len(locs)} in {n} frames, {n / el:.1f} frames/s from TIFF frames to table on disk, model {ckpt.model})")
     if r is not None:
-        px = (done.sr_pixel_size_nm if done else movie.pixel_size_nm or 100.0)
+        px = (done.sr_pixel_size_nm if done else movie.pixel_size_nm or DEFAULT_PIXEL_SIZE_NM)
         if args.render_method == "model" and done is not None:
             write_image(r, done.sr_image, px, metadata={"model": ckpt.model})
             _save_png(r.with_suffix(".png"), done.sr_image, title=f"{Path(movie.paths[0]).name} — {ckpt.model}", pixel_size_nm=px)

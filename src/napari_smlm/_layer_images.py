@@ -85,6 +85,7 @@ def movie_layer_data(
     name: str,
     metadata: dict | None = None,
     contrast_limits: tuple[float, float] | None = None,
+    kind: str = "movie",
 ) -> LayerDataTuple:
     """A camera movie ``(T, H, W)`` (or one frame ``(H, W)``) as an image ``LayerDataTuple``.
 
@@ -100,10 +101,15 @@ def movie_layer_data(
         Extra layer metadata (``pixel_size_nm`` and ``smlm_kind`` are added).
     contrast_limits : (float, float), optional
         Avoids napari computing them over a lazy array.
+    kind : {"movie", "image"}
+        ``metadata["smlm_kind"]``: ``"image"`` for a 2-D float image on the camera grid that
+        nothing marks as raw frames or as a render (see :func:`napari_smlm._reader.read_movie`).
     """
+    if kind not in ("movie", "image"):
+        raise ValueError(f"kind must be 'movie' or 'image', got {kind!r}")
     ndim = len(data.shape)
     scale, translate = movie_scale_translate(pixel_size_nm, ndim)
-    md = {**(metadata or {}), "pixel_size_nm": pixel_size_nm, "smlm_kind": "movie"}
+    md = {**(metadata or {}), "pixel_size_nm": pixel_size_nm, "smlm_kind": kind}
     kw: dict[str, Any] = {
         "name": name,
         "scale": scale,

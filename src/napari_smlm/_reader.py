@@ -14,9 +14,12 @@ Layers
 * A camera movie (integer TIFF / OME-TIFF, a folder of TIFFs, or several files opened as a
   stack) becomes an image layer over a **dask array** (``Movie.to_dask()``): nothing is read
   at open time but the first frame (for contrast limits), so a 50 GB movie opens at once and
-  scrolls frame by frame. The pixel size from the file's metadata sets ``scale`` (nm).
-* A float TIFF (a super-resolved image written by our writer or the CLI) becomes a 2-D image
-  on its nm grid (pixel size and origin from its metadata).
+  scrolls frame by frame. The pixel size from the file's metadata sets ``scale`` (nm); a file
+  without one is shown at the default 100 nm, with a warning that says so. A ``(3|4, H, W)``
+  stack is 3 or 4 frames, not an RGB(A) image (:func:`~napari_smlm.core.io.tiff.tiff_kind`).
+* A float TIFF written by our writer or the CLI (a super-resolved image) becomes a 2-D image
+  on its nm grid (pixel size and origin from its metadata). Any other float 2-D TIFF is a grey
+  image (``smlm_kind`` ``"image"``), not tagged super-resolved.
 * A localization table becomes a 3-D points layer ``(frame, y_nm, x_nm)`` with features; see
   :mod:`napari_smlm._layers` for the coordinate conventions.
 * A Picasso HDF5 of more than :data:`LAZY_ROWS` localizations (a long streamed run: 10 M rows)
@@ -85,21 +88,14 @@ def _looks_like_tiff(p: str) -> bool:
     # A file with a TIFF suffix is ours even when its bytes are not TIFF (the reader then says
     # what is wrong instead of napari answering "no reader"), except colour images: RGB(A)
     # pixels are never raw camera frames, so napari's own reader should have them.
-    return not _is_colour_tiff(p)
+    return _tiff_kind(p) != "colour"
 
 
-def _is_colour_tiff(p: str) -> bool:
-    """True for a readable TIFF whose first page has several samples per pixel (header only)."""
-    try:
-        import tifffile
+def _tiff_kind(p: str) -> str:
+    """:func:`napari_smlm.core.io.tiff.tiff_kind`: the one rule for what a TIFF holds (header only)."""
+    from .core.io.tiff import tiff_kind
 
-        from .core.io.tiff_source import _LogCapture  # a corrupt file: read_movie explains, tifffile stays quiet
-
-        with _LogCapture(), tifffile.TiffFile(p, _multifile=False) as tif:
-            page = tif.pages.first if hasattr(tif.pages, "first") else tif.pages[0]
-            return int(page.samplesperpixel) > 1
-    except Exception:  # noqa: BLE001 - unreadable: ours, read_movie explains
-        return False
+    return tiff_kind(p)
 
 
 def get_movie_reader(path: str | list[str]) -> Callable | None:
@@ -132,36 +128,78 @@ def get_localization_reader(path: str | list[str]) -> Callable | None:
 
 
 # ============================================================================ reading
-def _tiff_dtype_kind(path: str) -> str | None:
-    """dtype kind of the first series ('u', 'i', 'f' ...), or None if tifffile cannot tell."""
-    try:
-        import tifffile
+def _assumed_pixel_size(path: str, what: str) -> float:
+    """The pixel size to show a file without one at (:data:`~napari_smlm.core.io.tiff.DEFAULT_PIXEL_SIZE_NM`),
+    said to the user: every layer of the plugin is in nm, so the movie must be too (one scale bar,
+    results that overlay it)."""
+    from .core.io.tiff import DEFAULT_PIXEL_SIZE_NM
 
-        from .core.io.tiff_source import _LogCapture
+    _tell_user(
+        f"{Path(path).name}: the file gives no pixel size; showing the {what} with {DEFAULT_PIXEL_SIZE_NM:g} nm "
+        "pixels (napari-smlm's default). Set the camera's real pixel size in the Reconstruction widget "
+        "(Pixel size): the movie follows it when a run starts."
+    )
+    return DEFAULT_PIXEL_SIZE_NM
 
-        with _LogCapture(), tifffile.TiffFile(path) as tif:
-            return tif.series[0].dtype.kind
-    except Exception:  # noqa: BLE001 - open_movie reports the real problem
-        return None
+
+def _tell_user(message: str) -> None:
+    """A warning in the log and, inside napari, a notification (no napari import otherwise)."""
+    log.warning("%s", message)
+    if "napari" in sys.modules:
+        try:
+            from napari.utils.notifications import show_warning
+
+            show_warning(message)
+        except Exception:  # noqa: BLE001 - the log line is the record; a notification is a courtesy
+            log.debug("no napari notification", exc_info=True)
 
 
-def _read_float_image(path: str) -> list[tuple]:
+def _read_super_resolved(path: str) -> list[tuple]:
+    """A float image written by napari-smlm (:func:`~napari_smlm.core.io.tiff.write_image`): on its nm grid."""
     from .core.io.errors import SMLMFileError
     from .core.io.tiff import read_image
 
     img, px, meta = read_image(path, return_metadata=True)
-    if img.ndim != 2:
-        raise SMLMFileError(path, f"float TIFF of shape {img.shape}: expected a 2-D super-resolved image")
-    name = Path(path).stem
-    if px is None:
-        log.info("%s: no pixel size in the file; showing it in pixel units", path)
-        return [(img, {"name": name, "metadata": {"source": path, "smlm_kind": "super_resolved"}}, "image")]
+    if img.ndim != 2 or px is None:
+        raise SMLMFileError(path, f"super-resolved image of shape {img.shape}, pixel size {px}: expected 2-D with a "
+                            "pixel size (written by napari-smlm)")
     origin = tuple(meta.get("origin_nm", (0.0, 0.0)))
-    return [_layers.super_resolved_layer_data(img, px, name, origin_nm=origin, metadata={"source": path})]
+    return [_layers.super_resolved_layer_data(img, px, Path(path).stem, origin_nm=origin, metadata={"source": path})]
+
+
+def _read_float_image(path: str) -> list[tuple]:
+    """Any other float TIFF: a 2-D grey image on the camera grid (a processed frame, another program's image).
+
+    Not tagged super-resolved (nothing says it is): ``smlm_kind`` is ``"image"``, and the widgets
+    offer it as a movie of one frame. Its pixel size comes from its metadata, else the default.
+    """
+    from .core.io.errors import SMLMFileError
+    from .core.io.tiff import read_image
+
+    img, px, meta = read_image(path, return_metadata=True)
+    if meta.get("pixel_size_source") == "default":  # saved by napari-smlm at a pixel size it had assumed
+        px = None
+    if img.ndim != 2:
+        raise SMLMFileError(
+            path, f"float TIFF of shape {img.shape}: napari-smlm reads float data as one 2-D image only; a raw movie "
+            "is integer ADU (save it as 16-bit, e.g. Fiji: Image > Type > 16-bit), or open it with napari's own reader"
+        )
+    md: dict[str, Any] = {"source": path, "pixel_size_source": "file" if px else "default"}
+    if px is None:
+        px = _assumed_pixel_size(path, "image")
+    clim = _layers.robust_contrast_limits(img)
+    return [_layers.movie_layer_data(img, px, Path(path).stem, metadata=md, contrast_limits=clim, kind="image")]
 
 
 def read_movie(path: str | list[str]) -> list[tuple]:
-    """Open a TIFF movie lazily (or a float super-resolved image) as layer data.
+    """Open a TIFF movie lazily (or a float image) as layer data.
+
+    Which layer a file becomes is :func:`~napari_smlm.core.io.tiff.tiff_kind`'s answer: integer
+    frames -> a lazy movie (3 or 4 frames stay frames, see there); a float image written by
+    napari-smlm -> a super-resolved image on its nm grid; any other float 2-D image -> a grey
+    image (``smlm_kind`` ``"image"``). Without a pixel size in the file, movies and images are
+    shown at :data:`~napari_smlm.core.io.tiff.DEFAULT_PIXEL_SIZE_NM` (said in a warning, and
+    ``metadata["pixel_size_source"] == "default"``), so every layer is in nm.
 
     Raises
     ------
@@ -171,23 +209,29 @@ def read_movie(path: str | list[str]) -> list[tuple]:
     from .core.io.tiff import open_movie
 
     paths = _paths(path)
-    if len(paths) == 1 and os.path.isfile(paths[0]) and _tiff_dtype_kind(paths[0]) == "f":
-        return _read_float_image(paths[0])
+    if len(paths) == 1 and os.path.isfile(paths[0]):
+        kind = _tiff_kind(paths[0])
+        if kind == "super_resolved":
+            return _read_super_resolved(paths[0])
+        if kind == "float_image":
+            return _read_float_image(paths[0])
     movie = open_movie(paths if len(paths) > 1 else paths[0])
     data = movie.to_dask()
     first = movie[0]
     clim = _layers.robust_contrast_limits(first)
     name = Path(paths[0]).stem if len(paths) == 1 else f"{Path(paths[0]).stem} (+{len(paths) - 1})"
+    px = movie.pixel_size_nm
     md: dict[str, Any] = {
         "paths": list(movie.paths),
-        "pixel_size_source": movie.pixel_size_source,
+        "pixel_size_source": movie.pixel_size_source or "default",
         "source": paths[0],
         "n_frames": int(movie.shape[0]),
         "image_shape": tuple(int(v) for v in movie.shape[1:]),
     }
-    if movie.pixel_size_nm is None:
-        log.info("%s: pixel size not in the metadata; napari shows camera pixels (set it in the widgets)", paths[0])
-    return [_layers.movie_layer_data(data, movie.pixel_size_nm, name, metadata=md, contrast_limits=clim)]
+    if px is None:
+        px = _assumed_pixel_size(paths[0], "movie")
+    _show_scale_bar_in_current_viewer()
+    return [_layers.movie_layer_data(data, px, name, metadata=md, contrast_limits=clim)]
 
 
 def read_localization_file(path: str | list[str]) -> list[tuple]:
@@ -235,25 +279,39 @@ def big_points_mode() -> str:
     return mode
 
 
-def _follow_in_current_viewer() -> None:
-    """Let the viewer that is opening the file move the frame view with its slider.
+def _current_viewer() -> Any:
+    """The viewer that is opening the file, or None.
 
     A reader never sees the viewer; ``napari.current_viewer()`` (public API) is the one whose
     ``viewer.open`` / File > Open / drop is running. Only looked up when napari's Qt window is
-    loaded (no Qt import otherwise); a headless ``ViewerModel`` caller uses
-    :func:`napari_smlm._layers.install_frame_follow` itself.
+    loaded (no Qt import otherwise); a headless ``ViewerModel`` caller gets None.
     """
     if "napari._qt.qt_main_window" not in sys.modules:
-        return
+        return None
     try:
         import napari
 
-        viewer = napari.current_viewer()
-    except Exception:  # noqa: BLE001 - no viewer: the layer still shows frame 0 and reads back whole
+        return napari.current_viewer()
+    except Exception:  # noqa: BLE001 - no viewer: nothing to adjust
         log.debug("no current viewer", exc_info=True)
-        return
+        return None
+
+
+def _follow_in_current_viewer() -> None:
+    """Let the viewer that is opening the file move the frame view with its slider.
+
+    A headless ``ViewerModel`` caller uses :func:`napari_smlm._layers.install_frame_follow` itself.
+    """
+    viewer = _current_viewer()
     if viewer is not None:
         _layers.install_frame_follow(viewer)
+
+
+def _show_scale_bar_in_current_viewer() -> None:
+    """Movies are in nm (their own pixel size or the default): napari's scale bar then reads nm / µm."""
+    viewer = _current_viewer()
+    if viewer is not None:
+        _layers.show_scale_bar(viewer)
 
 
 def _big_picasso_layers(path: str) -> list[tuple] | None:

@@ -131,6 +131,12 @@ def write_image_tiff(path: str, data: Any, attributes: dict) -> list[str]:
     for k in ("model", "source", "smlm_kind", "frame_range"):
         if md.get(k) is not None:
             meta[k] = md[k]
+    # a pixel size the reader assumed (the file gave none) is not saved as if measured: a movie gets
+    # none, a 2-D image (which needs one) says it was assumed, and reading it back assumes it again
+    assumed = md.get("pixel_size_source") == "default" and md.get("pixel_size_nm") is not None and math.isclose(
+        float(md["pixel_size_nm"]), px)
+    if assumed:
+        meta["pixel_size_source"] = "default"
     ndim = len(np.shape(data))
     if ndim == 2:
         from .core.render import grid_from_scale_translate
@@ -139,7 +145,7 @@ def write_image_tiff(path: str, data: Any, attributes: dict) -> list[str]:
         write_image(p, np.asarray(data, dtype=np.float32), px, origin_nm=origin, metadata=meta)
     elif ndim == 3 and np.dtype(data.dtype).kind in "ui":
         frames = data if isinstance(data, np.ndarray) else _blocks(data)  # lazy data: stream it
-        write_movie(p, frames, pixel_size_nm=None if math.isclose(px, 1.0) else px, metadata=meta)
+        write_movie(p, frames, pixel_size_nm=None if (assumed or math.isclose(px, 1.0)) else px, metadata=meta)
     else:
         raise SMLMFileError(p, f"can write a 2-D image or a 3-D integer movie, not shape {np.shape(data)} {data.dtype}")
     return [str(p)]

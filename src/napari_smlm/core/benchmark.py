@@ -363,7 +363,10 @@ def iter_benchmark(
     lo, hi = (0, n_movie) if frames is None else (int(frames[0]), min(int(frames[1]), n_movie))
     if not 0 <= lo < hi:
         raise ValueError(f"frames: empty or negative range {lo}:{hi} for a movie of {n_movie} frames")
-    px = float(pixel_size_nm or getattr(movie, "pixel_size_nm", None) or ground_truth.pixel_size_nm or 100.0)
+    from .io.tiff import DEFAULT_PIXEL_SIZE_NM
+
+    px = float(pixel_size_nm or getattr(movie, "pixel_size_nm", None) or ground_truth.pixel_size_nm
+               or DEFAULT_PIXEL_SIZE_NM)
     cam = get_camera(camera) if camera is not None else None
     if batch_size is None:  # a given batch wins over the GPU plan (iter_predict): give none on CUDA
         from .device import resolve_device

@@ -271,7 +271,7 @@ def localize_many(
     from distributed import Client, LocalCluster, as_completed
 
     from .io.stream import LocStreamWriter, partial_path, read_progress
-    from .io.tiff import open_movie
+    from .io.tiff import DEFAULT_PIXEL_SIZE_NM, open_movie
 
     t0 = time.perf_counter()
     specs = [[str(movie)] if isinstance(movie, (str, os.PathLike)) else [str(p) for p in movie] for movie in movies]
@@ -312,7 +312,8 @@ def localize_many(
         for spec, out in zip(specs, outs):
             mv = open_movie(spec, pixel_size_nm=predict_kwargs.get("pixel_size_nm"))
             n, H, W = (int(v) for v in mv.shape)
-            px = predict_kwargs.get("pixel_size_nm") or mv.pixel_size_nm or (ckpt.simulation or {}).get("pixel_size_nm") or 100.0
+            px = (predict_kwargs.get("pixel_size_nm") or mv.pixel_size_nm
+                  or (ckpt.simulation or {}).get("pixel_size_nm") or DEFAULT_PIXEL_SIZE_NM)
             u = fam.upsampling if fam.upsampling > 1 else int(predict_kwargs.get("sr_upsampling", 8))
             first = 0
             if resume:

@@ -458,7 +458,9 @@ def iter_predict(
     sim = ckpt.simulation or {}
     cam = get_camera(camera) if camera is not None else checkpoint_camera(ckpt)
     if pixel_size_nm is None:
-        pixel_size_nm = getattr(movie, "pixel_size_nm", None) or sim.get("pixel_size_nm") or 100.0
+        from .io.tiff import DEFAULT_PIXEL_SIZE_NM
+
+        pixel_size_nm = getattr(movie, "pixel_size_nm", None) or sim.get("pixel_size_nm") or DEFAULT_PIXEL_SIZE_NM
     pixel_size_nm = float(pixel_size_nm)
     if np.ndim(movie) == 2 if not hasattr(movie, "shape") else len(movie.shape) == 2:
         movie = np.asarray(movie)[None]

@@ -217,7 +217,10 @@ def iter_localize_stream(
         raise ValueError(f"empty frame range {start}:{stop} for a movie of {n_frames} frames")
     batch = effective_batch_size(ckpt, (H, W), stream_batch(predict_kwargs))
     # the first batch tells the columns and the SR grid; it is also the first chunk's first batch
-    px = predict_kwargs.get("pixel_size_nm") or getattr(movie, "pixel_size_nm", None) or (ckpt.simulation or {}).get("pixel_size_nm") or 100.0
+    from .io.tiff import DEFAULT_PIXEL_SIZE_NM
+
+    px = (predict_kwargs.get("pixel_size_nm") or getattr(movie, "pixel_size_nm", None)
+          or (ckpt.simulation or {}).get("pixel_size_nm") or DEFAULT_PIXEL_SIZE_NM)
     fam = ckpt.family()
     u = fam.upsampling if fam.upsampling > 1 else int(predict_kwargs.get("sr_upsampling", 8))
     writer = None

@@ -57,6 +57,7 @@ from qtpy.QtWidgets import (
 
 from .. import _layers
 from .._layers import validate_movie_layer
+from ..core.io.tiff import DEFAULT_PIXEL_SIZE_NM
 from ._base import (
     LayerPicker, SmlmDockWidget, dspin, error_reason, notify_error, notify_info, spin, wrap_label,
 )
@@ -163,7 +164,8 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
         self.baseline, self.sensitivity = self.camera_form.baseline, self.camera_form.sensitivity
         self.em_gain, self.qe = self.camera_form.em_gain, self.camera_form.qe
         self.estimate_button = self.camera_form.estimate_button
-        self.pixel_size = dspin(100.0, 1.0, 10000.0, 1.0, 1, " nm", "Camera pixel size in the sample plane")
+        self.pixel_size = dspin(DEFAULT_PIXEL_SIZE_NM, 1.0, 10000.0, 1.0, 1, " nm",
+                                "Camera pixel size in the sample plane")
         self.start_frame = spin(0, 0, 0, tip="First frame (0-based)")
         self.stop_frame = spin(1, 1, 1, tip="Stop before this frame")
         self.threshold = dspin(0.0, 0.0, 1.0, 0.05, 2, "", "Detection threshold")
@@ -339,6 +341,10 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
         self.stop_frame.setRange(1, n)
         self.start_frame.setValue(0)
         self.stop_frame.setValue(n)
+        self._show_movie_info(layer)
+
+    def _show_movie_info(self, layer: Any) -> None:
+        """The line under the movie: frames, size, pixel size (and whether the reader assumed it)."""
         data = layer.data
         nbytes = int(np.prod(data.shape)) * np.dtype(data.dtype).itemsize
         if isinstance(data, np.ndarray) and nbytes > EAGER_WARN_BYTES:
@@ -346,8 +352,12 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
                 f"This movie is held in memory ({nbytes / 2**30:.1f} GiB). Open it with “Open movie…” to read frames "
                 "on demand instead."
             )
-        else:
-            self.movie_info.setText(f"{n} frames of {data.shape[-2]}×{data.shape[-1]} px" + (f", {px:g} nm" if px else ""))
+            return
+        n = int(data.shape[0]) if len(data.shape) == 3 else 1
+        px = _layers.layer_pixel_size_nm(layer)
+        assumed = (layer.metadata or {}).get("pixel_size_source") == "default"
+        size = (f", {px:g} nm" + (" (assumed: the file gives none; set Pixel size)" if assumed else "")) if px else ""
+        self.movie_info.setText(f"{n} frames of {data.shape[-2]}×{data.shape[-1]} px{size}")
 
     def _on_estimate_clicked(self) -> None:
         layer = self.movie_picker.value
@@ -512,8 +522,11 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
             layer.scale = tuple(layer.scale[:-2]) + scale[-2:]
             layer.translate = tuple(layer.translate[:-2]) + translate[-2:]
             layer.units = ("pixel",) * (layer.ndim - 2) + ("nm", "nm")
+            layer.metadata["pixel_size_source"] = "Reconstruction widget"  # no longer an assumed default
             notify_info(f"Movie '{layer.name}' now shown with {px:g} nm pixels so that results overlay it.")
         layer.metadata["pixel_size_nm"] = px
+        if self.movie_picker.value is layer:
+            self._show_movie_info(layer)
 
 
     def _batch_size(self) -> int | None:

@@ -12,7 +12,14 @@ Pixel size, in this order: the ``pixel_size_nm`` argument; the ``pixel_size_nm``
 a JSON description written by :func:`write_movie`; OME-XML ``PhysicalSizeX`` (unit
 converted to nm); ImageJ ``unit=`` with the ``XResolution`` tag; a plain TIFF
 ``ResolutionUnit`` (cm / inch) with ``XResolution`` when the result is a plausible
-microscope pixel (1 nm to 100 µm, so the ubiquitous 72 dpi is ignored); else ``None``.
+microscope pixel (1 nm to 100 µm, so the ubiquitous 72 dpi is ignored); else ``None``
+(the reader and the CLI then assume :data:`DEFAULT_PIXEL_SIZE_NM` and say so).
+
+What a file holds (:func:`tiff_kind`, from its header): RGB(A) colour, a super-resolved image
+written by :func:`write_image`, another float image, or a movie of integer frames. A
+``(3|4, H, W)`` integer array that ``tifffile.imwrite`` stored as planar "RGB" is a movie of
+3 or 4 frames, and so is an ImageJ stack of grayscale "channels"; only interleaved samples
+are colour.
 
 Writing
 -------
@@ -43,14 +50,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
+import tifffile
 
 from .errors import SMLMFileError
 from .tiff_metadata import (  # noqa: F401 - re-exported: old import paths keep working
     _PLAUSIBLE_PX_NM, _UNIT_NM, _ome_pixel_size_nm, _pixel_size_from_tiff, _plausible, _unit_to_nm,
 )
-from .tiff_source import _CORRUPTION_MARKERS, _declared_frames, _LogCapture, _TiffSource  # noqa: F401
+from .tiff_source import (  # noqa: F401
+    _CORRUPTION_MARKERS, _declared_frames, _LogCapture, _samples_are_frames, _TiffSource,
+)
 from .tiff_write import (  # noqa: F401
     _BIGTIFF_THRESHOLD, _estimate_nbytes, _frame_chunks, _imwrite_imagej, read_image, write_image, write_movie,
+    written_by_write_image,
 )
 
 __all__ = [
@@ -59,12 +70,22 @@ __all__ = [
     "write_movie",
     "write_image",
     "read_image",
+    "tiff_kind",
+    "TIFF_KINDS",
+    "DEFAULT_PIXEL_SIZE_NM",
     "TIFF_SUFFIXES",
 ]
 
 logger = logging.getLogger(__name__)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
+
+#: Camera pixel size (nm) assumed when neither the caller nor the file gives one: the simulator's
+#: default and the training pixel size of every shipped model. Whoever assumes it says so.
+DEFAULT_PIXEL_SIZE_NM = 100.0
+
+#: What :func:`tiff_kind` answers.
+TIFF_KINDS = ("movie", "colour", "super_resolved", "float_image")
 
 # Keep at most this many files open (memmaps hold a file descriptor each).
 _MAX_OPEN_FILES = 32
@@ -381,3 +402,41 @@ def open_movie(
         float data, an empty stack, or files of different frame shape / dtype.
     """
     return Movie(_resolve_paths(path_or_paths), pixel_size_nm)
+
+
+def tiff_kind(path: str | os.PathLike) -> str:
+    """What one TIFF file holds, from its header (no pixels are decoded).
+
+    Parameters
+    ----------
+    path : path
+        A TIFF file.
+
+    Returns
+    -------
+    str
+        One of :data:`TIFF_KINDS`:
+
+        * ``"colour"``: RGB(A) pixels, samples interleaved (axes ``...YXS``), as cameras, photo
+          software and Fiji store colour. Never raw camera frames.
+        * ``"super_resolved"``: a float image written by :func:`write_image` (its ImageJ ``Info``
+          holds the pixel size and origin): a render on its nm grid.
+        * ``"float_image"``: any other float data, e.g. a processed camera frame or another
+          program's 32-bit image; nothing says it is super-resolved.
+        * ``"movie"``: everything else: integer frames, including a ``(3|4, H, W)`` array that
+          ``tifffile.imwrite`` stored as planar "RGB" and an ImageJ stack of grayscale channels.
+          A file that cannot be parsed is ``"movie"`` too, so that :func:`open_movie` says what
+          is wrong with it.
+    """
+    try:
+        with _LogCapture(), tifffile.TiffFile(os.fspath(path), _multifile=False) as tif:
+            series = tif.series[0]
+            key = series.keyframe
+            if int(key.samplesperpixel) > 1 and not _samples_are_frames(series):
+                return "colour"
+            if np.dtype(series.dtype).kind == "f":
+                ij = tif.imagej_metadata if tif.is_imagej else None
+                return "super_resolved" if written_by_write_image(ij) else "float_image"
+    except Exception:  # noqa: BLE001 - unreadable: open_movie explains
+        logger.debug("cannot classify %s", path, exc_info=True)
+    return "movie"

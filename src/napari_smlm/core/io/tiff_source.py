@@ -1,7 +1,8 @@
 """One TIFF file of a movie (part of :mod:`napari_smlm.core.io.tiff`).
 
 :class:`_TiffSource` checks a file once, without decoding pixels (a truncated or corrupt file,
-RGB, multi-channel, float or stacked Z/T data is a clear :class:`SMLMFileError`), then reads
+RGB, multi-channel, float or stacked Z/T data is a clear :class:`SMLMFileError`; a ``(3|4, H, W)``
+integer stack stored as planar "RGB" or as ImageJ grayscale channels is frames), then reads
 frames through a memory map (uncompressed contiguous data) or page by page, under one lock per
 file. :class:`~napari_smlm.core.io.tiff.Movie` concatenates these along time.
 """
@@ -107,6 +108,38 @@ def _declared_frames(tif: tifffile.TiffFile) -> int | None:
     return None
 
 
+def _samples_are_frames(series: Any) -> bool:
+    """True for one page of 3 or 4 integer samples stored plane after plane (axes ``SYX``).
+
+    ``tifffile.imwrite(path, frames)`` stores any ``(3|4, H, W)`` array this way: photometric
+    RGB, planar configuration "separate" (tifffile warns that later versions will stop). A short
+    camera movie written so is frames, not colour. Colour images from cameras, photo software and
+    Fiji interleave their samples (axes ``YXS``): those stay RGB(A) and are refused.
+    """
+    try:
+        key = series.keyframe
+        return (
+            series.axes == "SYX"
+            and int(key.planarconfig) == 2  # SEPARATE
+            and int(key.samplesperpixel) in (3, 4)
+            and np.dtype(series.dtype).kind in "ui"
+        )
+    except Exception:  # noqa: BLE001 - odd tags: not this layout
+        return False
+
+
+def _imagej_plain_stack(tif: tifffile.TiffFile) -> bool:
+    """An ImageJ file whose channels are shown in grayscale mode (no colour composite): a plain stack.
+
+    ``tifffile.imwrite(path, frames, imagej=True)`` labels a 3-D stack ``channels=N`` with
+    ``mode=grayscale``; Fiji saves real colour channels as ``mode=composite`` or ``color``.
+    """
+    if not tif.is_imagej:
+        return False
+    mode = (tif.imagej_metadata or {}).get("mode")
+    return mode is None or str(mode).lower() == "grayscale"
+
+
 class _TiffSource:
     """One TIFF file of a movie: geometry, and a lazily (re)opened handle with its lock."""
 
@@ -118,6 +151,7 @@ class _TiffSource:
         self.pixel_size_nm: float | None = None
         self.pixel_size_source: str | None = None
         self.metadata: dict = {}
+        self.samples_are_frames = False
         self._inspect()
 
     # -- geometry, validated once, without decoding pixels
@@ -158,19 +192,29 @@ class _TiffSource:
                 raise SMLMFileError(
                     path, f"float TIFFs are not raw camera frames (dtype {dtype}); expected integer ADU"
                 )
-            if key.samplesperpixel > 1 or "S" in axes:
+            self.samples_are_frames = _samples_are_frames(s)
+            if self.samples_are_frames:
+                logger.info("%s: one page of %d planar samples (tifffile's default layout of a (%d, H, W) array): "
+                            "reading them as %d frames", path, shape[0], shape[0], shape[0])
+            elif key.samplesperpixel > 1 or "S" in axes:
                 raise SMLMFileError(
                     path, f"RGB / multi-sample pixels ({key.samplesperpixel} samples per pixel, axes {axes}): "
                     "raw camera frames must be single-channel"
                 )
             n_c = shape[axes.index("C")] if "C" in axes else 1
             others = [n for a, n in zip(axes[:-2], shape[:-2]) if a != "C"]
-            if n_c > 4 and all(n == 1 for n in others):
-                # tifffile.imwrite(..., imagej=True) labels a plain 3-D stack as channels;
+            if n_c > 1 and all(n == 1 for n in others) and (n_c > 4 or _imagej_plain_stack(tif)):
+                # tifffile.imwrite(..., imagej=True) labels a plain 3-D stack as grayscale channels;
                 # no camera has more than a few colour channels, so this is time.
                 logger.info("%s declares %d channels and no frames: reading the channels as frames", path, n_c)
             elif n_c > 1:
-                raise SMLMFileError(path, f"multi-channel image (axes {axes}, shape {shape}): expected one channel")
+                mode = (tif.imagej_metadata or {}).get("mode") if tif.is_imagej else None
+                raise SMLMFileError(
+                    path, f"multi-channel image (axes {axes}, shape {shape}"
+                    + (f", ImageJ mode={mode}" if mode else "") + "): expected one channel; save one channel per "
+                    "file (e.g. Fiji: Image > Color > Split Channels), or a plain stack as frames "
+                    "(Image > Properties: Channels 1, Frames N)"
+                )
             stacked = {a: n for a, n in zip(axes[:-2], shape[:-2]) if n > 1 and a != "C"}
             if len(stacked) > 1:  # e.g. OME TZYX with T=5, Z=3: Z planes are never time frames
                 dims = ", ".join(f"{a}={n}" for a, n in stacked.items())
@@ -213,7 +257,7 @@ class _TiffSource:
                 self.mode = "pages"
                 self.dataoffset = None
                 pages = s.pages
-                if len(pages) != self.n_frames:
+                if len(pages) != (1 if self.samples_are_frames else self.n_frames):
                     raise SMLMFileError(
                         path, f"unsupported TIFF layout: {len(pages)} pages for {self.n_frames} frames of shape {shape}"
                     )
@@ -225,6 +269,8 @@ class _TiffSource:
                         raise SMLMFileError(path, f"truncated TIFF: page data end at byte {max(ends)}, file has {size}")
             self.pixel_size_nm, self.pixel_size_source = _pixel_size_from_tiff(tif)
             meta: dict[str, Any] = {"axes": axes, "byteorder": tif.byteorder, "storage": self.mode}
+            if self.samples_are_frames:
+                meta["samples_are_frames"] = True
             if tif.is_imagej:
                 meta["imagej"] = dict(tif.imagej_metadata or {})
             if tif.is_shaped and tif.shaped_metadata:
@@ -288,6 +334,9 @@ class _TiffSource:
                     idx = np.arange(self.n_frames)[local]
                     if idx.size == 0:
                         out = np.empty((0, *self.frame_shape), self.dtype)[(slice(None), *spatial)]
+                    elif self.samples_are_frames:  # one page holds the (at most 4) frames
+                        data = np.asarray(self._tif.series[0].asarray(maxworkers=1))[idx]
+                        out = np.ascontiguousarray(data[(slice(None), *spatial)], dtype=self.dtype)
                     else:
                         data = self._tif.asarray(key=[int(i) for i in idx], series=0, maxworkers=1)
                         data = np.asarray(data).reshape(idx.size, *self.frame_shape)

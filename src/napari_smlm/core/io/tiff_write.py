@@ -205,6 +205,31 @@ def _imwrite_imagej(path, img, px_um, x0, y0, px, info) -> None:
     )
 
 
+def _info_json(imagej_metadata: dict | None) -> dict | None:
+    """The JSON dict that :func:`write_image` keeps in the ImageJ ``Info`` property, or None."""
+    info = (imagej_metadata or {}).get("Info")
+    if not isinstance(info, str):
+        return None
+    try:
+        d = json.loads(info)
+    except ValueError:
+        return None
+    return d if isinstance(d, dict) else None
+
+
+def written_by_write_image(imagej_metadata: dict | None) -> bool:
+    """Whether an ImageJ file is a super-resolved image written by :func:`write_image`.
+
+    Its ``Info`` JSON holds ``pixel_size_nm`` and ``origin_nm``, and no ``smlm_kind`` other than
+    ``"super_resolved"`` (napari's writer records the kind of the layer it saved).
+    """
+    d = _info_json(imagej_metadata)
+    return bool(
+        d is not None and "pixel_size_nm" in d and "origin_nm" in d
+        and d.get("smlm_kind", "super_resolved") == "super_resolved"
+    )
+
+
 def read_image(path: str | os.PathLike, *, return_metadata: bool = False):
     """Read an image TIFF (float allowed) and its pixel size.
 
@@ -239,13 +264,11 @@ def read_image(path: str | os.PathLike, *, return_metadata: bool = False):
         raise SMLMFileError(path, f"not a readable TIFF image ({type(exc).__name__}: {exc})") from exc
     if ij:
         info = ij.get("Info")
-        if isinstance(info, str):
-            try:
-                d = json.loads(info)
-                if isinstance(d, dict):
-                    meta.update(d)
-            except ValueError:
-                meta["info"] = info
+        d = _info_json(ij)
+        if d is not None:
+            meta.update(d)
+        elif isinstance(info, str):
+            meta["info"] = info
         if "origin_nm" not in meta and px and ("xorigin" in ij or "yorigin" in ij):
             meta["origin_nm"] = [-float(ij.get("xorigin", 0.0)) * px, -float(ij.get("yorigin", 0.0)) * px]
         if isinstance(meta.get("pixel_size_nm"), (int, float)) and meta["pixel_size_nm"] > 0:

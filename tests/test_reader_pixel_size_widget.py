@@ -1,0 +1,61 @@
+"""A movie without a pixel size in a real (xvfb) napari viewer with the Reconstruction dock.
+
+The reader shows it at the default 100 nm and says so (a warning notification, the dock's movie
+line); every layer is in nm, so napari's scale bar reads nm; a run at another pixel size moves
+the movie onto the results' grid and the movie stops being "assumed".
+"""
+
+import numpy as np
+import pytest
+
+pytest.importorskip("napari")
+pytest.importorskip("pytestqt")
+
+from test_widgets import _dock, _reconstruct, toy_checkpoint, viewer  # noqa: E402,F401
+
+from napari_smlm.core.io.tiff import DEFAULT_PIXEL_SIZE_NM, write_movie  # noqa: E402
+from napari_smlm.core.simulate import simulate  # noqa: E402
+
+
+def _warnings_about(text):
+    from napari.utils.notifications import NotificationSeverity, notification_manager
+
+    return [n.message for n in notification_manager.records
+            if n.severity == NotificationSeverity.WARNING and text in n.message]
+
+
+def test_movie_without_pixel_size_in_the_reconstruction_dock(viewer, qtbot, tmp_path, toy_checkpoint):  # noqa: F811
+    from test_widgets import SIM
+
+    frames, _ = simulate(SIM.replace(n_frames=6))
+    path = write_movie(tmp_path / "no pixel size.tif", frames)  # no pixel size in the file
+    w = _dock(viewer, "Reconstruction")
+    layer = w.open_movie(path)
+    assert layer is not None and w.movie_picker.value is layer
+    px = DEFAULT_PIXEL_SIZE_NM
+    # said to the user: a notification naming the file, and the dock's movie line
+    said = _warnings_about("no pixel size.tif")
+    assert said and f"{px:g} nm" in said[-1] and "Pixel size" in said[-1]
+    assert f"{px:g} nm (assumed" in w.movie_info.text()
+    assert w.pixel_size.value() == pytest.approx(px)
+    # one set of units in the viewer, so the scale bar reads nm (was: pixels vs nm -> none)
+    np.testing.assert_allclose(layer.scale, (1, px, px))
+    assert viewer.layers.units is not None and str(viewer.layers.units[-1]) == "nanometer"
+    assert viewer.canvas.overlays.scale_bar.visible
+
+    # a run at the real pixel size: the movie follows, and is no longer an assumed default
+    w.pixel_size.setValue(160.0)
+    _reconstruct(qtbot, w, layer, toy_checkpoint)
+    np.testing.assert_allclose(layer.scale, (1, 160, 160))
+    assert layer.metadata["pixel_size_nm"] == 160.0 and layer.metadata["pixel_size_source"] != "default"
+    points = w.result_layers()["points"]
+    assert viewer.layers.units is not None and [str(u) for u in points.units[-2:]] == ["nanometer", "nanometer"]
+    assert "160 nm" in w.movie_info.text() and "assumed" not in w.movie_info.text()
+
+
+def test_opening_a_movie_shows_the_scale_bar(viewer, tmp_path):  # noqa: F811
+    # every movie is in nm now (its own pixel size or the default), so the scale bar has a unit to show
+    assert not viewer.canvas.overlays.scale_bar.visible
+    (layer,) = viewer.open(str(write_movie(tmp_path / "m.tif", np.ones((2, 16, 16), np.uint16))), plugin="napari-smlm")
+    assert viewer.canvas.overlays.scale_bar.visible
+    assert str(viewer.layers.units[-1]) == "nanometer"
