@@ -465,8 +465,12 @@ class SRCNNFast(_Fast):
         Hf, Wf = H * s, W * s
         D = lo + hi + 1
         rows = max(1, min(H, self.block_pixels // max(W, 1)))  # buffers no taller than the frame
-        # the arithmetic's dtype: autocast's (precision="bf16") or the input's; explicit from here on
+        # the arithmetic's dtype: autocast's (precision="bf16") or the input's; explicit from here on. Under
+        # bf16 the three products run in bf16 (float32 accumulation inside each), but the last layer's k² taps
+        # are converted to float32 before ``fold`` sums them, and the output is float32 (``acc``): a bf16 fold
+        # and canvas would round every running sum of the taps to 8 bits
         dt = _cpu_autocast_dtype() or x.dtype
+        acc = torch.float32 if dt in (torch.bfloat16, torch.float16) else dt
         w1 = getattr(self, f"w1_{n_nets}").to(dt)
         w2, b2 = self.w2.to(dt), self.b2.to(dt)
         w3t = getattr(self, f"w3t_{n_nets}").to(dt)
@@ -479,8 +483,9 @@ class SRCNNFast(_Fast):
             z_buf = torch.empty(rows * W * s * s * n_nets, c2, dtype=dt)
             feat_buf = torch.empty(rows, s, W, s, n_nets * c2, dtype=dt)
             cols_buf = torch.empty(k * k, rows * s * Wf, dtype=dt)
-            canvas = torch.empty(Hf + 2 * r, Wf + 2 * r, dtype=dt)  # the output with its halo
-            out = torch.empty(B, 1, Hf, Wf, dtype=dt)
+            cols_acc = torch.empty(k * k, rows * s * Wf, dtype=acc) if acc != dt else None
+            canvas = torch.empty(Hf + 2 * r, Wf + 2 * r, dtype=acc)  # the output with its halo
+            out = torch.empty(B, 1, Hf, Wf, dtype=acc)
             for b in range(B):
                 canvas.zero_()
                 for r0 in range(0, H, rows):
@@ -495,6 +500,8 @@ class SRCNNFast(_Fast):
                     feat = feat_buf[:n]  # fine-grid order (row, a, col, b), channels (network, c2)
                     feat.copy_(z.view(n, W, s, s, n_nets * c2).permute(0, 2, 1, 3, 4))
                     cols = torch.mm(w3t, feat.view(n * s * Wf, n_nets * c2).t(), out=cols_buf[:, : n * s * Wf])
+                    if cols_acc is not None:
+                        cols = cols_acc[:, : n * s * Wf].copy_(cols)
                     # the taps' shifted sum over these fine rows and their halo (no padding: canvas coordinates)
                     canvas[r0 * s : r1 * s + 2 * r] += F.fold(cols[None], (n * s + 2 * r, Wf + 2 * r), k)[0, 0]
                 torch.add(canvas[r : r + Hf, r : r + Wf], self.b3, out=out[b, 0])
