@@ -25,8 +25,8 @@ from napari_smlm.core.models.density_fast import _Fast
 from napari_smlm.core.models.density_nets import FIDSTORMNet, SRCNNNet, project_rotation_equivariant
 
 #: Shipped density models that run one pass (the others keep the 180° average).
-ONE_PASS = ["u-storm", "drl-storm", "srcnn", "fid-storm"]  # deep-storm: two passes again since session 10;
-# fid-storm: one pass since session 12 (docs/weights.md)
+ONE_PASS = ["u-storm", "drl-storm", "fid-storm"]  # deep-storm: two passes again since session 10; fid-storm: one
+# pass since session 12; srcnn: two passes (in bf16) again since session 12 (docs/weights.md)
 SHIPPED = set(shipped_models())
 
 
@@ -74,7 +74,7 @@ def test_shipped_one_pass_models_run_one_forward_pass(model):
     assert _count_network_passes(net, x) == 1
 
 
-@pytest.mark.parametrize("model", ["skip-storm", "deep-storm"])
+@pytest.mark.parametrize("model", ["skip-storm", "deep-storm", "srcnn"])
 def test_symmetrized_models_still_run_two_passes(model):
     """The switch is per checkpoint: a model whose config keeps the average still runs both passes."""
     if model not in SHIPPED:

@@ -99,10 +99,14 @@ def test_auto_precision_follows_the_cpu(monkeypatch):
     assert inference._autocast_dtype("auto", True, torch.device("cuda")) is torch.float16
     assert inference._autocast_dtype("auto", False, torch.device("cuda")) is None
     monkeypatch.setattr(inference, "cpu_has_fast_bf16", lambda: True)
-    for name in inference.BF16_AUTO_EXCLUDED:  # the guard found these outside the bounds
-        assert inference._autocast_dtype("auto", True, cpu, name) is None
-        assert inference._autocast_dtype("bf16", True, cpu, name) is torch.bfloat16
+    # a model the guard puts outside the bounds stays float32 under auto (none since session 12)
+    monkeypatch.setattr(inference, "BF16_AUTO_EXCLUDED", frozenset({"some-model"}))
+    assert inference._autocast_dtype("auto", True, cpu, "some-model") is None
+    assert inference._autocast_dtype("bf16", True, cpu, "some-model") is torch.bfloat16
     assert inference._autocast_dtype("auto", True, cpu, "decode") is torch.bfloat16
+    monkeypatch.undo()
+    monkeypatch.setattr(inference, "cpu_has_fast_bf16", lambda: True)
+    assert inference._autocast_dtype("auto", True, cpu, "srcnn") is torch.bfloat16  # session 12: within the guard
 
 
 def test_cpu_bf16_detection_reads_the_flags(monkeypatch):
