@@ -181,3 +181,6 @@ def test_removing_the_chosen_layer_while_the_picker_list_is_open(viewer, qtbot):
     b.name = "b2"  # a removed layer's renames are no longer followed; the others' are
     a.name = "gone"
     assert [w.layer_combo.itemText(i) for i in range(w.layer_combo.count())] == ["b2"]
+    pickers = (w.layer_combo, w.fiducial_combo)
+    assert not [cb for cb in a.events.name.callbacks if isinstance(cb, tuple) and cb[0]() in pickers]
+    assert [cb for cb in b.events.name.callbacks if isinstance(cb, tuple) and cb[0]() in pickers]
