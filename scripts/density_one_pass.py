@@ -33,8 +33,9 @@ pass then equals its own two-pass average exactly, so it has no position bias to
 
 ``select`` picks one (checkpoint, threshold) on whole 64×64 *tuning* movies — the accuracy benchmark's
 design (both cameras, 0.1–6 /µm², uniform) with other seeds (``--seed-base``, default 8000; the test
-movies use 1000; select refuses any seed in 1001–1060, and ``adopt`` refuses a selection whose recorded
-seeds are not tuning seeds) — by agreement with a two-pass teacher: the most movies with ΔJI ≥ −0.5 points and
+movies use 1000; select refuses any seed of a test, ``TEST_SEED_RANGES``: 1001–1060, and session 12's
+4001–4060 and 5001–5060; ``adopt`` refuses a selection whose recorded seeds are not tuning seeds, and a
+``--rank margin`` pick whose worst-movie margin is not positive) — by agreement with a two-pass teacher: the most movies with ΔJI ≥ −0.5 points and
 ΔRMSE ≤ +0.5 nm, ties broken by the smallest summed shortfall, among those with precision ≥ 90 % (95 %
 one-sided) on the two sparse calibration movies of ``validation_configs`` (seeds 7000, 7001). Each
 candidate runs once at the lowest threshold; higher ones filter by window mass (``count``), as
@@ -362,9 +363,11 @@ LONG_TEST_FRAMES = {0.1: 1600, 0.5: 320, 1.0: 160, 2.0: 100, 4.0: 100, 6.0: 100}
 TUNING_FRAMES = {0.1: 400, 0.5: 200, 1.0: 100, 2.0: 60, 4.0: 40, 6.0: 30}
 
 
-#: The accuracy benchmark's test movies use seeds 1000 + 10·density (``precision_guard.accuracy_movie``), i.e. 1001–1060;
-#: nothing may be chosen on them.
-TEST_SEEDS = range(1001, 1061)
+#: Seeds of movies that tested a result, so nothing may be chosen on them: the accuracy benchmark's test movies,
+#: seeds 1000 + 10·density (``precision_guard.accuracy_movie``), i.e. 1001–1060; and session 12's fresh test movies
+#: (``movies --design long``): 4001–4060 (the long test) and 5001–5060 (the margin pick's test), docs/weights.md.
+TEST_SEED_RANGES = (range(1001, 1061), range(4001, 4061), range(5001, 5061))
+TEST_SEEDS = frozenset(s_ for r in TEST_SEED_RANGES for s_ in r)
 
 
 def tuning_seeds(seed_base: int) -> list[int]:
@@ -374,9 +377,10 @@ def tuning_seeds(seed_base: int) -> list[int]:
 
 def refuse_test_seeds(seeds, what: str) -> None:
     """SystemExit when any of ``seeds`` is one of the accuracy benchmark's test-movie seeds."""
-    bad = sorted({int(s_) for s_ in seeds} & set(TEST_SEEDS))
+    bad = sorted({int(s_) for s_ in seeds} & TEST_SEEDS)
     if bad:
-        raise SystemExit(f"{what}: seeds {bad} are the accuracy benchmark's test movies (1001–1060); tune on other seeds")
+        ranges = ", ".join(f"{r.start}–{r.stop - 1}" for r in TEST_SEED_RANGES)
+        raise SystemExit(f"{what}: seeds {bad} are seeds of test movies ({ranges}); tune on other seeds")
 
 
 def tuning_movie(density: float, camera: str, n_frames: int, seed_base: int = 8000):
@@ -529,6 +533,10 @@ def cmd_adopt(a) -> int:
         raise SystemExit(f"{a.select_json}: tuning_seeds {sel['tuning_seeds']} do not follow from its seed_base "
                          f"{sel.get('seed_base')}")
     refuse_test_seeds(sel["tuning_seeds"], f"adopt: the selection in {a.select_json}")
+    if sel.get("rank") == "margin" and not float(pick.get("margin", float("nan"))) > 0:
+        # session 12's rule (docs/weights.md): a margin pick outside the bounds on a tuning movie is not tested
+        raise SystemExit(f"{a.select_json}: the pick's worst-movie margin is {pick.get('margin')}, not positive: "
+                         "it is outside the bounds on a tuning movie, so it is not adopted")
     if Path(pick["candidate"]).resolve() != a.state.resolve() or abs(pick["threshold"] - a.threshold) > 1e-9:
         raise SystemExit(f"{a.state} at {a.threshold:g} is not the pick of {a.select_json} "
                          f"({pick['candidate']} at {pick['threshold']:g})")
@@ -602,7 +610,7 @@ def main(argv=None) -> int:
     sl.add_argument("--teacher", required=True, help="two-pass checkpoint to agree with (its own threshold)")
     sl.add_argument("--candidates", nargs="+", required=True)
     sl.add_argument("--seed-base", type=int, default=8000,
-                    help="movie seed = this + 10·density; refused where that meets the test seeds 1001–1060")
+                    help="movie seed = this + 10·density; refused where that meets test seeds (1001–1060, 4001–4060, 5001–5060)")
     sl.add_argument("--cameras", default="smlm2016_emccd,generic_scmos")
     sl.add_argument("--t-min", type=float, default=0.45)
     sl.add_argument("--t-max", type=float, default=0.65)

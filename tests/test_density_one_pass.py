@@ -367,3 +367,53 @@ def test_worst_margin_is_the_closest_approach_to_either_bound():
     assert mod.worst_margin([0.3, -0.2], [0.1, 0.2]) == pytest.approx(0.3)  # second movie: 0.5 − 0.2 and −0.2 + 0.5
     assert mod.worst_margin([0.0, 0.0], [0.52, -1.0]) == pytest.approx(-0.02)  # outside on RMSE
     assert mod.worst_margin([-0.7, 0.0], [0.0, 0.0]) == pytest.approx(-0.2)  # outside on JI
+
+
+@pytest.mark.parametrize("seed_base", [4000, 5000, 4055, 4995])
+def test_select_refuses_the_session12_fresh_test_seeds(seed_base):
+    """Session 12 tested on fresh seeds 4001–4060 (long test) and 5001–5060 (the margin pick's test,
+    docs/weights.md): once seen, they are test seeds like 1001–1060, and select may not tune on them."""
+    with pytest.raises(SystemExit, match="test movies"):
+        _script().main(["select", "deep-storm", "--teacher", "deep-storm", "--candidates", "deep-storm",
+                        "--seed-base", str(seed_base)])
+
+
+def _adopt_case(tmp_path, **record):
+    import json
+
+    state = tmp_path / "srcnn_step00080.pt"
+    save_checkpoint(state, resolve_checkpoint("srcnn"))
+    pick = {"candidate": str(state), "threshold": 0.6, "within": 12, "shortfall": 0.0, "sparse_precision_lb": 0.94,
+            "dji": [0.1], "drmse": [-0.2], **record.pop("pick", {})}
+    sel = tmp_path / "select.json"
+    sel.write_text(json.dumps({"pick": pick, "labels": ["emccd 0.1"], "teacher": [[80.0, 22.0]], "results": [pick],
+                               **record}))
+    return ["adopt", str(state), "--threshold", "0.6", "--select-json", str(sel), "-o", str(tmp_path / "adopted.pt")]
+
+
+@pytest.mark.parametrize("seed_base", [4000, 5000])
+def test_adopt_refuses_a_selection_made_on_the_session12_test_seeds(tmp_path, seed_base):
+    if "srcnn" not in SHIPPED:
+        pytest.skip("no shipped srcnn")
+    mod = _script()
+    argv = _adopt_case(tmp_path, seed_base=seed_base, tuning_seeds=mod.tuning_seeds(seed_base))
+    with pytest.raises(SystemExit, match="test movies"):
+        mod.main(argv)
+    assert not (tmp_path / "adopted.pt").exists()
+
+
+def test_adopt_refuses_a_margin_pick_outside_the_bounds(tmp_path):
+    """Session 12's rule: a margin pick is tested (so adopted) only when its worst-movie margin is positive."""
+    if "srcnn" not in SHIPPED:
+        pytest.skip("no shipped srcnn")
+    mod = _script()
+    for margin in (-0.02, 0.0):
+        argv = _adopt_case(tmp_path, seed_base=8000, tuning_seeds=mod.tuning_seeds(8000), rank="margin",
+                           pick={"margin": margin})
+        with pytest.raises(SystemExit, match="margin"):
+            mod.main(argv)
+        assert not (tmp_path / "adopted.pt").exists()
+    argv = _adopt_case(tmp_path, seed_base=8000, tuning_seeds=mod.tuning_seeds(8000), rank="margin",
+                       pick={"margin": 0.12})
+    assert mod.main(argv) == 0
+    assert load_checkpoint(tmp_path / "adopted.pt").training["whole_frame_selection"]["pick"]["margin"] == 0.12

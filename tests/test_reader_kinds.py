@@ -2,7 +2,7 @@
 
 * A ``(3|4, H, W)`` integer stack is 3 or 4 frames, in the core (``open_movie``, the CLI) and in
   napari's reader, however tifffile stored it (planar "RGB", ImageJ grayscale "channels");
-  interleaved RGB stays colour, an ImageJ colour composite stays multi-channel (an error).
+  interleaved RGB stays colour, an ImageJ colour composite or any C-stack Fiji saved stays multi-channel (an error).
 * A movie without a pixel size is shown at the default 100 nm, says so, and every layer is in nm.
 * A float 2-D TIFF is a super-resolved image only when napari-smlm wrote it; any other is an image.
 """
@@ -58,6 +58,19 @@ def test_imagej_grayscale_channels_of_a_short_stack_are_frames(tmp_path, n):
     m = open_movie(p)
     assert m.shape == (n, 24, 20)
     np.testing.assert_array_equal(np.asarray(m), frames)
+
+
+@pytest.mark.parametrize("mode", ["grayscale", None])
+def test_channels_that_fiji_saved_stay_channels(tmp_path, mode):
+    """Fiji (ImageJ 1.4x/1.5x) saves a C-stack only when the user made one: real channels, whatever the display
+    mode. Only tifffile's own ImageJ labelling of a plain 3-D stack (``ImageJ=1.11a``, tifffile's version
+    string) is frames."""
+    md = {"axes": "CYX", "ImageJ": "1.54f", **({"mode": mode} if mode else {})}
+    p = _imwrite(tmp_path / "fiji_channels.tif", _frames(3), imagej=True, metadata=md)
+    with tifffile.TiffFile(p) as tif:
+        assert tif.imagej_metadata["ImageJ"] == "1.54f" and tif.imagej_metadata["channels"] == 3
+    with pytest.raises(SMLMFileError, match="multi-channel"):
+        open_movie(p)
 
 
 def test_real_colour_stays_colour(tmp_path):

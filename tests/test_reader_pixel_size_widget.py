@@ -59,3 +59,18 @@ def test_opening_a_movie_shows_the_scale_bar(viewer, tmp_path):  # noqa: F811
     (layer,) = viewer.open(str(write_movie(tmp_path / "m.tif", np.ones((2, 16, 16), np.uint16))), plugin="napari-smlm")
     assert viewer.canvas.overlays.scale_bar.visible
     assert str(viewer.layers.units[-1]) == "nanometer"
+
+
+def test_a_pixel_size_the_user_set_survives_opening_a_movie_without_one(viewer, tmp_path):  # noqa: F811
+    """The reader's 100 nm is a guess: it must not replace the camera pixel size the user typed (it did not before
+    session 12, when such a movie had no pixel size at all). A pixel size from a file still sets the field."""
+    w = _dock(viewer, "Reconstruction")
+    w.pixel_size.setValue(160.0)  # the user's camera
+    layer = w.open_movie(write_movie(tmp_path / "no px.tif", np.ones((4, 16, 16), np.uint16)))
+    assert layer is not None and layer.metadata["pixel_size_source"] == "default"
+    assert w.pixel_size.value() == pytest.approx(160.0)
+    assert "assumed" in w.movie_info.text()
+    with_px = w.open_movie(write_movie(tmp_path / "px.tif", np.ones((4, 16, 16), np.uint16), pixel_size_nm=107.0))
+    assert w.movie_picker.value is with_px and w.pixel_size.value() == pytest.approx(107.0)
+    w.movie_picker.value = layer  # back to the movie without one: the field keeps the last known value
+    assert w.pixel_size.value() == pytest.approx(107.0)

@@ -147,3 +147,40 @@ def test_a_stopped_run_ends_with_the_slider_on_its_last_frame_done(viewer, qtbot
     _wait_state(qtbot, w.status, (RunState.DONE, RunState.FAILED, RunState.STOPPED))
     assert w.status.state is RunState.STOPPED, w.status.message
     assert viewer.dims.current_step[0] == 7
+
+
+@pytest.mark.parametrize("dock", ["Post-processing", "Evaluation"])
+def test_a_removed_dock_s_pickers_no_longer_follow_the_layers(viewer, dock):
+    """napari keeps calling a removed dock's ``reset_choices`` (it connected it to the layer events and does not
+    disconnect it): the pickers of a dock that went away stay as they were and emit nothing."""
+    locs = _add(viewer, _table(), "locs")
+    _, w = viewer.window.add_plugin_dock_widget("napari-smlm", dock)
+    pickers = w.findChildren(LayerPicker)
+    assert pickers
+    before = [[p.itemText(i) for i in range(p.count())] for p in pickers]
+    emitted = []
+    for p in pickers:
+        p.layer_changed.connect(emitted.append)
+    viewer.window.remove_dock_widget(w)
+    other = _add(viewer, _table(seed=3), "other")
+    locs.name = "renamed"
+    viewer.layers.remove(other)
+    viewer.layers.remove(locs)
+    assert [[p.itemText(i) for i in range(p.count())] for p in pickers] == before
+    assert emitted == []
+
+
+def test_removing_the_chosen_layer_while_the_picker_list_is_open(viewer, qtbot):
+    a, b = _add(viewer, _table(), "a"), _add(viewer, _table(seed=1), "b")
+    _, w = viewer.window.add_plugin_dock_widget("napari-smlm", "Post-processing")
+    w.layer_combo.value = a
+    w.layer_combo.showPopup()
+    viewer.layers.remove(a)
+    assert w.layer_combo.value is b and [w.layer_combo.itemText(i) for i in range(w.layer_combo.count())] == ["b"]
+    w.layer_combo.hidePopup()
+    b.name = "b2"  # a removed layer's renames are no longer followed; the others' are
+    a.name = "gone"
+    assert [w.layer_combo.itemText(i) for i in range(w.layer_combo.count())] == ["b2"]
+    pickers = (w.layer_combo, w.fiducial_combo)
+    assert not [cb for cb in a.events.name.callbacks if isinstance(cb, tuple) and cb[0]() in pickers]
+    assert [cb for cb in b.events.name.callbacks if isinstance(cb, tuple) and cb[0]() in pickers]

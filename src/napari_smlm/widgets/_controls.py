@@ -157,11 +157,18 @@ class LayerPicker(QComboBox):
 
     def _on_layers_changed(self, event: Any = None) -> None:
         value = getattr(event, "value", None)
-        if getattr(event, "type", "") == "inserted" and value is not None:
+        kind = getattr(event, "type", "")
+        if kind == "inserted" and value is not None:
             value.events.name.connect(self._on_layers_changed)
+        elif kind == "removed" and value is not None:  # a layer out of the list: its renames are not ours
+            value.events.name.disconnect(self._on_layers_changed)
         self.reset_choices()
 
     def reset_choices(self, *_: Any) -> None:
+        if not self._following:
+            # the dock went away (disconnect_viewer); napari still calls a removed dock's reset_choices
+            # (it connected it to the layer events): the picker stays as it was and emits nothing
+            return
         current = self.value
         layers = [la for la in reversed(list(self._viewer.layers))
                   if isinstance(la, self._types) and (self._accept is None or self._accept(la))]

@@ -334,7 +334,8 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
             return
         _layers.label_axes(self.viewer)
         px = _layers.layer_pixel_size_nm(layer)
-        if px:
+        # the reader's default (the file gives none) is a guess: it never replaces a value the user set
+        if px and (layer.metadata or {}).get("pixel_size_source") != "default":
             self.pixel_size.setValue(px)
         n = int(layer.data.shape[0]) if len(layer.data.shape) == 3 else 1
         self.start_frame.setRange(0, max(n - 1, 0))

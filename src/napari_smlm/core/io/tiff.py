@@ -18,7 +18,8 @@ microscope pixel (1 nm to 100 µm, so the ubiquitous 72 dpi is ignored); else ``
 What a file holds (:func:`tiff_kind`, from its header): RGB(A) colour, a super-resolved image
 written by :func:`write_image`, another float image, or a movie of integer frames. A
 ``(3|4, H, W)`` integer array that ``tifffile.imwrite`` stored as planar "RGB" is a movie of
-3 or 4 frames, and so is an ImageJ stack of grayscale "channels"; only interleaved samples
+3 or 4 frames, and so is a stack that tifffile labelled as ImageJ grayscale "channels" (a C-stack
+that Fiji saved holds real channels and is refused); only interleaved samples
 are colour.
 
 Writing
@@ -424,7 +425,8 @@ def tiff_kind(path: str | os.PathLike) -> str:
         * ``"float_image"``: any other float data, e.g. a processed camera frame or another
           program's 32-bit image; nothing says it is super-resolved.
         * ``"movie"``: everything else: integer frames, including a ``(3|4, H, W)`` array that
-          ``tifffile.imwrite`` stored as planar "RGB" and an ImageJ stack of grayscale channels.
+          ``tifffile.imwrite`` stored as planar "RGB" and a stack that tifffile labelled as ImageJ
+          grayscale channels (:func:`open_movie` refuses the channels of a file Fiji saved).
           A file that cannot be parsed is ``"movie"`` too, so that :func:`open_movie` says what
           is wrong with it.
     """

@@ -2,7 +2,7 @@
 
 :class:`_TiffSource` checks a file once, without decoding pixels (a truncated or corrupt file,
 RGB, multi-channel, float or stacked Z/T data is a clear :class:`SMLMFileError`; a ``(3|4, H, W)``
-integer stack stored as planar "RGB" or as ImageJ grayscale channels is frames), then reads
+integer stack stored as planar "RGB" or labelled by tifffile as ImageJ grayscale channels is frames), then reads
 frames through a memory map (uncompressed contiguous data) or page by page, under one lock per
 file. :class:`~napari_smlm.core.io.tiff.Movie` concatenates these along time.
 """
@@ -128,15 +128,24 @@ def _samples_are_frames(series: Any) -> bool:
         return False
 
 
+#: The ImageJ version string tifffile writes (``imagej_description``'s default); ImageJ itself writes its own
+#: (1.4x, 1.5x: hyperstacks came with 1.40), so this marks a file that tifffile labelled, not one Fiji saved.
+_TIFFFILE_IMAGEJ_VERSION = "1.11a"
+
+
 def _imagej_plain_stack(tif: tifffile.TiffFile) -> bool:
-    """An ImageJ file whose channels are shown in grayscale mode (no colour composite): a plain stack.
+    """A plain stack that tifffile labelled as ImageJ grayscale channels (no colour composite).
 
     ``tifffile.imwrite(path, frames, imagej=True)`` labels a 3-D stack ``channels=N`` with
-    ``mode=grayscale``; Fiji saves real colour channels as ``mode=composite`` or ``color``.
+    ``mode=grayscale`` and ``ImageJ=1.11a``. A C-stack that Fiji saved holds real channels, whatever its
+    display mode (composite, color, or grayscale chosen in the Channels tool): it stays multi-channel.
     """
     if not tif.is_imagej:
         return False
-    mode = (tif.imagej_metadata or {}).get("mode")
+    ij = tif.imagej_metadata or {}
+    if str(ij.get("ImageJ", "")) != _TIFFFILE_IMAGEJ_VERSION:
+        return False
+    mode = ij.get("mode")
     return mode is None or str(mode).lower() == "grayscale"
 
 
