@@ -5,8 +5,8 @@
     python benchmarks/int8_probe.py --speed                  # also the network's time per frame (1 thread)
 
 Issue 16 left fid-storm at ×2.43 of the filing-time speed with its two bf16 passes (×3 is the goal), and
-int8 convolutions as an untried way there: ``torch.ops.quantized`` convolutions on this CPU ran 1.85×
-faster than bf16 ones on fid-storm's 32→32 3×3 layer (batch 8 of 64×64, 1 thread). This probe builds
+int8 convolutions (AVX-512 VNNI) as an untried way there (``--speed`` prints what they gain on the
+whole network here). This probe builds
 fid-storm's inference network (``predict``'s coarse-grid form) with its stem, residual body and (with
 ``--int8 body+to_sub``) its sub-pixel convolution as x86 int8 layers: weights symmetric per output
 channel, activations per tensor with static ranges (the min / max of each layer's float32 output on
@@ -135,11 +135,16 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=50)
     p.add_argument("--calibration-frames", type=int, default=32)
     p.add_argument("--speed", action="store_true", help="also time the networks (batch 8 of 64×64, 1 thread)")
+    p.add_argument("--checkpoint", default="fid-storm",
+                   help="a fid-storm checkpoint (default: the shipped one; session 12's figures used the two-pass "
+                        "benchmarks/checkpoints/fid-storm_two_pass_822b9044.pt)")
     a = p.parse_args(argv)
     warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
     torch.backends.quantized.engine = "x86"
     model = "fid-storm"
-    ck = resolve_checkpoint(model)
+    ck = resolve_checkpoint(a.checkpoint)
+    if ck.model != model:
+        p.error(f"--checkpoint {a.checkpoint}: a {ck.model} checkpoint; this probe builds fid-storm's network only")
     build = inference._inference_network
     mode = {"int8": False}
     ranges: dict = {}
@@ -185,7 +190,8 @@ def main(argv=None) -> int:
                         t0 = time.perf_counter()
                         net(x)
                         ts.append(time.perf_counter() - t0)
-                print(f"network, 2 passes, {label}: {1e3 * float(np.median(ts[2:])) / 8:.2f} ms per frame "
+                passes = 2 if getattr(net, "f", net).symmetrize else 1
+                print(f"network, {passes} pass(es), {label}: {1e3 * float(np.median(ts[2:])) / 8:.2f} ms per frame "
                       f"(median of 7 batches of 8, 1 thread)")
         print(f"{'camera':15s} {'dens':>4s} | {'JI32':>6s} {'RMSE32':>6s} | {'bf16 ΔJI':>8s} {'ΔRMSE':>6s} | "
               f"{'int8 ΔJI':>8s} {'ΔRMSE':>6s} | int8 ok")
