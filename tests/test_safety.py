@@ -130,6 +130,9 @@ def test_sigint_in_simulate_keeps_the_frames_done(tmp_path, capsys):
     from napari_smlm.core.io import open_movie, read_localizations
 
     out = tmp_path / "big"
+    # the handler the CLI must put back: Python's default, or SIG_IGN when pytest itself was started in the background
+    # by a shell without job control (``cmd &`` ignores SIGINT; Python then keeps it ignored)
+    before = signal.getsignal(signal.SIGINT)
 
     def interrupt_when_started():
         for _ in range(600):
@@ -149,7 +152,7 @@ def test_sigint_in_simulate_keeps_the_frames_done(tmp_path, capsys):
     gt = read_localizations(out / "ground_truth.csv")
     assert gt["frame"].max() < movie.shape[0]
     assert "interrupted" in capsys.readouterr().err
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGINT) is before  # handlers restored
 
 
 # ----------------------------------------------------------------------------- training faults
