@@ -4,7 +4,7 @@
     python benchmarks/int8_probe.py --int8 body              # only the residual body in int8
     python benchmarks/int8_probe.py --speed                  # also the network's time per frame (1 thread)
 
-Issue 16 left fid-storm at ×2.43 of the filing-time speed with its two bf16 passes (×3 is the goal), and
+Issue 16 left fid-storm (two bf16 passes until session 12) at ×2.43 of the filing-time speed (×3 is the goal), and
 int8 convolutions (AVX-512 VNNI) as an untried way there (``--speed`` prints what they gain on the
 whole network here). This probe builds
 fid-storm's inference network (``predict``'s coarse-grid form) with its stem, residual body and (with

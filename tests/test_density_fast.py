@@ -165,6 +165,35 @@ def test_srcnn_row_blocks_only_on_the_cpu(monkeypatch):
     assert calls == ["cpu", "cpu"]  # no blocks off the CPU
 
 
+@pytest.mark.parametrize("cast", [torch.bfloat16, torch.float16])
+@pytest.mark.parametrize("sym", [False, True])
+def test_srcnn_row_blocks_sum_the_last_layer_in_float32_under_autocast(monkeypatch, cast, sym):
+    """Under a 16-bit CPU autocast the blocks' products run in 16 bits, but ``fold`` and the canvas sum the k² taps
+    in float32 (a 16-bit running sum rounds every partial sum to 8 or 11 bits): fold only ever sees float32 columns,
+    the output is float32, and it is as close to the float32 reference as the plain 16-bit network."""
+    from napari_smlm.core.models import density_fast
+
+    torch.manual_seed(3)
+    net = SRCNNNet(4, 0.25, (9, 1, 5)).eval()
+    net.symmetrize = sym
+    fast = camera_grid_network(net)
+    assert fast.blocked
+    fast.block_pixels = 2 * 13  # several blocks with halo rows
+    seen = []
+    real_fold = density_fast.F.fold
+    monkeypatch.setattr(density_fast.F, "fold", lambda *a, **k: seen.append(a[0].dtype) or real_fold(*a, **k))
+    x = 3 * torch.rand(2, 1, 9, 13, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        ref = net(x)
+        with torch.autocast("cpu", dtype=cast):
+            out = fast(x)
+            plain = net(x)
+    assert seen and set(seen) == {torch.float32}
+    assert out.dtype == torch.float32 and not torch.equal(out, ref)  # 16 bits were in effect
+    err, err_plain = (out - ref).abs().max(), (plain.float() - ref).abs().max()
+    assert err <= 2 * err_plain + 1e-6
+
+
 def test_srcnn_row_blocks_on_torch_before_2_4(monkeypatch):
     """pyproject allows torch >= 2.1: the blocks must not need the device-type autocast queries of torch 2.4.
 

@@ -21,11 +21,12 @@ Test-time symmetrisation (:class:`DensityNet`, ``symmetrize``)
     the rotation (:func:`project_rotation_equivariant`) needs no second pass: its single pass equals
     the average.
     A checkpoint whose single pass needs no correction says ``symmetrize: false`` in its config
-    and runs one pass (half the arithmetic): the shipped srcnn as trained (one-pass bias within
-    ±1.5 nm), drl-storm and u-storm after a short fine-tune of the single pass towards the
-    two-pass average of the original weights (bias now within ±2 nm); skip-storm, fid-storm and
-    (again since session 10, when both passes reached ×3 of the filing-time speed) deep-storm keep
-    both passes (issue 16.3, ``scripts/density_one_pass.py``, ``docs/weights.md``).
+    and runs one pass (half the arithmetic): drl-storm and u-storm after a short fine-tune of the
+    single pass towards the two-pass average of the original weights (bias now within ±2 nm), and
+    fid-storm since session 12 (weights distilled towards its two passes, bias within ±0.5 nm on
+    the symmetric grid). skip-storm, deep-storm (again since session 10) and srcnn (one pass in
+    sessions 6–11; again since session 12, when both passes reached ×3 of the filing-time speed)
+    keep both passes (issue 16.3, ``scripts/density_one_pass.py``, ``docs/weights.md``).
 """
 
 from __future__ import annotations
