@@ -51,12 +51,18 @@ def accuracy_movie(density: float, camera: str, structure: str, n_frames: int, s
 def compare(frames, gt, model: str, camera, pixel_size_nm: float, batch_size: int = 32) -> dict:
     """JI (%), lateral RMSE and bias (nm) of ``model`` in float32 and bfloat16, and the differences."""
     row: dict = {}
+    matched: dict = {}
     for prec in ("fp32", "bf16"):
         res = predict(frames, model, camera=camera, pixel_size_nm=pixel_size_nm, device="cpu",
                       batch_size=batch_size, precision=prec)
-        m = LocalizationMetrics.from_matching(match_localizations(gt, res.localizations))
-        row[prec] = {"n": len(res.localizations), "ji": 100 * m.jaccard, "rmse": m.rmse_lateral_nm,
-                     "bias_x": m.bias_x_nm, "bias_y": m.bias_y_nm}
+        mt = match_localizations(gt, res.localizations)
+        m = LocalizationMetrics.from_matching(mt)
+        row[prec] = {"n": len(res.localizations), "n_matched": int(len(mt.gt_index)), "ji": 100 * m.jaccard,
+                     "rmse": m.rmse_lateral_nm, "bias_x": m.bias_x_nm, "bias_y": m.bias_y_nm}
+        matched[prec] = dict(zip(np.asarray(mt.gt_index).tolist(), np.asarray(mt.distance_lateral_nm).tolist()))
+    # the emitters matched in one precision only, with their distances (nm): what moves a row
+    for p, q in (("fp32", "bf16"), ("bf16", "fp32")):
+        row[f"only_{p}"] = {int(k): round(float(v), 1) for k, v in matched[p].items() if k not in matched[q]}
     a, b = row["fp32"], row["bf16"]
     row["d_ji"] = b["ji"] - a["ji"]
     row["d_rmse"] = b["rmse"] - a["rmse"]
@@ -73,6 +79,9 @@ def main(argv=None) -> int:
     p.add_argument("--structures", default="uniform,filaments")
     p.add_argument("--frames", type=int, default=100, help="frames per movie")
     p.add_argument("--quick", action="store_true", help="densities 0.5,4; EMCCD; uniform; 20 frames")
+    p.add_argument("--show-matches", action="store_true",
+                   help="print, for every row (always for a row outside the bounds), the emitters matched in one "
+                        "precision only and their distances")
     p.add_argument("--seed-base", type=int, default=1000,
                    help="movie seed = this + 10·density (default 1000: the accuracy benchmark's movies); other bases "
                         "for reruns of a row outside the bounds on other movies (docs/benchmarks.md)")
@@ -98,6 +107,9 @@ def main(argv=None) -> int:
                     print(f"{model:11s} {cam_name:15s} {structure:9s} {d:4.1f} | {f['ji']:5.1f} {b['ji']:5.1f} {r['d_ji']:+5.2f} | "
                           f"{f['rmse']:6.2f} {b['rmse']:6.2f} {r['d_rmse']:+6.2f} | {r['d_bias']:5.2f} | {'yes' if r['ok'] else 'NO'}",
                           flush=True)
+                    if not r["ok"] or a.show_matches:
+                        print(f"    matched: fp32 {f['n_matched']}, bf16 {b['n_matched']}; only in fp32 (emitter: nm) "
+                              f"{r['only_fp32']}; only in bf16 {r['only_bf16']}", flush=True)
     print()
     ok_all = True
     for model in models:
