@@ -119,23 +119,8 @@ def test_tiff_kind_of_float_files(tmp_path):
 # ============================================================================ napari reader
 napari = pytest.importorskip("napari")
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _plugins():
-    import npe2
-
-    npe2.PluginManager.instance().discover()
-
-
-@pytest.fixture
-def viewer():
-    from napari.components import ViewerModel
-
-    return ViewerModel()
-
-
-def _open(viewer, path):
-    return viewer.open(str(path), plugin="napari-smlm")
+# the plugin-IO tests' fixtures and helper: plugins discovered once per module, a headless viewer, open with ours
+from test_plugin_io import _open, _plugins, viewer  # noqa: E402,F401
 
 
 @pytest.mark.parametrize("n", [3, 4])
