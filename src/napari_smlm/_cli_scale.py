@@ -58,7 +58,8 @@ def _predict_options(args, ckpt) -> dict:
 
     return {"camera": _camera_from_args(args, ckpt), "pixel_size_nm": args.pixel_size, "device": args.device,
             "batch_size": args.batch_size, "threshold": args.threshold, "precision": args.precision,
-            "threads": args.threads or None, "parallel": getattr(args, "parallel", "auto")}
+            "threads": args.threads or None, "parallel": getattr(args, "parallel", "auto"),
+            "tta": getattr(args, "tta", 1)}
 
 
 def cmd_localize_runner(args) -> int:

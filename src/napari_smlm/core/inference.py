@@ -138,6 +138,10 @@ class InferenceConfig:
         Processes running on the same GPU at once (e.g. Dask workers on one device): each sizes
         its automatic batch and budget from ``1 / gpu_share`` of the share of free memory a lone
         run would take, so together they take no more than one run. Default 1.
+    tta : {1, 2, 4}
+        Test-time augmentation (:mod:`napari_smlm.core.tta`): the network's output averaged over
+        this many views of each frame (``2``: with its 180° rotation, ``4``: with both mirrors
+        too); 2× or 4× the network time. Default 1 (off).
     """
 
     camera: Camera | str | dict | None = None
@@ -157,8 +161,13 @@ class InferenceConfig:
     parallel: str = "auto"
     auto_batch: bool = True
     gpu_share: int = 1
+    tta: int = 1
 
     def __post_init__(self) -> None:
+        from .tta import TTA_CHOICES
+
+        if self.tta not in TTA_CHOICES:
+            raise ValueError(f"tta must be one of {TTA_CHOICES} views (1 = off), got {self.tta!r}")
         if str(self.precision).lower() not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}, got {self.precision!r}")
         if str(self.parallel).lower() not in PARALLEL:
@@ -455,6 +464,15 @@ def iter_predict(
     family = ckpt.family()
     dev = resolve_device(device)
     net = _inference_network(ckpt, dev)
+    views = ()
+    if int(cfg.tta) > 1:
+        from .tta import FlipAverage, tta_views
+
+        views = tta_views(int(cfg.tta), already_rotated=bool(getattr(net, "symmetrize", False)))
+        if views:
+            net = FlipAverage(net, views, *family.offset_channels())
+        else:
+            log.info("tta=%d: %s already averages the 180°-rotated frame; no view added", cfg.tta, ckpt.model)
     cast = _autocast_dtype(cfg.precision, amp, dev, ckpt.model)
     sim = ckpt.simulation or {}
     cam = get_camera(camera) if camera is not None else checkpoint_camera(ckpt)
@@ -503,6 +521,9 @@ def iter_predict(
         "source": "napari-smlm localize",
         "batch_size": int(batch_size),
     }
+    if int(cfg.tta) > 1:
+        meta["tta"] = int(cfg.tta)
+        meta["tta_views_added"] = len(views)
     if plan.tiles is not None:
         meta["tiles"] = len(plan.tiles)
     threads_before = torch.get_num_threads()

@@ -154,6 +154,8 @@ def _run_params(ckpt, movie, kw: dict) -> dict:
         "pixel_size_nm": kw.get("pixel_size_nm"),
         "camera": cam.to_dict() if hasattr(cam, "to_dict") else cam,
         "precision": kw.get("precision"),
+        # only when on: a partial file of a run without it (or of an older version) still resumes
+        **({"tta": int(kw["tta"])} if int(kw.get("tta") or 1) > 1 else {}),
     }
 
 

@@ -293,6 +293,11 @@ class ModelFamily(ABC):
     def default_threshold(self) -> float:
         return float(self.config.get("threshold", 0.5))
 
+    def offset_channels(self) -> tuple[list[int], list[int]]:
+        """Output channels holding x and y sub-pixel offsets (negated when a flipped view is
+        mirrored back, :mod:`napari_smlm.core.tta`); none for image-like outputs."""
+        return [], []
+
     def training_factors(self) -> dict[str, tuple[float, float]]:
         """How far training randomises the microscope around its simulation config.
 

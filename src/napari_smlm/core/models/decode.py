@@ -231,6 +231,11 @@ class DecodeFamily(DecodeTrainingData, DecodeInputAdaptation, ModelFamily):
     def channels(self) -> list[str]:
         return output_channels(self.config["heads"])
 
+    def offset_channels(self) -> tuple[list[int], list[int]]:
+        """The ``dx`` and ``dy`` channels (see :meth:`.ModelFamily.offset_channels`)."""
+        names = self.channels
+        return [k for k, c in enumerate(names) if c == "dx"], [k for k, c in enumerate(names) if c == "dy"]
+
     def split(self, output: torch.Tensor) -> dict[str, torch.Tensor]:
         """``{channel: (B, H, W)}`` views of a network output."""
         return split_output(output, self.config["heads"])

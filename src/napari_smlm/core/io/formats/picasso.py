@@ -69,7 +69,7 @@ _PICASSO_FILLED_KEY = "napari-smlm filled columns"
 #: ``meta`` keys that say what made a table (model, camera, threshold, post-processing steps): the writer
 #: records them in the YAML under :data:`PROVENANCE_KEY` (in the one document it writes, so that a plain
 #: ``yaml.safe_load`` still reads the file) and the reader puts them back in ``meta``: a re-export keeps them.
-PROVENANCE_FIELDS = ("model", "checkpoint_version", "camera", "threshold", "precision", "device", "postprocessing")
+PROVENANCE_FIELDS = ("model", "checkpoint_version", "camera", "threshold", "precision", "tta", "device", "postprocessing")
 PROVENANCE_KEY = "napari-smlm provenance"
 
 
