@@ -138,6 +138,11 @@ class InferenceConfig:
         Processes running on the same GPU at once (e.g. Dask workers on one device): each sizes
         its automatic batch and budget from ``1 / gpu_share`` of the share of free memory a lone
         run would take, so together they take no more than one run. Default 1.
+    pixel_size_source : str, optional
+        Where a given ``pixel_size_nm`` came from, recorded as the table's ``meta["pixel_size_source"]``;
+        default (None): ``"argument"``. A caller passing a value it assumed (the Reconstruction widget's
+        untouched field) says ``"default"``, and every export of the table says so
+        (:mod:`napari_smlm.core.io.pixel_size`).
     """
 
     camera: Camera | str | dict | None = None
@@ -157,6 +162,7 @@ class InferenceConfig:
     parallel: str = "auto"
     auto_batch: bool = True
     gpu_share: int = 1
+    pixel_size_source: str | None = None
 
     def __post_init__(self) -> None:
         if str(self.precision).lower() not in PRECISIONS:
@@ -458,11 +464,9 @@ def iter_predict(
     cast = _autocast_dtype(cfg.precision, amp, dev, ckpt.model)
     sim = ckpt.simulation or {}
     cam = get_camera(camera) if camera is not None else checkpoint_camera(ckpt)
-    if pixel_size_nm is None:
-        from .io.tiff import DEFAULT_PIXEL_SIZE_NM
+    from .io.pixel_size import run_pixel_size
 
-        pixel_size_nm = getattr(movie, "pixel_size_nm", None) or sim.get("pixel_size_nm") or DEFAULT_PIXEL_SIZE_NM
-    pixel_size_nm = float(pixel_size_nm)
+    pixel_size_nm, pixel_size_source = run_pixel_size(pixel_size_nm, movie, sim, cfg.pixel_size_source)
     if np.ndim(movie) == 2 if not hasattr(movie, "shape") else len(movie.shape) == 2:
         movie = np.asarray(movie)[None]
     n_frames = int(movie.shape[0])
@@ -496,6 +500,7 @@ def iter_predict(
         "checkpoint_version": ckpt.version,
         "camera": cam.to_dict(),
         "pixel_size_nm": pixel_size_nm,
+        "pixel_size_source": pixel_size_source,  # "model" / "default": assumed, and every export says so
         "image_shape": (H, W),
         "device": str(dev),
         "precision": _PRECISION_NAMES.get(cast, str(cast)),

@@ -56,6 +56,7 @@ import numpy as np
 import tifffile
 
 from .errors import SMLMFileError
+from .pixel_size import DEFAULT_PIXEL_SIZE_NM  # noqa: F401 - re-exported: its old home
 from .tiff_metadata import (  # noqa: F401 - re-exported: old import paths keep working
     _PLAUSIBLE_PX_NM, _UNIT_NM, _ome_pixel_size_nm, _pixel_size_from_tiff, _plausible, _unit_to_nm,
 )
@@ -83,9 +84,6 @@ logger = logging.getLogger(__name__)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
-#: Camera pixel size (nm) assumed when neither the caller nor the file gives one: the simulator's
-#: default and the training pixel size of every shipped model. Whoever assumes it says so.
-DEFAULT_PIXEL_SIZE_NM = 100.0
 
 #: What :func:`tiff_kind` answers.
 TIFF_KINDS = ("movie", "colour", "super_resolved", "float_image")
