@@ -3,6 +3,7 @@
 Every widget is opened with ``add_plugin_dock_widget``: it holds napari's ``PublicOnlyProxy`` of the viewer.
 
 * Ground truth and localizations were pre-selected as the same layer when no layer was marked as ground truth.
+* The model comparison's header was cut (behind a horizontal scroll bar) when the dock was narrow.
 """
 
 import numpy as np
@@ -100,3 +101,47 @@ def test_the_same_layer_for_both_is_refused_with_a_message(viewer):
     assert not w.evaluate_button.isEnabled() and "same layer" in w.note.text()
     n = len(_errors())
     assert w.evaluate() is None and len(_errors()) == n + 1 and "same layer" in _errors()[-1]
+
+
+# ============================================================================ narrow dock
+def _narrowest(qtbot, viewer, w, dock):
+    from qtpy.QtCore import Qt
+
+    viewer.window.show()
+    win = w.window()
+    win.resizeDocks([dock], [1], Qt.Orientation.Horizontal)  # as narrow as the dock goes
+    qtbot.waitUntil(lambda: dock.width() <= w.minimumSizeHint().width() + 2 and w.isVisible())
+
+
+def _check_fits(table, stretch=0):
+    """Every header readable, every row shown, nothing behind a scroll bar."""
+    hh = table.horizontalHeader()
+    assert hh.length() <= table.viewport().width()  # no column outside the table
+    assert not table.horizontalScrollBar().isVisible() and not table.verticalScrollBar().isVisible()
+    fm = hh.fontMetrics()
+    for j in range(table.columnCount()):
+        label = table.horizontalHeaderItem(j).text()
+        assert table.horizontalHeaderItem(j).toolTip()
+        if j != stretch:
+            assert hh.sectionSize(j) >= fm.horizontalAdvance(label), label  # the whole header shows
+    assert table.viewport().height() >= sum(table.rowHeight(i) for i in range(table.rowCount()))
+
+
+def test_the_model_comparison_and_metric_tables_fit_a_narrow_dock(qtbot, viewer):
+    truth, found = _add(viewer, "truth", kind="ground_truth"), _add(viewer, "found", seed=1)
+    dock, w = _evaluation(viewer)
+    _narrowest(qtbot, viewer, w, dock)
+    models = ["decode", "decode3d", "deep-storm", "drl-storm", "fid-storm", "skip-storm", "srcnn", "u-storm",
+              "picasso (baseline)"]
+    w.benchmark_rows = [{"model": m, "jaccard_percent_greedy": 61.2 + i, "rmse_lateral_nm_greedy": 31.7 + i,
+                         "efficiency_lateral_greedy": 48.2 - i, "ssim": 0.8123, "frames_per_s": 123.4 * (i + 1)}
+                        for i, m in enumerate(models)]
+    w._fill_benchmark_table()
+    assert w.evaluate() is not None
+    qtbot.waitUntil(lambda: w.benchmark_table.isVisible())
+    t = w.benchmark_table
+    _check_fits(t)
+    assert t.item(8, 0).toolTip() == "picasso (baseline)"  # elided in the cell, whole on hover
+    assert t.item(8, 5).text() == "1111"  # not 1.11e+03
+    _check_fits(w.table)
+    assert w.table.rowCount() >= 10

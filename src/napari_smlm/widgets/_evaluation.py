@@ -21,22 +21,11 @@ import logging
 import math
 from typing import Any
 
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (
-    QComboBox,
-    QFormLayout,
-    QGroupBox,
-    QHeaderView,
-    QLineEdit,
-    QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
-    QWidget,
-)
+from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLineEdit, QPushButton, QWidget
 
 from .. import _layers
-from ._base import LayerPicker, SmlmDockWidget, dspin, notify_error, notify_warning, wrap_label
-from ._evaluation_models import BENCH_SHOWN, ModelComparison, _fmt  # noqa: F401 - BENCH_SHOWN, _fmt: old import paths
+from ._base import LayerPicker, ResultTable, SmlmDockWidget, dspin, notify_error, notify_warning, wrap_label
+from ._evaluation_models import BENCH_SHOWN, ModelComparison, _fmt  # noqa: F401 - _fmt: old import path
 from ._state import TaskStatus
 
 __all__ = ["EvaluationWidget"]
@@ -80,18 +69,12 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
         self.benchmark_stop.setEnabled(False)
         self.status = TaskStatus()  # this widget's own run (the model comparison)
         self.status_label = wrap_label("")
-        self.benchmark_table = QTableWidget(0, len(BENCH_SHOWN))
-        self.benchmark_table.setHorizontalHeaderLabels([h for h, _, _ in BENCH_SHOWN])
-        self.benchmark_table.verticalHeader().setVisible(False)
+        # both tables fit the dock's width (a narrow dock cut the comparison's headers behind a scroll bar)
+        self.benchmark_table = ResultTable([h for h, _, _, _ in BENCH_SHOWN], tips=[t for _, _, _, t in BENCH_SHOWN])
         self.benchmark_table.setVisible(False)  # no empty box pushing the metrics down before a comparison ran
         self.benchmark_rows: list[dict] = []
 
-        self.table = QTableWidget(0, 2)
-        self.table.setHorizontalHeaderLabels(["metric", "value"])
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
-        self.table.verticalHeader().setVisible(False)
-        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table = ResultTable(["metric", "value"])
         self.note = wrap_label()
         self.note.setStyleSheet("color: gray;")
 
@@ -314,13 +297,7 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
         if im:
             rows += [("SSIM (image)", _fmt(im["ssim"])), ("NMSE (image)", _fmt(im["nmse"])),
                      ("Pearson r (image)", _fmt(im.get("pearson")))]
-        self.table.setRowCount(len(rows))
-        for i, (k, v) in enumerate(rows):
-            self.table.setItem(i, 0, QTableWidgetItem(k))
-            self.table.setItem(i, 1, QTableWidgetItem(v))
-        # show every row: the widget scrolls as a whole, the table does not
-        h = self.table.horizontalHeader().height() + sum(self.table.rowHeight(i) for i in range(len(rows)))
-        self.table.setFixedHeight(h + 2 * self.table.frameWidth())
+        self.table.set_rows(rows)  # every row: the widget scrolls as a whole, the table does not
 
 
 def _marked_ground_truth(layer: Any) -> bool:
