@@ -1,7 +1,8 @@
 """What a TIFF becomes (session-12 review of the walk-through): short movies, no pixel size, float images.
 
 * A ``(3|4, H, W)`` integer stack is 3 or 4 frames, in the core (``open_movie``, the CLI) and in
-  napari's reader, however tifffile stored it (planar "RGB", ImageJ grayscale "channels");
+  napari's reader, however tifffile stored it (planar "RGB", ImageJ grayscale "channels", OME channels that nothing
+  describes); an OME-TIFF along T (or Z) is frames;
   interleaved RGB stays colour, an ImageJ colour composite or any C-stack Fiji saved stays multi-channel (an error).
 * A movie without a pixel size is shown at the default 100 nm, says so, and every layer is in nm.
 * A float 2-D TIFF is a super-resolved image only when napari-smlm wrote it; any other is an image.
@@ -84,6 +85,56 @@ def test_real_colour_stays_colour(tmp_path):
     assert ei.value.path == str(comp)
 
 
+@pytest.mark.parametrize("n", [2, 3, 4])
+@pytest.mark.parametrize(
+    "metadata",
+    [None, {"axes": "TYX"}, {"axes": "ZYX"}, {"PhysicalSizeX": 0.16, "PhysicalSizeY": 0.16},
+     {"axes": "TYX", "PhysicalSizeX": 0.16, "PhysicalSizeY": 0.16}],
+    ids=["unlabelled", "T", "Z", "unlabelled-px", "T-px"],
+)
+def test_short_ome_tiff_is_frames(tmp_path, n, metadata):
+    """tifffile labels an OME stack without axes as ``SizeC=n`` channels that nothing describes: frames
+    (was "multi-channel image"); T, and Z used as time, stay frames."""
+    frames = _frames(n)
+    p = _imwrite(tmp_path / "short.ome.tif", frames, ome=True, **({"metadata": metadata} if metadata else {}))
+    with tifffile.TiffFile(p) as tif:
+        assert tif.is_ome and tif.series[0].shape == (n, 24, 20)
+        assert tif.series[0].axes == ("CYX" if not metadata or "axes" not in metadata else metadata["axes"])
+    assert tiff_kind(p) == "movie"
+    m = open_movie(p)
+    assert m.shape == (n, 24, 20)
+    np.testing.assert_array_equal(np.asarray(m), frames)
+    if metadata and "PhysicalSizeX" in metadata:
+        assert m.pixel_size_nm == pytest.approx(160.0) and m.pixel_size_source == "ome"
+    else:
+        assert m.pixel_size_nm is None
+
+
+def test_ome_tiff_with_real_channels_stays_channels(tmp_path):
+    import re
+
+    frames = _frames(3)
+    # channels that say what they are (a name): real channels
+    named = _imwrite(tmp_path / "named.ome.tif", frames, ome=True,
+                     metadata={"axes": "CYX", "Channel": {"Name": ["DAPI", "GFP", "RFP"]}})
+    with pytest.raises(SMLMFileError, match=r"multi-channel image \(axes CYX") as ei:
+        open_movie(named)
+    assert ei.value.path == str(named)
+    # the same unnamed channels written by another program (Bio-Formats): real channels
+    with tifffile.TiffFile(_imwrite(tmp_path / "t.ome.tif", frames, ome=True)) as tif:
+        xml = re.sub(r'Creator="[^"]*"', 'Creator="OME Bio-Formats 6.11.1"', tif.ome_metadata)
+    bf = _imwrite(tmp_path / "bioformats.ome.tif", frames, photometric="minisblack", description=xml, metadata=None)
+    with tifffile.TiffFile(bf) as tif:
+        assert tif.is_ome and tif.series[0].axes == "CYX"
+    with pytest.raises(SMLMFileError, match="multi-channel"):
+        open_movie(bf)
+    # interleaved RGB in an OME-TIFF: colour
+    rgb = _imwrite(tmp_path / "rgb.ome.tif", np.zeros((16, 16, 3), np.uint8), ome=True, photometric="rgb")
+    assert tiff_kind(rgb) == "colour"
+    with pytest.raises(SMLMFileError, match="RGB"):
+        open_movie(rgb)
+
+
 def test_cli_localize_reads_a_3_frame_movie(tmp_path):
     from napari_smlm.cli import main
     from napari_smlm.core.checkpoint import shipped_models
@@ -133,6 +184,18 @@ def test_napari_reader_opens_a_short_stack_as_frames(viewer, tmp_path, n):
     (layer,) = _open(viewer, p)
     assert not layer.rgb and layer.data.shape == (n, 24, 20)
     assert layer.metadata["smlm_kind"] == "movie" and layer.metadata["n_frames"] == n
+    np.testing.assert_array_equal(np.asarray(layer.data), frames)
+
+
+def test_napari_reader_opens_a_short_ome_tiff_as_frames(viewer, tmp_path):
+    from napari_smlm._reader import get_movie_reader
+
+    frames = _frames(3)
+    p = _imwrite(tmp_path / "short.ome.tif", frames, ome=True, metadata={"PhysicalSizeX": 0.16, "PhysicalSizeY": 0.16})
+    assert callable(get_movie_reader(str(p)))
+    (layer,) = _open(viewer, p)  # was "multi-channel image"
+    assert not layer.rgb and layer.data.shape == (3, 24, 20) and layer.metadata["n_frames"] == 3
+    np.testing.assert_allclose(layer.scale, (1, 160, 160))
     np.testing.assert_array_equal(np.asarray(layer.data), frames)
 
 

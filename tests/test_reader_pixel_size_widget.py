@@ -74,3 +74,49 @@ def test_a_pixel_size_the_user_set_survives_opening_a_movie_without_one(viewer, 
     assert w.movie_picker.value is with_px and w.pixel_size.value() == pytest.approx(107.0)
     w.movie_picker.value = layer  # back to the movie without one: the field keeps the last known value
     assert w.pixel_size.value() == pytest.approx(107.0)
+
+
+def test_export_after_a_run_at_the_assumed_pixel_size_says_so(viewer, qtbot, tmp_path, toy_checkpoint):  # noqa: F811
+    """The walk-through: a Picasso export after a run at the assumed 100 nm did not say it was assumed."""
+    import yaml
+
+    from test_widgets import SIM
+
+    from napari_smlm.core.io.formats.picasso import PIXEL_SIZE_NOTE_KEY, picasso_yaml_path
+
+    frames, _ = simulate(SIM.replace(n_frames=4))
+    w = _dock(viewer, "Reconstruction")
+    layer = w.open_movie(write_movie(tmp_path / "nopx.tif", frames))
+    _reconstruct(qtbot, w, layer, toy_checkpoint)  # the Pixel size field untouched: 100 nm assumed
+    assert w.localizations().meta["pixel_size_source"] == "default"
+    out = w.export_localizations(tmp_path / "a_locs.hdf5")
+    doc = list(yaml.safe_load_all(picasso_yaml_path(out).read_text()))[-1]
+    assert doc["Pixelsize"] == DEFAULT_PIXEL_SIZE_NM and "assumed" in doc[PIXEL_SIZE_NOTE_KEY]
+    said = _warnings_about("a_locs.hdf5")
+    assert said and "assumed" in said[-1] and "Exported" in said[-1]
+    # napari's Save Selected Layers (our writer) of the points says it too
+    from napari.plugins.io import save_layers
+
+    points = w.result_layers()["points"]
+    (_, yml) = save_layers(str(tmp_path / "saved_locs.hdf5"), [points], plugin="napari-smlm")
+    assert "assumed" in list(yaml.safe_load_all(open(yml, encoding="utf-8")))[-1][PIXEL_SIZE_NOTE_KEY]
+
+    # the user sets the camera's pixel size: the next export has nothing to say
+    w.pixel_size.setValue(160.0)
+    _reconstruct(qtbot, w, layer, None)
+    out = w.export_localizations(tmp_path / "b_locs.hdf5")
+    doc = list(yaml.safe_load_all(picasso_yaml_path(out).read_text()))[-1]
+    assert doc["Pixelsize"] == 160.0 and PIXEL_SIZE_NOTE_KEY not in doc
+    assert not _warnings_about("b_locs.hdf5")
+
+
+def test_a_pixel_size_from_the_file_is_not_assumed(viewer, qtbot, tmp_path, toy_checkpoint):  # noqa: F811
+    from test_widgets import SIM
+
+    frames, _ = simulate(SIM.replace(n_frames=4))
+    w = _dock(viewer, "Reconstruction")
+    layer = w.open_movie(write_movie(tmp_path / "px.tif", frames, pixel_size_nm=100.0))  # the default's value, read
+    _reconstruct(qtbot, w, layer, toy_checkpoint)
+    assert w.localizations().meta["pixel_size_source"] == "description"
+    w.export_localizations(tmp_path / "a.csv")
+    assert not _warnings_about("a.csv")

@@ -79,16 +79,33 @@ def _resolve_model(args):
     return resolve_checkpoint(name)
 
 
-def _warn_assumed_pixel_size(args, movie, ckpt) -> None:
-    """Say so when neither ``--pixel-size`` nor the file gives the pixel size (every nm depends on it)."""
-    if args.pixel_size is not None or getattr(movie, "pixel_size_nm", None):
-        return
-    from .core.io.tiff import DEFAULT_PIXEL_SIZE_NM
+def _warn_assumed_pixel_size(args, movie, ckpt) -> str | None:
+    """Say so when neither ``--pixel-size`` nor the file gives the pixel size (every nm depends on it).
 
-    px = (ckpt.simulation or {}).get("pixel_size_nm") or DEFAULT_PIXEL_SIZE_NM
+    Returns the note that the outputs record (:func:`~napari_smlm.core.io.pixel_size.assumed_pixel_size_note`),
+    or None when the pixel size was given or read; :func:`_said_assumed_pixel_size` repeats it at the end.
+    """
+    from .core.io.pixel_size import assumed_pixel_size_note, run_pixel_size
+
+    px, source = run_pixel_size(args.pixel_size, movie, ckpt.simulation)
+    note = assumed_pixel_size_note({"pixel_size_nm": px, "pixel_size_source": source})
+    if note is None:
+        return None
     name = Path(movie.paths[0]).name if len(movie.paths) == 1 else f"{len(movie.paths)} files"
-    print(f"warning: {name}: the file gives no pixel size; assuming {float(px):g} nm (the model's training pixel "
-          "size) for every position in nm: pass --pixel-size NM", file=sys.stderr)
+    why = "the model's training pixel size" if source == "model" else "napari-smlm's default"
+    print(f"warning: {name}: the file gives no pixel size; assuming {float(px):g} nm ({why}) for every position "
+          "in nm: pass --pixel-size NM", file=sys.stderr)
+    return note
+
+
+def _said_assumed_pixel_size(note: str | None, output: Path, record: Path | None = None) -> None:
+    """After the outputs are written: where the assumed pixel size is recorded (stderr)."""
+    if note is None:
+        return
+    from .core.io.formats.picasso import picasso_yaml_path
+
+    where = record if record is not None else picasso_yaml_path(output) if output.suffix.lower() in (".hdf5", ".h5") else None
+    print(f"warning: {note}" + (f" (recorded in {where.name})" if where is not None else ""), file=sys.stderr)
 
 
 #: ``localize --batch-size`` default of the in-memory path off CUDA (issue 16: decode's network ran ~6 % less CPU
@@ -134,7 +151,7 @@ def cmd_localize(args) -> int:
     from .core.inference import InferenceConfig, collect_predictions, iter_predict
 
     ckpt = _resolve_model(args)
-    _warn_assumed_pixel_size(args, movie, ckpt)
+    px_note = _warn_assumed_pixel_size(args, movie, ckpt)
     cam = _camera_from_args(args, ckpt)
     start, stop = (args.frames if args.frames else (0, None))
     from .core.device import torch_threads
@@ -186,6 +203,7 @@ def cmd_localize(args) -> int:
         _write_json(record, localize_record(locs, out, movie=movie.paths, checkpoint=args.checkpoint,
                                             frames_done=(start, start + n), render=r, elapsed_s=el))
         print(f"record: {record}")
+    _said_assumed_pixel_size(px_note, out, record)
     _cli_process.outputs_done()  # everything written, closed and renamed (atomic_path)
     return _interrupted_rc(f"{len(locs)} localizations of the frames done kept in {out}")
 

@@ -82,10 +82,10 @@ def cmd_localize_runner(args) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    from ._cli_localize import _resolve_model, _warn_assumed_pixel_size
+    from ._cli_localize import _resolve_model, _said_assumed_pixel_size, _warn_assumed_pixel_size
 
     ckpt = _resolve_model(args)
-    _warn_assumed_pixel_size(args, movie, ckpt)
+    px_note = _warn_assumed_pixel_size(args, movie, ckpt)
     start, stop = (args.frames if args.frames else (0, None))
     t0 = time.perf_counter()
     STOP.poll()
@@ -110,6 +110,7 @@ def cmd_localize_runner(args) -> int:
           f"{last.n_done / max(el, 1e-9):.1f} frames/s, model {ckpt.model})")
     if args.render:
         _render(args, out, movie, last, ckpt.model)
+    _said_assumed_pixel_size(px_note, out)
     if last.kind == "stopped":
         return _interrupted_rc(f"frames up to {last.frames_done} kept in {out}; continue with --resume")
     return 0

@@ -233,7 +233,7 @@ def points_to_localizations(
         cols[str(c)] = feats[c].to_numpy()
     md = dict(metadata or {})
     meta = _plain_meta(md.get("localizations_meta") or {})
-    for k in ("pixel_size_nm", "image_shape", "n_frames"):
+    for k in ("pixel_size_nm", "pixel_size_source", "image_shape", "n_frames"):
         if md.get(k) is not None:
             meta[k] = md[k]
     return Localizations(cols, meta)

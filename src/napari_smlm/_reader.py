@@ -258,8 +258,8 @@ def read_localization_file(path: str | list[str]) -> list[tuple]:
 
 
 def _is_ground_truth(path: str, locs) -> bool:
-    """Heuristic for the colour only: ground-truth formats (SMLM-2016, NAIRR-SMLM) and files
-    named like ground truth."""
+    """Heuristic for the colour and the Evaluation dock's first pick: ground-truth formats (SMLM-2016,
+    NAIRR-SMLM) and files named like ground truth."""
     from .core.io.formats import FORMATS
 
     fmt = FORMATS.get(locs.meta.get("format"))

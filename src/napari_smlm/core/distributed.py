@@ -271,7 +271,8 @@ def localize_many(
     from distributed import Client, LocalCluster, as_completed
 
     from .io.stream import LocStreamWriter, partial_path, read_progress
-    from .io.tiff import DEFAULT_PIXEL_SIZE_NM, open_movie
+    from .io.pixel_size import run_pixel_size
+    from .io.tiff import open_movie
 
     t0 = time.perf_counter()
     specs = [[str(movie)] if isinstance(movie, (str, os.PathLike)) else [str(p) for p in movie] for movie in movies]
@@ -312,8 +313,8 @@ def localize_many(
         for spec, out in zip(specs, outs):
             mv = open_movie(spec, pixel_size_nm=predict_kwargs.get("pixel_size_nm"))
             n, H, W = (int(v) for v in mv.shape)
-            px = (predict_kwargs.get("pixel_size_nm") or mv.pixel_size_nm
-                  or (ckpt.simulation or {}).get("pixel_size_nm") or DEFAULT_PIXEL_SIZE_NM)
+            px, px_source = run_pixel_size(predict_kwargs.get("pixel_size_nm"), mv, ckpt.simulation,
+                                           predict_kwargs.get("pixel_size_source"))
             u = fam.upsampling if fam.upsampling > 1 else int(predict_kwargs.get("sr_upsampling", 8))
             first = 0
             if resume:
@@ -327,7 +328,8 @@ def localize_many(
             cols = _model_columns(ckpt)
             w = LocStreamWriter(out, columns=cols, pixel_size_nm=float(px), image_shape=(H, W), n_frames=n, start=0, stop=n,
                                 run=_run_params(ckpt, mv, predict_kwargs), sr_shape=(H * u, W * u) if render else None,
-                                sr_pixel_size_nm=float(px) / u, resume=resume, source=spec[0] if len(spec) == 1 else None)
+                                sr_pixel_size_nm=float(px) / u, resume=resume, source=spec[0] if len(spec) == 1 else None,
+                                pixel_size_source=px_source)
             writers.append(w)
             plans.append(plan)
             total += n

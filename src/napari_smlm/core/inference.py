@@ -142,6 +142,11 @@ class InferenceConfig:
         Test-time augmentation (:mod:`napari_smlm.core.tta`): the network's output averaged over
         this many views of each frame (``2``: with its 180° rotation, ``4``: with both mirrors
         too); 2× or 4× the network time. Default 1 (off).
+    pixel_size_source : str, optional
+        Where a given ``pixel_size_nm`` came from, recorded as the table's ``meta["pixel_size_source"]``;
+        default (None): ``"argument"``. A caller passing a value it assumed (the Reconstruction widget's
+        untouched field) says ``"default"``, and every export of the table says so
+        (:mod:`napari_smlm.core.io.pixel_size`).
     """
 
     camera: Camera | str | dict | None = None
@@ -162,6 +167,7 @@ class InferenceConfig:
     auto_batch: bool = True
     gpu_share: int = 1
     tta: int = 1
+    pixel_size_source: str | None = None
 
     def __post_init__(self) -> None:
         from .tta import TTA_CHOICES
@@ -476,11 +482,9 @@ def iter_predict(
     cast = _autocast_dtype(cfg.precision, amp, dev, ckpt.model)
     sim = ckpt.simulation or {}
     cam = get_camera(camera) if camera is not None else checkpoint_camera(ckpt)
-    if pixel_size_nm is None:
-        from .io.tiff import DEFAULT_PIXEL_SIZE_NM
+    from .io.pixel_size import run_pixel_size
 
-        pixel_size_nm = getattr(movie, "pixel_size_nm", None) or sim.get("pixel_size_nm") or DEFAULT_PIXEL_SIZE_NM
-    pixel_size_nm = float(pixel_size_nm)
+    pixel_size_nm, pixel_size_source = run_pixel_size(pixel_size_nm, movie, sim, cfg.pixel_size_source)
     if np.ndim(movie) == 2 if not hasattr(movie, "shape") else len(movie.shape) == 2:
         movie = np.asarray(movie)[None]
     n_frames = int(movie.shape[0])
@@ -514,6 +518,7 @@ def iter_predict(
         "checkpoint_version": ckpt.version,
         "camera": cam.to_dict(),
         "pixel_size_nm": pixel_size_nm,
+        "pixel_size_source": pixel_size_source,  # "model" / "default": assumed, and every export says so
         "image_shape": (H, W),
         "device": str(dev),
         "precision": _PRECISION_NAMES.get(cast, str(cast)),

@@ -219,10 +219,10 @@ def iter_localize_stream(
         raise ValueError(f"empty frame range {start}:{stop} for a movie of {n_frames} frames")
     batch = effective_batch_size(ckpt, (H, W), stream_batch(predict_kwargs))
     # the first batch tells the columns and the SR grid; it is also the first chunk's first batch
-    from .io.tiff import DEFAULT_PIXEL_SIZE_NM
+    from .io.pixel_size import run_pixel_size
 
-    px = (predict_kwargs.get("pixel_size_nm") or getattr(movie, "pixel_size_nm", None)
-          or (ckpt.simulation or {}).get("pixel_size_nm") or DEFAULT_PIXEL_SIZE_NM)
+    px, px_source = run_pixel_size(predict_kwargs.get("pixel_size_nm"), movie, ckpt.simulation,
+                                   predict_kwargs.get("pixel_size_source"))
     fam = ckpt.family()
     u = fam.upsampling if fam.upsampling > 1 else int(predict_kwargs.get("sr_upsampling", 8))
     writer = None
@@ -236,6 +236,7 @@ def iter_localize_stream(
         return LocStreamWriter(
             output, columns=columns, pixel_size_nm=float(px), image_shape=(H, W), n_frames=n_frames, start=start,
             stop=stop, run=run, sr_shape=(H * u, W * u), sr_pixel_size_nm=float(px) / u, resume=resume, source=source,
+            pixel_size_source=px_source,
         )
 
     from .io.stream import partial_path, read_progress

@@ -15,11 +15,12 @@ from typing import Any
 from qtpy.QtCore import QEvent, QSize, Qt, QTimer, Signal
 from qtpy.QtWidgets import QFrame, QScrollArea, QVBoxLayout, QWidget
 
-from ._controls import LayerPicker, dspin, spin, wrap_label
+from ._controls import LayerPicker, ResultTable, dspin, spin, wrap_label
 from ._notify import error_reason, notify_error, notify_info, notify_warning
 
 __all__ = [
     "LayerPicker",
+    "ResultTable",
     "ScrollingDock",
     "SmlmDockWidget",
     "spin",

@@ -1,16 +1,17 @@
-"""Small input controls the widgets share: spin boxes, a wrapping label, a file-path field, a layer picker."""
+"""Small controls the widgets share: spin boxes, a wrapping label, a file-path field, a layer picker, a result table."""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from qtpy.QtCore import Qt, Signal
+from qtpy.QtCore import QEvent, Qt, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QHBoxLayout,
+    QHeaderView,
     QLabel,
     QLineEdit,
     QPushButton,
@@ -19,10 +20,12 @@ from qtpy.QtWidgets import (
     QStyle,
     QStyleOptionComboBox,
     QStylePainter,
+    QTableWidget,
+    QTableWidgetItem,
     QWidget,
 )
 
-__all__ = ["LayerPicker", "PathField", "PSF_FILES", "spin", "dspin", "wrap_label"]
+__all__ = ["LayerPicker", "PathField", "PSF_FILES", "ResultTable", "spin", "dspin", "wrap_label"]
 
 
 def _bounded(w: Any, value: float, lo: float, hi: float, step: float, suffix: str, tip: str) -> Any:
@@ -248,3 +251,54 @@ class LayerPicker(QComboBox):
             e.disconnect(self._on_layers_changed)
         for layer in viewer.layers:
             layer.events.name.disconnect(self._on_layers_changed)
+
+
+class ResultTable(QTableWidget):
+    """A read-only table of results in a dock that never scrolls on its own: the dock scrolls as a whole.
+
+    Its width follows the dock: every column is as wide as its contents and header, except ``stretch``,
+    which takes what is left and elides long texts in the middle; no horizontal scroll bar hides a
+    column or cuts a header. Every cell's tooltip holds its whole text, every header's its ``tips``
+    entry (or its whole label). Its height shows every row (:meth:`set_rows`).
+    """
+
+    def __init__(self, headers: Sequence[str], stretch: int = 0, tips: Sequence[str] | None = None,
+                 parent: QWidget | None = None):
+        super().__init__(0, len(headers), parent)
+        self.setHorizontalHeaderLabels(list(headers))
+        hh = self.horizontalHeader()
+        for j, label in enumerate(headers):
+            hh.setSectionResizeMode(j, QHeaderView.ResizeMode.Stretch if j == stretch else
+                                    QHeaderView.ResizeMode.ResizeToContents)
+            self.horizontalHeaderItem(j).setToolTip(tips[j] if tips else label)
+        hh.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.verticalHeader().setVisible(False)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setEditTriggers(QTableWidget.EditTrigger.NoEditTriggers)
+        self.setTextElideMode(Qt.TextElideMode.ElideMiddle)
+        self.setWordWrap(False)
+        self.set_rows([])
+
+    def set_rows(self, rows: Sequence[Sequence[str]]) -> None:
+        """Show ``rows`` (texts, one per column), all of them: the table is as tall as its rows."""
+        self.setRowCount(len(rows))
+        for i, row in enumerate(rows):
+            for j, text in enumerate(row):
+                item = QTableWidgetItem(str(text))
+                item.setToolTip(str(text))
+                self.setItem(i, j, item)
+        self._fit_height()
+
+    def _fit_height(self) -> None:
+        h = self.horizontalHeader().sizeHint().height() + sum(self.rowHeight(i) for i in range(self.rowCount()))
+        self.setFixedHeight(h + 2 * self.frameWidth())
+
+    def event(self, e: QEvent) -> bool:  # Qt API
+        # napari's style sheet reaches the table when it is first shown (or the theme changes): rows and
+        # header get their final heights only then, and the table must still show all of them
+        if e.type() in (QEvent.Type.Polish, QEvent.Type.StyleChange, QEvent.Type.FontChange, QEvent.Type.Show):
+            handled = super().event(e)
+            self._fit_height()
+            return handled
+        return super().event(e)

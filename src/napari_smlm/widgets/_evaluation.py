@@ -21,22 +21,11 @@ import logging
 import math
 from typing import Any
 
-from qtpy.QtCore import Qt
-from qtpy.QtWidgets import (
-    QComboBox,
-    QFormLayout,
-    QGroupBox,
-    QHeaderView,
-    QLineEdit,
-    QPushButton,
-    QTableWidget,
-    QTableWidgetItem,
-    QWidget,
-)
+from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLineEdit, QPushButton, QWidget
 
 from .. import _layers
-from ._base import LayerPicker, SmlmDockWidget, dspin, notify_error, notify_warning, wrap_label
-from ._evaluation_models import BENCH_SHOWN, ModelComparison, _fmt  # noqa: F401 - BENCH_SHOWN, _fmt: old import paths
+from ._base import LayerPicker, ResultTable, SmlmDockWidget, dspin, notify_error, notify_warning, wrap_label
+from ._evaluation_models import BENCH_SHOWN, ModelComparison, _fmt  # noqa: F401 - _fmt: old import path
 from ._state import TaskStatus
 
 __all__ = ["EvaluationWidget"]
@@ -53,8 +42,10 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
         super().__init__(napari_viewer, parent)
         from napari.layers import Image, Points
 
-        self.gt_picker = LayerPicker(napari_viewer, (Points,))
-        self.pred_picker = LayerPicker(napari_viewer, (Points,))
+        # Never the same layer for both unless the user picks it: ground truth is a layer marked so (the reader
+        # marks SMLM-2016 / NAIRR files and "*positions*", "*ground_truth*" names) or none; localizations any other.
+        self.gt_picker = LayerPicker(napari_viewer, (Points,), optional=True, prefer=_marked_ground_truth)
+        self.pred_picker = LayerPicker(napari_viewer, (Points,), optional=True, prefer=self._could_be_localizations)
         self.tolerance = dspin(250.0, 1.0, 10000.0, 10.0, 1, " nm", "Largest lateral distance of a match")
         self.method = QComboBox()
         self.method.addItems(["greedy", "hungarian"])
@@ -78,18 +69,12 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
         self.benchmark_stop.setEnabled(False)
         self.status = TaskStatus()  # this widget's own run (the model comparison)
         self.status_label = wrap_label("")
-        self.benchmark_table = QTableWidget(0, len(BENCH_SHOWN))
-        self.benchmark_table.setHorizontalHeaderLabels([h for h, _, _ in BENCH_SHOWN])
-        self.benchmark_table.verticalHeader().setVisible(False)
+        # both tables fit the dock's width (a narrow dock cut the comparison's headers behind a scroll bar)
+        self.benchmark_table = ResultTable([h for h, _, _, _ in BENCH_SHOWN], tips=[t for _, _, _, t in BENCH_SHOWN])
         self.benchmark_table.setVisible(False)  # no empty box pushing the metrics down before a comparison ran
         self.benchmark_rows: list[dict] = []
 
-        self.table = QTableWidget(0, 2)
-        self.table.setHorizontalHeaderLabels(["metric", "value"])
-        self.table.horizontalHeader().setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
-        self.table.verticalHeader().setVisible(False)
-        self.table.setVerticalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.table = ResultTable(["metric", "value"])
         self.note = wrap_label()
         self.note.setStyleSheet("color: gray;")
 
@@ -142,8 +127,12 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
     def invalid_reason(self) -> str | None:
         """Why the localization pick cannot be evaluated (None when it can)."""
         gt, pred = self.gt_picker.value, self.pred_picker.value
-        if gt is None or pred is None:
+        if gt is None and pred is None:
             return "Choose a ground-truth points layer and a localization points layer."
+        if gt is None:
+            return "Choose the ground-truth points layer: no layer is marked as ground truth."
+        if pred is None:
+            return "Choose a localization points layer (not the ground truth)."
         if _layers.same_layer(gt, pred):
             return "Ground truth and localizations are the same layer; choose two different layers."
         return None
@@ -166,13 +155,19 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
         self.evaluate_button.setToolTip(reason or "Match the localizations to the ground truth, frame by frame")
         self.note.setText(reason or "")
 
+    def _could_be_localizations(self, layer: Any) -> bool:
+        """The localization picker's choice when it has none: a layer neither marked nor picked as ground truth."""
+        return not _marked_ground_truth(layer) and not _layers.same_layer(layer, self.gt_picker.value)
+
     def _preselect(self) -> None:
-        """Pick a ground-truth layer and a different localization layer when the names tell."""
-        layers = self.gt_picker._layers
-        gt = next((la for la in layers if la.metadata.get("smlm_kind") == "ground_truth"), None)
-        pred = next((la for la in layers if la.metadata.get("smlm_kind") == "localizations"), None)
-        if gt is not None:
-            self.gt_picker.value = gt
+        """Pick a ground-truth layer and a different localization layer when the layers' kinds tell.
+
+        Ground truth: the topmost layer marked so, else none (the user says which); localizations: the
+        topmost layer marked so, else any other (the pickers' ``prefer``). Never the same layer for both.
+        """
+        gt = self.gt_picker.value
+        pred = next((la for la in self.pred_picker._layers if la is not None and not _layers.same_layer(la, gt)
+                     and la.metadata.get("smlm_kind") == "localizations"), None)
         if pred is not None:
             self.pred_picker.value = pred
         sr = next((la for la in self.sr_picker._layers if la.metadata.get("smlm_kind") == "super_resolved"), None)
@@ -190,10 +185,9 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
     # ================================================================ localizations
     def _tables(self):
         gt_layer, pred_layer = self.gt_picker.value, self.pred_picker.value
-        if gt_layer is None or pred_layer is None:
-            raise ValueError("Choose a ground-truth points layer and a localization points layer.")
-        if gt_layer is pred_layer:
-            raise ValueError("Ground truth and localizations are the same layer; choose two different layers.")
+        reason = self.invalid_reason()  # none picked, or the same layer for both (through napari's proxies too)
+        if reason:
+            raise ValueError(reason)
         gt = _layers.layer_to_localizations(gt_layer)
         pred = _layers.layer_to_localizations(pred_layer)
         rng = pred_layer.metadata.get("frame_range")
@@ -303,13 +297,11 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
         if im:
             rows += [("SSIM (image)", _fmt(im["ssim"])), ("NMSE (image)", _fmt(im["nmse"])),
                      ("Pearson r (image)", _fmt(im.get("pearson")))]
-        self.table.setRowCount(len(rows))
-        for i, (k, v) in enumerate(rows):
-            self.table.setItem(i, 0, QTableWidgetItem(k))
-            self.table.setItem(i, 1, QTableWidgetItem(v))
-        # show every row: the widget scrolls as a whole, the table does not
-        h = self.table.horizontalHeader().height() + sum(self.table.rowHeight(i) for i in range(len(rows)))
-        self.table.setFixedHeight(h + 2 * self.table.frameWidth())
+        self.table.set_rows(rows)  # every row: the widget scrolls as a whole, the table does not
+
+
+def _marked_ground_truth(layer: Any) -> bool:
+    return (getattr(layer, "metadata", None) or {}).get("smlm_kind") == "ground_truth"
 
 
 def _is_finite(v: Any) -> bool:

@@ -12,8 +12,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from qtpy.QtWidgets import QTableWidgetItem
-
 from .. import _layers
 from ..core.progress import UpdateKind
 from ._base import notify_error
@@ -22,15 +20,23 @@ __all__ = ["ModelComparison", "BENCH_SHOWN"]
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
+    """``digits`` significant digits; a whole number once it has more digits (1110 frames/s, not 1.11e+03)."""
     if isinstance(v, float):
-        return "n/a" if not math.isfinite(v) else f"{v:.{digits}g}" if abs(v) < 1e4 else f"{v:.0f}"
+        if not math.isfinite(v):
+            return "n/a"
+        text = f"{v:.{digits}g}"
+        return f"{v:.0f}" if "e+" in text else text
     return str(v)
 
 
-#: Columns of the model comparison shown in the dock: (header, benchmark column, significant digits).
+#: Columns of the model comparison shown in the dock: (header, benchmark column, significant digits, header tooltip).
 BENCH_SHOWN = (
-    ("model", "model", None), ("JI %", "jaccard_percent_greedy", 3), ("RMSE nm", "rmse_lateral_nm_greedy", 3),
-    ("eff. %", "efficiency_lateral_greedy", 3), ("SSIM", "ssim", 3), ("frames/s", "frames_per_s", 3),
+    ("model", "model", None, "model (or baseline)"),
+    ("JI %", "jaccard_percent_greedy", 3, "Jaccard index (%), greedy matching"),
+    ("RMSE nm", "rmse_lateral_nm_greedy", 3, "lateral RMSE of the matches (nm)"),
+    ("eff. %", "efficiency_lateral_greedy", 3, "lateral efficiency (%)"),
+    ("SSIM", "ssim", 3, "SSIM of its super-resolved image against the ground truth rendered on its grid"),
+    ("frames/s", "frames_per_s", 3, "frames per second of the whole run, on this machine"),
 )
 
 
@@ -84,9 +90,5 @@ class ModelComparison:
     def _fill_benchmark_table(self) -> None:
         t = self.benchmark_table
         t.setVisible(bool(self.benchmark_rows) or self.status.running)
-        t.setRowCount(len(self.benchmark_rows))
-        for i, row in enumerate(self.benchmark_rows):
-            for j, (_, key, digits) in enumerate(BENCH_SHOWN):
-                v = row.get(key)
-                t.setItem(i, j, QTableWidgetItem(str(v) if digits is None else _fmt(v, digits)))
-        t.resizeColumnsToContents()
+        t.set_rows([[str(row.get(key)) if digits is None else _fmt(row.get(key), digits) for _, key, digits, _ in BENCH_SHOWN]
+                    for row in self.benchmark_rows])

@@ -59,7 +59,7 @@ from .. import _layers
 from .._layers import validate_movie_layer
 from ..core.io.tiff import DEFAULT_PIXEL_SIZE_NM
 from ._base import (
-    LayerPicker, SmlmDockWidget, dspin, error_reason, notify_error, notify_info, spin, wrap_label,
+    LayerPicker, SmlmDockWidget, dspin, error_reason, notify_error, notify_info, notify_warning, spin, wrap_label,
 )
 from ._forms import CameraForm, ModelChooser, estimate_baseline_adu, sample_frames
 from . import _reconstruction_live as _live
@@ -120,6 +120,9 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
         self._col = None  # PredictionCollector of the current / last run
         self._run_layers: _layers.RunLayers | None = None
         self._run_meta: dict = {}
+        # what the Pixel size field holds: "default" (untouched: a run at it assumed it), "file" (a movie's), "user"
+        self._px_origin = "default"
+        self._setting_px = False
         self._stack: np.ndarray | None = None
         self._sr_buf: np.ndarray | None = None
         self._sr_grid: tuple | None = None
@@ -248,6 +251,7 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
         self.run_button.clicked.connect(self.run)
         self.cancel_button.clicked.connect(self.cancel)
         self.export_button.clicked.connect(self._on_export_clicked)
+        self.pixel_size.valueChanged.connect(self._on_pixel_size_changed)
         self.status.changed.connect(self._on_state_changed)
 
         self._on_model_changed()
@@ -336,13 +340,33 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
         px = _layers.layer_pixel_size_nm(layer)
         # the reader's default (the file gives none) is a guess: it never replaces a value the user set
         if px and (layer.metadata or {}).get("pixel_size_source") != "default":
-            self.pixel_size.setValue(px)
+            self._setting_px = True
+            try:
+                self.pixel_size.setValue(px)
+            finally:
+                self._setting_px = False
+            self._px_origin = "file"
         n = int(layer.data.shape[0]) if len(layer.data.shape) == 3 else 1
         self.start_frame.setRange(0, max(n - 1, 0))
         self.stop_frame.setRange(1, n)
         self.start_frame.setValue(0)
         self.stop_frame.setValue(n)
         self._show_movie_info(layer)
+
+    def _on_pixel_size_changed(self, _value: float) -> None:
+        if not self._setting_px:
+            self._px_origin = "user"
+
+    def _pixel_size_source(self, layer: Any, px: float) -> str:
+        """Where the run's pixel size comes from: ``"default"`` when the field was never set (by the user or a
+        movie's metadata): assumed, and the export says so (:mod:`napari_smlm.core.io.pixel_size`)."""
+        if self._px_origin == "default":
+            return "default"
+        md = layer.metadata or {}
+        own = _layers.layer_pixel_size_nm(layer)
+        if self._px_origin == "file" and own and abs(own - px) < 1e-9 and md.get("pixel_size_source") != "default":
+            return str(md.get("pixel_size_source") or "file")
+        return "Reconstruction widget"
 
     def _show_movie_info(self, layer: Any) -> None:
         """The line under the movie: frames, size, pixel size (and whether the reader assumed it)."""
@@ -434,6 +458,7 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
         except Exception as exc:  # noqa: BLE001 - CheckpointError / ValueError: tell the user
             return self._refuse(f"{error_reason(exc)} — cannot use model '{entry.label}'")
         px = float(self.pixel_size.value())
+        px_source = self._pixel_size_source(layer, px)
         data = layer.data
         n_frames = int(data.shape[0]) if len(data.shape) == 3 else 1
         start, stop = int(self.start_frame.value()), min(int(self.stop_frame.value()), n_frames)
@@ -442,7 +467,8 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
         thr = self.threshold.value()
         try:
             cfg = InferenceConfig(
-                camera=camera, pixel_size_nm=px, device=self.device.currentText(), batch_size=self._batch_size(),
+                camera=camera, pixel_size_nm=px, pixel_size_source=px_source, device=self.device.currentText(),
+                batch_size=self._batch_size(),
                 start=start, stop=stop, threshold=None if thr <= self.threshold.minimum() else float(thr),
             )
         except ValueError as exc:
@@ -484,6 +510,7 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
             "checkpoint": entry.path,
             "camera": camera.to_dict(),
             "pixel_size_nm": px,
+            "pixel_size_source": px_source,
             "image_shape": self._image_shape,
             "n_frames": n_frames,
             "source_layer": layer.name,
@@ -605,6 +632,7 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
         from .. import __version__
         from ..core.io.run_record import check_localize_record, localize_record, localize_record_path, write_localize_record
         from ..core.io.locs import write_localizations
+        from ..core.io.pixel_size import assumed_pixel_size_note
         from ..core.io.safe import check_table_output
 
         if self._n_found == 0:
@@ -635,7 +663,12 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
         except Exception as exc:  # noqa: BLE001 - SMLMFileError / OSError: tell the user
             notify_error(f"Export failed: {error_reason(exc)}")
             return None
-        notify_info(f"Exported {len(locs)} localizations to {out}" + (f" (run record: {record.name})" if record else ""))
+        said = f"Exported {len(locs)} localizations to {out}" + (f" (run record: {record.name})" if record else "")
+        note = assumed_pixel_size_note(locs.meta)  # also in the YAML / the run record
+        if note:
+            notify_warning(f"{said}. {note}")
+        else:
+            notify_info(said)
         return Path(out)
 
 

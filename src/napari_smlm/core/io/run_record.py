@@ -269,8 +269,9 @@ def localize_record(
     Parameters
     ----------
     locs : Localizations
-        The table written; its ``meta`` (model, camera, ``pixel_size_nm``, ``image_shape``, version
-        ...) is carried whole.
+        The table written; its ``meta`` (model, camera, ``pixel_size_nm``, ``pixel_size_source``,
+        ``image_shape``, version ...) is carried whole, plus ``pixel_size_note`` (in words) when the pixel
+        size was assumed.
     output : path-like
         The table file the record describes (its ``"output"``: readers check it names their table).
     movie : path-like or iterable of path-like, optional
@@ -292,7 +293,10 @@ def localize_record(
         movies = [str(movie)]
     else:
         movies = [str(m) for m in movie]
+    from .pixel_size import assumed_pixel_size_note
+
     done = frames_done if frames_done is not None else locs.meta.get("frame_range")
+    note = assumed_pixel_size_note(locs.meta)  # the table cannot say it: its record does
     return {
         "command": "localize",
         "written_by": written_by,
@@ -304,6 +308,7 @@ def localize_record(
         "render": str(render) if render is not None else None,
         "elapsed_s": elapsed_s,
         **locs.meta,
+        **({"pixel_size_note": note} if note else {}),
         # which table this is, beyond its name (checked when read back); the table is written first
         **(table_identity(output) if Path(output).is_file() else {}),
     }

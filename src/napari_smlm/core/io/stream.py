@@ -181,6 +181,11 @@ class LocStreamWriter:
     sr_pixel_size_nm : float, optional
     resume : bool
         Continue the partial file (or an incomplete final file) left by an earlier run.
+    source : str, optional
+        The movie file (the YAML's ``Source``).
+    pixel_size_source : str, optional
+        Where ``pixel_size_nm`` came from (:func:`~napari_smlm.core.io.pixel_size.run_pixel_size`); the
+        YAML says so when it was assumed.
 
     Attributes
     ----------
@@ -207,6 +212,7 @@ class LocStreamWriter:
         sr_pixel_size_nm: float | None = None,
         resume: bool = False,
         source: str | None = None,
+        pixel_size_source: str | None = None,
     ):
         self.path = Path(path)
         self.partial = partial_path(self.path)
@@ -218,6 +224,7 @@ class LocStreamWriter:
         self.run = json.loads(json.dumps(run or {}, default=str))
         self.fields, self.filled = _schema(list(columns))
         self.source = source
+        self.pixel_size_source = pixel_size_source
         self.sr_pixel_size_nm = sr_pixel_size_nm
         self.sr_image: np.ndarray | None = np.zeros(sr_shape, np.float32) if sr_shape is not None else None
         self.frames_done = self.start
@@ -328,7 +335,8 @@ class LocStreamWriter:
             info["Source"] = self.source
         if self.filled:
             info[_PICASSO_FILLED_KEY] = list(self.filled)
-        info.update(provenance_entry(self.run))  # model, camera, threshold ...
+        # model, camera, threshold ...; where the pixel size came from (said in words when it was assumed)
+        info.update(provenance_entry({**self.run, "pixel_size_nm": self.px, "pixel_size_source": self.pixel_size_source}))
         with atomic_path(picasso_yaml_path(path or self.partial)) as tmp, open(tmp, "w", encoding="utf-8") as fh:
             yaml.safe_dump_all([info], fh, default_flow_style=False, sort_keys=False, allow_unicode=True)
 

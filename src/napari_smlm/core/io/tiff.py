@@ -19,7 +19,9 @@ What a file holds (:func:`tiff_kind`, from its header): RGB(A) colour, a super-r
 written by :func:`write_image`, another float image, or a movie of integer frames. A
 ``(3|4, H, W)`` integer array that ``tifffile.imwrite`` stored as planar "RGB" is a movie of
 3 or 4 frames, and so is a stack that tifffile labelled as ImageJ grayscale "channels" (a C-stack
-that Fiji saved holds real channels and is refused); only interleaved samples
+that Fiji saved holds real channels and is refused) or as OME channels that nothing describes
+(``tifffile.imwrite(..., ome=True)`` without axes; OME channels with a name, colour or wavelength,
+or written by another program, are real channels and refused); only interleaved samples
 are colour.
 
 Writing
@@ -54,6 +56,7 @@ import numpy as np
 import tifffile
 
 from .errors import SMLMFileError
+from .pixel_size import DEFAULT_PIXEL_SIZE_NM  # noqa: F401 - re-exported: its old home
 from .tiff_metadata import (  # noqa: F401 - re-exported: old import paths keep working
     _PLAUSIBLE_PX_NM, _UNIT_NM, _ome_pixel_size_nm, _pixel_size_from_tiff, _plausible, _unit_to_nm,
 )
@@ -81,9 +84,6 @@ logger = logging.getLogger(__name__)
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 
-#: Camera pixel size (nm) assumed when neither the caller nor the file gives one: the simulator's
-#: default and the training pixel size of every shipped model. Whoever assumes it says so.
-DEFAULT_PIXEL_SIZE_NM = 100.0
 
 #: What :func:`tiff_kind` answers.
 TIFF_KINDS = ("movie", "colour", "super_resolved", "float_image")
@@ -426,7 +426,8 @@ def tiff_kind(path: str | os.PathLike) -> str:
           program's 32-bit image; nothing says it is super-resolved.
         * ``"movie"``: everything else: integer frames, including a ``(3|4, H, W)`` array that
           ``tifffile.imwrite`` stored as planar "RGB" and a stack that tifffile labelled as ImageJ
-          grayscale channels (:func:`open_movie` refuses the channels of a file Fiji saved).
+          grayscale channels or as OME channels that nothing describes (:func:`open_movie` refuses
+          the channels of a file Fiji or Bio-Formats saved, and named OME channels).
           A file that cannot be parsed is ``"movie"`` too, so that :func:`open_movie` says what
           is wrong with it.
     """

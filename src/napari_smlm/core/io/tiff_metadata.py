@@ -5,7 +5,8 @@ In this order: the ``pixel_size_nm`` key of a JSON description written by
 ImageJ ``unit=`` with the ``XResolution`` tag; a plain TIFF ``ResolutionUnit`` (cm / inch) with
 ``XResolution`` when the result is a plausible microscope pixel (1 nm to 100 µm, so the ubiquitous
 72 dpi is ignored); else ``None``. Used by the movie reader and by
-:func:`~napari_smlm.core.io.tiff.read_image`.
+:func:`~napari_smlm.core.io.tiff.read_image`. Also what an OME file's channels are
+(:func:`_ome_unlabelled_channels`: tifffile's label of a plain stack, or real channels).
 """
 
 from __future__ import annotations
@@ -88,6 +89,43 @@ def _ome_pixel_size_nm(ome_xml: str | None) -> float | None:
             except ValueError:
                 return None
     return None
+
+
+#: Channel attributes that say what a channel is (a dye, a colour, a wavelength, a contrast method).
+_OME_CHANNEL_FACTS = (
+    "Name", "Color", "Fluor", "EmissionWavelength", "ExcitationWavelength", "ContrastMethod", "IlluminationType",
+    "AcquisitionMode", "NDFilter", "PockelCellSetting",
+)
+
+
+def _ome_unlabelled_channels(ome_xml: str | None) -> bool:
+    """True when the OME channels of the first image are tifffile's default label of a grayscale stack.
+
+    ``tifffile.imwrite(path, frames, ome=True)`` without ``axes`` labels any ``(N, H, W)`` stack as
+    ``N`` channels (``SizeC=N``, one sample each), with nothing saying what a channel is. Such a file is
+    frames. A file that another program wrote (Bio-Formats, Fiji, a microscope: ``Creator`` is not
+    tifffile), or whose channels carry a name, colour, dye or wavelength, or more than one sample per
+    pixel (RGB), holds real channels.
+    """
+    if not ome_xml:
+        return False
+    try:
+        root = ET.fromstring(ome_xml)
+    except ET.ParseError:
+        return False
+    if not str(root.get("Creator", "")).lower().startswith("tifffile"):
+        return False
+    pixels = next((el for el in root.iter() if el.tag.rsplit("}", 1)[-1] == "Pixels"), None)
+    if pixels is None:
+        return False
+    for ch in pixels:
+        if ch.tag.rsplit("}", 1)[-1] != "Channel":
+            continue
+        if any(ch.get(a) not in (None, "") for a in _OME_CHANNEL_FACTS):
+            return False
+        if ch.get("SamplesPerPixel") not in (None, "1"):
+            return False
+    return True
 
 
 def _pixel_size_from_tiff(tif: tifffile.TiffFile) -> tuple[float | None, str | None]:

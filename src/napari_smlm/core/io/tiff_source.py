@@ -2,7 +2,8 @@
 
 :class:`_TiffSource` checks a file once, without decoding pixels (a truncated or corrupt file,
 RGB, multi-channel, float or stacked Z/T data is a clear :class:`SMLMFileError`; a ``(3|4, H, W)``
-integer stack stored as planar "RGB" or labelled by tifffile as ImageJ grayscale channels is frames), then reads
+integer stack stored as planar "RGB" or labelled by tifffile as ImageJ grayscale channels or as OME channels that
+nothing describes is frames), then reads
 frames through a memory map (uncompressed contiguous data) or page by page, under one lock per
 file. :class:`~napari_smlm.core.io.tiff.Movie` concatenates these along time.
 """
@@ -20,7 +21,7 @@ import numpy as np
 import tifffile
 
 from .errors import SMLMFileError
-from .tiff_metadata import _pixel_size_from_tiff
+from .tiff_metadata import _ome_unlabelled_channels, _pixel_size_from_tiff
 
 logger = logging.getLogger("napari_smlm.core.io.tiff")  # the records keep the name they had before the split
 
@@ -212,8 +213,11 @@ class _TiffSource:
                 )
             n_c = shape[axes.index("C")] if "C" in axes else 1
             others = [n for a, n in zip(axes[:-2], shape[:-2]) if a != "C"]
-            if n_c > 1 and all(n == 1 for n in others) and (n_c > 4 or _imagej_plain_stack(tif)):
-                # tifffile.imwrite(..., imagej=True) labels a plain 3-D stack as grayscale channels;
+            if n_c > 1 and all(n == 1 for n in others) and (
+                n_c > 4 or _imagej_plain_stack(tif) or (tif.is_ome and _ome_unlabelled_channels(tif.ome_metadata))
+            ):
+                # tifffile.imwrite(..., imagej=True) labels a plain 3-D stack as grayscale channels, and
+                # tifffile.imwrite(..., ome=True) without axes as OME channels that nothing describes;
                 # no camera has more than a few colour channels, so this is time.
                 logger.info("%s declares %d channels and no frames: reading the channels as frames", path, n_c)
             elif n_c > 1:

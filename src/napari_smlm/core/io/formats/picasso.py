@@ -69,8 +69,12 @@ _PICASSO_FILLED_KEY = "napari-smlm filled columns"
 #: ``meta`` keys that say what made a table (model, camera, threshold, post-processing steps): the writer
 #: records them in the YAML under :data:`PROVENANCE_KEY` (in the one document it writes, so that a plain
 #: ``yaml.safe_load`` still reads the file) and the reader puts them back in ``meta``: a re-export keeps them.
-PROVENANCE_FIELDS = ("model", "checkpoint_version", "camera", "threshold", "precision", "tta", "device", "postprocessing")
+PROVENANCE_FIELDS = ("model", "checkpoint_version", "camera", "threshold", "precision", "tta", "device", "postprocessing",
+                     "pixel_size_source")
 PROVENANCE_KEY = "napari-smlm provenance"
+#: A table whose pixel size was assumed (``meta["pixel_size_source"]`` ``"default"`` / ``"model"``) says so
+#: under this key, beside ``Pixelsize``, in words (:func:`~napari_smlm.core.io.pixel_size.assumed_pixel_size_note`).
+PIXEL_SIZE_NOTE_KEY = "napari-smlm pixel size"
 
 
 def _to_nm(v: np.ndarray, conv: str, px: float) -> np.ndarray:
@@ -203,11 +207,14 @@ def _filled_columns(docs: list[dict]) -> set[str]:
 
 
 def provenance_entry(meta: dict) -> dict:
-    """``{PROVENANCE_KEY: {...}}``: :data:`PROVENANCE_FIELDS` of ``meta`` as plain YAML values ({} when none)."""
+    """``{PROVENANCE_KEY: {...}}``: :data:`PROVENANCE_FIELDS` of ``meta`` as plain YAML values ({} when none);
+    with ``{PIXEL_SIZE_NOTE_KEY: "..."}`` first when the pixel size was assumed."""
     from ..jsonsafe import to_jsonable
+    from ..pixel_size import assumed_pixel_size_note
 
     rec = {k: to_jsonable(meta[k]) for k in PROVENANCE_FIELDS if meta.get(k) is not None}
-    return {PROVENANCE_KEY: rec} if rec else {}
+    note = assumed_pixel_size_note(meta)
+    return {**({PIXEL_SIZE_NOTE_KEY: note} if note else {}), **({PROVENANCE_KEY: rec} if rec else {})}
 
 
 def _earlier_documents(meta: dict) -> list[dict]:
@@ -269,7 +276,8 @@ def read_picasso_hdf5(path: str | os.PathLike, pixel_size_nm: float | None = Non
         ``meta`` has ``pixel_size_nm``, ``image_shape`` (Height, Width), ``n_frames``,
         ``frame_range`` (0-based ``(start, stop)`` of a streamed napari-smlm run: ``napari-smlm frames done``),
         ``picasso_info`` (the YAML documents) and what made the table when napari-smlm wrote it
-        (:data:`PROVENANCE_FIELDS`: model, camera, threshold, post-processing steps ...).
+        (:data:`PROVENANCE_FIELDS`: model, camera, threshold, post-processing steps, ``pixel_size_source``
+        ...; ``"argument"`` when ``pixel_size_nm`` replaced the YAML's).
     """
     p = c.check_file(path)
     docs = _load_picasso_yaml(picasso_yaml_path(p), p)
@@ -290,10 +298,12 @@ def read_picasso_hdf5(path: str | os.PathLike, pixel_size_nm: float | None = Non
     if missing:
         raise c.missing_error(p, missing, list(names), "Picasso")
     px, px_yaml = _pixel_size(docs, p, pixel_size_nm)
-    if pixel_size_nm is not None and px_yaml is not None and abs(px - px_yaml) > 1e-9:
-        c.logger.info("%s: using pixel_size_nm=%s instead of the YAML's Pixelsize %s", p, px, px_yaml)
     cols = records_to_columns(arr, p, px, _filled_columns(docs))
     meta: dict[str, Any] = {"source": str(p), "format": "picasso", "pixel_size_nm": px}
+    if pixel_size_nm is not None and (px_yaml is None or abs(px - px_yaml) > 1e-9):
+        if px_yaml is not None:
+            c.logger.info("%s: using pixel_size_nm=%s instead of the YAML's Pixelsize %s", p, px, px_yaml)
+        meta["pixel_size_source"] = "argument"  # not the YAML's (which may say it was assumed)
     h, w, nf = _first(docs, "Height"), _first(docs, "Width"), _first(docs, "Frames")
     if h is not None and w is not None:
         try:
@@ -335,7 +345,9 @@ def write_picasso_hdf5(
     lpx/lpy ``sx / sqrt(photons)`` or 0.1 px) and listed in the YAML under
     ``napari-smlm filled columns`` so that :func:`read_picasso_hdf5` drops them again.
     What made the table (``meta``'s model, camera, threshold, post-processing steps ...) is
-    recorded in the YAML under ``napari-smlm provenance`` (:func:`provenance_entry`).
+    recorded in the YAML under ``napari-smlm provenance`` (:func:`provenance_entry`); a pixel size that
+    the run assumed (``meta["pixel_size_source"]`` ``"default"`` / ``"model"``) is said so in words under
+    ``napari-smlm pixel size``.
     A table read from a Picasso file keeps that file's YAML documents (``meta["picasso_info"]``:
     Picasso's camera, localize and undrift parameters ...); ours is appended after them, as Picasso does.
 
@@ -444,6 +456,11 @@ def write_picasso_hdf5(
     if filled:
         info[_PICASSO_FILLED_KEY] = filled
         c.logger.info("%s: columns %s absent; filled with placeholders", p, filled)
+    meta = {**locs.meta, "pixel_size_nm": float(px)}
+    given = c.positive_number(pixel_size_nm)
+    old_px = c.positive_number(locs.meta.get("pixel_size_nm"))
+    if given is not None and (old_px is None or abs(given - old_px) > 1e-9):
+        meta["pixel_size_source"] = "argument"  # not the one the table was made at (which may have been assumed)
     yaml_path = picasso_yaml_path(p)
     try:
         with atomic_path(p) as tmp_h5, atomic_path(yaml_path) as tmp_yaml:
@@ -451,7 +468,7 @@ def write_picasso_hdf5(
                 f.create_dataset("locs", data=rec)
             with open(tmp_yaml, "w", encoding="utf-8") as fh:
                 yaml.safe_dump_all([*_with_header_first(_earlier_documents(locs.meta), info),
-                                    {**info, **provenance_entry(locs.meta)}], fh,
+                                    {**info, **provenance_entry(meta)}], fh,
                                    default_flow_style=False, sort_keys=False, allow_unicode=True)
     except OSError as exc:
         raise SMLMFileError(p, f"cannot write: {exc}") from exc
