@@ -200,7 +200,10 @@ def _localize_many(args) -> int:
     from ._cli_localize import _said_assumed_pixel_size, _warn_assumed_pixel_size
     from .core.io.tiff import open_movie
 
-    px_notes = [_warn_assumed_pixel_size(args, open_movie(f, pixel_size_nm=args.pixel_size), ckpt) for f in files]
+    px_notes = []
+    for f in files:
+        with open_movie(f, pixel_size_nm=args.pixel_size) as mv:  # its header only; closed again
+            px_notes.append(_warn_assumed_pixel_size(args, mv, ckpt))
     options = _predict_options(args, ckpt)
     options.pop("threads")  # a worker's torch threads are --threads-per-worker
     if not getattr(args, "verbose", False):  # importing dask sets its loggers to INFO: ~30 lines of cluster start/stop
