@@ -137,7 +137,8 @@ def test_a_streamed_run_resumes_only_with_the_same_views(tmp_path):
     from napari_smlm.core.runner import iter_localize_stream
 
     calls = []
-    ups = list(iter_localize_stream(open_movie(movie), "decode", out, should_stop=lambda: calls.append(1) or len(calls) == 1, **kw))
+    stop_after_one = lambda: calls.append(1) or len(calls) == 1  # noqa: E731
+    ups = list(iter_localize_stream(open_movie(movie), "decode", out, should_stop=stop_after_one, **kw))
     assert ups[-1].kind == "stopped"
     assert "tta" not in read_progress(out)["run"]
     with pytest.raises(SMLMFileError, match="tta"):
