@@ -100,3 +100,43 @@ def test_cli_localize_records_and_says_the_assumed_pixel_size(tmp_path, capsys, 
     assert "assumed" not in capsys.readouterr().err
     written = (json.loads((tmp_path / "b_localize.json").read_text()) if suffix == ".csv" else _last_yaml(given))
     assert "pixel_size_note" not in written and PIXEL_SIZE_NOTE_KEY not in written
+
+
+def test_cli_localize_workers_says_the_assumed_pixel_size(tmp_path, capsys):
+    """--workers (Dask, one output per movie): each movie that gives no pixel size is warned about before the run,
+    and after it where the assumption is recorded, as on the single-movie paths (it said nothing)."""
+    from napari_smlm.cli import main
+
+    pytest.importorskip("distributed")
+    _decode_or_skip()
+    rng = np.random.default_rng(2)
+    tifffile.imwrite(tmp_path / "nopx.tif", rng.integers(95, 110, (4, 24, 24), dtype=np.uint16))
+    tifffile.imwrite(tmp_path / "px.tif", rng.integers(95, 110, (4, 24, 24), dtype=np.uint16),
+                     imagej=True, resolution=(1 / 0.16, 1 / 0.16), metadata={"unit": "um"})
+    out = tmp_path / "out"
+    assert main(["localize", str(tmp_path / "nopx.tif"), str(tmp_path / "px.tif"), "-o", str(out), "--device", "cpu",
+                 "--workers", "1", "--threads-per-worker", "1"]) == 0
+    err = capsys.readouterr().err
+    note = _last_yaml(out / "nopx_locs.hdf5")[PIXEL_SIZE_NOTE_KEY]
+    assert "warning: nopx.tif: the file gives no pixel size" in err
+    assert f"warning: {note} (recorded in nopx_locs.yaml)" in err
+    assert PIXEL_SIZE_NOTE_KEY not in _last_yaml(out / "px_locs.hdf5") and "warning: px.tif" not in err
+    assert err.count("assumed") == 1
+
+
+@pytest.mark.parametrize("source, px", [("default", 100.0), ("model", 110.0)])
+def test_a_pixel_size_set_in_the_yaml_after_the_run_is_no_longer_assumed(tmp_path, source, px):
+    """Picasso keeps x, y in camera pixels: setting the YAML's Pixelsize (by hand, as Picasso users do) fixes an
+    assumed pixel size. The note then said 'Pixel size 160 nm assumed (napari-smlm's default)'."""
+    from napari_smlm.core.io.lazy_table import LazyPicassoTable
+
+    out = write_picasso_hdf5(tmp_path / "a_locs.hdf5", _locs(source, px))
+    for read in (read_picasso_hdf5, LazyPicassoTable):  # untouched: still assumed, on both readers
+        assert read(out).meta["pixel_size_source"] == source
+    y = picasso_yaml_path(out)
+    y.write_text(y.read_text(encoding="utf-8").replace(f"Pixelsize: {px}", "Pixelsize: 160.0"), encoding="utf-8")
+    for read in (read_picasso_hdf5, LazyPicassoTable):
+        back = read(out)
+        assert back.meta["pixel_size_nm"] == 160.0 and back.meta["pixel_size_source"] == "file"
+    again = write_picasso_hdf5(tmp_path / "b_locs.hdf5", read_picasso_hdf5(out))
+    assert PIXEL_SIZE_NOTE_KEY not in _last_yaml(again)

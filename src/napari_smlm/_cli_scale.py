@@ -196,6 +196,14 @@ def _localize_many(args) -> int:
         g.resume, g.overwrite, g.render = args.resume, getattr(args, "overwrite", False), None
         _guard(g, o, [*files, args.checkpoint])
     ckpt = _cached_checkpoint(args.checkpoint or args.model)
+    # a movie that gives no pixel size: said before the run and, after it, where it is recorded (as for one movie)
+    from ._cli_localize import _said_assumed_pixel_size, _warn_assumed_pixel_size
+    from .core.io.tiff import open_movie
+
+    px_notes = []
+    for f in files:
+        with open_movie(f, pixel_size_nm=args.pixel_size) as mv:  # its header only; closed again
+            px_notes.append(_warn_assumed_pixel_size(args, mv, ckpt))
     options = _predict_options(args, ckpt)
     options.pop("threads")  # a worker's torch threads are --threads-per-worker
     if not getattr(args, "verbose", False):  # importing dask sets its loggers to INFO: ~30 lines of cluster start/stop
@@ -216,5 +224,7 @@ def _localize_many(args) -> int:
     n = sum(r.n_frames for r in reports)
     for r in reports:
         print(f"localizations: {r.output} ({r.n_localizations}{'' if r.complete else ', INCOMPLETE'})")
+    for o, note in zip(outs, px_notes):
+        _said_assumed_pixel_size(note, Path(o))
     print(f"{len(reports)} movies, {n} frames in {el:.1f} s ({n / max(el, 1e-9):.1f} frames/s)")
     return _interrupted_rc("every output keeps its completed chunks; continue with --resume")

@@ -124,7 +124,7 @@ class LazyPicassoTable:
         except (TypeError, ValueError):
             pass
         meta["picasso_info"] = docs
-        meta.update({k: v for k, v in _provenance(docs).items() if k not in meta})  # as read_picasso_hdf5
+        meta.update({k: v for k, v in _provenance(docs, self.pixel_size_nm).items() if k not in meta})  # as read_picasso_hdf5
         self.meta = meta
         self._frame_index: FrameIndex | None = None  # built on first use (or by a full iter_chunks pass)
 

@@ -75,6 +75,10 @@ PROVENANCE_KEY = "napari-smlm provenance"
 #: A table whose pixel size was assumed (``meta["pixel_size_source"]`` ``"default"`` / ``"model"``) says so
 #: under this key, beside ``Pixelsize``, in words (:func:`~napari_smlm.core.io.pixel_size.assumed_pixel_size_note`).
 PIXEL_SIZE_NOTE_KEY = "napari-smlm pixel size"
+#: In the provenance record of such a table: the pixel size (nm) it assumed. A reader keeps the table "assumed" only
+#: while the YAML's ``Pixelsize`` is still that value: Picasso keeps x, y in camera pixels, so a ``Pixelsize`` set
+#: in the YAML afterwards (by hand, as Picasso users do) is the table's pixel size, not an assumption.
+_ASSUMED_PX_KEY = "assumed_pixel_size_nm"
 
 
 def _to_nm(v: np.ndarray, conv: str, px: float) -> np.ndarray:
@@ -214,6 +218,9 @@ def provenance_entry(meta: dict) -> dict:
 
     rec = {k: to_jsonable(meta[k]) for k in PROVENANCE_FIELDS if meta.get(k) is not None}
     note = assumed_pixel_size_note(meta)
+    px = c.positive_number(meta.get("pixel_size_nm"))
+    if note and px is not None:
+        rec[_ASSUMED_PX_KEY] = px
     return {**({PIXEL_SIZE_NOTE_KEY: note} if note else {}), **({PROVENANCE_KEY: rec} if rec else {})}
 
 
@@ -239,12 +246,23 @@ def _with_header_first(docs: list[dict], info: dict) -> list[dict]:
     return docs
 
 
-def _provenance(docs: list[dict]) -> dict:
-    """The last napari-smlm provenance record of the YAML documents ({} when none)."""
+def _provenance(docs: list[dict], pixel_size_nm: float | None = None) -> dict:
+    """The last napari-smlm provenance record of the YAML documents ({} when none): its :data:`PROVENANCE_FIELDS`.
+
+    ``pixel_size_nm``: the table's pixel size as read. An assumed ``pixel_size_source`` becomes ``"file"`` when it
+    is no longer the one assumed (the YAML's ``Pixelsize`` set afterwards, see :data:`_ASSUMED_PX_KEY`).
+    """
+    from ..pixel_size import ASSUMED_PIXEL_SIZE_SOURCES
+
     for d in reversed(docs):
         v = d.get(PROVENANCE_KEY)
         if isinstance(v, dict):
-            return {k: v[k] for k in PROVENANCE_FIELDS if k in v}
+            rec = {k: v[k] for k in PROVENANCE_FIELDS if k in v}
+            assumed = c.positive_number(v.get(_ASSUMED_PX_KEY))
+            if (rec.get("pixel_size_source") in ASSUMED_PIXEL_SIZE_SOURCES and assumed is not None
+                    and pixel_size_nm is not None and abs(float(pixel_size_nm) - assumed) > 1e-9):
+                rec["pixel_size_source"] = "file"
+            return rec
     return {}
 
 
@@ -324,7 +342,7 @@ def read_picasso_hdf5(path: str | os.PathLike, pixel_size_nm: float | None = Non
         if 0 <= a < b:
             meta["frame_range"] = (a, b)
     meta["picasso_info"] = docs
-    meta.update({k: v for k, v in _provenance(docs).items() if k not in meta})
+    meta.update({k: v for k, v in _provenance(docs, px).items() if k not in meta})
     return Localizations(cols, meta)
 
 
