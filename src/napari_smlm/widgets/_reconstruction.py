@@ -27,9 +27,10 @@ refresh, only its final one; the super-resolved layer
 is created on the run's final grid (:func:`~napari_smlm.core.sr_grid.sr_grid`), so its results fill
 it in place.
 
-Three modules: this one (the widget: inputs, Run, export), :mod:`._reconstruction_live` (the
-result layers' creation and paced refreshes, a mixin of the widget) and :mod:`._reconstruction_job`
-(the worker's generator). Their names stay importable from here.
+Four modules: this one (the widget: inputs, Run, export), :mod:`._reconstruction_creation` (the
+result layers' creation at Run) and :mod:`._reconstruction_live` (the worker's updates and the
+layers' paced refreshes), two mixins of the widget, and :mod:`._reconstruction_job` (the worker's
+generator). Their names stay importable from here.
 """
 
 from __future__ import annotations
@@ -62,8 +63,15 @@ from ._base import (
     LayerPicker, SmlmDockWidget, dspin, error_reason, notify_error, notify_info, notify_warning, spin, wrap_label,
 )
 from ._forms import CameraForm, ModelChooser, estimate_baseline_adu, sample_frames
+from . import _reconstruction_creation as _creation
 from . import _reconstruction_live as _live
 from ._quiet_progress import set_progress  # noqa: F401 - its old home (tests, scripts)
+from ._reconstruction_creation import (  # noqa: F401 - the result layers' creation; old names kept importable from here
+    CREATE_GAP_MS,
+    HOLD_WORKER_WHILE_CREATING,
+    ResultCreation,
+    _after_a_turn,
+)
 from ._reconstruction_job import (  # noqa: F401 - the worker side; old names kept importable from here
     FINAL_POINTS_ROWS,
     _DomainWarnings,
@@ -73,15 +81,12 @@ from ._reconstruction_job import (  # noqa: F401 - the worker side; old names ke
     _reconstruction_job,
 )
 from ._reconstruction_live import (  # noqa: F401 - the live result layers; old names kept importable from here
-    CREATE_GAP_MS,
-    HOLD_WORKER_WHILE_CREATING,
     LIVE_POINTS,
     NETWORK_OUTPUT_BUDGET_BYTES,
     PROGRESS_MS,
     REFRESH_DUTY,
     SKIP_LIVE_REFRESH_ETA_S,
     LiveResults,
-    _after_a_turn,
 )
 from ._controls import may_be_movie
 from ._state import RunState
@@ -106,7 +111,7 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 WIDGET_CPU_BATCH = 16
 
 
-class ReconstructionWidget(LiveResults, SmlmDockWidget):
+class ReconstructionWidget(ResultCreation, LiveResults, SmlmDockWidget):
     """Reconstruct a movie layer with a deep-learning model (napari-smlm.reconstruct_movie)."""
 
     flush_duty = REFRESH_DUTY
@@ -531,7 +536,7 @@ class ReconstructionWidget(LiveResults, SmlmDockWidget):
         # pays for a creation. Held, the worker's start (domain check, model set-up: Python) does
         # not share the GIL and the CPUs with these steps, which took ~2x their CPU time then.
         self.start_run(job, self._on_update, f"Reconstructing {self._n_total} frames with {entry.label}…",
-                       held=_live.HOLD_WORKER_WHILE_CREATING)
+                       held=_creation.HOLD_WORKER_WHILE_CREATING)
         self._to_create = ["points", "sr"]
         _after_a_turn(self._create_next_layer)  # after what the click queued (status, buttons)
         return True
