@@ -174,7 +174,7 @@ def replay(results, rows: dict, prof: dict | None, presized: bool, warm_up: bool
            callbacks: dict | None = None) -> None:
     """The steps of a run, in a fresh viewer with the movie and the docked widget.
 
-    As the widget does (``widgets/_reconstruction_live``): the hidden layers are added without a canvas
+    As the widget does (``widgets/_reconstruction_creation``): the hidden layers are added without a canvas
     redraw when ``NO_REDRAW_FOR_HIDDEN_ADD``, and the points layer is shown with the SR layer when
     ``SHOW_POINTS_WITH_SR`` (``--round7`` sets both off: the creation of session 7).
     """
@@ -186,7 +186,7 @@ def replay(results, rows: dict, prof: dict | None, presized: bool, warm_up: bool
     from napari_smlm import _layers
     from napari_smlm._vispy_warmup import no_redraw_for_hidden_layer
     from napari_smlm.core.localizations import Localizations
-    from napari_smlm.widgets import _reconstruction_live as live
+    from napari_smlm.widgets import _reconstruction_creation as creation
     from napari_smlm.widgets._reconstruction import LIVE_POINTS, _points_layer_data
 
     sr, sr_px, live_parts, final, meta = results
@@ -207,7 +207,7 @@ def replay(results, rows: dict, prof: dict | None, presized: bool, warm_up: bool
         md = {**meta, "frame_range": [0, 0]}
 
         def add_hidden(key, ldt):
-            quiet = no_redraw_for_hidden_layer(v) if live.NO_REDRAW_FOR_HIDDEN_ADD else contextlib.nullcontext()
+            quiet = no_redraw_for_hidden_layer(v) if creation.NO_REDRAW_FOR_HIDDEN_ADD else contextlib.nullcontext()
             with quiet:
                 return rl.update(key, ldt)
 
@@ -221,7 +221,7 @@ def replay(results, rows: dict, prof: dict | None, presized: bool, warm_up: bool
 
             for i, fn in enumerate(warm_up_steps(v, pts_layer)):
                 _step(f"1.{i + 1} prepare its first draw: step {i + 1}", fn, rows, prof)
-        together = live.SHOW_POINTS_WITH_SR
+        together = creation.SHOW_POINTS_WITH_SR
         if not together:
             _step("2 show points layer (first draw)", lambda: setattr(pts_layer, "visible", True), rows, prof)
         ldt = _layers.super_resolved_layer_data(np.zeros((1, 1), np.float32), px, "R SR", metadata=md, contrast_limits=(0.0, 1.0))
@@ -230,7 +230,7 @@ def replay(results, rows: dict, prof: dict | None, presized: bool, warm_up: bool
         if callbacks is not None:
             collect("SR image")
 
-        apart = presized and warm_up and live.LAY_OUT_APART
+        apart = presized and warm_up and creation.LAY_OUT_APART
         if apart:  # as the widget does with LAY_OUT_APART: laid out in a turn of its own
             grid = _layers.super_resolved_layer_data(np.zeros_like(sr), sr_px, "R SR", metadata=md, contrast_limits=(0.0, 1.0))
             _step("3.1 lay out SR layer on its grid (hidden)", lambda: rl.update("sr", grid), rows, prof)
@@ -349,9 +349,9 @@ def main(argv: list[str] | None = None) -> int:
     prof: dict | None = {} if a.profile else None
     callbacks: dict | None = {} if a.callbacks else None
     if a.round7:  # the creation of session 7: a canvas redraw at each hidden add, the points shown on their own
-        from napari_smlm.widgets import _reconstruction_live as live
+        from napari_smlm.widgets import _reconstruction_creation as creation
 
-        live.NO_REDRAW_FOR_HIDDEN_ADD = live.SHOW_POINTS_WITH_SR = False
+        creation.NO_REDRAW_FOR_HIDDEN_ADD = creation.SHOW_POINTS_WITH_SR = False
     for _ in range(a.repeat):
         replay(results, rows, prof, a.presized, a.warm_up, callbacks)
     print(f"napari {napari.__version__}; {os.cpu_count()} CPUs; load average {os.getloadavg()[0]:.2f}; "

@@ -125,10 +125,10 @@ from test_widgets import _add_movie, _dock, _reconstruct, sim_movie, toy_checkpo
 
 def test_the_reconstruction_widgets_csv_export_carries_the_run_record(viewer, qtbot, sim_movie, toy_checkpoint, tmp_path, monkeypatch):
     from napari_smlm.core.io.locs import read_localizations
-    from napari_smlm.widgets import _reconstruction
+    from napari_smlm.widgets import _reconstruction_export
 
     errors = []
-    monkeypatch.setattr(_reconstruction, "notify_error", lambda msg: errors.append(msg))
+    monkeypatch.setattr(_reconstruction_export, "notify_error", lambda msg: errors.append(msg))
     frames, _gt = sim_movie
     movie = _add_movie(viewer, frames)
     w = _dock(viewer, "Reconstruction")

@@ -29,7 +29,7 @@ from test_widgets import (  # noqa: E402  (helpers and fixtures of the widget te
 
 from napari_smlm import _layers, _vispy_warmup  # noqa: E402
 from napari_smlm.core.simulate import simulate  # noqa: E402
-from napari_smlm.widgets import _reconstruction_live  # noqa: E402
+from napari_smlm.widgets import _reconstruction_creation, _reconstruction_live  # noqa: E402
 from napari_smlm.widgets._state import RunState  # noqa: E402
 
 
@@ -58,7 +58,7 @@ def test_adding_a_hidden_result_layer_does_not_redraw_the_canvas(viewer, qtbot, 
     canvas frame; the canvas draws when the layers are shown. With NO_REDRAW_FOR_HIDDEN_ADD = False
     (the contrast) each creation step drew a frame: the redraw napari's add asks for.
     """
-    monkeypatch.setattr(_reconstruction_live, "NO_REDRAW_FOR_HIDDEN_ADD", hold_back)
+    monkeypatch.setattr(_reconstruction_creation, "NO_REDRAW_FOR_HIDDEN_ADD", hold_back)
     viewer.window._qt_window.show()
     w, hold = _toy_run_held_at(viewer, toy_checkpoint, 4)
     qtbot.wait(200)
@@ -129,7 +129,7 @@ def test_the_empty_points_layer_is_shown_in_the_turn_that_shows_the_image(viewer
     the points were shown a turn of their own earlier (heartbeat ticks in between)."""
     from qtpy.QtCore import Qt, QTimer
 
-    monkeypatch.setattr(_reconstruction_live, "SHOW_POINTS_WITH_SR", together)
+    monkeypatch.setattr(_reconstruction_creation, "SHOW_POINTS_WITH_SR", together)
     w, hold = _toy_run_held_at(viewer, toy_checkpoint, 4)
     ticks = [0]
     hb = QTimer()

@@ -331,7 +331,7 @@ def test_add_or_update_layer_in_place_through_proxy(viewer):
 
 
 def test_open_movie_lazily_and_reader_preference(viewer, qtbot, tmp_path, monkeypatch):
-    import napari_smlm.widgets._reconstruction as rec
+    import napari_smlm.widgets._reconstruction_form as form
     from napari.settings import NapariSettings
 
     from napari_smlm.core.io.tiff import write_movie
@@ -346,7 +346,7 @@ def test_open_movie_lazily_and_reader_preference(viewer, qtbot, tmp_path, monkey
     assert w.pixel_size.value() == pytest.approx(107.0) and w.stop_frame.value() == 6
     assert "6 frames" in w.movie_info.text()
     # an eager in-memory movie above the limit gets a warning
-    monkeypatch.setattr(rec, "EAGER_WARN_BYTES", 1000)
+    monkeypatch.setattr(form, "EAGER_WARN_BYTES", 1000)
     w.movie_picker.value = viewer.add_image(np.asarray(frames), name="eager")
     assert "held in memory" in w.movie_info.text()
     # a broken file: the reason first, then the file

@@ -3,7 +3,7 @@
 Checked, a run drains :func:`~napari_smlm.core.runner.iter_predict_streamed` instead of
 ``iter_predict``: the localizations go to a Picasso HDF5 chunk by chunk (resumable, see
 :mod:`napari_smlm.core.io.stream`) and the widget keeps only the latest
-:data:`~napari_smlm.widgets._reconstruction.LIVE_POINTS` of them (a
+:data:`~napari_smlm.widgets._reconstruction_live.LIVE_POINTS` of them (a
 :class:`~napari_smlm.core.runner.StreamedCollector`), so a long run's memory stays bounded while
 the live layers (points, super-resolved image, network output) update as usual. When the run
 ends, the points layer shows the file's bounded view (every k-th row, said in its name), the
