@@ -228,6 +228,7 @@ class ReconstructionWidget(ReconstructionForm, ResultExport, ResultCreation, Liv
                 camera=camera, pixel_size_nm=px, pixel_size_source=px_source, device=self.device.currentText(),
                 batch_size=self._batch_size(),
                 start=start, stop=stop, threshold=None if thr <= self.threshold.minimum() else float(thr),
+                tta=int(self.tta.currentData()),
             )
         except ValueError as exc:
             return self._refuse(f"Invalid settings: {exc}")
@@ -241,7 +242,7 @@ class ReconstructionWidget(ReconstructionForm, ResultExport, ResultCreation, Liv
         # Snapshot: dask arrays are immutable; small numpy arrays are copied.
         if isinstance(data, np.ndarray) and data.nbytes <= SNAPSHOT_COPY_BYTES:
             data = data.copy()
-        self._align_movie_layer(layer, px)
+        self._align_movie_layer(layer, px, px_source)
 
         self._run_layers, run_k = self._new_run_layers(layer.name, ckpt.model)
         self._sr_grid = self._expected_sr_grid(ckpt, cfg, tuple(int(v) for v in data.shape[-2:]), px)

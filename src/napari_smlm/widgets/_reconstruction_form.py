@@ -88,6 +88,13 @@ class ReconstructionForm:
         self.batch_size.setSpecialValueText("auto")
         self.device = QComboBox()
         self.device.addItems(DEVICES)
+        self.tta = QComboBox()  # test-time augmentation (core/tta.py): views of each frame averaged
+        for text, n in (("off", 1), ("2 views (+ 180°)", 2), ("4 views (+ mirrors)", 4)):
+            self.tta.addItem(text, n)
+        self.tta.setToolTip(
+            "Test-time augmentation: the network also runs on flipped copies of each frame and the outputs are "
+            "averaged. decode: about 1–1.7 points of efficiency and 1–2.5 nm RMSE better, for 2× or 4× the time."
+        )
         self.follow = QCheckBox("Follow progress on the time slider")
         self.follow.setChecked(True)
         self.show_output = QCheckBox("Show the network output")
@@ -132,6 +139,7 @@ class ReconstructionForm:
         rform.addRow("Threshold", self.threshold)
         rform.addRow("Batch size", self.batch_size)
         rform.addRow("Device", self.device)
+        rform.addRow("Test-time views", self.tta)
         rform.addRow(self.follow)
         rform.addRow(self.show_output)
         rform.addRow(self.replace_previous)
@@ -285,14 +293,17 @@ class ReconstructionForm:
         if est is not None:
             self.status_label.setText(f"Camera estimated from '{layer.name}': {est.summary()}")
 
-    def _align_movie_layer(self, layer: Any, px: float) -> None:
-        """Put the movie on the nm grid of the results (a reader without pixel size left it in px)."""
+    def _align_movie_layer(self, layer: Any, px: float, px_source: str) -> None:
+        """Put the movie on the nm grid of the results (a reader without pixel size left it in px).
+
+        ``px_source``: where the run's pixel size came from (:meth:`_pixel_size_source`); the layer keeps it, so
+        an assumed size stays "default" when the movie is picked again."""
         scale, translate = _layers.movie_scale_translate(px, layer.ndim)
         if not np.allclose(layer.scale[-2:], scale[-2:]) or not np.allclose(layer.translate[-2:], translate[-2:]):
             layer.scale = tuple(layer.scale[:-2]) + scale[-2:]
             layer.translate = tuple(layer.translate[:-2]) + translate[-2:]
             layer.units = ("pixel",) * (layer.ndim - 2) + ("nm", "nm")
-            layer.metadata["pixel_size_source"] = "Reconstruction widget"  # no longer an assumed default
+            layer.metadata["pixel_size_source"] = px_source
             notify_info(f"Movie '{layer.name}' now shown with {px:g} nm pixels so that results overlay it.")
         layer.metadata["pixel_size_nm"] = px
         if self.movie_picker.value is layer:
