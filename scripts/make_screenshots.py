@@ -130,8 +130,9 @@ def reconstruction(viewer, tmpdir: Path, checkpoint: Path | None = None) -> tupl
     shot_taken = []
 
     def mid_run() -> None:
-        if not shot_taken and w._n_done >= 160:
-            _process(0.4)
+        # early in the run: a 361-frame run takes ~3 s, and a shot after a 0.4 s wait must still show it running
+        if not shot_taken and w._n_done >= 160 and w.status.running:
+            _process(0.1)
             _shot(viewer, "reconstruction_running.png")
             shot_taken.append(True)
 
