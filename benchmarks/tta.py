@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -38,42 +40,30 @@ def main(argv=None) -> int:
     a = ap.parse_args(argv)
     import torch
 
-    from napari_smlm.core.camera import get_camera
-    from napari_smlm.core.config import SimulationConfig
+    from high_density_probes import _movies  # the same movies (benchmarks/ is on sys.path when run from there)
+
     from napari_smlm.core.inference import predict
     from napari_smlm.core.metrics import evaluation_report
-    from napari_smlm.core.simulate import simulate
 
     torch.set_num_threads(a.threads)
     views = [int(v) for v in a.views.split(",")]
     rows = []
     print("| model | camera | structure | density /µm² | seed | views | JI (H) | E (H) | RMSE (H, nm) | RMSE*/CRLB | s |")
     print("|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for cam_name in a.cameras.split(","):
-        cam = get_camera(cam_name)
-        for structure in a.structures.split(","):
-            for d in (float(v) for v in a.densities.split(",")):
-                for base in (int(b) for b in a.seed_bases.split(",")):
-                    cfg = SimulationConfig(n_frames=a.frames, height=64, width=64, density=d, structure=structure,
-                                           camera=cam_name, psf_sigma_nm=120.0, photons_mean=2000, photons_std=500,
-                                           bg_photons=50, seed=base + int(d * 10))
-                    frames, gt = simulate(cfg)
-                    for model in a.models.split(","):
-                        for n in views:
-                            t = time.perf_counter()
-                            res = predict(frames, model, camera=cam, pixel_size_nm=100.0, device="cpu", tta=n,
-                                          threads=a.threads)
-                            dt = time.perf_counter() - t
-                            r = evaluation_report(gt, res.localizations, camera=cam, pixel_size_nm=100.0,
-                                                  psf_sigma_nm=120.0, method="hungarian").as_dict()
-                            row = {"model": model, "camera": cam_name, "structure": structure, "density": d,
-                                   "seed": cfg.seed, "views": n, "jaccard": r["jaccard"],
-                                   "efficiency_lateral": r["efficiency_lateral"], "rmse_lateral_nm": r["rmse_lateral_nm"],
-                                   "crlb_ratio": r["crlb_ratio"], "seconds": dt}
-                            rows.append(row)
-                            print(f"| {model} | {cam_name} | {structure} | {d:g} | {cfg.seed} | {n} | "
-                                  f"{100 * r['jaccard']:.1f} | {r['efficiency_lateral']:.1f} | {r['rmse_lateral_nm']:.1f} | "
-                                  f"{r['crlb_ratio']:.2f} | {dt:.1f} |", flush=True)
+    for cam_name, cam, structure, d, seed, frames, gt in _movies(a):
+        for model in a.models.split(","):
+            for n in views:
+                t = time.perf_counter()
+                res = predict(frames, model, camera=cam, pixel_size_nm=100.0, device="cpu", tta=n, threads=a.threads)
+                dt = time.perf_counter() - t
+                r = evaluation_report(gt, res.localizations, camera=cam, pixel_size_nm=100.0, psf_sigma_nm=120.0,
+                                      method="hungarian").as_dict()
+                rows.append({"model": model, "camera": cam_name, "structure": structure, "density": d, "seed": seed,
+                             "views": n, "jaccard": r["jaccard"], "efficiency_lateral": r["efficiency_lateral"],
+                             "rmse_lateral_nm": r["rmse_lateral_nm"], "crlb_ratio": r["crlb_ratio"], "seconds": dt})
+                print(f"| {model} | {cam_name} | {structure} | {d:g} | {seed} | {n} | {100 * r['jaccard']:.1f} | "
+                      f"{r['efficiency_lateral']:.1f} | {r['rmse_lateral_nm']:.1f} | {r['crlb_ratio']:.2f} | {dt:.1f} |",
+                      flush=True)
     # mean change against one view, by model, views and density
     base = {(r["model"], r["camera"], r["structure"], r["density"], r["seed"]): r for r in rows if r["views"] == 1}
     delta = defaultdict(list)
