@@ -149,6 +149,19 @@ def test_cuda_fp32_matches_cpu(sim64):
 
 
 @pytest.mark.gpu
+def test_cuda_test_time_views_match_cpu(sim64):
+    """``tta=4`` (flipped views, core/tta.py) gives the CPU's localizations on CUDA too (float32 both)."""
+    frames, _ = sim64
+    cpu = predict(frames, "decode", device="cpu", precision="fp32", tta=4).localizations
+    gpu = predict(frames, "decode", device="cuda", precision="fp32", tta=4)
+    assert gpu.meta["tta"] == 4 and gpu.meta["tta_views_added"] == 3
+    from napari_smlm.core.metrics.matching import evaluate
+
+    m = evaluate(cpu, gpu.localizations, tol_lateral_nm=5.0)
+    assert m.jaccard > 0.98 and m.rmse_lateral_nm < 1.0
+
+
+@pytest.mark.gpu
 def test_amp_keeps_accuracy(sim64):
     """float16 autocast (the CUDA default) against float32, both scored against the ground truth."""
     from napari_smlm.core.metrics.matching import evaluate
