@@ -22,7 +22,7 @@ import logging
 import math
 from typing import Any
 
-from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLineEdit, QPushButton, QWidget
+from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLineEdit, QPushButton, QWidget
 
 from .. import _layers
 from ._base import LayerPicker, ResultTable, SmlmDockWidget, dspin, notify_error, notify_warning, wrap_label
@@ -72,6 +72,7 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
         self.benchmark_stop.setEnabled(False)
         self.status = TaskStatus()  # this widget's own run (the model comparison)
         self.status_label = wrap_label("")
+        self.status_label.setVisible(False)  # shown from the first comparison on (an empty row left a gap)
         # both tables fit the dock's width (a narrow dock cut the comparison's headers behind a scroll bar)
         self.benchmark_table = ResultTable([h for h, _, _, _ in BENCH_SHOWN], tips=[t for _, _, _, t in BENCH_SHOWN])
         self.benchmark_table.setVisible(False)  # no empty box pushing the metrics down before a comparison ran
@@ -101,7 +102,10 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
         cf = QFormLayout(cmp_box)
         cf.addRow("Movie", self.movie_picker)
         cf.addRow("Models", self.models_edit)
-        cf.addRow(self.benchmark_button, self.benchmark_stop)
+        buttons = QHBoxLayout()  # both buttons across the box: in the label column the button narrowed the pickers
+        buttons.addWidget(self.benchmark_button, 3)
+        buttons.addWidget(self.benchmark_stop, 1)
+        cf.addRow(buttons)
         cf.addRow(self.status_label)
         cf.addRow(self.benchmark_table)
 
