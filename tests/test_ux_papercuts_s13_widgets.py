@@ -144,8 +144,30 @@ def test_the_model_comparison_and_metric_tables_fit_a_narrow_dock(qtbot, viewer)
     _check_fits(t)
     assert t.item(8, 0).toolTip() == "picasso (baseline)"  # elided in the cell, whole on hover
     assert t.item(8, 5).text() == "1111"  # not 1.11e+03
-    _check_fits(w.table)
+    _check_fits(w.table, stretch=1)
     assert w.table.rowCount() >= 10
+
+
+def test_metric_names_show_whole_next_to_a_long_value(qtbot, viewer):
+    """Symptom (docs/screenshots/evaluation.png): a ground truth without photons puts 'n/a (no CRLB: needs a
+    'photons' column …)' in the value column, which took the width: the names read 'Jacca…x (%)', 'RMSE…(nm)'."""
+    from napari.layers import Layer
+
+    t = _table()
+    data, kw, kind = _layers.localizations_layer_data(Localizations(t.to_dataframe().drop(columns=["photons"]), t.meta),
+                                                      "truth", kind="ground_truth")
+    viewer.add_layer(Layer.create(data, kw, kind))
+    _add(viewer, "found", seed=1)
+    dock, w = _evaluation(viewer)
+    _narrowest(qtbot, viewer, w, dock)
+    assert w.evaluate() is not None
+    qtbot.waitUntil(lambda: w.table.isVisible())
+    texts = [w.table.item(i, 1).text() for i in range(w.table.rowCount())]
+    assert any("photons" in v for v in texts)  # the long value is there
+    _check_fits(w.table, stretch=1)
+    fm, col = w.table.fontMetrics(), w.table.columnWidth(0)
+    for i in range(w.table.rowCount()):
+        assert col >= fm.horizontalAdvance(w.table.item(i, 0).text()), w.table.item(i, 0).text()
 
 
 # ============================================================================ the image to compare

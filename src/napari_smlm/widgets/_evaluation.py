@@ -78,7 +78,7 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
         self.benchmark_table.setVisible(False)  # no empty box pushing the metrics down before a comparison ran
         self.benchmark_rows: list[dict] = []
 
-        self.table = ResultTable(["metric", "value"])
+        self.table = ResultTable(["metric", "value"], stretch=1)  # metric names whole; a long value elides
         self.note = wrap_label()
         self.note.setStyleSheet("color: gray;")
 
