@@ -4,7 +4,8 @@ Every widget is opened with ``add_plugin_dock_widget``: it holds napari's ``Publ
 
 * Ground truth and localizations were pre-selected as the same layer when no layer was marked as ground truth.
 * The model comparison's header was cut (behind a horizontal scroll bar) when the dock was narrow.
-* The image picker offered (and chose) the raw movie when no super-resolved image was open.
+* The image picker offered (and chose) the raw movie when no super-resolved image was open; the model
+  comparison's movie picker offered a render.
 """
 
 import numpy as np
@@ -217,3 +218,12 @@ def test_the_image_picker_prefers_a_render_and_offers_unmarked_grey_images(viewe
     viewer.layers.remove("sr")
     assert w.sr_picker.value.name == "thunderstorm render" and not w.compare_button.isEnabled()  # no ground truth
     assert "ground-truth" in w.compare_button.toolTip()
+
+
+def test_the_model_comparison_never_offers_a_render_as_its_movie(viewer):
+    """Symptom: with a movie of another reader (no kind) under a render, 'Compare models' chose the render."""
+    _add_image(viewer, "movie (other reader)", np.zeros((4, 16, 16), np.uint16))
+    _add_image(viewer, "movie [render]", np.ones((64, 64), np.float32), kind="super_resolved")
+    _, w = _evaluation(viewer)
+    assert w.movie_picker.value.name == "movie (other reader)"  # was: "movie [render]" (the top layer)
+    assert _choices(w.movie_picker) == ["movie (other reader)"]

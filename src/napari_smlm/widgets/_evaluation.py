@@ -26,7 +26,7 @@ from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLine
 
 from .. import _layers
 from ._base import LayerPicker, ResultTable, SmlmDockWidget, dspin, notify_error, notify_warning, wrap_label
-from ._controls import may_be_sr_image
+from ._controls import may_be_movie, may_be_sr_image
 from ._evaluation_models import BENCH_SHOWN, ModelComparison, _fmt  # noqa: F401 - _fmt: old import path
 from ._state import TaskStatus
 
@@ -64,7 +64,7 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
         self.blur = dspin(20.0, 0.0, 1000.0, 5.0, 1, " nm", "Both images are blurred by this Gaussian before comparison")
         self.compare_button = QPushButton("Compare images")
 
-        self.movie_picker = LayerPicker(napari_viewer, (Image,))
+        self.movie_picker = LayerPicker(napari_viewer, (Image,), accept=may_be_movie)  # not a render (as Reconstruction)
         self.models_edit = QLineEdit("all")
         self.models_edit.setToolTip("'all' (every shipped model) or a comma list of model names / .pt checkpoints")
         self.benchmark_button = QPushButton("Compare models on this movie")
