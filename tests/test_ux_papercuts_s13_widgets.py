@@ -4,6 +4,8 @@ Every widget is opened with ``add_plugin_dock_widget``: it holds napari's ``Publ
 
 * Ground truth and localizations were pre-selected as the same layer when no layer was marked as ground truth.
 * The model comparison's header was cut (behind a horizontal scroll bar) when the dock was narrow.
+* The image picker offered (and chose) the raw movie when no super-resolved image was open; the model
+  comparison's movie picker offered a render.
 """
 
 import numpy as np
@@ -143,5 +145,85 @@ def test_the_model_comparison_and_metric_tables_fit_a_narrow_dock(qtbot, viewer)
     _check_fits(t)
     assert t.item(8, 0).toolTip() == "picasso (baseline)"  # elided in the cell, whole on hover
     assert t.item(8, 5).text() == "1111"  # not 1.11e+03
-    _check_fits(w.table)
+    _check_fits(w.table, stretch=1)
     assert w.table.rowCount() >= 10
+
+
+def test_metric_names_show_whole_next_to_a_long_value(qtbot, viewer):
+    """Symptom (docs/screenshots/evaluation.png): a ground truth without photons puts 'n/a (no CRLB: needs a
+    'photons' column …)' in the value column, which took the width: the names read 'Jacca…x (%)', 'RMSE…(nm)'."""
+    from napari.layers import Layer
+
+    t = _table()
+    data, kw, kind = _layers.localizations_layer_data(Localizations(t.to_dataframe().drop(columns=["photons"]), t.meta),
+                                                      "truth", kind="ground_truth")
+    viewer.add_layer(Layer.create(data, kw, kind))
+    _add(viewer, "found", seed=1)
+    dock, w = _evaluation(viewer)
+    _narrowest(qtbot, viewer, w, dock)
+    assert w.evaluate() is not None
+    qtbot.waitUntil(lambda: w.table.isVisible())
+    texts = [w.table.item(i, 1).text() for i in range(w.table.rowCount())]
+    assert any("photons" in v for v in texts)  # the long value is there
+    _check_fits(w.table, stretch=1)
+    fm, col = w.table.fontMetrics(), w.table.columnWidth(0)
+    for i in range(w.table.rowCount()):
+        assert col >= fm.horizontalAdvance(w.table.item(i, 0).text()), w.table.item(i, 0).text()
+
+
+# ============================================================================ the image to compare
+def _add_image(viewer, name, data, kind=None):
+    """An image layer; ``kind``: "movie" / "super_resolved" as this plugin's readers mark them, None: unmarked."""
+    from napari.layers import Layer
+
+    if kind == "super_resolved":
+        viewer.add_layer(Layer.create(*_layers.super_resolved_layer_data(data, 25.0, name)))
+    elif kind == "movie":
+        viewer.add_layer(Layer.create(*_layers.movie_layer_data(data, 100.0, name)))
+    else:
+        viewer.add_image(data, name=name)
+    return viewer.layers[name]
+
+
+def _choices(picker):
+    return [picker.itemText(i) for i in range(picker.count())]
+
+
+def test_the_image_picker_never_offers_the_raw_movie_and_says_why_compare_cannot_run(viewer):
+    """Symptom: with a movie and no render open, 'Image' showed the raw movie and 'Compare images' was enabled."""
+    _add_image(viewer, "raw", np.zeros((4, 16, 16), np.uint16), kind="movie")
+    _add_image(viewer, "other stack", np.zeros((3, 16, 16), np.float32))  # unmarked, but not one 2-D image
+    _add_image(viewer, "one frame", np.zeros((16, 16), np.uint16), kind="movie")  # a movie of one frame
+    _add(viewer, "truth", kind="ground_truth")
+    _, w = _evaluation(viewer)
+    assert w.sr_picker.value is None and _choices(w.sr_picker) == []  # was: "raw" chosen
+    assert not w.compare_button.isEnabled()
+    assert "No super-resolved image" in w.compare_button.toolTip() and "No super-resolved image" in w.note.text()
+    n = len(_errors())
+    assert w.compare_images() is None and len(_errors()) == n + 1 and "No super-resolved image" in _errors()[-1]
+    # a render opened later is chosen, and Compare runs
+    render = _add_image(viewer, "raw [render]", np.ones((64, 64), np.float32), kind="super_resolved")
+    assert _same(w.sr_picker.value, render) and w.compare_button.isEnabled()
+    assert "No super-resolved image" not in w.note.text()
+    assert w.compare_images() is not None
+
+
+def test_the_image_picker_prefers_a_render_and_offers_unmarked_grey_images(viewer):
+    render = _add_image(viewer, "sr", np.ones((64, 64), np.float32), kind="super_resolved")
+    _add_image(viewer, "raw", np.zeros((4, 16, 16), np.uint16), kind="movie")  # on top of the render
+    _add_image(viewer, "thunderstorm render", np.ones((64, 64), np.float32))  # another program's image: no kind
+    _, w = _evaluation(viewer)
+    assert _same(w.sr_picker.value, render)  # the render, not the top image
+    assert _choices(w.sr_picker) == ["thunderstorm render", "sr"]  # was: "raw" offered too
+    viewer.layers.remove("sr")
+    assert w.sr_picker.value.name == "thunderstorm render" and not w.compare_button.isEnabled()  # no ground truth
+    assert "ground-truth" in w.compare_button.toolTip()
+
+
+def test_the_model_comparison_never_offers_a_render_as_its_movie(viewer):
+    """Symptom: with a movie of another reader (no kind) under a render, 'Compare models' chose the render."""
+    _add_image(viewer, "movie (other reader)", np.zeros((4, 16, 16), np.uint16))
+    _add_image(viewer, "movie [render]", np.ones((64, 64), np.float32), kind="super_resolved")
+    _, w = _evaluation(viewer)
+    assert w.movie_picker.value.name == "movie (other reader)"  # was: "movie [render]" (the top layer)
+    assert _choices(w.movie_picker) == ["movie (other reader)"]

@@ -117,6 +117,21 @@ def may_be_movie(layer: Any) -> bool:
     return (getattr(layer, "metadata", None) or {}).get("smlm_kind") not in _NOT_A_MOVIE
 
 
+#: Image layers this plugin makes that are never a super-resolved grey image (raw frames, the network's output,
+#: a colour render).
+_NOT_AN_SR_IMAGE = frozenset({"movie", "network_output", "super_resolved_rgb"})
+
+
+def may_be_sr_image(layer: Any) -> bool:
+    """Whether an image layer may be a super-resolved image to score: one grey 2-D image, not a raw movie.
+
+    The Evaluation dock's image picker offered (and chose) the raw movie when no render was open. Layers of
+    other readers carry no kind and stay offered when they are one grey 2-D image.
+    """
+    kind = (getattr(layer, "metadata", None) or {}).get("smlm_kind")
+    return kind not in _NOT_AN_SR_IMAGE and not getattr(layer, "rgb", False) and getattr(layer, "ndim", 0) == 2
+
+
 class LayerPicker(QComboBox):
     """A combo box of the viewer's layers of some types, kept in sync with the layer list.
 

@@ -8,7 +8,8 @@ a ground-truth render.
   set by the Reconstruction widget, also after Cancel), the ground truth is restricted to them.
 * Images: the ground truth is rendered on the SR layer's own grid (pixel size, origin, shape);
   both images are blurred by the same Gaussian (σ in nm) so that they are compared at the same
-  resolution, then SSIM (max-normalised) and NMSE (sum-normalised).
+  resolution, then SSIM (max-normalised) and NMSE (sum-normalised). The image is one grey 2-D
+  image, never a raw movie (:func:`._controls.may_be_sr_image`); with none open, Compare is off and says why.
 * Models (:mod:`._evaluation_models`): every chosen model run on a movie layer and scored against
   the ground truth (``core.benchmark``), on a worker.
 
@@ -21,10 +22,11 @@ import logging
 import math
 from typing import Any
 
-from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QLineEdit, QPushButton, QWidget
+from qtpy.QtWidgets import QComboBox, QFormLayout, QGroupBox, QHBoxLayout, QLineEdit, QPushButton, QWidget
 
 from .. import _layers
 from ._base import LayerPicker, ResultTable, SmlmDockWidget, dspin, notify_error, notify_warning, wrap_label
+from ._controls import may_be_movie, may_be_sr_image
 from ._evaluation_models import BENCH_SHOWN, ModelComparison, _fmt  # noqa: F401 - _fmt: old import path
 from ._state import TaskStatus
 
@@ -57,11 +59,12 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
         self.excess.setToolTip("Excess noise factor of the camera (used unless the ground truth records its camera)")
         self.evaluate_button = QPushButton("Evaluate localizations")
 
-        self.sr_picker = LayerPicker(napari_viewer, (Image,))
+        # one grey 2-D image, never the raw movie (it was chosen when no render was open); empty when none is open
+        self.sr_picker = LayerPicker(napari_viewer, (Image,), accept=may_be_sr_image)
         self.blur = dspin(20.0, 0.0, 1000.0, 5.0, 1, " nm", "Both images are blurred by this Gaussian before comparison")
         self.compare_button = QPushButton("Compare images")
 
-        self.movie_picker = LayerPicker(napari_viewer, (Image,))
+        self.movie_picker = LayerPicker(napari_viewer, (Image,), accept=may_be_movie)  # not a render (as Reconstruction)
         self.models_edit = QLineEdit("all")
         self.models_edit.setToolTip("'all' (every shipped model) or a comma list of model names / .pt checkpoints")
         self.benchmark_button = QPushButton("Compare models on this movie")
@@ -69,12 +72,13 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
         self.benchmark_stop.setEnabled(False)
         self.status = TaskStatus()  # this widget's own run (the model comparison)
         self.status_label = wrap_label("")
+        self.status_label.setVisible(False)  # shown from the first comparison on (an empty row left a gap)
         # both tables fit the dock's width (a narrow dock cut the comparison's headers behind a scroll bar)
         self.benchmark_table = ResultTable([h for h, _, _, _ in BENCH_SHOWN], tips=[t for _, _, _, t in BENCH_SHOWN])
         self.benchmark_table.setVisible(False)  # no empty box pushing the metrics down before a comparison ran
         self.benchmark_rows: list[dict] = []
 
-        self.table = ResultTable(["metric", "value"])
+        self.table = ResultTable(["metric", "value"], stretch=1)  # metric names whole; a long value elides
         self.note = wrap_label()
         self.note.setStyleSheet("color: gray;")
 
@@ -98,7 +102,10 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
         cf = QFormLayout(cmp_box)
         cf.addRow("Movie", self.movie_picker)
         cf.addRow("Models", self.models_edit)
-        cf.addRow(self.benchmark_button, self.benchmark_stop)
+        buttons = QHBoxLayout()  # both buttons across the box: in the label column the button narrowed the pickers
+        buttons.addWidget(self.benchmark_button, 3)
+        buttons.addWidget(self.benchmark_stop, 1)
+        cf.addRow(buttons)
         cf.addRow(self.status_label)
         cf.addRow(self.benchmark_table)
 
@@ -137,6 +144,18 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
             return "Ground truth and localizations are the same layer; choose two different layers."
         return None
 
+    def image_invalid_reason(self) -> str | None:
+        """Why the image comparison cannot run (None when it can)."""
+        layer = self.sr_picker.value
+        if layer is None:
+            return ("No super-resolved image to compare: render the localizations (Render dock) "
+                    "or open a super-resolved TIFF.")
+        if layer.rgb or layer.data.ndim != 2:
+            return "Choose a 2-D super-resolved image layer to compare."
+        if self.gt_picker.value is None:
+            return "Choose the ground-truth points layer to compare the image with."
+        return None
+
     def _on_inputs_changed(self, *_: Any) -> None:
         """A pick or a picked layer's data changed: the table no longer describes it; say why Evaluate is off."""
         for layer in self._watched:
@@ -153,7 +172,12 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
         reason = self.invalid_reason()
         self.evaluate_button.setEnabled(reason is None)
         self.evaluate_button.setToolTip(reason or "Match the localizations to the ground truth, frame by frame")
-        self.note.setText(reason or "")
+        image_reason = self.image_invalid_reason()
+        self.compare_button.setEnabled(image_reason is None)
+        self.compare_button.setToolTip(image_reason or "SSIM / NMSE against the ground truth rendered on the image's grid")
+        if self.sr_picker.value is not None:  # "choose the ground truth" is said once, by the localizations' reason
+            image_reason = None
+        self.note.setText(" ".join(r for r in (reason, image_reason) if r))
 
     def _could_be_localizations(self, layer: Any) -> bool:
         """The localization picker's choice when it has none: a layer neither marked nor picked as ground truth."""
@@ -242,11 +266,9 @@ class EvaluationWidget(ModelComparison, SmlmDockWidget):
         from ..core.metrics import compare_images
 
         layer = self.sr_picker.value
-        if layer is None or layer.rgb or layer.data.ndim != 2:
-            notify_error("Choose a 2-D super-resolved image layer to compare.")
-            return None
-        if self.gt_picker.value is None:
-            notify_error("Choose a ground-truth points layer.")
+        reason = self.image_invalid_reason()
+        if reason:
+            notify_error(reason)
             return None
         gt = _layers.layer_to_localizations(self.gt_picker.value)
         rng = layer.metadata.get("frame_range")  # a reconstruction covers only the frames it processed

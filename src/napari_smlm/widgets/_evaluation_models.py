@@ -75,6 +75,7 @@ class ModelComparison:
 
     def _on_state_changed(self, state: Any) -> None:
         running = self.status.running
+        self.status_label.setVisible(True)  # hidden (no empty row) until the first comparison
         self.benchmark_button.setEnabled(not running)
         self.benchmark_stop.setEnabled(running)
 
