@@ -2,7 +2,7 @@
 
 Both scripts train a DECODE-like family through :func:`napari_smlm.core.training.iter_train`
 with the same command-line options (their defaults differ), the same :class:`TrainConfig`
-(ReduceLROnPlateau ×0.5, patience 3, floor 2e-5, or a cosine decay with ``--schedule cosine``; CPU) and the same logged loop over the
+(ReduceLROnPlateau ×0.5, patience 3, floor 2e-5, or a cosine decay with ``--schedule cosine``; CPU unless ``--device``) and the same logged loop over the
 updates; only the epoch's metrics, the simulation and the model set-up are their own.
 """
 
@@ -40,6 +40,8 @@ def add_training_arguments(ap: argparse.ArgumentParser, *, minutes: float, threa
                          "--min-lr over the budget (--minutes / --max-steps)")
     ap.add_argument("--min-lr", type=float, default=2e-5)
     ap.add_argument("--warmup-steps", type=int, default=0, help="linear learning-rate warm-up (steps)")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu (the shipped weights' runs), cuda, cuda:N or auto; the simulation runs there too")
 
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
@@ -55,7 +57,7 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         val_batches=args.val_batches,
         grad_clip=args.grad_clip,
         seed=args.seed,
-        device="cpu",
+        device=args.device,
         threads=args.threads,
         max_minutes=args.minutes,
         schedule=args.schedule,

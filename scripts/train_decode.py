@@ -117,7 +117,10 @@ def train(args) -> None:
         vfam = get_family("decode", {**base, **model_config, "microscopes": None,
                                      "density_range": [float(v) for v in args.val_density_range]})
         vrng = np.random.default_rng(args.seed + 1_000_003)
-        val_set = [vfam.simulate_batch(sim, cfg.batch_size, vrng, "cpu", randomize=True) for _ in range(cfg.val_batches)]
+        from napari_smlm.core.device import resolve_device
+
+        dev = resolve_device(cfg.device)
+        val_set = [vfam.simulate_batch(sim, cfg.batch_size, vrng, dev, randomize=True) for _ in range(cfg.val_batches)]
         log.info("validation: %d batches of %d default-microscope crops, density %s /um2", cfg.val_batches,
                  cfg.batch_size, args.val_density_range)
     # iter_train configures the new model for `sim` (normalisation, photon / background scales)

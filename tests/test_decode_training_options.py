@@ -145,3 +145,24 @@ def test_structure_shares_must_leave_room_for_each_other():
     with pytest.raises(ValueError, match="each must be in"):
         DecodeFamily({"p_clusters": -0.1})
     assert DecodeFamily({"p_filaments": 0.6, "p_clusters": 0.4}).config["p_clusters"] == 0.4
+
+
+def test_the_prepared_gpu_run_starts_and_writes_its_candidate(tmp_path):
+    """scripts/gpu_issue15.sh (issue 15's prepared GPU run) on CPU for a few steps: the options parse, the
+    randomised-microscope fine-tune runs from the shipped decode, and the candidate and its history are written."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from napari_smlm.core.checkpoint import load_checkpoint
+
+    root = Path(__file__).resolve().parents[1]
+    env = {**os.environ, "DEVICE": "cpu", "MINUTES": "0.2", "MAX_STEPS": "4", "BATCH": "2", "OUT": str(tmp_path),
+           "PY": sys.executable, "OMP_NUM_THREADS": "1"}
+    run = subprocess.run(["bash", "scripts/gpu_issue15.sh"], cwd=root, env=env, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
+    ck = load_checkpoint(tmp_path / "decode_gpu.pt")
+    assert ck.model == "decode" and ck.model_config["microscopes"] is not None
+    assert (tmp_path / "decode_gpu_history.json").is_file()
