@@ -212,7 +212,12 @@ def main(argv=None) -> int:
     p.add_argument("--parallel", default=None, choices=["auto", "batches", "ops"],
                    help="this tree's `localize --parallel` / predict(parallel=...) (default: its own default; "
                    "never passed to --baseline-src)")
+    p.add_argument("--tta", type=int, default=None, choices=[1, 2, 4],
+                   help="this tree's `localize --tta` (test-time views, whole process only: use with --skip-inproc; "
+                   "never passed to --baseline-src)")
     a = p.parse_args(argv)
+    if a.tta and not a.skip_inproc:
+        raise SystemExit("--tta times the whole process only: add --skip-inproc")
     if a.threads:
         os.environ["OMP_NUM_THREADS"] = str(a.threads)
     import torch
@@ -238,7 +243,7 @@ def main(argv=None) -> int:
         f"Machine: {mach['cpu']}, {mach['cores']} CPUs; flags: {cpu_flags_summary()} (native bf16: {cpu_has_fast_bf16()}); "
         f"torch {mach['torch']}, {torch.get_num_threads()} threads; {a.runs} runs each"
         f"{f' ({a.baseline_runs} of --baseline-src)' if a.baseline_src and a.baseline_runs else ''}; "
-        f"batch {a.batch_size or 'default'}; parallel {a.parallel or 'default'}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
+        f"batch {a.batch_size or 'default'}; parallel {a.parallel or 'default'}; tta {a.tta or 1}; {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.",
     ]
     print(head[0], flush=True)
     print(f"load average at start: {load0[0]:.2f} {load0[1]:.2f} {load0[2]:.2f}", flush=True)
@@ -266,12 +271,13 @@ def main(argv=None) -> int:
         for model in [*models, *files]:
             ref = files.get(model, model)
             for prec in precisions:
-                row = {"model": model, "precision": prec}
+                row = {"model": f"{model}, tta {a.tta}" if a.tta else model, "precision": prec}
                 before = None
                 if not a.skip_cli:
                     env_m = envs if model not in files else {"": envs[""]}
                     res = whole_process(tif, ref, prec, {k: runs[k] for k in env_m}, env_m, a.batch_size, tmp,
-                                        {"": ["--parallel", a.parallel]} if a.parallel else None, base_prec)
+                                        {"": [*(["--parallel", a.parallel] if a.parallel else []),
+                                              *(["--tta", str(a.tta)] if a.tta else [])]}, base_prec)
                     for label, r in res.items():
                         dst = row if not label else {
                             "model": f"{model} ({label})",
