@@ -251,7 +251,7 @@ def _refit(frames, locs, cam, px, sigma_px, combine):
                         torch.from_numpy(locs["x_nm"] / px).float(), torch.from_numpy(locs["y_nm"] / px).float(),
                         torch.from_numpy(locs["photons"]).float(), torch.from_numpy(locs["bg"]).float(), sigma_px,
                         cam.excess_noise, rn)
-    out = locs.filter(np.ones(len(locs), bool))
+    out = locs.copy()
     fx, fy = r.x_px.double().numpy(), r.y_px.double().numpy()
     if combine:  # inverse-variance average of the network's position (its σ head) and the fit (its Fisher bound)
         cx = np.nan_to_num(r.crlb_x_px.double().numpy(), nan=1e6)

@@ -23,7 +23,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-__all__ = ["TTA_CHOICES", "FlipAverage", "tta_views"]
+__all__ = ["TTA_CHOICES", "FlipAverage", "mirror_back", "tta_views"]
 
 #: Allowed numbers of views.
 TTA_CHOICES = (1, 2, 4)
@@ -48,6 +48,18 @@ def tta_views(n: int, already_rotated: bool = False) -> tuple[tuple[int, ...], .
     if already_rotated:
         views = tuple(v for v in views if v != (-2, -1))[:1]
     return views
+
+
+def mirror_back(out: torch.Tensor, dims, x_channels=(), y_channels=()) -> torch.Tensor:
+    """The output of a flipped view in the frame's own orientation: the maps flipped back along ``dims``, the x
+    (y) offset channels negated when x (y) was flipped. The one home of this rule (also :class:`Decode3DNet`'s
+    own 180° average)."""
+    o = out.flip(dims)
+    if -1 in dims and len(x_channels):
+        o[:, list(x_channels)] = -o[:, list(x_channels)]
+    if -2 in dims and len(y_channels):
+        o[:, list(y_channels)] = -o[:, list(y_channels)]
+    return o
 
 
 class FlipAverage(nn.Module):
@@ -80,10 +92,5 @@ class FlipAverage(nn.Module):
             xv = x.flip(dims)
             if fmt is not None:
                 xv = xv.contiguous(memory_format=fmt)
-            o = self.net(xv).flip(dims).float()
-            if -1 in dims and self.x_channels:
-                o[:, self.x_channels] = -o[:, self.x_channels]
-            if -2 in dims and self.y_channels:
-                o[:, self.y_channels] = -o[:, self.y_channels]
-            acc = acc + o
+            acc = acc + mirror_back(self.net(xv).float(), dims, self.x_channels, self.y_channels)
         return (acc / (1 + len(self.views))).to(out.dtype)

@@ -57,6 +57,7 @@ import torch
 from ..calibration import AstigmaticCalibration
 from ..config import SimulationConfig
 from ..localizations import Localizations
+from ..tta import mirror_back
 from . import register
 from .base import Batch, PostprocessResult
 from .decode import HEADS, DecodeFamily, DecodeNet
@@ -93,14 +94,15 @@ class Decode3DNet(DecodeNet):
     def __init__(self, config: dict):
         super().__init__(config)
         self.symmetrize = bool(config.get("symmetrize", True))
-        self._flip_sign = [k for k, c in enumerate(self.channels) if c in ("dx", "dy")]
+        self._x_channels = [k for k, c in enumerate(self.channels) if c == "dx"]
+        self._y_channels = [k for k, c in enumerate(self.channels) if c == "dy"]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = super().forward(x)
         if self.training or not self.symmetrize:
             return out
-        rot = super().forward(x.flip(-2, -1)).flip(-2, -1)
-        rot[:, self._flip_sign] = -rot[:, self._flip_sign]  # offsets point the other way in the rotated frame
+        # offsets point the other way in the rotated frame (core/tta.py: the one home of that rule)
+        rot = mirror_back(super().forward(x.flip(-2, -1)), (-2, -1), self._x_channels, self._y_channels)
         return 0.5 * (out + rot)
 
 
